@@ -1,0 +1,79 @@
+"""actorflow: an actor runtime for dataflow programs, built on trio.
+
+Every module of a graph runs as an actor with a bounded mailbox inside a trio nursery;
+links are bounded, so a slow consumer slows its producer instead of growing memory.
+"""
+
+from __future__ import annotations
+
+from ._copying import CopyPolicy as CopyPolicy
+from ._data import Data as Data
+from ._data import decode as decode
+from ._data import encode as encode
+from ._exceptions import ActorflowError as ActorflowError
+from ._exceptions import CleanupError as CleanupError
+from ._exceptions import GraphError as GraphError
+from ._exceptions import GraphProblem as GraphProblem
+from ._exceptions import InitializationError as InitializationError
+from ._exceptions import LifecycleError as LifecycleError
+from ._exceptions import RunError as RunError
+from ._exceptions import SerializationError as SerializationError
+from ._exceptions import ValidationError as ValidationError
+from ._graph import Graph as Graph
+from ._graph import LinkSpec as LinkSpec
+from ._graph import ModuleSpec as ModuleSpec
+from ._logging import configure_logging as configure_logging
+from ._module import Many as Many
+from ._module import Module as Module
+from ._module import ModuleKind as ModuleKind
+from ._module import Processor as Processor
+from ._module import Sink as Sink
+from ._module import Source as Source
+from ._ports import Port as Port
+from ._settings import Settings as Settings
+from ._status import ActorState as ActorState
+from ._status import ActorStatus as ActorStatus
+from ._status import LinkStatus as LinkStatus
+from ._status import SystemState as SystemState
+from ._status import SystemStatus as SystemStatus
+from ._system import System as System
+from ._system import open_system as open_system
+from ._system import run as run
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ActorState",
+    "ActorStatus",
+    "ActorflowError",
+    "CleanupError",
+    "CopyPolicy",
+    "Data",
+    "GraphError",
+    "GraphProblem",
+    "Graph",
+    "InitializationError",
+    "LifecycleError",
+    "LinkSpec",
+    "LinkStatus",
+    "Many",
+    "Module",
+    "ModuleKind",
+    "ModuleSpec",
+    "Port",
+    "Processor",
+    "RunError",
+    "SerializationError",
+    "Settings",
+    "Sink",
+    "Source",
+    "System",
+    "SystemState",
+    "SystemStatus",
+    "ValidationError",
+    "configure_logging",
+    "decode",
+    "encode",
+    "open_system",
+    "run",
+]

@@ -1,0 +1,130 @@
+"""Every error actorflow raises on purpose.
+
+All of them derive from :class:`ActorflowError`, so ``except actorflow.ActorflowError``
+catches anything the runtime reports; each one also derives from the builtin it refines
+where there is one, so ordinary ``except ValueError`` code keeps working. Every message
+names the module, port, link or key at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = [
+    "ActorflowError",
+    "CleanupError",
+    "GraphError",
+    "GraphProblem",
+    "InitializationError",
+    "LifecycleError",
+    "RunError",
+    "SerializationError",
+    "ValidationError",
+]
+
+
+class ActorflowError(Exception):
+    """Base class of every error raised by actorflow."""
+
+
+@attrs.frozen
+class GraphProblem:
+    """One thing wrong with a graph, as found by validation.
+
+    Attributes:
+        message: What is wrong, in a sentence that names the culprit.
+        module: The module at fault, when there is one.
+        port: The port at fault, when there is one.
+    """
+
+    message: str
+    module: str | None = None
+    port: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class GraphError(ActorflowError, ValueError):
+    """A graph is not valid; nothing was started.
+
+    Validation collects *every* problem before raising, so one run shows them all.
+
+    Attributes:
+        problems: Each problem found, in the order validation found them.
+    """
+
+    def __init__(self, problems: Sequence[GraphProblem]) -> None:
+        self.problems: tuple[GraphProblem, ...] = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  - {p.message}" for p in self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"invalid graph ({count} {noun}):\n{lines}")
+
+
+class LifecycleError(ActorflowError):
+    """A module hook failed; the subclass says which phase.
+
+    Attributes:
+        module: The name of the module whose hook failed.
+        phase: ``"init"``, ``"validate"``, ``"run"`` or ``"cleanup"``.
+    """
+
+    phase: str = "lifecycle"
+
+    def __init__(self, module: str, message: str) -> None:
+        self.module = module
+        super().__init__(f"module {module!r} failed in {self.phase}: {message}")
+
+
+class InitializationError(LifecycleError):
+    """Constructing a module raised; no module was started."""
+
+    phase = "init"
+
+
+class ValidationError(LifecycleError, ValueError):
+    """A module's ``validate()`` hook rejected its configuration; no module was started."""
+
+    phase = "validate"
+
+
+class RunError(LifecycleError):
+    """A module raised while it ran; the system was stopped.
+
+    Attributes:
+        message_id: The id of the item being handled when it failed, or ``None`` when the
+            failure was not tied to an item (a source's ``start()``, say).
+    """
+
+    phase = "run"
+
+    def __init__(self, module: str, message: str, *, message_id: str | None = None) -> None:
+        self.message_id = message_id
+        if message_id is not None:
+            message = f"{message} (while handling message {message_id})"
+        super().__init__(module, message)
+
+
+class CleanupError(LifecycleError):
+    """A module's ``cleanup()`` hook raised.
+
+    Raised only when nothing else failed: a cleanup failure never hides the error that
+    stopped the system; it is attached to that error as a note instead.
+    """
+
+    phase = "cleanup"
+
+
+class SerializationError(ActorflowError, TypeError):
+    """A value cannot be encoded to, or decoded from, msgpack.
+
+    Attributes:
+        path: Where in the value the problem is, such as ``fields['pos'][2]``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"cannot serialise {path}: {message}")

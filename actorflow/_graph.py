@@ -1,0 +1,393 @@
+"""Declaring a graph of modules and links, and validating it as a whole."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._copying import CopyPolicy
+from ._exceptions import GraphError, GraphProblem
+from ._module import Module
+from ._ports import Port, describe_type, is_compatible, normalize_ports
+
+__all__ = ["Graph", "LinkSpec", "ModuleSpec"]
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
+def _to_copy_policy(value: CopyPolicy | str) -> CopyPolicy:
+    if isinstance(value, CopyPolicy):
+        return value
+    try:
+        return CopyPolicy(value)
+    except ValueError:
+        choices = ", ".join(repr(p.value) for p in CopyPolicy)
+        raise ValueError(f"copy must be one of {choices}, got {value!r}") from None
+
+
+@attrs.frozen
+class ModuleSpec:
+    """A module declared in a graph: its name, its class and its configuration."""
+
+    name: str
+    factory: type[Module]
+    config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+
+    def input_ports(self) -> dict[str, Port]:
+        return normalize_ports(self.factory.inputs, f"module {self.name!r}")
+
+    def output_ports(self) -> dict[str, Port]:
+        return normalize_ports(self.factory.outputs, f"module {self.name!r}")
+
+
+@attrs.frozen
+class LinkSpec:
+    """A link from an output port to an input port, with its options.
+
+    Attributes:
+        source: Producing module.
+        source_port: Its output port.
+        target: Consuming module.
+        target_port: Its input port.
+        buffer: How many items the link holds before its producer waits; ``None`` uses
+            the system's ``default_buffer``.
+        copy: The :class:`CopyPolicy` for items entering this link.
+        feedback: Marks the link that closes a cycle. Validation allows a cycle only
+            through a feedback link, and the end of stream does not wait for it.
+    """
+
+    source: str
+    source_port: str
+    target: str
+    target_port: str
+    buffer: int | None = attrs.field(default=None, validator=_positive_or_none)
+    copy: CopyPolicy = attrs.field(default=CopyPolicy.DEEP, converter=_to_copy_policy)
+    feedback: bool = False
+
+    @property
+    def name(self) -> str:
+        """``"source.port -> target.port"``, the name used in logs and errors."""
+        return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
+
+
+def _split_endpoint(endpoint: str, default_port: str) -> tuple[str, str]:
+    module, dot, port = endpoint.partition(".")
+    return module, (port if dot else default_port)
+
+
+@attrs.define
+class Graph:
+    """A set of modules and the links between them.
+
+    Build it in Python, then hand it to :func:`actorflow.open_system` or
+    :func:`actorflow.run`, which validate it as a whole before anything is constructed.
+
+    Example::
+
+        graph = Graph()
+        graph.add("numbers", Numbers, count=10)
+        graph.add("double", Double)
+        graph.add("show", Print)
+        graph.chain("numbers", "double", "show")
+    """
+
+    name: str = "graph"
+    _modules: list[ModuleSpec] = attrs.field(factory=list, alias="_modules")
+    _links: list[LinkSpec] = attrs.field(factory=list, alias="_links")
+
+    @property
+    def modules(self) -> tuple[ModuleSpec, ...]:
+        """Declared modules, in declaration order."""
+        return tuple(self._modules)
+
+    @property
+    def links(self) -> tuple[LinkSpec, ...]:
+        """Declared links, in declaration order."""
+        return tuple(self._links)
+
+    def add(self, name: str, module: type[Module], /, **config: Any) -> str:
+        """Declare a module named ``name``, built as ``module(**config)`` when the system starts.
+
+        Returns:
+            ``name``, so that declarations can be chained into :meth:`link`.
+        """
+        self._modules.append(ModuleSpec(name, module, config))
+        return name
+
+    def link(
+        self,
+        source: str,
+        target: str,
+        *,
+        buffer: int | None = None,
+        copy: CopyPolicy | str = CopyPolicy.DEEP,
+        feedback: bool = False,
+    ) -> LinkSpec:
+        """Link ``source`` (``"module"`` or ``"module.port"``) to ``target``.
+
+        A bare module name means its ``out`` port on the source side and its ``in`` port
+        on the target side.
+
+        Raises:
+            ValueError: An option has a value that can never be valid.
+        """
+        src, src_port = _split_endpoint(source, "out")
+        dst, dst_port = _split_endpoint(target, "in")
+        spec = LinkSpec(src, src_port, dst, dst_port, buffer=buffer, copy=copy, feedback=feedback)
+        self._links.append(spec)
+        return spec
+
+    def chain(self, *endpoints: str, **options: Any) -> list[LinkSpec]:
+        """Link each endpoint to the next one, with the same options for every link."""
+        return [self.link(a, b, **options) for a, b in itertools.pairwise(endpoints)]
+
+    def problems(self) -> list[GraphProblem]:
+        """Every problem in the graph; empty when it is valid."""
+        return _find_problems(self._modules, self._links)
+
+    def validate(self) -> None:
+        """Raise :class:`GraphError` listing every problem, if there is any."""
+        found = self.problems()
+        if found:
+            raise GraphError(found)
+
+    def start_order(self) -> list[str]:
+        """Module names with every consumer before its producers (feedback links ignored).
+
+        Ties keep declaration order, so the order is deterministic. Requires a valid graph.
+        """
+        return list(reversed(_topological_order(self._modules, self._links)))
+
+
+def _find_problems(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[GraphProblem]:
+    problems: list[GraphProblem] = []
+    specs: dict[str, ModuleSpec] = {}
+    inputs: dict[str, dict[str, Port]] = {}
+    outputs: dict[str, dict[str, Port]] = {}
+
+    for spec in modules:
+        name = spec.name
+        if not isinstance(name, str) or not name or "." in name or name != name.strip():
+            problems.append(
+                GraphProblem(
+                    f"module name {name!r} is invalid: use a non-empty name without '.' "
+                    "or surrounding spaces",
+                    module=str(name),
+                )
+            )
+            continue
+        if name in specs:
+            problems.append(GraphProblem(f"module {name!r} is declared twice", module=name))
+            continue
+        specs[name] = spec
+        factory: Any = spec.factory
+        if not (isinstance(factory, type) and issubclass(factory, Module)):
+            problems.append(
+                GraphProblem(
+                    f"module {name!r}: {spec.factory!r} is not a subclass of "
+                    "actorflow.Source, Processor or Sink",
+                    module=name,
+                )
+            )
+            continue
+        try:
+            inputs[name] = spec.input_ports()
+            outputs[name] = spec.output_ports()
+        except TypeError as exc:
+            problems.append(GraphProblem(str(exc), module=name))
+
+    seen_links: set[tuple[str, str, str, str]] = set()
+    fed: set[tuple[str, str]] = set()
+    for link in links:
+        key = (link.source, link.source_port, link.target, link.target_port)
+        if key in seen_links:
+            problems.append(
+                GraphProblem(f"link {link.name} is declared twice", module=link.target)
+            )
+            continue
+        seen_links.add(key)
+        src_port = _resolve_port(
+            link.source, link.source_port, "output", specs, outputs, link, problems
+        )
+        dst_port = _resolve_port(
+            link.target, link.target_port, "input", specs, inputs, link, problems
+        )
+        if dst_port is not None:
+            fed.add((link.target, link.target_port))
+        if (
+            src_port is not None
+            and dst_port is not None
+            and not is_compatible(src_port.type, dst_port.type)
+        ):
+            problems.append(
+                GraphProblem(
+                    f"link {link.name}: output port {link.source}.{link.source_port} "
+                    f"produces {describe_type(src_port.type)}, but input port "
+                    f"{link.target}.{link.target_port} accepts "
+                    f"{describe_type(dst_port.type)}",
+                    module=link.target,
+                    port=link.target_port,
+                )
+            )
+
+    for name, ports in inputs.items():
+        for port_name, port in ports.items():
+            if port.required and (name, port_name) not in fed:
+                problems.append(
+                    GraphProblem(
+                        f"module {name!r}: required input port {port_name!r} has no link",
+                        module=name,
+                        port=port_name,
+                    )
+                )
+
+    valid_links = [
+        link
+        for link in links
+        if link.source_port in outputs.get(link.source, {})
+        and link.target_port in inputs.get(link.target, {})
+    ]
+    problems.extend(
+        GraphProblem(
+            "cycle " + " -> ".join([*cycle, cycle[0]]) + ": mark one of its links "
+            "feedback=True to allow it",
+            module=cycle[0],
+        )
+        for cycle in _find_cycles(list(specs), valid_links)
+    )
+    return problems
+
+
+def _resolve_port(
+    module: str,
+    port: str,
+    direction: str,
+    specs: Mapping[str, ModuleSpec],
+    ports: Mapping[str, Mapping[str, Port]],
+    link: LinkSpec,
+    problems: list[GraphProblem],
+) -> Port | None:
+    if module not in specs:
+        problems.append(
+            GraphProblem(f"link {link.name}: unknown module {module!r}", module=module)
+        )
+        return None
+    if module not in ports:
+        return None  # the module itself is broken; already reported
+    found = ports[module].get(port)
+    if found is None:
+        known = ", ".join(repr(p) for p in ports[module]) or "none"
+        problems.append(
+            GraphProblem(
+                f"link {link.name}: module {module!r} has no {direction} port {port!r} "
+                f"({direction} ports: {known})",
+                module=module,
+                port=port,
+            )
+        )
+    return found
+
+
+def _edges(names: Iterable[str], links: Iterable[LinkSpec]) -> dict[str, list[str]]:
+    successors: dict[str, list[str]] = {name: [] for name in names}
+    for link in links:
+        if link.feedback or link.source not in successors or link.target not in successors:
+            continue
+        if link.target not in successors[link.source]:
+            successors[link.source].append(link.target)
+    return successors
+
+
+def _find_cycles(names: list[str], links: Iterable[LinkSpec]) -> list[list[str]]:
+    """One representative cycle per strongly connected component (Tarjan's algorithm)."""
+    successors = _edges(names, links)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+    counter = 0
+
+    def visit(root: str) -> None:
+        nonlocal counter
+        # Iterative DFS so deep pipelines cannot hit the recursion limit.
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, child_index = work.pop()
+            if child_index == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = successors[node]
+            if child_index < len(children):
+                work.append((node, child_index + 1))
+                child = children[child_index]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in successors[node]:
+                    cycles.append(_cycle_through(component, successors))
+
+    for name in names:
+        if name not in index:
+            visit(name)
+    return cycles
+
+
+def _cycle_through(component: list[str], successors: Mapping[str, list[str]]) -> list[str]:
+    """A simple cycle inside a strongly connected component, for the error message."""
+    members = set(component)
+    order = {name: i for i, name in enumerate(successors)}
+    start = min(component, key=order.__getitem__)
+    path = [start]
+    seen = {start}
+    node = start
+    while True:
+        nxt = next(s for s in successors[node] if s in members)
+        if nxt == start or nxt in seen:
+            return path[path.index(nxt) :] if nxt != start else path
+        path.append(nxt)
+        seen.add(nxt)
+        node = nxt
+
+
+def _topological_order(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[str]:
+    names = [spec.name for spec in modules]
+    position = {name: i for i, name in enumerate(names)}
+    successors = _edges(names, links)
+    indegree = dict.fromkeys(names, 0)
+    for targets in successors.values():
+        for target in targets:
+            indegree[target] += 1
+    ready = [(position[n], n) for n in names if indegree[n] == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for target in successors[node]:
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                heapq.heappush(ready, (position[target], target))
+    return order

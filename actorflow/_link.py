@@ -1,0 +1,189 @@
+"""Moving items between actors: bounded links and the mailbox that merges them.
+
+A :class:`Link` is a bounded FIFO counted in *items*, built on trio's ``ParkingLot``
+rather than on ``trio.open_memory_channel``, for two reasons:
+
+* speed: a memory channel's ``send``/``receive`` always checkpoints, i.e. yields to the
+  scheduler once per item. A link moves whole micro-batches and never yields while there
+  is room; the actor decides when to yield, once its quantum is spent.
+* control: later policies (drop oldest, latest only, removing a link and handing back
+  what it holds) need to reach into the buffer, which a memory channel hides.
+
+Everything runs in one trio thread, so no locking is needed: a state change and the
+wake-up it causes happen between two checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._graph import LinkSpec
+from ._status import LinkStatus
+
+__all__ = ["Link", "Mailbox"]
+
+
+class Link:
+    """The running side of a :class:`LinkSpec`: a bounded FIFO of items."""
+
+    __slots__ = (
+        "_space",
+        "capacity",
+        "closed",
+        "copier",
+        "delivered",
+        "dropped",
+        "items",
+        "mailbox",
+        "name",
+        "receiver_closed",
+        "sent",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        spec: LinkSpec,
+        capacity: int,
+        mailbox: Mailbox,
+        copier: Callable[[Any], Any] | None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.capacity = capacity
+        self.mailbox = mailbox
+        self.copier = copier
+        self.items: deque[Any] = deque()
+        self.closed = False
+        """The producer is done: no more items will come."""
+        self.receiver_closed = False
+        """The consumer is gone: offered items are dropped (and counted)."""
+        self.sent = 0
+        self.delivered = 0
+        self.dropped: dict[str, int] = {}
+        self._space = trio.lowlevel.ParkingLot()
+        mailbox.links.append(self)
+
+    def drop(self, count: int, reason: str) -> None:
+        """Count ``count`` items as lost on this link, for ``reason``."""
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def offer(self, items: list[Any], start: int = 0) -> int:
+        """Append as many of ``items[start:]`` as fit; return the index reached.
+
+        Never blocks. When the consumer is gone, the items are counted as dropped
+        (``"receiver_closed"``) and reported as handled.
+        """
+        total = len(items)
+        if self.receiver_closed:
+            self.drop(total - start, "receiver_closed")
+            return total
+        buffer = self.items
+        room = self.capacity - len(buffer)
+        if room <= 0:
+            return start
+        if total - start <= room:
+            buffer.extend(items if start == 0 else items[start:])
+            self.sent += total - start
+            self.mailbox.notify()
+            return total
+        buffer.extend(items[start : start + room])
+        self.sent += room
+        self.mailbox.notify()
+        return start + room
+
+    async def wait_for_space(self) -> None:
+        """Sleep until the consumer takes items or goes away."""
+        await self._space.park()
+
+    def take(self, limit: int) -> list[Any]:
+        """Remove and return up to ``limit`` items (the caller checked there is one)."""
+        buffer = self.items
+        if len(buffer) <= limit:
+            batch = list(buffer)
+            buffer.clear()
+        else:
+            popleft = buffer.popleft
+            batch = [popleft() for _ in range(limit)]
+        self.delivered += len(batch)
+        if self._space:
+            self._space.unpark_all()
+        return batch
+
+    def close(self) -> None:
+        """The producer is done: the consumer sees the end of stream once drained."""
+        self.closed = True
+        self.mailbox.notify()
+
+    def close_receiver(self) -> None:
+        """The consumer is gone: wake waiting producers; later items are dropped."""
+        self.receiver_closed = True
+        self._space.unpark_all()
+
+    def discard(self, reason: str) -> int:
+        """Drop what is still buffered, counted under ``reason``; return how many."""
+        count = len(self.items)
+        self.items.clear()
+        self.drop(count, reason)
+        self._space.unpark_all()
+        return count
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(
+            name=self.name,
+            capacity=self.capacity,
+            depth=len(self.items),
+            sent=self.sent,
+            delivered=self.delivered,
+            dropped=dict(self.dropped),
+            closed=self.closed,
+        )
+
+
+class Mailbox:
+    """All links into one actor, read fairly (round robin) as one stream of batches."""
+
+    __slots__ = ("_lot", "_next", "links")
+
+    def __init__(self) -> None:
+        self.links: list[Link] = []
+        self._lot = trio.lowlevel.ParkingLot()
+        self._next = 0
+
+    def notify(self) -> None:
+        """Wake the owner if it waits for input."""
+        if self._lot:
+            self._lot.unpark_all()
+
+    def take(self, limit: int) -> tuple[Link, list[Any]] | None:
+        """The next batch of at most ``limit`` items from one link, or ``None`` if all are empty.
+
+        Links are visited round robin so that one busy producer cannot starve the others
+        in a fan-in.
+        """
+        links = self.links
+        count = len(links)
+        start = self._next
+        for offset in range(count):
+            index = (start + offset) % count
+            link = links[index]
+            if link.items:
+                self._next = (index + 1) % count
+                return link, link.take(limit)
+        return None
+
+    def exhausted(self) -> bool:
+        """Every non-feedback link is closed and drained: the end of stream has arrived."""
+        return all(link.closed and not link.items for link in self.links if not link.spec.feedback)
+
+    def depth(self) -> int:
+        return sum(len(link.items) for link in self.links)
+
+    async def wait(self) -> None:
+        """Sleep until an incoming link gets items or closes."""
+        await self._lot.park()

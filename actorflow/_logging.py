@@ -1,0 +1,113 @@
+"""Structured logging: one call to configure it, and the loggers the runtime uses.
+
+Every event actorflow logs has a stable ``event`` name (``"actor.state"``,
+``"system.done"``, ...) and keyword fields (``actor=``, ``state=``, ``count=``), never a
+formatted sentence, so logs can be filtered and summarised by machines.
+
+If the application never configured structlog, actorflow does not impose structlog's
+development defaults (everything, to stdout) on it: it logs warnings and errors to
+stderr only. :func:`configure_logging` (or the application's own
+``structlog.configure``) turns on the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _level_number(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    try:
+        return _LEVELS[level.lower()]
+    except KeyError:
+        choices = ", ".join(_LEVELS)
+        raise ValueError(f"unknown log level {level!r}; use one of {choices}") from None
+
+
+def configure_logging(
+    *,
+    format: Literal["console", "json"] = "console",
+    level: str | int = "info",
+    file: str | TextIO | None = None,
+) -> None:
+    """Configure structlog for actorflow's events (and the rest of the application).
+
+    Args:
+        format: ``"console"`` for people (aligned, coloured on a TTY), ``"json"`` for
+            one JSON object per line, for machines and ``actorflow logs``.
+        level: The lowest level written: ``"debug"`` shows every state change, including
+            the frequent ``running``/``blocked`` ones; ``"info"`` shows lifecycle events.
+        file: A path to append to, an open text stream, or ``None`` for stderr.
+
+    Raises:
+        ValueError: ``format`` or ``level`` is not one of the accepted values.
+    """
+    if format not in ("console", "json"):
+        raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
+    number = _level_number(level)
+    stream: TextIO
+    if file is None:
+        stream = sys.stderr
+    elif isinstance(file, str):
+        stream = open(file, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as logging
+    else:
+        stream = file
+    renderer: Any
+    if format == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.dict_tracebacks
+            if format == "json"
+            else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
+    """A bound logger for actorflow's events, with ``context`` bound.
+
+    Bind once (per actor, per system) and keep the result: binding resolves the
+    configuration, so the hot path pays nothing for it.
+    """
+    if structlog.is_configured():
+        bound: structlog.typing.FilteringBoundLogger = structlog.get_logger("actorflow").bind(
+            **context
+        )
+        return bound
+    fallback: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.set_exc_info,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+    return fallback.bind(**context)

@@ -1,0 +1,181 @@
+"""The module kinds users subclass: :class:`Source`, :class:`Processor`, :class:`Sink`.
+
+A module is plain user code. The runtime constructs it, binds it to the actor that drives
+it, and calls its hooks; every hook may be a plain function or ``async def`` (found out at
+run time), and ``process``/``start`` may also be generators that yield several items.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from ._ports import Port
+
+if TYPE_CHECKING:
+    import structlog
+
+    from ._actor import Actor
+
+__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source"]
+
+
+class ModuleKind(enum.Enum):
+    """What role a module plays in a graph."""
+
+    SOURCE = "source"
+    PROCESSOR = "processor"
+    SINK = "sink"
+
+
+@attrs.frozen(slots=True)
+class Many:
+    """Several items returned by one call of ``process()``.
+
+    A processor that returns a list forwards *the list* as one item; wrap it in ``Many``
+    (or make ``process`` a generator) to forward each element as its own item.
+    """
+
+    items: tuple[Any, ...] = attrs.field(converter=tuple)
+
+
+class Module:
+    """Base class of every module kind.
+
+    Subclasses declare their ports as class attributes mapping a port name to a
+    :class:`Port` or just a type, and may override the lifecycle hooks. Construction
+    takes the module's configuration as keyword arguments.
+
+    Attributes:
+        inputs: Input ports, by name.
+        outputs: Output ports, by name.
+    """
+
+    kind: ClassVar[ModuleKind]
+    inputs: ClassVar[Mapping[str, Port | Any]] = {}
+    outputs: ClassVar[Mapping[str, Port | Any]] = {}
+
+    _actor: Actor | None = None
+
+    def validate(self) -> Any:
+        """Check the configuration; raise to refuse it.
+
+        Called for every module after *all* modules were constructed and before *any*
+        runs. May be async. An exception becomes a :class:`ValidationError`.
+        """
+        return None
+
+    def cleanup(self) -> Any:
+        """Release what the module holds.
+
+        Runs exactly once for every module that was started, whether the system ended
+        normally, failed or was cancelled. May be async; it runs shielded from
+        cancellation, within the system's ``cleanup_timeout``.
+        """
+        return None
+
+    # The runtime-facing helpers below are only usable while the module is bound.
+
+    @property
+    def name(self) -> str:
+        """The module's name in the graph."""
+        return self._bound().name
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """A structlog logger bound with ``actor=<name>``."""
+        return self._bound().log
+
+    @property
+    def active(self) -> bool:
+        """True until the runtime asks the module to stop."""
+        actor = self._actor
+        return actor is not None and actor.active
+
+    async def emit(self, item: Any, port: str = "out") -> None:
+        """Send ``item`` on the output ``port`` now.
+
+        Waits only while a downstream buffer is full (backpressure). Use it from async
+        ``start()`` of a source, or to emit on several ports from ``process()``.
+
+        Raises:
+            KeyError: ``port`` is not an output port of this module.
+        """
+        await self._bound().emit(item, port)
+
+    def _bound(self) -> Actor:
+        actor = self._actor
+        if actor is None:
+            raise RuntimeError(
+                f"{type(self).__qualname__} is not running in a system; "
+                "name, log, emit and active are only available once the runtime binds it"
+            )
+        return actor
+
+
+class Source(Module):
+    """A module that produces data.
+
+    Override :meth:`start`. It may be:
+
+    * a generator (sync or async) that yields items: the runtime pulls from it while the
+      source is active;
+    * an ``async def`` that calls ``await self.emit(item)`` and loops
+      ``while self.active``;
+    * a plain function returning an iterable of items.
+
+    When ``start`` is exhausted or returns, the source ends and the end of stream flows
+    downstream.
+    """
+
+    kind = ModuleKind.SOURCE
+    outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
+
+    def start(self) -> Any:
+        """Produce items; see the class docstring for the accepted shapes."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement start()")
+
+    def stop(self) -> Any:
+        """Called once when the runtime asks an active source to stop; may be async.
+
+        Use it to unblock a ``start()`` that waits on something external. The default
+        does nothing: ``self.active`` already turns false.
+        """
+        return None
+
+
+class Processor(Module):
+    """A module that turns each input item into zero, one or several output items.
+
+    Override ``process(self, data)`` (or ``process(self, data, port)`` to learn which
+    input port the item came in on). Return the item to forward on ``out``, ``None`` to
+    drop it, or :class:`Many`; or make it a generator and yield each item. It may be
+    ``async``.
+    """
+
+    kind = ModuleKind.PROCESSOR
+    inputs: ClassVar[Mapping[str, Port | Any]] = {"in": Port(object)}
+    outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
+
+    def process(self, data: Any) -> Any:
+        """Handle one item; see the class docstring for what to return."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement process()")
+
+
+class Sink(Module):
+    """A module that consumes items, strictly one at a time and in arrival order.
+
+    Override ``consume(self, data)`` (or ``consume(self, data, port)``); it may be
+    ``async``.
+    """
+
+    kind = ModuleKind.SINK
+    inputs: ClassVar[Mapping[str, Port | Any]] = {"in": Port(object)}
+    outputs: ClassVar[Mapping[str, Port | Any]] = {}
+
+    def consume(self, data: Any) -> Any:
+        """Handle one item."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement consume()")

@@ -1,0 +1,119 @@
+"""Actor states and the read-only status snapshots of a running system."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = ["ActorState", "ActorStatus", "LinkStatus", "SystemState", "SystemStatus"]
+
+
+class ActorState(enum.Enum):
+    """Where an actor is in its life.
+
+    ``created -> validated -> ready <-> running <-> blocked -> zombie -> terminated``;
+    an actor whose module failed ends ``invalid`` instead of ``terminated``.
+    """
+
+    CREATED = "created"
+    """Its module was constructed."""
+    VALIDATED = "validated"
+    """Its module's ``validate()`` accepted the configuration."""
+    READY = "ready"
+    """Started and runnable: listening, or yielding after spending its quantum."""
+    RUNNING = "running"
+    """Handling items."""
+    BLOCKED = "blocked"
+    """Waiting: for input, or for room downstream (``blocked_on`` in its status says which)."""
+    ZOMBIE = "zombie"
+    """Finished; its outputs are being closed and its module cleaned up."""
+    TERMINATED = "terminated"
+    """Gone for good; its end of stream has been passed downstream."""
+    INVALID = "invalid"
+    """Its module raised; the system is stopping because of it."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ActorState.TERMINATED, ActorState.INVALID)
+
+
+class SystemState(enum.Enum):
+    """Where a system is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@attrs.frozen
+class LinkStatus:
+    """Counters of one link at the time of the snapshot.
+
+    Every item offered to a link is counted once: accepted into the buffer (``sent``) or
+    refused with a reason (``dropped``). Every accepted item is later ``delivered`` to the
+    consumer, or still waiting (``depth``), or counted in ``dropped["shutdown"]`` when the
+    system ended before the consumer took it.
+    """
+
+    name: str
+    capacity: int
+    depth: int
+    sent: int
+    delivered: int
+    dropped: Mapping[str, int]
+    closed: bool
+
+
+@attrs.frozen
+class ActorStatus:
+    """One actor at the time of the snapshot.
+
+    Attributes:
+        name: The module's name in the graph.
+        kind: ``"source"``, ``"processor"`` or ``"sink"``.
+        state: Its current :class:`ActorState`.
+        blocked_on: While ``BLOCKED``: ``"input"`` or ``"output:<port>"``; else ``None``.
+        received: Items taken from its mailbox.
+        emitted: Items it sent on its output ports (before fan-out).
+        filtered: Items its ``process()`` dropped on purpose by returning ``None``.
+        dropped: Items lost by this actor, by reason (``"unconnected"``: emitted on a port
+            with no link; ``"failed"``/``"cancelled"``: in hand when it failed or was
+            cancelled).
+        mailbox_depth: Items waiting in its incoming links.
+        errors: Exceptions its hooks raised.
+        reason: Why it ended, once it has.
+    """
+
+    name: str
+    kind: str
+    state: ActorState
+    blocked_on: str | None
+    received: int
+    emitted: int
+    filtered: int
+    dropped: Mapping[str, int]
+    mailbox_depth: int
+    errors: int
+    reason: str | None
+
+
+@attrs.frozen
+class SystemStatus:
+    """A consistent snapshot of a whole system, cheap enough to take at any time."""
+
+    graph: str
+    state: SystemState
+    actors: Mapping[str, ActorStatus]
+    links: Mapping[str, LinkStatus]
+
+    @property
+    def dropped(self) -> int:
+        """Every item lost anywhere, whatever the reason."""
+        return sum(sum(a.dropped.values()) for a in self.actors.values()) + sum(
+            sum(link.dropped.values()) for link in self.links.values()
+        )

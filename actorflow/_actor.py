@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from itertools import islice
 from typing import Any
 
 import trio
@@ -303,9 +302,16 @@ class Actor:
         now = self._now
         try:
             while self.active:
+                batch: list[Any] = []
+                append = batch.append
+                deadline = self._deadline
                 try:
-                    batch = list(islice(iterator, limit))
+                    for item in iterator:
+                        append(item)
+                        if len(batch) >= limit or now() >= deadline:
+                            break
                 except Exception as exc:
+                    self._drop(len(batch), "failed")
                     raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
                 if not batch:
                     return

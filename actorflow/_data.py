@@ -109,9 +109,6 @@ _EXT_DATA: Final = 5
 _EXT_BIGINT: Final = 6
 _EXT_DATE: Final = 7
 
-_INT64_MIN: Final = -(2**63)
-_UINT64_MAX: Final = 2**64 - 1
-
 
 class _Unsupported(Exception):
     def __init__(self, value: object) -> None:
@@ -120,6 +117,9 @@ class _Unsupported(Exception):
 
 def _default(obj: object) -> msgpack.ExtType:
     kind = type(obj)
+    if kind is int:
+        # msgpack hands `default` any int outside the 64-bit range.
+        return msgpack.ExtType(_EXT_BIGINT, str(obj).encode())
     if kind is tuple:
         return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))  # type: ignore[call-overload]
     if kind is set:
@@ -158,38 +158,8 @@ def _ext_hook(code: int, payload: bytes) -> object:
 
 def _pack(value: object) -> bytes:
     # strict_types sends tuples (and subclasses of builtins) through _default, which is
-    # what makes the round trip lossless.
-    try:
-        return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
-    except OverflowError:
-        # An int outside the 64-bit range sits somewhere inside; msgpack does not call
-        # `default` for those, so widen them by hand and try again.
-        return _pack(_widen_big_ints(value))
-
-
-def _widen_big_ints(value: object) -> object:
-    kind = type(value)
-    if kind is int:
-        assert isinstance(value, int)
-        if _INT64_MIN <= value <= _UINT64_MAX:
-            return value
-        return msgpack.ExtType(_EXT_BIGINT, str(value).encode())
-    if kind is list:
-        assert isinstance(value, list)
-        return [_widen_big_ints(v) for v in value]
-    if kind is dict:
-        assert isinstance(value, dict)
-        return {_widen_big_ints(k): _widen_big_ints(v) for k, v in value.items()}
-    if kind in (tuple, set, frozenset):
-        return msgpack.ExtType(
-            {tuple: _EXT_TUPLE, set: _EXT_SET, frozenset: _EXT_FROZENSET}[kind],
-            _pack(_widen_big_ints(list(value))),  # type: ignore[call-overload]
-        )
-    if kind is Data:
-        assert isinstance(value, Data)
-        body = [value.fields, value.tags, value.timestamp, value.id, value.origin]
-        return msgpack.ExtType(_EXT_DATA, _pack(_widen_big_ints(body)))
-    return value
+    # what makes the round trip lossless; msgpack also hands it ints beyond 64 bits.
+    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def _unpack(payload: bytes) -> Any:

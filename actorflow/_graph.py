@@ -163,7 +163,7 @@ class Graph:
 
         Ties keep declaration order, so the order is deterministic. Requires a valid graph.
         """
-        return list(reversed(_topological_order(self._modules, self._links)))
+        return _consumers_first(self._modules, self._links)
 
 
 def _find_problems(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[GraphProblem]:
@@ -209,7 +209,11 @@ def _find_problems(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> 
         key = (link.source, link.source_port, link.target, link.target_port)
         if key in seen_links:
             problems.append(
-                GraphProblem(f"link {link.name} is declared twice", module=link.target)
+                GraphProblem(
+                    f"link {link.name} is declared twice",
+                    module=link.target,
+                    port=link.target_port,
+                )
             )
             continue
         seen_links.add(key)
@@ -372,22 +376,24 @@ def _cycle_through(component: list[str], successors: Mapping[str, list[str]]) ->
         node = nxt
 
 
-def _topological_order(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[str]:
+def _consumers_first(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[str]:
+    """Kahn's algorithm on the reversed edges, so ties keep declaration order."""
     names = [spec.name for spec in modules]
     position = {name: i for i, name in enumerate(names)}
     successors = _edges(names, links)
-    indegree = dict.fromkeys(names, 0)
-    for targets in successors.values():
+    predecessors: dict[str, list[str]] = {name: [] for name in names}
+    for source, targets in successors.items():
         for target in targets:
-            indegree[target] += 1
-    ready = [(position[n], n) for n in names if indegree[n] == 0]
+            predecessors[target].append(source)
+    pending = {name: len(targets) for name, targets in successors.items()}
+    ready = [(position[n], n) for n in names if pending[n] == 0]
     heapq.heapify(ready)
     order: list[str] = []
     while ready:
         _, node = heapq.heappop(ready)
         order.append(node)
-        for target in successors[node]:
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                heapq.heappush(ready, (position[target], target))
+        for source in predecessors[node]:
+            pending[source] -= 1
+            if pending[source] == 0:
+                heapq.heappush(ready, (position[source], source))
     return order

@@ -81,7 +81,10 @@ def is_compatible(produced: Any, accepted: Any) -> bool:
     if isinstance(produced_cls, type) and isinstance(accepted_cls, type):
         if typing.get_args(accepted) and typing.get_args(produced) != typing.get_args(accepted):
             return False
-        return issubclass(produced_cls, accepted_cls)
+        try:
+            return issubclass(produced_cls, accepted_cls)
+        except TypeError:  # a class that refuses the check, such as a non-runtime Protocol
+            return False
     return False
 
 

@@ -137,7 +137,7 @@ class System:
         order = self.graph.start_order()
         self.log.info("system.starting", actors=len(order), order=order)
         for name in order:
-            await nursery.start(self._run_actor, self._actors[name])
+            await nursery.start(self._run_actor, self._actors[name], name=f"actor:{name}")
         if self.state is SystemState.STARTING:
             self.state = SystemState.RUNNING
         self.log.info("system.started", actors=len(order))

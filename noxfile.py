@@ -1,0 +1,45 @@
+"""Developer sessions: ``nox`` runs tests, lint, typecheck and examples."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, with coverage (the README's test command)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".", "mypy")
+    session.run("mypy", "--strict", "actorflow")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example as a user would."""
+    session.install("-e", ".")
+    session.run("python", "examples/sensor_pipeline.py")
+    session.run("python", "examples/ticker.py", "--count", "3")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The pipeline benchmark against raw trio and asyncio.Queue."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/bench_pipeline.py", *session.posargs)

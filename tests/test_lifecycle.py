@@ -1,0 +1,333 @@
+"""The lifecycle: construct all, validate all, start consumers first, always clean up."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+from sample_modules import Add, Collect, Forever, Numbers
+
+import actorflow as af
+
+
+class Recorder(af.Processor):
+    """Records each lifecycle hook into a shared journal; can be told to fail in one."""
+
+    def __init__(self, journal: list[str], fail_in: str = "", label: str = "") -> None:
+        self.journal = journal
+        self.fail_in = fail_in
+        self.label = label
+        journal.append(f"init:{label}")
+        if fail_in == "init":
+            raise OSError("no such device /dev/sensor0")
+
+    async def validate(self) -> None:
+        self.journal.append(f"validate:{self.name}")
+        if self.fail_in == "validate":
+            raise ValueError("threshold must be positive")
+
+    def process(self, data: Any) -> Any:
+        if self.fail_in == "run":
+            raise ZeroDivisionError("division by zero")
+        return data
+
+    async def cleanup(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.journal.append(f"cleanup:{self.name}")
+        if self.fail_in == "cleanup":
+            raise RuntimeError("socket already closed")
+
+
+def three_stage(journal: list[str], fail: str, where: str = "b") -> af.Graph:
+    graph = af.Graph()
+    graph.add("src", Numbers, count=5, journal=journal)
+    graph.add("a", Recorder, journal=journal, label="a", fail_in=fail if where == "a" else "")
+    graph.add("b", Recorder, journal=journal, label="b", fail_in=fail if where == "b" else "")
+    graph.add("sink", Collect, into=[], journal=journal)
+    graph.chain("src", "a", "b", "sink")
+    return graph
+
+
+async def test_every_module_is_built_and_validated_before_any_starts() -> None:
+    """All constructors run, then all validate() hooks, and only then does anything start."""
+    journal: list[str] = []
+    async with af.open_system(three_stage(journal, "")):
+        pass
+    first_start = journal.index("start:src")
+    assert journal[:first_start] == ["init:a", "init:b", "validate:a", "validate:b"]
+
+
+async def test_a_constructor_error_is_an_initialization_error_and_nothing_starts() -> None:
+    """A failing constructor raises InitializationError naming the module; nothing runs."""
+    journal: list[str] = []
+    with pytest.raises(af.InitializationError) as caught:
+        async with af.open_system(three_stage(journal, "init")):
+            pytest.fail("the block must not run")
+    assert caught.value.module == "b"
+    assert "module 'b' failed in init: OSError: no such device /dev/sensor0" in str(caught.value)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert journal == ["init:a", "init:b"]
+
+
+async def test_an_unknown_config_key_names_the_module_and_key() -> None:
+    """A config key the module does not take fails construction with both names."""
+    graph = af.Graph()
+    graph.add("src", Numbers, cuont=3)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    with pytest.raises(af.InitializationError, match=r"module 'src'.*'cuont'"):
+        async with af.open_system(graph):
+            pass
+
+
+async def test_a_validate_error_is_a_validation_error_and_nothing_starts(
+    logs: list[dict[str, Any]],
+) -> None:
+    """validate() raising gives ValidationError naming the module; no module starts."""
+    journal: list[str] = []
+    with pytest.raises(af.ValidationError, match=r"module 'a' failed in validate: .*positive"):
+        async with af.open_system(three_stage(journal, "validate", where="a")):
+            pass
+    assert "start:src" not in journal
+    assert not any(entry.startswith("cleanup") for entry in journal)
+    assert any(e["event"] == "actor.failed" and e["phase"] == "validate" for e in logs)
+
+
+async def test_a_process_error_fails_the_system_naming_actor_and_message(
+    logs: list[dict[str, Any]],
+) -> None:
+    """An exception in process() ends that actor invalid and the system with a RunError."""
+    journal: list[str] = []
+    with pytest.raises(af.RunError) as caught:
+        async with af.open_system(three_stage(journal, "run")) as system:
+            pass
+    error = caught.value
+    assert error.module == "b"
+    assert error.message_id == "b#1"
+    assert str(error) == (
+        "module 'b' failed in run: process() raised ZeroDivisionError: division by zero "
+        "(while handling message b#1)"
+    )
+    assert isinstance(error.__cause__, ZeroDivisionError)
+    status = system.status()
+    assert status.state is af.SystemState.FAILED
+    assert status.actors["b"].state is af.ActorState.INVALID
+    assert status.actors["b"].errors == 1
+    # Every started module was cleaned up, producers first.
+    cleanups = [entry for entry in journal if entry.startswith("cleanup")]
+    assert cleanups == ["cleanup:src", "cleanup:a", "cleanup:b", "cleanup:sink"]
+    failed = [e for e in logs if e["event"] == "actor.failed"]
+    assert failed[0]["actor"] == "b"
+    assert failed[0]["message_id"] == "b#1"
+
+
+class FailOnData(af.Processor):
+    def process(self, data: af.Data) -> af.Data:
+        if data.fields["n"] == 2:
+            raise KeyError("missing calibration")
+        return data
+
+
+async def test_a_failing_data_item_is_named_by_its_id() -> None:
+    """When the item is a Data message, the RunError carries its id."""
+    items = [af.Data(fields={"n": n}) for n in range(4)]
+
+    class Src(af.Source):
+        def start(self) -> list[af.Data]:
+            return items
+
+    graph = af.Graph()
+    graph.add("src", Src)
+    graph.add("check", FailOnData)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "check", "sink")
+    with pytest.raises(af.RunError) as caught:
+        async with af.open_system(graph):
+            pass
+    assert caught.value.message_id == items[2].id
+    assert items[2].id in str(caught.value)
+
+
+class AsyncFail(af.Sink):
+    async def consume(self, data: int) -> None:
+        await trio.lowlevel.checkpoint()
+        if data == 3:
+            raise ValueError("bad reading")
+
+
+async def test_an_async_sink_error_is_a_run_error_and_the_rest_is_accounted() -> None:
+    """An async consume() failure names the item; the rest of its batch is counted dropped."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=10)
+    graph.add("sink", AsyncFail)
+    graph.link("src", "sink", buffer=100)
+    with pytest.raises(af.RunError, match=r"consume\(\) raised ValueError: bad reading.*sink#4"):
+        async with af.open_system(graph) as system:
+            pass
+    sink = system.status().actors["sink"]
+    assert sink.received == 10
+    assert sink.dropped == {"failed": 7}
+
+
+class FailingStart(af.Source):
+    def start(self) -> Any:
+        yield 1
+        raise ConnectionError("broker unreachable")
+
+
+async def test_a_source_error_is_a_run_error_without_message_id() -> None:
+    """start() raising fails the system with a RunError naming the source."""
+    graph = af.Graph()
+    graph.add("src", FailingStart)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    with pytest.raises(af.RunError, match=r"'src'.*start\(\) raised ConnectionError") as caught:
+        async with af.open_system(graph):
+            pass
+    assert caught.value.message_id is None
+
+
+async def test_a_cleanup_error_alone_is_raised_as_cleanup_error() -> None:
+    """When everything ran, a failing cleanup() is raised as CleanupError naming the module."""
+    journal: list[str] = []
+    with pytest.raises(
+        af.CleanupError, match=r"module 'a' failed in cleanup: .*socket already"
+    ) as caught:
+        async with af.open_system(three_stage(journal, "cleanup", where="a")) as system:
+            pass
+    assert caught.value.module == "a"
+    # The other modules were still cleaned up.
+    assert "cleanup:sink" in journal
+    assert "cleanup:b" in journal
+    assert system.status().actors["a"].errors == 1
+
+
+async def test_a_cleanup_error_never_hides_the_run_error() -> None:
+    """If the run failed too, the RunError is raised and the cleanup error is attached."""
+    journal: list[str] = []
+
+    class Both(Recorder):
+        def process(self, data: Any) -> Any:
+            raise ZeroDivisionError("division by zero")
+
+        async def cleanup(self) -> None:
+            raise RuntimeError("socket already closed")
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("both", Both, journal=journal)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "both", "sink")
+    with pytest.raises(af.RunError) as caught:
+        async with af.open_system(graph):
+            pass
+    assert caught.value.module == "both"
+    notes = getattr(caught.value, "__notes__", [])
+    assert any("failed in cleanup" in note and "socket already closed" in note for note in notes)
+
+
+class SlowCleanup(af.Sink):
+    async def consume(self, data: Any) -> None:
+        pass
+
+    async def cleanup(self) -> None:
+        await trio.sleep(60)
+
+
+async def test_a_cleanup_that_overruns_its_timeout_is_abandoned_and_reported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """cleanup() longer than cleanup_timeout is cut off and raised as CleanupError."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", SlowCleanup)
+    graph.link("src", "sink")
+    start = trio.current_time()
+    with pytest.raises(af.CleanupError, match=r"'sink'.*did not finish within 2 s"):
+        async with af.open_system(graph, cleanup_timeout=2):
+            pass
+    assert trio.current_time() - start == pytest.approx(2)
+
+
+async def test_cleanup_runs_under_cancellation_even_when_async(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Async cleanup() completes although the system was cancelled (it runs shielded)."""
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Forever, interval=0.1)
+    graph.add("rec", Recorder, journal=journal)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "rec", "sink")
+    with trio.move_on_after(1):
+        async with af.open_system(graph):
+            await trio.sleep_forever()
+    assert "cleanup:rec" in journal
+
+
+async def test_consumers_start_before_their_producers(logs: list[dict[str, Any]]) -> None:
+    """Actors become ready in reverse data-flow order, so nothing is sent to a deaf actor."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("a", Add)
+    graph.add("b", Add)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "a", "b", "sink")
+    async with af.open_system(graph):
+        pass
+    ready = [
+        e["actor"]
+        for e in logs
+        if e["event"] == "actor.state"
+        and e["state"] == "ready"
+        and e.get("previous") == "validated"
+    ]
+    assert ready == ["sink", "b", "a", "src"]
+
+
+async def test_every_state_transition_is_logged_in_order(logs: list[dict[str, Any]]) -> None:
+    """Each actor goes created -> validated -> ready -> ... -> zombie -> terminated, logged."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    async with af.open_system(graph):
+        pass
+    for actor in ("src", "sink"):
+        states = [e["state"] for e in logs if e["event"] == "actor.state" and e["actor"] == actor]
+        assert states[:3] == ["created", "validated", "ready"]
+        assert states[-2:] == ["zombie", "terminated"]
+        assert "running" in states
+        for before, after in itertools.pairwise(states):
+            assert before != after
+    sink_states = [
+        e["state"] for e in logs if e["event"] == "actor.state" and e["actor"] == "sink"
+    ]
+    assert "blocked" in sink_states
+
+
+async def test_a_graph_error_starts_nothing() -> None:
+    """An invalid graph is refused before any module is even constructed."""
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("a", Recorder, journal=journal)
+    graph.add("sink", Collect, into=[])
+    graph.link("a", "sink")
+    graph.link("ghost", "sink")
+    with pytest.raises(af.GraphError) as caught:
+        async with af.open_system(graph):
+            pass
+    assert journal == []
+    messages = [p.message for p in caught.value.problems]
+    assert any("unknown module 'ghost'" in m for m in messages)
+    assert any("module 'a': required input port 'in' has no link" in m for m in messages)
+
+
+class Typed(af.Sink):
+    inputs: ClassVar = {"in": str}
+
+    def consume(self, data: str) -> None:
+        pass

@@ -1,0 +1,161 @@
+"""The quantum: actors batch work without yielding, but never hold the loop past a quantum.
+
+Time is virtual (MockClock): a module "costs" time by jumping the clock, so the tests
+are exact and instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from sample_modules import Collect, Numbers
+
+import actorflow as af
+
+COST = 0.001  # seconds of virtual time per item
+
+
+class CostlyProcessor(af.Processor):
+    def __init__(self, clock: trio.testing.MockClock, trace: list[tuple[str, float]]) -> None:
+        self.clock = clock
+        self.trace = trace
+
+    def process(self, data: int) -> int:
+        self.clock.jump(COST)
+        self.trace.append(("item", trio.current_time()))
+        return data
+
+
+class CostlySource(af.Source):
+    def __init__(
+        self, clock: trio.testing.MockClock, trace: list[tuple[str, float]], count: int
+    ) -> None:
+        self.clock = clock
+        self.trace = trace
+        self.count = count
+
+    def start(self) -> Iterator[int]:
+        for n in range(self.count):
+            self.clock.jump(COST)
+            self.trace.append(("item", trio.current_time()))
+            yield n
+
+
+class StepTimer(trio.abc.Instrument):
+    """Measures, in virtual time, how long each step of each actor task ran."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[float]] = {}
+        self._began = 0.0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._began = trio.current_time()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith("actor:"):
+            took = trio.current_time() - self._began
+            self.steps.setdefault(task.name.removeprefix("actor:"), []).append(took)
+
+
+async def run_timed(graph: af.Graph, **settings: Any) -> StepTimer:
+    timer = StepTimer()
+    trio.lowlevel.add_instrument(timer)
+    try:
+        async with af.open_system(graph, **settings):
+            pass
+    finally:
+        trio.lowlevel.remove_instrument(timer)
+    return timer
+
+
+async def test_a_busy_processor_yields_once_its_quantum_is_spent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A CPU-heavy processor lets other tasks run at least once per quantum."""
+    trace: list[tuple[str, float]] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=500)
+    graph.add("hog", CostlyProcessor, clock=autojump_clock, trace=trace)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "hog", "sink", buffer=200)
+    timer = await run_timed(graph, quantum=0.01)
+    assert max(timer.steps["hog"]) <= 0.01 + COST + 1e-9
+    # ...and it does batch: a quantum's worth of items per step, not one item.
+    assert max(timer.steps["hog"]) >= 0.01 - 1e-9
+    assert len(trace) == 500
+
+
+async def test_a_busy_source_yields_once_its_quantum_is_spent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A source whose generator is CPU-heavy also yields at least once per quantum."""
+    trace: list[tuple[str, float]] = []
+    graph = af.Graph()
+    graph.add("src", CostlySource, clock=autojump_clock, trace=trace, count=500)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink", buffer=1000)
+    timer = await run_timed(graph, quantum=0.005)
+    assert max(timer.steps["src"]) <= 0.005 + COST + 1e-9
+    assert max(timer.steps["src"]) >= 0.005 - 1e-9
+
+
+@pytest.mark.parametrize("quantum", [0.002, 0.02])
+async def test_the_quantum_setting_controls_the_slice_length(
+    autojump_clock: trio.testing.MockClock, quantum: float
+) -> None:
+    """A larger quantum gives longer uninterrupted slices."""
+    trace: list[tuple[str, float]] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=300)
+    graph.add("hog", CostlyProcessor, clock=autojump_clock, trace=trace)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "hog", "sink", buffer=300)
+    timer = await run_timed(graph, quantum=quantum)
+    longest = max(timer.steps["hog"])
+    assert quantum - 1e-9 <= longest <= quantum + COST + 1e-9
+
+
+async def test_cheap_items_are_handled_in_batches_without_yielding(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With free items, an actor drains what its mailbox holds in one go (no yield per item)."""
+    trace: list[int] = []
+
+    class Free(af.Processor):
+        def process(self, data: int) -> int:
+            trace.append(data)
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=100)
+    graph.add("p", Free)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "p", "sink", buffer=100)
+    timer = await run_timed(graph)
+    # One step handled all 100 items: the scheduler was not entered per item.
+    assert len(timer.steps["p"]) <= 4
+    assert len(trace) == 100
+
+
+async def test_max_batch_bounds_how_much_is_taken_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An actor takes at most max_batch items from a link at a time."""
+    sizes: list[int] = []
+
+    class Watch(af.Sink):
+        def consume(self, data: int) -> None:
+            sizes.append(self._actor.mailbox.depth() if self._actor else -1)
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=64)
+    graph.add("sink", Watch)
+    graph.link("src", "sink", buffer=64)
+    async with af.open_system(graph, max_batch=8):
+        pass
+    # While handling its first batch of 8, 56 items remain queued in the link.
+    assert sizes[0] == 56

@@ -1,0 +1,602 @@
+"""Running graphs: data flow, end of stream, ordering, status, stop and cancel."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+from sample_modules import Add, Collect, Forever, Items, Numbers
+
+import actorflow as af
+
+
+def pipeline(*stages: tuple[str, type[af.Module], dict[str, Any]], **link: Any) -> af.Graph:
+    graph = af.Graph()
+    for name, cls, config in stages:
+        graph.add(name, cls, **config)
+    graph.chain(*(name for name, _, _ in stages), **link)
+    return graph
+
+
+async def test_linear_pipeline_delivers_every_item_in_order() -> None:
+    """A source -> processors -> sink pipeline delivers every item once, in order."""
+    out: list[int] = []
+    graph = pipeline(
+        ("src", Numbers, {"count": 1000}),
+        ("a", Add, {"amount": 1}),
+        ("b", Add, {"amount": 10}),
+        ("sink", Collect, {"into": out}),
+        buffer=7,
+    )
+    async with af.open_system(graph) as system:
+        pass
+    assert out == [n + 11 for n in range(1000)]
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert {a.state for a in status.actors.values()} == {af.ActorState.TERMINATED}
+    assert status.actors["b"].received == status.actors["b"].emitted == 1000
+    assert status.dropped == 0
+    assert all(link.delivered == 1000 and link.depth == 0 for link in status.links.values())
+
+
+def test_run_blocks_until_done_and_returns_final_status() -> None:
+    """``actorflow.run`` runs a graph from sync code and returns its final status."""
+    out: list[int] = []
+    status = af.run(pipeline(("src", Numbers, {"count": 5}), ("sink", Collect, {"into": out})))
+    assert out == [0, 1, 2, 3, 4]
+    assert status.state is af.SystemState.DONE
+    assert status.actors["sink"].received == 5
+
+
+class AsyncDouble(af.Processor):
+    async def process(self, data: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return data * 2
+
+
+class Explode(af.Processor):
+    """Yields each item ``times`` times (a generator process)."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+
+    def process(self, data: Any) -> Any:
+        for _ in range(self.times):
+            yield data
+
+
+class AsyncExplode(af.Processor):
+    async def process(self, data: Any) -> Any:
+        yield data
+        yield data
+
+
+class EvenOnly(af.Processor):
+    def process(self, data: int) -> int | None:
+        return data if data % 2 == 0 else None
+
+
+class Pair(af.Processor):
+    def process(self, data: int) -> af.Many:
+        return af.Many([data, -data])
+
+
+class AsyncPairOrDrop(af.Processor):
+    async def process(self, data: int) -> af.Many | None:
+        return af.Many([data, data]) if data else None
+
+
+class AsyncCollect(af.Sink):
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    async def consume(self, data: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        self.into.append(data)
+
+
+@pytest.mark.parametrize(
+    ("processor", "config", "expected", "filtered"),
+    [
+        (AsyncDouble, {}, [0, 2, 4, 6], 0),
+        (Explode, {"times": 3}, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3], 0),
+        (Explode, {"times": 0}, [], 4),
+        (AsyncExplode, {}, [0, 0, 1, 1, 2, 2, 3, 3], 0),
+        (EvenOnly, {}, [0, 2], 2),
+        (Pair, {}, [0, 0, 1, -1, 2, -2, 3, -3], 0),
+        (AsyncPairOrDrop, {}, [1, 1, 2, 2, 3, 3], 1),
+    ],
+)
+async def test_process_may_be_sync_async_or_a_generator(
+    processor: type[af.Processor], config: dict[str, Any], expected: list[int], filtered: int
+) -> None:
+    """process() returns one item, None (dropped), Many, or yields items; sync or async."""
+    out: list[int] = []
+    graph = pipeline(
+        ("src", Numbers, {"count": 4}),
+        ("p", processor, config),
+        ("sink", AsyncCollect, {"into": out}),
+    )
+    async with af.open_system(graph) as system:
+        pass
+    assert out == expected
+    assert system.status().actors["p"].filtered == filtered
+    assert system.status().dropped == 0
+
+
+class AsyncGenSource(af.Source):
+    async def start(self) -> Any:
+        for n in range(3):
+            await trio.lowlevel.checkpoint()
+            yield n
+
+
+class EmitSource(af.Source):
+    async def start(self) -> None:
+        for n in range(3):
+            await self.emit(n)
+
+
+class ListSource(af.Source):
+    def start(self) -> list[int]:
+        return [0, 1, 2]
+
+
+class AsyncListSource(af.Source):
+    async def start(self) -> list[int]:
+        return [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "source", [Numbers, AsyncGenSource, EmitSource, ListSource, AsyncListSource]
+)
+async def test_source_start_may_be_any_supported_shape(source: type[af.Source]) -> None:
+    """start() may be a generator, an async generator, an emitting coroutine or return a list."""
+    out: list[int] = []
+    config = {"count": 3} if source is Numbers else {}
+    async with af.open_system(pipeline(("src", source, config), ("sink", Collect, {"into": out}))):
+        pass
+    assert out == [0, 1, 2]
+
+
+class NothingSource(af.Source):
+    def start(self) -> None:
+        return None
+
+
+async def test_source_returning_none_ends_the_stream_at_once() -> None:
+    """A start() that returns None produces nothing, and the graph still ends."""
+    out: list[int] = []
+    async with af.open_system(
+        pipeline(("src", NothingSource, {}), ("sink", Collect, {"into": out}))
+    ) as system:
+        pass
+    assert out == []
+    assert system.status().actors["sink"].state is af.ActorState.TERMINATED
+
+
+class BadStart(af.Source):
+    def start(self) -> int:
+        return 42
+
+
+async def test_source_returning_a_non_iterable_is_a_run_error_naming_it() -> None:
+    """A start() returning something that cannot be iterated fails with a clear RunError."""
+    graph = pipeline(("src", BadStart, {}), ("sink", Collect, {"into": []}))
+    with pytest.raises(af.RunError, match=r"'src'.*start\(\) returned int"):
+        async with af.open_system(graph):
+            pass
+
+
+class Router(af.Processor):
+    """Sends evens to 'even' and odds to 'odd', using emit()."""
+
+    outputs: ClassVar = {"even": int, "odd": int}
+
+    async def process(self, data: int) -> None:
+        await self.emit(data, "even" if data % 2 == 0 else "odd")
+
+
+async def test_emit_routes_items_to_named_output_ports() -> None:
+    """A processor can route items to several output ports with emit()."""
+    evens: list[int] = []
+    odds: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=6)
+    graph.add("route", Router)
+    graph.add("evens", Collect, into=evens)
+    graph.add("odds", Collect, into=odds)
+    graph.link("src", "route")
+    graph.link("route.even", "evens")
+    graph.link("route.odd", "odds")
+    async with af.open_system(graph) as system:
+        pass
+    assert evens == [0, 2, 4]
+    assert odds == [1, 3, 5]
+    assert system.status().actors["route"].emitted == 6
+
+
+class WrongPort(af.Processor):
+    async def process(self, data: int) -> None:
+        await self.emit(data, "nope")
+
+
+async def test_emit_on_an_unknown_port_fails_naming_module_and_port() -> None:
+    """emit() on a port the module does not declare is a RunError naming both."""
+    graph = pipeline(
+        ("src", Numbers, {"count": 1}), ("p", WrongPort, {}), ("s", Collect, {"into": []})
+    )
+    with pytest.raises(af.RunError, match=r"module 'p'.*no output port 'nope'.*'out'"):
+        async with af.open_system(graph):
+            pass
+
+
+class Tagger(af.Processor):
+    inputs: ClassVar = {"left": int, "right": int}
+
+    def process(self, data: int, port: str) -> tuple[str, int]:
+        return (port, data)
+
+
+async def test_fan_in_merges_every_input_and_tells_the_port() -> None:
+    """Two links into one module deliver everything; process(data, port) learns the port."""
+    out: list[tuple[str, int]] = []
+    graph = af.Graph()
+    graph.add("l", Numbers, count=50)
+    graph.add("r", Numbers, count=30)
+    graph.add("tag", Tagger)
+    graph.add("sink", Collect, into=out)
+    graph.link("l", "tag.left", buffer=3)
+    graph.link("r", "tag.right", buffer=3)
+    graph.link("tag", "sink")
+    async with af.open_system(graph):
+        pass
+    assert sorted(n for port, n in out if port == "left") == list(range(50))
+    assert sorted(n for port, n in out if port == "right") == list(range(30))
+    # Each side keeps its own order.
+    assert [n for port, n in out if port == "left"] == list(range(50))
+
+
+class Mutate(af.Sink):
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    def consume(self, data: dict[str, list[int]]) -> None:
+        data["seen"].append(1)
+        self.into.append(data)
+
+
+def fan_out_graph(items: list[Any], copy_policy: str) -> tuple[af.Graph, list[Any], list[Any]]:
+    left: list[Any] = []
+    right: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Items, items=items)
+    graph.add("left", Mutate, into=left)
+    graph.add("right", Mutate, into=right)
+    graph.link("src", "left", copy=copy_policy)
+    graph.link("src", "right", copy=copy_policy)
+    return graph, left, right
+
+
+async def test_fan_out_gives_each_link_its_own_deep_copy() -> None:
+    """With fan-out, no consumer sees another's mutations (deep copy by default)."""
+    items = [{"seen": []} for _ in range(3)]
+    graph, left, right = fan_out_graph(items, "deep")
+    async with af.open_system(graph):
+        pass
+    assert [d["seen"] for d in left] == [[1]] * 3
+    assert [d["seen"] for d in right] == [[1]] * 3
+    assert all(d["seen"] == [] for d in items)
+
+
+async def test_fan_out_with_copy_none_shares_the_object() -> None:
+    """copy='none' hands every consumer the same object."""
+    items = [{"seen": []}]
+    graph, left, right = fan_out_graph(items, "none")
+    async with af.open_system(graph):
+        pass
+    assert left[0] is right[0] is items[0]
+    assert items[0]["seen"] == [1, 1]
+
+
+async def test_msgpack_copy_round_trips_data_through_msgpack() -> None:
+    """copy='msgpack' gives an equal but distinct object, even for a single consumer."""
+    item = af.Data(fields={"v": (1, 2)})
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Items, items=[item])
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "sink", copy="msgpack")
+    async with af.open_system(graph):
+        pass
+    assert out == [item]
+    assert out[0] is not item
+
+
+async def test_a_sole_consumer_receives_the_original_object() -> None:
+    """A link that is its producer's only consumer passes the object without copying."""
+    items = [{"seen": []}]
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Items, items=items)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "sink")
+    async with af.open_system(graph):
+        pass
+    assert out[0] is items[0]
+
+
+async def test_data_keeps_its_id_through_copies() -> None:
+    """A Data item copied for fan-out keeps its id, so it can be traced."""
+    item = af.Data(fields={"x": [1]})
+    graph, left, right = fan_out_graph([item], "deep")
+    graph = af.Graph()
+    graph.add("src", Items, items=[item])
+    graph.add("l", Collect, into=left)
+    graph.add("r", Collect, into=right)
+    graph.link("src", "l")
+    graph.link("src", "r")
+    async with af.open_system(graph):
+        pass
+    assert left[0].id == right[0].id == item.id
+    assert left[0] is not right[0]
+    assert copy.deepcopy(item) == item
+
+
+class Unlinked(af.Processor):
+    outputs: ClassVar = {"out": int, "debug": int}
+
+    async def process(self, data: int) -> int:
+        await self.emit(data, "debug")
+        return data
+
+
+async def test_items_emitted_on_an_unlinked_port_are_counted_and_warned_once(
+    logs: list[dict[str, Any]],
+) -> None:
+    """Items sent on a port with no link are counted as dropped, with a single warning."""
+    out: list[int] = []
+    graph = pipeline(
+        ("src", Numbers, {"count": 5}), ("p", Unlinked, {}), ("s", Collect, {"into": out})
+    )
+    async with af.open_system(graph) as system:
+        pass
+    assert out == [0, 1, 2, 3, 4]
+    assert system.status().actors["p"].dropped == {"unconnected": 5}
+    warnings = [e for e in logs if e["event"] == "actor.dropped"]
+    assert len(warnings) == 1
+    assert warnings[0]["port"] == "debug"
+    assert warnings[0]["reason"] == "unconnected"
+
+
+class Doubler(af.Processor):
+    """Feeds items back to itself until they reach ``limit``; passes them on after."""
+
+    outputs: ClassVar = {"out": int, "again": int}
+    inputs: ClassVar = {"in": object, "back": af.Port(int, required=False)}
+
+    async def process(self, data: int) -> None:
+        if data < 100:
+            await self.emit(data * 2, "again")
+        else:
+            await self.emit(data, "out")
+
+
+async def test_feedback_link_allows_a_cycle_and_the_graph_still_ends() -> None:
+    """A cycle through a feedback link runs, and the system ends after its inputs end."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Items, items=[1, 3, 200])
+    graph.add("double", Doubler)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "double")
+    graph.link("double.again", "double.back", feedback=True, buffer=10)
+    graph.link("double", "sink")
+    with trio.fail_after(5):
+        async with af.open_system(graph):
+            pass
+    # Whatever circulated when the real input ended was still handled or counted.
+    assert 200 in out
+    assert set(out) <= {128, 192, 200}
+
+
+async def test_backpressure_bounds_every_link_by_its_buffer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A slow sink holds its producer back: no link ever holds more than its buffer."""
+    seen_depths: list[int] = []
+
+    class Slow(af.Sink):
+        async def consume(self, data: int) -> None:
+            status = system.status()
+            seen_depths.extend(link.depth for link in status.links.values())
+            await trio.sleep(0.01)
+
+    graph = pipeline(
+        ("src", Numbers, {"count": 200}), ("a", Add, {}), ("sink", Slow, {}), buffer=4
+    )
+    async with af.open_system(graph) as system:
+        pass
+    assert max(seen_depths) <= 4
+    assert system.status().actors["sink"].received == 200
+
+
+async def test_status_shows_a_blocked_producer_and_mailbox_depth(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """While a consumer is stuck, the producer shows blocked on its output and the depth."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: int) -> None:
+            await release.wait()
+
+    graph = pipeline(("src", Numbers, {"count": 100}), ("sink", Stuck, {}), buffer=5)
+    async with af.open_system(graph) as system:
+        await trio.sleep(1)
+        status = system.status()
+        src = status.actors["src"]
+        assert src.state is af.ActorState.BLOCKED
+        assert src.blocked_on == "output:out"
+        assert status.actors["sink"].mailbox_depth == 5
+        assert status.actors["sink"].state is af.ActorState.RUNNING
+        assert status.links["src.out -> sink.in"].depth == 5
+        release.set()
+    assert system.status().actors["sink"].received == 100
+
+
+async def test_an_idle_consumer_is_blocked_on_input(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A consumer waiting for items is reported blocked on input."""
+    graph = pipeline(("src", Forever, {"interval": 10}), ("sink", Collect, {"into": []}))
+    async with af.open_system(graph) as system:
+        await trio.sleep(5)
+        sink = system.status().actors["sink"]
+        assert sink.state is af.ActorState.BLOCKED
+        assert sink.blocked_on == "input"
+        assert system.status().state is af.SystemState.RUNNING
+        await system.stop()
+
+
+async def test_graceful_stop_calls_stop_and_drains_downstream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """stop() asks sources to stop; what they sent is still handled and the graph ends."""
+    journal: list[str] = []
+    out: list[int] = []
+    graph = pipeline(
+        ("src", Forever, {"interval": 1, "journal": journal}),
+        ("a", Add, {"amount": 0, "journal": journal}),
+        ("sink", Collect, {"into": out, "journal": journal}),
+    )
+    async with af.open_system(graph) as system:
+        await trio.sleep(9.5)
+        await system.stop()
+        assert system.status().state is af.SystemState.STOPPING
+    assert out == list(range(10))
+    assert journal[0] == "stop:src"
+    assert system.status().actors["src"].reason == "stopped"
+    assert system.status().state is af.SystemState.DONE
+    assert system.status().dropped == 0
+
+
+class Stubborn(af.Source):
+    """Ignores stop requests: never checks ``active``."""
+
+    async def start(self) -> None:
+        while True:
+            await trio.sleep(1)
+
+
+async def test_a_source_ignoring_stop_is_cancelled_after_stop_timeout(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """A source that does not end within stop_timeout is cancelled and reported killed."""
+    graph = pipeline(("src", Stubborn, {}), ("sink", Collect, {"into": []}))
+    async with af.open_system(graph, stop_timeout=3) as system:
+        await system.stop()
+        stopped_at = trio.current_time()
+    assert trio.current_time() - stopped_at == pytest.approx(3, abs=1.01)
+    assert system.status().actors["src"].reason == "killed"
+    assert any(e["event"] == "actor.killed" and e["actor"] == "src" for e in logs)
+
+
+async def test_cancelling_the_surrounding_scope_cleans_up_producers_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Outer cancellation stops the system with every cleanup run, producers first."""
+    journal: list[str] = []
+    graph = pipeline(
+        ("src", Forever, {"interval": 0.1, "journal": journal}),
+        ("a", Add, {"journal": journal}),
+        ("sink", Collect, {"into": [], "journal": journal}),
+    )
+    with trio.move_on_after(5) as scope:
+        async with af.open_system(graph) as system:
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert journal == ["cleanup:src", "cleanup:a", "cleanup:sink"]
+    status = system.status()
+    assert status.state is af.SystemState.CANCELLED
+    assert {a.reason for a in status.actors.values()} == {"cancelled"}
+
+
+async def test_system_cancel_counts_what_was_in_flight_as_dropped(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """cancel() ends the system; items left in links are counted and logged, not lost."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: int) -> None:
+            await release.wait()
+
+    graph = pipeline(("src", Numbers, {"count": 100}), ("sink", Stuck, {}), buffer=5)
+    async with af.open_system(graph) as system:
+        await trio.sleep(1)
+        system.cancel()
+    status = system.status()
+    link = status.links["src.out -> sink.in"]
+    src, sink = status.actors["src"], status.actors["sink"]
+    # Every item's fate is counted exactly once: in the source's hand when cancelled,
+    # left in the link at shutdown, or taken by the sink (handled, or in hand).
+    assert src.emitted == 100
+    assert link.sent + link.dropped["cancelled"] == src.emitted
+    assert link.sent == link.delivered + link.dropped["shutdown"]
+    assert link.delivered == sink.received
+    assert sink.received == 1 + sink.dropped["cancelled"]
+    assert link.dropped["shutdown"] == 5
+    assert status.dropped == 99
+    assert any(e["event"] == "link.dropped" and e["count"] == 5 for e in logs)
+
+
+async def test_an_error_in_the_block_cancels_the_system_and_propagates_unwrapped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An exception inside ``async with`` stops the system with cleanup and is re-raised as is."""
+    journal: list[str] = []
+    graph = pipeline(
+        ("src", Forever, {"journal": journal}), ("sink", Collect, {"into": [], "journal": journal})
+    )
+    with pytest.raises(LookupError, match="boom"):
+        async with af.open_system(graph):
+            await trio.sleep(3)
+            raise LookupError("boom")
+    assert sorted(journal) == ["cleanup:sink", "cleanup:src"]
+
+
+async def test_wait_returns_when_every_actor_ended() -> None:
+    """System.wait() returns once the graph has ended by itself."""
+    async with af.open_system(
+        pipeline(("src", Numbers, {"count": 3}), ("sink", Collect, {"into": []}))
+    ) as system:
+        await system.wait()
+        assert all(a.state.is_final for a in system.status().actors.values())
+    assert system.actors == ("src", "sink")
+
+
+def test_unknown_setting_overrides_are_refused_by_name() -> None:
+    """Passing a setting that does not exist is a TypeError naming it."""
+    graph = pipeline(("src", Numbers, {}), ("sink", Collect, {"into": []}))
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) 'quantom'.*quantum"):
+        af.run(graph, quantom=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quantum", 0),
+        ("quantum", -1),
+        ("default_buffer", 0),
+        ("max_batch", 1.5),
+        ("cleanup_timeout", True),
+    ],
+)
+def test_settings_refuse_values_that_can_never_work(field: str, value: Any) -> None:
+    """Settings validate at construction and name the field."""
+    with pytest.raises(ValueError, match=field):
+        af.Settings(**{field: value})

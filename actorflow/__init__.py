@@ -4,8 +4,6 @@ Every module of a graph runs as an actor with a bounded mailbox inside a trio nu
 links are bounded, so a slow consumer slows its producer instead of growing memory.
 """
 
-from __future__ import annotations
-
 from ._copying import CopyPolicy as CopyPolicy
 from ._data import Data as Data
 from ._data import decode as decode

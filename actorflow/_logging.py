@@ -29,6 +29,17 @@ _LEVELS = {
 }
 
 
+_owned_stream: TextIO | None = None
+"""A log file ``configure_logging`` opened itself, closed when it is reconfigured."""
+
+
+def _release_owned_stream() -> None:
+    global _owned_stream
+    if _owned_stream is not None:
+        _owned_stream.close()
+        _owned_stream = None
+
+
 def _level_number(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -52,19 +63,23 @@ def configure_logging(
             one JSON object per line, for machines and ``actorflow logs``.
         level: The lowest level written: ``"debug"`` shows every state change, including
             the frequent ``running``/``blocked`` ones; ``"info"`` shows lifecycle events.
-        file: A path to append to, an open text stream, or ``None`` for stderr.
+        file: A path to append to (opened line-buffered, and closed when logging is
+            configured again), an open text stream, or ``None`` for stderr.
 
     Raises:
         ValueError: ``format`` or ``level`` is not one of the accepted values.
     """
     if format not in ("console", "json"):
         raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
+    global _owned_stream
     number = _level_number(level)
+    _release_owned_stream()
     stream: TextIO
     if file is None:
         stream = sys.stderr
     elif isinstance(file, str):
-        stream = open(file, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as logging
+        stream = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        _owned_stream = stream
     else:
         stream = file
     renderer: Any

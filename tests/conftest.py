@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import structlog
 
+from actorflow._logging import _release_owned_stream
+
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
@@ -15,6 +17,7 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+    _release_owned_stream()
 
 
 @pytest.fixture

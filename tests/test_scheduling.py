@@ -159,3 +159,28 @@ async def test_max_batch_bounds_how_much_is_taken_at_once(
         pass
     # While handling its first batch of 8, 56 items remain queued in the link.
     assert sizes[0] == 56
+
+
+async def test_a_sudden_rise_in_item_cost_overruns_the_quantum_by_at_most_one_stride(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After cheap items widen the clock-check stride, costly ones still yield promptly."""
+    from actorflow._actor import _MAX_STRIDE
+
+    class Switch(af.Processor):
+        def process(self, data: int) -> int:
+            if data >= 300:
+                autojump_clock.jump(COST)
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=600)
+    graph.add("p", Switch)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "p", "sink", buffer=600)
+    timer = await run_timed(graph, quantum=0.01)
+    assert max(timer.steps["p"]) <= 0.01 + _MAX_STRIDE * COST + 1e-9
+    # The stride shrinks again: only the first costly steps overrun by more than one item.
+    overruns = [step for step in timer.steps["p"] if step > 0.01 + COST + 1e-9]
+    assert len(overruns) <= 3
+    assert sum(step >= 0.01 - 1e-9 for step in timer.steps["p"]) >= 25

@@ -1,0 +1,91 @@
+"""configure_logging and the default, quiet-unless-asked behaviour."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sample_modules import Collect, Numbers
+
+import actorflow as af
+from actorflow._logging import get_logger
+
+
+def small_graph() -> af.Graph:
+    graph = af.Graph(name="small")
+    graph.add("src", Numbers, count=3)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    return graph
+
+
+def test_json_logs_go_to_a_file_one_object_per_line(tmp_path: Path) -> None:
+    """format='json' with a path writes JSON lines with stable event names and fields."""
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="info", file=str(path))
+    af.run(small_graph())
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    states = [(e["actor"], e["state"]) for e in events if e["event"] == "actor.state"]
+    assert ("src", "created") in states
+    assert ("sink", "terminated") in states
+    done = [e for e in events if e["event"] == "system.done"]
+    assert done[0]["graph"] == "small"
+    assert done[0]["dropped"] == 0
+    assert all({"timestamp", "level"} <= e.keys() for e in events)
+    # Debug-level churn is filtered out at info.
+    assert all(e["level"] != "debug" for e in events)
+
+
+def test_debug_level_shows_every_transition() -> None:
+    """level='debug' includes the running/blocked transitions."""
+    stream = io.StringIO()
+    af.configure_logging(format="json", level="debug", file=stream)
+    af.run(small_graph())
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert any(e["event"] == "actor.state" and e["state"] == "running" for e in events)
+
+
+def test_console_format_is_readable_text() -> None:
+    """format='console' writes human-readable lines naming event and actor."""
+    stream = io.StringIO()
+    af.configure_logging(format="console", level="info", file=stream)
+    af.run(small_graph())
+    text = stream.getvalue()
+    assert "actor.state" in text
+    assert "actor=sink" in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_unconfigured_logging_only_shows_warnings_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without configuration, info events stay quiet and warnings reach stderr."""
+    af.run(small_graph())
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""
+    get_logger(actor="x").warning("actor.dropped", port="p", reason="unconnected", count=1)
+    assert "actor.dropped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"format": "xml"}, "unknown log format 'xml'"),
+        ({"level": "loud"}, "unknown log level 'loud'"),
+    ],
+)
+def test_bad_logging_options_are_refused_by_name(kwargs: dict[str, str], message: str) -> None:
+    """An unknown format or level is a ValueError naming it."""
+    with pytest.raises(ValueError, match=message):
+        af.configure_logging(**kwargs)  # type: ignore[arg-type]
+
+
+def test_numeric_levels_are_accepted() -> None:
+    """A logging level number works like its name."""
+    stream = io.StringIO()
+    af.configure_logging(format="json", level=30, file=stream)
+    af.run(small_graph())
+    assert stream.getvalue() == ""

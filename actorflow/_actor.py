@@ -81,6 +81,7 @@ class Actor:
         self._quantum = settings.quantum
         self._deadline = 0.0
         self._stride = 1
+        self._last_check = 0.0
         self._now: Callable[[], float] = trio.current_time
 
         module._actor = self
@@ -309,18 +310,15 @@ class Actor:
                 batch: list[Any] = []
                 append = batch.append
                 deadline = self._deadline
-                last = now()
+                self._last_check = now()
                 countdown = min(self._stride, limit)
                 try:
                     for item in iterator:
                         append(item)
                         countdown -= 1
                         if not countdown:
-                            checked = now()
-                            if checked >= deadline or len(batch) >= limit:
+                            if len(batch) >= limit or self._quantum_spent(deadline):
                                 break
-                            self._pace(checked, last)
-                            last = checked
                             countdown = min(self._stride, limit - len(batch))
                 except Exception as exc:
                     self._drop(len(batch), "failed")
@@ -397,13 +395,21 @@ class Actor:
         error.__cause__ = exc
         return error
 
-    def _pace(self, now: float, last: float) -> None:
-        """Adapt the clock-check stride after a check: read the clock less often while a
-        stride of items costs under 1/16 of the quantum, more often when it costs more."""
-        if now - last < self._quantum / 16:
+    def _quantum_spent(self, deadline: float) -> bool:
+        """Read the clock, every ``_stride`` items: True once ``deadline`` has passed.
+
+        Otherwise adapt the stride: read the clock less often while a stride of items
+        costs under 1/16 of the quantum, more often when it costs more.
+        """
+        checked = self._now()
+        if checked >= deadline:
+            return True
+        if checked - self._last_check < self._quantum / 16:
             self._stride = min(self._stride * 2, _MAX_STRIDE)
         elif self._stride > 1:
             self._stride //= 2
+        self._last_check = checked
+        return False
 
     async def _handle_sync(
         self, fn: Callable[[Any], Any], batch: list[Any], collect: bool
@@ -418,7 +424,7 @@ class Actor:
         try:
             while True:
                 deadline = self._deadline
-                last = now()
+                self._last_check = now()
                 countdown = self._stride
                 finished = True
                 out = []
@@ -434,12 +440,9 @@ class Actor:
                             append(result)
                         countdown -= 1
                         if not countdown:
-                            checked = now()
-                            if checked >= deadline:
+                            if self._quantum_spent(deadline):
                                 finished = False
                                 break
-                            self._pace(checked, last)
-                            last = checked
                             countdown = self._stride
                     if out:
                         sending, out = out, []
@@ -449,12 +452,9 @@ class Actor:
                         fn(item)
                         countdown -= 1
                         if not countdown:
-                            checked = now()
-                            if checked >= deadline:
+                            if self._quantum_spent(deadline):
                                 finished = False
                                 break
-                            self._pace(checked, last)
-                            last = checked
                             countdown = self._stride
                 if now() >= self._deadline:
                     await self._yield()

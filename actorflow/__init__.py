@@ -10,6 +10,7 @@ from ._data import decode as decode
 from ._data import encode as encode
 from ._exceptions import ActorflowError as ActorflowError
 from ._exceptions import CleanupError as CleanupError
+from ._exceptions import EscalationError as EscalationError
 from ._exceptions import GraphError as GraphError
 from ._exceptions import GraphProblem as GraphProblem
 from ._exceptions import InitializationError as InitializationError
@@ -34,6 +35,14 @@ from ._status import ActorStatus as ActorStatus
 from ._status import LinkStatus as LinkStatus
 from ._status import SystemState as SystemState
 from ._status import SystemStatus as SystemStatus
+from ._supervisor import AutoShutdown as AutoShutdown
+from ._supervisor import Backoff as Backoff
+from ._supervisor import ChildInfo as ChildInfo
+from ._supervisor import ChildSpec as ChildSpec
+from ._supervisor import RestartType as RestartType
+from ._supervisor import Strategy as Strategy
+from ._supervisor import Supervisor as Supervisor
+from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._system import System as System
 from ._system import open_system as open_system
 from ._system import run as run
@@ -42,10 +51,15 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActorState",
+    "AutoShutdown",
+    "Backoff",
+    "ChildInfo",
+    "ChildSpec",
     "ActorStatus",
     "ActorflowError",
     "CleanupError",
     "CopyPolicy",
+    "EscalationError",
     "Data",
     "GraphError",
     "GraphProblem",
@@ -60,11 +74,15 @@ __all__ = [
     "ModuleSpec",
     "Port",
     "Processor",
+    "RestartType",
     "RunError",
     "SerializationError",
     "Settings",
     "Sink",
     "Source",
+    "Strategy",
+    "Supervisor",
+    "SupervisorSpec",
     "System",
     "SystemState",
     "SystemStatus",

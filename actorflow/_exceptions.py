@@ -15,6 +15,7 @@ import attrs
 __all__ = [
     "ActorflowError",
     "CleanupError",
+    "EscalationError",
     "GraphError",
     "GraphProblem",
     "InitializationError",
@@ -128,3 +129,59 @@ class SerializationError(ActorflowError, TypeError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"cannot serialise {path}: {message}")
+
+
+class EscalationError(RunError):
+    """A supervisor gave up: its children failed more often than its restart intensity
+    allows. It stopped them all and failed itself, and so on up the tree.
+
+    Attributes:
+        supervisor: The supervisor that gave up.
+        child: The child whose failure exceeded the intensity.
+        restarts: How many restarts fell within ``period`` when it gave up.
+        period: The intensity window, in seconds.
+        max_restarts: The intensity limit.
+    """
+
+    def __init__(
+        self,
+        supervisor: str,
+        child: str,
+        cause: BaseException,
+        *,
+        restarts: int,
+        max_restarts: int,
+        period: float,
+    ) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.restarts = restarts
+        self.max_restarts = max_restarts
+        self.period = period
+        self.__cause__ = cause
+        origin = cause.module if isinstance(cause, LifecycleError) else child
+        message_id = cause.message_id if isinstance(cause, RunError) else None
+        self.phase = "run"
+        detail = str(cause) if isinstance(cause, ActorflowError) else _describe(cause)
+        super().__init__(
+            origin,
+            f"supervisor {supervisor!r} gave up after {restarts} restart(s) in "
+            f"{period:g} s (max_restarts={max_restarts}); last failure of child "
+            f"{child!r}: {detail}",
+        )
+        self.message_id = message_id
+
+    @property
+    def chain(self) -> tuple[BaseException, ...]:
+        """Every error from this one down to the original failure, outermost first."""
+        links: list[BaseException] = [self]
+        cause = self.__cause__
+        while cause is not None:
+            links.append(cause)
+            cause = cause.__cause__
+        return tuple(links)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

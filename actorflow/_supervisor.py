@@ -1,0 +1,617 @@
+"""OTP-style supervision: restart strategies, restart types, intensity, shutdown policies.
+
+A :class:`Supervisor` drives an ordered list of children. A child is anything that
+implements the small :class:`Worker` protocol: an actor, or another supervisor (which is
+how trees are built). Children start in their order and stop in reverse order.
+
+The semantics follow Erlang/OTP's ``supervisor`` closely; where actorflow differs it
+says so in ``docs/supervision.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import trio
+
+from ._exceptions import EscalationError, _describe
+from ._logging import get_logger
+
+__all__ = [
+    "AutoShutdown",
+    "Backoff",
+    "ChildInfo",
+    "ChildSpec",
+    "RestartType",
+    "Strategy",
+    "Supervisor",
+    "SupervisorSpec",
+    "Worker",
+]
+
+
+class Strategy(enum.Enum):
+    """What a supervisor restarts when a child fails."""
+
+    ONE_FOR_ONE = "one_for_one"
+    """Only the failed child."""
+    ONE_FOR_ALL = "one_for_all"
+    """Every child: the others are stopped in reverse order, then all are restarted."""
+    REST_FOR_ONE = "rest_for_one"
+    """The failed child and every child started after it."""
+
+
+class RestartType(enum.Enum):
+    """When a child that ended is started again."""
+
+    PERMANENT = "permanent"
+    """Always, whatever the reason it ended."""
+    TRANSIENT = "transient"
+    """Only after an abnormal end (an exception)."""
+    TEMPORARY = "temporary"
+    """Never; it is also not restarted as a bystander of a group restart."""
+
+
+class AutoShutdown(enum.Enum):
+    """When a supervisor ends by itself because significant children ended normally."""
+
+    NEVER = "never"
+    ANY_SIGNIFICANT = "any_significant"
+    ALL_SIGNIFICANT = "all_significant"
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _coerce(kind: type[_E], value: _E | str) -> _E:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise ValueError(f"{kind.__name__} must be one of {choices}, got {value!r}") from None
+
+
+def _to_restart(value: RestartType | str) -> RestartType:
+    return _coerce(RestartType, value)
+
+
+def _to_strategy(value: Strategy | str) -> Strategy:
+    return _coerce(Strategy, value)
+
+
+def _to_auto_shutdown(value: AutoShutdown | str) -> AutoShutdown:
+    return _coerce(AutoShutdown, value)
+
+
+def _shutdown(value: float | str) -> float:
+    if value == "brutal_kill":
+        return 0.0
+    if value == "infinity":
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(
+            f"shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}"
+        )
+    return float(value)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Delay before each restart: ``min * 2**(n-1)`` for the n-th restart in a row,
+    capped at ``max``, then spread by ``±jitter`` (a fraction) so that many restarting
+    children do not all retry in step."""
+
+    min: float = attrs.field(default=0.1, validator=_non_negative)
+    max: float = attrs.field(default=10.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """The delay before restart number ``attempt`` (1-based) of a burst."""
+        base: float = min(self.max, self.min * 2.0 ** max(attempt - 1, 0))
+        if self.jitter:
+            base *= 1 + rng.uniform(-self.jitter, self.jitter)
+        return max(base, 0.0)
+
+
+@attrs.frozen(kw_only=True)
+class ChildSpec:
+    """How a supervisor treats one child.
+
+    Attributes:
+        restart: ``"permanent"``, ``"transient"`` or ``"temporary"``.
+        shutdown: Seconds the child gets to finish its current item and clean up when
+            stopped, before it is cancelled; ``"brutal_kill"`` (or 0) cancels it at once;
+            ``"infinity"`` waits for as long as it takes.
+        significant: Whether its normal end counts for the supervisor's auto-shutdown.
+    """
+
+    restart: RestartType = attrs.field(default=RestartType.TRANSIENT, converter=_to_restart)
+    shutdown: float = attrs.field(default=5.0, converter=_shutdown)
+    significant: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.significant and self.restart is RestartType.PERMANENT:
+            raise ValueError("a significant child cannot be permanent (OTP rule)")
+
+
+@attrs.frozen(kw_only=True)
+class SupervisorSpec:
+    """How a supervisor restarts its children.
+
+    Attributes:
+        strategy: ``"one_for_one"``, ``"one_for_all"`` or ``"rest_for_one"``.
+        max_restarts: The most restarts allowed within ``period`` seconds; one more and
+            the supervisor stops every child and fails (OTP's default: 1 in 5 s).
+        period: The intensity window, in seconds.
+        backoff: Optional delay before restarts.
+        auto_shutdown: End the supervisor when any or all significant children ended
+            normally.
+    """
+
+    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
+    max_restarts: int = attrs.field(default=1)
+    period: float = attrs.field(default=5.0)
+    backoff: Backoff | None = None
+    auto_shutdown: AutoShutdown = attrs.field(
+        default=AutoShutdown.NEVER, converter=_to_auto_shutdown
+    )
+
+    @max_restarts.validator
+    def _check_max_restarts(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"max_restarts must be an integer >= 0, got {value!r}")
+
+    @period.validator
+    def _check_period(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"period must be a positive number of seconds, got {value!r}")
+
+
+class Worker(Protocol):
+    """What a supervisor needs from a child.
+
+    One *incarnation* runs from :meth:`prepare` to the end of :meth:`run`; a restart is a
+    new incarnation of the same worker, so what the worker owns across incarnations (an
+    actor's mailbox and links) survives.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def prepare(self) -> None:
+        """Make a fresh incarnation ready to run; raise if it cannot start."""
+
+    async def run(self) -> None:
+        """Run the incarnation: return for a normal end, raise for an abnormal one."""
+
+    async def request_stop(self) -> None:
+        """Ask the running incarnation to finish soon (its current item, then return)."""
+
+    def terminate(self, reason: str) -> None:
+        """The worker ended for good and will not be restarted."""
+
+
+@attrs.frozen
+class ChildInfo:
+    """One child, as listed by :meth:`Supervisor.which_children`."""
+
+    name: str
+    running: bool
+    restart: RestartType
+    significant: bool
+    restarts: int
+    is_supervisor: bool
+
+
+@attrs.define(eq=False)
+class _Child:
+    worker: Worker
+    spec: ChildSpec
+    running: bool = False
+    stopping: bool = False
+    generation: int = 0
+    restarts: int = 0
+    scope: trio.CancelScope | None = None
+    done: trio.Event | None = None
+    error: BaseException | None = None
+    killed: bool = False
+
+
+class _StartFailed(Exception):
+    def __init__(self, child: _Child, cause: BaseException) -> None:
+        self.child = child
+        self.cause = cause
+
+
+class Supervisor:
+    """Supervises an ordered list of children; is itself a :class:`Worker`, so
+    supervisors nest.
+
+    Ends normally when no child is left running (every child ended for good), or when
+    auto-shutdown says so; fails with :class:`EscalationError` when the restart
+    intensity is exceeded.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: SupervisorSpec | None = None,
+        children: Sequence[tuple[Worker, ChildSpec]] = (),
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self._name = name
+        self.spec = spec or SupervisorSpec()
+        self._children: list[_Child] = [_Child(worker, cspec) for worker, cspec in children]
+        self._restart_times: deque[float] = deque()
+        self._burst = 0
+        self._rng = random.Random(seed)
+        self._nursery: trio.Nursery | None = None
+        self._wakeup_send, self._wakeup_recv = trio.open_memory_channel[tuple[_Child, int] | None](
+            math.inf
+        )
+        self._stop_requested = False
+        self._significant_ended: set[str] = set()
+        self.log = get_logger(supervisor=name)
+        self.started = trio.Event()
+
+    # -- Worker protocol ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def prepare(self) -> None:
+        self._stop_requested = False
+        self._significant_ended.clear()
+
+    async def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wakeup_send.send_nowait(None)
+
+    def terminate(self, reason: str) -> None:
+        self.log.info("supervisor.terminated", reason=reason)
+
+    async def run(self) -> None:
+        """Start the children in order, then supervise them until the end."""
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await self._start_initial()
+                self.started.set()
+                self.log.info(
+                    "supervisor.started", children=[c.worker.name for c in self._children]
+                )
+                await self._supervise()
+            except Exception as exc:
+                # Every child is stopped by now; raising here would get the error
+                # wrapped in an ExceptionGroup by the nursery, so raise it after.
+                failure = exc
+                nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None
+        if failure is not None:
+            raise failure
+
+    # -- inspection and dynamic children -----------------------------------------------
+
+    def which_children(self) -> list[ChildInfo]:
+        """Every child, in start order (OTP's ``which_children``)."""
+        return [
+            ChildInfo(
+                name=c.worker.name,
+                running=c.running,
+                restart=c.spec.restart,
+                significant=c.spec.significant,
+                restarts=c.restarts,
+                is_supervisor=isinstance(c.worker, Supervisor),
+            )
+            for c in self._children
+        ]
+
+    def count_children(self) -> dict[str, int]:
+        """Counts like OTP's ``count_children``: specs, active, supervisors, workers."""
+        supervisors = sum(isinstance(c.worker, Supervisor) for c in self._children)
+        return {
+            "specs": len(self._children),
+            "active": sum(c.running for c in self._children),
+            "supervisors": supervisors,
+            "workers": len(self._children) - supervisors,
+        }
+
+    async def start_child(self, worker: Worker, spec: ChildSpec | None = None) -> None:
+        """Add a child at the end of the order and start it.
+
+        Raises:
+            ValueError: A child with that name exists.
+            RuntimeError: The supervisor is not running.
+            Exception: Whatever the child's ``prepare()`` raised; it is not added.
+        """
+        if any(c.worker.name == worker.name for c in self._children):
+            raise ValueError(f"supervisor {self.name!r} already has a child {worker.name!r}")
+        child = _Child(worker, spec or ChildSpec())
+        try:
+            await self._start(child)
+        except _StartFailed as failed:
+            raise failed.cause from None
+        self._children.append(child)
+        self.log.info("supervisor.child_added", child=worker.name)
+
+    async def terminate_child(self, name: str) -> None:
+        """Stop a running child with its shutdown policy; it stays listed, not running."""
+        child = self._find(name)
+        if child.running:
+            await self._stop(child)
+            child.worker.terminate("stopped")
+
+    async def restart_child(self, name: str) -> None:
+        """Start a stopped child again (OTP's ``restart_child``).
+
+        Raises:
+            RuntimeError: It is running.
+        """
+        child = self._find(name)
+        if child.running:
+            raise RuntimeError(f"child {name!r} of supervisor {self.name!r} is running")
+        try:
+            await self._start(child)
+        except _StartFailed as failed:
+            raise failed.cause from None
+
+    async def delete_child(self, name: str) -> None:
+        """Remove a stopped child from the list.
+
+        Raises:
+            RuntimeError: It is running; stop it first with :meth:`terminate_child`.
+        """
+        child = self._find(name)
+        if child.running:
+            raise RuntimeError(
+                f"child {name!r} of supervisor {self.name!r} is running; terminate it first"
+            )
+        self._children.remove(child)
+        self.log.info("supervisor.child_deleted", child=name)
+
+    def _find(self, name: str) -> _Child:
+        for child in self._children:
+            if child.worker.name == name:
+                return child
+        known = ", ".join(repr(c.worker.name) for c in self._children) or "none"
+        raise KeyError(f"supervisor {self.name!r} has no child {name!r} (children: {known})")
+
+    # -- starting and stopping ---------------------------------------------------------
+
+    async def _start_initial(self) -> None:
+        for index, child in enumerate(self._children):
+            try:
+                await self._start(child)
+            except _StartFailed as failed:
+                # OTP: a child failing at the initial start stops the ones already
+                # started, in reverse order, and the supervisor fails to start.
+                for started in reversed(self._children[:index]):
+                    if started.running:
+                        await self._stop(started)
+                        started.worker.terminate("shutdown")
+                raise failed.cause from None
+
+    async def _start(self, child: _Child) -> None:
+        assert self._nursery is not None, "supervisor is not running"
+        try:
+            await child.worker.prepare()
+        except Exception as exc:
+            self.log.error(
+                "supervisor.start_failed", child=child.worker.name, error=_describe(exc)
+            )
+            raise _StartFailed(child, exc) from exc
+        child.generation += 1
+        child.stopping = False
+        child.error = None
+        child.killed = False
+        child.done = trio.Event()
+        child.running = True
+        await self._nursery.start(self._child_task, child, child.generation)
+
+    async def _child_task(
+        self, child: _Child, generation: int, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        done = child.done
+        assert done is not None
+        try:
+            with trio.CancelScope() as scope:
+                child.scope = scope
+                task_status.started()
+                try:
+                    await child.worker.run()
+                except Exception as exc:
+                    child.error = exc
+        except BaseException:
+            # The supervisor itself is being cancelled: this is the child's end.
+            child.running = False
+            done.set()
+            child.worker.terminate("cancelled")
+            raise
+        if scope.cancelled_caught:
+            child.killed = True
+        child.running = False
+        done.set()
+        self._wakeup_send.send_nowait((child, generation))
+
+    async def _stop(self, child: _Child) -> None:
+        """Stop one running child with its shutdown policy and wait until it ended."""
+        child.stopping = True
+        done, scope = child.done, child.scope
+        assert done is not None
+        assert scope is not None
+        timeout = child.spec.shutdown
+        if timeout == 0:
+            scope.cancel()
+        else:
+            await child.worker.request_stop()
+            with trio.move_on_after(timeout):
+                await done.wait()
+            if not done.is_set():
+                self.log.warning(
+                    "supervisor.child_killed", child=child.worker.name, timeout=timeout
+                )
+                scope.cancel()
+        await done.wait()
+
+    async def _stop_all(self, children: Sequence[_Child]) -> None:
+        for child in reversed(children):
+            if child.running:
+                await self._stop(child)
+
+    # -- supervising -------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while True:
+            if self._stop_requested:
+                await self._stop_all(self._children)
+                for child in self._children:
+                    child.worker.terminate("shutdown")
+                self.log.info("supervisor.stopped")
+                return
+            if not any(c.running for c in self._children):
+                self.log.info("supervisor.done")
+                return
+            wakeup = await self._wakeup_recv.receive()
+            if wakeup is None:
+                continue  # a stop request: handled at the top of the loop
+            child, generation = wakeup
+            if generation != child.generation or child.running or child.stopping:
+                continue  # a stale wake-up, or an exit the supervisor caused itself
+            if child not in self._children:
+                continue  # deleted meanwhile
+            if await self._handle_exit(child):
+                return
+
+    async def _handle_exit(self, child: _Child) -> bool:
+        """React to a child that ended by itself. Returns True when the supervisor ends."""
+        name = child.worker.name
+        error = child.error
+        abnormal = error is not None or child.killed
+        reason = "failed" if error is not None else ("killed" if child.killed else "normal")
+        self.log.info(
+            "supervisor.child_exited",
+            child=name,
+            reason=reason,
+            restarts=child.restarts,
+            error=_describe(error) if error is not None else None,
+        )
+        restart = child.spec.restart
+        if restart is RestartType.TEMPORARY or (restart is RestartType.TRANSIENT and not abnormal):
+            child.worker.terminate(reason)
+            if restart is RestartType.TEMPORARY:
+                self._children.remove(child)
+            if child.spec.significant and not abnormal and self._auto_shutdown(name):
+                self.log.info("supervisor.auto_shutdown", child=name)
+                await self._stop_all(self._children)
+                for other in self._children:
+                    other.worker.terminate("shutdown")
+                return True
+            return False
+        await self._restart(child, error or RuntimeError(f"child {name!r} ended ({reason})"))
+        return False
+
+    def _auto_shutdown(self, name: str) -> bool:
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.NEVER:
+            return False
+        self._significant_ended.add(name)
+        if mode is AutoShutdown.ANY_SIGNIFICANT:
+            return True
+        significant = {c.worker.name for c in self._children if c.spec.significant}
+        return significant <= self._significant_ended
+
+    def _note_restart(self, child: _Child, cause: BaseException) -> None:
+        """Count a restart against the intensity; escalate when it is exceeded."""
+        now = trio.current_time()
+        times = self._restart_times
+        if times and now - times[-1] > self.spec.period:
+            self._burst = 0
+        times.append(now)
+        while times and times[0] <= now - self.spec.period:
+            times.popleft()
+        self._burst += 1
+        if len(times) > self.spec.max_restarts:
+            raise EscalationError(
+                self.name,
+                child.worker.name,
+                cause,
+                restarts=len(times),
+                max_restarts=self.spec.max_restarts,
+                period=self.spec.period,
+            )
+
+    def _group(self, child: _Child) -> list[_Child]:
+        strategy = self.spec.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        if strategy is Strategy.ONE_FOR_ALL:
+            return list(self._children)
+        return self._children[self._children.index(child) :]
+
+    async def _restart(self, child: _Child, cause: BaseException) -> None:
+        # Only what was running takes part: a child that already ended for good (a
+        # finished transient source, say) is not started again. The group is fixed
+        # here, so that retries after a failed start restart the same members.
+        group = [c for c in self._group(child) if c is child or c.running]
+        failed = child
+        while True:
+            try:
+                self._note_restart(failed, cause)
+            except EscalationError as escalation:
+                self.log.error(
+                    "supervisor.escalating",
+                    child=failed.worker.name,
+                    restarts=escalation.restarts,
+                    max_restarts=escalation.max_restarts,
+                    period=escalation.period,
+                    error=_describe(cause),
+                )
+                await self._stop_all(self._children)
+                for other in self._children:
+                    other.worker.terminate("escalated")
+                raise
+            if self.spec.backoff is not None:
+                delay = self.spec.backoff.delay(self._burst, self._rng)
+                if delay:
+                    await trio.sleep(delay)
+            await self._stop_all([c for c in group if c is not child])
+            # A temporary bystander is not restarted: it ends for good.
+            for bystander in [c for c in group if c is not child]:
+                if bystander.spec.restart is RestartType.TEMPORARY:
+                    bystander.worker.terminate("shutdown")
+                    self._children.remove(bystander)
+            group = [c for c in group if c in self._children]
+            child.restarts += 1
+            self.log.info(
+                "supervisor.restarting",
+                child=child.worker.name,
+                restarts=child.restarts,
+                strategy=self.spec.strategy.value,
+                group=[c.worker.name for c in group],
+            )
+            try:
+                for member in group:
+                    await self._start(member)
+                return
+            except _StartFailed as start_failed:
+                # Stop the members this round already restarted, and try again:
+                # every try counts against the intensity, so this cannot spin.
+                await self._stop_all([c for c in group if c.running])
+                failed, cause = start_failed.child, start_failed.cause

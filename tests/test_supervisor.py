@@ -1,0 +1,570 @@
+"""The supervisor, on its own: the behaviours OTP's supervisor test suite checks.
+
+Children are scriptable fake workers; time is virtual (MockClock), so timeouts, restart
+windows and backoff are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import actorflow as af
+from actorflow._supervisor import ChildSpec, Supervisor, SupervisorSpec
+
+
+class Fake:
+    """A worker whose life the test scripts: it runs until told to end or crash."""
+
+    def __init__(
+        self,
+        name: str,
+        journal: list[str],
+        *,
+        failing_starts: int = 0,
+        ignores_stop: bool = False,
+    ) -> None:
+        self.name = name
+        self.journal = journal
+        self.failing_starts = failing_starts
+        self.ignores_stop = ignores_stop
+        self.incarnations = 0
+        self._end = trio.Event()
+        self._error: BaseException | None = None
+
+    async def prepare(self) -> None:
+        if self.failing_starts:
+            self.failing_starts -= 1
+            self.journal.append(f"start-failed:{self.name}")
+            raise OSError(f"{self.name} cannot start")
+        self._end = trio.Event()
+        self._error = None
+
+    async def run(self) -> None:
+        self.incarnations += 1
+        self.journal.append(f"run:{self.name}")
+        await self._end.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def request_stop(self) -> None:
+        self.journal.append(f"stop:{self.name}")
+        if not self.ignores_stop:
+            self._end.set()
+
+    def terminate(self, reason: str) -> None:
+        self.journal.append(f"terminated:{self.name}:{reason}")
+
+    # test controls
+    def crash(self, message: str = "boom") -> None:
+        self._error = ValueError(message)
+        self._end.set()
+
+    def finish(self) -> None:
+        self._end.set()
+
+
+def make(
+    journal: list[str], *names: str, spec: SupervisorSpec | None = None, **child: Any
+) -> tuple[Supervisor, dict[str, Fake]]:
+    fakes = {name: Fake(name, journal) for name in names}
+    sup = Supervisor("sup", spec, [(fake, ChildSpec(**child)) for fake in fakes.values()])
+    return sup, fakes
+
+
+@asynccontextmanager
+async def running(sup: Supervisor) -> AsyncIterator[list[BaseException]]:
+    """Run ``sup`` in the background; collect what its run() raised."""
+    raised: list[BaseException] = []
+
+    async def supervise() -> None:
+        try:
+            await sup.run()
+        except Exception as exc:
+            raised.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervise)
+        with trio.move_on_after(1):
+            await sup.started.wait()
+        yield raised
+
+
+async def settle() -> None:
+    await trio.sleep(0.001)
+
+
+async def test_children_start_in_order_and_stop_in_reverse(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Children start in their declared order; a stop stops them in reverse order."""
+    journal: list[str] = []
+    sup, _ = make(journal, "a", "b", "c")
+    async with running(sup):
+        assert journal == ["run:a", "run:b", "run:c"]
+        assert sup.count_children() == {"specs": 3, "active": 3, "supervisors": 0, "workers": 3}
+        journal.clear()
+        await sup.request_stop()
+    assert journal[:3] == ["stop:c", "stop:b", "stop:a"]
+    assert journal[3:] == [
+        "terminated:a:shutdown",
+        "terminated:b:shutdown",
+        "terminated:c:shutdown",
+    ]
+
+
+async def test_a_child_failing_at_the_initial_start_stops_the_started_ones(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """If a child cannot start, the ones already started are stopped in reverse and the
+    supervisor fails with that child's error."""
+    journal: list[str] = []
+    fakes = [Fake("a", journal), Fake("b", journal), Fake("c", journal, failing_starts=1)]
+    sup = Supervisor("sup", None, [(f, ChildSpec()) for f in fakes])
+    with pytest.raises(OSError, match="c cannot start"):
+        await sup.run()
+    assert journal == [
+        "run:a",
+        "run:b",
+        "start-failed:c",
+        "stop:b",
+        "terminated:b:shutdown",
+        "stop:a",
+        "terminated:a:shutdown",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("restart", "how", "restarted"),
+    [
+        ("permanent", "finish", True),
+        ("permanent", "crash", True),
+        ("transient", "finish", False),
+        ("transient", "crash", True),
+        ("temporary", "finish", False),
+        ("temporary", "crash", False),
+    ],
+)
+async def test_restart_types(
+    autojump_clock: trio.testing.MockClock, restart: str, how: str, restarted: bool
+) -> None:
+    """permanent: always restarted; transient: only after a crash; temporary: never."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "keep", restart=restart)
+    async with running(sup):
+        getattr(fakes["a"], how)()
+        await settle()
+        assert fakes["a"].incarnations == (2 if restarted else 1)
+        listed = [c.name for c in sup.which_children()]
+        # A temporary child is removed from the list once it ended.
+        assert ("a" in listed) is (restart != "temporary")
+        await sup.request_stop()
+
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+async def test_a_child_stopped_by_terminate_child_is_not_restarted(
+    autojump_clock: trio.testing.MockClock, restart: str
+) -> None:
+    """A child ended by shutdown (terminate_child) stays down whatever its restart type."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", restart=restart)
+    async with running(sup):
+        await sup.terminate_child("a")
+        await settle()
+        assert fakes["a"].incarnations == 1
+        assert [c.running for c in sup.which_children()] == [False, True]
+        await sup.request_stop()
+
+
+async def test_one_for_one_restarts_only_the_failed_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """one_for_one: a crash restarts that child alone."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", "c", spec=SupervisorSpec(strategy="one_for_one"))
+    async with running(sup):
+        journal.clear()
+        fakes["b"].crash()
+        await settle()
+        assert journal == ["run:b"]
+        assert [c.restarts for c in sup.which_children()] == [0, 1, 0]
+        await sup.request_stop()
+
+
+async def test_one_for_all_stops_the_others_in_reverse_then_restarts_all(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """one_for_all: the others are stopped in reverse order, then all start again in order."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", "c", spec=SupervisorSpec(strategy="one_for_all"))
+    async with running(sup):
+        journal.clear()
+        fakes["b"].crash()
+        await settle()
+        assert journal == ["stop:c", "stop:a", "run:a", "run:b", "run:c"]
+        await sup.request_stop()
+
+
+async def test_rest_for_one_restarts_the_failed_child_and_those_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """rest_for_one: the failed child and the ones started after it are restarted."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", "c", "d", spec=SupervisorSpec(strategy="rest_for_one"))
+    async with running(sup):
+        journal.clear()
+        fakes["b"].crash()
+        await settle()
+        assert journal == ["stop:d", "stop:c", "run:b", "run:c", "run:d"]
+        assert fakes["a"].incarnations == 1
+        await sup.request_stop()
+
+
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+async def test_exceeding_the_intensity_stops_everything_and_escalates(
+    autojump_clock: trio.testing.MockClock, strategy: str
+) -> None:
+    """More than max_restarts within period: all children stop in reverse and the
+    supervisor fails with an EscalationError carrying the cause."""
+    journal: list[str] = []
+    spec = SupervisorSpec(strategy=strategy, max_restarts=2, period=5)
+    sup, fakes = make(journal, "a", "b", "c", spec=spec, restart="permanent")
+    async with running(sup) as raised:
+        for _ in range(3):
+            fakes["b"].crash("sensor on fire")
+            await settle()
+    [error] = raised
+    assert isinstance(error, af.EscalationError)
+    assert error.supervisor == "sup"
+    assert error.child == "b"
+    assert error.restarts == 3
+    assert isinstance(error.__cause__, ValueError)
+    assert "gave up after 3 restart(s) in 5 s (max_restarts=2)" in str(error)
+    assert "sensor on fire" in str(error)
+    # b is down; the others are stopped in reverse order, then all are terminated.
+    assert journal[-5:-3] == ["stop:c", "stop:a"]
+    assert journal[-3:] == [
+        "terminated:a:escalated",
+        "terminated:b:escalated",
+        "terminated:c:escalated",
+    ]
+
+
+async def test_with_the_default_intensity_one_restart_is_allowed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """OTP's default intensity (1 restart in 5 s): the second quick crash escalates."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a")
+    async with running(sup) as raised:
+        fakes["a"].crash()
+        await settle()
+        assert fakes["a"].incarnations == 2
+        assert not raised
+        fakes["a"].crash()
+        await settle()
+    assert isinstance(raised[0], af.EscalationError)
+
+
+async def test_crashes_spaced_further_apart_than_period_never_escalate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Restarts older than the window do not count: slow crashes are restarted forever."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", spec=SupervisorSpec(max_restarts=1, period=5))
+    async with running(sup) as raised:
+        for _ in range(10):
+            fakes["a"].crash()
+            await trio.sleep(5.5)
+        assert not raised
+        assert fakes["a"].incarnations == 11
+        await sup.request_stop()
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_sibling_failing_to_restart_is_retried_within_the_intensity(
+    autojump_clock: trio.testing.MockClock, strategy: str
+) -> None:
+    """During a group restart, a sibling that fails to start makes the restarted ones stop
+    again and the restart is retried; each try counts against the intensity."""
+    journal: list[str] = []
+    sup, fakes = make(
+        journal, "a", "b", "c", spec=SupervisorSpec(strategy=strategy, max_restarts=5)
+    )
+    async with running(sup) as raised:
+        fakes["c"].failing_starts = 2
+        journal.clear()
+        fakes["b"].crash()
+        await settle()
+        assert not raised
+        assert journal.count("start-failed:c") == 2
+        assert [c.running for c in sup.which_children()] == [True, True, True]
+        assert fakes["b"].incarnations == 4  # first run + 3 restart rounds
+        await sup.request_stop()
+
+
+async def test_a_child_that_keeps_failing_to_start_escalates_instead_of_spinning(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A restart loop whose child never starts stops at the intensity limit."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", spec=SupervisorSpec(max_restarts=3, period=60))
+    async with running(sup) as raised:
+        fakes["a"].failing_starts = 10**6
+        fakes["a"].crash()
+        await settle()
+    assert isinstance(raised[0], af.EscalationError)
+    assert isinstance(raised[0].__cause__, OSError)
+    assert journal.count("start-failed:a") == 3  # the 4th restart exceeded the limit
+
+
+async def test_a_temporary_bystander_of_a_group_restart_is_not_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """In one_for_all, a temporary sibling is stopped and removed, not restarted."""
+    journal: list[str] = []
+    a, b, t = Fake("a", journal), Fake("b", journal), Fake("t", journal)
+    sup = Supervisor(
+        "sup",
+        SupervisorSpec(strategy="one_for_all"),
+        [(a, ChildSpec()), (t, ChildSpec(restart="temporary")), (b, ChildSpec())],
+    )
+    async with running(sup):
+        b.crash()
+        await settle()
+        assert t.incarnations == 1
+        assert [c.name for c in sup.which_children()] == ["a", "b"]
+        assert "terminated:t:shutdown" in journal
+        await sup.request_stop()
+
+
+async def test_shutdown_timeout_cancels_a_child_that_ignores_stop(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """A child that does not end within its shutdown timeout is cancelled and reported."""
+    journal: list[str] = []
+    stubborn = Fake("s", journal, ignores_stop=True)
+    sup = Supervisor("sup", None, [(stubborn, ChildSpec(shutdown=3))])
+    async with running(sup):
+        began = trio.current_time()
+        await sup.terminate_child("s")
+        assert trio.current_time() - began == pytest.approx(3)
+    killed = [e for e in logs if e["event"] == "supervisor.child_killed"]
+    assert killed[0]["child"] == "s"
+    assert killed[0]["timeout"] == 3
+
+
+async def test_brutal_kill_cancels_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """shutdown='brutal_kill' does not ask: it cancels immediately."""
+    journal: list[str] = []
+    stubborn = Fake("s", journal, ignores_stop=True)
+    sup = Supervisor("sup", None, [(stubborn, ChildSpec(shutdown="brutal_kill"))])
+    async with running(sup):
+        began = trio.current_time()
+        await sup.terminate_child("s")
+        assert trio.current_time() == began
+    assert "stop:s" not in journal
+
+
+async def test_infinity_waits_for_the_child_however_long_it_takes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """shutdown='infinity' waits until the child ends by itself."""
+    journal: list[str] = []
+    stubborn = Fake("s", journal, ignores_stop=True)
+    sup = Supervisor("sup", None, [(stubborn, ChildSpec(shutdown="infinity"))])
+
+    async def release_later() -> None:
+        await trio.sleep(1000)
+        stubborn.finish()
+
+    async with running(sup), trio.open_nursery() as nursery:
+        nursery.start_soon(release_later)
+        began = trio.current_time()
+        await sup.terminate_child("s")
+        assert trio.current_time() - began == pytest.approx(1000)
+
+
+async def test_escalation_climbs_a_nested_tree_to_the_root(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An inner supervisor that gives up fails as a child of its parent, and so on up."""
+    journal: list[str] = []
+    leaf = Fake("leaf", journal)
+    inner = Supervisor("inner", SupervisorSpec(max_restarts=0), [(leaf, ChildSpec())])
+    middle = Supervisor("middle", SupervisorSpec(max_restarts=0), [(inner, ChildSpec())])
+    root = Supervisor("root", SupervisorSpec(max_restarts=0), [(middle, ChildSpec())])
+    async with running(root) as raised:
+        await settle()
+        leaf.crash("disk full")
+        await settle()
+    [error] = raised
+    assert isinstance(error, af.EscalationError)
+    chain = error.chain
+    assert [getattr(e, "supervisor", None) for e in chain[:3]] == ["root", "middle", "inner"]
+    assert isinstance(chain[-1], ValueError)
+    assert str(chain[-1]) == "disk full"
+    assert error.module == "leaf"
+
+
+async def test_an_inner_supervisor_is_restarted_by_its_parent_within_intensity(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The parent restarts a failed inner supervisor (and with it the inner children)."""
+    journal: list[str] = []
+    leaf = Fake("leaf", journal)
+    inner = Supervisor("inner", SupervisorSpec(max_restarts=0), [(leaf, ChildSpec())])
+    root = Supervisor("root", SupervisorSpec(max_restarts=3), [(inner, ChildSpec())])
+    async with running(root) as raised:
+        await settle()
+        leaf.crash()
+        await settle()
+        assert not raised
+        assert leaf.incarnations == 2
+        assert root.which_children()[0].restarts == 1
+        assert root.which_children()[0].is_supervisor
+        await root.request_stop()
+
+
+async def test_dynamic_children_can_be_added_stopped_restarted_and_removed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """start_child, terminate_child, restart_child and delete_child on a running supervisor."""
+    journal: list[str] = []
+    sup, _ = make(journal, "a")
+    async with running(sup):
+        extra = Fake("extra", journal)
+        await sup.start_child(extra, ChildSpec(restart="permanent"))
+        assert [c.name for c in sup.which_children()] == ["a", "extra"]
+        assert sup.count_children()["active"] == 2
+        with pytest.raises(ValueError, match="already has a child 'extra'"):
+            await sup.start_child(Fake("extra", journal))
+        with pytest.raises(RuntimeError, match=r"'extra'.*running; terminate it first"):
+            await sup.delete_child("extra")
+        with pytest.raises(RuntimeError, match="'a' of supervisor 'sup' is running"):
+            await sup.restart_child("a")
+        await sup.terminate_child("extra")
+        assert sup.count_children()["active"] == 1
+        await sup.restart_child("extra")
+        assert extra.incarnations == 2
+        await sup.terminate_child("extra")
+        await sup.delete_child("extra")
+        assert [c.name for c in sup.which_children()] == ["a"]
+        with pytest.raises(KeyError, match=r"no child 'ghost' \(children: 'a'\)"):
+            await sup.terminate_child("ghost")
+        failing = Fake("bad", journal, failing_starts=1)
+        with pytest.raises(OSError, match="bad cannot start"):
+            await sup.start_child(failing)
+        assert [c.name for c in sup.which_children()] == ["a"]
+        await sup.request_stop()
+
+
+async def test_a_supervisor_ends_when_no_child_is_left_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """When every child ended for good, the supervisor ends normally by itself."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b")
+    with trio.fail_after(10):
+        async with running(sup) as raised:
+            fakes["a"].finish()
+            fakes["b"].finish()
+    assert not raised
+
+
+@pytest.mark.parametrize(("mode", "ends_after"), [("any_significant", 1), ("all_significant", 2)])
+async def test_auto_shutdown_on_significant_children(
+    autojump_clock: trio.testing.MockClock, mode: str, ends_after: int
+) -> None:
+    """With auto_shutdown, the supervisor ends (stopping the rest) when any / all
+    significant children ended normally."""
+    journal: list[str] = []
+    s1, s2, other = Fake("s1", journal), Fake("s2", journal), Fake("other", journal)
+    sup = Supervisor(
+        "sup",
+        SupervisorSpec(auto_shutdown=mode),
+        [
+            (s1, ChildSpec(significant=True)),
+            (s2, ChildSpec(significant=True)),
+            (other, ChildSpec(restart="permanent")),
+        ],
+    )
+    async with running(sup) as raised:
+        s1.finish()
+        await settle()
+        assert ("stop:other" in journal) is (ends_after == 1)
+        s2.finish()
+        await settle()
+        assert "stop:other" in journal
+    assert not raised
+
+
+async def test_auto_shutdown_never_keeps_running_after_significant_children_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """auto_shutdown='never' (the default) ignores significant children ending."""
+    journal: list[str] = []
+    s1, other = Fake("s1", journal), Fake("other", journal)
+    sup = Supervisor("sup", None, [(s1, ChildSpec(significant=True)), (other, ChildSpec())])
+    async with running(sup):
+        s1.finish()
+        await settle()
+        assert "stop:other" not in journal
+        await sup.request_stop()
+
+
+async def test_backoff_delays_restarts_exponentially(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a backoff, each quick restart waits twice as long as the previous one."""
+    journal: list[str] = []
+    spec = SupervisorSpec(max_restarts=10, period=1000, backoff=af.Backoff(min=1, max=5, jitter=0))
+    sup, fakes = make(journal, "a", spec=spec)
+    async with running(sup):
+        starts = []
+        for _ in range(5):
+            fakes["a"].crash()
+            began = trio.current_time()
+            while fakes["a"].incarnations == len(starts) + 1:
+                await trio.sleep(0.01)
+            starts.append(round(trio.current_time() - began))
+        assert starts == [1, 2, 4, 5, 5]
+        await sup.request_stop()
+
+
+def test_backoff_jitter_spreads_delays_within_bounds() -> None:
+    """Jitter moves each delay by at most the given fraction."""
+    import random
+
+    backoff = af.Backoff(min=1, max=8, jitter=0.25)
+    rng = random.Random(1)
+    delays = [backoff.delay(3, rng) for _ in range(200)]
+    assert all(3 <= d <= 5 for d in delays)
+    assert len(set(delays)) > 100
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ChildSpec(restart="sometimes"), "RestartType must be one of"),
+        (lambda: ChildSpec(shutdown=-1), "shutdown must be seconds >= 0"),
+        (
+            lambda: ChildSpec(restart="permanent", significant=True),
+            "significant child cannot be permanent",
+        ),
+        (lambda: SupervisorSpec(strategy="all_for_none"), "Strategy must be one of"),
+        (lambda: SupervisorSpec(max_restarts=-1), "max_restarts must be"),
+        (lambda: SupervisorSpec(period=0), "period must be a positive"),
+        (lambda: SupervisorSpec(auto_shutdown="sometimes"), "AutoShutdown must be one of"),
+        (lambda: af.Backoff(min=-1), "min must be a number >= 0"),
+    ],
+)
+def test_bad_supervision_options_are_refused_by_name(build: Any, message: str) -> None:
+    """Invalid supervision options fail at construction, naming the option."""
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -1,22 +1,36 @@
-"""Driving one module: its mailbox, its loop, its states and its end.
+"""Driving one module: its mailbox, its loop, its states, its restarts and its end.
+
+An :class:`Actor` outlives the module instances it drives. Each *incarnation* is a fresh
+module built from the same class and config; the mailbox, the links, the counters and any
+output not yet delivered belong to the actor and survive a restart, so a crash loses no
+queued item.
 
 An actor handles what is already in its mailbox without yielding to the scheduler until
 its *quantum* (a time budget) is spent, then checkpoints. That is what makes actorflow
 fast on trio: scheduling costs are paid once per quantum or once per empty mailbox, not
-once per message; and it is what keeps it fair: no actor holds the loop longer than a
-quantum while others wait.
+once per message; and it is what keeps it fair: no actor holds the loop much longer than
+a quantum while others wait.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 
 from ._data import Data
-from ._exceptions import CleanupError, RunError
+from ._exceptions import (
+    CleanupError,
+    InitializationError,
+    RunError,
+    ValidationError,
+    _describe,
+)
 from ._graph import ModuleSpec
 from ._hooks import HookStyle, accepts_port, call_hook, hook_style
 from ._link import Link, Mailbox
@@ -25,7 +39,7 @@ from ._module import Many, Module, ModuleKind
 from ._settings import Settings
 from ._status import ActorState, ActorStatus
 
-__all__ = ["Actor"]
+__all__ = ["Actor", "DeadLetter"]
 
 # The most items handled between two reads of the clock.
 _MAX_STRIDE = 16
@@ -34,49 +48,84 @@ _MAX_STRIDE = 16
 _FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+@attrs.frozen
+class DeadLetter:
+    """An item given up on: its handler failed on it ``attempts`` times.
+
+    Attributes:
+        item: The item, as it was handed to the module.
+        actor: The actor that failed on it.
+        error: The last exception raised while handling it.
+        message_id: The item's ``Data.id``, or ``<actor>#<n>``.
+        attempts: How many times it was tried.
+        timestamp: When it was dead-lettered (seconds since the epoch).
+    """
+
+    item: Any
+    actor: str
+    error: BaseException
+    message_id: str
+    attempts: int
+    timestamp: float = attrs.field(factory=time.time)
+
+
+class _Stop(Exception):
+    """Internal: the incarnation was asked to stop; unwinds the handling loops."""
 
 
 class Actor:
-    """The runtime object that drives one module instance."""
+    """The runtime object that drives one module: a :class:`~actorflow.Worker` for
+    the supervisor."""
 
     def __init__(
         self,
         spec: ModuleSpec,
         module: Module,
         settings: Settings,
-        on_failure: Callable[[Actor, RunError], None],
+        *,
+        attempts: int = 1,
+        dead_letter: Callable[[DeadLetter], None] | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
         self.module = module
         self.kind: ModuleKind = module.kind
         self.settings = settings
+        self.attempts = attempts
         self.log = get_logger(actor=spec.name)
-        self._on_failure = on_failure
+        self._dead_letter = dead_letter
 
         self.state = ActorState.CREATED
         self.blocked_on: str | None = None
         self.mailbox = Mailbox()
         self.outputs: dict[str, list[Link]] = {port: [] for port in spec.output_ports()}
         self.upstream: list[Actor] = []
-        """Actors feeding this one through non-feedback links; cleaned up before it."""
+        """Actors feeding this one through non-feedback links; cleaned up before it
+        when the whole system is cancelled."""
 
         self.received = 0
         self.emitted = 0
         self.filtered = 0
         self.errors = 0
+        self.restarts = 0
+        self.dead_lettered = 0
+        self.incarnations = 0
         self.dropped: dict[str, int] = {}
         self.reason: str | None = None
         self.failure: RunError | None = None
-        self.cleanup_error: CleanupError | None = None
+        self.cleanup_errors: list[CleanupError] = []
         self.cleaned = trio.Event()
+        self.terminated = False
 
         self.active = True
+        self._fresh = True
+        self._stopping = False
+        self._killed = False
         self._stop_requested = False
         self._warned_unconnected: set[str] = set()
+        self._pending: deque[tuple[Link, list[Any]]] = deque()
+        self._suspect: Any = None
+        self._suspect_attempts = 0
         self._produce_scope: trio.CancelScope | None = None
         self._quantum = settings.quantum
         self._deadline = 0.0
@@ -101,7 +150,9 @@ class Actor:
                 "actor.state", state=state.value, previous=previous.value, blocked_on=blocked_on
             )
         else:
-            self.log.info("actor.state", state=state.value, previous=previous.value)
+            self.log.info(
+                "actor.state", state=state.value, previous=previous.value, restarts=self.restarts
+            )
 
     def status(self) -> ActorStatus:
         return ActorStatus(
@@ -116,43 +167,129 @@ class Actor:
             mailbox_depth=self.mailbox.depth(),
             errors=self.errors,
             reason=self.reason,
+            restarts=self.restarts,
+            dead_lettered=self.dead_lettered,
         )
 
     def _drop(self, count: int, reason: str) -> None:
         if count > 0:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
-    # -- life --------------------------------------------------------------------------
+    # -- the Worker protocol -----------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The actor's task: listen, handle items until the end of stream, then finish.
+    async def prepare(self) -> None:
+        """Make a fresh incarnation: the first was built with the graph; a restart
+        builds and validates a new module from the same class and config."""
+        if self._fresh:
+            self._fresh = False
+            return
+        spec = self.spec
+        try:
+            module = spec.factory(**spec.config)
+        except Exception as exc:
+            self.log.error("actor.failed", phase="init", error=_describe(exc))
+            raise InitializationError(self.name, _describe(exc)) from exc
+        module._actor = self
+        try:
+            await call_hook(module.validate)
+        except Exception as exc:
+            self.log.error("actor.failed", phase="validate", error=_describe(exc))
+            raise ValidationError(self.name, _describe(exc)) from exc
+        self.module = module
+        self.restarts += 1
+        self.set_state(ActorState.VALIDATED)
 
-        Never raises anything but cancellation: a module failure is reported to the
-        system through ``on_failure`` and recorded in :attr:`failure`.
+    async def run(self) -> None:
+        """One incarnation: listen, handle items until the end of stream or a stop.
+
+        Raises:
+            RunError: The module raised; what it held was requeued or dead-lettered.
         """
         self._now = trio.lowlevel.current_clock().current_time
+        self._stopping = False
+        self._killed = False
+        self.active = True
+        self._stop_requested = False
+        self.incarnations += 1
+        self.reason = None
         self.set_state(ActorState.READY)
-        task_status.started()
+        going_down = False
         try:
             self._deadline = self._now() + self._quantum
+            await self._flush_pending()
             if self.kind is ModuleKind.SOURCE:
                 await self._run_source()
             else:
                 await self._run_consumer()
+            if self.reason is None:
+                self.reason = "stopped" if self._stopping else "normal"
+        except _Stop:
+            self.reason = self.reason or "stopped"
         except RunError as error:
-            self._fail(error)
+            self._crashed(error)
+            raise
         except Exception as exc:
             wrapped = RunError(self.name, _describe(exc))
             wrapped.__cause__ = exc
-            self._fail(wrapped)
+            self._crashed(wrapped)
+            raise wrapped from exc
         except BaseException:
-            self.reason = "cancelled"
+            self.reason = "killed" if self._killed else "cancelled"
+            # Not killed by its supervisor: the whole system is going down at once.
+            going_down = not self._killed
             raise
         finally:
             with trio.CancelScope(shield=True):
-                await self._finish()
+                await self._end_incarnation(wait_for_upstream=going_down)
 
-    def _fail(self, error: RunError) -> None:
+    async def request_stop(self) -> None:
+        """Finish the current item, then end this incarnation (what it still holds is
+        requeued). A source stops producing and its ``stop()`` hook runs."""
+        self._stopping = True
+        self._wake()
+        if self.kind is ModuleKind.SOURCE:
+            await self._stop_source()
+
+    def on_kill(self) -> None:
+        """The supervisor is about to cancel this incarnation."""
+        self._killed = True
+
+    def terminate(self, reason: str) -> None:
+        """End for good: pass the end of stream downstream and account for what is left."""
+        if self.terminated:
+            return
+        self.terminated = True
+        if self.state is not ActorState.INVALID or reason != "failed":
+            self.reason = self.reason if reason == "normal" else reason
+        # Outputs still owed downstream: deliver what fits now, count the rest.
+        while self._pending:
+            link, items = self._pending.popleft()
+            accepted = link.offer(items)
+            link.drop(len(items) - accepted, "shutdown")
+        for links in self.outputs.values():
+            for link in links:
+                link.close()
+        for link in self.mailbox.links:
+            link.close_receiver()
+            count = link.discard("consumer_terminated")
+            if count:
+                self.log.warning(
+                    "link.dropped", link=link.name, reason="consumer_terminated", count=count
+                )
+        if self.state is not ActorState.INVALID:
+            self.set_state(ActorState.TERMINATED)
+        self.cleaned.set()
+        self.log.info(
+            "actor.ended",
+            reason=self.reason,
+            received=self.received,
+            restarts=self.restarts,
+            dead_lettered=self.dead_lettered,
+        )
+
+    # -- the end of an incarnation -----------------------------------------------------
+
+    def _crashed(self, error: RunError) -> None:
         self.failure = error
         self.errors += 1
         self.reason = "failed"
@@ -162,121 +299,67 @@ class Actor:
             phase="run",
             error=_describe(error.__cause__ or error),
             message_id=error.message_id,
-            exc_info=error.__cause__ or error,
+            restarts=self.restarts,
         )
-        self._on_failure(self, error)
 
-    async def _finish(self) -> None:
+    async def _end_incarnation(self, *, wait_for_upstream: bool) -> None:
         if self.state is not ActorState.INVALID:
-            self.reason = self.reason or "normal"
             self.set_state(ActorState.ZOMBIE)
-        for links in self.outputs.values():
-            for link in links:
-                link.close()
-        for link in self.mailbox.links:
-            link.close_receiver()
         timeout = self.settings.cleanup_timeout
-        with trio.move_on_after(timeout):
-            for actor in self.upstream:
-                await actor.cleaned.wait()
+        if wait_for_upstream:
+            # The whole system is going down at once: clean up producers first.
+            with trio.move_on_after(timeout):
+                for actor in self.upstream:
+                    if actor.incarnations:
+                        await actor.cleaned.wait()
         try:
             with trio.fail_after(timeout):
                 await call_hook(self.module.cleanup)
         except trio.TooSlowError:
-            self._cleanup_failed(f"cleanup() did not finish within {timeout} s", None)
+            self._cleanup_failed(f"cleanup() did not finish within {timeout:g} s", None)
         except Exception as exc:
             self._cleanup_failed(_describe(exc), exc)
-        finally:
-            self.cleaned.set()
-        if self.state is not ActorState.INVALID:
-            self.set_state(ActorState.TERMINATED)
-        self.log.info("actor.ended", reason=self.reason, received=self.received)
 
     def _cleanup_failed(self, message: str, cause: Exception | None) -> None:
         error = CleanupError(self.name, message)
         error.__cause__ = cause
-        self.cleanup_error = error
+        self.cleanup_errors.append(error)
         self.errors += 1
         self.log.error("actor.cleanup_failed", phase="cleanup", error=message)
 
-    async def request_stop(self) -> None:
-        """Ask a source to stop: ``active`` turns false, ``stop()`` runs, and after
-        ``stop_timeout`` a ``start()`` that has not returned is cancelled."""
-        if self._stop_requested or self.state.is_final:
+    def _wake(self) -> None:
+        """Wake this actor wherever it waits, so that it notices a stop request."""
+        self.mailbox.notify()
+        for links in self.outputs.values():
+            for link in links:
+                link.wake_producers()
+
+    # -- sources -----------------------------------------------------------------------
+
+    async def _stop_source(self) -> None:
+        if self._stop_requested or self.state.is_final or self.state is ActorState.ZOMBIE:
             return
         self._stop_requested = True
         self.active = False
         self.log.info("actor.stopping")
-        if self.kind is ModuleKind.SOURCE:
-            stop = getattr(self.module, "stop", None)
-            if stop is not None:
-                try:
-                    await call_hook(stop)
-                except Exception as exc:
-                    self.errors += 1
-                    self.log.error("actor.stop_failed", error=_describe(exc), exc_info=exc)
+        try:
+            await call_hook(self.module.stop)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.errors += 1
+            self.log.error("actor.stop_failed", error=_describe(exc))
+
+    async def stop_gracefully(self) -> None:
+        """A graceful system stop: a source stops producing; after ``stop_timeout`` a
+        ``start()`` that has not returned is cancelled."""
         scope = self._produce_scope
         if scope is not None:
             scope.deadline = min(scope.deadline, trio.current_time() + self.settings.stop_timeout)
-
-    # -- scheduling --------------------------------------------------------------------
-
-    async def _yield(self) -> None:
-        """Spend a checkpoint so other actors run; then start a fresh quantum."""
-        self.set_state(ActorState.READY)
-        await trio.lowlevel.checkpoint()
-        self._deadline = self._now() + self._quantum
-        self.set_state(ActorState.RUNNING)
-
-    # -- output ------------------------------------------------------------------------
-
-    async def emit(self, item: Any, port: str = "out") -> None:
-        """Send one item on ``port``, then yield if the quantum is spent."""
-        if port not in self.outputs:
-            known = ", ".join(repr(p) for p in self.outputs) or "none"
-            raise KeyError(
-                f"module {self.name!r} has no output port {port!r} (output ports: {known})"
-            )
-        await self._send([item], port)
-        if self._now() >= self._deadline:
-            await self._yield()
-
-    async def _send(self, items: list[Any], port: str) -> None:
-        self.emitted += len(items)
-        links = self.outputs[port]
-        if not links:
-            self._drop(len(items), "unconnected")
-            if port not in self._warned_unconnected:
-                self._warned_unconnected.add(port)
-                self.log.warning(
-                    "actor.dropped", port=port, reason="unconnected", count=len(items)
-                )
-            return
-        for link in links:
-            batch = items if link.copier is None else [link.copier(item) for item in items]
-            accepted = link.offer(batch)
-            if accepted < len(batch):
-                await self._send_rest(link, batch, accepted, port)
-
-    async def _send_rest(self, link: Link, batch: list[Any], accepted: int, port: str) -> None:
-        previous = self.state
-        self.set_state(ActorState.BLOCKED, blocked_on=f"output:{port}")
-        try:
-            while accepted < len(batch):
-                await link.wait_for_space()
-                accepted = link.offer(batch, accepted)
-        except BaseException:
-            link.drop(len(batch) - accepted, "cancelled")
-            raise
-        self.set_state(previous)
-
-    # -- sources -----------------------------------------------------------------------
+        with trio.move_on_after(self.settings.stop_timeout):
+            await self._stop_source()
 
     async def _run_source(self) -> None:
         with trio.CancelScope() as scope:
             self._produce_scope = scope
-            if not self.active:
-                return
             self.set_state(ActorState.RUNNING)
             try:
                 produced = self.module.start()  # type: ignore[attr-defined]
@@ -296,6 +379,7 @@ class Actor:
                     f"start() returned {type(produced).__name__}; expected an iterable, an "
                     "async iterable, or None (after emitting with `await self.emit(...)`)",
                 )
+        self._produce_scope = None
         if scope.cancelled_caught:
             self.reason = "killed"
             self.log.warning("actor.killed", timeout=self.settings.stop_timeout)
@@ -321,7 +405,8 @@ class Actor:
                                 break
                             countdown = min(self._stride, limit - len(batch))
                 except Exception as exc:
-                    self._drop(len(batch), "failed")
+                    # What it produced before failing is valid: it goes out first.
+                    self._owe(batch, "out")
                     raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
                 if not batch:
                     return
@@ -349,51 +434,14 @@ class Actor:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    # -- processors and sinks ----------------------------------------------------------
+    # -- scheduling --------------------------------------------------------------------
 
-    async def _run_consumer(self) -> None:
-        module: Any = self.module
-        hook = module.process if self.kind is ModuleKind.PROCESSOR else module.consume
-        style = hook_style(hook)
-        with_port = accepts_port(hook)
-        collect = self.kind is ModuleKind.PROCESSOR
-        mailbox = self.mailbox
-        limit = self.settings.max_batch
-        feedback_closed = not any(link.spec.feedback for link in mailbox.links)
-        while True:
-            got = mailbox.take(limit)
-            if got is None:
-                if mailbox.exhausted():
-                    if feedback_closed:
-                        return
-                    # The real inputs are done: feedback links close too; what they
-                    # already hold is still handled.
-                    for link in mailbox.links:
-                        if link.spec.feedback:
-                            link.close_receiver()
-                    feedback_closed = True
-                    continue
-                self.set_state(ActorState.BLOCKED, blocked_on="input")
-                await mailbox.wait()
-                self._deadline = self._now() + self._quantum
-                continue
-            link, batch = got
-            self.set_state(ActorState.RUNNING)
-            fn = hook
-            if with_port:
-                port = link.spec.target_port
-                fn = lambda item, port=port: hook(item, port)  # noqa: E731
-            if style is HookStyle.SYNC:
-                await self._handle_sync(fn, batch, collect)
-            else:
-                await self._handle_general(fn, style, batch, collect)
-
-    def _item_error(self, exc: Exception, item: Any, sequence: int) -> RunError:
-        message_id = item.id if isinstance(item, Data) else f"{self.name}#{sequence}"
-        hook = "process()" if self.kind is ModuleKind.PROCESSOR else "consume()"
-        error = RunError(self.name, f"{hook} raised {_describe(exc)}", message_id=message_id)
-        error.__cause__ = exc
-        return error
+    async def _yield(self) -> None:
+        """Spend a checkpoint so other actors run; then start a fresh quantum."""
+        self.set_state(ActorState.READY)
+        await trio.lowlevel.checkpoint()
+        self._deadline = self._now() + self._quantum
+        self.set_state(ActorState.RUNNING)
 
     def _quantum_spent(self, deadline: float) -> bool:
         """Read the clock, every ``_stride`` items: True once ``deadline`` has passed.
@@ -411,16 +459,190 @@ class Actor:
         self._last_check = checked
         return False
 
+    # -- output ------------------------------------------------------------------------
+
+    async def emit(self, item: Any, port: str = "out") -> None:
+        """Send one item on ``port``, then yield if the quantum is spent."""
+        if port not in self.outputs:
+            known = ", ".join(repr(p) for p in self.outputs) or "none"
+            raise KeyError(
+                f"module {self.name!r} has no output port {port!r} (output ports: {known})"
+            )
+        await self._send([item], port)
+        if self._now() >= self._deadline:
+            await self._yield()
+
+    def _copies_for(self, link: Link, items: list[Any]) -> list[Any]:
+        if link.copier is None:
+            return items
+        try:
+            return [link.copier(item) for item in items]
+        except Exception as exc:
+            link.drop(len(items), "copy_failed")
+            raise RunError(
+                self.name,
+                f"copying {len(items)} item(s) for link {link.name} "
+                f"(copy={link.spec.copy.value}) failed: {_describe(exc)}",
+            ) from exc
+
+    async def _send(self, items: list[Any], port: str) -> None:
+        """Deliver ``items`` to every link of ``port``, waiting while one is full.
+
+        Whatever is not delivered when the wait is interrupted (a stop, a cancellation)
+        is kept as owed and delivered first by the next incarnation, or counted when
+        the actor ends for good.
+        """
+        links = self.outputs[port]
+        self.emitted += len(items)
+        if not links:
+            self._drop(len(items), "unconnected")
+            if port not in self._warned_unconnected:
+                self._warned_unconnected.add(port)
+                self.log.warning(
+                    "actor.dropped", port=port, reason="unconnected", count=len(items)
+                )
+            return
+        for index, link in enumerate(links):
+            batch = self._copies_for(link, items)
+            accepted = link.offer(batch)
+            if accepted < len(batch):
+                try:
+                    await self._send_rest(link, batch, accepted, port)
+                except BaseException:
+                    # The links not offered yet are owed the whole batch.
+                    for later in links[index + 1 :]:
+                        self._pending.append((later, self._copies_for(later, items)))
+                    raise
+
+    async def _send_rest(self, link: Link, batch: list[Any], accepted: int, port: str) -> None:
+        previous = self.state
+        self.set_state(ActorState.BLOCKED, blocked_on=f"output:{port}")
+        try:
+            while accepted < len(batch):
+                if self._stopping:
+                    raise _Stop
+                await link.wait_for_space()
+                accepted = link.offer(batch, accepted)
+        except BaseException:
+            if accepted < len(batch):
+                self._pending.append((link, batch[accepted:]))
+            raise
+        self.set_state(previous)
+
+    def _owe(self, items: list[Any], port: str) -> None:
+        """Keep outputs that could not be sent now; they go out before anything else."""
+        if not items:
+            return
+        self.emitted += len(items)
+        links = self.outputs[port]
+        if not links:
+            self._drop(len(items), "unconnected")
+        for link in links:
+            try:
+                self._pending.append((link, self._copies_for(link, items)))
+            except RunError:
+                self.log.error("actor.dropped", link=link.name, reason="copy_failed")
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            link, items = self._pending[0]
+            accepted = link.offer(items)
+            if accepted < len(items):
+                self._pending[0] = (link, items[accepted:])
+                self.set_state(ActorState.BLOCKED, blocked_on="output:pending")
+                await link.wait_for_space()
+                if self._stopping:
+                    raise _Stop
+                continue
+            self._pending.popleft()
+
+    # -- processors and sinks ----------------------------------------------------------
+
+    async def _run_consumer(self) -> None:
+        module: Any = self.module
+        hook = module.process if self.kind is ModuleKind.PROCESSOR else module.consume
+        style = hook_style(hook)
+        with_port = accepts_port(hook)
+        collect = self.kind is ModuleKind.PROCESSOR
+        mailbox = self.mailbox
+        limit = self.settings.max_batch
+        feedback_closed = not any(link.spec.feedback for link in mailbox.links)
+        while True:
+            if self._stopping:
+                return
+            got = mailbox.take(limit)
+            if got is None:
+                if mailbox.exhausted():
+                    if feedback_closed:
+                        return
+                    # The real inputs are done: feedback links close too; what they
+                    # already hold is still handled.
+                    for link in mailbox.links:
+                        if link.spec.feedback:
+                            link.close_receiver()
+                    feedback_closed = True
+                    continue
+                self.set_state(ActorState.BLOCKED, blocked_on="input")
+                await mailbox.wait()
+                self._deadline = self._now() + self._quantum
+                continue
+            link, batch = got
+            self.received += len(batch)
+            self.set_state(ActorState.RUNNING)
+            fn = hook
+            if with_port:
+                port = link.spec.target_port
+                fn = lambda item, port=port: hook(item, port)  # noqa: E731
+            if style is HookStyle.SYNC:
+                await self._handle_sync(fn, link, batch, collect)
+            else:
+                await self._handle_general(fn, style, link, batch, collect)
+
+    def _message_id(self, item: Any, sequence: int) -> str:
+        return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"
+
+    def _give_back(self, link: Link, items: list[Any]) -> None:
+        """Put items taken but not handled back at the front of their link."""
+        if items:
+            link.requeue(items)
+            self.received -= len(items)
+
+    def _item_failed(
+        self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int
+    ) -> RunError:
+        """The module raised on ``item``: retry it later or dead-letter it; requeue the rest.
+
+        Returns the RunError that ends this incarnation.
+        """
+        message_id = self._message_id(item, sequence)
+        hook = "process()" if self.kind is ModuleKind.PROCESSOR else "consume()"
+        error = RunError(self.name, f"{hook} raised {_describe(exc)}", message_id=message_id)
+        error.__cause__ = exc
+        attempts = self._suspect_attempts + 1 if item is self._suspect else 1
+        if attempts < self.attempts:
+            self._suspect, self._suspect_attempts = item, attempts
+            self._give_back(link, [item, *rest])
+        else:
+            self._suspect, self._suspect_attempts = None, 0
+            self._give_back(link, rest)
+            self.dead_lettered += 1
+            letter = DeadLetter(item, self.name, exc, message_id, attempts)
+            self.log.error(
+                "actor.dead_letter", message_id=message_id, attempts=attempts, error=_describe(exc)
+            )
+            if self._dead_letter is not None:
+                self._dead_letter(letter)
+        return error
+
     async def _handle_sync(
-        self, fn: Callable[[Any], Any], batch: list[Any], collect: bool
+        self, fn: Callable[[Any], Any], link: Link, batch: list[Any], collect: bool
     ) -> None:
         now = self._now
-        base = self.received
-        count = len(batch)
-        self.received += count
+        base = self.received - len(batch)
         items = iter(batch)
         out: list[Any] = []
         item: Any = None
+        handled = 0
         try:
             while True:
                 deadline = self._deadline
@@ -432,10 +654,14 @@ class Actor:
                     append = out.append
                     for item in items:
                         result = fn(item)
+                        handled += 1
                         if result is None:
                             self.filtered += 1
                         elif type(result) is Many:
-                            out.extend(result.items)
+                            if result.items:
+                                out.extend(result.items)
+                            else:
+                                self.filtered += 1
                         else:
                             append(result)
                         countdown -= 1
@@ -450,6 +676,7 @@ class Actor:
                 else:
                     for item in items:
                         fn(item)
+                        handled += 1
                         countdown -= 1
                         if not countdown:
                             if self._quantum_spent(deadline):
@@ -460,32 +687,40 @@ class Actor:
                     await self._yield()
                 if finished:
                     return
+                if self._stopping:
+                    raise _Stop
         except Exception as exc:
-            # `item` raised; it, the outputs not yet sent and the rest of the batch are
-            # lost with the actor.
-            rest = sum(1 for _ in items)
-            self._drop(rest + 1 + len(out), "failed")
-            raise self._item_error(exc, item, base + count - rest) from exc
+            if isinstance(exc, RunError | _Stop):
+                self._give_back(link, list(items))
+                raise
+            # `item` raised: the outputs of the items before it go out first.
+            self._owe(out, "out")
+            raise self._item_failed(exc, link, item, list(items), base + handled + 1) from exc
         except BaseException:
-            self._drop(sum(1 for _ in items), "cancelled")
+            self._give_back(link, list(items))
             raise
 
     async def _handle_general(
-        self, fn: Callable[[Any], Any], style: HookStyle, batch: list[Any], collect: bool
+        self,
+        fn: Callable[[Any], Any],
+        style: HookStyle,
+        link: Link,
+        batch: list[Any],
+        collect: bool,
     ) -> None:
-        base = self.received
-        self.received += len(batch)
-        count = len(batch)
-        index = 0
-        try:
-            while index < count:
-                item = batch[index]
-                index += 1
-                try:
-                    results = await self._call_item_hook(fn, style, item)
-                except Exception as exc:
-                    self._drop(count - index + 1, "failed")
-                    raise self._item_error(exc, item, base + index) from exc
+        base = self.received - len(batch)
+        for index, item in enumerate(batch):
+            try:
+                results = await self._call_item_hook(fn, style, item)
+            except Exception as exc:
+                raise self._item_failed(
+                    exc, link, item, batch[index + 1 :], base + index + 1
+                ) from exc
+            except BaseException:
+                # Cancelled inside the hook: the item was not handled; keep it.
+                self._give_back(link, batch[index:])
+                raise
+            try:
                 if collect:
                     if results:
                         await self._send(results, "out")
@@ -493,11 +728,11 @@ class Actor:
                         self.filtered += 1
                 if self._now() >= self._deadline:
                     await self._yield()
-        except RunError:
-            raise
-        except BaseException:
-            self._drop(count - index, "cancelled")
-            raise
+                if self._stopping:
+                    raise _Stop
+            except BaseException:
+                self._give_back(link, batch[index + 1 :])
+                raise
 
     async def _call_item_hook(
         self, fn: Callable[[Any], Any], style: HookStyle, item: Any

@@ -13,8 +13,9 @@ from ._copying import CopyPolicy
 from ._exceptions import GraphError, GraphProblem
 from ._module import Module
 from ._ports import Port, describe_type, is_compatible, normalize_ports
+from ._supervisor import ChildSpec, SupervisorSpec
 
-__all__ = ["Graph", "LinkSpec", "ModuleSpec"]
+__all__ = ["Graph", "GroupSpec", "LinkSpec", "ModuleSpec", "Supervision"]
 
 
 def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -77,6 +78,30 @@ class LinkSpec:
         return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
 
 
+def _attempts(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"attempts must be a positive integer, got {value!r}")
+
+
+@attrs.frozen
+class Supervision:
+    """How one module is supervised: its :class:`ChildSpec` and how many times an item
+    that makes it fail is tried before it is dead-lettered."""
+
+    child: ChildSpec = attrs.field(factory=ChildSpec)
+    attempts: int = attrs.field(default=1, validator=_attempts)
+
+
+@attrs.frozen
+class GroupSpec:
+    """Modules supervised together by a supervisor of their own, in this order."""
+
+    name: str
+    members: tuple[str, ...]
+    spec: SupervisorSpec
+    child: ChildSpec
+
+
 def _split_endpoint(endpoint: str, default_port: str) -> tuple[str, str]:
     module, dot, port = endpoint.partition(".")
     return module, (port if dot else default_port)
@@ -101,6 +126,12 @@ class Graph:
     name: str = "graph"
     _modules: list[ModuleSpec] = attrs.field(factory=list, alias="_modules")
     _links: list[LinkSpec] = attrs.field(factory=list, alias="_links")
+    _supervision: dict[str, Supervision] = attrs.field(factory=dict, alias="_supervision")
+    _groups: list[GroupSpec] = attrs.field(factory=list, alias="_groups")
+    root: SupervisorSpec = attrs.field(factory=SupervisorSpec)
+    """How the root supervisor restarts its children."""
+    dead_letter_target: tuple[str, str] | None = None
+    """The ``(module, port)`` that receives :class:`DeadLetter` records, if any."""
 
     @property
     def modules(self) -> tuple[ModuleSpec, ...]:
@@ -144,13 +175,108 @@ class Graph:
         self._links.append(spec)
         return spec
 
+    def supervise(
+        self,
+        module: str,
+        *,
+        restart: str = "transient",
+        shutdown: float | str = 5.0,
+        significant: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        """Set how ``module`` is supervised.
+
+        Args:
+            restart: ``"permanent"``, ``"transient"`` (default: restarted only after a
+                crash) or ``"temporary"``.
+            shutdown: Seconds to finish the current item and clean up when stopped, then
+                it is cancelled; ``"brutal_kill"`` or ``"infinity"``.
+            significant: Its normal end counts for its supervisor's auto-shutdown.
+            attempts: How many times an item that makes it fail is tried (a restart
+                between tries) before it is dead-lettered.
+
+        Raises:
+            ValueError: An option can never be valid.
+        """
+        child = ChildSpec(restart=restart, shutdown=shutdown, significant=significant)
+        self._supervision[module] = Supervision(child, attempts)
+
+    def supervision_of(self, module: str) -> Supervision:
+        """How ``module`` is supervised (the defaults unless :meth:`supervise` said)."""
+        return self._supervision.get(module) or Supervision()
+
+    def supervisor(self, **options: Any) -> None:
+        """Set the root supervisor's options (see :class:`SupervisorSpec`):
+        ``strategy``, ``max_restarts``, ``period``, ``backoff``, ``auto_shutdown``."""
+        self.root = SupervisorSpec(**options)
+
+    def group(
+        self,
+        name: str,
+        members: Iterable[str],
+        *,
+        restart: str = "permanent",
+        shutdown: float | str = "infinity",
+        **options: Any,
+    ) -> None:
+        """Supervise ``members`` together under a supervisor named ``name``, started in
+        the order given. ``options`` are its :class:`SupervisorSpec`; ``restart`` and
+        ``shutdown`` say how its parent treats the group as a child."""
+        child = ChildSpec(restart=restart, shutdown=shutdown)
+        self._groups.append(GroupSpec(name, tuple(members), SupervisorSpec(**options), child))
+
+    @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        return tuple(self._groups)
+
+    def dead_letters(self, target: str) -> None:
+        """Deliver dead letters to ``target`` (``"module"`` or ``"module.port"``), as
+        :class:`DeadLetter` records. That port needs no other link."""
+        self.dead_letter_target = _split_endpoint(target, "in")
+
     def chain(self, *endpoints: str, **options: Any) -> list[LinkSpec]:
         """Link each endpoint to the next one, with the same options for every link."""
         return [self.link(a, b, **options) for a, b in itertools.pairwise(endpoints)]
 
     def problems(self) -> list[GraphProblem]:
         """Every problem in the graph; empty when it is valid."""
-        return _find_problems(self._modules, self._links)
+        problems = _find_problems(self._modules, self._links, self.dead_letter_target)
+        names = {spec.name for spec in self._modules}
+        problems.extend(
+            GraphProblem(f"supervise: unknown module {module!r}", module=module)
+            for module in self._supervision
+            if module not in names
+        )
+        grouped: dict[str, str] = {}
+        for group in self._groups:
+            if group.name in names or group.name in {
+                g.name for g in self._groups[: self._groups.index(group)]
+            }:
+                problems.append(
+                    GraphProblem(
+                        f"group {group.name!r}: the name is already used", module=group.name
+                    )
+                )
+            if not group.members:
+                problems.append(GraphProblem(f"group {group.name!r} has no members"))
+            for member in group.members:
+                if member not in names:
+                    problems.append(
+                        GraphProblem(
+                            f"group {group.name!r}: unknown module {member!r}", module=member
+                        )
+                    )
+                elif member in grouped:
+                    problems.append(
+                        GraphProblem(
+                            f"module {member!r} is in groups {grouped[member]!r} and "
+                            f"{group.name!r}; a module has one supervisor",
+                            module=member,
+                        )
+                    )
+                else:
+                    grouped[member] = group.name
+        return problems
 
     def validate(self) -> None:
         """Raise :class:`GraphError` listing every problem, if there is any."""
@@ -166,7 +292,11 @@ class Graph:
         return _consumers_first(self._modules, self._links)
 
 
-def _find_problems(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> list[GraphProblem]:
+def _find_problems(
+    modules: Iterable[ModuleSpec],
+    links: Iterable[LinkSpec],
+    dead_letter_target: tuple[str, str] | None = None,
+) -> list[GraphProblem]:
     problems: list[GraphProblem] = []
     specs: dict[str, ModuleSpec] = {}
     inputs: dict[str, dict[str, Port]] = {}
@@ -240,6 +370,36 @@ def _find_problems(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -> 
                     port=link.target_port,
                 )
             )
+
+    if dead_letter_target is not None:
+        dl_module, dl_port = dead_letter_target
+        if dl_module not in specs:
+            problems.append(
+                GraphProblem(f"dead_letters: unknown module {dl_module!r}", module=dl_module)
+            )
+        elif dl_module in inputs and dl_port not in inputs[dl_module]:
+            known = ", ".join(repr(p) for p in inputs[dl_module]) or "none"
+            problems.append(
+                GraphProblem(
+                    f"dead_letters: module {dl_module!r} has no input port {dl_port!r} "
+                    f"(input ports: {known})",
+                    module=dl_module,
+                    port=dl_port,
+                )
+            )
+        else:
+            fed.add(dead_letter_target)
+
+    real_inputs = {link.target for link in links if not link.feedback}
+    problems.extend(
+        GraphProblem(
+            f"module {link.target!r}: every input link is a feedback link, so its end of "
+            "stream would come at once; give it a non-feedback input",
+            module=link.target,
+        )
+        for link in {link.target: link for link in links if link.feedback}.values()
+        if link.target in specs and link.target not in real_inputs
+    )
 
     for name, ports in inputs.items():
         for port_name, port in ports.items():

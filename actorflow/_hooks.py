@@ -59,4 +59,9 @@ def accepts_port(fn: Callable[..., Any]) -> bool:
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
-    return len(positional) >= 2 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    if len(positional) < 2:
+        return False
+    # `process(self, data, scale=10)` keeps its default: only a second parameter without
+    # one, or one named `port`, receives the port name.
+    second = positional[1]
+    return second.default is inspect.Parameter.empty or second.name == "port"

@@ -115,6 +115,20 @@ class Link:
             self._space.unpark_all()
         return batch
 
+    def requeue(self, items: list[Any]) -> None:
+        """Put items the consumer took but did not handle back at the front, in order.
+
+        They were counted as delivered when taken; they will be again when retaken.
+        The buffer may exceed its capacity by these items until they are retaken.
+        """
+        self.items.extendleft(reversed(items))
+        self.delivered -= len(items)
+        self.mailbox.notify()
+
+    def wake_producers(self) -> None:
+        """Wake producers waiting for room, so they re-check why they wait."""
+        self._space.unpark_all()
+
     def close(self) -> None:
         """The producer is done: the consumer sees the end of stream once drained."""
         self.closed = True

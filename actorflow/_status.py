@@ -86,7 +86,9 @@ class ActorStatus:
             cancelled).
         mailbox_depth: Items waiting in its incoming links.
         errors: Exceptions its hooks raised.
-        reason: Why it ended, once it has.
+        reason: Why its last incarnation ended, once it has.
+        restarts: How many times its module was rebuilt and restarted.
+        dead_lettered: Items given up on after ``attempts`` failures.
     """
 
     name: str
@@ -100,6 +102,8 @@ class ActorStatus:
     mailbox_depth: int
     errors: int
     reason: str | None
+    restarts: int = 0
+    dead_lettered: int = 0
 
 
 @attrs.frozen

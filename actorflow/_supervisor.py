@@ -203,6 +203,9 @@ class Worker(Protocol):
     def terminate(self, reason: str) -> None:
         """The worker ended for good and will not be restarted."""
 
+    def on_kill(self) -> None:
+        """The supervisor is about to cancel the running incarnation."""
+
 
 @attrs.frozen
 class ChildInfo:
@@ -285,6 +288,9 @@ class Supervisor:
     def terminate(self, reason: str) -> None:
         self.log.info("supervisor.terminated", reason=reason)
 
+    def on_kill(self) -> None:
+        pass
+
     async def run(self) -> None:
         """Start the children in order, then supervise them until the end."""
         failure: Exception | None = None
@@ -297,6 +303,13 @@ class Supervisor:
                     "supervisor.started", children=[c.worker.name for c in self._children]
                 )
                 await self._supervise()
+            except trio.Cancelled:
+                # The tree is going down: children that are not running (waiting for a
+                # restart, say) end here too.
+                for child in self._children:
+                    if not child.running:
+                        child.worker.terminate("cancelled")
+                raise
             except Exception as exc:
                 # Every child is stopped by now; raising here would get the error
                 # wrapped in an ExceptionGroup by the nursery, so raise it after.
@@ -423,7 +436,10 @@ class Supervisor:
         child.killed = False
         child.done = trio.Event()
         child.running = True
-        await self._nursery.start(self._child_task, child, child.generation)
+        kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
+        await self._nursery.start(
+            self._child_task, child, child.generation, name=f"{kind}:{child.worker.name}"
+        )
 
     async def _child_task(
         self, child: _Child, generation: int, *, task_status: trio.TaskStatus[None]
@@ -458,12 +474,14 @@ class Supervisor:
         assert scope is not None
         timeout = child.spec.shutdown
         if timeout == 0:
+            child.worker.on_kill()
             scope.cancel()
         else:
-            await child.worker.request_stop()
             with trio.move_on_after(timeout):
+                await child.worker.request_stop()
                 await done.wait()
             if not done.is_set():
+                child.worker.on_kill()
                 self.log.warning(
                     "supervisor.child_killed", child=child.worker.name, timeout=timeout
                 )

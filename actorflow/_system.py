@@ -1,7 +1,8 @@
-"""Running a validated graph: construct, validate, start, watch and stop its actors."""
+"""Running a validated graph: construct, validate, start, supervise and stop its actors."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -9,7 +10,7 @@ from typing import Any, final
 import attrs
 import trio
 
-from ._actor import Actor, _describe
+from ._actor import Actor, DeadLetter
 from ._copying import copier_for
 from ._exceptions import (
     ActorflowError,
@@ -17,21 +18,26 @@ from ._exceptions import (
     InitializationError,
     RunError,
     ValidationError,
+    _describe,
 )
-from ._graph import Graph
+from ._graph import Graph, LinkSpec
 from ._hooks import call_hook
 from ._link import Link
 from ._logging import get_logger
 from ._module import ModuleKind
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
+from ._supervisor import ChildSpec, Supervisor, Worker
 
 __all__ = ["System", "open_system", "run"]
+
+_DEAD_LETTER_HISTORY = 1000
 
 
 @final
 class System:
-    """A graph while it runs: its actors, its links, and the handles to watch and stop it.
+    """A graph while it runs: its actors under a supervisor tree, its links, and the
+    handles to watch and stop it.
 
     Get one from :func:`open_system`; do not construct it directly.
     """
@@ -43,9 +49,13 @@ class System:
         self.log = get_logger(graph=graph.name)
         self._actors: dict[str, Actor] = {}
         self._links: list[Link] = []
-        self._failures: list[RunError] = []
+        self._failure: ActorflowError | None = None
         self._nursery: trio.Nursery | None = None
         self._all_done = trio.Event()
+        self._dead_letters: deque[DeadLetter] = deque(maxlen=_DEAD_LETTER_HISTORY)
+        self._dead_letter_link: Link | None = None
+        self.root: Supervisor | None = None
+        self._supervisors: dict[str, Supervisor] = {}
 
     # -- public handles ----------------------------------------------------------------
 
@@ -53,6 +63,26 @@ class System:
     def actors(self) -> tuple[str, ...]:
         """Names of the system's actors, in declaration order."""
         return tuple(self._actors)
+
+    @property
+    def dead_letters(self) -> tuple[DeadLetter, ...]:
+        """The most recent dead letters (up to 1000), oldest first."""
+        return tuple(self._dead_letters)
+
+    def supervisor(self, name: str | None = None) -> Supervisor:
+        """The root supervisor, or the group supervisor called ``name``.
+
+        Raises:
+            KeyError: There is no group of that name.
+        """
+        if name is None:
+            assert self.root is not None
+            return self.root
+        try:
+            return self._supervisors[name]
+        except KeyError:
+            known = ", ".join(repr(n) for n in self._supervisors) or "none"
+            raise KeyError(f"no supervisor {name!r} (groups: {known})") from None
 
     def status(self) -> SystemStatus:
         """A snapshot of every actor and link, taken without yielding."""
@@ -73,13 +103,15 @@ class System:
         if self.state in (SystemState.STARTING, SystemState.RUNNING):
             self.state = SystemState.STOPPING
             self.log.info("system.stopping")
+        if self._nursery is None:
+            return
         for actor in self._actors.values():
-            if actor.kind is ModuleKind.SOURCE:
-                await actor.request_stop()
+            if actor.kind is ModuleKind.SOURCE and not actor.terminated:
+                self._nursery.start_soon(actor.stop_gracefully)
 
     def cancel(self) -> None:
-        """Stop at once: every actor is cancelled, cleanups still run, and what was in
-        flight is counted as dropped (``"cancelled"`` / ``"shutdown"``)."""
+        """Stop at once: every actor is cancelled, cleanups still run (producers first),
+        and what was in flight is counted as dropped (``"shutdown"``)."""
         if self._nursery is not None:
             self.log.info("system.cancelling")
             self._nursery.cancel_scope.cancel()
@@ -95,14 +127,21 @@ class System:
 
         Nothing is started here, so a failure leaves nothing to clean up.
         """
-        self.graph.validate()
-        for spec in self.graph.modules:
+        graph = self.graph
+        graph.validate()
+        for spec in graph.modules:
             try:
                 module = spec.factory(**spec.config)
             except Exception as exc:
                 self.log.error("actor.failed", actor=spec.name, phase="init", error=_describe(exc))
                 raise InitializationError(spec.name, _describe(exc)) from exc
-            self._actors[spec.name] = Actor(spec, module, self.settings, self._on_failure)
+            self._actors[spec.name] = Actor(
+                spec,
+                module,
+                self.settings,
+                attempts=graph.supervision_of(spec.name).attempts,
+                dead_letter=self._dead_letter,
+            )
         for actor in self._actors.values():
             try:
                 await call_hook(actor.module.validate)
@@ -112,6 +151,7 @@ class System:
                 raise ValidationError(actor.name, _describe(exc)) from exc
             actor.set_state(ActorState.VALIDATED)
         self._wire()
+        self.root = self._build_tree()
 
     def _wire(self) -> None:
         fan_out: dict[tuple[str, str], int] = {}
@@ -131,35 +171,82 @@ class System:
             self._links.append(link)
             if not spec.feedback and producer not in consumer.upstream:
                 consumer.upstream.append(producer)
+        target = self.graph.dead_letter_target
+        if target is not None:
+            module, port = target
+            spec = LinkSpec("<dead letters>", "out", module, port, copy="none")
+            link = Link(spec, self.settings.default_buffer, self._actors[module].mailbox, None)
+            self._dead_letter_link = link
+            self._links.append(link)
+
+    def _build_tree(self) -> Supervisor:
+        """The root supervisor: groups and ungrouped actors, consumers before producers."""
+        graph = self.graph
+        order = graph.start_order()
+        position = {name: index for index, name in enumerate(order)}
+        grouped = {member for group in graph.groups for member in group.members}
+        entries: list[tuple[int, Worker, ChildSpec]] = []
+        for group in graph.groups:
+            members = [(self._actors[m], graph.supervision_of(m).child) for m in group.members]
+            supervisor = Supervisor(group.name, group.spec, members)
+            self._supervisors[group.name] = supervisor
+            first = min(position[m] for m in group.members)
+            entries.append((first, supervisor, group.child))
+        entries.extend(
+            (position[name], self._actors[name], graph.supervision_of(name).child)
+            for name in order
+            if name not in grouped
+        )
+        entries.sort(key=lambda entry: entry[0])
+        root = Supervisor(graph.name, graph.root, [(w, c) for _, w, c in entries])
+        self._supervisors[graph.name] = root
+        return root
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self._dead_letters.append(letter)
+        link = self._dead_letter_link
+        if link is not None and link.offer([letter]) == 0:
+            link.drop(1, "overflow")
+            self.log.error("link.dropped", link=link.name, reason="overflow", count=1)
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
+        root = self.root
+        assert root is not None
+        self.log.info("system.starting", actors=len(self._actors), order=self.graph.start_order())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_root, root)
+            await root.started.wait()
+            if self.state is SystemState.STARTING:
+                self.state = SystemState.RUNNING
+            self.log.info("system.started", actors=len(self._actors))
+            task_status.started()
+
+    async def _run_root(self, root: Supervisor) -> None:
+        try:
+            await root.run()
+        except Exception as exc:
+            error = exc if isinstance(exc, ActorflowError) else RunError(root.name, _describe(exc))
+            self._failure = error
+            self.state = SystemState.FAILED
+            self.log.error("system.failing", error=str(error))
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+        finally:
+            root.started.set()
+            if self._dead_letter_link is not None:
+                self._dead_letter_link.close()
+            self._all_done.set()
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
-        order = self.graph.start_order()
-        self.log.info("system.starting", actors=len(order), order=order)
-        for name in order:
-            await nursery.start(self._run_actor, self._actors[name], name=f"actor:{name}")
-        if self.state is SystemState.STARTING:
-            self.state = SystemState.RUNNING
-        self.log.info("system.started", actors=len(order))
-
-    async def _run_actor(self, actor: Actor, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            await actor.run(task_status=task_status)
-        finally:
-            if all(a.state.is_final for a in self._actors.values()):
-                self._all_done.set()
-
-    def _on_failure(self, actor: Actor, error: RunError) -> None:
-        self._failures.append(error)
-        if self.state is not SystemState.FAILED:
-            self.state = SystemState.FAILED
-            self.log.error("system.failing", actor=actor.name, error=str(error))
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        await nursery.start(self._supervise)
 
     # -- the end -----------------------------------------------------------------------
 
     def _finalize(self, cancelled: bool) -> None:
+        for actor in self._actors.values():
+            if not actor.terminated:
+                actor.terminate("not_started" if not actor.incarnations else "cancelled")
         for link in self._links:
             count = link.discard("shutdown")
             if count:
@@ -172,19 +259,18 @@ class System:
         self._all_done.set()
 
     def _error(self) -> ActorflowError | None:
-        """The error the system ends with: the first failure, else the first cleanup error.
+        """The error the system ends with: its failure, else the first cleanup error.
 
-        Every other failure and cleanup error is attached as a note, never hidden.
+        Every other cleanup error is attached as a note, never hidden.
         """
         cleanup_errors: list[CleanupError] = [
-            actor.cleanup_error for actor in self._actors.values() if actor.cleanup_error
+            error for actor in self._actors.values() for error in actor.cleanup_errors
         ]
         primary: ActorflowError
-        others: list[ActorflowError]
-        if self._failures:
-            primary, others = self._failures[0], [*self._failures[1:], *cleanup_errors]
+        if self._failure is not None:
+            primary, others = self._failure, cleanup_errors
         elif cleanup_errors:
-            primary, others = cleanup_errors[0], list(cleanup_errors[1:])
+            primary, others = cleanup_errors[0], cleanup_errors[1:]
         else:
             return None
         for other in others:
@@ -206,6 +292,19 @@ def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Sett
     return attrs.evolve(base, **overrides)
 
 
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one non-cancellation exception inside ``group``, if that is all it holds."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 @asynccontextmanager
 async def open_system(
     graph: Graph, settings: Settings | None = None, **overrides: Any
@@ -213,10 +312,11 @@ async def open_system(
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
 
     The graph is validated, every module constructed and validated, then every actor
-    started, consumers before producers. Leaving the block waits until every actor has
-    ended (the system ends by itself when its sources are exhausted and everything
-    downstream has drained); call :meth:`System.stop` or :meth:`System.cancel` to end
-    it sooner. An exception in the block cancels the system, with cleanup.
+    started under the supervisor tree, consumers before producers. Leaving the block
+    waits until every actor has ended (the system ends by itself when its sources are
+    exhausted and everything downstream has drained); call :meth:`System.stop` or
+    :meth:`System.cancel` to end it sooner. An exception in the block cancels the
+    system, with cleanup, and is re-raised as it is.
 
     Args:
         graph: What to run.
@@ -227,8 +327,8 @@ async def open_system(
         GraphError: The graph is invalid; nothing was constructed.
         InitializationError: A module's constructor raised; nothing was started.
         ValidationError: A module's ``validate()`` refused; nothing was started.
-        RunError: A module raised while running; the others were stopped and every
-            started module was cleaned up.
+        EscalationError: Modules kept failing beyond the root supervisor's restart
+            intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
     system = System(graph, _make_settings(settings, overrides))
@@ -236,18 +336,29 @@ async def open_system(
     body_error: BaseException | None = None
     cancelled = True
     try:
-        async with trio.open_nursery() as nursery:
-            await system._start(nursery)
-            try:
-                yield system
-            except trio.Cancelled:
+        try:
+            async with trio.open_nursery() as nursery:
+                await system._start(nursery)
+                try:
+                    yield system
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:  # re-raised after shutdown
+                    body_error = exc
+                    nursery.cancel_scope.cancel()
+            cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
+        except BaseExceptionGroup as group:
+            # Ctrl-C (or a module's SystemExit) arriving while the nursery waits is
+            # wrapped by trio; give the user the exception itself.
+            single = _single(group)
+            if single is None:
                 raise
-            except BaseException as exc:
-                body_error = exc
-                nursery.cancel_scope.cancel()
-        cancelled = nursery.cancel_scope.cancelled_caught and not system._failures
+            raise single from None
     finally:
         system._finalize(cancelled)
+        if system._failure is not None and body_error is None:
+            # Raised from here so that an outer cancellation cannot swallow it.
+            raise system._error() or system._failure
     error = system._error()
     if body_error is not None:
         if error is not None:
@@ -275,8 +386,7 @@ def run(graph: Graph, settings: Settings | None = None, **overrides: Any) -> Sys
     try:
         return trio.run(main)
     except BaseExceptionGroup as group:
-        # Ctrl-C reaches trio's main task while it waits in the nursery, which wraps it.
-        interrupt = group.subgroup(KeyboardInterrupt)
-        if interrupt is not None:
-            raise KeyboardInterrupt from None
-        raise
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None

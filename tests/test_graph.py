@@ -525,17 +525,31 @@ def test_feedback_link_makes_a_cycle_legal() -> None:
 def test_feedback_self_loop_is_legal() -> None:
     """A self-loop marked feedback validates."""
     graph = Graph()
+    graph.add("src", Ints)
     graph.add("a", Double)
+    graph.link("src", "a")
     graph.link("a", "a", feedback=True)
     graph.validate()
+
+
+def test_a_module_fed_only_by_feedback_links_is_refused() -> None:
+    """A module whose every input is a feedback link would see its end of stream at once."""
+    graph = Graph()
+    graph.add("a", Double)
+    graph.link("a", "a", feedback=True)
+    problem, _ = only_problem(graph)
+    assert problem.module == "a"
+    assert "every input link is a feedback link" in problem.message
 
 
 def test_feedback_on_one_cycle_does_not_excuse_another() -> None:
     """A feedback link breaks only the cycles it is on."""
     graph = Graph()
+    graph.add("src", Ints)
     graph.add("a", Double)
     graph.add("b", Merge)
     graph.add("c", Double)
+    graph.link("src", "a")
     graph.link("a", "b.left")
     graph.link("b", "a", feedback=True)
     graph.link("b", "c")

@@ -60,6 +60,9 @@ class Fake:
     def terminate(self, reason: str) -> None:
         self.journal.append(f"terminated:{self.name}:{reason}")
 
+    def on_kill(self) -> None:
+        self.journal.append(f"kill:{self.name}")
+
     # test controls
     def crash(self, message: str = "boom") -> None:
         self._error = ValueError(message)

@@ -4,6 +4,7 @@ Every module of a graph runs as an actor with a bounded mailbox inside a trio nu
 links are bounded, so a slow consumer slows its producer instead of growing memory.
 """
 
+from ._actor import DeadLetter as DeadLetter
 from ._copying import CopyPolicy as CopyPolicy
 from ._data import Data as Data
 from ._data import decode as decode
@@ -61,6 +62,7 @@ __all__ = [
     "CopyPolicy",
     "EscalationError",
     "Data",
+    "DeadLetter",
     "GraphError",
     "GraphProblem",
     "Graph",

@@ -85,6 +85,7 @@ class Actor:
         *,
         attempts: int = 1,
         dead_letter: Callable[[DeadLetter], None] | None = None,
+        on_terminated: Callable[[Actor], None] | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -94,6 +95,7 @@ class Actor:
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
         self._dead_letter = dead_letter
+        self._on_terminated = on_terminated
 
         self.state = ActorState.CREATED
         self.blocked_on: str | None = None
@@ -279,6 +281,8 @@ class Actor:
         if self.state is not ActorState.INVALID:
             self.set_state(ActorState.TERMINATED)
         self.cleaned.set()
+        if self._on_terminated is not None:
+            self._on_terminated(self)
         self.log.info(
             "actor.ended",
             reason=self.reason,

@@ -215,13 +215,15 @@ class Graph:
         name: str,
         members: Iterable[str],
         *,
-        restart: str = "permanent",
+        restart: str = "transient",
         shutdown: float | str = "infinity",
         **options: Any,
     ) -> None:
         """Supervise ``members`` together under a supervisor named ``name``, started in
         the order given. ``options`` are its :class:`SupervisorSpec`; ``restart`` and
-        ``shutdown`` say how its parent treats the group as a child."""
+        ``shutdown`` say how its parent treats the group as a child: by default it is
+        restarted only when it gives up (escalates), and it may take as long as its
+        members need to stop."""
         child = ChildSpec(restart=restart, shutdown=shutdown)
         self._groups.append(GroupSpec(name, tuple(members), SupervisorSpec(**options), child))
 

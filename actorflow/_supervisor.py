@@ -503,10 +503,15 @@ class Supervisor:
                     child.worker.terminate("shutdown")
                 self.log.info("supervisor.stopped")
                 return
-            if not any(c.running for c in self._children):
-                self.log.info("supervisor.done")
-                return
-            wakeup = await self._wakeup_recv.receive()
+            try:
+                # Exits already reported come first: deciding "nothing is running"
+                # before handling them would ignore a failure that just happened.
+                wakeup = self._wakeup_recv.receive_nowait()
+            except trio.WouldBlock:
+                if not any(c.running for c in self._children):
+                    self.log.info("supervisor.done")
+                    return
+                wakeup = await self._wakeup_recv.receive()
             if wakeup is None:
                 continue  # a stop request: handled at the top of the loop
             child, generation = wakeup

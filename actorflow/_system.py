@@ -141,6 +141,7 @@ class System:
                 self.settings,
                 attempts=graph.supervision_of(spec.name).attempts,
                 dead_letter=self._dead_letter,
+                on_terminated=self._actor_terminated,
             )
         for actor in self._actors.values():
             try:
@@ -208,6 +209,15 @@ class System:
         if link is not None and link.offer([letter]) == 0:
             link.drop(1, "overflow")
             self.log.error("link.dropped", link=link.name, reason="overflow", count=1)
+
+    def _actor_terminated(self, actor: Actor) -> None:
+        """Close the dead-letter link once nothing else can produce dead letters."""
+        link = self._dead_letter_link
+        if link is None or link.closed:
+            return
+        receiver = link.spec.target
+        if all(a.terminated for name, a in self._actors.items() if name != receiver):
+            link.close()
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         root = self.root

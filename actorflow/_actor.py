@@ -646,7 +646,6 @@ class Actor:
         items = iter(batch)
         out: list[Any] = []
         item: Any = None
-        handled = 0
         try:
             while True:
                 deadline = self._deadline
@@ -658,7 +657,6 @@ class Actor:
                     append = out.append
                     for item in items:
                         result = fn(item)
-                        handled += 1
                         if result is None:
                             self.filtered += 1
                         elif type(result) is Many:
@@ -680,7 +678,6 @@ class Actor:
                 else:
                     for item in items:
                         fn(item)
-                        handled += 1
                         countdown -= 1
                         if not countdown:
                             if self._quantum_spent(deadline):
@@ -699,7 +696,9 @@ class Actor:
                 raise
             # `item` raised: the outputs of the items before it go out first.
             self._owe(out, "out")
-            raise self._item_failed(exc, link, item, list(items), base + handled + 1) from exc
+            rest = list(items)
+            sequence = base + len(batch) - len(rest)
+            raise self._item_failed(exc, link, item, rest, sequence) from exc
         except BaseException:
             self._give_back(link, list(items))
             raise

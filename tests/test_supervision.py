@@ -413,3 +413,38 @@ def test_every_item_is_handled_or_dead_lettered_exactly_once(
     assert letters == len(expected_dead)
     assert status.dropped == 0
     assert status.state is af.SystemState.DONE
+
+
+class BreaksOnRebuild(af.Processor):
+    """Builds once; every later construction fails (a lost device, say)."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, built: list[int]) -> None:
+        built.append(1)
+        if len(built) > 1:
+            raise OSError("device /dev/x vanished")
+
+    def process(self, data: int) -> int:
+        if data == 3:
+            raise ValueError("bad reading")
+        return data
+
+
+async def test_a_module_that_cannot_be_rebuilt_escalates_with_an_initialization_error() -> None:
+    """A restart whose constructor raises is retried within the intensity, then escalates
+    with the InitializationError in the chain; cleanup ran for the instance that ran."""
+    built: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=10)
+    graph.add("dev", BreaksOnRebuild, built=built)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "dev", "sink")
+    graph.supervisor(max_restarts=2, period=60)
+    with pytest.raises(af.EscalationError) as caught:
+        async with af.open_system(graph):
+            pass
+    assert isinstance(caught.value.__cause__, af.InitializationError)
+    assert "module 'dev' failed in init: OSError: device /dev/x vanished" in str(caught.value)
+    assert len(built) == 1 + 2  # the first build, then one per allowed restart attempt

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from ._checks import coerce_enum, positive_int, positive_int_or_none
 from ._copying import CopyPolicy
 from ._exceptions import GraphError, GraphProblem
 from ._module import Module
@@ -18,19 +19,8 @@ from ._supervisor import ChildSpec, SupervisorSpec
 __all__ = ["Graph", "GroupSpec", "LinkSpec", "ModuleSpec", "Supervision"]
 
 
-def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
-
-
 def _to_copy_policy(value: CopyPolicy | str) -> CopyPolicy:
-    if isinstance(value, CopyPolicy):
-        return value
-    try:
-        return CopyPolicy(value)
-    except ValueError:
-        choices = ", ".join(repr(p.value) for p in CopyPolicy)
-        raise ValueError(f"copy must be one of {choices}, got {value!r}") from None
+    return coerce_enum(CopyPolicy, value, "copy")
 
 
 @attrs.frozen
@@ -68,7 +58,7 @@ class LinkSpec:
     source_port: str
     target: str
     target_port: str
-    buffer: int | None = attrs.field(default=None, validator=_positive_or_none)
+    buffer: int | None = attrs.field(default=None, validator=positive_int_or_none)
     copy: CopyPolicy = attrs.field(default=CopyPolicy.DEEP, converter=_to_copy_policy)
     feedback: bool = False
 
@@ -78,18 +68,13 @@ class LinkSpec:
         return f"{self.source}.{self.source_port} -> {self.target}.{self.target_port}"
 
 
-def _attempts(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"attempts must be a positive integer, got {value!r}")
-
-
 @attrs.frozen
 class Supervision:
     """How one module is supervised: its :class:`ChildSpec` and how many times an item
     that makes it fail is tried before it is dead-lettered."""
 
     child: ChildSpec = attrs.field(factory=ChildSpec)
-    attempts: int = attrs.field(default=1, validator=_attempts)
+    attempts: int = attrs.field(default=1, validator=positive_int)
 
 
 @attrs.frozen

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import attrs
 
+from ._checks import positive_int, positive_number
+
 __all__ = ["Settings"]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-    if isinstance(value, float) and math.isnan(value):  # pragma: no cover - nan > 0 is False
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -39,8 +26,8 @@ class Settings:
             :meth:`System.stop`, before it is cancelled.
     """
 
-    quantum: float = attrs.field(default=0.01, validator=_positive)
-    default_buffer: int = attrs.field(default=100, validator=_positive_int)
-    max_batch: int = attrs.field(default=256, validator=_positive_int)
-    cleanup_timeout: float = attrs.field(default=5.0, validator=_positive)
-    stop_timeout: float = attrs.field(default=5.0, validator=_positive)
+    quantum: float = attrs.field(default=0.01, validator=positive_number)
+    default_buffer: int = attrs.field(default=100, validator=positive_int)
+    max_batch: int = attrs.field(default=256, validator=positive_int)
+    cleanup_timeout: float = attrs.field(default=5.0, validator=positive_number)
+    stop_timeout: float = attrs.field(default=5.0, validator=positive_number)

@@ -15,11 +15,12 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 import attrs
 import trio
 
+from ._checks import coerce_enum, non_negative_int, non_negative_number, positive_number
 from ._exceptions import EscalationError, _describe
 from ._logging import get_logger
 
@@ -66,29 +67,16 @@ class AutoShutdown(enum.Enum):
     ALL_SIGNIFICANT = "all_significant"
 
 
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-def _coerce(kind: type[_E], value: _E | str) -> _E:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(repr(member.value) for member in kind)
-        raise ValueError(f"{kind.__name__} must be one of {choices}, got {value!r}") from None
-
-
 def _to_restart(value: RestartType | str) -> RestartType:
-    return _coerce(RestartType, value)
+    return coerce_enum(RestartType, value, "restart")
 
 
 def _to_strategy(value: Strategy | str) -> Strategy:
-    return _coerce(Strategy, value)
+    return coerce_enum(Strategy, value, "strategy")
 
 
 def _to_auto_shutdown(value: AutoShutdown | str) -> AutoShutdown:
-    return _coerce(AutoShutdown, value)
+    return coerce_enum(AutoShutdown, value, "auto_shutdown")
 
 
 def _shutdown(value: float | str) -> float:
@@ -103,20 +91,15 @@ def _shutdown(value: float | str) -> float:
     return float(value)
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class Backoff:
     """Delay before each restart: ``min * 2**(n-1)`` for the n-th restart in a row,
     capped at ``max``, then spread by ``±jitter`` (a fraction) so that many restarting
     children do not all retry in step."""
 
-    min: float = attrs.field(default=0.1, validator=_non_negative)
-    max: float = attrs.field(default=10.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    min: float = attrs.field(default=0.1, validator=non_negative_number)
+    max: float = attrs.field(default=10.0, validator=non_negative_number)
+    jitter: float = attrs.field(default=0.1, validator=non_negative_number)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The delay before restart number ``attempt`` (1-based) of a burst."""
@@ -162,22 +145,12 @@ class SupervisorSpec:
     """
 
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
-    max_restarts: int = attrs.field(default=1)
-    period: float = attrs.field(default=5.0)
+    max_restarts: int = attrs.field(default=1, validator=non_negative_int)
+    period: float = attrs.field(default=5.0, validator=positive_number)
     backoff: Backoff | None = None
     auto_shutdown: AutoShutdown = attrs.field(
         default=AutoShutdown.NEVER, converter=_to_auto_shutdown
     )
-
-    @max_restarts.validator
-    def _check_max_restarts(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"max_restarts must be an integer >= 0, got {value!r}")
-
-    @period.validator
-    def _check_period(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"period must be a positive number of seconds, got {value!r}")
 
 
 class Worker(Protocol):

@@ -554,16 +554,16 @@ def test_backoff_jitter_spreads_delays_within_bounds() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: ChildSpec(restart="sometimes"), "RestartType must be one of"),
+        (lambda: ChildSpec(restart="sometimes"), "restart must be one of"),
         (lambda: ChildSpec(shutdown=-1), "shutdown must be seconds >= 0"),
         (
             lambda: ChildSpec(restart="permanent", significant=True),
             "significant child cannot be permanent",
         ),
-        (lambda: SupervisorSpec(strategy="all_for_none"), "Strategy must be one of"),
+        (lambda: SupervisorSpec(strategy="all_for_none"), "strategy must be one of"),
         (lambda: SupervisorSpec(max_restarts=-1), "max_restarts must be"),
         (lambda: SupervisorSpec(period=0), "period must be a positive"),
-        (lambda: SupervisorSpec(auto_shutdown="sometimes"), "AutoShutdown must be one of"),
+        (lambda: SupervisorSpec(auto_shutdown="sometimes"), "auto_shutdown must be one of"),
         (lambda: af.Backoff(min=-1), "min must be a number >= 0"),
     ],
 )

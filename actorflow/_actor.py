@@ -104,6 +104,8 @@ class Actor:
         self.upstream: list[Actor] = []
         """Actors feeding this one through non-feedback links; cleaned up before it
         when the whole system is cancelled."""
+        self.ancestors = 0
+        """How many actors feed this one, directly or not (set when the graph is wired)."""
 
         self.received = 0
         self.emitted = 0
@@ -311,8 +313,10 @@ class Actor:
             self.set_state(ActorState.ZOMBIE)
         timeout = self.settings.cleanup_timeout
         if wait_for_upstream:
-            # The whole system is going down at once: clean up producers first.
-            with trio.move_on_after(timeout):
+            # The whole system is going down at once: clean up producers first. Each
+            # upstream cleanup is bounded by its own timeout, so this wait is bounded by
+            # the timeouts of everything upstream; the bound is only a safety net.
+            with trio.move_on_after(timeout * self.ancestors):
                 for actor in self.upstream:
                     if actor.incarnations:
                         await actor.cleaned.wait()

@@ -172,6 +172,15 @@ class System:
             self._links.append(link)
             if not spec.feedback and producer not in consumer.upstream:
                 consumer.upstream.append(producer)
+        for actor in self._actors.values():
+            seen: set[str] = set()
+            stack = list(actor.upstream)
+            while stack:
+                upstream = stack.pop()
+                if upstream.name not in seen:
+                    seen.add(upstream.name)
+                    stack.extend(upstream.upstream)
+            actor.ancestors = len(seen)
         target = self.graph.dead_letter_target
         if target is not None:
             module, port = target

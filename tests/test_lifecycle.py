@@ -357,3 +357,35 @@ class Typed(af.Sink):
 
     def consume(self, data: str) -> None:
         pass
+
+
+class SlowTidy(af.Processor):
+    def __init__(self, journal: list[str], seconds: float) -> None:
+        self.journal = journal
+        self.seconds = seconds
+
+    def process(self, data: Any) -> Any:
+        return data
+
+    async def cleanup(self) -> None:
+        self.journal.append(f"begin:{self.name}:{trio.current_time():g}")
+        await trio.sleep(self.seconds)
+        self.journal.append(f"end:{self.name}:{trio.current_time():g}")
+
+
+async def test_producers_first_cleanup_holds_when_upstream_cleanups_add_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """On cancellation each cleanup starts after its upstream's ended, even when the
+    upstream cleanups together take longer than one cleanup_timeout."""
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Forever, interval=0.1)
+    graph.add("a", SlowTidy, journal=journal, seconds=4)
+    graph.add("b", SlowTidy, journal=journal, seconds=4)
+    graph.add("sink", Collect, into=[], journal=journal)
+    graph.chain("src", "a", "b", "sink")
+    with trio.move_on_after(1):
+        async with af.open_system(graph, cleanup_timeout=5):
+            await trio.sleep_forever()
+    assert journal == ["begin:a:1", "end:a:5", "begin:b:5", "end:b:9", "cleanup:sink"]

@@ -349,6 +349,7 @@ class Actor:
             return
         self._stop_requested = True
         self.active = False
+        self._wake()
         self.log.info("actor.stopping")
         try:
             await call_hook(self.module.stop)  # type: ignore[attr-defined]
@@ -394,11 +395,30 @@ class Actor:
         elif self._stop_requested:
             self.reason = "stopped"
 
+    async def _room_out(self) -> int:
+        """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""
+        links = self.outputs["out"]
+        if not links:
+            return self.settings.max_batch
+        while self.active and not self._stopping:
+            fullest = min(links, key=lambda link: link.capacity - len(link.items))
+            room = fullest.capacity - len(fullest.items)
+            if room > 0 or fullest.receiver_closed:
+                return max(room, 1)
+            self.set_state(ActorState.BLOCKED, blocked_on="output:out")
+            await fullest.wait_for_space()
+            self.set_state(ActorState.RUNNING)
+        return 0
+
     async def _pull_sync(self, iterator: Any) -> None:
-        limit = self.settings.max_batch
+        """Pull from a generator no more than the output links can take right now, so a
+        stopped source holds nothing back, and send it."""
         now = self._now
         try:
             while self.active:
+                limit = min(self.settings.max_batch, await self._room_out())
+                if not limit:
+                    return
                 batch: list[Any] = []
                 append = batch.append
                 deadline = self._deadline
@@ -481,24 +501,51 @@ class Actor:
             await self._yield()
 
     def _copies_for(self, link: Link, items: list[Any]) -> list[Any]:
-        if link.copier is None:
+        """The items as ``link`` must receive them (copied per its policy).
+
+        An item that cannot be copied (``copy="msgpack"`` and a value msgpack cannot
+        carry, say) is counted on the link as ``copy_failed`` and logged; the others go.
+        """
+        copier = link.copier
+        if copier is None:
             return items
-        try:
-            return [link.copier(item) for item in items]
-        except Exception as exc:
-            link.drop(len(items), "copy_failed")
-            raise RunError(
-                self.name,
-                f"copying {len(items)} item(s) for link {link.name} "
-                f"(copy={link.spec.copy.value}) failed: {_describe(exc)}",
-            ) from exc
+        copies = []
+        for item in items:
+            try:
+                copies.append(copier(item))
+            except Exception as exc:
+                link.drop(1, "copy_failed")
+                self.log.error(
+                    "link.dropped",
+                    link=link.name,
+                    reason="copy_failed",
+                    count=1,
+                    copy=link.spec.copy.value,
+                    error=_describe(exc),
+                )
+        return copies
+
+    def _copy_some(self, link: Link, items: list[Any], start: int) -> tuple[list[Any], int]:
+        """Copy ``items`` from ``start`` until the end or the quantum is spent."""
+        end = len(items)
+        position = start
+        deadline = self._deadline
+        self._last_check = self._now()
+        copies: list[Any] = []
+        while position < end:
+            stop = min(end, position + self._stride)
+            copies.extend(self._copies_for(link, items[position:stop]))
+            position = stop
+            if self._quantum_spent(deadline):
+                break
+        return copies, position
 
     async def _send(self, items: list[Any], port: str) -> None:
         """Deliver ``items`` to every link of ``port``, waiting while one is full.
 
-        Whatever is not delivered when the wait is interrupted (a stop, a cancellation)
-        is kept as owed and delivered first by the next incarnation, or counted when
-        the actor ends for good.
+        Copies are made in chunks that fit the quantum. Whatever is not delivered when
+        the wait is interrupted (a stop, a cancellation) is kept as owed and delivered
+        first by the next incarnation, or counted when the actor ends for good.
         """
         links = self.outputs[port]
         self.emitted += len(items)
@@ -511,16 +558,29 @@ class Actor:
                 )
             return
         for index, link in enumerate(links):
-            batch = self._copies_for(link, items)
-            accepted = link.offer(batch)
-            if accepted < len(batch):
-                try:
-                    await self._send_rest(link, batch, accepted, port)
-                except BaseException:
-                    # The links not offered yet are owed the whole batch.
-                    for later in links[index + 1 :]:
-                        self._pending.append((later, self._copies_for(later, items)))
-                    raise
+            position = 0
+            try:
+                if link.copier is None:
+                    position = len(items)
+                    await self._deliver(link, items, port)
+                    continue
+                while position < len(items):
+                    copies, position = self._copy_some(link, items, position)
+                    await self._deliver(link, copies, port)
+                    if position < len(items) and self._now() >= self._deadline:
+                        await self._yield()
+            except BaseException:
+                # What this link has not had yet, and every later link, is owed.
+                if position < len(items):
+                    self._pending.append((link, self._copies_for(link, items[position:])))
+                for later in links[index + 1 :]:
+                    self._pending.append((later, self._copies_for(later, items)))
+                raise
+
+    async def _deliver(self, link: Link, batch: list[Any], port: str) -> None:
+        accepted = link.offer(batch)
+        if accepted < len(batch):
+            await self._send_rest(link, batch, accepted, port)
 
     async def _send_rest(self, link: Link, batch: list[Any], accepted: int, port: str) -> None:
         previous = self.state
@@ -546,10 +606,7 @@ class Actor:
         if not links:
             self._drop(len(items), "unconnected")
         for link in links:
-            try:
-                self._pending.append((link, self._copies_for(link, items)))
-            except RunError:
-                self.log.error("actor.dropped", link=link.name, reason="copy_failed")
+            self._pending.append((link, self._copies_for(link, items)))
 
     async def _flush_pending(self) -> None:
         while self._pending:

@@ -243,6 +243,9 @@ class Supervisor:
         self._significant_ended: set[str] = set()
         self.log = get_logger(supervisor=name)
         self.started = trio.Event()
+        self.failure: EscalationError | None = None
+        """Set the moment this supervisor gives up, before it stops its children, so a
+        cancellation arriving meanwhile cannot make the failure disappear."""
 
     # -- Worker protocol ---------------------------------------------------------------
 
@@ -571,6 +574,7 @@ class Supervisor:
             try:
                 self._note_restart(failed, cause)
             except EscalationError as escalation:
+                self.failure = escalation
                 self.log.error(
                     "supervisor.escalating",
                     child=failed.worker.name,

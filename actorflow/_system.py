@@ -251,6 +251,14 @@ class System:
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
         finally:
+            if self._failure is None:
+                # A cancellation may have replaced an escalation that was under way.
+                recorded = root.failure or next(
+                    (s.failure for s in self._supervisors.values() if s.failure), None
+                )
+                if recorded is not None:
+                    self._failure = recorded
+                    self.state = SystemState.FAILED
             root.started.set()
             if self._dead_letter_link is not None:
                 self._dead_letter_link.close()

@@ -15,6 +15,7 @@ a quantum while others wait.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -94,6 +95,9 @@ class Actor:
         self.settings = settings
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
+        # Batches come and go thousands of times a second: build their debug events
+        # only when someone will read them.
+        self._debug = self.log.is_enabled_for(logging.DEBUG)
         self._dead_letter = dead_letter
         self._on_terminated = on_terminated
 
@@ -150,9 +154,13 @@ class Actor:
         self.state = state
         self.blocked_on = blocked_on
         if state in _FREQUENT and previous in _FREQUENT:
-            self.log.debug(
-                "actor.state", state=state.value, previous=previous.value, blocked_on=blocked_on
-            )
+            if self._debug:
+                self.log.debug(
+                    "actor.state",
+                    state=state.value,
+                    previous=previous.value,
+                    blocked_on=blocked_on,
+                )
         else:
             self.log.info(
                 "actor.state", state=state.value, previous=previous.value, restarts=self.restarts

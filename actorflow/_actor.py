@@ -87,6 +87,7 @@ class Actor:
         attempts: int = 1,
         dead_letter: Callable[[DeadLetter], None] | None = None,
         on_terminated: Callable[[Actor], None] | None = None,
+        system_stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -100,6 +101,7 @@ class Actor:
         self._debug = self.log.is_enabled_for(logging.DEBUG)
         self._dead_letter = dead_letter
         self._on_terminated = on_terminated
+        self._system_stopping = system_stopping
 
         self.state = ActorState.CREATED
         self.blocked_on: str | None = None
@@ -266,13 +268,20 @@ class Actor:
         """The supervisor is about to cancel this incarnation."""
         self._killed = True
 
+    @property
+    def retired(self) -> bool:
+        """A source after a graceful system stop: done, whatever its restart type says."""
+        return self.kind is ModuleKind.SOURCE and self._system_stopping()
+
     def terminate(self, reason: str) -> None:
         """End for good: pass the end of stream downstream and account for what is left."""
         if self.terminated:
             return
         self.terminated = True
-        if self.state is not ActorState.INVALID or reason != "failed":
-            self.reason = self.reason if reason == "normal" else reason
+        if self.reason != "failed" and reason != "normal":
+            # Why it ended for good; a crash that was never followed by a restart
+            # stays the reason.
+            self.reason = reason
         # Outputs still owed downstream: deliver what fits now, count the rest.
         while self._pending:
             link, items = self._pending.popleft()
@@ -288,8 +297,7 @@ class Actor:
                 self.log.warning(
                     "link.dropped", link=link.name, reason="consumer_terminated", count=count
                 )
-        if self.state is not ActorState.INVALID:
-            self.set_state(ActorState.TERMINATED)
+        self.set_state(ActorState.INVALID if self.reason == "failed" else ActorState.TERMINATED)
         self.cleaned.set()
         if self._on_terminated is not None:
             self._on_terminated(self)
@@ -317,8 +325,7 @@ class Actor:
         )
 
     async def _end_incarnation(self, *, wait_for_upstream: bool) -> None:
-        if self.state is not ActorState.INVALID:
-            self.set_state(ActorState.ZOMBIE)
+        self.set_state(ActorState.ZOMBIE)
         timeout = self.settings.cleanup_timeout
         if wait_for_upstream:
             # The whole system is going down at once: clean up producers first. Each
@@ -375,6 +382,11 @@ class Actor:
             await self._stop_source()
 
     async def _run_source(self) -> None:
+        if self._system_stopping():
+            # Started (restarted) after a graceful stop: nothing more to produce.
+            self.active = False
+            self.reason = "stopped"
+            return
         with trio.CancelScope() as scope:
             self._produce_scope = scope
             self.set_state(ActorState.RUNNING)

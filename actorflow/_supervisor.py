@@ -204,6 +204,14 @@ class _Child:
     done: trio.Event | None = None
     error: BaseException | None = None
     killed: bool = False
+    ended: bool = False
+    """Terminated for good: never started again."""
+    restarting: bool = False
+    """Part of a restart under way (possibly waiting out a backoff)."""
+    held: bool = False
+    """Stopped by terminate_child while its restart was under way: do not start it."""
+    handled: int = 0
+    """The last generation whose exit the supervisor has dealt with."""
 
 
 class _StartFailed(Exception):
@@ -240,6 +248,7 @@ class Supervisor:
             math.inf
         )
         self._stop_requested = False
+        self._killed = False
         self._significant_ended: set[str] = set()
         self.log = get_logger(supervisor=name)
         self.started = trio.Event()
@@ -255,17 +264,32 @@ class Supervisor:
 
     async def prepare(self) -> None:
         self._stop_requested = False
+        self._killed = False
         self._significant_ended.clear()
+        self.failure = None
 
     async def request_stop(self) -> None:
         self._stop_requested = True
         self._wakeup_send.send_nowait(None)
 
     def terminate(self, reason: str) -> None:
+        """Ended for good: so do all its children that have not yet."""
+        for child in self._children:
+            self._end_for_good(child, reason)
         self.log.info("supervisor.terminated", reason=reason)
 
     def on_kill(self) -> None:
-        pass
+        """Its parent is about to cancel it: tell the children they are being killed,
+        not that the whole tree is going down."""
+        self._killed = True
+        for child in self._children:
+            if child.running:
+                child.worker.on_kill()
+
+    def _end_for_good(self, child: _Child, reason: str) -> None:
+        if not child.ended:
+            child.ended = True
+            child.worker.terminate(reason)
 
     async def run(self) -> None:
         """Start the children in order, then supervise them until the end."""
@@ -280,11 +304,12 @@ class Supervisor:
                 )
                 await self._supervise()
             except trio.Cancelled:
-                # The tree is going down: children that are not running (waiting for a
-                # restart, say) end here too.
-                for child in self._children:
-                    if not child.running:
-                        child.worker.terminate("cancelled")
+                if not self._killed:
+                    # The tree is going down: children that are not running (waiting
+                    # for a restart, say) end here too.
+                    for child in self._children:
+                        if not child.running:
+                            self._end_for_good(child, "cancelled")
                 raise
             except Exception as exc:
                 # Every child is stopped by now; raising here would get the error
@@ -341,37 +366,48 @@ class Supervisor:
         self.log.info("supervisor.child_added", child=worker.name)
 
     async def terminate_child(self, name: str) -> None:
-        """Stop a running child with its shutdown policy; it stays listed, not running."""
+        """Stop a child with its shutdown policy. It stays listed, can be started again
+        with :meth:`restart_child`, and ends for good only with :meth:`delete_child`."""
         child = self._find(name)
+        if child.restarting:
+            child.held = True
         if child.running:
             await self._stop(child)
-            child.worker.terminate("stopped")
+            child.handled = child.generation
 
     async def restart_child(self, name: str) -> None:
         """Start a stopped child again (OTP's ``restart_child``).
 
         Raises:
-            RuntimeError: It is running.
+            RuntimeError: It is running, being restarted, or ended for good.
         """
         child = self._find(name)
+        if child.restarting:
+            raise RuntimeError(
+                f"child {name!r} of supervisor {self.name!r} is being restarted already"
+            )
         if child.running:
             raise RuntimeError(f"child {name!r} of supervisor {self.name!r} is running")
+        if child.ended:
+            raise RuntimeError(f"child {name!r} of supervisor {self.name!r} ended for good")
+        child.held = False
         try:
             await self._start(child)
         except _StartFailed as failed:
             raise failed.cause from None
 
     async def delete_child(self, name: str) -> None:
-        """Remove a stopped child from the list.
+        """End a stopped child for good and remove it from the list.
 
         Raises:
             RuntimeError: It is running; stop it first with :meth:`terminate_child`.
         """
         child = self._find(name)
-        if child.running:
+        if child.running or child.restarting:
             raise RuntimeError(
                 f"child {name!r} of supervisor {self.name!r} is running; terminate it first"
             )
+        self._end_for_good(child, "deleted")
         self._children.remove(child)
         self.log.info("supervisor.child_deleted", child=name)
 
@@ -385,16 +421,14 @@ class Supervisor:
     # -- starting and stopping ---------------------------------------------------------
 
     async def _start_initial(self) -> None:
-        for index, child in enumerate(self._children):
+        startable = [c for c in self._children if not c.ended and not c.held]
+        for index, child in enumerate(startable):
             try:
                 await self._start(child)
             except _StartFailed as failed:
                 # OTP: a child failing at the initial start stops the ones already
                 # started, in reverse order, and the supervisor fails to start.
-                for started in reversed(self._children[:index]):
-                    if started.running:
-                        await self._stop(started)
-                        started.worker.terminate("shutdown")
+                await self._stop_all(startable[:index])
                 raise failed.cause from None
 
     async def _start(self, child: _Child) -> None:
@@ -407,6 +441,7 @@ class Supervisor:
             )
             raise _StartFailed(child, exc) from exc
         child.generation += 1
+        child.handled = 0
         child.stopping = False
         child.error = None
         child.killed = False
@@ -429,16 +464,20 @@ class Supervisor:
                 try:
                     await child.worker.run()
                 except Exception as exc:
-                    child.error = exc
+                    if child.generation == generation:
+                        child.error = exc
         except BaseException:
-            # The supervisor itself is being cancelled: this is the child's end.
-            child.running = False
+            if child.generation == generation:
+                child.running = False
             done.set()
-            child.worker.terminate("cancelled")
+            if not self._killed:
+                # The supervisor itself is being cancelled: this is the child's end.
+                self._end_for_good(child, "cancelled")
             raise
-        if scope.cancelled_caught:
-            child.killed = True
-        child.running = False
+        if child.generation == generation:
+            if scope.cancelled_caught:
+                child.killed = True
+            child.running = False
         done.set()
         self._wakeup_send.send_nowait((child, generation))
 
@@ -474,9 +513,8 @@ class Supervisor:
     async def _supervise(self) -> None:
         while True:
             if self._stop_requested:
+                # Stopped, not ended: the parent decides whether this is for good.
                 await self._stop_all(self._children)
-                for child in self._children:
-                    child.worker.terminate("shutdown")
                 self.log.info("supervisor.stopped")
                 return
             try:
@@ -491,8 +529,13 @@ class Supervisor:
             if wakeup is None:
                 continue  # a stop request: handled at the top of the loop
             child, generation = wakeup
-            if generation != child.generation or child.running or child.stopping:
-                continue  # a stale wake-up, or an exit the supervisor caused itself
+            if (
+                generation != child.generation
+                or child.running
+                or child.stopping
+                or child.handled == generation
+            ):
+                continue  # a stale wake-up, an exit it caused itself, or one dealt with
             if child not in self._children:
                 continue  # deleted meanwhile
             if await self._handle_exit(child):
@@ -501,6 +544,7 @@ class Supervisor:
     async def _handle_exit(self, child: _Child) -> bool:
         """React to a child that ended by itself. Returns True when the supervisor ends."""
         name = child.worker.name
+        child.handled = child.generation
         error = child.error
         abnormal = error is not None or child.killed
         reason = "failed" if error is not None else ("killed" if child.killed else "normal")
@@ -511,20 +555,26 @@ class Supervisor:
             restarts=child.restarts,
             error=_describe(error) if error is not None else None,
         )
-        restart = child.spec.restart
-        if restart is RestartType.TEMPORARY or (restart is RestartType.TRANSIENT and not abnormal):
-            child.worker.terminate(reason)
-            if restart is RestartType.TEMPORARY:
+        if not self._wants_restart(child, abnormal):
+            self._end_for_good(child, reason)
+            if child.spec.restart is RestartType.TEMPORARY:
                 self._children.remove(child)
             if child.spec.significant and not abnormal and self._auto_shutdown(name):
                 self.log.info("supervisor.auto_shutdown", child=name)
                 await self._stop_all(self._children)
-                for other in self._children:
-                    other.worker.terminate("shutdown")
                 return True
             return False
         await self._restart(child, error or RuntimeError(f"child {name!r} ended ({reason})"))
         return False
+
+    @staticmethod
+    def _wants_restart(child: _Child, abnormal: bool) -> bool:
+        if getattr(child.worker, "retired", False):
+            return False  # the worker says it is done (a source after System.stop())
+        restart = child.spec.restart
+        if restart is RestartType.TEMPORARY:
+            return False
+        return restart is RestartType.PERMANENT or abnormal
 
     def _auto_shutdown(self, name: str) -> bool:
         mode = self.spec.auto_shutdown
@@ -569,6 +619,17 @@ class Supervisor:
         # finished transient source, say) is not started again. The group is fixed
         # here, so that retries after a failed start restart the same members.
         group = [c for c in self._group(child) if c is child or c.running]
+        for member in group:
+            member.restarting = True
+        try:
+            await self._restart_group(child, group, cause)
+        finally:
+            for member in group:
+                member.restarting = False
+
+    async def _restart_group(
+        self, child: _Child, group: list[_Child], cause: BaseException
+    ) -> None:
         failed = child
         while True:
             try:
@@ -583,35 +644,46 @@ class Supervisor:
                     period=escalation.period,
                     error=_describe(cause),
                 )
+                # Stopped, not ended: whoever restarts this supervisor restarts them.
                 await self._stop_all(self._children)
-                for other in self._children:
-                    other.worker.terminate("escalated")
                 raise
             if self.spec.backoff is not None:
                 delay = self.spec.backoff.delay(self._burst, self._rng)
                 if delay:
                     await trio.sleep(delay)
-            await self._stop_all([c for c in group if c is not child])
-            # A temporary bystander is not restarted: it ends for good.
-            for bystander in [c for c in group if c is not child]:
-                if bystander.spec.restart is RestartType.TEMPORARY:
-                    bystander.worker.terminate("shutdown")
-                    self._children.remove(bystander)
-            group = [c for c in group if c in self._children]
+            others = [c for c in group if c is not child]
+            await self._stop_all(others)
+            for member in others:
+                if member.handled != member.generation and not member.stopping:
+                    # It ended by itself meanwhile (during the backoff, or while the
+                    # others were being stopped): that exit decides for it.
+                    member.handled = member.generation
+                    abnormal = member.error is not None or member.killed
+                    if not self._wants_restart(member, abnormal):
+                        self._end_for_good(member, "failed" if abnormal else "normal")
+                        group.remove(member)
+                        continue
+                if member.spec.restart is RestartType.TEMPORARY:
+                    # A temporary bystander is not restarted: it ends for good.
+                    self._end_for_good(member, "shutdown")
+                    self._children.remove(member)
+                    group.remove(member)
+            # Members stopped by terminate_child meanwhile stay stopped.
+            starting = [c for c in group if c in self._children and not c.held]
             child.restarts += 1
             self.log.info(
                 "supervisor.restarting",
                 child=child.worker.name,
                 restarts=child.restarts,
                 strategy=self.spec.strategy.value,
-                group=[c.worker.name for c in group],
+                group=[c.worker.name for c in starting],
             )
             try:
-                for member in group:
+                for member in starting:
                     await self._start(member)
                 return
             except _StartFailed as start_failed:
                 # Stop the members this round already restarted, and try again:
                 # every try counts against the intensity, so this cannot spin.
-                await self._stop_all([c for c in group if c.running])
+                await self._stop_all([c for c in starting if c.running])
                 failed, cause = start_failed.child, start_failed.cause

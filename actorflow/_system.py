@@ -56,6 +56,8 @@ class System:
         self._dead_letter_link: Link | None = None
         self.root: Supervisor | None = None
         self._supervisors: dict[str, Supervisor] = {}
+        self._stopping = False
+        self._dead_letter_waits_for: set[str] = set()
 
     # -- public handles ----------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class System:
         A source whose ``start()`` has not returned ``stop_timeout`` seconds later is
         cancelled. Returns at once; leave the ``async with`` block to wait for the end.
         """
+        self._stopping = True
         if self.state in (SystemState.STARTING, SystemState.RUNNING):
             self.state = SystemState.STOPPING
             self.log.info("system.stopping")
@@ -142,6 +145,7 @@ class System:
                 attempts=graph.supervision_of(spec.name).attempts,
                 dead_letter=self._dead_letter,
                 on_terminated=self._actor_terminated,
+                system_stopping=lambda: self._stopping,
             )
         for actor in self._actors.values():
             try:
@@ -188,6 +192,17 @@ class System:
             link = Link(spec, self.settings.default_buffer, self._actors[module].mailbox, None)
             self._dead_letter_link = link
             self._links.append(link)
+            # The link closes once everything that could still send a dead letter ended:
+            # every actor but the receiver and what it feeds (they wait for its end).
+            downstream = {module}
+            to_visit = [module]
+            while to_visit:
+                for out_links in self._actors[to_visit.pop()].outputs.values():
+                    for out in out_links:
+                        if out.spec.target not in downstream:
+                            downstream.add(out.spec.target)
+                            to_visit.append(out.spec.target)
+            self._dead_letter_waits_for = set(self._actors) - downstream
 
     def _build_tree(self) -> Supervisor:
         """The root supervisor: groups and ungrouped actors, consumers before producers."""
@@ -224,8 +239,7 @@ class System:
         link = self._dead_letter_link
         if link is None or link.closed:
             return
-        receiver = link.spec.target
-        if all(a.terminated for name, a in self._actors.items() if name != receiver):
+        if all(self._actors[name].terminated for name in self._dead_letter_waits_for):
             link.close()
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -273,7 +287,10 @@ class System:
     def _finalize(self, cancelled: bool) -> None:
         for actor in self._actors.values():
             if not actor.terminated:
-                actor.terminate("not_started" if not actor.incarnations else "cancelled")
+                if not actor.incarnations:
+                    actor.terminate("not_started")
+                else:
+                    actor.terminate("cancelled" if cancelled else "shutdown")
         for link in self._links:
             count = link.discard("shutdown")
             if count:

@@ -317,6 +317,13 @@ async def test_the_system_exposes_its_supervisors_for_dynamic_control(
         await trio.sleep(3)
         await root.terminate_child("ticker")
         assert root.count_children()["active"] == 1
+        # Stopped, not gone: its downstream still waits, and it can come back.
+        await root.restart_child("ticker")
+        await trio.sleep(3)
+        await root.terminate_child("ticker")
+        # Deleting it ends it for good: the end of stream reaches "ticks", and the
+        # graph ends by itself.
+        await root.delete_child("ticker")
         with pytest.raises(KeyError, match="no supervisor 'nope'"):
             system.supervisor("nope")
     assert system.status().actors["ticks"].state is af.ActorState.TERMINATED

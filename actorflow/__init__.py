@@ -22,6 +22,7 @@ from ._exceptions import ValidationError as ValidationError
 from ._graph import Graph as Graph
 from ._graph import LinkSpec as LinkSpec
 from ._graph import ModuleSpec as ModuleSpec
+from ._link import Overflow as Overflow
 from ._logging import configure_logging as configure_logging
 from ._module import Many as Many
 from ._module import Module as Module
@@ -74,6 +75,7 @@ __all__ = [
     "Module",
     "ModuleKind",
     "ModuleSpec",
+    "Overflow",
     "Port",
     "Processor",
     "RestartType",

@@ -417,7 +417,8 @@ class Actor:
 
     async def _room_out(self) -> int:
         """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""
-        links = self.outputs["out"]
+        # A link that drops instead of blocking always has room.
+        links = [link for link in self.outputs["out"] if not link.never_blocks]
         if not links:
             return self.settings.max_batch
         while self.active and not self._stopping:

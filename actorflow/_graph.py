@@ -12,6 +12,7 @@ import attrs
 from ._checks import coerce_enum, positive_int, positive_int_or_none
 from ._copying import CopyPolicy
 from ._exceptions import GraphError, GraphProblem
+from ._link import Overflow
 from ._module import Module
 from ._ports import Port, describe_type, is_compatible, normalize_ports
 from ._supervisor import ChildSpec, SupervisorSpec
@@ -21,6 +22,10 @@ __all__ = ["Graph", "GroupSpec", "LinkSpec", "ModuleSpec", "Supervision"]
 
 def _to_copy_policy(value: CopyPolicy | str) -> CopyPolicy:
     return coerce_enum(CopyPolicy, value, "copy")
+
+
+def _to_overflow(value: Overflow | str) -> Overflow:
+    return coerce_enum(Overflow, value, "overflow")
 
 
 @attrs.frozen
@@ -52,6 +57,12 @@ class LinkSpec:
         copy: The :class:`CopyPolicy` for items entering this link.
         feedback: Marks the link that closes a cycle. Validation allows a cycle only
             through a feedback link, and the end of stream does not wait for it.
+        overflow: What happens when the buffer is full: ``"block"`` (the producer
+            waits), ``"drop_newest"`` or ``"drop_oldest"`` (it never waits; drops are
+            counted as ``overflow``, with one warning when dropping starts and one, with
+            the count, when it stops).
+        latest_only: Keep only the newest pending item: a new item replaces the one
+            waiting (counted as ``replaced``); the producer never waits.
     """
 
     source: str
@@ -61,6 +72,8 @@ class LinkSpec:
     buffer: int | None = attrs.field(default=None, validator=positive_int_or_none)
     copy: CopyPolicy = attrs.field(default=CopyPolicy.DEEP, converter=_to_copy_policy)
     feedback: bool = False
+    overflow: Overflow = attrs.field(default=Overflow.BLOCK, converter=_to_overflow)
+    latest_only: bool = False
 
     @property
     def name(self) -> str:
@@ -145,6 +158,8 @@ class Graph:
         buffer: int | None = None,
         copy: CopyPolicy | str = CopyPolicy.DEEP,
         feedback: bool = False,
+        overflow: Overflow | str = Overflow.BLOCK,
+        latest_only: bool = False,
     ) -> LinkSpec:
         """Link ``source`` (``"module"`` or ``"module.port"``) to ``target``.
 
@@ -156,7 +171,17 @@ class Graph:
         """
         src, src_port = _split_endpoint(source, "out")
         dst, dst_port = _split_endpoint(target, "in")
-        spec = LinkSpec(src, src_port, dst, dst_port, buffer=buffer, copy=copy, feedback=feedback)
+        spec = LinkSpec(
+            src,
+            src_port,
+            dst,
+            dst_port,
+            buffer=buffer,
+            copy=copy,
+            feedback=feedback,
+            overflow=overflow,
+            latest_only=latest_only,
+        )
         self._links.append(spec)
         return spec
 

@@ -15,22 +15,39 @@ wake-up it causes happen between two checkpoints.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._graph import LinkSpec
+from ._logging import get_logger
 from ._status import LinkStatus
 
-__all__ = ["Link", "Mailbox"]
+if TYPE_CHECKING:
+    from ._graph import LinkSpec
+
+__all__ = ["Link", "Mailbox", "Overflow"]
+
+
+class Overflow(enum.Enum):
+    """What a link does with items offered while its buffer is full."""
+
+    BLOCK = "block"
+    """The producer waits until there is room (backpressure). The default."""
+    DROP_NEWEST = "drop_newest"
+    """The items that do not fit are dropped; the producer never waits."""
+    DROP_OLDEST = "drop_oldest"
+    """The oldest buffered items make room; the producer never waits."""
 
 
 class Link:
     """The running side of a :class:`LinkSpec`: a bounded FIFO of items."""
 
     __slots__ = (
+        "_dropping_since",
+        "_log",
         "_space",
         "capacity",
         "closed",
@@ -38,8 +55,10 @@ class Link:
         "delivered",
         "dropped",
         "items",
+        "latest_only",
         "mailbox",
         "name",
+        "overflow",
         "receiver_closed",
         "sent",
         "spec",
@@ -66,6 +85,10 @@ class Link:
         self.delivered = 0
         self.dropped: dict[str, int] = {}
         self._space = trio.lowlevel.ParkingLot()
+        self.overflow: Overflow = spec.overflow
+        self.latest_only: bool = spec.latest_only
+        self._dropping_since: int | None = None
+        self._log = get_logger(link=spec.name)
         mailbox.links.append(self)
 
     def drop(self, count: int, reason: str) -> None:
@@ -83,6 +106,9 @@ class Link:
         if self.receiver_closed:
             self.drop(total - start, "receiver_closed")
             return total
+        if self.never_blocks:
+            self._offer_lossy(items if start == 0 else items[start:])
+            return total
         buffer = self.items
         room = self.capacity - len(buffer)
         if room <= 0:
@@ -96,6 +122,54 @@ class Link:
         self.sent += room
         self.mailbox.notify()
         return start + room
+
+    @property
+    def never_blocks(self) -> bool:
+        """Whether this link drops instead of making its producer wait."""
+        return self.latest_only or self.overflow is not Overflow.BLOCK
+
+    def _offer_lossy(self, items: list[Any]) -> None:
+        """Accept ``items`` without ever blocking, dropping by the link's policy."""
+        buffer = self.items
+        lost = 0
+        reason = "overflow"
+        if self.latest_only:
+            # Only the newest pending item is kept; what it replaces is counted.
+            reason = "replaced"
+            lost = len(buffer) + len(items) - 1
+            buffer.clear()
+            buffer.append(items[-1])
+            self.sent += 1
+        elif self.overflow is Overflow.DROP_NEWEST:
+            room = max(self.capacity - len(buffer), 0)
+            buffer.extend(items[:room])
+            self.sent += min(room, len(items))
+            lost = len(items) - min(room, len(items))
+        else:  # DROP_OLDEST
+            buffer.extend(items)
+            self.sent += len(items)
+            while len(buffer) > self.capacity:
+                buffer.popleft()
+                lost += 1
+        if lost:
+            self.drop(lost, reason)
+            if self._dropping_since is None:
+                self._dropping_since = self.dropped[reason] - lost
+                self._log.warning("link.dropping", reason=reason, policy=self._policy_name())
+        elif self._dropping_since is not None:
+            self._stopped_dropping(reason)
+        self.mailbox.notify()
+
+    def _policy_name(self) -> str:
+        return "latest_only" if self.latest_only else self.overflow.value
+
+    def _stopped_dropping(self, reason: str) -> None:
+        assert self._dropping_since is not None
+        count = self.dropped.get(reason, 0) - self._dropping_since
+        self._dropping_since = None
+        self._log.warning(
+            "link.dropping_stopped", reason=reason, policy=self._policy_name(), count=count
+        )
 
     async def wait_for_space(self) -> None:
         """Sleep until the consumer takes items or goes away."""
@@ -138,6 +212,11 @@ class Link:
         """The consumer is gone: wake waiting producers; later items are dropped."""
         self.receiver_closed = True
         self._space.unpark_all()
+
+    def finish_dropping(self) -> None:
+        """Log the end of a dropping episode still open when the link's life ends."""
+        if self._dropping_since is not None:
+            self._stopped_dropping("replaced" if self.latest_only else "overflow")
 
     def discard(self, reason: str) -> int:
         """Drop what is still buffered, counted under ``reason``; return how many."""

@@ -292,6 +292,7 @@ class System:
                 else:
                     actor.terminate("cancelled" if cancelled else "shutdown")
         for link in self._links:
+            link.finish_dropping()
             count = link.discard("shutdown")
             if count:
                 self.log.warning("link.dropped", link=link.name, reason="shutdown", count=count)

@@ -58,6 +58,7 @@ class Link:
         "latest_only",
         "mailbox",
         "name",
+        "never_blocks",
         "overflow",
         "receiver_closed",
         "sent",
@@ -87,6 +88,8 @@ class Link:
         self._space = trio.lowlevel.ParkingLot()
         self.overflow: Overflow = spec.overflow
         self.latest_only: bool = spec.latest_only
+        self.never_blocks = self.latest_only or self.overflow is not Overflow.BLOCK
+        """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
         self._log = get_logger(link=spec.name)
         mailbox.links.append(self)
@@ -122,11 +125,6 @@ class Link:
         self.sent += room
         self.mailbox.notify()
         return start + room
-
-    @property
-    def never_blocks(self) -> bool:
-        """Whether this link drops instead of making its producer wait."""
-        return self.latest_only or self.overflow is not Overflow.BLOCK
 
     def _offer_lossy(self, items: list[Any]) -> None:
         """Accept ``items`` without ever blocking, dropping by the link's policy."""

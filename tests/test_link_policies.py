@@ -97,13 +97,21 @@ async def test_latest_only_replaces_the_pending_item(
     async with af.open_system(slow_graph(out, 10, latest_only=True)) as system:
         pass
     # Nine of the first burst are replaced by the tenth. In the second burst the source
-    # yields after its first emit (its quantum ran out while it slept), so the sink
-    # takes 10 before 11 arrives.
-    assert out == [9, 10, 11]
+    # yields after its first emit (its quantum ran out while it slept); whether the sink
+    # takes 10 before 11 replaces it is up to trio's scheduling order.
+    assert out[0] == 9
+    assert out[-1] == 11
+    assert out in ([9, 10, 11], [9, 11])
     link = system.status().links["src.out -> sink.in"]
-    assert link.dropped == {"replaced": 9}
+    assert link.dropped == {"replaced": 12 - len(out)}
     assert link.depth == 0
-    assert [e["policy"] for e in logs if e["event"] == "link.dropping"] == ["latest_only"]
+    # One warning per dropping episode (one or two here, as above), each closed with
+    # its count; together they count every replaced item.
+    started = [e for e in logs if e["event"] == "link.dropping"]
+    stopped = [e for e in logs if e["event"] == "link.dropping_stopped"]
+    assert {e["policy"] for e in started} == {"latest_only"}
+    assert len(started) == len(stopped) == (1 if out == [9, 10, 11] else 2)
+    assert sum(e["count"] for e in stopped) == link.dropped["replaced"]
 
 
 async def test_a_lossy_link_never_holds_its_producer_back(

@@ -128,6 +128,7 @@ class Actor:
         self.terminated = False
 
         self.active = True
+        self._stopped = trio.Event()
         self._fresh = True
         self._stopping = False
         self._killed = False
@@ -224,6 +225,7 @@ class Actor:
         self._killed = False
         self.active = True
         self._stop_requested = False
+        self._stopped = trio.Event()
         self.incarnations += 1
         self.reason = None
         self.set_state(ActorState.READY)
@@ -364,6 +366,7 @@ class Actor:
             return
         self._stop_requested = True
         self.active = False
+        self._stopped.set()
         self._wake()
         self.log.info("actor.stopping")
         try:
@@ -390,30 +393,58 @@ class Actor:
         with trio.CancelScope() as scope:
             self._produce_scope = scope
             self.set_state(ActorState.RUNNING)
-            try:
-                produced = self.module.start()  # type: ignore[attr-defined]
-                if inspect.isawaitable(produced):
-                    produced = await produced
-            except Exception as exc:
-                raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
-            if produced is None:
-                pass
-            elif hasattr(produced, "__aiter__"):
-                await self._pull_async(produced)
-            elif hasattr(produced, "__iter__"):
-                await self._pull_sync(iter(produced))
-            else:
-                raise RunError(
-                    self.name,
-                    f"start() returned {type(produced).__name__}; expected an iterable, an "
-                    "async iterable, or None (after emitting with `await self.emit(...)`)",
-                )
+            retry_interval = getattr(self.module, "retry_interval", None)
+            attempt = 0
+            while True:
+                try:
+                    await self._produce()
+                    break
+                except RunError as error:
+                    if retry_interval is None or not self.active:
+                        raise
+                    # A source with a retry interval tries again while it is active;
+                    # the supervisor only hears of it if it gives up.
+                    attempt += 1
+                    self.errors += 1
+                    self.log.warning(
+                        "actor.retrying",
+                        attempt=attempt,
+                        retry_in=retry_interval,
+                        error=_describe(error.__cause__ or error),
+                    )
+                    self.set_state(ActorState.BLOCKED, blocked_on="retry")
+                    with trio.move_on_after(retry_interval):
+                        await self._stopped.wait()
+                    if self._stopped.is_set():
+                        break
+                    self.set_state(ActorState.RUNNING)
         self._produce_scope = None
         if scope.cancelled_caught:
             self.reason = "killed"
             self.log.warning("actor.killed", timeout=self.settings.stop_timeout)
         elif self._stop_requested:
             self.reason = "stopped"
+
+    async def _produce(self) -> None:
+        """Call ``start()`` once and send what it produces."""
+        try:
+            produced = self.module.start()  # type: ignore[attr-defined]
+            if inspect.isawaitable(produced):
+                produced = await produced
+        except Exception as exc:
+            raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
+        if produced is None:
+            return
+        if hasattr(produced, "__aiter__"):
+            await self._pull_async(produced)
+        elif hasattr(produced, "__iter__"):
+            await self._pull_sync(iter(produced))
+        else:
+            raise RunError(
+                self.name,
+                f"start() returned {type(produced).__name__}; expected an iterable, an "
+                "async iterable, or None (after emitting with `await self.emit(...)`)",
+            )
 
     async def _room_out(self) -> int:
         """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""

@@ -133,6 +133,9 @@ class Source(Module):
 
     kind = ModuleKind.SOURCE
     outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
+    retry_interval: float | None = None
+    """Seconds between tries when ``start()`` raises; ``None`` (the default) lets the
+    failure go to the supervisor instead. Set it on the class or in ``__init__``."""
 
     def start(self) -> Any:
         """Produce items; see the class docstring for the accepted shapes."""

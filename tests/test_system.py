@@ -606,3 +606,63 @@ def test_settings_refuse_values_that_can_never_work(field: str, value: Any) -> N
     """Settings validate at construction and name the field."""
     with pytest.raises(ValueError, match=field):
         af.Settings(**{field: value})
+
+
+class Unreachable(af.Source):
+    """Fails to connect ``failures`` times, then yields its readings."""
+
+    retry_interval = 2.0
+
+    def __init__(self, failures: int, tries: list[float]) -> None:
+        self.failures = failures
+        self.tries = tries
+
+    def start(self) -> Any:
+        self.tries.append(trio.current_time())
+        if len(self.tries) <= self.failures:
+            raise ConnectionError("broker unreachable")
+        return [1, 2, 3]
+
+
+async def test_a_source_with_retry_interval_retries_start_until_it_works(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """start() that raises is tried again every retry_interval; once it returns normally
+    it is not called again, and no restart is counted."""
+    tries: list[float] = []
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Unreachable, failures=3, tries=tries)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "sink")
+    began = trio.current_time()
+    async with af.open_system(graph) as system:
+        pass
+    assert [t - began for t in tries] == [0, 2, 4, 6]
+    assert out == [1, 2, 3]
+    src = system.status().actors["src"]
+    assert src.restarts == 0
+    assert src.errors == 3
+    retries = [e for e in logs if e["event"] == "actor.retrying"]
+    assert [e["attempt"] for e in retries] == [1, 2, 3]
+    assert retries[0]["error"] == "ConnectionError: broker unreachable"
+    assert retries[0]["retry_in"] == 2.0
+
+
+async def test_stopping_a_retrying_source_ends_it_without_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A graceful stop during the retry wait ends the source at once."""
+    tries: list[float] = []
+    graph = af.Graph()
+    graph.add("src", Unreachable, failures=10**6, tries=tries)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(5)
+        stopped_at = trio.current_time()
+        await system.stop()
+    assert trio.current_time() == stopped_at
+    assert len(tries) == 3
+    assert system.status().actors["src"].reason == "stopped"
+    assert system.status().state is af.SystemState.DONE

@@ -143,6 +143,8 @@ class Actor:
         self._stride = 1
         self._last_check = 0.0
         self._now: Callable[[], float] = trio.current_time
+        self.thread_limiter: trio.CapacityLimiter | None = None
+        """Shared by the system's blocking modules; set when the system is built."""
 
         module._actor = self
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
@@ -206,7 +208,10 @@ class Actor:
             raise InitializationError(self.name, _describe(exc)) from exc
         module._actor = self
         try:
-            await call_hook(module.validate)
+            if module.blocking and hook_style(module.validate) is HookStyle.SYNC:
+                await self._in_thread(module.validate)
+            else:
+                await call_hook(module.validate)
         except Exception as exc:
             self.log.error("actor.failed", phase="validate", error=_describe(exc))
             raise ValidationError(self.name, _describe(exc)) from exc
@@ -339,7 +344,7 @@ class Actor:
                         await actor.cleaned.wait()
         try:
             with trio.fail_after(timeout):
-                await call_hook(self.module.cleanup)
+                await self._lifecycle(self.module.cleanup)
         except trio.TooSlowError:
             self._cleanup_failed(f"cleanup() did not finish within {timeout:g} s", None)
         except Exception as exc:
@@ -370,7 +375,7 @@ class Actor:
         self._wake()
         self.log.info("actor.stopping")
         try:
-            await call_hook(self.module.stop)  # type: ignore[attr-defined]
+            await self._lifecycle(self.module.stop)  # type: ignore[attr-defined]
         except Exception as exc:
             self.errors += 1
             self.log.error("actor.stop_failed", error=_describe(exc))
@@ -427,10 +432,9 @@ class Actor:
 
     async def _produce(self) -> None:
         """Call ``start()`` once and send what it produces."""
+        module: Any = self.module
         try:
-            produced = self.module.start()  # type: ignore[attr-defined]
-            if inspect.isawaitable(produced):
-                produced = await produced
+            produced = await self._lifecycle(module.start)
         except Exception as exc:
             raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
         if produced is None:
@@ -438,7 +442,10 @@ class Actor:
         if hasattr(produced, "__aiter__"):
             await self._pull_async(produced)
         elif hasattr(produced, "__iter__"):
-            await self._pull_sync(iter(produced))
+            if module.blocking:
+                await self._pull_threaded(iter(produced))
+            else:
+                await self._pull_sync(iter(produced))
         else:
             raise RunError(
                 self.name,
@@ -493,6 +500,23 @@ class Actor:
                 await self._send(batch, "out")
                 if now() >= self._deadline:
                     await self._yield()
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    async def _pull_threaded(self, iterator: Any) -> None:
+        """A blocking module's generator: each item is pulled in a worker thread."""
+        end = object()
+        try:
+            while self.active:
+                try:
+                    item = await self._in_thread(next, iterator, end)
+                except Exception as exc:
+                    raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
+                if item is end:
+                    return
+                await self.emit(item)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
@@ -675,11 +699,35 @@ class Actor:
 
     # -- processors and sinks ----------------------------------------------------------
 
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking sync call in a worker thread. If cancelled, the call is
+        abandoned (it finishes in its thread; its result is dropped)."""
+        return await trio.to_thread.run_sync(
+            fn, *args, limiter=self.thread_limiter, abandon_on_cancel=True
+        )
+
+    async def _lifecycle(self, fn: Callable[[], Any]) -> Any:
+        """Call a lifecycle hook, in a thread when the module blocks and it is sync."""
+        if self.module.blocking and hook_style(fn) is HookStyle.SYNC:
+            result = await self._in_thread(fn)
+            return await result if inspect.isawaitable(result) else result
+        return await call_hook(fn)
+
     async def _run_consumer(self) -> None:
         module: Any = self.module
         hook = module.process if self.kind is ModuleKind.PROCESSOR else module.consume
         style = hook_style(hook)
         with_port = accepts_port(hook)
+        if module.blocking and style in (HookStyle.SYNC, HookStyle.SYNC_GEN):
+            blocking_hook = hook
+            gathered = style is HookStyle.SYNC_GEN
+
+            async def threaded(*args: Any) -> Any:
+                if gathered:
+                    return Many(await self._in_thread(lambda: list(blocking_hook(*args))))
+                return await self._in_thread(blocking_hook, *args)
+
+            hook, style = threaded, HookStyle.ASYNC
         collect = self.kind is ModuleKind.PROCESSOR
         mailbox = self.mailbox
         limit = self.settings.max_batch

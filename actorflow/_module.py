@@ -58,6 +58,11 @@ class Module:
     inputs: ClassVar[Mapping[str, Port | Any]] = {}
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
+    blocking: ClassVar[bool] = False
+    """True for a module whose sync hooks block (file or network I/O, a C library):
+    they then run in worker threads (at most ``Settings.thread_limit`` at once), so
+    other actors keep running. Async hooks always run on the event loop."""
+
     _actor: Actor | None = None
 
     def validate(self) -> Any:

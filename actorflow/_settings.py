@@ -24,6 +24,8 @@ class Settings:
             cancellation) before it is abandoned and reported.
         stop_timeout: Seconds a source may take to finish after a graceful
             :meth:`System.stop`, before it is cancelled.
+        thread_limit: The most worker threads running sync hooks of ``blocking``
+            modules at once, for the whole system.
     """
 
     quantum: float = attrs.field(default=0.01, validator=positive_number)
@@ -31,3 +33,4 @@ class Settings:
     max_batch: int = attrs.field(default=256, validator=positive_int)
     cleanup_timeout: float = attrs.field(default=5.0, validator=positive_number)
     stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
+    thread_limit: int = attrs.field(default=8, validator=positive_int)

@@ -21,7 +21,6 @@ from ._exceptions import (
     _describe,
 )
 from ._graph import Graph, LinkSpec
-from ._hooks import call_hook
 from ._link import Link
 from ._logging import get_logger
 from ._module import ModuleKind
@@ -147,9 +146,12 @@ class System:
                 on_terminated=self._actor_terminated,
                 system_stopping=lambda: self._stopping,
             )
+        limiter = trio.CapacityLimiter(self.settings.thread_limit)
+        for actor in self._actors.values():
+            actor.thread_limiter = limiter
         for actor in self._actors.values():
             try:
-                await call_hook(actor.module.validate)
+                await actor._lifecycle(actor.module.validate)
             except Exception as exc:
                 actor.set_state(ActorState.INVALID)
                 actor.log.error("actor.failed", phase="validate", error=_describe(exc))

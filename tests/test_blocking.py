@@ -1,0 +1,160 @@
+"""Blocking modules: their sync hooks run in worker threads, so other actors keep going."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import trio
+from sample_modules import Collect, Numbers
+
+import actorflow as af
+
+
+class GatedSink(af.Sink):
+    """Blocks its thread in consume() until the test opens the gate."""
+
+    blocking = True
+
+    def __init__(
+        self, gate: threading.Event, entered: trio.Event, threads: list[str], into: list[int]
+    ) -> None:
+        self.gate = gate
+        self.entered = entered
+        self.threads = threads
+        self.into = into
+
+    def consume(self, data: int) -> None:
+        self.threads.append(threading.current_thread().name)
+        trio.from_thread.run_sync(self.entered.set)
+        self.gate.wait(timeout=30)  # a blocking call, off the event loop
+        self.into.append(data)
+
+
+class CountTo(af.Sink):
+    def __init__(self, count: int, done: trio.Event, into: list[int]) -> None:
+        self.count = count
+        self.done = done
+        self.into = into
+
+    def consume(self, data: int) -> None:
+        self.into.append(data)
+        if len(self.into) == self.count:
+            self.done.set()
+
+
+async def test_a_blocking_call_in_a_blocking_module_never_stalls_other_actors() -> None:
+    """While a blocking sink waits inside consume(), another pipeline runs to the end."""
+    gate = threading.Event()
+    entered = trio.Event()
+    other_done = trio.Event()
+    threads: list[str] = []
+    gated: list[int] = []
+    other: list[int] = []
+    graph = af.Graph()
+    graph.add("slow_src", Numbers, count=2)
+    graph.add("gated", GatedSink, gate=gate, entered=entered, threads=threads, into=gated)
+    graph.add("src", Numbers, count=500)
+    graph.add("count", CountTo, count=500, done=other_done, into=other)
+    graph.link("slow_src", "gated")
+    graph.link("src", "count")
+    try:
+        async with af.open_system(graph):
+            with trio.fail_after(10):
+                await entered.wait()
+                # The gated call is blocked in its thread; the event loop is free.
+                await other_done.wait()
+            assert gated == []
+            gate.set()
+    finally:
+        gate.set()
+    assert gated == [0, 1]
+    assert other == list(range(500))
+    assert all(name != threading.main_thread().name for name in threads)
+
+
+class InlineSink(af.Sink):
+    def __init__(self, threads: list[str]) -> None:
+        self.threads = threads
+
+    def consume(self, data: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+async def test_a_sync_hook_runs_inline_unless_the_module_is_blocking() -> None:
+    """By default a sync hook runs on the event loop's thread (no thread hop per item)."""
+    threads: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("sink", InlineSink, threads=threads)
+    graph.link("src", "sink")
+    async with af.open_system(graph):
+        pass
+    assert threads == [threading.main_thread().name] * 3
+
+
+class Tracked(af.Processor):
+    """Counts how many of its calls run at the same time, across instances."""
+
+    blocking = True
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def process(self, data: int) -> int:
+        with Tracked.lock:
+            Tracked.running += 1
+            Tracked.peak = max(Tracked.peak, Tracked.running)
+        try:
+            threading.Event().wait(0.002)  # some blocking work
+            return data
+        finally:
+            with Tracked.lock:
+                Tracked.running -= 1
+
+
+async def test_thread_limit_caps_concurrent_blocking_calls() -> None:
+    """thread_limit bounds the worker threads that blocking modules use at once."""
+    Tracked.peak = 0
+    out: list[int] = []
+    graph = af.Graph()
+    for index in range(3):
+        graph.add(f"src{index}", Numbers, count=5)
+        graph.add(f"p{index}", Tracked)
+        graph.chain(f"src{index}", f"p{index}", "sink")
+    graph.add("sink", Collect, into=out)
+    async with af.open_system(graph, thread_limit=1):
+        pass
+    assert sorted(out) == sorted(list(range(5)) * 3)
+    assert Tracked.peak == 1
+
+
+class BlockingSource(af.Source):
+    """A sync generator whose every step blocks (reading a device, say)."""
+
+    blocking = True
+
+    def __init__(self, threads: list[str]) -> None:
+        self.threads = threads
+
+    def start(self) -> Any:
+        for n in range(4):
+            self.threads.append(threading.current_thread().name)
+            yield n
+
+
+async def test_a_blocking_source_pulls_its_items_in_worker_threads() -> None:
+    """A blocking source's generator advances in a worker thread, item by item."""
+    threads: list[str] = []
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", BlockingSource, threads=threads)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "sink")
+    async with af.open_system(graph):
+        pass
+    assert out == [0, 1, 2, 3]
+    assert threads
+    assert all(name != threading.main_thread().name for name in threads)

@@ -30,6 +30,7 @@ from ._module import ModuleKind as ModuleKind
 from ._module import Processor as Processor
 from ._module import Sink as Sink
 from ._module import Source as Source
+from ._module import Tag as Tag
 from ._ports import Port as Port
 from ._settings import Settings as Settings
 from ._status import ActorState as ActorState
@@ -90,6 +91,7 @@ __all__ = [
     "System",
     "SystemState",
     "SystemStatus",
+    "Tag",
     "ValidationError",
     "configure_logging",
     "decode",

@@ -8,11 +8,13 @@ run time), and ``process``/``start`` may also be generators that yield several i
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from ._data import Data
 from ._ports import Port
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
     from ._actor import Actor
 
-__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source"]
+__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source", "Tag"]
 
 
 class ModuleKind(enum.Enum):
@@ -171,6 +173,57 @@ class Processor(Module):
     def process(self, data: Any) -> Any:
         """Handle one item; see the class docstring for what to return."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement process()")
+
+
+class Tag(Processor):
+    """A processor that labels items: override ``tag(self, data)`` to return key/value
+    pairs, and the runtime merges them into the item and forwards it.
+
+    Attributes:
+        into: ``"fields"`` (default) or ``"tags"``: where the pairs go in a :class:`Data`
+            item. A plain ``dict`` item is itself the fields.
+        overwrite: Whether a pair replaces a key the item already has (default ``True``).
+
+    ``tag`` may be ``async``; returning ``None`` or ``{}`` forwards the item unchanged.
+    Set ``into``/``overwrite`` on the class or in ``__init__``.
+    """
+
+    into: str = "fields"
+    overwrite: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The runtime classifies process() once; give it the shape of tag().
+        if inspect.iscoroutinefunction(cls.tag):
+            cls.process = cls._process_async  # type: ignore[method-assign,assignment]
+        else:
+            cls.process = cls._process_sync  # type: ignore[method-assign,assignment]
+
+    def tag(self, data: Any) -> Mapping[str, Any] | None:
+        """Return the pairs to merge into ``data``."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement tag()")
+
+    def _process_sync(self, data: Any) -> Any:
+        return self._merge(data, self.tag(data))
+
+    async def _process_async(self, data: Any) -> Any:
+        return self._merge(data, await self.tag(data))  # type: ignore[misc]
+
+    def _merge(self, data: Any, pairs: Mapping[str, Any] | None) -> Any:
+        if not pairs:
+            return data
+        if self.into not in ("fields", "tags"):
+            raise ValueError(f"into must be 'fields' or 'tags', got {self.into!r}")
+        if isinstance(data, Data):
+            current = data.fields if self.into == "fields" else data.tags
+            merged = {**current, **pairs} if self.overwrite else {**pairs, **current}
+            return data.evolve(**{self.into: merged})
+        if isinstance(data, dict) and self.into == "fields":
+            return {**data, **pairs} if self.overwrite else {**pairs, **data}
+        raise TypeError(
+            f"a Tag module merges into Data (fields or tags) or into a dict's keys; got "
+            f"{type(data).__name__} with into={self.into!r}"
+        )
 
 
 class Sink(Module):

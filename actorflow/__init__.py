@@ -31,6 +31,7 @@ from ._module import Processor as Processor
 from ._module import Sink as Sink
 from ._module import Source as Source
 from ._module import Tag as Tag
+from ._module import Variable as Variable
 from ._ports import Port as Port
 from ._settings import Settings as Settings
 from ._status import ActorState as ActorState
@@ -93,6 +94,7 @@ __all__ = [
     "SystemStatus",
     "Tag",
     "ValidationError",
+    "Variable",
     "configure_logging",
     "decode",
     "encode",

@@ -23,7 +23,7 @@ from ._exceptions import (
 from ._graph import Graph, LinkSpec
 from ._link import Link
 from ._logging import get_logger
-from ._module import ModuleKind
+from ._module import ModuleKind, Variable
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._supervisor import ChildSpec, Supervisor, Worker
@@ -110,6 +110,27 @@ class System:
         for actor in self._actors.values():
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
+
+    async def set(self, name: str, value: Any) -> None:
+        """Set the :class:`Variable` module ``name`` to ``value``; it is emitted downstream.
+
+        Waits while the variable has ``pending`` sets queued.
+
+        Raises:
+            KeyError: There is no module ``name``.
+            TypeError: Module ``name`` is not a Variable.
+            RuntimeError: The variable has stopped.
+        """
+        actor = self._actors.get(name)
+        if actor is None:
+            known = ", ".join(repr(n) for n in self._actors) or "none"
+            raise KeyError(f"no module {name!r} (modules: {known})")
+        module = actor.module
+        if not isinstance(module, Variable):
+            raise TypeError(f"module {name!r} is a {type(module).__qualname__}, not a Variable")
+        if actor.terminated:
+            raise RuntimeError(f"variable {name!r} has stopped")
+        await module.set(value)
 
     def cancel(self) -> None:
         """Stop at once: every actor is cancelled, cleanups still run (producers first),

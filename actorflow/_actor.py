@@ -143,6 +143,8 @@ class Actor:
         self._stride = 1
         self._last_check = 0.0
         self._now: Callable[[], float] = trio.current_time
+        self.system: Any = None
+        """The running System, for modules that change links (set when it is built)."""
         self.thread_limiter: trio.CapacityLimiter | None = None
         """Shared by the system's blocking modules; set when the system is built."""
 

@@ -61,6 +61,7 @@ class Link:
         "never_blocks",
         "overflow",
         "receiver_closed",
+        "returned",
         "sent",
         "spec",
     )
@@ -84,6 +85,7 @@ class Link:
         """The consumer is gone: offered items are dropped (and counted)."""
         self.sent = 0
         self.delivered = 0
+        self.returned = 0
         self.dropped: dict[str, int] = {}
         self._space = trio.lowlevel.ParkingLot()
         self.overflow: Overflow = spec.overflow
@@ -216,6 +218,14 @@ class Link:
         if self._dropping_since is not None:
             self._stopped_dropping("replaced" if self.latest_only else "overflow")
 
+    def hand_back(self) -> list[Any]:
+        """Remove and return everything buffered (the link is being removed)."""
+        items = list(self.items)
+        self.items.clear()
+        self.returned += len(items)
+        self._space.unpark_all()
+        return items
+
     def discard(self, reason: str) -> int:
         """Drop what is still buffered, counted under ``reason``; return how many."""
         count = len(self.items)
@@ -233,6 +243,7 @@ class Link:
             delivered=self.delivered,
             dropped=dict(self.dropped),
             closed=self.closed,
+            returned=self.returned,
         )
 
 

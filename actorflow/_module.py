@@ -114,6 +114,15 @@ class Module:
         """
         await self._bound().emit(item, port)
 
+    async def add_link(self, source: str, target: str, **options: Any) -> Any:
+        """Add a link to the running system; see :meth:`System.add_link`."""
+        return await self._bound().system.add_link(source, target, **options)
+
+    async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
+        """Remove a link from the running system; see :meth:`System.remove_link`."""
+        result: list[Any] = await self._bound().system.remove_link(name, return_items=return_items)
+        return result
+
     def _bound(self) -> Actor:
         actor = self._actor
         if actor is None:

@@ -67,6 +67,8 @@ class LinkStatus:
     delivered: int
     dropped: Mapping[str, int]
     closed: bool
+    returned: int = 0
+    """Items handed back to the caller when the link was removed."""
 
 
 @attrs.frozen

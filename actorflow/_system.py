@@ -15,6 +15,7 @@ from ._copying import copier_for
 from ._exceptions import (
     ActorflowError,
     CleanupError,
+    GraphError,
     InitializationError,
     RunError,
     ValidationError,
@@ -111,6 +112,59 @@ class System:
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
 
+    async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
+        """Link ``source`` to ``target`` while the system runs (same endpoints and
+        options as :meth:`Graph.link`); items emitted from now on flow through it.
+
+        The graph with the new link is validated as at start-up; a link that would make
+        it invalid is refused and nothing changes.
+
+        Raises:
+            GraphError: The new link would make the graph invalid (the same messages as
+                at start-up: unknown module or port, incompatible types, a cycle).
+            RuntimeError: One of its modules has already ended.
+        """
+        spec = self.graph.link(source, target, **options)
+        problems = self.graph.problems()
+        if problems:
+            self.graph._links.remove(spec)
+            raise GraphError(problems)
+        for name in (spec.source, spec.target):
+            if self._actors[name].terminated:
+                self.graph._links.remove(spec)
+                raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
+        self._connect(spec)
+        self._count_ancestors()
+        self.log.info("link.added", link=spec.name)
+        return spec
+
+    async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
+        """Remove the link called ``name`` (``"a.out -> b.in"``) while the system runs.
+
+        Its producer stops sending to it at once. What it still holds is delivered to
+        its consumer (by default) or, with ``return_items=True``, handed back to the
+        caller (counted as ``returned``); either way nothing is lost. If it was the
+        consumer's last input, the consumer then reaches its end of stream.
+
+        Returns:
+            The items handed back (empty unless ``return_items``).
+
+        Raises:
+            KeyError: There is no such link.
+        """
+        link = next((link for link in self._links if link.name == name and not link.closed), None)
+        if link is None or link is self._dead_letter_link:
+            known = ", ".join(repr(k.name) for k in self._links if not k.closed) or "none"
+            raise KeyError(f"no link {name!r} (links: {known})")
+        producer = self._actors[link.spec.source]
+        producer.outputs[link.spec.source_port].remove(link)
+        self._set_copiers(producer, link.spec.source_port)
+        self.graph._links.remove(link.spec)
+        items = link.hand_back() if return_items else []
+        link.close()
+        self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
+        return items
+
     async def set(self, name: str, value: Any) -> None:
         """Set the :class:`Variable` module ``name`` to ``value``; it is emitted downstream.
 
@@ -179,26 +233,35 @@ class System:
                 raise ValidationError(actor.name, _describe(exc)) from exc
             actor.set_state(ActorState.VALIDATED)
         self._wire()
+        self._wire_dead_letters()
         self.root = self._build_tree()
 
+    def _connect(self, spec: LinkSpec) -> Link:
+        """Create the running link for ``spec`` and attach it to both actors."""
+        producer = self._actors[spec.source]
+        consumer = self._actors[spec.target]
+        link = Link(spec, spec.buffer or self.settings.default_buffer, consumer.mailbox, None)
+        producer.outputs[spec.source_port].append(link)
+        self._links.append(link)
+        if not spec.feedback and producer not in consumer.upstream:
+            consumer.upstream.append(producer)
+        self._set_copiers(producer, spec.source_port)
+        return link
+
+    def _set_copiers(self, producer: Actor, port: str) -> None:
+        """Copying depends on how many links leave a port: recompute for all of them."""
+        links = producer.outputs[port]
+        for link in links:
+            link.copier = copier_for(link.spec.copy, len(links))
+
     def _wire(self) -> None:
-        fan_out: dict[tuple[str, str], int] = {}
+        for actor in self._actors.values():
+            actor.system = self
         for spec in self.graph.links:
-            key = (spec.source, spec.source_port)
-            fan_out[key] = fan_out.get(key, 0) + 1
-        for spec in self.graph.links:
-            producer = self._actors[spec.source]
-            consumer = self._actors[spec.target]
-            link = Link(
-                spec,
-                spec.buffer or self.settings.default_buffer,
-                consumer.mailbox,
-                copier_for(spec.copy, fan_out[(spec.source, spec.source_port)]),
-            )
-            producer.outputs[spec.source_port].append(link)
-            self._links.append(link)
-            if not spec.feedback and producer not in consumer.upstream:
-                consumer.upstream.append(producer)
+            self._connect(spec)
+        self._count_ancestors()
+
+    def _count_ancestors(self) -> None:
         for actor in self._actors.values():
             seen: set[str] = set()
             stack = list(actor.upstream)
@@ -208,6 +271,8 @@ class System:
                     seen.add(upstream.name)
                     stack.extend(upstream.upstream)
             actor.ancestors = len(seen)
+
+    def _wire_dead_letters(self) -> None:
         target = self.graph.dead_letter_target
         if target is not None:
             module, port = target

@@ -1,0 +1,209 @@
+"""Links added and removed while the system runs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+from sample_modules import Collect, Forever
+
+import actorflow as af
+
+
+class Dicts(af.Source):
+    """Emits a fresh dict every second while active."""
+
+    async def start(self) -> None:
+        n = 0
+        while self.active:
+            await self.emit({"n": n})
+            n += 1
+            await trio.sleep(1)
+
+
+class Words(af.Variable):
+    outputs: ClassVar = {"out": str}
+
+
+class Strings(af.Sink):
+    inputs: ClassVar = {"in": str}
+
+    def consume(self, data: str) -> None:
+        pass
+
+
+def base_graph(first: list[Any]) -> af.Graph:
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("first", Collect, into=first)
+    graph.link("src", "first")
+    return graph
+
+
+async def test_a_link_added_while_running_receives_what_is_emitted_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A new link gets the items emitted after it was added, as copies (now a fan-out)."""
+    first: list[Any] = []
+    second: list[Any] = []
+    graph = base_graph(first)
+    graph.add("second", Collect, into=second)
+    graph.add("spare", Forever, interval=1)
+    graph.link("spare", "second")
+    async with af.open_system(graph) as system:
+        await trio.sleep(2.5)
+        spec = await system.add_link("src", "second")
+        assert spec.name == "src.out -> second.in"
+        await trio.sleep(2)
+        await system.stop()
+    from_src = [item for item in second if isinstance(item, dict)]
+    assert [item["n"] for item in from_src] == [3, 4]
+    assert [item["n"] for item in first] == [0, 1, 2, 3, 4]
+    # With two links on the port, each gets its own copy.
+    assert all(a is not b for a in first for b in from_src)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        ("src", "nowhere", "unknown module 'nowhere'"),
+        ("src.nope", "first", "module 'src' has no output port 'nope'"),
+        ("src", "strings", "produces object, but input port strings.in accepts str"),
+    ],
+)
+async def test_an_invalid_link_is_refused_with_the_start_up_error_and_changes_nothing(
+    autojump_clock: trio.testing.MockClock, source: str, target: str, message: str
+) -> None:
+    """Adding a link that breaks validation raises GraphError; the graph is unchanged."""
+    graph = base_graph([])
+    graph.add("strings", Strings)
+    graph.add("words", Words)
+    graph.link("words", "strings")
+    async with af.open_system(graph) as system:
+        before = system.graph.links
+        with pytest.raises(af.GraphError, match=message):
+            await system.add_link(source, target)
+        assert system.graph.links == before
+        await system.stop()
+
+
+async def test_a_link_closing_a_cycle_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A cycle is refused at run time exactly as at start-up."""
+
+    class Pass(af.Processor):
+        inputs: ClassVar = {"in": object, "back": af.Port(object, required=False)}
+
+        def process(self, data: Any) -> Any:
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("a", Pass)
+    graph.add("b", Pass)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "a", "b", "sink")
+    async with af.open_system(graph) as system:
+        with pytest.raises(af.GraphError, match="cycle a -> b -> a"):
+            await system.add_link("b", "a.back")
+        await system.add_link("b", "a.back", feedback=True)
+        await system.stop()
+
+
+async def test_removing_a_link_delivers_what_it_holds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Items already in a removed link still reach its consumer; then it ends."""
+    release = trio.Event()
+    got: list[Any] = []
+
+    class Gated(af.Sink):
+        async def consume(self, data: Any) -> None:
+            await release.wait()
+            got.append(data["n"])
+
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("gated", Gated)
+    graph.add("other", Collect, into=[])
+    graph.link("src", "gated", buffer=10)
+    graph.link("src", "other")
+    async with af.open_system(graph) as system:
+        await trio.sleep(4.5)
+        returned = await system.remove_link("src.out -> gated.in")
+        assert returned == []
+        release.set()
+        await trio.sleep(1)
+        assert got == [0, 1, 2, 3, 4]
+        # Its only input is gone: the gated sink reached its end of stream.
+        assert system.status().actors["gated"].state is af.ActorState.TERMINATED
+        with pytest.raises(KeyError, match=r"no link 'src.out -> gated.in'"):
+            await system.remove_link("src.out -> gated.in")
+        await system.stop()
+    link = system.status().links["src.out -> gated.in"]
+    assert link.delivered == 5
+    assert link.dropped == {}
+
+
+async def test_removing_a_link_can_hand_its_items_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With return_items=True the buffered items go to the caller, counted as returned."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: Any) -> None:
+            await release.wait()
+
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("stuck", Stuck)
+    graph.add("other", Collect, into=[])
+    graph.link("src", "stuck", buffer=10)
+    graph.link("src", "other")
+    async with af.open_system(graph) as system:
+        await trio.sleep(4.5)
+        returned = await system.remove_link("src.out -> stuck.in", return_items=True)
+        assert [item["n"] for item in returned] == [1, 2, 3, 4]
+        release.set()
+        await system.stop()
+    link = system.status().links["src.out -> stuck.in"]
+    assert link.returned == 4
+    assert link.sent == link.delivered + link.returned
+    assert system.status().dropped == 0
+
+
+class Rewire(af.Processor):
+    """On its first item, links itself to the 'late' sink."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    async def process(self, data: Any) -> Any:
+        if not self.done:
+            self.done = True
+            await self.add_link("rewire.extra", "late")
+        await self.emit(data, "extra")
+        return data
+
+    outputs: ClassVar = {"out": object, "extra": object}
+
+
+async def test_a_module_can_add_a_link_itself(autojump_clock: trio.testing.MockClock) -> None:
+    """Modules change links through the same call as the host."""
+    late: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("rewire", Rewire)
+    graph.add("sink", Collect, into=[])
+    graph.add("late", Collect, into=late)
+    graph.add("spare", Forever, interval=1)
+    graph.chain("src", "rewire", "sink")
+    graph.link("spare", "late")
+    async with af.open_system(graph) as system:
+        await trio.sleep(2.5)
+        await system.stop()
+    assert [item["n"] for item in late if isinstance(item, dict)] == [0, 1, 2]

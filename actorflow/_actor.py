@@ -731,6 +731,104 @@ class Actor:
 
             hook, style = threaded, HookStyle.ASYNC
         collect = self.kind is ModuleKind.PROCESSOR
+        dedicated = [link for link in self.mailbox.links if link.dedicated]
+        if dedicated:
+            await self._run_crew(hook, style, with_port, collect, dedicated)
+        else:
+            await self._main_loop(hook, style, with_port, collect)
+
+    async def _run_crew(
+        self,
+        hook: Callable[..., Any],
+        style: HookStyle,
+        with_port: bool,
+        collect: bool,
+        dedicated: list[Link],
+    ) -> None:
+        """The main loop plus the worker tasks of links with ``workers != 1``; the first
+        module failure in any of them cancels the others (their items go back)."""
+        failures: list[RunError] = []
+        async with trio.open_nursery() as crew:
+
+            async def guarded(work: Callable[..., Any], *args: Any) -> None:
+                try:
+                    await work(*args)
+                except _Stop:
+                    pass
+                except RunError as error:
+                    if not failures:
+                        failures.append(error)
+                    crew.cancel_scope.cancel()
+
+            crew.start_soon(guarded, self._main_loop, hook, style, with_port, collect)
+            for link in dedicated:
+                fn = self._for_port(hook, with_port, link)
+                if link.spec.workers == 0:
+                    crew.start_soon(guarded, self._spawner, link, fn, style, collect, guarded)
+                else:
+                    for _ in range(link.spec.workers):
+                        crew.start_soon(guarded, self._link_worker, link, fn, style, collect)
+        if failures:
+            raise failures[0]
+
+    @staticmethod
+    def _for_port(hook: Callable[..., Any], with_port: bool, link: Link) -> Callable[..., Any]:
+        if not with_port:
+            return hook
+        port = link.spec.target_port
+        return lambda item: hook(item, port)
+
+    async def _link_worker(
+        self, link: Link, fn: Callable[..., Any], style: HookStyle, collect: bool
+    ) -> None:
+        """One of a link's N workers: take one item at a time, in turn with the others."""
+        while not self._stopping:
+            if link.items:
+                batch = link.take(1)
+                self.received += 1
+                self.set_state(ActorState.RUNNING)
+                await self._handle_general(fn, style, link, batch, collect)
+            elif link.closed:
+                return
+            else:
+                await self.mailbox.wait()
+
+    async def _spawner(
+        self,
+        link: Link,
+        fn: Callable[..., Any],
+        style: HookStyle,
+        collect: bool,
+        guarded: Callable[..., Any],
+    ) -> None:
+        """Spawn mode: a fresh task per item, at most ``spawn_limit`` at once."""
+        slots = trio.Semaphore(link.spec.spawn_limit)
+
+        async def one(batch: list[Any]) -> None:
+            try:
+                await self._handle_general(fn, style, link, batch, collect)
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as tasks:
+            while not self._stopping:
+                if link.items:
+                    await slots.acquire()
+                    if not link.items or self._stopping:
+                        slots.release()
+                        continue
+                    batch = link.take(1)
+                    self.received += 1
+                    self.set_state(ActorState.RUNNING)
+                    tasks.start_soon(guarded, one, batch)
+                elif link.closed:
+                    return
+                else:
+                    await self.mailbox.wait()
+
+    async def _main_loop(
+        self, hook: Callable[..., Any], style: HookStyle, with_port: bool, collect: bool
+    ) -> None:
         mailbox = self.mailbox
         limit = self.settings.max_batch
         feedback_closed = not any(link.spec.feedback for link in mailbox.links)
@@ -907,7 +1005,9 @@ class Actor:
             return list(fn(item))
         if style is HookStyle.ASYNC_GEN:
             return [value async for value in fn(item)]
-        result = await fn(item)
+        result = fn(item)
+        if style is not HookStyle.SYNC:
+            result = await result
         if result is None:
             return []
         if type(result) is Many:

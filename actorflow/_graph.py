@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ._checks import coerce_enum, positive_int, positive_int_or_none
+from ._checks import coerce_enum, non_negative_int, positive_int, positive_int_or_none
 from ._copying import CopyPolicy
 from ._exceptions import GraphError, GraphProblem
 from ._link import Overflow
@@ -63,6 +63,11 @@ class LinkSpec:
             the count, when it stops).
         latest_only: Keep only the newest pending item: a new item replaces the one
             waiting (counted as ``replaced``); the producer never waits.
+        workers: How many of the consumer's tasks take items from this link: ``1`` (the
+            default) strict FIFO; ``N > 1`` N tasks taking items in turn; ``0`` a fresh
+            task per item, at most ``spawn_limit`` at once. Not allowed into a
+            sequential module (sinks are).
+        spawn_limit: With ``workers=0``, the most items handled at once.
     """
 
     source: str
@@ -74,6 +79,8 @@ class LinkSpec:
     feedback: bool = False
     overflow: Overflow = attrs.field(default=Overflow.BLOCK, converter=_to_overflow)
     latest_only: bool = False
+    workers: int = attrs.field(default=1, validator=non_negative_int)
+    spawn_limit: int = attrs.field(default=100, validator=positive_int)
 
     @property
     def name(self) -> str:
@@ -160,6 +167,8 @@ class Graph:
         feedback: bool = False,
         overflow: Overflow | str = Overflow.BLOCK,
         latest_only: bool = False,
+        workers: int = 1,
+        spawn_limit: int = 100,
     ) -> LinkSpec:
         """Link ``source`` (``"module"`` or ``"module.port"``) to ``target``.
 
@@ -181,6 +190,8 @@ class Graph:
             feedback=feedback,
             overflow=overflow,
             latest_only=latest_only,
+            workers=workers,
+            spawn_limit=spawn_limit,
         )
         self._links.append(spec)
         return spec
@@ -289,6 +300,15 @@ class Graph:
                 else:
                     grouped[member] = group.name
         return problems
+
+    def warnings(self) -> list[str]:
+        """Options that are valid but have no effect, in sentences naming the link."""
+        return [
+            f"link {link.name}: latest_only has no effect with workers=0 (spawn mode): "
+            "every item gets a task at once, so none is ever pending"
+            for link in self._links
+            if link.latest_only and link.workers == 0
+        ]
 
     def validate(self) -> None:
         """Raise :class:`GraphError` listing every problem, if there is any."""
@@ -411,6 +431,21 @@ def _find_problems(
         )
         for link in {link.target: link for link in links if link.feedback}.values()
         if link.target in specs and link.target not in real_inputs
+    )
+
+    problems.extend(
+        GraphProblem(
+            f"link {link.name}: module {link.target!r} is sequential (it never handles two "
+            f"items at once), so the link cannot use workers={link.workers}",
+            module=link.target,
+            port=link.target_port,
+        )
+        for link in links
+        if link.workers != 1
+        and link.target in specs
+        and isinstance(specs[link.target].factory, type)
+        and issubclass(specs[link.target].factory, Module)
+        and specs[link.target].factory.sequential
     )
 
     for name, ports in inputs.items():

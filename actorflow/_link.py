@@ -52,6 +52,7 @@ class Link:
         "capacity",
         "closed",
         "copier",
+        "dedicated",
         "delivered",
         "dropped",
         "items",
@@ -91,6 +92,8 @@ class Link:
         self.overflow: Overflow = spec.overflow
         self.latest_only: bool = spec.latest_only
         self.never_blocks = self.latest_only or self.overflow is not Overflow.BLOCK
+        self.dedicated = spec.workers != 1
+        """Served by worker tasks of its own, not by the consumer's main loop."""
         """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
         self._log = get_logger(link=spec.name)
@@ -274,14 +277,18 @@ class Mailbox:
         for offset in range(count):
             index = (start + offset) % count
             link = links[index]
-            if link.items:
+            if link.items and not link.dedicated:
                 self._next = (index + 1) % count
                 return link, link.take(limit)
         return None
 
     def exhausted(self) -> bool:
         """Every non-feedback link is closed and drained: the end of stream has arrived."""
-        return all(link.closed and not link.items for link in self.links if not link.spec.feedback)
+        return all(
+            link.closed and not link.items
+            for link in self.links
+            if not link.spec.feedback and not link.dedicated
+        )
 
     def depth(self) -> int:
         return sum(len(link.items) for link in self.links)

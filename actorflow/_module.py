@@ -61,6 +61,10 @@ class Module:
     inputs: ClassVar[Mapping[str, Port | Any]] = {}
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
+    sequential: ClassVar[bool] = False
+    """True for a module that must never handle two items at once: links into it may not
+    use several workers. Sinks are always sequential."""
+
     blocking: ClassVar[bool] = False
     """True for a module whose sync hooks block (file or network I/O, a C library):
     they then run in worker threads (at most ``Settings.thread_limit`` at once), so
@@ -287,6 +291,7 @@ class Sink(Module):
     """
 
     kind = ModuleKind.SINK
+    sequential: ClassVar[bool] = True
     inputs: ClassVar[Mapping[str, Port | Any]] = {"in": Port(object)}
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 

@@ -206,6 +206,8 @@ class System:
         """
         graph = self.graph
         graph.validate()
+        for warning in graph.warnings():
+            self.log.warning("graph.warning", message=warning)
         for spec in graph.modules:
             try:
                 module = spec.factory(**spec.config)

@@ -143,6 +143,10 @@ class Actor:
         self._stride = 1
         self._last_check = 0.0
         self._now: Callable[[], float] = trio.current_time
+        self.is_ready = trio.Event()
+        """Set once a source is ready (see :meth:`Source.ready`)."""
+        self.waits_for: list[tuple[Actor, float]] = []
+        """Sources this actor waits to be ready before it handles anything."""
         self.system: Any = None
         """The running System, for modules that change links (set when it is built)."""
         self.thread_limiter: trio.CapacityLimiter | None = None
@@ -238,6 +242,7 @@ class Actor:
         self.set_state(ActorState.READY)
         going_down = False
         try:
+            await self._wait_for_sources()
             self._deadline = self._now() + self._quantum
             await self._flush_pending()
             if self.kind is ModuleKind.SOURCE:
@@ -405,6 +410,7 @@ class Actor:
             while True:
                 try:
                     await self._produce()
+                    self.mark_ready()
                     break
                 except RunError as error:
                     if retry_interval is None or not self.active:
@@ -432,6 +438,25 @@ class Actor:
         elif self._stop_requested:
             self.reason = "stopped"
 
+    def mark_ready(self) -> None:
+        if not self.is_ready.is_set():
+            self.is_ready.set()
+            self.log.info("actor.ready")
+
+    async def _wait_for_sources(self) -> None:
+        for source, timeout in self.waits_for:
+            if source.is_ready.is_set():
+                continue
+            self.set_state(ActorState.BLOCKED, blocked_on=f"ready:{source.name}")
+            with trio.move_on_after(timeout):
+                await source.is_ready.wait()
+            if not source.is_ready.is_set():
+                raise RunError(
+                    self.name,
+                    f"waited {timeout:g} s for source {source.name!r} to be ready; it "
+                    "neither called ready(), sent an item, nor returned from start()",
+                )
+
     async def _produce(self) -> None:
         """Call ``start()`` once and send what it produces."""
         module: Any = self.module
@@ -440,6 +465,7 @@ class Actor:
         except Exception as exc:
             raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
         if produced is None:
+            self.mark_ready()
             return
         if hasattr(produced, "__aiter__"):
             await self._pull_async(produced)
@@ -627,6 +653,8 @@ class Actor:
         """
         links = self.outputs[port]
         self.emitted += len(items)
+        if not self.is_ready.is_set():
+            self.mark_ready()
         if not links:
             self._drop(len(items), "unconnected")
             if port not in self._warned_unconnected:

@@ -13,7 +13,7 @@ from ._checks import coerce_enum, non_negative_int, positive_int, positive_int_o
 from ._copying import CopyPolicy
 from ._exceptions import GraphError, GraphProblem
 from ._link import Overflow
-from ._module import Module
+from ._module import Module, ModuleKind
 from ._ports import Port, describe_type, is_compatible, normalize_ports
 from ._supervisor import ChildSpec, SupervisorSpec
 
@@ -137,6 +137,7 @@ class Graph:
     """How the root supervisor restarts its children."""
     dead_letter_target: tuple[str, str] | None = None
     """The ``(module, port)`` that receives :class:`DeadLetter` records, if any."""
+    _depends: list[tuple[str, str, float]] = attrs.field(factory=list, alias="_depends")
 
     @property
     def modules(self) -> tuple[ModuleSpec, ...]:
@@ -252,6 +253,25 @@ class Graph:
     def groups(self) -> tuple[GroupSpec, ...]:
         return tuple(self._groups)
 
+    def depends_on(self, module: str, source: str, *, timeout: float = 30.0) -> None:
+        """Make ``module`` wait, before it handles anything, until ``source`` is ready.
+
+        A source is ready when it calls ``self.ready()``, sends its first item, or its
+        ``start()`` returns normally. Waiting longer than ``timeout`` seconds fails
+        ``module`` with a :class:`RunError` naming both (its supervisor decides what next).
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self._depends.append((module, source, float(timeout)))
+
+    @property
+    def dependencies(self) -> tuple[tuple[str, str, float], ...]:
+        """``(module, source, timeout)`` for every :meth:`depends_on`."""
+        return tuple(self._depends)
+
     def dead_letters(self, target: str) -> None:
         """Deliver dead letters to ``target`` (``"module"`` or ``"module.port"``), as
         :class:`DeadLetter` records. That port needs no other link."""
@@ -270,6 +290,28 @@ class Graph:
             for module in self._supervision
             if module not in names
         )
+        specs = {spec.name: spec for spec in self._modules}
+        for module, source, _ in self._depends:
+            if module not in specs:
+                problems.append(
+                    GraphProblem(f"depends_on: unknown module {module!r}", module=module)
+                )
+            if source not in specs:
+                problems.append(
+                    GraphProblem(f"depends_on: unknown module {source!r}", module=source)
+                )
+            elif not (
+                isinstance(specs[source].factory, type)
+                and issubclass(specs[source].factory, Module)
+                and specs[source].factory.kind is ModuleKind.SOURCE
+            ):
+                problems.append(
+                    GraphProblem(
+                        f"depends_on: {module!r} can only wait for a source, and {source!r} "
+                        "is not one",
+                        module=source,
+                    )
+                )
         grouped: dict[str, str] = {}
         for group in self._groups:
             if group.name in names or group.name in {

@@ -162,6 +162,11 @@ class Source(Module):
         """Produce items; see the class docstring for the accepted shapes."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement start()")
 
+    def ready(self) -> None:
+        """Tell the modules that :meth:`Graph.depends_on` this source that it is ready
+        (connected, say), before it sends anything."""
+        self._bound().mark_ready()
+
     def stop(self) -> Any:
         """Called once when the runtime asks an active source to stop; may be async.
 

@@ -259,6 +259,8 @@ class System:
     def _wire(self) -> None:
         for actor in self._actors.values():
             actor.system = self
+        for module, source, timeout in self.graph.dependencies:
+            self._actors[module].waits_for.append((self._actors[source], timeout))
         for spec in self.graph.links:
             self._connect(spec)
         self._count_ancestors()

@@ -122,6 +122,10 @@ class Module:
         """Add a link to the running system; see :meth:`System.add_link`."""
         return await self._bound().system.add_link(source, target, **options)
 
+    async def set_variable(self, name: str, value: Any) -> None:
+        """Set the :class:`Variable` module ``name``; see :meth:`System.set`."""
+        await self._bound().system.set(name, value)
+
     async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
         """Remove a link from the running system; see :meth:`System.remove_link`."""
         result: list[Any] = await self._bound().system.remove_link(name, return_items=return_items)

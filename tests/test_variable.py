@@ -80,3 +80,28 @@ async def test_setting_a_module_that_is_not_a_variable_names_it() -> None:
         await system.stop()
     with pytest.raises(RuntimeError, match="variable 'threshold' has stopped"):
         await system.set("threshold", 1)
+
+
+class Thermostat(af.Sink):
+    """Raises the 'setpoint' variable whenever a reading is too cold."""
+
+    async def consume(self, data: float) -> None:
+        if data < 18:
+            await self.set_variable("setpoint", 21.0)
+
+
+async def test_a_module_can_set_a_variable(autojump_clock: trio.testing.MockClock) -> None:
+    """Another module sets a variable through the same path as the host."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("readings", af.Variable)
+    graph.add("thermostat", Thermostat)
+    graph.add("setpoint", af.Variable, initial=19.0)
+    graph.add("heater", Collect, into=out)
+    graph.link("readings", "thermostat")
+    graph.link("setpoint", "heater")
+    async with af.open_system(graph) as system:
+        await system.set("readings", 17.0)
+        await trio.sleep(1)
+        assert out == [19.0, 21.0]
+        await system.stop()

@@ -33,6 +33,9 @@ from ._module import Source as Source
 from ._module import Tag as Tag
 from ._module import Variable as Variable
 from ._ports import Port as Port
+from ._progressive import Progressive as Progressive
+from ._progressive import Step as Step
+from ._progressive import StepState as StepState
 from ._settings import Settings as Settings
 from ._status import ActorState as ActorState
 from ._status import ActorStatus as ActorStatus
@@ -80,12 +83,15 @@ __all__ = [
     "Overflow",
     "Port",
     "Processor",
+    "Progressive",
     "RestartType",
     "RunError",
     "SerializationError",
     "Settings",
     "Sink",
     "Source",
+    "Step",
+    "StepState",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",

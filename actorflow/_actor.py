@@ -37,6 +37,7 @@ from ._hooks import HookStyle, accepts_port, call_hook, hook_style
 from ._link import Link, Mailbox
 from ._logging import get_logger
 from ._module import Many, Module, ModuleKind
+from ._progressive import Step, StepState
 from ._settings import Settings
 from ._status import ActorState, ActorStatus
 
@@ -147,6 +148,9 @@ class Actor:
         """Set once a source is ready (see :meth:`Source.ready`)."""
         self.waits_for: list[tuple[Actor, float]] = []
         """Sources this actor waits to be ready before it handles anything."""
+        self.progress: tuple[float, float | None] | None = None
+        self.step_size: int | None = None
+        self._posted: list[tuple[str, Any]] = []
         self.system: Any = None
         """The running System, for modules that change links (set when it is built)."""
         self.thread_limiter: trio.CapacityLimiter | None = None
@@ -192,6 +196,8 @@ class Actor:
             reason=self.reason,
             restarts=self.restarts,
             dead_lettered=self.dead_lettered,
+            progress=self.progress,
+            step_size=self.step_size,
         )
 
     def _drop(self, count: int, reason: str) -> None:
@@ -247,6 +253,8 @@ class Actor:
             await self._flush_pending()
             if self.kind is ModuleKind.SOURCE:
                 await self._run_source()
+            elif self.kind is ModuleKind.PROGRESSIVE:
+                await self._run_progressive()
             else:
                 await self._run_consumer()
             if self.reason is None:
@@ -742,6 +750,86 @@ class Actor:
             result = await self._in_thread(fn)
             return await result if inspect.isawaitable(result) else result
         return await call_hook(fn)
+
+    def read_port(self, port: str, limit: int | None) -> list[Any]:
+        """Take what arrived on input ``port`` (for progressive modules)."""
+        taken: list[Any] = []
+        for link in self.mailbox.links:
+            if link.spec.target_port != port or not link.items:
+                continue
+            room = len(link.items) if limit is None else limit - len(taken)
+            if room <= 0:
+                break
+            taken.extend(link.take(room))
+        self.received += len(taken)
+        return taken
+
+    def post(self, item: Any, port: str) -> None:
+        """Keep a result posted during a step; sent when the step returns."""
+        if port not in self.outputs:
+            known = ", ".join(repr(p) for p in self.outputs) or "none"
+            raise KeyError(
+                f"module {self.name!r} has no output port {port!r} (output ports: {known})"
+            )
+        self._posted.append((port, item))
+
+    async def _run_progressive(self) -> None:
+        """Call run_step until the module is done, sizing each step to the quantum."""
+        module: Any = self.module
+        quantum = module.quantum or self._quantum
+        style = hook_style(module.run_step)
+        step_size = max(1, int(module.step_size))
+        seconds_per_unit: float | None = None
+        run_number = 0
+        while not self._stopping:
+            self.step_size = step_size
+            self.set_state(ActorState.RUNNING)
+            began = self._now()
+            try:
+                result = module.run_step(run_number, step_size, quantum)
+                if style is not HookStyle.SYNC:
+                    result = await result
+            except Exception as exc:
+                self._posted.clear()
+                raise RunError(self.name, f"run_step() raised {_describe(exc)}") from exc
+            took = self._now() - began
+            run_number += 1
+            if not isinstance(result, Step):
+                raise RunError(
+                    self.name,
+                    f"run_step() returned {type(result).__name__}; expected "
+                    "actorflow.Step(state, done)",
+                )
+            await self._send_posted()
+            # Learn the speed (seconds per unit) and size the next step to the quantum.
+            if result.done > 0 and took > 0:
+                measured = took / result.done
+                seconds_per_unit = (
+                    measured if seconds_per_unit is None else (seconds_per_unit + measured) / 2
+                )
+                step_size = round(0.9 * quantum / seconds_per_unit)
+            elif result.done >= step_size:
+                step_size *= 2  # free so far: grow until the time shows
+            step_size = max(1, min(step_size, int(module.max_step_size)))
+            if result.state is StepState.TERMINATED:
+                return
+            if result.state is StepState.BLOCKED:
+                if self.mailbox.exhausted():
+                    return
+                if not self.mailbox.depth():
+                    self.set_state(ActorState.BLOCKED, blocked_on="input")
+                    await self.mailbox.wait()
+                self._deadline = self._now() + self._quantum
+            else:
+                await self._yield()
+
+    async def _send_posted(self) -> None:
+        posted, self._posted = self._posted, []
+        by_port: dict[str, list[Any]] = {}
+        for port, item in posted:
+            by_port.setdefault(port, []).append(item)
+        for port, items in by_port.items():
+            await self._send(items, port)
 
     async def _run_consumer(self) -> None:
         module: Any = self.module

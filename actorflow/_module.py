@@ -32,6 +32,7 @@ class ModuleKind(enum.Enum):
     SOURCE = "source"
     PROCESSOR = "processor"
     SINK = "sink"
+    PROGRESSIVE = "progressive"
 
 
 @attrs.frozen(slots=True)

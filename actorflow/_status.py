@@ -106,6 +106,10 @@ class ActorStatus:
     reason: str | None
     restarts: int = 0
     dead_lettered: int = 0
+    progress: tuple[float, float | None] | None = None
+    """What a progressive module reported: (done, total), total ``None`` if unknown."""
+    step_size: int | None = None
+    """A progressive module's current step size."""
 
 
 @attrs.frozen

@@ -1,0 +1,80 @@
+"""Progressive modules: long computations in steps that fit a time quantum.
+
+A :class:`Progressive` module does its work in calls of ``run_step(run_number,
+step_size, quantum)``: each call handles up to ``step_size`` units, posts partial
+results, and says whether to call it again (``READY``), to wait for input
+(``BLOCKED``) or that it is done (``TERMINATED``). The runtime measures how long units
+take and picks the next ``step_size`` so a step fits the quantum; between steps it
+checkpoints, so a CPU-heavy progressive module never starves the other actors.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+import attrs
+
+from ._module import Module, ModuleKind
+from ._ports import Port
+
+__all__ = ["Progressive", "Step", "StepState"]
+
+
+class StepState(enum.Enum):
+    """What a progressive module wants after a step."""
+
+    READY = "ready"
+    """Call run_step again."""
+    BLOCKED = "blocked"
+    """Wait until new input arrives (or every input has ended)."""
+    TERMINATED = "terminated"
+    """Done: the module ends and its end of stream flows downstream."""
+
+
+@attrs.frozen
+class Step:
+    """The result of one ``run_step``: the next state and how many units were done."""
+
+    state: StepState
+    done: int = 0
+
+
+class Progressive(Module):
+    """A module that computes progressively. Override :meth:`run_step`.
+
+    Attributes:
+        step_size: Units for the first step, before any speed was measured.
+        max_step_size: The most units one step may be given.
+        quantum: The time a step should take, in seconds; ``None`` uses the system's.
+    """
+
+    kind = ModuleKind.PROGRESSIVE
+    inputs: ClassVar[Any] = {}
+    outputs: ClassVar[Any] = {"out": Port(object)}
+    step_size: int = 100
+    max_step_size: int = 1_000_000
+    quantum: float | None = None
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> Step:
+        """Do up to ``step_size`` units of work; may be async."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run_step()")
+
+    # Helpers for run_step -----------------------------------------------------------
+
+    def read(self, port: str = "in", limit: int | None = None) -> list[Any]:
+        """Take what arrived on input ``port`` since the last read (at most ``limit``)."""
+        taken: list[Any] = self._bound().read_port(port, limit)
+        return taken
+
+    def inputs_done(self) -> bool:
+        """Whether every input has ended and been read to the end."""
+        return self._bound().mailbox.exhausted()
+
+    def post(self, item: Any, port: str = "out") -> None:
+        """Post a (partial) result; it is sent when the step returns."""
+        self._bound().post(item, port)
+
+    def set_progress(self, done: float, total: float | None = None) -> None:
+        """Report progress: ``done`` of ``total`` units (``total=None``: unknown)."""
+        self._bound().progress = (float(done), None if total is None else float(total))

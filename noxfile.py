@@ -36,6 +36,7 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "examples/sensor_pipeline.py")
     session.run("python", "examples/ticker.py", "--count", "3")
+    session.run("python", "examples/progressive_stats.py")
 
 
 @nox.session

@@ -26,7 +26,21 @@ def run_example(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
 
 def test_every_example_is_covered_here() -> None:
     """A new example must get a test in this file."""
-    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["sensor_pipeline.py", "ticker.py"]
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "progressive_stats.py",
+        "sensor_pipeline.py",
+        "ticker.py",
+    ]
+
+
+def test_progressive_stats_reports_partial_results_then_the_histogram() -> None:
+    """The progressive example prints progress lines, a histogram and the final mean."""
+    result = run_example("examples/progressive_stats.py", "--rows", "60000")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("100%  rows=   60,000") for line in lines)
+    assert sum(line.lstrip().startswith(("-", "+")) and "#" in line for line in lines) == 12
+    assert "partial results, final mean +0.2" in lines[-1]
 
 
 def test_sensor_pipeline_runs_to_completion() -> None:

@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -764,6 +764,44 @@ class Actor:
         self.received += len(taken)
         return taken
 
+    def read_synced(
+        self, ports: Sequence[str], key: Callable[[Any], Any] | None, limit: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Take the items every port has produced, joined (for progressive modules)."""
+        links = {
+            port: [k for k in self.mailbox.links if k.spec.target_port == port] for port in ports
+        }
+        unknown = [port for port, found in links.items() if not found]
+        if unknown:
+            raise KeyError(f"module {self.name!r} has no linked input port {unknown[0]!r}")
+        if key is None:
+            count = min(sum(len(k.items) for k in found) for found in links.values())
+            if limit is not None:
+                count = min(count, limit)
+            columns = [self.read_port(port, count) for port in ports]
+            return list(zip(*columns, strict=True))
+        # Join by key: index each port's waiting items, keep the keys all ports have.
+        waiting = {
+            port: {key(item): (link, item) for link in found for item in link.items}
+            for port, found in links.items()
+        }
+        first, *others = ports
+        joined: list[tuple[Any, ...]] = []
+        for item_key in list(waiting[first]):
+            if limit is not None and len(joined) >= limit:
+                break
+            if all(item_key in waiting[port] for port in others):
+                row = []
+                for port in ports:
+                    link, item = waiting[port][item_key]
+                    link.items.remove(item)
+                    link.delivered += 1
+                    link.wake_producers()
+                    row.append(item)
+                joined.append(tuple(row))
+        self.received += len(joined) * len(ports)
+        return joined
+
     def post(self, item: Any, port: str) -> None:
         """Keep a result posted during a step; sent when the step returns."""
         if port not in self.outputs:
@@ -784,6 +822,7 @@ class Actor:
         while not self._stopping:
             self.step_size = step_size
             self.set_state(ActorState.RUNNING)
+            seen = self.mailbox.version
             began = self._now()
             try:
                 result = module.run_step(run_number, step_size, quantum)
@@ -814,9 +853,11 @@ class Actor:
             if result.state is StepState.TERMINATED:
                 return
             if result.state is StepState.BLOCKED:
-                if self.mailbox.exhausted():
-                    return
-                if not self.mailbox.depth():
+                # Blocked means "until something new arrives". What is still waiting was
+                # seen by the step (held back by a join, say) and does not count.
+                if self.mailbox.version == seen:
+                    if self.mailbox.all_closed():
+                        return  # nothing new can come
                     self.set_state(ActorState.BLOCKED, blocked_on="input")
                     await self.mailbox.wait()
                 self._deadline = self._now() + self._quantum

@@ -253,17 +253,24 @@ class Link:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "links")
+    __slots__ = ("_lot", "_next", "links", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
         self._lot = trio.lowlevel.ParkingLot()
         self._next = 0
+        self.version = 0
+        """Counts notifications: lets a waiter tell whether anything new happened."""
 
     def notify(self) -> None:
         """Wake the owner if it waits for input."""
+        self.version += 1
         if self._lot:
             self._lot.unpark_all()
+
+    def all_closed(self) -> bool:
+        """No producer will send anything more (feedback links aside)."""
+        return all(link.closed for link in self.links if not link.spec.feedback)
 
     def take(self, limit: int) -> tuple[Link, list[Any]] | None:
         """The next batch of at most ``limit`` items from one link, or ``None`` if all are empty.

@@ -11,6 +11,7 @@ checkpoints, so a CPU-heavy progressive module never starves the other actors.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -65,6 +66,24 @@ class Progressive(Module):
     def read(self, port: str = "in", limit: int | None = None) -> list[Any]:
         """Take what arrived on input ``port`` since the last read (at most ``limit``)."""
         taken: list[Any] = self._bound().read_port(port, limit)
+        return taken
+
+    def read_synced(
+        self,
+        ports: Sequence[str],
+        *,
+        key: Callable[[Any], Hashable] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Take only what *every* port in ``ports`` has produced, joined into tuples.
+
+        With ``key=None`` the join is by sequence: the n-th item of each port together.
+        With a ``key`` (``lambda item: item.id`` for :class:`Data` derived from the same
+        upstream item), items are matched by key, in the first port's order. Items that
+        have no partner yet stay in their links, so a faster input is held back within
+        its buffer (and its producer waits when the buffer is full).
+        """
+        taken: list[tuple[Any, ...]] = self._bound().read_synced(ports, key, limit)
         return taken
 
     def inputs_done(self) -> bool:

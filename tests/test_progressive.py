@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from sample_modules import Collect, Numbers
+from sample_modules import Collect, Items, Numbers
 
 import actorflow as af
 
@@ -151,3 +151,112 @@ async def test_run_step_must_return_a_step() -> None:
     with pytest.raises(af.RunError, match=r"run_step\(\) returned str; expected actorflow.Step"):
         async with af.open_system(graph):
             pass
+
+
+class Fast(af.Processor):
+    def process(self, data: Any) -> Any:
+        return data
+
+
+class Slow(af.Processor):
+    """Takes `delay` virtual seconds per item; with several workers, finishes out of order."""
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self.delay = delay
+
+    async def process(self, data: Any) -> Any:
+        value = data.fields["n"] if isinstance(data, af.Data) else data
+        await trio.sleep(self.delay * (2 if value % 2 == 0 else 1))
+        return data
+
+
+class Join(af.Progressive):
+    """Pairs what both inputs produced, by sequence or by Data id."""
+
+    inputs: ClassVar = {"a": object, "b": object}
+    outputs: ClassVar = {"out": tuple}
+
+    def __init__(self, by_id: bool, depths: list[int]) -> None:
+        self.by_id = by_id
+        self.depths = depths
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        key = (lambda item: item.id) if self.by_id else None
+        pairs = self.read_synced(["a", "b"], key=key, limit=step_size)
+        for pair in pairs:
+            self.post(pair)
+        self.depths.append(self._actor.mailbox.depth() if self._actor else 0)
+        return af.Step(af.StepState.BLOCKED, len(pairs))
+
+
+def join_graph(
+    items: list[Any], out: list[Any], depths: list[int], by_id: bool, slow: dict[str, Any]
+) -> af.Graph:
+    graph = af.Graph()
+    graph.add("src", Items, items=items)
+    graph.add("fast", Fast)
+    graph.add("slow", Slow)
+    graph.add("join", Join, by_id=by_id, depths=depths)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "fast", copy="none")
+    graph.link("src", "slow", copy="none", **slow)
+    graph.link("fast", "join.a", buffer=50)
+    graph.link("slow", "join.b", buffer=50)
+    graph.link("join", "sink")
+    return graph
+
+
+async def test_synchronised_inputs_join_by_sequence_holding_the_fast_one_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """read_synced pairs the n-th items of both inputs; the faster input waits in its link."""
+    out: list[tuple[Any, ...]] = []
+    depths: list[int] = []
+    async with af.open_system(join_graph(list(range(10)), out, depths, False, {})):
+        pass
+    assert out == [(n, n) for n in range(10)]
+    assert max(depths) >= 5  # the fast branch's items were held back, not dropped
+
+
+async def test_synchronised_inputs_join_by_key_when_one_input_reorders(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a key, items are matched by Data id even when one branch finishes out of order."""
+    items = [af.Data(fields={"n": n}) for n in range(12)]
+    out: list[tuple[Any, ...]] = []
+    async with af.open_system(join_graph(items, out, [], True, {"workers": 4})) as system:
+        pass
+    assert len(out) == 12
+    assert all(a.id == b.id for a, b in out)
+    assert sorted(a.fields["n"] for a, _ in out) == list(range(12))
+    assert system.status().dropped == 0
+
+
+class Lopsided(af.Progressive):
+    inputs: ClassVar = {"a": object, "b": object}
+    outputs: ClassVar = {"out": tuple}
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        for pair in self.read_synced(["a", "b"]):
+            self.post(pair)
+        return af.Step(af.StepState.BLOCKED, 0)
+
+
+async def test_items_that_can_never_be_matched_are_counted_when_inputs_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """When every input ended, the join ends; partnerless items are counted, not lost."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("many", Numbers, count=8)
+    graph.add("few", Numbers, count=5)
+    graph.add("join", Lopsided)
+    graph.add("sink", Collect, into=out)
+    graph.link("many", "join.a")
+    graph.link("few", "join.b")
+    graph.link("join", "sink")
+    with trio.fail_after(10):
+        async with af.open_system(graph) as system:
+            pass
+    assert out == [(n, n) for n in range(5)]
+    assert system.status().links["many.out -> join.a"].dropped == {"consumer_terminated": 3}

@@ -37,6 +37,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/sensor_pipeline.py")
     session.run("python", "examples/ticker.py", "--count", "3")
     session.run("python", "examples/progressive_stats.py")
+    session.run("python", "examples/interactive_threshold.py")
 
 
 @nox.session

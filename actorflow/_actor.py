@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -148,6 +149,7 @@ class Actor:
         """Set once a source is ready (see :meth:`Source.ready`)."""
         self.waits_for: list[tuple[Actor, float]] = []
         """Sources this actor waits to be ready before it handles anything."""
+        self._suspended = False
         self.progress: tuple[float, float | None] | None = None
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] = []
@@ -819,7 +821,12 @@ class Actor:
         step_size = max(1, int(module.step_size))
         seconds_per_unit: float | None = None
         run_number = 0
+        last_report = -math.inf
         while not self._stopping:
+            if self._suspended:
+                self.set_state(ActorState.SUSPENDED)
+                await self.mailbox.wait()  # resume(), new input and stops all notify
+                continue
             self.step_size = step_size
             self.set_state(ActorState.RUNNING)
             seen = self.mailbox.version
@@ -840,6 +847,10 @@ class Actor:
                     "actorflow.Step(state, done)",
                 )
             await self._send_posted()
+            if self.progress is not None and self._now() - last_report >= 1.0:
+                last_report = self._now()
+                done, total = self.progress
+                self.log.info("actor.progress", done=done, total=total, step_size=step_size)
             # Learn the speed (seconds per unit) and size the next step to the quantum.
             if result.done > 0 and took > 0:
                 measured = took / result.done
@@ -851,7 +862,9 @@ class Actor:
                 step_size *= 2  # free so far: grow until the time shows
             step_size = max(1, min(step_size, int(module.max_step_size)))
             if result.state is StepState.TERMINATED:
-                return
+                if not module.interactive or not await self._await_resurrection(seen):
+                    return
+                continue
             if result.state is StepState.BLOCKED:
                 # Blocked means "until something new arrives". What is still waiting was
                 # seen by the step (held back by a join, say) and does not count.
@@ -863,6 +876,33 @@ class Actor:
                 self._deadline = self._now() + self._quantum
             else:
                 await self._yield()
+
+    async def _await_resurrection(self, seen: int) -> bool:
+        """An interactive module terminated: wait for new input. True when it comes
+        (the module is resurrected); False when every input ended instead."""
+        self.set_state(ActorState.TERMINATED)
+        while self.mailbox.version == seen:
+            if self.mailbox.all_closed() or self._stopping:
+                return False
+            await self.mailbox.wait()
+        if self._stopping or (self.mailbox.all_closed() and not self.mailbox.depth()):
+            return False
+        self.log.info("actor.resurrected")
+        self.set_state(ActorState.READY)
+        return True
+
+    def suspend(self) -> None:
+        """Pause a progressive module between steps."""
+        if not self._suspended:
+            self._suspended = True
+            self.log.info("actor.suspending")
+
+    def resume(self) -> None:
+        """Let a suspended progressive module take steps again."""
+        if self._suspended:
+            self._suspended = False
+            self.mailbox.notify()
+            self.log.info("actor.resumed")
 
     async def _send_posted(self) -> None:
         posted, self._posted = self._posted, []

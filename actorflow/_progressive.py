@@ -48,6 +48,7 @@ class Progressive(Module):
         step_size: Units for the first step, before any speed was measured.
         max_step_size: The most units one step may be given.
         quantum: The time a step should take, in seconds; ``None`` uses the system's.
+        interactive: Whether new input resurrects it after it terminated.
     """
 
     kind = ModuleKind.PROGRESSIVE
@@ -56,6 +57,10 @@ class Progressive(Module):
     step_size: int = 100
     max_step_size: int = 1_000_000
     quantum: float | None = None
+    interactive: bool = False
+    """When True, returning ``TERMINATED`` does not end the module: it stays
+    *terminated* until new input arrives, which resurrects it (``run_step`` is called
+    again). It ends for good when every input has ended."""
 
     def run_step(self, run_number: int, step_size: int, quantum: float) -> Step:
         """Do up to ``step_size`` units of work; may be async."""
@@ -85,6 +90,25 @@ class Progressive(Module):
         """
         taken: list[tuple[Any, ...]] = self._bound().read_synced(ports, key, limit)
         return taken
+
+    def has_new(self, *ports: str) -> bool:
+        """Whether any of ``ports`` (every input port if none given) has unread items."""
+        return any(self._waiting(port) for port in ports or self._input_ports())
+
+    def all_have_new(self, *ports: str) -> bool:
+        """Whether every one of ``ports`` (every input port if none given) has unread
+        items: the usual condition for a step that combines its inputs."""
+        return all(self._waiting(port) for port in ports or self._input_ports())
+
+    def _input_ports(self) -> tuple[str, ...]:
+        return tuple({link.spec.target_port: None for link in self._bound().mailbox.links})
+
+    def _waiting(self, port: str) -> int:
+        return sum(
+            len(link.items)
+            for link in self._bound().mailbox.links
+            if link.spec.target_port == port
+        )
 
     def inputs_done(self) -> bool:
         """Whether every input has ended and been read to the end."""

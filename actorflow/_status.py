@@ -27,6 +27,8 @@ class ActorState(enum.Enum):
     """Handling items."""
     BLOCKED = "blocked"
     """Waiting: for input, or for room downstream (``blocked_on`` in its status says which)."""
+    SUSPENDED = "suspended"
+    """A progressive module paused by :meth:`System.suspend`, until resumed."""
     ZOMBIE = "zombie"
     """Finished; its outputs are being closed and its module cleaned up."""
     TERMINATED = "terminated"

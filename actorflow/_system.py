@@ -109,6 +109,7 @@ class System:
         if self._nursery is None:
             return
         for actor in self._actors.values():
+            actor.resume()  # a suspended module must be able to drain and end
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
 
@@ -164,6 +165,32 @@ class System:
         link.close()
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
         return items
+
+    def _progressive(self, name: str) -> Actor:
+        actor = self._actors.get(name)
+        if actor is None:
+            known = ", ".join(repr(n) for n in self._actors) or "none"
+            raise KeyError(f"no module {name!r} (modules: {known})")
+        if actor.kind is not ModuleKind.PROGRESSIVE:
+            raise TypeError(
+                f"module {name!r} is a {type(actor.module).__qualname__}; only progressive "
+                "modules can be suspended and resumed"
+            )
+        return actor
+
+    def suspend(self, name: str) -> None:
+        """Pause the progressive module ``name`` after its current step (state
+        ``suspended``) until :meth:`resume`.
+
+        Raises:
+            KeyError: There is no module ``name``.
+            TypeError: It is not a progressive module.
+        """
+        self._progressive(name).suspend()
+
+    def resume(self, name: str) -> None:
+        """Let a suspended progressive module take steps again."""
+        self._progressive(name).resume()
 
     async def set(self, name: str, value: Any) -> None:
         """Set the :class:`Variable` module ``name`` to ``value``; it is emitted downstream.

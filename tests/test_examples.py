@@ -27,10 +27,24 @@ def run_example(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
 def test_every_example_is_covered_here() -> None:
     """A new example must get a test in this file."""
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "interactive_threshold.py",
         "progressive_stats.py",
         "sensor_pipeline.py",
         "ticker.py",
     ]
+
+
+def test_interactive_threshold_restarts_on_change_and_is_resurrected() -> None:
+    """Changing the parameter mid-run restarts the partial results; a new one after the
+    end resurrects the terminated module; a stop ends it for good."""
+    result = run_example("examples/interactive_threshold.py", "--rows", "40000")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.index("threshold +1.0:  ") < out.index("changes the threshold to 2.0")
+    assert "threshold +2.0: 100% done" in out
+    assert "-> explorer is terminated; the user asks for threshold 0.0" in out
+    assert "threshold +0.0: 100% done, 50." in out
+    assert out.rstrip().endswith("explorer ended: terminated")
 
 
 def test_progressive_stats_reports_partial_results_then_the_histogram() -> None:

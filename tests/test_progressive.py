@@ -260,3 +260,138 @@ async def test_items_that_can_never_be_matched_are_counted_when_inputs_end(
             pass
     assert out == [(n, n) for n in range(5)]
     assert system.status().links["many.out -> join.a"].dropped == {"consumer_terminated": 3}
+
+
+class Threshold(af.Variable):
+    outputs: ClassVar = {"out": float}
+
+
+class Explorer(af.Progressive):
+    """Counts how many of `rows` values exceed the latest threshold; starts over on a new one."""
+
+    inputs: ClassVar = {"params": float}
+    outputs: ClassVar = {"out": tuple}
+    interactive = True
+
+    def __init__(self, clock: trio.testing.MockClock, rows: int) -> None:
+        self.clock = clock
+        self.rows = rows
+        self.threshold: float | None = None
+        self.done = 0
+        self.above = 0
+        self.step_size = 10
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        new = self.read("params")
+        if new:
+            self.threshold, self.done, self.above = new[-1], 0, 0
+        if self.threshold is None:
+            return af.Step(af.StepState.BLOCKED, 0)
+        todo = min(step_size, self.rows - self.done)
+        self.above += sum(1 for n in range(self.done, self.done + todo) if n >= self.threshold)
+        self.done += todo
+        self.clock.jump(todo * COST)
+        self.set_progress(self.done, self.rows)
+        self.post((self.threshold, self.done, self.above))
+        if self.done == self.rows:
+            return af.Step(af.StepState.TERMINATED, todo)
+        return af.Step(af.StepState.READY, todo)
+
+
+async def test_an_interactive_module_is_resurrected_by_new_input(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After it terminated, a new parameter brings it back; changing the parameter while
+    it runs changes its partial results; it ends for good when its inputs end."""
+    out: list[tuple[float, int, int]] = []
+    graph = af.Graph()
+    graph.add("threshold", Threshold, initial=50.0)
+    graph.add("explorer", Explorer, clock=autojump_clock, rows=100)
+    graph.add("sink", Collect, into=out)
+    graph.link("threshold", "explorer.params")
+    graph.link("explorer", "sink")
+    async with af.open_system(graph, quantum=0.01) as system:
+        await trio.sleep(1)
+        status = system.status().actors["explorer"]
+        assert status.state is af.ActorState.TERMINATED  # done, yet alive
+        assert out[-1] == (50.0, 100, 50)
+        await system.set("threshold", 90.0)
+        await trio.sleep(1)
+        assert out[-1] == (90.0, 100, 10)
+        assert system.status().actors["explorer"].state is af.ActorState.TERMINATED
+        await system.stop()
+    assert system.status().actors["explorer"].reason == "normal"
+
+
+async def test_a_suspended_progressive_module_takes_no_step_until_resumed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """suspend() pauses a progressive module between steps; resume() continues it."""
+    sizes: list[int] = []
+    graph = af.Graph()
+    graph.add("mean", RunningMean, clock=autojump_clock, total=10_000, sizes=sizes)
+    graph.add("sink", Collect, into=[])
+    graph.link("mean", "sink", buffer=10_000)
+    async with af.open_system(graph, quantum=0.01) as system:
+        await trio.sleep(0.05)
+        system.suspend("mean")
+        await trio.sleep(0.05)
+        steps = len(sizes)
+        await trio.sleep(5)
+        assert len(sizes) == steps
+        assert system.status().actors["mean"].state is af.ActorState.SUSPENDED
+        system.resume("mean")
+    assert system.status().actors["mean"].progress == (10_000.0, 10_000.0)
+    with pytest.raises(TypeError, match="only progressive modules can be suspended"):
+        system.suspend("sink")
+
+
+class Combine(af.Progressive):
+    """Steps only when both inputs have something new."""
+
+    inputs: ClassVar = {"a": int, "b": int}
+    outputs: ClassVar = {"out": tuple}
+
+    def __init__(self, checks: list[tuple[bool, bool]]) -> None:
+        self.checks = checks
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        self.checks.append((self.has_new(), self.all_have_new("a", "b")))
+        if not self.all_have_new():
+            return af.Step(af.StepState.BLOCKED, 0)
+        pairs = self.read_synced(["a", "b"])
+        for pair in pairs:
+            self.post(pair)
+        return af.Step(af.StepState.READY, len(pairs))
+
+
+async def test_helpers_say_when_any_or_all_inputs_have_new_data(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """has_new() / all_have_new() let a step run only when its inputs are there."""
+    checks: list[tuple[bool, bool]] = []
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("a", Numbers, count=3)
+    graph.add("b", Numbers, count=3)
+    graph.add("combine", Combine, checks=checks)
+    graph.add("sink", Collect, into=out)
+    graph.link("a", "combine.a")
+    graph.link("b", "combine.b")
+    graph.link("combine", "sink")
+    async with af.open_system(graph):
+        pass
+    assert out == [(0, 0), (1, 1), (2, 2)]
+    assert (True, True) in checks
+    assert all(any_new or not both for any_new, both in checks)
+
+
+async def test_progress_is_logged_at_most_once_a_second(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """Progress shows in the logs as actor.progress events, rate-limited to 1 per second."""
+    await run_mean(autojump_clock, 5000, quantum=0.05)  # 5 s of virtual work
+    events = [e for e in logs if e["event"] == "actor.progress"]
+    assert 4 <= len(events) <= 6
+    assert events[0]["total"] == 5000.0
+    assert [e["done"] for e in events] == sorted(e["done"] for e in events)

@@ -42,6 +42,10 @@ from ._status import ActorStatus as ActorStatus
 from ._status import LinkStatus as LinkStatus
 from ._status import SystemState as SystemState
 from ._status import SystemStatus as SystemStatus
+from ._store import MemoryStore as MemoryStore
+from ._store import ModuleData as ModuleData
+from ._store import SQLiteStore as SQLiteStore
+from ._store import Store as Store
 from ._supervisor import AutoShutdown as AutoShutdown
 from ._supervisor import Backoff as Backoff
 from ._supervisor import ChildInfo as ChildInfo
@@ -58,26 +62,28 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActorState",
+    "ActorStatus",
+    "ActorflowError",
     "AutoShutdown",
     "Backoff",
     "ChildInfo",
     "ChildSpec",
-    "ActorStatus",
-    "ActorflowError",
     "CleanupError",
     "CopyPolicy",
-    "EscalationError",
     "Data",
     "DeadLetter",
+    "EscalationError",
+    "Graph",
     "GraphError",
     "GraphProblem",
-    "Graph",
     "InitializationError",
     "LifecycleError",
     "LinkSpec",
     "LinkStatus",
     "Many",
+    "MemoryStore",
     "Module",
+    "ModuleData",
     "ModuleKind",
     "ModuleSpec",
     "Overflow",
@@ -86,12 +92,14 @@ __all__ = [
     "Progressive",
     "RestartType",
     "RunError",
+    "SQLiteStore",
     "SerializationError",
     "Settings",
     "Sink",
     "Source",
     "Step",
     "StepState",
+    "Store",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",

@@ -17,6 +17,7 @@ import trio
 
 from ._data import Data
 from ._ports import Port
+from ._store import ModuleData
 
 if TYPE_CHECKING:
     import structlog
@@ -118,6 +119,17 @@ class Module:
             KeyError: ``port`` is not an output port of this module.
         """
         await self._bound().emit(item, port)
+
+    shared_namespace: ClassVar[str | None] = None
+    """The shared-data namespace; ``None`` means the class name, so every module of a
+    kind shares its data."""
+
+    @property
+    def shared(self) -> ModuleData:
+        """This module's view of the system's shared data store."""
+        system = self._bound().system
+        namespace = self.shared_namespace or type(self).__qualname__
+        return ModuleData(system.store, namespace)
 
     async def add_link(self, source: str, target: str, **options: Any) -> Any:
         """Add a link to the running system; see :meth:`System.add_link`."""

@@ -27,6 +27,7 @@ from ._logging import get_logger
 from ._module import ModuleKind, Variable
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
+from ._store import MemoryStore, Store
 from ._supervisor import ChildSpec, Supervisor, Worker
 
 __all__ = ["System", "open_system", "run"]
@@ -42,9 +43,11 @@ class System:
     Get one from :func:`open_system`; do not construct it directly.
     """
 
-    def __init__(self, graph: Graph, settings: Settings) -> None:
+    def __init__(self, graph: Graph, settings: Settings, store: Store | None = None) -> None:
         self.graph = graph
         self.settings = settings
+        self.store: Store = store if store is not None else MemoryStore()
+        """The shared data store modules read and write through ``self.shared``."""
         self.state = SystemState.STARTING
         self.log = get_logger(graph=graph.name)
         self._actors: dict[str, Actor] = {}
@@ -471,7 +474,11 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
 
 @asynccontextmanager
 async def open_system(
-    graph: Graph, settings: Settings | None = None, **overrides: Any
+    graph: Graph,
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
 
@@ -486,6 +493,8 @@ async def open_system(
         graph: What to run.
         settings: System settings; keyword ``overrides`` replace single fields of it
             (``open_system(graph, quantum=0.002)``).
+        store: The shared data store (:class:`MemoryStore` if not given; pass a
+            :class:`SQLiteStore` for data that survives the program).
 
     Raises:
         GraphError: The graph is invalid; nothing was constructed.
@@ -495,7 +504,7 @@ async def open_system(
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
-    system = System(graph, _make_settings(settings, overrides))
+    system = System(graph, _make_settings(settings, overrides), store)
     await system._prepare()
     body_error: BaseException | None = None
     cancelled = True
@@ -532,7 +541,13 @@ async def open_system(
         raise error
 
 
-def run(graph: Graph, settings: Settings | None = None, **overrides: Any) -> SystemStatus:
+def run(
+    graph: Graph,
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    **overrides: Any,
+) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
 
     A blocking convenience around :func:`open_system` and ``trio.run``. Ctrl-C stops the
@@ -543,7 +558,7 @@ def run(graph: Graph, settings: Settings | None = None, **overrides: Any) -> Sys
     """
 
     async def main() -> SystemStatus:
-        async with open_system(graph, settings, **overrides) as system:
+        async with open_system(graph, settings, store=store, **overrides) as system:
             pass
         return system.status()
 

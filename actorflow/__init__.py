@@ -22,6 +22,8 @@ from ._exceptions import ValidationError as ValidationError
 from ._graph import Graph as Graph
 from ._graph import LinkSpec as LinkSpec
 from ._graph import ModuleSpec as ModuleSpec
+from ._heartbeat import HttpReporter as HttpReporter
+from ._heartbeat import Reporter as Reporter
 from ._link import Overflow as Overflow
 from ._logging import configure_logging as configure_logging
 from ._module import Many as Many
@@ -76,6 +78,7 @@ __all__ = [
     "Graph",
     "GraphError",
     "GraphProblem",
+    "HttpReporter",
     "InitializationError",
     "LifecycleError",
     "LinkSpec",
@@ -90,6 +93,7 @@ __all__ = [
     "Port",
     "Processor",
     "Progressive",
+    "Reporter",
     "RestartType",
     "RunError",
     "SQLiteStore",

@@ -26,6 +26,8 @@ class Settings:
             :meth:`System.stop`, before it is cancelled.
         thread_limit: The most worker threads running sync hooks of ``blocking``
             modules at once, for the whole system.
+        heartbeat_interval: Seconds between heartbeats (a ``system.heartbeat`` event with
+            the status of every actor, also handed to the system's reporters).
     """
 
     quantum: float = attrs.field(default=0.01, validator=positive_number)
@@ -34,3 +36,4 @@ class Settings:
     cleanup_timeout: float = attrs.field(default=5.0, validator=positive_number)
     stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
     thread_limit: int = attrs.field(default=8, validator=positive_int)
+    heartbeat_interval: float = attrs.field(default=5.0, validator=positive_number)

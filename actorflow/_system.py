@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -22,6 +23,7 @@ from ._exceptions import (
     _describe,
 )
 from ._graph import Graph, LinkSpec
+from ._heartbeat import Reporter, snapshot
 from ._link import Link
 from ._logging import get_logger
 from ._module import ModuleKind, Variable
@@ -43,9 +45,18 @@ class System:
     Get one from :func:`open_system`; do not construct it directly.
     """
 
-    def __init__(self, graph: Graph, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        settings: Settings,
+        store: Store | None = None,
+        reporters: Sequence[Reporter] = (),
+    ) -> None:
         self.graph = graph
         self.settings = settings
+        self.reporters = list(reporters)
+        self.started_at = time.time()
+        self._heartbeats = trio.CancelScope()
         self.store: Store = store if store is not None else MemoryStore()
         """The shared data store modules read and write through ``self.shared``."""
         self.state = SystemState.STARTING
@@ -376,6 +387,39 @@ class System:
             self.log.info("system.started", actors=len(self._actors))
             task_status.started()
 
+    async def _heartbeat(self) -> None:
+        """Every heartbeat_interval: log a snapshot and hand it to each reporter."""
+        from . import __version__
+
+        interval = self.settings.heartbeat_interval
+        with self._heartbeats:
+            async with trio.open_nursery() as reports:
+                while True:
+                    await trio.sleep(interval)
+                    data = snapshot(self.status(), started_at=self.started_at, version=__version__)
+                    self.log.info(
+                        "system.heartbeat",
+                        state=data["state"],
+                        actors={
+                            name: {
+                                key: actor[key]
+                                for key in ("state", "received", "mailbox_depth", "progress")
+                            }
+                            for name, actor in data["actors"].items()
+                        },
+                    )
+                    for reporter in self.reporters:
+                        reports.start_soon(self._report, reporter, data, interval)
+
+    async def _report(self, reporter: Reporter, data: dict[str, Any], limit: float) -> None:
+        with trio.move_on_after(limit) as scope:
+            try:
+                await reporter.report(data)
+            except Exception as exc:
+                self.log.warning("reporter.failed", reporter=repr(reporter), error=_describe(exc))
+        if scope.cancelled_caught:
+            self.log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
+
     async def _run_root(self, root: Supervisor) -> None:
         try:
             await root.run()
@@ -387,6 +431,7 @@ class System:
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
         finally:
+            self._heartbeats.cancel()
             if self._failure is None:
                 # A cancellation may have replaced an escalation that was under way.
                 recorded = root.failure or next(
@@ -402,6 +447,7 @@ class System:
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        nursery.start_soon(self._heartbeat)
         await nursery.start(self._supervise)
 
     # -- the end -----------------------------------------------------------------------
@@ -478,6 +524,7 @@ async def open_system(
     settings: Settings | None = None,
     *,
     store: Store | None = None,
+    reporters: Sequence[Reporter] = (),
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -495,6 +542,7 @@ async def open_system(
             (``open_system(graph, quantum=0.002)``).
         store: The shared data store (:class:`MemoryStore` if not given; pass a
             :class:`SQLiteStore` for data that survives the program).
+        reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`).
 
     Raises:
         GraphError: The graph is invalid; nothing was constructed.
@@ -504,7 +552,7 @@ async def open_system(
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
-    system = System(graph, _make_settings(settings, overrides), store)
+    system = System(graph, _make_settings(settings, overrides), store, reporters)
     await system._prepare()
     body_error: BaseException | None = None
     cancelled = True

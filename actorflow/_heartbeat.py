@@ -1,0 +1,98 @@
+"""Heartbeats: a status snapshot every few seconds, logged and sent to reporters.
+
+A heartbeat is :meth:`System.status` turned into plain JSON-ready data, with the host,
+the actorflow version and when the system started. It is logged as a
+``system.heartbeat`` event and handed to every reporter; a reporter that is slow or
+failing never holds the graph back: each report runs in its own task, bounded by the
+heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Protocol
+
+from ._logging import get_logger
+from ._status import SystemStatus
+
+__all__ = ["HttpReporter", "Reporter", "snapshot"]
+
+
+class Reporter(Protocol):
+    """Receives every heartbeat snapshot."""
+
+    async def report(self, snapshot: dict[str, Any]) -> None: ...
+
+
+def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[str, Any]:
+    """The status as JSON-ready data, with host, version and start time."""
+    return {
+        "graph": status.graph,
+        "state": status.state.value,
+        "host": platform.node(),
+        "version": version,
+        "started_at": started_at,
+        "time": time.time(),
+        "dropped": status.dropped,
+        "actors": {
+            name: {
+                "kind": actor.kind,
+                "state": actor.state.value,
+                "blocked_on": actor.blocked_on,
+                "received": actor.received,
+                "emitted": actor.emitted,
+                "errors": actor.errors,
+                "restarts": actor.restarts,
+                "dead_lettered": actor.dead_lettered,
+                "mailbox_depth": actor.mailbox_depth,
+                "progress": list(actor.progress) if actor.progress else None,
+            }
+            for name, actor in status.actors.items()
+        },
+    }
+
+
+class HttpReporter:
+    """POSTs each snapshot as JSON to ``url`` (needs ``pip install actorflow[http]``).
+
+    When the server cannot be reached it logs one warning (``reporter.failing``), keeps
+    trying at every heartbeat, and logs ``reporter.recovered`` once it answers again.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("HttpReporter needs httpx: pip install 'actorflow[http]'") from exc
+        self.url = url
+        self.timeout = timeout
+        self.failures = 0
+        self.sent = 0
+        self._client = httpx.AsyncClient(timeout=timeout)
+        self._httpx = httpx
+        self.log = get_logger(reporter="http", url=url)
+
+    async def report(self, snapshot: dict[str, Any]) -> None:
+        try:
+            response = await self._client.post(self.url, json=snapshot)
+            response.raise_for_status()
+        except self._httpx.HTTPError as exc:
+            self.failures += 1
+            if self.failures == 1:
+                self.log.warning("reporter.failing", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.sent += 1
+        if self.failures:
+            self.log.info("reporter.recovered", after_failures=self.failures)
+            self.failures = 0
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HttpReporter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

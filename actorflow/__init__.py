@@ -16,6 +16,7 @@ from ._exceptions import GraphError as GraphError
 from ._exceptions import GraphProblem as GraphProblem
 from ._exceptions import InitializationError as InitializationError
 from ._exceptions import LifecycleError as LifecycleError
+from ._exceptions import RegistryError as RegistryError
 from ._exceptions import RunError as RunError
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import ValidationError as ValidationError
@@ -38,6 +39,8 @@ from ._ports import Port as Port
 from ._progressive import Progressive as Progressive
 from ._progressive import Step as Step
 from ._progressive import StepState as StepState
+from ._registry import Registry as Registry
+from ._registry import RegistryEntry as RegistryEntry
 from ._settings import Settings as Settings
 from ._status import ActorState as ActorState
 from ._status import ActorStatus as ActorStatus
@@ -93,6 +96,9 @@ __all__ = [
     "Port",
     "Processor",
     "Progressive",
+    "Registry",
+    "RegistryEntry",
+    "RegistryError",
     "Reporter",
     "RestartType",
     "RunError",

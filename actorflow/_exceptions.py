@@ -20,6 +20,7 @@ __all__ = [
     "GraphProblem",
     "InitializationError",
     "LifecycleError",
+    "RegistryError",
     "RunError",
     "SerializationError",
     "ValidationError",
@@ -63,6 +64,10 @@ class GraphError(ActorflowError, ValueError):
         lines = "\n".join(f"  - {p.message}" for p in self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid graph ({count} {noun}):\n{lines}")
+
+
+class RegistryError(ActorflowError, LookupError):
+    """A module cannot be found by name: not enabled, or its import path is wrong."""
 
 
 class LifecycleError(ActorflowError):

@@ -38,6 +38,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/ticker.py", "--count", "3")
     session.run("python", "examples/progressive_stats.py")
     session.run("python", "examples/interactive_threshold.py")
+    session.run("python", "examples/encode_job.py")
 
 
 @nox.session

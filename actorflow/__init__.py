@@ -25,6 +25,10 @@ from ._graph import LinkSpec as LinkSpec
 from ._graph import ModuleSpec as ModuleSpec
 from ._heartbeat import HttpReporter as HttpReporter
 from ._heartbeat import Reporter as Reporter
+from ._job import Job as Job
+from ._job import JobResult as JobResult
+from ._job import Task as Task
+from ._job import TaskResult as TaskResult
 from ._link import Overflow as Overflow
 from ._logging import configure_logging as configure_logging
 from ._module import Many as Many
@@ -83,6 +87,8 @@ __all__ = [
     "GraphProblem",
     "HttpReporter",
     "InitializationError",
+    "Job",
+    "JobResult",
     "LifecycleError",
     "LinkSpec",
     "LinkStatus",
@@ -117,6 +123,8 @@ __all__ = [
     "SystemState",
     "SystemStatus",
     "Tag",
+    "Task",
+    "TaskResult",
     "ValidationError",
     "Variable",
     "configure_logging",

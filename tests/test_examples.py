@@ -27,6 +27,7 @@ def run_example(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
 def test_every_example_is_covered_here() -> None:
     """A new example must get a test in this file."""
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "encode_job.py",
         "interactive_threshold.py",
         "progressive_stats.py",
         "sensor_pipeline.py",
@@ -45,6 +46,25 @@ def test_interactive_threshold_restarts_on_change_and_is_resurrected() -> None:
     assert "-> explorer is terminated; the user asks for threshold 0.0" in out
     assert "threshold +0.0: 100% done, 50." in out
     assert out.rstrip().endswith("explorer ended: terminated")
+
+
+def test_encode_job_runs_its_tasks_in_order_with_progress() -> None:
+    """The job example runs probe, encode and package and reports each."""
+    result = run_example("examples/encode_job.py")
+    assert result.returncode == 0, result.stderr
+    assert "encode: 100%  frame 48/48" in result.stdout
+    assert "job done: probe, encode, package" in result.stdout
+
+
+def test_encode_job_failure_names_the_task_and_stops_the_job() -> None:
+    """With --fail the encoder fails: package does not run, cleanup does, exit code 1."""
+    result = run_example("examples/encode_job.py", "--fail")
+    assert result.returncode == 1
+    assert "encode: temporary files removed" in result.stdout
+    assert "package  not_run" in result.stdout
+    assert "job failed: module 'encode' failed in run: RuntimeError: encoder crashed" in (
+        result.stdout
+    )
 
 
 def test_progressive_stats_reports_partial_results_then_the_histogram() -> None:

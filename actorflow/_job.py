@@ -1,0 +1,206 @@
+"""Jobs: an ordered list of tasks that each run once, with progress.
+
+Every task is constructed, then every task validated, before the first one runs; they
+run one after another; ``cleanup()`` runs for every task that was started, also after a
+failure. A failure stops the job, and the :class:`JobResult` says which task failed in
+which phase and which tasks succeeded. Start time and duration are tracked by the
+runtime, not by the task's author.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import trio
+
+from ._exceptions import (
+    CleanupError,
+    InitializationError,
+    LifecycleError,
+    RunError,
+    ValidationError,
+    _describe,
+)
+from ._hooks import HookStyle, call_hook, hook_style
+from ._logging import get_logger
+
+__all__ = ["Job", "JobResult", "Task", "TaskResult"]
+
+
+class Task:
+    """A unit of work that runs once. Override :meth:`run`; report progress with
+    :meth:`report`. Sync hooks run in a worker thread (tasks usually block: encoding,
+    copying files), async ones on the event loop."""
+
+    name: str = ""
+    progress: float = 0.0
+    info: str | None = None
+
+    def validate(self) -> Any:
+        """Refuse a bad configuration by raising; runs before any task of the job runs."""
+        return None
+
+    def run(self) -> Any:
+        """Do the work."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run()")
+
+    def cleanup(self) -> Any:
+        """Release what the task holds; runs if the task was started, whatever happened."""
+        return None
+
+    def report(self, progress: float, info: str | None = None) -> None:
+        """Report progress from 0 to 100 and, optionally, free-form info ("frame 3/10")."""
+        self.progress = max(0.0, min(100.0, float(progress)))
+        self.info = info
+
+
+@attrs.frozen
+class TaskResult:
+    """How one task of a job went.
+
+    Attributes:
+        state: ``"succeeded"``, ``"failed"`` or ``"not_run"``.
+        started_at: When it started (seconds since the epoch), if it did.
+        duration: How long it ran, in seconds, if it did.
+    """
+
+    name: str
+    state: str
+    started_at: float | None = None
+    duration: float | None = None
+    progress: float = 0.0
+    info: str | None = None
+    error: LifecycleError | None = None
+
+
+@attrs.frozen
+class JobResult:
+    """How a job went: one :class:`TaskResult` per task, in order."""
+
+    name: str
+    tasks: tuple[TaskResult, ...]
+    error: LifecycleError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def succeeded(self) -> list[str]:
+        """Names of the tasks that succeeded."""
+        return [task.name for task in self.tasks if task.state == "succeeded"]
+
+    def raise_for_error(self) -> None:
+        """Raise the job's error (naming the task and phase), if it failed."""
+        if self.error is not None:
+            raise self.error
+
+
+class Job:
+    """An ordered list of tasks, declared like a graph's modules."""
+
+    def __init__(self, name: str = "job") -> None:
+        self.name = name
+        self._specs: list[tuple[str, type[Task], dict[str, Any]]] = []
+
+    def add(self, name: str, task: type[Task], /, **config: Any) -> str:
+        """Append a task named ``name``, built as ``task(**config)`` when the job runs."""
+        if any(existing == name for existing, _, _ in self._specs):
+            raise ValueError(f"job {self.name!r} already has a task {name!r}")
+        self._specs.append((name, task, config))
+        return name
+
+    async def run(self) -> JobResult:
+        """Run the job; never raises for a task's failure (see :class:`JobResult`)."""
+        log = get_logger(job=self.name)
+        tasks: list[Task] = []
+        for name, cls, config in self._specs:
+            try:
+                task = cls(**config)
+            except Exception as exc:
+                error: LifecycleError = InitializationError(name, _describe(exc))
+                error.__cause__ = exc
+                return self._result(tasks, {}, error, log)
+            task.name = name
+            tasks.append(task)
+        for task in tasks:
+            try:
+                await call_hook(task.validate)
+            except Exception as exc:
+                error = ValidationError(task.name, _describe(exc))
+                error.__cause__ = exc
+                return self._result(tasks, {}, error, log)
+        timings: dict[str, tuple[float, float]] = {}
+        failure: LifecycleError | None = None
+        started: list[Task] = []
+        try:
+            for task in tasks:
+                started.append(task)
+                began_wall, began = time.time(), trio.current_time()
+                log.info("task.started", task=task.name)
+                try:
+                    if hook_style(task.run) is HookStyle.SYNC:
+                        await trio.to_thread.run_sync(task.run, abandon_on_cancel=True)
+                    else:
+                        await call_hook(task.run)
+                except Exception as exc:
+                    failure = RunError(task.name, _describe(exc))
+                    failure.__cause__ = exc
+                finally:
+                    timings[task.name] = (began_wall, trio.current_time() - began)
+                if failure is not None:
+                    log.error("task.failed", task=task.name, error=str(failure))
+                    break
+                task.progress = 100.0
+                log.info("task.succeeded", task=task.name, duration=timings[task.name][1])
+        finally:
+            with trio.CancelScope(shield=True):
+                for task in reversed(started):
+                    try:
+                        await call_hook(task.cleanup)
+                    except Exception as exc:
+                        cleanup_error = CleanupError(task.name, _describe(exc))
+                        cleanup_error.__cause__ = exc
+                        log.error("task.cleanup_failed", task=task.name, error=str(cleanup_error))
+                        if failure is None:
+                            failure = cleanup_error
+                        else:
+                            failure.add_note(f"also: {cleanup_error}")
+        return self._result(tasks, timings, failure, log)
+
+    def run_blocking(self) -> JobResult:
+        """Run the job from synchronous code."""
+        return trio.run(self.run)
+
+    def _result(
+        self,
+        tasks: list[Task],
+        timings: dict[str, tuple[float, float]],
+        error: LifecycleError | None,
+        log: Any,
+    ) -> JobResult:
+        results = []
+        for name, _, _ in self._specs:
+            task = next((t for t in tasks if t.name == name), None)
+            if name in timings:
+                failed = error is not None and error.module == name and error.phase == "run"
+                state = "failed" if failed else "succeeded"
+                started_at, duration = timings[name]
+            else:
+                state, started_at, duration = "not_run", None, None
+            results.append(
+                TaskResult(
+                    name=name,
+                    state=state,
+                    started_at=started_at,
+                    duration=duration,
+                    progress=task.progress if task else 0.0,
+                    info=task.info if task else None,
+                    error=error if error is not None and error.module == name else None,
+                )
+            )
+        result = JobResult(self.name, tuple(results), error)
+        log.info("job.ended", ok=result.ok, succeeded=result.succeeded)
+        return result

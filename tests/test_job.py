@@ -1,0 +1,153 @@
+"""Jobs: tasks built and validated first, run in order, always cleaned up, with results."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import actorflow as af
+
+
+class Step(af.Task):
+    """Takes `seconds`, reports progress, and can fail in a chosen phase."""
+
+    def __init__(self, journal: list[str], seconds: float = 1, fail_in: str = "") -> None:
+        self.journal = journal
+        self.seconds = seconds
+        self.fail_in = fail_in
+        if fail_in == "init":
+            raise OSError("no codec")
+
+    def validate(self) -> None:
+        self.journal.append(f"validate:{self.name}")
+        if self.fail_in == "validate":
+            raise ValueError("bitrate must be positive")
+
+    async def run(self) -> None:
+        self.journal.append(f"run:{self.name}")
+        for frame in range(1, 5):
+            await trio.sleep(self.seconds / 4)
+            self.report(frame * 25, f"frame {frame}/4")
+        if self.fail_in == "run":
+            raise RuntimeError("disk full")
+
+    def cleanup(self) -> None:
+        self.journal.append(f"cleanup:{self.name}")
+        if self.fail_in == "cleanup":
+            raise RuntimeError("temp dir busy")
+
+
+def job(journal: list[str], fail: str = "", where: str = "b") -> af.Job:
+    built = af.Job("encode")
+    for name, seconds in (("a", 1), ("b", 2), ("c", 3)):
+        built.add(
+            name, Step, journal=journal, seconds=seconds, fail_in=fail if name == where else ""
+        )
+    return built
+
+
+async def test_tasks_run_in_order_with_durations_tracked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Every task is validated first, then they run one after another, timed by the runtime."""
+    journal: list[str] = []
+    result = await job(journal).run()
+    assert result.ok
+    assert journal == [
+        "validate:a", "validate:b", "validate:c",
+        "run:a", "run:b", "run:c",
+        "cleanup:c", "cleanup:b", "cleanup:a",
+    ]  # fmt: skip
+    assert [t.duration for t in result.tasks] == [1, 2, 3]
+    assert [t.state for t in result.tasks] == ["succeeded"] * 3
+    assert result.tasks[1].info == "frame 4/4"
+    assert all(t.progress == 100 for t in result.tasks)
+    assert result.succeeded == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "error"), [("init", af.InitializationError), ("validate", af.ValidationError)]
+)
+async def test_a_task_failing_to_build_or_validate_stops_the_job_before_anything_runs(
+    autojump_clock: trio.testing.MockClock, phase: str, error: type[Exception]
+) -> None:
+    """No task runs (and none needs cleanup) when one cannot be built or validated."""
+    journal: list[str] = []
+    result = await job(journal, phase, where="c").run()
+    assert isinstance(result.error, error)
+    assert result.error.module == "c"
+    assert not any(entry.startswith(("run", "cleanup")) for entry in journal)
+    assert [t.state for t in result.tasks] == ["not_run"] * 3
+
+
+async def test_a_run_failure_stops_the_job_and_cleans_up_what_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The failing task is named with its phase; later tasks do not run; started ones are
+    cleaned up; the result says which succeeded."""
+    journal: list[str] = []
+    result = await job(journal, "run", where="b").run()
+    assert isinstance(result.error, af.RunError)
+    assert str(result.error) == "module 'b' failed in run: RuntimeError: disk full"
+    assert [t.state for t in result.tasks] == ["succeeded", "failed", "not_run"]
+    assert result.succeeded == ["a"]
+    assert result.tasks[1].error is result.error
+    assert journal[-2:] == ["cleanup:b", "cleanup:a"]
+    assert "run:c" not in journal
+    with pytest.raises(af.RunError, match="disk full"):
+        result.raise_for_error()
+
+
+async def test_a_cleanup_failure_is_reported_without_hiding_a_run_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """cleanup() failing alone is a CleanupError; after a run failure it is a note."""
+    alone = await job([], "cleanup", where="a").run()
+    assert isinstance(alone.error, af.CleanupError)
+    assert alone.error.module == "a"
+
+    both = af.Job("both")
+    both.add("a", Step, journal=[], fail_in="cleanup")
+    both.add("b", Step, journal=[], fail_in="run")
+    result = await both.run()
+    assert isinstance(result.error, af.RunError)
+    assert any("temp dir busy" in note for note in result.error.__notes__)
+
+
+class Blocking(af.Task):
+    def __init__(self, threads: list[str]) -> None:
+        self.threads = threads
+
+    def run(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.report(50, "half")
+
+
+def test_a_sync_task_runs_in_a_worker_thread_and_can_report() -> None:
+    """A sync run() does not hold the event loop; its reports are kept."""
+    threads: list[str] = []
+    blocking = af.Job("sync")
+    blocking.add("only", Blocking, threads=threads)
+    result = blocking.run_blocking()
+    assert result.ok
+    assert threads[0] != threading.main_thread().name
+    assert result.tasks[0].info == "half"
+
+
+def test_task_names_are_unique() -> None:
+    """Adding two tasks of the same name is refused."""
+    duplicate = af.Job("dup")
+    duplicate.add("a", Blocking, threads=[])
+    with pytest.raises(ValueError, match="already has a task 'a'"):
+        duplicate.add("a", Blocking, threads=[])
+
+
+def test_job_results_report_ok() -> None:
+    """An empty job succeeds."""
+    result: Any = af.Job("empty").run_blocking()
+    assert result.ok
+    assert result.tasks == ()

@@ -13,6 +13,7 @@ from ._exceptions import ActorflowError as ActorflowError
 from ._exceptions import CleanupError as CleanupError
 from ._exceptions import EscalationError as EscalationError
 from ._exceptions import GraphError as GraphError
+from ._exceptions import GraphFileError as GraphFileError
 from ._exceptions import GraphProblem as GraphProblem
 from ._exceptions import InitializationError as InitializationError
 from ._exceptions import LifecycleError as LifecycleError
@@ -23,6 +24,7 @@ from ._exceptions import ValidationError as ValidationError
 from ._graph import Graph as Graph
 from ._graph import LinkSpec as LinkSpec
 from ._graph import ModuleSpec as ModuleSpec
+from ._graphfile import load_graph as load_graph
 from ._heartbeat import HttpReporter as HttpReporter
 from ._heartbeat import Reporter as Reporter
 from ._job import Job as Job
@@ -84,6 +86,7 @@ __all__ = [
     "EscalationError",
     "Graph",
     "GraphError",
+    "GraphFileError",
     "GraphProblem",
     "HttpReporter",
     "InitializationError",
@@ -130,6 +133,7 @@ __all__ = [
     "configure_logging",
     "decode",
     "encode",
+    "load_graph",
     "open_system",
     "run",
 ]

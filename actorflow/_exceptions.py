@@ -17,6 +17,7 @@ __all__ = [
     "CleanupError",
     "EscalationError",
     "GraphError",
+    "GraphFileError",
     "GraphProblem",
     "InitializationError",
     "LifecycleError",
@@ -68,6 +69,21 @@ class GraphError(ActorflowError, ValueError):
 
 class RegistryError(ActorflowError, LookupError):
     """A module cannot be found by name: not enabled, or its import path is wrong."""
+
+
+class GraphFileError(ActorflowError, ValueError):
+    """A graph file is missing, not TOML, or describes something invalid.
+
+    Attributes:
+        path: The file.
+        problems: Every problem found, each naming the table and key at fault.
+    """
+
+    def __init__(self, path: object, problems: list[str]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{path}: invalid graph file:\n{lines}")
 
 
 class LifecycleError(ActorflowError):

@@ -1,0 +1,181 @@
+"""Graph files: a graph, its links and its settings, described in TOML.
+
+    [graph]
+    name = "sensors"
+
+    [settings]
+    quantum = 0.005
+
+    [modules.readings]
+    module = "thermometer"          # a name enabled in the registry
+    config = { interval = 0.5 }
+
+    [[links]]
+    from = "readings"
+    to = "store.in"
+    buffer = 64
+
+Every problem is collected, each pointing at the file, the table and the key, and raised
+together as one :class:`GraphFileError`; module configuration is checked against what
+the module's constructor declares (unknown keys, missing required keys, wrong types).
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._exceptions import GraphFileError, RegistryError
+from ._graph import Graph
+from ._module import Module
+from ._registry import Registry
+from ._settings import Settings
+
+__all__ = ["load_graph"]
+
+_TOP = {"graph", "settings", "modules", "links", "supervisor"}
+_MODULE_KEYS = {"module", "config", "supervise"}
+_LINK_OPTIONS = {
+    "buffer", "copy", "feedback", "overflow", "latest_only", "workers", "spawn_limit",
+}  # fmt: skip
+_SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    list: (list,),
+    dict: (dict,),
+}
+
+
+def _check_config(
+    module: type[Module], config: dict[str, Any], where: str, problems: list[str]
+) -> None:
+    """Check ``config`` against the module constructor's parameters."""
+    try:
+        signature = inspect.signature(module.__init__)
+        hints = typing.get_type_hints(module.__init__)
+    except (TypeError, ValueError, NameError):  # pragma: no cover - exotic constructors
+        return
+    params = {
+        name: param
+        for name, param in list(signature.parameters.items())[1:]
+        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    for key, value in config.items():
+        if key not in params:
+            if not takes_any:
+                known = ", ".join(params) or "none"
+                problems.append(
+                    f"{where} key {key!r}: {module.__qualname__} takes no such key (keys: {known})"
+                )
+            continue
+        expected = hints.get(key)
+        accepted = _SIMPLE_TYPES.get(typing.get_origin(expected) or expected)
+        if accepted and (
+            not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool))
+        ):
+            problems.append(
+                f"{where} key {key!r}: expected {getattr(expected, '__name__', expected)}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+    for name, param in params.items():
+        if param.default is param.empty and name not in config:
+            problems.append(f"{where}: required key {name!r} is missing")
+
+
+def load_graph(path: str | Path, registry: Registry | None = None) -> tuple[Graph, Settings]:
+    """Read a graph file; return the graph (not yet validated as a graph) and settings.
+
+    Raises:
+        GraphFileError: The file is missing, not TOML, or describes something invalid;
+            every problem is listed with the file, table and key at fault.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GraphFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GraphFileError(path, [f"not valid TOML: {exc}"]) from None
+    registry = registry if registry is not None else Registry.discover()
+    problems: list[str] = []
+    problems.extend(f"unknown table or key {key!r}" for key in data if key not in _TOP)
+
+    graph_table = data.get("graph", {})
+    graph = Graph(name=str(graph_table.get("name", path.stem)))
+
+    settings = Settings()
+    for key, value in data.get("settings", {}).items():
+        try:
+            settings = attrs.evolve(settings, **{key: value})
+        except TypeError:
+            known = ", ".join(f.name for f in attrs.fields(Settings))
+            problems.append(f"[settings] unknown key {key!r} (keys: {known})")
+        except ValueError as exc:
+            problems.append(f"[settings] key {key!r}: {exc}")
+
+    modules = data.get("modules", {})
+    if not isinstance(modules, dict) or not modules:
+        problems.append("[modules]: a graph needs at least one module table")
+        modules = {}
+    for name, table in modules.items():
+        where = f"[modules.{name}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        problems.extend(f"{where} unknown key {key!r}" for key in table if key not in _MODULE_KEYS)
+        if "module" not in table:
+            problems.append(f"{where}: required key 'module' is missing")
+            continue
+        try:
+            cls = registry.load(str(table["module"]))
+        except RegistryError as exc:
+            problems.append(f"{where} key 'module': {exc}")
+            continue
+        config = table.get("config", {})
+        if not isinstance(config, dict):
+            problems.append(f"{where} key 'config': expected a table")
+            continue
+        _check_config(cls, config, f"[modules.{name}.config]", problems)
+        graph.add(name, cls, **config)
+        if "supervise" in table:
+            try:
+                graph.supervise(name, **table["supervise"])
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{where} key 'supervise': {exc}")
+
+    for index, link in enumerate(data.get("links", []), start=1):
+        where = f"[[links]] #{index}"
+        if not isinstance(link, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        missing = [key for key in ("from", "to") if key not in link]
+        problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
+        unknown = set(link) - {"from", "to"} - _LINK_OPTIONS
+        problems.extend(f"{where} unknown key {key!r}" for key in sorted(unknown))
+        if missing or unknown:
+            continue
+        options = {key: value for key, value in link.items() if key in _LINK_OPTIONS}
+        try:
+            graph.link(str(link["from"]), str(link["to"]), **options)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{where} ({link['from']} -> {link['to']}): {exc}")
+
+    if "supervisor" in data:
+        try:
+            graph.supervisor(**data["supervisor"])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"[supervisor]: {exc}")
+
+    if not problems:
+        problems.extend(f"graph: {problem.message}" for problem in graph.problems())
+    if problems:
+        raise GraphFileError(path, problems)
+    return graph, settings

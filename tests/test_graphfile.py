@@ -1,0 +1,143 @@
+"""Graph files: TOML descriptions, checked with errors naming file, table and key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import actorflow as af
+
+
+class Readings(af.Source):
+    outputs: ClassVar = {"out": float}
+
+    def __init__(self, count: int, scale: float = 1.0, label: str = "t") -> None:
+        self.count = count
+        self.scale = scale
+
+    def start(self) -> list[float]:
+        return [n * self.scale for n in range(self.count)]
+
+
+class Store(af.Sink):
+    inputs: ClassVar = {"in": float}
+    seen: ClassVar[list[float]] = []
+
+    def consume(self, data: float) -> None:
+        Store.seen.append(data)
+
+
+@pytest.fixture
+def registry() -> af.Registry:
+    return af.Registry(
+        {
+            "readings": af.RegistryEntry("readings", f"{__name__}:Readings", "test"),
+            "store": af.RegistryEntry("store", f"{__name__}:Store", "test"),
+        }
+    )
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "plant.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = """
+    [graph]
+    name = "plant"
+
+    [settings]
+    quantum = 0.005
+
+    [modules.readings]
+    module = "readings"
+    config = { count = 4, scale = 0.5 }
+    supervise = { restart = "transient", attempts = 2 }
+
+    [modules.store]
+    module = "store"
+
+    [[links]]
+    from = "readings"
+    to = "store"
+    buffer = 8
+    overflow = "block"
+"""
+
+
+def test_a_graph_file_loads_and_runs(tmp_path: Path, registry: af.Registry) -> None:
+    """Modules, config, links, supervision and settings all come from the file."""
+    graph, settings = af.load_graph(write(tmp_path, GOOD), registry)
+    assert graph.name == "plant"
+    assert settings.quantum == 0.005
+    assert graph.links[0].buffer == 8
+    assert graph.supervision_of("readings").attempts == 2
+    Store.seen.clear()
+    af.run(graph, settings)
+    assert Store.seen == [0.0, 0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            GOOD.replace("count = 4, scale = 0.5", "cuont = 4"),
+            [
+                "[modules.readings.config] key 'cuont': Readings takes no such key "
+                "(keys: count, scale, label)",
+                "[modules.readings.config]: required key 'count' is missing",
+            ],
+        ),
+        (
+            GOOD.replace("count = 4", 'count = "four"'),
+            ["[modules.readings.config] key 'count': expected int, got str 'four'"],
+        ),
+        (
+            GOOD.replace('module = "store"', 'module = "archive"'),
+            ["[modules.store] key 'module': module 'archive' is not enabled"],
+        ),
+        (GOOD.replace("buffer = 8", "buffer = 0"), ["[[links]] #1 (readings -> store): buffer"]),
+        (GOOD.replace("buffer = 8", "bufer = 8"), ["[[links]] #1 unknown key 'bufer'"]),
+        (
+            GOOD.replace('to = "store"', 'to = "nowhere"'),
+            ["graph: link readings.out -> nowhere.in"],
+        ),
+        (GOOD.replace("quantum = 0.005", "quantum = -1"), ["[settings] key 'quantum'"]),
+        (GOOD.replace("quantum = 0.005", "quantom = 1"), ["[settings] unknown key 'quantom'"]),
+        (GOOD + "\n[extra]\nx = 1\n", ["unknown table or key 'extra'"]),
+        (GOOD.replace("attempts = 2", "attempts = 0"), ["[modules.readings] key 'supervise'"]),
+    ],
+)
+def test_each_mistake_is_named_by_file_table_and_key(
+    tmp_path: Path, registry: af.Registry, body: str, expected: list[str]
+) -> None:
+    """Bad input gives a GraphFileError whose problems point at the table and key."""
+    path = write(tmp_path, body)
+    with pytest.raises(af.GraphFileError) as caught:
+        af.load_graph(path, registry)
+    assert str(path) in str(caught.value)
+    for fragment in expected:
+        assert any(fragment in problem for problem in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read it"),
+        ("[modules\n", "not valid TOML"),
+        ("", "needs at least one module"),
+    ],
+)
+def test_missing_or_broken_files_are_clear_errors(
+    tmp_path: Path, registry: af.Registry, content: Any, message: str
+) -> None:
+    """A missing file, broken TOML or an empty graph each say so."""
+    path = tmp_path / "graph.toml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(af.GraphFileError, match=message):
+        af.load_graph(path, registry)

@@ -1,0 +1,120 @@
+"""The ``actorflow`` command line: run, validate, list modules, draw a graph.
+
+Exit codes: 0 success, 1 the graph failed while running, 2 bad input (file, config,
+validation), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._exceptions import (
+    ActorflowError,
+    GraphFileError,
+    InitializationError,
+    RegistryError,
+    ValidationError,
+)
+from ._graph import Graph
+from ._graphfile import load_graph
+from ._logging import configure_logging
+from ._registry import Registry
+from ._system import run
+
+__all__ = ["main"]
+
+BAD_INPUT = 2
+FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actorflow", description="Run and inspect actorflow graph files."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd = commands.add_parser("run", help="run a graph file until it ends")
+    run_cmd.add_argument("file", help="the graph file (TOML)")
+    run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
+    run_cmd.add_argument(
+        "--log-level", default="info", help="lowest level written to --log (default: info)"
+    )
+    validate_cmd = commands.add_parser("validate", help="check a graph file without running it")
+    validate_cmd.add_argument("file", help="the graph file (TOML)")
+    commands.add_parser("modules", help="list the modules enabled here, and where from")
+    graph_cmd = commands.add_parser("graph", help="print a graph file as Mermaid or DOT")
+    graph_cmd.add_argument("file", help="the graph file (TOML)")
+    graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    return parser
+
+
+def _mermaid(graph: Graph) -> str:
+    lines = ["flowchart LR"]
+    lines += [
+        f"    {spec.name}[{spec.name}: {spec.factory.__qualname__}]" for spec in graph.modules
+    ]
+    for link in graph.links:
+        arrow = "-.->" if link.feedback else "-->"
+        lines.append(
+            f"    {link.source} {arrow}|{link.source_port} to {link.target_port}| {link.target}"
+        )
+    return "\n".join(lines)
+
+
+def _dot(graph: Graph) -> str:
+    lines = [f'digraph "{graph.name}" {{', "    rankdir=LR;"]
+    lines += [
+        f'    "{spec.name}" [label="{spec.name}\\n{spec.factory.__qualname__}"];'
+        for spec in graph.modules
+    ]
+    for link in graph.links:
+        style = ", style=dashed" if link.feedback else ""
+        lines.append(
+            f'    "{link.source}" -> "{link.target}" '
+            f'[label="{link.source_port} to {link.target_port}"{style}];'
+        )
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``actorflow`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "modules":
+            registry = Registry.discover()
+            if not registry.entries:
+                print("no modules enabled (see [tool.actorflow.modules] in pyproject.toml)")
+            for entry in sorted(registry.entries.values(), key=lambda e: e.name):
+                print(f"{entry.name:<20} {entry.target:<40} {entry.origin}")
+            return 0
+        graph, settings = load_graph(args.file)
+        if args.command == "validate":
+            print(
+                f"{args.file}: valid graph {graph.name!r} "
+                f"({len(graph.modules)} modules, {len(graph.links)} links)"
+            )
+            return 0
+        if args.command == "graph":
+            print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
+            return 0
+        if args.log:
+            configure_logging(format="json", level=args.log_level, file=args.log)
+        status = run(graph, settings)
+    except (GraphFileError, RegistryError, InitializationError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except ActorflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("interrupted: stopped in order", file=sys.stderr)
+        return 130
+    for actor in status.actors.values():
+        print(
+            f"{actor.name:>16}  {actor.state.value:<10} in={actor.received:<8} "
+            f"out={actor.emitted:<8} restarts={actor.restarts}"
+        )
+    print(f"graph {status.graph!r} {status.state.value}, dropped={status.dropped}")
+    return 0

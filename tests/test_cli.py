@@ -1,0 +1,150 @@
+"""The actorflow command line, run as a user would, in a project of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PLANT = """
+from typing import ClassVar
+import actorflow as af
+
+class Readings(af.Source):
+    outputs: ClassVar = {"out": float}
+    def __init__(self, count: int) -> None:
+        self.count = count
+    def start(self):
+        return [float(n) for n in range(self.count)]
+
+class Store(af.Sink):
+    inputs: ClassVar = {"in": float}
+    def consume(self, data: float) -> None:
+        if data < 0:
+            raise ValueError("negative reading")
+
+class Broken(af.Processor):
+    inputs: ClassVar = {"in": float}
+    outputs: ClassVar = {"out": float}
+    def process(self, data: float) -> float:
+        raise ValueError("broken")
+"""
+
+GRAPH = """
+[graph]
+name = "plant"
+
+[modules.readings]
+module = "readings"
+config = { count = 5 }
+
+[modules.store]
+module = "store"
+
+[[links]]
+from = "readings"
+to = "store"
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "plant.py").write_text(PLANT)
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [tool.actorflow.modules]
+            readings = "plant:Readings"
+            store = "plant:Store"
+            broken = "plant:Broken"
+            """
+        )
+    )
+    (tmp_path / "plant.toml").write_text(GRAPH)
+    return tmp_path
+
+
+def actorflow(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    return subprocess.run(
+        [sys.executable, "-m", "actorflow", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_run_runs_a_graph_file_and_exits_0(project: Path) -> None:
+    """`actorflow run FILE` runs the graph to its end and prints a summary."""
+    result = actorflow(project, "run", "plant.toml")
+    assert result.returncode == 0, result.stderr
+    assert "graph 'plant' done, dropped=0" in result.stdout
+    assert "store  terminated" in result.stdout
+
+
+def test_validate_accepts_a_good_file_and_refuses_a_bad_one_with_exit_2(project: Path) -> None:
+    """`actorflow validate` says what is wrong, naming file, table and key, exit 2."""
+    good = actorflow(project, "validate", "plant.toml")
+    assert good.returncode == 0
+    assert "valid graph 'plant' (2 modules, 1 links)" in good.stdout
+    (project / "bad.toml").write_text(GRAPH.replace("count = 5", "count = 'five'"))
+    bad = actorflow(project, "validate", "bad.toml")
+    assert bad.returncode == 2
+    assert "bad.toml" in bad.stderr
+    assert "[modules.readings.config] key 'count': expected int" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_a_missing_file_is_bad_input(project: Path) -> None:
+    """A file that does not exist is exit 2 with its name, not a traceback."""
+    result = actorflow(project, "run", "nope.toml")
+    assert result.returncode == 2
+    assert "nope.toml: invalid graph file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_graph_failing_at_run_time_exits_1(project: Path) -> None:
+    """A module that keeps failing makes `run` exit 1 with the error."""
+    (project / "failing.toml").write_text(
+        GRAPH.replace('to = "store"', 'to = "broken"')
+        + '\n[modules.broken]\nmodule = "broken"\n\n[[links]]\nfrom = "broken"\nto = "store"\n'
+        + "\n[supervisor]\nmax_restarts = 0\n"
+    )
+    result = actorflow(project, "run", "failing.toml")
+    assert result.returncode == 1, result.stderr
+    assert "module 'broken' failed in run" in result.stderr
+
+
+def test_modules_lists_what_is_enabled_and_where_from(project: Path) -> None:
+    """`actorflow modules` shows each enabled module with its origin."""
+    result = actorflow(project, "modules")
+    assert result.returncode == 0
+    assert "readings" in result.stdout
+    assert "plant:Readings" in result.stdout
+    assert "pyproject.toml" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fragment"),
+    [("mermaid", "readings -->|out to in| store"), ("dot", '"readings" -> "store"')],
+)
+def test_graph_prints_mermaid_or_dot(project: Path, fmt: str, fragment: str) -> None:
+    """`actorflow graph FILE --format` draws the graph."""
+    result = actorflow(project, "graph", "plant.toml", "--format", fmt)
+    assert result.returncode == 0
+    assert fragment in result.stdout
+
+
+def test_help_is_everywhere(project: Path) -> None:
+    """Every command answers --help."""
+    for command in ([], ["run"], ["validate"], ["modules"], ["graph"]):
+        result = actorflow(project, *command, "--help")
+        assert result.returncode == 0
+        assert "usage: actorflow" in result.stdout

@@ -222,10 +222,7 @@ class Actor:
             raise InitializationError(self.name, _describe(exc)) from exc
         module._actor = self
         try:
-            if module.blocking and hook_style(module.validate) is HookStyle.SYNC:
-                await self._in_thread(module.validate)
-            else:
-                await call_hook(module.validate)
+            await self._lifecycle(module.validate, blocking=module.blocking)
         except Exception as exc:
             self.log.error("actor.failed", phase="validate", error=_describe(exc))
             raise ValidationError(self.name, _describe(exc)) from exc
@@ -746,9 +743,14 @@ class Actor:
             fn, *args, limiter=self.thread_limiter, abandon_on_cancel=True
         )
 
-    async def _lifecycle(self, fn: Callable[[], Any]) -> Any:
-        """Call a lifecycle hook, in a thread when the module blocks and it is sync."""
-        if self.module.blocking and hook_style(fn) is HookStyle.SYNC:
+    async def _lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any:
+        """Call a lifecycle hook, in a thread when the module blocks and it is sync.
+
+        ``blocking`` defaults to the current module's; a module being built passes its own.
+        """
+        if blocking is None:
+            blocking = self.module.blocking
+        if blocking and hook_style(fn) is HookStyle.SYNC:
             result = await self._in_thread(fn)
             return await result if inspect.isawaitable(result) else result
         return await call_hook(fn)

@@ -107,6 +107,12 @@ class GroupSpec:
     child: ChildSpec
 
 
+def _module_class(spec: ModuleSpec) -> type[Module] | None:
+    """The spec's factory if it is a module class (validation reports it otherwise)."""
+    factory: Any = spec.factory
+    return factory if isinstance(factory, type) and issubclass(factory, Module) else None
+
+
 def _split_endpoint(endpoint: str, default_port: str) -> tuple[str, str]:
     module, dot, port = endpoint.partition(".")
     return module, (port if dot else default_port)
@@ -300,11 +306,9 @@ class Graph:
                 problems.append(
                     GraphProblem(f"depends_on: unknown module {source!r}", module=source)
                 )
-            elif not (
-                isinstance(specs[source].factory, type)
-                and issubclass(specs[source].factory, Module)
-                and specs[source].factory.kind is ModuleKind.SOURCE
-            ):
+            elif (
+                cls := _module_class(specs[source])
+            ) is None or cls.kind is not ModuleKind.SOURCE:
                 problems.append(
                     GraphProblem(
                         f"depends_on: {module!r} can only wait for a source, and {source!r} "
@@ -391,8 +395,7 @@ def _find_problems(
             problems.append(GraphProblem(f"module {name!r} is declared twice", module=name))
             continue
         specs[name] = spec
-        factory: Any = spec.factory
-        if not (isinstance(factory, type) and issubclass(factory, Module)):
+        if _module_class(spec) is None:
             problems.append(
                 GraphProblem(
                     f"module {name!r}: {spec.factory!r} is not a subclass of "
@@ -485,9 +488,8 @@ def _find_problems(
         for link in links
         if link.workers != 1
         and link.target in specs
-        and isinstance(specs[link.target].factory, type)
-        and issubclass(specs[link.target].factory, Module)
-        and specs[link.target].factory.sequential
+        and (cls := _module_class(specs[link.target])) is not None
+        and cls.sequential
     )
 
     for name, ports in inputs.items():

@@ -180,11 +180,15 @@ class System:
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
         return items
 
-    def _progressive(self, name: str) -> Actor:
+    def _actor_named(self, name: str) -> Actor:
         actor = self._actors.get(name)
         if actor is None:
             known = ", ".join(repr(n) for n in self._actors) or "none"
             raise KeyError(f"no module {name!r} (modules: {known})")
+        return actor
+
+    def _progressive(self, name: str) -> Actor:
+        actor = self._actor_named(name)
         if actor.kind is not ModuleKind.PROGRESSIVE:
             raise TypeError(
                 f"module {name!r} is a {type(actor.module).__qualname__}; only progressive "
@@ -216,10 +220,7 @@ class System:
             TypeError: Module ``name`` is not a Variable.
             RuntimeError: The variable has stopped.
         """
-        actor = self._actors.get(name)
-        if actor is None:
-            known = ", ".join(repr(n) for n in self._actors) or "none"
-            raise KeyError(f"no module {name!r} (modules: {known})")
+        actor = self._actor_named(name)
         module = actor.module
         if not isinstance(module, Variable):
             raise TypeError(f"module {name!r} is a {type(module).__qualname__}, not a Variable")

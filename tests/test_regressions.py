@@ -20,6 +20,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_scheduling import StepTimer
 
 import actorflow as af
 from actorflow import _system
@@ -400,22 +401,6 @@ def test_ctrl_c_while_the_system_runs_raises_keyboard_interrupt_unwrapped() -> N
 
 
 # -- h_copyhog: copying a fan-out batch ignores the quantum ---------------------------------
-
-
-class StepTimer(trio.abc.Instrument):
-    """How long, in virtual time, each step of each actor task ran."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, list[float]] = {}
-        self._began = 0.0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._began = trio.current_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.startswith("actor:"):
-            took = trio.current_time() - self._began
-            self.steps.setdefault(task.name.removeprefix("actor:"), []).append(took)
 
 
 async def test_costly_fan_out_copies_respect_the_quantum(

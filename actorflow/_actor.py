@@ -183,6 +183,13 @@ class Actor:
                 "actor.state", state=state.value, previous=previous.value, restarts=self.restarts
             )
 
+    def _trace(self, event: str, items: list[Any], **fields: Any) -> None:
+        """Log the ids of the ``Data`` items in ``items`` (debug only: for tracing one
+        message through the graph with ``actorflow logs --trace``)."""
+        ids = [item.id for item in items if isinstance(item, Data)]
+        if ids:
+            self.log.debug(event, message_ids=ids, **fields)
+
     def status(self) -> ActorStatus:
         return ActorStatus(
             name=self.name,
@@ -660,6 +667,8 @@ class Actor:
         """
         links = self.outputs[port]
         self.emitted += len(items)
+        if self._debug:
+            self._trace("message.sent", items, port=port)
         if not self.is_ready.is_set():
             self.mark_ready()
         if not links:
@@ -715,6 +724,8 @@ class Actor:
         if not items:
             return
         self.emitted += len(items)
+        if self._debug:
+            self._trace("message.sent", items, port=port)
         links = self.outputs[port]
         if not links:
             self._drop(len(items), "unconnected")
@@ -764,7 +775,10 @@ class Actor:
             room = len(link.items) if limit is None else limit - len(taken)
             if room <= 0:
                 break
-            taken.extend(link.take(room))
+            got = link.take(room)
+            if self._debug:
+                self._trace("message.received", got, link=link.name)
+            taken.extend(got)
         self.received += len(taken)
         return taken
 
@@ -985,6 +999,8 @@ class Actor:
             if link.items:
                 batch = link.take(1)
                 self.received += 1
+                if self._debug:
+                    self._trace("message.received", batch, link=link.name)
                 self.set_state(ActorState.RUNNING)
                 await self._handle_general(fn, style, link, batch, collect)
             elif link.closed:
@@ -1018,6 +1034,8 @@ class Actor:
                         continue
                     batch = link.take(1)
                     self.received += 1
+                    if self._debug:
+                        self._trace("message.received", batch, link=link.name)
                     self.set_state(ActorState.RUNNING)
                     tasks.start_soon(guarded, one, batch)
                 elif link.closed:
@@ -1052,6 +1070,8 @@ class Actor:
                 continue
             link, batch = got
             self.received += len(batch)
+            if self._debug:
+                self._trace("message.received", batch, link=link.name)
             self.set_state(ActorState.RUNNING)
             fn = hook
             if with_port:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sample_modules import Collect, Numbers
@@ -89,3 +90,51 @@ def test_numeric_levels_are_accepted() -> None:
     af.configure_logging(format="json", level=30, file=stream)
     af.run(small_graph())
     assert stream.getvalue() == ""
+
+
+def test_debug_logs_trace_each_data_message_through_every_actor(tmp_path: Path) -> None:
+    """At debug level every actor logs the ids of the Data items it took and sent, so one
+    message can be followed from its source to its sink (``actorflow logs --trace``)."""
+
+    class Readings(af.Source):
+        outputs: ClassVar = {"out": af.Data}
+
+        def start(self) -> list[af.Data]:
+            return [af.Data(fields={"n": n}) for n in range(3)]
+
+    class Double(af.Processor):
+        inputs: ClassVar = {"in": af.Data}
+        outputs: ClassVar = {"out": af.Data}
+
+        def process(self, data: af.Data) -> af.Data:
+            return data.with_fields(n=data.fields["n"] * 2)
+
+    graph = af.Graph(name="traced")
+    graph.add("src", Readings)
+    graph.add("double", Double)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "double", "sink")
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="debug", file=str(path))
+    af.run(graph)
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    sent = [e for e in events if e["event"] == "message.sent" and e["actor"] == "src"]
+    first = sent[0]["message_ids"][0]
+    hops = [
+        (e["actor"], e["event"])
+        for e in events
+        if e["event"].startswith("message.") and first in e["message_ids"]
+    ]
+    assert hops == [
+        ("src", "message.sent"),
+        ("double", "message.received"),
+        ("double", "message.sent"),
+        ("sink", "message.received"),
+    ]
+
+
+def test_no_message_trace_events_at_info_level(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="info", file=str(path))
+    af.run(small_graph())
+    assert "message." not in path.read_text()

@@ -151,6 +151,9 @@ class Actor:
         """Sources this actor waits to be ready before it handles anything."""
         self._suspended = False
         self.progress: tuple[float, float | None] | None = None
+        self.task: str = spec.factory.__qualname__
+        """What it is doing: its module's class name, unless the module said otherwise."""
+        self.info: dict[str, Any] = {}
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] = []
         self.system: Any = None
@@ -207,6 +210,8 @@ class Actor:
             dead_lettered=self.dead_lettered,
             progress=self.progress,
             step_size=self.step_size,
+            task=self.task,
+            info=dict(self.info),
         )
 
     def _drop(self, count: int, reason: str) -> None:

@@ -25,6 +25,16 @@ class Reporter(Protocol):
     async def report(self, snapshot: dict[str, Any]) -> None: ...
 
 
+def _json_ready(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    return str(value)
+
+
 def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[str, Any]:
     """The status as JSON-ready data, with host, version and start time."""
     return {
@@ -38,15 +48,19 @@ def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[s
         "actors": {
             name: {
                 "kind": actor.kind,
+                "task": actor.task,
                 "state": actor.state.value,
                 "blocked_on": actor.blocked_on,
                 "received": actor.received,
                 "emitted": actor.emitted,
+                "filtered": actor.filtered,
+                "dropped": sum(actor.dropped.values()),
                 "errors": actor.errors,
                 "restarts": actor.restarts,
                 "dead_lettered": actor.dead_lettered,
                 "mailbox_depth": actor.mailbox_depth,
                 "progress": list(actor.progress) if actor.progress else None,
+                "info": _json_ready(dict(actor.info)),
             }
             for name, actor in status.actors.items()
         },

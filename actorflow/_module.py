@@ -120,6 +120,24 @@ class Module:
         """
         await self._bound().emit(item, port)
 
+    def set_progress(self, done: float, total: float | None = None) -> None:
+        """Report progress: ``done`` of ``total`` units (``total=None``: unknown).
+
+        Shown in :meth:`System.status`, in every heartbeat and in the live view of
+        ``actorflow run``; a progressive module's is also logged as ``actor.progress``.
+        """
+        self._bound().progress = (float(done), None if total is None else float(total))
+
+    def set_info(self, task: str | None = None, **info: Any) -> None:
+        """Say what the module is doing, for people watching: an optional task name
+        ("encoding") and free-form fields (``frame=3, frames=10``) that replace the
+        previous ones. Shown in :meth:`System.status` and every heartbeat; values should
+        be JSON-ready (others are reported as their ``str()``)."""
+        actor = self._bound()
+        if task is not None:
+            actor.task = task
+        actor.info = info
+
     shared_namespace: ClassVar[str | None] = None
     """The shared-data namespace; ``None`` means the class name, so every module of a
     kind shares its data."""

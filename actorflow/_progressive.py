@@ -117,7 +117,3 @@ class Progressive(Module):
     def post(self, item: Any, port: str = "out") -> None:
         """Post a (partial) result; it is sent when the step returns."""
         self._bound().post(item, port)
-
-    def set_progress(self, done: float, total: float | None = None) -> None:
-        """Report progress: ``done`` of ``total`` units (``total=None``: unknown)."""
-        self._bound().progress = (float(done), None if total is None else float(total))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -109,9 +110,15 @@ class ActorStatus:
     restarts: int = 0
     dead_lettered: int = 0
     progress: tuple[float, float | None] | None = None
-    """What a progressive module reported: (done, total), total ``None`` if unknown."""
+    """What the module reported with ``set_progress``: (done, total), total ``None`` if
+    unknown."""
     step_size: int | None = None
     """A progressive module's current step size."""
+    task: str | None = None
+    """What it is doing: its module's class name, or what the module set with
+    :meth:`Module.set_info`."""
+    info: Mapping[str, Any] = attrs.field(factory=dict)
+    """Free-form fields the module reported with :meth:`Module.set_info`."""
 
 
 @attrs.frozen

@@ -402,10 +402,7 @@ class System:
                         "system.heartbeat",
                         state=data["state"],
                         actors={
-                            name: {
-                                key: actor[key]
-                                for key in ("state", "received", "mailbox_depth", "progress")
-                            }
+                            name: {key: actor[key] for key in _HEARTBEAT_LOGGED}
                             for name, actor in data["actors"].items()
                         },
                     )
@@ -490,6 +487,10 @@ class System:
         for other in others:
             primary.add_note(f"also: {other}")
         return primary
+
+
+_HEARTBEAT_LOGGED = ("task", "state", "received", "mailbox_depth", "progress", "info")
+"""The per-actor fields a ``system.heartbeat`` event carries (reporters get them all)."""
 
 
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:

@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -143,3 +143,47 @@ async def test_the_http_reporter_warns_once_and_keeps_trying_when_the_server_is_
             await system.stop()
     assert sum(e["event"] == "reporter.failing" for e in logs) == 1
     assert system.status().state is af.SystemState.DONE
+
+
+class Encoder(af.Processor):
+    """Reports which frame it is on, as a task name, progress and free-form info."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, frame: int) -> int:
+        self.set_info("encoding", frame=frame, frames=10, codec=Codec())
+        self.set_progress(frame + 1, 10)
+        return frame
+
+
+class Codec:
+    def __str__(self) -> str:
+        return "av1"
+
+
+async def test_status_and_heartbeats_carry_task_progress_and_info(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What a module says it is doing reaches System.status() and every reporter as
+    plain data; a module that says nothing reports its class name as its task."""
+    recording = Recording()
+    graph = af.Graph(name="encode")
+    graph.add("frames", Forever, interval=1.0)
+    graph.add("encoder", Encoder)
+    graph.add("sink", Collect, into=[])
+    graph.chain("frames", "encoder", "sink")
+    async with af.open_system(graph, heartbeat_interval=1.25, reporters=[recording]) as system:
+        await trio.sleep(3.2)
+        status = system.status().actors["encoder"]
+        assert status.task == "encoding"
+        assert status.info["frame"] == 3
+        assert status.progress == (4.0, 10.0)
+        await system.stop()
+    beat = recording.snapshots[1]["actors"]  # at 2.5 s: frames 0, 1 and 2 were encoded
+    json.dumps(beat)
+    assert beat["encoder"]["task"] == "encoding"
+    assert beat["encoder"]["info"] == {"frame": 2, "frames": 10, "codec": "av1"}
+    assert beat["encoder"]["progress"] == [3.0, 10.0]
+    assert beat["sink"]["task"] == "Collect"
+    assert beat["sink"]["info"] == {}

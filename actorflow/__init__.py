@@ -25,6 +25,7 @@ from ._graph import Graph as Graph
 from ._graph import LinkSpec as LinkSpec
 from ._graph import ModuleSpec as ModuleSpec
 from ._graphfile import load_graph as load_graph
+from ._graphfile import load_job as load_job
 from ._heartbeat import HttpReporter as HttpReporter
 from ._heartbeat import Reporter as Reporter
 from ._job import Job as Job
@@ -134,6 +135,7 @@ __all__ = [
     "decode",
     "encode",
     "load_graph",
+    "load_job",
     "open_system",
     "run",
 ]

@@ -18,7 +18,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._graph import Graph
-from ._graphfile import load_graph
+from ._graphfile import load_any
+from ._job import Job
 from ._logging import configure_logging
 from ._registry import Registry
 from ._system import run
@@ -34,17 +35,19 @@ def _parser() -> argparse.ArgumentParser:
         prog="actorflow", description="Run and inspect actorflow graph files."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run_cmd = commands.add_parser("run", help="run a graph file until it ends")
-    run_cmd.add_argument("file", help="the graph file (TOML)")
+    run_cmd = commands.add_parser("run", help="run a graph file until it ends, or a job file")
+    run_cmd.add_argument("file", help="the graph or job file (TOML)")
     run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
     )
-    validate_cmd = commands.add_parser("validate", help="check a graph file without running it")
-    validate_cmd.add_argument("file", help="the graph file (TOML)")
+    validate_cmd = commands.add_parser(
+        "validate", help="check a graph or job file without running it"
+    )
+    validate_cmd.add_argument("file", help="the graph or job file (TOML)")
     commands.add_parser("modules", help="list the modules enabled here, and where from")
-    graph_cmd = commands.add_parser("graph", help="print a graph file as Mermaid or DOT")
-    graph_cmd.add_argument("file", help="the graph file (TOML)")
+    graph_cmd = commands.add_parser("graph", help="print a graph or job file as Mermaid or DOT")
+    graph_cmd.add_argument("file", help="the graph or job file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     return parser
 
@@ -78,6 +81,35 @@ def _dot(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def _job_mermaid(job: Job) -> str:
+    lines = ["flowchart LR"]
+    lines += [f"    {name}[{name}]" for name in job.tasks]
+    lines += [f"    {a} --> {b}" for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
+    return "\n".join(lines)
+
+
+def _job_dot(job: Job) -> str:
+    lines = [f'digraph "{job.name}" {{', "    rankdir=LR;"]
+    lines += [f'    "{name}";' for name in job.tasks]
+    lines += [f'    "{a}" -> "{b}";' for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _run_job(job: Job) -> int:
+    result = job.run_blocking()
+    for task in result.tasks:
+        took = f"{task.duration:.2f}s" if task.duration is not None else "-"
+        info = task.info or ""
+        print(f"{task.name:>16}  {task.state:<10} {took:>8}  {task.progress:5.1f}%  {info}")
+    if result.error is not None:
+        print(f"error: {result.error}", file=sys.stderr)
+        bad_input = isinstance(result.error, InitializationError | ValidationError)
+        return BAD_INPUT if bad_input else FAILED
+    print(f"job {result.name!r} done: {len(result.succeeded)} tasks succeeded")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
@@ -89,7 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for entry in sorted(registry.entries.values(), key=lambda e: e.name):
                 print(f"{entry.name:<20} {entry.target:<40} {entry.origin}")
             return 0
-        graph, settings = load_graph(args.file)
+        loaded = load_any(args.file)
+        if isinstance(loaded, Job):
+            if args.command == "validate":
+                print(f"{args.file}: valid job {loaded.name!r} ({len(loaded.tasks)} tasks)")
+                return 0
+            if args.command == "graph":
+                print(_job_mermaid(loaded) if args.format == "mermaid" else _job_dot(loaded))
+                return 0
+            if args.log:
+                configure_logging(format="json", level=args.log_level, file=args.log)
+            return _run_job(loaded)
+        graph, settings = loaded
         if args.command == "validate":
             print(
                 f"{args.file}: valid graph {graph.name!r} "

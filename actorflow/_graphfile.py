@@ -15,9 +15,18 @@
     to = "store.in"
     buffer = 64
 
+A job file lists tasks instead, run one after another in the order of the file::
+
+    [job]
+    name = "encode-movie"
+
+    [tasks.probe]
+    module = "probe"                # a Task subclass enabled in the registry
+    config = { source = "holiday.mov" }
+
 Every problem is collected, each pointing at the file, the table and the key, and raised
-together as one :class:`GraphFileError`; module configuration is checked against what
-the module's constructor declares (unknown keys, missing required keys, wrong types).
+together as one :class:`GraphFileError`; module and task configuration is checked against
+what the constructor declares (unknown keys, missing required keys, wrong types).
 """
 
 from __future__ import annotations
@@ -32,13 +41,15 @@ import attrs
 
 from ._exceptions import GraphFileError, RegistryError
 from ._graph import Graph
+from ._job import Job, Task
 from ._module import Module
 from ._registry import Registry
 from ._settings import Settings
 
-__all__ = ["load_graph"]
+__all__ = ["load_graph", "load_job"]
 
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
+_JOB_TOP = {"job", "tasks"}
 _MODULE_KEYS = {"module", "config", "supervise"}
 _LINK_OPTIONS = {
     "buffer", "copy", "feedback", "overflow", "latest_only", "workers", "spawn_limit",
@@ -54,9 +65,9 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 
 
 def _check_config(
-    module: type[Module], config: dict[str, Any], where: str, problems: list[str]
+    module: type[Module] | type[Task], config: dict[str, Any], where: str, problems: list[str]
 ) -> None:
-    """Check ``config`` against the module constructor's parameters."""
+    """Check ``config`` against the module or task constructor's parameters."""
     try:
         signature = inspect.signature(module.__init__)
         hints = typing.get_type_hints(module.__init__)
@@ -98,13 +109,89 @@ def load_graph(path: str | Path, registry: Registry | None = None) -> tuple[Grap
             every problem is listed with the file, table and key at fault.
     """
     path = Path(path)
+    data = _read(path)
+    if _is_job(data):
+        raise GraphFileError(path, ["it describes a job ([job] / [tasks]), not a graph"])
+    return _graph_from(path, data, registry if registry is not None else Registry.for_file(path))
+
+
+def load_job(path: str | Path, registry: Registry | None = None) -> Job:
+    """Read a job file; return the job, its tasks in the order of the file.
+
+    Raises:
+        GraphFileError: The file is missing, not TOML, or describes something invalid;
+            every problem is listed with the file, table and key.
+    """
+    path = Path(path)
+    data = _read(path)
+    if not _is_job(data):
+        raise GraphFileError(path, ["it describes a graph ([modules]), not a job ([tasks])"])
+    return _job_from(path, data, registry if registry is not None else Registry.for_file(path))
+
+
+def load_any(path: str | Path, registry: Registry | None = None) -> tuple[Graph, Settings] | Job:
+    """Read a graph file or a job file, whichever ``path`` holds."""
+    path = Path(path)
+    data = _read(path)
+    registry = registry if registry is not None else Registry.for_file(path)
+    return _job_from(path, data, registry) if _is_job(data) else _graph_from(path, data, registry)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise GraphFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise GraphFileError(path, [f"not UTF-8 text: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise GraphFileError(path, [f"not valid TOML: {exc}"]) from None
-    registry = registry if registry is not None else Registry.discover()
+
+
+def _is_job(data: dict[str, Any]) -> bool:
+    return bool(_JOB_TOP & data.keys()) and "modules" not in data
+
+
+def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
+    problems = [f"unknown table or key {key!r}" for key in data if key not in _JOB_TOP]
+    job_table = data.get("job", {})
+    if not isinstance(job_table, dict):
+        problems.append("[job]: expected a table")
+        job_table = {}
+    problems.extend(f"[job] unknown key {key!r}" for key in job_table if key != "name")
+    job = Job(str(job_table.get("name", path.stem)))
+    tasks = data.get("tasks", {})
+    if not isinstance(tasks, dict) or not tasks:
+        problems.append("[tasks]: a job needs at least one task table")
+        tasks = {}
+    for name, table in tasks.items():
+        where = f"[tasks.{name}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        problems.extend(
+            f"{where} unknown key {key!r}" for key in table if key not in {"module", "config"}
+        )
+        if "module" not in table:
+            problems.append(f"{where}: required key 'module' is missing")
+            continue
+        try:
+            cls = registry.load_task(str(table["module"]))
+        except RegistryError as exc:
+            problems.append(f"{where} key 'module': {exc}")
+            continue
+        config = table.get("config", {})
+        if not isinstance(config, dict):
+            problems.append(f"{where} key 'config': expected a table")
+            continue
+        _check_config(cls, config, f"[tasks.{name}.config]", problems)
+        job.add(name, cls, **config)
+    if problems:
+        raise GraphFileError(path, problems)
+    return job
+
+
+def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[Graph, Settings]:
     problems: list[str] = []
     problems.extend(f"unknown table or key {key!r}" for key in data if key not in _TOP)
 

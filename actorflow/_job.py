@@ -37,6 +37,8 @@ class Task:
     name: str = ""
     progress: float = 0.0
     info: str | None = None
+    _log: Any = None
+    _last_logged: float | None = None
 
     def validate(self) -> Any:
         """Refuse a bad configuration by raising; runs before any task of the job runs."""
@@ -54,6 +56,11 @@ class Task:
         """Report progress from 0 to 100 and, optionally, free-form info ("frame 3/10")."""
         self.progress = max(0.0, min(100.0, float(progress)))
         self.info = info
+        # Logged at most once a second (the live view and status() show every report).
+        now = time.monotonic()
+        if self._log is not None and (self._last_logged is None or now - self._last_logged >= 1.0):
+            self._last_logged = now
+            self._log.info("task.progress", task=self.name, progress=self.progress, info=info)
 
 
 @attrs.frozen
@@ -68,6 +75,8 @@ class TaskResult:
 
     name: str
     state: str
+    """``"succeeded"``, ``"failed"`` or ``"not_run"``; while the job runs,
+    :meth:`Job.status` also says ``"pending"`` or ``"running"``."""
     started_at: float | None = None
     duration: float | None = None
     progress: float = 0.0
@@ -104,6 +113,35 @@ class Job:
     def __init__(self, name: str = "job") -> None:
         self.name = name
         self._specs: list[tuple[str, type[Task], dict[str, Any]]] = []
+        self._tasks: list[Task] = []
+        self._running: tuple[str, float, float] | None = None
+        self._timings: dict[str, tuple[float, float]] = {}
+        self._error: LifecycleError | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The task names, in order."""
+        return tuple(name for name, _, _ in self._specs)
+
+    def status(self) -> tuple[TaskResult, ...]:
+        """Every task as it stands now: pending, running (with its duration so far and
+        last report), succeeded, failed or not run. Cheap; safe to call while it runs."""
+        running = self._running
+        results = list(self._results(self._tasks, self._timings, self._error))
+        if running is not None:
+            name, began_wall, began = running
+            index = self.tasks.index(name)
+            results[index] = attrs.evolve(
+                results[index],
+                state="running",
+                started_at=began_wall,
+                duration=trio.current_time() - began,
+            )
+        if self._error is None:
+            results = [
+                attrs.evolve(r, state="pending") if r.state == "not_run" else r for r in results
+            ]
+        return tuple(results)
 
     def add(self, name: str, task: type[Task], /, **config: Any) -> str:
         """Append a task named ``name``, built as ``task(**config)`` when the job runs."""
@@ -115,7 +153,8 @@ class Job:
     async def run(self) -> JobResult:
         """Run the job; never raises for a task's failure (see :class:`JobResult`)."""
         log = get_logger(job=self.name)
-        tasks: list[Task] = []
+        self._tasks, self._timings, self._error, self._running = [], {}, None, None
+        tasks = self._tasks
         for name, cls, config in self._specs:
             try:
                 task = cls(**config)
@@ -124,6 +163,7 @@ class Job:
                 error.__cause__ = exc
                 return self._result(tasks, {}, error, log)
             task.name = name
+            task._log = log
             tasks.append(task)
         for task in tasks:
             try:
@@ -132,13 +172,14 @@ class Job:
                 error = ValidationError(task.name, _describe(exc))
                 error.__cause__ = exc
                 return self._result(tasks, {}, error, log)
-        timings: dict[str, tuple[float, float]] = {}
+        timings = self._timings
         failure: LifecycleError | None = None
         started: list[Task] = []
         try:
             for task in tasks:
                 started.append(task)
                 began_wall, began = time.time(), trio.current_time()
+                self._running = (task.name, began_wall, began)
                 log.info("task.started", task=task.name)
                 try:
                     if hook_style(task.run) is HookStyle.SYNC:
@@ -150,6 +191,7 @@ class Job:
                     failure.__cause__ = exc
                 finally:
                     timings[task.name] = (began_wall, trio.current_time() - began)
+                    self._running = None
                 if failure is not None:
                     log.error("task.failed", task=task.name, error=str(failure))
                     break
@@ -181,6 +223,17 @@ class Job:
         error: LifecycleError | None,
         log: Any,
     ) -> JobResult:
+        self._error = error
+        result = JobResult(self.name, self._results(tasks, timings, error), error)
+        log.info("job.ended", ok=result.ok, succeeded=result.succeeded)
+        return result
+
+    def _results(
+        self,
+        tasks: list[Task],
+        timings: dict[str, tuple[float, float]],
+        error: LifecycleError | None,
+    ) -> tuple[TaskResult, ...]:
         results = []
         for name, _, _ in self._specs:
             task = next((t for t in tasks if t.name == name), None)
@@ -201,6 +254,4 @@ class Job:
                     error=error if error is not None and error.module == name else None,
                 )
             )
-        result = JobResult(self.name, tuple(results), error)
-        log.info("job.ended", ok=result.ok, succeeded=result.succeeded)
-        return result
+        return tuple(results)

@@ -6,24 +6,44 @@ A module is *enabled* by naming it in the application's ``pyproject.toml``::
     thermometer = "plant.sensors:Thermometer"
 
 or by an installed package that declares it under the ``actorflow.modules`` entry-point
-group. A module that is not enabled cannot be loaded by name.
+group. A module that is not enabled cannot be loaded by name. The same table enables job
+tasks (:class:`actorflow.Task` subclasses).
+
+Import paths are resolved like the project's own code: loading puts the directory of the
+``pyproject.toml`` on ``sys.path``, and any directories listed (relative to it) in::
+
+    [tool.actorflow]
+    pythonpath = ["src"]
+
+the way pytest's ``pythonpath`` option does. :meth:`Registry.for_file` finds the
+``pyproject.toml`` that governs a graph file: the nearest one above it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import sys
 import tomllib
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
 from ._exceptions import RegistryError
+from ._job import Task
 from ._module import Module
 
 __all__ = ["Registry", "RegistryEntry"]
 
 ENTRY_POINT_GROUP = "actorflow.modules"
+
+_Loadable = TypeVar("_Loadable", Module, Task)
+
+_KINDS = {
+    Module: "actorflow.Source, Processor, Sink or Progressive",
+    Task: "actorflow.Task",
+}
 
 
 @attrs.frozen
@@ -40,6 +60,19 @@ class Registry:
     """Enabled modules by name."""
 
     entries: dict[str, RegistryEntry] = attrs.field(factory=dict)
+    paths: tuple[Path, ...] = ()
+    """Directories put on ``sys.path`` before importing a module: the project's, and its
+    ``[tool.actorflow] pythonpath`` entries."""
+
+    @classmethod
+    def for_file(cls, path: str | Path) -> Registry:
+        """The registry that governs the graph or job file ``path``: from the nearest
+        ``pyproject.toml`` in its directory or above, else the current directory's."""
+        start = Path(path).resolve().parent
+        for directory in (start, *start.parents):
+            if (directory / "pyproject.toml").is_file():
+                return cls.discover(directory / "pyproject.toml")
+        return cls.discover()
 
     @classmethod
     def discover(cls, pyproject: str | Path | None = "pyproject.toml") -> Registry:
@@ -47,7 +80,8 @@ class Registry:
 
         Raises:
             RegistryError: ``pyproject`` exists but cannot be read, or its
-                ``[tool.actorflow.modules]`` table is malformed (naming file and key).
+                ``[tool.actorflow.modules]`` table or ``pythonpath`` is malformed
+                (naming file and key).
         """
         registry = cls()
         for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -56,16 +90,26 @@ class Registry:
                 point.name, point.value, f"entry point of {dist}"
             )
         if pyproject is not None and Path(pyproject).is_file():
-            registry.entries.update(cls._from_pyproject(Path(pyproject)))
+            entries, paths = cls._from_pyproject(Path(pyproject))
+            registry.entries.update(entries)
+            registry.paths = paths
         return registry
 
     @staticmethod
-    def _from_pyproject(path: Path) -> dict[str, RegistryEntry]:
+    def _from_pyproject(path: Path) -> tuple[dict[str, RegistryEntry], tuple[Path, ...]]:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise RegistryError(f"{path}: cannot read it: {exc}") from exc
-        table = data.get("tool", {}).get("actorflow", {}).get("modules", {})
+        tool = data.get("tool", {}).get("actorflow", {})
+        root = path.resolve().parent
+        extra = tool.get("pythonpath", [])
+        if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
+            raise RegistryError(
+                f"{path}: [tool.actorflow] pythonpath must be a list of directories, got {extra!r}"
+            )
+        paths = (root, *(root / entry for entry in extra))
+        table = tool.get("modules", {})
         if not isinstance(table, dict):
             raise RegistryError(f"{path}: [tool.actorflow.modules] must be a table")
         entries = {}
@@ -76,7 +120,7 @@ class Registry:
                     '"package.module:Class"'
                 )
             entries[name] = RegistryEntry(name, target, str(path))
-        return entries
+        return entries, paths
 
     def load(self, name: str) -> type[Module]:
         """The module class enabled as ``name``.
@@ -85,6 +129,13 @@ class Registry:
             RegistryError: ``name`` is not enabled (the message says how to enable it),
                 or its import path does not lead to a module class (it says why).
         """
+        return self._load(name, Module)
+
+    def load_task(self, name: str) -> type[Task]:
+        """The job task class enabled as ``name`` (errors as for :meth:`load`)."""
+        return self._load(name, Task)
+
+    def _load(self, name: str, base: type[_Loadable]) -> type[_Loadable]:
         entry = self.entries.get(name)
         if entry is None:
             enabled = ", ".join(sorted(self.entries)) or "none"
@@ -95,6 +146,9 @@ class Registry:
                 "entry-point group"
             )
         module_path, _, attribute = entry.target.partition(":")
+        for directory in reversed(self.paths):
+            if str(directory) not in sys.path:
+                sys.path.insert(0, str(directory))
         try:
             found: object = importlib.import_module(module_path)
             for part in attribute.split("."):
@@ -107,9 +161,9 @@ class Registry:
             raise RegistryError(
                 f"module {name!r} ({entry.origin}): {module_path!r} has no {attribute!r}"
             ) from None
-        if not (isinstance(found, type) and issubclass(found, Module)):
+        if not (isinstance(found, type) and issubclass(found, base)):
             raise RegistryError(
                 f"module {name!r} ({entry.origin}): {entry.target!r} is not a subclass of "
-                "actorflow.Source, Processor, Sink or Progressive"
+                f"{_KINDS[base]}"
             )
         return found

@@ -27,6 +27,21 @@ class Store(af.Sink):
         if data < 0:
             raise ValueError("negative reading")
 
+class Copy(af.Task):
+    def __init__(self, files: int, fail: bool = False) -> None:
+        self.files = files
+        self.fail = fail
+    def validate(self) -> None:
+        if self.files < 0:
+            raise ValueError("files must be >= 0")
+    def run(self) -> None:
+        self.report(50, f"file 1/{self.files}")
+        if self.fail:
+            raise OSError("disk full")
+        self.report(100, f"file {self.files}/{self.files}")
+    def cleanup(self) -> None:
+        print(f"cleanup {self.name}", flush=True)
+
 class Broken(af.Processor):
     inputs: ClassVar = {"in": float}
     outputs: ClassVar = {"out": float}
@@ -61,6 +76,7 @@ def project(tmp_path: Path) -> Path:
             readings = "plant:Readings"
             store = "plant:Store"
             broken = "plant:Broken"
+            copy = "plant:Copy"
             """
         )
     )
@@ -148,3 +164,92 @@ def test_help_is_everywhere(project: Path) -> None:
         result = actorflow(project, *command, "--help")
         assert result.returncode == 0
         assert "usage: actorflow" in result.stdout
+
+
+JOB = """
+[job]
+name = "backup"
+
+[tasks.first]
+module = "copy"
+config = { files = 2 }
+
+[tasks.second]
+module = "copy"
+config = { files = 3 }
+"""
+
+
+def test_run_runs_a_job_file_and_exits_0(project: Path) -> None:
+    """A job file runs its tasks in order; every task's state and last report is shown."""
+    (project / "backup.toml").write_text(JOB)
+    result = actorflow(project, "run", "backup.toml")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["cleanup second", "cleanup first"]
+    assert "first  succeeded" in lines[2]
+    assert lines[3].endswith("100.0%  file 3/3")
+    assert lines[-1] == "job 'backup' done: 2 tasks succeeded"
+
+
+def test_a_job_task_failing_exits_1_and_names_the_task(project: Path) -> None:
+    """A task that raises stops the job (exit 1); later tasks do not run; cleanup does."""
+    (project / "backup.toml").write_text(JOB.replace("files = 2 }", "files = 2, fail = true }"))
+    result = actorflow(project, "run", "backup.toml")
+    assert result.returncode == 1
+    assert "module 'first' failed in run: OSError: disk full" in result.stderr
+    assert "second  not_run" in result.stdout
+    assert "cleanup first" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_job_task_refusing_its_config_is_bad_input(project: Path) -> None:
+    """validate() refusing is exit 2 and nothing runs."""
+    (project / "backup.toml").write_text(JOB.replace("files = 3", "files = -1"))
+    result = actorflow(project, "run", "backup.toml")
+    assert result.returncode == 2
+    assert "module 'second' failed in validate" in result.stderr
+    assert "files must be >= 0" in result.stderr
+    assert "cleanup" not in result.stdout
+
+
+def test_validate_and_graph_understand_job_files(project: Path) -> None:
+    (project / "backup.toml").write_text(JOB)
+    valid = actorflow(project, "validate", "backup.toml")
+    assert valid.stdout.strip() == "backup.toml: valid job 'backup' (2 tasks)"
+    drawn = actorflow(project, "graph", "backup.toml")
+    assert "first --> second" in drawn.stdout
+    dot = actorflow(project, "graph", "backup.toml", "--format", "dot")
+    assert '"first" -> "second";' in dot.stdout
+
+
+def test_a_bad_job_file_names_the_table_and_key(project: Path) -> None:
+    """Unknown keys, wrong types and a graph module used as a task: exit 2, each named."""
+    (project / "bad.toml").write_text(
+        JOB.replace("files = 2 }", "files = 'two' }")
+        + '\n[tasks.third]\nmodule = "store"\nretries = 3\n'
+    )
+    result = actorflow(project, "validate", "bad.toml")
+    assert result.returncode == 2
+    assert "bad.toml" in result.stderr
+    assert "[tasks.first.config] key 'files': expected int, got str 'two'" in result.stderr
+    assert "[tasks.third] unknown key 'retries'" in result.stderr
+    assert "'plant:Store' is not a subclass of actorflow.Task" in result.stderr
+
+
+def test_graph_files_are_found_relative_to_their_project(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Run from anywhere: the pyproject.toml above the file enables its modules, and the
+    project's directory is importable without PYTHONPATH."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = subprocess.run(
+        [sys.executable, "-m", "actorflow", "run", str(project / "plant.toml")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "graph 'plant' done, dropped=0" in result.stdout

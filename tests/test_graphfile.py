@@ -30,12 +30,22 @@ class Store(af.Sink):
         Store.seen.append(data)
 
 
+class Transcode(af.Task):
+    def __init__(self, frames: int, codec: str = "av1") -> None:
+        self.frames = frames
+        self.codec = codec
+
+    def run(self) -> None:
+        self.report(100, f"{self.frames} frames in {self.codec}")
+
+
 @pytest.fixture
 def registry() -> af.Registry:
     return af.Registry(
         {
             "readings": af.RegistryEntry("readings", f"{__name__}:Readings", "test"),
             "store": af.RegistryEntry("store", f"{__name__}:Store", "test"),
+            "transcode": af.RegistryEntry("transcode", f"{__name__}:Transcode", "test"),
         }
     )
 
@@ -140,4 +150,88 @@ def test_missing_or_broken_files_are_clear_errors(
     if content is not None:
         path.write_text(content)
     with pytest.raises(af.GraphFileError, match=message):
+        af.load_graph(path, registry)
+
+
+JOB = """
+    [job]
+    name = "transcode-all"
+
+    [tasks.small]
+    module = "transcode"
+    config = { frames = 10 }
+
+    [tasks.large]
+    module = "transcode"
+    config = { frames = 1000, codec = "h264" }
+"""
+
+
+def test_a_job_file_loads_its_tasks_in_file_order_and_runs(
+    tmp_path: Path, registry: af.Registry
+) -> None:
+    job = af.load_job(write(tmp_path, JOB), registry)
+    assert job.name == "transcode-all"
+    assert job.tasks == ("small", "large")
+    result = job.run_blocking()
+    assert result.ok
+    assert [t.info for t in result.tasks] == ["10 frames in av1", "1000 frames in h264"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            JOB.replace("frames = 10", "frames = 1.5"),
+            "[tasks.small.config] key 'frames': expected",
+        ),
+        (JOB.replace("frames = 10", "fps = 10"), "[tasks.small.config] key 'fps': Transcode"),
+        (JOB.replace('name = "transcode-all"', "title = 1"), "[job] unknown key 'title'"),
+        (JOB + "\n[settings]\nquantum = 1\n", "unknown table or key 'settings'"),
+        (
+            JOB.replace('module = "transcode"\n    config = { frames = 10 }', ""),
+            "[tasks.small]: required key 'module'",
+        ),
+        (
+            JOB.replace('module = "transcode"\n    config = { frames = 10 }', 'module = "store"'),
+            "is not a subclass of actorflow.Task",
+        ),
+        (
+            JOB.replace(
+                'module = "transcode"\n    config = { frames = 10 }',
+                'module = "transcode"\n    config = 3',
+            ),
+            "[tasks.small] key 'config': expected a table",
+        ),
+        ('[job]\nname = "empty"\n', "[tasks]: a job needs at least one task table"),
+        ('job = 3\n[tasks.a]\nmodule = "transcode"\n', "[job]: expected a table"),
+        ("[tasks]\na = 3\n", "[tasks.a]: expected a table"),
+    ],
+)
+def test_each_job_file_mistake_is_named(
+    tmp_path: Path, registry: af.Registry, body: str, expected: str
+) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(af.GraphFileError) as caught:
+        af.load_job(path, registry)
+    assert str(path) in str(caught.value)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_a_graph_file_is_not_a_job_and_a_job_file_is_not_a_graph(
+    tmp_path: Path, registry: af.Registry
+) -> None:
+    graph_file = write(tmp_path, GOOD)
+    with pytest.raises(af.GraphFileError, match="describes a graph"):
+        af.load_job(graph_file, registry)
+    job_file = tmp_path / "job.toml"
+    job_file.write_text(textwrap.dedent(JOB))
+    with pytest.raises(af.GraphFileError, match="describes a job"):
+        af.load_graph(job_file, registry)
+
+
+def test_a_file_that_is_not_text_is_a_clear_error(tmp_path: Path, registry: af.Registry) -> None:
+    path = tmp_path / "graph.toml"
+    path.write_bytes(b"\xff\xfe[modules]")
+    with pytest.raises(af.GraphFileError, match="not UTF-8 text"):
         af.load_graph(path, registry)

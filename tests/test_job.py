@@ -151,3 +151,44 @@ def test_job_results_report_ok() -> None:
     result: Any = af.Job("empty").run_blocking()
     assert result.ok
     assert result.tasks == ()
+
+
+async def test_status_shows_each_task_while_the_job_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Job.status() says which task runs, for how long, with its last report; the tasks
+    after it are pending; after a failure they are not run."""
+    journal: list[str] = []
+    running = job(journal, fail="run", where="b")
+    assert [t.state for t in running.status()] == ["pending"] * 3
+    seen: list[tuple[str, ...]] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(running.run)
+        await trio.sleep(1.6)  # a took 1 s; b is 0.6 s in, reported frame 1 at 0.5 s
+        now = running.status()
+        seen.append(tuple(t.state for t in now))
+        assert now[1].duration == pytest.approx(0.6)
+        assert (now[1].progress, now[1].info) == (25.0, "frame 1/4")
+        assert now[0].duration == pytest.approx(1.0)
+    assert seen == [("succeeded", "running", "pending")]
+    assert [t.state for t in running.status()] == ["succeeded", "failed", "not_run"]
+
+
+async def test_progress_is_logged_at_most_once_a_second(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """Reports reach the log as task.progress events, rate-limited so a task that reports
+    every frame does not flood it."""
+
+    class Chatty(af.Task):
+        def run(self) -> None:
+            for n in range(1, 201):
+                self.report(n / 2, f"frame {n}/200")
+
+    built = af.Job("chatty")
+    built.add("encode", Chatty)
+    assert (await built.run()).ok
+    progress = [e for e in logs if e["event"] == "task.progress"]
+    assert progress[0]["task"] == "encode"
+    assert progress[0]["info"] == "frame 1/200"
+    assert len(progress) < 200

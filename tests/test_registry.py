@@ -126,3 +126,66 @@ def test_installed_plugins_are_found_through_entry_points(
     )
     with pytest.raises(af.RegistryError, match="is not a subclass"):
         af.Registry.discover(path).load("thermo")
+
+
+def test_the_registry_of_a_file_is_the_nearest_pyproject_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registry.for_file finds the project a graph file belongs to, wherever the command
+    runs, and makes the project's `pythonpath` directories importable."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(_registry.sys, "path", list(_registry.sys.path))
+    project = tmp_path / "plant"
+    (project / "src" / "plant_meters").mkdir(parents=True)
+    (project / "src" / "plant_meters" / "__init__.py").write_text(PLUGIN)
+    (project / "graphs" / "nightly").mkdir(parents=True)
+    graph_file = project / "graphs" / "nightly" / "plant.toml"
+    graph_file.write_text("")
+    write_pyproject(
+        project,
+        """
+        [tool.actorflow]
+        pythonpath = ["src"]
+
+        [tool.actorflow.modules]
+        thermometer = "plant_meters:Thermometer"
+        """,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    registry = af.Registry.for_file(graph_file)
+    assert registry.paths == (project.resolve(), project.resolve() / "src")
+    assert registry.load("thermometer").__name__ == "Thermometer"
+    # No pyproject above the file: the current directory's, here none at all.
+    lonely = tmp_path / "lonely.toml"
+    lonely.write_text("")
+    assert af.Registry.for_file(lonely).entries == {}
+
+
+def test_a_malformed_pythonpath_names_the_file(project: Path) -> None:
+    path = write_pyproject(project, '[tool.actorflow]\npythonpath = "src"\n')
+    with pytest.raises(af.RegistryError, match="pythonpath must be a list") as caught:
+        af.Registry.discover(path)
+    assert str(path) in str(caught.value)
+
+
+def test_tasks_load_by_name_and_only_as_tasks(project: Path) -> None:
+    """load_task finds Task classes; a module class is refused, and the other way round."""
+    (project / "plant_jobs.py").write_text(
+        "import actorflow as af\nclass Backup(af.Task):\n    def run(self):\n        pass\n"
+    )
+    path = write_pyproject(
+        project,
+        """
+        [tool.actorflow.modules]
+        backup = "plant_jobs:Backup"
+        thermometer = "plant_sensors:Thermometer"
+        """,
+    )
+    registry = af.Registry.discover(path)
+    assert registry.load_task("backup").__name__ == "Backup"
+    with pytest.raises(af.RegistryError, match=r"is not a subclass of actorflow\.Task"):
+        registry.load_task("thermometer")
+    with pytest.raises(af.RegistryError, match=r"is not a subclass of actorflow\.Source"):
+        registry.load("backup")

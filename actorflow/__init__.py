@@ -9,6 +9,9 @@ from ._copying import CopyPolicy as CopyPolicy
 from ._data import Data as Data
 from ._data import decode as decode
 from ._data import encode as encode
+from ._endpoints import Inlet as Inlet
+from ._endpoints import Outlet as Outlet
+from ._endpoints import Variable as Variable
 from ._exceptions import ActorflowError as ActorflowError
 from ._exceptions import CleanupError as CleanupError
 from ._exceptions import EscalationError as EscalationError
@@ -41,7 +44,6 @@ from ._module import Processor as Processor
 from ._module import Sink as Sink
 from ._module import Source as Source
 from ._module import Tag as Tag
-from ._module import Variable as Variable
 from ._ports import Port as Port
 from ._progressive import Progressive as Progressive
 from ._progressive import Step as Step
@@ -91,6 +93,7 @@ __all__ = [
     "GraphProblem",
     "HttpReporter",
     "InitializationError",
+    "Inlet",
     "Job",
     "JobResult",
     "LifecycleError",
@@ -102,6 +105,7 @@ __all__ = [
     "ModuleData",
     "ModuleKind",
     "ModuleSpec",
+    "Outlet",
     "Overflow",
     "Port",
     "Processor",

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import trio
 
 from ._data import Data
 from ._ports import Port
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
     from ._actor import Actor
 
-__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source", "Tag", "Variable"]
+__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source", "Tag"]
 
 
 class ModuleKind(enum.Enum):
@@ -209,49 +208,6 @@ class Source(Module):
         does nothing: ``self.active`` already turns false.
         """
         return None
-
-
-_UNSET: Any = object()
-
-
-class Variable(Source):
-    """A value that the host program sets while the graph runs; every set emits the new
-    value downstream, in order.
-
-    Set it with ``await system.set(name, value)`` (or ``await module.set(value)``). A
-    variable ends when the system is stopped gracefully, like any source.
-
-    Args:
-        initial: Emitted when the variable starts, if given.
-        pending: How many sets may wait to be emitted before ``set()`` waits too.
-    """
-
-    def __init__(self, initial: Any = _UNSET, pending: int = 16) -> None:
-        self.value = None if initial is _UNSET else initial
-        self._initial = initial
-        self._send, self._receive = trio.open_memory_channel[Any](pending)
-
-    async def start(self) -> None:
-        if self._initial is not _UNSET:
-            await self.emit(self._initial)
-        async with self._receive:
-            async for value in self._receive:
-                self.value = value
-                await self.emit(value)
-
-    async def set(self, value: Any) -> None:
-        """Queue ``value`` to be emitted; waits while ``pending`` sets are queued.
-
-        Raises:
-            RuntimeError: The variable has stopped.
-        """
-        try:
-            await self._send.send(value)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise RuntimeError(f"variable {self.name!r} has stopped") from None
-
-    def stop(self) -> None:
-        self._send.close()
 
 
 class Processor(Module):

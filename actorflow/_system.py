@@ -13,6 +13,7 @@ import trio
 
 from ._actor import Actor, DeadLetter
 from ._copying import copier_for
+from ._endpoints import Inlet, Outlet, Variable
 from ._exceptions import (
     ActorflowError,
     CleanupError,
@@ -26,7 +27,7 @@ from ._graph import Graph, LinkSpec
 from ._heartbeat import Reporter, snapshot
 from ._link import Link
 from ._logging import get_logger
-from ._module import ModuleKind, Variable
+from ._module import ModuleKind
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
@@ -227,6 +228,50 @@ class System:
         if actor.terminated:
             raise RuntimeError(f"variable {name!r} has stopped")
         await module.set(value)
+
+    def _endpoint(self, name: str, kind: type[Any]) -> Any:
+        module = self._actor_named(name).module
+        if not isinstance(module, kind):
+            raise TypeError(
+                f"module {name!r} is a {type(module).__qualname__}, not an {kind.__name__}"
+            )
+        return module
+
+    async def send(self, name: str, item: Any) -> None:
+        """Send ``item`` into the :class:`Inlet` module ``name``; it is emitted downstream.
+
+        Waits while the inlet's buffer is full (backpressure reaches the host).
+
+        Raises:
+            KeyError: There is no module ``name``.
+            TypeError: Module ``name`` is not an Inlet.
+            RuntimeError: The inlet was closed or has stopped.
+        """
+        inlet: Inlet = self._endpoint(name, Inlet)
+        await inlet.send(item)
+
+    async def close(self, name: str) -> None:
+        """Close the :class:`Inlet` ``name``: what was sent is still emitted, then its
+        stream ends, and the graph can end by itself once every source has.
+
+        Raises:
+            KeyError: There is no module ``name``.
+            TypeError: Module ``name`` is not an Inlet.
+        """
+        inlet: Inlet = self._endpoint(name, Inlet)
+        await inlet.close()
+
+    def receive(self, name: str) -> trio.MemoryReceiveChannel[Any]:
+        """A reader of the :class:`Outlet` ``name``: ``async with system.receive(name) as
+        items: async for item in items: ...``. Iteration ends after the last item. Items
+        left in the outlet when the system ends can still be read.
+
+        Raises:
+            KeyError: There is no module ``name``.
+            TypeError: Module ``name`` is not an Outlet.
+        """
+        outlet: Outlet = self._endpoint(name, Outlet)
+        return outlet.reader()
 
     def cancel(self) -> None:
         """Stop at once: every actor is cancelled, cleanups still run (producers first),

@@ -11,6 +11,7 @@ from ._data import decode as decode
 from ._data import encode as encode
 from ._endpoints import Inlet as Inlet
 from ._endpoints import Outlet as Outlet
+from ._endpoints import OutletReader as OutletReader
 from ._endpoints import Variable as Variable
 from ._exceptions import ActorflowError as ActorflowError
 from ._exceptions import CleanupError as CleanupError
@@ -106,6 +107,7 @@ __all__ = [
     "ModuleKind",
     "ModuleSpec",
     "Outlet",
+    "OutletReader",
     "Overflow",
     "Port",
     "Processor",

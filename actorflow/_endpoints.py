@@ -18,7 +18,7 @@ import trio
 from ._module import Sink, Source
 from ._ports import Port
 
-__all__ = ["Inlet", "Outlet", "Variable"]
+__all__ = ["Inlet", "Outlet", "OutletReader", "Variable"]
 
 
 class Inlet(Source):
@@ -111,14 +111,14 @@ class Variable(Inlet):
 
 
 class Outlet(Sink):
-    """A sink whose items the host program reads: ``async for item in
-    system.receive(name)``. The host's iteration ends after the last item, when the
+    """A sink whose items the host program reads: ``async with system.receive(name) as
+    items: async for item in items``. Iteration ends after the last item, once the
     outlet's inputs have ended.
 
     Until a reader comes, items wait in the buffer and then the graph waits for one
-    (backpressure). Once every reader has closed, items are counted as dropped
-    (``"no_reader"``) and logged once, so a host that stops listening never stalls the
-    graph and nothing is lost silently.
+    (backpressure). Once every reader has closed, the items it left in the buffer and
+    every later item are counted as dropped (``"no_reader"``) with one warning, so a host
+    that stops listening never stalls the graph and nothing is lost silently.
 
     Args:
         buffer: How many items may wait for the host before the outlet waits too
@@ -129,27 +129,106 @@ class Outlet(Sink):
         if buffer < 1:
             raise ValueError(f"buffer must be at least 1, got {buffer}")
         self._send, self._items = trio.open_memory_channel[Any](buffer)
-        self._readers = 0
+        self._open: set[trio.MemoryReceiveChannel[Any]] = set()
+        """The open readers' channels; when the last one closes, the outlet drops."""
+        self._abandoned = False
         self._warned = False
 
-    def reader(self) -> trio.MemoryReceiveChannel[Any]:
-        """A new reader of the outlet's items (readers share them, each item goes to
-        one); close it when done reading."""
-        reader = self._items.clone()
-        self._readers += 1
-        if self._readers == 1:
-            self._items.close()  # from now on, the readers alone keep the outlet open
-        return reader
+    def reader(self) -> OutletReader:
+        """A new reader of the outlet's items (readers share them: each item goes to
+        one reader); close it when done reading.
+
+        Raises:
+            RuntimeError: Every earlier reader has closed: the outlet is dropping items.
+        """
+        if self._abandoned:
+            raise RuntimeError(
+                f"outlet {self.name!r}: every reader has closed and its items are being "
+                "dropped; open a new reader before closing the last one"
+            )
+        # The first reader takes over the outlet's own channel; later ones clone an open
+        # one, so that the channel closes exactly when the last reader does.
+        channel = next(iter(self._open)).clone() if self._open else self._items
+        self._open.add(channel)
+        return OutletReader(self, channel)
 
     async def consume(self, data: Any) -> None:
         try:
             await self._send.send(data)
         except trio.BrokenResourceError:
-            actor = self._bound()
-            actor._drop(1, "no_reader")
+            self._lost(1)
+
+    def _lost(self, count: int) -> None:
+        if count:
+            self._bound()._drop(count, "no_reader")
             if not self._warned:
                 self._warned = True
-                self.log.warning("actor.dropped", port="in", reason="no_reader", count=1)
+                self.log.warning("actor.dropped", port="in", reason="no_reader", count=count)
+
+    def _reader_closed(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
+        self._open.discard(channel)
+        if not self._open:
+            # The last reader: what it left behind goes nowhere; count it.
+            self._abandoned = True
+            self._lost(channel.statistics().current_buffer_used)
+        channel.close()
 
     def cleanup(self) -> None:
         self._send.close()
+
+
+class OutletReader:
+    """Reads an :class:`Outlet`'s items: ``async for item in reader``, or
+    :meth:`receive` / :meth:`receive_batch`. Close it (or use ``async with``) when done."""
+
+    def __init__(self, outlet: Outlet, channel: trio.MemoryReceiveChannel[Any]) -> None:
+        self._outlet = outlet
+        self._channel = channel
+        self._closed = False
+
+    async def receive(self) -> Any:
+        """The next item; waits for one.
+
+        Raises:
+            trio.EndOfChannel: The outlet's inputs have ended and every item was read.
+        """
+        return await self._channel.receive()
+
+    async def receive_batch(self, limit: int = 256) -> list[Any]:
+        """The next items, at least one and at most ``limit``, waiting for the first;
+        empty once the outlet has ended and everything was read."""
+        try:
+            batch = [await self._channel.receive()]
+        except trio.EndOfChannel:
+            return []
+        while len(batch) < limit:
+            try:
+                batch.append(self._channel.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
+
+    def close(self) -> None:
+        """Stop reading. Closing the last reader counts what is left as dropped."""
+        if not self._closed:
+            self._closed = True
+            self._outlet._reader_closed(self._channel)
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __aiter__(self) -> OutletReader:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._channel.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> OutletReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

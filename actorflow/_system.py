@@ -13,7 +13,7 @@ import trio
 
 from ._actor import Actor, DeadLetter
 from ._copying import copier_for
-from ._endpoints import Inlet, Outlet, Variable
+from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._exceptions import (
     ActorflowError,
     CleanupError,
@@ -261,7 +261,7 @@ class System:
         inlet: Inlet = self._endpoint(name, Inlet)
         await inlet.close()
 
-    def receive(self, name: str) -> trio.MemoryReceiveChannel[Any]:
+    def receive(self, name: str) -> OutletReader:
         """A reader of the :class:`Outlet` ``name``: ``async with system.receive(name) as
         items: async for item in items: ...``. Iteration ends after the last item. Items
         left in the outlet when the system ends can still be read.

@@ -128,3 +128,34 @@ async def test_a_stop_ends_an_open_inlet(autojump_clock: trio.testing.MockClock)
         await system.stop()
     async with system.receive("results") as items:
         assert [n async for n in items] == [42]
+
+
+async def test_what_the_last_reader_leaves_behind_is_counted() -> None:
+    """Closing the last reader with items still waiting counts them as dropped; more
+    readers share the items, each item going to one of them."""
+    async with af.open_system(pipe(outlet_buffer=8)) as system:
+        first, second = system.receive("results"), system.receive("results")
+        for n in range(5):
+            await system.send("numbers", n)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await first.receive() == 0
+        assert await second.receive_batch(2) == [2, 4]
+        first.close()
+        first.close()  # twice is harmless
+        assert await second.receive() == 6
+        await second.aclose()  # 8 is left behind
+        with pytest.raises(RuntimeError, match="every reader has closed"):
+            system.receive("results")
+        await system.close("numbers")
+    assert system.status().actors["results"].dropped == {"no_reader": 1}
+
+
+async def test_receive_batch_is_empty_at_the_end() -> None:
+    async with af.open_system(pipe()) as system:
+        reader = system.receive("results")
+        await system.send("numbers", 1)
+        await system.close("numbers")
+        assert await reader.receive_batch() == [2]
+        assert await reader.receive_batch() == []
+        with pytest.raises(trio.EndOfChannel):
+            await reader.receive()

@@ -173,6 +173,20 @@ class Outlet(Sink):
             self._lost(channel.statistics().current_buffer_used)
         channel.close()
 
+    def _unread(self) -> None:
+        """The host can read no more (its asyncio block has ended): count what waits."""
+        if self._abandoned:
+            return
+        self._abandoned = True
+        channel = next(iter(self._open), self._items)
+        count = channel.statistics().current_buffer_used
+        if count:
+            self._bound()._drop(count, "unread")
+            self.log.warning("actor.dropped", port="in", reason="unread", count=count)
+        for reader in [*self._open, self._items]:
+            reader.close()
+        self._open.clear()
+
     def cleanup(self) -> None:
         self._send.close()
 
@@ -213,6 +227,11 @@ class OutletReader:
         if not self._closed:
             self._closed = True
             self._outlet._reader_closed(self._channel)
+
+    def _give_up(self, taken: int) -> None:
+        """Close, counting ``taken`` items that were received but never handed on."""
+        self._outlet._lost(taken)
+        self.close()
 
     async def aclose(self) -> None:
         self.close()

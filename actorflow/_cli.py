@@ -1,7 +1,7 @@
-"""The ``actorflow`` command line: run, validate, list modules, draw a graph.
+"""The ``actorflow`` command line: run, validate, list modules, draw a graph, read logs.
 
 Exit codes: 0 success, 1 the graph failed while running, 2 bad input (file, config,
-validation), 130 interrupted.
+validation, option values), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import _logfile
 from ._exceptions import (
     ActorflowError,
     GraphFileError,
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     graph_cmd = commands.add_parser("graph", help="print a graph file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    logs_cmd = commands.add_parser("logs", help="filter or follow a JSON-lines log")
+    _logfile.add_arguments(logs_cmd)
     return parser
 
 
@@ -81,6 +84,8 @@ def _dot(graph: Graph) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "logs":
+        return _logfile.command(args)
     try:
         if args.command == "modules":
             registry = Registry.discover()

@@ -1,0 +1,492 @@
+"""``actorflow logs``: read the JSON-lines logs of a run back, for people and for ``jq``.
+
+The log is read as data, never trusted: a line that is not a JSON object with an
+``event`` and an ISO 8601 ``timestamp`` is skipped and counted, and the count is
+reported at the end. Two ways to look at a log, both behind the same filters:
+
+- list the events (``--json``: the matching lines as they were);
+- ``--follow`` the file as it grows, like ``tail -F`` (truncation and rotation included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO, TextIO
+
+import attrs
+
+from ._logging import _LEVELS
+
+__all__ = [
+    "Event",
+    "Filter",
+    "Line",
+    "Skipped",
+    "Tail",
+    "add_arguments",
+    "command",
+    "events",
+    "follow",
+    "format_event",
+    "parse_time",
+    "read_all",
+]
+
+POLL_INTERVAL = 0.25
+"""Seconds between two looks at a followed file."""
+
+_LEVEL_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical"}
+_LAST_FIELDS = ("error", "exception")
+"""Fields printed after the others, so long error texts do not push the short ones."""
+_PLAIN = re.compile(r"[^\s\"'=]+")
+_DURATION = re.compile(r"-?((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+# -- reading lines -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Line:
+    """One line of the file, as bytes, with its 1-based number."""
+
+    number: int
+    raw: bytes
+
+
+@attrs.define
+class Tail:
+    """The complete lines of a file that may grow, be truncated or be replaced.
+
+    A line counts only once its newline is written, so a line caught half-written is
+    held back until the writer finishes it. A file that shrinks was truncated: it is
+    read again from the start. A path that names a new file was rotated: the old file is
+    read to its end, then the new one from its start.
+    """
+
+    path: str
+    _file: BinaryIO
+    _partial: bytes = b""
+    _number: int = 0
+
+    @classmethod
+    def open(cls, path: str) -> Tail:
+        """Open ``path`` for reading; raises ``OSError`` if it cannot be read."""
+        return cls(path, open(path, "rb"))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def poll(self) -> Iterator[Line]:
+        """The lines completed since the last poll."""
+        if os.fstat(self._file.fileno()).st_size < self._file.tell():
+            self._file.seek(0)
+            self._partial, self._number = b"", 0
+        yield from self._drain()
+        replacement = self._replacement()
+        if replacement is not None:
+            # The old file is finished: a line it left unterminated will not be completed.
+            rest = self.rest()
+            if rest is not None:
+                yield rest
+            self._file.close()
+            self._file, self._number = replacement, 0
+            yield from self._drain()
+
+    def rest(self) -> Line | None:
+        """The unterminated last line, taken as complete (the file has ended)."""
+        if not self._partial:
+            return None
+        self._number += 1
+        line = Line(self._number, self._partial)
+        self._partial = b""
+        return line
+
+    def _drain(self) -> Iterator[Line]:
+        for raw in self._file:
+            if not raw.endswith(b"\n"):
+                self._partial += raw
+                return
+            self._number += 1
+            yield Line(self._number, self._partial + raw)
+            self._partial = b""
+
+    def _replacement(self) -> BinaryIO | None:
+        try:
+            current = os.stat(self.path)
+            mine = os.fstat(self._file.fileno())
+            if (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                return None
+            return open(self.path, "rb")
+        except OSError:
+            # Moved away and not recreated yet: keep reading the old file.
+            return None
+
+
+def read_all(tail: Tail) -> Iterator[Line]:
+    """Every line of the file as it is now; an unterminated last line counts."""
+    yield from tail.poll()
+    rest = tail.rest()
+    if rest is not None:
+        yield rest
+
+
+def follow(
+    tail: Tail, *, wait: Callable[[], None], stop: Callable[[], bool] = lambda: False
+) -> Iterator[Line]:
+    """The file's lines, then each line it gains, until ``stop()`` is true.
+
+    ``wait()`` runs between two polls (it sleeps in the command; tests append to the
+    file there instead). An unterminated last line is never yielded: it may still be
+    being written.
+    """
+    while True:
+        yield from tail.poll()
+        if stop():
+            return
+        wait()
+
+
+# -- parsing events ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Event:
+    """One readable log line: its fields, and its timestamp as an aware UTC datetime."""
+
+    line: int
+    text: str
+    fields: dict[str, Any]
+    time: datetime
+
+    @property
+    def name(self) -> str:
+        name: str = self.fields["event"]
+        return name
+
+    @property
+    def level(self) -> str | None:
+        """The level's name, normalised (``warn`` is ``warning``), or ``None``."""
+        level = self.fields.get("level")
+        if not isinstance(level, str):
+            return None
+        level = level.lower()
+        return _LEVEL_ALIASES.get(level, level)
+
+    @property
+    def actor(self) -> str | None:
+        actor = self.fields.get("actor")
+        return actor if isinstance(actor, str) else None
+
+
+@attrs.define
+class Skipped:
+    """The unreadable lines met so far: how many, and the first one's number."""
+
+    count: int = 0
+    first: int | None = None
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = line
+
+    def report(self) -> str | None:
+        """The line for stderr, or ``None`` if every line was readable."""
+        if not self.count:
+            return None
+        lines = "line" if self.count == 1 else "lines"
+        return f"skipped {self.count} unreadable {lines} (first: line {self.first})"
+
+
+def _text(value: Any, default: str | None) -> str | None:
+    return value if isinstance(value, str) else default
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive means UTC: that is what actorflow writes."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _parse(line: Line) -> Event | None:
+    try:
+        text = line.raw.decode("utf-8").strip()
+        fields = json.loads(text)
+    # UnicodeDecodeError and JSONDecodeError are ValueErrors; deep nesting recurses.
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(fields, dict):
+        return None
+    name, stamp = fields.get("event"), fields.get("timestamp")
+    if not isinstance(name, str) or not isinstance(stamp, str):
+        return None
+    try:
+        moment = _utc(datetime.fromisoformat(stamp))
+    except (ValueError, OverflowError):  # overflow: an offset past year 1 or 9999
+        return None
+    return Event(line.number, text, fields, moment)
+
+
+def events(lines: Iterable[Line], skipped: Skipped) -> Iterator[Event]:
+    """The readable events among ``lines``; the others are counted in ``skipped``.
+
+    Blank lines are neither events nor counted.
+    """
+    for line in lines:
+        if not line.raw.strip():
+            continue
+        event = _parse(line)
+        if event is None:
+            skipped.add(line.number)
+        else:
+            yield event
+
+
+# -- filtering -----------------------------------------------------------------------
+
+
+def parse_time(text: str, *, now: datetime) -> datetime:
+    """A ``--since``/``--until`` value as an aware UTC datetime.
+
+    Accepts an ISO 8601 date (its midnight) or datetime (naive means UTC), or a
+    duration such as ``30s``, ``10m``, ``2h``, ``1d`` or ``1h30m``, meaning that long
+    before ``now``.
+
+    Raises:
+        ValueError: ``text`` is none of these.
+    """
+    text = text.strip()
+    duration = _DURATION.fullmatch(text)
+    try:
+        if duration is None:
+            return _utc(datetime.fromisoformat(text))
+        seconds = sum(
+            float(amount) * _UNITS[unit]
+            for amount, unit in _DURATION_PART.findall(duration.group(1))
+        )
+        return _utc(now) - timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is before year 1 or after year 9999") from None
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 date or datetime (2026-11-22, "
+            "2026-11-22T16:21:16Z) nor a duration (30s, 10m, 2h, 1d)"
+        ) from None
+
+
+def _time_option(text: str) -> datetime:
+    """argparse ``type=`` for ``--since``/``--until``: durations count back from now."""
+    try:
+        return parse_time(text, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _link_ends(link: str) -> tuple[str, ...]:
+    """The module names at both ends of ``"src.out -> dst.in"``."""
+    return tuple(end.strip().partition(".")[0] for end in link.split("->"))
+
+
+@attrs.frozen
+class Filter:
+    """Which events to show; an empty criterion lets everything through.
+
+    Attributes:
+        actors: Events whose ``actor`` or ``child`` is one of these, or whose ``link``
+            starts or ends at one of them.
+        events: Event names; ``actor.*``, ``actor.`` and ``act*`` are prefixes.
+        level: The lowest level shown; an event with no known level is then hidden.
+        since: The earliest timestamp shown (inclusive).
+        until: The latest timestamp shown (inclusive).
+    """
+
+    actors: frozenset[str] = frozenset()
+    events: tuple[str, ...] = ()
+    level: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(_LEVELS))
+    )
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __call__(self, event: Event) -> bool:
+        return (
+            (not self.actors or self._names_actor(event))
+            and (not self.events or any(_event_matches(p, event.name) for p in self.events))
+            and (self.level is None or self._high_enough(event))
+            and (self.since is None or event.time >= self.since)
+            and (self.until is None or event.time <= self.until)
+        )
+
+    def _names_actor(self, event: Event) -> bool:
+        fields = event.fields
+        if any(_text(fields.get(key), None) in self.actors for key in ("actor", "child")):
+            return True
+        link = fields.get("link")
+        return isinstance(link, str) and any(end in self.actors for end in _link_ends(link))
+
+    def _high_enough(self, event: Event) -> bool:
+        assert self.level is not None
+        level = event.level
+        return level in _LEVELS and _LEVELS[level] >= _LEVELS[self.level]
+
+
+def _event_matches(pattern: str, name: str) -> bool:
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    if pattern.endswith("."):
+        return name.startswith(pattern)
+    return name == pattern
+
+
+# -- the event list ------------------------------------------------------------------
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_event(event: Event) -> str:
+    """One event as an aligned line: time, level, actor, event, then ``key=value``.
+
+    Events about no actor (a link, a supervisor, the system) show ``-`` as the actor and
+    name their subject among the fields.
+    """
+    fields = event.fields
+    actor = "-" if "actor" not in fields else _value(fields["actor"])
+    skip = {"event", "level", "timestamp", "actor", *_LAST_FIELDS}
+    keys = [key for key in fields if key not in skip]
+    keys += [key for key in _LAST_FIELDS if key in fields]
+    pairs = " ".join(f"{key}={_value(fields[key])}" for key in keys)
+    level = event.level or "-"
+    return f"{_stamp(event.time)}  {level:<8} {actor:<16} {event.name:<24} {pairs}".rstrip()
+
+
+# -- the command ---------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``actorflow logs``."""
+    parser.add_argument("file", help="a JSON-lines log (actorflow run --log PATH)")
+    parser.add_argument(
+        "--actor",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only events about this actor: its own, as a supervisor's child, or at "
+        "either end of a link (repeatable)",
+    )
+    parser.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this event; 'actor.*' or 'actor.' selects a family (repeatable)",
+    )
+    parser.add_argument(
+        "--level",
+        type=str.lower,
+        choices=tuple(_LEVELS),
+        help="the lowest level shown (debug < info < warning < error < critical)",
+    )
+    for option, edge in (("--since", "earliest"), ("--until", "latest")):
+        parser.add_argument(
+            option,
+            type=_time_option,
+            metavar="TIME",
+            help=f"the {edge} time shown: an ISO 8601 date or datetime (UTC unless it "
+            "says otherwise) or a duration before now (30s, 10m, 2h, 1d)",
+        )
+    parser.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing events as the file grows, until Ctrl-C",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines: the matching events as they were",
+    )
+
+
+def _pause() -> None:
+    """Wait before looking at a followed file again (replaced by tests)."""
+    time.sleep(POLL_INTERVAL)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``actorflow logs``; returns the exit code.
+
+    0 success (also when ``--follow`` ends with Ctrl-C), 2 the file cannot be read,
+    130 interrupted (without ``--follow``).
+    """
+    out, err = sys.stdout, sys.stderr
+    selected = Filter(
+        actors=frozenset(args.actor),
+        events=tuple(args.event),
+        level=args.level,
+        since=args.since,
+        until=args.until,
+    )
+    skipped = Skipped()
+    try:
+        tail = Tail.open(args.file)
+    except OSError as exc:
+        print(f"error: {args.file}: cannot read it: {exc.strerror or exc}", file=err)
+        return 2
+    try:
+        with contextlib.closing(tail):
+            return _command(args, tail, selected, skipped, out, err)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other Unix tools do, and
+        # keep the interpreter's last flush of stdout from failing again.
+        with contextlib.suppress(OSError, ValueError):
+            descriptor = out.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, descriptor)
+            os.close(devnull)
+        return 0
+    except KeyboardInterrupt:
+        return 0 if args.follow else 130
+    except OSError as exc:
+        print(f"error: {args.file}: cannot read it: {exc.strerror or exc}", file=err)
+        return 2
+    finally:
+        report = skipped.report()
+        if report is not None:
+            print(report, file=err)
+
+
+def _command(
+    args: argparse.Namespace,
+    tail: Tail,
+    selected: Filter,
+    skipped: Skipped,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    def wait() -> None:
+        out.flush()
+        _pause()
+
+    lines = follow(tail, wait=wait) if args.follow else read_all(tail)
+    for event in filter(selected, events(lines, skipped)):
+        print(event.text if args.json else format_event(event), file=out)
+    return 0

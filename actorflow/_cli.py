@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     graph_cmd = commands.add_parser("graph", help="print a graph file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    logs_cmd = commands.add_parser("logs", help="filter or follow a JSON-lines log")
+    logs_cmd = commands.add_parser("logs", help="filter, follow or summarise a JSON-lines log")
     _logfile.add_arguments(logs_cmd)
     return parser
 

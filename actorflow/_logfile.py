@@ -2,10 +2,12 @@
 
 The log is read as data, never trusted: a line that is not a JSON object with an
 ``event`` and an ISO 8601 ``timestamp`` is skipped and counted, and the count is
-reported at the end. Two ways to look at a log, both behind the same filters:
+reported at the end. Three ways to look at a log, all behind the same filters:
 
 - list the events (``--json``: the matching lines as they were);
-- ``--follow`` the file as it grows, like ``tail -F`` (truncation and rotation included).
+- ``--follow`` the file as it grows, like ``tail -F`` (truncation and rotation included);
+- ``--summary``: per actor, state changes, restarts, errors, drops, dead letters and
+  throughput.
 """
 
 from __future__ import annotations
@@ -26,18 +28,22 @@ import attrs
 from ._logging import _LEVELS
 
 __all__ = [
+    "ActorSummary",
     "Event",
     "Filter",
     "Line",
     "Skipped",
+    "Summary",
     "Tail",
     "add_arguments",
     "command",
     "events",
     "follow",
     "format_event",
+    "format_summary",
     "parse_time",
     "read_all",
+    "summarise",
 ]
 
 POLL_INTERVAL = 0.25
@@ -378,6 +384,227 @@ def format_event(event: Event) -> str:
     return f"{_stamp(event.time)}  {level:<8} {actor:<16} {event.name:<24} {pairs}".rstrip()
 
 
+# -- the summary ---------------------------------------------------------------------
+
+
+@attrs.define
+class ActorSummary:
+    """What the log says about one actor."""
+
+    name: str
+    first: datetime | None = None
+    last: datetime | None = None
+    state: str | None = None
+    reason: str | None = None
+    state_changes: int = 0
+    restarts_logged: int = 0
+    """The highest ``restarts`` field of the actor's own events."""
+    restart_events: int = 0
+    """The ``supervisor.restarting`` events that named the actor."""
+    errors: int = 0
+    dead_letters: int = 0
+    drops: dict[str, int] = attrs.Factory(dict)
+    received: int | None = None
+    ended: bool = False
+
+    @property
+    def restarts(self) -> int:
+        return max(self.restarts_logged, self.restart_events)
+
+    @property
+    def lifetime(self) -> float | None:
+        if self.first is None or self.last is None:
+            return None
+        return (self.last - self.first).total_seconds()
+
+    @property
+    def throughput(self) -> float | None:
+        """Messages received per second over the observed lifetime."""
+        lifetime = self.lifetime
+        if self.received is None or not lifetime:
+            return None
+        return self.received / lifetime
+
+    def seen(self, moment: datetime) -> None:
+        if self.first is None or moment < self.first:
+            self.first = moment
+        if self.last is None or moment > self.last:
+            self.last = moment
+
+    def as_json(self, graph: str | None) -> dict[str, Any]:
+        return {
+            "graph": graph,
+            "actor": self.name,
+            "state": self.state,
+            "reason": self.reason,
+            "state_changes": self.state_changes,
+            "restarts": self.restarts,
+            "errors": self.errors,
+            "dead_letters": self.dead_letters,
+            "drops": self.drops,
+            "received": self.received,
+            "throughput": self.throughput,
+            "first": None if self.first is None else _stamp(self.first),
+            "last": None if self.last is None else _stamp(self.last),
+        }
+
+
+_HEADINGS = (
+    "actor",
+    "state",
+    "reason",
+    "changes",
+    "restarts",
+    "errors",
+    "dead letters",
+    "drops",
+    "received",
+    "msg/s",
+    "lifetime",
+)
+_ERRORS = frozenset({"actor.failed", "actor.cleanup_failed", "actor.stop_failed"})
+
+
+@attrs.define
+class Summary:
+    """Per-actor figures gathered from a stream of events."""
+
+    graph: str | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+    count: int = 0
+    actors: dict[str, ActorSummary] = attrs.Factory(dict)
+
+    def add(self, event: Event) -> None:
+        self.count += 1
+        if self.first is None or event.time < self.first:
+            self.first = event.time
+        if self.last is None or event.time > self.last:
+            self.last = event.time
+        fields = event.fields
+        if self.graph is None and isinstance(fields.get("graph"), str):
+            self.graph = fields["graph"]
+        name = event.name
+        if name == "system.heartbeat":
+            self._heartbeat(event)
+        elif name == "supervisor.restarting":
+            self._restarting(fields)
+        elif name in ("link.dropped", "link.dropping_stopped") and event.actor is None:
+            link = fields.get("link")
+            if isinstance(link, str):
+                self._dropped(self._actor(_link_ends(link)[-1]), fields)
+        actor = event.actor
+        if actor is not None:
+            self._actor_event(self._actor(actor), event)
+
+    def _actor(self, name: str) -> ActorSummary:
+        if name not in self.actors:
+            self.actors[name] = ActorSummary(name)
+        return self.actors[name]
+
+    def _actor_event(self, actor: ActorSummary, event: Event) -> None:
+        actor.seen(event.time)
+        fields, name = event.fields, event.name
+        restarts = fields.get("restarts")
+        if isinstance(restarts, int):
+            actor.restarts_logged = max(actor.restarts_logged, restarts)
+        if name == "actor.state":
+            actor.state = _text(fields.get("state"), actor.state)
+            if fields.get("state") != "created":
+                actor.state_changes += 1
+        elif name in _ERRORS:
+            actor.errors += 1
+        elif name == "actor.dead_letter":
+            actor.dead_letters += 1
+        elif name in ("actor.dropped", "link.dropped", "link.dropping_stopped"):
+            self._dropped(actor, fields)
+        elif name == "actor.ended":
+            actor.ended = True
+            actor.reason = _text(fields.get("reason"), actor.reason)
+            received, dead = fields.get("received"), fields.get("dead_lettered")
+            if isinstance(received, int):
+                actor.received = received
+            if isinstance(dead, int):
+                actor.dead_letters = max(actor.dead_letters, dead)
+
+    def _heartbeat(self, event: Event) -> None:
+        snapshot = event.fields.get("actors")
+        if not isinstance(snapshot, dict):
+            return
+        for name, figures in snapshot.items():
+            if not isinstance(figures, dict):
+                continue
+            actor = self._actor(name)
+            if actor.ended:
+                continue
+            # The last heartbeat is the freshest word on an actor still running.
+            actor.seen(event.time)
+            actor.state = _text(figures.get("state"), actor.state)
+            if isinstance(figures.get("received"), int):
+                actor.received = figures["received"]
+
+    def _restarting(self, fields: dict[str, Any]) -> None:
+        group = fields.get("group")
+        names = group if isinstance(group, list) else [fields.get("child")]
+        for name in names:
+            # A group may name nested supervisors too: only actors have rows.
+            if isinstance(name, str) and name in self.actors:
+                self.actors[name].restart_events += 1
+
+    @staticmethod
+    def _dropped(actor: ActorSummary, fields: dict[str, Any]) -> None:
+        count, reason = fields.get("count"), fields.get("reason")
+        if isinstance(count, int):
+            key = reason if isinstance(reason, str) else "unknown"
+            actor.drops[key] = actor.drops.get(key, 0) + count
+
+
+def summarise(events: Iterable[Event], actors: frozenset[str] = frozenset()) -> Summary:
+    """The summary of ``events``, keeping only the rows of ``actors`` if any are given."""
+    summary = Summary()
+    for event in events:
+        summary.add(event)
+    if actors:
+        summary.actors = {n: a for n, a in summary.actors.items() if n in actors}
+    return summary
+
+
+def format_summary(summary: Summary) -> list[str]:
+    """A header line (graph, time span, event count), then one aligned row per actor."""
+    graph = "?" if summary.graph is None else repr(summary.graph)
+    header = f"graph {graph}: {summary.count} events"
+    if summary.first is not None and summary.last is not None:
+        span = (summary.last - summary.first).total_seconds()
+        header += f" from {_stamp(summary.first)} to {_stamp(summary.last)} ({span:.3f}s)"
+    rows: list[tuple[str, ...]] = [_HEADINGS]
+    for actor in summary.actors.values():
+        drops = ",".join(f"{reason}={n}" for reason, n in sorted(actor.drops.items()))
+        rows.append(
+            (
+                actor.name,
+                actor.state or "-",
+                actor.reason or "-",
+                str(actor.state_changes),
+                str(actor.restarts),
+                str(actor.errors),
+                str(actor.dead_letters),
+                drops or "0",
+                "-" if actor.received is None else str(actor.received),
+                "-" if actor.throughput is None else f"{actor.throughput:.1f}",
+                "-" if actor.lifetime is None else f"{actor.lifetime:.3f}s",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [header]
+    for row in rows:
+        cells = [
+            cell.ljust(width) if column < 3 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
 # -- the command ---------------------------------------------------------------------
 
 
@@ -413,16 +640,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"the {edge} time shown: an ISO 8601 date or datetime (UTC unless it "
             "says otherwise) or a duration before now (30s, 10m, 2h, 1d)",
         )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "-f",
         "--follow",
         action="store_true",
         help="keep printing events as the file grows, until Ctrl-C",
     )
+    mode.add_argument(
+        "--summary",
+        action="store_true",
+        help="per actor: state changes, restarts, errors, drops, dead letters, throughput",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="JSON lines: the matching events as they were",
+        help="JSON lines: the matching events as they were, one object per actor (--summary)",
     )
 
 
@@ -482,6 +715,18 @@ def _command(
     out: TextIO,
     err: TextIO,
 ) -> int:
+    if args.summary:
+        everyone = attrs.evolve(selected, actors=frozenset())
+        summary = summarise(
+            filter(everyone, events(read_all(tail), skipped)), actors=selected.actors
+        )
+        if args.json:
+            for actor in summary.actors.values():
+                print(json.dumps(actor.as_json(summary.graph)), file=out)
+        else:
+            print("\n".join(format_summary(summary)), file=out)
+        return 0
+
     def wait() -> None:
         out.flush()
         _pause()

@@ -1,4 +1,4 @@
-"""``actorflow logs``: filter and follow the JSON-lines logs of a run."""
+"""``actorflow logs``: filter, follow and summarise the JSON-lines logs of a run."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ from actorflow._logfile import (
     events,
     follow,
     format_event,
+    format_summary,
     parse_time,
+    summarise,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,6 +353,7 @@ def test_parse_time_refuses_a_time_out_of_range(text: str) -> None:
         (["--since", "yesterday"], "argument --since: 'yesterday' is not an ISO 8601"),
         (["--until", "10x"], "argument --until: '10x' is not an ISO 8601"),
         (["--level", "loud"], "argument --level: invalid choice: 'loud'"),
+        (["--follow", "--summary"], "argument --summary: not allowed with argument -f/--follow"),
     ],
 )
 def test_bad_option_values_exit_2_naming_the_option(
@@ -376,7 +379,8 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
     assert out.startswith("usage: actorflow logs")
     for option in ("--actor", "--event", "--level", "--since", "--until", "--follow"):
         assert option in out
-    assert "--json" in out
+    for option in ("--summary", "--json"):
+        assert option in out
 
 
 # -- bad input -----------------------------------------------------------------------
@@ -409,6 +413,10 @@ def test_unreadable_lines_are_skipped_counted_and_reported_at_the_end(
     code, out, err = logs(capsys, path)
     assert code == 0
     assert event_names(out) == ["first", "second", "last"]
+    assert err == "skipped 10 unreadable lines (first: line 2)\n"
+    code, out, err = logs(capsys, path, "--summary")
+    assert code == 0
+    assert "3 events" in out
     assert err == "skipped 10 unreadable lines (first: line 2)\n"
 
 
@@ -536,6 +544,141 @@ def test_no_line_can_crash_any_view(raw: list[bytes]) -> None:
     for event in found:
         assert format_event(event).startswith(event.time.strftime("%Y-%m-%dT"))
         picky(event)
+    summary = summarise(found)
+    assert len(format_summary(summary)) == 2 + len(summary.actors)
+    for actor in summary.actors.values():
+        json.dumps(actor.as_json(summary.graph))
+
+
+# -- summary -------------------------------------------------------------------------
+
+
+def summary_rows(out: str) -> dict[str, dict[str, str]]:
+    """The summary table as {actor: {heading: cell}} (headings may hold one space)."""
+    lines = out.splitlines()
+    headings = lines[1].replace("dead letters", "dead_letters").split()
+    return {row.split()[0]: dict(zip(headings, row.split(), strict=True)) for row in lines[2:]}
+
+
+def test_summary_of_a_real_run_counts_restarts_errors_and_dead_letters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--summary has a header (graph, span, events) and one row per actor with its final
+    state and reason, restarts, errors, dead letters and messages received."""
+    path = flaky_run(tmp_path)
+    expected = records(path)
+    code, out, err = logs(capsys, path, "--summary")
+    assert (code, err) == (0, "")
+    header = out.splitlines()[0]
+    assert header.startswith(f"graph 'flaky': {len(expected)} events from ")
+    assert f"from {expected[0]['timestamp']} to {expected[-1]['timestamp']}" in header
+    rows = summary_rows(out)
+    assert list(rows) == ["src", "flaky", "sink"]
+    flaky = rows["flaky"]
+    assert (flaky["state"], flaky["reason"]) == ("terminated", "normal")
+    assert (flaky["restarts"], flaky["errors"], flaky["dead_letters"]) == ("1", "1", "1")
+    assert (flaky["received"], flaky["drops"]) == ("6", "0")
+    assert rows["sink"]["received"] == "5"
+    assert rows["sink"]["restarts"] == "0"
+    assert float(rows["sink"]["msg/s"]) > 0
+
+
+def test_summary_json_is_one_object_per_actor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--summary --json prints one JSON object per actor, with the same figures, and
+    a throughput equal to received over the actor's first-to-last-event lifetime."""
+    path = flaky_run(tmp_path)
+    code, out, _ = logs(capsys, path, "--summary", "--json")
+    assert code == 0
+    rows = {row["actor"]: row for row in map(json.loads, out.splitlines())}
+    assert set(rows) == {"src", "flaky", "sink"}
+    flaky = rows["flaky"]
+    assert flaky["graph"] == "flaky"
+    assert (flaky["restarts"], flaky["errors"], flaky["dead_letters"]) == (1, 1, 1)
+    assert flaky["received"] == 6
+    own = [e for e in records(path) if e.get("actor") == "flaky"]
+    assert (flaky["first"], flaky["last"]) == (own[0]["timestamp"], own[-1]["timestamp"])
+    lifetime = (
+        datetime.fromisoformat(flaky["last"]) - datetime.fromisoformat(flaky["first"])
+    ).total_seconds()
+    assert flaky["throughput"] == pytest.approx(6 / lifetime)
+
+
+def test_summary_sums_drops_by_reason_and_reads_heartbeats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Drops are summed by reason (a link's drops count for the actor that logged them,
+    else for the link's consumer); errors include cleanup failures; a running actor's
+    received count and state come from the last heartbeat, which ends its observed
+    lifetime; --actor picks rows, and heartbeats still feed them."""
+    path = write(
+        tmp_path / "run.jsonl",
+        event("system.starting", 0, graph="plant", actors=2),
+        event("actor.state", 0, actor="a", state="created", kind="source"),
+        event("actor.state", 0, actor="b", state="created", kind="sink"),
+        event("actor.state", 0, actor="c", state="created", kind="sink"),
+        event("actor.dropped", 1, level="warning", actor="a", reason="unconnected", count=3),
+        event("link.dropping_stopped", 1, link="a.out -> b.in", reason="overflow", count=5),
+        event("link.dropped", 1, actor="b", link="a.out -> b.in", reason="shutdown", count=2),
+        event("link.dropped", 2, link="a.out -> b.in", reason="shutdown", count=4),
+        event("actor.failed", 2, level="error", actor="b", phase="run", error="E"),
+        event("actor.cleanup_failed", 2, level="error", actor="b", phase="cleanup", error="C"),
+        event("supervisor.restarting", 2, supervisor="plant", child="b", group=["b", "g"]),
+        event("actor.ended", 3, actor="b", reason="failed", received=9, restarts=0),
+        event(
+            "system.heartbeat",
+            4,
+            graph="plant",
+            actors={
+                "a": {"state": "running", "received": 0, "mailbox_depth": 0},
+                "b": {"state": "invalid", "received": 1000, "mailbox_depth": 0},
+            },
+        ),
+        event(
+            "system.heartbeat",
+            5,
+            graph="plant",
+            actors={"a": {"state": "blocked", "received": 100}, "b": "garbage"},
+        ),
+    )
+    code, out, _ = logs(capsys, path, "--summary", "--json")
+    assert code == 0
+    rows = {row["actor"]: row for row in map(json.loads, out.splitlines())}
+    assert rows["a"]["drops"] == {"unconnected": 3}
+    assert rows["a"]["state"] == "blocked"
+    assert rows["a"]["received"] == 100
+    assert rows["a"]["throughput"] == pytest.approx(100 / 5)
+    assert rows["b"]["drops"] == {"overflow": 5, "shutdown": 6}
+    assert rows["b"]["errors"] == 2
+    assert rows["b"]["restarts"] == 1
+    assert (rows["b"]["state"], rows["b"]["reason"], rows["b"]["received"]) == (
+        "created",
+        "failed",
+        9,
+    )
+    assert rows["b"]["throughput"] == pytest.approx(9 / 3)
+    assert "g" not in rows
+    assert (rows["c"]["received"], rows["c"]["throughput"]) == (None, None)
+    code, out, _ = logs(capsys, path, "--summary", "--actor", "a")
+    rows_text = summary_rows(out)
+    assert list(rows_text) == ["a"]
+    assert rows_text["a"]["drops"] == "unconnected=3"
+    assert rows_text["a"]["msg/s"] == "20.0"
+    assert out.splitlines()[0].startswith("graph 'plant': 14 events from ")
+    _, out, _ = logs(capsys, path, "--summary", "--actor", "c")
+    assert summary_rows(out)["c"]["msg/s"] == "-"
+    assert summary_rows(out)["c"]["lifetime"] == "0.000s"
+
+
+def test_summary_of_a_log_with_no_events_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty log still gets a header, with no graph name, and exit 0."""
+    path = write(tmp_path / "run.jsonl")
+    code, out, _ = logs(capsys, path, "--summary")
+    assert code == 0
+    assert out.splitlines()[0] == "graph ?: 0 events"
 
 
 # -- follow --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The ``actorflow`` command line: run, validate, list modules, draw a graph, read logs.
 
-Exit codes: 0 success, 1 the graph failed while running, 2 bad input (file, config,
-validation, option values), 130 interrupted.
+Exit codes: 0 success, 1 the graph failed while running (``logs --trace``: no event
+mentions the message), 2 bad input (file, config, validation, option values),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     graph_cmd = commands.add_parser("graph", help="print a graph file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    logs_cmd = commands.add_parser("logs", help="filter, follow or summarise a JSON-lines log")
+    logs_cmd = commands.add_parser(
+        "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
+    )
     _logfile.add_arguments(logs_cmd)
     return parser
 

@@ -2,12 +2,13 @@
 
 The log is read as data, never trusted: a line that is not a JSON object with an
 ``event`` and an ISO 8601 ``timestamp`` is skipped and counted, and the count is
-reported at the end. Three ways to look at a log, all behind the same filters:
+reported at the end. Four ways to look at a log, all behind the same filters:
 
 - list the events (``--json``: the matching lines as they were);
 - ``--follow`` the file as it grows, like ``tail -F`` (truncation and rotation included);
 - ``--summary``: per actor, state changes, restarts, errors, drops, dead letters and
-  throughput.
+  throughput;
+- ``--trace ID``: the hops of one ``Data`` item, from debug-level ``message.*`` events.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ActorSummary",
     "Event",
     "Filter",
+    "Hop",
     "Line",
     "Skipped",
     "Summary",
@@ -41,9 +43,11 @@ __all__ = [
     "follow",
     "format_event",
     "format_summary",
+    "format_trace",
     "parse_time",
     "read_all",
     "summarise",
+    "trace",
 ]
 
 POLL_INTERVAL = 0.25
@@ -605,6 +609,81 @@ def format_summary(summary: Summary) -> list[str]:
     return lines
 
 
+# -- the trace of one message --------------------------------------------------------
+
+
+@attrs.frozen
+class Hop:
+    """One event in a message's life, ``offset`` seconds after its first."""
+
+    offset: float
+    event: Event
+    what: str
+
+    def as_json(self, message_id: str) -> dict[str, Any]:
+        fields = {
+            key: value
+            for key, value in self.event.fields.items()
+            if key not in ("message_ids", "message_id", "level", "timestamp", "event", "actor")
+        }
+        return {
+            "message_id": message_id,
+            "offset": self.offset,
+            "timestamp": _stamp(self.event.time),
+            "actor": self.event.actor,
+            "event": self.event.name,
+            "what": self.what,
+            **fields,
+        }
+
+
+def _mentions(event: Event, message_id: str) -> bool:
+    fields = event.fields
+    if fields.get("message_id") == message_id:
+        return True
+    ids = fields.get("message_ids")
+    return isinstance(ids, list) and message_id in ids
+
+
+def _what(event: Event) -> str:
+    fields, name = event.fields, event.name
+    if name == "message.sent":
+        return f"sent on port {fields.get('port')}"
+    if name == "message.received":
+        return f"received from link {fields.get('link')}"
+    if name == "actor.failed":
+        return f"failed: {fields.get('error')}"
+    if name == "actor.dead_letter":
+        attempts = fields.get("attempts")
+        tries = "attempt" if attempts == 1 else "attempts"
+        return f"dead-lettered after {attempts} {tries}: {fields.get('error')}"
+    skip = {"event", "level", "timestamp", "actor", "message_id", "message_ids"}
+    pairs = " ".join(f"{key}={_value(value)}" for key, value in fields.items() if key not in skip)
+    return f"{name} {pairs}".rstrip()
+
+
+def trace(events: Iterable[Event], message_id: str) -> list[Hop]:
+    """Every event that mentions ``message_id``, in file order, timed from the first."""
+    mentions = [event for event in events if _mentions(event, message_id)]
+    if not mentions:
+        return []
+    start = mentions[0].time
+    return [Hop((event.time - start).total_seconds(), event, _what(event)) for event in mentions]
+
+
+def format_trace(message_id: str, hops: list[Hop]) -> list[str]:
+    """A header line, then one aligned line per hop: offset, actor, what happened."""
+    span = hops[-1].offset
+    header = (
+        f"message {message_id}: {len(hops)} events "
+        f"from {_stamp(hops[0].event.time)} over {span:.6f}s"
+    )
+    width = max(len(hop.event.actor or "-") for hop in hops)
+    return [header] + [
+        f"{hop.offset:+.6f}s  {(hop.event.actor or '-'):<{width}}  {hop.what}" for hop in hops
+    ]
+
+
 # -- the command ---------------------------------------------------------------------
 
 
@@ -652,10 +731,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="per actor: state changes, restarts, errors, drops, dead letters, throughput",
     )
+    mode.add_argument(
+        "--trace",
+        metavar="MESSAGE_ID",
+        help="the timeline of one message (needs a log written at --log-level debug)",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="JSON lines: the matching events as they were, one object per actor (--summary)",
+        help="JSON lines: the matching events as they were, one object per actor "
+        "(--summary) or per hop (--trace)",
     )
 
 
@@ -667,8 +752,8 @@ def _pause() -> None:
 def command(args: argparse.Namespace) -> int:
     """Run ``actorflow logs``; returns the exit code.
 
-    0 success (also when ``--follow`` ends with Ctrl-C), 2 the file cannot be read,
-    130 interrupted (without ``--follow``).
+    0 success (also when ``--follow`` ends with Ctrl-C), 1 ``--trace`` found nothing,
+    2 the file cannot be read, 130 interrupted (without ``--follow``).
     """
     out, err = sys.stdout, sys.stderr
     selected = Filter(
@@ -725,6 +810,21 @@ def _command(
                 print(json.dumps(actor.as_json(summary.graph)), file=out)
         else:
             print("\n".join(format_summary(summary)), file=out)
+        return 0
+    if args.trace is not None:
+        hops = trace(filter(selected, events(read_all(tail), skipped)), args.trace)
+        if not hops:
+            print(
+                f"no event mentions message id {args.trace} "
+                "(was the run logged at --log-level debug?)",
+                file=err,
+            )
+            return 1
+        if args.json:
+            for hop in hops:
+                print(json.dumps(hop.as_json(args.trace)), file=out)
+        else:
+            print("\n".join(format_trace(args.trace, hops)), file=out)
         return 0
 
     def wait() -> None:

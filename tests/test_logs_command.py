@@ -1,4 +1,4 @@
-"""``actorflow logs``: filter, follow and summarise the JSON-lines logs of a run."""
+"""``actorflow logs``: filter, follow, summarise and trace the JSON-lines logs of a run."""
 
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ from actorflow._logfile import (
     follow,
     format_event,
     format_summary,
+    format_trace,
     parse_time,
     summarise,
+    trace,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -354,6 +356,7 @@ def test_parse_time_refuses_a_time_out_of_range(text: str) -> None:
         (["--until", "10x"], "argument --until: '10x' is not an ISO 8601"),
         (["--level", "loud"], "argument --level: invalid choice: 'loud'"),
         (["--follow", "--summary"], "argument --summary: not allowed with argument -f/--follow"),
+        (["--summary", "--trace", "x"], "argument --trace: not allowed with argument --summary"),
     ],
 )
 def test_bad_option_values_exit_2_naming_the_option(
@@ -379,7 +382,7 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
     assert out.startswith("usage: actorflow logs")
     for option in ("--actor", "--event", "--level", "--since", "--until", "--follow"):
         assert option in out
-    for option in ("--summary", "--json"):
+    for option in ("--summary", "--trace", "--json"):
         assert option in out
 
 
@@ -548,6 +551,11 @@ def test_no_line_can_crash_any_view(raw: list[bytes]) -> None:
     assert len(format_summary(summary)) == 2 + len(summary.actors)
     for actor in summary.actors.values():
         json.dumps(actor.as_json(summary.graph))
+    hops = trace(found, "m1")
+    if hops:
+        assert len(format_trace("m1", hops)) == 1 + len(hops)
+        for hop in hops:
+            json.dumps(hop.as_json("m1"))
 
 
 # -- summary -------------------------------------------------------------------------
@@ -679,6 +687,88 @@ def test_summary_of_a_log_with_no_events_says_so(
     code, out, _ = logs(capsys, path, "--summary")
     assert code == 0
     assert out.splitlines()[0] == "graph ?: 0 events"
+
+
+# -- trace ---------------------------------------------------------------------------
+
+
+def first_sent_id(path: Path, actor: str) -> str:
+    sent = next(e for e in records(path) if e["event"] == "message.sent" and e["actor"] == actor)
+    message_id: str = sent["message_ids"][0]
+    return message_id
+
+
+def test_trace_follows_one_message_from_source_to_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--trace ID prints each hop of one message, timed from the first, naming the actor
+    and the port it was sent on or the link it was received from."""
+    path = traced_run(tmp_path)
+    message_id = first_sent_id(path, "src")
+    code, out, err = logs(capsys, path, "--trace", message_id)
+    assert (code, err) == (0, "")
+    header, *hops = out.splitlines()
+    assert header.startswith(f"message {message_id}: 4 events from ")
+    assert [hop.split(None, 1)[1] for hop in hops] == [
+        "src     sent on port out",
+        "double  received from link src.out -> double.in",
+        "double  sent on port out",
+        "sink    received from link double.out -> sink.in",
+    ]
+    offsets = [float(hop.split()[0].removesuffix("s")) for hop in hops]
+    assert hops[0].startswith("+0.000000s")
+    assert offsets == sorted(offsets)
+
+
+def test_trace_of_a_failing_message_shows_the_failure_and_the_dead_letter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The item that made an actor fail ends in a dead letter and a failure; with --json
+    each hop is one object with its offset, actor, event and what happened."""
+    path = flaky_run(tmp_path)
+    dead = next(e for e in records(path) if e["event"] == "actor.dead_letter")
+    code, out, _ = logs(capsys, path, "--trace", dead["message_id"], "--json")
+    assert code == 0
+    hops = [json.loads(line) for line in out.splitlines()]
+    assert [(h["actor"], h["what"]) for h in hops] == [
+        ("src", "sent on port out"),
+        ("flaky", "received from link src.out -> flaky.in"),
+        ("flaky", "dead-lettered after 1 attempt: ValueError: bad reading 3"),
+        ("flaky", "failed: ValueError: bad reading 3"),
+    ]
+    assert hops[0]["offset"] == 0.0
+    assert hops[-1]["event"] == "actor.failed"
+    assert hops[-1]["phase"] == "run"
+    assert {h["message_id"] for h in hops} == {dead["message_id"]}
+    assert all("message_ids" not in h for h in hops)
+
+
+def test_trace_describes_other_events_by_their_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event of another kind that names the message is shown with its fields."""
+    path = write(
+        tmp_path / "run.jsonl",
+        event("actor.dead_letter", 0, actor="a", message_id="m1", attempts=3, error="E"),
+        event("custom.note", 0.5, message_id="m1", note="seen twice"),
+    )
+    _, out, _ = logs(capsys, path, "--trace", "m1")
+    assert out.splitlines()[1:] == [
+        "+0.000000s  a  dead-lettered after 3 attempts: E",
+        '+0.500000s  -  custom.note note="seen twice"',
+    ]
+
+
+def test_trace_of_an_unknown_id_exits_1_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No event mentions the id (or the run was logged at info): exit 1, a hint on stderr."""
+    path = logged_run(tmp_path / "info.jsonl", af.Graph(name="empty"), level="info")
+    code, out, err = logs(capsys, path, "--trace", "abc-1")
+    assert (code, out) == (1, "")
+    assert err == (
+        "no event mentions message id abc-1 (was the run logged at --log-level debug?)\n"
+    )
 
 
 # -- follow --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The ``actorflow`` command line: run, validate, list modules, draw a graph.
+"""The ``actorflow`` command line: run, validate, list modules, draw a graph, read logs.
 
-Exit codes: 0 success, 1 the graph failed while running, 2 bad input (file, config,
-validation), 130 interrupted.
+Exit codes: 0 success, 1 the graph failed while running (``logs --trace``: no event
+mentions the message), 2 bad input (file, config, validation, option values),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import _logfile
 from ._exceptions import (
     ActorflowError,
     GraphFileError,
@@ -49,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     graph_cmd = commands.add_parser("graph", help="print a graph or job file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph or job file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    logs_cmd = commands.add_parser(
+        "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
+    )
+    _logfile.add_arguments(logs_cmd)
     return parser
 
 
@@ -113,6 +119,8 @@ def _run_job(job: Job) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "logs":
+        return _logfile.command(args)
     try:
         if args.command == "modules":
             registry = Registry.discover()

@@ -160,7 +160,7 @@ def test_graph_prints_mermaid_or_dot(project: Path, fmt: str, fragment: str) -> 
 
 def test_help_is_everywhere(project: Path) -> None:
     """Every command answers --help."""
-    for command in ([], ["run"], ["validate"], ["modules"], ["graph"]):
+    for command in ([], ["run"], ["validate"], ["modules"], ["graph"], ["logs"]):
         result = actorflow(project, *command, "--help")
         assert result.returncode == 0
         assert "usage: actorflow" in result.stdout

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +30,7 @@ def run_example(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
 def test_every_example_is_covered_here() -> None:
     """A new example must get a test in this file."""
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "aio_service.py",
         "encode_job.py",
         "interactive_threshold.py",
         "progressive_stats.py",
@@ -176,4 +180,79 @@ def test_ctrl_c_stops_the_graph_in_order_with_cleanup() -> None:
         "cleanup: show",
         "interrupted: stopped in order",
     ]
+    assert "Traceback" not in err
+
+
+def request(port: int, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, body=payload)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def service() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    child = subprocess.Popen(
+        [sys.executable, "examples/aio_service.py", "--port", "0", "--limit", "30"],
+        cwd=EXAMPLES.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), child.stderr.read()
+        yield child, int(line.rsplit(":", 1)[1])
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_aio_service_serves_a_graph_over_real_http(
+    service: tuple[subprocess.Popen[str], int],
+) -> None:
+    """Readings POSTed over HTTP flow through the graph inside asyncio; alerts come back
+    on a long poll; the status shows what the stats module reports; a shutdown drains
+    the graph and ends the service."""
+    child, port = service
+    readings = [("t1", 21.0), ("t2", 31.5), ("t1", 23.0), ("t2", 35.0), ("t1", 19.0)]
+    ids = []
+    for sensor, celsius in readings:
+        status, answer = request(port, "POST", "/readings", {"sensor": sensor, "celsius": celsius})
+        assert status == 202
+        ids.append(answer["id"])
+    status, alerts = request(port, "GET", "/alerts?wait=2")
+    assert status == 200
+    assert [(a["sensor"], a["celsius"], a["id"]) for a in alerts] == [
+        ("t2", 31.5, ids[1]),
+        ("t2", 35.0, ids[3]),
+    ]
+    assert request(port, "POST", "/readings", {"celsius": 3})[0] == 400
+    assert request(port, "GET", "/nowhere")[0] == 404
+    status, final = request(port, "POST", "/shutdown")
+    assert status == 200
+    assert final["actors"]["stats"]["received"] == 5
+    assert final["actors"]["stats"]["info"] == {"t1": 21.0, "t2": 33.25}
+    assert final["actors"]["stats"]["task"] == "averaging"
+    assert final["dropped"] == 0
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert out.strip() == "done: 2 alerts"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_aio_service_ctrl_c_cancels_the_graph_and_exits_130(
+    service: tuple[subprocess.Popen[str], int],
+) -> None:
+    child, port = service
+    assert request(port, "GET", "/status")[1]["state"] == "running"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "interrupted: the graph was cancelled and cleaned up" in out
     assert "Traceback" not in err

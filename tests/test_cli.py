@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import actorflow
+
+CHECKOUT = Path(actorflow.__file__).resolve().parent.parent
+"""The actorflow under test, put on the subprocess's path before any installed copy."""
+
 PLANT = """
 from typing import ClassVar
 import actorflow as af
@@ -69,7 +74,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def actorflow(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(project)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(CHECKOUT)])}
     return subprocess.run(
         [sys.executable, "-m", "actorflow", *args],
         cwd=project,

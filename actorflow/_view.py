@@ -165,7 +165,10 @@ def _short(value: Any) -> str:
 
 
 def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = None) -> list[Row]:
-    """One row per actor of ``status``, in the system's order, with its rate if known."""
+    """One row per actor of ``status``, in the system's order, with its rate if known.
+
+    An actor that has ended shows no rate: its smoothed rate only decays towards zero.
+    """
     rates = rates or {}
     return [
         Row(
@@ -174,7 +177,7 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
             task=actor.task,
             detail=None if actor.blocked_on is None else f"on {actor.blocked_on}",
             progress=actor.progress,
-            rate=rates.get(name),
+            rate=None if actor.state.is_final else rates.get(name),
             depth=actor.mailbox_depth,
             restarts=actor.restarts,
             errors=actor.errors,

@@ -202,14 +202,18 @@ def test_rows_from_status_takes_every_actor_in_order_with_its_rate() -> None:
 
 
 def test_render_status_is_the_header_and_rows_of_one_snapshot() -> None:
-    """A snapshot is drawn with its graph, state, total drops and each actor's rate."""
+    """A snapshot is drawn with its graph, state, total drops and the rates of the actors
+    still going; an actor that has ended shows none."""
     status = snapshot(
+        actor("reader", kind="source"),
         actor("sink", state=af.ActorState.TERMINATED, dropped={"failed": 2}),
-        state=af.SystemState.DONE,
+        state=af.SystemState.STOPPING,
     )
-    out = plain(draw(render_status(status, 2.0, {"sink": 40.0})))
-    assert out.splitlines()[0].split() == ["plant", "done", "elapsed", "00:02", "dropped", "2"]
-    assert "40.0/s" in out
+    out = plain(draw(render_status(status, 2.0, {"reader": 40.0, "sink": 30.0})))
+    lines = out.splitlines()
+    assert lines[0].split() == ["plant", "stopping", "elapsed", "00:02", "dropped", "2"]
+    assert "40.0/s" in next(line for line in lines if line.startswith("reader"))
+    assert "/s" not in next(line for line in lines if line.startswith("sink"))
 
 
 # -- rates -------------------------------------------------------------------------------
@@ -323,13 +327,17 @@ async def test_the_final_frame_shows_the_system_ended_and_every_actor_terminated
         nursery.cancel_scope.cancel()
     drawn = frames(out, "ticking")
     assert len(drawn) >= 9  # 0, 0.25, ... 2.0 s, then the end
-    assert "running" in drawn[0]
+    running = next(line for line in drawn[-2].splitlines() if line.startswith("sink"))
+    assert "running" in running or "blocked" in running
+    rate = re.search(r"([0-9.]+)/s", running)
+    assert rate is not None, running
+    assert float(rate.group(1)) == pytest.approx(10, rel=0.2)  # ten ticks a second
     last = drawn[-1]
     assert last.splitlines()[0].split()[:2] == ["ticking", "done"]
     for name in ("ticks", "plus", "sink"):
         row = next(line for line in last.splitlines() if line.startswith(name))
         assert "terminated" in row
-        assert "/s" in row  # each one has a measured rate
+        assert "/s" not in row  # an ended actor has no rate
 
 
 async def test_live_view_refuses_a_refresh_that_is_not_positive() -> None:

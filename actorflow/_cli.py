@@ -7,8 +7,14 @@ validation), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import TextIO
+
+import trio
+from rich.console import Console
 
 from ._exceptions import (
     ActorflowError,
@@ -21,7 +27,10 @@ from ._graph import Graph
 from ._graphfile import load_graph
 from ._logging import configure_logging
 from ._registry import Registry
-from ._system import run
+from ._settings import Settings
+from ._status import SystemStatus
+from ._system import _single, open_system
+from ._view import view_status
 
 __all__ = ["main"]
 
@@ -39,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
+    )
+    run_cmd.add_argument(
+        "--view",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a live table of the actors while the graph runs "
+        "(default: on when stdout is a terminal and TERM is not 'dumb')",
     )
     validate_cmd = commands.add_parser("validate", help="check a graph file without running it")
     validate_cmd.add_argument("file", help="the graph file (TOML)")
@@ -78,6 +94,38 @@ def _dot(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def _view_by_default(stdout: TextIO, environ: Mapping[str, str]) -> bool:
+    """The view is for people at a terminal: off when piped, redirected or TERM=dumb."""
+    return stdout.isatty() and environ.get("TERM") != "dumb"
+
+
+def _run(graph: Graph, settings: Settings, view: bool) -> SystemStatus:
+    """Run the graph to its end under trio, with the live view beside it if asked.
+
+    The view outlives the system by a moment, so its last frame shows the end state
+    (every actor terminated); it is closed, and the cursor restored, before this returns
+    or raises, so what is printed next starts on a clean line.
+    """
+
+    async def main() -> SystemStatus:
+        async with trio.open_nursery() as nursery:
+            async with open_system(graph, settings) as system:
+                if view:
+                    console = Console(force_terminal=True)
+                    nursery.start_soon(partial(view_status, system.status, console))
+            nursery.cancel_scope.cancel()
+        return system.status()
+
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
@@ -101,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.log:
             configure_logging(format="json", level=args.log_level, file=args.log)
-        status = run(graph, settings)
+        view = args.view if args.view is not None else _view_by_default(sys.stdout, os.environ)
+        status = _run(graph, settings, view)
     except (GraphFileError, RegistryError, InitializationError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT

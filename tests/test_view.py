@@ -1,11 +1,19 @@
-"""The live view: rows drawn from status snapshots, smoothed rates, the refresh loop."""
+"""The live view: rows drawn from status snapshots, smoothed rates, the refresh loop, and
+``actorflow run`` with and without it, piped and at a real pseudo-terminal."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import re
+import select
+import subprocess
+import sys
+import textwrap
+import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -14,8 +22,11 @@ import trio
 import trio.testing
 from rich.console import Console
 from sample_modules import Add, Collect, Forever
+from test_cli import CHECKOUT
+from test_cli import actorflow as run_actorflow
 
 import actorflow as af
+from actorflow._cli import _view_by_default
 from actorflow._view import (
     Header,
     Rates,
@@ -345,3 +356,225 @@ async def test_live_view_refuses_a_refresh_that_is_not_positive() -> None:
     console = Console(file=io.StringIO(), force_terminal=True)
     with pytest.raises(ValueError, match="refresh"):
         await live_view(lambda elapsed: "", console, refresh=0)
+
+
+# -- the command line --------------------------------------------------------------------
+
+TICKS = """
+from typing import ClassVar
+import trio
+import actorflow as af
+
+class Ticks(af.Source):
+    outputs: ClassVar = {"out": int}
+    def __init__(self, count: int) -> None:
+        self.count = count  # -1: never ends
+    async def start(self) -> None:
+        n = 0
+        while self.active and n != self.count:
+            await self.emit(n)
+            n += 1
+            self.set_progress(n)
+            await trio.sleep(0.01)
+    def cleanup(self) -> None:
+        print(f"cleanup {self.name}", flush=True)
+
+class Frames(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+    def process(self, data: int) -> int:
+        self.set_info(frame=data % 10 + 1, frames=10)
+        self.set_progress(data % 10 + 1, 10)
+        return data
+    def cleanup(self) -> None:
+        print(f"cleanup {self.name}", flush=True)
+
+class Keep(af.Sink):
+    inputs: ClassVar = {"in": int}
+    def consume(self, data: int) -> None:
+        pass
+    def cleanup(self) -> None:
+        print(f"cleanup {self.name}", flush=True)
+"""
+
+TICKS_GRAPH = """
+[graph]
+name = "ticking"
+
+[modules.ticks]
+module = "ticks"
+config = {{ count = {count} }}
+
+[modules.frames]
+module = "frames"
+
+[modules.keep]
+module = "keep"
+
+[[links]]
+from = "ticks"
+to = "frames"
+
+[[links]]
+from = "frames"
+to = "keep"
+"""
+
+CLEANUPS = ("cleanup ticks", "cleanup frames", "cleanup keep")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project whose graph ``short.toml`` ends by itself and ``endless.toml`` never does."""
+    (tmp_path / "ticking.py").write_text(TICKS)
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [tool.actorflow.modules]
+            ticks = "ticking:Ticks"
+            frames = "ticking:Frames"
+            keep = "ticking:Keep"
+            """
+        )
+    )
+    (tmp_path / "short.toml").write_text(TICKS_GRAPH.format(count=20))
+    (tmp_path / "endless.toml").write_text(TICKS_GRAPH.format(count=-1))
+    return tmp_path
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("tty", "term", "on"),
+    [
+        (True, "xterm-256color", True),
+        (True, None, True),
+        (True, "dumb", False),
+        (False, "xterm-256color", False),
+    ],
+)
+def test_the_view_is_on_by_default_only_at_a_terminal_that_can_draw_it(
+    tty: bool, term: str | None, on: bool
+) -> None:
+    """Piped, redirected or in CI (no terminal), or with TERM=dumb, there is no view."""
+    environ = {} if term is None else {"TERM": term}
+    assert _view_by_default(Stream(tty), environ) is on
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-view",)])
+def test_run_piped_prints_no_escape_sequences_and_still_the_summary(
+    project: Path, flags: tuple[str, ...]
+) -> None:
+    """Without a terminal the view is off: plain lines a script or CI log can read."""
+    result = run_actorflow(project, "run", "short.toml", *flags)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x1b" not in result.stderr
+    assert "elapsed" not in result.stdout  # no view header
+    assert "graph 'ticking' done, dropped=0" in result.stdout
+    assert "keep  terminated" in result.stdout
+    for line in CLEANUPS:
+        assert line in result.stdout
+
+
+def test_view_forced_on_a_pipe_draws_the_view_then_the_summary(project: Path) -> None:
+    """--view draws on any stdout; the summary follows the closed view, cursor shown."""
+    result = run_actorflow(project, "run", "short.toml", "--view")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    summary = out.index("graph 'ticking' done, dropped=0")
+    view = out[:summary]
+    assert "\x1b[?25l" in view  # the cursor was hidden while drawing
+    assert view.rindex("\x1b[?25h") > view.rindex("\x1b[?25l")  # and shown before the summary
+    last_frame = plain(view[view.rindex("ticking") :])
+    assert last_frame.splitlines()[0].split()[:2] == ["ticking", "done"]
+    for name in ("ticks", "frames", "keep"):
+        assert re.search(rf"^{name} .*terminated", last_frame, re.MULTILINE), last_frame
+    for line in CLEANUPS:
+        assert line in plain(out)
+
+
+def read_until(fd: int, seen: bytearray, wanted: bytes | None, deadline: float) -> bool:
+    """Read ``fd`` into ``seen`` until ``wanted`` appears (or, for ``None``, until the
+    other side closes); False if the deadline passes first."""
+    while wanted is None or wanted not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return False
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO on Linux once the terminal's last user has gone
+            chunk = b""
+        if not chunk:
+            return wanted is None
+        seen += chunk
+    return True
+
+
+CONTROLLING_TERMINAL = (
+    "import fcntl, os, sys, termios; "
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'actorflow', *sys.argv[1:]])"
+)
+"""Make stdin (the pty) the controlling terminal of the new session, then run the CLI:
+Ctrl-C typed on it is then SIGINT to the command, as for a person at a terminal."""
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "openpty"), reason="needs a POSIX pseudo-terminal"
+)
+def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal(
+    project: Path,
+) -> None:
+    """At a real terminal the view draws; Ctrl-C runs every cleanup, closes the view,
+    then says it was interrupted, exit 130."""
+    import termios
+
+    master, slave = os.openpty()
+    termios.tcsetwinsize(master, (40, 120))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(project), str(CHECKOUT)])
+    env["TERM"] = "xterm-256color"
+    process = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLING_TERMINAL, "run", "endless.toml"],
+        cwd=project,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        deadline = time.monotonic() + 30
+        assert read_until(master, seen, b"frames", deadline), bytes(seen)  # the view drew
+        os.write(master, b"\x03")  # Ctrl-C, through the terminal's line discipline
+        assert read_until(master, seen, None, deadline), bytes(seen)
+        returncode = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    output = bytes(seen)
+    text = plain(output.decode(errors="replace"))
+    assert returncode == 130, text
+    for line in CLEANUPS:
+        assert line in text
+    assert "interrupted: stopped in order" in text
+    interrupted = output.index(b"interrupted")
+    assert output.rindex(b"\x1b[?25l") < output.rindex(b"\x1b[?25h") < interrupted
+    last_frame = text[text.rindex("ticking") :]
+    assert last_frame.split()[:2] == ["ticking", "cancelled"]

@@ -8,8 +8,14 @@ mentions the message), 2 bad input (file, config, validation, option values),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import TextIO
+
+import trio
+from rich.console import Console
 
 from . import _logfile
 from ._exceptions import (
@@ -21,10 +27,13 @@ from ._exceptions import (
 )
 from ._graph import Graph
 from ._graphfile import load_any
-from ._job import Job
+from ._job import Job, JobResult
 from ._logging import configure_logging
 from ._registry import Registry
-from ._system import run
+from ._settings import Settings
+from ._status import SystemStatus
+from ._system import _single, open_system
+from ._view import view_job, view_status
 
 __all__ = ["main"]
 
@@ -42,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
+    )
+    run_cmd.add_argument(
+        "--view",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a live table of the actors while the graph runs "
+        "(default: on when stdout is a terminal and TERM is not 'dumb')",
     )
     validate_cmd = commands.add_parser(
         "validate", help="check a graph or job file without running it"
@@ -102,8 +118,22 @@ def _job_dot(job: Job) -> str:
     return "\n".join(lines)
 
 
-def _run_job(job: Job) -> int:
-    result = job.run_blocking()
+def _run_job(job: Job, view: bool) -> int:
+    async def main() -> JobResult:
+        async with trio.open_nursery() as nursery:
+            if view:
+                nursery.start_soon(partial(view_job, job, Console(force_terminal=True)))
+            result = await job.run()
+            nursery.cancel_scope.cancel()
+        return result
+
+    try:
+        result = trio.run(main)
+    except BaseExceptionGroup as group:
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None
     for task in result.tasks:
         took = f"{task.duration:.2f}s" if task.duration is not None else "-"
         info = task.info or ""
@@ -114,6 +144,42 @@ def _run_job(job: Job) -> int:
         return BAD_INPUT if bad_input else FAILED
     print(f"job {result.name!r} done: {len(result.succeeded)} tasks succeeded")
     return 0
+
+
+def _view_by_default(stdout: TextIO, environ: Mapping[str, str]) -> bool:
+    """The view is for people at a terminal: off when piped, redirected or TERM=dumb."""
+    return stdout.isatty() and environ.get("TERM") != "dumb"
+
+
+def _wants_view(asked: bool | None) -> bool:
+    return asked if asked is not None else _view_by_default(sys.stdout, os.environ)
+
+
+def _run(graph: Graph, settings: Settings, view: bool) -> SystemStatus:
+    """Run the graph to its end under trio, with the live view beside it if asked.
+
+    The view outlives the system by a moment, so its last frame shows the end state
+    (every actor terminated); it is closed, and the cursor restored, before this returns
+    or raises, so what is printed next starts on a clean line.
+    """
+
+    async def main() -> SystemStatus:
+        async with trio.open_nursery() as nursery:
+            async with open_system(graph, settings) as system:
+                if view:
+                    console = Console(force_terminal=True)
+                    nursery.start_soon(partial(view_status, system.status, console))
+            nursery.cancel_scope.cancel()
+        return system.status()
+
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if args.log:
                 configure_logging(format="json", level=args.log_level, file=args.log)
-            return _run_job(loaded)
+            return _run_job(loaded, _wants_view(args.view))
         graph, settings = loaded
         if args.command == "validate":
             print(
@@ -152,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.log:
             configure_logging(format="json", level=args.log_level, file=args.log)
-        status = run(graph, settings)
+        status = _run(graph, settings, _wants_view(args.view))
     except (GraphFileError, RegistryError, InitializationError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -104,6 +104,18 @@ def configure_logging(
     )
 
 
+class _CurrentStderr:
+    """Writes to ``sys.stderr`` as it is at each write, not as it was when a logger was
+    made. A live view that redirects stderr (``actorflow run``'s) then prints warnings
+    above itself; written under it, its next redraw would erase them instead."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A bound logger for actorflow's events, with ``context`` bound.
 
@@ -116,7 +128,7 @@ def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
         )
         return bound
     fallback: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
+        structlog.PrintLogger(cast("TextIO", _CurrentStderr())),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

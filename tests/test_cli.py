@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+import actorflow
+
+CHECKOUT = Path(actorflow.__file__).resolve().parent.parent
+"""The actorflow under test, put on the subprocess's path before any installed copy."""
 
 PLANT = """
 from typing import ClassVar
@@ -85,7 +91,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def actorflow(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(project)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(CHECKOUT)])}
     return subprocess.run(
         [sys.executable, "-m", "actorflow", *args],
         cwd=project,
@@ -253,3 +259,14 @@ def test_graph_files_are_found_relative_to_their_project(
     )
     assert result.returncode == 0, result.stderr
     assert "graph 'plant' done, dropped=0" in result.stdout
+
+
+def test_a_job_file_run_with_the_view_draws_its_tasks(project: Path) -> None:
+    """`--view` shows a job too: the job's state and each task's, then the summary."""
+    (project / "backup.toml").write_text(JOB)
+    result = actorflow(project, "run", "backup.toml", "--view")
+    assert result.returncode == 0, result.stderr
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)
+    assert "backup  done" in drawn
+    assert re.search(r"second\s+succeeded", drawn)
+    assert drawn.rstrip().endswith("job 'backup' done: 2 tasks succeeded")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,6 +70,17 @@ def test_unconfigured_logging_only_shows_warnings_on_stderr(
     assert captured.err == ""
     get_logger(actor="x").warning("actor.dropped", port="p", reason="unconnected", count=1)
     assert "actor.dropped" in capsys.readouterr().err
+
+
+def test_unconfigured_warnings_follow_sys_stderr_when_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A logger made earlier writes to the stderr of the moment (a live view's proxy)."""
+    log = get_logger(actor="x")
+    replacement = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", replacement)
+    log.warning("link.dropped", reason="shutdown", count=3)
+    assert "link.dropped" in replacement.getvalue()
 
 
 @pytest.mark.parametrize(

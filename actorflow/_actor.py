@@ -158,6 +158,10 @@ class Actor:
         self._posted: list[tuple[str, Any]] = []
         self.system: Any = None
         """The running System, for modules that change links (set when it is built)."""
+        self.keep: dict[str, Any] = {}
+        """State that outlives an incarnation (an inlet's queue, an outlet's readers)."""
+        self.at_end: list[Callable[[], None]] = []
+        """Called once when the actor ends for good, to account for what ``keep`` holds."""
         self.thread_limiter: trio.CapacityLimiter | None = None
         """Shared by the system's blocking modules; set when the system is built."""
 
@@ -323,6 +327,8 @@ class Actor:
         for links in self.outputs.values():
             for link in links:
                 link.close()
+        for finish in self.at_end:
+            finish()
         for link in self.mailbox.links:
             link.close_receiver()
             count = link.discard("consumer_terminated")
@@ -481,6 +487,8 @@ class Actor:
         module: Any = self.module
         try:
             produced = await self._lifecycle(module.start)
+        except _Stop:
+            raise  # a stop while start() emitted: not the module's failure
         except Exception as exc:
             raise RunError(self.name, f"start() raised {_describe(exc)}") from exc
         if produced is None:

@@ -7,7 +7,9 @@ through the run's :class:`trio.lowlevel.TrioToken` (``run_sync_soon``), and ever
 comes back through ``loop.call_soon_threadsafe``: the two documented doors, nothing else.
 
 The guest run lives exactly as long as the ``async with`` block of :func:`open_system`,
-so what an outlet still holds after the system ended can be read inside the block.
+so what an outlet still holds after the system ended can be read inside the block. A
+system that fails while the block runs interrupts the block (its task is cancelled and
+the failure is raised from the ``async with``), as a trio host's block is cancelled.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
 import outcome
 import trio
 
-from ._endpoints import Outlet
+from ._endpoints import Outlet, OutletReader
+from ._exceptions import ActorflowError
 from ._graph import Graph
 from ._heartbeat import Reporter
 from ._settings import Settings
-from ._status import SystemState, SystemStatus
+from ._status import SystemStatus
 from ._store import Store
 from ._system import System, _single
 from ._system import open_system as _open_trio_system
@@ -39,8 +43,9 @@ _hosting: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 """Loops that host a guest run of ours: trio allows one guest run per host loop."""
 
 
-class SystemEndedError(RuntimeError):
-    """A call reached a system whose run had already ended."""
+class SystemEndedError(ActorflowError, RuntimeError):
+    """A call reached a system whose run had already ended, or an outlet's stream was
+    cut short because the system was cancelled."""
 
 
 def _settle(
@@ -49,14 +54,88 @@ def _settle(
     orphan: Callable[[T], object] | None = None,
 ) -> None:
     """Give ``result`` to ``future``; if its awaiting task was cancelled meanwhile, hand
-    a value to ``orphan`` instead (so items taken for it are counted, not lost)."""
-    if future.cancelled() and orphan is not None and isinstance(result, outcome.Value):
-        orphan(result.value)
+    a value to ``orphan`` instead (so what was taken for it is accounted for)."""
+    if future.cancelled():
+        if orphan is not None and isinstance(result, outcome.Value):
+            orphan(result.value)
+        return
     if not future.done():
         if isinstance(result, outcome.Error):
             future.set_exception(result.error)
         else:
             future.set_result(result.unwrap())
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as retrieved: it is raised elsewhere, not lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _problem(system: System) -> ActorflowError | None:
+    """The error the system ends with, read without changing it (no notes added)."""
+    if system._failure is not None:
+        return system._failure
+    return next(
+        (error for actor in system._actors.values() for error in actor.cleanup_errors), None
+    )
+
+
+@attrs.define(eq=False)
+class _Receiving:
+    """One ``receive()`` iteration: its reader and what crossed but was not handed on."""
+
+    reader: OutletReader
+    waiting: list[Any] = attrs.field(factory=list)
+    done: bool = False
+
+
+@attrs.define(eq=False)
+class _Run:
+    """What both sides of one guest run share."""
+
+    loop: asyncio.AbstractEventLoop
+    host_task: asyncio.Task[Any] | None
+    started: asyncio.Future[AioSystem]
+    finished: asyncio.Future[SystemStatus | None]
+    ended: asyncio.Future[None]
+    release: trio.Event = attrs.field(factory=trio.Event)
+    abort: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    token: trio.lowlevel.TrioToken | None = None
+    final: SystemStatus | None = None
+    interrupted: BaseException | None = None
+    """Why the run cancelled the host's task (the system failed, Ctrl-C in trio)."""
+    released: bool = False
+    receiving: set[_Receiving] = attrs.field(factory=set)
+
+    def run_soon(self, fn: Callable[[], object]) -> bool:
+        """Schedule ``fn`` in trio; False if the run is already over."""
+        if self.token is None:
+            return False
+        try:
+            self.token.run_sync_soon(fn)
+        except trio.RunFinishedError:
+            return False
+        return True
+
+    def interrupt_host(self, error: BaseException) -> None:
+        """Cancel the host's task (in asyncio) so its block ends and raises ``error``."""
+        if self.released or self.interrupted is not None or self.host_task is None:
+            return
+        self.interrupted = error
+        self.host_task.cancel(msg=f"actorflow: {error}")
+
+    def let_go(self) -> None:
+        """The host's block has ended: count what its iterations still hold, then let
+        the guest run finish."""
+        if self.released:
+            return
+        self.released = True
+        for receiving in list(self.receiving):
+            if not receiving.done:
+                receiving.done = True
+                self.run_soon(partial(receiving.reader._give_up, len(receiving.waiting)))
+        self.run_soon(self.release.set)
 
 
 @attrs.define(eq=False)
@@ -67,23 +146,11 @@ class AioSystem:
     trio host gets (``RunError``, ``EscalationError``, ``CleanupError``, ...).
     """
 
-    _loop: asyncio.AbstractEventLoop
-    _token: trio.lowlevel.TrioToken
+    _run: _Run
     _system: System
     _calls: trio.Nursery
-    _release: trio.Event
-    _finished: asyncio.Future[SystemStatus]
-    _ended: asyncio.Future[None]
 
     # -- crossing the border -----------------------------------------------------------
-
-    def _run_soon(self, fn: Callable[[], object]) -> bool:
-        """Schedule ``fn`` in trio; False if the run is already over."""
-        try:
-            self._token.run_sync_soon(fn)
-        except trio.RunFinishedError:
-            return False
-        return True
 
     async def _call(
         self,
@@ -95,7 +162,8 @@ class AioSystem:
 
         ``orphan`` receives the result if it arrives after the caller was cancelled.
         """
-        answer: asyncio.Future[T] = self._loop.create_future()
+        run = self._run
+        answer: asyncio.Future[T] = run.loop.create_future()
         scope = trio.CancelScope()
 
         async def in_trio() -> None:
@@ -105,8 +173,10 @@ class AioSystem:
             try:
                 with scope:
                     result = await outcome.acapture(fn, *args)
+                if isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled):
+                    result = outcome.Error(SystemEndedError("the system has ended"))
             finally:
-                self._loop.call_soon_threadsafe(_settle, answer, result, orphan)
+                run.loop.call_soon_threadsafe(_settle, answer, result, orphan)
 
         def start() -> None:
             try:
@@ -114,31 +184,39 @@ class AioSystem:
             except RuntimeError:  # the nursery has closed: the system is ending
                 _settle(answer, outcome.Error(SystemEndedError("the system has ended")))
 
-        if not self._run_soon(start):
+        if not run.run_soon(start):
             raise SystemEndedError("the system has ended")
-        try:
-            return await answer
-        except asyncio.CancelledError:
-            self._run_soon(scope.cancel)
-            raise
+        return await _await_answer(answer, lambda: run.run_soon(scope.cancel))
 
-    async def _call_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call_sync(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        orphan: Callable[[T], object] | None = None,
+    ) -> T:
         """Run ``fn(*args)`` in trio (between its tasks) and return the result."""
-        answer: asyncio.Future[T] = self._loop.create_future()
+        run = self._run
+        answer: asyncio.Future[T] = run.loop.create_future()
 
         def in_trio() -> None:
             result = outcome.capture(fn, *args)
-            self._loop.call_soon_threadsafe(_settle, answer, result)
+            run.loop.call_soon_threadsafe(_settle, answer, result, orphan)
 
-        if not self._run_soon(in_trio):
+        if not run.run_soon(in_trio):
             raise SystemEndedError("the system has ended")
-        return await answer
+        return await _await_answer(answer, lambda: None)
 
     # -- the API -----------------------------------------------------------------------
 
     async def send(self, name: str, item: Any) -> None:
         """Send ``item`` into the :class:`~actorflow.Inlet` ``name``; waits while its
-        buffer is full (see :meth:`System.send`)."""
+        buffer is full (see :meth:`System.send`).
+
+        If the caller is cancelled while it waits, the item is not sent. A cancellation
+        that arrives just after the item was accepted still takes effect, at the
+        caller's next ``await`` (or as its task ends), so a cancelled caller may have
+        sent its item: count on the status counters, not on the exception, when that
+        matters."""
         await self._call(self._system.send, name, item)
 
     async def close(self, name: str) -> None:
@@ -151,32 +229,55 @@ class AioSystem:
 
     async def receive(self, name: str, *, batch: int = 256) -> AsyncIterator[Any]:
         """Iterate over the items of the :class:`~actorflow.Outlet` ``name``, until its
-        inputs have ended. Items cross to asyncio up to ``batch`` at a time; if the
-        iteration stops early, the items fetched but not yielded are counted as
-        dropped (``"no_reader"``), never lost silently."""
-        reader = await self._call_sync(self._system.receive, name)
+        inputs have ended.
+
+        Items cross to asyncio up to ``batch`` at a time. Each call is one reader of
+        the outlet (see :meth:`System.receive`): when the iteration stops early, the
+        items that crossed but were not yielded are counted as dropped
+        (``"no_reader"``), and once every reader has stopped, the outlet drops what
+        comes (so keep one iteration open for as long as you want items).
+
+        Raises:
+            SystemEndedError: The stream was cut short because the system was
+                cancelled.
+            ActorflowError: The stream was cut short because the system failed (its
+                error, as :meth:`wait` raises it).
+        """
+        run = self._run
+        reader = await self._call_sync(
+            self._system.receive, name, orphan=lambda r: run.run_soon(r.close)
+        )
+        receiving = _Receiving(reader)
+        run.receiving.add(receiving)
 
         def lost(items: list[Any]) -> None:
-            self._run_soon(lambda: reader._give_up(len(items)))
+            run.run_soon(lambda: reader._give_up(len(items)))
 
-        waiting: list[Any] = []
         try:
             while True:
-                waiting = await self._call(reader.receive_batch, batch, orphan=lost)
-                if not waiting:
-                    return
-                waiting.reverse()
-                while waiting:
-                    yield waiting.pop()
+                items = await self._call(reader.receive_batch, batch, orphan=lost)
+                if not items:
+                    break
+                items.reverse()
+                receiving.waiting = items
+                while items:
+                    yield items.pop()
+            reason = await self._call_sync(lambda: self._system._actor_named(name).reason)
+            if reason not in ("normal", "stopped"):
+                await self.wait()  # raises the failure if the system failed
+                raise SystemEndedError(f"outlet {name!r} ended early: the system was {reason}")
         finally:
-            unread = len(waiting)
-            self._run_soon(lambda: reader._give_up(unread))
+            run.receiving.discard(receiving)
+            if not receiving.done:
+                receiving.done = True
+                left = len(receiving.waiting)
+                run.run_soon(lambda: reader._give_up(left))
 
     async def status(self) -> SystemStatus:
         """A snapshot of every actor and link (see :meth:`System.status`); after the
         block of :func:`open_system` has ended, the final one."""
-        if self._finished.done():
-            return self._finished.result()
+        if self._run.final is not None and self._run.finished.done():
+            return self._run.final
         return await self._call_sync(self._system.status)
 
     async def stop(self) -> None:
@@ -186,30 +287,44 @@ class AioSystem:
 
     def cancel(self) -> None:
         """Stop at once, with cleanups (see :meth:`System.cancel`)."""
-        self._run_soon(self._system.cancel)
+        self._run.run_soon(self._system.cancel)
 
     async def wait(self) -> None:
-        """Wait until every actor has ended, or raise the error the system failed with.
+        """Wait until every actor has ended, or raise the error the system ended with
+        (a failure, or a cleanup error). Outlets can still be read afterwards, inside
+        the block."""
+        await asyncio.shield(self._run.ended)
 
-        Outlets can still be read afterwards, inside the block.
-        """
-        await asyncio.shield(self._ended)
+
+async def _await_answer(answer: asyncio.Future[T], cancel: Callable[[], object]) -> T:
+    """Await a call's answer; if the waiting task is cancelled, cancel the call in trio
+    and, should the answer already be there, deliver it and re-arm the cancellation for
+    the task's next ``await`` (so a done call is never reported as not done)."""
+    try:
+        return await answer
+    except asyncio.CancelledError:
+        if answer.done() and not answer.cancelled() and answer.exception() is None:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+                task.cancel()
+            return answer.result()
+        cancel()
+        raise
 
 
-async def _watch_end(
-    system: System, loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]
-) -> None:
+async def _watch_end(system: System, run: _Run) -> None:
     await system.wait()
-    if system.status().state is not SystemState.FAILED:  # a failure comes with the outcome
-        loop.call_soon_threadsafe(_settle, ended, outcome.Value(None))
+    error = _problem(system)
+    result: outcome.Outcome[None] = outcome.Error(error) if error else outcome.Value(None)
+    run.loop.call_soon_threadsafe(_settle, run.ended, result)
 
 
 def _count_unread(system: System) -> None:
-    """Items still in outlets when the guest run ends can no longer be read: count them."""
-    for name in system.actors:
-        module = system._actor_named(name).module
-        if isinstance(module, Outlet):
-            module._unread()
+    """The host can read no more: outlets count what waits, and what comes, as unread."""
+    for actor in system._actors.values():
+        if isinstance(actor.module, Outlet) and "outlet" in actor.keep:
+            actor.module._unread()
 
 
 @contextlib.asynccontextmanager
@@ -225,9 +340,11 @@ async def open_system(
 
     The asyncio twin of :func:`actorflow.open_system`, with the same arguments and
     errors: leaving the block waits until the system has ended by itself (or was
-    stopped); an exception in the block, including the ``CancelledError`` of a
-    cancelled task or of Ctrl-C under ``asyncio.run``, cancels the system, waits for
-    every cleanup, and is re-raised.
+    stopped); what outlets still hold then is counted as dropped (``"unread"``). An
+    exception in the block, including the ``CancelledError`` of a cancelled task or of
+    Ctrl-C under ``asyncio.run``, cancels the system, waits for every cleanup, and is
+    re-raised. A system that fails while the block runs cancels the block's task and
+    its error is raised from the ``async with``.
 
     Raises:
         RuntimeError: This loop already hosts a system (trio allows one guest run per
@@ -241,53 +358,37 @@ async def open_system(
             "run per host loop); leave the first open_system() block before opening "
             "another"
         )
-    started: asyncio.Future[AioSystem] = loop.create_future()
-    finished: asyncio.Future[SystemStatus] = loop.create_future()
-    ended: asyncio.Future[None] = loop.create_future()
-    # Awaited only if the host calls wait(): mark its error as seen, so asyncio does
-    # not report it as never retrieved (it is raised when the block ends anyway).
-    ended.add_done_callback(lambda future: future.cancelled() or future.exception())
-    release = trio.Event()
+    run = _Run(
+        loop,
+        asyncio.current_task(),
+        loop.create_future(),
+        loop.create_future(),
+        loop.create_future(),
+    )
+    for future in (run.started, run.finished, run.ended):
+        future.add_done_callback(_seen)
 
-    async def trio_main() -> SystemStatus:
-        try:
-            # The nursery serving the host's calls is outside the system, so the calls
-            # go on until the system has ended (a reader draining an outlet may be what
-            # lets it end), and a failing system never leaks a Cancelled into them.
-            async with trio.open_nursery() as calls:
-                async with _open_trio_system(
-                    graph, settings, store=store, reporters=reporters, **overrides
-                ) as system:
-                    calls.start_soon(_watch_end, system, loop, ended)
-                    host = AioSystem(
-                        loop,
-                        trio.lowlevel.current_trio_token(),
-                        system,
-                        calls,
-                        release,
-                        finished,
-                        ended,
-                    )
-                    loop.call_soon_threadsafe(_settle, started, outcome.Value(host))
-                    await release.wait()  # the host's block has ended
-                    await system.wait()
-                    _count_unread(system)
-                calls.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            single = _single(group)
-            if single is None:
-                raise
-            raise single from None
-        return system.status()
+    async def trio_main() -> SystemStatus | None:
+        with run.abort:
+            try:
+                return await _guest(run, graph, settings, store, reporters, overrides)
+            except BaseExceptionGroup as group:
+                single = _single(group)
+                if single is None:
+                    raise
+                raise single from None
+        return None  # aborted while starting: the host was cancelled
 
-    def done(result: outcome.Outcome[SystemStatus]) -> None:
+    def done(result: outcome.Outcome[SystemStatus | None]) -> None:
         _hosting.discard(loop)
-        if isinstance(result, outcome.Error):  # e.g. the graph was invalid: never started
-            _settle(started, outcome.Error(result.error))
-            _settle(ended, outcome.Error(result.error))
+        if isinstance(result, outcome.Error):
+            _settle(run.started, outcome.Error(result.error))
+            _settle(run.ended, outcome.Error(result.error))
+            run.interrupt_host(result.error)  # Ctrl-C in trio, say: the block must end
         else:
-            _settle(ended, outcome.Value(None))
-        _settle(finished, result)
+            _settle(run.started, outcome.Error(SystemEndedError("the system has ended")))
+            _settle(run.ended, outcome.Value(None))
+        _settle(run.finished, result)
 
     _hosting.add(loop)
     try:
@@ -299,43 +400,96 @@ async def open_system(
             # asyncio owns signal.set_wakeup_fd (and, under asyncio.run, SIGINT).
             host_uses_signal_set_wakeup_fd=True,
         )
+        # Documented as callable once start_guest_run has returned.
+        run.token = trio.lowlevel.current_trio_token()
     except BaseException:
         _hosting.discard(loop)
         raise
     try:
-        host = await asyncio.shield(started)
+        host = await asyncio.shield(run.started)
     except asyncio.CancelledError:
-        await _finish_despite_cancellation(finished, cancel=None)
+        # Cancelled while the system starts: abort it, wait for the run, re-raise.
+        run.run_soon(run.abort.cancel)
+        run.let_go()
+        await _finish(run, cancel=None)
         raise
     try:
         yield host
     except BaseException as exc:
+        ours = run.interrupted is not None and isinstance(exc, asyncio.CancelledError)
+        if ours and run.host_task is not None:
+            run.host_task.uncancel()  # the cancellation was only our way to interrupt
         host.cancel()
-        host._run_soon(release.set)
+        run.let_go()
         try:
-            await _finish_despite_cancellation(finished, cancel=None)
+            await _finish(run, cancel=None)
         except Exception as error:
+            if ours:
+                raise  # the system's failure is what ended the block
             exc.add_note(f"the system also failed: {error}")
+        if ours:
+            raise SystemEndedError("the system ended while the block ran") from exc
         raise
-    host._run_soon(release.set)
-    await _finish_despite_cancellation(finished, cancel=host)
+    run.let_go()
+    await _finish(run, cancel=host)
 
 
-async def _finish_despite_cancellation(
-    finished: asyncio.Future[SystemStatus], cancel: AioSystem | None
+async def _guest(
+    run: _Run,
+    graph: Graph,
+    settings: Settings | None,
+    store: Store | None,
+    reporters: Sequence[Reporter],
+    overrides: dict[str, Any],
 ) -> SystemStatus:
+    """The guest run's main task: the system, and a nursery serving the host's calls
+    that outlives it until the host's block has ended."""
+    failure: Exception | None = None
+    async with trio.open_nursery() as calls:
+        system: System | None = None
+        try:
+            async with _open_trio_system(
+                graph, settings, store=store, reporters=reporters, **overrides
+            ) as system:
+                calls.start_soon(_watch_end, system, run)
+                host = AioSystem(run, system, calls)
+                run.loop.call_soon_threadsafe(_settle, run.started, outcome.Value(host))
+                await run.release.wait()  # the host's block has ended
+                _count_unread(system)  # so that nothing can wait for a reader any more
+        except Exception as exc:
+            if system is None:
+                raise  # refused before it started (GraphError, ValidationError, ...)
+            failure = exc
+            run.loop.call_soon_threadsafe(_settle, run.ended, outcome.Error(exc))
+            run.loop.call_soon_threadsafe(run.interrupt_host, exc)
+        # However the system ended (by itself, cancelled, failed), the run lives on until
+        # the host's block ends, so what the outlets hold can still be read.
+        await run.release.wait()
+        _count_unread(system)
+        run.final = system.status()
+        calls.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return run.final
+
+
+async def _finish(run: _Run, cancel: AioSystem | None) -> SystemStatus | None:
     """Wait for the guest run to end. If the waiting task is cancelled meanwhile, the
     system is cancelled (with cleanups) and still waited for: trio must finish before
-    its host loop goes, and cleanups must run. The cancellation is re-raised after."""
+    its host loop goes, and cleanups must run. The cancellation is re-raised after,
+    unless it was the run's own way of interrupting the block."""
     cancelled: asyncio.CancelledError | None = None
     while True:
         try:
-            status = await asyncio.shield(finished)
+            status = await asyncio.shield(run.finished)
             break
         except asyncio.CancelledError as exc:
-            if finished.done():
+            if run.finished.done():
                 raise  # the run itself ended with a CancelledError: nothing to wait for
-            cancelled = exc
+            if run.interrupted is not None and run.host_task is not None:
+                run.host_task.uncancel()
+            else:
+                cancelled = exc
             if cancel is not None:
                 cancel.cancel()
     if cancelled is not None:

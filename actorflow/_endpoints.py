@@ -6,26 +6,65 @@ whose items the host reads (``async for item in system.receive(name)``). Both ar
 bounded, so the host gets backpressure like any actor: ``send`` waits while the inlet's
 buffer is full, and a host that reads slowly slows the graph instead of growing memory.
 A :class:`Variable` is an inlet that remembers its last value.
+
+Their channels belong to the actor, not to one incarnation of the module: a restart
+(the supervisor rebuilding the module) keeps what the inlet holds and the host's
+readers of an outlet. What is left when the actor ends for good is counted as dropped,
+with its reason, never lost silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
 from ._module import Sink, Source
 from ._ports import Port
 
+if TYPE_CHECKING:
+    from ._actor import Actor
+
 __all__ = ["Inlet", "Outlet", "OutletReader", "Variable"]
+
+
+def _check_buffer(buffer: int) -> int:
+    if buffer < 1:
+        raise ValueError(f"buffer must be at least 1, got {buffer}")
+    return buffer
+
+
+class _InletChannel:
+    """An inlet's queue, kept by its actor across restarts."""
+
+    def __init__(self, actor: Actor, buffer: int) -> None:
+        self.actor = actor
+        self.send, self.receive = trio.open_memory_channel[Any](buffer)
+
+    def end(self) -> None:
+        """The actor has ended for good: refuse more sends, count what never went out."""
+        self.send.close()
+        left = 0
+        while True:
+            try:
+                self.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            left += 1
+        self.receive.close()
+        if left:
+            self.actor._drop(left, "shutdown")
+            self.actor.log.warning("actor.dropped", port="out", reason="shutdown", count=left)
 
 
 class Inlet(Source):
     """A source fed by the host program: every item sent is emitted, in order.
 
     The stream ends when the host closes the inlet or the system is stopped gracefully;
-    a graph with an open inlet does not end by itself.
+    a graph with an open inlet does not end by itself. Items sent but not yet emitted
+    when the inlet ends for good (the system was cancelled, say) are counted as dropped
+    (``"shutdown"``).
 
     Its output port carries ``typing.Any`` (the host decides what it sends), so it links
     to any input; subclass it with a typed ``outputs`` to have the graph checked.
@@ -35,15 +74,28 @@ class Inlet(Source):
     """
 
     outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(Any)}
+    _what: ClassVar[str] = "inlet"
 
     def __init__(self, buffer: int = 16) -> None:
-        if buffer < 1:
-            raise ValueError(f"buffer must be at least 1, got {buffer}")
-        self._send, self._receive = trio.open_memory_channel[Any](buffer)
+        self._buffer = _check_buffer(buffer)
+
+    def _channel(self) -> _InletChannel:
+        actor = self._bound()
+        channel = actor.keep.get("inlet")
+        if channel is None:
+            channel = actor.keep["inlet"] = _InletChannel(actor, self._buffer)
+            actor.at_end.append(channel.end)
+        assert isinstance(channel, _InletChannel)
+        return channel
 
     async def start(self) -> None:
-        async with self._receive:
-            async for item in self._receive:
+        receive = self._channel().receive
+        with trio.CancelScope() as self._incarnation:
+            while True:
+                try:
+                    item = await receive.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
                 await self.emit(self._received(item))
 
     def _received(self, item: Any) -> Any:
@@ -56,18 +108,23 @@ class Inlet(Source):
             RuntimeError: The inlet was closed or has stopped.
         """
         try:
-            await self._send.send(item)
+            await self._channel().send.send(item)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise RuntimeError(f"{self._what} {self.name!r} has stopped") from None
 
     async def close(self) -> None:
         """End the stream: what was sent before is still emitted, then end of stream."""
-        await self._send.aclose()
+        await self._channel().send.aclose()
 
     def stop(self) -> None:
-        self._send.close()
+        if self._bound().retired:
+            # The system stops gracefully: no more sends; what was sent still goes out.
+            self._channel().send.close()
+        elif self._incarnation is not None:
+            # A restart: this incarnation stops; the queue waits for the next one.
+            self._incarnation.cancel()
 
-    _what: ClassVar[str] = "inlet"
+    _incarnation: trio.CancelScope | None = None
 
 
 _UNSET: Any = object()
@@ -110,6 +167,69 @@ class Variable(Inlet):
         await self.send(value)
 
 
+class _OutletChannel:
+    """An outlet's queue and its readers, kept by its actor across restarts."""
+
+    def __init__(self, actor: Actor, buffer: int) -> None:
+        self.actor = actor
+        self.send, self.items = trio.open_memory_channel[Any](buffer)
+        self.open: set[trio.MemoryReceiveChannel[Any]] = set()
+        """The open readers' channels; when the last one closes, the outlet drops."""
+        self.abandoned = False
+        self.reason = "no_reader"
+        self.warned = False
+
+    def reader(self, name: str) -> OutletReader:
+        if self.abandoned:
+            raise RuntimeError(
+                f"outlet {name!r}: every reader has closed and its items are being "
+                "dropped; open a new reader before closing the last one"
+            )
+        # The first reader takes over the outlet's own channel; later ones clone an open
+        # one, so that the channel closes exactly when the last reader does.
+        channel = next(iter(self.open)).clone() if self.open else self.items
+        self.open.add(channel)
+        return OutletReader(self, channel)
+
+    async def put(self, item: Any) -> None:
+        try:
+            await self.send.send(item)
+        except trio.BrokenResourceError:
+            self.lost(1)
+
+    def lost(self, count: int) -> None:
+        """Count ``count`` items nobody will read, with one warning per reason."""
+        if count:
+            self.actor._drop(count, self.reason)
+            if not self.warned:
+                self.warned = True
+                self.actor.log.warning("actor.dropped", port="in", reason=self.reason, count=count)
+
+    def reader_closed(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
+        self.open.discard(channel)
+        if not self.open:
+            # The last reader: what it left behind goes nowhere; count it.
+            self.abandoned = True
+            self.lost(channel.statistics().current_buffer_used)
+        channel.close()
+
+    def unread(self) -> None:
+        """The host can read no more: count what waits and everything that comes."""
+        if self.reason == "unread":
+            return
+        self.reason, self.warned = "unread", False
+        waiting = next(iter(self.open), self.items)
+        self.abandoned = True
+        self.lost(waiting.statistics().current_buffer_used)
+        for channel in [*self.open, self.items]:
+            channel.close()
+        self.open.clear()
+
+    def end(self) -> None:
+        """The actor has ended for good: the readers' iteration ends after the last item."""
+        self.send.close()
+
+
 class Outlet(Sink):
     """A sink whose items the host program reads: ``async with system.receive(name) as
     items: async for item in items``. Iteration ends after the last item, once the
@@ -126,13 +246,16 @@ class Outlet(Sink):
     """
 
     def __init__(self, buffer: int = 16) -> None:
-        if buffer < 1:
-            raise ValueError(f"buffer must be at least 1, got {buffer}")
-        self._send, self._items = trio.open_memory_channel[Any](buffer)
-        self._open: set[trio.MemoryReceiveChannel[Any]] = set()
-        """The open readers' channels; when the last one closes, the outlet drops."""
-        self._abandoned = False
-        self._warned = False
+        self._buffer = _check_buffer(buffer)
+
+    def _channel(self) -> _OutletChannel:
+        actor = self._bound()
+        channel = actor.keep.get("outlet")
+        if channel is None:
+            channel = actor.keep["outlet"] = _OutletChannel(actor, self._buffer)
+            actor.at_end.append(channel.end)
+        assert isinstance(channel, _OutletChannel)
+        return channel
 
     def reader(self) -> OutletReader:
         """A new reader of the outlet's items (readers share them: each item goes to
@@ -141,61 +264,20 @@ class Outlet(Sink):
         Raises:
             RuntimeError: Every earlier reader has closed: the outlet is dropping items.
         """
-        if self._abandoned:
-            raise RuntimeError(
-                f"outlet {self.name!r}: every reader has closed and its items are being "
-                "dropped; open a new reader before closing the last one"
-            )
-        # The first reader takes over the outlet's own channel; later ones clone an open
-        # one, so that the channel closes exactly when the last reader does.
-        channel = next(iter(self._open)).clone() if self._open else self._items
-        self._open.add(channel)
-        return OutletReader(self, channel)
+        return self._channel().reader(self.name)
 
     async def consume(self, data: Any) -> None:
-        try:
-            await self._send.send(data)
-        except trio.BrokenResourceError:
-            self._lost(1)
-
-    def _lost(self, count: int) -> None:
-        if count:
-            self._bound()._drop(count, "no_reader")
-            if not self._warned:
-                self._warned = True
-                self.log.warning("actor.dropped", port="in", reason="no_reader", count=count)
-
-    def _reader_closed(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
-        self._open.discard(channel)
-        if not self._open:
-            # The last reader: what it left behind goes nowhere; count it.
-            self._abandoned = True
-            self._lost(channel.statistics().current_buffer_used)
-        channel.close()
+        await self._channel().put(data)
 
     def _unread(self) -> None:
-        """The host can read no more (its asyncio block has ended): count what waits."""
-        if self._abandoned:
-            return
-        self._abandoned = True
-        channel = next(iter(self._open), self._items)
-        count = channel.statistics().current_buffer_used
-        if count:
-            self._bound()._drop(count, "unread")
-            self.log.warning("actor.dropped", port="in", reason="unread", count=count)
-        for reader in [*self._open, self._items]:
-            reader.close()
-        self._open.clear()
-
-    def cleanup(self) -> None:
-        self._send.close()
+        self._channel().unread()
 
 
 class OutletReader:
     """Reads an :class:`Outlet`'s items: ``async for item in reader``, or
     :meth:`receive` / :meth:`receive_batch`. Close it (or use ``async with``) when done."""
 
-    def __init__(self, outlet: Outlet, channel: trio.MemoryReceiveChannel[Any]) -> None:
+    def __init__(self, outlet: _OutletChannel, channel: trio.MemoryReceiveChannel[Any]) -> None:
         self._outlet = outlet
         self._channel = channel
         self._closed = False
@@ -213,12 +295,12 @@ class OutletReader:
         empty once the outlet has ended and everything was read."""
         try:
             batch = [await self._channel.receive()]
-        except trio.EndOfChannel:
+        except (trio.EndOfChannel, trio.ClosedResourceError):
             return []
         while len(batch) < limit:
             try:
                 batch.append(self._channel.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
         return batch
 
@@ -226,11 +308,11 @@ class OutletReader:
         """Stop reading. Closing the last reader counts what is left as dropped."""
         if not self._closed:
             self._closed = True
-            self._outlet._reader_closed(self._channel)
+            self._outlet.reader_closed(self._channel)
 
     def _give_up(self, taken: int) -> None:
         """Close, counting ``taken`` items that were received but never handed on."""
-        self._outlet._lost(taken)
+        self._outlet.lost(taken)
         self.close()
 
     async def aclose(self) -> None:
@@ -243,7 +325,7 @@ class OutletReader:
     async def __anext__(self) -> Any:
         try:
             return await self._channel.receive()
-        except trio.EndOfChannel:
+        except (trio.EndOfChannel, trio.ClosedResourceError):
             raise StopAsyncIteration from None
 
     async def __aenter__(self) -> OutletReader:

@@ -276,7 +276,7 @@ class System:
     def cancel(self) -> None:
         """Stop at once: every actor is cancelled, cleanups still run (producers first),
         and what was in flight is counted as dropped (``"shutdown"``)."""
-        if self._nursery is not None:
+        if self._nursery is not None and not self._all_done.is_set():
             self.log.info("system.cancelling")
             self._nursery.cancel_scope.cancel()
 

@@ -159,13 +159,13 @@ def describe(status: af.SystemStatus) -> dict[str, Any]:
 async def main(port: int, limit: float) -> None:
     async with aio.open_system(build(limit)) as system:
         service = Service(system)
-        collecting = asyncio.create_task(service.collect_alerts())
-        server = await asyncio.start_server(service.handle, "127.0.0.1", port)
-        async with server:
-            print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-            sys.stdout.flush()
-            await service.done.wait()
-        await collecting
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(service.collect_alerts())
+            server = await asyncio.start_server(service.handle, "127.0.0.1", port)
+            async with server:
+                print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+                sys.stdout.flush()
+                await service.done.wait()
     print(f"done: {len(service.alerts)} alerts")
 
 

@@ -372,3 +372,246 @@ def test_ctrl_c_under_asyncio_run_stops_the_graph_in_order(tmp_path: Path) -> No
     assert child.returncode == 130, err
     assert out.splitlines() == ["cleanup:ticks cleanup:sink", "interrupted"]
     assert "Traceback" not in err
+
+
+# -- regressions from the adversarial review of the asyncio host ----------------------
+
+
+def run_with_timeout(coro: Any, seconds: float = 10) -> Any:
+    """A hang is a failure, not a stuck test run."""
+    return asyncio.run(asyncio.wait_for(coro, seconds))
+
+
+def test_cancelled_while_starting_aborts_the_start_and_ends() -> None:
+    async def host() -> None:
+        async with aio.open_system(pipe()) as system:
+            await system.close("numbers")
+
+    async def main() -> None:
+        task = asyncio.create_task(host())
+        await asyncio.sleep(0)  # the guest run began; the system has not started
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run_with_timeout(main())
+
+
+def test_leaving_the_block_with_a_full_outlet_nobody_reads_does_not_hang() -> None:
+    async def main() -> af.SystemStatus:
+        async with aio.open_system(pipe(outlet_buffer=4)) as system:
+            for n in range(20):
+                await system.send("numbers", n)
+            await system.close("numbers")
+        return await system.status()
+
+    status = run_with_timeout(main())
+    assert status.actors["results"].dropped == {"unread": 20}
+    assert status.state is af.SystemState.DONE
+
+
+def test_what_outlets_hold_when_the_block_raises_is_counted() -> None:
+    system_status: list[af.SystemStatus] = []
+
+    async def wrapper() -> None:
+        try:
+            async with aio.open_system(pipe()) as system:
+                for n in range(10):
+                    await system.send("numbers", n)
+                while (await system.status()).actors["results"].received < 10:
+                    await asyncio.sleep(0)
+                raise Enough
+        except Enough:
+            system_status.append(await system.status())
+
+    run_with_timeout(wrapper())
+    assert system_status[0].actors["results"].dropped == {"unread": 10}
+
+
+def test_after_a_cancel_inside_the_block_the_outlet_is_read_then_says_it_was_cut() -> None:
+    async def main() -> list[int]:
+        got: list[int] = []
+        async with aio.open_system(pipe()) as system:
+            for n in range(5):
+                await system.send("numbers", n)
+            while (await system.status()).actors["results"].received < 5:
+                await asyncio.sleep(0)
+            system.cancel()
+            await system.wait()
+            with pytest.raises(aio.SystemEndedError, match="ended early: the system was"):
+                async for n in system.receive("results"):
+                    got.append(n)
+        return got
+
+    assert run_with_timeout(main()) == [0, 2, 4, 6, 8]
+
+
+def test_a_batch_that_arrives_as_its_reader_is_cancelled_is_not_lost() -> None:
+    """Readers cancelled at random moments (timeouts) never make items vanish: every
+    item is read or counted."""
+
+    async def main() -> tuple[int, af.SystemStatus]:
+        got = 0
+        async with aio.open_system(pipe(outlet_buffer=8)) as system:
+
+            async def feed() -> None:
+                for n in range(500):
+                    await system.send("numbers", n)
+                await system.close("numbers")
+
+            feeder = asyncio.create_task(feed())
+            finished = False
+            delays = iter([0.0, 0.0005, 0.001, 0.0] * 1000)
+            while not finished:
+                try:
+                    async with asyncio.timeout(next(delays)):
+                        async for _ in system.receive("results", batch=4):
+                            got += 1
+                        finished = True
+                except TimeoutError:
+                    pass
+                except RuntimeError:  # every reader closed: the outlet drops from now on
+                    finished = True
+            await feeder
+        return got, await system.status()
+
+    got, status = run_with_timeout(main(), 30)
+    assert got + status.dropped == 500
+
+
+def test_a_receive_cancelled_before_its_first_batch_does_not_hold_the_outlet() -> None:
+    async def main() -> dict[str, int]:
+        async with aio.open_system(pipe(outlet_buffer=4)) as system:
+
+            async def first_item() -> None:
+                async for _ in system.receive("results"):
+                    return
+
+            doomed = asyncio.create_task(first_item())
+            await asyncio.sleep(0)
+            doomed.cancel()
+
+            async def take_one() -> None:
+                async for _ in system.receive("results"):
+                    break
+
+            reader = asyncio.create_task(take_one())
+            for n in range(50):
+                await system.send("numbers", n)
+            await system.close("numbers")
+            await reader
+        return dict((await system.status()).actors["results"].dropped)
+
+    assert run_with_timeout(main()) == {"no_reader": 49}
+
+
+def test_an_iteration_never_closed_is_counted_at_the_end_of_the_block() -> None:
+    async def main() -> af.SystemStatus:
+        async with aio.open_system(pipe()) as system:
+            for n in range(10):
+                await system.send("numbers", n)
+            await system.close("numbers")
+            await system.wait()
+            items = system.receive("results")
+            assert await anext(items) == 0
+        return await system.status()
+
+    assert run_with_timeout(main()).actors["results"].dropped == {"no_reader": 9}
+
+
+def test_callers_only_ever_see_system_ended_never_trio_cancelled() -> None:
+    async def main() -> set[str]:
+        seen: set[str] = set()
+        async with aio.open_system(pipe()) as system:
+            await system.close("numbers")
+
+            async def hammer() -> None:
+                while True:
+                    try:
+                        await system.close("numbers")
+                    except aio.SystemEndedError:
+                        return
+                    except BaseException as exc:
+                        seen.add(type(exc).__qualname__)
+                        return
+
+            tasks = [asyncio.create_task(hammer()) for _ in range(20)]
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+        return seen
+
+    for _ in range(10):
+        assert run_with_timeout(main()) == set()
+
+
+def test_a_failure_interrupts_the_block_and_is_raised_from_it() -> None:
+    """As a trio host's block is cancelled when its system fails, the asyncio block is
+    interrupted and the failure comes out of the ``async with``."""
+    reached: list[str] = []
+
+    async def main() -> None:
+        async with aio.open_system(pipe()) as system:
+            await system.send("numbers", -1)
+            await asyncio.sleep(3600)  # a service serving forever
+            reached.append("after sleep")
+
+    with pytest.raises(af.EscalationError):
+        run_with_timeout(main())
+    assert reached == []
+
+
+def test_wait_raises_a_cleanup_error_and_status_after_the_block_is_final() -> None:
+    class Leaky(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        def consume(self, n: int) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            raise OSError("disk gone")
+
+    graph = af.Graph(name="leaky")
+    graph.add("numbers", af.Inlet)
+    graph.add("sink", Leaky)
+    graph.link("numbers", "sink")
+    statuses: list[af.SystemStatus] = []
+
+    async def main() -> None:
+        try:
+            async with aio.open_system(graph) as system:
+                await system.close("numbers")
+                with pytest.raises(af.CleanupError, match="disk gone"):
+                    await system.wait()
+        except af.CleanupError:
+            statuses.append(await system.status())
+
+    run_with_timeout(main())
+    assert statuses[0].state is af.SystemState.DONE
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_without_asyncio_run_interrupts_the_block_at_once(tmp_path: Path) -> None:
+    """Under loop.run_until_complete trio handles SIGINT itself: the graph is cancelled
+    and KeyboardInterrupt ends the asyncio block right away."""
+    script = tmp_path / "service.py"
+    script.write_text(
+        CTRL_C.format(tests=str(Path(__file__).parent)).replace(
+            "asyncio.run(main())",
+            "loop = asyncio.new_event_loop(); loop.run_until_complete(main())",
+        )
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "running\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert out.splitlines() == ["cleanup:ticks cleanup:sink", "interrupted"]

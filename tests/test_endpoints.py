@@ -159,3 +159,108 @@ async def test_receive_batch_is_empty_at_the_end() -> None:
         assert await reader.receive_batch() == []
         with pytest.raises(trio.EndOfChannel):
             await reader.receive()
+
+
+# -- regressions: what an inlet or outlet holds survives restarts, or is counted ------
+
+
+class Stuck(af.Sink):
+    inputs: ClassVar = {"in": int}
+
+    async def consume(self, n: int) -> None:
+        await trio.sleep_forever()
+
+
+async def test_what_an_inlet_holds_when_the_system_is_cancelled_is_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    graph = af.Graph(name="stuck")
+    graph.add("numbers", af.Inlet, buffer=8)
+    graph.add("sink", Stuck)
+    graph.link("numbers", "sink", buffer=1)
+    sent = 8 + 1 + 1 + 1  # inlet buffer, inlet's hand, link, sink's hand
+    async with af.open_system(graph) as system:
+        for n in range(sent):
+            await system.send("numbers", n)
+        await trio.testing.wait_all_tasks_blocked()
+        system.cancel()
+    status = system.status()
+    assert status.actors["numbers"].dropped == {"shutdown": 8}
+    assert status.dropped == sent
+
+
+class Picky(af.Processor):
+    """Fails on 3, slowly enough that the inlet queues up meanwhile."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    async def process(self, n: int) -> int:
+        await trio.sleep(0.01)
+        if n == 3:
+            raise ValueError("three")
+        return n
+
+
+async def test_a_restart_keeps_what_the_inlet_and_the_outlet_hold(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Restarting the whole group (one_for_all) keeps the inlet's queue and the host's
+    reader: every item arrives but the one dead-lettered, and none is counted lost."""
+    graph = af.Graph(name="restart")
+    graph.add("numbers", af.Inlet, buffer=32)
+    graph.add("picky", Picky)
+    graph.add("results", af.Outlet, buffer=64)
+    graph.chain("numbers", "picky", "results", buffer=1)
+    graph.group("all", ["numbers", "picky", "results"], strategy="one_for_all", max_restarts=5)
+    async with af.open_system(graph) as system:
+        reader = system.receive("results")
+        for n in range(20):
+            await system.send("numbers", n)
+        await trio.sleep(1)
+        assert system.status().actors["numbers"].restarts == 1
+        await system.close("numbers")
+        got = [n async for n in reader]
+    assert got == [n for n in range(20) if n != 3]
+    assert len(system.dead_letters) == 1
+    assert system.status().dropped == 0
+    # The inlet was only a bystander of the restart: not counted as failing.
+    assert system.status().actors["numbers"].errors == 0
+
+
+class Slow(af.Sink):
+    inputs: ClassVar = {"in": int}
+
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    async def consume(self, n: int) -> None:
+        await trio.sleep(0.1)
+        self.into.append(n)
+
+
+async def test_an_inlet_killed_at_its_stop_timeout_counts_what_it_held(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    got: list[int] = []
+    graph = af.Graph(name="slow")
+    graph.add("numbers", af.Inlet, buffer=20)
+    graph.add("sink", Slow, into=got)
+    graph.link("numbers", "sink", buffer=1)
+    async with af.open_system(graph, stop_timeout=0.2) as system:
+        for n in range(20):
+            await system.send("numbers", n)
+        await system.stop()
+    status = system.status()
+    assert status.actors["numbers"].reason == "killed"
+    assert len(got) + status.dropped == 20
+    assert status.actors["numbers"].dropped["shutdown"] > 0
+
+
+async def test_cancel_after_the_system_ended_changes_nothing() -> None:
+    """A cancel that comes after everything ended does not relabel a finished system."""
+    async with af.open_system(pipe()) as system:
+        await system.close("numbers")
+        await system.wait()
+        system.cancel()
+    assert system.status().state is af.SystemState.DONE

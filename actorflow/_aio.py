@@ -26,13 +26,13 @@ import outcome
 import trio
 
 from ._endpoints import Outlet, OutletReader
-from ._exceptions import ActorflowError
+from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
 from ._heartbeat import Reporter
 from ._settings import Settings
 from ._status import SystemStatus
 from ._store import Store
-from ._system import System, _single
+from ._system import System
 from ._system import open_system as _open_trio_system
 
 __all__ = ["AioSystem", "SystemEndedError", "open_system", "run"]
@@ -369,14 +369,8 @@ async def open_system(
         future.add_done_callback(_seen)
 
     async def trio_main() -> SystemStatus | None:
-        with run.abort:
-            try:
-                return await _guest(run, graph, settings, store, reporters, overrides)
-            except BaseExceptionGroup as group:
-                single = _single(group)
-                if single is None:
-                    raise
-                raise single from None
+        with run.abort, single_errors():
+            return await _guest(run, graph, settings, store, reporters, overrides)
         return None  # aborted while starting: the host was cancelled
 
     def done(result: outcome.Outcome[SystemStatus | None]) -> None:

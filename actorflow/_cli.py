@@ -24,6 +24,7 @@ from ._exceptions import (
     InitializationError,
     RegistryError,
     ValidationError,
+    single_errors,
 )
 from ._graph import Graph
 from ._graphfile import load_any
@@ -32,7 +33,7 @@ from ._logging import configure_logging
 from ._registry import Registry
 from ._settings import Settings
 from ._status import SystemStatus
-from ._system import _single, open_system
+from ._system import open_system
 from ._view import view_job, view_status
 
 __all__ = ["main"]
@@ -127,13 +128,8 @@ def _run_job(job: Job, view: bool) -> int:
             nursery.cancel_scope.cancel()
         return result
 
-    try:
+    with single_errors():
         result = trio.run(main)
-    except BaseExceptionGroup as group:
-        single = _single(group)
-        if single is None:
-            raise
-        raise single from None
     for task in result.tasks:
         took = f"{task.duration:.2f}s" if task.duration is not None else "-"
         info = task.info or ""
@@ -172,14 +168,9 @@ def _run(graph: Graph, settings: Settings, view: bool) -> SystemStatus:
             nursery.cancel_scope.cancel()
         return system.status()
 
-    try:
+    # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
+    with single_errors():
         return trio.run(main)
-    except BaseExceptionGroup as group:
-        # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
-        single = _single(group)
-        if single is None:
-            raise
-        raise single from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

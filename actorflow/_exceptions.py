@@ -8,9 +8,11 @@ names the module, port, link or key at fault.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import attrs
+import trio
 
 __all__ = [
     "ActorflowError",
@@ -25,6 +27,7 @@ __all__ = [
     "RunError",
     "SerializationError",
     "ValidationError",
+    "single_errors",
 ]
 
 
@@ -206,3 +209,33 @@ class EscalationError(RunError):
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one non-cancellation exception inside ``group``, if that is all it holds."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+@contextmanager
+def single_errors() -> Iterator[None]:
+    """Let an exception group that holds one real error out as that error.
+
+    Nurseries (trio's, and the ones inside libraries such as coredis) wrap what they
+    raise in groups; a user who made one mistake should see that mistake, not a group.
+    A group with several errors is left as it is.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        single = _single(group)
+        if single is None:
+            raise
+        raise single from None

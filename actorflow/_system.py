@@ -22,6 +22,7 @@ from ._exceptions import (
     RunError,
     ValidationError,
     _describe,
+    single_errors,
 )
 from ._graph import Graph, LinkSpec
 from ._heartbeat import Reporter, snapshot
@@ -552,19 +553,6 @@ def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Sett
     return attrs.evolve(base, **overrides)
 
 
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one non-cancellation exception inside ``group``, if that is all it holds."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
-
-
 @asynccontextmanager
 async def open_system(
     graph: Graph,
@@ -604,7 +592,9 @@ async def open_system(
     body_error: BaseException | None = None
     cancelled = True
     try:
-        try:
+        # Ctrl-C (or a module's SystemExit) arriving while the nursery waits is wrapped
+        # by trio; give the user the exception itself.
+        with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
                 try:
@@ -614,14 +604,7 @@ async def open_system(
                 except BaseException as exc:  # re-raised after shutdown
                     body_error = exc
                     nursery.cancel_scope.cancel()
-            cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
-        except BaseExceptionGroup as group:
-            # Ctrl-C (or a module's SystemExit) arriving while the nursery waits is
-            # wrapped by trio; give the user the exception itself.
-            single = _single(group)
-            if single is None:
-                raise
-            raise single from None
+        cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
     finally:
         system._finalize(cancelled)
         if system._failure is not None and body_error is None:
@@ -657,10 +640,5 @@ def run(
             pass
         return system.status()
 
-    try:
+    with single_errors():
         return trio.run(main)
-    except BaseExceptionGroup as group:
-        single = _single(group)
-        if single is None:
-            raise
-        raise single from None

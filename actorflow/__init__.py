@@ -51,6 +51,7 @@ from ._progressive import Step as Step
 from ._progressive import StepState as StepState
 from ._registry import Registry as Registry
 from ._registry import RegistryEntry as RegistryEntry
+from ._remote import Remote as Remote
 from ._settings import Settings as Settings
 from ._status import ActorState as ActorState
 from ._status import ActorStatus as ActorStatus
@@ -115,6 +116,7 @@ __all__ = [
     "Registry",
     "RegistryEntry",
     "RegistryError",
+    "Remote",
     "Reporter",
     "RestartType",
     "RunError",

@@ -15,6 +15,7 @@ from ._exceptions import GraphError, GraphProblem
 from ._link import Overflow
 from ._module import Module, ModuleKind
 from ._ports import Port, describe_type, is_compatible, normalize_ports
+from ._remote import Remote, to_remote
 from ._supervisor import ChildSpec, SupervisorSpec
 
 __all__ = ["Graph", "GroupSpec", "LinkSpec", "ModuleSpec", "Supervision"]
@@ -68,6 +69,8 @@ class LinkSpec:
             task per item, at most ``spawn_limit`` at once. Not allowed into a
             sequential module (sinks are).
         spawn_limit: With ``workers=0``, the most items handled at once.
+        remote: Carry the link over a Redis stream (see :class:`Remote`), so that its
+            two ends may run in different processes; ``None`` for a local link.
     """
 
     source: str
@@ -81,6 +84,7 @@ class LinkSpec:
     latest_only: bool = False
     workers: int = attrs.field(default=1, validator=non_negative_int)
     spawn_limit: int = attrs.field(default=100, validator=positive_int)
+    remote: Remote | None = attrs.field(default=None, converter=to_remote)
 
     @property
     def name(self) -> str:
@@ -144,6 +148,8 @@ class Graph:
     dead_letter_target: tuple[str, str] | None = None
     """The ``(module, port)`` that receives :class:`DeadLetter` records, if any."""
     _depends: list[tuple[str, str, float]] = attrs.field(factory=list, alias="_depends")
+    shared: set[str] = attrs.field(factory=set)
+    """Modules marked with :meth:`share`."""
 
     @property
     def modules(self) -> tuple[ModuleSpec, ...]:
@@ -176,6 +182,7 @@ class Graph:
         latest_only: bool = False,
         workers: int = 1,
         spawn_limit: int = 100,
+        remote: Remote | str | bool | Mapping[str, Any] | None = None,
     ) -> LinkSpec:
         """Link ``source`` (``"module"`` or ``"module.port"``) to ``target``.
 
@@ -199,9 +206,18 @@ class Graph:
             latest_only=latest_only,
             workers=workers,
             spawn_limit=spawn_limit,
+            remote=remote,
         )
         self._links.append(spec)
         return spec
+
+    def share(self, module: str) -> None:
+        """Mark ``module`` as shared: the same graph started in several processes runs
+        one instance of it in each, and they split its items (competing consumers of its
+        remote input links). A module that is not shared consumes a remote link alone;
+        another instance waits to take over when it stops.
+        """
+        self.shared.add(module)
 
     def supervise(
         self,
@@ -316,6 +332,7 @@ class Graph:
                         module=source,
                     )
                 )
+        problems.extend(_remote_problems(self._links, specs, self.shared))
         grouped: dict[str, str] = {}
         for group in self._groups:
             if group.name in names or group.name in {
@@ -368,6 +385,54 @@ class Graph:
         Ties keep declaration order, so the order is deterministic. Requires a valid graph.
         """
         return _consumers_first(self._modules, self._links)
+
+
+def _remote_problems(
+    links: Iterable[LinkSpec], specs: Mapping[str, ModuleSpec], shared: set[str]
+) -> list[GraphProblem]:
+    """Remote links keep the guarantees of a local link: bounded, ordered, nothing
+    dropped; the options that would break them are refused, naming the link."""
+    problems = []
+    for link in links:
+        if link.remote is None:
+            continue
+        refused = [
+            reason
+            for reason, present in (
+                ("feedback", link.feedback),
+                (
+                    f"workers={link.workers} (scale out with Graph.share instead)",
+                    link.workers != 1,
+                ),
+                (f"overflow={link.overflow.value!r}", link.overflow is not Overflow.BLOCK),
+                ("latest_only", link.latest_only),
+            )
+            if present
+        ]
+        if refused:
+            problems.append(
+                GraphProblem(
+                    f"link {link.name}: a remote link cannot be {', '.join(refused)}",
+                    module=link.target,
+                    port=link.target_port,
+                )
+            )
+    for module in sorted(shared):
+        if module not in specs:
+            problems.append(GraphProblem(f"share: unknown module {module!r}", module=module))
+            continue
+        local = [link.name for link in links if link.target == module and link.remote is None]
+        fed = any(link.target == module for link in links)
+        if local or not fed:
+            why = f"its input link {local[0]} is local" if local else "it has no input link"
+            problems.append(
+                GraphProblem(
+                    f"module {module!r} is shared, but {why}: a shared module takes its "
+                    "items from remote links only",
+                    module=module,
+                )
+            )
+    return problems
 
 
 def _find_problems(

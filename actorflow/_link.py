@@ -253,10 +253,12 @@ class Link:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "links", "version")
+    __slots__ = ("_lot", "_next", "links", "remote", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
+        self.remote: list[Any] = []
+        """Links from remote streams, whose items are acknowledged once handled."""
         self._lot = trio.lowlevel.ParkingLot()
         self._next = 0
         self.version = 0
@@ -300,6 +302,13 @@ class Mailbox:
     def depth(self) -> int:
         return sum(len(link.items) for link in self.links)
 
+    def settle(self) -> None:
+        """Everything taken so far has been handled: remote links acknowledge it."""
+        for link in self.remote:
+            link.settle()
+
     async def wait(self) -> None:
         """Sleep until an incoming link gets items or closes."""
+        if self.remote:
+            self.settle()
         await self._lot.park()

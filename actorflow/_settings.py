@@ -28,6 +28,8 @@ class Settings:
             modules at once, for the whole system.
         heartbeat_interval: Seconds between heartbeats (a ``system.heartbeat`` event with
             the status of every actor, also handed to the system's reporters).
+        remote_url: The Redis server of remote links that name none
+            (``remote=True``), e.g. ``"redis://127.0.0.1:6379/0"``.
     """
 
     quantum: float = attrs.field(default=0.01, validator=positive_number)
@@ -37,3 +39,4 @@ class Settings:
     stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
     thread_limit: int = attrs.field(default=8, validator=positive_int)
     heartbeat_interval: float = attrs.field(default=5.0, validator=positive_number)
+    remote_url: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -18,6 +18,7 @@ from ._exceptions import (
     ActorflowError,
     CleanupError,
     GraphError,
+    GraphProblem,
     InitializationError,
     RunError,
     ValidationError,
@@ -26,9 +27,10 @@ from ._exceptions import (
 )
 from ._graph import Graph, LinkSpec
 from ._heartbeat import Reporter, snapshot
-from ._link import Link
+from ._link import Link, Mailbox
 from ._logging import get_logger
 from ._module import ModuleKind
+from ._remote import RemoteInLink
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
@@ -53,8 +55,16 @@ class System:
         settings: Settings,
         store: Store | None = None,
         reporters: Sequence[Reporter] = (),
+        only: Collection[str] | None = None,
     ) -> None:
         self.graph = graph
+        self.here: frozenset[str] = frozenset(
+            spec.name for spec in graph.modules if only is None or spec.name in only
+        )
+        """The modules that run in this process (all, unless ``only`` was given)."""
+        self._only = None if only is None else tuple(only)
+        self._pumps: list[Any] = []
+        """What carries remote links to and from their streams."""
         self.settings = settings
         self.reporters = list(reporters)
         self.started_at = time.time()
@@ -294,9 +304,14 @@ class System:
         """
         graph = self.graph
         graph.validate()
+        placement = self._placement_problems()
+        if placement:
+            raise GraphError(placement)
         for warning in graph.warnings():
             self.log.warning("graph.warning", message=warning)
         for spec in graph.modules:
+            if spec.name not in self.here:
+                continue
             try:
                 module = spec.factory(**spec.config)
             except Exception as exc:
@@ -326,6 +341,49 @@ class System:
         self._wire_dead_letters()
         self.root = self._build_tree()
 
+    def _placement_problems(self) -> list[GraphProblem]:
+        """What makes the graph unable to run split across processes as asked."""
+        graph, here = self.graph, self.here
+        problems = [
+            GraphProblem(f"only: unknown module {name!r}", module=name)
+            for name in self._only or ()
+            if name not in {spec.name for spec in graph.modules}
+        ]
+        for spec in graph.links:
+            crosses = (spec.source in here) != (spec.target in here)
+            if crosses and spec.remote is None:
+                problems.append(
+                    GraphProblem(
+                        f"link {spec.name} joins a module that runs here to one that does "
+                        "not; make it remote (remote=...) so that it can cross processes",
+                        module=spec.target,
+                        port=spec.target_port,
+                    )
+                )
+            if (
+                spec.remote is not None
+                and (spec.source in here or spec.target in here)
+                and (spec.remote.url or self.settings.remote_url) is None
+            ):
+                problems.append(
+                    GraphProblem(
+                        f"link {spec.name} is remote but names no Redis URL: give it "
+                        "remote='redis://...' or set Settings.remote_url",
+                        module=spec.target,
+                        port=spec.target_port,
+                    )
+                )
+        for module, source, _ in graph.dependencies:
+            if module in here and source not in here:
+                problems.append(
+                    GraphProblem(
+                        f"depends_on: {module!r} waits for {source!r}, which does not run "
+                        "here; readiness does not cross processes",
+                        module=module,
+                    )
+                )
+        return problems
+
     def _connect(self, spec: LinkSpec) -> Link:
         """Create the running link for ``spec`` and attach it to both actors."""
         producer = self._actors[spec.source]
@@ -342,15 +400,66 @@ class System:
         """Copying depends on how many links leave a port: recompute for all of them."""
         links = producer.outputs[port]
         for link in links:
-            link.copier = copier_for(link.spec.copy, len(links))
+            # A remote link serialises what it carries: that is its copy.
+            remote = link.spec.remote is not None
+            link.copier = None if remote else copier_for(link.spec.copy, len(links))
+
+    def _connect_remote(self, spec: LinkSpec) -> None:
+        """The halves of a remote link that run here, and the pumps that carry them."""
+        from ._redis import ConsumerPump, ProducerPump, stream_key
+
+        remote = spec.remote
+        assert remote is not None
+        url = remote.url or self.settings.remote_url
+        assert url is not None
+        stream = remote.stream or stream_key(
+            self.graph.name, spec.source, spec.source_port, spec.target, spec.target_port
+        )
+        if spec.source in self.here:
+            producer = self._actors[spec.source]
+            mailbox = Mailbox()
+            link = Link(spec, remote.batch, mailbox, None)
+            link.name = f"{spec.name} (to the stream)"
+            producer.outputs[spec.source_port].append(link)
+            self._links.append(link)
+            self._set_copiers(producer, spec.source_port)
+            self._pumps.append(
+                ProducerPump(
+                    link,
+                    mailbox,
+                    url=url,
+                    stream=stream,
+                    group=spec.target,
+                    bound=spec.buffer or self.settings.default_buffer,
+                    remote=remote,
+                )
+            )
+        if spec.target in self.here:
+            consumer = self._actors[spec.target]
+            inbound = RemoteInLink(spec, remote.batch, consumer.mailbox)
+            self._links.append(inbound)
+            self._pumps.append(
+                ConsumerPump(
+                    inbound,
+                    url=url,
+                    stream=stream,
+                    group=spec.target,
+                    shared=spec.target in self.graph.shared,
+                    remote=remote,
+                )
+            )
 
     def _wire(self) -> None:
         for actor in self._actors.values():
             actor.system = self
         for module, source, timeout in self.graph.dependencies:
-            self._actors[module].waits_for.append((self._actors[source], timeout))
+            if module in self.here:
+                self._actors[module].waits_for.append((self._actors[source], timeout))
         for spec in self.graph.links:
-            self._connect(spec)
+            if spec.remote is not None:
+                self._connect_remote(spec)
+            elif spec.source in self.here:
+                self._connect(spec)
         self._count_ancestors()
 
     def _count_ancestors(self) -> None:
@@ -366,7 +475,7 @@ class System:
 
     def _wire_dead_letters(self) -> None:
         target = self.graph.dead_letter_target
-        if target is not None:
+        if target is not None and target[0] in self.here:
             module, port = target
             spec = LinkSpec("<dead letters>", "out", module, port, copy="none")
             link = Link(spec, self.settings.default_buffer, self._actors[module].mailbox, None)
@@ -379,7 +488,7 @@ class System:
             while to_visit:
                 for out_links in self._actors[to_visit.pop()].outputs.values():
                     for out in out_links:
-                        if out.spec.target not in downstream:
+                        if out.spec.target in self._actors and out.spec.target not in downstream:
                             downstream.add(out.spec.target)
                             to_visit.append(out.spec.target)
             self._dead_letter_waits_for = set(self._actors) - downstream
@@ -387,15 +496,18 @@ class System:
     def _build_tree(self) -> Supervisor:
         """The root supervisor: groups and ungrouped actors, consumers before producers."""
         graph = self.graph
-        order = graph.start_order()
+        order = [name for name in graph.start_order() if name in self.here]
         position = {name: index for index, name in enumerate(order)}
         grouped = {member for group in graph.groups for member in group.members}
         entries: list[tuple[int, Worker, ChildSpec]] = []
         for group in graph.groups:
-            members = [(self._actors[m], graph.supervision_of(m).child) for m in group.members]
+            local = [m for m in group.members if m in self.here]
+            if not local:
+                continue
+            members = [(self._actors[m], graph.supervision_of(m).child) for m in local]
             supervisor = Supervisor(group.name, group.spec, members)
             self._supervisors[group.name] = supervisor
-            first = min(position[m] for m in group.members)
+            first = min(position[m] for m in local)
             entries.append((first, supervisor, group.child))
         entries.extend(
             (position[name], self._actors[name], graph.supervision_of(name).child)
@@ -425,7 +537,8 @@ class System:
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         root = self.root
         assert root is not None
-        self.log.info("system.starting", actors=len(self._actors), order=self.graph.start_order())
+        order = [name for name in self.graph.start_order() if name in self.here]
+        self.log.info("system.starting", actors=len(self._actors), order=order)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_root, root)
             await root.started.wait()
@@ -464,16 +577,34 @@ class System:
         if scope.cancelled_caught:
             self.log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
 
+    async def _run_pump(self, pump: Any) -> None:
+        """Carry a remote link; a failure there (not an unreachable server, which is
+        waited out) fails the system, like a module beyond its restart intensity."""
+        try:
+            await pump.run()
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, ActorflowError)
+                else RunError(pump.link.name, _describe(exc))
+            )
+            error.__cause__ = exc
+            self._fail(error)
+
+    def _fail(self, error: ActorflowError) -> None:
+        if self._failure is None:
+            self._failure = error
+            self.state = SystemState.FAILED
+            self.log.error("system.failing", error=str(error))
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
     async def _run_root(self, root: Supervisor) -> None:
         try:
             await root.run()
         except Exception as exc:
             error = exc if isinstance(exc, ActorflowError) else RunError(root.name, _describe(exc))
-            self._failure = error
-            self.state = SystemState.FAILED
-            self.log.error("system.failing", error=str(error))
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
+            self._fail(error)
         finally:
             self._heartbeats.cancel()
             if self._failure is None:
@@ -492,6 +623,8 @@ class System:
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         nursery.start_soon(self._heartbeat)
+        for pump in self._pumps:
+            nursery.start_soon(self._run_pump, pump)
         await nursery.start(self._supervise)
 
     # -- the end -----------------------------------------------------------------------
@@ -560,6 +693,7 @@ async def open_system(
     *,
     store: Store | None = None,
     reporters: Sequence[Reporter] = (),
+    only: Collection[str] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -578,16 +712,19 @@ async def open_system(
         store: The shared data store (:class:`MemoryStore` if not given; pass a
             :class:`SQLiteStore` for data that survives the program).
         reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`).
+        only: Run only these modules here (the others run in other processes); every
+            link between a module here and one elsewhere must be remote.
 
     Raises:
-        GraphError: The graph is invalid; nothing was constructed.
+        GraphError: The graph is invalid, or cannot be split as ``only`` asks;
+            nothing was constructed.
         InitializationError: A module's constructor raised; nothing was started.
         ValidationError: A module's ``validate()`` refused; nothing was started.
         EscalationError: Modules kept failing beyond the root supervisor's restart
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
-    system = System(graph, _make_settings(settings, overrides), store, reporters)
+    system = System(graph, _make_settings(settings, overrides), store, reporters, only)
     await system._prepare()
     body_error: BaseException | None = None
     cancelled = True
@@ -624,6 +761,7 @@ def run(
     settings: Settings | None = None,
     *,
     store: Store | None = None,
+    only: Collection[str] | None = None,
     **overrides: Any,
 ) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
@@ -636,7 +774,7 @@ def run(
     """
 
     async def main() -> SystemStatus:
-        async with open_system(graph, settings, store=store, **overrides) as system:
+        async with open_system(graph, settings, store=store, only=only, **overrides) as system:
             pass
         return system.status()
 

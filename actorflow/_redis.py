@@ -1,0 +1,389 @@
+"""Carrying remote links over Redis Streams, with the coredis client.
+
+One stream per link; one consumer group per receiving module (named after it); one
+consumer per process running that module. Payloads are the lossless msgpack encoding
+of :mod:`actorflow._data`.
+
+* A :class:`ProducerPump` drains the sending half of the link into the stream, in
+  pipelined batches, and waits while the stream holds ``buffer`` items or more: entries
+  are deleted once acknowledged, so the stream's length is what the group has not
+  finished (undelivered plus pending), and a slow consumer slows its producer instead of
+  filling Redis.
+* A :class:`ConsumerPump` reads the stream into the receiving half of the link
+  (:class:`~actorflow._remote.RemoteInLink`), acknowledges (and deletes) entries once
+  their module has handled them, takes over entries left pending by a consumer that
+  has been silent for ``claim_idle`` seconds (``XAUTOCLAIM``), and closes the link when
+  the producer has closed and the stream is empty: the end of stream crosses too.
+* A module that is not shared holds a lease on its stream: a second instance waits,
+  as a standby, until the first stops.
+
+Every Redis call is retried while the server cannot be reached (one warning, then one
+``remote.recovered`` event), so a Redis restart delays items but loses none that it
+had accepted (run Redis with ``appendonly yes`` for that). coredis reports errors raised
+inside ``async with client`` as exception groups; they are unwrapped here, so users see
+the error itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from ._data import decode, encode
+from ._exceptions import RunError, _describe, single_errors
+from ._link import Link, Mailbox
+from ._logging import get_logger
+from ._remote import Remote, RemoteInLink
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["ConsumerPump", "ProducerPump", "connect", "stream_key"]
+
+T = TypeVar("T")
+
+OPEN, CLOSED = b"open", b"closed"
+
+
+def _coredis() -> Any:
+    try:
+        import coredis
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "remote links need the Redis client: pip install 'actorflow[redis]'"
+        ) from exc
+    return coredis
+
+
+def stream_key(graph: str, source: str, source_port: str, target: str, target_port: str) -> str:
+    """The default stream of a remote link."""
+    return f"actorflow:{graph}:{source}.{source_port}>{target}.{target_port}"
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A coredis client for ``url``, whose errors arrive as themselves, not as groups."""
+    client = _coredis().Redis.from_url(url, decode_responses=False)
+    with single_errors():
+        async with client:
+            yield client
+
+
+class _Retrying:
+    """Runs Redis calls again while the server cannot be reached, saying so once."""
+
+    def __init__(self, log: Any, poll: float) -> None:
+        self.log = log
+        self.poll = poll
+        self.failing = 0
+
+    async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
+        coredis = _coredis()
+        retryable = (coredis.exceptions.ConnectionError, coredis.exceptions.TimeoutError, OSError)
+        delay = self.poll
+        while True:
+            try:
+                result = await call()
+            except retryable as exc:
+                self.failing += 1
+                if self.failing == 1:
+                    self.log.warning("remote.unreachable", error=_describe(exc))
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if self.failing:
+                self.log.info("remote.recovered", after_failures=self.failing)
+                self.failing = 0
+            return result
+
+
+async def _ensure_group(client: Any, stream: str, group: str) -> None:
+    coredis = _coredis()
+    with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
+        await client.xgroup_create(stream, group, identifier="0", mkstream=True)
+
+
+class ProducerPump:
+    """Moves what the producer sends on a remote link into its stream."""
+
+    def __init__(
+        self,
+        link: Link,
+        mailbox: Mailbox,
+        *,
+        url: str,
+        stream: str,
+        group: str,
+        bound: int,
+        remote: Remote,
+    ) -> None:
+        self.link = link
+        self.mailbox = mailbox
+        self.url = url
+        self.stream = stream
+        self.group = group
+        self.bound = bound
+        """The most entries the stream may hold (the link's buffer)."""
+        self.remote = remote
+        self.batch = min(remote.batch, bound)
+        self.written = 0
+        self.log = get_logger(link=link.spec.name, stream=stream)
+        self._estimate = 0
+
+    async def run(self) -> None:
+        retry = _Retrying(self.log, self.remote.poll)
+        state = f"{self.stream}:producer"
+        async with connect(self.url) as client:
+            await retry(lambda: _ensure_group(client, self.stream, self.group))
+            await retry(lambda: client.set(state, OPEN))
+            link = self.link
+            while True:
+                if link.items:
+                    count = min(len(link.items), self.batch)
+                    await self._room(client, retry, count)
+                    batch = link.take(count)
+                    try:
+                        await retry(partial(self._write, client, batch))
+                    except BaseException:
+                        # Cut off before Redis confirmed: they may or may not be there.
+                        link.drop(len(batch), "shutdown")
+                        raise
+                    self.written += len(batch)
+                    self._estimate += len(batch)
+                elif link.closed:
+                    break
+                else:
+                    await self.mailbox.wait()
+            await retry(lambda: client.set(state, CLOSED))
+            self.log.info("remote.producer_closed", written=self.written)
+
+    async def _write(self, client: Any, batch: list[Any]) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for item in batch:
+                pipe.xadd(self.stream, {b"p": encode(item)})
+
+    async def _room(self, client: Any, retry: _Retrying, count: int) -> None:
+        """Wait while the stream holds too much for ``count`` more entries."""
+        if self._estimate + count <= self.bound:
+            return
+        while True:
+            self._estimate = await retry(lambda: client.xlen(self.stream))
+            if self._estimate + count <= self.bound:
+                return
+            await trio.sleep(self.remote.poll)
+
+
+class ConsumerPump:
+    """Feeds a remote link's receiving half from its stream and acknowledges what was
+    handled."""
+
+    def __init__(
+        self,
+        link: RemoteInLink,
+        *,
+        url: str,
+        stream: str,
+        group: str,
+        shared: bool,
+        remote: Remote,
+    ) -> None:
+        self.link = link
+        self.url = url
+        self.stream = stream
+        self.group = group
+        self.shared = shared
+        self.remote = remote
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.log = get_logger(link=link.spec.name, stream=stream, consumer=self.consumer)
+        self.acknowledged = 0
+        self.claimed = 0
+        self._lease = f"{stream}:lease"
+        self._lease_ms = max(int(remote.claim_idle * 1000), 1000)
+
+    async def run(self) -> None:
+        retry = _Retrying(self.log, self.remote.poll)
+        async with connect(self.url) as client:
+            await retry(lambda: _ensure_group(client, self.stream, self.group))
+            async with trio.open_nursery() as helpers:
+                if not self.shared:
+                    await self._take_lease(client, retry)
+                    helpers.start_soon(self._keep_lease, client, retry)
+                helpers.start_soon(self._acknowledge, client, retry)
+                try:
+                    await self._read(client, retry)
+                finally:
+                    helpers.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._flush_acks(client, retry)
+                if not self.shared:
+                    await client.eval(_RELEASE, [self._lease], [self.consumer])
+
+    async def _read(self, client: Any, retry: _Retrying) -> None:
+        link = self.link
+        remote = self.remote
+        claim_every = remote.claim_idle / 2
+        next_claim = trio.current_time()
+        block_ms = max(int(remote.poll * 1000), 1)
+        while not self._consumer_gone():
+            room = link.capacity - len(link.items) - len(link.in_hand)
+            if room <= 0:
+                await link.wait_for_space()
+                continue
+            entries: list[tuple[bytes, Any]] = []
+            if trio.current_time() >= next_claim:
+                next_claim = trio.current_time() + claim_every
+                entries = await retry(partial(self._claim, client, room))
+            if not entries:
+                entries = await retry(partial(self._next, client, room, block_ms))
+            if self._consumer_gone():
+                # Read for a consumer that has just ended: they stay pending for another.
+                break
+            if entries:
+                link.deliver(entries)
+            elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
+                self.log.info(
+                    "remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed
+                )
+                link.close()
+                return
+
+    def _consumer_gone(self) -> bool:
+        return self.link.receiver_closed
+
+    async def _next(self, client: Any, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
+        coredis = _coredis()
+        try:
+            reply = await client.xreadgroup(
+                self.group, self.consumer, streams={self.stream: ">"}, count=count, block=block_ms
+            )
+        except coredis.exceptions.StreamConsumerGroupError:
+            # The group is gone (Redis restarted without its data): recreate it.
+            await _ensure_group(client, self.stream, self.group)
+            return []
+        if not reply:
+            return []
+        return [self._decoded(entry) for entry in reply.get(self.stream.encode(), ())]
+
+    async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
+        """Take over entries another consumer left pending for ``claim_idle`` seconds."""
+        coredis = _coredis()
+        try:
+            reply = await client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=int(self.remote.claim_idle * 1000),
+                start="0-0",
+                count=count,
+            )
+        except coredis.exceptions.StreamConsumerGroupError:
+            await _ensure_group(client, self.stream, self.group)
+            return []
+        entries = [self._decoded(entry) for entry in reply[1]]
+        if entries:
+            self.claimed += len(entries)
+            self.log.warning("remote.claimed", count=len(entries))
+        return entries
+
+    def _decoded(self, entry: Any) -> tuple[bytes, Any]:
+        return entry.identifier, decode(entry.field_values[b"p"])
+
+    async def _ended(self, client: Any) -> bool:
+        """The producer has closed and the group has finished every entry."""
+        await self._flush_acks(client, None)
+        state_key = f"{self.stream}:producer"
+        async with client.pipeline(transaction=False) as pipe:
+            state_request = pipe.get(state_key)
+            length_request = pipe.xlen(self.stream)
+        state, length = await state_request, await length_request
+        if state != CLOSED or length:
+            return False
+        # Let the other consumers of the group see the end too, then forget it, so that
+        # a later run of the same graph starts afresh.
+        await client.pexpire(state_key, max(10_000, int(self.remote.poll * 200_000)))
+        return True
+
+    async def _acknowledge(self, client: Any, retry: _Retrying) -> None:
+        while True:
+            if not self.link.to_ack:
+                await self.link.wait_for_acks()
+                continue
+            await self._flush_acks(client, retry)
+
+    async def _flush_acks(self, client: Any, retry: _Retrying | None) -> None:
+        ids = self.link.to_ack
+        if not ids:
+            return
+        self.link.to_ack = []
+
+        async def ack() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, self.group, ids)
+                pipe.xdel(self.stream, ids)
+
+        try:
+            await (retry(ack) if retry is not None else ack())
+        except BaseException:
+            self.link.to_ack[:0] = ids  # not acknowledged: keep them for the next flush
+            raise
+        self.acknowledged += len(ids)
+
+    async def _take_lease(self, client: Any, retry: _Retrying) -> None:
+        """Wait until this process may consume the stream alone (not shared)."""
+        waiting = False
+        while True:
+            taken = await retry(
+                lambda: client.set(
+                    self._lease,
+                    self.consumer,
+                    condition=_coredis().PureToken.NX,
+                    px=self._lease_ms,
+                )
+            )
+            if taken:
+                if waiting:
+                    self.log.info("remote.lease_taken")
+                return
+            if not waiting:
+                waiting = True
+                owner = await retry(lambda: client.get(self._lease))
+                self.log.warning(
+                    "remote.standby",
+                    owner=owner.decode() if isinstance(owner, bytes) else owner,
+                    hint="the module is not shared: this instance waits to take over",
+                )
+            await trio.sleep(self._lease_ms / 3000)
+
+    async def _keep_lease(self, client: Any, retry: _Retrying) -> None:
+        while True:
+            await trio.sleep(self._lease_ms / 3000)
+            kept = await retry(
+                lambda: client.eval(_RENEW, [self._lease], [self.consumer, self._lease_ms])
+            )
+            if not kept:
+                raise RunError(
+                    self.link.spec.target,
+                    f"lost its lease on stream {self.stream!r} (silent for more than "
+                    f"{self._lease_ms / 1000:g} s); another instance may have taken over",
+                )
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -1,0 +1,158 @@
+"""Remote links: a link carried over a Redis stream, so that its producer and its
+consumer may run in different processes or on different machines.
+
+This module only describes a remote link; :mod:`actorflow._redis` carries it (and is the
+only part of actorflow that imports the Redis client, an optional extra).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ._checks import positive_int, positive_number
+from ._link import Link, Mailbox
+
+if TYPE_CHECKING:
+    from ._graph import LinkSpec
+
+__all__ = ["Remote", "RemoteInLink", "to_remote"]
+
+
+def _url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not (
+        isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise ValueError(
+            f"remote {attribute.name} must be a redis:// (or rediss://, unix://) URL, "
+            f"got {value!r}"
+        )
+
+
+@attrs.frozen
+class Remote:
+    """How a link crosses processes: over a Redis stream, with a consumer group.
+
+    Pass it (or just a URL, or ``True`` for the system's ``remote_url``) as the
+    ``remote`` option of :meth:`Graph.link`.
+
+    Attributes:
+        url: The Redis server (``redis://host:6379/0``); ``None`` uses
+            ``Settings.remote_url``.
+        stream: The stream's key; ``None`` derives it from the graph and the link
+            (``actorflow:<graph>:<source>.<port>><target>.<port>``).
+        claim_idle: Seconds an item may stay unacknowledged with a consumer that has
+            gone silent before another consumer of the group takes it over.
+        batch: The most items written in one pipeline or read in one call.
+        poll: Seconds between checks while waiting: a producer for room in the stream,
+            a consumer for new items or the end of the stream.
+    """
+
+    url: str | None = attrs.field(default=None, validator=_url)
+    stream: str | None = None
+    claim_idle: float = attrs.field(default=30.0, validator=positive_number)
+    batch: int = attrs.field(default=100, validator=positive_int)
+    poll: float = attrs.field(default=0.05, validator=positive_number)
+
+
+def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote | None:
+    """The ``remote`` option as given to :meth:`Graph.link` or in a graph file."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Remote()
+    if isinstance(value, Remote):
+        return value
+    if isinstance(value, str):
+        return Remote(url=value)
+    if isinstance(value, Mapping):
+        try:
+            return Remote(**value)
+        except TypeError:
+            names = [f.name for f in attrs.fields(Remote)]
+            unknown = ", ".join(repr(k) for k in value if k not in names)
+            raise ValueError(
+                f"remote: unknown option {unknown} (options: {', '.join(names)})"
+            ) from None
+    raise ValueError(
+        f"remote must be a redis:// URL, true, a table of options or actorflow.Remote, "
+        f"got {value!r}"
+    )
+
+
+class RemoteInLink(Link):
+    """The receiving half of a remote link, in the consumer's process.
+
+    Items arrive from the stream (see :class:`actorflow._redis.ConsumerPump`) with their
+    entry ids. An item is acknowledged only once its module has handled it or it was
+    dead-lettered: the ids of a batch are settled when the actor takes its next batch,
+    waits for input, or ends; items given back after a crash keep their ids and are
+    settled when handled. What is still buffered when the actor ends stays pending in
+    the stream, for another consumer of the group (counted as ``returned``, not lost).
+    """
+
+    __slots__ = ("_acks", "ids", "in_hand", "to_ack")
+
+    def __init__(self, spec: LinkSpec, capacity: int, mailbox: Mailbox) -> None:
+        super().__init__(spec, capacity, mailbox, None)
+        self.name = f"{spec.name} (from the stream)"
+        self.ids: deque[bytes] = deque()
+        self.in_hand: list[bytes] = []
+        self.to_ack: list[bytes] = []
+        self._acks = trio.lowlevel.ParkingLot()
+        mailbox.remote.append(self)
+
+    def deliver(self, entries: list[tuple[bytes, Any]]) -> None:
+        """Append items read from the stream, with their entry ids."""
+        for entry_id, item in entries:
+            self.ids.append(entry_id)
+            self.items.append(item)
+        self.sent += len(entries)
+        self.mailbox.notify()
+
+    def take(self, limit: int) -> list[Any]:
+        self.settle()  # the batch taken before this one has been handled
+        batch = super().take(limit)
+        ids = self.ids
+        self.in_hand = [ids.popleft() for _ in batch]
+        return batch
+
+    def requeue(self, items: list[Any]) -> None:
+        back = len(items)
+        if back:
+            self.ids.extendleft(reversed(self.in_hand[-back:]))
+            del self.in_hand[-back:]
+        super().requeue(items)
+
+    def settle(self) -> None:
+        """The items in hand have been handled (or dead-lettered): acknowledge them."""
+        if self.in_hand:
+            self.to_ack.extend(self.in_hand)
+            self.in_hand = []
+            self._acks.unpark_all()
+
+    async def wait_for_acks(self) -> None:
+        await self._acks.park()
+
+    def close_receiver(self) -> None:
+        self.settle()
+        super().close_receiver()
+        self._acks.unpark_all()
+
+    def discard(self, reason: str) -> int:
+        """Items still buffered stay pending in the stream, for another consumer."""
+        count = len(self.items)
+        self.items.clear()
+        self.ids.clear()
+        if count:
+            self.returned += count
+            self._log.warning("remote.left_pending", count=count, reason=reason)
+        self.wake_producers()
+        return 0
+
+    def hand_back(self) -> list[Any]:  # pragma: no cover - remote links are not removable
+        raise RuntimeError("a remote link cannot be removed while the system runs")

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+import actorflow
+import actorflow.aio
+
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = ROOT / "docs"
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted(path for path in DOCS.rglob("*.md") if "_build" not in path.parts),
+]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -16,12 +23,22 @@ def snippets(path: Path) -> list[str]:
     return FENCE.findall(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=name)
 def test_snippets_run_in_order(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A document's snippets run top to bottom in one namespace without error."""
-    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    namespace: dict[str, object] = {"__name__": "docs_" + re.sub(r"\W", "_", name(path))}
     for index, code in enumerate(snippets(path)):
-        exec(compile(code, f"{path.name}[snippet {index}]", "exec"), namespace)
+        exec(compile(code, f"{name(path)}[snippet {index}]", "exec"), namespace)
+
+
+def test_every_page_of_the_site_is_checked() -> None:
+    """The pages in subfolders (tutorial, concepts, how-tos, reference) are found too."""
+    found = {name(path) for path in DOCUMENTS}
+    assert {"docs/index.md", "docs/reference/api.md"} <= found
 
 
 def test_the_readme_has_snippets() -> None:
@@ -34,4 +51,21 @@ def test_relative_links_in_docs_point_to_files() -> None:
     link = re.compile(r"\]\(([^)#:]+)(#[^)]*)?\)")
     for path in DOCUMENTS:
         for target, _ in link.findall(path.read_text(encoding="utf-8")):
-            assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
+            assert (path.parent / target).exists(), f"{name(path)} links to missing {target}"
+
+
+def test_the_api_reference_documents_every_public_name() -> None:
+    """docs/reference/api.md has an autodoc entry for each name in ``actorflow.__all__``
+    and ``actorflow.aio.__all__``, so a new public name cannot go undocumented, and none
+    for a name that is no longer exported."""
+    page = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
+    documented = set(
+        re.findall(r"^\.\. auto(?:class|exception|function)::\s+(actorflow\.[\w.]+)", page, re.M)
+    )
+    exported = {f"actorflow.{n}" for n in actorflow.__all__} | {
+        f"actorflow.aio.{n}" for n in actorflow.aio.__all__
+    }
+    assert not exported - documented, f"not in the API reference: {sorted(exported - documented)}"
+    assert not documented - exported, (
+        f"documented but not exported: {sorted(documented - exported)}"
+    )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,55 @@ def test_the_api_reference_documents_every_public_name() -> None:
     assert not documented - exported, (
         f"documented but not exported: {sorted(documented - exported)}"
     )
+
+
+def project_files(page: str) -> dict[str, str]:
+    """The files a page asks the reader to create: fences whose first line is
+    ``# <file name>``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    fences = re.findall(r"^```(?:python|toml)\n# ([\w.-]+)\n(.*?)^```", text, re.M | re.S)
+    return dict(fences)
+
+
+def console_sessions(page: str) -> list[tuple[str, str]]:
+    """Each ``$ command`` of a page's console fences, with the output shown after it."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    sessions: list[tuple[str, str]] = []
+    for fence in re.findall(r"^```console\n(.*?)^```", text, re.M | re.S):
+        for block in re.split(r"^(?=\$ )", fence, flags=re.M):
+            if block.startswith("$ "):
+                command, _, output = block[2:].partition("\n")
+                sessions.append((command, output))
+    return sessions
+
+
+def test_the_tutorial_project_runs_from_the_command_line(tmp_path: Path) -> None:
+    """The tutorial's files, written out as it says, give what its console session
+    shows: the graph file validates and runs, its log reads back. Timings differ, so
+    the summary's output is not compared (nor --help's, which the page does not show)."""
+    files = project_files("tutorial.md")
+    assert set(files) == {"temperatures.py", "pyproject.toml", "temperatures.toml"}
+    for file, code in files.items():
+        (tmp_path / file).write_text(code, encoding="utf-8")
+    sessions = [s for s in console_sessions("tutorial.md") if s[0].startswith("actorflow ")]
+    assert [command.split()[1] for command, _ in sessions] == [
+        "--help",
+        "validate",
+        "run",
+        "logs",
+        "graph",
+    ]
+    for command, shown in sessions:
+        result = subprocess.run(
+            [sys.executable, "-m", "actorflow", *shlex.split(command)[1:]],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        if shown and "--summary" not in command:
+            assert result.stdout == shown, command

@@ -1,10 +1,12 @@
-"""Developer sessions: ``nox`` runs tests, lint, typecheck and examples."""
+"""Developer sessions: ``nox`` runs tests, lint, typecheck, examples and the docs build."""
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "examples"]
+nox.options.sessions = ["tests", "lint", "typecheck", "examples", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -39,6 +41,18 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/progressive_stats.py")
     session.run("python", "examples/interactive_threshold.py")
     session.run("python", "examples/encode_job.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly: any warning, a broken reference included,
+    fails. The old build is removed first, since Sphinx does not repeat the warnings of
+    pages it does not read again."""
+    session.install("-e", ".[docs]")
+    shutil.rmtree("docs/_build", ignore_errors=True)
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
+    )
 
 
 @nox.session

@@ -63,8 +63,8 @@ class Module:
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
     sequential: ClassVar[bool] = False
-    """True for a module that must never handle two items at once: links into it may not
-    use several workers. Sinks are always sequential."""
+    """True for a module that must never handle two items at once, so links into it may
+    not use several workers. Sinks are always sequential."""
 
     blocking: ClassVar[bool] = False
     """True for a module whose sync hooks block (file or network I/O, a C library):

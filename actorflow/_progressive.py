@@ -30,7 +30,7 @@ class StepState(enum.Enum):
     BLOCKED = "blocked"
     """Wait until new input arrives (or every input has ended)."""
     TERMINATED = "terminated"
-    """Done: the module ends and its end of stream flows downstream."""
+    """Done. The module ends and its end of stream flows downstream."""
 
 
 @attrs.frozen

@@ -23,11 +23,11 @@ class ActorState(enum.Enum):
     VALIDATED = "validated"
     """Its module's ``validate()`` accepted the configuration."""
     READY = "ready"
-    """Started and runnable: listening, or yielding after spending its quantum."""
+    """Started and runnable (listening, or yielding after spending its quantum)."""
     RUNNING = "running"
     """Handling items."""
     BLOCKED = "blocked"
-    """Waiting: for input, or for room downstream (``blocked_on`` in its status says which)."""
+    """Waiting for input or for room downstream (``blocked_on`` in its status says which)."""
     SUSPENDED = "suspended"
     """A progressive module paused by :meth:`System.suspend`, until resumed."""
     ZOMBIE = "zombie"
@@ -115,8 +115,8 @@ class ActorStatus:
     step_size: int | None = None
     """A progressive module's current step size."""
     task: str | None = None
-    """What it is doing: its module's class name, or what the module set with
-    :meth:`Module.set_info`."""
+    """What it is doing (its module's class name, or what the module set with
+    :meth:`Module.set_info`)."""
     info: Mapping[str, Any] = attrs.field(factory=dict)
     """Free-form fields the module reported with :meth:`Module.set_info`."""
 

@@ -43,7 +43,7 @@ class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     """Only the failed child."""
     ONE_FOR_ALL = "one_for_all"
-    """Every child: the others are stopped in reverse order, then all are restarted."""
+    """Every child. The others are stopped in reverse order, then all are restarted."""
     REST_FOR_ONE = "rest_for_one"
     """The failed child and every child started after it."""
 

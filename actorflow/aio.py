@@ -1,4 +1,4 @@
-"""Run actorflow systems inside an asyncio application, through trio's guest mode.
+"""Run actorflow systems inside an asyncio application, through trio's guest mode::
 
     import asyncio
     from actorflow import aio

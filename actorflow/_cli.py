@@ -20,6 +20,7 @@ from rich.console import Console
 from . import _logfile
 from ._exceptions import (
     ActorflowError,
+    GraphError,
     GraphFileError,
     InitializationError,
     RegistryError,
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd = commands.add_parser("run", help="run a graph file until it ends, or a job file")
     run_cmd.add_argument("file", help="the graph or job file (TOML)")
     run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
+    run_cmd.add_argument(
+        "--only",
+        metavar="MODULES",
+        action="append",
+        help="run only these modules here (comma-separated; repeatable): the others run "
+        "in other processes, joined by remote links",
+    )
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
     )
@@ -151,7 +159,9 @@ def _wants_view(asked: bool | None) -> bool:
     return asked if asked is not None else _view_by_default(sys.stdout, os.environ)
 
 
-def _run(graph: Graph, settings: Settings, view: bool) -> SystemStatus:
+def _run(
+    graph: Graph, settings: Settings, view: bool, only: list[str] | None = None
+) -> SystemStatus:
     """Run the graph to its end under trio, with the live view beside it if asked.
 
     The view outlives the system by a moment, so its last frame shows the end state
@@ -161,7 +171,7 @@ def _run(graph: Graph, settings: Settings, view: bool) -> SystemStatus:
 
     async def main() -> SystemStatus:
         async with trio.open_nursery() as nursery:
-            async with open_system(graph, settings) as system:
+            async with open_system(graph, settings, only=only) as system:
                 if view:
                     console = Console(force_terminal=True)
                     nursery.start_soon(partial(view_status, system.status, console))
@@ -209,8 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.log:
             configure_logging(format="json", level=args.log_level, file=args.log)
-        status = _run(graph, settings, _wants_view(args.view))
-    except (GraphFileError, RegistryError, InitializationError, ValidationError) as exc:
+        only = None
+        if args.only:
+            only = [name.strip() for names in args.only for name in names.split(",") if name]
+        status = _run(graph, settings, _wants_view(args.view), only)
+    except (
+        GraphError,
+        GraphFileError,
+        RegistryError,
+        InitializationError,
+        ValidationError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except ActorflowError as exc:

@@ -50,9 +50,10 @@ __all__ = ["load_graph", "load_job"]
 
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
-_MODULE_KEYS = {"module", "config", "supervise"}
+_MODULE_KEYS = {"module", "config", "supervise", "shared"}
 _LINK_OPTIONS = {
     "buffer", "copy", "feedback", "overflow", "latest_only", "workers", "spawn_limit",
+    "remote",
 }  # fmt: skip
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,),
@@ -232,6 +233,11 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
             continue
         _check_config(cls, config, f"[modules.{name}.config]", problems)
         graph.add(name, cls, **config)
+        shared = table.get("shared", False)
+        if not isinstance(shared, bool):
+            problems.append(f"{where} key 'shared': expected true or false, got {shared!r}")
+        elif shared:
+            graph.share(name)
         if "supervise" in table:
             try:
                 graph.supervise(name, **table["supervise"])

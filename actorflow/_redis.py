@@ -85,7 +85,14 @@ class _Retrying:
 
     async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
         coredis = _coredis()
-        retryable = (coredis.exceptions.ConnectionError, coredis.exceptions.TimeoutError, OSError)
+        errors = coredis.exceptions
+        retryable = (
+            errors.ConnectionError,
+            errors.BusyLoadingError,  # a restarted server still reading its data
+            errors.TryAgainError,
+            TimeoutError,
+            OSError,
+        )
         delay = self.poll
         while True:
             try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from redis_server import RedisServer, require_redis_server
 
 from actorflow._logging import _release_owned_stream
 
@@ -25,3 +27,21 @@ def logs() -> Iterator[list[dict[str, Any]]]:
     """Every structlog event emitted during the test, as dicts."""
     with structlog.testing.capture_logs() as captured:
         yield captured
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server for the session (tests keep apart by their graph names)."""
+    server = RedisServer(require_redis_server(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of the test's own, for tests that restart it."""
+    server = RedisServer(require_redis_server(), tmp_path)
+    server.start()
+    yield server
+    server.stop()

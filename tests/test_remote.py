@@ -1,0 +1,270 @@
+"""Remote links over Redis Streams: the same guarantees as a local link, across
+processes. These tests run against a real redis-server (see redis_server.py)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any, ClassVar
+
+import pytest
+import trio
+from redis_server import RedisServer
+
+import actorflow as af
+from actorflow._redis import connect
+
+# -- options and validation (no server needed) ---------------------------------------
+
+
+def test_the_remote_option_takes_a_url_true_a_table_or_a_remote() -> None:
+    graph = af.Graph(name="g")
+    assert graph.link("a", "b", remote="redis://h:1/0").remote == af.Remote(url="redis://h:1/0")
+    assert graph.link("a", "c", remote=True).remote == af.Remote()
+    table = graph.link("a", "d", remote={"claim_idle": 2, "batch": 10}).remote
+    assert table == af.Remote(claim_idle=2, batch=10)
+    assert graph.link("a", "e").remote is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("http://h/", r"remote url must be a redis:// \(or rediss://, unix://\) URL"),
+        ({"claim": 1}, "unknown option 'claim'"),
+        ({"batch": 0}, "batch"),
+        (3, "remote must be a redis:// URL, true, a table of options"),
+    ],
+)
+def test_a_bad_remote_option_is_refused_naming_it(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        af.Graph().link("a", "b", remote=value)
+
+
+class Numbers(af.Source):
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def start(self) -> Any:
+        return (af.Data(fields={"n": n}, tags={"from": "numbers"}) for n in range(self.count))
+
+
+class Keep(af.Sink):
+    inputs: ClassVar = {"in": af.Data}
+
+    def __init__(self, into: list[af.Data]) -> None:
+        self.into = into
+
+    def consume(self, data: af.Data) -> None:
+        self.into.append(data)
+
+
+def pair(name: str, count: int, url: str | None, into: list[af.Data], **options: Any) -> af.Graph:
+    graph = af.Graph(name=name)
+    graph.add("numbers", Numbers, count=count)
+    graph.add("keep", Keep, into=into)
+    graph.link("numbers", "keep", remote=url if url is not None else True, **options)
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        ({"workers": 4}, "workers=4"),
+        ({"overflow": "drop_oldest"}, "overflow='drop_oldest'"),
+        ({"latest_only": True}, "latest_only"),
+    ],
+)
+def test_options_that_would_lose_order_or_items_are_refused(
+    options: dict[str, Any], refused: str
+) -> None:
+    graph = pair("refused", 1, "redis://127.0.0.1:1/0", [], **options)
+    problems = [problem.message for problem in graph.problems()]
+    assert any("a remote link cannot be" in p and refused in p for p in problems), problems
+
+
+def test_a_shared_module_must_take_its_items_from_remote_links() -> None:
+    graph = af.Graph(name="g")
+    graph.add("numbers", Numbers, count=1)
+    graph.add("keep", Keep, into=[])
+    graph.link("numbers", "keep")
+    graph.share("keep")
+    graph.share("ghost")
+    messages = [problem.message for problem in graph.problems()]
+    assert "share: unknown module 'ghost'" in messages
+    assert any("module 'keep' is shared, but its input link" in m for m in messages)
+
+
+def test_splitting_a_graph_across_a_local_link_is_refused() -> None:
+    graph = af.Graph(name="g")
+    graph.add("numbers", Numbers, count=1)
+    graph.add("keep", Keep, into=[])
+    graph.link("numbers", "keep")
+    with pytest.raises(af.GraphError, match="joins a module that runs here to one that does not"):
+        af.run(graph, only={"numbers"})
+    with pytest.raises(af.GraphError, match="only: unknown module 'nobody'"):
+        af.run(graph, only={"numbers", "keep", "nobody"})
+
+
+def test_a_remote_link_without_a_server_says_where_to_name_one() -> None:
+    graph = pair("nourl", 1, None, [])
+    with pytest.raises(af.GraphError, match="names no Redis URL"):
+        af.run(graph)
+
+
+# -- against a real server -------------------------------------------------------------
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def stream_length(url: str, stream: str) -> int:
+    async with connect(url) as client:
+        return int(await client.xlen(stream))
+
+
+async def test_items_cross_in_order_and_the_end_of_stream_follows(
+    redis_server: RedisServer,
+) -> None:
+    """Both halves in one process: every item arrives once, in order, as it was sent
+    (Data ids and all); the consumer ends when the producer has; the stream is left
+    empty (acknowledged entries are deleted)."""
+    got: list[af.Data] = []
+    name = unique("order")
+    async with af.open_system(pair(name, 1000, redis_server.url, got, buffer=300)) as system:
+        pass
+    assert [d.fields["n"] for d in got] == list(range(1000))
+    assert all(d.tags == {"from": "numbers"} for d in got)
+    assert len({d.id for d in got}) == 1000
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert status.dropped == 0
+    links = list(status.links.values())
+    assert [link.sent for link in links] == [1000, 1000]
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    assert await stream_length(redis_server.url, stream) == 0
+
+
+class Gate(af.Sink):
+    """Holds every item until the test opens it."""
+
+    inputs: ClassVar = {"in": af.Data}
+    opened: ClassVar[trio.Event]
+
+    def __init__(self, into: list[af.Data]) -> None:
+        self.into = into
+
+    async def consume(self, data: af.Data) -> None:
+        await Gate.opened.wait()
+        self.into.append(data)
+
+
+async def wait_until(condition: Any, seconds: float = 20) -> None:
+    """Poll a condition of the outside world (Redis, another system) until it holds; it
+    may be async. Nothing to wait on but the condition itself: Redis sends no events."""
+    with trio.fail_after(seconds):
+        while True:
+            holds = condition()
+            if not isinstance(holds, bool):
+                holds = await holds
+            if holds:
+                return
+            await trio.sleep(0.01)
+
+
+async def test_a_slow_consumer_slows_its_producer_instead_of_filling_redis(
+    redis_server: RedisServer,
+) -> None:
+    """With the consumer stuck, the producer stops once the stream holds `buffer`
+    entries; when the consumer moves again, everything arrives."""
+    Gate.opened = trio.Event()
+    got: list[af.Data] = []
+    name = unique("pressure")
+    graph = af.Graph(name=name)
+    graph.add("numbers", Numbers, count=2000)
+    graph.add("keep", Gate, into=got)
+    graph.link("numbers", "keep", remote=redis_server.url, buffer=50)
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    async with af.open_system(graph) as system:
+
+        async def stream_full() -> bool:
+            return await stream_length(redis_server.url, stream) >= 50
+
+        await wait_until(stream_full)
+        source = system.status().actors["numbers"]
+        assert source.state is af.ActorState.BLOCKED
+        # It stays full: the producer waits; it has sent no more than the stream, its
+        # own link (one batch) and the consumer's prefetch (one batch) hold.
+        with trio.move_on_after(0.3):
+            await wait_until(
+                lambda: system.status().actors["numbers"].emitted > 50 + 100 + 100 + 1
+            )
+            raise AssertionError("the producer went on past the bound")
+        assert await stream_length(redis_server.url, stream) == 50
+        Gate.opened.set()
+    assert [d.fields["n"] for d in got] == list(range(2000))
+
+
+async def test_a_consumer_that_dies_leaves_its_items_to_the_next_one(
+    redis_server: RedisServer,
+) -> None:
+    """The first consumer is cut off while it holds unacknowledged items; the next one
+    (a standby until the first's lease lapses) takes them over after claim_idle: every
+    item is handled at least once."""
+    name = unique("takeover")
+    remote = af.Remote(url=redis_server.url, claim_idle=0.5)
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+
+    def graph(into: list[af.Data]) -> af.Graph:
+        built = af.Graph(name=name)
+        built.add("numbers", Numbers, count=500)
+        built.add("keep", Keep, into=into)
+        built.link("numbers", "keep", remote=remote, buffer=100)
+        return built
+
+    async with af.open_system(graph([]), only={"numbers"}) as producer:
+        async with af.open_system(graph(first), only={"keep"}) as consumer:
+            await wait_until(lambda: len(first) >= 150)
+            consumer.cancel()  # as if the process died: what it held is not acknowledged
+        async with af.open_system(graph(second), only={"keep"}) as replacement:
+            pass
+    assert producer.status().state is af.SystemState.DONE
+    assert replacement.status().state is af.SystemState.DONE
+    handled = {d.fields["n"] for d in itertools.chain(first, second)}
+    assert handled == set(range(500))
+    # At least once: the items the first had not acknowledged may come twice, no more.
+    assert len(first) + len(second) >= 500
+
+
+async def test_a_redis_restart_mid_stream_loses_nothing(own_redis_server: RedisServer) -> None:
+    """Redis is killed and restarted while items flow: producer and consumer wait for
+    it, say so once, and every item arrives at least once, in order of first arrival."""
+    got: list[af.Data] = []
+    name = unique("restart")
+    graph = af.Graph(name=name)
+    graph.add("numbers", Numbers, count=3000)
+    graph.add("keep", Keep, into=got)
+    graph.link("numbers", "keep", remote=af.Remote(url=own_redis_server.url), buffer=200)
+    async with af.open_system(graph):
+        await wait_until(lambda: len(got) >= 500)
+        await trio.to_thread.run_sync(own_redis_server.restart)
+    numbers = [d.fields["n"] for d in got]
+    assert set(numbers) == set(range(3000))
+    firsts = list(dict.fromkeys(numbers))
+    assert firsts == sorted(firsts)  # per producer order holds
+
+
+async def test_a_stream_the_producer_closed_ends_at_once_for_a_late_consumer(
+    redis_server: RedisServer,
+) -> None:
+    """A consumer that starts after its producer finished still gets everything and ends."""
+    name = unique("late")
+    got: list[af.Data] = []
+    async with af.open_system(pair(name, 30, redis_server.url, []), only={"numbers"}):
+        pass
+    async with af.open_system(pair(name, 30, redis_server.url, got), only={"keep"}):
+        pass
+    assert [d.fields["n"] for d in got] == list(range(30))

@@ -75,6 +75,12 @@ async def connect(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
             yield client
 
 
+def _order(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (``b"1718000000000-3"``) as something that sorts in order."""
+    millis, _, sequence = entry_id.partition(b"-")
+    return int(millis), int(sequence or 0)
+
+
 class _Retrying:
     """Runs Redis calls again while the server cannot be reached, saying so once."""
 
@@ -82,6 +88,8 @@ class _Retrying:
         self.log = log
         self.poll = poll
         self.failing = 0
+        self.failures = 0
+        """Every failed attempt so far: tells a caller that a call had to be retried."""
 
     async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
         coredis = _coredis()
@@ -99,6 +107,7 @@ class _Retrying:
                 result = await call()
             except retryable as exc:
                 self.failing += 1
+                self.failures += 1
                 if self.failing == 1:
                     self.log.warning("remote.unreachable", error=_describe(exc))
                 await trio.sleep(delay)
@@ -210,6 +219,8 @@ class ConsumerPump:
         self.log = get_logger(link=link.spec.name, stream=stream, consumer=self.consumer)
         self.acknowledged = 0
         self.claimed = 0
+        self._acking: set[bytes] = set()
+        """Ids whose acknowledgement is on its way to Redis."""
         self._lease = f"{stream}:lease"
         self._lease_ms = max(int(remote.claim_idle * 1000), 1000)
 
@@ -247,7 +258,15 @@ class ConsumerPump:
                 next_claim = trio.current_time() + claim_every
                 entries = await retry(partial(self._claim, client, room))
             if not entries:
+                failures = retry.failures
                 entries = await retry(partial(self._next, client, room, block_ms))
+                if retry.failures != failures:
+                    # A read cut off by a lost connection may have been delivered to us
+                    # by Redis all the same: fetch what is pending for us and not here,
+                    # and put it first: it is older than what the retried read brought.
+                    here = {entry_id for entry_id, _ in entries}
+                    lost = await retry(partial(self._lost_deliveries, client, here))
+                    entries = sorted([*lost, *entries], key=lambda entry: _order(entry[0]))
             if self._consumer_gone():
                 # Read for a consumer that has just ended: they stay pending for another.
                 break
@@ -276,6 +295,25 @@ class ConsumerPump:
         if not reply:
             return []
         return [self._decoded(entry) for entry in reply.get(self.stream.encode(), ())]
+
+    async def _lost_deliveries(self, client: Any, here: set[bytes]) -> list[tuple[bytes, Any]]:
+        """Entries Redis delivered to this consumer that never reached it."""
+        link = self.link
+        known = {*link.ids, *link.in_hand, *link.to_ack, *self._acking, *here}
+        found: list[tuple[bytes, Any]] = []
+        start = b"0-0"
+        while True:
+            reply = await client.xreadgroup(
+                self.group, self.consumer, streams={self.stream: start}, count=500
+            )
+            entries = (reply or {}).get(self.stream.encode(), ())
+            if not entries:
+                break
+            found.extend(self._decoded(e) for e in entries if e.identifier not in known)
+            start = entries[-1].identifier
+        if found:
+            self.log.warning("remote.recovered_deliveries", count=len(found))
+        return found
 
     async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
         """Take over entries another consumer left pending for ``claim_idle`` seconds."""
@@ -328,6 +366,7 @@ class ConsumerPump:
         if not ids:
             return
         self.link.to_ack = []
+        self._acking.update(ids)
 
         async def ack() -> None:
             async with client.pipeline(transaction=False) as pipe:
@@ -339,6 +378,8 @@ class ConsumerPump:
         except BaseException:
             self.link.to_ack[:0] = ids  # not acknowledged: keep them for the next flush
             raise
+        finally:
+            self._acking.difference_update(ids)
         self.acknowledged += len(ids)
 
     async def _take_lease(self, client: Any, retry: _Retrying) -> None:

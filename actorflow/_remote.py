@@ -134,6 +134,7 @@ class RemoteInLink(Link):
             self.to_ack.extend(self.in_hand)
             self.in_hand = []
             self._acks.unpark_all()
+            self.wake_producers()  # the pump counts items in hand against its room
 
     async def wait_for_acks(self) -> None:
         await self._acks.park()

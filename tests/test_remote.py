@@ -268,3 +268,28 @@ async def test_a_stream_the_producer_closed_ends_at_once_for_a_late_consumer(
     async with af.open_system(pair(name, 30, redis_server.url, got), only={"keep"}):
         pass
     assert [d.fields["n"] for d in got] == list(range(30))
+
+
+class Slow(af.Sink):
+    inputs: ClassVar = {"in": af.Data}
+
+    def __init__(self, into: list[af.Data]) -> None:
+        self.into = into
+
+    async def consume(self, data: af.Data) -> None:
+        await trio.sleep(0.001)
+        self.into.append(data)
+
+
+async def test_a_consumer_slower_than_its_prefetch_keeps_going(redis_server: RedisServer) -> None:
+    """Regression: with every prefetched item in the consumer's hands, the pump waited
+    for room that only acknowledging made, and nothing woke it: a deadlock."""
+    got: list[af.Data] = []
+    graph = af.Graph(name=unique("prefetch"))
+    graph.add("numbers", Numbers, count=60)
+    graph.add("keep", Slow, into=got)
+    graph.link("numbers", "keep", remote=af.Remote(url=redis_server.url, batch=5), buffer=20)
+    with trio.fail_after(20):
+        async with af.open_system(graph):
+            pass
+    assert [d.fields["n"] for d in got] == list(range(60))

@@ -49,6 +49,7 @@ from ._ports import Port as Port
 from ._progressive import Progressive as Progressive
 from ._progressive import Step as Step
 from ._progressive import StepState as StepState
+from ._redis import RedisStore as RedisStore
 from ._registry import Registry as Registry
 from ._registry import RegistryEntry as RegistryEntry
 from ._remote import Remote as Remote
@@ -113,6 +114,7 @@ __all__ = [
     "Port",
     "Processor",
     "Progressive",
+    "RedisStore",
     "Registry",
     "RegistryEntry",
     "RegistryError",

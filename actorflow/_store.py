@@ -4,20 +4,26 @@ Values are namespaced by module (by default a module's class name, so every inst
 a kind shares them) and stored as msgpack with actorflow's lossless codec, so what comes
 back is equal to what went in and never aliases it. :class:`MemoryStore` lives as long as
 the process; :class:`SQLiteStore` keeps the data in a file, across restarts of the
-program, and is safe with several writers (threads or processes).
+program, and is safe with several writers (threads or processes); ``RedisStore`` (the
+``redis`` extra) shares it between processes and machines. Every operation is async.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import trio
 
 from ._data import decode, encode
 from ._exceptions import SerializationError
 
 __all__ = ["MemoryStore", "ModuleData", "SQLiteStore", "Store"]
+
+T = TypeVar("T")
 
 _MISSING: Any = object()
 
@@ -32,76 +38,69 @@ def _encode(module: str, name: str, value: Any) -> bytes:
 
 
 class Store(Protocol):
-    """What a shared data store offers; see :class:`MemoryStore` and :class:`SQLiteStore`."""
+    """What a shared data store offers; see :class:`MemoryStore`, :class:`SQLiteStore`
+    and :class:`RedisStore`. Every operation is async: a store may be a file or a server."""
 
-    def get(self, module: str, name: str, default: Any = ...) -> Any: ...
+    async def get(self, module: str, name: str, default: Any = ...) -> Any: ...
 
-    def put(self, module: str, name: str, value: Any) -> None: ...
+    async def put(self, module: str, name: str, value: Any) -> None: ...
 
-    def delete(self, module: str, name: str) -> None: ...
+    async def delete(self, module: str, name: str) -> None: ...
 
-    def names(self, module: str) -> list[str]: ...
+    async def names(self, module: str) -> list[str]: ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
-class _Base:
-    def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
+def _decoded(module: str, name: str, payload: bytes | None, default: Any) -> Any:
+    if payload is None:
+        if default is _MISSING:
+            raise KeyError(f"no shared data {module}/{name}")
+        return default
+    return decode(payload)
+
+
+class MemoryStore:
+    """Shared data in memory, for the life of the process. The default."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], bytes] = {}
+
+    async def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
         """The value of ``module``/``name``.
 
         Raises:
             KeyError: It is not set and no ``default`` was given.
         """
-        payload = self._load(module, name)
-        if payload is None:
-            if default is _MISSING:
-                raise KeyError(f"no shared data {module}/{name}")
-            return default
-        return decode(payload)
+        return _decoded(module, name, self._values.get((module, name)), default)
 
-    def _load(self, module: str, name: str) -> bytes | None:
-        raise NotImplementedError
-
-
-class MemoryStore(_Base):
-    """Shared data in memory, for the life of the process. The default."""
-
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, str], bytes] = {}
-        self._lock = threading.Lock()
-
-    def _load(self, module: str, name: str) -> bytes | None:
-        return self._values.get((module, name))
-
-    def put(self, module: str, name: str, value: Any) -> None:
+    async def put(self, module: str, name: str, value: Any) -> None:
         """Set ``module``/``name``.
 
         Raises:
             SerializationError: ``value`` has no lossless msgpack form; nothing changed.
         """
-        payload = _encode(module, name, value)
-        with self._lock:
-            self._values[(module, name)] = payload
+        self._values[(module, name)] = _encode(module, name, value)
 
-    def delete(self, module: str, name: str) -> None:
+    async def delete(self, module: str, name: str) -> None:
         """Remove ``module``/``name`` (no error if it is not set)."""
-        with self._lock:
-            self._values.pop((module, name), None)
+        self._values.pop((module, name), None)
 
-    def names(self, module: str) -> list[str]:
+    async def names(self, module: str) -> list[str]:
         """The names set under ``module``, sorted."""
-        return sorted(name for mod, name in list(self._values) if mod == module)
+        return sorted(name for mod, name in self._values if mod == module)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Nothing to release."""
 
 
-class SQLiteStore(_Base):
+class SQLiteStore:
     """Shared data in an SQLite file: it survives restarts of the program.
 
     Every write is its own transaction, and SQLite serialises writers (threads of this
     process through a lock, other processes through the file lock, waiting up to
-    ``timeout`` seconds), so concurrent writers never corrupt it.
+    ``timeout`` seconds), so concurrent writers never corrupt it. Each operation runs in
+    a worker thread, so a slow disk never holds the event loop.
     """
 
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
@@ -116,6 +115,9 @@ class SQLiteStore(_Base):
                 "PRIMARY KEY (module, name))"
             )
 
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args)
+
     def _load(self, module: str, name: str) -> bytes | None:
         with self._lock:
             row = self._db.execute(
@@ -123,13 +125,7 @@ class SQLiteStore(_Base):
             ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def put(self, module: str, name: str, value: Any) -> None:
-        """Set ``module``/``name``.
-
-        Raises:
-            SerializationError: ``value`` has no lossless msgpack form; nothing changed.
-        """
-        payload = _encode(module, name, value)
+    def _store(self, module: str, name: str, payload: bytes) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO shared (module, name, value) VALUES (?, ?, ?) "
@@ -137,47 +133,62 @@ class SQLiteStore(_Base):
                 (module, name, payload),
             )
 
-    def delete(self, module: str, name: str) -> None:
-        """Remove ``module``/``name`` (no error if it is not set)."""
+    def _remove(self, module: str, name: str) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM shared WHERE module = ? AND name = ?", (module, name))
 
-    def names(self, module: str) -> list[str]:
-        """The names set under ``module``, sorted."""
+    def _names(self, module: str) -> list[str]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT name FROM shared WHERE module = ? ORDER BY name", (module,)
             ).fetchall()
         return [row[0] for row in rows]
 
-    def close(self) -> None:
+    async def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
+        """The value of ``module``/``name`` (see :meth:`MemoryStore.get`)."""
+        return _decoded(module, name, await self._run(self._load, module, name), default)
+
+    async def put(self, module: str, name: str, value: Any) -> None:
+        """Set ``module``/``name`` (see :meth:`MemoryStore.put`)."""
+        payload = _encode(module, name, value)
+        await self._run(self._store, module, name, payload)
+
+    async def delete(self, module: str, name: str) -> None:
+        """Remove ``module``/``name`` (no error if it is not set)."""
+        await self._run(self._remove, module, name)
+
+    async def names(self, module: str) -> list[str]:
+        """The names set under ``module``, sorted."""
+        return await self._run(self._names, module)
+
+    async def aclose(self) -> None:
         """Close the database file."""
         with self._lock:
             self._db.close()
 
 
 class ModuleData:
-    """A module's view of the store: ``self.shared.get(name)`` and so on, in the
+    """A module's view of the store: ``await self.shared.get(name)`` and so on, in the
     module's namespace."""
 
     def __init__(self, store: Store, namespace: str) -> None:
         self.store = store
         self.namespace = namespace
 
-    def get(self, name: str, default: Any = _MISSING) -> Any:
+    async def get(self, name: str, default: Any = _MISSING) -> Any:
         """The value of ``name`` in this module's namespace (see :meth:`MemoryStore.get`)."""
         if default is _MISSING:
-            return self.store.get(self.namespace, name)
-        return self.store.get(self.namespace, name, default)
+            return await self.store.get(self.namespace, name)
+        return await self.store.get(self.namespace, name, default)
 
-    def put(self, name: str, value: Any) -> None:
+    async def put(self, name: str, value: Any) -> None:
         """Set ``name`` in this module's namespace."""
-        self.store.put(self.namespace, name, value)
+        await self.store.put(self.namespace, name, value)
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         """Remove ``name`` from this module's namespace."""
-        self.store.delete(self.namespace, name)
+        await self.store.delete(self.namespace, name)
 
-    def names(self) -> list[str]:
+    async def names(self) -> list[str]:
         """The names set in this module's namespace."""
-        return self.store.names(self.namespace)
+        return await self.store.names(self.namespace)

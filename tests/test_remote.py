@@ -293,3 +293,17 @@ async def test_a_consumer_slower_than_its_prefetch_keeps_going(redis_server: Red
         async with af.open_system(graph):
             pass
     assert [d.fields["n"] for d in got] == list(range(60))
+
+
+def test_the_core_never_imports_the_redis_client() -> None:
+    """coredis is an optional extra: importing actorflow (and running local graphs)
+    does not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, actorflow as af\n"
+        "g = af.Graph(); g.add('n', af.Inlet); g.add('o', af.Outlet); g.link('n', 'o')\n"
+        "assert 'coredis' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -70,7 +70,12 @@ def stream_key(graph: str, source: str, source_port: str, target: str, target_po
 @contextlib.asynccontextmanager
 async def connect(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
     """A coredis client for ``url``, whose errors arrive as themselves, not as groups."""
-    client = _coredis().Redis.from_url(url, decode_responses=False)
+    coredis = _coredis()
+    # No retries inside the client: ours must see every failure, to recover what a
+    # read whose reply was lost delivered all the same.
+    client = coredis.Redis.from_url(
+        url, decode_responses=False, retry_policy=coredis.retry.NoRetryPolicy()
+    )
     with single_errors():
         async with client:
             yield client
@@ -148,7 +153,9 @@ class ProducerPump:
         self.bound = bound
         """The most entries the stream may hold (the link's buffer)."""
         self.remote = remote
-        self.batch = min(remote.batch, bound)
+        self.batch = remote.batch
+        self.entries = max(1, -(-bound // remote.batch))
+        """The most entries the stream may hold: ``bound`` items in full entries."""
         self.written = 0
         self.log = get_logger(link=link.spec.name, stream=stream)
         self._estimate = 0
@@ -162,9 +169,8 @@ class ProducerPump:
             link = self.link
             while True:
                 if link.items:
-                    count = min(len(link.items), self.batch)
-                    await self._room(client, retry, count)
-                    batch = link.take(count)
+                    await self._room(client, retry)
+                    batch = link.take(self.batch)
                     try:
                         await retry(partial(self._write, client, batch))
                     except BaseException:
@@ -172,7 +178,7 @@ class ProducerPump:
                         link.drop(len(batch), "shutdown")
                         raise
                     self.written += len(batch)
-                    self._estimate += len(batch)
+                    self._estimate += 1
                 elif link.closed:
                     break
                 else:
@@ -181,17 +187,17 @@ class ProducerPump:
             self.log.info("remote.producer_closed", written=self.written)
 
     async def _write(self, client: Any, batch: list[Any]) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for item in batch:
-                pipe.xadd(self.stream, {b"p": encode(item)})
+        # One entry per batch: the client's cost is per command, so items travel together.
+        await client.xadd(self.stream, {b"p": encode(batch)})
 
-    async def _room(self, client: Any, retry: _Retrying, count: int) -> None:
-        """Wait while the stream holds too much for ``count`` more entries."""
-        if self._estimate + count <= self.bound:
+    async def _room(self, client: Any, retry: _Retrying) -> None:
+        """Wait while the stream holds its share of entries (acknowledged entries are
+        deleted, so its length is what the group has not finished)."""
+        if self._estimate < self.entries:
             return
         while True:
             self._estimate = await retry(lambda: client.xlen(self.stream))
-            if self._estimate + count <= self.bound:
+            if self._estimate < self.entries:
                 return
             await trio.sleep(self.remote.poll)
 
@@ -250,7 +256,7 @@ class ConsumerPump:
         next_claim = trio.current_time()
         block_ms = max(int(remote.poll * 1000), 1)
         while not self._consumer_gone():
-            room = link.capacity - len(link.items) - len(link.in_hand)
+            room = (link.capacity - len(link.items) - len(link.in_hand)) // remote.batch
             if room <= 0:
                 await link.wait_for_space()
                 continue
@@ -300,7 +306,7 @@ class ConsumerPump:
     async def _lost_deliveries(self, client: Any, here: set[bytes]) -> list[tuple[bytes, Any]]:
         """Entries Redis delivered to this consumer that never reached it."""
         link = self.link
-        known = {*link.ids, *link.in_hand, *link.to_ack, *self._acking, *here}
+        known = {*link.remaining, *link.to_ack, *self._acking, *here}
         found: list[tuple[bytes, Any]] = []
         start = b"0-0"
         while True:
@@ -313,7 +319,7 @@ class ConsumerPump:
             found.extend(self._decoded(e) for e in entries if e.identifier not in known)
             start = entries[-1].identifier
         if found:
-            self.log.warning("remote.recovered_deliveries", count=len(found))
+            self.log.warning("remote.recovered_deliveries", entries=len(found))
         return found
 
     async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
@@ -333,12 +339,14 @@ class ConsumerPump:
             return []
         entries = [self._decoded(entry) for entry in reply[1]]
         if entries:
-            self.claimed += len(entries)
-            self.log.warning("remote.claimed", count=len(entries))
+            count = sum(len(items) for _, items in entries)
+            self.claimed += count
+            self.log.warning("remote.claimed", count=count, entries=len(entries))
         return entries
 
-    def _decoded(self, entry: Any) -> tuple[bytes, Any]:
-        return entry.identifier, decode(entry.field_values[b"p"])
+    def _decoded(self, entry: Any) -> tuple[bytes, list[Any]]:
+        items = decode(entry.field_values[b"p"])
+        return entry.identifier, items if isinstance(items, list) else [items]
 
     async def _ended(self, client: Any) -> bool:
         """The producer has closed and the group has finished every entry."""

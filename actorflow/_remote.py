@@ -87,31 +87,43 @@ def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote |
 class RemoteInLink(Link):
     """The receiving half of a remote link, in the consumer's process.
 
-    Items arrive from the stream (see :class:`actorflow._redis.ConsumerPump`) with their
-    entry ids. An item is acknowledged only once its module has handled it or it was
-    dead-lettered: the ids of a batch are settled when the actor takes its next batch,
-    waits for input, or ends; items given back after a crash keep their ids and are
-    settled when handled. What is still buffered when the actor ends stays pending in
-    the stream, for another consumer of the group (counted as ``returned``, not lost).
+    Items arrive from the stream (see :class:`actorflow._redis.ConsumerPump`), several
+    to an entry. An entry is acknowledged only once its module has handled (or
+    dead-lettered) every item in it: the items of a batch are settled when the actor
+    takes its next batch, waits for input, or ends; items given back after a crash keep
+    their entry and are settled when handled. What is still buffered when the actor ends
+    stays pending in the stream, for another consumer of the group (counted as
+    ``returned``, not lost); its entries come again whole, so an item handled here may
+    be handled once more there (at least once).
     """
 
-    __slots__ = ("_acks", "ids", "in_hand", "to_ack")
+    __slots__ = ("_acks", "ids", "in_hand", "remaining", "to_ack")
 
     def __init__(self, spec: LinkSpec, capacity: int, mailbox: Mailbox) -> None:
         super().__init__(spec, capacity, mailbox, None)
         self.name = f"{spec.name} (from the stream)"
         self.ids: deque[bytes] = deque()
+        """The entry of every buffered item, in order."""
         self.in_hand: list[bytes] = []
+        self.remaining: dict[bytes, int] = {}
+        """Entries here with items not yet handled, and how many."""
         self.to_ack: list[bytes] = []
         self._acks = trio.lowlevel.ParkingLot()
         mailbox.remote.append(self)
 
-    def deliver(self, entries: list[tuple[bytes, Any]]) -> None:
-        """Append items read from the stream, with their entry ids."""
-        for entry_id, item in entries:
-            self.ids.append(entry_id)
-            self.items.append(item)
-        self.sent += len(entries)
+    def deliver(self, entries: list[tuple[bytes, list[Any]]]) -> None:
+        """Append the items of entries read from the stream."""
+        count = 0
+        for entry_id, items in entries:
+            if entry_id in self.remaining or not items:
+                if not items:
+                    self.to_ack.append(entry_id)
+                continue
+            self.remaining[entry_id] = len(items)
+            self.ids.extend([entry_id] * len(items))
+            self.items.extend(items)
+            count += len(items)
+        self.sent += count
         self.mailbox.notify()
 
     def take(self, limit: int) -> list[Any]:
@@ -131,7 +143,14 @@ class RemoteInLink(Link):
     def settle(self) -> None:
         """The items in hand have been handled (or dead-lettered): acknowledge them."""
         if self.in_hand:
-            self.to_ack.extend(self.in_hand)
+            remaining = self.remaining
+            for entry_id in self.in_hand:
+                left = remaining[entry_id] - 1
+                if left:
+                    remaining[entry_id] = left
+                else:
+                    del remaining[entry_id]
+                    self.to_ack.append(entry_id)
             self.in_hand = []
             self._acks.unpark_all()
             self.wake_producers()  # the pump counts items in hand against its room
@@ -149,6 +168,7 @@ class RemoteInLink(Link):
         count = len(self.items)
         self.items.clear()
         self.ids.clear()
+        self.remaining.clear()
         if count:
             self.returned += count
             self._log.warning("remote.left_pending", count=count, reason=reason)

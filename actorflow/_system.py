@@ -436,7 +436,8 @@ class System:
             )
         if spec.target in self.here:
             consumer = self._actors[spec.target]
-            inbound = RemoteInLink(spec, remote.batch, consumer.mailbox)
+            # Room for two entries: one to read while the module works on the other.
+            inbound = RemoteInLink(spec, 2 * remote.batch, consumer.mailbox)
             self._links.append(inbound)
             self._pumps.append(
                 ConsumerPump(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from redis_server import RedisServer, require_redis_server
+from redis_server import ExternalRedis, RedisServer, require_redis_server
 
 from actorflow._logging import _release_owned_stream
 
@@ -30,8 +31,15 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real Redis server for the session (tests keep apart by their graph names)."""
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ExternalRedis | RedisServer]:
+    """One real Redis server for the session (tests keep apart by their graph names):
+    the one ``.ci/run`` started (``ACTORFLOW_REDIS_URL``), else one of our own."""
+    external = os.environ.get("ACTORFLOW_REDIS_URL")
+    if external:
+        yield ExternalRedis(external)
+        return
     server = RedisServer(require_redis_server(), tmp_path_factory.mktemp("redis"))
     server.start()
     yield server

@@ -104,3 +104,10 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class ExternalRedis:
+    """A server someone else started (``.ci/run``): only its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url

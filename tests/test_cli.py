@@ -270,3 +270,14 @@ def test_a_job_file_run_with_the_view_draws_its_tasks(project: Path) -> None:
     assert "backup  done" in drawn
     assert re.search(r"second\s+succeeded", drawn)
     assert drawn.rstrip().endswith("job 'backup' done: 2 tasks succeeded")
+
+
+def test_only_across_a_local_link_is_bad_input(project: Path) -> None:
+    """Splitting a graph across processes needs remote links: exit 2, naming the link."""
+    result = actorflow(project, "run", "plant.toml", "--only", "readings", "--no-view")
+    assert result.returncode == 2
+    assert "link readings.out -> store.in joins a module that runs here" in result.stderr
+    assert "Traceback" not in result.stderr
+    unknown = actorflow(project, "run", "plant.toml", "--only", "readings,store,ghost")
+    assert unknown.returncode == 2
+    assert "only: unknown module 'ghost'" in unknown.stderr

@@ -310,3 +310,67 @@ def test_the_core_never_imports_the_redis_client() -> None:
         "assert 'coredis' not in sys.modules, 'imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class Fussy(af.Sink):
+    """Fails on every reading of 7; the rest are kept."""
+
+    inputs: ClassVar = {"in": af.Data}
+
+    def __init__(self, into: list[af.Data]) -> None:
+        self.into = into
+
+    def consume(self, data: af.Data) -> None:
+        if data.fields["n"] == 7:
+            raise ValueError("seven")
+        self.into.append(data)
+
+
+async def test_a_dead_lettered_item_is_acknowledged_and_the_stream_drains(
+    redis_server: RedisServer,
+) -> None:
+    """An item that keeps failing is dead-lettered, which settles it: its entry is
+    acknowledged once the rest of it is handled, the stream empties, the graph ends."""
+    got: list[af.Data] = []
+    name = unique("dead")
+    graph = af.Graph(name=name)
+    graph.add("numbers", Numbers, count=30)
+    graph.add("keep", Fussy, into=got)
+    graph.link("numbers", "keep", remote=af.Remote(url=redis_server.url, batch=4))
+    graph.supervise("keep", attempts=2)
+    graph.supervisor(max_restarts=5)
+    with trio.fail_after(20):
+        async with af.open_system(graph) as system:
+            pass
+    assert [d.fields["n"] for d in got] == [n for n in range(30) if n != 7]
+    assert [letter.item.fields["n"] for letter in system.dead_letters] == [7]
+    assert system.status().actors["keep"].restarts == 2
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    assert await stream_length(redis_server.url, stream) == 0
+
+
+def test_a_graph_file_describes_remote_links_and_shared_modules(tmp_path: Any) -> None:
+    registry = af.Registry(
+        {
+            "numbers": af.RegistryEntry("numbers", f"{__name__}:Numbers", "test"),
+            "keep": af.RegistryEntry("keep", f"{__name__}:Keep", "test"),
+        }
+    )
+    path = tmp_path / "g.toml"
+    path.write_text(
+        "[modules.numbers]\nmodule = 'numbers'\nconfig = { count = 3 }\n"
+        "[modules.keep]\nmodule = 'keep'\nconfig = { into = [] }\nshared = true\n"
+        "[[links]]\nfrom = 'numbers'\nto = 'keep'\n"
+        "remote = { url = 'redis://h:1/0', claim_idle = 2 }\n"
+    )
+    graph, _ = af.load_graph(path, registry)
+    assert graph.links[0].remote == af.Remote(url="redis://h:1/0", claim_idle=2)
+    assert graph.shared == {"keep"}
+    path.write_text(
+        path.read_text().replace("shared = true", "shared = 'yes'").replace("claim_idle", "idle")
+    )
+    with pytest.raises(af.GraphFileError) as caught:
+        af.load_graph(path, registry)
+    problems = "\n".join(caught.value.problems)
+    assert "[modules.keep] key 'shared': expected true or false, got 'yes'" in problems
+    assert "[[links]] #1 (numbers -> keep): remote: unknown option 'idle'" in problems

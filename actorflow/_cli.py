@@ -137,7 +137,7 @@ def _run_job(job: Job, view: bool) -> int:
         return result
 
     with single_errors():
-        result = trio.run(main)
+        result = trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
     for task in result.tasks:
         took = f"{task.duration:.2f}s" if task.duration is not None else "-"
         info = task.info or ""
@@ -180,7 +180,9 @@ def _run(
 
     # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
     with single_errors():
-        return trio.run(main)
+        # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
+        # the system is stopped in order rather than one actor failing mid-item.
+        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

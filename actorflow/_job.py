@@ -214,7 +214,7 @@ class Job:
 
     def run_blocking(self) -> JobResult:
         """Run the job from synchronous code."""
-        return trio.run(self.run)
+        return trio.run(self.run, restrict_keyboard_interrupt_to_checkpoints=True)
 
     def _result(
         self,

@@ -780,4 +780,6 @@ def run(
         return system.status()
 
     with single_errors():
-        return trio.run(main)
+        # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
+        # the system is stopped in order rather than one actor failing mid-item.
+        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)

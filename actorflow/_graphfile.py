@@ -34,8 +34,9 @@ from __future__ import annotations
 import inspect
 import tomllib
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -47,6 +48,8 @@ from ._registry import Registry
 from ._settings import Settings
 
 __all__ = ["load_graph", "load_job"]
+
+_Class = TypeVar("_Class", type[Module], type[Task])
 
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
@@ -63,6 +66,34 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     list: (list,),
     dict: (dict,),
 }
+
+
+def _entry(
+    table: Any,
+    where: str,
+    keys: set[str],
+    load: Callable[[str], _Class],
+    problems: list[str],
+) -> tuple[_Class, dict[str, Any]] | None:
+    """A ``[modules.NAME]`` or ``[tasks.NAME]`` table: its class (loaded by name from
+    the registry) and its config, or ``None`` with the problems noted."""
+    if not isinstance(table, dict):
+        problems.append(f"{where}: expected a table")
+        return None
+    problems.extend(f"{where} unknown key {key!r}" for key in table if key not in keys)
+    if "module" not in table:
+        problems.append(f"{where}: required key 'module' is missing")
+        return None
+    try:
+        cls = load(str(table["module"]))
+    except RegistryError as exc:
+        problems.append(f"{where} key 'module': {exc}")
+        return None
+    config = table.get("config", {})
+    if not isinstance(config, dict):
+        problems.append(f"{where} key 'config': expected a table")
+        return None
+    return cls, config
 
 
 def _check_config(
@@ -167,26 +198,11 @@ def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
         tasks = {}
     for name, table in tasks.items():
         where = f"[tasks.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where}: expected a table")
-            continue
-        problems.extend(
-            f"{where} unknown key {key!r}" for key in table if key not in {"module", "config"}
-        )
-        if "module" not in table:
-            problems.append(f"{where}: required key 'module' is missing")
-            continue
-        try:
-            cls = registry.load_task(str(table["module"]))
-        except RegistryError as exc:
-            problems.append(f"{where} key 'module': {exc}")
-            continue
-        config = table.get("config", {})
-        if not isinstance(config, dict):
-            problems.append(f"{where} key 'config': expected a table")
-            continue
-        _check_config(cls, config, f"[tasks.{name}.config]", problems)
-        job.add(name, cls, **config)
+        entry = _entry(table, where, {"module", "config"}, registry.load_task, problems)
+        if entry is not None:
+            cls, config = entry
+            _check_config(cls, config, f"[tasks.{name}.config]", problems)
+            job.add(name, cls, **config)
     if problems:
         raise GraphFileError(path, problems)
     return job
@@ -215,22 +231,10 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
         modules = {}
     for name, table in modules.items():
         where = f"[modules.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where}: expected a table")
+        module_entry = _entry(table, where, _MODULE_KEYS, registry.load, problems)
+        if module_entry is None:
             continue
-        problems.extend(f"{where} unknown key {key!r}" for key in table if key not in _MODULE_KEYS)
-        if "module" not in table:
-            problems.append(f"{where}: required key 'module' is missing")
-            continue
-        try:
-            cls = registry.load(str(table["module"]))
-        except RegistryError as exc:
-            problems.append(f"{where} key 'module': {exc}")
-            continue
-        config = table.get("config", {})
-        if not isinstance(config, dict):
-            problems.append(f"{where} key 'config': expected a table")
-            continue
+        cls, config = module_entry
         _check_config(cls, config, f"[modules.{name}.config]", problems)
         graph.add(name, cls, **config)
         shared = table.get("shared", False)

@@ -88,6 +88,23 @@ def plant(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def write_graph(plant: Path, url: str, count: int, rest: str) -> None:
+    """graph.toml: a graph of its own name on the server at ``url``, with a source of
+    ``count`` items, and ``rest``."""
+    head = f"""
+        [graph]
+        name = "{uuid.uuid4().hex[:8]}"
+
+        [settings]
+        remote_url = "{url}"
+
+        [modules.numbers]
+        module = "numbers"
+        config = {{ count = {count} }}
+        """
+    (plant / "graph.toml").write_text(textwrap.dedent(head) + textwrap.dedent(rest))
+
+
 def start(plant: Path, graph: str, *only: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     return subprocess.Popen(
@@ -143,30 +160,21 @@ def test_a_consumer_process_killed_mid_stream_is_replaced_without_loss(
     handled at least once, and only the ones in flight at the kill may come twice."""
     log = plant / "journal.txt"
     count = 600
-    (plant / "graph.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [graph]
-            name = "{uuid.uuid4().hex[:8]}"
+    write_graph(
+        plant,
+        redis_server.url,
+        count,
+        f"""
+        [modules.journal]
+        module = "journal"
+        config = {{ path = "{log}", delay = 0.002 }}
 
-            [settings]
-            remote_url = "{redis_server.url}"
-
-            [modules.numbers]
-            module = "numbers"
-            config = {{ count = {count} }}
-
-            [modules.journal]
-            module = "journal"
-            config = {{ path = "{log}", delay = 0.002 }}
-
-            [[links]]
-            from = "numbers"
-            to = "journal"
-            buffer = 100
-            remote = {{ claim_idle = 0.5, batch = 20 }}
-            """
-        )
+        [[links]]
+        from = "numbers"
+        to = "journal"
+        buffer = 100
+        remote = {{ claim_idle = 0.5, batch = 20 }}
+        """,
     )
     producer = start(plant, "graph.toml", "numbers")
     first = start(plant, "graph.toml", "journal")
@@ -196,39 +204,30 @@ def test_a_shared_stage_splits_its_items_and_rebalances(
     stopped and another started mid-stream; every item is handled, none lost."""
     log = plant / "journal.txt"
     count = 400
-    (plant / "graph.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [graph]
-            name = "{uuid.uuid4().hex[:8]}"
+    write_graph(
+        plant,
+        redis_server.url,
+        count,
+        f"""
+        [modules.work]
+        module = "work"
+        config = {{ delay = 0.005 }}
+        shared = true
 
-            [settings]
-            remote_url = "{redis_server.url}"
+        [modules.journal]
+        module = "journal"
+        config = {{ path = "{log}" }}
 
-            [modules.numbers]
-            module = "numbers"
-            config = {{ count = {count} }}
+        [[links]]
+        from = "numbers"
+        to = "work"
+        buffer = 200
+        remote = {{ claim_idle = 0.5, batch = 5 }}
 
-            [modules.work]
-            module = "work"
-            config = {{ delay = 0.005 }}
-            shared = true
-
-            [modules.journal]
-            module = "journal"
-            config = {{ path = "{log}" }}
-
-            [[links]]
-            from = "numbers"
-            to = "work"
-            buffer = 200
-            remote = {{ claim_idle = 0.5, batch = 5 }}
-
-            [[links]]
-            from = "work"
-            to = "journal"
-            """
-        )
+        [[links]]
+        from = "work"
+        to = "journal"
+        """,
     )
     producer = start(plant, "graph.toml", "numbers")
     stage_a = start(plant, "graph.toml", "work", "journal")

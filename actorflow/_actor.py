@@ -825,9 +825,7 @@ class Actor:
                 row = []
                 for port in ports:
                     link, item = waiting[port][item_key]
-                    link.items.remove(item)
-                    link.delivered += 1
-                    link.wake_producers()
+                    link.remove_item(item)
                     row.append(item)
                 joined.append(tuple(row))
         self.received += len(joined) * len(ports)
@@ -1094,6 +1092,8 @@ class Actor:
                 await self._handle_sync(fn, link, batch, collect)
             else:
                 await self._handle_general(fn, style, link, batch, collect)
+            if mailbox.remote:
+                link.settle()  # acknowledged now, not when this link is next read
 
     def _message_id(self, item: Any, sequence: int) -> str:
         return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"

@@ -202,6 +202,15 @@ class Link:
         self.delivered -= len(items)
         self.mailbox.notify()
 
+    def remove_item(self, item: Any) -> None:
+        """Take one given item out of the middle of the buffer (a join by key)."""
+        self.items.remove(item)
+        self.delivered += 1
+        self.wake_producers()
+
+    def settle(self) -> None:
+        """What was taken has been handled; only a remote link has anything to do."""
+
     def wake_producers(self) -> None:
         """Wake producers waiting for room, so they re-check why they wait."""
         self._space.unpark_all()

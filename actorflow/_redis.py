@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._data import decode, encode
-from ._exceptions import RunError, _describe, single_errors
+from ._exceptions import RunError, SerializationError, _describe, single_errors
 from ._link import Link, Mailbox
 from ._logging import get_logger
 from ._remote import Remote, RemoteInLink
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["ConsumerPump", "ProducerPump", "RedisStore", "connect", "stream_key"]
 
 T = TypeVar("T")
-
-OPEN, CLOSED = b"open", b"closed"
 
 
 def _coredis() -> Any:
@@ -154,8 +152,9 @@ class ProducerPump:
         """The most entries the stream may hold (the link's buffer)."""
         self.remote = remote
         self.batch = remote.batch
-        self.entries = max(1, -(-bound // remote.batch))
-        """The most entries the stream may hold: ``bound`` items in full entries."""
+        self.entries = max(2, -(-bound // remote.batch))
+        """The most entries the stream may hold: ``bound`` items in full entries (two at
+        least, so that one can be read while the next is written)."""
         self.written = 0
         self.log = get_logger(link=link.spec.name, stream=stream)
         self._estimate = 0
@@ -165,7 +164,10 @@ class ProducerPump:
         state = f"{self.stream}:producer"
         async with connect(self.url) as client:
             await retry(lambda: _ensure_group(client, self.stream, self.group))
-            await retry(lambda: client.set(state, OPEN))
+            # Each run of the producer is a generation: consumers tell this run's end
+            # from the end of a run they (or their group) already consumed.
+            generation = await retry(lambda: client.incr(f"{self.stream}:generation"))
+            await retry(lambda: client.set(state, b"open:%d" % generation))
             link = self.link
             while True:
                 if link.items:
@@ -183,12 +185,19 @@ class ProducerPump:
                     break
                 else:
                     await self.mailbox.wait()
-            await retry(lambda: client.set(state, CLOSED))
-            self.log.info("remote.producer_closed", written=self.written)
+            await retry(lambda: client.set(state, b"closed:%d" % generation))
+            self.log.info("remote.producer_closed", written=self.written, generation=generation)
 
     async def _write(self, client: Any, batch: list[Any]) -> None:
         # One entry per batch: the client's cost is per command, so items travel together.
-        await client.xadd(self.stream, {b"p": encode(batch)})
+        try:
+            payload = encode(batch)
+        except SerializationError as exc:
+            raise RunError(
+                self.link.spec.source,
+                f"an item it sent on remote link {self.link.spec.name} cannot cross: {exc}",
+            ) from exc
+        await client.xadd(self.stream, {b"p": payload})
 
     async def _room(self, client: Any, retry: _Retrying) -> None:
         """Wait while the stream holds its share of entries (acknowledged entries are
@@ -228,34 +237,77 @@ class ConsumerPump:
         self.claimed = 0
         self._acking: set[bytes] = set()
         """Ids whose acknowledgement is on its way to Redis."""
+        self._seen_open: bytes | None = None
+        self._took_part = False
+        self._stopping = False
         self._lease = f"{stream}:lease"
         self._lease_ms = max(int(remote.claim_idle * 1000), 1000)
+
+    def stop(self) -> None:
+        """Stop reading (a graceful stop of the system): what is here is still handled
+        and acknowledged; what is in the stream stays for the group."""
+        self._stopping = True
+        self.link.wake_producers()
 
     async def run(self) -> None:
         retry = _Retrying(self.log, self.remote.poll)
         async with connect(self.url) as client:
             await retry(lambda: _ensure_group(client, self.stream, self.group))
-            async with trio.open_nursery() as helpers:
-                if not self.shared:
-                    await self._take_lease(client, retry)
-                    helpers.start_soon(self._keep_lease, client, retry)
-                helpers.start_soon(self._acknowledge, client, retry)
-                try:
-                    await self._read(client, retry)
-                finally:
-                    helpers.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self._flush_acks(client, retry)
-                if not self.shared:
-                    await client.eval(_RELEASE, [self._lease], [self.consumer])
+            try:
+                async with trio.open_nursery() as helpers:
+                    if not self.shared:
+                        await self._take_lease(client, retry)
+                        helpers.start_soon(self._keep_lease, client, retry)
+                    helpers.start_soon(self._acknowledge, client, retry)
+                    try:
+                        await self._read(client, retry)
+                    finally:
+                        helpers.cancel_scope.cancel()
+                # A graceful end: wait until what is here was handled and acknowledged.
+                while not self._consumer_gone() and (self.link.items or self.link.in_hand):
+                    await self.link.wait_for_acks()
+            finally:
+                await self._finish()
+
+    async def _finish(self) -> None:
+        """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled and
+        give up the lease, so that a standby need not wait for it to lapse. A client of
+        its own, inside the shield: a cancellation has closed the other's connections."""
+        self.link.settle_handled()
+        with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
+            try:
+                async with connect(self.url) as client:
+                    await self._flush_acks(client, None)
+                    if not self.shared:
+                        await client.eval(_RELEASE, [self._lease], [self.consumer])
+            except Exception as exc:
+                self.log.warning("remote.cleanup_failed", error=_describe(exc))
+        if scope.cancelled_caught:
+            self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
     async def _read(self, client: Any, retry: _Retrying) -> None:
         link = self.link
         remote = self.remote
         claim_every = remote.claim_idle / 2
-        next_claim = trio.current_time()
-        block_ms = max(int(remote.poll * 1000), 1)
-        while not self._consumer_gone():
+        touch_every = remote.claim_idle / 3
+        next_claim = next_touch = trio.current_time()
+        idle = 0.0
+        # The run under way when this consumer starts is one it may end with.
+        what, _, generation = (
+            await retry(lambda: client.get(f"{self.stream}:producer")) or b""
+        ).partition(b":")
+        if what == b"open":
+            self._seen_open = generation
+        if not self.shared:
+            # Alone in the group: what an earlier consumer left pending comes first, in
+            # order, before anything newer (it would otherwise wait for claim_idle).
+            taken = await retry(partial(self._take_over, client))
+            self._took_part = bool(taken)
+            link.deliver(taken)
+        while not self._consumer_gone() and not self._stopping:
+            if trio.current_time() >= next_touch and link.remaining:
+                next_touch = trio.current_time() + touch_every
+                await retry(partial(self._touch, client))
             room = (link.capacity - len(link.items) - len(link.in_hand)) // remote.batch
             if room <= 0:
                 await link.wait_for_space()
@@ -266,7 +318,7 @@ class ConsumerPump:
                 entries = await retry(partial(self._claim, client, room))
             if not entries:
                 failures = retry.failures
-                entries = await retry(partial(self._next, client, room, block_ms))
+                entries = await retry(partial(self._next, client, room))
                 if retry.failures != failures:
                     # A read cut off by a lost connection may have been delivered to us
                     # by Redis all the same: fetch what is pending for us and not here,
@@ -278,6 +330,8 @@ class ConsumerPump:
                 # Read for a consumer that has just ended: they stay pending for another.
                 break
             if entries:
+                idle = 0.0
+                self._took_part = True
                 link.deliver(entries)
             elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
                 self.log.info(
@@ -285,15 +339,23 @@ class ConsumerPump:
                 )
                 link.close()
                 return
+            else:
+                # Nothing new: look again soon, then less often while it stays quiet. (No
+                # blocking read: coredis loses a pool connection for every connection
+                # that dies during one, and a consumer would stall once they are gone.)
+                idle = min(max(idle * 2, 0.001), remote.poll)
+                await trio.sleep(idle)
+        if self._stopping:
+            link.close()
 
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
 
-    async def _next(self, client: Any, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
+    async def _next(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
         coredis = _coredis()
         try:
             reply = await client.xreadgroup(
-                self.group, self.consumer, streams={self.stream: ">"}, count=count, block=block_ms
+                self.group, self.consumer, streams={self.stream: ">"}, count=count
             )
         except coredis.exceptions.StreamConsumerGroupError:
             # The group is gone (Redis restarted without its data): recreate it.
@@ -322,6 +384,31 @@ class ConsumerPump:
             self.log.warning("remote.recovered_deliveries", entries=len(found))
         return found
 
+    async def _take_over(self, client: Any) -> list[tuple[bytes, Any]]:
+        """Every entry pending in the group (its consumers have stopped: this one holds
+        the lease), in order."""
+        found: list[tuple[bytes, Any]] = []
+        start: Any = "0-0"
+        while True:
+            reply = await client.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_time=0, start=start, count=500
+            )
+            found.extend(self._decoded(entry) for entry in reply[1])
+            start = reply[0]
+            if start in (b"0-0", "0-0"):
+                break
+        if found:
+            self.claimed += sum(len(items) for _, items in found)
+            self.log.warning("remote.taken_over", entries=len(found))
+        return sorted(found, key=lambda entry: _order(entry[0]))
+
+    async def _touch(self, client: Any) -> None:
+        """Entries held here are not idle: reset their idle time, so that no other
+        consumer of a shared group takes them over while this one works."""
+        held = list(self.link.remaining)
+        if held:
+            await client.xclaim(self.stream, self.group, self.consumer, 0, held, justid=True)
+
     async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
         """Take over entries another consumer left pending for ``claim_idle`` seconds."""
         coredis = _coredis()
@@ -345,22 +432,40 @@ class ConsumerPump:
         return entries
 
     def _decoded(self, entry: Any) -> tuple[bytes, list[Any]]:
-        items = decode(entry.field_values[b"p"])
+        try:
+            items = decode(entry.field_values[b"p"])
+        except (KeyError, SerializationError) as exc:
+            # Not ours, or damaged: counted, logged, acknowledged; the stream goes on.
+            self.link.drop(1, "undecodable")
+            self.log.error(
+                "remote.undecodable",
+                entry=entry.identifier.decode(),
+                error=_describe(exc),
+                fields=sorted(key.decode(errors="replace") for key in entry.field_values),
+            )
+            return entry.identifier, []
         return entry.identifier, items if isinstance(items, list) else [items]
 
     async def _ended(self, client: Any) -> bool:
         """The producer has closed and the group has finished every entry."""
         await self._flush_acks(client, None)
-        state_key = f"{self.stream}:producer"
+        done_key = f"{self.stream}:done:{self.group}"
         async with client.pipeline(transaction=False) as pipe:
-            state_request = pipe.get(state_key)
+            state_request = pipe.get(f"{self.stream}:producer")
             length_request = pipe.xlen(self.stream)
-        state, length = await state_request, await length_request
-        if state != CLOSED or length:
+            done_request = pipe.get(done_key)
+        state, length, done = await state_request, await length_request, await done_request
+        what, _, generation = (state or b"").partition(b":")
+        if what == b"open":
+            self._seen_open = generation
+        if what != b"closed" or length:
             return False
-        # Let the other consumers of the group see the end too, then forget it, so that
-        # a later run of the same graph starts afresh.
-        await client.pexpire(state_key, max(10_000, int(self.remote.poll * 200_000)))
+        # The end of a run this group already consumed counts only for the consumers
+        # that took part in it (saw it open, or got entries); a consumer started after
+        # it ended waits for the next run.
+        if done == generation and self._seen_open != generation and not self._took_part:
+            return False
+        await client.set(done_key, generation)
         return True
 
     async def _acknowledge(self, client: Any, retry: _Retrying) -> None:

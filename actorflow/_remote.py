@@ -140,6 +140,17 @@ class RemoteInLink(Link):
             del self.in_hand[-back:]
         super().requeue(items)
 
+    def remove_item(self, item: Any) -> None:
+        """Take one given item out of the middle (a progressive module's join by key);
+        it is in hand until the module next waits or takes."""
+        index = next(i for i, candidate in enumerate(self.items) if candidate is item)
+        del self.items[index]
+        entry_id = self.ids[index]
+        del self.ids[index]
+        self.in_hand.append(entry_id)
+        self.delivered += 1
+        self.wake_producers()
+
     def settle(self) -> None:
         """The items in hand have been handled (or dead-lettered): acknowledge them."""
         if self.in_hand:
@@ -154,6 +165,10 @@ class RemoteInLink(Link):
             self.in_hand = []
             self._acks.unpark_all()
             self.wake_producers()  # the pump counts items in hand against its room
+
+    def settle_handled(self) -> None:
+        """At the pump's end: the items in hand were handled unless given back."""
+        self.settle()
 
     async def wait_for_acks(self) -> None:
         await self._acks.park()

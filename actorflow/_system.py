@@ -30,6 +30,7 @@ from ._heartbeat import Reporter, snapshot
 from ._link import Link, Mailbox
 from ._logging import get_logger
 from ._module import ModuleKind
+from ._redis import ConsumerPump, ProducerPump, stream_key
 from ._remote import RemoteInLink
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
@@ -122,8 +123,9 @@ class System:
         )
 
     async def stop(self) -> None:
-        """Stop gracefully: every source stops producing, the end of stream flows down,
-        and the system ends once everything queued has been handled.
+        """Stop gracefully: every source stops producing (and every remote link stops
+        reading from its stream), the end of stream flows down, and the system ends once
+        everything queued has been handled.
 
         A source whose ``start()`` has not returned ``stop_timeout`` seconds later is
         cancelled. Returns at once; leave the ``async with`` block to wait for the end.
@@ -138,6 +140,11 @@ class System:
             actor.resume()  # a suspended module must be able to drain and end
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
+        for pump in self._pumps:
+            # A remote link's receiving half is a source here: it stops reading, and
+            # what it holds is handled; the rest stays in the stream for the group.
+            if isinstance(pump, ConsumerPump):
+                pump.stop()
 
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
@@ -406,8 +413,6 @@ class System:
 
     def _connect_remote(self, spec: LinkSpec) -> None:
         """The halves of a remote link that run here, and the pumps that carry them."""
-        from ._redis import ConsumerPump, ProducerPump, stream_key
-
         remote = spec.remote
         assert remote is not None
         url = remote.url or self.settings.remote_url

@@ -374,3 +374,124 @@ def test_a_graph_file_describes_remote_links_and_shared_modules(tmp_path: Any) -
     problems = "\n".join(caught.value.problems)
     assert "[modules.keep] key 'shared': expected true or false, got 'yes'" in problems
     assert "[[links]] #1 (numbers -> keep): remote: unknown option 'idle'" in problems
+
+
+# -- regressions from the adversarial review of remote links -------------------------
+
+
+class Join(af.Progressive):
+    inputs: ClassVar = {"a": af.Data, "b": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, into: list[tuple[int, int]]) -> None:
+        self.into = into
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        rows = self.read_synced(["a", "b"], key=lambda d: d.fields["n"] // 2 * 2 + 0)
+        self.into.extend((a.fields["n"], b.fields["n"]) for a, b in rows)
+        state = af.StepState.TERMINATED if self.inputs_done() else af.StepState.BLOCKED
+        return af.Step(state, len(rows))
+
+
+class Pairs(af.Source):
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+
+    def start(self) -> Any:
+        return (af.Data(fields={"n": n}) for n in self.order)
+
+
+async def test_a_join_by_key_on_remote_links_acknowledges_what_it_joined(
+    redis_server: RedisServer,
+) -> None:
+    """read_synced(key=...) takes items from the middle of a remote link: they are
+    acknowledged like any other, the streams drain and the graph ends."""
+    got: list[tuple[int, int]] = []
+    graph = af.Graph(name=unique("join"))
+    graph.add("a", Pairs, order=[2 * n for n in range(40)])
+    graph.add("b", Pairs, order=[2 * (n ^ 1) for n in range(40)])
+    graph.add("join", Join, into=got)
+    remote = af.Remote(url=redis_server.url, batch=2)
+    graph.link("a", "join.a", remote=remote, buffer=10)
+    graph.link("b", "join.b", remote=remote, buffer=10)
+    with trio.fail_after(20):
+        async with af.open_system(graph):
+            pass
+    assert sorted(got) == [(2 * n, 2 * n) for n in range(40)]
+
+
+async def test_a_standby_takes_over_in_order_after_a_graceful_stop(
+    redis_server: RedisServer,
+) -> None:
+    """The first consumer stops (stop() ends a consumer-only system); the standby takes
+    over what it left pending first, so first arrivals stay in order, nothing waits for
+    claim_idle (30 s), and nothing is lost."""
+    name = unique("handover")
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+
+    def graph(into: list[af.Data], sink: type[af.Sink] = Keep) -> af.Graph:
+        built = af.Graph(name=name)
+        built.add("numbers", Numbers, count=400)
+        built.add("keep", sink, into=into)
+        built.link("numbers", "keep", remote=af.Remote(url=redis_server.url, batch=10))
+        return built
+
+    with trio.fail_after(20):
+        async with af.open_system(graph([]), only={"numbers"}) as producer:
+            async with af.open_system(graph(first, Slow), only={"keep"}) as consumer:
+                await wait_until(lambda: len(first) >= 50)
+                await consumer.stop()
+            async with af.open_system(graph(second), only={"keep"}):
+                pass
+    assert producer.status().state is af.SystemState.DONE
+    firsts = list(dict.fromkeys(d.fields["n"] for d in [*first, *second]))
+    assert firsts == list(range(400))
+
+
+async def test_a_rerun_soon_after_a_finished_run_is_consumed_whole(
+    redis_server: RedisServer,
+) -> None:
+    """A consumer started right after an earlier run of the same graph ended waits for
+    the new run instead of ending on the old run's end."""
+    name = unique("rerun")
+    async with af.open_system(pair(name, 20, redis_server.url, [])):
+        pass
+    got: list[af.Data] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+
+            async def producer() -> None:
+                async with af.open_system(pair(name, 30, redis_server.url, []), only={"numbers"}):
+                    pass
+
+            async def consumer() -> None:
+                async with af.open_system(pair(name, 30, redis_server.url, got), only={"keep"}):
+                    pass
+
+            nursery.start_soon(consumer)
+            # Let the consumer come up and see the old run's end before the rerun starts
+            # (if it were slower, the test would only be weaker, never wrong).
+            await trio.sleep(0.2)
+            nursery.start_soon(producer)
+    assert [d.fields["n"] for d in got] == list(range(30))
+
+
+async def test_an_entry_that_cannot_be_decoded_is_counted_and_the_stream_goes_on(
+    redis_server: RedisServer,
+) -> None:
+    name = unique("poison")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    async with connect(redis_server.url) as client:
+        await client.xadd(stream, {b"x": b"not ours"})
+        await client.xadd(stream, {b"p": b"\xc1garbage"})
+    got: list[af.Data] = []
+    with trio.fail_after(20):
+        async with af.open_system(pair(name, 5, redis_server.url, got)) as system:
+            pass
+    assert [d.fields["n"] for d in got] == list(range(5))
+    inbound = system.status().links["numbers.out -> keep.in (from the stream)"]
+    assert inbound.dropped == {"undecodable": 2}
+    assert await stream_length(redis_server.url, stream) == 0

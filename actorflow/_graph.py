@@ -421,6 +421,16 @@ def _remote_problems(
         if module not in specs:
             problems.append(GraphProblem(f"share: unknown module {module!r}", module=module))
             continue
+        sending = [link.name for link in links if link.source == module and link.remote]
+        if sending:
+            problems.append(
+                GraphProblem(
+                    f"module {module!r} is shared and sends on remote link {sending[0]}: "
+                    "each instance would end that stream for all; link it locally to a "
+                    "module that runs with it, or do not share it",
+                    module=module,
+                )
+            )
         local = [link.name for link in links if link.target == module and link.remote is None]
         fed = any(link.target == module for link in links)
         if local or not fed:

@@ -495,3 +495,13 @@ async def test_an_entry_that_cannot_be_decoded_is_counted_and_the_stream_goes_on
     inbound = system.status().links["numbers.out -> keep.in (from the stream)"]
     assert inbound.dropped == {"undecodable": 2}
     assert await stream_length(redis_server.url, stream) == 0
+
+
+def test_a_shared_module_cannot_send_on_a_remote_link() -> None:
+    graph = af.Graph(name="g")
+    graph.add("numbers", Numbers, count=1)
+    graph.add("work", Keep, into=[])
+    graph.link("numbers", "work", remote="redis://h:1/0")
+    graph.share("numbers")
+    messages = [problem.message for problem in graph.problems()]
+    assert any("is shared and sends on remote link" in m for m in messages), messages

@@ -21,7 +21,7 @@ import pytest
 def find_redis_server() -> str | None:
     explicit = os.environ.get("ACTORFLOW_REDIS_SERVER")
     if explicit:
-        return explicit
+        return explicit if Path(explicit).exists() else None
     found = shutil.which("redis-server")
     if found:
         return found

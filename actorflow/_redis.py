@@ -123,6 +123,37 @@ class _Retrying:
             return result
 
 
+class _Reader:
+    """Blocking reads on a client of their own, thrown away after any failure.
+
+    coredis loses a pooled connection for every connection that dies during a blocking
+    command, so a long-lived client would run out of them after enough blips and then
+    wait for ever; a fresh client starts with a full pool.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+
+    async def __call__(self, read: Callable[[Any], Awaitable[T]]) -> T:
+        if self._client is None:
+            stack = contextlib.AsyncExitStack()
+            self._client = await stack.enter_async_context(connect(self.url))
+            self._stack = stack
+        try:
+            return await read(self._client)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await stack.aclose()
+
+
 async def _ensure_group(client: Any, stream: str, group: str) -> None:
     coredis = _coredis()
     with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
@@ -259,6 +290,8 @@ class ConsumerPump:
                         await self._take_lease(client, retry)
                         helpers.start_soon(self._keep_lease, client, retry)
                     helpers.start_soon(self._acknowledge, client, retry)
+                    if self.shared:
+                        helpers.start_soon(self._keep_held, client, retry)
                     try:
                         await self._read(client, retry)
                     finally:
@@ -286,12 +319,18 @@ class ConsumerPump:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
     async def _read(self, client: Any, retry: _Retrying) -> None:
+        reader = _Reader(self.url)
+        try:
+            await self._read_with(client, retry, reader)
+        finally:
+            await reader.close()
+
+    async def _read_with(self, client: Any, retry: _Retrying, reader: _Reader) -> None:
         link = self.link
         remote = self.remote
         claim_every = remote.claim_idle / 2
-        touch_every = remote.claim_idle / 3
-        next_claim = next_touch = trio.current_time()
-        idle = 0.0
+        next_claim = trio.current_time()
+        block_ms = max(int(remote.poll * 1000), 1)
         # The run under way when this consumer starts is one it may end with.
         what, _, generation = (
             await retry(lambda: client.get(f"{self.stream}:producer")) or b""
@@ -305,9 +344,6 @@ class ConsumerPump:
             self._took_part = bool(taken)
             link.deliver(taken)
         while not self._consumer_gone() and not self._stopping:
-            if trio.current_time() >= next_touch and link.remaining:
-                next_touch = trio.current_time() + touch_every
-                await retry(partial(self._touch, client))
             room = (link.capacity - len(link.items) - len(link.in_hand)) // remote.batch
             if room <= 0:
                 await link.wait_for_space()
@@ -318,7 +354,8 @@ class ConsumerPump:
                 entries = await retry(partial(self._claim, client, room))
             if not entries:
                 failures = retry.failures
-                entries = await retry(partial(self._next, client, room))
+                read = partial(self._next, count=room, block_ms=block_ms)
+                entries = await retry(partial(reader, read))
                 if retry.failures != failures:
                     # A read cut off by a lost connection may have been delivered to us
                     # by Redis all the same: fetch what is pending for us and not here,
@@ -330,7 +367,6 @@ class ConsumerPump:
                 # Read for a consumer that has just ended: they stay pending for another.
                 break
             if entries:
-                idle = 0.0
                 self._took_part = True
                 link.deliver(entries)
             elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
@@ -339,23 +375,17 @@ class ConsumerPump:
                 )
                 link.close()
                 return
-            else:
-                # Nothing new: look again soon, then less often while it stays quiet. (No
-                # blocking read: coredis loses a pool connection for every connection
-                # that dies during one, and a consumer would stall once they are gone.)
-                idle = min(max(idle * 2, 0.001), remote.poll)
-                await trio.sleep(idle)
         if self._stopping:
             link.close()
 
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
 
-    async def _next(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
+    async def _next(self, client: Any, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
         coredis = _coredis()
         try:
             reply = await client.xreadgroup(
-                self.group, self.consumer, streams={self.stream: ">"}, count=count
+                self.group, self.consumer, streams={self.stream: ">"}, count=count, block=block_ms
             )
         except coredis.exceptions.StreamConsumerGroupError:
             # The group is gone (Redis restarted without its data): recreate it.
@@ -401,6 +431,13 @@ class ConsumerPump:
             self.claimed += sum(len(items) for _, items in found)
             self.log.warning("remote.taken_over", entries=len(found))
         return sorted(found, key=lambda entry: _order(entry[0]))
+
+    async def _keep_held(self, client: Any, retry: _Retrying) -> None:
+        """Every claim_idle / 3, mark what is held here as busy (even while the pump
+        waits for room), so that a peer never takes over entries this one works on."""
+        while True:
+            await trio.sleep(self.remote.claim_idle / 3)
+            await retry(partial(self._touch, client))
 
     async def _touch(self, client: Any) -> None:
         """Entries held here are not idle: reset their idle time, so that no other

@@ -505,3 +505,45 @@ def test_a_shared_module_cannot_send_on_a_remote_link() -> None:
     graph.share("numbers")
     messages = [problem.message for problem in graph.problems()]
     assert any("is shared and sends on remote link" in m for m in messages), messages
+
+
+class Laborious(af.Sink):
+    inputs: ClassVar = {"in": af.Data}
+
+    def __init__(self, into: list[af.Data]) -> None:
+        self.into = into
+
+    async def consume(self, data: af.Data) -> None:
+        await trio.sleep(0.05)
+        self.into.append(data)
+
+
+async def test_shared_instances_slower_than_claim_idle_never_take_each_others_items(
+    redis_server: RedisServer,
+) -> None:
+    """Each instance holds two entries at a time, longer than claim_idle: it keeps them
+    marked busy, so no item is handled twice when nothing failed."""
+    name = unique("busy")
+    got: list[af.Data] = []
+
+    def graph(into: list[af.Data]) -> af.Graph:
+        built = af.Graph(name=name)
+        built.add("numbers", Numbers, count=40)
+        built.add("work", Laborious, into=into)
+        built.share("work")
+        remote = af.Remote(url=redis_server.url, batch=5, claim_idle=0.1)
+        built.link("numbers", "work", remote=remote, buffer=40)
+        return built
+
+    async def instance() -> None:
+        async with af.open_system(graph(got), only={"work"}):
+            pass
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(instance)
+            nursery.start_soon(instance)
+            async with af.open_system(graph([]), only={"numbers"}):
+                pass
+    numbers = [d.fields["n"] for d in got]
+    assert sorted(numbers) == list(range(40))

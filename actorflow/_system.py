@@ -624,6 +624,14 @@ class System:
             root.started.set()
             if self._dead_letter_link is not None:
                 self._dead_letter_link.close()
+            if (
+                self._failure is None
+                and self._nursery is not None
+                and not self._nursery.cancel_scope.cancel_called
+            ):
+                # Every actor has ended by itself: done, as wait() returns (the end of
+                # the block confirms it, or says cancelled if it was cancelled after all).
+                self.state = SystemState.DONE
             self._all_done.set()
 
     async def _start(self, nursery: trio.Nursery) -> None:

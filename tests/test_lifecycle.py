@@ -389,3 +389,16 @@ async def test_producers_first_cleanup_holds_when_upstream_cleanups_add_up(
         async with af.open_system(graph, cleanup_timeout=5):
             await trio.sleep_forever()
     assert journal == ["begin:a:1", "end:a:5", "begin:b:5", "end:b:9", "cleanup:sink"]
+
+
+async def test_the_state_is_done_as_soon_as_wait_returns() -> None:
+    """wait() returns once every actor has ended; the status says so at once, not only
+    when the block ends."""
+    graph = af.Graph(name="quick")
+    graph.add("numbers", Numbers, count=3)
+    graph.add("sink", Collect, into=[])
+    graph.link("numbers", "sink")
+    async with af.open_system(graph) as system:
+        await system.wait()
+        assert system.status().state is af.SystemState.DONE
+    assert system.status().state is af.SystemState.DONE

@@ -127,7 +127,14 @@ class Inlet(Source):
     _incarnation: trio.CancelScope | None = None
 
 
-_UNSET: Any = object()
+class _Unset:
+    """No initial value (shown as such in signatures and the API reference)."""
+
+    def __repr__(self) -> str:
+        return "<no initial value>"
+
+
+_UNSET: Any = _Unset()
 
 
 class Variable(Inlet):

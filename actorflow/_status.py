@@ -80,7 +80,7 @@ class ActorStatus:
 
     Attributes:
         name: The module's name in the graph.
-        kind: ``"source"``, ``"processor"`` or ``"sink"``.
+        kind: ``"source"``, ``"processor"``, ``"sink"`` or ``"progressive"``.
         state: Its current :class:`ActorState`.
         blocked_on: While ``BLOCKED``: ``"input"`` or ``"output:<port>"``; else ``None``.
         received: Items taken from its mailbox.

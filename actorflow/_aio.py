@@ -72,15 +72,6 @@ def _seen(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _problem(system: System) -> ActorflowError | None:
-    """The error the system ends with, read without changing it (no notes added)."""
-    if system._failure is not None:
-        return system._failure
-    return next(
-        (error for actor in system._actors.values() for error in actor.cleanup_errors), None
-    )
-
-
 @attrs.define(eq=False)
 class _Receiving:
     """One ``receive()`` iteration: its reader and what crossed but was not handed on."""
@@ -315,7 +306,7 @@ async def _await_answer(answer: asyncio.Future[T], cancel: Callable[[], object])
 
 async def _watch_end(system: System, run: _Run) -> None:
     await system.wait()
-    error = _problem(system)
+    error = system._error(annotate=False)  # the block's end annotates it
     result: outcome.Outcome[None] = outcome.Error(error) if error else outcome.Value(None)
     run.loop.call_soon_threadsafe(_settle, run.ended, result)
 

@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging(format="json", level=args.log_level, file=args.log)
         only = None
         if args.only:
-            only = [name.strip() for names in args.only for name in names.split(",") if name]
+            only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
         status = _run(graph, settings, _wants_view(args.view), only)
     except (
         GraphError,

@@ -16,7 +16,7 @@ with its reason, never lost silently.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import trio
 
@@ -33,6 +33,20 @@ def _check_buffer(buffer: int) -> int:
     if buffer < 1:
         raise ValueError(f"buffer must be at least 1, got {buffer}")
     return buffer
+
+
+_Channel = TypeVar("_Channel", "_InletChannel", "_OutletChannel")
+
+
+def _kept(actor: Actor, key: str, make: type[_Channel], buffer: int) -> _Channel:
+    """The actor's channel under ``key``, made on first use and ended with the actor
+    (not with one incarnation of its module)."""
+    channel = actor.keep.get(key)
+    if channel is None:
+        channel = actor.keep[key] = make(actor, buffer)
+        actor.at_end.append(channel.end)
+    assert isinstance(channel, make)
+    return channel
 
 
 class _InletChannel:
@@ -80,13 +94,7 @@ class Inlet(Source):
         self._buffer = _check_buffer(buffer)
 
     def _channel(self) -> _InletChannel:
-        actor = self._bound()
-        channel = actor.keep.get("inlet")
-        if channel is None:
-            channel = actor.keep["inlet"] = _InletChannel(actor, self._buffer)
-            actor.at_end.append(channel.end)
-        assert isinstance(channel, _InletChannel)
-        return channel
+        return _kept(self._bound(), "inlet", _InletChannel, self._buffer)
 
     async def start(self) -> None:
         receive = self._channel().receive
@@ -256,13 +264,7 @@ class Outlet(Sink):
         self._buffer = _check_buffer(buffer)
 
     def _channel(self) -> _OutletChannel:
-        actor = self._bound()
-        channel = actor.keep.get("outlet")
-        if channel is None:
-            channel = actor.keep["outlet"] = _OutletChannel(actor, self._buffer)
-            actor.at_end.append(channel.end)
-        assert isinstance(channel, _OutletChannel)
-        return channel
+        return _kept(self._bound(), "outlet", _OutletChannel, self._buffer)
 
     def reader(self) -> OutletReader:
         """A new reader of the outlet's items (readers share them: each item goes to

@@ -76,7 +76,8 @@ def _entry(
     problems: list[str],
 ) -> tuple[_Class, dict[str, Any]] | None:
     """A ``[modules.NAME]`` or ``[tasks.NAME]`` table: its class (loaded by name from
-    the registry) and its config, or ``None`` with the problems noted."""
+    the registry) and its config, checked against the class's constructor, or ``None``
+    with the problems noted."""
     if not isinstance(table, dict):
         problems.append(f"{where}: expected a table")
         return None
@@ -93,6 +94,7 @@ def _entry(
     if not isinstance(config, dict):
         problems.append(f"{where} key 'config': expected a table")
         return None
+    _check_config(cls, config, f"{where[:-1]}.config]", problems)
     return cls, config
 
 
@@ -201,7 +203,6 @@ def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
         entry = _entry(table, where, {"module", "config"}, registry.load_task, problems)
         if entry is not None:
             cls, config = entry
-            _check_config(cls, config, f"[tasks.{name}.config]", problems)
             job.add(name, cls, **config)
     if problems:
         raise GraphFileError(path, problems)
@@ -235,7 +236,6 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
         if module_entry is None:
             continue
         cls, config = module_entry
-        _check_config(cls, config, f"[modules.{name}.config]", problems)
         graph.add(name, cls, **config)
         shared = table.get("shared", False)
         if not isinstance(shared, bool):

@@ -179,10 +179,7 @@ class ProducerPump:
         self.url = url
         self.stream = stream
         self.group = group
-        self.bound = bound
-        """The most entries the stream may hold (the link's buffer)."""
         self.remote = remote
-        self.batch = remote.batch
         self.entries = max(2, -(-bound // remote.batch))
         """The most entries the stream may hold: ``bound`` items in full entries (two at
         least, so that one can be read while the next is written)."""
@@ -203,7 +200,7 @@ class ProducerPump:
             while True:
                 if link.items:
                     await self._room(client, retry)
-                    batch = link.take(self.batch)
+                    batch = link.take(self.remote.batch)
                     try:
                         await retry(partial(self._write, client, batch))
                     except BaseException:
@@ -306,7 +303,7 @@ class ConsumerPump:
         """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled and
         give up the lease, so that a standby need not wait for it to lapse. A client of
         its own, inside the shield: a cancellation has closed the other's connections."""
-        self.link.settle_handled()
+        self.link.settle()  # what is in hand was handled, unless it was given back
         with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
             try:
                 async with connect(self.url) as client:
@@ -332,11 +329,7 @@ class ConsumerPump:
         next_claim = trio.current_time()
         block_ms = max(int(remote.poll * 1000), 1)
         # The run under way when this consumer starts is one it may end with.
-        what, _, generation = (
-            await retry(lambda: client.get(f"{self.stream}:producer")) or b""
-        ).partition(b":")
-        if what == b"open":
-            self._seen_open = generation
+        self._producer_state(await retry(lambda: client.get(f"{self.stream}:producer")))
         if not self.shared:
             # Alone in the group: what an earlier consumer left pending comes first, in
             # order, before anything newer (it would otherwise wait for claim_idle).
@@ -492,9 +485,7 @@ class ConsumerPump:
             length_request = pipe.xlen(self.stream)
             done_request = pipe.get(done_key)
         state, length, done = await state_request, await length_request, await done_request
-        what, _, generation = (state or b"").partition(b":")
-        if what == b"open":
-            self._seen_open = generation
+        what, generation = self._producer_state(state)
         if what != b"closed" or length:
             return False
         # The end of a run this group already consumed counts only for the consumers
@@ -504,6 +495,14 @@ class ConsumerPump:
             return False
         await client.set(done_key, generation)
         return True
+
+    def _producer_state(self, state: bytes | None) -> tuple[bytes, bytes]:
+        """``open:<generation>`` or ``closed:<generation>``, split; a run seen open is
+        one this consumer takes part in."""
+        what, _, generation = (state or b"").partition(b":")
+        if what == b"open":
+            self._seen_open = generation
+        return what, generation
 
     async def _acknowledge(self, client: Any, retry: _Retrying) -> None:
         while True:

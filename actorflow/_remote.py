@@ -166,10 +166,6 @@ class RemoteInLink(Link):
             self._acks.unpark_all()
             self.wake_producers()  # the pump counts items in hand against its room
 
-    def settle_handled(self) -> None:
-        """At the pump's end: the items in hand were handled unless given back."""
-        self.settle()
-
     async def wait_for_acks(self) -> None:
         await self._acks.park()
 

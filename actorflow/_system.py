@@ -662,10 +662,11 @@ class System:
         self.log.info(event, state=self.state.value, dropped=status.dropped)
         self._all_done.set()
 
-    def _error(self) -> ActorflowError | None:
+    def _error(self, *, annotate: bool = True) -> ActorflowError | None:
         """The error the system ends with: its failure, else the first cleanup error.
 
-        Every other cleanup error is attached as a note, never hidden.
+        Every other cleanup error is attached as a note, never hidden (``annotate=False``
+        only looks: for a preview before the end, which must not note them twice).
         """
         cleanup_errors: list[CleanupError] = [
             error for actor in self._actors.values() for error in actor.cleanup_errors
@@ -677,8 +678,9 @@ class System:
             primary, others = cleanup_errors[0], cleanup_errors[1:]
         else:
             return None
-        for other in others:
-            primary.add_note(f"also: {other}")
+        if annotate:
+            for other in others:
+                primary.add_note(f"also: {other}")
         return primary
 
 

@@ -89,3 +89,10 @@ class Forever(af.Source):
 
     def cleanup(self) -> None:
         self.journal.append(f"cleanup:{self.name}")
+
+
+class Pass(af.Processor):
+    """Passes each item on unchanged."""
+
+    def process(self, data: Any) -> Any:
+        return data

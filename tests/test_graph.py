@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sample_modules import Collect, Numbers
 
 import actorflow as af
 from actorflow import CopyPolicy, Graph, GraphError, GraphProblem, LinkSpec, Port
@@ -759,3 +760,36 @@ def test_long_cycle_is_reported_without_recursion_error() -> None:
     problem, _ = only_problem(graph)
     assert problem.message.startswith("cycle m0 -> m1 -> m2")
     assert f"m{length - 1} -> m0:" in problem.message
+
+
+# ------------------------------------------------------------------------------------------------
+# Feedback-only inputs inside a larger cycle (moved from test_regressions.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_module_fed_only_by_feedback_links_inside_a_larger_cycle_is_refused() -> None:
+    """A module inside a cycle whose only inputs are feedback links would see its end of stream
+    at once and drop what the cycle sends, so validate() refuses the graph."""
+
+    class Router(af.Processor):
+        inputs: ClassVar = {"in": object, "back": object}
+        outputs: ClassVar = {"out": object, "x": object}
+
+        def process(self, data: Any, port: str) -> Any:
+            return data
+
+    class Times(af.Processor):
+        def process(self, data: int) -> int:
+            return data * 100
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("b", Router)
+    graph.add("a", Times)
+    graph.add("k", Collect, into=[])
+    graph.link("src", "b.in")
+    graph.link("b.x", "a", feedback=True)
+    graph.link("a", "b.back")
+    graph.link("b.out", "k")
+    with pytest.raises(af.GraphError, match="module 'a': every input link is a feedback link"):
+        graph.validate()

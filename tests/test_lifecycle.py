@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 from typing import Any, ClassVar
 
 import pytest
@@ -402,3 +403,219 @@ async def test_the_state_is_done_as_soon_as_wait_returns() -> None:
         await system.wait()
         assert system.status().state is af.SystemState.DONE
     assert system.status().state is af.SystemState.DONE
+
+
+# ------------------------------------------------------------------------------------------------
+# Failures, signals and cleanup order at the edges (moved from test_regressions.py)
+# ------------------------------------------------------------------------------------------------
+
+
+async def test_a_source_failing_at_start_does_not_stall_cleanup(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """When a source fails in start(), every started module is cleaned up at once, none waiting
+    ``cleanup_timeout`` for an upstream actor that never ran."""
+    journal: list[str] = []
+
+    class Bad(af.Source):
+        def start(self) -> Any:
+            raise ConnectionError("down")
+
+        def cleanup(self) -> None:
+            journal.append("cleanup:bad")
+
+    class Good(af.Source):
+        def start(self) -> list[int]:
+            return [1]
+
+        def cleanup(self) -> None:
+            journal.append("cleanup:good")
+
+    class Pass(af.Processor):
+        def process(self, data: int) -> int:
+            return data
+
+        def cleanup(self) -> None:
+            journal.append("cleanup:p2")
+
+    class Sink(af.Sink):
+        def consume(self, data: int) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            journal.append(f"cleanup:{self.name}")
+
+    graph = af.Graph()
+    graph.add("bad", Bad)
+    graph.add("k1", Sink)
+    graph.link("bad", "k1")
+    graph.add("good", Good)
+    graph.add("p2", Pass)
+    graph.add("k2", Sink)
+    graph.chain("good", "p2", "k2")
+    graph.supervisor(max_restarts=0)
+    began = trio.current_time()
+    with pytest.raises(af.RunError, match="ConnectionError: down"):
+        async with af.open_system(graph, cleanup_timeout=5):
+            pass
+    assert trio.current_time() - began < 1
+    assert {"cleanup:bad", "cleanup:k1", "cleanup:k2"} <= set(journal)
+
+
+async def test_a_module_raising_system_exit_propagates_it_unwrapped() -> None:
+    """SystemExit from process() leaves open_system as itself, after every cleanup."""
+    journal: list[str] = []
+
+    class Exit(af.Processor):
+        def process(self, data: int) -> int:
+            if data == 2:
+                raise SystemExit(3)
+            return data
+
+    class Sink(af.Sink):
+        def consume(self, data: int) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            journal.append("cleanup:k")
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=4)
+    graph.add("p", Exit)
+    graph.add("k", Sink)
+    graph.chain("src", "p", "k")
+    with pytest.raises(SystemExit) as caught:
+        async with af.open_system(graph):
+            pass
+    assert caught.value.code == 3
+    assert journal == ["cleanup:k"]
+
+
+def test_ctrl_c_while_the_system_runs_raises_keyboard_interrupt_unwrapped() -> None:
+    """A SIGINT delivered while the system runs ends it with cleanup and raises a bare
+    KeyboardInterrupt, not an ExceptionGroup."""
+    journal: list[str] = []
+
+    class Interrupted(af.Source):
+        async def start(self) -> None:
+            # The signal arrives from another thread, as a real Ctrl-C does.
+            await trio.to_thread.run_sync(signal.raise_signal, signal.SIGINT)
+            while self.active:
+                await trio.sleep(1)
+                await self.emit(1)
+
+    class Sink(af.Sink):
+        def consume(self, data: int) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            journal.append("cleanup:k")
+
+    graph = af.Graph()
+    graph.add("src", Interrupted)
+    graph.add("k", Sink)
+    graph.link("src", "k")
+
+    async def main() -> None:
+        async with af.open_system(graph):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert journal == ["cleanup:k"]
+
+
+class FailsEveryItem(af.Processor):
+    def process(self, data: int) -> int:
+        raise ValueError("real bug")
+
+
+class FlushingSink(af.Sink):
+    def consume(self, data: int) -> None:
+        pass
+
+    async def cleanup(self) -> None:
+        await trio.sleep(2)  # flushing a file, say
+
+
+async def test_a_failure_is_raised_even_if_an_outer_scope_cancels_during_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A system that failed before an outer deadline fired raises that failure; the cancelled
+    shutdown must not make it vanish."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=2)
+    graph.add("p", FailsEveryItem)
+    graph.add("k", FlushingSink)
+    graph.chain("src", "p", "k")
+    graph.supervisor(max_restarts=0)
+    with pytest.raises(af.RunError, match="real bug"), trio.move_on_after(1):
+        async with af.open_system(graph):
+            await trio.sleep_forever()
+
+
+def ordered_cleanup_graph(journal: list[tuple[str, float]], *, forever: bool) -> af.Graph:
+    class Src(af.Source):
+        async def start(self) -> Any:
+            if forever:
+                await trio.sleep_forever()
+            return [1]
+
+        async def cleanup(self) -> None:
+            journal.append(("src begin", trio.current_time()))
+            await trio.sleep(4)
+            journal.append(("src end", trio.current_time()))
+
+    class Pass(af.Processor):
+        def process(self, data: int) -> int:
+            return data
+
+        async def cleanup(self) -> None:
+            journal.append(("p begin", trio.current_time()))
+            await trio.sleep(4)
+            journal.append(("p end", trio.current_time()))
+
+    class Sink(af.Sink):
+        def consume(self, data: int) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            journal.append(("k begin", trio.current_time()))
+
+    graph = af.Graph()
+    graph.add("src", Src)
+    graph.add("p", Pass)
+    graph.add("k", Sink)
+    graph.chain("src", "p", "k")
+    return graph
+
+
+def events_in_time_order(journal: list[tuple[str, float]]) -> list[str]:
+    return [event for event, _ in sorted(journal, key=lambda entry: entry[1])]
+
+
+async def test_a_normal_end_cleans_up_producers_first_however_long_the_chain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At a normal end producers are cleaned up first, even when each cleanup fits
+    cleanup_timeout but the whole chain does not."""
+    journal: list[tuple[str, float]] = []
+    async with af.open_system(
+        ordered_cleanup_graph(journal, forever=False), cleanup_timeout=5
+    ) as system:
+        pass
+    assert events_in_time_order(journal) == ["src begin", "src end", "p begin", "p end", "k begin"]
+    assert all(actor.errors == 0 for actor in system.status().actors.values())
+
+
+async def test_a_cancellation_cleans_up_producers_first_however_long_the_chain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """On cancellation too, a consumer waits for its whole upstream chain's cleanups."""
+    journal: list[tuple[str, float]] = []
+    async with af.open_system(
+        ordered_cleanup_graph(journal, forever=True), cleanup_timeout=5
+    ) as system:
+        await trio.sleep(1)
+        system.cancel()
+    assert events_in_time_order(journal) == ["src begin", "src end", "p begin", "p end", "k begin"]

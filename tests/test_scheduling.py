@@ -184,3 +184,44 @@ async def test_a_sudden_rise_in_item_cost_overruns_the_quantum_by_at_most_one_st
     overruns = [step for step in timer.steps["p"] if step > 0.01 + COST + 1e-9]
     assert len(overruns) <= 3
     assert sum(step >= 0.01 - 1e-9 for step in timer.steps["p"]) >= 25
+
+
+# ------------------------------------------------------------------------------------------------
+# Costly copies (moved from test_regressions.py)
+# ------------------------------------------------------------------------------------------------
+
+
+async def test_costly_fan_out_copies_respect_the_quantum(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A source whose items are expensive to deep-copy still yields about once a quantum."""
+
+    class Heavy:
+        def __deepcopy__(self, memo: dict[int, Any]) -> Heavy:
+            autojump_clock.jump(0.001)
+            return Heavy()
+
+    class Src(af.Source):
+        def start(self) -> Iterator[Heavy]:
+            for _ in range(300):
+                yield Heavy()
+
+    graph = af.Graph()
+    graph.add("src", Src)
+    for sink in ("k1", "k2", "k3"):
+        graph.add(sink, Collect, into=[])
+        graph.link("src", sink, buffer=1000)
+    timer = StepTimer()
+    trio.lowlevel.add_instrument(timer)
+    try:
+        async with af.open_system(graph, quantum=0.01):
+            pass
+    finally:
+        trio.lowlevel.remove_instrument(timer)
+    # At most one stride of copies past the quantum (the stride widened while items were
+    # cheap to make); once copying is seen to be costly, steps stay near the quantum.
+    from actorflow._actor import _MAX_STRIDE
+
+    steps = sorted(timer.steps["src"])
+    assert steps[-1] <= 0.01 + 2 * _MAX_STRIDE * 0.001
+    assert steps[len(steps) // 2] <= 0.02

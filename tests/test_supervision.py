@@ -3,14 +3,17 @@ strategies over groups, escalation, auto-shutdown; and the accounting invariant.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 import trio
 import trio.testing
+from accounting import assert_accounted, one_to_one
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sample_modules import Collect, Forever, Numbers
+from sample_modules import Collect, Forever, Numbers, Pass
 
 import actorflow as af
 
@@ -455,3 +458,363 @@ async def test_a_module_that_cannot_be_rebuilt_escalates_with_an_initialization_
     assert isinstance(caught.value.__cause__, af.InitializationError)
     assert "module 'dev' failed in init: OSError: device /dev/x vanished" in str(caught.value)
     assert len(built) == 1 + 2  # the first build, then one per allowed restart attempt
+
+
+# ------------------------------------------------------------------------------------------------
+# Dead letters, groups, stops and restarts under way (moved from test_regressions.py)
+# ------------------------------------------------------------------------------------------------
+
+
+class GenFailing(af.Processor):
+    def process(self, data: int) -> Iterator[int]:
+        yield data * 10
+        yield data * 10 + 1
+        if data == 2:
+            raise ValueError("boom")
+
+
+class ManyFailing(af.Processor):
+    def process(self, data: int) -> af.Many:
+        if data == 2:
+            raise ValueError("boom")
+        return af.Many([data * 10, data * 10 + 1])
+
+
+@pytest.mark.parametrize("processor", [GenFailing, ManyFailing])
+async def test_outputs_of_an_item_that_fails_part_way_are_not_sent(
+    processor: type[af.Processor],
+) -> None:
+    """An item that fails part-way is dead-lettered once, the outputs it made before failing are
+    not sent, and the counters add up."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=4)
+    graph.add("p", processor)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    async with af.open_system(graph) as system:
+        pass
+    status = system.status()
+    assert out == [0, 1, 10, 11, 30, 31]
+    assert [letter.item for letter in system.dead_letters] == [2]
+    p = status.actors["p"]
+    assert (p.received, p.emitted, p.dead_lettered, p.dropped) == (4, 6, 1, {})
+    assert_accounted(status, {"p": 3, "k": len(out)})
+
+
+class FlakyAnySink(af.Sink):
+    """Collects, but raises on the items of ``failures`` as many times as their count says;
+    FlakySink for items of any type."""
+
+    def __init__(self, failures: dict[int, int], into: list[int]) -> None:
+        self.failures = failures
+        self.into = into
+
+    def consume(self, data: int) -> None:
+        if self.failures.get(data, 0) > 0:
+            self.failures[data] -= 1
+            raise RuntimeError(f"cannot store {data}")
+        self.into.append(data)
+
+
+class Ticks(af.Source):
+    """Emits ``count`` ints (forever if None) one second apart while active; raises once
+    on ``crash["at"]`` while ``crash["left"]`` is positive."""
+
+    def __init__(self, count: int | None = None, crash: dict[str, int] | None = None) -> None:
+        self.count = count
+        self.crash = crash if crash is not None else {}
+
+    async def start(self) -> None:
+        for n in itertools.count() if self.count is None else range(self.count):
+            if not self.active:
+                return
+            if n == self.crash.get("at") and self.crash.get("left", 0) > 0:
+                self.crash["left"] -= 1
+                raise RuntimeError("source crash")
+            await self.emit(n)
+            await trio.sleep(1)
+
+
+async def test_a_group_restarted_after_escalating_loses_no_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A group that gave up and was restarted by the root keeps its links open, so every
+    item after the failing one still reaches the sink."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Numbers, count=20)
+    graph.add("p", Flaky, failures={3: 1})
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k", buffer=4)
+    graph.group("grp", ["p"], max_restarts=0)
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    status = system.status()
+    assert out == [n for n in range(20) if n != 3]
+    assert [letter.item for letter in system.dead_letters] == [3]
+    assert status.actors["p"].restarts == 1
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out)})
+
+
+async def test_a_group_restarted_as_a_bystander_loses_no_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A group stopped and restarted by a root one_for_all restart comes back with its links
+    open, so the restarted source's items all reach the sink."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Numbers, count=20)
+    graph.add("p", Pass)
+    graph.add("k", FlakyAnySink, failures={5: 1}, into=out)
+    graph.chain("src", "p", "k", buffer=4)
+    graph.supervise("k", attempts=2)
+    graph.group("grp", ["p"])
+    graph.supervisor(strategy="one_for_all")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    status = system.status()
+    assert status.actors["p"].restarts == 1
+    # The restarted source starts over: its whole second stream is stored.
+    assert out[:-20] == list(range(len(out) - 20))
+    assert out[-20:] == list(range(20))
+    assert not system.dead_letters
+    assert all(actor.dropped == {} for actor in status.actors.values())
+    assert all(link.dropped == {} for link in status.links.values())
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out)})
+
+
+async def test_a_child_stopped_by_terminate_child_resumes_after_restart_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A child stopped by terminate_child handles, after restart_child, what was queued for it
+    and what comes next, and its consumer is still there."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Ticks, count=15)
+    graph.add("p", Pass)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            root = system.supervisor()
+            await trio.sleep(3.5)
+            await root.terminate_child("p")
+            await trio.sleep(2)
+            assert system.status().actors["k"].state is not af.ActorState.TERMINATED
+            await root.restart_child("p")
+    status = system.status()
+    assert out == list(range(15))
+    assert status.state is af.SystemState.DONE
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out)})
+
+
+async def test_the_system_ends_done_after_the_root_recovered_from_a_group_escalation(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A group escalation the root restarts the group for is not the system's failure, so
+    open_system raises nothing and the system ends DONE."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Numbers, count=5)
+    graph.add("k", FlakyAnySink, failures={4: 1}, into=out)
+    graph.link("src", "k")
+    graph.group("grp", ["k"], max_restarts=0)
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert status.actors["k"].state is af.ActorState.TERMINATED
+    assert out == [0, 1, 2, 3]
+    assert [letter.item for letter in system.dead_letters] == [4]
+    assert_accounted(status, {"k": len(out)})
+
+
+@pytest.mark.parametrize("case", ["permanent source", "stop during backoff"])
+async def test_stop_ends_a_source_that_is_being_restarted(
+    autojump_clock: trio.testing.MockClock, case: str
+) -> None:
+    """System.stop() is not lost while the supervisor restarts a source (a permanent one that
+    stopped, or one waiting out a backoff), so the system ends DONE."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    if case == "permanent source":
+        graph.add("src", Ticks)
+        graph.supervise("src", restart="permanent")
+    else:
+        graph.add("src", Ticks, crash={"at": 3, "left": 1})
+        graph.supervisor(backoff=af.Backoff(min=10, max=10, jitter=0))
+    graph.add("k", Collect, into=out)
+    graph.link("src", "k")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            await trio.sleep(5.5)  # with a backoff: crashed at 3, restart due at 13
+            await system.stop()
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert status.actors["src"].reason == "stopped"
+    assert out == list(range(len(out)))
+    assert len(out) >= 3
+    assert_accounted(status, {"k": len(out)})
+
+
+async def test_a_dead_letter_module_feeding_a_consumer_lets_the_graph_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A dead-letter module that is a processor forwarding to a sink receives the letters
+    and ends with the rest of the graph."""
+
+    class Letters(af.Processor):
+        inputs: ClassVar = {"in": af.DeadLetter}
+        outputs: ClassVar = {"out": str}
+
+        def process(self, letter: af.DeadLetter) -> str:
+            return f"{letter.actor}:{letter.item}"
+
+    out: list[int] = []
+    logged: list[str] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Numbers, count=5)
+    graph.add("p", Flaky, failures={2: 1})
+    graph.add("k", Collect, into=out)
+    graph.add("letters", Letters)
+    graph.add("log", Collect, into=logged)
+    graph.chain("src", "p", "k")
+    graph.link("letters", "log")
+    graph.dead_letters("letters")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert out == [0, 1, 3, 4]
+    assert logged == ["p:2"]
+    # The dead-letter link has no producing actor: account for it here, the rest below.
+    letter_link = status.links.pop("<dead letters>.out -> letters.in")
+    assert (letter_link.sent, letter_link.delivered, letter_link.dropped) == (1, 1, {})
+    assert status.actors["letters"].received == status.actors["letters"].emitted == 1
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out), "log": len(logged)})
+
+
+async def test_restart_child_during_a_restart_backoff_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """restart_child on a child waiting out its restart backoff raises RuntimeError, and
+    only one incarnation ever runs at a time."""
+    live = 0
+    peak = 0
+
+    class Counted(Ticks):
+        async def start(self) -> None:
+            nonlocal live, peak
+            live += 1
+            peak = max(peak, live)
+            try:
+                await super().start()
+            finally:
+                live -= 1
+
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Counted, count=6, crash={"at": 2, "left": 1})
+    graph.add("k", Collect, into=out)
+    graph.link("src", "k")
+    graph.supervisor(backoff=af.Backoff(min=10, max=10, jitter=0))
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            await trio.sleep(5)  # crashed at 2, restart due at 12
+            with pytest.raises(RuntimeError, match="being restarted already"):
+                await system.supervisor().restart_child("src")
+    status = system.status()
+    assert peak == 1
+    assert status.actors["src"].restarts == 1
+    assert out == [0, 1, *range(6)]
+    assert_accounted(status, {"k": len(out)})
+
+
+async def test_terminate_child_during_a_restart_backoff_keeps_the_child_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A child stopped by terminate_child while waiting out its restart backoff is not restarted
+    when the backoff ends, and delete_child then ends it for good."""
+    out: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src", Ticks, crash={"at": 3, "left": 1})
+    graph.add("k", Collect, into=out)
+    graph.link("src", "k")
+    graph.supervisor(backoff=af.Backoff(min=10, max=10, jitter=0))
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            root = system.supervisor()
+            await trio.sleep(5)  # crashed at 3, restart due at 13
+            await root.terminate_child("src")
+            await trio.sleep(20)
+            assert not {c.name: c.running for c in root.which_children()}["src"]
+            await root.delete_child("src")
+    status = system.status()
+    assert out == [0, 1, 2]
+    assert status.actors["src"].restarts == 0
+    assert status.state is af.SystemState.DONE
+    assert_accounted(status, {"k": len(out)})
+
+
+async def test_killing_a_group_does_not_wait_for_upstream_cleanups(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """terminate_child on a group with shutdown=1 whose member hangs takes about that second,
+    not the cleanup timeouts of the still running actors upstream."""
+
+    class Stuck(af.Sink):
+        async def consume(self, data: int) -> None:
+            await trio.sleep_forever()
+
+    graph = af.Graph(name="g")
+    graph.add("src", Ticks)
+    graph.add("a", Pass)
+    graph.add("b", Pass)
+    graph.add("c", Pass)
+    graph.add("k", Stuck)
+    graph.chain("src", "a", "b", "c", "k")
+    graph.group("grp", ["k"], shutdown=1)
+    with trio.fail_after(60):
+        async with af.open_system(graph, cleanup_timeout=5) as system:
+            await trio.sleep(3)
+            began = trio.current_time()
+            await system.supervisor().terminate_child("grp")
+            assert trio.current_time() - began <= 1.5
+            assert system.status().actors["k"].reason == "killed"
+            system.cancel()
+    status = system.status()
+    assert_accounted(
+        status,
+        {name: one_to_one(status, name) for name in "abc"} | {"k": 0},
+    )
+
+
+async def test_a_transient_child_that_ended_during_a_restart_backoff_is_not_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A source that finished normally while a one_for_all restart waited out its backoff is not
+    started again, which would emit its whole stream twice."""
+    out_a: list[int] = []
+    out_b: list[int] = []
+    graph = af.Graph(name="g")
+    graph.add("src_a", Ticks, count=20)
+    graph.add("k_a", FlakyAnySink, failures={0: 1}, into=out_a)
+    graph.add("src_b", Ticks, count=3)
+    graph.add("k_b", Collect, into=out_b)
+    graph.link("src_a", "k_a")
+    graph.link("src_b", "k_b")
+    graph.supervisor(strategy="one_for_all", backoff=af.Backoff(min=10, max=10, jitter=0))
+    with trio.fail_after(120):
+        async with af.open_system(graph) as system:
+            pass
+    status = system.status()
+    assert out_b == [0, 1, 2]
+    assert status.actors["src_b"].restarts == 0
+    assert status.actors["src_b"].emitted == 3
+    assert [letter.item for letter in system.dead_letters] == [0]
+    assert_accounted(status, {"k_a": len(out_a), "k_b": len(out_b)})

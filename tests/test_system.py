@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import itertools
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 import trio
 import trio.testing
-from sample_modules import Add, Collect, Forever, Items, Numbers
+from accounting import assert_accounted, one_to_one
+from sample_modules import Add, Collect, Forever, Items, Numbers, Pass
 
 import actorflow as af
+from actorflow import _system
 
 
 def pipeline(*stages: tuple[str, type[af.Module], dict[str, Any]], **link: Any) -> af.Graph:
@@ -665,4 +669,294 @@ async def test_stopping_a_retrying_source_ends_it_without_waiting(
     assert trio.current_time() == stopped_at
     assert len(tries) == 3
     assert system.status().actors["src"].reason == "stopped"
+    assert system.status().state is af.SystemState.DONE
+
+
+# ------------------------------------------------------------------------------------------------
+# Cancel, stop, copies and process() shapes at their edges (moved from test_regressions.py)
+# ------------------------------------------------------------------------------------------------
+
+
+async def test_system_cancel_counts_the_item_an_async_process_holds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The item an async process() holds when the system is cancelled is still counted."""
+
+    class Slow(af.Processor):
+        async def process(self, data: int) -> int:
+            await trio.sleep(10)
+            return data
+
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=10)
+    graph.add("p", Slow)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    async with af.open_system(graph) as system:
+        await trio.sleep(15)  # item 0 handled, item 1 inside process()
+        system.cancel()
+    status = system.status()
+    assert out == [0]
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out)})
+
+
+async def test_system_cancel_during_a_blocked_fan_out_counts_every_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancelled while blocked on a full first link, a fan-out still accounts for every
+    item on every link, including the links it had not offered to yet."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: int) -> None:
+            await release.wait()
+
+    class Emitting(af.Source):
+        """Emits one item at a time, so it can block half-way through a fan-out."""
+
+        async def start(self) -> None:
+            for n in range(50):
+                await self.emit(n)
+
+    fast: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Emitting)
+    graph.add("slow", Stuck)
+    graph.add("fast", Collect, into=fast)
+    graph.link("src", "slow", buffer=2)
+    graph.link("src", "fast", buffer=100)
+    async with af.open_system(graph) as system:
+        await trio.sleep(1)
+        system.cancel()
+    status = system.status()
+    emitted = status.actors["src"].emitted
+    assert 0 < emitted < 50
+    for link in status.links.values():
+        assert link.delivered + sum(link.dropped.values()) == emitted
+    assert_accounted(status, {"slow": 0, "fast": len(fast)})
+
+
+class SyncUncopyable(af.Processor):
+    def process(self, data: int) -> dict[str, Any]:
+        return {"v": data} if data != 3 else {"v": object()}
+
+
+class AsyncUncopyable(af.Processor):
+    async def process(self, data: int) -> dict[str, Any]:
+        return {"v": data} if data != 3 else {"v": object()}
+
+
+def uncopyable_graph(processor: type[af.Processor], out: list[Any]) -> af.Graph:
+    graph = af.Graph()
+    graph.add("src", Numbers, count=6)
+    graph.add("p", processor)
+    graph.add("k", Collect, into=out)
+    graph.link("src", "p")
+    graph.link("p", "k", copy="msgpack")
+    return graph
+
+
+@pytest.mark.parametrize("processor", [SyncUncopyable, AsyncUncopyable])
+async def test_an_output_that_cannot_be_copied_is_counted_as_copy_failed(
+    processor: type[af.Processor],
+) -> None:
+    """A copy failure on a link is counted there (``copy_failed``), never lost silently."""
+    out: list[Any] = []
+    async with af.open_system(uncopyable_graph(processor, out)) as system:
+        pass
+    status = system.status()
+    link = status.links["p.out -> k.in"]
+    assert link.dropped.get("copy_failed", 0) >= 1
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": len(out)})
+
+
+@pytest.mark.parametrize(
+    "processor",
+    [
+        SyncUncopyable,
+        AsyncUncopyable,
+    ],
+)
+async def test_a_copy_failure_loses_only_the_output_that_cannot_be_copied(
+    processor: type[af.Processor],
+) -> None:
+    """When one output cannot be copied, the outputs of the other items of its batch are still
+    delivered."""
+    out: list[Any] = []
+    async with af.open_system(uncopyable_graph(processor, out)):
+        pass
+    assert sorted(d["v"] for d in out) == [0, 1, 2, 4, 5]
+
+
+async def test_a_copy_failure_is_logged_naming_the_link_and_the_error(
+    logs: list[dict[str, Any]],
+) -> None:
+    """An output that cannot be copied is logged with its link, policy and error, and the module
+    is not failed for it."""
+    graph = uncopyable_graph(AsyncUncopyable, [])
+    graph.supervisor(max_restarts=0)
+    async with af.open_system(graph) as system:
+        pass
+    [event] = [e for e in logs if e["event"] == "link.dropped" and e["reason"] == "copy_failed"]
+    assert event["link"] == "p.out -> k.in"
+    assert event["copy"] == "msgpack"
+    assert "no lossless msgpack form" in event["error"]
+    assert system.status().state is af.SystemState.DONE
+
+
+class EmptyMany(af.Processor):
+    def process(self, data: int) -> af.Many:
+        return af.Many([])
+
+
+class AsyncEmptyMany(af.Processor):
+    async def process(self, data: int) -> af.Many:
+        return af.Many([])
+
+
+@pytest.mark.parametrize("processor", [EmptyMany, AsyncEmptyMany])
+async def test_an_empty_many_counts_as_filtered(processor: type[af.Processor]) -> None:
+    """Returning ``Many([])`` filters the item, in sync and async process() alike."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("p", processor)
+    graph.add("k", Collect, into=[])
+    graph.chain("src", "p", "k")
+    async with af.open_system(graph) as system:
+        pass
+    status = system.status()
+    assert status.actors["p"].filtered == 3
+    assert_accounted(status, {"p": one_to_one(status, "p"), "k": 0})
+
+
+async def test_an_optional_second_parameter_of_process_is_not_the_port() -> None:
+    """``process(self, data, scale=10)`` is called with the data only."""
+
+    class Scale(af.Processor):
+        def process(self, data: int, scale: int = 10) -> int:
+            return data * scale
+
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("p", Scale)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    async with af.open_system(graph):
+        pass
+    assert out == [0, 10, 20]
+
+
+async def test_a_system_opened_in_a_cancelled_scope_ends_at_once_and_terminates_all(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A system opened in a cancelled scope waits no ``cleanup_timeout`` for producers that
+    never started, and every actor ends in a final state."""
+    systems: list[af.System] = []
+    original = _system.System._start
+
+    async def spy(self: af.System, nursery: trio.Nursery) -> None:
+        systems.append(self)
+        await original(self, nursery)
+
+    monkeypatch.setattr(_system.System, "_start", spy)
+    graph = af.Graph()
+    graph.add("src", Numbers, count=5)
+    graph.add("p", Pass)
+    graph.add("k", Collect, into=[])
+    graph.chain("src", "p", "k")
+    began = trio.current_time()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        async with af.open_system(graph, cleanup_timeout=5):
+            pytest.fail("the body of a cancelled system ran")
+    assert trio.current_time() - began < 1
+    (system,) = systems
+    status = system.status()
+    assert status.state is af.SystemState.CANCELLED
+    assert all(actor.state.is_final for actor in status.actors.values())
+
+
+async def test_stop_ends_a_source_blocked_on_backpressure_promptly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A cooperating generator source blocked on a full link is stopped at once, not killed
+    after stop_timeout."""
+
+    class Endless(af.Source):
+        def start(self) -> Iterator[int]:
+            yield from itertools.count()
+
+    class Slow(af.Sink):
+        async def consume(self, data: int) -> None:
+            await trio.sleep(1)
+
+    graph = af.Graph()
+    graph.add("src", Endless)
+    graph.add("k", Slow)
+    graph.link("src", "k", buffer=2)
+    async with af.open_system(graph, stop_timeout=60) as system:
+        await trio.sleep(2)
+        await system.stop()
+    assert trio.current_time() < 2 + 60
+    status = system.status()
+    assert status.actors["src"].reason == "stopped"
+    assert_accounted(status, {"k": status.actors["k"].received})
+
+
+async def test_stop_returns_at_once_and_a_hanging_stop_hook_cannot_hang_the_system(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """stop() returns at once, and a source whose stop() and start() never return is killed
+    after stop_timeout so the system ends."""
+
+    class Hanging(af.Source):
+        async def start(self) -> None:
+            await trio.sleep_forever()
+
+        async def stop(self) -> None:
+            await trio.sleep_forever()  # waiting on an unreachable broker, say
+
+    graph = af.Graph()
+    graph.add("src", Hanging)
+    graph.add("k", Collect, into=[])
+    graph.link("src", "k")
+    with trio.move_on_after(100) as watchdog:
+        async with af.open_system(graph, stop_timeout=1) as system:
+            await system.stop()
+            assert trio.current_time() == 0
+    assert not watchdog.cancelled_caught
+    assert trio.current_time() == pytest.approx(1)
+    assert system.status().actors["src"].reason == "killed"
+
+
+async def test_stop_does_not_call_the_stop_hook_of_a_source_that_already_finished(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A source that finished (now cleaning up, or gone) is not asked to stop."""
+    journal: list[str] = []
+
+    class Once(af.Source):
+        def start(self) -> list[int]:
+            return [1]
+
+        def stop(self) -> None:
+            journal.append("stop")
+
+        async def cleanup(self) -> None:
+            await trio.sleep(1)
+
+    graph = af.Graph()
+    graph.add("src", Once)
+    graph.add("k", Collect, into=[])
+    graph.link("src", "k")
+    async with af.open_system(graph) as system:
+        await trio.sleep(0.5)
+        assert system.status().actors["src"].state is af.ActorState.ZOMBIE
+        await system.stop()
+        await system.stop()
+    await system.stop()
+    assert journal == []
+    assert system.status().actors["src"].reason == "normal"
     assert system.status().state is af.SystemState.DONE

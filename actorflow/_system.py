@@ -27,15 +27,14 @@ from ._exceptions import (
 )
 from ._graph import Graph, LinkSpec
 from ._heartbeat import Reporter, snapshot
-from ._link import Link, Mailbox
+from ._link import Link
 from ._logging import get_logger
 from ._module import ModuleKind
-from ._redis import ConsumerPump, ProducerPump, stream_key
-from ._remote import RemoteInLink
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
 from ._supervisor import ChildSpec, Supervisor, Worker
+from ._transport import Pump, backend_for
 
 __all__ = ["System", "open_system", "run"]
 
@@ -64,7 +63,7 @@ class System:
         )
         """The modules that run in this process (all, unless ``only`` was given)."""
         self._only = None if only is None else tuple(only)
-        self._pumps: list[Any] = []
+        self._pumps: list[Pump] = []
         """What carries remote links to and from their streams."""
         self.settings = settings
         self.reporters = list(reporters)
@@ -143,8 +142,7 @@ class System:
         for pump in self._pumps:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
-            if isinstance(pump, ConsumerPump):
-                pump.stop()
+            pump.stop()
 
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
@@ -417,43 +415,23 @@ class System:
         assert remote is not None
         url = remote.url or self.settings.remote_url
         assert url is not None
-        stream = remote.stream or stream_key(
-            self.graph.name, spec.source, spec.source_port, spec.target, spec.target_port
-        )
+        transport = backend_for(url)
         if spec.source in self.here:
             producer = self._actors[spec.source]
-            mailbox = Mailbox()
-            link = Link(spec, remote.batch, mailbox, None)
-            link.name = f"{spec.name} (to the stream)"
-            producer.outputs[spec.source_port].append(link)
-            self._links.append(link)
+            bound = spec.buffer or self.settings.default_buffer
+            pump = transport.sender(spec, url=url, graph=self.graph.name, bound=bound)
+            producer.outputs[spec.source_port].append(pump.link)
+            self._links.append(pump.link)
             self._set_copiers(producer, spec.source_port)
-            self._pumps.append(
-                ProducerPump(
-                    link,
-                    mailbox,
-                    url=url,
-                    stream=stream,
-                    group=spec.target,
-                    bound=spec.buffer or self.settings.default_buffer,
-                    remote=remote,
-                )
-            )
+            self._pumps.append(pump)
         if spec.target in self.here:
             consumer = self._actors[spec.target]
-            # Room for two entries: one to read while the module works on the other.
-            inbound = RemoteInLink(spec, 2 * remote.batch, consumer.mailbox)
-            self._links.append(inbound)
-            self._pumps.append(
-                ConsumerPump(
-                    inbound,
-                    url=url,
-                    stream=stream,
-                    group=spec.target,
-                    shared=spec.target in self.graph.shared,
-                    remote=remote,
-                )
+            shared = spec.target in self.graph.shared
+            pump = transport.receiver(
+                spec, consumer.mailbox, url=url, graph=self.graph.name, shared=shared
             )
+            self._links.append(pump.link)
+            self._pumps.append(pump)
 
     def _wire(self) -> None:
         for actor in self._actors.values():
@@ -583,7 +561,7 @@ class System:
         if scope.cancelled_caught:
             self.log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
 
-    async def _run_pump(self, pump: Any) -> None:
+    async def _run_pump(self, pump: Pump) -> None:
         """Carry a remote link; a failure there (not an unreachable server, which is
         waited out) fails the system, like a module beyond its restart intensity."""
         try:

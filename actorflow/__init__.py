@@ -75,11 +75,10 @@ from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._system import System as System
 from ._system import open_system as open_system
 from ._system import run as run
+from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:
     from ._redis import RedisStore as RedisStore
-
-__version__ = "0.1.0.dev0"
 
 _LAZY = {"RedisStore": "._redis"}
 """Exports whose room is imported on first use: the Redis backend only when asked for."""

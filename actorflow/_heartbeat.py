@@ -20,6 +20,7 @@ import trio
 from ._exceptions import _describe
 from ._logging import get_logger
 from ._status import SystemStatus
+from ._version import __version__
 
 __all__ = ["HttpReporter", "Reporter", "beat", "snapshot"]
 
@@ -85,8 +86,6 @@ async def beat(
 ) -> None:
     """Every ``interval`` seconds, until cancelled: log a snapshot of ``status()`` and
     hand it to each reporter."""
-    from . import __version__
-
     async with trio.open_nursery() as reports:
         while True:
             await trio.sleep(interval)

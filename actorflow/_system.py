@@ -85,6 +85,7 @@ class System:
 
     @property
     def _actors(self) -> dict[str, Actor]:
+        """The actors by name: the wiring owns them (kept for tests that look inside)."""
         return self._wiring.actors
 
     # -- public handles ----------------------------------------------------------------

@@ -39,6 +39,10 @@ __all__ = [
 _SCHEMES = {"redis": "redis", "rediss": "redis", "unix": "redis"}
 """URL scheme → backend name; a backend ``name`` lives in ``actorflow._<name>``."""
 
+_DEFAULT = "redis"
+"""The backend of a URL whose scheme no backend claims (``Settings.remote_url`` is not
+checked): Redis, which has always been handed such URLs."""
+
 
 @attrs.frozen
 class PumpStatistics:
@@ -105,13 +109,7 @@ def load_backend(name: str) -> Backend:
 
 def backend_for(url: str) -> Backend:
     """The backend that serves ``url`` (by its scheme)."""
-    scheme = url.partition("://")[0]
-    try:
-        name = _SCHEMES[scheme]
-    except KeyError:
-        known = ", ".join(f"{s}://" for s in _SCHEMES)
-        raise ValueError(f"no transport for {url!r} (known: {known})") from None
-    return load_backend(name)
+    return load_backend(_SCHEMES.get(url.partition("://")[0], _DEFAULT))
 
 
 def sending_link(spec: LinkSpec, capacity: int) -> Link:

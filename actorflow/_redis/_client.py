@@ -97,15 +97,16 @@ class Reader:
     def __init__(self, url: str) -> None:
         self.url = url
         self._stack: contextlib.AsyncExitStack | None = None
-        self._client: Any = None
+        self._client: coredis.Redis[bytes] | None = None
 
-    async def __call__(self, read: Callable[[Any], Awaitable[T]]) -> T:
-        if self._client is None:
+    async def __call__(self, read: Callable[[coredis.Redis[bytes]], Awaitable[T]]) -> T:
+        client = self._client
+        if client is None:
             stack = contextlib.AsyncExitStack()
-            self._client = await stack.enter_async_context(connect(self.url))
+            client = self._client = await stack.enter_async_context(connect(self.url))
             self._stack = stack
         try:
-            return await read(self._client)
+            return await read(client)
         except BaseException:
             await self.close()
             raise

@@ -28,7 +28,7 @@ import contextlib
 import os
 import socket
 from functools import partial
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -40,6 +40,13 @@ from .._logging import get_logger
 from .._remote import Remote
 from .._transport import PumpStatistics, RemoteInLink, sending_link
 from ._client import Reader, Retrying, connect, load_coredis
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import coredis
+
+    Client: TypeAlias = coredis.Redis[bytes]
 
 __all__ = ["ConsumerPump", "ProducerPump", "RedisBackend", "backend", "stream_key"]
 
@@ -55,7 +62,7 @@ def _order(entry_id: bytes) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-async def _ensure_group(client: Any, stream: str, group: str) -> None:
+async def _ensure_group(client: Client, stream: str, group: str) -> None:
     coredis = load_coredis()
     with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
         await client.xgroup_create(stream, group, identifier="0", mkstream=True)
@@ -125,7 +132,7 @@ class ProducerPump:
             await retry(lambda: client.set(state, b"closed:%d" % generation))
             self.log.info("remote.producer_closed", written=self.written, generation=generation)
 
-    async def _write(self, client: Any, batch: list[Any]) -> None:
+    async def _write(self, client: Client, batch: list[Any]) -> None:
         # One entry per batch: the client's cost is per command, so items travel together.
         try:
             payload = encode(batch)
@@ -136,7 +143,7 @@ class ProducerPump:
             ) from exc
         await client.xadd(self.stream, {b"p": payload})
 
-    async def _room(self, client: Any, retry: Retrying) -> None:
+    async def _room(self, client: Client, retry: Retrying) -> None:
         """Wait while the stream holds its share of entries (acknowledged entries are
         deleted, so its length is what the group has not finished)."""
         if self._estimate < self.entries:
@@ -235,14 +242,14 @@ class ConsumerPump:
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
-    async def _read(self, client: Any, retry: Retrying) -> None:
+    async def _read(self, client: Client, retry: Retrying) -> None:
         reader = Reader(self.url)
         try:
             await self._read_with(client, retry, reader)
         finally:
             await reader.close()
 
-    async def _read_with(self, client: Any, retry: Retrying, reader: Reader) -> None:
+    async def _read_with(self, client: Client, retry: Retrying, reader: Reader) -> None:
         link = self.link
         remote = self.remote
         claim_every = remote.claim_idle / 2
@@ -294,7 +301,7 @@ class ConsumerPump:
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
 
-    async def _next(self, client: Any, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
+    async def _next(self, client: Client, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
         coredis = load_coredis()
         try:
             reply = await client.xreadgroup(
@@ -308,12 +315,12 @@ class ConsumerPump:
             return []
         return [self._decoded(entry) for entry in reply.get(self.stream.encode(), ())]
 
-    async def _lost_deliveries(self, client: Any, here: set[bytes]) -> list[tuple[bytes, Any]]:
+    async def _lost_deliveries(self, client: Client, here: set[bytes]) -> list[tuple[bytes, Any]]:
         """Entries Redis delivered to this consumer that never reached it."""
         link = self.link
         known = {*link.remaining, *link.to_ack, *self._acking, *here}
         found: list[tuple[bytes, Any]] = []
-        start = b"0-0"
+        start: str | bytes = b"0-0"
         while True:
             reply = await client.xreadgroup(
                 self.group, self.consumer, streams={self.stream: start}, count=500
@@ -327,7 +334,7 @@ class ConsumerPump:
             self.log.warning("remote.recovered_deliveries", entries=len(found))
         return found
 
-    async def _take_over(self, client: Any) -> list[tuple[bytes, Any]]:
+    async def _take_over(self, client: Client) -> list[tuple[bytes, Any]]:
         """Every entry pending in the group (its consumers have stopped: this one holds
         the lease), in order."""
         found: list[tuple[bytes, Any]] = []
@@ -345,21 +352,21 @@ class ConsumerPump:
             self.log.warning("remote.taken_over", entries=len(found))
         return sorted(found, key=lambda entry: _order(entry[0]))
 
-    async def _keep_held(self, client: Any, retry: Retrying) -> None:
+    async def _keep_held(self, client: Client, retry: Retrying) -> None:
         """Every claim_idle / 3, mark what is held here as busy (even while the pump
         waits for room), so that a peer never takes over entries this one works on."""
         while True:
             await trio.sleep(self.remote.claim_idle / 3)
             await retry(partial(self._touch, client))
 
-    async def _touch(self, client: Any) -> None:
+    async def _touch(self, client: Client) -> None:
         """Entries held here are not idle: reset their idle time, so that no other
         consumer of a shared group takes them over while this one works."""
         held = list(self.link.remaining)
         if held:
             await client.xclaim(self.stream, self.group, self.consumer, 0, held, justid=True)
 
-    async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
+    async def _claim(self, client: Client, count: int) -> list[tuple[bytes, Any]]:
         """Take over entries another consumer left pending for ``claim_idle`` seconds."""
         coredis = load_coredis()
         try:
@@ -396,7 +403,7 @@ class ConsumerPump:
             return entry.identifier, []
         return entry.identifier, items if isinstance(items, list) else [items]
 
-    async def _ended(self, client: Any) -> bool:
+    async def _ended(self, client: Client) -> bool:
         """The producer has closed and the group has finished every entry."""
         await self._flush_acks(client, None)
         done_key = f"{self.stream}:done:{self.group}"
@@ -424,14 +431,14 @@ class ConsumerPump:
             self._seen_open = generation
         return what, generation
 
-    async def _acknowledge(self, client: Any, retry: Retrying) -> None:
+    async def _acknowledge(self, client: Client, retry: Retrying) -> None:
         while True:
             if not self.link.to_ack:
                 await self.link.wait_for_acks()
                 continue
             await self._flush_acks(client, retry)
 
-    async def _flush_acks(self, client: Any, retry: Retrying | None) -> None:
+    async def _flush_acks(self, client: Client, retry: Retrying | None) -> None:
         ids = self.link.to_ack
         if not ids:
             return
@@ -452,7 +459,7 @@ class ConsumerPump:
             self._acking.difference_update(ids)
         self.acknowledged += len(ids)
 
-    async def _take_lease(self, client: Any, retry: Retrying) -> None:
+    async def _take_lease(self, client: Client, retry: Retrying) -> None:
         """Wait until this process may consume the stream alone (not shared)."""
         waiting = False
         while True:
@@ -478,7 +485,7 @@ class ConsumerPump:
                 )
             await trio.sleep(self._lease_ms / 3000)
 
-    async def _keep_lease(self, client: Any, retry: Retrying) -> None:
+    async def _keep_lease(self, client: Client, retry: Retrying) -> None:
         while True:
             await trio.sleep(self._lease_ms / 3000)
             kept = await retry(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._logging import get_logger
 from .._store import MISSING, decode_value, encode_value
 from ._client import Retrying, connect
+
+if TYPE_CHECKING:
+    import coredis
 
 __all__ = ["RedisStore"]
 
@@ -32,7 +35,7 @@ class RedisStore:
         self.url = url
         self.prefix = prefix
         self._retry = Retrying(get_logger(store="redis", url=url), poll)
-        self._client: Any = None
+        self._client: coredis.Redis[bytes] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> RedisStore:
@@ -46,7 +49,7 @@ class RedisStore:
         if stack is not None:
             await stack.__aexit__(*exc_info)
 
-    def _connected(self) -> Any:
+    def _connected(self) -> coredis.Redis[bytes]:
         if self._client is None:
             raise RuntimeError(
                 "RedisStore is not open: use `async with RedisStore(url) as store:` around "

@@ -4,6 +4,8 @@ Every module of a graph runs as an actor with a bounded mailbox inside a trio nu
 links are bounded, so a slow consumer slows its producer instead of growing memory.
 """
 
+import typing as _typing
+
 from ._actor import DeadLetter as DeadLetter
 from ._copying import CopyPolicy as CopyPolicy
 from ._data import Data as Data
@@ -49,7 +51,6 @@ from ._ports import Port as Port
 from ._progressive import Progressive as Progressive
 from ._progressive import Step as Step
 from ._progressive import StepState as StepState
-from ._redis import RedisStore as RedisStore
 from ._registry import Registry as Registry
 from ._registry import RegistryEntry as RegistryEntry
 from ._remote import Remote as Remote
@@ -74,8 +75,28 @@ from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._system import System as System
 from ._system import open_system as open_system
 from ._system import run as run
+from ._version import __version__ as __version__
 
-__version__ = "0.1.0.dev0"
+if _typing.TYPE_CHECKING:
+    from ._redis import RedisStore as RedisStore
+
+_LAZY = {"RedisStore": "._redis"}
+"""Exports whose room is imported on first use: the Redis backend only when asked for."""
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ActorState",

@@ -25,14 +25,14 @@ import attrs
 import outcome
 import trio
 
-from ._endpoints import Outlet, OutletReader
+from ._endpoints import OutletReader
 from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
 from ._heartbeat import Reporter
 from ._settings import Settings
 from ._status import SystemStatus
 from ._store import Store
-from ._system import System
+from ._system import System, count_unread, end_reason, preview_error
 from ._system import open_system as _open_trio_system
 
 __all__ = ["AioSystem", "SystemEndedError", "open_system", "run"]
@@ -253,7 +253,7 @@ class AioSystem:
                 receiving.waiting = items
                 while items:
                     yield items.pop()
-            reason = await self._call_sync(lambda: self._system._actor_named(name).reason)
+            reason = await self._call_sync(end_reason, self._system, name)
             if reason not in ("normal", "stopped"):
                 await self.wait()  # raises the failure if the system failed
                 raise SystemEndedError(f"outlet {name!r} ended early: the system was {reason}")
@@ -306,16 +306,9 @@ async def _await_answer(answer: asyncio.Future[T], cancel: Callable[[], object])
 
 async def _watch_end(system: System, run: _Run) -> None:
     await system.wait()
-    error = system._error(annotate=False)  # the block's end annotates it
+    error = preview_error(system)  # the block's end annotates it
     result: outcome.Outcome[None] = outcome.Error(error) if error else outcome.Value(None)
     run.loop.call_soon_threadsafe(_settle, run.ended, result)
-
-
-def _count_unread(system: System) -> None:
-    """The host can read no more: outlets count what waits, and what comes, as unread."""
-    for actor in system._actors.values():
-        if isinstance(actor.module, Outlet) and "outlet" in actor.keep:
-            actor.module._unread()
 
 
 @contextlib.asynccontextmanager
@@ -342,6 +335,25 @@ async def open_system(
             loop): run several graphs in one system, or in one ``open_system`` each,
             one after the other.
     """
+    run = _start_guest(graph, settings, store, reporters, overrides)
+    host = await _started(run)
+    try:
+        yield host
+    except BaseException as exc:
+        await _end_on_error(run, host, exc)
+        raise
+    run.let_go()
+    await _finish(run, cancel=host)
+
+
+def _start_guest(
+    graph: Graph,
+    settings: Settings | None,
+    store: Store | None,
+    reporters: Sequence[Reporter],
+    overrides: dict[str, Any],
+) -> _Run:
+    """Start the guest run of the system inside the running asyncio loop."""
     loop = asyncio.get_running_loop()
     if loop in _hosting:
         raise RuntimeError(
@@ -364,24 +376,13 @@ async def open_system(
             return await _guest(run, graph, settings, store, reporters, overrides)
         return None  # aborted while starting: the host was cancelled
 
-    def done(result: outcome.Outcome[SystemStatus | None]) -> None:
-        _hosting.discard(loop)
-        if isinstance(result, outcome.Error):
-            _settle(run.started, outcome.Error(result.error))
-            _settle(run.ended, outcome.Error(result.error))
-            run.interrupt_host(result.error)  # Ctrl-C in trio, say: the block must end
-        else:
-            _settle(run.started, outcome.Error(SystemEndedError("the system has ended")))
-            _settle(run.ended, outcome.Value(None))
-        _settle(run.finished, result)
-
     _hosting.add(loop)
     try:
         trio.lowlevel.start_guest_run(
             trio_main,
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
             run_sync_soon_not_threadsafe=loop.call_soon,
-            done_callback=done,
+            done_callback=partial(_run_done, run),
             # asyncio owns signal.set_wakeup_fd (and, under asyncio.run, SIGINT).
             host_uses_signal_set_wakeup_fd=True,
         )
@@ -390,33 +391,51 @@ async def open_system(
     except BaseException:
         _hosting.discard(loop)
         raise
+    return run
+
+
+def _run_done(run: _Run, result: outcome.Outcome[SystemStatus | None]) -> None:
+    """The guest run has ended: settle every future the host may wait on."""
+    _hosting.discard(run.loop)
+    if isinstance(result, outcome.Error):
+        _settle(run.started, outcome.Error(result.error))
+        _settle(run.ended, outcome.Error(result.error))
+        run.interrupt_host(result.error)  # Ctrl-C in trio, say: the block must end
+    else:
+        _settle(run.started, outcome.Error(SystemEndedError("the system has ended")))
+        _settle(run.ended, outcome.Value(None))
+    _settle(run.finished, result)
+
+
+async def _started(run: _Run) -> AioSystem:
+    """Wait until the system runs; if cancelled meanwhile, abort it, wait for the run,
+    and re-raise."""
     try:
-        host = await asyncio.shield(run.started)
+        return await asyncio.shield(run.started)
     except asyncio.CancelledError:
-        # Cancelled while the system starts: abort it, wait for the run, re-raise.
         run.run_soon(run.abort.cancel)
         run.let_go()
         await _finish(run, cancel=None)
         raise
-    try:
-        yield host
-    except BaseException as exc:
-        ours = run.interrupted is not None and isinstance(exc, asyncio.CancelledError)
-        if ours and run.host_task is not None:
-            run.host_task.uncancel()  # the cancellation was only our way to interrupt
-        host.cancel()
-        run.let_go()
-        try:
-            await _finish(run, cancel=None)
-        except Exception as error:
-            if ours:
-                raise  # the system's failure is what ended the block
-            exc.add_note(f"the system also failed: {error}")
-        if ours:
-            raise SystemEndedError("the system ended while the block ran") from exc
-        raise
+
+
+async def _end_on_error(run: _Run, host: AioSystem, exc: BaseException) -> None:
+    """The block raised ``exc``: cancel the system and wait for its cleanups. Raises
+    instead of returning when the system's own failure is what ended the block (the
+    caller re-raises ``exc`` otherwise)."""
+    ours = run.interrupted is not None and isinstance(exc, asyncio.CancelledError)
+    if ours and run.host_task is not None:
+        run.host_task.uncancel()  # the cancellation was only our way to interrupt
+    host.cancel()
     run.let_go()
-    await _finish(run, cancel=host)
+    try:
+        await _finish(run, cancel=None)
+    except Exception as error:
+        if ours:
+            raise  # the system's failure is what ended the block
+        exc.add_note(f"the system also failed: {error}")
+    if ours:
+        raise SystemEndedError("the system ended while the block ran") from exc
 
 
 async def _guest(
@@ -440,7 +459,7 @@ async def _guest(
                 host = AioSystem(run, system, calls)
                 run.loop.call_soon_threadsafe(_settle, run.started, outcome.Value(host))
                 await run.release.wait()  # the host's block has ended
-                _count_unread(system)  # so that nothing can wait for a reader any more
+                count_unread(system)  # so that nothing can wait for a reader any more
         except Exception as exc:
             if system is None:
                 raise  # refused before it started (GraphError, ValidationError, ...)
@@ -450,7 +469,7 @@ async def _guest(
         # However the system ended (by itself, cancelled, failed), the run lives on until
         # the host's block ends, so what the outlets hold can still be read.
         await run.release.wait()
-        _count_unread(system)
+        count_unread(system)
         run.final = system.status()
         calls.cancel_scope.cancel()
     if failure is not None:

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import structlog
+import trio
+
+from ._exceptions import _describe
 from ._logging import get_logger
 from ._status import SystemStatus
+from ._version import __version__
 
-__all__ = ["HttpReporter", "Reporter", "snapshot"]
+__all__ = ["HttpReporter", "Reporter", "beat", "snapshot"]
+
+_HEARTBEAT_LOGGED = ("task", "state", "received", "mailbox_depth", "progress", "info")
+"""The per-actor fields a ``system.heartbeat`` event carries (reporters get them all)."""
 
 
 class Reporter(Protocol):
@@ -65,6 +74,47 @@ def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[s
             for name, actor in status.actors.items()
         },
     }
+
+
+async def beat(
+    status: Callable[[], SystemStatus],
+    *,
+    interval: float,
+    started_at: float,
+    reporters: Sequence[Reporter],
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Every ``interval`` seconds, until cancelled: log a snapshot of ``status()`` and
+    hand it to each reporter."""
+    async with trio.open_nursery() as reports:
+        while True:
+            await trio.sleep(interval)
+            data = snapshot(status(), started_at=started_at, version=__version__)
+            log.info(
+                "system.heartbeat",
+                state=data["state"],
+                actors={
+                    name: {key: actor[key] for key in _HEARTBEAT_LOGGED}
+                    for name, actor in data["actors"].items()
+                },
+            )
+            for reporter in reporters:
+                reports.start_soon(_report, reporter, data, interval, log)
+
+
+async def _report(
+    reporter: Reporter,
+    data: dict[str, Any],
+    limit: float,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    with trio.move_on_after(limit) as scope:
+        try:
+            await reporter.report(data)
+        except Exception as exc:
+            log.warning("reporter.failed", reporter=repr(reporter), error=_describe(exc))
+    if scope.cancelled_caught:
+        log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
 
 
 class HttpReporter:

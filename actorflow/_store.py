@@ -25,10 +25,12 @@ __all__ = ["MemoryStore", "ModuleData", "SQLiteStore", "Store"]
 
 T = TypeVar("T")
 
-_MISSING: Any = object()
+MISSING: Any = object()
+"""The default of ``get`` that means "raise KeyError"; shared with every store."""
 
 
-def _encode(module: str, name: str, value: Any) -> bytes:
+def encode_value(module: str, name: str, value: Any) -> bytes:
+    """``value`` as stored bytes; a value that cannot be stored names its key."""
     try:
         return encode(value)
     except SerializationError as error:
@@ -52,9 +54,10 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _decoded(module: str, name: str, payload: bytes | None, default: Any) -> Any:
+def decode_value(module: str, name: str, payload: bytes | None, default: Any) -> Any:
+    """What a store read back for ``module``/``name``: the value, ``default``, or KeyError."""
     if payload is None:
-        if default is _MISSING:
+        if default is MISSING:
             raise KeyError(f"no shared data {module}/{name}")
         return default
     return decode(payload)
@@ -66,13 +69,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], bytes] = {}
 
-    async def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
+    async def get(self, module: str, name: str, default: Any = MISSING) -> Any:
         """The value of ``module``/``name``.
 
         Raises:
             KeyError: It is not set and no ``default`` was given.
         """
-        return _decoded(module, name, self._values.get((module, name)), default)
+        return decode_value(module, name, self._values.get((module, name)), default)
 
     async def put(self, module: str, name: str, value: Any) -> None:
         """Set ``module``/``name``.
@@ -80,7 +83,7 @@ class MemoryStore:
         Raises:
             SerializationError: ``value`` has no lossless msgpack form; nothing changed.
         """
-        self._values[(module, name)] = _encode(module, name, value)
+        self._values[(module, name)] = encode_value(module, name, value)
 
     async def delete(self, module: str, name: str) -> None:
         """Remove ``module``/``name`` (no error if it is not set)."""
@@ -144,13 +147,13 @@ class SQLiteStore:
             ).fetchall()
         return [row[0] for row in rows]
 
-    async def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
+    async def get(self, module: str, name: str, default: Any = MISSING) -> Any:
         """The value of ``module``/``name`` (see :meth:`MemoryStore.get`)."""
-        return _decoded(module, name, await self._run(self._load, module, name), default)
+        return decode_value(module, name, await self._run(self._load, module, name), default)
 
     async def put(self, module: str, name: str, value: Any) -> None:
         """Set ``module``/``name`` (see :meth:`MemoryStore.put`)."""
-        payload = _encode(module, name, value)
+        payload = encode_value(module, name, value)
         await self._run(self._store, module, name, payload)
 
     async def delete(self, module: str, name: str) -> None:
@@ -175,9 +178,9 @@ class ModuleData:
         self.store = store
         self.namespace = namespace
 
-    async def get(self, name: str, default: Any = _MISSING) -> Any:
+    async def get(self, name: str, default: Any = MISSING) -> Any:
         """The value of ``name`` in this module's namespace (see :meth:`MemoryStore.get`)."""
-        if default is _MISSING:
+        if default is MISSING:
             return await self.store.get(self.namespace, name)
         return await self.store.get(self.namespace, name, default)
 

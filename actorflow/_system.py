@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -12,7 +11,6 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
-from ._copying import copier_for
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._exceptions import (
     ActorflowError,
@@ -26,20 +24,25 @@ from ._exceptions import (
     single_errors,
 )
 from ._graph import Graph, LinkSpec
-from ._heartbeat import Reporter, snapshot
-from ._link import Link, Mailbox
+from ._heartbeat import Reporter, beat
 from ._logging import get_logger
 from ._module import ModuleKind
-from ._redis import ConsumerPump, ProducerPump, stream_key
-from ._remote import RemoteInLink
 from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
-from ._supervisor import ChildSpec, Supervisor, Worker
+from ._supervisor import Supervisor
+from ._transport import Pump
+from ._wiring import Wiring
 
-__all__ = ["System", "open_system", "run"]
-
-_DEAD_LETTER_HISTORY = 1000
+__all__ = [
+    "System",
+    "count_unread",
+    "end_reason",
+    "open_system",
+    "placement_problems",
+    "preview_error",
+    "run",
+]
 
 
 @final
@@ -64,8 +67,6 @@ class System:
         )
         """The modules that run in this process (all, unless ``only`` was given)."""
         self._only = None if only is None else tuple(only)
-        self._pumps: list[Any] = []
-        """What carries remote links to and from their streams."""
         self.settings = settings
         self.reporters = list(reporters)
         self.started_at = time.time()
@@ -74,29 +75,30 @@ class System:
         """The shared data store modules read and write through ``self.shared``."""
         self.state = SystemState.STARTING
         self.log = get_logger(graph=graph.name)
-        self._actors: dict[str, Actor] = {}
-        self._links: list[Link] = []
+        self._wiring = Wiring(graph, settings, self.here, self.log)
+        """The actors and every join between them."""
         self._failure: ActorflowError | None = None
         self._nursery: trio.Nursery | None = None
         self._all_done = trio.Event()
-        self._dead_letters: deque[DeadLetter] = deque(maxlen=_DEAD_LETTER_HISTORY)
-        self._dead_letter_link: Link | None = None
         self.root: Supervisor | None = None
-        self._supervisors: dict[str, Supervisor] = {}
         self._stopping = False
-        self._dead_letter_waits_for: set[str] = set()
+
+    @property
+    def _actors(self) -> dict[str, Actor]:
+        """The actors by name: the wiring owns them (kept for tests that look inside)."""
+        return self._wiring.actors
 
     # -- public handles ----------------------------------------------------------------
 
     @property
     def actors(self) -> tuple[str, ...]:
         """Names of the system's actors, in declaration order."""
-        return tuple(self._actors)
+        return tuple(self._wiring.actors)
 
     @property
     def dead_letters(self) -> tuple[DeadLetter, ...]:
         """The most recent dead letters (up to 1000), oldest first."""
-        return tuple(self._dead_letters)
+        return tuple(self._wiring.dead_letters)
 
     def supervisor(self, name: str | None = None) -> Supervisor:
         """The root supervisor, or the group supervisor called ``name``.
@@ -107,10 +109,11 @@ class System:
         if name is None:
             assert self.root is not None
             return self.root
+        supervisors = self._wiring.supervisors
         try:
-            return self._supervisors[name]
+            return supervisors[name]
         except KeyError:
-            known = ", ".join(repr(n) for n in self._supervisors) or "none"
+            known = ", ".join(repr(n) for n in supervisors) or "none"
             raise KeyError(f"no supervisor {name!r} (groups: {known})") from None
 
     def status(self) -> SystemStatus:
@@ -118,8 +121,8 @@ class System:
         return SystemStatus(
             graph=self.graph.name,
             state=self.state,
-            actors={name: actor.status() for name, actor in self._actors.items()},
-            links={link.name: link.status() for link in self._links},
+            actors={name: actor.status() for name, actor in self._wiring.actors.items()},
+            links={link.name: link.status() for link in self._wiring.links},
         )
 
     async def stop(self) -> None:
@@ -136,15 +139,14 @@ class System:
             self.log.info("system.stopping")
         if self._nursery is None:
             return
-        for actor in self._actors.values():
+        for actor in self._wiring.actors.values():
             actor.resume()  # a suspended module must be able to drain and end
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
-        for pump in self._pumps:
+        for pump in self._wiring.pumps:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
-            if isinstance(pump, ConsumerPump):
-                pump.stop()
+            pump.stop()
 
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
@@ -164,11 +166,11 @@ class System:
             self.graph._links.remove(spec)
             raise GraphError(problems)
         for name in (spec.source, spec.target):
-            if self._actors[name].terminated:
+            if self._wiring.actors[name].terminated:
                 self.graph._links.remove(spec)
                 raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
-        self._connect(spec)
-        self._count_ancestors()
+        self._wiring.connect(spec)
+        self._wiring.count_ancestors()
         self.log.info("link.added", link=spec.name)
         return spec
 
@@ -186,28 +188,15 @@ class System:
         Raises:
             KeyError: There is no such link.
         """
-        link = next((link for link in self._links if link.name == name and not link.closed), None)
-        if link is None or link is self._dead_letter_link:
-            known = ", ".join(repr(k.name) for k in self._links if not k.closed) or "none"
-            raise KeyError(f"no link {name!r} (links: {known})")
-        producer = self._actors[link.spec.source]
-        producer.outputs[link.spec.source_port].remove(link)
-        self._set_copiers(producer, link.spec.source_port)
+        link = self._wiring.disconnect(name)
         self.graph._links.remove(link.spec)
         items = link.hand_back() if return_items else []
         link.close()
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
         return items
 
-    def _actor_named(self, name: str) -> Actor:
-        actor = self._actors.get(name)
-        if actor is None:
-            known = ", ".join(repr(n) for n in self._actors) or "none"
-            raise KeyError(f"no module {name!r} (modules: {known})")
-        return actor
-
     def _progressive(self, name: str) -> Actor:
-        actor = self._actor_named(name)
+        actor = self._wiring.actor(name)
         if actor.kind is not ModuleKind.PROGRESSIVE:
             raise TypeError(
                 f"module {name!r} is a {type(actor.module).__qualname__}; only progressive "
@@ -239,7 +228,7 @@ class System:
             TypeError: Module ``name`` is not a Variable.
             RuntimeError: The variable has stopped.
         """
-        actor = self._actor_named(name)
+        actor = self._wiring.actor(name)
         module = actor.module
         if not isinstance(module, Variable):
             raise TypeError(f"module {name!r} is a {type(module).__qualname__}, not a Variable")
@@ -248,7 +237,7 @@ class System:
         await module.set(value)
 
     def _endpoint(self, name: str, kind: type[Any]) -> Any:
-        module = self._actor_named(name).module
+        module = self._wiring.actor(name).module
         if not isinstance(module, kind):
             raise TypeError(
                 f"module {name!r} is a {type(module).__qualname__}, not an {kind.__name__}"
@@ -309,14 +298,23 @@ class System:
 
         Nothing is started here, so a failure leaves nothing to clean up.
         """
-        graph = self.graph
-        graph.validate()
+        self.graph.validate()
         placement = self._placement_problems()
         if placement:
             raise GraphError(placement)
-        for warning in graph.warnings():
+        for warning in self.graph.warnings():
             self.log.warning("graph.warning", message=warning)
-        for spec in graph.modules:
+        self._construct()
+        await self._validate_modules()
+        self.root = self._wiring.wire(self)
+
+    def _placement_problems(self) -> list[GraphProblem]:
+        """What makes the graph unable to run split across processes as asked."""
+        return placement_problems(self.graph, self._only, self.settings.remote_url)
+
+    def _construct(self) -> None:
+        """Construct the module of every actor that runs here, sharing one thread limiter."""
+        for spec in self.graph.modules:
             if spec.name not in self.here:
                 continue
             try:
@@ -324,19 +322,13 @@ class System:
             except Exception as exc:
                 self.log.error("actor.failed", actor=spec.name, phase="init", error=_describe(exc))
                 raise InitializationError(spec.name, _describe(exc)) from exc
-            self._actors[spec.name] = Actor(
-                spec,
-                module,
-                self.settings,
-                attempts=graph.supervision_of(spec.name).attempts,
-                dead_letter=self._dead_letter,
-                on_terminated=self._actor_terminated,
-                system_stopping=lambda: self._stopping,
-            )
+            self._wiring.add_actor(spec, module, lambda: self._stopping)
         limiter = trio.CapacityLimiter(self.settings.thread_limit)
-        for actor in self._actors.values():
+        for actor in self._wiring.actors.values():
             actor.thread_limiter = limiter
-        for actor in self._actors.values():
+
+    async def _validate_modules(self) -> None:
+        for actor in self._wiring.actors.values():
             try:
                 await actor._lifecycle(actor.module.validate)
             except Exception as exc:
@@ -344,246 +336,33 @@ class System:
                 actor.log.error("actor.failed", phase="validate", error=_describe(exc))
                 raise ValidationError(actor.name, _describe(exc)) from exc
             actor.set_state(ActorState.VALIDATED)
-        self._wire()
-        self._wire_dead_letters()
-        self.root = self._build_tree()
-
-    def _placement_problems(self) -> list[GraphProblem]:
-        """What makes the graph unable to run split across processes as asked."""
-        graph, here = self.graph, self.here
-        problems = [
-            GraphProblem(f"only: unknown module {name!r}", module=name)
-            for name in self._only or ()
-            if name not in {spec.name for spec in graph.modules}
-        ]
-        for spec in graph.links:
-            crosses = (spec.source in here) != (spec.target in here)
-            if crosses and spec.remote is None:
-                problems.append(
-                    GraphProblem(
-                        f"link {spec.name} joins a module that runs here to one that does "
-                        "not; make it remote (remote=...) so that it can cross processes",
-                        module=spec.target,
-                        port=spec.target_port,
-                    )
-                )
-            if (
-                spec.remote is not None
-                and (spec.source in here or spec.target in here)
-                and (spec.remote.url or self.settings.remote_url) is None
-            ):
-                problems.append(
-                    GraphProblem(
-                        f"link {spec.name} is remote but names no Redis URL: give it "
-                        "remote='redis://...' or set Settings.remote_url",
-                        module=spec.target,
-                        port=spec.target_port,
-                    )
-                )
-        for module, source, _ in graph.dependencies:
-            if module in here and source not in here:
-                problems.append(
-                    GraphProblem(
-                        f"depends_on: {module!r} waits for {source!r}, which does not run "
-                        "here; readiness does not cross processes",
-                        module=module,
-                    )
-                )
-        return problems
-
-    def _connect(self, spec: LinkSpec) -> Link:
-        """Create the running link for ``spec`` and attach it to both actors."""
-        producer = self._actors[spec.source]
-        consumer = self._actors[spec.target]
-        link = Link(spec, spec.buffer or self.settings.default_buffer, consumer.mailbox, None)
-        producer.outputs[spec.source_port].append(link)
-        self._links.append(link)
-        if not spec.feedback and producer not in consumer.upstream:
-            consumer.upstream.append(producer)
-        self._set_copiers(producer, spec.source_port)
-        return link
-
-    def _set_copiers(self, producer: Actor, port: str) -> None:
-        """Copying depends on how many links leave a port: recompute for all of them."""
-        links = producer.outputs[port]
-        for link in links:
-            # A remote link serialises what it carries: that is its copy.
-            remote = link.spec.remote is not None
-            link.copier = None if remote else copier_for(link.spec.copy, len(links))
-
-    def _connect_remote(self, spec: LinkSpec) -> None:
-        """The halves of a remote link that run here, and the pumps that carry them."""
-        remote = spec.remote
-        assert remote is not None
-        url = remote.url or self.settings.remote_url
-        assert url is not None
-        stream = remote.stream or stream_key(
-            self.graph.name, spec.source, spec.source_port, spec.target, spec.target_port
-        )
-        if spec.source in self.here:
-            producer = self._actors[spec.source]
-            mailbox = Mailbox()
-            link = Link(spec, remote.batch, mailbox, None)
-            link.name = f"{spec.name} (to the stream)"
-            producer.outputs[spec.source_port].append(link)
-            self._links.append(link)
-            self._set_copiers(producer, spec.source_port)
-            self._pumps.append(
-                ProducerPump(
-                    link,
-                    mailbox,
-                    url=url,
-                    stream=stream,
-                    group=spec.target,
-                    bound=spec.buffer or self.settings.default_buffer,
-                    remote=remote,
-                )
-            )
-        if spec.target in self.here:
-            consumer = self._actors[spec.target]
-            # Room for two entries: one to read while the module works on the other.
-            inbound = RemoteInLink(spec, 2 * remote.batch, consumer.mailbox)
-            self._links.append(inbound)
-            self._pumps.append(
-                ConsumerPump(
-                    inbound,
-                    url=url,
-                    stream=stream,
-                    group=spec.target,
-                    shared=spec.target in self.graph.shared,
-                    remote=remote,
-                )
-            )
-
-    def _wire(self) -> None:
-        for actor in self._actors.values():
-            actor.system = self
-        for module, source, timeout in self.graph.dependencies:
-            if module in self.here:
-                self._actors[module].waits_for.append((self._actors[source], timeout))
-        for spec in self.graph.links:
-            if spec.remote is not None:
-                self._connect_remote(spec)
-            elif spec.source in self.here:
-                self._connect(spec)
-        self._count_ancestors()
-
-    def _count_ancestors(self) -> None:
-        for actor in self._actors.values():
-            seen: set[str] = set()
-            stack = list(actor.upstream)
-            while stack:
-                upstream = stack.pop()
-                if upstream.name not in seen:
-                    seen.add(upstream.name)
-                    stack.extend(upstream.upstream)
-            actor.ancestors = len(seen)
-
-    def _wire_dead_letters(self) -> None:
-        target = self.graph.dead_letter_target
-        if target is not None and target[0] in self.here:
-            module, port = target
-            spec = LinkSpec("<dead letters>", "out", module, port, copy="none")
-            link = Link(spec, self.settings.default_buffer, self._actors[module].mailbox, None)
-            self._dead_letter_link = link
-            self._links.append(link)
-            # The link closes once everything that could still send a dead letter ended:
-            # every actor but the receiver and what it feeds (they wait for its end).
-            downstream = {module}
-            to_visit = [module]
-            while to_visit:
-                for out_links in self._actors[to_visit.pop()].outputs.values():
-                    for out in out_links:
-                        if out.spec.target in self._actors and out.spec.target not in downstream:
-                            downstream.add(out.spec.target)
-                            to_visit.append(out.spec.target)
-            self._dead_letter_waits_for = set(self._actors) - downstream
-
-    def _build_tree(self) -> Supervisor:
-        """The root supervisor: groups and ungrouped actors, consumers before producers."""
-        graph = self.graph
-        order = [name for name in graph.start_order() if name in self.here]
-        position = {name: index for index, name in enumerate(order)}
-        grouped = {member for group in graph.groups for member in group.members}
-        entries: list[tuple[int, Worker, ChildSpec]] = []
-        for group in graph.groups:
-            local = [m for m in group.members if m in self.here]
-            if not local:
-                continue
-            members = [(self._actors[m], graph.supervision_of(m).child) for m in local]
-            supervisor = Supervisor(group.name, group.spec, members)
-            self._supervisors[group.name] = supervisor
-            first = min(position[m] for m in local)
-            entries.append((first, supervisor, group.child))
-        entries.extend(
-            (position[name], self._actors[name], graph.supervision_of(name).child)
-            for name in order
-            if name not in grouped
-        )
-        entries.sort(key=lambda entry: entry[0])
-        root = Supervisor(graph.name, graph.root, [(w, c) for _, w, c in entries])
-        self._supervisors[graph.name] = root
-        return root
-
-    def _dead_letter(self, letter: DeadLetter) -> None:
-        self._dead_letters.append(letter)
-        link = self._dead_letter_link
-        if link is not None and link.offer([letter]) == 0:
-            link.drop(1, "overflow")
-            self.log.error("link.dropped", link=link.name, reason="overflow", count=1)
-
-    def _actor_terminated(self, actor: Actor) -> None:
-        """Close the dead-letter link once nothing else can produce dead letters."""
-        link = self._dead_letter_link
-        if link is None or link.closed:
-            return
-        if all(self._actors[name].terminated for name in self._dead_letter_waits_for):
-            link.close()
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         root = self.root
         assert root is not None
         order = [name for name in self.graph.start_order() if name in self.here]
-        self.log.info("system.starting", actors=len(self._actors), order=order)
+        actors = len(self._wiring.actors)
+        self.log.info("system.starting", actors=actors, order=order)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_root, root)
             await root.started.wait()
             if self.state is SystemState.STARTING:
                 self.state = SystemState.RUNNING
-            self.log.info("system.started", actors=len(self._actors))
+            self.log.info("system.started", actors=actors)
             task_status.started()
 
     async def _heartbeat(self) -> None:
         """Every heartbeat_interval: log a snapshot and hand it to each reporter."""
-        from . import __version__
-
-        interval = self.settings.heartbeat_interval
         with self._heartbeats:
-            async with trio.open_nursery() as reports:
-                while True:
-                    await trio.sleep(interval)
-                    data = snapshot(self.status(), started_at=self.started_at, version=__version__)
-                    self.log.info(
-                        "system.heartbeat",
-                        state=data["state"],
-                        actors={
-                            name: {key: actor[key] for key in _HEARTBEAT_LOGGED}
-                            for name, actor in data["actors"].items()
-                        },
-                    )
-                    for reporter in self.reporters:
-                        reports.start_soon(self._report, reporter, data, interval)
+            await beat(
+                self.status,
+                interval=self.settings.heartbeat_interval,
+                started_at=self.started_at,
+                reporters=self.reporters,
+                log=self.log,
+            )
 
-    async def _report(self, reporter: Reporter, data: dict[str, Any], limit: float) -> None:
-        with trio.move_on_after(limit) as scope:
-            try:
-                await reporter.report(data)
-            except Exception as exc:
-                self.log.warning("reporter.failed", reporter=repr(reporter), error=_describe(exc))
-        if scope.cancelled_caught:
-            self.log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
-
-    async def _run_pump(self, pump: Any) -> None:
+    async def _run_pump(self, pump: Pump) -> None:
         """Carry a remote link; a failure there (not an unreachable server, which is
         waited out) fails the system, like a module beyond its restart intensity."""
         try:
@@ -616,14 +395,14 @@ class System:
             if self._failure is None:
                 # A cancellation may have replaced an escalation that was under way.
                 recorded = root.failure or next(
-                    (s.failure for s in self._supervisors.values() if s.failure), None
+                    (s.failure for s in self._wiring.supervisors.values() if s.failure), None
                 )
                 if recorded is not None:
                     self._failure = recorded
                     self.state = SystemState.FAILED
             root.started.set()
-            if self._dead_letter_link is not None:
-                self._dead_letter_link.close()
+            if self._wiring.dead_letter_link is not None:
+                self._wiring.dead_letter_link.close()
             if (
                 self._failure is None
                 and self._nursery is not None
@@ -637,24 +416,14 @@ class System:
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         nursery.start_soon(self._heartbeat)
-        for pump in self._pumps:
+        for pump in self._wiring.pumps:
             nursery.start_soon(self._run_pump, pump)
         await nursery.start(self._supervise)
 
     # -- the end -----------------------------------------------------------------------
 
     def _finalize(self, cancelled: bool) -> None:
-        for actor in self._actors.values():
-            if not actor.terminated:
-                if not actor.incarnations:
-                    actor.terminate("not_started")
-                else:
-                    actor.terminate("cancelled" if cancelled else "shutdown")
-        for link in self._links:
-            link.finish_dropping()
-            count = link.discard("shutdown")
-            if count:
-                self.log.warning("link.dropped", link=link.name, reason="shutdown", count=count)
+        self._wiring.finish(cancelled)
         if self.state is not SystemState.FAILED:
             self.state = SystemState.CANCELLED if cancelled else SystemState.DONE
         status = self.status()
@@ -669,7 +438,7 @@ class System:
         only looks: for a preview before the end, which must not note them twice).
         """
         cleanup_errors: list[CleanupError] = [
-            error for actor in self._actors.values() for error in actor.cleanup_errors
+            error for actor in self._wiring.actors.values() for error in actor.cleanup_errors
         ]
         primary: ActorflowError
         if self._failure is not None:
@@ -684,8 +453,75 @@ class System:
         return primary
 
 
-_HEARTBEAT_LOGGED = ("task", "state", "received", "mailbox_depth", "progress", "info")
-"""The per-actor fields a ``system.heartbeat`` event carries (reporters get them all)."""
+# -- for the faces of the package (aio): what they may ask of a running system -------------
+
+
+def preview_error(system: System) -> ActorflowError | None:
+    """The error ``system`` would end with now, without noting the others on it (the
+    end of its block does)."""
+    return system._error(annotate=False)
+
+
+def end_reason(system: System, name: str) -> str | None:
+    """Why the last incarnation of module ``name`` ended, once it has.
+
+    Raises:
+        KeyError: There is no module ``name``.
+    """
+    return system._wiring.actor(name).reason
+
+
+def count_unread(system: System) -> None:
+    """The host can read no more: outlets count what waits, and what comes, as unread."""
+    for actor in system._wiring.actors.values():
+        if isinstance(actor.module, Outlet) and "outlet" in actor.keep:
+            actor.module._unread()
+
+
+def placement_problems(
+    graph: Graph, only: Collection[str] | None, remote_url: str | None
+) -> list[GraphProblem]:
+    """What makes ``graph`` unable to run split across processes as ``only`` asks."""
+    here = {spec.name for spec in graph.modules if only is None or spec.name in only}
+    problems = [
+        GraphProblem(f"only: unknown module {name!r}", module=name)
+        for name in only or ()
+        if name not in {spec.name for spec in graph.modules}
+    ]
+    for spec in graph.links:
+        crosses = (spec.source in here) != (spec.target in here)
+        if crosses and spec.remote is None:
+            problems.append(
+                GraphProblem(
+                    f"link {spec.name} joins a module that runs here to one that does "
+                    "not; make it remote (remote=...) so that it can cross processes",
+                    module=spec.target,
+                    port=spec.target_port,
+                )
+            )
+        if (
+            spec.remote is not None
+            and (spec.source in here or spec.target in here)
+            and (spec.remote.url or remote_url) is None
+        ):
+            problems.append(
+                GraphProblem(
+                    f"link {spec.name} is remote but names no Redis URL: give it "
+                    "remote='redis://...' or set Settings.remote_url",
+                    module=spec.target,
+                    port=spec.target_port,
+                )
+            )
+    for module, source, _ in graph.dependencies:
+        if module in here and source not in here:
+            problems.append(
+                GraphProblem(
+                    f"depends_on: {module!r} waits for {source!r}, which does not run "
+                    "here; readiness does not cross processes",
+                    module=module,
+                )
+            )
+    return problems
 
 
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -745,8 +581,7 @@ async def open_system(
     body_error: BaseException | None = None
     cancelled = True
     try:
-        # Ctrl-C (or a module's SystemExit) arriving while the nursery waits is wrapped
-        # by trio; give the user the exception itself.
+        # trio wraps Ctrl-C (or a module's SystemExit) met while the nursery waits.
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
@@ -763,6 +598,11 @@ async def open_system(
         if system._failure is not None and body_error is None:
             # Raised from here so that an outer cancellation cannot swallow it.
             raise system._error() or system._failure
+    _raise_what_ended(system, body_error)
+
+
+def _raise_what_ended(system: System, body_error: BaseException | None) -> None:
+    """Raise the block's own error (noting the system's), else the system's, if any."""
     error = system._error()
     if body_error is not None:
         if error is not None:

@@ -1,4 +1,4 @@
-"""Carrying remote links over Redis Streams, with the coredis client.
+"""Carrying remote links over Redis Streams: the pumps of the Redis backend.
 
 One stream per link; one consumer group per receiving module (named after it); one
 consumer per process running that module. Payloads are the lossless msgpack encoding
@@ -10,7 +10,7 @@ of :mod:`actorflow._data`.
   finished (undelivered plus pending), and a slow consumer slows its producer instead of
   filling Redis.
 * A :class:`ConsumerPump` reads the stream into the receiving half of the link
-  (:class:`~actorflow._remote.RemoteInLink`), acknowledges (and deletes) entries once
+  (:class:`~actorflow._transport.RemoteInLink`), acknowledges (and deletes) entries once
   their module has handled them, takes over entries left pending by a consumer that
   has been silent for ``claim_idle`` seconds (``XAUTOCLAIM``), and closes the link when
   the producer has closed and the stream is empty: the end of stream crosses too.
@@ -19,9 +19,7 @@ of :mod:`actorflow._data`.
 
 Every Redis call is retried while the server cannot be reached (one warning, then one
 ``remote.recovered`` event), so a Redis restart delays items but loses none that it
-had accepted (run Redis with ``appendonly yes`` for that). coredis reports errors raised
-inside ``async with client`` as exception groups; they are unwrapped here, so users see
-the error itself.
+had accepted (run Redis with ``appendonly yes`` for that).
 """
 
 from __future__ import annotations
@@ -29,54 +27,33 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from ._data import decode, encode
-from ._exceptions import RunError, SerializationError, _describe, single_errors
-from ._link import Link, Mailbox
-from ._logging import get_logger
-from ._remote import Remote, RemoteInLink
-from ._store import _MISSING, _decoded, _encode
+from .._data import decode, encode
+from .._exceptions import RunError, SerializationError, _describe
+from .._graph import LinkSpec
+from .._link import Link, Mailbox
+from .._logging import get_logger
+from .._remote import Remote
+from .._transport import PumpStatistics, RemoteInLink, sending_link
+from ._client import Reader, Retrying, connect, load_coredis
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import coredis
 
-__all__ = ["ConsumerPump", "ProducerPump", "RedisStore", "connect", "stream_key"]
+    Client: TypeAlias = coredis.Redis[bytes]
 
-T = TypeVar("T")
-
-
-def _coredis() -> Any:
-    try:
-        import coredis
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "remote links need the Redis client: pip install 'actorflow[redis]'"
-        ) from exc
-    return coredis
+__all__ = ["ConsumerPump", "ProducerPump", "RedisBackend", "backend", "stream_key"]
 
 
 def stream_key(graph: str, source: str, source_port: str, target: str, target_port: str) -> str:
     """The default stream of a remote link."""
     return f"actorflow:{graph}:{source}.{source_port}>{target}.{target_port}"
-
-
-@contextlib.asynccontextmanager
-async def connect(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
-    """A coredis client for ``url``, whose errors arrive as themselves, not as groups."""
-    coredis = _coredis()
-    # No retries inside the client: ours must see every failure, to recover what a
-    # read whose reply was lost delivered all the same.
-    client = coredis.Redis.from_url(
-        url, decode_responses=False, retry_policy=coredis.retry.NoRetryPolicy()
-    )
-    with single_errors():
-        async with client:
-            yield client
 
 
 def _order(entry_id: bytes) -> tuple[int, int]:
@@ -85,88 +62,19 @@ def _order(entry_id: bytes) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-class _Retrying:
-    """Runs Redis calls again while the server cannot be reached, saying so once."""
-
-    def __init__(self, log: Any, poll: float) -> None:
-        self.log = log
-        self.poll = poll
-        self.failing = 0
-        self.failures = 0
-        """Every failed attempt so far: tells a caller that a call had to be retried."""
-
-    async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
-        coredis = _coredis()
-        errors = coredis.exceptions
-        retryable = (
-            errors.ConnectionError,
-            errors.BusyLoadingError,  # a restarted server still reading its data
-            errors.TryAgainError,
-            TimeoutError,
-            OSError,
-        )
-        delay = self.poll
-        while True:
-            try:
-                result = await call()
-            except retryable as exc:
-                self.failing += 1
-                self.failures += 1
-                if self.failing == 1:
-                    self.log.warning("remote.unreachable", error=_describe(exc))
-                await trio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            if self.failing:
-                self.log.info("remote.recovered", after_failures=self.failing)
-                self.failing = 0
-            return result
-
-
-class _Reader:
-    """Blocking reads on a client of their own, thrown away after any failure.
-
-    coredis loses a pooled connection for every connection that dies during a blocking
-    command, so a long-lived client would run out of them after enough blips and then
-    wait for ever; a fresh client starts with a full pool.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._client: Any = None
-
-    async def __call__(self, read: Callable[[Any], Awaitable[T]]) -> T:
-        if self._client is None:
-            stack = contextlib.AsyncExitStack()
-            self._client = await stack.enter_async_context(connect(self.url))
-            self._stack = stack
-        try:
-            return await read(self._client)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await stack.aclose()
-
-
-async def _ensure_group(client: Any, stream: str, group: str) -> None:
-    coredis = _coredis()
+async def _ensure_group(client: Client, stream: str, group: str) -> None:
+    coredis = load_coredis()
     with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
         await client.xgroup_create(stream, group, identifier="0", mkstream=True)
 
 
+@final
 class ProducerPump:
     """Moves what the producer sends on a remote link into its stream."""
 
     def __init__(
         self,
         link: Link,
-        mailbox: Mailbox,
         *,
         url: str,
         stream: str,
@@ -175,7 +83,8 @@ class ProducerPump:
         remote: Remote,
     ) -> None:
         self.link = link
-        self.mailbox = mailbox
+        self.mailbox = link.mailbox
+        """Wakes the pump when the producer sends or closes (the link's own)."""
         self.url = url
         self.stream = stream
         self.group = group
@@ -187,8 +96,15 @@ class ProducerPump:
         self.log = get_logger(link=link.spec.name, stream=stream)
         self._estimate = 0
 
+    def stop(self) -> None:
+        """Nothing to do: the producer's end, when it comes, closes the stream."""
+
+    def statistics(self) -> PumpStatistics:
+        """Items written to the stream so far."""
+        return PumpStatistics(self.link.name, self.stream, sending=True, moved=self.written)
+
     async def run(self) -> None:
-        retry = _Retrying(self.log, self.remote.poll)
+        retry = Retrying(self.log, self.remote.poll)
         state = f"{self.stream}:producer"
         async with connect(self.url) as client:
             await retry(lambda: _ensure_group(client, self.stream, self.group))
@@ -216,7 +132,7 @@ class ProducerPump:
             await retry(lambda: client.set(state, b"closed:%d" % generation))
             self.log.info("remote.producer_closed", written=self.written, generation=generation)
 
-    async def _write(self, client: Any, batch: list[Any]) -> None:
+    async def _write(self, client: Client, batch: list[Any]) -> None:
         # One entry per batch: the client's cost is per command, so items travel together.
         try:
             payload = encode(batch)
@@ -227,7 +143,7 @@ class ProducerPump:
             ) from exc
         await client.xadd(self.stream, {b"p": payload})
 
-    async def _room(self, client: Any, retry: _Retrying) -> None:
+    async def _room(self, client: Client, retry: Retrying) -> None:
         """Wait while the stream holds its share of entries (acknowledged entries are
         deleted, so its length is what the group has not finished)."""
         if self._estimate < self.entries:
@@ -239,6 +155,7 @@ class ProducerPump:
             await trio.sleep(self.remote.poll)
 
 
+@final
 class ConsumerPump:
     """Feeds a remote link's receiving half from its stream and acknowledges what was
     handled."""
@@ -277,8 +194,18 @@ class ConsumerPump:
         self._stopping = True
         self.link.wake_producers()
 
+    def statistics(self) -> PumpStatistics:
+        """Entries acknowledged and items taken over so far."""
+        return PumpStatistics(
+            self.link.name,
+            self.stream,
+            sending=False,
+            moved=self.acknowledged,
+            claimed=self.claimed,
+        )
+
     async def run(self) -> None:
-        retry = _Retrying(self.log, self.remote.poll)
+        retry = Retrying(self.log, self.remote.poll)
         async with connect(self.url) as client:
             await retry(lambda: _ensure_group(client, self.stream, self.group))
             try:
@@ -315,14 +242,14 @@ class ConsumerPump:
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
-    async def _read(self, client: Any, retry: _Retrying) -> None:
-        reader = _Reader(self.url)
+    async def _read(self, client: Client, retry: Retrying) -> None:
+        reader = Reader(self.url)
         try:
             await self._read_with(client, retry, reader)
         finally:
             await reader.close()
 
-    async def _read_with(self, client: Any, retry: _Retrying, reader: _Reader) -> None:
+    async def _read_with(self, client: Client, retry: Retrying, reader: Reader) -> None:
         link = self.link
         remote = self.remote
         claim_every = remote.claim_idle / 2
@@ -374,8 +301,8 @@ class ConsumerPump:
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
 
-    async def _next(self, client: Any, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
-        coredis = _coredis()
+    async def _next(self, client: Client, count: int, block_ms: int) -> list[tuple[bytes, Any]]:
+        coredis = load_coredis()
         try:
             reply = await client.xreadgroup(
                 self.group, self.consumer, streams={self.stream: ">"}, count=count, block=block_ms
@@ -388,12 +315,12 @@ class ConsumerPump:
             return []
         return [self._decoded(entry) for entry in reply.get(self.stream.encode(), ())]
 
-    async def _lost_deliveries(self, client: Any, here: set[bytes]) -> list[tuple[bytes, Any]]:
+    async def _lost_deliveries(self, client: Client, here: set[bytes]) -> list[tuple[bytes, Any]]:
         """Entries Redis delivered to this consumer that never reached it."""
         link = self.link
         known = {*link.remaining, *link.to_ack, *self._acking, *here}
         found: list[tuple[bytes, Any]] = []
-        start = b"0-0"
+        start: str | bytes = b"0-0"
         while True:
             reply = await client.xreadgroup(
                 self.group, self.consumer, streams={self.stream: start}, count=500
@@ -407,7 +334,7 @@ class ConsumerPump:
             self.log.warning("remote.recovered_deliveries", entries=len(found))
         return found
 
-    async def _take_over(self, client: Any) -> list[tuple[bytes, Any]]:
+    async def _take_over(self, client: Client) -> list[tuple[bytes, Any]]:
         """Every entry pending in the group (its consumers have stopped: this one holds
         the lease), in order."""
         found: list[tuple[bytes, Any]] = []
@@ -425,23 +352,23 @@ class ConsumerPump:
             self.log.warning("remote.taken_over", entries=len(found))
         return sorted(found, key=lambda entry: _order(entry[0]))
 
-    async def _keep_held(self, client: Any, retry: _Retrying) -> None:
+    async def _keep_held(self, client: Client, retry: Retrying) -> None:
         """Every claim_idle / 3, mark what is held here as busy (even while the pump
         waits for room), so that a peer never takes over entries this one works on."""
         while True:
             await trio.sleep(self.remote.claim_idle / 3)
             await retry(partial(self._touch, client))
 
-    async def _touch(self, client: Any) -> None:
+    async def _touch(self, client: Client) -> None:
         """Entries held here are not idle: reset their idle time, so that no other
         consumer of a shared group takes them over while this one works."""
         held = list(self.link.remaining)
         if held:
             await client.xclaim(self.stream, self.group, self.consumer, 0, held, justid=True)
 
-    async def _claim(self, client: Any, count: int) -> list[tuple[bytes, Any]]:
+    async def _claim(self, client: Client, count: int) -> list[tuple[bytes, Any]]:
         """Take over entries another consumer left pending for ``claim_idle`` seconds."""
-        coredis = _coredis()
+        coredis = load_coredis()
         try:
             reply = await client.xautoclaim(
                 self.stream,
@@ -476,7 +403,7 @@ class ConsumerPump:
             return entry.identifier, []
         return entry.identifier, items if isinstance(items, list) else [items]
 
-    async def _ended(self, client: Any) -> bool:
+    async def _ended(self, client: Client) -> bool:
         """The producer has closed and the group has finished every entry."""
         await self._flush_acks(client, None)
         done_key = f"{self.stream}:done:{self.group}"
@@ -504,14 +431,14 @@ class ConsumerPump:
             self._seen_open = generation
         return what, generation
 
-    async def _acknowledge(self, client: Any, retry: _Retrying) -> None:
+    async def _acknowledge(self, client: Client, retry: Retrying) -> None:
         while True:
             if not self.link.to_ack:
                 await self.link.wait_for_acks()
                 continue
             await self._flush_acks(client, retry)
 
-    async def _flush_acks(self, client: Any, retry: _Retrying | None) -> None:
+    async def _flush_acks(self, client: Client, retry: Retrying | None) -> None:
         ids = self.link.to_ack
         if not ids:
             return
@@ -532,7 +459,7 @@ class ConsumerPump:
             self._acking.difference_update(ids)
         self.acknowledged += len(ids)
 
-    async def _take_lease(self, client: Any, retry: _Retrying) -> None:
+    async def _take_lease(self, client: Client, retry: Retrying) -> None:
         """Wait until this process may consume the stream alone (not shared)."""
         waiting = False
         while True:
@@ -540,7 +467,7 @@ class ConsumerPump:
                 lambda: client.set(
                     self._lease,
                     self.consumer,
-                    condition=_coredis().PureToken.NX,
+                    condition=load_coredis().PureToken.NX,
                     px=self._lease_ms,
                 )
             )
@@ -558,7 +485,7 @@ class ConsumerPump:
                 )
             await trio.sleep(self._lease_ms / 3000)
 
-    async def _keep_lease(self, client: Any, retry: _Retrying) -> None:
+    async def _keep_lease(self, client: Client, retry: Retrying) -> None:
         while True:
             await trio.sleep(self._lease_ms / 3000)
             kept = await retry(
@@ -587,73 +514,51 @@ return 0
 """
 
 
-class RedisStore:
-    """Shared data on a Redis server: the API of :class:`~actorflow.MemoryStore`, shared
-    by every process (and machine) that uses the server, kept as long as Redis keeps it.
+@final
+class RedisBackend:
+    """Carries remote links over Redis Streams (see :class:`~actorflow.Remote`)."""
 
-    It holds a connection, so open it around the systems that use it::
+    def sender(self, spec: LinkSpec, *, url: str, graph: str, bound: int) -> ProducerPump:
+        """The producer's pump: its link holds up to a batch, the stream ``bound`` items."""
+        remote = _remote_of(spec)
+        return ProducerPump(
+            sending_link(spec, remote.batch),
+            url=url,
+            stream=_stream_of(spec, graph),
+            group=spec.target,
+            bound=bound,
+            remote=remote,
+        )
 
-        async with RedisStore("redis://127.0.0.1:6379/0") as store:
-            async with open_system(graph, store=store) as system:
-                ...
+    def receiver(
+        self, spec: LinkSpec, mailbox: Mailbox, *, url: str, graph: str, shared: bool
+    ) -> ConsumerPump:
+        """The consumer's pump, feeding a :class:`RemoteInLink` into ``mailbox``."""
+        remote = _remote_of(spec)
+        # Room for two entries: one to read while the module works on the other.
+        inbound = RemoteInLink(spec, 2 * remote.batch, mailbox)
+        return ConsumerPump(
+            inbound,
+            url=url,
+            stream=_stream_of(spec, graph),
+            group=spec.target,
+            shared=shared,
+            remote=remote,
+        )
 
-    Each module namespace is one Redis hash (``<prefix>:<namespace>``), values are the
-    lossless msgpack encoding; calls wait (warning once) while the server is unreachable.
-    Needs ``pip install 'actorflow[redis]'``.
-    """
 
-    def __init__(self, url: str, *, prefix: str = "actorflow:shared", poll: float = 0.05) -> None:
-        self.url = url
-        self.prefix = prefix
-        self._retry = _Retrying(get_logger(store="redis", url=url), poll)
-        self._client: Any = None
-        self._stack: contextlib.AsyncExitStack | None = None
+def _remote_of(spec: LinkSpec) -> Remote:
+    if spec.remote is None:
+        raise ValueError(f"link {spec.name} is not remote")
+    return spec.remote
 
-    async def __aenter__(self) -> RedisStore:
-        stack = contextlib.AsyncExitStack()
-        self._client = await stack.enter_async_context(connect(self.url))
-        self._stack = stack
-        return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            await stack.__aexit__(*exc_info)
+def _stream_of(spec: LinkSpec, graph: str) -> str:
+    remote = _remote_of(spec)
+    return remote.stream or stream_key(
+        graph, spec.source, spec.source_port, spec.target, spec.target_port
+    )
 
-    def _connected(self) -> Any:
-        if self._client is None:
-            raise RuntimeError(
-                "RedisStore is not open: use `async with RedisStore(url) as store:` around "
-                "the systems that use it"
-            )
-        return self._client
 
-    def _key(self, module: str) -> str:
-        return f"{self.prefix}:{module}"
-
-    async def get(self, module: str, name: str, default: Any = _MISSING) -> Any:
-        """The value of ``module``/``name`` (see :meth:`MemoryStore.get`)."""
-        client = self._connected()
-        payload = await self._retry(partial(client.hget, self._key(module), name))
-        return _decoded(module, name, payload, default)
-
-    async def put(self, module: str, name: str, value: Any) -> None:
-        """Set ``module``/``name`` (see :meth:`MemoryStore.put`)."""
-        payload = _encode(module, name, value)
-        client = self._connected()
-        await self._retry(partial(client.hset, self._key(module), {name: payload}))
-
-    async def delete(self, module: str, name: str) -> None:
-        """Remove ``module``/``name`` (no error if it is not set)."""
-        client = self._connected()
-        await self._retry(partial(client.hdel, self._key(module), [name]))
-
-    async def names(self, module: str) -> list[str]:
-        """The names set under ``module``, sorted."""
-        client = self._connected()
-        keys = await self._retry(partial(client.hkeys, self._key(module)))
-        return sorted(key.decode() if isinstance(key, bytes) else key for key in keys)
-
-    async def aclose(self) -> None:
-        """Close the connection (what ``async with`` does on the way out)."""
-        await self.__aexit__(None, None, None)
+backend = RedisBackend()
+"""What :func:`actorflow._transport.load_backend` finds here."""

@@ -1,0 +1,25 @@
+"""The Redis backend: remote links over Redis Streams, and shared data on Redis.
+
+Imported only when a link or a store is remote (see :mod:`actorflow._transport`);
+coredis, an optional extra, is imported only in :mod:`._client`.
+
+* :mod:`._client`: loading coredis, connecting, retrying while the server is away;
+* :mod:`._pumps`: the pumps that carry remote links, and :data:`backend`;
+* :mod:`._store`: :class:`RedisStore`.
+"""
+
+from __future__ import annotations
+
+from ._client import connect
+from ._pumps import ConsumerPump, ProducerPump, RedisBackend, backend, stream_key
+from ._store import RedisStore
+
+__all__ = [
+    "ConsumerPump",
+    "ProducerPump",
+    "RedisBackend",
+    "RedisStore",
+    "backend",
+    "connect",
+    "stream_key",
+]

@@ -1,0 +1,225 @@
+"""What the system needs of a transport: pumps that carry remote links, and the
+receiving half of such a link, with the backend that carries them loaded by name.
+
+The system never names a backend. It asks :func:`backend_for` for the one that serves a
+link's URL, and that module is imported only then (as anyio's core asks for its event
+loop backend), so a graph without remote links never imports any transport code, and
+the transport's client library is an optional extra.
+
+A backend carries a remote link with two pumps, one in each process it joins:
+
+* the *sending* pump drains a plain :class:`~actorflow._link.Link` (the producer's
+  output, made by :func:`sending_link`) into the stream;
+* the *receiving* pump feeds a :class:`RemoteInLink` from the stream and acknowledges
+  entries once their items have been handled.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from typing import Any, Protocol, cast
+
+import attrs
+import trio
+
+from ._graph import LinkSpec
+from ._link import Link, Mailbox
+
+__all__ = [
+    "Backend",
+    "Pump",
+    "PumpStatistics",
+    "RemoteInLink",
+    "backend_for",
+    "load_backend",
+    "sending_link",
+]
+
+_SCHEMES = {"redis": "redis", "rediss": "redis", "unix": "redis"}
+"""URL scheme → backend name; a backend ``name`` lives in ``actorflow._<name>``."""
+
+_DEFAULT = "redis"
+"""The backend of a URL whose scheme no backend claims (``Settings.remote_url`` is not
+checked): Redis, which has always been handed such URLs."""
+
+
+@attrs.frozen
+class PumpStatistics:
+    """A snapshot of what one pump has carried, taken without yielding.
+
+    Attributes:
+        link: The name of the link half the pump serves.
+        stream: Where the link's items travel (a Redis stream key, say).
+        sending: True for the producer's pump, False for the consumer's.
+        moved: Items written to the stream (sending) or entries acknowledged (receiving).
+        claimed: Items taken over from another consumer (receiving only).
+    """
+
+    link: str
+    stream: str
+    sending: bool
+    moved: int
+    claimed: int = 0
+
+
+class Pump(Protocol):
+    """What carries one half of a remote link between this process and its stream."""
+
+    @property
+    def link(self) -> Link:
+        """The half of the link that runs here: the producer's output, or the consumer's
+        :class:`RemoteInLink`."""
+        ...
+
+    async def run(self) -> None:
+        """Carry items until the link ends; raise if it cannot (an unreachable server is
+        waited out, not raised)."""
+
+    def stop(self) -> None:
+        """A graceful stop of the system: stop reading what is not here yet (nothing to
+        do for a sending pump, which ends when its producer does)."""
+
+    def statistics(self) -> PumpStatistics:
+        """What it has carried so far."""
+        ...
+
+
+class Backend(Protocol):
+    """Makes the pumps of remote links: one module per transport."""
+
+    def sender(self, spec: LinkSpec, *, url: str, graph: str, bound: int) -> Pump:
+        """The pump that writes what the producer of ``spec`` sends into the stream,
+        holding at most about ``bound`` items there (backpressure)."""
+        ...
+
+    def receiver(
+        self, spec: LinkSpec, mailbox: Mailbox, *, url: str, graph: str, shared: bool
+    ) -> Pump:
+        """The pump that reads the stream of ``spec`` into ``mailbox`` (its consumer's),
+        alone or, if ``shared``, competing with other processes."""
+        ...
+
+
+def load_backend(name: str) -> Backend:
+    """The backend called ``name``, imported now if it was not yet."""
+    module = importlib.import_module(f"actorflow._{name}")
+    return cast("Backend", module.backend)
+
+
+def backend_for(url: str) -> Backend:
+    """The backend that serves ``url`` (by its scheme)."""
+    return load_backend(_SCHEMES.get(url.partition("://")[0], _DEFAULT))
+
+
+def sending_link(spec: LinkSpec, capacity: int) -> Link:
+    """The producer's half of a remote link: a link of its own, drained by a pump."""
+    link = Link(spec, capacity, Mailbox(), None)
+    link.name = f"{spec.name} (to the stream)"
+    return link
+
+
+class RemoteInLink(Link):
+    """The receiving half of a remote link, in the consumer's process.
+
+    Items arrive from the stream (fed by a receiving :class:`Pump`), several
+    to an entry. An entry is acknowledged only once its module has handled (or
+    dead-lettered) every item in it: the items of a batch are settled when the actor
+    takes its next batch, waits for input, or ends; items given back after a crash keep
+    their entry and are settled when handled. What is still buffered when the actor ends
+    stays pending in the stream, for another consumer of the group (counted as
+    ``returned``, not lost); its entries come again whole, so an item handled here may
+    be handled once more there (at least once).
+    """
+
+    __slots__ = ("_acks", "ids", "in_hand", "remaining", "to_ack")
+
+    def __init__(self, spec: LinkSpec, capacity: int, mailbox: Mailbox) -> None:
+        super().__init__(spec, capacity, mailbox, None)
+        self.name = f"{spec.name} (from the stream)"
+        self.ids: deque[bytes] = deque()
+        """The entry of every buffered item, in order."""
+        self.in_hand: list[bytes] = []
+        self.remaining: dict[bytes, int] = {}
+        """Entries here with items not yet handled, and how many."""
+        self.to_ack: list[bytes] = []
+        self._acks = trio.lowlevel.ParkingLot()
+        mailbox.remote.append(self)
+
+    def deliver(self, entries: list[tuple[bytes, list[Any]]]) -> None:
+        """Append the items of entries read from the stream."""
+        count = 0
+        for entry_id, items in entries:
+            if entry_id in self.remaining or not items:
+                if not items:
+                    self.to_ack.append(entry_id)
+                continue
+            self.remaining[entry_id] = len(items)
+            self.ids.extend([entry_id] * len(items))
+            self.items.extend(items)
+            count += len(items)
+        self.sent += count
+        self.mailbox.notify()
+
+    def take(self, limit: int) -> list[Any]:
+        self.settle()  # the batch taken before this one has been handled
+        batch = super().take(limit)
+        ids = self.ids
+        self.in_hand = [ids.popleft() for _ in batch]
+        return batch
+
+    def requeue(self, items: list[Any]) -> None:
+        back = len(items)
+        if back:
+            self.ids.extendleft(reversed(self.in_hand[-back:]))
+            del self.in_hand[-back:]
+        super().requeue(items)
+
+    def remove_item(self, item: Any) -> None:
+        """Take one given item out of the middle (a progressive module's join by key);
+        it is in hand until the module next waits or takes."""
+        index = next(i for i, candidate in enumerate(self.items) if candidate is item)
+        del self.items[index]
+        entry_id = self.ids[index]
+        del self.ids[index]
+        self.in_hand.append(entry_id)
+        self.delivered += 1
+        self.wake_producers()
+
+    def settle(self) -> None:
+        """The items in hand have been handled (or dead-lettered): acknowledge them."""
+        if self.in_hand:
+            remaining = self.remaining
+            for entry_id in self.in_hand:
+                left = remaining[entry_id] - 1
+                if left:
+                    remaining[entry_id] = left
+                else:
+                    del remaining[entry_id]
+                    self.to_ack.append(entry_id)
+            self.in_hand = []
+            self._acks.unpark_all()
+            self.wake_producers()  # the pump counts items in hand against its room
+
+    async def wait_for_acks(self) -> None:
+        await self._acks.park()
+
+    def close_receiver(self) -> None:
+        self.settle()
+        super().close_receiver()
+        self._acks.unpark_all()
+
+    def discard(self, reason: str) -> int:
+        """Items still buffered stay pending in the stream, for another consumer."""
+        count = len(self.items)
+        self.items.clear()
+        self.ids.clear()
+        self.remaining.clear()
+        if count:
+            self.returned += count
+            self._log.warning("remote.left_pending", count=count, reason=reason)
+        self.wake_producers()
+        return 0
+
+    def hand_back(self) -> list[Any]:  # pragma: no cover - remote links are not removable
+        raise RuntimeError("a remote link cannot be removed while the system runs")

@@ -1,0 +1,259 @@
+"""How a running graph's parts are joined: actors, links and their copiers, the pumps of
+remote links, upstream counts, dead letters, and the supervisor tree.
+
+A :class:`Wiring` is owned by one :class:`~actorflow.System`; every join between actors
+is made (and unmade) here, so the system itself only starts, watches and stops them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+import structlog
+
+from ._actor import Actor, DeadLetter
+from ._copying import copier_for
+from ._graph import Graph, LinkSpec, ModuleSpec
+from ._link import Link
+from ._module import Module
+from ._settings import Settings
+from ._supervisor import ChildSpec, Supervisor, Worker
+from ._transport import Pump, backend_for
+
+__all__ = ["Wiring"]
+
+_DEAD_LETTER_HISTORY = 1000
+
+
+@attrs.define(slots=True, eq=False)
+class Wiring:
+    """The actors of the modules that run here and every join between them.
+
+    Invariant: every running link is in :attr:`links` and in its producer's outputs (a
+    remote link's receiving half has no producer here); a port's copiers always match
+    how many links leave it.
+    """
+
+    graph: Graph
+    settings: Settings
+    here: frozenset[str]
+    """The modules that run in this process."""
+    log: structlog.typing.FilteringBoundLogger
+    """The system's logger."""
+    actors: dict[str, Actor] = attrs.field(factory=dict)
+    links: list[Link] = attrs.field(factory=list)
+    pumps: list[Pump] = attrs.field(factory=list)
+    """What carries remote links to and from their streams."""
+    supervisors: dict[str, Supervisor] = attrs.field(factory=dict)
+    dead_letters: deque[DeadLetter] = attrs.field(
+        factory=lambda: deque(maxlen=_DEAD_LETTER_HISTORY)
+    )
+    """The most recent dead letters, oldest first."""
+    dead_letter_link: Link | None = None
+    dead_letter_waits_for: set[str] = attrs.field(factory=set)
+    """The actors that could still send a dead letter: the link closes once they end."""
+
+    # -- actors --------------------------------------------------------------------------
+
+    def add_actor(self, spec: ModuleSpec, module: Module, stopping: Callable[[], bool]) -> Actor:
+        """The actor that runs ``module``, its dead letters and its end reported here."""
+        actor = Actor(
+            spec,
+            module,
+            self.settings,
+            attempts=self.graph.supervision_of(spec.name).attempts,
+            dead_letter=self.dead_letter,
+            on_terminated=self.actor_terminated,
+            system_stopping=stopping,
+        )
+        self.actors[spec.name] = actor
+        return actor
+
+    def actor(self, name: str) -> Actor:
+        """The actor of module ``name``.
+
+        Raises:
+            KeyError: No module of that name runs here.
+        """
+        actor = self.actors.get(name)
+        if actor is None:
+            known = ", ".join(repr(n) for n in self.actors) or "none"
+            raise KeyError(f"no module {name!r} (modules: {known})")
+        return actor
+
+    def wire(self, system: object) -> Supervisor:
+        """Join the validated actors (dependencies, links, dead letters) and return the
+        root of their supervisor tree."""
+        for actor in self.actors.values():
+            actor.system = system
+        for module, source, timeout in self.graph.dependencies:
+            if module in self.here:
+                self.actors[module].waits_for.append((self.actors[source], timeout))
+        for spec in self.graph.links:
+            if spec.remote is not None:
+                self.connect_remote(spec)
+            elif spec.source in self.here:
+                self.connect(spec)
+        self.count_ancestors()
+        self.wire_dead_letters()
+        return self.build_tree()
+
+    # -- links ---------------------------------------------------------------------------
+
+    def connect(self, spec: LinkSpec) -> Link:
+        """Create the running link for ``spec`` and attach it to both actors."""
+        producer = self.actors[spec.source]
+        consumer = self.actors[spec.target]
+        link = Link(spec, spec.buffer or self.settings.default_buffer, consumer.mailbox, None)
+        producer.outputs[spec.source_port].append(link)
+        self.links.append(link)
+        if not spec.feedback and producer not in consumer.upstream:
+            consumer.upstream.append(producer)
+        self.set_copiers(producer, spec.source_port)
+        return link
+
+    def disconnect(self, name: str) -> Link:
+        """Detach the open link called ``name`` from its producer; it still holds what
+        was sent on it.
+
+        Raises:
+            KeyError: There is no such link (the dead-letter link cannot be removed).
+        """
+        link = next((link for link in self.links if link.name == name and not link.closed), None)
+        if link is None or link is self.dead_letter_link:
+            known = ", ".join(repr(k.name) for k in self.links if not k.closed) or "none"
+            raise KeyError(f"no link {name!r} (links: {known})")
+        producer = self.actors[link.spec.source]
+        producer.outputs[link.spec.source_port].remove(link)
+        self.set_copiers(producer, link.spec.source_port)
+        return link
+
+    def set_copiers(self, producer: Actor, port: str) -> None:
+        """Copying depends on how many links leave a port: recompute for all of them."""
+        links = producer.outputs[port]
+        for link in links:
+            # A remote link serialises what it carries: that is its copy.
+            remote = link.spec.remote is not None
+            link.copier = None if remote else copier_for(link.spec.copy, len(links))
+
+    def connect_remote(self, spec: LinkSpec) -> None:
+        """The halves of a remote link that run here, and the pumps that carry them."""
+        remote = spec.remote
+        assert remote is not None
+        url = remote.url or self.settings.remote_url
+        assert url is not None
+        transport = backend_for(url)
+        graph = self.graph.name
+        if spec.source in self.here:
+            producer = self.actors[spec.source]
+            bound = spec.buffer or self.settings.default_buffer
+            pump = transport.sender(spec, url=url, graph=graph, bound=bound)
+            producer.outputs[spec.source_port].append(pump.link)
+            self.links.append(pump.link)
+            self.set_copiers(producer, spec.source_port)
+            self.pumps.append(pump)
+        if spec.target in self.here:
+            mailbox = self.actors[spec.target].mailbox
+            shared = spec.target in self.graph.shared
+            pump = transport.receiver(spec, mailbox, url=url, graph=graph, shared=shared)
+            self.links.append(pump.link)
+            self.pumps.append(pump)
+
+    def count_ancestors(self) -> None:
+        for actor in self.actors.values():
+            seen: set[str] = set()
+            stack = list(actor.upstream)
+            while stack:
+                upstream = stack.pop()
+                if upstream.name not in seen:
+                    seen.add(upstream.name)
+                    stack.extend(upstream.upstream)
+            actor.ancestors = len(seen)
+
+    # -- dead letters --------------------------------------------------------------------
+
+    def wire_dead_letters(self) -> None:
+        target = self.graph.dead_letter_target
+        if target is not None and target[0] in self.here:
+            module, port = target
+            spec = LinkSpec("<dead letters>", "out", module, port, copy="none")
+            link = Link(spec, self.settings.default_buffer, self.actors[module].mailbox, None)
+            self.dead_letter_link = link
+            self.links.append(link)
+            # The link closes once everything that could still send a dead letter ended:
+            # every actor but the receiver and what it feeds (they wait for its end).
+            self.dead_letter_waits_for = set(self.actors) - self._downstream_of(module)
+
+    def _downstream_of(self, module: str) -> set[str]:
+        """``module`` and every actor here that it feeds, directly or not."""
+        downstream = {module}
+        to_visit = [module]
+        while to_visit:
+            for out_links in self.actors[to_visit.pop()].outputs.values():
+                for out in out_links:
+                    if out.spec.target in self.actors and out.spec.target not in downstream:
+                        downstream.add(out.spec.target)
+                        to_visit.append(out.spec.target)
+        return downstream
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Keep ``letter`` and send it to the dead-letter module, if there is one."""
+        self.dead_letters.append(letter)
+        link = self.dead_letter_link
+        if link is not None and link.offer([letter]) == 0:
+            link.drop(1, "overflow")
+            self.log.error("link.dropped", link=link.name, reason="overflow", count=1)
+
+    def actor_terminated(self, actor: Actor) -> None:
+        """Close the dead-letter link once nothing else can produce dead letters."""
+        link = self.dead_letter_link
+        if link is None or link.closed:
+            return
+        if all(self.actors[name].terminated for name in self.dead_letter_waits_for):
+            link.close()
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def build_tree(self) -> Supervisor:
+        """The root supervisor: groups and ungrouped actors, consumers before producers."""
+        graph = self.graph
+        order = [name for name in graph.start_order() if name in self.here]
+        position = {name: index for index, name in enumerate(order)}
+        grouped = {member for group in graph.groups for member in group.members}
+        entries: list[tuple[int, Worker, ChildSpec]] = []
+        for group in graph.groups:
+            local = [m for m in group.members if m in self.here]
+            if not local:
+                continue
+            members = [(self.actors[m], graph.supervision_of(m).child) for m in local]
+            supervisor = Supervisor(group.name, group.spec, members)
+            self.supervisors[group.name] = supervisor
+            first = min(position[m] for m in local)
+            entries.append((first, supervisor, group.child))
+        entries.extend(
+            (position[name], self.actors[name], graph.supervision_of(name).child)
+            for name in order
+            if name not in grouped
+        )
+        entries.sort(key=lambda entry: entry[0])
+        root = Supervisor(graph.name, graph.root, [(w, c) for _, w, c in entries])
+        self.supervisors[graph.name] = root
+        return root
+
+    # -- the end -------------------------------------------------------------------------
+
+    def finish(self, cancelled: bool) -> None:
+        """Terminate what has not ended and count what links still hold as dropped."""
+        for actor in self.actors.values():
+            if not actor.terminated:
+                if not actor.incarnations:
+                    actor.terminate("not_started")
+                else:
+                    actor.terminate("cancelled" if cancelled else "shutdown")
+        for link in self.links:
+            link.finish_dropping()
+            count = link.discard("shutdown")
+            if count:
+                self.log.warning("link.dropped", link=link.name, reason="shutdown", count=count)

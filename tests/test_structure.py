@@ -362,11 +362,6 @@ print(f"after import: {after_import}; after a local run: {backend()}")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the Redis backend is loaded lazily by the core redesign (issue 12)",
-)
 def test_a_purely_local_graph_never_loads_the_redis_backend() -> None:
     """Importing actorflow and running a graph without remote links imports neither
     ``actorflow._redis`` nor coredis."""

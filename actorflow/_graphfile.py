@@ -46,6 +46,7 @@ from ._job import Job, Task
 from ._module import Module
 from ._registry import Registry
 from ._settings import Settings
+from ._specs import LINK_OPTIONS
 
 __all__ = ["load_graph", "load_job"]
 
@@ -54,10 +55,7 @@ _Class = TypeVar("_Class", type[Module], type[Task])
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
 _MODULE_KEYS = {"module", "config", "supervise", "shared"}
-_LINK_OPTIONS = {
-    "buffer", "copy", "feedback", "overflow", "latest_only", "workers", "spawn_limit",
-    "remote",
-}  # fmt: skip
+_LINK_OPTIONS = LINK_OPTIONS
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,),
     float: (int, float),

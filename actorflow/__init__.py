@@ -7,7 +7,6 @@ links are bounded, so a slow consumer slows its producer instead of growing memo
 import typing as _typing
 
 from ._actor import DeadLetter as DeadLetter
-from ._copying import CopyPolicy as CopyPolicy
 from ._data import Data as Data
 from ._data import decode as decode
 from ._data import encode as encode
@@ -28,8 +27,6 @@ from ._exceptions import RunError as RunError
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import ValidationError as ValidationError
 from ._graph import Graph as Graph
-from ._graph import LinkSpec as LinkSpec
-from ._graph import ModuleSpec as ModuleSpec
 from ._graphfile import load_graph as load_graph
 from ._graphfile import load_job as load_job
 from ._heartbeat import HttpReporter as HttpReporter
@@ -38,7 +35,6 @@ from ._job import Job as Job
 from ._job import JobResult as JobResult
 from ._job import Task as Task
 from ._job import TaskResult as TaskResult
-from ._link import Overflow as Overflow
 from ._logging import configure_logging as configure_logging
 from ._module import Many as Many
 from ._module import Module as Module
@@ -53,8 +49,18 @@ from ._progressive import Step as Step
 from ._progressive import StepState as StepState
 from ._registry import Registry as Registry
 from ._registry import RegistryEntry as RegistryEntry
-from ._remote import Remote as Remote
 from ._settings import Settings as Settings
+from ._specs import AutoShutdown as AutoShutdown
+from ._specs import Backoff as Backoff
+from ._specs import ChildSpec as ChildSpec
+from ._specs import CopyPolicy as CopyPolicy
+from ._specs import LinkSpec as LinkSpec
+from ._specs import ModuleSpec as ModuleSpec
+from ._specs import Overflow as Overflow
+from ._specs import Remote as Remote
+from ._specs import RestartType as RestartType
+from ._specs import Strategy as Strategy
+from ._specs import SupervisorSpec as SupervisorSpec
 from ._status import ActorState as ActorState
 from ._status import ActorStatus as ActorStatus
 from ._status import LinkStatus as LinkStatus
@@ -64,14 +70,8 @@ from ._store import MemoryStore as MemoryStore
 from ._store import ModuleData as ModuleData
 from ._store import SQLiteStore as SQLiteStore
 from ._store import Store as Store
-from ._supervisor import AutoShutdown as AutoShutdown
-from ._supervisor import Backoff as Backoff
 from ._supervisor import ChildInfo as ChildInfo
-from ._supervisor import ChildSpec as ChildSpec
-from ._supervisor import RestartType as RestartType
-from ._supervisor import Strategy as Strategy
 from ._supervisor import Supervisor as Supervisor
-from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._system import System as System
 from ._system import open_system as open_system
 from ._system import run as run

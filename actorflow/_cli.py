@@ -192,39 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _logfile.command(args)
     try:
         if args.command == "modules":
-            registry = Registry.discover()
-            if not registry.entries:
-                print("no modules enabled (see [tool.actorflow.modules] in pyproject.toml)")
-            for entry in sorted(registry.entries.values(), key=lambda e: e.name):
-                print(f"{entry.name:<20} {entry.target:<40} {entry.origin}")
-            return 0
+            return _list_modules()
         loaded = load_any(args.file)
         if isinstance(loaded, Job):
-            if args.command == "validate":
-                print(f"{args.file}: valid job {loaded.name!r} ({len(loaded.tasks)} tasks)")
-                return 0
-            if args.command == "graph":
-                print(_job_mermaid(loaded) if args.format == "mermaid" else _job_dot(loaded))
-                return 0
-            if args.log:
-                configure_logging(format="json", level=args.log_level, file=args.log)
-            return _run_job(loaded, _wants_view(args.view))
-        graph, settings = loaded
-        if args.command == "validate":
-            print(
-                f"{args.file}: valid graph {graph.name!r} "
-                f"({len(graph.modules)} modules, {len(graph.links)} links)"
-            )
-            return 0
-        if args.command == "graph":
-            print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
-            return 0
-        if args.log:
-            configure_logging(format="json", level=args.log_level, file=args.log)
-        only = None
-        if args.only:
-            only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
-        status = _run(graph, settings, _wants_view(args.view), only)
+            return _job_command(args, loaded)
+        status = _graph_command(args, *loaded)
     except (
         GraphError,
         GraphFileError,
@@ -240,10 +212,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: stopped in order", file=sys.stderr)
         return 130
+    if status is not None:
+        _print_status(status)
+    return 0
+
+
+def _list_modules() -> int:
+    registry = Registry.discover()
+    if not registry.entries:
+        print("no modules enabled (see [tool.actorflow.modules] in pyproject.toml)")
+    for entry in sorted(registry.entries.values(), key=lambda e: e.name):
+        print(f"{entry.name:<20} {entry.target:<40} {entry.origin}")
+    return 0
+
+
+def _job_command(args: argparse.Namespace, job: Job) -> int:
+    """``validate``, ``graph`` or ``run`` for a job file."""
+    if args.command == "validate":
+        print(f"{args.file}: valid job {job.name!r} ({len(job.tasks)} tasks)")
+        return 0
+    if args.command == "graph":
+        print(_job_mermaid(job) if args.format == "mermaid" else _job_dot(job))
+        return 0
+    if args.log:
+        configure_logging(format="json", level=args.log_level, file=args.log)
+    return _run_job(job, _wants_view(args.view))
+
+
+def _graph_command(
+    args: argparse.Namespace, graph: Graph, settings: Settings
+) -> SystemStatus | None:
+    """``validate``, ``graph`` or ``run`` for a graph file; the end status of a run."""
+    if args.command == "validate":
+        print(
+            f"{args.file}: valid graph {graph.name!r} "
+            f"({len(graph.modules)} modules, {len(graph.links)} links)"
+        )
+        return None
+    if args.command == "graph":
+        print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
+        return None
+    if args.log:
+        configure_logging(format="json", level=args.log_level, file=args.log)
+    only = None
+    if args.only:
+        only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
+    return _run(graph, settings, _wants_view(args.view), only)
+
+
+def _print_status(status: SystemStatus) -> None:
     for actor in status.actors.values():
         print(
             f"{actor.name:>16}  {actor.state.value:<10} in={actor.received:<8} "
             f"out={actor.emitted:<8} restarts={actor.restarts}"
         )
     print(f"graph {status.graph!r} {status.state.value}, dropped={status.dropped}")
-    return 0

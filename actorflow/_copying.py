@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import copy
-import enum
 from collections.abc import Callable
 from typing import Any, Final
 
 from ._data import decode, encode
+from ._specs import CopyPolicy as CopyPolicy
 
 __all__ = ["CopyPolicy", "copier_for"]
-
-
-class CopyPolicy(enum.Enum):
-    """How items are copied on their way into a link.
-
-    ``DEEP`` is the safe default: a consumer may mutate what it receives. The original is
-    handed over without copying when the link is its producer port's only consumer, since
-    nobody else can observe the mutation.
-    """
-
-    DEEP = "deep"
-    """``copy.deepcopy`` for each link when a port fans out; the original otherwise."""
-    MSGPACK = "msgpack"
-    """Round-trip every item through msgpack, which also proves it could cross a process."""
-    NONE = "none"
-    """Share the same object with every consumer; for immutable data."""
 
 
 # Immutable builtins: a deep copy of one is the object itself, so skip deepcopy's dispatch.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 import attrs
 import trio
@@ -27,6 +28,7 @@ __all__ = [
     "RunError",
     "SerializationError",
     "ValidationError",
+    "reraise",
     "single_errors",
 ]
 
@@ -200,7 +202,7 @@ class EscalationError(RunError):
         """Every error from this one down to the original failure, outermost first."""
         links: list[BaseException] = [self]
         cause = self.__cause__
-        while cause is not None:
+        while cause is not None and all(cause is not link for link in links):
             links.append(cause)
             cause = cause.__cause__
         return tuple(links)
@@ -224,13 +226,83 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     return leaves[0] if len(leaves) == 1 else None
 
 
+def _edges(exc: BaseException) -> list[tuple[str, BaseException]]:
+    """What ``exc`` leads to, and how: its cause, its context and a group's members."""
+    edges = [("__cause__", exc.__cause__), ("__context__", exc.__context__)]
+    if isinstance(exc, BaseExceptionGroup):
+        edges.extend(("member", member) for member in exc.exceptions)
+    return [(how, other) for how, other in edges if other is not None]
+
+
+def _break_cycles(error: BaseException) -> None:
+    """Cut the cause or context link that closes a loop, anywhere below ``error``, so that
+    no error is its own cause (or context), not even through a group that holds it.
+
+    A depth-first walk: a link back to an error on the current path closes a loop. It is
+    cut there; when it is a group's member (which cannot be cut), the last cause or
+    context link on the path into that loop is cut instead.
+    """
+    done: set[int] = set()
+    path: list[tuple[BaseException, list[tuple[str, BaseException]]]] = []
+    position: dict[int, int] = {}
+    taken: list[str] = []  # how each error on the path was reached from the one before
+
+    def enter(exc: BaseException) -> None:
+        position[id(exc)] = len(path)
+        path.append((exc, _edges(exc)))
+
+    enter(error)
+    while path:
+        exc, edges = path[-1]
+        if not edges:
+            path.pop()
+            del position[id(exc)]
+            done.add(id(exc))
+            if taken:
+                taken.pop()
+            continue
+        how, other = edges.pop(0)
+        if id(other) in done:
+            continue
+        if id(other) not in position:
+            taken.append(how)
+            enter(other)
+        elif how != "member":
+            setattr(exc, how, None)
+        else:
+            start = position[id(other)]
+            for index in range(len(path) - 1, start, -1):
+                if taken[index - 1] != "member":
+                    setattr(path[index - 1][0], taken[index - 1], None)
+                    break
+
+
+def reraise(error: BaseException) -> NoReturn:
+    """Raise ``error`` as it is, from inside an ``except`` block that handles another.
+
+    Its ``__cause__``, ``__context__`` and ``__suppress_context__`` are kept, as trio
+    keeps them when a nursery lets one error out: ``raise error from None`` would drop
+    its cause, and a bare ``raise error`` would make the handled error its context.
+    A cause or context that leads back to ``error`` is cut, so it is never its own cause.
+    """
+    context, suppress = error.__context__, error.__suppress_context__
+    try:
+        raise error
+    finally:
+        error.__context__ = context
+        error.__suppress_context__ = suppress
+        _break_cycles(error)
+        del error, context  # the traceback holds this frame: no reference cycle
+
+
 @contextmanager
 def single_errors() -> Iterator[None]:
     """Let an exception group that holds one real error out as that error.
 
     Nurseries (trio's, and the ones inside libraries such as coredis) wrap what they
     raise in groups; a user who made one mistake should see that mistake, not a group.
-    A group with several errors is left as it is.
+    The error keeps its own cause and context (see :func:`reraise`). A group with several
+    errors is left as it is.
     """
     try:
         yield
@@ -238,4 +310,4 @@ def single_errors() -> Iterator[None]:
         single = _single(group)
         if single is None:
             raise
-        raise single from None
+        reraise(single)

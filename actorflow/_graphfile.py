@@ -46,6 +46,7 @@ from ._job import Job, Task
 from ._module import Module
 from ._registry import Registry
 from ._settings import Settings
+from ._specs import LINK_OPTIONS
 
 __all__ = ["load_graph", "load_job"]
 
@@ -54,10 +55,6 @@ _Class = TypeVar("_Class", type[Module], type[Task])
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
 _MODULE_KEYS = {"module", "config", "supervise", "shared"}
-_LINK_OPTIONS = {
-    "buffer", "copy", "feedback", "overflow", "latest_only", "workers", "spawn_limit",
-    "remote",
-}  # fmt: skip
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,),
     float: (int, float),
@@ -210,14 +207,30 @@ def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
 
 
 def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[Graph, Settings]:
-    problems: list[str] = []
-    problems.extend(f"unknown table or key {key!r}" for key in data if key not in _TOP)
+    """The graph and settings a graph file describes, or every problem found in it:
+    first those of its tables and keys, then (only if there are none) the graph's own."""
+    problems = [f"unknown table or key {key!r}" for key in data if key not in _TOP]
+    graph = Graph(name=str(data.get("graph", {}).get("name", path.stem)))
+    settings = _settings_from(data.get("settings", {}), problems)
+    _add_modules(graph, data.get("modules", {}), registry, problems)
+    for index, link in enumerate(data.get("links", []), start=1):
+        _add_link(graph, link, f"[[links]] #{index}", problems)
+    if "supervisor" in data:
+        try:
+            graph.supervisor(**data["supervisor"])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"[supervisor]: {exc}")
+    if not problems:
+        problems.extend(f"graph: {problem.message}" for problem in graph.problems())
+    if problems:
+        raise GraphFileError(path, problems)
+    return graph, settings
 
-    graph_table = data.get("graph", {})
-    graph = Graph(name=str(graph_table.get("name", path.stem)))
 
+def _settings_from(table: dict[str, Any], problems: list[str]) -> Settings:
+    """The ``[settings]`` table, each key checked by :class:`Settings` itself."""
     settings = Settings()
-    for key, value in data.get("settings", {}).items():
+    for key, value in table.items():
         try:
             settings = attrs.evolve(settings, **{key: value})
         except TypeError:
@@ -225,11 +238,14 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
             problems.append(f"[settings] unknown key {key!r} (keys: {known})")
         except ValueError as exc:
             problems.append(f"[settings] key {key!r}: {exc}")
+    return settings
 
-    modules = data.get("modules", {})
+
+def _add_modules(graph: Graph, modules: Any, registry: Registry, problems: list[str]) -> None:
+    """Declare each ``[modules.NAME]`` table: its class, config, sharing, supervision."""
     if not isinstance(modules, dict) or not modules:
         problems.append("[modules]: a graph needs at least one module table")
-        modules = {}
+        return
     for name, table in modules.items():
         where = f"[modules.{name}]"
         module_entry = _entry(table, where, _MODULE_KEYS, registry.load, problems)
@@ -248,31 +264,20 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
             except (TypeError, ValueError) as exc:
                 problems.append(f"{where} key 'supervise': {exc}")
 
-    for index, link in enumerate(data.get("links", []), start=1):
-        where = f"[[links]] #{index}"
-        if not isinstance(link, dict):
-            problems.append(f"{where}: expected a table")
-            continue
-        missing = [key for key in ("from", "to") if key not in link]
-        problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
-        unknown = set(link) - {"from", "to"} - _LINK_OPTIONS
-        problems.extend(f"{where} unknown key {key!r}" for key in sorted(unknown))
-        if missing or unknown:
-            continue
-        options = {key: value for key, value in link.items() if key in _LINK_OPTIONS}
-        try:
-            graph.link(str(link["from"]), str(link["to"]), **options)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{where} ({link['from']} -> {link['to']}): {exc}")
 
-    if "supervisor" in data:
-        try:
-            graph.supervisor(**data["supervisor"])
-        except (TypeError, ValueError) as exc:
-            problems.append(f"[supervisor]: {exc}")
-
-    if not problems:
-        problems.extend(f"graph: {problem.message}" for problem in graph.problems())
-    if problems:
-        raise GraphFileError(path, problems)
-    return graph, settings
+def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
+    """Declare one ``[[links]]`` table; its options are those of :class:`LinkSpec`."""
+    if not isinstance(link, dict):
+        problems.append(f"{where}: expected a table")
+        return
+    missing = [key for key in ("from", "to") if key not in link]
+    problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
+    unknown = set(link) - {"from", "to"} - LINK_OPTIONS
+    problems.extend(f"{where} unknown key {key!r}" for key in sorted(unknown))
+    if missing or unknown:
+        return
+    options = {key: value for key, value in link.items() if key in LINK_OPTIONS}
+    try:
+        graph.link(str(link["from"]), str(link["to"]), **options)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{where} ({link['from']} -> {link['to']}): {exc}")

@@ -9,14 +9,16 @@ runtime, not by the task's author.
 
 from __future__ import annotations
 
+import enum
+import math
 import time
 from typing import Any
 
 import attrs
 import trio
+from structlog.typing import FilteringBoundLogger
 
 from ._exceptions import (
-    CleanupError,
     InitializationError,
     LifecycleError,
     RunError,
@@ -24,9 +26,22 @@ from ._exceptions import (
     _describe,
 )
 from ._hooks import HookStyle, call_hook, hook_style
+from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
 from ._logging import get_logger
 
-__all__ = ["Job", "JobResult", "Task", "TaskResult"]
+__all__ = ["Job", "JobResult", "Task", "TaskResult", "TaskState"]
+
+
+class TaskState(enum.StrEnum):
+    """Where a task of a job stands; each compares equal to its string value."""
+
+    PENDING = "pending"
+    """Not run yet, and the job has not failed (only while the job runs)."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+    """Never started: the job failed before its turn."""
 
 
 class Task:
@@ -37,7 +52,7 @@ class Task:
     name: str = ""
     progress: float = 0.0
     info: str | None = None
-    _log: Any = None
+    _log: FilteringBoundLogger | None = None
     _last_logged: float | None = None
 
     def validate(self) -> Any:
@@ -76,7 +91,8 @@ class TaskResult:
     name: str
     state: str
     """``"succeeded"``, ``"failed"`` or ``"not_run"``; while the job runs,
-    :meth:`Job.status` also says ``"pending"`` or ``"running"``."""
+    :meth:`Job.status` also says ``"pending"`` or ``"running"``. A ``TaskState``, which
+    is a ``str`` equal to its value."""
     started_at: float | None = None
     duration: float | None = None
     progress: float = 0.0
@@ -99,7 +115,7 @@ class JobResult:
     @property
     def succeeded(self) -> list[str]:
         """Names of the tasks that succeeded."""
-        return [task.name for task in self.tasks if task.state == "succeeded"]
+        return [task.name for task in self.tasks if task.state == TaskState.SUCCEEDED]
 
     def raise_for_error(self) -> None:
         """Raise the job's error (naming the task and phase), if it failed."""
@@ -133,13 +149,14 @@ class Job:
             index = self.tasks.index(name)
             results[index] = attrs.evolve(
                 results[index],
-                state="running",
+                state=TaskState.RUNNING,
                 started_at=began_wall,
                 duration=trio.current_time() - began,
             )
         if self._error is None:
             results = [
-                attrs.evolve(r, state="pending") if r.state == "not_run" else r for r in results
+                attrs.evolve(r, state=TaskState.PENDING) if r.state == TaskState.NOT_RUN else r
+                for r in results
             ]
         return tuple(results)
 
@@ -154,63 +171,79 @@ class Job:
         """Run the job; never raises for a task's failure (see :class:`JobResult`)."""
         log = get_logger(job=self.name)
         self._tasks, self._timings, self._error, self._running = [], {}, None, None
-        tasks = self._tasks
-        for name, cls, config in self._specs:
-            try:
-                task = cls(**config)
-            except Exception as exc:
-                error: LifecycleError = InitializationError(name, _describe(exc))
-                error.__cause__ = exc
-                return self._result(tasks, {}, error, log)
-            task.name = name
-            task._log = log
-            tasks.append(task)
-        for task in tasks:
-            try:
-                await call_hook(task.validate)
-            except Exception as exc:
-                error = ValidationError(task.name, _describe(exc))
-                error.__cause__ = exc
-                return self._result(tasks, {}, error, log)
-        timings = self._timings
-        failure: LifecycleError | None = None
-        started: list[Task] = []
         try:
-            for task in tasks:
-                started.append(task)
-                began_wall, began = time.time(), trio.current_time()
-                self._running = (task.name, began_wall, began)
-                log.info("task.started", task=task.name)
-                try:
-                    if hook_style(task.run) is HookStyle.SYNC:
-                        await trio.to_thread.run_sync(task.run, abandon_on_cancel=True)
-                    else:
-                        await call_hook(task.run)
-                except Exception as exc:
-                    failure = RunError(task.name, _describe(exc))
-                    failure.__cause__ = exc
-                finally:
-                    timings[task.name] = (began_wall, trio.current_time() - began)
-                    self._running = None
-                if failure is not None:
-                    log.error("task.failed", task=task.name, error=str(failure))
-                    break
-                task.progress = 100.0
-                log.info("task.succeeded", task=task.name, duration=timings[task.name][1])
+            await self._prepare(log)
+        except (InitializationError, ValidationError) as error:
+            return self._result(self._tasks, {}, error, log)
+        started: list[Task] = []
+        failure: LifecycleError | None = None
+        try:
+            failure = await self._run_tasks(started, log)
         finally:
             with trio.CancelScope(shield=True):
-                for task in reversed(started):
-                    try:
-                        await call_hook(task.cleanup)
-                    except Exception as exc:
-                        cleanup_error = CleanupError(task.name, _describe(exc))
-                        cleanup_error.__cause__ = exc
-                        log.error("task.cleanup_failed", task=task.name, error=str(cleanup_error))
-                        if failure is None:
-                            failure = cleanup_error
-                        else:
-                            failure.add_note(f"also: {cleanup_error}")
-        return self._result(tasks, timings, failure, log)
+                failure = await self._clean_up(started, failure, log)
+        return self._result(self._tasks, self._timings, failure, log)
+
+    async def _prepare(self, log: FilteringBoundLogger) -> None:
+        """Construct every task, then validate every task, before the first one runs."""
+        for name, cls, config in self._specs:
+            task = construct(name, cls, config, log.bind(task=name), TASK_EVENTS)
+            task.name = name
+            task._log = log
+            self._tasks.append(task)
+        for task in self._tasks:
+            await validate(
+                task.name, task.validate, call_hook, log.bind(task=task.name), TASK_EVENTS
+            )
+
+    async def _run_tasks(self, started: list[Task], log: FilteringBoundLogger) -> RunError | None:
+        """Run the tasks in order until one fails; ``started`` collects those begun."""
+        for task in self._tasks:
+            started.append(task)
+            failure = await self._run_one(task, log)
+            if failure is not None:
+                log.error("task.failed", task=task.name, error=str(failure))
+                return failure
+            task.progress = 100.0
+            log.info("task.succeeded", task=task.name, duration=self._timings[task.name][1])
+        return None
+
+    async def _run_one(self, task: Task, log: FilteringBoundLogger) -> RunError | None:
+        """Run one task (a sync ``run`` in a worker thread), timing it."""
+        began_wall, began = time.time(), trio.current_time()
+        self._running = (task.name, began_wall, began)
+        log.info("task.started", task=task.name)
+        try:
+            if hook_style(task.run) is HookStyle.SYNC:
+                await trio.to_thread.run_sync(task.run, abandon_on_cancel=True)
+            else:
+                await call_hook(task.run)
+        except Exception as exc:
+            failure = RunError(task.name, _describe(exc))
+            failure.__cause__ = exc
+            return failure
+        finally:
+            self._timings[task.name] = (began_wall, trio.current_time() - began)
+            self._running = None
+        return None
+
+    @staticmethod
+    async def _clean_up(
+        started: list[Task], failure: LifecycleError | None, log: FilteringBoundLogger
+    ) -> LifecycleError | None:
+        """Clean up every started task, last first; the job's error is the run's failure,
+        else the first cleanup error, and any other cleanup error is a note on it."""
+        for task in reversed(started):
+            error = await cleanup(
+                task.name, task.cleanup, call_hook, math.inf, log.bind(task=task.name), TASK_EVENTS
+            )
+            if error is None:
+                continue
+            if failure is None:
+                failure = error
+            else:
+                failure.add_note(f"also: {error}")
+        return failure
 
     def run_blocking(self) -> JobResult:
         """Run the job from synchronous code."""
@@ -221,7 +254,7 @@ class Job:
         tasks: list[Task],
         timings: dict[str, tuple[float, float]],
         error: LifecycleError | None,
-        log: Any,
+        log: FilteringBoundLogger,
     ) -> JobResult:
         self._error = error
         result = JobResult(self.name, self._results(tasks, timings, error), error)
@@ -239,10 +272,10 @@ class Job:
             task = next((t for t in tasks if t.name == name), None)
             if name in timings:
                 failed = error is not None and error.module == name and error.phase == "run"
-                state = "failed" if failed else "succeeded"
+                state = TaskState.FAILED if failed else TaskState.SUCCEEDED
                 started_at, duration = timings[name]
             else:
-                state, started_at, duration = "not_run", None, None
+                state, started_at, duration = TaskState.NOT_RUN, None, None
             results.append(
                 TaskResult(
                     name=name,

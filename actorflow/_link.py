@@ -15,31 +15,18 @@ wake-up it causes happen between two checkpoints.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from ._logging import get_logger
+from ._specs import LinkSpec
+from ._specs import Overflow as Overflow
 from ._status import LinkStatus
 
-if TYPE_CHECKING:
-    from ._graph import LinkSpec
-
 __all__ = ["Link", "Mailbox", "Overflow"]
-
-
-class Overflow(enum.Enum):
-    """What a link does with items offered while its buffer is full."""
-
-    BLOCK = "block"
-    """The producer waits until there is room (backpressure). The default."""
-    DROP_NEWEST = "drop_newest"
-    """The items that do not fit are dropped; the producer never waits."""
-    DROP_OLDEST = "drop_oldest"
-    """The oldest buffered items make room; the producer never waits."""
 
 
 class Link:

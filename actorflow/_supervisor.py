@@ -10,7 +10,6 @@ says so in ``docs/supervision.md``.
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from collections import deque
@@ -20,9 +19,14 @@ from typing import Protocol
 import attrs
 import trio
 
-from ._checks import coerce_enum, non_negative_int, non_negative_number, positive_number
 from ._exceptions import EscalationError, _describe
 from ._logging import get_logger
+from ._specs import AutoShutdown as AutoShutdown
+from ._specs import Backoff as Backoff
+from ._specs import ChildSpec as ChildSpec
+from ._specs import RestartType as RestartType
+from ._specs import Strategy as Strategy
+from ._specs import SupervisorSpec as SupervisorSpec
 
 __all__ = [
     "AutoShutdown",
@@ -35,122 +39,6 @@ __all__ = [
     "SupervisorSpec",
     "Worker",
 ]
-
-
-class Strategy(enum.Enum):
-    """What a supervisor restarts when a child fails."""
-
-    ONE_FOR_ONE = "one_for_one"
-    """Only the failed child."""
-    ONE_FOR_ALL = "one_for_all"
-    """Every child. The others are stopped in reverse order, then all are restarted."""
-    REST_FOR_ONE = "rest_for_one"
-    """The failed child and every child started after it."""
-
-
-class RestartType(enum.Enum):
-    """When a child that ended is started again."""
-
-    PERMANENT = "permanent"
-    """Always, whatever the reason it ended."""
-    TRANSIENT = "transient"
-    """Only after an abnormal end (an exception)."""
-    TEMPORARY = "temporary"
-    """Never; it is also not restarted as a bystander of a group restart."""
-
-
-class AutoShutdown(enum.Enum):
-    """When a supervisor ends by itself because significant children ended normally."""
-
-    NEVER = "never"
-    ANY_SIGNIFICANT = "any_significant"
-    ALL_SIGNIFICANT = "all_significant"
-
-
-def _to_restart(value: RestartType | str) -> RestartType:
-    return coerce_enum(RestartType, value, "restart")
-
-
-def _to_strategy(value: Strategy | str) -> Strategy:
-    return coerce_enum(Strategy, value, "strategy")
-
-
-def _to_auto_shutdown(value: AutoShutdown | str) -> AutoShutdown:
-    return coerce_enum(AutoShutdown, value, "auto_shutdown")
-
-
-def _shutdown(value: float | str) -> float:
-    if value == "brutal_kill":
-        return 0.0
-    if value == "infinity":
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(
-            f"shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}"
-        )
-    return float(value)
-
-
-@attrs.frozen(kw_only=True)
-class Backoff:
-    """Delay before each restart: ``min * 2**(n-1)`` for the n-th restart in a row,
-    capped at ``max``, then spread by ``±jitter`` (a fraction) so that many restarting
-    children do not all retry in step."""
-
-    min: float = attrs.field(default=0.1, validator=non_negative_number)
-    max: float = attrs.field(default=10.0, validator=non_negative_number)
-    jitter: float = attrs.field(default=0.1, validator=non_negative_number)
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """The delay before restart number ``attempt`` (1-based) of a burst."""
-        base: float = min(self.max, self.min * 2.0 ** max(attempt - 1, 0))
-        if self.jitter:
-            base *= 1 + rng.uniform(-self.jitter, self.jitter)
-        return max(base, 0.0)
-
-
-@attrs.frozen(kw_only=True)
-class ChildSpec:
-    """How a supervisor treats one child.
-
-    Attributes:
-        restart: ``"permanent"``, ``"transient"`` or ``"temporary"``.
-        shutdown: Seconds the child gets to finish its current item and clean up when
-            stopped, before it is cancelled; ``"brutal_kill"`` (or 0) cancels it at once;
-            ``"infinity"`` waits for as long as it takes.
-        significant: Whether its normal end counts for the supervisor's auto-shutdown.
-    """
-
-    restart: RestartType = attrs.field(default=RestartType.TRANSIENT, converter=_to_restart)
-    shutdown: float = attrs.field(default=5.0, converter=_shutdown)
-    significant: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        if self.significant and self.restart is RestartType.PERMANENT:
-            raise ValueError("a significant child cannot be permanent (OTP rule)")
-
-
-@attrs.frozen(kw_only=True)
-class SupervisorSpec:
-    """How a supervisor restarts its children.
-
-    Attributes:
-        strategy: ``"one_for_one"``, ``"one_for_all"`` or ``"rest_for_one"``.
-        max_restarts: The most restarts allowed within ``period`` seconds; one more and
-            the supervisor stops every child and fails (OTP's default: 1 in 5 s).
-        period: The intensity window, in seconds.
-        backoff: Optional delay before restarts.
-        auto_shutdown: End the supervisor when any or all significant children ended
-            normally.
-    """
-
-    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
-    max_restarts: int = attrs.field(default=1, validator=non_negative_int)
-    period: float = attrs.field(default=5.0, validator=positive_number)
-    backoff: Backoff | None = None
-    auto_shutdown: AutoShutdown = attrs.field(
-        default=AutoShutdown.NEVER, converter=_to_auto_shutdown
-    )
 
 
 class Worker(Protocol):

@@ -17,21 +17,23 @@ from ._exceptions import (
     CleanupError,
     GraphError,
     GraphProblem,
-    InitializationError,
     RunError,
     ValidationError,
     _describe,
     single_errors,
 )
-from ._graph import Graph, LinkSpec
+from ._graph import Graph
 from ._heartbeat import Reporter, beat
+from ._lifecycle import construct, validate
 from ._logging import get_logger
 from ._module import ModuleKind
 from ._settings import Settings
+from ._specs import LinkSpec
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
 from ._supervisor import Supervisor
 from ._transport import Pump
+from ._validation import placement_problems
 from ._wiring import Wiring
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
     "count_unread",
     "end_reason",
     "open_system",
-    "placement_problems",
     "preview_error",
     "run",
 ]
@@ -317,11 +318,9 @@ class System:
         for spec in self.graph.modules:
             if spec.name not in self.here:
                 continue
-            try:
-                module = spec.factory(**spec.config)
-            except Exception as exc:
-                self.log.error("actor.failed", actor=spec.name, phase="init", error=_describe(exc))
-                raise InitializationError(spec.name, _describe(exc)) from exc
+            module = construct(
+                spec.name, spec.factory, spec.config, self.log.bind(actor=spec.name)
+            )
             self._wiring.add_actor(spec, module, lambda: self._stopping)
         limiter = trio.CapacityLimiter(self.settings.thread_limit)
         for actor in self._wiring.actors.values():
@@ -330,11 +329,10 @@ class System:
     async def _validate_modules(self) -> None:
         for actor in self._wiring.actors.values():
             try:
-                await actor._lifecycle(actor.module.validate)
-            except Exception as exc:
+                await validate(actor.name, actor.module.validate, actor._lifecycle, actor.log)
+            except ValidationError:
                 actor.set_state(ActorState.INVALID)
-                actor.log.error("actor.failed", phase="validate", error=_describe(exc))
-                raise ValidationError(actor.name, _describe(exc)) from exc
+                raise
             actor.set_state(ActorState.VALIDATED)
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -476,52 +474,6 @@ def count_unread(system: System) -> None:
     for actor in system._wiring.actors.values():
         if isinstance(actor.module, Outlet) and "outlet" in actor.keep:
             actor.module._unread()
-
-
-def placement_problems(
-    graph: Graph, only: Collection[str] | None, remote_url: str | None
-) -> list[GraphProblem]:
-    """What makes ``graph`` unable to run split across processes as ``only`` asks."""
-    here = {spec.name for spec in graph.modules if only is None or spec.name in only}
-    problems = [
-        GraphProblem(f"only: unknown module {name!r}", module=name)
-        for name in only or ()
-        if name not in {spec.name for spec in graph.modules}
-    ]
-    for spec in graph.links:
-        crosses = (spec.source in here) != (spec.target in here)
-        if crosses and spec.remote is None:
-            problems.append(
-                GraphProblem(
-                    f"link {spec.name} joins a module that runs here to one that does "
-                    "not; make it remote (remote=...) so that it can cross processes",
-                    module=spec.target,
-                    port=spec.target_port,
-                )
-            )
-        if (
-            spec.remote is not None
-            and (spec.source in here or spec.target in here)
-            and (spec.remote.url or remote_url) is None
-        ):
-            problems.append(
-                GraphProblem(
-                    f"link {spec.name} is remote but names no Redis URL: give it "
-                    "remote='redis://...' or set Settings.remote_url",
-                    module=spec.target,
-                    port=spec.target_port,
-                )
-            )
-    for module, source, _ in graph.dependencies:
-        if module in here and source not in here:
-            problems.append(
-                GraphProblem(
-                    f"depends_on: {module!r} waits for {source!r}, which does not run "
-                    "here; readiness does not cross processes",
-                    module=module,
-                )
-            )
-    return problems
 
 
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:

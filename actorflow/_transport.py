@@ -23,8 +23,8 @@ from typing import Any, Protocol, cast
 import attrs
 import trio
 
-from ._graph import LinkSpec
 from ._link import Link, Mailbox
+from ._specs import LinkSpec
 
 __all__ = [
     "Backend",

@@ -15,10 +15,11 @@ import structlog
 
 from ._actor import Actor, DeadLetter
 from ._copying import copier_for
-from ._graph import Graph, LinkSpec, ModuleSpec
+from ._graph import Graph
 from ._link import Link
 from ._module import Module
 from ._settings import Settings
+from ._specs import LinkSpec, ModuleSpec
 from ._supervisor import ChildSpec, Supervisor, Worker
 from ._transport import Pump, backend_for
 

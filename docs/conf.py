@@ -83,7 +83,7 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{'|'.join(_EXTERNAL)})(?:\..+)?"),
     # Internal types that public signatures mention but actorflow does not export:
     # Graph.supervision_of returns a Supervision, and a Supervisor's children are Workers.
-    (r"py:class", r"actorflow\._graph\.Supervision"),
+    (r"py:class", r"actorflow\._specs\.Supervision"),
     (r"py:class", r"(?:actorflow\._supervisor\.)?Worker"),
     # An OutletReader is made by System.receive from the outlet's private queue.
     (r"py:class", r"actorflow\._endpoints\._OutletChannel"),

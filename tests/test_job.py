@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 import actorflow as af
+from actorflow._job import TaskState
 
 
 class Step(af.Task):
@@ -192,3 +193,27 @@ async def test_progress_is_logged_at_most_once_a_second(
     assert progress[0]["task"] == "encode"
     assert progress[0]["info"] == "frame 1/200"
     assert len(progress) < 200
+
+
+async def test_task_states_are_a_str_enum_equal_to_their_names(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Task states are TaskState members, and each equals the string it always was."""
+    result = await job([], "run", where="b").run()
+    assert [t.state for t in result.tasks] == [
+        TaskState.SUCCEEDED,
+        TaskState.FAILED,
+        TaskState.NOT_RUN,
+    ]
+    assert all(isinstance(t.state, TaskState) for t in result.tasks)
+    assert f"{result.tasks[2].state}" == "not_run"
+
+
+@pytest.mark.parametrize("phase", ["init", "validate"])
+async def test_a_task_failing_to_build_or_validate_is_logged_once(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]], phase: str
+) -> None:
+    """The failing task is logged as task.failed with its phase, once."""
+    await job([], phase, where="c").run()
+    failed = [e for e in logs if e["log_level"] == "error"]
+    assert [(e["event"], e["task"], e["phase"]) for e in failed] == [("task.failed", "c", phase)]

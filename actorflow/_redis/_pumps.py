@@ -34,10 +34,9 @@ import trio
 
 from .._data import decode, encode
 from .._exceptions import RunError, SerializationError, _describe
-from .._graph import LinkSpec
 from .._link import Link, Mailbox
 from .._logging import get_logger
-from .._remote import Remote
+from .._specs import LinkSpec, Remote
 from .._transport import PumpStatistics, RemoteInLink, sending_link
 from ._client import Reader, Retrying, connect, load_coredis
 

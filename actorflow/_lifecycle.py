@@ -1,0 +1,120 @@
+"""Construct, validate, clean up: the three lifecycle steps around a module's or a task's
+run, each turning what the user's code raised into its :class:`LifecycleError`, logged
+once, here.
+
+The system (constructing and validating every module before any runs), an actor (a
+fresh incarnation after a restart, and its cleanup) and a job (its tasks) all go
+through these functions. How a hook is called (awaited when async, in a worker thread
+when the module blocks) is the caller's business: it passes a :data:`HookCall`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import trio
+from structlog.typing import FilteringBoundLogger
+
+from ._exceptions import CleanupError, InitializationError, ValidationError, _describe
+
+__all__ = [
+    "ACTOR_EVENTS",
+    "TASK_EVENTS",
+    "Events",
+    "HookCall",
+    "cleanup",
+    "construct",
+    "validate",
+]
+
+_T = TypeVar("_T")
+
+HookCall = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Calls a lifecycle hook and gives back its result, awaiting it when it is async."""
+
+
+@attrs.frozen
+class Events:
+    """The log events a failed step is reported as."""
+
+    failed: str
+    """A constructor or ``validate()`` raised (``phase`` says which)."""
+    cleanup_failed: str
+    """``cleanup()`` raised or overran its time."""
+
+
+ACTOR_EVENTS = Events("actor.failed", "actor.cleanup_failed")
+TASK_EVENTS = Events("task.failed", "task.cleanup_failed")
+
+
+def construct(
+    name: str,
+    factory: Callable[..., _T],
+    config: Mapping[str, Any],
+    log: FilteringBoundLogger,
+    events: Events = ACTOR_EVENTS,
+) -> _T:
+    """Build ``factory(**config)``.
+
+    Raises:
+        InitializationError: The constructor raised; its error is the cause.
+    """
+    try:
+        return factory(**config)
+    except Exception as exc:
+        log.error(events.failed, phase="init", error=_describe(exc))
+        raise InitializationError(name, _describe(exc)) from exc
+
+
+async def validate(
+    name: str,
+    hook: Callable[[], Any],
+    call: HookCall,
+    log: FilteringBoundLogger,
+    events: Events = ACTOR_EVENTS,
+) -> None:
+    """Run a ``validate()`` hook.
+
+    Raises:
+        ValidationError: The hook raised (refused its configuration); its error is the
+            cause.
+    """
+    try:
+        await call(hook)
+    except Exception as exc:
+        log.error(events.failed, phase="validate", error=_describe(exc))
+        raise ValidationError(name, _describe(exc)) from exc
+
+
+async def cleanup(
+    name: str,
+    hook: Callable[[], Any],
+    call: HookCall,
+    limit: float,
+    log: FilteringBoundLogger,
+    events: Events = ACTOR_EVENTS,
+) -> CleanupError | None:
+    """Run a ``cleanup()`` hook for at most ``limit`` seconds (``math.inf``: no limit).
+
+    A cleanup failure never hides the error that stopped the work, so it is returned
+    rather than raised: the caller decides whether it becomes the error or a note.
+
+    Returns:
+        The :class:`CleanupError` (its cause the hook's error, if it raised), or ``None``.
+    """
+    cause: Exception | None = None
+    try:
+        with trio.fail_after(limit):
+            await call(hook)
+    except trio.TooSlowError:
+        message = f"cleanup() did not finish within {limit:g} s"
+    except Exception as exc:
+        message, cause = _describe(exc), exc
+    else:
+        return None
+    error = CleanupError(name, message)
+    error.__cause__ = cause
+    log.error(events.cleanup_failed, phase="cleanup", error=message)
+    return error

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._logging import get_logger
-from ._status import LinkStatus
+from ._status import DropReason, LinkStatus
 
 if TYPE_CHECKING:
     from ._graph import LinkSpec
@@ -112,7 +112,7 @@ class Link:
         """
         total = len(items)
         if self.receiver_closed:
-            self.drop(total - start, "receiver_closed")
+            self.drop(total - start, DropReason.RECEIVER_CLOSED)
             return total
         if self.never_blocks:
             self._offer_lossy(items if start == 0 else items[start:])
@@ -135,10 +135,10 @@ class Link:
         """Accept ``items`` without ever blocking, dropping by the link's policy."""
         buffer = self.items
         lost = 0
-        reason = "overflow"
+        reason = DropReason.OVERFLOW
         if self.latest_only:
             # Only the newest pending item is kept; what it replaces is counted.
-            reason = "replaced"
+            reason = DropReason.REPLACED
             lost = len(buffer) + len(items) - 1
             buffer.clear()
             buffer.append(items[-1])
@@ -216,9 +216,14 @@ class Link:
         self._space.unpark_all()
 
     def close(self) -> None:
-        """The producer is done: the consumer sees the end of stream once drained."""
+        """The producer is done: the consumer sees the end of stream once drained.
+
+        A link closed while its producer still runs was removed from the system: the
+        producer, woken if it waits for room here, sends nothing more into it.
+        """
         self.closed = True
         self.mailbox.notify()
+        self._space.unpark_all()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -228,7 +233,9 @@ class Link:
     def finish_dropping(self) -> None:
         """Log the end of a dropping episode still open when the link's life ends."""
         if self._dropping_since is not None:
-            self._stopped_dropping("replaced" if self.latest_only else "overflow")
+            self._stopped_dropping(
+                DropReason.REPLACED if self.latest_only else DropReason.OVERFLOW
+            )
 
     def hand_back(self) -> list[Any]:
         """Remove and return everything buffered (the link is being removed)."""

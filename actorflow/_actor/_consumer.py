@@ -241,7 +241,8 @@ class ConsumerDriver:
                 if out:
                     sending, out = out, []
                     await outbox.send(sending, "out")
-                await pacing.yield_if_over()
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
                 if not left:
                     return
                 if self.incarnation.stopping:
@@ -282,7 +283,8 @@ class ConsumerDriver:
                         await room.outbox.send(results, "out")
                     else:
                         room.filtered += 1
-                await pacing.yield_if_over()
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
                 if self.incarnation.stopping:
                     raise Stop
             except BaseException:

@@ -332,7 +332,7 @@ class Actor:
         self.set_state(ActorState.READY)
         going_down = False
         try:
-            await self._wait_for_sources()
+            await _wait_for_sources(self)
             self.pacing.start()
             await self.outbox.flush()
             await _DRIVERS[self.kind](self, incarnation).run()
@@ -358,7 +358,7 @@ class Actor:
         finally:
             self.reason = incarnation.reason
             with trio.CancelScope(shield=True):
-                await self._end_incarnation(wait_for_upstream=going_down)
+                await _clean_up(self, wait_for_upstream=going_down)
 
     def _current(self) -> Incarnation:
         """The running incarnation, or one standing in before the first run."""
@@ -440,50 +440,10 @@ class Actor:
             restarts=self.restarts,
         )
 
-    async def _end_incarnation(self, *, wait_for_upstream: bool) -> None:
-        self.set_state(ActorState.ZOMBIE)
-        timeout = self.settings.cleanup_timeout
-        if wait_for_upstream:
-            # The whole system is going down at once: clean up producers first. Each
-            # upstream cleanup is bounded by its own timeout, so this wait is bounded by
-            # the timeouts of everything upstream; the bound is only a safety net.
-            with trio.move_on_after(timeout * self.ancestors):
-                for actor in self.upstream:
-                    if actor.incarnations:
-                        await actor.cleaned.wait()
-        try:
-            with trio.fail_after(timeout):
-                await self.lifecycle(self.module.cleanup)
-        except trio.TooSlowError:
-            self._cleanup_failed(f"cleanup() did not finish within {timeout:g} s", None)
-        except Exception as exc:
-            self._cleanup_failed(_describe(exc), exc)
-
-    def _cleanup_failed(self, message: str, cause: Exception | None) -> None:
-        error = CleanupError(self.name, message)
-        error.__cause__ = cause
-        self.cleanup_errors.append(error)
-        self.errors += 1
-        self.log.error("actor.cleanup_failed", phase="cleanup", error=message)
-
     def _wake(self) -> None:
         """Wake this actor wherever it waits, so that it notices a stop request."""
         self.mailbox.notify()
         self.outbox.wake()
-
-    async def _wait_for_sources(self) -> None:
-        for source, timeout in self.waits_for:
-            if source.ready:
-                continue
-            self.set_state(ActorState.BLOCKED, blocked_on=f"ready:{source.name}")
-            with trio.move_on_after(timeout):
-                await source.is_ready.wait()
-            if not source.ready:
-                raise RunError(
-                    self.name,
-                    f"waited {timeout:g} s for source {source.name!r} to be ready; it "
-                    "neither called ready(), sent an item, nor returned from start()",
-                )
 
     # -- calling the module --------------------------------------------------------------
 
@@ -578,3 +538,49 @@ class Actor:
             self.suspended = False
             self.mailbox.notify()
             self.log.info("actor.resumed")
+
+
+async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
+    """The end of an incarnation: its module's cleanup(), producers first when the
+    whole system is going down."""
+    actor.set_state(ActorState.ZOMBIE)
+    timeout = actor.settings.cleanup_timeout
+    if wait_for_upstream:
+        # The whole system is going down at once: clean up producers first. Each
+        # upstream cleanup is bounded by its own timeout, so this wait is bounded by
+        # the timeouts of everything upstream; the bound is only a safety net.
+        with trio.move_on_after(timeout * actor.ancestors):
+            for upstream in actor.upstream:
+                if upstream.incarnations:
+                    await upstream.cleaned.wait()
+    try:
+        with trio.fail_after(timeout):
+            await actor.lifecycle(actor.module.cleanup)
+    except trio.TooSlowError:
+        _cleanup_failed(actor, f"cleanup() did not finish within {timeout:g} s", None)
+    except Exception as exc:
+        _cleanup_failed(actor, _describe(exc), exc)
+
+
+def _cleanup_failed(actor: Actor, message: str, cause: Exception | None) -> None:
+    error = CleanupError(actor.name, message)
+    error.__cause__ = cause
+    actor.cleanup_errors.append(error)
+    actor.errors += 1
+    actor.log.error("actor.cleanup_failed", phase="cleanup", error=message)
+
+
+async def _wait_for_sources(actor: Actor) -> None:
+    """Wait until every source this actor depends on is ready (or fail after its timeout)."""
+    for source, timeout in actor.waits_for:
+        if source.ready:
+            continue
+        actor.set_state(ActorState.BLOCKED, blocked_on=f"ready:{source.name}")
+        with trio.move_on_after(timeout):
+            await source.is_ready.wait()
+        if not source.ready:
+            raise RunError(
+                actor.name,
+                f"waited {timeout:g} s for source {source.name!r} to be ready; it "
+                "neither called ready(), sent an item, nor returned from start()",
+            )

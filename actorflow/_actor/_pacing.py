@@ -56,11 +56,6 @@ class Pacing:
         self.deadline = self.now() + self.quantum
         self.set_state(ActorState.RUNNING)
 
-    async def yield_if_over(self) -> None:
-        """Yield when the quantum is spent."""
-        if self.now() >= self.deadline:
-            await self.yield_()
-
     def spent(self, deadline: float) -> bool:
         """Read the clock: True once ``deadline`` has passed; otherwise adapt the stride."""
         checked = self.now()

@@ -169,7 +169,8 @@ class SourceDriver:
                 if not batch:
                     return
                 await outbox.send(batch, "out")
-                await pacing.yield_if_over()
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:

@@ -29,7 +29,7 @@ from .._link import Link, Mailbox
 from .._logging import get_logger
 from .._module import Module, ModuleKind, RunningSystem
 from .._settings import Settings
-from .._status import ActorState, ActorStatus, EndReason
+from .._status import ActorState, ActorStatus, DropReason, EndReason
 from ._consumer import ConsumerDriver
 from ._incarnation import Incarnation, Stop
 from ._outbox import Outbox
@@ -403,10 +403,13 @@ class Actor:
             finish()
         for link in self.mailbox.links:
             link.close_receiver()
-            count = link.discard("consumer_terminated")
+            count = link.discard(DropReason.CONSUMER_TERMINATED)
             if count:
                 self.log.warning(
-                    "link.dropped", link=link.name, reason="consumer_terminated", count=count
+                    "link.dropped",
+                    link=link.name,
+                    reason=DropReason.CONSUMER_TERMINATED,
+                    count=count,
                 )
         failed = self.reason == EndReason.FAILED
         self.set_state(ActorState.INVALID if failed else ActorState.TERMINATED)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 
 from ._logging import get_logger
@@ -47,7 +48,7 @@ class Link:
 
     __slots__ = (
         "_dropping_since",
-        "_log",
+        "_logger",
         "_space",
         "capacity",
         "closed",
@@ -96,8 +97,15 @@ class Link:
         """Served by worker tasks of its own, not by the consumer's main loop."""
         """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
-        self._log = get_logger(link=spec.name)
+        self._logger: structlog.typing.FilteringBoundLogger | None = None
         mailbox.links.append(self)
+
+    @property
+    def _log(self) -> structlog.typing.FilteringBoundLogger:
+        """The link's logger, made on first use (most links never log)."""
+        if self._logger is None:
+            self._logger = get_logger(link=self.spec.name)
+        return self._logger
 
     def drop(self, count: int, reason: str) -> None:
         """Count ``count`` items as lost on this link, for ``reason``."""

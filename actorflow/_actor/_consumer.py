@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError
-from .._hooks import HookStyle, accepts_port, hook_style
+from .._hooks import HookStyle, accepts_port, call_item_hook, hook_style
 from .._link import Link
 from .._module import Many, ModuleKind
 from .._status import ActorState
@@ -269,7 +269,7 @@ class ConsumerDriver:
         base = room.received - len(batch)
         for index, item in enumerate(batch):
             try:
-                results = await _call_item_hook(fn, style, item)
+                results = await call_item_hook(fn, style, item)
             except Exception as exc:
                 rest = batch[index + 1 :]
                 raise self._item_failed(exc, link, item, rest, base + index + 1) from exc
@@ -298,18 +298,3 @@ def _close_feedback(links: list[Link]) -> None:
     for link in links:
         if link.spec.feedback:
             link.close_receiver()
-
-
-async def _call_item_hook(fn: Callable[[Any], Any], style: HookStyle, item: Any) -> list[Any]:
-    if style is HookStyle.SYNC_GEN:
-        return list(fn(item))
-    if style is HookStyle.ASYNC_GEN:
-        return [value async for value in fn(item)]
-    result = fn(item)
-    if style is not HookStyle.SYNC:
-        result = await result
-    if result is None:
-        return []
-    if type(result) is Many:
-        return list(result.items)
-    return [result]

@@ -16,15 +16,13 @@ with its reason, never lost silently.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
-from ._module import Sink, Source
+from ._module import ModuleContext, Sink, Source
 from ._ports import Port
-
-if TYPE_CHECKING:
-    from ._actor import Actor
+from ._status import DropReason
 
 __all__ = ["Inlet", "Outlet", "OutletReader", "Variable"]
 
@@ -38,7 +36,7 @@ def _check_buffer(buffer: int) -> int:
 _Channel = TypeVar("_Channel", "_InletChannel", "_OutletChannel")
 
 
-def _kept(actor: Actor, key: str, make: type[_Channel], buffer: int) -> _Channel:
+def _kept(actor: ModuleContext, key: str, make: type[_Channel], buffer: int) -> _Channel:
     """The actor's channel under ``key``, made on first use and ended with the actor
     (not with one incarnation of its module)."""
     channel = actor.keep.get(key)
@@ -52,7 +50,7 @@ def _kept(actor: Actor, key: str, make: type[_Channel], buffer: int) -> _Channel
 class _InletChannel:
     """An inlet's queue, kept by its actor across restarts."""
 
-    def __init__(self, actor: Actor, buffer: int) -> None:
+    def __init__(self, actor: ModuleContext, buffer: int) -> None:
         self.actor = actor
         self.send, self.receive = trio.open_memory_channel[Any](buffer)
 
@@ -68,8 +66,10 @@ class _InletChannel:
             left += 1
         self.receive.close()
         if left:
-            self.actor._drop(left, "shutdown")
-            self.actor.log.warning("actor.dropped", port="out", reason="shutdown", count=left)
+            self.actor.count_drop(left, DropReason.SHUTDOWN)
+            self.actor.log.warning(
+                "actor.dropped", port="out", reason=DropReason.SHUTDOWN, count=left
+            )
 
 
 class Inlet(Source):
@@ -185,13 +185,13 @@ class Variable(Inlet):
 class _OutletChannel:
     """An outlet's queue and its readers, kept by its actor across restarts."""
 
-    def __init__(self, actor: Actor, buffer: int) -> None:
+    def __init__(self, actor: ModuleContext, buffer: int) -> None:
         self.actor = actor
         self.send, self.items = trio.open_memory_channel[Any](buffer)
         self.open: set[trio.MemoryReceiveChannel[Any]] = set()
         """The open readers' channels; when the last one closes, the outlet drops."""
         self.abandoned = False
-        self.reason = "no_reader"
+        self.reason = DropReason.NO_READER
         self.warned = False
 
     def reader(self, name: str) -> OutletReader:
@@ -215,7 +215,7 @@ class _OutletChannel:
     def lost(self, count: int) -> None:
         """Count ``count`` items nobody will read, with one warning per reason."""
         if count:
-            self.actor._drop(count, self.reason)
+            self.actor.count_drop(count, self.reason)
             if not self.warned:
                 self.warned = True
                 self.actor.log.warning("actor.dropped", port="in", reason=self.reason, count=count)
@@ -230,9 +230,9 @@ class _OutletChannel:
 
     def unread(self) -> None:
         """The host can read no more: count what waits and everything that comes."""
-        if self.reason == "unread":
+        if self.reason == DropReason.UNREAD:
             return
-        self.reason, self.warned = "unread", False
+        self.reason, self.warned = DropReason.UNREAD, False
         waiting = next(iter(self.open), self.items)
         self.abandoned = True
         self.lost(waiting.statistics().current_buffer_used)

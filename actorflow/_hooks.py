@@ -7,7 +7,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HookStyle", "accepts_port", "call_hook", "hook_style"]
+from ._module import Many
+
+__all__ = ["HookStyle", "accepts_port", "call_hook", "call_item_hook", "hook_style"]
 
 
 class HookStyle(enum.Enum):
@@ -65,3 +67,20 @@ def accepts_port(fn: Callable[..., Any]) -> bool:
     # one, or one named `port`, receives the port name.
     second = positional[1]
     return second.default is inspect.Parameter.empty or second.name == "port"
+
+
+async def call_item_hook(fn: Callable[[Any], Any], style: HookStyle, item: Any) -> list[Any]:
+    """Call a per-item hook of a known ``style``; return its results as a list
+    (``None``: none; :class:`Many`: each of its items; anything else: itself)."""
+    if style is HookStyle.SYNC_GEN:
+        return list(fn(item))
+    if style is HookStyle.ASYNC_GEN:
+        return [value async for value in fn(item)]
+    result = fn(item)
+    if style is not HookStyle.SYNC:
+        result = await result
+    if result is None:
+        return []
+    if type(result) is Many:
+        return list(result.items)
+    return [result]

@@ -19,12 +19,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 import trio
 
 from ._logging import get_logger
 from ._specs import LinkSpec
 from ._specs import Overflow as Overflow
-from ._status import LinkStatus
+from ._status import DropReason, LinkStatus
 
 __all__ = ["Link", "Mailbox", "Overflow"]
 
@@ -34,7 +35,7 @@ class Link:
 
     __slots__ = (
         "_dropping_since",
-        "_log",
+        "_logger",
         "_space",
         "capacity",
         "closed",
@@ -83,8 +84,15 @@ class Link:
         """Served by worker tasks of its own, not by the consumer's main loop."""
         """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
-        self._log = get_logger(link=spec.name)
+        self._logger: structlog.typing.FilteringBoundLogger | None = None
         mailbox.links.append(self)
+
+    @property
+    def _log(self) -> structlog.typing.FilteringBoundLogger:
+        """The link's logger, made on first use (most links never log)."""
+        if self._logger is None:
+            self._logger = get_logger(link=self.spec.name)
+        return self._logger
 
     def drop(self, count: int, reason: str) -> None:
         """Count ``count`` items as lost on this link, for ``reason``."""
@@ -99,7 +107,7 @@ class Link:
         """
         total = len(items)
         if self.receiver_closed:
-            self.drop(total - start, "receiver_closed")
+            self.drop(total - start, DropReason.RECEIVER_CLOSED)
             return total
         if self.never_blocks:
             self._offer_lossy(items if start == 0 else items[start:])
@@ -122,10 +130,10 @@ class Link:
         """Accept ``items`` without ever blocking, dropping by the link's policy."""
         buffer = self.items
         lost = 0
-        reason = "overflow"
+        reason = DropReason.OVERFLOW
         if self.latest_only:
             # Only the newest pending item is kept; what it replaces is counted.
-            reason = "replaced"
+            reason = DropReason.REPLACED
             lost = len(buffer) + len(items) - 1
             buffer.clear()
             buffer.append(items[-1])
@@ -203,9 +211,14 @@ class Link:
         self._space.unpark_all()
 
     def close(self) -> None:
-        """The producer is done: the consumer sees the end of stream once drained."""
+        """The producer is done: the consumer sees the end of stream once drained.
+
+        A link closed while its producer still runs was removed from the system: the
+        producer, woken if it waits for room here, sends nothing more into it.
+        """
         self.closed = True
         self.mailbox.notify()
+        self._space.unpark_all()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -215,7 +228,9 @@ class Link:
     def finish_dropping(self) -> None:
         """Log the end of a dropping episode still open when the link's life ends."""
         if self._dropping_since is not None:
-            self._stopped_dropping("replaced" if self.latest_only else "overflow")
+            self._stopped_dropping(
+                DropReason.REPLACED if self.latest_only else DropReason.OVERFLOW
+            )
 
     def hand_back(self) -> list[Any]:
         """Remove and return everything buffered (the link is being removed)."""

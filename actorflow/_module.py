@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 import attrs
+import structlog
 
 from ._data import Data
 from ._ports import Port
-from ._store import ModuleData
+from ._store import ModuleData, Store
 
-if TYPE_CHECKING:
-    import structlog
-
-    from ._actor import Actor
-
-__all__ = ["Many", "Module", "ModuleKind", "Processor", "Sink", "Source", "Tag"]
+__all__ = [
+    "Many",
+    "Module",
+    "ModuleContext",
+    "ModuleKind",
+    "Processor",
+    "RunningSystem",
+    "Sink",
+    "Source",
+    "Tag",
+]
 
 
 class ModuleKind(enum.Enum):
@@ -44,6 +50,71 @@ class Many:
     """
 
     items: tuple[Any, ...] = attrs.field(converter=tuple)
+
+
+class RunningSystem(Protocol):
+    """What a module may ask of the running system: its store, and changes to links."""
+
+    store: Store
+
+    async def add_link(self, source: str, target: str, **options: Any) -> Any: ...
+
+    async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]: ...
+
+    async def set(self, name: str, value: Any) -> None: ...
+
+
+class ModuleContext(Protocol):
+    """All a module may ask of its runtime (the actor that drives it).
+
+    The module talks to the runtime only through this, so that a module kind can be
+    read, tested and changed without the engine room.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger: ...
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def retired(self) -> bool: ...
+
+    @property
+    def system(self) -> RunningSystem | None: ...
+
+    @property
+    def keep(self) -> dict[str, Any]: ...
+
+    @property
+    def at_end(self) -> list[Callable[[], None]]: ...
+
+    async def emit(self, item: Any, port: str = "out") -> None: ...
+
+    def mark_ready(self) -> None: ...
+
+    def set_progress(self, done: float, total: float | None) -> None: ...
+
+    def set_info(self, task: str | None, info: dict[str, Any]) -> None: ...
+
+    def count_drop(self, count: int, reason: str) -> None: ...
+
+    def read_port(self, port: str, limit: int | None) -> list[Any]: ...
+
+    def read_synced(
+        self, ports: Sequence[str], key: Callable[[Any], Hashable] | None, limit: int | None
+    ) -> list[tuple[Any, ...]]: ...
+
+    def post(self, item: Any, port: str) -> None: ...
+
+    def waiting(self, port: str) -> int: ...
+
+    def input_ports(self) -> tuple[str, ...]: ...
+
+    def inputs_done(self) -> bool: ...
 
 
 class Module:
@@ -71,7 +142,7 @@ class Module:
     they then run in worker threads (at most ``Settings.thread_limit`` at once), so
     other actors keep running. Async hooks always run on the event loop."""
 
-    _actor: Actor | None = None
+    _actor: ModuleContext | None = None
 
     def validate(self) -> Any:
         """Check the configuration; raise to refuse it.
@@ -125,17 +196,14 @@ class Module:
         Shown in :meth:`System.status`, in every heartbeat and in the live view of
         ``actorflow run``; a progressive module's is also logged as ``actor.progress``.
         """
-        self._bound().progress = (float(done), None if total is None else float(total))
+        self._bound().set_progress(done, total)
 
     def set_info(self, task: str | None = None, **info: Any) -> None:
         """Say what the module is doing, for people watching: an optional task name
         ("encoding") and free-form fields (``frame=3, frames=10``) that replace the
         previous ones. Shown in :meth:`System.status` and every heartbeat; values should
         be JSON-ready (others are reported as their ``str()``)."""
-        actor = self._bound()
-        if task is not None:
-            actor.task = task
-        actor.info = info
+        self._bound().set_info(task, info)
 
     shared_namespace: ClassVar[str | None] = None
     """The shared-data namespace; ``None`` means the class name, so every module of a
@@ -144,24 +212,31 @@ class Module:
     @property
     def shared(self) -> ModuleData:
         """This module's view of the system's shared data store."""
-        system = self._bound().system
         namespace = self.shared_namespace or type(self).__qualname__
-        return ModuleData(system.store, namespace)
+        return ModuleData(self._system().store, namespace)
 
     async def add_link(self, source: str, target: str, **options: Any) -> Any:
         """Add a link to the running system; see :meth:`System.add_link`."""
-        return await self._bound().system.add_link(source, target, **options)
+        return await self._system().add_link(source, target, **options)
 
     async def set_variable(self, name: str, value: Any) -> None:
         """Set the :class:`Variable` module ``name``; see :meth:`System.set`."""
-        await self._bound().system.set(name, value)
+        await self._system().set(name, value)
 
     async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
         """Remove a link from the running system; see :meth:`System.remove_link`."""
-        result: list[Any] = await self._bound().system.remove_link(name, return_items=return_items)
-        return result
+        return await self._system().remove_link(name, return_items=return_items)
 
-    def _bound(self) -> Actor:
+    def _system(self) -> RunningSystem:
+        system = self._bound().system
+        if system is None:
+            raise RuntimeError(
+                f"{type(self).__qualname__} is not running in a system; "
+                "the shared store and link changes are only available in one"
+            )
+        return system
+
+    def _bound(self) -> ModuleContext:
         actor = self._actor
         if actor is None:
             raise RuntimeError(

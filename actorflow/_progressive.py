@@ -101,18 +101,14 @@ class Progressive(Module):
         return all(self._waiting(port) for port in ports or self._input_ports())
 
     def _input_ports(self) -> tuple[str, ...]:
-        return tuple({link.spec.target_port: None for link in self._bound().mailbox.links})
+        return self._bound().input_ports()
 
     def _waiting(self, port: str) -> int:
-        return sum(
-            len(link.items)
-            for link in self._bound().mailbox.links
-            if link.spec.target_port == port
-        )
+        return self._bound().waiting(port)
 
     def inputs_done(self) -> bool:
         """Whether every input has ended and been read to the end."""
-        return self._bound().mailbox.exhausted()
+        return self._bound().inputs_done()
 
     def post(self, item: Any, port: str = "out") -> None:
         """Post a (partial) result; it is sent when the step returns."""

@@ -8,7 +8,63 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ActorState", "ActorStatus", "LinkStatus", "SystemState", "SystemStatus"]
+__all__ = [
+    "ActorState",
+    "ActorStatus",
+    "DropReason",
+    "EndReason",
+    "LinkStatus",
+    "SystemState",
+    "SystemStatus",
+]
+
+
+class EndReason(enum.StrEnum):
+    """Why an actor's incarnation (or the actor, for good) ended.
+
+    A ``StrEnum``: each compares equal to the string that logs, status snapshots and
+    docs have always shown.
+    """
+
+    NORMAL = "normal"
+    """Its input (or its source) reached the end of stream."""
+    STOPPED = "stopped"
+    """It was asked to stop and did."""
+    FAILED = "failed"
+    """Its module raised."""
+    KILLED = "killed"
+    """Its supervisor cancelled it (a stop that took too long)."""
+    CANCELLED = "cancelled"
+    """The whole system was cancelled."""
+    SHUTDOWN = "shutdown"
+    """The system ended while the actor was still running."""
+    NOT_STARTED = "not_started"
+    """The system ended before the actor ever ran."""
+
+
+class DropReason(enum.StrEnum):
+    """Why items were counted as dropped (the keys of ``dropped`` counters)."""
+
+    UNCONNECTED = "unconnected"
+    """Emitted on an output port that has no link."""
+    SHUTDOWN = "shutdown"
+    """Still buffered or owed when the system ended."""
+    CONSUMER_TERMINATED = "consumer_terminated"
+    """Waiting in a link when its consumer ended for good."""
+    RECEIVER_CLOSED = "receiver_closed"
+    """Offered to a link whose consumer is gone."""
+    COPY_FAILED = "copy_failed"
+    """The link's copy policy could not copy the item."""
+    OVERFLOW = "overflow"
+    """A lossy link was full (``drop_newest`` / ``drop_oldest``)."""
+    REPLACED = "replaced"
+    """A ``latest_only`` link replaced it with a newer item."""
+    NO_READER = "no_reader"
+    """An outlet whose every reader has closed."""
+    UNREAD = "unread"
+    """An outlet whose host can read no more."""
+    UNDECODABLE = "undecodable"
+    """A remote entry that could not be decoded."""
 
 
 class ActorState(enum.Enum):

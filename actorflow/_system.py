@@ -329,7 +329,7 @@ class System:
     async def _validate_modules(self) -> None:
         for actor in self._wiring.actors.values():
             try:
-                await validate(actor.name, actor.module.validate, actor._lifecycle, actor.log)
+                await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
             except ValidationError:
                 actor.set_state(ActorState.INVALID)
                 raise

@@ -17,7 +17,7 @@ from ._actor import Actor, DeadLetter
 from ._copying import copier_for
 from ._graph import Graph
 from ._link import Link
-from ._module import Module
+from ._module import Module, RunningSystem
 from ._settings import Settings
 from ._specs import LinkSpec, ModuleSpec
 from ._supervisor import ChildSpec, Supervisor, Worker
@@ -84,7 +84,7 @@ class Wiring:
             raise KeyError(f"no module {name!r} (modules: {known})")
         return actor
 
-    def wire(self, system: object) -> Supervisor:
+    def wire(self, system: RunningSystem) -> Supervisor:
         """Join the validated actors (dependencies, links, dead letters) and return the
         root of their supervisor tree."""
         for actor in self.actors.values():

@@ -176,6 +176,40 @@ async def test_removing_a_link_can_hand_its_items_back(
     assert system.status().dropped == 0
 
 
+async def test_removing_a_link_its_producer_waits_on_loses_nothing_on_a_sibling(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A producer blocked on a full link that is removed stops sending to it at once, and
+    the item it was sending still reaches the port's other links."""
+    release = trio.Event()
+    gated: list[Any] = []
+    other: list[Any] = []
+
+    class Gated(af.Sink):
+        async def consume(self, data: Any) -> None:
+            await release.wait()
+            gated.append(data["n"])
+
+    graph = af.Graph()
+    graph.add("src", Dicts)
+    graph.add("gated", Gated)
+    graph.add("other", Collect, into=other)
+    graph.link("src", "gated", buffer=1)  # the port's first link: blocks at item 2
+    graph.link("src", "other")
+    async with af.open_system(graph) as system:
+        await trio.sleep(2.5)
+        assert system.status().actors["src"].blocked_on == "output:out"
+        await system.remove_link("src.out -> gated.in")
+        release.set()
+        await trio.sleep(2)
+        await system.stop()
+    assert [item["n"] for item in other] == list(range(len(other)))
+    assert len(other) >= 4
+    assert gated == [0, 1]  # item 2 was never delivered into the removed link
+    link = system.status().links["src.out -> gated.in"]
+    assert (link.sent, link.delivered) == (2, 2)
+
+
 class Rewire(af.Processor):
     """On its first item, links itself to the 'late' sink."""
 

@@ -311,22 +311,12 @@ def test_oversized_names_each_long_class_and_function(tmp_path: Path) -> None:
 # -- the package -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="import cycles removed by the core redesign (issue 12)",
-)
 def test_actorflow_has_no_import_cycle_not_even_a_type_only_one() -> None:
     """No two modules of actorflow import each other, directly or around a loop, in any way."""
     cycles = import_cycles(PACKAGE_DIR)
     assert not cycles, "import cycles in actorflow/:\n" + "\n".join(cycles)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Actor and the longest functions are split by the core redesign (issue 12)",
-)
 def test_no_class_over_500_lines_and_no_function_over_60() -> None:
     """Every room stays small enough to read: classes up to 500 lines, functions up to 60."""
     found = oversized(PACKAGE_DIR)

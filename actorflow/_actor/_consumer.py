@@ -1,0 +1,300 @@
+"""The consumer driver: processors and sinks handle what arrives, batch by batch.
+
+The main loop takes a batch from one link at a time (round robin) and hands it to that
+link's *item handler*, built once per incarnation from the hook's shape (sync, async,
+generator; with or without the port; collecting results or not; in a thread when the
+module blocks). Links with ``workers != 1`` are served by a crew of their own tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from itertools import islice
+from typing import Any
+
+import trio
+
+from .._exceptions import RunError
+from .._hooks import HookStyle, accepts_port, call_item_hook, hook_style
+from .._link import Link
+from .._module import Many, ModuleKind
+from .._status import ActorState
+from ._incarnation import Incarnation, Stop
+from ._room import Room
+
+__all__ = ["ConsumerDriver"]
+
+_Handler = Callable[[Link, list[Any]], Awaitable[None]]
+
+
+class ConsumerDriver:
+    """Runs one incarnation of a processor or a sink."""
+
+    __slots__ = (
+        "_handlers",
+        "collect",
+        "hook",
+        "hook_name",
+        "incarnation",
+        "room",
+        "style",
+        "with_port",
+    )
+
+    def __init__(self, room: Room, incarnation: Incarnation) -> None:
+        self.room = room
+        self.incarnation = incarnation
+        module: Any = room.module
+        processor = room.kind is ModuleKind.PROCESSOR
+        hook = module.process if processor else module.consume
+        self.hook_name = "process()" if processor else "consume()"
+        self.collect = processor
+        self.style = hook_style(hook)
+        self.with_port = accepts_port(hook)
+        if module.blocking and self.style in (HookStyle.SYNC, HookStyle.SYNC_GEN):
+            hook = self._threaded(hook, gathered=self.style is HookStyle.SYNC_GEN)
+            self.style = HookStyle.ASYNC
+        self.hook: Callable[..., Any] = hook
+        self._handlers: dict[Link, _Handler] = {}
+
+    def _threaded(self, hook: Callable[..., Any], *, gathered: bool) -> Callable[..., Any]:
+        """A blocking module's sync hook, called in a worker thread."""
+        in_thread = self.room.in_thread
+
+        async def threaded(*args: Any) -> Any:
+            if gathered:
+                return Many(await in_thread(lambda: list(hook(*args))))
+            return await in_thread(hook, *args)
+
+        return threaded
+
+    def _for_port(self, link: Link) -> Callable[..., Any]:
+        hook = self.hook
+        if not self.with_port:
+            return hook
+        port = link.spec.target_port
+        return lambda item: hook(item, port)
+
+    def _handler(self, link: Link) -> _Handler:
+        """The item handler of ``link`` (made once per incarnation and link)."""
+        fn = self._for_port(link)
+        if self.style is HookStyle.SYNC:
+            return partial(self._handle_sync, fn)
+        return partial(self._handle_general, fn)
+
+    async def run(self) -> None:
+        dedicated = [link for link in self.room.mailbox.links if link.dedicated]
+        if dedicated:
+            await self._run_crew(dedicated)
+        else:
+            await self._main_loop()
+
+    async def _run_crew(self, dedicated: list[Link]) -> None:
+        """The main loop plus the worker tasks of links with ``workers != 1``; the first
+        module failure in any of them cancels the others (their items go back)."""
+        failures: list[RunError] = []
+        async with trio.open_nursery() as crew:
+
+            async def guarded(work: Callable[..., Any], *args: Any) -> None:
+                try:
+                    await work(*args)
+                except Stop:
+                    pass
+                except RunError as error:
+                    if not failures:
+                        failures.append(error)
+                    crew.cancel_scope.cancel()
+
+            crew.start_soon(guarded, self._main_loop)
+            for link in dedicated:
+                fn = self._for_port(link)
+                if link.spec.workers == 0:
+                    crew.start_soon(guarded, self._spawner, link, fn, guarded)
+                else:
+                    for _ in range(link.spec.workers):
+                        crew.start_soon(guarded, self._link_worker, link, fn)
+        if failures:
+            raise failures[0]
+
+    def _took_one(self, link: Link) -> list[Any]:
+        room = self.room
+        batch = link.take(1)
+        room.received += 1
+        if room.debug:
+            room.trace("message.received", batch, link=link.name)
+        room.set_state(ActorState.RUNNING)
+        return batch
+
+    async def _link_worker(self, link: Link, fn: Callable[[Any], Any]) -> None:
+        """One of a link's N workers: take one item at a time, in turn with the others."""
+        incarnation, mailbox = self.incarnation, self.room.mailbox
+        while not incarnation.stopping:
+            if link.items:
+                await self._handle_general(fn, link, self._took_one(link))
+            elif link.closed:
+                return
+            else:
+                await mailbox.wait()
+
+    async def _spawner(
+        self, link: Link, fn: Callable[[Any], Any], guarded: Callable[..., Any]
+    ) -> None:
+        """Spawn mode: a fresh task per item, at most ``spawn_limit`` at once."""
+        incarnation, mailbox = self.incarnation, self.room.mailbox
+        slots = trio.Semaphore(link.spec.spawn_limit)
+
+        async def one(batch: list[Any]) -> None:
+            try:
+                await self._handle_general(fn, link, batch)
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as tasks:
+            while not incarnation.stopping:
+                if link.items:
+                    await slots.acquire()
+                    if not link.items or incarnation.stopping:
+                        slots.release()
+                        continue
+                    tasks.start_soon(guarded, one, self._took_one(link))
+                elif link.closed:
+                    return
+                else:
+                    await mailbox.wait()
+
+    async def _main_loop(self) -> None:
+        room, incarnation = self.room, self.incarnation
+        mailbox, pacing = room.mailbox, room.pacing
+        limit = room.settings.max_batch
+        handlers = self._handlers
+        feedback_closed = not any(link.spec.feedback for link in mailbox.links)
+        while not incarnation.stopping:
+            got = mailbox.take(limit)
+            if got is None:
+                if mailbox.exhausted():
+                    if feedback_closed:
+                        return
+                    _close_feedback(mailbox.links)
+                    feedback_closed = True
+                    continue
+                room.set_state(ActorState.BLOCKED, blocked_on="input")
+                await mailbox.wait()
+                pacing.restart()
+                continue
+            link, batch = got
+            room.received += len(batch)
+            if room.debug:
+                room.trace("message.received", batch, link=link.name)
+            room.set_state(ActorState.RUNNING)
+            handle = handlers.get(link)
+            if handle is None:
+                handle = handlers[link] = self._handler(link)
+            await handle(link, batch)
+            if mailbox.remote:
+                link.settle()  # acknowledged now, not when this link is next read
+
+    def _give_back(self, link: Link, items: list[Any]) -> None:
+        """Put items taken but not handled back at the front of their link."""
+        if items:
+            link.requeue(items)
+            self.room.received -= len(items)
+
+    def _item_failed(
+        self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int
+    ) -> RunError:
+        """The module raised on ``item``: retry it later or dead-letter it; requeue the rest."""
+        give_back = partial(self._give_back, link)
+        return self.room.retries.failed(exc, self.hook_name, item, sequence, give_back, rest)
+
+    async def _handle_sync(self, fn: Callable[[Any], Any], link: Link, batch: list[Any]) -> None:
+        """A sync hook: items are handled in strides, without awaiting, until the
+        quantum is spent; then the outputs go out and the actor yields."""
+        room = self.room
+        pacing, outbox = room.pacing, room.outbox
+        base = room.received - len(batch)
+        items = iter(batch)
+        left = len(batch)
+        out: list[Any] = []
+        item: Any = None
+        try:
+            while True:
+                out = []
+                append = out.append
+                for size in pacing.strides(left):
+                    left -= size
+                    if self.collect:
+                        for item in islice(items, size):
+                            result = fn(item)
+                            if result is None:
+                                room.filtered += 1
+                            elif type(result) is Many:
+                                if result.items:
+                                    out.extend(result.items)
+                                else:
+                                    room.filtered += 1
+                            else:
+                                append(result)
+                    else:
+                        for item in islice(items, size):
+                            fn(item)
+                if out:
+                    sending, out = out, []
+                    await outbox.send(sending, "out")
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
+                if not left:
+                    return
+                if self.incarnation.stopping:
+                    raise Stop
+        except Exception as exc:
+            if isinstance(exc, RunError | Stop):
+                self._give_back(link, list(items))
+                raise
+            # `item` raised: the outputs of the items before it go out first.
+            outbox.owe(out, "out")
+            rest = list(items)
+            sequence = base + len(batch) - len(rest)
+            raise self._item_failed(exc, link, item, rest, sequence) from exc
+        except BaseException:
+            self._give_back(link, list(items))
+            raise
+
+    async def _handle_general(
+        self, fn: Callable[[Any], Any], link: Link, batch: list[Any]
+    ) -> None:
+        """Any other hook: one item at a time, awaiting each."""
+        room, style, collect = self.room, self.style, self.collect
+        pacing = room.pacing
+        base = room.received - len(batch)
+        for index, item in enumerate(batch):
+            try:
+                results = await call_item_hook(fn, style, item)
+            except Exception as exc:
+                rest = batch[index + 1 :]
+                raise self._item_failed(exc, link, item, rest, base + index + 1) from exc
+            except BaseException:
+                # Cancelled inside the hook: the item was not handled; keep it.
+                self._give_back(link, batch[index:])
+                raise
+            try:
+                if collect:
+                    if results:
+                        await room.outbox.send(results, "out")
+                    else:
+                        room.filtered += 1
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
+                if self.incarnation.stopping:
+                    raise Stop
+            except BaseException:
+                self._give_back(link, batch[index + 1 :])
+                raise
+
+
+def _close_feedback(links: list[Link]) -> None:
+    """The real inputs are done: feedback links close too; what they already hold is
+    still handled."""
+    for link in links:
+        if link.spec.feedback:
+            link.close_receiver()

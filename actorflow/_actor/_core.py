@@ -1,0 +1,571 @@
+"""Driving one module: its identity, its states, the supervisor's Worker protocol.
+
+An :class:`Actor` outlives the module instances it drives. Each *incarnation* is a fresh
+module built from the same class and config, run by a fresh :class:`Incarnation` and
+the driver of its kind; the mailbox, the links, the counters and any output not yet
+delivered belong to the actor and survive a restart, so a crash loses no queued item.
+
+An actor handles what is already in its mailbox without yielding to the scheduler until
+its *quantum* (a time budget, see :mod:`._pacing`) is spent, then checkpoints. That is
+what makes actorflow fast on trio: scheduling costs are paid once per quantum or once
+per empty mailbox, not once per message; and it is what keeps it fair: no actor holds
+the loop much longer than a quantum while others wait.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import trio
+
+from .._data import Data
+from .._exceptions import CleanupError, RunError, _describe
+from .._graph import ModuleSpec
+from .._hooks import HookStyle, call_hook, hook_style
+from .._lifecycle import cleanup, construct, validate
+from .._link import Link, Mailbox
+from .._logging import get_logger
+from .._module import Module, ModuleKind, RunningSystem
+from .._settings import Settings
+from .._status import ActorState, ActorStatus, DropReason, EndReason
+from ._consumer import ConsumerDriver
+from ._incarnation import Incarnation, Stop
+from ._outbox import Outbox
+from ._pacing import Pacing
+from ._retries import DeadLetter, Retries
+from ._source import SourceDriver, stop_source
+from ._stepper import StepDriver, read_port, read_synced
+
+__all__ = ["Actor"]
+
+# Transitions that happen once per batch are logged at debug level; the rest at info.
+_FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
+
+# The driver of each kind, chosen once when an incarnation starts.
+_DRIVERS: dict[ModuleKind, type[SourceDriver | ConsumerDriver | StepDriver]] = {
+    ModuleKind.SOURCE: SourceDriver,
+    ModuleKind.PROCESSOR: ConsumerDriver,
+    ModuleKind.SINK: ConsumerDriver,
+    ModuleKind.PROGRESSIVE: StepDriver,
+}
+
+
+class Actor:
+    """The runtime object that drives one module: a :class:`~actorflow.Worker` for
+    the supervisor."""
+
+    __slots__ = (
+        "_at_end",
+        "_cleaned",
+        "_done_cleaning",
+        "_fresh",
+        "_keep",
+        "_on_terminated",
+        "_posted",
+        "_ready_event",
+        "_system_stopping",
+        "ancestors",
+        "attempts",
+        "blocked_on",
+        "cleanup_errors",
+        "debug",
+        "dropped",
+        "emitted",
+        "errors",
+        "failure",
+        "filtered",
+        "incarnation",
+        "incarnations",
+        "info",
+        "kind",
+        "log",
+        "mailbox",
+        "module",
+        "name",
+        "outbox",
+        "pacing",
+        "progress",
+        "ready",
+        "reason",
+        "received",
+        "restarts",
+        "retries",
+        "settings",
+        "spec",
+        "state",
+        "step_size",
+        "suspended",
+        "system",
+        "task",
+        "terminated",
+        "thread_limiter",
+        "upstream",
+        "waits_for",
+    )
+
+    def __init__(
+        self,
+        spec: ModuleSpec,
+        module: Module,
+        settings: Settings,
+        *,
+        attempts: int = 1,
+        dead_letter: Callable[[DeadLetter], None] | None = None,
+        on_terminated: Callable[[Actor], None] | None = None,
+        system_stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.module = module
+        self.kind: ModuleKind = module.kind
+        self.settings = settings
+        self.attempts = attempts
+        self.log = get_logger(actor=spec.name)
+        # Batches come and go thousands of times a second: build their debug events
+        # only when someone will read them.
+        self.debug = self.log.is_enabled_for(logging.DEBUG)
+        self._on_terminated = on_terminated
+        self._system_stopping = system_stopping
+        self.state = ActorState.CREATED
+        self.blocked_on: str | None = None
+        self.mailbox = Mailbox()
+        self.pacing = Pacing(settings.quantum, self.set_state)
+        self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
+        self.retries = Retries(spec.name, attempts, self.log, dead_letter)
+        self.incarnation: Incarnation | None = None
+        self.upstream: list[Actor] = []
+        """Actors feeding this one through non-feedback links; cleaned up before it
+        when the whole system is cancelled."""
+        self.ancestors = 0
+        """How many actors feed this one, directly or not (set when the graph is wired)."""
+        self._init_counters()
+        self._fresh = True
+        self.ready = False
+        self._ready_event: trio.Event | None = None
+        self.waits_for: list[tuple[Actor, float]] = []
+        """Sources this actor waits to be ready before it handles anything."""
+        self.suspended = False
+        self.progress: tuple[float, float | None] | None = None
+        self.task: str = spec.factory.__qualname__
+        """What it is doing: its module's class name, unless the module said otherwise."""
+        self.info: dict[str, Any] = {}
+        self.step_size: int | None = None
+        self._posted: list[tuple[str, Any]] | None = None
+        self.system: RunningSystem | None = None
+        """The running System, for modules that change links (set when it is built)."""
+        self._keep: dict[str, Any] | None = None
+        self._at_end: list[Callable[[], None]] | None = None
+        self.thread_limiter: trio.CapacityLimiter | None = None
+        """Shared by the system's blocking modules; set when the system is built."""
+        module._actor = self
+        self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
+
+    def _init_counters(self) -> None:
+        self.received = 0
+        self.emitted = 0
+        self.filtered = 0
+        self.errors = 0
+        self.restarts = 0
+        self.incarnations = 0
+        self.dropped: dict[str, int] = {}
+        self.reason: str | None = None
+        self.failure: RunError | None = None
+        self.cleanup_errors: list[CleanupError] = []
+        self._cleaned: trio.Event | None = None
+        self._done_cleaning = False
+        self.terminated = False
+
+    # -- what outlives an incarnation, made on first use -------------------------------
+
+    @property
+    def outputs(self) -> dict[str, list[Link]]:
+        """Its output ports and the links leaving each."""
+        return self.outbox.outputs
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.retries.dead_lettered
+
+    @property
+    def keep(self) -> dict[str, Any]:
+        """State that outlives an incarnation (an inlet's queue, an outlet's readers)."""
+        if self._keep is None:
+            self._keep = {}
+        return self._keep
+
+    @property
+    def at_end(self) -> list[Callable[[], None]]:
+        """Called once when the actor ends for good, to account for what ``keep`` holds."""
+        if self._at_end is None:
+            self._at_end = []
+        return self._at_end
+
+    @property
+    def is_ready(self) -> trio.Event:
+        """Set once a source is ready (see :meth:`Source.ready`)."""
+        if self._ready_event is None:
+            self._ready_event = trio.Event()
+            if self.ready:
+                self._ready_event.set()
+        return self._ready_event
+
+    @property
+    def cleaned(self) -> trio.Event:
+        """Set once the actor has ended for good and accounted for what it held."""
+        if self._cleaned is None:
+            self._cleaned = trio.Event()
+            if self._done_cleaning:
+                self._cleaned.set()
+        return self._cleaned
+
+    @property
+    def active(self) -> bool:
+        """True until the runtime asks the module to stop."""
+        incarnation = self.incarnation
+        return incarnation is None or incarnation.active
+
+    @property
+    def retired(self) -> bool:
+        """A source after a graceful system stop: done, whatever its restart type says."""
+        return self.kind is ModuleKind.SOURCE and self._system_stopping()
+
+    def system_stopping(self) -> bool:
+        return self._system_stopping()
+
+    # -- state -------------------------------------------------------------------------
+
+    def set_state(self, state: ActorState, blocked_on: str | None = None) -> None:
+        """Move to ``state`` and log the transition (no-op if already there)."""
+        previous = self.state
+        if previous is state and self.blocked_on == blocked_on:
+            return
+        self.state = state
+        self.blocked_on = blocked_on
+        if state in _FREQUENT and previous in _FREQUENT:
+            if self.debug:
+                self.log.debug(
+                    "actor.state",
+                    state=state.value,
+                    previous=previous.value,
+                    blocked_on=blocked_on,
+                )
+        else:
+            self.log.info(
+                "actor.state", state=state.value, previous=previous.value, restarts=self.restarts
+            )
+
+    def trace(self, event: str, items: list[Any], **fields: Any) -> None:
+        """Log the ids of the ``Data`` items in ``items`` (debug only: for tracing one
+        message through the graph with ``actorflow logs --trace``)."""
+        ids = [item.id for item in items if isinstance(item, Data)]
+        if ids:
+            self.log.debug(event, message_ids=ids, **fields)
+
+    def status(self) -> ActorStatus:
+        return ActorStatus(
+            name=self.name,
+            kind=self.kind.value,
+            state=self.state,
+            blocked_on=self.blocked_on,
+            received=self.received,
+            emitted=self.emitted,
+            filtered=self.filtered,
+            dropped=dict(self.dropped),
+            mailbox_depth=self.mailbox.depth(),
+            errors=self.errors,
+            reason=self.reason,
+            restarts=self.restarts,
+            dead_lettered=self.dead_lettered,
+            progress=self.progress,
+            step_size=self.step_size,
+            task=self.task,
+            info=dict(self.info),
+        )
+
+    def count_drop(self, count: int, reason: str) -> None:
+        """Count ``count`` items this actor lost, for ``reason``."""
+        if count > 0:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def mark_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
+            if self._ready_event is not None:
+                self._ready_event.set()
+            self.log.info("actor.ready")
+
+    # -- the Worker protocol -----------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Make a fresh incarnation: the first was built with the graph; a restart
+        builds and validates a new module from the same class and config."""
+        if self._fresh:
+            self._fresh = False
+            return
+        spec = self.spec
+        module = construct(self.name, spec.factory, spec.config, self.log)
+        module._actor = self
+        call = partial(self.lifecycle, blocking=module.blocking)
+        await validate(self.name, module.validate, call, self.log)
+        self.module = module
+        self.restarts += 1
+        self.set_state(ActorState.VALIDATED)
+
+    async def run(self) -> None:
+        """One incarnation: listen, handle items until the end of stream or a stop.
+
+        Raises:
+            RunError: The module raised; what it held was requeued or dead-lettered.
+        """
+        self.incarnations += 1
+        incarnation = self.incarnation = Incarnation(self.incarnations)
+        self.reason = None
+        self.set_state(ActorState.READY)
+        going_down = False
+        try:
+            await _wait_for_sources(self)
+            self.pacing.start()
+            await self.outbox.flush()
+            await _DRIVERS[self.kind](self, incarnation).run()
+            if incarnation.reason is None:
+                stopped = incarnation.stopping
+                incarnation.reason = EndReason.STOPPED if stopped else EndReason.NORMAL
+        except Stop:
+            incarnation.reason = incarnation.reason or EndReason.STOPPED
+        except RunError as error:
+            self._crashed(error)
+            raise
+        except Exception as exc:
+            wrapped = RunError(self.name, _describe(exc))
+            wrapped.__cause__ = exc
+            self._crashed(wrapped)
+            raise wrapped from exc
+        except BaseException:
+            killed = incarnation.killed
+            incarnation.reason = EndReason.KILLED if killed else EndReason.CANCELLED
+            # Not killed by its supervisor: the whole system is going down at once.
+            going_down = not killed
+            raise
+        finally:
+            self.reason = incarnation.reason
+            with trio.CancelScope(shield=True):
+                await _clean_up(self, wait_for_upstream=going_down)
+
+    def _current(self) -> Incarnation:
+        """The running incarnation, or one standing in before the first run."""
+        if self.incarnation is None:
+            self.incarnation = Incarnation(self.incarnations)
+        return self.incarnation
+
+    async def request_stop(self) -> None:
+        """Finish the current item, then end this incarnation (what it still holds is
+        requeued). A source stops producing and its ``stop()`` hook runs."""
+        self._current().stopping = True
+        self._wake()
+        if self.kind is ModuleKind.SOURCE:
+            await stop_source(self, self._current())
+
+    def on_kill(self) -> None:
+        """The supervisor is about to cancel this incarnation."""
+        self._current().killed = True
+
+    async def stop_gracefully(self) -> None:
+        """A graceful system stop: a source stops producing; after ``stop_timeout`` a
+        ``start()`` that has not returned is cancelled."""
+        incarnation = self._current()
+        scope = incarnation.produce_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, trio.current_time() + self.settings.stop_timeout)
+        with trio.move_on_after(self.settings.stop_timeout):
+            await stop_source(self, incarnation)
+
+    def terminate(self, reason: str) -> None:
+        """End for good: pass the end of stream downstream and account for what is left."""
+        if self.terminated:
+            return
+        self.terminated = True
+        if self.reason != EndReason.FAILED and reason != EndReason.NORMAL:
+            # Why it ended for good; a crash that was never followed by a restart
+            # stays the reason.
+            self.reason = reason
+        # Outputs still owed downstream: deliver what fits now, count the rest.
+        self.outbox.close()
+        for finish in self._at_end or ():
+            finish()
+        for link in self.mailbox.links:
+            link.close_receiver()
+            count = link.discard(DropReason.CONSUMER_TERMINATED)
+            if count:
+                self.log.warning(
+                    "link.dropped",
+                    link=link.name,
+                    reason=DropReason.CONSUMER_TERMINATED,
+                    count=count,
+                )
+        failed = self.reason == EndReason.FAILED
+        self.set_state(ActorState.INVALID if failed else ActorState.TERMINATED)
+        self._done_cleaning = True
+        if self._cleaned is not None:
+            self._cleaned.set()
+        if self._on_terminated is not None:
+            self._on_terminated(self)
+        self.log.info(
+            "actor.ended",
+            reason=self.reason,
+            received=self.received,
+            restarts=self.restarts,
+            dead_lettered=self.dead_lettered,
+        )
+
+    # -- the end of an incarnation -----------------------------------------------------
+
+    def _crashed(self, error: RunError) -> None:
+        self.failure = error
+        self.errors += 1
+        self.reason = EndReason.FAILED
+        if self.incarnation is not None:
+            self.incarnation.reason = EndReason.FAILED
+        self.set_state(ActorState.INVALID)
+        self.log.error(
+            "actor.failed",
+            phase="run",
+            error=_describe(error.__cause__ or error),
+            message_id=error.message_id,
+            restarts=self.restarts,
+        )
+
+    def _wake(self) -> None:
+        """Wake this actor wherever it waits, so that it notices a stop request."""
+        self.mailbox.notify()
+        self.outbox.wake()
+
+    # -- calling the module --------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking sync call in a worker thread. If cancelled, the call is
+        abandoned (it finishes in its thread; its result is dropped)."""
+        return await trio.to_thread.run_sync(
+            fn, *args, limiter=self.thread_limiter, abandon_on_cancel=True
+        )
+
+    async def lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any:
+        """Call a lifecycle hook, in a thread when the module blocks and it is sync.
+
+        ``blocking`` defaults to the current module's; a module being built passes its own.
+        """
+        if blocking is None:
+            blocking = self.module.blocking
+        if blocking and hook_style(fn) is HookStyle.SYNC:
+            result = await self.in_thread(fn)
+            return await result if inspect.isawaitable(result) else result
+        return await call_hook(fn)
+
+    # -- the module's runtime (ModuleContext) ------------------------------------------
+
+    async def emit(self, item: Any, port: str = "out") -> None:
+        """Send one item on ``port``, then yield if the quantum is spent."""
+        outbox = self.outbox
+        if port not in outbox.outputs:
+            outbox.check_port(port)
+        await outbox.send([item], port)
+        pacing = self.pacing
+        if pacing.now() >= pacing.deadline:
+            await pacing.yield_()
+
+    def set_progress(self, done: float, total: float | None) -> None:
+        self.progress = (float(done), None if total is None else float(total))
+
+    def set_info(self, task: str | None, info: dict[str, Any]) -> None:
+        if task is not None:
+            self.task = task
+        self.info = info
+
+    def read_port(self, port: str, limit: int | None) -> list[Any]:
+        """Take what arrived on input ``port`` (for progressive modules)."""
+        taken = read_port(self, port, limit)
+        self.received += len(taken)
+        return taken
+
+    def read_synced(
+        self, ports: Sequence[str], key: Callable[[Any], Any] | None, limit: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Take the items every port has produced, joined (for progressive modules)."""
+        return read_synced(self, ports, key, limit)
+
+    def waiting(self, port: str) -> int:
+        """How many items wait on input ``port``."""
+        return sum(len(link.items) for link in self.mailbox.links if link.spec.target_port == port)
+
+    def input_ports(self) -> tuple[str, ...]:
+        """The input ports that have a link, in link order."""
+        return tuple({link.spec.target_port: None for link in self.mailbox.links})
+
+    def inputs_done(self) -> bool:
+        """Whether every input has ended and been read to the end."""
+        return self.mailbox.exhausted()
+
+    def post(self, item: Any, port: str) -> None:
+        """Keep a result posted during a step; sent when the step returns."""
+        self.outbox.check_port(port)
+        if self._posted is None:
+            self._posted = []
+        self._posted.append((port, item))
+
+    def take_posted(self) -> list[tuple[str, Any]]:
+        posted, self._posted = self._posted or [], None
+        return posted
+
+    def clear_posted(self) -> None:
+        self._posted = None
+
+    def suspend(self) -> None:
+        """Pause a progressive module between steps."""
+        if not self.suspended:
+            self.suspended = True
+            self.log.info("actor.suspending")
+
+    def resume(self) -> None:
+        """Let a suspended progressive module take steps again."""
+        if self.suspended:
+            self.suspended = False
+            self.mailbox.notify()
+            self.log.info("actor.resumed")
+
+
+async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
+    """The end of an incarnation: its module's cleanup(), producers first when the
+    whole system is going down."""
+    actor.set_state(ActorState.ZOMBIE)
+    timeout = actor.settings.cleanup_timeout
+    if wait_for_upstream:
+        # The whole system is going down at once: clean up producers first. Each
+        # upstream cleanup is bounded by its own timeout, so this wait is bounded by
+        # the timeouts of everything upstream; the bound is only a safety net.
+        with trio.move_on_after(timeout * actor.ancestors):
+            for upstream in actor.upstream:
+                if upstream.incarnations:
+                    await upstream.cleaned.wait()
+    error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)
+    if error is not None:
+        actor.cleanup_errors.append(error)
+        actor.errors += 1
+
+
+async def _wait_for_sources(actor: Actor) -> None:
+    """Wait until every source this actor depends on is ready (or fail after its timeout)."""
+    for source, timeout in actor.waits_for:
+        if source.ready:
+            continue
+        actor.set_state(ActorState.BLOCKED, blocked_on=f"ready:{source.name}")
+        with trio.move_on_after(timeout):
+            await source.is_ready.wait()
+        if not source.ready:
+            raise RunError(
+                actor.name,
+                f"waited {timeout:g} s for source {source.name!r} to be ready; it "
+                "neither called ready(), sent an item, nor returned from start()",
+            )

@@ -1,0 +1,244 @@
+"""Where an actor's outputs go: ports to links, owed items first, copies, flushing.
+
+Whatever could not be delivered when a wait was interrupted (a stop, a cancellation,
+a crash mid-batch) is *owed*: it belongs to the actor, not to the incarnation, and the
+next incarnation delivers it before anything else; when the actor ends for good, what
+still does not fit is counted as dropped (``"shutdown"``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+import attrs
+import structlog
+
+from .._exceptions import _describe
+from .._link import Link
+from .._status import ActorState, DropReason
+from ._incarnation import Incarnation, Stop
+from ._pacing import Pacing
+
+__all__ = ["Outbox", "Sender"]
+
+
+class Sender(Protocol):
+    """What the outbox needs of the actor it belongs to."""
+
+    name: str
+    log: structlog.typing.FilteringBoundLogger
+    debug: bool
+    state: ActorState
+    emitted: int
+    ready: bool
+    incarnation: Incarnation | None
+
+    def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
+
+    def mark_ready(self) -> None: ...
+
+    def count_drop(self, count: int, reason: str) -> None: ...
+
+    def trace(self, event: str, items: list[Any], **fields: Any) -> None: ...
+
+
+@attrs.define(slots=True, eq=False)
+class Outbox:
+    """An actor's output ports, their links and the items it still owes them.
+
+    Invariant: ``owed`` holds (link, copies) pairs in the order they must go out; the
+    deque is made on first use (most actors never owe anything).
+    """
+
+    owner: Sender
+    pacing: Pacing
+    outputs: dict[str, list[Link]]
+    owed: deque[tuple[Link, list[Any]]] | None = None
+    _warned: set[str] | None = None
+
+    def check_port(self, port: str) -> None:
+        """Raise KeyError naming the known ports if ``port`` is not an output port."""
+        if port not in self.outputs:
+            known = ", ".join(repr(p) for p in self.outputs) or "none"
+            raise KeyError(
+                f"module {self.owner.name!r} has no output port {port!r} (output ports: {known})"
+            )
+
+    def links(self) -> list[Link]:
+        """Every link leaving this actor."""
+        return [link for links in self.outputs.values() for link in links]
+
+    def wake(self) -> None:
+        """Wake the owner if it waits for room in one of its links."""
+        for links in self.outputs.values():
+            for link in links:
+                link.wake_producers()
+
+    def _owe(self, link: Link, items: list[Any]) -> None:
+        if self.owed is None:
+            self.owed = deque()
+        self.owed.append((link, items))
+
+    def copies_for(self, link: Link, items: list[Any]) -> list[Any]:
+        """The items as ``link`` must receive them (copied per its policy).
+
+        An item that cannot be copied (``copy="msgpack"`` and a value msgpack cannot
+        carry, say) is counted on the link as ``copy_failed`` and logged; the others go.
+        """
+        copier = link.copier
+        if copier is None:
+            return items
+        copies = []
+        for item in items:
+            try:
+                copies.append(copier(item))
+            except Exception as exc:
+                link.drop(1, DropReason.COPY_FAILED)
+                self.owner.log.error(
+                    "link.dropped",
+                    link=link.name,
+                    reason=DropReason.COPY_FAILED,
+                    count=1,
+                    copy=link.spec.copy.value,
+                    error=_describe(exc),
+                )
+        return copies
+
+    def _copy_some(self, link: Link, items: list[Any], start: int) -> tuple[list[Any], int]:
+        """Copy ``items`` from ``start`` until the end or the quantum is spent."""
+        position = start
+        copies: list[Any] = []
+        for size in self.pacing.strides(len(items) - start):
+            copies.extend(self.copies_for(link, items[position : position + size]))
+            position += size
+        return copies, position
+
+    def _unconnected(self, count: int, port: str) -> None:
+        self.owner.count_drop(count, DropReason.UNCONNECTED)
+        warned = self._warned
+        if warned is None:
+            warned = self._warned = set()
+        if port not in warned:
+            warned.add(port)
+            self.owner.log.warning(
+                "actor.dropped", port=port, reason=DropReason.UNCONNECTED, count=count
+            )
+
+    async def send(self, items: list[Any], port: str) -> None:
+        """Deliver ``items`` to every link of ``port``, waiting while one is full.
+
+        Copies are made in chunks that fit the quantum. Whatever is not delivered when
+        the wait is interrupted (a stop, a cancellation) is owed. The links are those of
+        the port when the send began: a link removed meanwhile gets nothing more, and
+        its removal cannot make a sibling link miss the items.
+        """
+        owner = self.owner
+        links = self.outputs[port]
+        owner.emitted += len(items)
+        if owner.debug:
+            owner.trace("message.sent", items, port=port)
+        if not owner.ready:
+            owner.mark_ready()
+        if not links:
+            self._unconnected(len(items), port)
+            return
+        if len(links) == 1:
+            await self._send_one(links[0], items, port)
+            return
+        snapshot = list(links)
+        for index, link in enumerate(snapshot):
+            try:
+                await self._send_one(link, items, port)
+            except BaseException:
+                # Every later link is owed the items (what this one had not had yet
+                # already is).
+                for later in snapshot[index + 1 :]:
+                    if not later.closed:
+                        self._owe(later, self.copies_for(later, items))
+                raise
+
+    async def _send_one(self, link: Link, items: list[Any], port: str) -> None:
+        if link.closed:
+            return  # removed while this send waited on a sibling
+        if link.copier is None:
+            await self._deliver(link, items, port)
+            return
+        pacing = self.pacing
+        position = 0
+        try:
+            while position < len(items):
+                copies, position = self._copy_some(link, items, position)
+                await self._deliver(link, copies, port)
+                if position < len(items) and pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
+        except BaseException:
+            if position < len(items) and not link.closed:
+                self._owe(link, self.copies_for(link, items[position:]))
+            raise
+
+    async def _deliver(self, link: Link, batch: list[Any], port: str) -> None:
+        accepted = link.offer(batch)
+        if accepted < len(batch):
+            await self._send_rest(link, batch, accepted, port)
+
+    async def _send_rest(self, link: Link, batch: list[Any], accepted: int, port: str) -> None:
+        owner = self.owner
+        previous = owner.state
+        owner.set_state(ActorState.BLOCKED, blocked_on=f"output:{port}")
+        try:
+            while accepted < len(batch):
+                run = owner.incarnation
+                if run is not None and run.stopping:
+                    raise Stop
+                await link.wait_for_space()
+                if link.closed:
+                    break  # removed: it gets nothing more
+                accepted = link.offer(batch, accepted)
+        except BaseException:
+            if accepted < len(batch) and not link.closed:
+                self._owe(link, batch[accepted:])
+            raise
+        owner.set_state(previous)
+
+    def owe(self, items: list[Any], port: str) -> None:
+        """Keep outputs that could not be sent now; they go out before anything else."""
+        if not items:
+            return
+        owner = self.owner
+        owner.emitted += len(items)
+        if owner.debug:
+            owner.trace("message.sent", items, port=port)
+        links = self.outputs[port]
+        if not links:
+            owner.count_drop(len(items), DropReason.UNCONNECTED)
+        for link in links:
+            self._owe(link, self.copies_for(link, items))
+
+    async def flush(self) -> None:
+        """Deliver what is owed, oldest first, before anything new."""
+        owed = self.owed
+        while owed:
+            link, items = owed[0]
+            accepted = link.offer(items)
+            if accepted < len(items):
+                owed[0] = (link, items[accepted:])
+                self.owner.set_state(ActorState.BLOCKED, blocked_on="output:pending")
+                await link.wait_for_space()
+                run = self.owner.incarnation
+                if run is not None and run.stopping:
+                    raise Stop
+                continue
+            owed.popleft()
+
+    def close(self) -> None:
+        """The actor ended for good: deliver what fits of what is owed, count the rest,
+        and pass the end of stream down every link."""
+        owed = self.owed
+        while owed:
+            link, items = owed.popleft()
+            accepted = link.offer(items)
+            link.drop(len(items) - accepted, DropReason.SHUTDOWN)
+        for links in self.outputs.values():
+            for link in links:
+                link.close()

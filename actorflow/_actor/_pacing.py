@@ -1,0 +1,86 @@
+"""The quantum: how long an actor may run before it lets the others run.
+
+An actor handles items without yielding until its quantum is spent. Reading the clock
+costs as much as handling a cheap item, so it is read only once every *stride* items,
+and the stride adapts: it doubles while a stride of items costs under 1/16 of the
+quantum and halves when it costs more, up to :data:`_MAX_STRIDE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import attrs
+import trio
+
+from .._status import ActorState
+
+__all__ = ["Pacing"]
+
+# The most items handled between two reads of the clock.
+_MAX_STRIDE = 16
+
+
+@attrs.define(slots=True, eq=False)
+class Pacing:
+    """One actor's quantum, its deadline and its clock stride.
+
+    Invariant: ``deadline`` is when the current quantum ends; ``stride`` items are
+    handled between two reads of the clock.
+    """
+
+    quantum: float
+    set_state: Callable[[ActorState], None]
+    now: Callable[[], float] = trio.current_time
+    deadline: float = 0.0
+    stride: int = 1
+    last_check: float = 0.0
+
+    def start(self) -> None:
+        """Begin a fresh quantum now (bind the running clock first)."""
+        self.now = trio.lowlevel.current_clock().current_time
+        self.deadline = self.now() + self.quantum
+
+    def restart(self) -> None:
+        """Begin a fresh quantum (after a wait: the time waiting was not spent)."""
+        self.deadline = self.now() + self.quantum
+
+    def over(self) -> bool:
+        """Whether the quantum is spent (reads the clock)."""
+        return self.now() >= self.deadline
+
+    async def yield_(self) -> None:
+        """Spend a checkpoint so other actors run; then start a fresh quantum."""
+        self.set_state(ActorState.READY)
+        await trio.lowlevel.checkpoint()
+        self.deadline = self.now() + self.quantum
+        self.set_state(ActorState.RUNNING)
+
+    def spent(self, deadline: float) -> bool:
+        """Read the clock: True once ``deadline`` has passed; otherwise adapt the stride."""
+        checked = self.now()
+        if checked >= deadline:
+            return True
+        if checked - self.last_check < self.quantum / 16:
+            self.stride = min(self.stride * 2, _MAX_STRIDE)
+        elif self.stride > 1:
+            self.stride //= 2
+        self.last_check = checked
+        return False
+
+    def strides(self, limit: int) -> Iterator[int]:
+        """The sizes of the next runs of items, one stride each, until ``limit`` items
+        were given out or the quantum is spent (the clock is read between two runs).
+
+        This is the one stride countdown: callers handle each run with a plain loop
+        (or ``list.extend``), so the per-item path holds no counter.
+        """
+        deadline = self.deadline
+        self.last_check = self.now()
+        left = limit
+        while left > 0:
+            size = self.stride if self.stride < left else left
+            yield size
+            left -= size
+            if left and self.spent(deadline):
+                return

@@ -1,0 +1,66 @@
+"""What a driver may use of the actor it drives (the actor satisfies it structurally).
+
+Drivers depend on this protocol, not on the ``Actor`` class, so that arrows point one
+way: ``_core`` chooses a driver; a driver never imports ``_core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+import trio
+
+from .._link import Mailbox
+from .._module import Module, ModuleKind
+from .._settings import Settings
+from .._status import ActorState
+from ._incarnation import Incarnation
+from ._outbox import Outbox
+from ._pacing import Pacing
+from ._retries import Retries
+
+__all__ = ["Room"]
+
+
+class Room(Protocol):
+    """The actor as its drivers see it."""
+
+    name: str
+    kind: ModuleKind
+    module: Module
+    settings: Settings
+    log: structlog.typing.FilteringBoundLogger
+    debug: bool
+    state: ActorState
+    mailbox: Mailbox
+    outbox: Outbox
+    pacing: Pacing
+    retries: Retries
+    incarnation: Incarnation | None
+    received: int
+    filtered: int
+    errors: int
+    suspended: bool
+    step_size: int | None
+    progress: tuple[float, float | None] | None
+    thread_limiter: trio.CapacityLimiter | None
+
+    def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
+
+    def trace(self, event: str, items: list[Any], **fields: Any) -> None: ...
+
+    def mark_ready(self) -> None: ...
+
+    def system_stopping(self) -> bool: ...
+
+    def take_posted(self) -> list[tuple[str, Any]]: ...
+
+    def clear_posted(self) -> None: ...
+
+    async def lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any: ...
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    async def emit(self, item: Any, port: str = "out") -> None: ...

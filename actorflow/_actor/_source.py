@@ -1,0 +1,212 @@
+"""The source driver: call ``start()`` once and send what it produces.
+
+``start()`` may return a sync iterable (pulled in batches that fit both the quantum and
+the room downstream, so a stopped source holds nothing back), an async iterable, or
+``None`` after emitting itself; a blocking module's generator is pulled in a worker
+thread. A source with a ``retry_interval`` tries again while it is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from itertools import islice
+from typing import Any
+
+import trio
+
+from .._exceptions import RunError, _describe
+from .._status import ActorState, EndReason
+from ._incarnation import Incarnation, Stop
+from ._room import Room
+
+__all__ = ["SourceDriver", "stop_source"]
+
+
+async def stop_source(room: Room, incarnation: Incarnation) -> None:
+    """Ask an active source to stop: ``active`` turns false and ``stop()`` runs once."""
+    if incarnation.stop_requested or room.state.is_final or room.state is ActorState.ZOMBIE:
+        return
+    incarnation.stop_source()
+    room.mailbox.notify()
+    room.outbox.wake()
+    room.log.info("actor.stopping")
+    try:
+        await room.lifecycle(room.module.stop)  # type: ignore[attr-defined]
+    except Exception as exc:
+        room.errors += 1
+        room.log.error("actor.stop_failed", error=_describe(exc))
+
+
+def _start_failed(room: Room, exc: Exception) -> RunError:
+    """The one error for a ``start()`` that raised (directly or while iterated)."""
+    error = RunError(room.name, f"start() raised {_describe(exc)}")
+    error.__cause__ = exc
+    return error
+
+
+class SourceDriver:
+    """Runs one incarnation of a source."""
+
+    __slots__ = ("incarnation", "room")
+
+    def __init__(self, room: Room, incarnation: Incarnation) -> None:
+        self.room = room
+        self.incarnation = incarnation
+
+    async def run(self) -> None:
+        room, incarnation = self.room, self.incarnation
+        if room.system_stopping():
+            # Started (restarted) after a graceful stop: nothing more to produce.
+            incarnation.active = False
+            incarnation.reason = EndReason.STOPPED
+            return
+        with trio.CancelScope() as scope:
+            incarnation.produce_scope = scope
+            room.set_state(ActorState.RUNNING)
+            await self._produce_with_retries()
+        incarnation.produce_scope = None
+        if scope.cancelled_caught:
+            incarnation.reason = EndReason.KILLED
+            room.log.warning("actor.killed", timeout=room.settings.stop_timeout)
+        elif incarnation.stop_requested:
+            incarnation.reason = EndReason.STOPPED
+
+    async def _produce_with_retries(self) -> None:
+        room, incarnation = self.room, self.incarnation
+        retry_interval = getattr(room.module, "retry_interval", None)
+        attempt = 0
+        while True:
+            try:
+                await self._produce()
+                room.mark_ready()
+                return
+            except RunError as error:
+                if retry_interval is None or not incarnation.active:
+                    raise
+                # A source with a retry interval tries again while it is active;
+                # the supervisor only hears of it if it gives up.
+                attempt += 1
+                room.errors += 1
+                room.log.warning(
+                    "actor.retrying",
+                    attempt=attempt,
+                    retry_in=retry_interval,
+                    error=_describe(error.__cause__ or error),
+                )
+                room.set_state(ActorState.BLOCKED, blocked_on="retry")
+                with trio.move_on_after(retry_interval):
+                    await incarnation.wait_stopped()
+                if incarnation.stop_requested:
+                    return
+                room.set_state(ActorState.RUNNING)
+
+    async def _produce(self) -> None:
+        """Call ``start()`` once and send what it produces."""
+        room = self.room
+        module: Any = room.module
+        try:
+            produced = await room.lifecycle(module.start)
+        except Stop:
+            raise  # a stop while start() emitted: not the module's failure
+        except Exception as exc:
+            raise _start_failed(room, exc) from exc
+        if produced is None:
+            room.mark_ready()
+        elif hasattr(produced, "__aiter__"):
+            await self._pull_async(produced)
+        elif hasattr(produced, "__iter__"):
+            if module.blocking:
+                await self._pull_threaded(iter(produced))
+            else:
+                await self._pull_sync(iter(produced))
+        else:
+            raise RunError(
+                room.name,
+                f"start() returned {type(produced).__name__}; expected an iterable, an "
+                "async iterable, or None (after emitting with `await self.emit(...)`)",
+            )
+
+    async def _room_out(self) -> int:
+        """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""
+        room, incarnation = self.room, self.incarnation
+        # A link that drops instead of blocking always has room.
+        links = [link for link in room.outbox.outputs["out"] if not link.never_blocks]
+        if not links:
+            return room.settings.max_batch
+        while incarnation.active and not incarnation.stopping:
+            fullest = min(links, key=lambda link: link.capacity - len(link.items))
+            free = fullest.capacity - len(fullest.items)
+            if free > 0 or fullest.receiver_closed:
+                return max(free, 1)
+            room.set_state(ActorState.BLOCKED, blocked_on="output:out")
+            await fullest.wait_for_space()
+            room.set_state(ActorState.RUNNING)
+        return 0
+
+    async def _pull_sync(self, iterator: Iterator[Any]) -> None:
+        """Pull from a generator no more than the output links can take right now, so a
+        stopped source holds nothing back, and send it."""
+        room, incarnation = self.room, self.incarnation
+        pacing, outbox = room.pacing, room.outbox
+        max_batch = room.settings.max_batch
+        try:
+            while incarnation.active:
+                limit = min(max_batch, await self._room_out())
+                if not limit:
+                    return
+                batch: list[Any] = []
+                extend = batch.extend
+                try:
+                    for size in pacing.strides(limit):
+                        before = len(batch)
+                        extend(islice(iterator, size))
+                        if len(batch) - before < size:
+                            break  # exhausted: the next pull finds it empty
+                except Exception as exc:
+                    # What it produced before failing is valid: it goes out first.
+                    outbox.owe(batch, "out")
+                    raise _start_failed(room, exc) from exc
+                if not batch:
+                    return
+                await outbox.send(batch, "out")
+                if pacing.now() >= pacing.deadline:
+                    await pacing.yield_()
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    async def _pull_threaded(self, iterator: Iterator[Any]) -> None:
+        """A blocking module's generator: each item is pulled in a worker thread."""
+        room, incarnation = self.room, self.incarnation
+        end = object()
+        try:
+            while incarnation.active:
+                try:
+                    item = await room.in_thread(next, iterator, end)
+                except Exception as exc:
+                    raise _start_failed(room, exc) from exc
+                if item is end:
+                    return
+                await room.emit(item)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    async def _pull_async(self, iterator: AsyncIterator[Any]) -> None:
+        room, incarnation = self.room, self.incarnation
+        try:
+            while incarnation.active:
+                try:
+                    item = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    raise _start_failed(room, exc) from exc
+                await room.emit(item)
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()

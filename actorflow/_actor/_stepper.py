@@ -1,0 +1,194 @@
+"""The progressive driver: call ``run_step`` until the module is done.
+
+Each step is sized to the quantum from the measured seconds per unit; between steps the
+actor checkpoints. An interactive module that terminated waits for new input to be
+resurrected; a suspended one waits to be resumed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._exceptions import RunError, _describe
+from .._hooks import HookStyle, hook_style
+from .._link import Link
+from .._progressive import Step, StepState
+from .._status import ActorState
+from ._incarnation import Incarnation
+from ._room import Room
+
+__all__ = ["StepDriver", "read_port", "read_synced"]
+
+
+def read_port(room: Room, port: str, limit: int | None) -> list[Any]:
+    """Take what arrived on input ``port``, at most ``limit`` (not counted here)."""
+    taken: list[Any] = []
+    for link in room.mailbox.links:
+        if link.spec.target_port != port or not link.items:
+            continue
+        free = len(link.items) if limit is None else limit - len(taken)
+        if free <= 0:
+            break
+        got = link.take(free)
+        if room.debug:
+            room.trace("message.received", got, link=link.name)
+        taken.extend(got)
+    return taken
+
+
+def read_synced(
+    room: Room, ports: Sequence[str], key: Callable[[Any], Any] | None, limit: int | None
+) -> list[tuple[Any, ...]]:
+    """Take the items every port has produced, joined by sequence or by ``key``."""
+    links = {port: [k for k in room.mailbox.links if k.spec.target_port == port] for port in ports}
+    unknown = [port for port, found in links.items() if not found]
+    if unknown:
+        raise KeyError(f"module {room.name!r} has no linked input port {unknown[0]!r}")
+    if key is None:
+        count = min(sum(len(k.items) for k in found) for found in links.values())
+        if limit is not None:
+            count = min(count, limit)
+        columns = [read_port(room, port, count) for port in ports]
+        room.received += count * len(ports)
+        return list(zip(*columns, strict=True))
+    joined = _join_by_key(links, ports, key, limit)
+    room.received += len(joined) * len(ports)
+    return joined
+
+
+def _join_by_key(
+    links: dict[str, list[Link]],
+    ports: Sequence[str],
+    key: Callable[[Any], Any],
+    limit: int | None,
+) -> list[tuple[Any, ...]]:
+    """Index each port's waiting items by key; take the keys all ports have."""
+    waiting = {
+        port: {key(item): (link, item) for link in found for item in link.items}
+        for port, found in links.items()
+    }
+    first, *others = ports
+    joined: list[tuple[Any, ...]] = []
+    for item_key in list(waiting[first]):
+        if limit is not None and len(joined) >= limit:
+            break
+        if all(item_key in waiting[port] for port in others):
+            row = []
+            for port in ports:
+                link, item = waiting[port][item_key]
+                link.remove_item(item)
+                row.append(item)
+            joined.append(tuple(row))
+    return joined
+
+
+class StepDriver:
+    """Runs one incarnation of a progressive module."""
+
+    __slots__ = ("incarnation", "quantum", "room", "seconds_per_unit", "step_size")
+
+    def __init__(self, room: Room, incarnation: Incarnation) -> None:
+        self.room = room
+        self.incarnation = incarnation
+        module: Any = room.module
+        self.quantum: float = module.quantum or room.pacing.quantum
+        self.step_size = max(1, int(module.step_size))
+        self.seconds_per_unit: float | None = None
+
+    async def run(self) -> None:
+        """Call run_step until the module is done, sizing each step to the quantum."""
+        room, incarnation = self.room, self.incarnation
+        mailbox, pacing = room.mailbox, room.pacing
+        module: Any = room.module
+        style = hook_style(module.run_step)
+        run_number = 0
+        last_report = -math.inf
+        while not incarnation.stopping:
+            if room.suspended:
+                room.set_state(ActorState.SUSPENDED)
+                await mailbox.wait()  # resume(), new input and stops all notify
+                continue
+            room.step_size = self.step_size
+            room.set_state(ActorState.RUNNING)
+            seen = mailbox.version
+            result, took = await self._step(module, style, run_number)
+            run_number += 1
+            await self._send_posted()
+            if room.progress is not None and pacing.now() - last_report >= 1.0:
+                last_report = pacing.now()
+                done, total = room.progress
+                room.log.info("actor.progress", done=done, total=total, step_size=self.step_size)
+            self._size_next(module, result, took)
+            if result.state is StepState.TERMINATED:
+                if not module.interactive or not await self._await_resurrection(seen):
+                    return
+                continue
+            if result.state is StepState.BLOCKED:
+                # Blocked means "until something new arrives". What is still waiting was
+                # seen by the step (held back by a join, say) and does not count.
+                if mailbox.version == seen:
+                    if mailbox.all_closed():
+                        return  # nothing new can come
+                    room.set_state(ActorState.BLOCKED, blocked_on="input")
+                    await mailbox.wait()
+                pacing.restart()
+            else:
+                await pacing.yield_()
+
+    async def _step(self, module: Any, style: HookStyle, run_number: int) -> tuple[Step, float]:
+        """One call of ``run_step``; returns its result and how long it took."""
+        room = self.room
+        now = room.pacing.now
+        began = now()
+        try:
+            result = module.run_step(run_number, self.step_size, self.quantum)
+            if style is not HookStyle.SYNC:
+                result = await result
+        except Exception as exc:
+            room.clear_posted()
+            raise RunError(room.name, f"run_step() raised {_describe(exc)}") from exc
+        took = now() - began
+        if not isinstance(result, Step):
+            raise RunError(
+                room.name,
+                f"run_step() returned {type(result).__name__}; expected "
+                "actorflow.Step(state, done)",
+            )
+        return result, took
+
+    def _size_next(self, module: Any, result: Step, took: float) -> None:
+        """Learn the speed (seconds per unit) and size the next step to the quantum."""
+        step_size = self.step_size
+        if result.done > 0 and took > 0:
+            measured = took / result.done
+            known = self.seconds_per_unit
+            self.seconds_per_unit = measured if known is None else (known + measured) / 2
+            step_size = round(0.9 * self.quantum / self.seconds_per_unit)
+        elif result.done >= step_size:
+            step_size *= 2  # free so far: grow until the time shows
+        self.step_size = max(1, min(step_size, int(module.max_step_size)))
+
+    async def _await_resurrection(self, seen: int) -> bool:
+        """An interactive module terminated: wait for new input. True when it comes
+        (the module is resurrected); False when every input ended instead."""
+        room, incarnation = self.room, self.incarnation
+        mailbox = room.mailbox
+        room.set_state(ActorState.TERMINATED)
+        while mailbox.version == seen:
+            if mailbox.all_closed() or incarnation.stopping:
+                return False
+            await mailbox.wait()
+        if incarnation.stopping or (mailbox.all_closed() and not mailbox.depth()):
+            return False
+        room.log.info("actor.resurrected")
+        room.set_state(ActorState.READY)
+        return True
+
+    async def _send_posted(self) -> None:
+        by_port: dict[str, list[Any]] = {}
+        for port, item in self.room.take_posted():
+            by_port.setdefault(port, []).append(item)
+        for port, items in by_port.items():
+            await self.room.outbox.send(items, port)

@@ -12,6 +12,7 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
+from ._collector import CollectorRest
 from ._copying import copier_for
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._exceptions import (
@@ -789,7 +790,12 @@ async def open_system(
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
     system = System(graph, _make_settings(settings, overrides), store, reporters, only)
-    await system._prepare()
+    collector = CollectorRest.begin()  # no collections while the graph is built
+    try:
+        await system._prepare()
+    except BaseException:
+        collector.end()
+        raise
     body_error: BaseException | None = None
     cancelled = True
     try:
@@ -798,6 +804,7 @@ async def open_system(
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
+                collector.freeze()  # what was built lives on: no collection walks it
                 try:
                     yield system
                 except trio.Cancelled:
@@ -807,6 +814,7 @@ async def open_system(
                     nursery.cancel_scope.cancel()
         cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
     finally:
+        collector.end()
         system._finalize(cancelled)
         if system._failure is not None and body_error is None:
             # Raised from here so that an outer cancellation cannot swallow it.

@@ -814,8 +814,12 @@ async def open_system(
                     nursery.cancel_scope.cancel()
         cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
     finally:
-        collector.end()
-        system._finalize(cancelled)
+        try:
+            system._finalize(cancelled)
+        finally:
+            # Released only now: a collection while the system is still being
+            # finalized would walk all of it and free nothing.
+            collector.end()
         if system._failure is not None and body_error is None:
             # Raised from here so that an outer cancellation cannot swallow it.
             raise system._error() or system._failure

@@ -8,6 +8,10 @@ moved to the permanent generation (``gc.freeze()``), where no collection looks, 
 handed back (``gc.unfreeze()``) when the system has ended, so that its cycles can be
 collected once nothing uses them.
 
+The price: cyclic garbage made while the graph was built (by a module's constructor,
+say) is frozen with it, and freed only after the system has ended; collecting it first
+would walk the whole graph once more, which is the cost this avoids.
+
 An application that disabled the collector, or froze objects itself (before a fork,
 say), is left as it is: nothing is paused, frozen or unfrozen then.
 """

@@ -19,7 +19,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ._exceptions import EscalationError, _describe
+from ._exceptions import EscalationError, _describe, reraise
 from ._logging import get_logger
 from ._specs import AutoShutdown as AutoShutdown
 from ._specs import Backoff as Backoff
@@ -127,9 +127,18 @@ class Supervisor:
     ) -> None:
         self._name = name
         self.spec = spec or SupervisorSpec()
-        self._children: list[_Child] = [_Child(worker, cspec) for worker, cspec in children]
-        self._restart_times: deque[float] = deque()
-        self._burst = 0
+        self._children: dict[str, _Child] = {}
+        """Every child by name, in start order (a dict keeps insertion order): found by
+        name, and checked for membership, in constant time however many there are."""
+        self._running: set[_Child] = set()
+        """The children running now, so "is any running?" costs nothing per exit."""
+        self._significant: set[str] = set()
+        """The names of the significant children, for auto-shutdown."""
+        for worker, cspec in children:
+            if worker.name in self._children:
+                raise ValueError(f"supervisor {name!r} has two children named {worker.name!r}")
+            self._add(_Child(worker, cspec))
+        self._intensity = _Intensity(self.spec.period)
         self._rng = random.Random(seed)
         self._nursery: trio.Nursery | None = None
         self._wakeup_send, self._wakeup_recv = trio.open_memory_channel[tuple[_Child, int] | None](
@@ -162,7 +171,7 @@ class Supervisor:
 
     def terminate(self, reason: str) -> None:
         """Ended for good: so do all its children that have not yet."""
-        for child in self._children:
+        for child in self._children.values():
             self._end_for_good(child, reason)
         self.log.info("supervisor.terminated", reason=reason)
 
@@ -170,7 +179,7 @@ class Supervisor:
         """Its parent is about to cancel it: tell the children they are being killed,
         not that the whole tree is going down."""
         self._killed = True
-        for child in self._children:
+        for child in self._children.values():
             if child.running:
                 child.worker.on_kill()
 
@@ -187,15 +196,13 @@ class Supervisor:
             try:
                 await self._start_initial()
                 self.started.set()
-                self.log.info(
-                    "supervisor.started", children=[c.worker.name for c in self._children]
-                )
+                self.log.info("supervisor.started", children=list(self._children))
                 await self._supervise()
             except trio.Cancelled:
                 if not self._killed:
                     # The tree is going down: children that are not running (waiting
                     # for a restart, say) end here too.
-                    for child in self._children:
+                    for child in self._children.values():
                         if not child.running:
                             self._end_for_good(child, "cancelled")
                 raise
@@ -222,15 +229,15 @@ class Supervisor:
                 restarts=c.restarts,
                 is_supervisor=isinstance(c.worker, Supervisor),
             )
-            for c in self._children
+            for c in self._children.values()
         ]
 
     def count_children(self) -> dict[str, int]:
         """Counts like OTP's ``count_children``: specs, active, supervisors, workers."""
-        supervisors = sum(isinstance(c.worker, Supervisor) for c in self._children)
+        supervisors = sum(isinstance(c.worker, Supervisor) for c in self._children.values())
         return {
             "specs": len(self._children),
-            "active": sum(c.running for c in self._children),
+            "active": len(self._running),
             "supervisors": supervisors,
             "workers": len(self._children) - supervisors,
         }
@@ -243,14 +250,14 @@ class Supervisor:
             RuntimeError: The supervisor is not running.
             Exception: Whatever the child's ``prepare()`` raised; it is not added.
         """
-        if any(c.worker.name == worker.name for c in self._children):
+        if worker.name in self._children:
             raise ValueError(f"supervisor {self.name!r} already has a child {worker.name!r}")
         child = _Child(worker, spec or ChildSpec())
         try:
             await self._start(child)
         except _StartFailed as failed:
-            raise failed.cause from None
-        self._children.append(child)
+            reraise(failed.cause)
+        self._add(child)
         self.log.info("supervisor.child_added", child=worker.name)
 
     async def terminate_child(self, name: str) -> None:
@@ -282,7 +289,7 @@ class Supervisor:
         try:
             await self._start(child)
         except _StartFailed as failed:
-            raise failed.cause from None
+            reraise(failed.cause)
 
     async def delete_child(self, name: str) -> None:
         """End a stopped child for good and remove it from the list.
@@ -296,20 +303,42 @@ class Supervisor:
                 f"child {name!r} of supervisor {self.name!r} is running; terminate it first"
             )
         self._end_for_good(child, "deleted")
-        self._children.remove(child)
+        self._remove(child)
         self.log.info("supervisor.child_deleted", child=name)
 
     def _find(self, name: str) -> _Child:
-        for child in self._children:
-            if child.worker.name == name:
-                return child
-        known = ", ".join(repr(c.worker.name) for c in self._children) or "none"
-        raise KeyError(f"supervisor {self.name!r} has no child {name!r} (children: {known})")
+        child = self._children.get(name)
+        if child is None:
+            known = ", ".join(map(repr, self._children)) or "none"
+            raise KeyError(f"supervisor {self.name!r} has no child {name!r} (children: {known})")
+        return child
+
+    def _add(self, child: _Child) -> None:
+        """Append a child at the end of the start order."""
+        self._children[child.worker.name] = child
+        if child.spec.significant:
+            self._significant.add(child.worker.name)
+
+    def _remove(self, child: _Child) -> None:
+        """Take a child that is not running out of the order for good."""
+        del self._children[child.worker.name]
+        self._significant.discard(child.worker.name)
+
+    def _listed(self, child: _Child) -> bool:
+        """Whether ``child`` is still one of the children (not deleted meanwhile)."""
+        return self._children.get(child.worker.name) is child
+
+    def _set_running(self, child: _Child, running: bool) -> None:
+        child.running = running
+        if running:
+            self._running.add(child)
+        else:
+            self._running.discard(child)
 
     # -- starting and stopping ---------------------------------------------------------
 
     async def _start_initial(self) -> None:
-        startable = [c for c in self._children if not c.ended and not c.held]
+        startable = [c for c in self._children.values() if not c.ended and not c.held]
         for index, child in enumerate(startable):
             try:
                 await self._start(child)
@@ -317,7 +346,7 @@ class Supervisor:
                 # OTP: a child failing at the initial start stops the ones already
                 # started, in reverse order, and the supervisor fails to start.
                 await self._stop_all(startable[:index])
-                raise failed.cause from None
+                reraise(failed.cause)
 
     async def _start(self, child: _Child) -> None:
         assert self._nursery is not None, "supervisor is not running"
@@ -334,7 +363,7 @@ class Supervisor:
         child.error = None
         child.killed = False
         child.done = trio.Event()
-        child.running = True
+        self._set_running(child, True)
         kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
         await self._nursery.start(
             self._child_task, child, child.generation, name=f"{kind}:{child.worker.name}"
@@ -356,7 +385,7 @@ class Supervisor:
                         child.error = exc
         except BaseException:
             if child.generation == generation:
-                child.running = False
+                self._set_running(child, False)
             done.set()
             if not self._killed:
                 # The supervisor itself is being cancelled: this is the child's end.
@@ -365,7 +394,7 @@ class Supervisor:
         if child.generation == generation:
             if scope.cancelled_caught:
                 child.killed = True
-            child.running = False
+            self._set_running(child, False)
         done.set()
         self._wakeup_send.send_nowait((child, generation))
 
@@ -402,7 +431,7 @@ class Supervisor:
         while True:
             if self._stop_requested:
                 # Stopped, not ended: the parent decides whether this is for good.
-                await self._stop_all(self._children)
+                await self._stop_all(list(self._children.values()))
                 self.log.info("supervisor.stopped")
                 return
             try:
@@ -410,7 +439,7 @@ class Supervisor:
                 # before handling them would ignore a failure that just happened.
                 wakeup = self._wakeup_recv.receive_nowait()
             except trio.WouldBlock:
-                if not any(c.running for c in self._children):
+                if not self._running:
                     self.log.info("supervisor.done")
                     return
                 wakeup = await self._wakeup_recv.receive()
@@ -424,7 +453,7 @@ class Supervisor:
                 or child.handled == generation
             ):
                 continue  # a stale wake-up, an exit it caused itself, or one dealt with
-            if child not in self._children:
+            if not self._listed(child):
                 continue  # deleted meanwhile
             if await self._handle_exit(child):
                 return
@@ -443,26 +472,17 @@ class Supervisor:
             restarts=child.restarts,
             error=_describe(error) if error is not None else None,
         )
-        if not self._wants_restart(child, abnormal):
+        if not _wants_restart(child, abnormal):
             self._end_for_good(child, reason)
             if child.spec.restart is RestartType.TEMPORARY:
-                self._children.remove(child)
+                self._remove(child)
             if child.spec.significant and not abnormal and self._auto_shutdown(name):
                 self.log.info("supervisor.auto_shutdown", child=name)
-                await self._stop_all(self._children)
+                await self._stop_all(list(self._children.values()))
                 return True
             return False
         await self._restart(child, error or RuntimeError(f"child {name!r} ended ({reason})"))
         return False
-
-    @staticmethod
-    def _wants_restart(child: _Child, abnormal: bool) -> bool:
-        if getattr(child.worker, "retired", False):
-            return False  # the worker says it is done (a source after System.stop())
-        restart = child.spec.restart
-        if restart is RestartType.TEMPORARY:
-            return False
-        return restart is RestartType.PERMANENT or abnormal
 
     def _auto_shutdown(self, name: str) -> bool:
         mode = self.spec.auto_shutdown
@@ -471,25 +491,17 @@ class Supervisor:
         self._significant_ended.add(name)
         if mode is AutoShutdown.ANY_SIGNIFICANT:
             return True
-        significant = {c.worker.name for c in self._children if c.spec.significant}
-        return significant <= self._significant_ended
+        return self._significant <= self._significant_ended
 
     def _note_restart(self, child: _Child, cause: BaseException) -> None:
         """Count a restart against the intensity; escalate when it is exceeded."""
-        now = trio.current_time()
-        times = self._restart_times
-        if times and now - times[-1] > self.spec.period:
-            self._burst = 0
-        times.append(now)
-        while times and times[0] <= now - self.spec.period:
-            times.popleft()
-        self._burst += 1
-        if len(times) > self.spec.max_restarts:
+        restarts = self._intensity.note(trio.current_time())
+        if restarts > self.spec.max_restarts:
             raise EscalationError(
                 self.name,
                 child.worker.name,
                 cause,
-                restarts=len(times),
+                restarts=restarts,
                 max_restarts=self.spec.max_restarts,
                 period=self.spec.period,
             )
@@ -498,9 +510,10 @@ class Supervisor:
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return [child]
+        children = list(self._children.values())
         if strategy is Strategy.ONE_FOR_ALL:
-            return list(self._children)
-        return self._children[self._children.index(child) :]
+            return children
+        return children[children.index(child) :]
 
     async def _restart(self, child: _Child, cause: BaseException) -> None:
         # Only what was running takes part: a child that already ended for good (a
@@ -514,6 +527,30 @@ class Supervisor:
         finally:
             for member in group:
                 member.restarting = False
+
+    async def _stop_bystanders(self, child: _Child, group: list[_Child]) -> None:
+        """Stop the group's members other than ``child``; drop from ``group`` (in place)
+        those that are not to be started again."""
+        others = [c for c in group if c is not child]
+        await self._stop_all(others)
+        dropped: set[_Child] = set()
+        for member in others:
+            if member.handled != member.generation and not member.stopping:
+                # It ended by itself meanwhile (during the backoff, or while the
+                # others were being stopped): that exit decides for it.
+                member.handled = member.generation
+                abnormal = member.error is not None or member.killed
+                if not _wants_restart(member, abnormal):
+                    self._end_for_good(member, "failed" if abnormal else "normal")
+                    dropped.add(member)
+                    continue
+            if member.spec.restart is RestartType.TEMPORARY:
+                # A temporary bystander is not restarted: it ends for good.
+                self._end_for_good(member, "shutdown")
+                self._remove(member)
+                dropped.add(member)
+        if dropped:
+            group[:] = [c for c in group if c not in dropped]
 
     async def _restart_group(
         self, child: _Child, group: list[_Child], cause: BaseException
@@ -533,31 +570,15 @@ class Supervisor:
                     error=_describe(cause),
                 )
                 # Stopped, not ended: whoever restarts this supervisor restarts them.
-                await self._stop_all(self._children)
+                await self._stop_all(list(self._children.values()))
                 raise
             if self.spec.backoff is not None:
-                delay = self.spec.backoff.delay(self._burst, self._rng)
+                delay = self.spec.backoff.delay(self._intensity.burst, self._rng)
                 if delay:
                     await trio.sleep(delay)
-            others = [c for c in group if c is not child]
-            await self._stop_all(others)
-            for member in others:
-                if member.handled != member.generation and not member.stopping:
-                    # It ended by itself meanwhile (during the backoff, or while the
-                    # others were being stopped): that exit decides for it.
-                    member.handled = member.generation
-                    abnormal = member.error is not None or member.killed
-                    if not self._wants_restart(member, abnormal):
-                        self._end_for_good(member, "failed" if abnormal else "normal")
-                        group.remove(member)
-                        continue
-                if member.spec.restart is RestartType.TEMPORARY:
-                    # A temporary bystander is not restarted: it ends for good.
-                    self._end_for_good(member, "shutdown")
-                    self._children.remove(member)
-                    group.remove(member)
+            await self._stop_bystanders(child, group)
             # Members stopped by terminate_child meanwhile stay stopped.
-            starting = [c for c in group if c in self._children and not c.held]
+            starting = [c for c in group if self._listed(c) and not c.held]
             child.restarts += 1
             self.log.info(
                 "supervisor.restarting",
@@ -575,3 +596,34 @@ class Supervisor:
                 # every try counts against the intensity, so this cannot spin.
                 await self._stop_all([c for c in starting if c.running])
                 failed, cause = start_failed.child, start_failed.cause
+
+
+def _wants_restart(child: _Child, abnormal: bool) -> bool:
+    """Whether an ended child is restarted, by its restart type (OTP's rules)."""
+    if getattr(child.worker, "retired", False):
+        return False  # the worker says it is done (a source after System.stop())
+    restart = child.spec.restart
+    if restart is RestartType.TEMPORARY:
+        return False
+    return restart is RestartType.PERMANENT or abnormal
+
+
+@attrs.define(slots=True)
+class _Intensity:
+    """The restarts of the last ``period`` seconds, and the current burst (restarts with
+    less than ``period`` between them) that the backoff grows with."""
+
+    period: float
+    times: deque[float] = attrs.field(factory=deque)
+    burst: int = 0
+
+    def note(self, now: float) -> int:
+        """Count a restart at ``now``; return how many fall in the last period."""
+        times = self.times
+        if times and now - times[-1] > self.period:
+            self.burst = 0
+        times.append(now)
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        self.burst += 1
+        return len(times)

@@ -11,6 +11,7 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
+from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._exceptions import (
     ActorflowError,
@@ -83,6 +84,8 @@ class System:
         self._all_done = trio.Event()
         self.root: Supervisor | None = None
         self._stopping = False
+        self._collector = CollectorRest()
+        """Rests while the graph is built, then leaves what was built alone."""
 
     @property
     def _actors(self) -> dict[str, Actor]:
@@ -297,8 +300,17 @@ class System:
     async def _prepare(self) -> None:
         """Validate the graph, construct every module, then validate every module.
 
-        Nothing is started here, so a failure leaves nothing to clean up.
+        Nothing is started here, so a failure leaves nothing to clean up. The garbage
+        collector rests until the system has started (see :mod:`actorflow._collector`).
         """
+        self._collector = CollectorRest.begin()
+        try:
+            await self._build()
+        except BaseException:
+            self._collector.end()
+            raise
+
+    async def _build(self) -> None:
         self.graph.validate()
         placement = self._placement_problems()
         if placement:
@@ -417,10 +429,19 @@ class System:
         for pump in self._wiring.pumps:
             nursery.start_soon(self._run_pump, pump)
         await nursery.start(self._supervise)
+        self._collector.freeze()  # what was built lives on: no collection walks it
 
     # -- the end -----------------------------------------------------------------------
 
     def _finalize(self, cancelled: bool) -> None:
+        try:
+            self._end(cancelled)
+        finally:
+            # Released only now: a collection while the system is still being
+            # finalized would walk all of it and free nothing.
+            self._collector.end()
+
+    def _end(self, cancelled: bool) -> None:
         self._wiring.finish(cancelled)
         if self.state is not SystemState.FAILED:
             self.state = SystemState.CANCELLED if cancelled else SystemState.DONE

@@ -163,14 +163,62 @@ class Wiring:
             self.pumps.append(pump)
 
     def count_ancestors(self) -> None:
-        for actor in self.actors.values():
-            seen: set[str] = set()
-            stack = list(actor.upstream)
-            while stack:
-                upstream = stack.pop()
+        """Count each actor's distinct ancestors in one pass, producers first.
+
+        An actor fed by one actor has that actor's ancestors plus it; only where links
+        join are ancestor sets united, as bit masks kept until their last reader used
+        them. Walking the graph again for every actor made a chain's start quadratic.
+        """
+        actors = list(self.actors.values())
+        position = {id(actor): index for index, actor in enumerate(actors)}
+        feeds = [[position[id(up)] for up in actor.upstream] for actor in actors]
+        readers: list[list[int]] = [[] for _ in actors]
+        for index, ups in enumerate(feeds):
+            for up in ups:
+                readers[up].append(index)
+        masked: set[int] = set()  # every ancestor of a join: its mask is needed
+        stack = [up for ups in feeds if len(ups) > 1 for up in ups]
+        while stack:
+            index = stack.pop()
+            if index not in masked:
+                masked.add(index)
+                stack.extend(feeds[index])
+        waiting = [len(ups) for ups in feeds]
+        unread = [len(found) for found in readers]
+        ready = [index for index, count in enumerate(waiting) if count == 0]
+        counts = [0] * len(actors)
+        masks: dict[int, int] = {}
+        while ready:
+            index = ready.pop()
+            ups = feeds[index]
+            if len(ups) == 1:
+                counts[index] = counts[ups[0]] + 1
+            if len(ups) > 1 or index in masked:
+                mask = 0
+                for up in ups:
+                    mask |= masks[up] | (1 << up)
+                counts[index] = mask.bit_count()
+                if index in masked:
+                    masks[index] = mask
+            for up in ups:
+                unread[up] -= 1
+                if not unread[up]:
+                    masks.pop(up, None)
+            for reader in readers[index]:
+                waiting[reader] -= 1
+                if not waiting[reader]:
+                    ready.append(reader)
+        for index, actor in enumerate(actors):
+            if not waiting[index]:
+                actor.ancestors = counts[index]
+                continue
+            seen: set[str] = set()  # on or below a cycle (not in a valid graph): walk
+            walk = list(actor.upstream)
+            while walk:
+                upstream = walk.pop()
                 if upstream.name not in seen:
                     seen.add(upstream.name)
-                    stack.extend(upstream.upstream)
+                    walk.extend(upstream.upstream)
             actor.ancestors = len(seen)
 
     # -- dead letters --------------------------------------------------------------------

@@ -568,3 +568,78 @@ def test_bad_supervision_options_are_refused_by_name(build: Any, message: str) -
     """Invalid supervision options fail at construction, naming the option."""
     with pytest.raises(ValueError, match=message):
         build()
+
+
+async def test_children_keep_their_order_when_one_is_deleted_and_added_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A child deleted and started again goes to the end of the order, where
+    rest_for_one and the reverse-order stop find it."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", "c", spec=SupervisorSpec(strategy="rest_for_one"))
+    async with running(sup):
+        await sup.terminate_child("b")
+        await sup.delete_child("b")
+        again = Fake("b", journal)
+        await sup.start_child(again)
+        assert [c.name for c in sup.which_children()] == ["a", "c", "b"]
+        journal.clear()
+        fakes["c"].crash()
+        await settle()
+        assert journal == ["stop:b", "run:c", "run:b"]
+        journal.clear()
+        await sup.request_stop()
+        await settle()
+        assert journal[:3] == ["stop:b", "stop:c", "stop:a"]
+
+
+def test_two_children_with_one_name_are_refused() -> None:
+    """Children are found by name, so a supervisor refuses two children with one name."""
+    journal: list[str] = []
+    with pytest.raises(ValueError, match="two children named 'a'"):
+        Supervisor("sup", None, [(Fake("a", journal), ChildSpec()) for _ in range(2)])
+
+
+async def test_many_children_each_end_once_and_the_supervisor_ends_after_the_last(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With thousands of children, every exit is handled once, and the supervisor
+    ends by itself after the last one."""
+    journal: list[str] = []
+    names = [f"w{i}" for i in range(2000)]
+    sup, fakes = make(journal, *names)
+    with trio.fail_after(10):
+        async with running(sup) as raised:
+            assert sup.count_children()["active"] == 2000
+            for name in reversed(names):
+                fakes[name].finish()
+                if name == "w1000":
+                    await settle()
+                    assert sup.count_children()["active"] == 1000
+    assert not raised
+    ended = [entry for entry in journal if entry.startswith("terminated:")]
+    assert sorted(ended) == sorted(f"terminated:{name}:normal" for name in names)
+
+
+async def test_all_significant_counts_only_the_children_still_listed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A significant child deleted no longer holds up an all_significant shutdown."""
+    journal: list[str] = []
+    s1, s2, other = Fake("s1", journal), Fake("s2", journal), Fake("other", journal)
+    sup = Supervisor(
+        "sup",
+        SupervisorSpec(auto_shutdown="all_significant"),
+        [
+            (s1, ChildSpec(significant=True)),
+            (s2, ChildSpec(significant=True)),
+            (other, ChildSpec(restart="permanent")),
+        ],
+    )
+    async with running(sup) as raised:
+        await sup.terminate_child("s2")
+        await sup.delete_child("s2")
+        s1.finish()
+        await settle()
+        assert "stop:other" in journal
+    assert not raised

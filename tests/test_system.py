@@ -960,3 +960,37 @@ async def test_stop_does_not_call_the_stop_hook_of_a_source_that_already_finishe
     assert journal == []
     assert system.status().actors["src"].reason == "normal"
     assert system.status().state is af.SystemState.DONE
+
+
+async def test_each_actor_counts_its_distinct_ancestors_once() -> None:
+    """An actor's ancestors are every actor upstream of it, each counted once where
+    paths join (a diamond), and counted again when a link is added while running."""
+
+    class Pass(af.Processor):
+        def process(self, data: Any) -> Any:
+            return data
+
+    class Idle(af.Sink):
+        def consume(self, data: Any) -> None:
+            pass
+
+    graph = af.Graph()
+    for name in ("a", "x"):
+        graph.add(name, af.Inlet)
+    for name in ("b", "c", "d", "p0", "p1", "p2"):
+        graph.add(name, Pass)
+    for name in ("e", "y"):
+        graph.add(name, Idle)
+    for source, target in [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e")]:
+        graph.link(source, target)
+    graph.chain("x", "p0", "p1", "p2", "y")
+    async with af.open_system(graph) as system:
+        counts = {name: system._actors[name].ancestors for name in system.actors}
+        assert counts == {
+            "a": 0, "x": 0, "b": 1, "c": 1, "d": 3, "e": 4,
+            "p0": 1, "p1": 2, "p2": 3, "y": 4,
+        }  # fmt: skip
+        await system.add_link("p1", "d")
+        assert system._actors["d"].ancestors == 6
+        assert system._actors["e"].ancestors == 7
+        await system.stop()

@@ -35,6 +35,7 @@ from ._job import Job as Job
 from ._job import JobResult as JobResult
 from ._job import Task as Task
 from ._job import TaskResult as TaskResult
+from ._job import TaskState as TaskState
 from ._logging import configure_logging as configure_logging
 from ._module import Many as Many
 from ._module import Module as Module
@@ -63,6 +64,8 @@ from ._specs import Strategy as Strategy
 from ._specs import SupervisorSpec as SupervisorSpec
 from ._status import ActorState as ActorState
 from ._status import ActorStatus as ActorStatus
+from ._status import DropReason as DropReason
+from ._status import EndReason as EndReason
 from ._status import LinkStatus as LinkStatus
 from ._status import SystemState as SystemState
 from ._status import SystemStatus as SystemStatus
@@ -110,6 +113,8 @@ __all__ = [
     "CopyPolicy",
     "Data",
     "DeadLetter",
+    "DropReason",
+    "EndReason",
     "EscalationError",
     "Graph",
     "GraphError",
@@ -160,6 +165,7 @@ __all__ = [
     "Tag",
     "Task",
     "TaskResult",
+    "TaskState",
     "ValidationError",
     "Variable",
     "configure_logging",

@@ -30,7 +30,7 @@ from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
 from ._heartbeat import Reporter
 from ._settings import Settings
-from ._status import SystemStatus
+from ._status import EndReason, SystemStatus
 from ._store import Store
 from ._system import System, count_unread, end_reason, preview_error
 from ._system import open_system as _open_trio_system
@@ -254,7 +254,7 @@ class AioSystem:
                 while items:
                     yield items.pop()
             reason = await self._call_sync(end_reason, self._system, name)
-            if reason not in ("normal", "stopped"):
+            if reason not in (EndReason.NORMAL, EndReason.STOPPED):
                 await self.wait()  # raises the failure if the system failed
                 raise SystemEndedError(f"outlet {name!r} ended early: the system was {reason}")
         finally:

@@ -9,7 +9,6 @@ runtime, not by the task's author.
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from typing import Any
@@ -28,20 +27,24 @@ from ._exceptions import (
 from ._hooks import HookStyle, call_hook, hook_style
 from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
 from ._logging import get_logger
+from ._status import Vocabulary
 
 __all__ = ["Job", "JobResult", "Task", "TaskResult", "TaskState"]
 
 
-class TaskState(enum.StrEnum):
+class TaskState(Vocabulary):
     """Where a task of a job stands; each compares equal to its string value."""
 
     PENDING = "pending"
     """Not run yet, and the job has not failed (only while the job runs)."""
     RUNNING = "running"
+    """Running now (only while the job runs)."""
     SUCCEEDED = "succeeded"
+    """Its ``run()`` returned."""
     FAILED = "failed"
+    """Its constructor, ``validate()``, ``run()`` or ``cleanup()`` raised."""
     NOT_RUN = "not_run"
-    """Never started: the job failed before its turn."""
+    """The job failed before this task's turn, so it never started."""
 
 
 class Task:

@@ -16,10 +16,22 @@ __all__ = [
     "LinkStatus",
     "SystemState",
     "SystemStatus",
+    "Vocabulary",
 ]
 
 
-class EndReason(enum.StrEnum):
+class Vocabulary(enum.StrEnum):
+    """A word of actorflow's vocabulary (a reason, a state) as a type.
+
+    Each member compares equal to, hashes like, and prints and reprs as the string that
+    logs, status snapshots and docs have always shown, so nothing a user reads changes.
+    """
+
+    def __repr__(self) -> str:
+        return str.__repr__(self.value)
+
+
+class EndReason(Vocabulary):
     """Why an actor's incarnation (or the actor, for good) ended.
 
     A ``StrEnum``: each compares equal to the string that logs, status snapshots and
@@ -40,9 +52,11 @@ class EndReason(enum.StrEnum):
     """The system ended while the actor was still running."""
     NOT_STARTED = "not_started"
     """The system ended before the actor ever ran."""
+    DELETED = "deleted"
+    """Its supervisor deleted it (``Supervisor.delete_child``)."""
 
 
-class DropReason(enum.StrEnum):
+class DropReason(Vocabulary):
     """Why items were counted as dropped (the keys of ``dropped`` counters)."""
 
     UNCONNECTED = "unconnected"

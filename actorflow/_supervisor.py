@@ -27,6 +27,7 @@ from ._specs import ChildSpec as ChildSpec
 from ._specs import RestartType as RestartType
 from ._specs import Strategy as Strategy
 from ._specs import SupervisorSpec as SupervisorSpec
+from ._status import EndReason
 
 __all__ = [
     "AutoShutdown",
@@ -204,7 +205,7 @@ class Supervisor:
                     # for a restart, say) end here too.
                     for child in self._children.values():
                         if not child.running:
-                            self._end_for_good(child, "cancelled")
+                            self._end_for_good(child, EndReason.CANCELLED)
                 raise
             except Exception as exc:
                 # Every child is stopped by now; raising here would get the error
@@ -302,7 +303,7 @@ class Supervisor:
             raise RuntimeError(
                 f"child {name!r} of supervisor {self.name!r} is running; terminate it first"
             )
-        self._end_for_good(child, "deleted")
+        self._end_for_good(child, EndReason.DELETED)
         self._remove(child)
         self.log.info("supervisor.child_deleted", child=name)
 
@@ -389,7 +390,7 @@ class Supervisor:
             done.set()
             if not self._killed:
                 # The supervisor itself is being cancelled: this is the child's end.
-                self._end_for_good(child, "cancelled")
+                self._end_for_good(child, EndReason.CANCELLED)
             raise
         if child.generation == generation:
             if scope.cancelled_caught:
@@ -464,7 +465,11 @@ class Supervisor:
         child.handled = child.generation
         error = child.error
         abnormal = error is not None or child.killed
-        reason = "failed" if error is not None else ("killed" if child.killed else "normal")
+        reason = (
+            EndReason.FAILED
+            if error is not None
+            else (EndReason.KILLED if child.killed else EndReason.NORMAL)
+        )
         self.log.info(
             "supervisor.child_exited",
             child=name,
@@ -541,12 +546,12 @@ class Supervisor:
                 member.handled = member.generation
                 abnormal = member.error is not None or member.killed
                 if not _wants_restart(member, abnormal):
-                    self._end_for_good(member, "failed" if abnormal else "normal")
+                    self._end_for_good(member, EndReason.FAILED if abnormal else EndReason.NORMAL)
                     dropped.add(member)
                     continue
             if member.spec.restart is RestartType.TEMPORARY:
                 # A temporary bystander is not restarted: it ends for good.
-                self._end_for_good(member, "shutdown")
+                self._end_for_good(member, EndReason.SHUTDOWN)
                 self._remove(member)
                 dropped.add(member)
         if dropped:

@@ -20,6 +20,7 @@ from ._link import Link
 from ._module import Module, RunningSystem
 from ._settings import Settings
 from ._specs import LinkSpec, ModuleSpec
+from ._status import DropReason, EndReason
 from ._supervisor import ChildSpec, Supervisor, Worker
 from ._transport import Pump, backend_for
 
@@ -252,8 +253,8 @@ class Wiring:
         self.dead_letters.append(letter)
         link = self.dead_letter_link
         if link is not None and link.offer([letter]) == 0:
-            link.drop(1, "overflow")
-            self.log.error("link.dropped", link=link.name, reason="overflow", count=1)
+            link.drop(1, DropReason.OVERFLOW)
+            self.log.error("link.dropped", link=link.name, reason=DropReason.OVERFLOW, count=1)
 
     def actor_terminated(self, actor: Actor) -> None:
         """Close the dead-letter link once nothing else can produce dead letters."""
@@ -298,11 +299,13 @@ class Wiring:
         for actor in self.actors.values():
             if not actor.terminated:
                 if not actor.incarnations:
-                    actor.terminate("not_started")
+                    actor.terminate(EndReason.NOT_STARTED)
                 else:
-                    actor.terminate("cancelled" if cancelled else "shutdown")
+                    actor.terminate(EndReason.CANCELLED if cancelled else EndReason.SHUTDOWN)
         for link in self.links:
             link.finish_dropping()
-            count = link.discard("shutdown")
+            count = link.discard(DropReason.SHUTDOWN)
             if count:
-                self.log.warning("link.dropped", link=link.name, reason="shutdown", count=count)
+                self.log.warning(
+                    "link.dropped", link=link.name, reason=DropReason.SHUTDOWN, count=count
+                )

@@ -37,6 +37,7 @@ from .._exceptions import RunError, SerializationError, _describe
 from .._link import Link, Mailbox
 from .._logging import get_logger
 from .._specs import LinkSpec, Remote
+from .._status import DropReason
 from .._transport import PumpStatistics, RemoteInLink, sending_link
 from ._client import Reader, Retrying, connect, load_coredis
 
@@ -120,7 +121,7 @@ class ProducerPump:
                         await retry(partial(self._write, client, batch))
                     except BaseException:
                         # Cut off before Redis confirmed: they may or may not be there.
-                        link.drop(len(batch), "shutdown")
+                        link.drop(len(batch), DropReason.SHUTDOWN)
                         raise
                     self.written += len(batch)
                     self._estimate += 1

@@ -205,7 +205,7 @@ class Job:
             started.append(task)
             failure = await self._run_one(task, log)
             if failure is not None:
-                log.error("task.failed", task=task.name, error=str(failure))
+                log.error("task.failed", task=task.name, phase="run", error=str(failure))
                 return failure
             task.progress = 100.0
             log.info("task.succeeded", task=task.name, duration=self._timings[task.name][1])

@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError, _describe
+from .._lifecycle import is_default
 from .._status import ActorState, EndReason
 from ._incarnation import Incarnation, Stop
 from ._room import Room
@@ -30,8 +31,11 @@ async def stop_source(room: Room, incarnation: Incarnation) -> None:
     room.mailbox.notify()
     room.outbox.wake()
     room.log.info("actor.stopping")
+    stop = room.module.stop  # type: ignore[attr-defined]
+    if is_default(stop):
+        return
     try:
-        await room.lifecycle(room.module.stop)  # type: ignore[attr-defined]
+        await room.lifecycle(stop)
     except Exception as exc:
         room.errors += 1
         room.log.error("actor.stop_failed", error=_describe(exc))

@@ -83,12 +83,13 @@ class ConsumerDriver:
             return partial(self._handle_sync, fn)
         return partial(self._handle_general, fn)
 
-    async def run(self) -> None:
+    def run(self) -> Awaitable[None]:
+        """The loop of this incarnation (given back, not awaited here: an idle actor
+        waits inside it, and one frame fewer is less memory per actor)."""
         dedicated = [link for link in self.room.mailbox.links if link.dedicated]
         if dedicated:
-            await self._run_crew(dedicated)
-        else:
-            await self._main_loop()
+            return self._run_crew(dedicated)
+        return self._main_loop()
 
     async def _run_crew(self, dedicated: list[Link]) -> None:
         """The main loop plus the worker tasks of links with ``workers != 1``; the first

@@ -61,8 +61,11 @@ class Actor:
     __slots__ = (
         "_at_end",
         "_cleaned",
+        "_cleanup_errors",
         "_done_cleaning",
+        "_dropped",
         "_fresh",
+        "_info",
         "_keep",
         "_on_terminated",
         "_posted",
@@ -71,16 +74,13 @@ class Actor:
         "ancestors",
         "attempts",
         "blocked_on",
-        "cleanup_errors",
         "debug",
-        "dropped",
         "emitted",
         "errors",
         "failure",
         "filtered",
         "incarnation",
         "incarnations",
-        "info",
         "kind",
         "log",
         "mailbox",
@@ -152,7 +152,7 @@ class Actor:
         self.progress: tuple[float, float | None] | None = None
         self.task: str = spec.factory.__qualname__
         """What it is doing: its module's class name, unless the module said otherwise."""
-        self.info: dict[str, Any] = {}
+        self._info: dict[str, Any] | None = None
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] | None = None
         self.system: RunningSystem | None = None
@@ -171,10 +171,10 @@ class Actor:
         self.errors = 0
         self.restarts = 0
         self.incarnations = 0
-        self.dropped: dict[str, int] = {}
+        self._dropped: dict[str, int] | None = None
         self.reason: str | None = None
         self.failure: RunError | None = None
-        self.cleanup_errors: list[CleanupError] = []
+        self._cleanup_errors: list[CleanupError] | None = None
         self._cleaned: trio.Event | None = None
         self._done_cleaning = False
         self.terminated = False
@@ -189,6 +189,21 @@ class Actor:
     @property
     def dead_lettered(self) -> int:
         return self.retries.dead_lettered
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """How many items it lost, by reason (read it; :meth:`count_drop` counts)."""
+        return self._dropped or {}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the module last said about its work (see :meth:`set_info`)."""
+        return self._info or {}
+
+    @property
+    def cleanup_errors(self) -> list[CleanupError]:
+        """The cleanups of its incarnations that failed, oldest first (read it)."""
+        return self._cleanup_errors or []
 
     @property
     def keep(self) -> dict[str, Any]:
@@ -289,7 +304,10 @@ class Actor:
     def count_drop(self, count: int, reason: str) -> None:
         """Count ``count`` items this actor lost, for ``reason``."""
         if count > 0:
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
+            dropped = self._dropped
+            if dropped is None:
+                dropped = self._dropped = {}
+            dropped[reason] = dropped.get(reason, 0) + count
 
     def mark_ready(self) -> None:
         if not self.ready:
@@ -482,7 +500,7 @@ class Actor:
     def set_info(self, task: str | None, info: dict[str, Any]) -> None:
         if task is not None:
             self.task = task
-        self.info = info
+        self._info = info
 
     def read_port(self, port: str, limit: int | None) -> list[Any]:
         """Take what arrived on input ``port`` (for progressive modules)."""
@@ -551,7 +569,9 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
                     await upstream.cleaned.wait()
     error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)
     if error is not None:
-        actor.cleanup_errors.append(error)
+        if actor._cleanup_errors is None:
+            actor._cleanup_errors = []
+        actor._cleanup_errors.append(error)
         actor.errors += 1
 
 

@@ -8,6 +8,7 @@ thread. A source with a ``retry_interval`` tries again while it is active.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from itertools import islice
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError, _describe
+from .._hooks import HookStyle, hook_style
 from .._lifecycle import is_default
 from .._status import ActorState, EndReason
 from ._incarnation import Incarnation, Stop
@@ -108,8 +110,16 @@ class SourceDriver:
         """Call ``start()`` once and send what it produces."""
         room = self.room
         module: Any = room.module
+        start = module.start
         try:
-            produced = await room.lifecycle(module.start)
+            if module.blocking and hook_style(start) is HookStyle.SYNC:
+                produced = await room.lifecycle(start)
+            else:
+                # Called here rather than through room.lifecycle: an idle source waits
+                # inside start(), and every frame between costs it memory.
+                produced = start()
+                if inspect.isawaitable(produced):
+                    produced = await produced
         except Stop:
             raise  # a stop while start() emitted: not the module's failure
         except Exception as exc:

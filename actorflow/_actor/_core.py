@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -45,8 +45,17 @@ __all__ = ["Actor"]
 # Transitions that happen once per batch are logged at debug level; the rest at info.
 _FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
 
+
+class _Driver(Protocol):
+    """What the actor asks of the driver of its current incarnation."""
+
+    def run(self) -> Awaitable[None]: ...
+
+    def link_added(self, link: Link) -> None: ...
+
+
 # The driver of each kind, chosen once when an incarnation starts.
-_DRIVERS: dict[ModuleKind, type[SourceDriver | ConsumerDriver | StepDriver]] = {
+_DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
     ModuleKind.SOURCE: SourceDriver,
     ModuleKind.PROCESSOR: ConsumerDriver,
     ModuleKind.SINK: ConsumerDriver,
@@ -63,6 +72,7 @@ class Actor:
         "_cleaned",
         "_cleanup_errors",
         "_done_cleaning",
+        "_driver",
         "_dropped",
         "_fresh",
         "_info",
@@ -137,6 +147,8 @@ class Actor:
         self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
         self.incarnation: Incarnation | None = None
+        self._driver: _Driver | None = None
+        """The driver of the running incarnation (None between incarnations)."""
         self.upstream: list[Actor] = []
         """Actors feeding this one through non-feedback links; cleaned up before it
         when the whole system is cancelled."""
@@ -190,19 +202,17 @@ class Actor:
     def dead_lettered(self) -> int:
         return self.retries.dead_lettered
 
+    # Read-only views of what is made on first write (count_drop, set_info, _clean_up).
     @property
     def dropped(self) -> dict[str, int]:
-        """How many items it lost, by reason (read it; :meth:`count_drop` counts)."""
         return self._dropped or {}
 
     @property
     def info(self) -> dict[str, Any]:
-        """What the module last said about its work (see :meth:`set_info`)."""
         return self._info or {}
 
     @property
     def cleanup_errors(self) -> list[CleanupError]:
-        """The cleanups of its incarnations that failed, oldest first (read it)."""
         return self._cleanup_errors or []
 
     @property
@@ -348,7 +358,8 @@ class Actor:
             await _wait_for_sources(self)
             self.pacing.start()
             await self.outbox.flush()
-            await _DRIVERS[self.kind](self, incarnation).run()
+            driver = self._driver = _DRIVERS[self.kind](self, incarnation)
+            await driver.run()
             if incarnation.reason is None:
                 stopped = incarnation.stopping
                 incarnation.reason = EndReason.STOPPED if stopped else EndReason.NORMAL
@@ -369,6 +380,7 @@ class Actor:
             going_down = not killed
             raise
         finally:
+            self._driver = None
             self.reason = incarnation.reason
             with trio.CancelScope(shield=True):
                 await _clean_up(self, wait_for_upstream=going_down)
@@ -386,6 +398,13 @@ class Actor:
         self._wake()
         if self.kind is ModuleKind.SOURCE:
             await stop_source(self, self._current())
+
+    def link_added(self, link: Link) -> None:
+        """A link into this actor was added while the system runs (its mailbox already
+        lists it): a link with workers of its own gets them in the running incarnation;
+        the next incarnation finds it like any other."""
+        if self._driver is not None:
+            self._driver.link_added(link)
 
     def on_kill(self) -> None:
         """The supervisor is about to cancel this incarnation."""
@@ -414,16 +433,7 @@ class Actor:
         self.outbox.close()
         for finish in self._at_end or ():
             finish()
-        for link in self.mailbox.links:
-            link.close_receiver()
-            count = link.discard(DropReason.CONSUMER_TERMINATED)
-            if count:
-                self.log.warning(
-                    "link.dropped",
-                    link=link.name,
-                    reason=DropReason.CONSUMER_TERMINATED,
-                    count=count,
-                )
+        _discard_inputs(self)
         failed = self.reason == EndReason.FAILED
         self.set_state(ActorState.INVALID if failed else ActorState.TERMINATED)
         self._done_cleaning = True
@@ -552,6 +562,17 @@ class Actor:
             self.suspended = False
             self.mailbox.notify()
             self.log.info("actor.resumed")
+
+
+def _discard_inputs(actor: Actor) -> None:
+    """The actor ended for good: its inputs take nothing more; what they hold is lost."""
+    for link in actor.mailbox.links:
+        link.close_receiver()
+        count = link.discard(DropReason.CONSUMER_TERMINATED)
+        if count:
+            actor.log.warning(
+                "link.dropped", link=link.name, reason=DropReason.CONSUMER_TERMINATED, count=count
+            )
 
 
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:

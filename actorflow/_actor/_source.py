@@ -18,6 +18,7 @@ import trio
 from .._exceptions import RunError, _describe
 from .._hooks import HookStyle, hook_style
 from .._lifecycle import is_default
+from .._link import Link
 from .._status import ActorState, EndReason
 from ._incarnation import Incarnation, Stop
 from ._room import Room
@@ -58,6 +59,9 @@ class SourceDriver:
     def __init__(self, room: Room, incarnation: Incarnation) -> None:
         self.room = room
         self.incarnation = incarnation
+
+    def link_added(self, link: Link) -> None:
+        """Nothing to do: every link is read where it is needed."""
 
     async def run(self) -> None:
         room, incarnation = self.room, self.incarnation

@@ -147,8 +147,7 @@ class Actor:
         self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
         self.incarnation: Incarnation | None = None
-        self._driver: _Driver | None = None
-        """The driver of the running incarnation (None between incarnations)."""
+        self._driver: _Driver | None = None  # the running incarnation's
         self.upstream: list[Actor] = []
         """Actors feeding this one through non-feedback links; cleaned up before it
         when the whole system is cancelled."""
@@ -355,9 +354,11 @@ class Actor:
         self.set_state(ActorState.READY)
         going_down = False
         try:
-            await _wait_for_sources(self)
+            if self.waits_for:
+                await _wait_for_sources(self)
             self.pacing.start()
-            await self.outbox.flush()
+            if self.outbox.owed:
+                await self.outbox.flush()
             driver = self._driver = _DRIVERS[self.kind](self, incarnation)
             await driver.run()
             if incarnation.reason is None:
@@ -400,9 +401,8 @@ class Actor:
             await stop_source(self, self._current())
 
     def link_added(self, link: Link) -> None:
-        """A link into this actor was added while the system runs (its mailbox already
-        lists it): a link with workers of its own gets them in the running incarnation;
-        the next incarnation finds it like any other."""
+        """A link into this actor was added while the system runs (its mailbox lists it):
+        the running incarnation serves it at once; the next finds it like any other."""
         if self._driver is not None:
             self._driver.link_added(link)
 

@@ -1,11 +1,18 @@
-"""Calling user hooks that may be sync or async, found out at run time."""
+"""Calling user hooks that may be sync or async, found out at run time.
+
+A hook's shape is found with :mod:`inspect` once per function, not once per call: a
+restart builds a new module instance whose bound methods wrap the same functions, so
+the answers are cached on the function (``__func__`` of a bound method) in weak maps
+that forget a function when it goes away.
+"""
 
 from __future__ import annotations
 
 import enum
 import inspect
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ._module import Many
 
@@ -25,8 +32,36 @@ class HookStyle(enum.Enum):
     """An async generator function: every item it yields is a result."""
 
 
+_T = TypeVar("_T")
+
+_styles: weakref.WeakKeyDictionary[Any, HookStyle] = weakref.WeakKeyDictionary()
+"""The style of each function seen; a bound method is classified as its function."""
+_ports_bound: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+"""Whether a bound method takes the port, by its ``__func__`` (``self`` is not counted)."""
+_ports_plain: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+"""Whether a plain callable takes the port, by itself."""
+
+
+def _cached(cache: weakref.WeakKeyDictionary[Any, _T], key: Any, find: Callable[[], _T]) -> _T:
+    """``cache[key]``, found and remembered on first use (a key that cannot be weakly
+    referenced or hashed, a builtin say, is found every time)."""
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    except TypeError:
+        return find()
+    # The lookup took a weak reference and hashed it: storing it can no longer fail.
+    value = cache[key] = find()
+    return value
+
+
 def hook_style(fn: Callable[..., Any]) -> HookStyle:
     """Classify a hook by looking at the function itself (bound methods included)."""
+    return _cached(_styles, getattr(fn, "__func__", fn), lambda: _find_style(fn))
+
+
+def _find_style(fn: Callable[..., Any]) -> HookStyle:
     target = inspect.unwrap(fn)
     if inspect.isasyncgenfunction(target):
         return HookStyle.ASYNC_GEN
@@ -52,6 +87,13 @@ async def call_hook(fn: Callable[..., Any], *args: Any) -> Any:
 
 def accepts_port(fn: Callable[..., Any]) -> bool:
     """Whether a per-item hook takes the input port name as a second argument."""
+    func = getattr(fn, "__func__", None)
+    if func is not None and getattr(fn, "__self__", None) is not None:
+        return _cached(_ports_bound, func, lambda: _find_accepts_port(fn))
+    return _cached(_ports_plain, fn, lambda: _find_accepts_port(fn))
+
+
+def _find_accepts_port(fn: Callable[..., Any]) -> bool:
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature

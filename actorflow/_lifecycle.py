@@ -26,6 +26,8 @@ __all__ = [
     "HookCall",
     "cleanup",
     "construct",
+    "does_nothing",
+    "is_default",
     "validate",
 ]
 
@@ -47,6 +49,26 @@ class Events:
 
 ACTOR_EVENTS = Events("actor.failed", "actor.cleanup_failed")
 TASK_EVENTS = Events("task.failed", "task.cleanup_failed")
+
+_defaults: set[Callable[..., Any]] = set()
+"""Base-class hooks that do nothing (``Module.validate``, ``Module.cleanup``, ...)."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def does_nothing(fn: _F) -> _F:
+    """Mark a base class's hook as one that does nothing, so that it is not called.
+
+    A restart validates and cleans up a module: when neither hook was overridden, this
+    skips two hook calls, a timeout scope and (for a blocking module) two thread hops.
+    """
+    _defaults.add(fn)
+    return fn
+
+
+def is_default(hook: Callable[..., Any]) -> bool:
+    """Whether ``hook`` (a bound method, usually) is a base class's do-nothing hook."""
+    return getattr(hook, "__func__", None) in _defaults
 
 
 def construct(
@@ -81,6 +103,8 @@ async def validate(
         ValidationError: The hook raised (refused its configuration); its error is the
             cause.
     """
+    if is_default(hook):
+        return
     try:
         await call(hook)
     except Exception as exc:
@@ -104,6 +128,8 @@ async def cleanup(
     Returns:
         The :class:`CleanupError` (its cause the hook's error, if it raised), or ``None``.
     """
+    if is_default(hook):
+        return None
     cause: Exception | None = None
     try:
         with trio.fail_after(limit):

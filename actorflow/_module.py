@@ -16,6 +16,7 @@ import attrs
 import structlog
 
 from ._data import Data
+from ._lifecycle import does_nothing
 from ._ports import Port
 from ._store import ModuleData, Store
 
@@ -144,6 +145,7 @@ class Module:
 
     _actor: ModuleContext | None = None
 
+    @does_nothing
     def validate(self) -> Any:
         """Check the configuration; raise to refuse it.
 
@@ -152,6 +154,7 @@ class Module:
         """
         return None
 
+    @does_nothing
     def cleanup(self) -> Any:
         """Release what the module holds.
 
@@ -276,6 +279,7 @@ class Source(Module):
         (connected, say), before it sends anything."""
         self._bound().mark_ready()
 
+    @does_nothing
     def stop(self) -> Any:
         """Called once when the runtime asks an active source to stop; may be async.
 

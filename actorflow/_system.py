@@ -173,7 +173,8 @@ class System:
             if self._wiring.actors[name].terminated:
                 self.graph._links.remove(spec)
                 raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
-        self._wiring.connect(spec)
+        link = self._wiring.connect(spec)
+        self._wiring.actors[spec.target].link_added(link)
         self._wiring.count_ancestors()
         self.log.info("link.added", link=spec.name)
         return spec

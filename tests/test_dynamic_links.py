@@ -241,3 +241,48 @@ async def test_a_module_can_add_a_link_itself(autojump_clock: trio.testing.MockC
         await trio.sleep(2.5)
         await system.stop()
     assert [item["n"] for item in late if isinstance(item, dict)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("workers", "first_workers"), [(2, 1), (0, 1), (2, 3)])
+async def test_a_link_with_workers_added_while_running_gets_its_workers(
+    autojump_clock: trio.testing.MockClock, workers: int, first_workers: int
+) -> None:
+    """A link with ``workers=N`` (or ``0``: a task per item) added while its consumer
+    runs is served at once by workers of its own, several items at a time (whether or
+    not the consumer already had a link with workers)."""
+    gate = trio.Event()
+    out: list[Any] = []
+    running = {"now": 0, "most": 0}
+
+    class Later(af.Source):
+        async def start(self) -> None:
+            await gate.wait()
+            for n in range(4):
+                await self.emit({"n": n})
+
+    class Slow(af.Processor):
+        async def process(self, data: Any) -> Any:
+            if isinstance(data, dict):
+                running["now"] += 1
+                running["most"] = max(running["most"], running["now"])
+                await trio.sleep(1)
+                running["now"] -= 1
+            return data
+
+    graph = af.Graph()
+    graph.add("spare", Forever, interval=1)
+    graph.add("later", Later)
+    graph.add("slow", Slow)
+    graph.add("sink", Collect, into=out)
+    graph.link("spare", "slow", workers=first_workers)
+    graph.link("slow", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(1.5)
+        await system.add_link("later", "slow", workers=workers)
+        gate.set()
+        await trio.sleep(3)
+        assert system.status().actors["slow"].mailbox_depth == 0
+        await system.stop()
+    assert sorted(item["n"] for item in out if isinstance(item, dict)) == [0, 1, 2, 3]
+    assert running["most"] >= 2
+    assert sorted(item for item in out if not isinstance(item, dict))[:3] == [0, 1, 2]

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -45,8 +45,17 @@ __all__ = ["Actor"]
 # Transitions that happen once per batch are logged at debug level; the rest at info.
 _FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
 
+
+class _Driver(Protocol):
+    """What the actor asks of the driver of its current incarnation."""
+
+    def run(self) -> Awaitable[None]: ...
+
+    def link_added(self, link: Link) -> None: ...
+
+
 # The driver of each kind, chosen once when an incarnation starts.
-_DRIVERS: dict[ModuleKind, type[SourceDriver | ConsumerDriver | StepDriver]] = {
+_DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
     ModuleKind.SOURCE: SourceDriver,
     ModuleKind.PROCESSOR: ConsumerDriver,
     ModuleKind.SINK: ConsumerDriver,
@@ -61,8 +70,12 @@ class Actor:
     __slots__ = (
         "_at_end",
         "_cleaned",
+        "_cleanup_errors",
         "_done_cleaning",
+        "_driver",
+        "_dropped",
         "_fresh",
+        "_info",
         "_keep",
         "_on_terminated",
         "_posted",
@@ -71,16 +84,13 @@ class Actor:
         "ancestors",
         "attempts",
         "blocked_on",
-        "cleanup_errors",
         "debug",
-        "dropped",
         "emitted",
         "errors",
         "failure",
         "filtered",
         "incarnation",
         "incarnations",
-        "info",
         "kind",
         "log",
         "mailbox",
@@ -137,6 +147,7 @@ class Actor:
         self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
         self.incarnation: Incarnation | None = None
+        self._driver: _Driver | None = None  # the running incarnation's
         self.upstream: list[Actor] = []
         """Actors feeding this one through non-feedback links; cleaned up before it
         when the whole system is cancelled."""
@@ -152,7 +163,7 @@ class Actor:
         self.progress: tuple[float, float | None] | None = None
         self.task: str = spec.factory.__qualname__
         """What it is doing: its module's class name, unless the module said otherwise."""
-        self.info: dict[str, Any] = {}
+        self._info: dict[str, Any] | None = None
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] | None = None
         self.system: RunningSystem | None = None
@@ -171,10 +182,10 @@ class Actor:
         self.errors = 0
         self.restarts = 0
         self.incarnations = 0
-        self.dropped: dict[str, int] = {}
+        self._dropped: dict[str, int] | None = None
         self.reason: str | None = None
         self.failure: RunError | None = None
-        self.cleanup_errors: list[CleanupError] = []
+        self._cleanup_errors: list[CleanupError] | None = None
         self._cleaned: trio.Event | None = None
         self._done_cleaning = False
         self.terminated = False
@@ -189,6 +200,19 @@ class Actor:
     @property
     def dead_lettered(self) -> int:
         return self.retries.dead_lettered
+
+    # Read-only views of what is made on first write (count_drop, set_info, _clean_up).
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self._dropped or {}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self._info or {}
+
+    @property
+    def cleanup_errors(self) -> list[CleanupError]:
+        return self._cleanup_errors or []
 
     @property
     def keep(self) -> dict[str, Any]:
@@ -289,7 +313,10 @@ class Actor:
     def count_drop(self, count: int, reason: str) -> None:
         """Count ``count`` items this actor lost, for ``reason``."""
         if count > 0:
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
+            dropped = self._dropped
+            if dropped is None:
+                dropped = self._dropped = {}
+            dropped[reason] = dropped.get(reason, 0) + count
 
     def mark_ready(self) -> None:
         if not self.ready:
@@ -327,10 +354,13 @@ class Actor:
         self.set_state(ActorState.READY)
         going_down = False
         try:
-            await _wait_for_sources(self)
+            if self.waits_for:
+                await _wait_for_sources(self)
             self.pacing.start()
-            await self.outbox.flush()
-            await _DRIVERS[self.kind](self, incarnation).run()
+            if self.outbox.owed:
+                await self.outbox.flush()
+            driver = self._driver = _DRIVERS[self.kind](self, incarnation)
+            await driver.run()
             if incarnation.reason is None:
                 stopped = incarnation.stopping
                 incarnation.reason = EndReason.STOPPED if stopped else EndReason.NORMAL
@@ -351,6 +381,7 @@ class Actor:
             going_down = not killed
             raise
         finally:
+            self._driver = None
             self.reason = incarnation.reason
             with trio.CancelScope(shield=True):
                 await _clean_up(self, wait_for_upstream=going_down)
@@ -368,6 +399,12 @@ class Actor:
         self._wake()
         if self.kind is ModuleKind.SOURCE:
             await stop_source(self, self._current())
+
+    def link_added(self, link: Link) -> None:
+        """A link into this actor was added while the system runs (its mailbox lists it):
+        the running incarnation serves it at once; the next finds it like any other."""
+        if self._driver is not None:
+            self._driver.link_added(link)
 
     def on_kill(self) -> None:
         """The supervisor is about to cancel this incarnation."""
@@ -396,16 +433,7 @@ class Actor:
         self.outbox.close()
         for finish in self._at_end or ():
             finish()
-        for link in self.mailbox.links:
-            link.close_receiver()
-            count = link.discard(DropReason.CONSUMER_TERMINATED)
-            if count:
-                self.log.warning(
-                    "link.dropped",
-                    link=link.name,
-                    reason=DropReason.CONSUMER_TERMINATED,
-                    count=count,
-                )
+        _discard_inputs(self)
         failed = self.reason == EndReason.FAILED
         self.set_state(ActorState.INVALID if failed else ActorState.TERMINATED)
         self._done_cleaning = True
@@ -482,7 +510,7 @@ class Actor:
     def set_info(self, task: str | None, info: dict[str, Any]) -> None:
         if task is not None:
             self.task = task
-        self.info = info
+        self._info = info
 
     def read_port(self, port: str, limit: int | None) -> list[Any]:
         """Take what arrived on input ``port`` (for progressive modules)."""
@@ -536,6 +564,17 @@ class Actor:
             self.log.info("actor.resumed")
 
 
+def _discard_inputs(actor: Actor) -> None:
+    """The actor ended for good: its inputs take nothing more; what they hold is lost."""
+    for link in actor.mailbox.links:
+        link.close_receiver()
+        count = link.discard(DropReason.CONSUMER_TERMINATED)
+        if count:
+            actor.log.warning(
+                "link.dropped", link=link.name, reason=DropReason.CONSUMER_TERMINATED, count=count
+            )
+
+
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
     """The end of an incarnation: its module's cleanup(), producers first when the
     whole system is going down."""
@@ -551,7 +590,9 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
                     await upstream.cleaned.wait()
     error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)
     if error is not None:
-        actor.cleanup_errors.append(error)
+        if actor._cleanup_errors is None:
+            actor._cleanup_errors = []
+        actor._cleanup_errors.append(error)
         actor.errors += 1
 
 

@@ -8,6 +8,7 @@ thread. A source with a ``retry_interval`` tries again while it is active.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from itertools import islice
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError, _describe
+from .._hooks import HookStyle, hook_style
+from .._lifecycle import is_default
+from .._link import Link
 from .._status import ActorState, EndReason
 from ._incarnation import Incarnation, Stop
 from ._room import Room
@@ -30,8 +34,11 @@ async def stop_source(room: Room, incarnation: Incarnation) -> None:
     room.mailbox.notify()
     room.outbox.wake()
     room.log.info("actor.stopping")
+    stop = room.module.stop  # type: ignore[attr-defined]
+    if is_default(stop):
+        return
     try:
-        await room.lifecycle(room.module.stop)  # type: ignore[attr-defined]
+        await room.lifecycle(stop)
     except Exception as exc:
         room.errors += 1
         room.log.error("actor.stop_failed", error=_describe(exc))
@@ -53,17 +60,37 @@ class SourceDriver:
         self.room = room
         self.incarnation = incarnation
 
+    def link_added(self, link: Link) -> None:
+        """Nothing to do: every link is read where it is needed."""
+
     async def run(self) -> None:
+        """Produce (trying again while a source with a ``retry_interval`` is active),
+        in a scope a graceful stop may put a deadline on. One frame, not two: an idle
+        source waits in here, and every frame costs it memory."""
         room, incarnation = self.room, self.incarnation
         if room.system_stopping():
             # Started (restarted) after a graceful stop: nothing more to produce.
             incarnation.active = False
             incarnation.reason = EndReason.STOPPED
             return
+        retry_interval = getattr(room.module, "retry_interval", None)
+        attempt = 0
         with trio.CancelScope() as scope:
             incarnation.produce_scope = scope
             room.set_state(ActorState.RUNNING)
-            await self._produce_with_retries()
+            while True:
+                try:
+                    await self._produce()
+                    room.mark_ready()
+                    break
+                except RunError as error:
+                    if retry_interval is None or not incarnation.active:
+                        raise
+                    attempt += 1
+                    await self._wait_to_retry(error, attempt, retry_interval)
+                    if incarnation.stop_requested:
+                        break
+                    room.set_state(ActorState.RUNNING)
         incarnation.produce_scope = None
         if scope.cancelled_caught:
             incarnation.reason = EndReason.KILLED
@@ -71,41 +98,35 @@ class SourceDriver:
         elif incarnation.stop_requested:
             incarnation.reason = EndReason.STOPPED
 
-    async def _produce_with_retries(self) -> None:
-        room, incarnation = self.room, self.incarnation
-        retry_interval = getattr(room.module, "retry_interval", None)
-        attempt = 0
-        while True:
-            try:
-                await self._produce()
-                room.mark_ready()
-                return
-            except RunError as error:
-                if retry_interval is None or not incarnation.active:
-                    raise
-                # A source with a retry interval tries again while it is active;
-                # the supervisor only hears of it if it gives up.
-                attempt += 1
-                room.errors += 1
-                room.log.warning(
-                    "actor.retrying",
-                    attempt=attempt,
-                    retry_in=retry_interval,
-                    error=_describe(error.__cause__ or error),
-                )
-                room.set_state(ActorState.BLOCKED, blocked_on="retry")
-                with trio.move_on_after(retry_interval):
-                    await incarnation.wait_stopped()
-                if incarnation.stop_requested:
-                    return
-                room.set_state(ActorState.RUNNING)
+    async def _wait_to_retry(self, error: RunError, attempt: int, interval: float) -> None:
+        """A source with a retry interval tries again while it is active; the
+        supervisor only hears of it if it gives up."""
+        room = self.room
+        room.errors += 1
+        room.log.warning(
+            "actor.retrying",
+            attempt=attempt,
+            retry_in=interval,
+            error=_describe(error.__cause__ or error),
+        )
+        room.set_state(ActorState.BLOCKED, blocked_on="retry")
+        with trio.move_on_after(interval):
+            await self.incarnation.wait_stopped()
 
     async def _produce(self) -> None:
         """Call ``start()`` once and send what it produces."""
         room = self.room
         module: Any = room.module
+        start = module.start
         try:
-            produced = await room.lifecycle(module.start)
+            if module.blocking and hook_style(start) is HookStyle.SYNC:
+                produced = await room.lifecycle(start)
+            else:
+                # Called here rather than through room.lifecycle: an idle source waits
+                # inside start(), and every frame between costs it memory.
+                produced = start()
+                if inspect.isawaitable(produced):
+                    produced = await produced
         except Stop:
             raise  # a stop while start() emitted: not the module's failure
         except Exception as exc:

@@ -97,6 +97,9 @@ class StepDriver:
         self.step_size = max(1, int(module.step_size))
         self.seconds_per_unit: float | None = None
 
+    def link_added(self, link: Link) -> None:
+        """Nothing to do: every link is read where it is needed."""
+
     async def run(self) -> None:
         """Call run_step until the module is done, sizing each step to the quantum."""
         room, incarnation = self.room, self.incarnation

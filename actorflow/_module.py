@@ -30,6 +30,7 @@ __all__ = [
     "Sink",
     "Source",
     "Tag",
+    "attach",
 ]
 
 
@@ -373,3 +374,9 @@ class Sink(Module):
     def consume(self, data: Any) -> Any:
         """Handle one item."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement consume()")
+
+
+def attach(module: Module, context: ModuleContext) -> None:
+    """Give ``module`` the runtime it asks for what it may do (its actor, for each
+    incarnation): the one way another room sets what a module talks to."""
+    module._actor = context

@@ -29,7 +29,7 @@ from .._hooks import HookStyle, call_hook, hook_style
 from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
 from .._logging import get_logger
-from .._module import Module, ModuleKind, RunningSystem
+from .._module import Module, ModuleKind, RunningSystem, attach
 from .._settings import Settings
 from .._status import ActorState, ActorStatus, DropReason, EndReason
 from ._consumer import ConsumerDriver
@@ -172,7 +172,7 @@ class Actor:
         self._at_end: list[Callable[[], None]] | None = None
         self.thread_limiter: trio.CapacityLimiter | None = None
         """Shared by the system's blocking modules; set when the system is built."""
-        module._actor = self
+        attach(module, self)
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
     def _init_counters(self) -> None:
@@ -335,7 +335,7 @@ class Actor:
             return
         spec = self.spec
         module = construct(self.name, spec.factory, spec.config, self.log)
-        module._actor = self
+        attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
         await validate(self.name, module.validate, call, self.log)
         self.module = module

@@ -9,8 +9,11 @@ runtime, not by the task's author.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -18,16 +21,18 @@ import trio
 from structlog.typing import FilteringBoundLogger
 
 from ._exceptions import (
+    CleanupError,
     InitializationError,
     LifecycleError,
     RunError,
     ValidationError,
     _describe,
 )
+from ._heartbeat import Reporter, beat
 from ._hooks import HookStyle, call_hook, hook_style
 from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
 from ._logging import get_logger
-from ._status import Vocabulary
+from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
 
 __all__ = ["Job", "JobResult", "Task", "TaskResult", "TaskState"]
 
@@ -42,7 +47,8 @@ class TaskState(Vocabulary):
     SUCCEEDED = "succeeded"
     """Its ``run()`` returned."""
     FAILED = "failed"
-    """Its constructor, ``validate()``, ``run()`` or ``cleanup()`` raised."""
+    """Its constructor, ``validate()``, ``run()`` or ``cleanup()`` raised (a task whose
+    ``run()`` returned but whose ``cleanup()`` raised failed too)."""
     NOT_RUN = "not_run"
     """The job failed before this task's turn, so it never started."""
 
@@ -126,6 +132,57 @@ class JobResult:
             raise self.error
 
 
+async def _call_in_thread(hook: Callable[[], Any], *, abandon_on_cancel: bool) -> Any:
+    """Call a task's hook as the :class:`Task` docstring promises: a sync one in a worker
+    thread (tasks block: encoding, copying files), an async one on the event loop. The
+    do-nothing hooks a task inherits are called in place: no thread for nothing."""
+    inherited = getattr(hook, "__func__", None) in (Task.validate, Task.cleanup)
+    if hook_style(hook) is HookStyle.SYNC and not inherited:
+        result = await trio.to_thread.run_sync(hook, abandon_on_cancel=abandon_on_cancel)
+    else:
+        result = hook()
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+_validate_hook = partial(_call_in_thread, abandon_on_cancel=True)
+_cleanup_hook = partial(_call_in_thread, abandon_on_cancel=False)
+"""A cleanup is never abandoned: it runs to its end, shielded, like a module's."""
+
+_HEARTBEAT_STATES = {
+    TaskState.PENDING: ActorState.CREATED,
+    TaskState.NOT_RUN: ActorState.CREATED,
+    TaskState.RUNNING: ActorState.RUNNING,
+    TaskState.SUCCEEDED: ActorState.TERMINATED,
+    TaskState.FAILED: ActorState.TERMINATED,
+}
+"""A task's state as the actor state a heartbeat carries (its exact state is in
+``info["state"]``)."""
+
+
+def _task_status(result: TaskResult, kind: str) -> ActorStatus:
+    """One task as a heartbeat's actor entry."""
+    failed = result.state == TaskState.FAILED
+    ended = result.state in (TaskState.SUCCEEDED, TaskState.FAILED)
+    return ActorStatus(
+        name=result.name,
+        kind="task",
+        state=_HEARTBEAT_STATES[TaskState(result.state)],
+        blocked_on=None,
+        received=0,
+        emitted=0,
+        filtered=0,
+        dropped={},
+        mailbox_depth=0,
+        errors=1 if failed else 0,
+        reason=str(result.state) if ended else None,
+        progress=(result.progress, 100.0),
+        task=kind,
+        info={"state": str(result.state), "info": result.info},
+    )
+
+
 class Job:
     """An ordered list of tasks, declared like a graph's modules."""
 
@@ -136,6 +193,8 @@ class Job:
         self._running: tuple[str, float, float] | None = None
         self._timings: dict[str, tuple[float, float]] = {}
         self._error: LifecycleError | None = None
+        self._failed: dict[str, LifecycleError] = {}
+        """Every task that failed, in any phase (cleanup too), with its own error."""
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -170,10 +229,43 @@ class Job:
         self._specs.append((name, task, config))
         return name
 
-    async def run(self) -> JobResult:
-        """Run the job; never raises for a task's failure (see :class:`JobResult`)."""
+    def _heartbeat_status(self) -> SystemStatus:
+        """The running job as a heartbeat sees it: one entry per task, kind ``"task"``."""
+        kinds = {name: cls.__name__ for name, cls, _ in self._specs}
+        return SystemStatus(
+            graph=self.name,
+            state=SystemState.RUNNING,
+            actors={r.name: _task_status(r, kinds[r.name]) for r in self.status()},
+            links={},
+        )
+
+    async def run(
+        self, *, reporters: Sequence[Reporter] = (), heartbeat_interval: float = 5.0
+    ) -> JobResult:
+        """Run the job; never raises for a task's failure (see :class:`JobResult`).
+
+        Like a graph, a running job logs a ``system.heartbeat`` every
+        ``heartbeat_interval`` seconds and hands the snapshot to each of ``reporters``.
+        """
         log = get_logger(job=self.name)
+        heartbeats = partial(
+            beat,
+            self._heartbeat_status,
+            interval=heartbeat_interval,
+            started_at=time.time(),
+            reporters=reporters,
+            log=log,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(heartbeats)
+            result = await self._run(log)
+            nursery.cancel_scope.cancel()
+        return result
+
+    async def _run(self, log: FilteringBoundLogger) -> JobResult:
+        """Prepare, run and clean up every task; the result says how it went."""
         self._tasks, self._timings, self._error, self._running = [], {}, None, None
+        self._failed = {}
         try:
             await self._prepare(log)
         except (InitializationError, ValidationError) as error:
@@ -196,7 +288,7 @@ class Job:
             self._tasks.append(task)
         for task in self._tasks:
             await validate(
-                task.name, task.validate, call_hook, log.bind(task=task.name), TASK_EVENTS
+                task.name, task.validate, _validate_hook, log.bind(task=task.name), TASK_EVENTS
             )
 
     async def _run_tasks(self, started: list[Task], log: FilteringBoundLogger) -> RunError | None:
@@ -206,6 +298,7 @@ class Job:
             failure = await self._run_one(task, log)
             if failure is not None:
                 log.error("task.failed", task=task.name, phase="run", error=str(failure))
+                self._failed[task.name] = failure
                 return failure
             task.progress = 100.0
             log.info("task.succeeded", task=task.name, duration=self._timings[task.name][1])
@@ -230,27 +323,36 @@ class Job:
             self._running = None
         return None
 
-    @staticmethod
     async def _clean_up(
-        started: list[Task], failure: LifecycleError | None, log: FilteringBoundLogger
+        self, started: list[Task], failure: LifecycleError | None, log: FilteringBoundLogger
     ) -> LifecycleError | None:
         """Clean up every started task, last first; the job's error is the run's failure,
-        else the first cleanup error, and any other cleanup error is a note on it."""
+        else the first cleanup error, and any other cleanup error is a note on it. A task
+        whose cleanup failed is a failed task, whatever its run did."""
         for task in reversed(started):
-            error = await cleanup(
-                task.name, task.cleanup, call_hook, math.inf, log.bind(task=task.name), TASK_EVENTS
+            error: CleanupError | None = await cleanup(
+                task.name,
+                task.cleanup,
+                _cleanup_hook,
+                math.inf,
+                log.bind(task=task.name),
+                TASK_EVENTS,
             )
             if error is None:
                 continue
+            self._failed.setdefault(task.name, error)
             if failure is None:
                 failure = error
             else:
                 failure.add_note(f"also: {error}")
         return failure
 
-    def run_blocking(self) -> JobResult:
+    def run_blocking(
+        self, *, reporters: Sequence[Reporter] = (), heartbeat_interval: float = 5.0
+    ) -> JobResult:
         """Run the job from synchronous code."""
-        return trio.run(self.run, restrict_keyboard_interrupt_to_checkpoints=True)
+        run = partial(self.run, reporters=reporters, heartbeat_interval=heartbeat_interval)
+        return trio.run(run, restrict_keyboard_interrupt_to_checkpoints=True)
 
     def _result(
         self,
@@ -273,9 +375,11 @@ class Job:
         results = []
         for name, _, _ in self._specs:
             task = next((t for t in tasks if t.name == name), None)
+            own_error = self._failed.get(name)
+            if error is not None and error.module == name:
+                own_error = error
             if name in timings:
-                failed = error is not None and error.module == name and error.phase == "run"
-                state = TaskState.FAILED if failed else TaskState.SUCCEEDED
+                state = TaskState.FAILED if name in self._failed else TaskState.SUCCEEDED
                 started_at, duration = timings[name]
             else:
                 state, started_at, duration = TaskState.NOT_RUN, None, None
@@ -287,7 +391,7 @@ class Job:
                     duration=duration,
                     progress=task.progress if task else 0.0,
                     info=task.info if task else None,
-                    error=error if error is not None and error.module == name else None,
+                    error=own_error,
                 )
             )
         return tuple(results)

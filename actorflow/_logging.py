@@ -7,7 +7,12 @@ formatted sentence, so logs can be filtered and summarised by machines.
 If the application never configured structlog, actorflow does not impose structlog's
 development defaults (everything, to stdout) on it: it logs warnings and errors to
 stderr only. :func:`configure_logging` (or the application's own
-``structlog.configure``) turns on the rest.
+``structlog.configure``) turns on the rest. "Configured" means structlog's output is
+not its builtin defaults: ``structlog.testing.capture_logs()`` marks structlog as
+configured for good and, on leaving, restores the builtin defaults, which must not
+turn on every event, debug included, for the rest of the process. actorflow changes
+no global logging state (structlog's or the standard library's) unless it is asked to,
+by :func:`configure_logging`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from typing import Any, Literal, TextIO, cast
 
 import structlog
+import structlog._config as _structlog_config
 
 __all__ = ["configure_logging", "get_logger"]
 
@@ -104,6 +110,42 @@ def configure_logging(
     )
 
 
+def _builtin_defaults() -> tuple[Any, ...] | None:
+    """structlog's builtin processors, wrapper class, logger factory and context class
+    (not public: if a structlog release renames them, ``is_configured()`` alone
+    decides)."""
+    names = ("PROCESSORS", "WRAPPER_CLASS", "LOGGER_FACTORY", "CONTEXT_CLASS")
+    found = tuple(getattr(_structlog_config, f"_BUILTIN_DEFAULT_{name}", None) for name in names)
+    return None if None in found else found
+
+
+_BUILTIN_DEFAULTS = _builtin_defaults()
+
+
+def _configured_by_application() -> bool:
+    """Whether structlog's output is someone's choice rather than its builtin defaults.
+
+    ``structlog.is_configured()`` alone cannot tell: ``capture_logs()`` calls
+    ``configure`` (so it stays ``True``) and, on leaving, puts the builtin processors
+    back, which print every event, debug included, to stdout.
+    """
+    if not structlog.is_configured():
+        return False
+    if _BUILTIN_DEFAULTS is None:  # pragma: no cover - depends on the structlog release
+        return True
+    processors, wrapper_class, logger_factory, context_class = _BUILTIN_DEFAULTS
+    config = structlog.get_config()
+    current = list(config["processors"])
+    builtin = (
+        config["wrapper_class"] is wrapper_class
+        and config["logger_factory"] is logger_factory
+        and config["context_class"] is context_class
+        and len(current) == len(processors)
+        and all(mine is theirs for mine, theirs in zip(current, processors, strict=True))
+    )
+    return not builtin
+
+
 class _CurrentStderr:
     """Writes to ``sys.stderr`` as it is at each write, not as it was when a logger was
     made. A live view that redirects stderr (``actorflow run``'s) then prints warnings
@@ -146,7 +188,7 @@ def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     Bind once (per actor, per system) and keep the result: binding resolves the
     configuration, so the hot path pays nothing for it.
     """
-    if structlog.is_configured():
+    if _configured_by_application():
         bound: structlog.typing.FilteringBoundLogger = structlog.get_logger("actorflow").bind(
             **context
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,14 @@ import structlog
 from redis_server import ExternalRedis, RedisServer, require_redis_server
 
 from actorflow._logging import _release_owned_stream
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests need SIGINT to raise KeyboardInterrupt, here and in the commands
+    they start. A shell starts a background job with SIGINT ignored, and an ignored
+    signal stays ignored across exec: run that way, they would fail for the wrong reason."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

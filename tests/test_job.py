@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import trio
 import trio.testing
 
 import actorflow as af
+from actorflow._cli import main
 from actorflow._job import TaskState
 
 
@@ -165,6 +167,10 @@ async def test_status_shows_each_task_while_the_job_runs(
     seen: list[tuple[str, ...]] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(running.run)
+        # Sync validate() runs in worker threads, which the mock clock cannot see: count
+        # from when the first task starts running.
+        while running.status()[0].state != "running":
+            await trio.sleep(0)
         await trio.sleep(1.6)  # a took 1 s; b is 0.6 s in, reported frame 1 at 0.5 s
         now = running.status()
         seen.append(tuple(t.state for t in now))
@@ -217,3 +223,115 @@ async def test_a_task_failing_to_build_or_validate_is_logged_once(
     await job([], phase, where="c").run()
     failed = [e for e in logs if e["log_level"] == "error"]
     assert [(e["event"], e["task"], e["phase"]) for e in failed] == [("task.failed", "c", phase)]
+
+
+async def test_a_task_whose_cleanup_fails_is_a_failed_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A task whose run() returned but whose cleanup() raised failed: its result says so,
+    with its own CleanupError, also when another task's run failure is the job's error."""
+    alone = await job([], "cleanup", where="a").run()
+    assert [t.state for t in alone.tasks] == ["failed", "succeeded", "succeeded"]
+    assert alone.tasks[0].error is alone.error
+    assert alone.succeeded == ["b", "c"]
+
+    both = af.Job("both")
+    both.add("a", Step, journal=[], fail_in="cleanup")
+    both.add("b", Step, journal=[], fail_in="run")
+    result = await both.run()
+    assert [t.state for t in result.tasks] == ["failed", "failed"]
+    assert isinstance(result.tasks[0].error, af.CleanupError)
+    assert "temp dir busy" in str(result.tasks[0].error)
+    assert isinstance(result.tasks[1].error, af.RunError)
+    assert result.succeeded == []
+
+
+def test_a_job_file_whose_task_cleanup_fails_exits_1_naming_task_and_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`actorflow run` on a job file: a cleanup failure is the job's failure (exit 1)."""
+    (tmp_path / "chores.py").write_text(
+        "import actorflow as af\n\n"
+        "class Leaky(af.Task):\n"
+        "    def run(self):\n"
+        "        self.report(100, 'done')\n\n"
+        "    def cleanup(self):\n"
+        "        raise RuntimeError('temp dir busy')\n"
+    )
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.actorflow]\npythonpath = ["."]\n\n'
+        '[tool.actorflow.modules]\nleaky = "chores:Leaky"\n'
+    )
+    (tmp_path / "chores.toml").write_text(
+        '[job]\nname = "chores"\n\n[tasks.sweep]\nmodule = "leaky"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "chores.toml", "--no-view"]) == 1
+    captured = capsys.readouterr()
+    assert "module 'sweep' failed in cleanup: RuntimeError: temp dir busy" in captured.err
+    assert "sweep  failed" in captured.out
+    assert "done:" not in captured.out
+
+
+class Threads(af.Task):
+    """Records the thread each sync hook runs in."""
+
+    def __init__(self, threads: dict[str, str]) -> None:
+        self.threads = threads
+
+    def validate(self) -> None:
+        self.threads["validate"] = threading.current_thread().name
+
+    def run(self) -> None:
+        self.threads["run"] = threading.current_thread().name
+
+    def cleanup(self) -> None:
+        self.threads["cleanup"] = threading.current_thread().name
+
+
+def test_sync_validate_and_cleanup_run_in_worker_threads_like_run() -> None:
+    """The Task docstring's promise holds for every sync hook, not only run()."""
+    threads: dict[str, str] = {}
+    built = af.Job("threads")
+    built.add("only", Threads, threads=threads)
+    assert built.run_blocking().ok
+    assert set(threads) == {"validate", "run", "cleanup"}
+    assert threading.main_thread().name not in threads.values()
+
+
+class Recorder:
+    """A reporter that keeps every snapshot."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[dict[str, Any]] = []
+
+    async def report(self, snapshot: dict[str, Any]) -> None:
+        self.snapshots.append(snapshot)
+
+
+async def test_a_job_sends_heartbeats_to_reporters_like_a_graph(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """Every heartbeat_interval a running job logs system.heartbeat and hands each
+    reporter a snapshot with one entry per task: its state, progress and last report."""
+    recorder = Recorder()
+    result = await job([]).run(reporters=[recorder], heartbeat_interval=0.5)
+    assert result.ok
+    assert len(recorder.snapshots) >= 6  # the tasks take 6 s
+    first = recorder.snapshots[0]
+    assert (first["graph"], first["state"]) == ("encode", "running")
+    assert set(first["actors"]) == {"a", "b", "c"}
+    assert (first["actors"]["a"]["kind"], first["actors"]["a"]["task"]) == ("task", "Step")
+    b_running = [
+        s["actors"]["b"]
+        for s in recorder.snapshots
+        if s["actors"]["b"]["info"]["state"] == "running"
+    ]
+    assert b_running
+    assert b_running[-1]["state"] == "running"
+    assert b_running[-1]["progress"][1] == 100.0
+    assert "info" in b_running[-1]["info"]
+    beats = [e for e in logs if e["event"] == "system.heartbeat"]
+    assert len(beats) == len(recorder.snapshots)
+    assert beats[0]["job"] == "encode"

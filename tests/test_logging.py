@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import structlog
+import structlog.testing
 from sample_modules import Collect, Numbers
 
 import actorflow as af
@@ -150,3 +153,52 @@ def test_no_message_trace_events_at_info_level(tmp_path: Path) -> None:
     af.configure_logging(format="json", level="info", file=str(path))
     af.run(small_graph())
     assert "message." not in path.read_text()
+
+
+def test_capture_logs_in_a_harness_does_not_turn_on_every_event_afterwards(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """capture_logs() (what docs/howto/testing.md recommends) captures every event while
+    it is active; after it, actorflow is as quiet as before it: structlog calls itself
+    configured from then on, but with its builtin defaults, which are nobody's choice."""
+    with structlog.testing.capture_logs() as captured:
+        af.run(small_graph())
+    assert any(e["event"] == "actor.state" and e["log_level"] == "debug" for e in captured)
+    capsys.readouterr()
+    af.run(small_graph())
+    after = capsys.readouterr()
+    assert (after.out, after.err) == ("", "")
+    get_logger(actor="x").warning("actor.dropped", port="p", reason="unconnected", count=1)
+    after = capsys.readouterr()
+    assert after.out == ""
+    assert "actor.dropped" in after.err
+
+
+def test_an_application_configuration_is_still_honoured_after_capture_logs() -> None:
+    """Telling structlog's builtin defaults apart does not ignore a real configuration."""
+    with structlog.testing.capture_logs():
+        pass
+    stream = io.StringIO()
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+    af.run(small_graph())
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert any(e["event"] == "system.done" for e in events)
+    assert all(e.get("state") != "running" for e in events)  # debug filtered by the app
+
+
+def test_running_a_graph_changes_no_global_logging_state() -> None:
+    """actorflow configures nothing it was not asked to: structlog's configuration and
+    the standard library's root logger are as the application left them."""
+    root = logging.getLogger()
+    before = (structlog.is_configured(), dict(structlog.get_config()))
+    root_before = (root.level, list(root.handlers), logging.root.manager.disable)
+    af.run(small_graph())
+    with structlog.testing.capture_logs():
+        af.run(small_graph())
+    structlog.reset_defaults()
+    assert (structlog.is_configured(), dict(structlog.get_config())) == before
+    assert (root.level, list(root.handlers), logging.root.manager.disable) == root_before

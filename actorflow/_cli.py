@@ -228,6 +228,8 @@ def _log_to(args: argparse.Namespace) -> None:
     """Send JSON logs to ``--log``, or say in one line why that path cannot take them."""
     if not args.log:
         return
+    if "\0" in args.log:
+        raise _BadOption(f"--log {args.log!r}: not a valid path (it holds a NUL byte)")
     try:
         configure_logging(format="json", level=args.log_level, file=args.log)
     except OSError as exc:

@@ -226,6 +226,8 @@ def _read(path: Path) -> dict[str, Any]:
         raise GraphFileError(path, [f"not UTF-8 text: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise GraphFileError(path, [f"not valid TOML: {exc}"]) from None
+    except ValueError as exc:  # a path no file can have, such as one with a NUL byte
+        raise GraphFileError(path, [f"cannot read it: {exc}"]) from None
 
 
 def _is_job(data: dict[str, Any]) -> bool:

@@ -11,6 +11,8 @@ from typing import ClassVar
 
 import msgpack
 import pytest
+import trio
+from redis_server import RedisServer
 
 import actorflow as af
 from actorflow._cli import main
@@ -271,3 +273,27 @@ def test_deep_lists_and_huge_integers_are_serialization_errors() -> None:
         decode(msgpack.packb(msgpack.ExtType(6, b"1_0")))
     with pytest.raises(af.SerializationError):
         decode(msgpack.packb(msgpack.ExtType(5, b"\x93\x01\x02\x03")))
+
+
+async def test_deeply_nested_tuples_from_redis_are_dropped_not_a_crash(
+    redis_server: RedisServer,
+) -> None:
+    """The 936 bytes that segfaulted a consumer are one undecodable entry, counted."""
+    from actorflow._redis import connect
+    from tests.test_remote import pair, stream_length, unique
+
+    payload = b"\x01"
+    for _ in range(200):
+        payload = msgpack.packb(msgpack.ExtType(1, b"\x91" + payload))
+    name = unique("deep")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    async with connect(redis_server.url) as client:
+        await client.xadd(stream, {b"p": payload})
+    got: list[af.Data] = []
+    with trio.fail_after(20):
+        async with af.open_system(pair(name, 3, redis_server.url, got)) as system:
+            pass
+    assert [d.fields["n"] for d in got] == [0, 1, 2]
+    inbound = system.status().links["numbers.out -> keep.in (from the stream)"]
+    assert inbound.dropped == {"undecodable": 1}
+    assert await stream_length(redis_server.url, stream) == 0

@@ -101,6 +101,9 @@ arguments = st.lists(words, max_size=7) | st.tuples(
 @example(argv=["run", "GOOD", "--log", "UNDER_FILE"])
 @example(argv=["run", "GOOD", "--log", "NEWLOG", "--log-level", "loud"])
 @example(argv=["modules"])
+@example(argv=["validate", "a\x00b"])
+@example(argv=["logs", "a\x00b"])
+@example(argv=["run", "GOOD", "--log", "a\x00b"])
 def test_any_arguments_exit_0_1_or_2_without_a_traceback(
     place: dict[str, str], argv: list[str]
 ) -> None:

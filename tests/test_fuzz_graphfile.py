@@ -62,8 +62,9 @@ module = st.fixed_dictionaries(
 link = st.fixed_dictionaries(
     {},
     optional={
-        "from": st.sampled_from(["readings", "store", "readings.out", "nowhere"]) | values,
-        "to": st.sampled_from(["store", "store.in", "readings"]) | values,
+        "from": st.sampled_from(["readings", "store", "readings.out", "nowhere", "a.b.c", "."])
+        | values,
+        "to": st.sampled_from(["store", "store.in", "readings", "store.", ".in"]) | values,
         **dict.fromkeys(sorted(LINK_OPTIONS), values),
     },
 )
@@ -72,7 +73,9 @@ documents = st.fixed_dictionaries(
     optional={
         "graph": st.fixed_dictionaries({}, optional={"name": values}) | values,
         "settings": st.dictionaries(st.sampled_from(KEYS), values, max_size=3) | values,
-        "modules": st.dictionaries(st.sampled_from(["readings", "store"]), module | values),
+        "modules": st.dictionaries(
+            st.sampled_from(["readings", "store"]) | st.text(max_size=6), module | values
+        ),
         "links": st.lists(link | values, max_size=3) | values,
         "supervisor": values,
         "job": values,
@@ -89,7 +92,7 @@ def dump(value: Any) -> str:
 
 
 def _key(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _inline(key)
 
 
 def _inline(value: Any) -> str:

@@ -8,6 +8,7 @@ mentions the message), 2 bad input (file, config, validation, option values),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -188,6 +189,20 @@ def _run(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other Unix tools do.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 0
+    return code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "logs":
         return _logfile.command(args)
     try:

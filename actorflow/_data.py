@@ -330,9 +330,9 @@ def encode(value: object) -> bytes:
         if "recursion limit" in str(exc):
             raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
         found = _find_unsupported(value, "value", huge=True)
-        raise SerializationError(
-            found[0] if found else "value", "an integer of more than 4300 digits"
-        ) from None
+        if found is None:  # a bytes or str too long for msgpack (4 GiB)
+            raise SerializationError("value", _short(str(exc))) from None
+        raise SerializationError(found[0], "an integer of more than 4300 digits") from None
 
 
 def decode(payload: bytes) -> Any:

@@ -297,3 +297,20 @@ async def test_deeply_nested_tuples_from_redis_are_dropped_not_a_crash(
     inbound = system.status().links["numbers.out -> keep.in (from the stream)"]
     assert inbound.dropped == {"undecodable": 1}
     assert await stream_length(redis_server.url, stream) == 0
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    """``actorflow modules | head -0``: the closed pipe ends the command quietly."""
+    lines = "".join(f'm{n} = "pkg.mod:C{n}"\n' for n in range(2000))
+    (tmp_path / "pyproject.toml").write_text(f"[tool.actorflow.modules]\n{lines}")
+    command = [sys.executable, "-m", "actorflow", "modules"]
+    with subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read().decode()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err

@@ -8,6 +8,7 @@ mentions the message), 2 bad input (file, config, validation, option values),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -188,6 +189,20 @@ def _run(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` command."""
     args = _parser().parse_args(argv)
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other Unix tools do.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 0
+    return code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "logs":
         return _logfile.command(args)
     try:
@@ -197,13 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(loaded, Job):
             return _job_command(args, loaded)
         status = _graph_command(args, *loaded)
-    except (
-        GraphError,
-        GraphFileError,
-        RegistryError,
-        InitializationError,
-        ValidationError,
-    ) as exc:
+    except GraphFileError as exc:
+        if len(exc.problems) == 1:  # one line: the file and what is wrong with it
+            print(f"error: {exc.path}: invalid graph file: {exc.problems[0]}", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except (GraphError, RegistryError, InitializationError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except _BadOption as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except ActorflowError as exc:
@@ -217,12 +235,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+class _BadOption(ActorflowError):
+    """An option names something unusable (a ``--log`` path that cannot be written)."""
+
+
+def _log_to(args: argparse.Namespace) -> None:
+    """Send JSON logs to ``--log``, or say in one line why that path cannot take them."""
+    if not args.log:
+        return
+    if "\0" in args.log:
+        raise _BadOption(f"--log {args.log!r}: not a valid path (it holds a NUL byte)")
+    try:
+        configure_logging(format="json", level=args.log_level, file=args.log)
+    except OSError as exc:
+        raise _BadOption(f"--log {args.log}: cannot write to it: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise _BadOption(f"--log-level: {exc}") from None
+
+
 def _list_modules() -> int:
+    """Every enabled entry; one that does not import is marked, and the rest still listed."""
     registry = Registry.discover()
     if not registry.entries:
         print("no modules enabled (see [tool.actorflow.modules] in pyproject.toml)")
     for entry in sorted(registry.entries.values(), key=lambda e: e.name):
-        print(f"{entry.name:<20} {entry.target:<40} {entry.origin}")
+        line = f"{entry.name:<20} {entry.target:<40} {entry.origin}"
+        reason = registry.problem(entry.name)
+        print(line if reason is None else f"{line}  [does not import: {reason}]")
     return 0
 
 
@@ -234,8 +273,7 @@ def _job_command(args: argparse.Namespace, job: Job) -> int:
     if args.command == "graph":
         print(_job_mermaid(job) if args.format == "mermaid" else _job_dot(job))
         return 0
-    if args.log:
-        configure_logging(format="json", level=args.log_level, file=args.log)
+    _log_to(args)
     return _run_job(job, _wants_view(args.view))
 
 
@@ -252,8 +290,7 @@ def _graph_command(
     if args.command == "graph":
         print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
         return None
-    if args.log:
-        configure_logging(format="json", level=args.log_level, file=args.log)
+    _log_to(args)
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]

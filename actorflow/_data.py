@@ -6,7 +6,7 @@ can be traced through the graph), an origin, a timestamp and tags.
 
 :func:`encode` / :func:`decode` round-trip ``Data`` and the builtin value types through
 msgpack *losslessly*: tuples stay tuples, sets stay sets, bytes stay bytes, integers of
-any size survive, and ``datetime`` keeps its offset. A value of any other type is refused
+up to 4300 digits survive, and ``datetime`` keeps its offset. A value of any other type is refused
 with a :class:`SerializationError` naming where in the value it sits, instead of being
 silently turned into something else.
 """
@@ -17,8 +17,12 @@ import copy
 import datetime as _dt
 import itertools
 import os
+import re
+import reprlib
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final
 
 import attrs
@@ -110,9 +114,38 @@ _EXT_BIGINT: Final = 6
 _EXT_DATE: Final = 7
 
 
+MAX_DEPTH: Final = 100
+"""How many tuples, sets and ``Data`` may nest inside one another in an encoded value
+(lists and dicts between two of them count towards msgpack's own limit instead).
+Deeper values are refused on encode and on decode, so hostile bytes cannot exhaust the
+C stack."""
+
+_BIGINT: Final = re.compile(rb"-?[0-9]{1,4300}")
+
+
 class _Unsupported(Exception):
     def __init__(self, value: object) -> None:
         self.value = value
+
+
+class _TooDeep(Exception):
+    """More than :data:`MAX_DEPTH` tuples, sets or ``Data`` inside one another."""
+
+
+_state = threading.local()
+
+
+@contextmanager
+def _deeper() -> Iterator[None]:
+    """One more level of extension nesting on this thread, refused beyond the limit."""
+    depth = getattr(_state, "depth", 0)
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
+    _state.depth = depth + 1
+    try:
+        yield
+    finally:
+        _state.depth = depth
 
 
 def _default(obj: object) -> msgpack.ExtType:
@@ -120,39 +153,63 @@ def _default(obj: object) -> msgpack.ExtType:
     if kind is int:
         # msgpack hands `default` any int outside the 64-bit range.
         return msgpack.ExtType(_EXT_BIGINT, str(obj).encode())
-    if kind is tuple:
-        return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))  # type: ignore[call-overload]
-    if kind is set:
-        return msgpack.ExtType(_EXT_SET, _pack(list(obj)))  # type: ignore[call-overload]
-    if kind is frozenset:
-        return msgpack.ExtType(_EXT_FROZENSET, _pack(list(obj)))  # type: ignore[call-overload]
     if kind is _dt.datetime:
         return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())  # type: ignore[attr-defined]
     if kind is _dt.date:
         return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())  # type: ignore[attr-defined]
-    if kind is Data:
-        assert isinstance(obj, Data)
-        body = [obj.fields, obj.tags, obj.timestamp, obj.id, obj.origin]
-        return msgpack.ExtType(_EXT_DATA, _pack(body))
+    with _deeper():
+        if kind is tuple:
+            return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))  # type: ignore[call-overload]
+        if kind is set:
+            return msgpack.ExtType(_EXT_SET, _pack(list(obj)))  # type: ignore[call-overload]
+        if kind is frozenset:
+            return msgpack.ExtType(_EXT_FROZENSET, _pack(list(obj)))  # type: ignore[call-overload]
+        if kind is Data:
+            assert isinstance(obj, Data)
+            body = [obj.fields, obj.tags, obj.timestamp, obj.id, obj.origin]
+            return msgpack.ExtType(_EXT_DATA, _pack(body))
     raise _Unsupported(obj)
+
+
+def _items(payload: bytes) -> list[Any]:
+    with _deeper():
+        items = _unpack(payload)
+    if not isinstance(items, list):
+        raise TypeError(f"extension body is a {type(items).__name__}, not an array")
+    return items
+
+
+def _data(payload: bytes) -> Data:
+    body = _items(payload)
+    if len(body) != 5:
+        raise ValueError(f"Data body has {len(body)} items, not 5")
+    fields, tags, timestamp, id_, origin = body
+    if not (isinstance(fields, dict) and isinstance(tags, dict)):
+        raise TypeError("Data fields and tags must be maps")
+    if type(timestamp) not in (int, float) or not isinstance(id_, str):
+        raise ValueError("Data timestamp must be a number and its id a string")
+    if origin is not None and not isinstance(origin, str):
+        raise ValueError("Data origin must be a string or nil")
+    return Data(fields=fields, tags=tags, timestamp=timestamp, id=id_, origin=origin)
 
 
 def _ext_hook(code: int, payload: bytes) -> object:
     if code == _EXT_TUPLE:
-        return tuple(_unpack(payload))
+        return tuple(_items(payload))
     if code == _EXT_SET:
-        return set(_unpack(payload))
+        return set(_items(payload))
     if code == _EXT_FROZENSET:
-        return frozenset(_unpack(payload))
+        return frozenset(_items(payload))
     if code == _EXT_DATETIME:
         return _dt.datetime.fromisoformat(payload.decode())
     if code == _EXT_DATE:
         return _dt.date.fromisoformat(payload.decode())
     if code == _EXT_DATA:
-        fields, tags, timestamp, id_, origin = _unpack(payload)
-        return Data(fields=fields, tags=tags, timestamp=timestamp, id=id_, origin=origin)
+        return _data(payload)
     if code == _EXT_BIGINT:
-        return int(payload.decode())
+        if not _BIGINT.fullmatch(payload):
+            raise ValueError("big integer is not a decimal of at most 4300 digits")
+        return int(payload)
     raise SerializationError("payload", f"unknown msgpack extension type {code}")
 
 
@@ -163,39 +220,92 @@ def _pack(value: object) -> bytes:
 
 
 def _unpack(payload: bytes) -> Any:
-    return msgpack.unpackb(payload, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    # An Unpacker keeps its parse stack on the heap; unpackb keeps it on the C stack,
+    # where nested extension bodies (each decoded by a nested call) overflowed it.
+    unpacker = msgpack.Unpacker(
+        ext_hook=_ext_hook,
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=max(len(payload), 1),
+    )
+    unpacker.feed(payload)
+    value = unpacker.unpack()
+    if unpacker.tell() != len(payload):
+        raise ValueError("extra data after the value")
+    return value
 
 
 _SCALARS: Final = (type(None), bool, int, float, str, bytes)
+_MSGPACK_NESTING: Final = 511  # msgpack's packer refuses lists and dicts nested deeper
+_DEPTH_MESSAGE: Final = (
+    f"nested too deeply (at most {MAX_DEPTH} tuples, sets or Data inside one another, "
+    f"and {_MSGPACK_NESTING} lists or dicts between two of them)"
+)
+_HUGE: Final = 10**4300
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
 
 
-def _find_unsupported(value: object, path: str) -> tuple[str, object] | None:
-    """Walk ``value`` and return the path and value of the first unencodable part."""
+def _parts(value: object, path: str) -> list[tuple[object, str]]:
+    """The parts of a container, each with its path; none for anything else."""
     kind = type(value)
-    if kind in _SCALARS or kind in (_dt.datetime, _dt.date):
-        return None
     if kind is Data:
         assert isinstance(value, Data)
-        return _find_unsupported(value.fields, f"{path}.fields") or _find_unsupported(
-            value.tags, f"{path}.tags"
-        )
+        return [(value.fields, f"{path}.fields"), (value.tags, f"{path}.tags")]
     if kind is dict:
         assert isinstance(value, dict)
+        parts: list[tuple[object, str]] = []
         for key, item in value.items():
-            found = _find_unsupported(key, f"{path} key {key!r}") or _find_unsupported(
-                item, f"{path}[{key!r}]"
-            )
-            if found:
-                return found
-        return None
+            parts += [(key, f"{path} key {_short(key)}"), (item, f"{path}[{_short(key)}]")]
+        return parts
     if kind in (list, tuple, set, frozenset):
         assert isinstance(value, list | tuple | set | frozenset)
-        for index, item in enumerate(value):
-            found = _find_unsupported(item, f"{path}[{index}]")
-            if found:
-                return found
-        return None
-    return path, value
+        return [(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    return []
+
+
+def _find_unsupported(
+    value: object, path: str, *, huge: bool = False
+) -> tuple[str, object] | None:
+    """The path and value of the first unencodable part of ``value`` (or with ``huge``,
+    of the first int too long to write out), walked without recursion, so a deep value
+    cannot exhaust the stack."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        kind = type(item)
+        if huge:
+            if isinstance(item, int) and abs(item) >= _HUGE:
+                return where, item
+            stack.extend(reversed(_parts(item, where)))
+            continue
+        if kind in _SCALARS or kind in (_dt.datetime, _dt.date):
+            continue
+        parts = _parts(item, where)
+        if not parts and kind not in (Data, dict, list, tuple, set, frozenset):
+            return where, item
+        stack.extend(reversed(parts))
+    return None
+
+
+def _too_deep(value: object) -> str:
+    """The path of the first part of ``value`` nested deeper than the limits allow."""
+    stack = [(value, "value", 0, 0)]
+    while stack:
+        item, where, ext, nesting = stack.pop()
+        kind = type(item)
+        if kind in (tuple, set, frozenset, Data):
+            ext, nesting = ext + 1, 0
+        elif kind in (list, dict):
+            nesting += 1
+        if ext > MAX_DEPTH or nesting > _MSGPACK_NESTING:
+            return where if len(where) <= 80 else f"{where[:40]}...{where[-30:]}"
+        stack.extend((part, at, ext, nesting) for part, at in reversed(_parts(item, where)))
+    return "value"  # pragma: no cover - only called for a value found too deep
+
+
+def _short(value: object) -> str:
+    return _REPR.repr(value)
 
 
 def encode(value: object) -> bytes:
@@ -203,7 +313,8 @@ def encode(value: object) -> bytes:
 
     Raises:
         SerializationError: Some part of ``value`` has a type that cannot be restored
-            exactly; the message names where it is.
+            exactly, is nested too deeply, or is an integer of more than 4300 digits;
+            the message names where it is.
     """
     try:
         return _pack(value)
@@ -213,17 +324,31 @@ def encode(value: object) -> bytes:
         raise SerializationError(
             where, f"type {type(bad).__qualname__} has no lossless msgpack form"
         ) from None
+    except (_TooDeep, RecursionError):
+        raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
+    except ValueError as exc:  # msgpack's nesting limit, or str() of a huge int
+        if "recursion limit" in str(exc):
+            raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
+        found = _find_unsupported(value, "value", huge=True)
+        if found is None:  # a bytes or str too long for msgpack (4 GiB)
+            raise SerializationError("value", _short(str(exc))) from None
+        raise SerializationError(found[0], "an integer of more than 4300 digits") from None
 
 
 def decode(payload: bytes) -> Any:
     """Decode bytes made by :func:`encode`.
 
     Raises:
-        SerializationError: ``payload`` is not valid msgpack from :func:`encode`.
+        SerializationError: ``payload`` is not valid msgpack from :func:`encode`, or
+            nests deeper than :func:`encode` allows.
     """
     try:
         return _unpack(payload)
     except SerializationError:
         raise
+    except (_TooDeep, RecursionError):
+        raise SerializationError("payload", _DEPTH_MESSAGE) from None
     except Exception as exc:
-        raise SerializationError("payload", f"not valid msgpack ({exc})") from exc
+        raise SerializationError(
+            "payload", f"not valid msgpack: {_short(str(exc) or type(exc).__name__)}"
+        ) from None

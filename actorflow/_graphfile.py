@@ -31,10 +31,14 @@ what the constructor declares (unknown keys, missing required keys, wrong types)
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
+import reprlib
 import tomllib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +50,7 @@ from ._job import Job, Task
 from ._module import Module
 from ._registry import Registry
 from ._settings import Settings
-from ._specs import LINK_OPTIONS
+from ._specs import LINK_OPTIONS, SupervisorSpec
 
 __all__ = ["load_graph", "load_job"]
 
@@ -55,6 +59,45 @@ _Class = TypeVar("_Class", type[Module], type[Task])
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
 _MODULE_KEYS = {"module", "config", "supervise", "shared"}
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 3
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut short: a huge value is quoted in a line, not a megabyte."""
+    return _SHORT.repr(value)
+
+
+def _hint(word: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or nothing."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(where: str, key: str, known: Iterable[str]) -> str:
+    return f"{where} unknown key {_short(key)}{_hint(key, known)}"
+
+
+def _table(data: dict[str, Any], key: str, where: str, problems: list[str]) -> dict[str, Any]:
+    """``data[key]`` if it is a table (empty if absent); otherwise a problem, and empty."""
+    value = data.get(key, {})
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{where}: expected a table, got {type(value).__name__} {_short(value)}")
+    return {}
+
+
+def _name(table: dict[str, Any], where: str, default: str, problems: list[str]) -> str:
+    name = table.get("name", default)
+    if isinstance(name, str):
+        return name
+    problems.append(f"{where} key 'name': expected a string, got {_short(name)}")
+    return default
+
+
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,),
     float: (int, float),
@@ -76,20 +119,23 @@ def _entry(
     the registry) and its config, checked against the class's constructor, or ``None``
     with the problems noted."""
     if not isinstance(table, dict):
-        problems.append(f"{where}: expected a table")
+        problems.append(f"{where}: expected a table, got {type(table).__name__} {_short(table)}")
         return None
-    problems.extend(f"{where} unknown key {key!r}" for key in table if key not in keys)
+    problems.extend(_unknown(where, key, keys) for key in table if key not in keys)
     if "module" not in table:
         problems.append(f"{where}: required key 'module' is missing")
         return None
+    if not isinstance(table["module"], str):
+        problems.append(f"{where} key 'module': expected a string, got {_short(table['module'])}")
+        return None
     try:
-        cls = load(str(table["module"]))
+        cls = load(table["module"])
     except RegistryError as exc:
         problems.append(f"{where} key 'module': {exc}")
         return None
     config = table.get("config", {})
     if not isinstance(config, dict):
-        problems.append(f"{where} key 'config': expected a table")
+        problems.append(f"{where} key 'config': expected a table, got {_short(config)}")
         return None
     _check_config(cls, config, f"{where[:-1]}.config]", problems)
     return cls, config
@@ -102,7 +148,7 @@ def _check_config(
     try:
         signature = inspect.signature(module.__init__)
         hints = typing.get_type_hints(module.__init__)
-    except (TypeError, ValueError, NameError):  # pragma: no cover - exotic constructors
+    except Exception:  # pragma: no cover - exotic constructors: not checked
         return
     params = {
         name: param
@@ -115,7 +161,8 @@ def _check_config(
             if not takes_any:
                 known = ", ".join(params) or "none"
                 problems.append(
-                    f"{where} key {key!r}: {module.__qualname__} takes no such key (keys: {known})"
+                    f"{where} key {_short(key)}: {module.__qualname__} takes no such key "
+                    f"(keys: {known}){_hint(key, params)}"
                 )
             continue
         expected = hints.get(key)
@@ -125,7 +172,7 @@ def _check_config(
         ):
             problems.append(
                 f"{where} key {key!r}: expected {getattr(expected, '__name__', expected)}, "
-                f"got {type(value).__name__} {value!r}"
+                f"got {type(value).__name__} {_short(value)}"
             )
     for name, param in params.items():
         if param.default is param.empty and name not in config:
@@ -171,26 +218,74 @@ def load_any(path: str | Path, registry: Registry | None = None) -> tuple[Graph,
 def _read(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise GraphFileError(path, ["not valid TOML: nested too deeply"]) from None
     except OSError as exc:
         raise GraphFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise GraphFileError(path, [f"not UTF-8 text: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise GraphFileError(path, [f"not valid TOML: {exc}"]) from None
+    except ValueError as exc:  # a path no file can have, such as one with a NUL byte
+        raise GraphFileError(path, [f"cannot read it: {exc}"]) from None
 
 
 def _is_job(data: dict[str, Any]) -> bool:
     return bool(_JOB_TOP & data.keys()) and "modules" not in data
 
 
+def _top_level(data: dict[str, Any], known: set[str]) -> list[str]:
+    return [
+        f"unknown table or key {_short(key)}{_hint(key, known)}"
+        for key in data
+        if key not in known
+    ]
+
+
+def _declare(
+    declare: Callable[[], object], where: str, problems: list[str], known: Iterable[str] = ()
+) -> None:
+    """Call ``declare``; whatever it raises about the file's values becomes a problem,
+    with a close match from ``known`` for a keyword it did not expect."""
+    try:
+        declare()
+    except Exception as exc:
+        unexpected = _UNEXPECTED.search(str(exc)) if isinstance(exc, TypeError) else None
+        hint = _hint(unexpected.group(1), known) if unexpected else ""
+        problems.append(f"{where}: {_short_text(exc)}{hint}")
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']*)'")
+_UNKNOWN_MODULE = re.compile(r"unknown module '([^']*)'")
+_NO_PORT = re.compile(
+    r"has no (?:input|output) port '([^']*)' \((?:input|output) ports: ([^)]*)\)"
+)
+
+
+def _graph_problems(graph: Graph) -> list[str]:
+    """The graph's own problems, a misspelt module or port name with its close match."""
+    modules = [spec.name for spec in graph.modules]
+    found = []
+    for problem in graph.problems():
+        message, hint = problem.message, ""
+        if unknown := _UNKNOWN_MODULE.search(message):
+            hint = _hint(unknown.group(1), modules)
+        elif port := _NO_PORT.search(message):
+            hint = _hint(port.group(1), re.findall(r"'([^']*)'", port.group(2)))
+        found.append(f"graph: {message}{hint}")
+    return found
+
+
+def _short_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else f"{text[:200]}...{text[-60:]}"
+
+
 def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
-    problems = [f"unknown table or key {key!r}" for key in data if key not in _JOB_TOP]
-    job_table = data.get("job", {})
-    if not isinstance(job_table, dict):
-        problems.append("[job]: expected a table")
-        job_table = {}
-    problems.extend(f"[job] unknown key {key!r}" for key in job_table if key != "name")
-    job = Job(str(job_table.get("name", path.stem)))
+    problems = _top_level(data, _JOB_TOP)
+    job_table = _table(data, "job", "[job]", problems)
+    problems.extend(_unknown("[job]", key, {"name"}) for key in job_table if key != "name")
+    job = Job(_name(job_table, "[job]", path.stem, problems))
     tasks = data.get("tasks", {})
     if not isinstance(tasks, dict) or not tasks:
         problems.append("[tasks]: a job needs at least one task table")
@@ -200,7 +295,7 @@ def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
         entry = _entry(table, where, {"module", "config"}, registry.load_task, problems)
         if entry is not None:
             cls, config = entry
-            job.add(name, cls, **config)
+            _declare(partial(job.add, name, cls, **config), where, problems)
     if problems:
         raise GraphFileError(path, problems)
     return job
@@ -209,19 +304,24 @@ def _job_from(path: Path, data: dict[str, Any], registry: Registry) -> Job:
 def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[Graph, Settings]:
     """The graph and settings a graph file describes, or every problem found in it:
     first those of its tables and keys, then (only if there are none) the graph's own."""
-    problems = [f"unknown table or key {key!r}" for key in data if key not in _TOP]
-    graph = Graph(name=str(data.get("graph", {}).get("name", path.stem)))
-    settings = _settings_from(data.get("settings", {}), problems)
+    problems = _top_level(data, _TOP)
+    graph_table = _table(data, "graph", "[graph]", problems)
+    problems.extend(_unknown("[graph]", key, {"name"}) for key in graph_table if key != "name")
+    graph = Graph(name=_name(graph_table, "[graph]", path.stem, problems))
+    settings = _settings_from(_table(data, "settings", "[settings]", problems), problems)
     _add_modules(graph, data.get("modules", {}), registry, problems)
-    for index, link in enumerate(data.get("links", []), start=1):
+    links = data.get("links", [])
+    if not isinstance(links, list):
+        problems.append(f"links: expected an array of tables ([[links]]), got {_short(links)}")
+        links = []
+    for index, link in enumerate(links, start=1):
         _add_link(graph, link, f"[[links]] #{index}", problems)
     if "supervisor" in data:
-        try:
-            graph.supervisor(**data["supervisor"])
-        except (TypeError, ValueError) as exc:
-            problems.append(f"[supervisor]: {exc}")
+        options = _table(data, "supervisor", "[supervisor]", problems)
+        known = [field.name for field in attrs.fields(SupervisorSpec)]
+        _declare(partial(graph.supervisor, **options), "[supervisor]", problems, known)
     if not problems:
-        problems.extend(f"graph: {problem.message}" for problem in graph.problems())
+        _declare(lambda: problems.extend(_graph_problems(graph)), "graph", problems)
     if problems:
         raise GraphFileError(path, problems)
     return graph, settings
@@ -230,14 +330,18 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
 def _settings_from(table: dict[str, Any], problems: list[str]) -> Settings:
     """The ``[settings]`` table, each key checked by :class:`Settings` itself."""
     settings = Settings()
+    known = [f.name for f in attrs.fields(Settings)]
     for key, value in table.items():
+        if key not in known:
+            problems.append(
+                f"[settings] unknown key {_short(key)} (keys: {', '.join(known)})"
+                f"{_hint(key, known)}"
+            )
+            continue
         try:
             settings = attrs.evolve(settings, **{key: value})
-        except TypeError:
-            known = ", ".join(f.name for f in attrs.fields(Settings))
-            problems.append(f"[settings] unknown key {key!r} (keys: {known})")
-        except ValueError as exc:
-            problems.append(f"[settings] key {key!r}: {exc}")
+        except Exception as exc:
+            problems.append(f"[settings] key {key!r}: {_short_text(exc)}")
     return settings
 
 
@@ -252,32 +356,42 @@ def _add_modules(graph: Graph, modules: Any, registry: Registry, problems: list[
         if module_entry is None:
             continue
         cls, config = module_entry
-        graph.add(name, cls, **config)
+        _declare(partial(graph.add, name, cls, **config), where, problems)
         shared = table.get("shared", False)
         if not isinstance(shared, bool):
-            problems.append(f"{where} key 'shared': expected true or false, got {shared!r}")
+            problems.append(f"{where} key 'shared': expected true or false, got {_short(shared)}")
         elif shared:
             graph.share(name)
         if "supervise" in table:
-            try:
-                graph.supervise(name, **table["supervise"])
-            except (TypeError, ValueError) as exc:
-                problems.append(f"{where} key 'supervise': {exc}")
+            options = _table(table, "supervise", f"{where} key 'supervise'", problems)
+            known = list(inspect.signature(graph.supervise).parameters)
+            declare = partial(graph.supervise, name, **options)
+            _declare(declare, f"{where} key 'supervise'", problems, known)
 
 
 def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     """Declare one ``[[links]]`` table; its options are those of :class:`LinkSpec`."""
     if not isinstance(link, dict):
-        problems.append(f"{where}: expected a table")
+        problems.append(f"{where}: expected a table, got {type(link).__name__} {_short(link)}")
         return
     missing = [key for key in ("from", "to") if key not in link]
     problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
-    unknown = set(link) - {"from", "to"} - LINK_OPTIONS
-    problems.extend(f"{where} unknown key {key!r}" for key in sorted(unknown))
+    known = {"from", "to"} | LINK_OPTIONS
+    unknown = sorted(set(link) - known)
+    problems.extend(_unknown(where, key, known) for key in unknown)
     if missing or unknown:
         return
+    ends = [link["from"], link["to"]]
+    bad = [key for key, end in zip(("from", "to"), ends, strict=True) if not isinstance(end, str)]
+    problems.extend(
+        f'{where} key {key!r}: expected "module" or "module.port", got {_short(link[key])}'
+        for key in bad
+    )
+    if bad:
+        return
     options = {key: value for key, value in link.items() if key in LINK_OPTIONS}
-    try:
-        graph.link(str(link["from"]), str(link["to"]), **options)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{where} ({link['from']} -> {link['to']}): {exc}")
+    _declare(
+        partial(graph.link, link["from"], link["to"], **options),
+        f"{where} ({_short(link['from'])[1:-1]} -> {_short(link['to'])[1:-1]})",
+        problems,
+    )

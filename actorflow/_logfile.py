@@ -766,8 +766,9 @@ def command(args: argparse.Namespace) -> int:
     skipped = Skipped()
     try:
         tail = Tail.open(args.file)
-    except OSError as exc:
-        print(f"error: {args.file}: cannot read it: {exc.strerror or exc}", file=err)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) else None
+        print(f"error: {args.file}: cannot read it: {reason or exc}", file=err)
         return 2
     try:
         with contextlib.closing(tail):

@@ -21,6 +21,7 @@ the way pytest's ``pythonpath`` option does. :meth:`Registry.for_file` finds the
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import sys
@@ -99,9 +100,12 @@ class Registry:
     def _from_pyproject(path: Path) -> tuple[dict[str, RegistryEntry], tuple[Path, ...]]:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8 or TOML
             raise RegistryError(f"{path}: cannot read it: {exc}") from exc
-        tool = data.get("tool", {}).get("actorflow", {})
+        tool = data.get("tool", {})
+        tool = tool.get("actorflow", {}) if isinstance(tool, dict) else None
+        if not isinstance(tool, dict):
+            raise RegistryError(f"{path}: [tool.actorflow] must be a table")
         root = path.resolve().parent
         extra = tool.get("pythonpath", [])
         if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
@@ -131,6 +135,17 @@ class Registry:
         """
         return self._load(name, Module)
 
+    def problem(self, name: str) -> str | None:
+        """Why the entry ``name`` cannot be loaded as a module or a task, or ``None``."""
+        try:
+            self.load(name)
+        except RegistryError as exc:
+            try:
+                self.load_task(name)
+            except RegistryError:
+                return str(exc).partition("): ")[2] or str(exc)
+        return None
+
     def load_task(self, name: str) -> type[Task]:
         """The job task class enabled as ``name`` (errors as for :meth:`load`)."""
         return self._load(name, Task)
@@ -139,8 +154,10 @@ class Registry:
         entry = self.entries.get(name)
         if entry is None:
             enabled = ", ".join(sorted(self.entries)) or "none"
+            close = difflib.get_close_matches(name, list(self.entries), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise RegistryError(
-                f"module {name!r} is not enabled (enabled: {enabled}). Enable it in "
+                f"module {name!r} is not enabled{hint} (enabled: {enabled}). Enable it in "
                 f'pyproject.toml: [tool.actorflow.modules] {name} = "package.module:Class", '
                 f"or install a package that provides it under the {ENTRY_POINT_GROUP!r} "
                 "entry-point group"
@@ -157,10 +174,18 @@ class Registry:
             raise RegistryError(
                 f"module {name!r} ({entry.origin}): cannot import {module_path!r}: {exc}"
             ) from exc
-        except AttributeError:
+        except AttributeError as exc:
             raise RegistryError(
                 f"module {name!r} ({entry.origin}): {module_path!r} has no {attribute!r}"
-            ) from None
+            ) from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            # SyntaxError, any error raised while the module ran, even SystemExit.
+            raise RegistryError(
+                f"module {name!r} ({entry.origin}): importing {module_path!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not (isinstance(found, type) and issubclass(found, base)):
             raise RegistryError(
                 f"module {name!r} ({entry.origin}): {entry.target!r} is not a subclass of "

@@ -1,0 +1,316 @@
+"""Bad input at the edges (graph files, the registry, CLI paths, the codec) gives one
+clear error naming the culprit: never a crash, a stray builtin error or a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import ClassVar
+
+import msgpack
+import pytest
+import trio
+from redis_server import RedisServer
+
+import actorflow as af
+from actorflow._cli import main
+from actorflow._data import MAX_DEPTH, decode, encode
+
+
+class Readings(af.Source):
+    outputs: ClassVar = {"out": float}
+
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
+
+    def start(self) -> list[float]:
+        return [0.0] * self.count
+
+
+class Store(af.Sink):
+    inputs: ClassVar = {"in": float}
+
+    def consume(self, data: float) -> None:
+        pass
+
+
+REGISTRY = af.Registry(
+    {
+        "readings": af.RegistryEntry("readings", f"{__name__}:Readings", "test"),
+        "store": af.RegistryEntry("store", f"{__name__}:Store", "test"),
+    }
+)
+
+GOOD = """
+[graph]
+name = "plant"
+[modules.readings]
+module = "readings"
+[modules.store]
+module = "store"
+[[links]]
+from = "readings"
+to = "store"
+buffer = 8
+"""
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "plant.toml"
+    path.write_text(text)
+    with pytest.raises(af.GraphFileError) as caught:
+        af.load_graph(path, REGISTRY)
+    message = str(caught.value)
+    assert str(path) in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("graph = 5\n" + GOOD.replace('[graph]\nname = "plant"', ""), "[graph]: expected a table"),
+        ("settings = 1\n" + GOOD, "[settings]: expected a table"),
+        ('links = "x"\n' + GOOD.split("[[links]]")[0], "links: expected an array of tables"),
+        ("links = [1, 2]\n" + GOOD.split("[[links]]")[0], "[[links]] #1: expected a table"),
+        ("supervisor = 3\n" + GOOD, "[supervisor]: expected a table"),
+        (GOOD.replace('name = "plant"', "name = 7"), "[graph] key 'name': expected a string"),
+        (GOOD.replace('module = "store"', "module = 3"), "[modules.store] key 'module'"),
+        (GOOD.replace('to = "store"', "to = 3"), "[[links]] #1 key 'to'"),
+        (GOOD.replace("buffer = 8", 'buffer = "x"'), "[[links]] #1 (readings -> store)"),
+        (GOOD + "[settings]\nquantum = 'x'\n", "[settings] key 'quantum'"),
+        (
+            GOOD + "[modules.store.supervise]\nrestart = 5\n",
+            "[modules.store] key 'supervise'",
+        ),
+        (GOOD.replace("[[links]]", 'supervise = "x"\n[[links]]'), "key 'supervise'"),
+        ("x = " + "[" * 3000 + "]" * 3000 + "\n" + GOOD, "nested too deeply"),
+        ("\xff\xfe", "not valid TOML"),
+        ("", "a graph needs at least one module table"),
+    ],
+)
+def test_a_graph_file_of_the_wrong_shape_is_one_graph_file_error(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in problems(tmp_path, text)
+
+
+def test_invalid_utf8_and_a_directory_are_graph_file_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(af.GraphFileError, match="not UTF-8"):
+        af.load_graph(path, REGISTRY)
+    with pytest.raises(af.GraphFileError, match="cannot read it"):
+        af.load_job(tmp_path, REGISTRY)
+
+
+def test_a_huge_value_is_quoted_in_short(tmp_path: Path) -> None:
+    huge = "x" * 1_000_000
+    message = problems(tmp_path, GOOD.replace("buffer = 8", f'buffer = "{huge}"'))
+    assert len(message) < 2000
+    message = problems(tmp_path, GOOD.replace("[[links]]", f'shared = "{huge}"\n[[links]]'))
+    assert len(message) < 2000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("buffer = 8", "bufer = 8"), "did you mean 'buffer'?"),
+        (GOOD + "[settings]\nquantom = 1\n", "did you mean 'quantum'?"),
+        (GOOD.replace('module = "store"', 'module = "stor"'), "did you mean 'store'?"),
+        (GOOD.replace('module = "store"', 'modul = "store"'), "did you mean 'module'?"),
+        (GOOD + "[setings]\nquantum = 1\n", "did you mean 'settings'?"),
+        (
+            GOOD.replace("[modules.readings]\n", "[modules.readings]\nconfig = {cuont = 1}\n"),
+            "did you mean 'count'?",
+        ),
+        (GOOD.replace('to = "store"', 'to = "stor"'), "did you mean 'store'?"),
+        (GOOD.replace('to = "store"', 'to = "store.inn"'), "did you mean 'in'?"),
+        (GOOD.replace('from = "readings"', 'from = "readings.ot"'), "did you mean 'out'?"),
+        (GOOD + "[modules.store.supervise]\nrestrat = 'permanent'\n", "did you mean 'restart'?"),
+        (GOOD + "[supervisor]\nstrategi = 'one_for_all'\n", "did you mean 'strategy'?"),
+    ],
+)
+def test_misspelt_keys_and_names_get_a_close_match(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in problems(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def broken(:\n",
+        "raise RuntimeError('boom at import')\n",
+        "import no_such_module_anywhere\n",
+        "raise SystemExit(3)\n",
+        "Thing = 5\n",
+        "",
+    ],
+)
+def test_a_module_whose_import_fails_is_a_registry_error_with_its_cause(
+    tmp_path: Path, body: str
+) -> None:
+    (tmp_path / "broken_mod_x.py").write_text(body)
+    registry = af.Registry(
+        {"thing": af.RegistryEntry("thing", "broken_mod_x:Thing", "test")}, paths=(tmp_path,)
+    )
+    sys.modules.pop("broken_mod_x", None)
+    try:
+        with pytest.raises(af.RegistryError, match="'thing'") as caught:
+            registry.load("thing")
+        if body and body != "Thing = 5\n":
+            assert caught.value.__cause__ is not None
+        assert registry.problem("thing") is not None
+    finally:
+        sys.modules.pop("broken_mod_x", None)
+
+
+def test_modules_marks_entries_that_do_not_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken_mod_y.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [tool.actorflow.modules]
+            bad = "broken_mod_y:Thing"
+            good = "{__name__}:Store"
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent))
+    assert main(["modules"]) == 0
+    out = capsys.readouterr().out
+    assert "does not import: " in out
+    assert "boom" in out
+    good = next(line for line in out.splitlines() if line.startswith("good"))
+    assert "does not import" not in good
+    sys.modules.pop("broken_mod_y", None)
+
+
+def test_a_bad_pyproject_shape_is_a_registry_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("tool = 5\n")
+    with pytest.raises(af.RegistryError, match=r"\[tool.actorflow\]"):
+        af.Registry.discover(tmp_path / "pyproject.toml")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 2
+    return code, capsys.readouterr().err
+
+
+def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    regular = tmp_path / "file"
+    regular.write_text("")
+    graph = tmp_path / "plant.toml"
+    graph.write_text(GOOD)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.actorflow.modules]\nreadings = "{__name__}:Readings"\nstore = "{__name__}:Store"\n'
+    )
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent))
+    for argv, path in [
+        (["run", str(tmp_path)], str(tmp_path)),
+        (["validate", str(regular / "x.toml")], str(regular / "x.toml")),
+        (["graph", str(tmp_path / "missing.toml")], "missing.toml"),
+        (["logs", str(tmp_path)], str(tmp_path)),
+        (["run", str(graph), "--log", str(tmp_path)], str(tmp_path)),
+        (["run", str(graph), "--log", str(regular / "x.log")], str(regular / "x.log")),
+        (["run", str(graph), "--log", str(tmp_path / "no" / "x.log")], "x.log"),
+        (["run", str(graph), "--log", str(tmp_path / "ok.log"), "--log-level", "loud"], "loud"),
+    ]:
+        code, err = run_cli(argv, capsys)
+        assert code == 2, argv
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert path in err
+
+
+def test_deeply_nested_tuples_are_refused_not_a_crash() -> None:
+    """200 nested tuples (936 bytes) used to overflow the C stack in the decoder."""
+    payload = b"\x01"
+    for _ in range(200):
+        payload = msgpack.packb(msgpack.ExtType(1, b"\x91" + payload))
+    code = f"from actorflow._data import decode\ndecode({payload!r})"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1  # a Python error, not a signal
+    assert "SerializationError" in result.stderr
+    assert "nested too deeply" in result.stderr
+    value: object = 1
+    for _ in range(200):
+        value = (value,)
+    with pytest.raises(af.SerializationError, match="nested too deeply"):
+        encode(value)
+
+
+def test_the_depth_limit_is_the_same_both_ways() -> None:
+    value: object = 1
+    for _ in range(MAX_DEPTH):
+        value = (value,)
+    assert decode(encode(value)) == value
+
+
+def test_deep_lists_and_huge_integers_are_serialization_errors() -> None:
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(af.SerializationError, match="nested too deeply"):
+        encode({"a": deep})
+    with pytest.raises(af.SerializationError, match=r"value\['a'\]\[1\].*4300 digits"):
+        encode({"a": [1, 10**5000]})
+    assert decode(encode(-(2**200))) == -(2**200)
+    with pytest.raises(af.SerializationError):
+        decode(msgpack.packb(msgpack.ExtType(6, b"1_0")))
+    with pytest.raises(af.SerializationError):
+        decode(msgpack.packb(msgpack.ExtType(5, b"\x93\x01\x02\x03")))
+
+
+async def test_deeply_nested_tuples_from_redis_are_dropped_not_a_crash(
+    redis_server: RedisServer,
+) -> None:
+    """The 936 bytes that segfaulted a consumer are one undecodable entry, counted."""
+    from actorflow._redis import connect
+    from tests.test_remote import pair, stream_length, unique
+
+    payload = b"\x01"
+    for _ in range(200):
+        payload = msgpack.packb(msgpack.ExtType(1, b"\x91" + payload))
+    name = unique("deep")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    async with connect(redis_server.url) as client:
+        await client.xadd(stream, {b"p": payload})
+    got: list[af.Data] = []
+    with trio.fail_after(20):
+        async with af.open_system(pair(name, 3, redis_server.url, got)) as system:
+            pass
+    assert [d.fields["n"] for d in got] == [0, 1, 2]
+    inbound = system.status().links["numbers.out -> keep.in (from the stream)"]
+    assert inbound.dropped == {"undecodable": 1}
+    assert await stream_length(redis_server.url, stream) == 0
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    """``actorflow modules | head -0``: the closed pipe ends the command quietly."""
+    lines = "".join(f'm{n} = "pkg.mod:C{n}"\n' for n in range(2000))
+    (tmp_path / "pyproject.toml").write_text(f"[tool.actorflow.modules]\n{lines}")
+    command = [sys.executable, "-m", "actorflow", "modules"]
+    with subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read().decode()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err

@@ -1,0 +1,147 @@
+"""Fuzz the graph-file loader: any TOML document gives a Graph or a GraphFileError
+naming the file, never another exception."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import actorflow as af
+from actorflow._specs import LINK_OPTIONS
+from tests.test_bad_input import REGISTRY
+
+KEYS = [
+    "graph",
+    "settings",
+    "modules",
+    "links",
+    "supervisor",
+    "job",
+    "tasks",
+    "name",
+    "module",
+    "config",
+    "supervise",
+    "shared",
+    "from",
+    "to",
+    "count",
+    "quantum",
+    "readings",
+    "store",
+    "restart",
+    "strategy",
+    *sorted(LINK_OPTIONS),
+    "x",
+]
+
+scalars = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(["readings", "store", "readings.out", "store.in", "permanent", "x" * 5000]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+module = st.fixed_dictionaries(
+    {"module": st.sampled_from(["readings", "store", "stor"])},
+    optional={"config": values, "shared": values, "supervise": values, "x": values},
+)
+link = st.fixed_dictionaries(
+    {},
+    optional={
+        "from": st.sampled_from(["readings", "store", "readings.out", "nowhere", "a.b.c", "."])
+        | values,
+        "to": st.sampled_from(["store", "store.in", "readings", "store.", ".in"]) | values,
+        **dict.fromkeys(sorted(LINK_OPTIONS), values),
+    },
+)
+documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "graph": st.fixed_dictionaries({}, optional={"name": values}) | values,
+        "settings": st.dictionaries(st.sampled_from(KEYS), values, max_size=3) | values,
+        "modules": st.dictionaries(
+            st.sampled_from(["readings", "store"]) | st.text(max_size=6), module | values
+        ),
+        "links": st.lists(link | values, max_size=3) | values,
+        "supervisor": values,
+        "job": values,
+        "tasks": st.dictionaries(st.sampled_from(["a", "b"]), module | values, max_size=2),
+        "extra": values,
+    },
+)
+
+
+def dump(value: Any) -> str:
+    """TOML text for ``value`` (a table), using only inline forms."""
+    lines = [f"{_key(key)} = {_inline(item)}" for key, item in value.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return _inline(key)
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = "".join(
+            c if c.isprintable() and c not in '"\\' else f"\\U{ord(c):08x}" for c in value
+        )
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(item) for item in value) + "]"
+    return "{" + ", ".join(f"{_key(k)} = {_inline(v)}" for k, v in value.items()) + "}"
+
+
+def _error_of(load: Callable[..., object], path: Path) -> str | None:
+    """The GraphFileError's message, or ``None`` if the file loaded; anything else fails."""
+    try:
+        load(path, REGISTRY)
+    except af.GraphFileError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=documents)
+def test_any_toml_document_loads_or_is_one_graph_file_error(
+    tmp_path_factory: pytest.TempPathFactory, document: dict[str, Any]
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "plant.toml"
+    text = dump(document)
+    assert tomllib.loads(text) == document
+    path.write_text(text)
+    for load in (af.load_graph, af.load_job):
+        message = _error_of(load, path)
+        if message is not None:
+            assert str(path) in message
+            assert len(message) < 20_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_load_or_are_one_graph_file_error(
+    tmp_path_factory: pytest.TempPathFactory, text: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "plant.toml"
+    path.write_bytes(text)
+    message = _error_of(af.load_graph, path)
+    if message is not None:
+        assert str(path) in message

@@ -46,6 +46,10 @@ class _NoItems(deque[Any]):
 
     append = appendleft = extend = extendleft = insert = _refuse
 
+    def __iadd__(self, items: object) -> _NoItems:
+        self._refuse()
+        return self
+
 
 _NO_ITEMS: deque[Any] = _NoItems()
 

@@ -34,6 +34,9 @@ def test_the_shared_empty_buffer_refuses_items_added_around_the_link() -> None:
         unused.items.append(1)
     with pytest.raises(TypeError, match="shared empty buffer"):
         unused.items.extend([1])
+    buffer = unused.items
+    with pytest.raises(TypeError, match="shared empty buffer"):
+        buffer += [1]
     assert len(link().items) == 0
 
 

@@ -26,6 +26,10 @@ from ._validation import Declarations, graph_problems, graph_warnings, successor
 
 __all__ = ["Graph", "GroupSpec", "LinkSpec", "ModuleSpec", "Supervision"]
 
+_DEFAULT_SUPERVISION = Supervision()
+"""How a module is supervised unless :meth:`Graph.supervise` said: one frozen value for
+all, not a fresh one per question (100,000 modules asked it twice each)."""
+
 
 def _split_endpoint(endpoint: str, default_port: str) -> tuple[str, str]:
     module, dot, port = endpoint.partition(".")
@@ -157,7 +161,7 @@ class Graph:
 
     def supervision_of(self, module: str) -> Supervision:
         """How ``module`` is supervised (the defaults unless :meth:`supervise` said)."""
-        return self._supervision.get(module) or Supervision()
+        return self._supervision.get(module) or _DEFAULT_SUPERVISION
 
     def supervisor(self, **options: Any) -> None:
         """Set the root supervisor's options (see :class:`SupervisorSpec`):

@@ -9,6 +9,7 @@ heartbeat interval.
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -85,21 +86,30 @@ async def beat(
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     """Every ``interval`` seconds, until cancelled: log a snapshot of ``status()`` and
-    hand it to each reporter."""
+    hand it to each reporter.
+
+    Nobody reads it when there is no reporter and info events are filtered out (the
+    default): then no snapshot is taken, which for 100,000 actors is seconds of work.
+    """
     async with trio.open_nursery() as reports:
         while True:
             await trio.sleep(interval)
+            logged = log.is_enabled_for(logging.INFO)
+            if not (reporters or logged):
+                continue
             data = snapshot(status(), started_at=started_at, version=__version__)
-            log.info(
-                "system.heartbeat",
-                state=data["state"],
-                actors={
-                    name: {key: actor[key] for key in _HEARTBEAT_LOGGED}
-                    for name, actor in data["actors"].items()
-                },
-            )
+            if logged:
+                log.info(
+                    "system.heartbeat",
+                    state=data["state"],
+                    actors={
+                        name: {key: actor[key] for key in _HEARTBEAT_LOGGED}
+                        for name, actor in data["actors"].items()
+                    },
+                )
             for reporter in reporters:
                 reports.start_soon(_report, reporter, data, interval, log)
+            del data  # the reports hold it as long as they need; the next beat makes anew
 
 
 async def _report(

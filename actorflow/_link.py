@@ -30,12 +30,37 @@ from ._status import DropReason, LinkStatus
 __all__ = ["Link", "Mailbox", "Overflow"]
 
 
+class _NoItems(deque[Any]):
+    """The buffer of a link that was never given an item: one shared, always empty.
+
+    Most links of a large idle graph never carry anything, and an empty deque costs 760
+    bytes (CPython allocates its first block eagerly). Reading it works like any empty
+    deque; adding to it raises, so a writer that forgot :meth:`Link._buffer` fails loudly
+    instead of losing items.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object) -> None:
+        raise TypeError("the shared empty buffer cannot hold items: use Link._buffer()")
+
+    append = appendleft = extend = extendleft = insert = _refuse
+
+    def __iadd__(self, items: object) -> _NoItems:
+        self._refuse()
+        return self
+
+
+_NO_ITEMS: deque[Any] = _NoItems()
+
+
 class Link:
     """The running side of a :class:`LinkSpec`: a bounded FIFO of items."""
 
     __slots__ = (
         "_dropping_since",
         "_logger",
+        "_name",
         "_space",
         "capacity",
         "closed",
@@ -46,7 +71,6 @@ class Link:
         "items",
         "latest_only",
         "mailbox",
-        "name",
         "never_blocks",
         "overflow",
         "receiver_closed",
@@ -63,11 +87,13 @@ class Link:
         copier: Callable[[Any], Any] | None,
     ) -> None:
         self.spec = spec
-        self.name = spec.name
+        self._name: str | None = None
         self.capacity = capacity
         self.mailbox = mailbox
         self.copier = copier
-        self.items: deque[Any] = deque()
+        self.items: deque[Any] = _NO_ITEMS
+        """What waits to be taken, oldest first (the shared empty buffer until the first
+        item comes: read it freely, add to it through :meth:`_buffer`)."""
         self.closed = False
         """The producer is done: no more items will come."""
         self.receiver_closed = False
@@ -76,7 +102,8 @@ class Link:
         self.delivered = 0
         self.returned = 0
         self.dropped: dict[str, int] = {}
-        self._space = trio.lowlevel.ParkingLot()
+        self._space: trio.lowlevel.ParkingLot | None = None
+        """Producers waiting for room; made when the first one waits."""
         self.overflow: Overflow = spec.overflow
         self.latest_only: bool = spec.latest_only
         self.never_blocks = self.latest_only or self.overflow is not Overflow.BLOCK
@@ -86,6 +113,23 @@ class Link:
         self._dropping_since: int | None = None
         self._logger: structlog.typing.FilteringBoundLogger | None = None
         mailbox.links.append(self)
+
+    @property
+    def name(self) -> str:
+        """The link's name in logs and status (the spec's, unless set): built when
+        asked, since an idle link is rarely named."""
+        return self.spec.name if self._name is None else self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+
+    def _buffer(self) -> deque[Any]:
+        """The buffer to add items to: a deque of its own from the first item on."""
+        buffer = self.items
+        if buffer is _NO_ITEMS:
+            buffer = self.items = deque()
+        return buffer
 
     @property
     def _log(self) -> structlog.typing.FilteringBoundLogger:
@@ -116,6 +160,8 @@ class Link:
         room = self.capacity - len(buffer)
         if room <= 0:
             return start
+        if buffer is _NO_ITEMS:
+            buffer = self.items = deque()
         if total - start <= room:
             buffer.extend(items if start == 0 else items[start:])
             self.sent += total - start
@@ -128,7 +174,7 @@ class Link:
 
     def _offer_lossy(self, items: list[Any]) -> None:
         """Accept ``items`` without ever blocking, dropping by the link's policy."""
-        buffer = self.items
+        buffer = self._buffer()
         lost = 0
         reason = DropReason.OVERFLOW
         if self.latest_only:
@@ -171,6 +217,8 @@ class Link:
 
     async def wait_for_space(self) -> None:
         """Sleep until the consumer takes items or goes away."""
+        if self._space is None:
+            self._space = trio.lowlevel.ParkingLot()
         await self._space.park()
 
     def take(self, limit: int) -> list[Any]:
@@ -193,7 +241,7 @@ class Link:
         They were counted as delivered when taken; they will be again when retaken.
         The buffer may exceed its capacity by these items until they are retaken.
         """
-        self.items.extendleft(reversed(items))
+        self._buffer().extendleft(reversed(items))
         self.delivered -= len(items)
         self.mailbox.notify()
 
@@ -208,7 +256,8 @@ class Link:
 
     def wake_producers(self) -> None:
         """Wake producers waiting for room, so they re-check why they wait."""
-        self._space.unpark_all()
+        if self._space:
+            self._space.unpark_all()
 
     def close(self) -> None:
         """The producer is done: the consumer sees the end of stream once drained.
@@ -218,12 +267,12 @@ class Link:
         """
         self.closed = True
         self.mailbox.notify()
-        self._space.unpark_all()
+        self.wake_producers()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
         self.receiver_closed = True
-        self._space.unpark_all()
+        self.wake_producers()
 
     def finish_dropping(self) -> None:
         """Log the end of a dropping episode still open when the link's life ends."""
@@ -237,7 +286,7 @@ class Link:
         items = list(self.items)
         self.items.clear()
         self.returned += len(items)
-        self._space.unpark_all()
+        self.wake_producers()
         return items
 
     def discard(self, reason: str) -> int:
@@ -245,7 +294,7 @@ class Link:
         count = len(self.items)
         self.items.clear()
         self.drop(count, reason)
-        self._space.unpark_all()
+        self.wake_producers()
         return count
 
     def status(self) -> LinkStatus:
@@ -264,13 +313,17 @@ class Link:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "links", "remote", "version")
+    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
         self.remote: list[Any] = []
         """Links from remote streams, whose items are acknowledged once handled."""
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiter: trio.lowlevel.Task | None = None
+        """The first task waiting for input (the actor's loop), parked without a lot: a
+        parking lot and a parked task's entry in it cost ~900 bytes per idle actor."""
+        self._lot: trio.lowlevel.ParkingLot | None = None
+        """Any other waiters (a link's worker tasks); made when one comes."""
         self._next = 0
         self.version = 0
         """Counts notifications: lets a waiter tell whether anything new happened."""
@@ -278,6 +331,10 @@ class Mailbox:
     def notify(self) -> None:
         """Wake the owner if it waits for input."""
         self.version += 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
         if self._lot:
             self._lot.unpark_all()
 
@@ -322,4 +379,15 @@ class Mailbox:
         """Sleep until an incoming link gets items or closes."""
         if self.remote:
             self.settle()
+        if self._waiter is None:
+            self._waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+            return
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
         await self._lot.park()
+
+    def _abort_wait(self, raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        """The first waiter is cancelled: it no longer waits."""
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED

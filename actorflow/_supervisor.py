@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
+import outcome
 import trio
 
 from ._exceptions import EscalationError, _describe, reraise
@@ -90,7 +91,11 @@ class _Child:
     generation: int = 0
     restarts: int = 0
     scope: trio.CancelScope | None = None
+    exited: bool = False
+    """The current generation's task has ended."""
     done: trio.Event | None = None
+    """Set when the current generation's task ends; made only when someone waits for
+    that (most children are never stopped one by one: an Event each cost 272 bytes)."""
     error: BaseException | None = None
     killed: bool = False
     ended: bool = False
@@ -101,6 +106,18 @@ class _Child:
     """Stopped by terminate_child while its restart was under way: do not start it."""
     handled: int = 0
     """The last generation whose exit the supervisor has dealt with."""
+
+    def next_generation(self) -> None:
+        """A new task is about to run the worker: what the last one left is reset."""
+        self.generation += 1
+        self.handled = 0
+        self.stopping = False
+        self.error = None
+        self.killed = False
+        # Not running means the last generation's task has ended and said so: no one
+        # can still be waiting for it.
+        self.exited = False
+        self.done = None
 
 
 class _StartFailed(Exception):
@@ -255,7 +272,7 @@ class Supervisor:
             raise ValueError(f"supervisor {self.name!r} already has a child {worker.name!r}")
         child = _Child(worker, spec or ChildSpec())
         try:
-            await self._start(child)
+            await self._start(child, foreign=True)
         except _StartFailed as failed:
             reraise(failed.cause)
         self._add(child)
@@ -288,7 +305,7 @@ class Supervisor:
             raise RuntimeError(f"child {name!r} of supervisor {self.name!r} ended for good")
         child.held = False
         try:
-            await self._start(child)
+            await self._start(child, foreign=True)
         except _StartFailed as failed:
             reraise(failed.cause)
 
@@ -349,8 +366,15 @@ class Supervisor:
                 await self._stop_all(startable[:index])
                 reraise(failed.cause)
 
-    async def _start(self, child: _Child) -> None:
+    async def _start(self, child: _Child, *, foreign: bool = False) -> None:
+        """Prepare ``child`` and start its task; return once the task has run to its
+        first checkpoint (it listens), so that children start one after the other.
+
+        ``foreign``: another task than the supervisor's asks (:meth:`start_child`,
+        :meth:`restart_child`).
+        """
         assert self._nursery is not None, "supervisor is not running"
+        assert not child.running, "a child's previous generation has not ended"
         try:
             await child.worker.prepare()
         except Exception as exc:
@@ -358,27 +382,35 @@ class Supervisor:
                 "supervisor.start_failed", child=child.worker.name, error=_describe(exc)
             )
             raise _StartFailed(child, exc) from exc
-        child.generation += 1
-        child.handled = 0
-        child.stopping = False
-        child.error = None
-        child.killed = False
-        child.done = trio.Event()
+        child.next_generation()
         self._set_running(child, True)
         kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
-        await self._nursery.start(
-            self._child_task, child, child.generation, name=f"{kind}:{child.worker.name}"
-        )
+        name = f"{kind}:{child.worker.name}"
+        if foreign:
+            # Another task's cancellations are not the nursery's: trio's start keeps
+            # what they mean for the child (a start cancelled early cancels it).
+            await self._nursery.start(self._child_task, child, child.generation, None, name=name)
+        else:
+            await _spawn(self._nursery, self._child_task, child, name)
 
     async def _child_task(
-        self, child: _Child, generation: int, *, task_status: trio.TaskStatus[None]
+        self,
+        child: _Child,
+        generation: int,
+        starter: trio.lowlevel.Task | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        done = child.done
-        assert done is not None
         try:
             with trio.CancelScope() as scope:
                 child.scope = scope
+                if starter is not None:
+                    cancelled = trio.current_effective_deadline() == -math.inf
+                    trio.lowlevel.reschedule(starter, outcome.Value(cancelled))
                 task_status.started()
+                # Kept, it would keep nursery.start's temporary nursery (its cancel
+                # scope and sets, ~1.1 KB) alive as long as the child runs.
+                del task_status
                 try:
                     await child.worker.run()
                 except Exception as exc:
@@ -387,7 +419,7 @@ class Supervisor:
         except BaseException:
             if child.generation == generation:
                 self._set_running(child, False)
-            done.set()
+                _exit(child)
             if not self._killed:
                 # The supervisor itself is being cancelled: this is the child's end.
                 self._end_for_good(child, EndReason.CANCELLED)
@@ -396,14 +428,13 @@ class Supervisor:
             if scope.cancelled_caught:
                 child.killed = True
             self._set_running(child, False)
-        done.set()
+            _exit(child)
         self._wakeup_send.send_nowait((child, generation))
 
     async def _stop(self, child: _Child) -> None:
         """Stop one running child with its shutdown policy and wait until it ended."""
         child.stopping = True
-        done, scope = child.done, child.scope
-        assert done is not None
+        done, scope = _exit_event(child), child.scope
         assert scope is not None
         timeout = child.spec.shutdown
         if timeout == 0:
@@ -511,20 +542,12 @@ class Supervisor:
                 period=self.spec.period,
             )
 
-    def _group(self, child: _Child) -> list[_Child]:
-        strategy = self.spec.strategy
-        if strategy is Strategy.ONE_FOR_ONE:
-            return [child]
-        children = list(self._children.values())
-        if strategy is Strategy.ONE_FOR_ALL:
-            return children
-        return children[children.index(child) :]
-
     async def _restart(self, child: _Child, cause: BaseException) -> None:
         # Only what was running takes part: a child that already ended for good (a
         # finished transient source, say) is not started again. The group is fixed
         # here, so that retries after a failed start restart the same members.
-        group = [c for c in self._group(child) if c is child or c.running]
+        group = _group(self.spec.strategy, self._children, child)
+        group = [c for c in group if c is child or c.running]
         for member in group:
             member.restarting = True
         try:
@@ -601,6 +624,64 @@ class Supervisor:
                 # every try counts against the intensity, so this cannot spin.
                 await self._stop_all([c for c in starting if c.running])
                 failed, cause = start_failed.child, start_failed.cause
+
+
+async def _spawn(
+    nursery: trio.Nursery,
+    task: Callable[[_Child, int, trio.lowlevel.Task], Awaitable[None]],
+    child: _Child,
+    name: str,
+) -> None:
+    """What ``nursery.start`` does, for the supervisor's own task, at half its cost.
+
+    The child's task is started at once in the nursery and tells this task, at its first
+    step, whether it found itself cancelled: this task waits for that (it cannot be
+    cancelled meanwhile, as ``nursery.start`` cannot before the child said), so it goes
+    on only once the child has run to its first checkpoint. Every cancellation that
+    reaches the supervisor's task there reaches the nursery's tasks too (no scope lies
+    between them), so the child sees what trio's temporary nursery would see; cancelled
+    then, the child ends and this task raises ``Cancelled`` after it, as
+    ``nursery.start`` would. Saved: a temporary nursery, a cancel scope and a move
+    between nurseries per child (~9 µs, measured with 50,000 children).
+    """
+    me = trio.lowlevel.current_task()
+    nursery.start_soon(task, child, child.generation, me, name=name)
+    cancelled = await trio.lowlevel.wait_task_rescheduled(_wait_for_the_child)
+    if cancelled:
+        with trio.CancelScope(shield=True):
+            await _exit_event(child).wait()
+        await trio.lowlevel.checkpoint()  # raises Cancelled
+
+
+def _wait_for_the_child(raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+    """A starting child always says when it runs: wait for that, cancelled or not."""
+    return trio.lowlevel.Abort.FAILED
+
+
+def _exit(child: _Child) -> None:
+    """The current generation's task has ended: wake whoever waits for that."""
+    child.exited = True
+    if child.done is not None:
+        child.done.set()
+
+
+def _exit_event(child: _Child) -> trio.Event:
+    """Set when the current generation's task ends (at once if it has)."""
+    if child.done is None:
+        child.done = trio.Event()
+        if child.exited:
+            child.done.set()
+    return child.done
+
+
+def _group(strategy: Strategy, children: dict[str, _Child], child: _Child) -> list[_Child]:
+    """The children a restart of ``child`` takes along, by the restart strategy."""
+    if strategy is Strategy.ONE_FOR_ONE:
+        return [child]
+    every = list(children.values())
+    if strategy is Strategy.ONE_FOR_ALL:
+        return every
+    return every[every.index(child) :]
 
 
 def _wants_restart(child: _Child, abnormal: bool) -> bool:

@@ -328,16 +328,21 @@ class System:
 
     def _construct(self) -> None:
         """Construct the module of every actor that runs here, sharing one thread limiter."""
+        stopping = self._stopping_now  # bound once: each actor keeps it
         for spec in self.graph.modules:
             if spec.name not in self.here:
                 continue
             module = construct(
                 spec.name, spec.factory, spec.config, self.log.bind(actor=spec.name)
             )
-            self._wiring.add_actor(spec, module, lambda: self._stopping)
+            self._wiring.add_actor(spec, module, stopping)
         limiter = trio.CapacityLimiter(self.settings.thread_limit)
         for actor in self._wiring.actors.values():
             actor.thread_limiter = limiter
+
+    def _stopping_now(self) -> bool:
+        """Whether a graceful stop was asked for (what every actor asks its system)."""
+        return self._stopping
 
     async def _validate_modules(self) -> None:
         for actor in self._wiring.actors.values():
@@ -351,9 +356,8 @@ class System:
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         root = self.root
         assert root is not None
-        order = [name for name in self.graph.start_order() if name in self.here]
         actors = len(self._wiring.actors)
-        self.log.info("system.starting", actors=actors, order=order)
+        self.log.info("system.starting", actors=actors, order=self._wiring.order)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_root, root)
             await root.started.wait()
@@ -446,9 +450,8 @@ class System:
         self._wiring.finish(cancelled)
         if self.state is not SystemState.FAILED:
             self.state = SystemState.CANCELLED if cancelled else SystemState.DONE
-        status = self.status()
         event = "system.done" if self.state is SystemState.DONE else "system.ended"
-        self.log.info(event, state=self.state.value, dropped=status.dropped)
+        self.log.info(event, state=self.state.value, dropped=self._wiring.dropped())
         self._all_done.set()
 
     def _error(self, *, annotate: bool = True) -> ActorflowError | None:

@@ -156,7 +156,7 @@ class RemoteInLink(Link):
                 continue
             self.remaining[entry_id] = len(items)
             self.ids.extend([entry_id] * len(items))
-            self.items.extend(items)
+            self._buffer().extend(items)
             count += len(items)
         self.sent += count
         self.mailbox.notify()

@@ -130,6 +130,56 @@ async def test_a_stop_ends_an_open_inlet(autojump_clock: trio.testing.MockClock)
         assert [n async for n in items] == [42]
 
 
+async def test_a_stop_ends_an_inlet_that_was_never_sent_anything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An inlet waiting for its first item ends at a graceful stop (promptly, not killed
+    at its stop timeout), its stream empty; a send after that is refused."""
+    async with af.open_system(pipe(), stop_timeout=30) as system:
+        await trio.testing.wait_all_tasks_blocked()
+        await system.stop()
+    assert trio.current_time() < 1
+    status = system.status()
+    assert status.actors["numbers"].reason == "stopped"
+    assert status.dropped == 0
+    with pytest.raises(RuntimeError, match="inlet 'numbers' has stopped"):
+        await system.send("numbers", 1)
+
+
+class FailsOnce(af.Source):
+    """Fails when first started; then it has nothing to produce."""
+
+    outputs: ClassVar = {"out": int}
+    failed = False
+
+    async def start(self) -> None:
+        if not FailsOnce.failed:
+            FailsOnce.failed = True
+            raise ValueError("once")
+
+
+async def test_a_restart_while_an_inlet_waits_for_its_first_item_keeps_it_listening(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A bystander of a group restart that was never sent anything stops at once (not
+    killed at its shutdown timeout) and its next incarnation gets what the host sends."""
+    FailsOnce.failed = False
+    graph = pipe()
+    graph.add("once", FailsOnce)
+    graph.add("ignore", af.Outlet)
+    graph.link("once", "ignore")
+    graph.group("all", ["numbers", "double", "results", "once", "ignore"], strategy="one_for_all")
+    async with af.open_system(graph) as system:
+        await trio.testing.wait_all_tasks_blocked()
+        assert system.status().actors["numbers"].restarts == 1
+        assert trio.current_time() < 1
+        await system.send("numbers", 21)
+        await system.close("numbers")
+        async with system.receive("results") as items:
+            assert [n async for n in items] == [42]
+    assert system.status().dropped == 0
+
+
 async def test_what_the_last_reader_leaves_behind_is_counted() -> None:
     """Closing the last reader with items still waiting counts them as dropped; more
     readers share the items, each item going to one of them."""

@@ -25,7 +25,7 @@ import attrs
 import outcome
 import trio
 
-from ._endpoints import OutletReader
+from ._endpoints import OutletReader, give_up
 from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
 from ._heartbeat import Reporter
@@ -125,7 +125,7 @@ class _Run:
         for receiving in list(self.receiving):
             if not receiving.done:
                 receiving.done = True
-                self.run_soon(partial(receiving.reader._give_up, len(receiving.waiting)))
+                self.run_soon(partial(give_up, receiving.reader, len(receiving.waiting)))
         self.run_soon(self.release.set)
 
 
@@ -242,7 +242,7 @@ class AioSystem:
         run.receiving.add(receiving)
 
         def lost(items: list[Any]) -> None:
-            run.run_soon(lambda: reader._give_up(len(items)))
+            run.run_soon(lambda: give_up(reader, len(items)))
 
         try:
             while True:
@@ -262,7 +262,7 @@ class AioSystem:
             if not receiving.done:
                 receiving.done = True
                 left = len(receiving.waiting)
-                run.run_soon(lambda: reader._give_up(left))
+                run.run_soon(lambda: give_up(reader, left))
 
     async def status(self) -> SystemStatus:
         """A snapshot of every actor and link (see :meth:`System.status`); after the

@@ -412,3 +412,14 @@ class OutletReader:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def give_up(reader: OutletReader, taken: int) -> None:
+    """Close ``reader``, counting ``taken`` items it received but never handed on (the
+    asyncio host's reader, when its loop can take no more)."""
+    reader._give_up(taken)
+
+
+def count_unread(outlet: Outlet) -> None:
+    """The host can read no more: ``outlet`` counts what waits, and what comes, as unread."""
+    outlet._unread()

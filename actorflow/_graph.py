@@ -271,3 +271,12 @@ def _consumers_first(modules: Iterable[ModuleSpec], links: Iterable[LinkSpec]) -
             if pending[source] == 0:
                 heapq.heappush(ready, (position[source], source))
     return order
+
+
+def unlink(graph: Graph, spec: LinkSpec) -> None:
+    """Take ``spec`` out of ``graph`` (a running system removed it, or refused to add it).
+
+    Not a method: a graph being declared only grows; only the system that runs it takes
+    links away.
+    """
+    graph._links.remove(spec)

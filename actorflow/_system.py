@@ -13,6 +13,7 @@ import trio
 from ._actor import Actor, DeadLetter
 from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
+from ._endpoints import count_unread as count_outlet_unread
 from ._exceptions import (
     ActorflowError,
     CleanupError,
@@ -23,7 +24,7 @@ from ._exceptions import (
     _describe,
     single_errors,
 )
-from ._graph import Graph
+from ._graph import Graph, unlink
 from ._heartbeat import Reporter, beat
 from ._lifecycle import construct, validate
 from ._logging import get_logger
@@ -167,11 +168,11 @@ class System:
         spec = self.graph.link(source, target, **options)
         problems = self.graph.problems()
         if problems:
-            self.graph._links.remove(spec)
+            unlink(self.graph, spec)
             raise GraphError(problems)
         for name in (spec.source, spec.target):
             if self._wiring.actors[name].terminated:
-                self.graph._links.remove(spec)
+                unlink(self.graph, spec)
                 raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
         link = self._wiring.connect(spec)
         self._wiring.actors[spec.target].link_added(link)
@@ -194,7 +195,7 @@ class System:
             KeyError: There is no such link.
         """
         link = self._wiring.disconnect(name)
-        self.graph._links.remove(link.spec)
+        unlink(self.graph, link.spec)
         items = link.hand_back() if return_items else []
         link.close()
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
@@ -498,7 +499,7 @@ def count_unread(system: System) -> None:
     """The host can read no more: outlets count what waits, and what comes, as unread."""
     for actor in system._wiring.actors.values():
         if isinstance(actor.module, Outlet) and "outlet" in actor.keep:
-            actor.module._unread()
+            count_outlet_unread(actor.module)
 
 
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:

@@ -303,9 +303,9 @@ class System:
         """Validate the graph, construct every module, then validate every module.
 
         Nothing is started here, so a failure leaves nothing to clean up. The garbage
-        collector rests until the system has started (see :mod:`actorflow._collector`).
+        collector rests during the synchronous steps, and what they built is frozen
+        (see :mod:`actorflow._collector`).
         """
-        self._collector = CollectorRest.begin()
         try:
             await self._build()
         except BaseException:
@@ -319,9 +319,13 @@ class System:
             raise GraphError(placement)
         for warning in self.graph.warnings():
             self.log.warning("graph.warning", message=warning)
-        self._construct()
+        with self._collector.paused():
+            self._construct()
+        self._collector.freeze()
         await self._validate_modules()
-        self.root = self._wiring.wire(self)
+        with self._collector.paused():
+            self.root = self._wiring.wire(self)
+        self._collector.freeze()
 
     def _placement_problems(self) -> list[GraphProblem]:
         """What makes the graph unable to run split across processes as asked."""
@@ -434,7 +438,8 @@ class System:
         nursery.start_soon(self._heartbeat)
         for pump in self._wiring.pumps:
             nursery.start_soon(self._run_pump, pump)
-        await nursery.start(self._supervise)
+        with self._collector.resting():
+            await nursery.start(self._supervise)
         self._collector.freeze()  # what was built lives on: no collection walks it
 
     # -- the end -----------------------------------------------------------------------

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 import actorflow as af
 
@@ -80,3 +82,55 @@ async def test_what_the_application_froze_stays_frozen() -> None:
         await system.stop()
     assert gc.get_freeze_count() > 0  # gc.unfreeze() would have emptied it
     assert gc.isenabled()
+
+
+async def test_a_slow_validate_does_not_keep_the_collector_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The collector rests only around synchronous steps: while a module's async
+    validate() waits, the rest of the process collects as usual."""
+    seen: list[bool] = []
+
+    class SlowToValidate(af.Sink):
+        async def validate(self) -> None:
+            await trio.sleep(100)
+            seen.append(gc.isenabled())
+
+        def consume(self, data: Any) -> None:
+            pass
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await trio.sleep(50)
+            seen.append(gc.isenabled())
+
+        nursery.start_soon(watch)
+        async with af.open_system(graph(SlowToValidate)) as system:
+            await system.stop()
+    assert seen == [True, True]
+
+
+async def test_of_two_overlapping_systems_only_the_first_freezes() -> None:
+    """A second system started while the first runs freezes nothing, and the collector
+    is on and nothing frozen once both have ended."""
+    async with af.open_system(graph()) as first:
+        assert gc.get_freeze_count() > 0
+        async with af.open_system(graph()) as second:
+            assert gc.isenabled()
+            await second.stop()
+        assert gc.get_freeze_count() > 0  # the first still holds its graph frozen
+        await first.stop()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+async def test_the_collector_rests_only_while_the_tree_starts() -> None:
+    """While children start the young generation is collected seldom; once the system
+    runs, the application's thresholds are back."""
+    thresholds = gc.get_threshold()
+    async with af.open_system(graph()) as system:
+        assert gc.get_threshold() == thresholds
+        assert gc.isenabled()
+        await system.stop()
+    assert gc.get_threshold() == thresholds

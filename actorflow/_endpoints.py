@@ -163,7 +163,9 @@ class Inlet(Source):
         # Until the host first sends, the inlet waits without a cancel scope (stop()
         # interrupts that wait): most inlets of a large idle graph never get one.
         receive = await self._channel().receiving()
-        if receive is None:
+        if receive is None or self._stop_asked:
+            # Closed, interrupted, or stopped after the first send woke it but before
+            # it ran (the wake-up said "go on"; the stop came later).
             return
         with trio.CancelScope() as self._incarnation:
             while True:
@@ -200,9 +202,11 @@ class Inlet(Source):
             # A restart: this incarnation stops; the queue waits for the next one.
             self._incarnation.cancel()
         else:
+            self._stop_asked = True
             self._channel().interrupt()  # the same, while it waits for its first item
 
     _incarnation: trio.CancelScope | None = None
+    _stop_asked: bool = False
 
 
 class _Unset:

@@ -314,3 +314,51 @@ async def test_cancel_after_the_system_ended_changes_nothing() -> None:
         await system.wait()
         system.cancel()
     assert system.status().state is af.SystemState.DONE
+
+
+# -- a stop that reaches an inlet just after its first send woke it ----------------------
+
+
+class _FailsOnceAfterOneSecond(af.Source):
+    outputs: ClassVar = {"out": int}
+    failed = False
+
+    async def start(self) -> None:
+        if not _FailsOnceAfterOneSecond.failed:
+            await trio.sleep(1)
+            _FailsOnceAfterOneSecond.failed = True
+            raise ValueError("once")
+
+
+async def _restart_around_the_first_send(checkpoints: int) -> float:
+    _FailsOnceAfterOneSecond.failed = False
+    graph = af.Graph(name="g")
+    graph.add("numbers", af.Inlet)
+    graph.add("results", af.Outlet)
+    graph.link("numbers", "results")
+    graph.add("once", _FailsOnceAfterOneSecond)
+    graph.add("ignore", af.Outlet)
+    graph.link("once", "ignore")
+    graph.group("all", ["numbers", "results", "once", "ignore"], strategy="one_for_all")
+    async with af.open_system(graph) as system:
+        await trio.sleep(1)
+        for _ in range(checkpoints):
+            await trio.lowlevel.checkpoint()
+        await system.send("numbers", 21)
+        while system.status().actors["numbers"].restarts == 0:
+            await trio.sleep(0.01)
+        restarted_at = trio.current_time()
+        await system.close("numbers")
+        async with system.receive("results") as items:
+            assert [n async for n in items] == [21]
+    return restarted_at
+
+
+def test_a_stop_right_after_the_first_send_still_stops_the_inlet_at_once() -> None:
+    """A restart whose stop reaches an inlet after the host's first send woke it, but
+    before it ran, stops it at once (it was lost, and the inlet killed after 5 s)."""
+    for checkpoints in range(4, 10):
+        for _ in range(5):
+            clock = trio.testing.MockClock(autojump_threshold=0)
+            restarted_at = trio.run(_restart_around_the_first_send, checkpoints, clock=clock)
+            assert restarted_at < 2, f"the inlet was killed after {checkpoints} checkpoints"

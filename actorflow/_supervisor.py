@@ -401,12 +401,11 @@ class Supervisor:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        waiting = [starter] if starter is not None else []
         try:
             with trio.CancelScope() as scope:
                 child.scope = scope
-                if starter is not None:
-                    cancelled = trio.current_effective_deadline() == -math.inf
-                    trio.lowlevel.reschedule(starter, outcome.Value(cancelled))
+                _answer(waiting, trio.current_effective_deadline() == -math.inf)
                 task_status.started()
                 # Kept, it would keep nursery.start's temporary nursery (its cancel
                 # scope and sets, ~1.1 KB) alive as long as the child runs.
@@ -420,6 +419,7 @@ class Supervisor:
             if child.generation == generation:
                 self._set_running(child, False)
                 _exit(child)
+            _answer(waiting, True)  # it died before it said (a Ctrl-C, say)
             if not self._killed:
                 # The supervisor itself is being cancelled: this is the child's end.
                 self._end_for_good(child, EndReason.CANCELLED)
@@ -651,6 +651,14 @@ async def _spawn(
         with trio.CancelScope(shield=True):
             await _exit_event(child).wait()
         await trio.lowlevel.checkpoint()  # raises Cancelled
+
+
+@trio.lowlevel.enable_ki_protection
+def _answer(waiting: list[trio.lowlevel.Task], cancelled: bool) -> None:
+    """Tell the task that waits in :func:`_spawn` (if any, and only once) that the child
+    runs; protected from Ctrl-C, so that the answer is never lost half-way."""
+    if waiting:
+        trio.lowlevel.reschedule(waiting.pop(), outcome.Value(cancelled))
 
 
 def _wait_for_the_child(raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:

@@ -643,3 +643,65 @@ async def test_all_significant_counts_only_the_children_still_listed(
         await settle()
         assert "stop:other" in journal
     assert not raised
+
+
+# -- Ctrl-C inside a starting child ------------------------------------------------------
+
+_CTRL_C_IN_A_STARTING_CHILD = """
+import sys
+import trio
+import actorflow._supervisor as S
+from actorflow._supervisor import ChildSpec, Supervisor, SupervisorSpec
+
+class Idle:
+    def __init__(self, name): self.name = name
+    async def prepare(self): pass
+    async def run(self): await trio.sleep_forever()
+    async def request_stop(self): pass
+    def terminate(self, reason): pass
+    def on_kill(self): pass
+
+code = S.Supervisor._child_task.__code__
+lines = open(code.co_filename).read().splitlines()
+fired = []
+
+def tracer(frame, event, arg):
+    if frame.f_code is not code:
+        return None
+    def local(frame, event, arg):
+        if event == "line" and not fired and "child.scope = scope" in lines[frame.f_lineno - 1]:
+            fired.append(1)
+            raise KeyboardInterrupt  # where trio would deliver a Ctrl-C
+        return local
+    return local
+
+async def main():
+    children = [(Idle("a"), ChildSpec()), (Idle("b"), ChildSpec())]
+    supervisor = Supervisor("s", SupervisorSpec(), children)
+    sys.settrace(tracer)
+    try:
+        await supervisor.run()
+    finally:
+        sys.settrace(None)
+
+try:
+    trio.run(main)
+except BaseException as error:
+    print("ended with", type(error).__name__, repr(error))
+"""
+
+
+def test_ctrl_c_in_a_child_before_it_answers_its_start_ends_the_program() -> None:
+    """A KeyboardInterrupt that lands in a starting child before it told the supervisor
+    it runs still ends the program (the supervisor waited for an answer for ever)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_IN_A_STARTING_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert "KeyboardInterrupt" in done.stdout, done.stdout + done.stderr

@@ -619,3 +619,50 @@ async def test_a_cancellation_cleans_up_producers_first_however_long_the_chain(
         await trio.sleep(1)
         system.cancel()
     assert events_in_time_order(journal) == ["src begin", "src end", "p begin", "p end", "k begin"]
+
+
+class Blob:
+    """A weakly referenceable item, to see which items outlive the run."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class BlobSource(af.Source):
+    def __init__(self, blobs: list[Blob]) -> None:
+        self.blobs = blobs
+
+    def start(self) -> Any:
+        while self.blobs:
+            yield self.blobs.pop(0)
+
+
+class FailOnTens(af.Sink):
+    def consume(self, data: Blob) -> None:
+        if data.n % 10 == 0:
+            raise ValueError(f"bad blob {data.n}")
+
+
+async def test_dead_letters_do_not_keep_the_rest_of_their_batch_alive() -> None:
+    """A dead letter keeps its item and error, but not the frames that held the batch:
+    the other items of the batch are freed."""
+    import gc
+    import weakref
+
+    blobs = [Blob(n) for n in range(30)]
+    refs = [weakref.ref(blob) for blob in blobs]
+    graph = af.Graph()
+    graph.add("src", BlobSource, blobs=blobs)
+    graph.add("sink", FailOnTens)
+    graph.link("src", "sink", buffer=100)
+    graph.supervisor(max_restarts=10)
+    del blobs
+    async with af.open_system(graph) as system:
+        pass
+    gc.collect()
+    letters = system.dead_letters
+    assert sorted(letter.item.n for letter in letters) == [0, 10, 20]
+    alive = sorted(ref().n for ref in refs if ref() is not None)  # type: ignore[union-attr]
+    assert alive == [0, 10, 20]
+    assert all(letter.error.__traceback__ is None for letter in letters)
+    assert all("ValueError: bad blob" in letter.traceback for letter in letters)

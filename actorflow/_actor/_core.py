@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -290,25 +291,7 @@ class Actor:
             self.log.debug(event, message_ids=ids, **fields)
 
     def status(self) -> ActorStatus:
-        return ActorStatus(
-            name=self.name,
-            kind=self.kind.value,
-            state=self.state,
-            blocked_on=self.blocked_on,
-            received=self.received,
-            emitted=self.emitted,
-            filtered=self.filtered,
-            dropped=dict(self.dropped),
-            mailbox_depth=self.mailbox.depth(),
-            errors=self.errors,
-            reason=self.reason,
-            restarts=self.restarts,
-            dead_lettered=self.dead_lettered,
-            progress=self.progress,
-            step_size=self.step_size,
-            task=self.task,
-            info=dict(self.info),
-        )
+        return _status_of(self)
 
     def count_drop(self, count: int, reason: str) -> None:
         """Count ``count`` items this actor lost, for ``reason``."""
@@ -452,6 +435,8 @@ class Actor:
     # -- the end of an incarnation -----------------------------------------------------
 
     def _crashed(self, error: RunError) -> None:
+        # Keep the failure, not the locals (a driver's batch) of the frames it left.
+        traceback.clear_frames(error.__traceback__)
         self.failure = error
         self.errors += 1
         self.reason = EndReason.FAILED
@@ -573,6 +558,29 @@ def _discard_inputs(actor: Actor) -> None:
             actor.log.warning(
                 "link.dropped", link=link.name, reason=DropReason.CONSUMER_TERMINATED, count=count
             )
+
+
+def _status_of(actor: Actor) -> ActorStatus:
+    """What ``actor`` reports in ``System.status()``."""
+    return ActorStatus(
+        name=actor.name,
+        kind=actor.kind.value,
+        state=actor.state,
+        blocked_on=actor.blocked_on,
+        received=actor.received,
+        emitted=actor.emitted,
+        filtered=actor.filtered,
+        dropped=dict(actor.dropped),
+        mailbox_depth=actor.mailbox.depth(),
+        errors=actor.errors,
+        reason=actor.reason,
+        restarts=actor.restarts,
+        dead_lettered=actor.dead_lettered,
+        progress=actor.progress,
+        step_size=actor.step_size,
+        task=actor.task,
+        info=dict(actor.info),
+    )
 
 
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:

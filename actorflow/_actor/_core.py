@@ -40,6 +40,7 @@ from ._pacing import Pacing
 from ._retries import DeadLetter, Retries
 from ._source import SourceDriver, stop_source
 from ._stepper import StepDriver, read_port, read_synced
+from ._threads import Threads
 
 __all__ = ["Actor"]
 
@@ -114,6 +115,7 @@ class Actor:
         "task",
         "terminated",
         "thread_limiter",
+        "threads",
         "upstream",
         "waits_for",
     )
@@ -173,6 +175,8 @@ class Actor:
         self._at_end: list[Callable[[], None]] | None = None
         self.thread_limiter: trio.CapacityLimiter | None = None
         """Shared by the system's blocking modules; set when the system is built."""
+        self.threads = Threads()
+        """Its blocking calls abandoned by a cancellation, still running in threads."""
         attach(module, self)
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
@@ -317,6 +321,8 @@ class Actor:
             self._fresh = False
             return
         spec = self.spec
+        # An abandoned blocking call of the last incarnation must not run beside this one.
+        await self.threads.settle(self.settings.cleanup_timeout, self.log)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
@@ -461,9 +467,7 @@ class Actor:
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking sync call in a worker thread. If cancelled, the call is
         abandoned (it finishes in its thread; its result is dropped)."""
-        return await trio.to_thread.run_sync(
-            fn, *args, limiter=self.thread_limiter, abandon_on_cancel=True
-        )
+        return await self.threads.run(fn, args, self.thread_limiter)
 
     async def lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any:
         """Call a lifecycle hook, in a thread when the module blocks and it is sync.
@@ -596,6 +600,8 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
             for upstream in actor.upstream:
                 if upstream.incarnations:
                     await upstream.cleaned.wait()
+    # A blocking hook abandoned by the cancellation is still inside the module.
+    await actor.threads.settle(timeout, actor.log)
     error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)
     if error is not None:
         if actor._cleanup_errors is None:

@@ -666,3 +666,44 @@ async def test_dead_letters_do_not_keep_the_rest_of_their_batch_alive() -> None:
     assert alive == [0, 10, 20]
     assert all(letter.error.__traceback__ is None for letter in letters)
     assert all("ValueError: bad blob" in letter.traceback for letter in letters)
+
+
+class HangingSyncCleanup(af.Sink):
+    """A sync cleanup() on the event loop that hangs for ``hang`` seconds: the test's
+    MockClock jumps, as the real clock would move while the loop is stuck."""
+
+    def __init__(self, clock: trio.testing.MockClock, hang: float) -> None:
+        self.clock = clock
+        self.hang = hang
+
+    def consume(self, data: Any) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        self.clock.jump(self.hang)
+
+
+async def test_a_sync_cleanup_that_overruns_on_the_event_loop_is_reported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Trio cannot interrupt a sync cleanup() on the event loop; when it returns past
+    cleanup_timeout it is reported as the CleanupError an async overrun gets."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", HangingSyncCleanup, clock=autojump_clock, hang=30)
+    graph.link("src", "sink")
+    with pytest.raises(af.CleanupError, match=r"'sink'.*did not finish within 2 s.*blocking"):
+        async with af.open_system(graph, cleanup_timeout=2):
+            pass
+
+
+async def test_a_sync_cleanup_within_its_timeout_is_fine(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", HangingSyncCleanup, clock=autojump_clock, hang=1)
+    graph.link("src", "sink")
+    async with af.open_system(graph, cleanup_timeout=2) as system:
+        pass
+    assert system.status().actors["sink"].errors == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import attrs
@@ -337,7 +337,13 @@ class Tag(Processor):
         raise NotImplementedError(f"{type(self).__qualname__} must implement tag()")
 
     def _process_sync(self, data: Any) -> Any:
-        return self._merge(data, self.tag(data))
+        pairs = self.tag(data)
+        if pairs is not None and type(pairs) is not dict and inspect.isawaitable(pairs):
+            return self._merge_later(data, pairs)  # a decorator hid an async tag()
+        return self._merge(data, pairs)
+
+    async def _merge_later(self, data: Any, pairs: Awaitable[Mapping[str, Any] | None]) -> Any:
+        return self._merge(data, await pairs)
 
     async def _process_async(self, data: Any) -> Any:
         return self._merge(data, await self.tag(data))  # type: ignore[misc]

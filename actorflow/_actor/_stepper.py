@@ -7,6 +7,7 @@ resurrected; a suspended one waits to be resumed.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -147,7 +148,9 @@ class StepDriver:
         began = now()
         try:
             result = module.run_step(run_number, self.step_size, self.quantum)
-            if style is not HookStyle.SYNC:
+            if style is not HookStyle.SYNC or (
+                type(result) is not Step and inspect.isawaitable(result)
+            ):
                 result = await result
         except Exception as exc:
             room.clear_posted()

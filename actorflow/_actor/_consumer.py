@@ -300,7 +300,7 @@ class ConsumerDriver:
                             fn(item)
                 if out:
                     sending, out = out, []
-                    await outbox.send(sending, "out")
+                    await outbox.send(sending, outbox.main)
                 if pacing.now() >= pacing.deadline:
                     await pacing.yield_()
                 if not left:
@@ -312,7 +312,7 @@ class ConsumerDriver:
                 self._give_back(link, list(items))
                 raise
             # `item` raised: the outputs of the items before it go out first.
-            outbox.owe(out, "out")
+            outbox.owe(out, outbox.main)
             rest = list(items)
             sequence = base + len(batch) - len(rest)
             raise self._item_failed(exc, link, item, rest, sequence) from exc
@@ -352,7 +352,7 @@ class ConsumerDriver:
                     room.filtered += 1
                 else:
                     items = list(result.items) if type(result) is Many else [result]
-                    await room.outbox.send(items, "out")
+                    await room.outbox.send(items, room.outbox.main)
         except BaseException:
             self._give_back(link, rest)
             raise
@@ -379,7 +379,7 @@ class ConsumerDriver:
             try:
                 if collect:
                     if results:
-                        await room.outbox.send(results, "out")
+                        await room.outbox.send(results, room.outbox.main)
                     else:
                         room.filtered += 1
                 if pacing.now() >= pacing.deadline:

@@ -487,7 +487,7 @@ class Actor:
         """Send one item on ``port``, then yield if the quantum is spent."""
         outbox = self.outbox
         if port not in outbox.outputs:
-            outbox.check_port(port)
+            port = outbox.port(port)
         await outbox.send([item], port)
         pacing = self.pacing
         if pacing.now() >= pacing.deadline:
@@ -527,7 +527,7 @@ class Actor:
 
     def post(self, item: Any, port: str) -> None:
         """Keep a result posted during a step; sent when the step returns."""
-        self.outbox.check_port(port)
+        port = self.outbox.port(port)
         if self._posted is None:
             self._posted = []
         self._posted.append((port, item))

@@ -233,6 +233,10 @@ class ConsumerDriver:
             got = mailbox.take(limit)
             if got is None:
                 if mailbox.exhausted():
+                    if not mailbox.links and room.wait_for_links():
+                        room.set_state(ActorState.BLOCKED, blocked_on="links")
+                        await mailbox.wait()  # a link added, or another actor ended
+                        continue
                     if feedback_closed:
                         return
                     _close_feedback(mailbox.links)

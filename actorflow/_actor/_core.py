@@ -37,6 +37,7 @@ from ._consumer import ConsumerDriver
 from ._incarnation import Incarnation, Stop
 from ._outbox import Outbox
 from ._pacing import Pacing
+from ._peers import Peers, peers_of
 from ._retries import DeadLetter, Retries
 from ._source import SourceDriver, stop_source
 from ._stepper import StepDriver, read_port, read_synced
@@ -55,6 +56,8 @@ class _Driver(Protocol):
 
     def link_added(self, link: Link) -> None: ...
 
+
+_CONSUMERS = (ModuleKind.PROCESSOR, ModuleKind.SINK)
 
 # The driver of each kind, chosen once when an incarnation starts.
 _DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
@@ -80,8 +83,10 @@ class Actor:
         "_info",
         "_keep",
         "_on_terminated",
+        "_peers",
         "_posted",
         "_ready_event",
+        "_system",
         "_system_stopping",
         "ancestors",
         "attempts",
@@ -94,6 +99,7 @@ class Actor:
         "incarnation",
         "incarnations",
         "kind",
+        "linked",
         "log",
         "mailbox",
         "module",
@@ -111,7 +117,6 @@ class Actor:
         "state",
         "step_size",
         "suspended",
-        "system",
         "task",
         "terminated",
         "thread_limiter",
@@ -169,8 +174,9 @@ class Actor:
         self._info: dict[str, Any] | None = None
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] | None = None
-        self.system: RunningSystem | None = None
-        """The running System, for modules that change links (set when it is built)."""
+        self._system: RunningSystem | None = None
+        self._peers: Peers | None = None
+        self.linked = False  # whether it ever had an input link
         self._keep: dict[str, Any] | None = None
         self._at_end: list[Callable[[], None]] | None = None
         self.thread_limiter: trio.CapacityLimiter | None = None
@@ -338,6 +344,7 @@ class Actor:
             RunError: The module raised; what it held was requeued or dead-lettered.
         """
         self.incarnations += 1
+        self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None
         self.set_state(ActorState.READY)
@@ -356,12 +363,12 @@ class Actor:
         except Stop:
             incarnation.reason = incarnation.reason or EndReason.STOPPED
         except RunError as error:
-            self._crashed(error)
+            _crashed(self, error)
             raise
         except Exception as exc:
             wrapped = RunError(self.name, _describe(exc))
             wrapped.__cause__ = exc
-            self._crashed(wrapped)
+            _crashed(self, wrapped)
             raise wrapped from exc
         except BaseException:
             killed = incarnation.killed
@@ -389,9 +396,33 @@ class Actor:
         if self.kind is ModuleKind.SOURCE:
             await stop_source(self, self._current())
 
+    @property
+    def system(self) -> RunningSystem | None:
+        """The running System, for modules that change links (set when it is built)."""
+        return self._system
+
+    @system.setter
+    def system(self, system: RunningSystem | None) -> None:
+        self._system, self._peers = system, None if system is None else peers_of(system)
+        if self._peers is not None:
+            self._peers.members.append(self)
+
+    def awaits_links(self) -> bool:
+        """A processor or sink that never had an input link waits for one (a Peer)."""
+        return not self.linked and not self.mailbox.links and self.kind in _CONSUMERS
+
+    def wake_unlinked(self) -> None:
+        self.mailbox.notify()
+
+    def wait_for_links(self) -> bool:
+        """Whether to wait for a first input link: while anything else still runs."""
+        peers = self._peers
+        return self.awaits_links() and peers is not None and not peers.others_ended(self)
+
     def link_added(self, link: Link) -> None:
         """A link into this actor was added while the system runs (its mailbox lists it):
         the running incarnation serves it at once; the next finds it like any other."""
+        self.linked = True
         if self._driver is not None:
             self._driver.link_added(link)
 
@@ -430,6 +461,8 @@ class Actor:
             self._cleaned.set()
         if self._on_terminated is not None:
             self._on_terminated(self)
+        if self._peers is not None:
+            self._peers.ended(self)
         self.log.info(
             "actor.ended",
             reason=self.reason,
@@ -439,23 +472,6 @@ class Actor:
         )
 
     # -- the end of an incarnation -----------------------------------------------------
-
-    def _crashed(self, error: RunError) -> None:
-        # Keep the failure, not the locals (a driver's batch) of the frames it left.
-        traceback.clear_frames(error.__traceback__)
-        self.failure = error
-        self.errors += 1
-        self.reason = EndReason.FAILED
-        if self.incarnation is not None:
-            self.incarnation.reason = EndReason.FAILED
-        self.set_state(ActorState.INVALID)
-        self.log.error(
-            "actor.failed",
-            phase="run",
-            error=_describe(error.__cause__ or error),
-            message_id=error.message_id,
-            restarts=self.restarts,
-        )
 
     def _wake(self) -> None:
         """Wake this actor wherever it waits, so that it notices a stop request."""
@@ -562,6 +578,25 @@ def _discard_inputs(actor: Actor) -> None:
             actor.log.warning(
                 "link.dropped", link=link.name, reason=DropReason.CONSUMER_TERMINATED, count=count
             )
+
+
+def _crashed(actor: Actor, error: RunError) -> None:
+    """The module failed in run: keep the failure, count it, say so."""
+    # Keep the failure, not the locals (a driver's batch) of the frames it left.
+    traceback.clear_frames(error.__traceback__)
+    actor.failure = error
+    actor.errors += 1
+    actor.reason = EndReason.FAILED
+    if actor.incarnation is not None:
+        actor.incarnation.reason = EndReason.FAILED
+    actor.set_state(ActorState.INVALID)
+    actor.log.error(
+        "actor.failed",
+        phase="run",
+        error=_describe(error.__cause__ or error),
+        message_id=error.message_id,
+        restarts=actor.restarts,
+    )
 
 
 def _status_of(actor: Actor) -> ActorStatus:

@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 
 from ._module import Many
 
-__all__ = ["HookStyle", "accepts_port", "call_hook", "call_item_hook", "hook_style"]
+__all__ = [
+    "HookStyle",
+    "accepts_port",
+    "call_hook",
+    "call_item_hook",
+    "hook_style",
+    "learned_sync",
+    "learn_style",
+]
 
 
 class HookStyle(enum.Enum):
@@ -62,14 +70,52 @@ def hook_style(fn: Callable[..., Any]) -> HookStyle:
 
 
 def _find_style(fn: Callable[..., Any]) -> HookStyle:
-    target = inspect.unwrap(fn)
-    if inspect.isasyncgenfunction(target):
-        return HookStyle.ASYNC_GEN
-    if inspect.iscoroutinefunction(target):
-        return HookStyle.ASYNC
-    if inspect.isgeneratorfunction(target):
-        return HookStyle.SYNC_GEN
+    """The outermost shape that says something wins: an ``async def`` wrapper of a sync
+    function is async; a sync ``functools.wraps`` wrapper of an ``async def`` returns
+    what it wraps returns, a coroutine."""
+    for target in _wrapper_chain(fn):
+        if inspect.isasyncgenfunction(target):
+            return HookStyle.ASYNC_GEN
+        if inspect.iscoroutinefunction(target):
+            return HookStyle.ASYNC
+        if inspect.isgeneratorfunction(target):
+            return HookStyle.SYNC_GEN
     return HookStyle.SYNC
+
+
+def _wrapper_chain(fn: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """``fn``, then what it wraps (``__wrapped__``), and so on; bound methods as their
+    functions."""
+    chain: list[Callable[..., Any]] = []
+    current: Any = fn
+    while current is not None and len(chain) < 100 and all(current is not c for c in chain):
+        chain.append(current)
+        current = getattr(getattr(current, "__func__", current), "__wrapped__", None)
+    return chain
+
+
+_verified: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+"""Sync hooks whose first call returned no awaitable."""
+
+
+def learned_sync(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``, classified sync, was seen to return something not awaitable
+    (until then the runtime awaits what it returns, if awaitable: a decorator without
+    ``functools.wraps`` can hide an ``async def``)."""
+    return _cached(_verified, getattr(fn, "__func__", fn), lambda: False)
+
+
+def learn_style(fn: Callable[..., Any], *, awaitable: bool) -> None:
+    """Remember what a sync-looking ``fn`` returned when first called."""
+    key = getattr(fn, "__func__", fn)
+    try:
+        if awaitable:
+            _styles[key] = HookStyle.ASYNC
+            _verified.pop(key, None)
+        else:
+            _verified[key] = True
+    except TypeError:  # pragma: no cover - not weakly referenceable: learnt every time
+        pass
 
 
 async def call_hook(fn: Callable[..., Any], *args: Any) -> Any:
@@ -119,7 +165,7 @@ async def call_item_hook(fn: Callable[[Any], Any], style: HookStyle, item: Any) 
     if style is HookStyle.ASYNC_GEN:
         return [value async for value in fn(item)]
     result = fn(item)
-    if style is not HookStyle.SYNC:
+    if style is not HookStyle.SYNC or inspect.isawaitable(result):
         result = await result
     if result is None:
         return []

@@ -7,10 +7,12 @@ run time), and ``process``/``start`` may also be generators that yield several i
 
 from __future__ import annotations
 
+import difflib
+import dis
 import enum
 import inspect
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 import structlog
@@ -119,6 +121,60 @@ class ModuleContext(Protocol):
     def inputs_done(self) -> bool: ...
 
 
+_UNIMPLEMENTED: set[Callable[..., Any]] = set()
+"""The base classes' required hooks, which only raise ``NotImplementedError``."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _required(fn: _F) -> _F:
+    """Mark a base class's hook that every concrete module of its kind must override."""
+    _UNIMPLEMENTED.add(fn)
+    return fn
+
+
+def missing_hook(cls: type[Module]) -> tuple[str, str | None] | None:
+    """The required hook ``cls`` does not override, with the close match it does define
+    (``proces`` for ``process``), or ``None`` when it overrides every one."""
+    hook = cls._required_hook
+    if hook is None or getattr(cls, hook, None) not in _UNIMPLEMENTED:
+        return None
+    own = {
+        name
+        for klass in cls.__mro__
+        if not klass.__module__.startswith("actorflow.") and klass is not object
+        for name in vars(klass)
+        if not name.startswith("__") and name != hook
+    }
+    close = difflib.get_close_matches(hook, sorted(own), n=1, cutoff=0.6)
+    return hook, close[0] if close else None
+
+
+_RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
+"""What a module may read but not set: the runtime's answers, not the module's state."""
+
+
+def _refuse_runtime_attributes(cls: type) -> None:
+    """A module class that sets ``self.active`` (say) would read its own flag, not the
+    runtime's: refuse it when the class is made, naming the attribute."""
+    for attr, value in vars(cls).items():
+        if attr in _RUNTIME_OWNED:
+            raise TypeError(
+                f"{cls.__qualname__} defines {attr!r}, which the runtime owns "
+                f"(Module.{attr} is read-only); give yours another name"
+            )
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is None:
+            continue
+        for instruction in dis.get_instructions(code):
+            if instruction.opname == "STORE_ATTR" and instruction.argval in _RUNTIME_OWNED:
+                raise TypeError(
+                    f"{cls.__qualname__}.{attr} sets self.{instruction.argval}, which the "
+                    f"runtime owns (Module.{instruction.argval} is read-only); give "
+                    "yours another name"
+                )
+
+
 class Module:
     """Base class of every module kind.
 
@@ -145,6 +201,12 @@ class Module:
     other actors keep running. Async hooks always run on the event loop."""
 
     _actor: ModuleContext | None = None
+    _required_hook: ClassVar[str | None] = None
+    """The hook every concrete module of this kind overrides (checked by validation)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_runtime_attributes(cls)
 
     @does_nothing
     def validate(self) -> Any:
@@ -169,13 +231,25 @@ class Module:
 
     @property
     def name(self) -> str:
-        """The module's name in the graph."""
-        return self._bound().name
+        """The module's name in the graph, unless the module set its own ``self.name``
+        (then it is the module's: the runtime never reads it)."""
+        own: str = self.__dict__.get("name", _NOTHING)
+        return self._bound().name if own is _NOTHING else own
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["name"] = value
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
-        """A structlog logger bound with ``actor=<name>``."""
-        return self._bound().log
+        """A structlog logger bound with ``actor=<name>``, unless the module set its own
+        ``self.log``."""
+        own: structlog.typing.FilteringBoundLogger = self.__dict__.get("log", _NOTHING)
+        return self._bound().log if own is _NOTHING else own
+
+    @log.setter
+    def log(self, value: structlog.typing.FilteringBoundLogger) -> None:
+        self.__dict__["log"] = value
 
     @property
     def active(self) -> bool:
@@ -250,6 +324,9 @@ class Module:
         return actor
 
 
+_NOTHING: Any = object()
+
+
 class Source(Module):
     """A module that produces data.
 
@@ -271,6 +348,9 @@ class Source(Module):
     """Seconds between tries when ``start()`` raises; ``None`` (the default) lets the
     failure go to the supervisor instead. Set it on the class or in ``__init__``."""
 
+    _required_hook = "start"
+
+    @_required
     def start(self) -> Any:
         """Produce items; see the class docstring for the accepted shapes."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement start()")
@@ -303,6 +383,9 @@ class Processor(Module):
     inputs: ClassVar[Mapping[str, Port | Any]] = {"in": Port(object)}
     outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
 
+    _required_hook = "process"
+
+    @_required
     def process(self, data: Any) -> Any:
         """Handle one item; see the class docstring for what to return."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement process()")
@@ -332,12 +415,21 @@ class Tag(Processor):
         else:
             cls.process = cls._process_sync  # type: ignore[method-assign,assignment]
 
+    _required_hook = "tag"
+
+    @_required
     def tag(self, data: Any) -> Mapping[str, Any] | None:
         """Return the pairs to merge into ``data``."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement tag()")
 
     def _process_sync(self, data: Any) -> Any:
-        return self._merge(data, self.tag(data))
+        pairs = self.tag(data)
+        if pairs is not None and type(pairs) is not dict and inspect.isawaitable(pairs):
+            return self._merge_later(data, pairs)  # a decorator hid an async tag()
+        return self._merge(data, pairs)
+
+    async def _merge_later(self, data: Any, pairs: Awaitable[Mapping[str, Any] | None]) -> Any:
+        return self._merge(data, await pairs)
 
     async def _process_async(self, data: Any) -> Any:
         return self._merge(data, await self.tag(data))  # type: ignore[misc]
@@ -371,6 +463,9 @@ class Sink(Module):
     inputs: ClassVar[Mapping[str, Port | Any]] = {"in": Port(object)}
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
+    _required_hook = "consume"
+
+    @_required
     def consume(self, data: Any) -> Any:
         """Handle one item."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement consume()")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._module import Module, ModuleKind
+from ._module import Module, ModuleKind, _required
 from ._ports import Port
 
 __all__ = ["Progressive", "Step", "StepState"]
@@ -62,6 +62,9 @@ class Progressive(Module):
     *terminated* until new input arrives, which resurrects it (``run_step`` is called
     again). It ends for good when every input has ended."""
 
+    _required_hook = "run_step"
+
+    @_required
     def run_step(self, run_number: int, step_size: int, quantum: float) -> Step:
         """Do up to ``step_size`` units of work; may be async."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_step()")

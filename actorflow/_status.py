@@ -79,6 +79,8 @@ class DropReason(Vocabulary):
     """An outlet whose host can read no more."""
     UNDECODABLE = "undecodable"
     """A remote entry that could not be decoded."""
+    UNMATCHED = "unmatched"
+    """Waiting for a partner in ``read_synced`` that an ended input can never send."""
 
 
 class ActorState(enum.Enum):

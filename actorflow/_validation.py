@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 from ._exceptions import GraphProblem
-from ._module import Module, ModuleKind
+from ._module import Module, ModuleKind, missing_hook
 from ._ports import Port, describe_type, is_compatible
 from ._specs import GroupSpec, LinkSpec, ModuleSpec, Overflow
 
@@ -159,6 +159,20 @@ def _module_classes(facts: _Facts) -> Iterator[GraphProblem]:
                 "actorflow.Source, Processor or Sink",
                 module=name,
             )
+
+
+def _required_hooks(facts: _Facts) -> Iterator[GraphProblem]:
+    for name, cls in facts.classes.items():
+        missing = missing_hook(cls)
+        if missing is None:
+            continue
+        hook, close = missing
+        hint = f"; did you mean to name {close}() {hook}()?" if close else ""
+        yield GraphProblem(
+            f"module {name!r}: {cls.__qualname__} does not define {hook}(), which a "
+            f"{cls.kind.value} must{hint}",
+            module=name,
+        )
 
 
 def _port_names(facts: _Facts) -> Iterator[GraphProblem]:
@@ -409,6 +423,7 @@ GRAPH_RULES: tuple[Rule, ...] = (
     _module_names,
     _modules_declared_once,
     _module_classes,
+    _required_hooks,
     _port_names,
     _links_declared_once,
     _link_ends,

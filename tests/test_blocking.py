@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
+import structlog.testing
 import trio
+import trio.testing
 from sample_modules import Collect, Numbers
 
 import actorflow as af
@@ -158,3 +160,135 @@ async def test_a_blocking_source_pulls_its_items_in_worker_threads() -> None:
     assert out == [0, 1, 2, 3]
     assert threads
     assert all(name != threading.main_thread().name for name in threads)
+
+
+class JournalledGatedSink(af.Sink):
+    """A blocking sink promised one consume() at a time: it journals each call's start
+    and end, and its cleanup(), on the event loop so that it cannot wait for threads."""
+
+    blocking = True
+
+    def __init__(self, gate: threading.Event, entered: trio.Event, journal: list[str]) -> None:
+        self.gate = gate
+        self.entered = entered
+        self.journal = journal
+
+    def consume(self, data: int) -> None:
+        self.journal.append(f"start {data}")
+        trio.from_thread.run_sync(self.entered.set)
+        self.gate.wait(timeout=30)
+        self.journal.append(f"end {data}")
+
+    async def cleanup(self) -> None:
+        self.journal.append("cleanup")
+
+
+async def test_an_abandoned_blocking_call_finishes_before_its_cleanup() -> None:
+    """A cancelled blocking consume() is abandoned to its thread; cleanup() waits for it
+    to finish rather than run beside it."""
+    gate = threading.Event()
+    entered = trio.Event()
+    cancelled = trio.Event()
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", JournalledGatedSink, gate=gate, entered=entered, journal=journal)
+    graph.link("src", "sink")
+
+    async def open_the_gate_once_everything_waits() -> None:
+        await cancelled.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(open_the_gate_once_everything_waits)
+                async with af.open_system(graph, cleanup_timeout=15) as system:
+                    await entered.wait()
+                    system.cancel()
+                    cancelled.set()
+    finally:
+        gate.set()
+    assert journal == ["start 0", "end 0", "cleanup"]
+
+
+class BombOnce(af.Source):
+    """Fails once, when the sink is inside its blocking call, so that its one_for_all
+    group restarts the sink with that call abandoned in its thread."""
+
+    def __init__(self, entered: trio.Event, fired: trio.Event) -> None:
+        self.entered = entered
+        self.fired = fired
+
+    async def start(self) -> None:
+        if not self.fired.is_set():
+            await self.entered.wait()
+            self.fired.set()
+            raise RuntimeError("boom")
+
+
+def one_call_at_a_time(journal: list[str]) -> bool:
+    """Each consume() start is followed by its own end before anything else happens."""
+    inside = False
+    for entry in journal:
+        if inside != entry.startswith("end"):
+            return False
+        inside = entry.startswith("start")
+    return not inside
+
+
+async def test_an_abandoned_blocking_call_finishes_before_the_next_incarnation() -> None:
+    """A restart kills a blocking sink inside consume(): its cleanup() and the next
+    incarnation wait for that call to finish in its thread."""
+    gate = threading.Event()
+    entered = trio.Event()
+    fired = trio.Event()
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=2)
+    graph.add("sink", JournalledGatedSink, gate=gate, entered=entered, journal=journal)
+    graph.add("bomb", BombOnce, entered=entered, fired=fired)
+    graph.link("src", "sink")
+    graph.supervise("sink", shutdown=0)
+    graph.group("pair", ["sink", "bomb"], strategy="one_for_all", max_restarts=2)
+
+    async def open_the_gate_once_everything_waits() -> None:
+        await fired.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(open_the_gate_once_everything_waits)
+                async with af.open_system(graph, cleanup_timeout=15) as system:
+                    pass
+    finally:
+        gate.set()
+    assert system.status().actors["sink"].restarts == 1
+    assert one_call_at_a_time(journal), journal
+    assert journal.count("cleanup") == 2
+
+
+async def test_an_abandoned_call_that_overruns_the_cleanup_timeout_is_logged() -> None:
+    """The wait for an abandoned call is bounded by the cleanup timeout; an overrun is
+    logged and counted, and cleanup() runs anyway."""
+    gate = threading.Event()
+    entered = trio.Event()
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", JournalledGatedSink, gate=gate, entered=entered, journal=journal)
+    graph.link("src", "sink")
+    try:
+        with structlog.testing.capture_logs() as logs, trio.fail_after(20):
+            async with af.open_system(graph, cleanup_timeout=0.01) as system:
+                await entered.wait()
+                system.cancel()
+        assert journal == ["start 0", "cleanup"]
+    finally:
+        gate.set()
+    [overrun] = [log for log in logs if log["event"] == "actor.thread_overrun"]
+    assert overrun["actor"] == "sink"
+    assert overrun["calls"] == 1

@@ -286,3 +286,62 @@ async def test_a_link_with_workers_added_while_running_gets_its_workers(
     assert sorted(item["n"] for item in out if isinstance(item, dict)) == [0, 1, 2, 3]
     assert running["most"] >= 2
     assert sorted(item for item in out if not isinstance(item, dict))[:3] == [0, 1, 2]
+
+
+class LateSink(af.Sink):
+    """A sink whose only input is optional: nothing feeds it at start."""
+
+    inputs: ClassVar = {"in": af.Port(int, required=False)}
+
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    def consume(self, data: int) -> None:
+        self.into.append(data)
+
+
+async def test_a_module_with_only_unlinked_optional_inputs_waits_for_a_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """It does not end at once: a link added later is served; it ends once every other
+    actor has ended (here, after stop())."""
+    late: list[int] = []
+    graph = af.Graph()
+    graph.add("ticker", Forever, interval=1)
+    graph.add("ticks", Collect, into=[])
+    graph.add("late", LateSink, into=late)
+    graph.link("ticker", "ticks")
+    async with af.open_system(graph) as system:
+        await trio.sleep(2.5)
+        assert system.status().actors["late"].state is af.ActorState.BLOCKED
+        await system.add_link("ticker", "late")
+        await trio.sleep(2)
+        await system.stop()
+    assert late == [3, 4]
+    assert system.status().actors["late"].reason == "normal"
+
+
+async def test_an_unlinked_module_ends_when_everything_else_has_ended(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from sample_modules import Numbers
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("sink", Collect, into=[])
+    graph.add("late", LateSink, into=[])
+    graph.link("src", "sink")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    assert system.status().actors["late"].received == 0
+
+
+async def test_a_graph_of_only_an_unlinked_module_ends_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    graph = af.Graph()
+    graph.add("late", LateSink, into=[])
+    with trio.fail_after(60):
+        async with af.open_system(graph):
+            pass

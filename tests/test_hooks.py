@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -112,3 +112,189 @@ async def test_base_class_hooks_that_do_nothing_are_not_called() -> None:
     assert await cleanup("m", Quiet().cleanup, refuse, math.inf, log) is None
     error = await cleanup("m", Loud().cleanup, call_hook, math.inf, log)
     assert isinstance(error, af.CleanupError)
+
+
+# -- hooks whose shape a decorator hides --------------------------------------------
+
+
+def hides_async(fn: Any) -> Any:
+    """A decorator without functools.wraps: a sync wrapper returning a coroutine."""
+
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    return wrapper
+
+
+def async_wraps_sync(fn: Any) -> Any:
+    """An async wrapper that claims (functools.wraps) to be the sync function it wraps."""
+    import functools
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    return wrapper
+
+
+class HiddenAsyncDouble(af.Processor):
+    @hides_async
+    async def process(self, data: int) -> int:
+        return data * 2
+
+
+class WrappedSyncDouble(af.Processor):
+    @async_wraps_sync
+    def process(self, data: int) -> int:
+        return data * 2
+
+
+class HiddenAsyncSink(af.Sink):
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    @hides_async
+    async def consume(self, data: int) -> None:
+        self.into.append(data)
+
+
+class HiddenAsyncTag(af.Tag):
+    @hides_async
+    async def tag(self, data: Any) -> dict[str, Any]:
+        return {"seen": True}
+
+
+class InstanceAsyncTag(af.Tag):
+    """A sync tag() on the class, an async one set per instance."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        if asynchronous:
+
+            async def tag(data: Any) -> dict[str, Any]:
+                return {"how": "async"}
+
+            self.tag = tag  # type: ignore[method-assign]
+
+    def tag(self, data: Any) -> dict[str, Any]:
+        return {"how": "sync"}
+
+
+class DictItems(af.Source):
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def start(self) -> Any:
+        for n in range(self.count):
+            yield {"n": n}
+
+
+def test_the_outermost_async_wrapper_wins() -> None:
+    assert hook_style(WrappedSyncDouble().process) is HookStyle.ASYNC
+
+
+@pytest.mark.parametrize("processor", [HiddenAsyncDouble, WrappedSyncDouble])
+async def test_a_decorated_async_process_is_awaited(processor: type[af.Processor]) -> None:
+    """Every item goes through the hook's coroutine, awaited, however it is decorated,
+    in every incarnation."""
+    from sample_modules import Collect, Numbers
+
+    for _ in range(2):
+        out: list[int] = []
+        graph = af.Graph()
+        graph.add("src", Numbers, count=5)
+        graph.add("double", processor)
+        graph.add("sink", Collect, into=out)
+        graph.chain("src", "double", "sink")
+        async with af.open_system(graph):
+            pass
+        assert out == [0, 2, 4, 6, 8]
+
+
+async def test_a_decorated_async_consume_is_awaited() -> None:
+    from sample_modules import Numbers
+
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=5)
+    graph.add("sink", HiddenAsyncSink, into=out)
+    graph.link("src", "sink", buffer=10)
+    async with af.open_system(graph):
+        pass
+    assert out == [0, 1, 2, 3, 4]
+
+
+async def test_a_decorated_async_tag_is_awaited() -> None:
+    from sample_modules import Collect
+
+    out: list[dict[str, Any]] = []
+    graph = af.Graph()
+    graph.add("src", DictItems, count=3)
+    graph.add("tag", HiddenAsyncTag)
+    graph.add("sink", Collect, into=out)
+    graph.chain("src", "tag", "sink")
+    async with af.open_system(graph):
+        pass
+    assert out == [{"n": n, "seen": True} for n in range(3)]
+
+
+async def test_tag_is_classified_per_instance() -> None:
+    from sample_modules import Collect
+
+    sync_out: list[dict[str, Any]] = []
+    async_out: list[dict[str, Any]] = []
+    graph = af.Graph()
+    graph.add("src", DictItems, count=2)
+    graph.add("sync_tag", InstanceAsyncTag, asynchronous=False)
+    graph.add("async_tag", InstanceAsyncTag, asynchronous=True)
+    graph.add("sync_sink", Collect, into=sync_out)
+    graph.add("async_sink", Collect, into=async_out)
+    graph.chain("src", "sync_tag", "sync_sink")
+    graph.link("src", "async_tag")
+    graph.link("async_tag", "async_sink")
+    async with af.open_system(graph):
+        pass
+    assert sync_out == [{"n": n, "how": "sync"} for n in range(2)]
+    assert async_out == [{"n": n, "how": "async"} for n in range(2)]
+
+
+class FailingTag(af.Tag):
+    def tag(self, data: Any) -> dict[str, Any]:
+        raise ValueError("no label")
+
+
+async def test_a_failing_tag_names_tag() -> None:
+    from sample_modules import Collect
+
+    graph = af.Graph()
+    graph.add("src", DictItems, count=1)
+    graph.add("tag", FailingTag)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "tag", "sink")
+    graph.supervisor(max_restarts=0)
+    with pytest.raises(af.RunError, match=r"tag\(\) raised ValueError"):
+        async with af.open_system(graph):
+            pass
+
+
+class HiddenAsyncStepper(af.Progressive):
+    inputs: ClassVar[dict[str, Any]] = {}
+    outputs: ClassVar[dict[str, Any]] = {"out": af.Port(int)}
+
+    @hides_async
+    async def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        self.post(run_number)
+        state = af.StepState.TERMINATED if run_number >= 2 else af.StepState.READY
+        return af.Step(state)
+
+
+async def test_a_decorated_async_run_step_is_awaited() -> None:
+    from sample_modules import Collect
+
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("steps", HiddenAsyncStepper)
+    graph.add("sink", Collect, into=out)
+    graph.link("steps", "sink")
+    async with af.open_system(graph):
+        pass
+    assert out == [0, 1, 2]

@@ -619,3 +619,91 @@ async def test_a_cancellation_cleans_up_producers_first_however_long_the_chain(
         await trio.sleep(1)
         system.cancel()
     assert events_in_time_order(journal) == ["src begin", "src end", "p begin", "p end", "k begin"]
+
+
+class Blob:
+    """A weakly referenceable item, to see which items outlive the run."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class BlobSource(af.Source):
+    def __init__(self, blobs: list[Blob]) -> None:
+        self.blobs = blobs
+
+    def start(self) -> Any:
+        while self.blobs:
+            yield self.blobs.pop(0)
+
+
+class FailOnTens(af.Sink):
+    def consume(self, data: Blob) -> None:
+        if data.n % 10 == 0:
+            raise ValueError(f"bad blob {data.n}")
+
+
+async def test_dead_letters_do_not_keep_the_rest_of_their_batch_alive() -> None:
+    """A dead letter keeps its item and error, but not the frames that held the batch:
+    the other items of the batch are freed."""
+    import gc
+    import weakref
+
+    blobs = [Blob(n) for n in range(30)]
+    refs = [weakref.ref(blob) for blob in blobs]
+    graph = af.Graph()
+    graph.add("src", BlobSource, blobs=blobs)
+    graph.add("sink", FailOnTens)
+    graph.link("src", "sink", buffer=100)
+    graph.supervisor(max_restarts=10)
+    del blobs
+    async with af.open_system(graph) as system:
+        pass
+    gc.collect()
+    letters = system.dead_letters
+    assert sorted(letter.item.n for letter in letters) == [0, 10, 20]
+    alive = sorted(ref().n for ref in refs if ref() is not None)  # type: ignore[union-attr]
+    assert alive == [0, 10, 20]
+    assert all(letter.error.__traceback__ is None for letter in letters)
+    assert all("ValueError: bad blob" in letter.traceback for letter in letters)
+
+
+class HangingSyncCleanup(af.Sink):
+    """A sync cleanup() on the event loop that hangs for ``hang`` seconds: the test's
+    MockClock jumps, as the real clock would move while the loop is stuck."""
+
+    def __init__(self, clock: trio.testing.MockClock, hang: float) -> None:
+        self.clock = clock
+        self.hang = hang
+
+    def consume(self, data: Any) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        self.clock.jump(self.hang)
+
+
+async def test_a_sync_cleanup_that_overruns_on_the_event_loop_is_reported(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Trio cannot interrupt a sync cleanup() on the event loop; when it returns past
+    cleanup_timeout it is reported as the CleanupError an async overrun gets."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", HangingSyncCleanup, clock=autojump_clock, hang=30)
+    graph.link("src", "sink")
+    with pytest.raises(af.CleanupError, match=r"'sink'.*did not finish within 2 s.*blocking"):
+        async with af.open_system(graph, cleanup_timeout=2):
+            pass
+
+
+async def test_a_sync_cleanup_within_its_timeout_is_fine(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("sink", HangingSyncCleanup, clock=autojump_clock, hang=1)
+    graph.link("src", "sink")
+    async with af.open_system(graph, cleanup_timeout=2) as system:
+        pass
+    assert system.status().actors["sink"].errors == 0

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from sample_modules import Collect, Items, Numbers
+from sample_modules import Collect, Forever, Items, Numbers
 
 import actorflow as af
 
@@ -395,3 +395,80 @@ async def test_progress_is_logged_at_most_once_a_second(
     assert 4 <= len(events) <= 6
     assert events[0]["total"] == 5000.0
     assert [e["done"] for e in events] == sorted(e["done"] for e in events)
+
+
+class KeyJoin(af.Progressive):
+    """Joins its two inputs by the items themselves; unmatched items just wait."""
+
+    inputs: ClassVar = {"a": int, "b": int}
+    outputs: ClassVar = {"out": tuple}
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        for pair in self.read_synced(["a", "b"], key=lambda item: item):
+            self.post(pair)
+        return af.Step(af.StepState.BLOCKED)
+
+
+class SeqJoin(KeyJoin):
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        for pair in self.read_synced(["a", "b"]):
+            self.post(pair)
+        return af.Step(af.StepState.BLOCKED)
+
+
+class Ints(af.Source):
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, values: list[int]) -> None:
+        self.values = values
+
+    def start(self) -> Any:
+        return list(self.values)
+
+
+async def test_items_no_ended_input_can_ever_match_are_dropped_as_unmatched_and_warned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """While input a still runs, b has ended: a's items whose key b never sent can never
+    be joined. They are counted (unmatched) and warned about, not held for ever."""
+    import structlog.testing
+
+    out: list[tuple[Any, ...]] = []
+    graph = af.Graph()
+    graph.add("a", Forever, interval=1)
+    graph.add("b", Ints, values=[0, 2])
+    graph.add("join", KeyJoin)
+    graph.add("sink", Collect, into=out)
+    graph.link("a", "join.a", buffer=100)
+    graph.link("b", "join.b")
+    graph.link("join", "sink")
+    with structlog.testing.capture_logs() as logs:
+        async with af.open_system(graph) as system:
+            await trio.sleep(10.5)
+            join = system.status().actors["join"]
+            assert join.mailbox_depth == 0
+            assert join.dropped.get("unmatched", 0) >= 8
+            system.cancel()
+    assert out == [(0, 0), (2, 2)]
+    assert any(log["event"] == "actor.unmatched" for log in logs)
+
+
+async def test_a_sequence_join_drops_what_an_ended_input_can_never_pair(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    out: list[tuple[Any, ...]] = []
+    graph = af.Graph()
+    graph.add("a", Forever, interval=1)
+    graph.add("b", Ints, values=[7, 8])
+    graph.add("join", SeqJoin)
+    graph.add("sink", Collect, into=out)
+    graph.link("a", "join.a", buffer=100)
+    graph.link("b", "join.b")
+    graph.link("join", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(10.5)
+        join = system.status().actors["join"]
+        assert join.mailbox_depth == 0
+        assert join.dropped.get("unmatched", 0) >= 8
+        system.cancel()
+    assert out == [(0, 7), (1, 8)]

@@ -101,3 +101,54 @@ def test_a_graph_file_asks_the_same_rules(tmp_path: Any) -> None:
     graph = af.Graph("bad")
     graph.add("sink", Collect)
     assert problems == tuple(f"graph: {message}" for message in messages(graph.problems()))
+
+
+# -- module classes ----------------------------------------------------------------------
+
+
+class Misspelt(af.Processor):
+    def proces(self, data: Any) -> Any:
+        return data
+
+
+class NoStart(af.Source):
+    pass
+
+
+class MisspeltTag(af.Tag):
+    def tags(self, data: Any) -> Any:
+        return {}
+
+
+class MisspeltStepper(af.Progressive):
+    def run_steps(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        return af.Step(af.StepState.TERMINATED)
+
+
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        (
+            Misspelt,
+            "does not define process(), which a processor must; did you mean to name "
+            "proces() process()?",
+        ),
+        (NoStart, "does not define start(), which a source must"),
+        (
+            MisspeltTag,
+            "does not define tag(), which a processor must; did you mean to name tags() tag()?",
+        ),
+        (
+            MisspeltStepper,
+            "does not define run_step(), which a progressive must; did you mean "
+            "to name run_steps() run_step()?",
+        ),
+    ],
+)
+def test_a_required_hook_not_overridden_is_a_graph_problem(cls: type, expected: str) -> None:
+    graph = af.Graph()
+    graph.add("m", cls)
+    found = [p.message for p in graph.problems() if p.module == "m"]
+    assert f"module 'm': {cls.__qualname__} {expected}" in found
+    with pytest.raises(af.GraphError, match=r"did you mean|which a source must"):
+        graph.validate()

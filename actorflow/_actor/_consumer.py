@@ -9,6 +9,7 @@ including one added while the incarnation runs (:meth:`ConsumerDriver.link_added
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import islice
@@ -17,9 +18,16 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError
-from .._hooks import HookStyle, accepts_port, call_item_hook, hook_style
+from .._hooks import (
+    HookStyle,
+    accepts_port,
+    call_item_hook,
+    hook_style,
+    learn_style,
+    learned_sync,
+)
 from .._link import Link
-from .._module import Many, ModuleKind
+from .._module import Many, ModuleKind, Tag
 from .._status import ActorState
 from ._incarnation import Incarnation, Stop
 from ._room import Room
@@ -41,6 +49,7 @@ class ConsumerDriver:
         "hook",
         "hook_name",
         "incarnation",
+        "probe_key",
         "room",
         "style",
         "with_port",
@@ -51,14 +60,16 @@ class ConsumerDriver:
         self.incarnation = incarnation
         module: Any = room.module
         processor = room.kind is ModuleKind.PROCESSOR
-        hook = module.process if processor else module.consume
-        self.hook_name = "process()" if processor else "consume()"
+        hook, self.hook_name, shape = _item_hook(module, processor)
+        self.probe_key: Callable[..., Any] | None = shape
         self.collect = processor
-        self.style = hook_style(hook)
+        self.style = hook_style(shape)
         self.with_port = accepts_port(hook)
         if module.blocking and self.style in (HookStyle.SYNC, HookStyle.SYNC_GEN):
             hook = self._threaded(hook, gathered=self.style is HookStyle.SYNC_GEN)
             self.style = HookStyle.ASYNC
+        if self.style is not HookStyle.SYNC or learned_sync(shape):
+            self.probe_key = None
         self.hook: Callable[..., Any] = hook
         self._handlers: dict[Link, _Handler] = {}
         self._crew: trio.Nursery | None = None
@@ -75,7 +86,9 @@ class ConsumerDriver:
         async def threaded(*args: Any) -> Any:
             if gathered:
                 return Many(await in_thread(lambda: list(hook(*args))))
-            return await in_thread(hook, *args)
+            result = await in_thread(hook, *args)
+            # A decorator without functools.wraps can hide an async def.
+            return await result if inspect.isawaitable(result) else result
 
         return threaded
 
@@ -89,6 +102,8 @@ class ConsumerDriver:
     def _handler(self, link: Link) -> _Handler:
         """The item handler of ``link`` (made once per incarnation and link)."""
         fn = self._for_port(link)
+        if self.probe_key is not None:
+            return partial(self._handle_probe, fn)
         if self.style is HookStyle.SYNC:
             return partial(self._handle_sync, fn)
         return partial(self._handle_general, fn)
@@ -218,6 +233,10 @@ class ConsumerDriver:
             got = mailbox.take(limit)
             if got is None:
                 if mailbox.exhausted():
+                    if not mailbox.links and room.wait_for_links():
+                        room.set_state(ActorState.BLOCKED, blocked_on="links")
+                        await mailbox.wait()  # a link added, or another actor ended
+                        continue
                     if feedback_closed:
                         return
                     _close_feedback(mailbox.links)
@@ -285,7 +304,7 @@ class ConsumerDriver:
                             fn(item)
                 if out:
                     sending, out = out, []
-                    await outbox.send(sending, "out")
+                    await outbox.send(sending, outbox.main)
                 if pacing.now() >= pacing.deadline:
                     await pacing.yield_()
                 if not left:
@@ -297,13 +316,52 @@ class ConsumerDriver:
                 self._give_back(link, list(items))
                 raise
             # `item` raised: the outputs of the items before it go out first.
-            outbox.owe(out, "out")
+            outbox.owe(out, outbox.main)
             rest = list(items)
             sequence = base + len(batch) - len(rest)
             raise self._item_failed(exc, link, item, rest, sequence) from exc
         except BaseException:
             self._give_back(link, list(items))
             raise
+
+    async def _handle_probe(self, fn: Callable[[Any], Any], link: Link, batch: list[Any]) -> None:
+        """The first item for a hook that looks sync: if it returns an awaitable (a
+        decorator hid an ``async def``), await it and treat the hook as async from now
+        on; either way the answer is remembered and the batch goes on as it should."""
+        key = self.probe_key
+        if key is None:  # another link's first item settled it
+            await self._handler(link)(link, batch)
+            return
+        room = self.room
+        base = room.received - len(batch)
+        item, rest = batch[0], batch[1:]
+        try:
+            result = fn(item)
+            awaitable = inspect.isawaitable(result)
+            if awaitable:
+                result = await result
+        except Exception as exc:
+            raise self._item_failed(exc, link, item, rest, base + 1) from exc
+        except BaseException:
+            self._give_back(link, batch)
+            raise
+        learn_style(key, awaitable=awaitable)
+        self.probe_key = None
+        if awaitable:
+            self.style = HookStyle.ASYNC
+        self._handlers.clear()
+        try:
+            if self.collect:
+                if result is None or (type(result) is Many and not result.items):
+                    room.filtered += 1
+                else:
+                    items = list(result.items) if type(result) is Many else [result]
+                    await room.outbox.send(items, room.outbox.main)
+        except BaseException:
+            self._give_back(link, rest)
+            raise
+        if rest:
+            await self._handler(link)(link, rest)
 
     async def _handle_general(
         self, fn: Callable[[Any], Any], link: Link, batch: list[Any]
@@ -325,7 +383,7 @@ class ConsumerDriver:
             try:
                 if collect:
                     if results:
-                        await room.outbox.send(results, "out")
+                        await room.outbox.send(results, room.outbox.main)
                     else:
                         room.filtered += 1
                 if pacing.now() >= pacing.deadline:
@@ -335,6 +393,22 @@ class ConsumerDriver:
             except BaseException:
                 self._give_back(link, batch[index + 1 :])
                 raise
+
+
+def _item_hook(module: Any, processor: bool) -> tuple[Callable[..., Any], str, Callable[..., Any]]:
+    """The hook to call per item, the name the user knows it by, and the function whose
+    shape decides how it is called (a ``Tag``'s ``tag()``, per instance)."""
+    if not processor:
+        return module.consume, "consume()", module.consume
+    if isinstance(module, Tag) and type(module).process in _TAG_PROCESS:
+        tag = module.tag
+        if hook_style(tag) is HookStyle.ASYNC:
+            return module._process_async, "tag()", tag
+        return module._process_sync, "tag()", tag
+    return module.process, "process()", module.process
+
+
+_TAG_PROCESS = (Tag._process_sync, Tag._process_async)
 
 
 def _close_feedback(links: list[Link]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -36,9 +37,11 @@ from ._consumer import ConsumerDriver
 from ._incarnation import Incarnation, Stop
 from ._outbox import Outbox
 from ._pacing import Pacing
+from ._peers import Peers, peers_of
 from ._retries import DeadLetter, Retries
 from ._source import SourceDriver, stop_source
 from ._stepper import StepDriver, read_port, read_synced
+from ._threads import Threads
 
 __all__ = ["Actor"]
 
@@ -53,6 +56,8 @@ class _Driver(Protocol):
 
     def link_added(self, link: Link) -> None: ...
 
+
+_CONSUMERS = (ModuleKind.PROCESSOR, ModuleKind.SINK)
 
 # The driver of each kind, chosen once when an incarnation starts.
 _DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
@@ -78,8 +83,10 @@ class Actor:
         "_info",
         "_keep",
         "_on_terminated",
+        "_peers",
         "_posted",
         "_ready_event",
+        "_system",
         "_system_stopping",
         "ancestors",
         "attempts",
@@ -92,6 +99,7 @@ class Actor:
         "incarnation",
         "incarnations",
         "kind",
+        "linked",
         "log",
         "mailbox",
         "module",
@@ -109,10 +117,10 @@ class Actor:
         "state",
         "step_size",
         "suspended",
-        "system",
         "task",
         "terminated",
         "thread_limiter",
+        "threads",
         "upstream",
         "waits_for",
     )
@@ -166,12 +174,15 @@ class Actor:
         self._info: dict[str, Any] | None = None
         self.step_size: int | None = None
         self._posted: list[tuple[str, Any]] | None = None
-        self.system: RunningSystem | None = None
-        """The running System, for modules that change links (set when it is built)."""
+        self._system: RunningSystem | None = None
+        self._peers: Peers | None = None
+        self.linked = False  # whether it ever had an input link
         self._keep: dict[str, Any] | None = None
         self._at_end: list[Callable[[], None]] | None = None
         self.thread_limiter: trio.CapacityLimiter | None = None
         """Shared by the system's blocking modules; set when the system is built."""
+        self.threads = Threads()
+        """Its blocking calls abandoned by a cancellation, still running in threads."""
         attach(module, self)
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
@@ -290,25 +301,7 @@ class Actor:
             self.log.debug(event, message_ids=ids, **fields)
 
     def status(self) -> ActorStatus:
-        return ActorStatus(
-            name=self.name,
-            kind=self.kind.value,
-            state=self.state,
-            blocked_on=self.blocked_on,
-            received=self.received,
-            emitted=self.emitted,
-            filtered=self.filtered,
-            dropped=dict(self.dropped),
-            mailbox_depth=self.mailbox.depth(),
-            errors=self.errors,
-            reason=self.reason,
-            restarts=self.restarts,
-            dead_lettered=self.dead_lettered,
-            progress=self.progress,
-            step_size=self.step_size,
-            task=self.task,
-            info=dict(self.info),
-        )
+        return _status_of(self)
 
     def count_drop(self, count: int, reason: str) -> None:
         """Count ``count`` items this actor lost, for ``reason``."""
@@ -334,6 +327,8 @@ class Actor:
             self._fresh = False
             return
         spec = self.spec
+        # An abandoned blocking call of the last incarnation must not run beside this one.
+        await self.threads.settle(self.settings.cleanup_timeout, self.log)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
@@ -349,6 +344,7 @@ class Actor:
             RunError: The module raised; what it held was requeued or dead-lettered.
         """
         self.incarnations += 1
+        self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None
         self.set_state(ActorState.READY)
@@ -367,12 +363,12 @@ class Actor:
         except Stop:
             incarnation.reason = incarnation.reason or EndReason.STOPPED
         except RunError as error:
-            self._crashed(error)
+            _crashed(self, error)
             raise
         except Exception as exc:
             wrapped = RunError(self.name, _describe(exc))
             wrapped.__cause__ = exc
-            self._crashed(wrapped)
+            _crashed(self, wrapped)
             raise wrapped from exc
         except BaseException:
             killed = incarnation.killed
@@ -400,9 +396,33 @@ class Actor:
         if self.kind is ModuleKind.SOURCE:
             await stop_source(self, self._current())
 
+    @property
+    def system(self) -> RunningSystem | None:
+        """The running System, for modules that change links (set when it is built)."""
+        return self._system
+
+    @system.setter
+    def system(self, system: RunningSystem | None) -> None:
+        self._system, self._peers = system, None if system is None else peers_of(system)
+        if self._peers is not None:
+            self._peers.members.append(self)
+
+    def awaits_links(self) -> bool:
+        """A processor or sink that never had an input link waits for one (a Peer)."""
+        return not self.linked and not self.mailbox.links and self.kind in _CONSUMERS
+
+    def wake_unlinked(self) -> None:
+        self.mailbox.notify()
+
+    def wait_for_links(self) -> bool:
+        """Whether to wait for a first input link: while anything else still runs."""
+        peers = self._peers
+        return self.awaits_links() and peers is not None and not peers.others_ended(self)
+
     def link_added(self, link: Link) -> None:
         """A link into this actor was added while the system runs (its mailbox lists it):
         the running incarnation serves it at once; the next finds it like any other."""
+        self.linked = True
         if self._driver is not None:
             self._driver.link_added(link)
 
@@ -441,6 +461,8 @@ class Actor:
             self._cleaned.set()
         if self._on_terminated is not None:
             self._on_terminated(self)
+        if self._peers is not None:
+            self._peers.ended(self)
         self.log.info(
             "actor.ended",
             reason=self.reason,
@@ -450,21 +472,6 @@ class Actor:
         )
 
     # -- the end of an incarnation -----------------------------------------------------
-
-    def _crashed(self, error: RunError) -> None:
-        self.failure = error
-        self.errors += 1
-        self.reason = EndReason.FAILED
-        if self.incarnation is not None:
-            self.incarnation.reason = EndReason.FAILED
-        self.set_state(ActorState.INVALID)
-        self.log.error(
-            "actor.failed",
-            phase="run",
-            error=_describe(error.__cause__ or error),
-            message_id=error.message_id,
-            restarts=self.restarts,
-        )
 
     def _wake(self) -> None:
         """Wake this actor wherever it waits, so that it notices a stop request."""
@@ -476,9 +483,7 @@ class Actor:
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking sync call in a worker thread. If cancelled, the call is
         abandoned (it finishes in its thread; its result is dropped)."""
-        return await trio.to_thread.run_sync(
-            fn, *args, limiter=self.thread_limiter, abandon_on_cancel=True
-        )
+        return await self.threads.run(fn, args, self.thread_limiter)
 
     async def lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any:
         """Call a lifecycle hook, in a thread when the module blocks and it is sync.
@@ -498,7 +503,7 @@ class Actor:
         """Send one item on ``port``, then yield if the quantum is spent."""
         outbox = self.outbox
         if port not in outbox.outputs:
-            outbox.check_port(port)
+            port = outbox.port(port)
         await outbox.send([item], port)
         pacing = self.pacing
         if pacing.now() >= pacing.deadline:
@@ -538,7 +543,7 @@ class Actor:
 
     def post(self, item: Any, port: str) -> None:
         """Keep a result posted during a step; sent when the step returns."""
-        self.outbox.check_port(port)
+        port = self.outbox.port(port)
         if self._posted is None:
             self._posted = []
         self._posted.append((port, item))
@@ -575,6 +580,48 @@ def _discard_inputs(actor: Actor) -> None:
             )
 
 
+def _crashed(actor: Actor, error: RunError) -> None:
+    """The module failed in run: keep the failure, count it, say so."""
+    # Keep the failure, not the locals (a driver's batch) of the frames it left.
+    traceback.clear_frames(error.__traceback__)
+    actor.failure = error
+    actor.errors += 1
+    actor.reason = EndReason.FAILED
+    if actor.incarnation is not None:
+        actor.incarnation.reason = EndReason.FAILED
+    actor.set_state(ActorState.INVALID)
+    actor.log.error(
+        "actor.failed",
+        phase="run",
+        error=_describe(error.__cause__ or error),
+        message_id=error.message_id,
+        restarts=actor.restarts,
+    )
+
+
+def _status_of(actor: Actor) -> ActorStatus:
+    """What ``actor`` reports in ``System.status()``."""
+    return ActorStatus(
+        name=actor.name,
+        kind=actor.kind.value,
+        state=actor.state,
+        blocked_on=actor.blocked_on,
+        received=actor.received,
+        emitted=actor.emitted,
+        filtered=actor.filtered,
+        dropped=dict(actor.dropped),
+        mailbox_depth=actor.mailbox.depth(),
+        errors=actor.errors,
+        reason=actor.reason,
+        restarts=actor.restarts,
+        dead_lettered=actor.dead_lettered,
+        progress=actor.progress,
+        step_size=actor.step_size,
+        task=actor.task,
+        info=dict(actor.info),
+    )
+
+
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
     """The end of an incarnation: its module's cleanup(), producers first when the
     whole system is going down."""
@@ -588,6 +635,8 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
             for upstream in actor.upstream:
                 if upstream.incarnations:
                     await upstream.cleaned.wait()
+    # A blocking hook abandoned by the cancellation is still inside the module.
+    await actor.threads.settle(timeout, actor.log)
     error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)
     if error is not None:
         if actor._cleanup_errors is None:

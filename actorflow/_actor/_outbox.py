@@ -56,13 +56,35 @@ class Outbox:
     outputs: dict[str, list[Link]]
     owed: deque[tuple[Link, list[Any]]] | None = None
     _warned: set[str] | None = None
+    main: str = attrs.field(init=False)
+    """Where what a hook returns or yields goes: ``out``, or a module's only output port
+    whatever its name."""
+
+    def __attrs_post_init__(self) -> None:
+        outputs = self.outputs
+        self.main = "out" if "out" in outputs or len(outputs) != 1 else next(iter(outputs))
+
+    def port(self, port: str) -> str:
+        """``port``, with ``out`` (the default of ``emit``) meaning the main port."""
+        if port not in self.outputs:
+            if port == "out" and self.main != "out":
+                return self.main
+            self.check_port(port)
+        return port
 
     def check_port(self, port: str) -> None:
         """Raise KeyError naming the known ports if ``port`` is not an output port."""
         if port not in self.outputs:
             known = ", ".join(repr(p) for p in self.outputs) or "none"
+            hint = (
+                "; what a hook returns or yields goes to 'out': emit(item, port) chooses "
+                "another port"
+                if port == "out"
+                else ""
+            )
             raise KeyError(
-                f"module {self.owner.name!r} has no output port {port!r} (output ports: {known})"
+                f"module {self.owner.name!r} has no output port {port!r} (output ports: "
+                f"{known}){hint}"
             )
 
     def links(self) -> list[Link]:
@@ -134,7 +156,10 @@ class Outbox:
         its removal cannot make a sibling link miss the items.
         """
         owner = self.owner
-        links = self.outputs[port]
+        links = self.outputs.get(port)
+        if links is None:
+            self.check_port(port)
+            return
         owner.emitted += len(items)
         if owner.debug:
             owner.trace("message.sent", items, port=port)
@@ -206,6 +231,7 @@ class Outbox:
         if not items:
             return
         owner = self.owner
+        self.check_port(port)
         owner.emitted += len(items)
         if owner.debug:
             owner.trace("message.sent", items, port=port)

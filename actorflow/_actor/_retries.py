@@ -8,6 +8,7 @@ given up on: a :class:`DeadLetter` goes to the graph's dead-letter port, if any.
 from __future__ import annotations
 
 import time
+import traceback as _traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ class DeadLetter:
         message_id: The item's ``Data.id``, or ``<actor>#<n>``.
         attempts: How many times it was tried.
         timestamp: When it was dead-lettered (seconds since the epoch).
+        traceback: The error's traceback, formatted. ``error`` itself keeps no
+            traceback: its frames would keep the failed item's whole batch alive.
     """
 
     item: Any
@@ -39,6 +42,25 @@ class DeadLetter:
     message_id: str
     attempts: int
     timestamp: float = attrs.field(factory=time.time)
+    traceback: str = ""
+
+
+def _detach_tracebacks(exc: BaseException) -> str:
+    """Format ``exc``'s traceback, then drop the tracebacks of it and of every exception
+    it chains: their frames hold the batch it failed in, which must not outlive it."""
+    text = "".join(_traceback.format_exception(exc))
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+    return text
 
 
 @attrs.define(slots=True, eq=False)
@@ -87,6 +109,8 @@ class Retries:
         self.log.error(
             "actor.dead_letter", message_id=message_id, attempts=attempts, error=_describe(exc)
         )
+        text = _detach_tracebacks(exc)
         if self.dead_letter is not None:
-            self.dead_letter(DeadLetter(item, self.name, exc, message_id, attempts))
+            letter = DeadLetter(item, self.name, exc, message_id, attempts, traceback=text)
+            self.dead_letter(letter)
         return error

@@ -151,7 +151,9 @@ class SourceDriver:
         """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""
         room, incarnation = self.room, self.incarnation
         # A link that drops instead of blocking always has room.
-        links = [link for link in room.outbox.outputs["out"] if not link.never_blocks]
+        links = [
+            link for link in room.outbox.outputs.get(room.outbox.main, ()) if not link.never_blocks
+        ]
         if not links:
             return room.settings.max_batch
         while incarnation.active and not incarnation.stopping:
@@ -185,11 +187,11 @@ class SourceDriver:
                             break  # exhausted: the next pull finds it empty
                 except Exception as exc:
                     # What it produced before failing is valid: it goes out first.
-                    outbox.owe(batch, "out")
+                    outbox.owe(batch, outbox.main)
                     raise _start_failed(room, exc) from exc
                 if not batch:
                     return
-                await outbox.send(batch, "out")
+                await outbox.send(batch, outbox.main)
                 if pacing.now() >= pacing.deadline:
                     await pacing.yield_()
         finally:

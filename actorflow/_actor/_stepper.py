@@ -7,6 +7,7 @@ resurrected; a suspended one waits to be resumed.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from .._exceptions import RunError, _describe
 from .._hooks import HookStyle, hook_style
 from .._link import Link
 from .._progressive import Step, StepState
-from .._status import ActorState
+from .._status import ActorState, DropReason
 from ._incarnation import Incarnation
 from ._room import Room
 
@@ -52,10 +53,62 @@ def read_synced(
             count = min(count, limit)
         columns = [read_port(room, port, count) for port in ports]
         room.received += count * len(ports)
-        return list(zip(*columns, strict=True))
-    joined = _join_by_key(links, ports, key, limit)
-    room.received += len(joined) * len(ports)
-    return joined
+        rows: list[tuple[Any, ...]] = list(zip(*columns, strict=True))
+    else:
+        rows = _join_by_key(links, ports, key, limit)
+        room.received += len(rows) * len(ports)
+    # Once every input has ended the module ends too, and what waits is counted then.
+    if not room.mailbox.all_closed() and any(_ended(found) for found in links.values()):
+        _drop_unmatched(room, links, key)
+    return rows
+
+
+def _ended(links: list[Link]) -> bool:
+    return all(link.closed for link in links)
+
+
+def _drop_unmatched(
+    room: Room, links: dict[str, list[Link]], key: Callable[[Any], Any] | None
+) -> None:
+    """An input that has ended sends nothing more: what waits on the other inputs for a
+    partner it does not hold can never be joined. While other inputs still run (so the
+    module does not end), it is dropped (``unmatched``) and warned about, rather than
+    waiting for ever in silence."""
+    ended = [port for port, found in links.items() if _ended(found)]
+    if key is None:  # by sequence: the n-th items; an ended input holds the last n
+        left = min(sum(len(k.items) for k in links[port]) for port in ended)
+        doomed = {
+            port: [item for link in found for item in link.items][left:]
+            for port, found in links.items()
+        }
+    else:
+        keys = {port: {key(item) for k in links[port] for item in k.items} for port in ended}
+        doomed = {
+            port: [
+                item
+                for link in found
+                for item in link.items
+                if any(key(item) not in keys[other] for other in ended if other != port)
+            ]
+            for port, found in links.items()
+        }
+    dropped = 0
+    for port, items in doomed.items():
+        for item in items:
+            for link in links[port]:
+                if any(waiting is item for waiting in link.items):
+                    link.remove_item(item)
+                    break
+        dropped += len(items)
+    if dropped:
+        room.received += dropped
+        room.count_drop(dropped, DropReason.UNMATCHED)
+        room.log.warning(
+            "actor.unmatched",
+            count=dropped,
+            ended=ended,
+            error="read_synced: items wait for a partner that an ended input can never send",
+        )
 
 
 def _join_by_key(
@@ -147,7 +200,9 @@ class StepDriver:
         began = now()
         try:
             result = module.run_step(run_number, self.step_size, self.quantum)
-            if style is not HookStyle.SYNC:
+            if style is not HookStyle.SYNC or (
+                type(result) is not Step and inspect.isawaitable(result)
+            ):
                 result = await result
         except Exception as exc:
             room.clear_posted()

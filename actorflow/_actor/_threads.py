@@ -1,0 +1,70 @@
+"""A blocking module's calls in worker threads, and the ones a cancellation abandoned.
+
+Trio cannot interrupt a thread: a cancelled call is abandoned and finishes in its
+thread. Until it has, the module is still inside that hook, so its ``cleanup()`` and
+the next incarnation wait for it (bounded by the cleanup timeout; an overrun is logged
+and counted) rather than run beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+__all__ = ["Threads"]
+
+
+@attrs.define(slots=True, eq=False)
+class Threads:
+    """The thread calls of one actor that were abandoned and may still be running.
+
+    Invariant: ``abandoned`` holds the done-events of abandoned calls not yet seen done.
+    """
+
+    abandoned: set[trio.Event] = attrs.field(factory=set)
+    overruns: int = 0
+    """How often a wait for abandoned calls ran out of time."""
+
+    async def run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], limiter: trio.CapacityLimiter | None
+    ) -> Any:
+        """Call ``fn(*args)`` in a worker thread; if cancelled, abandon it but remember it."""
+        done = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def call() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                with contextlib.suppress(trio.RunFinishedError):  # the run is over
+                    token.run_sync_soon(done.set)
+
+        try:
+            return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+        except BaseException:
+            if not done.is_set():
+                self.abandoned.add(done)
+            raise
+
+    async def settle(self, limit: float, log: structlog.typing.FilteringBoundLogger) -> None:
+        """Wait up to ``limit`` seconds for the abandoned calls to finish in their threads."""
+        if not self.abandoned:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(limit):
+            for done in list(self.abandoned):
+                await done.wait()
+                self.abandoned.discard(done)
+        self.abandoned = {done for done in self.abandoned if not done.is_set()}
+        if self.abandoned:
+            self.overruns += 1
+            log.error(
+                "actor.thread_overrun",
+                calls=len(self.abandoned),
+                limit=limit,
+                error="an abandoned blocking call is still running in its thread",
+            )

@@ -405,7 +405,7 @@ class Actor:
     def system(self, system: RunningSystem | None) -> None:
         self._system, self._peers = system, None if system is None else peers_of(system)
         if self._peers is not None:
-            self._peers.members.append(self)
+            self._peers.join()
 
     def awaits_links(self) -> bool:
         """A processor or sink that never had an input link waits for one (a Peer)."""
@@ -417,12 +417,14 @@ class Actor:
     def wait_for_links(self) -> bool:
         """Whether to wait for a first input link: while anything else still runs."""
         peers = self._peers
-        return self.awaits_links() and peers is not None and not peers.others_ended(self)
+        return self.awaits_links() and peers is not None and peers.wait(self)
 
     def link_added(self, link: Link) -> None:
         """A link into this actor was added while the system runs (its mailbox lists it):
         the running incarnation serves it at once; the next finds it like any other."""
         self.linked = True
+        if self._peers is not None:
+            self._peers.linked(self)
         if self._driver is not None:
             self._driver.link_added(link)
 

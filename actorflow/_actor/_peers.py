@@ -17,29 +17,46 @@ __all__ = ["Peer", "Peers", "peers_of"]
 class Peer(Protocol):
     """What the peers ask of an actor."""
 
-    terminated: bool
-
-    def awaits_links(self) -> bool: ...
-
     def wake_unlinked(self) -> None: ...
 
 
 class Peers:
-    """The actors bound to one system."""
+    """The actors bound to one system: how many have not ended, and which of those wait
+    for a first link. Every question is answered in constant time (an actor's end is
+    not a walk over all the others: that made stopping quadratic)."""
 
-    __slots__ = ("members",)
+    __slots__ = ("live", "waiting")
 
     def __init__(self) -> None:
-        self.members: list[Peer] = []
+        self.live = 0
+        """Actors bound to the system that have not ended."""
+        self.waiting: set[Peer] = set()
+        """Actors (not ended) that wait for a first input link."""
 
-    def others_ended(self, me: Peer) -> bool:
-        """Every actor but ``me`` has ended or, like it, only waits for a link."""
-        return all(peer is me or peer.terminated or peer.awaits_links() for peer in self.members)
+    def join(self) -> None:
+        self.live += 1
+
+    def wait(self, me: Peer) -> bool:
+        """``me`` waits for a first link: whether anything else still runs (if nothing
+        does, no link can bring it items, and it ends)."""
+        if me not in self.waiting:
+            self.waiting.add(me)
+            self._wake_waiting(me)  # they may be the last ones running but for me
+        return self.live > len(self.waiting)
+
+    def linked(self, me: Peer) -> None:
+        """``me`` has a link now: it no longer waits."""
+        self.waiting.discard(me)
 
     def ended(self, peer: Peer) -> None:
-        """``peer`` ended: wake the unlinked ones, to see whether they are the last."""
-        for other in self.members:
-            if other is not peer and not other.terminated and other.awaits_links():
+        """``peer`` ended for good: wake the waiting ones, to see whether they are last."""
+        self.live -= 1
+        self.waiting.discard(peer)
+        self._wake_waiting(peer)
+
+    def _wake_waiting(self, but: Peer) -> None:
+        for other in list(self.waiting):
+            if other is not but:
                 other.wake_unlinked()
 
 

@@ -403,9 +403,7 @@ class Actor:
 
     @system.setter
     def system(self, system: RunningSystem | None) -> None:
-        self._system, self._peers = system, None if system is None else peers_of(system)
-        if self._peers is not None:
-            self._peers.join()
+        self._system, self._peers = system, None if system is None else peers_of(system).join()
 
     def awaits_links(self) -> bool:
         """A processor or sink that never had an input link waits for one (a Peer)."""

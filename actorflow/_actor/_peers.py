@@ -33,8 +33,10 @@ class Peers:
         self.waiting: set[Peer] = set()
         """Actors (not ended) that wait for a first input link."""
 
-    def join(self) -> None:
+    def join(self) -> Peers:
+        """One more actor is bound to the system."""
         self.live += 1
+        return self
 
     def wait(self, me: Peer) -> bool:
         """``me`` waits for a first link: whether anything else still runs (if nothing

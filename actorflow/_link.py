@@ -74,6 +74,7 @@ class Link:
         "never_blocks",
         "overflow",
         "receiver_closed",
+        "removed",
         "returned",
         "sent",
         "spec",
@@ -98,6 +99,8 @@ class Link:
         """The producer is done: no more items will come."""
         self.receiver_closed = False
         """The consumer is gone: offered items are dropped (and counted)."""
+        self.removed = False
+        """Removed from the system: its consumer's mailbox lets go of it once drained."""
         self.sent = 0
         self.delivered = 0
         self.returned = 0
@@ -233,6 +236,8 @@ class Link:
         self.delivered += len(batch)
         if self._space:
             self._space.unpark_all()
+        if self.removed and not buffer:
+            self.mailbox.release(self)
         return batch
 
     def requeue(self, items: list[Any]) -> None:
@@ -243,6 +248,8 @@ class Link:
         """
         self._buffer().extendleft(reversed(items))
         self.delivered -= len(items)
+        if self.removed:
+            self.mailbox.hold(self)  # released when drained: it holds items again
         self.mailbox.notify()
 
     def remove_item(self, item: Any) -> None:
@@ -268,6 +275,13 @@ class Link:
         self.closed = True
         self.mailbox.notify()
         self.wake_producers()
+
+    def retire(self) -> None:
+        """The link was removed (and closed): its consumer's mailbox lets go of it as
+        soon as it holds nothing, so add/remove cycles leave nothing behind."""
+        self.removed = True
+        if not self.items:
+            self.mailbox.release(self)
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -366,6 +380,25 @@ class Mailbox:
             for link in self.links
             if not link.spec.feedback and not link.dedicated
         )
+
+    def release(self, link: Link) -> None:
+        """Forget a removed, drained link (the round robin keeps its place)."""
+        links = self.links
+        try:
+            index = links.index(link)
+        except ValueError:
+            return
+        del links[index]
+        if index < self._next:
+            self._next -= 1
+        if self._next >= len(links):
+            self._next = 0
+        self.notify()  # its end may be the end of stream
+
+    def hold(self, link: Link) -> None:
+        """Read a released link again (items were put back into it)."""
+        if link not in self.links:
+            self.links.append(link)
 
     def depth(self) -> int:
         return sum(len(link.items) for link in self.links)

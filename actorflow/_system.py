@@ -127,7 +127,7 @@ class System:
             graph=self.graph.name,
             state=self.state,
             actors={name: actor.status() for name, actor in self._wiring.actors.items()},
-            links={link.name: link.status() for link in self._wiring.links},
+            links={name: link.status() for name, link in self._wiring.by_name().items()},
         )
 
     async def stop(self) -> None:
@@ -198,6 +198,7 @@ class System:
         unlink(self.graph, link.spec)
         items = link.hand_back() if return_items else []
         link.close()
+        link.retire()
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
         return items
 

@@ -255,6 +255,8 @@ class ConsumerDriver:
             if handle is None:
                 handle = handlers[link] = self._handler(link)
             await handle(link, batch)
+            if link.removed and not link.items:
+                del handlers[link]  # drained and released: keep nothing of it
             if mailbox.remote:
                 link.settle()  # acknowledged now, not when this link is next read
 

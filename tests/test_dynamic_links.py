@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from sample_modules import Collect, Forever
+from sample_modules import Collect, Forever, Pass
 
 import actorflow as af
 
@@ -429,3 +429,34 @@ async def test_a_re_added_links_counters_are_the_ones_shown(
         assert link.returned == 0
         release.set()
         await system.stop()
+
+
+async def test_a_regular_link_added_beside_links_with_workers_is_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A workers=1 link added at run time to a consumer whose inputs all have workers of
+    their own is served (the crew's main loop had ended: it never was)."""
+    gate = trio.Event()
+    out: list[Any] = []
+
+    class Later(af.Source):
+        async def start(self) -> None:
+            await gate.wait()
+            for n in range(3):
+                await self.emit({"n": n})
+
+    graph = af.Graph()
+    graph.add("spare", Forever, interval=1)
+    graph.add("later", Later)
+    graph.add("pass", Pass)
+    graph.add("sink", Collect, into=out)
+    graph.link("spare", "pass", workers=2)
+    graph.link("pass", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(1.5)
+        await system.add_link("later", "pass")
+        gate.set()
+        await trio.sleep(2)
+        assert system.status().actors["pass"].mailbox_depth == 0
+        await system.stop()
+    assert [item["n"] for item in out if isinstance(item, dict)] == [0, 1, 2]

@@ -31,6 +31,7 @@ from ._exceptions import (
 )
 from ._heartbeat import Reporter, beat
 from ._hooks import HookStyle, call_hook, hook_style
+from ._interrupt import run_interruptible
 from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
@@ -359,7 +360,7 @@ class Job:
     ) -> JobResult:
         """Run the job from synchronous code."""
         run = partial(self.run, reporters=reporters, heartbeat_interval=heartbeat_interval)
-        return trio.run(run, restrict_keyboard_interrupt_to_checkpoints=True)
+        return run_interruptible(run)
 
     def _result(
         self,

@@ -26,6 +26,7 @@ from ._exceptions import (
 )
 from ._graph import Graph, unlink
 from ._heartbeat import Reporter, beat
+from ._interrupt import run_interruptible
 from ._lifecycle import construct, validate
 from ._logging import get_logger
 from ._module import ModuleKind
@@ -621,4 +622,4 @@ def run(
     with single_errors():
         # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
         # the system is stopped in order rather than one actor failing mid-item.
-        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
+        return run_interruptible(main)

@@ -237,7 +237,7 @@ class Link:
         if self._space:
             self._space.unpark_all()
         if self.removed and not buffer:
-            self.mailbox.release(self)
+            self.mailbox.stale = True  # let go of it at the mailbox's next read
         return batch
 
     def requeue(self, items: list[Any]) -> None:
@@ -280,8 +280,8 @@ class Link:
         """The link was removed (and closed): its consumer's mailbox lets go of it as
         soon as it holds nothing, so add/remove cycles leave nothing behind."""
         self.removed = True
-        if not self.items:
-            self.mailbox.release(self)
+        self.mailbox.stale = True
+        self.mailbox.notify()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -327,7 +327,7 @@ class Link:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "version")
+    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "stale", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
@@ -341,6 +341,8 @@ class Mailbox:
         self._next = 0
         self.version = 0
         """Counts notifications: lets a waiter tell whether anything new happened."""
+        self.stale = False
+        """A removed link may be drained: :meth:`purge` at the next read or wait."""
 
     def notify(self) -> None:
         """Wake the owner if it waits for input."""
@@ -362,6 +364,8 @@ class Mailbox:
         Links are visited round robin so that one busy producer cannot starve the others
         in a fan-in.
         """
+        if self.stale:
+            self.purge()
         links = self.links
         count = len(links)
         start = self._next
@@ -381,19 +385,15 @@ class Mailbox:
             if not link.spec.feedback and not link.dedicated
         )
 
-    def release(self, link: Link) -> None:
-        """Forget a removed, drained link (the round robin keeps its place)."""
+    def purge(self) -> None:
+        """Let go of removed, drained links (not while a reader walks :attr:`links`:
+        only when the mailbox itself is read or waited on)."""
+        self.stale = False
         links = self.links
-        try:
-            index = links.index(link)
-        except ValueError:
-            return
-        del links[index]
-        if index < self._next:
-            self._next -= 1
-        if self._next >= len(links):
+        kept = [link for link in links if not (link.removed and not link.items)]
+        if len(kept) != len(links):
+            links[:] = kept
             self._next = 0
-        self.notify()  # its end may be the end of stream
 
     def hold(self, link: Link) -> None:
         """Read a released link again (items were put back into it)."""
@@ -410,6 +410,8 @@ class Mailbox:
 
     async def wait(self) -> None:
         """Sleep until an incoming link gets items or closes."""
+        if self.stale:
+            self.purge()
         if self.remote:
             self.settle()
         if self._waiter is None:

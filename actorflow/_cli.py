@@ -30,6 +30,7 @@ from ._exceptions import (
 )
 from ._graph import Graph
 from ._graphfile import load_any
+from ._interrupt import run_interruptible
 from ._job import Job, JobResult
 from ._logging import configure_logging
 from ._registry import Registry
@@ -138,7 +139,7 @@ def _run_job(job: Job, view: bool) -> int:
         return result
 
     with single_errors():
-        result = trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
+        result = run_interruptible(main)
     for task in result.tasks:
         took = f"{task.duration:.2f}s" if task.duration is not None else "-"
         info = task.info or ""
@@ -183,7 +184,7 @@ def _run(
     with single_errors():
         # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
         # the system is stopped in order rather than one actor failing mid-item.
-        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
+        return run_interruptible(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,11 +39,14 @@ _Channel = TypeVar("_Channel", "_InletChannel", "_OutletChannel")
 
 def _kept(actor: ModuleContext, key: str, make: type[_Channel], buffer: int) -> _Channel:
     """The actor's channel under ``key``, made on first use and ended with the actor
-    (not with one incarnation of its module)."""
+    (not with one incarnation of its module); made after that end, it is ended at once."""
     channel = actor.keep.get(key)
     if channel is None:
         channel = actor.keep[key] = make(actor, buffer)
-        actor.at_end.append(channel.end)
+        if actor.terminated:
+            channel.end()
+        else:
+            actor.at_end.append(channel.end)
     assert isinstance(channel, make)
     return channel
 

@@ -20,6 +20,7 @@ import attrs
 import trio
 from structlog.typing import FilteringBoundLogger
 
+from ._actor._threads import Threads
 from ._exceptions import (
     CleanupError,
     InitializationError,
@@ -30,6 +31,7 @@ from ._exceptions import (
 )
 from ._heartbeat import Reporter, beat
 from ._hooks import HookStyle, call_hook, hook_style
+from ._interrupt import run_interruptible
 from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
@@ -194,6 +196,8 @@ class Job:
         self._timings: dict[str, tuple[float, float]] = {}
         self._error: LifecycleError | None = None
         self._failed: dict[str, LifecycleError] = {}
+        self._threads = Threads()
+        """Sync runs a cancellation abandoned: a task's cleanup waits for its run."""
         """Every task that failed, in any phase (cleanup too), with its own error."""
 
     @property
@@ -265,7 +269,7 @@ class Job:
     async def _run(self, log: FilteringBoundLogger) -> JobResult:
         """Prepare, run and clean up every task; the result says how it went."""
         self._tasks, self._timings, self._error, self._running = [], {}, None, None
-        self._failed = {}
+        self._failed, self._threads = {}, Threads()
         try:
             await self._prepare(log)
         except (InitializationError, ValidationError) as error:
@@ -311,7 +315,7 @@ class Job:
         log.info("task.started", task=task.name)
         try:
             if hook_style(task.run) is HookStyle.SYNC:
-                await trio.to_thread.run_sync(task.run, abandon_on_cancel=True)
+                await self._threads.run(task.run, (), None)
             else:
                 await call_hook(task.run)
         except Exception as exc:
@@ -328,7 +332,11 @@ class Job:
     ) -> LifecycleError | None:
         """Clean up every started task, last first; the job's error is the run's failure,
         else the first cleanup error, and any other cleanup error is a note on it. A task
-        whose cleanup failed is a failed task, whatever its run did."""
+        whose cleanup failed is a failed task, whatever its run did.
+
+        A sync run a cancellation abandoned finishes in its thread first: a cleanup never
+        runs beside it (no limit, like the cleanup itself)."""
+        await self._threads.settle(math.inf, log)
         for task in reversed(started):
             error: CleanupError | None = await cleanup(
                 task.name,
@@ -352,7 +360,7 @@ class Job:
     ) -> JobResult:
         """Run the job from synchronous code."""
         run = partial(self.run, reporters=reporters, heartbeat_interval=heartbeat_interval)
-        return trio.run(run, restrict_keyboard_interrupt_to_checkpoints=True)
+        return run_interruptible(run)
 
     def _result(
         self,

@@ -74,6 +74,7 @@ class Link:
         "never_blocks",
         "overflow",
         "receiver_closed",
+        "removed",
         "returned",
         "sent",
         "spec",
@@ -98,6 +99,8 @@ class Link:
         """The producer is done: no more items will come."""
         self.receiver_closed = False
         """The consumer is gone: offered items are dropped (and counted)."""
+        self.removed = False
+        """Removed from the system: its consumer's mailbox lets go of it once drained."""
         self.sent = 0
         self.delivered = 0
         self.returned = 0
@@ -233,6 +236,8 @@ class Link:
         self.delivered += len(batch)
         if self._space:
             self._space.unpark_all()
+        if self.removed and not buffer:
+            self.mailbox.stale = True  # let go of it at the mailbox's next read
         return batch
 
     def requeue(self, items: list[Any]) -> None:
@@ -243,6 +248,8 @@ class Link:
         """
         self._buffer().extendleft(reversed(items))
         self.delivered -= len(items)
+        if self.removed:
+            self.mailbox.hold(self)  # released when drained: it holds items again
         self.mailbox.notify()
 
     def remove_item(self, item: Any) -> None:
@@ -268,6 +275,13 @@ class Link:
         self.closed = True
         self.mailbox.notify()
         self.wake_producers()
+
+    def retire(self) -> None:
+        """The link was removed (and closed): its consumer's mailbox lets go of it as
+        soon as it holds nothing, so add/remove cycles leave nothing behind."""
+        self.removed = True
+        self.mailbox.stale = True
+        self.mailbox.notify()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -313,7 +327,7 @@ class Link:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "version")
+    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "stale", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
@@ -327,6 +341,8 @@ class Mailbox:
         self._next = 0
         self.version = 0
         """Counts notifications: lets a waiter tell whether anything new happened."""
+        self.stale = False
+        """A removed link may be drained: :meth:`purge` at the next read or wait."""
 
     def notify(self) -> None:
         """Wake the owner if it waits for input."""
@@ -348,6 +364,8 @@ class Mailbox:
         Links are visited round robin so that one busy producer cannot starve the others
         in a fan-in.
         """
+        if self.stale:
+            self.purge()
         links = self.links
         count = len(links)
         start = self._next
@@ -367,6 +385,21 @@ class Mailbox:
             if not link.spec.feedback and not link.dedicated
         )
 
+    def purge(self) -> None:
+        """Let go of removed, drained links (not while a reader walks :attr:`links`:
+        only when the mailbox itself is read or waited on)."""
+        self.stale = False
+        links = self.links
+        kept = [link for link in links if not (link.removed and not link.items)]
+        if len(kept) != len(links):
+            links[:] = kept
+            self._next = 0
+
+    def hold(self, link: Link) -> None:
+        """Read a released link again (items were put back into it)."""
+        if link not in self.links:
+            self.links.append(link)
+
     def depth(self) -> int:
         return sum(len(link.items) for link in self.links)
 
@@ -377,6 +410,8 @@ class Mailbox:
 
     async def wait(self) -> None:
         """Sleep until an incoming link gets items or closes."""
+        if self.stale:
+            self.purge()
         if self.remote:
             self.settle()
         if self._waiter is None:

@@ -91,6 +91,11 @@ class ModuleContext(Protocol):
     def system(self) -> RunningSystem | None: ...
 
     @property
+    def terminated(self) -> bool:
+        """The actor has ended for good (no incarnation will follow)."""
+        ...
+
+    @property
     def keep(self) -> dict[str, Any]: ...
 
     @property

@@ -26,6 +26,7 @@ from ._exceptions import (
 )
 from ._graph import Graph, unlink
 from ._heartbeat import Reporter, beat
+from ._interrupt import run_interruptible
 from ._lifecycle import construct, validate
 from ._logging import get_logger
 from ._module import ModuleKind
@@ -127,7 +128,7 @@ class System:
             graph=self.graph.name,
             state=self.state,
             actors={name: actor.status() for name, actor in self._wiring.actors.items()},
-            links={link.name: link.status() for link in self._wiring.links},
+            links={name: link.status() for name, link in self._wiring.by_name().items()},
         )
 
     async def stop(self) -> None:
@@ -198,6 +199,7 @@ class System:
         unlink(self.graph, link.spec)
         items = link.hand_back() if return_items else []
         link.close()
+        link.retire()
         self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
         return items
 
@@ -620,4 +622,4 @@ def run(
     with single_errors():
         # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
         # the system is stopped in order rather than one actor failing mid-item.
-        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
+        return run_interruptible(main)

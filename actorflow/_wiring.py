@@ -46,6 +46,9 @@ class Wiring:
     """The system's logger."""
     actors: dict[str, Actor] = attrs.field(factory=dict)
     links: list[Link] = attrs.field(factory=list)
+    """The links not removed (open, or closed by their producer's end)."""
+    retired: dict[str, Link] = attrs.field(factory=dict)
+    """The last removed link of each name, kept for status and the end's count."""
     pumps: list[Pump] = attrs.field(factory=list)
     """What carries remote links to and from their streams."""
     supervisors: dict[str, Supervisor] = attrs.field(factory=dict)
@@ -140,20 +143,31 @@ class Wiring:
         return link
 
     def disconnect(self, name: str) -> Link:
-        """Detach the open link called ``name`` from its producer; it still holds what
-        was sent on it.
+        """Detach the link called ``name`` from its producer (if that still runs) and
+        from the system; it still holds what was sent on it.
 
         Raises:
             KeyError: There is no such link (the dead-letter link cannot be removed).
         """
-        link = next((link for link in self.links if link.name == name and not link.closed), None)
-        if link is None or link is self.dead_letter_link:
-            known = ", ".join(repr(k.name) for k in self.links if not k.closed) or "none"
-            raise KeyError(f"no link {name!r} (links: {known})")
-        producer = self.actors[link.spec.source]
-        producer.outputs[link.spec.source_port].remove(link)
-        self.set_copiers(producer, link.spec.source_port)
+        found = [index for index, link in enumerate(self.links) if link.name == name]
+        if not found or self.links[found[-1]] is self.dead_letter_link:
+            known = ", ".join(repr(k.name) for k in self.links if k is not self.dead_letter_link)
+            raise KeyError(f"no link {name!r} (links: {known or 'none'})")
+        link = self.links.pop(found[-1])
+        self.retired[name] = link
+        producer = self.actors.get(link.spec.source)
+        if producer is not None:
+            outputs = producer.outputs[link.spec.source_port]
+            if link in outputs:
+                outputs.remove(link)
+                self.set_copiers(producer, link.spec.source_port)
         return link
+
+    def by_name(self) -> dict[str, Link]:
+        """Every link as the status lists them: a live link over a removed namesake."""
+        named = dict(self.retired)
+        named.update((link.name, link) for link in self.links)
+        return named
 
     def set_copiers(self, producer: Actor, port: str) -> None:
         """Copying depends on how many links leave a port: recompute for all of them."""
@@ -324,7 +338,7 @@ class Wiring:
     def dropped(self) -> int:
         """Every item lost anywhere, as :attr:`SystemStatus.dropped` counts it, without
         taking a status snapshot of every actor and link."""
-        links = {link.name: link for link in self.links}  # as the status lists them
+        links = self.by_name()  # as the status lists them
         return sum(sum(actor.dropped.values()) for actor in self.actors.values()) + sum(
             sum(link.dropped.values()) for link in links.values()
         )
@@ -337,7 +351,10 @@ class Wiring:
                     actor.terminate(EndReason.NOT_STARTED)
                 else:
                     actor.terminate(EndReason.CANCELLED if cancelled else EndReason.SHUTDOWN)
-        for link in self.links:
+        held = {id(link): link for link in [*self.links, *self.retired.values()]}
+        for actor in self.actors.values():  # removed links still being drained too
+            held.update((id(link), link) for link in actor.mailbox.links)
+        for link in held.values():
             link.finish_dropping()
             count = link.discard(DropReason.SHUTDOWN)
             if count:

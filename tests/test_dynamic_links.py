@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from sample_modules import Collect, Forever
+from sample_modules import Collect, Forever, Pass
 
 import actorflow as af
 
@@ -345,3 +345,118 @@ async def test_a_graph_of_only_an_unlinked_module_ends_at_once(
     with trio.fail_after(60):
         async with af.open_system(graph):
             pass
+
+
+async def test_a_link_whose_producer_ended_can_be_removed_while_it_holds_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Removing a link closed by its producer's end, still holding items, works (it was
+    a KeyError naming no links); the pair is unlinked, so linking it again is judged
+    afresh (the producer has ended) rather than refused as a duplicate."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: Any) -> None:
+            await release.wait()
+
+    class Five(af.Source):
+        async def start(self) -> None:
+            for n in range(5):
+                await self.emit(n)
+                await trio.sleep(1)
+
+    graph = af.Graph()
+    graph.add("src", Five)
+    graph.add("stuck", Stuck)
+    graph.link("src", "stuck", buffer=10)
+    async with af.open_system(graph) as system:
+        await trio.sleep(6)
+        assert system.status().actors["src"].state is af.ActorState.TERMINATED
+        assert system.status().links["src.out -> stuck.in"].depth == 4
+        returned = await system.remove_link("src.out -> stuck.in", return_items=True)
+        assert returned == [1, 2, 3, 4]
+        with pytest.raises(RuntimeError, match="has ended"):
+            await system.add_link("src", "stuck")
+        release.set()
+    assert system.status().links["src.out -> stuck.in"].returned == 4
+    assert system.status().dropped == 0
+
+
+async def test_removed_links_are_released_by_the_consumer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Add/remove cycles leave nothing behind in the consumer's mailbox."""
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("spare", Forever, interval=1)
+    graph.add("sink", Collect, into=[])
+    graph.link("spare", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(0.5)
+        for _ in range(50):
+            await system.add_link("src", "sink")
+            await trio.sleep(1)
+            await system.remove_link("src.out -> sink.in")
+        await trio.sleep(1)
+        mailbox = system._wiring.actors["sink"].mailbox
+        assert [link.name for link in mailbox.links] == ["spare.out -> sink.in"]
+        await system.stop()
+
+
+async def test_a_re_added_links_counters_are_the_ones_shown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """status() lists the live link of a name, not the removed one before it."""
+    release = trio.Event()
+
+    class Stuck(af.Sink):
+        async def consume(self, data: Any) -> None:
+            await release.wait()
+
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("stuck", Stuck)
+    graph.add("spare", Forever, interval=1)
+    graph.link("spare", "stuck")
+    async with af.open_system(graph) as system:
+        await system.add_link("src", "stuck", buffer=1)
+        await trio.sleep(0.5)
+        await system.remove_link("src.out -> stuck.in", return_items=True)
+        await system.add_link("src", "stuck", buffer=1, overflow="drop_newest")
+        await trio.sleep(5)
+        link = system.status().links["src.out -> stuck.in"]
+        assert link.dropped.get("overflow", 0) >= 3
+        assert link.returned == 0
+        release.set()
+        await system.stop()
+
+
+async def test_a_regular_link_added_beside_links_with_workers_is_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A workers=1 link added at run time to a consumer whose inputs all have workers of
+    their own is served (the crew's main loop had ended: it never was)."""
+    gate = trio.Event()
+    out: list[Any] = []
+
+    class Later(af.Source):
+        async def start(self) -> None:
+            await gate.wait()
+            for n in range(3):
+                await self.emit({"n": n})
+
+    graph = af.Graph()
+    graph.add("spare", Forever, interval=1)
+    graph.add("later", Later)
+    graph.add("pass", Pass)
+    graph.add("sink", Collect, into=out)
+    graph.link("spare", "pass", workers=2)
+    graph.link("pass", "sink")
+    async with af.open_system(graph) as system:
+        await trio.sleep(1.5)
+        await system.add_link("later", "pass")
+        gate.set()
+        await trio.sleep(2)
+        assert system.status().actors["pass"].mailbox_depth == 0
+        await system.stop()
+    assert [item["n"] for item in out if isinstance(item, dict)] == [0, 1, 2]

@@ -362,3 +362,15 @@ def test_a_stop_right_after_the_first_send_still_stops_the_inlet_at_once() -> No
             clock = trio.testing.MockClock(autojump_threshold=0)
             restarted_at = trio.run(_restart_around_the_first_send, checkpoints, clock=clock)
             assert restarted_at < 2, f"the inlet was killed after {checkpoints} checkpoints"
+
+
+async def test_an_outlet_that_never_got_an_item_ends_at_once_when_read_after_the_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Its channel is made only when first read, after the actor's end callbacks ran:
+    it is ended at once instead of never (reading it hung)."""
+    async with af.open_system(pipe()) as system:
+        await system.close("numbers")
+    with trio.fail_after(60):
+        async with system.receive("results") as items:
+            assert [n async for n in items] == []

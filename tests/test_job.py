@@ -335,3 +335,40 @@ async def test_a_job_sends_heartbeats_to_reporters_like_a_graph(
     beats = [e for e in logs if e["event"] == "system.heartbeat"]
     assert len(beats) == len(recorder.snapshots)
     assert beats[0]["job"] == "encode"
+
+
+async def test_a_cancelled_sync_run_finishes_before_its_cleanup_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The abandoned run of a cancelled sync task keeps running in its thread; its
+    ``cleanup()`` waits for it instead of running beside it. (The run ends by itself
+    after a second of real time, or when a cleanup beside it releases it.)"""
+    release = threading.Event()
+    started = trio.Event()
+    state = {"in_run": False}
+    overlaps: list[bool] = []
+
+    class Blocking(af.Task):
+        def run(self) -> None:
+            state["in_run"] = True
+            trio.from_thread.run_sync(started.set)
+            release.wait(timeout=1)
+            state["in_run"] = False
+
+        def cleanup(self) -> None:
+            overlaps.append(state["in_run"])
+            release.set()
+
+    built = af.Job("blocking")
+    built.add("t", Blocking)
+    scope = trio.CancelScope()
+
+    async def run_job() -> None:
+        with scope:
+            await built.run()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_job)
+        await started.wait()
+        scope.cancel()
+    assert overlaps == [False]

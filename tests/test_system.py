@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -994,3 +995,67 @@ async def test_each_actor_counts_its_distinct_ancestors_once() -> None:
         assert system._actors["d"].ancestors == 6
         assert system._actors["e"].ancestors == 7
         await system.stop()
+
+
+_HANGING_CLEANUP = """
+import sys
+import actorflow as af
+
+
+class Numbers(af.Source):
+    def start(self):
+        yield from range(3)
+
+
+class Hangs(af.Sink):
+    def consume(self, data):
+        pass
+
+    def cleanup(self):
+        print("cleanup", flush=True)
+        while True:
+            pass
+
+
+graph = af.Graph()
+graph.add("numbers", Numbers)
+graph.add("hangs", Hangs)
+graph.link("numbers", "hangs")
+af.run(graph)
+"""
+
+
+def test_a_second_ctrl_c_ends_a_run_stuck_in_a_sync_cleanup(tmp_path: Path) -> None:
+    """A sync cleanup() that never returns holds the event loop: trio's Ctrl-C waits for
+    a checkpoint that never comes. The second Ctrl-C ends the process at once."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "hang.py"
+    script.write_text(_HANGING_CLEANUP)
+    env = {**os.environ, "PYTHONPATH": str(Path(af.__file__).parent.parent)}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"cleanup\n"
+        signals = 0
+        while process.poll() is None and signals < 40:
+            process.send_signal(signal.SIGINT)
+            signals += 1
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.5)  # a bound, not a synchronisation
+        assert process.poll() is not None, "still running after 40 Ctrl-C"
+        assert signals >= 2
+        assert process.returncode != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -45,6 +45,7 @@ class ConsumerDriver:
         "_crew",
         "_failure",
         "_handlers",
+        "_main_ended",
         "collect",
         "hook",
         "hook_name",
@@ -78,6 +79,8 @@ class ConsumerDriver:
         """The first module failure in the crew; it ends the incarnation."""
         self._added: list[Link] | None = None
         """Links with their own workers added before a crew was open to serve them."""
+        self._main_ended = False
+        """The crew's main loop returned (no regular input was left to read)."""
 
     def _threaded(self, hook: Callable[..., Any], *, gathered: bool) -> Callable[..., Any]:
         """A blocking module's sync hook, called in a worker thread."""
@@ -122,13 +125,18 @@ class ConsumerDriver:
         try:
             async with trio.open_nursery() as crew:
                 self._crew = crew
-                crew.start_soon(self._guarded, self._main_loop)
+                crew.start_soon(self._guarded, self._crew_main_loop)
                 for link in dedicated:
                     self._start_workers(crew, link)
         finally:
             self._crew = None
         if self._failure is not None:
             raise self._failure
+
+    async def _crew_main_loop(self) -> None:
+        """The crew's main loop, noting its end so a regular link added later gets one."""
+        await self._main_loop()
+        self._main_ended = True
 
     async def _guarded(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run one task of the crew: a stop ends it; a failure ends the whole crew."""
@@ -152,10 +160,14 @@ class ConsumerDriver:
 
     def link_added(self, link: Link) -> None:
         """A link was added into this actor while it runs: one with workers of its own
-        gets them now (the main loop serves the others as it finds them)."""
-        if not link.dedicated:
-            return
+        gets them now; the main loop serves the others as it finds them (a crew whose
+        main loop had ended, all its inputs having workers, starts a new one)."""
         crew = self._crew
+        if not link.dedicated:
+            if crew is not None and self._main_ended:
+                self._main_ended = False
+                crew.start_soon(self._guarded, self._crew_main_loop)
+            return
         if crew is not None:
             self._start_workers(crew, link)
             return
@@ -255,6 +267,8 @@ class ConsumerDriver:
             if handle is None:
                 handle = handlers[link] = self._handler(link)
             await handle(link, batch)
+            if link.removed and not link.items:
+                del handlers[link]  # drained and released: keep nothing of it
             if mailbox.remote:
                 link.settle()  # acknowledged now, not when this link is next read
 

@@ -567,12 +567,13 @@ class Supervisor:
         # here, so that retries after a failed start restart the same members.
         group = _group(self.spec.strategy, self._children, child)
         group = [c for c in group if c is child or c.running]
-        for member in group:
+        members = list(group)  # the retries may narrow ``group``
+        for member in members:
             member.restarting = True
         try:
             await self._restart_group(child, group, cause)
         finally:
-            for member in group:
+            for member in members:
                 member.restarting = False
 
     async def _stop_bystanders(self, child: _Child, group: list[_Child]) -> None:
@@ -639,10 +640,14 @@ class Supervisor:
                     await self._start(member)
                 return
             except _StartFailed as start_failed:
-                # Stop the members this round already restarted, and try again:
-                # every try counts against the intensity, so this cannot spin.
-                await self._stop_all([c for c in starting if c.running])
+                # Try again: every try counts against the intensity, so this cannot
+                # spin. rest_for_one resumes from the member that failed (OTP): the
+                # ones before it run already; the others stop what this round started.
                 failed, cause = start_failed.child, start_failed.cause
+                if self.spec.strategy is Strategy.REST_FOR_ONE:
+                    child, group[:] = failed, group[group.index(failed) :]
+                else:
+                    await self._stop_all([c for c in starting if c.running])
 
 
 async def _spawn(

@@ -286,7 +286,7 @@ async def test_crashes_spaced_further_apart_than_period_never_escalate(
         await sup.request_stop()
 
 
-@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+@pytest.mark.parametrize("strategy", ["one_for_all"])
 async def test_a_sibling_failing_to_restart_is_retried_within_the_intensity(
     autojump_clock: trio.testing.MockClock, strategy: str
 ) -> None:
@@ -705,3 +705,23 @@ def test_ctrl_c_in_a_child_before_it_answers_its_start_ends_the_program() -> Non
         check=False,
     )
     assert "KeyboardInterrupt" in done.stdout, done.stdout + done.stderr
+
+
+async def test_rest_for_one_resumes_a_failed_restart_from_the_child_that_failed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """rest_for_one: when a later child fails to start during a restart, the retry
+    starts from that child; the ones already restarted keep running (OTP)."""
+    journal: list[str] = []
+    spec = SupervisorSpec(strategy="rest_for_one", max_restarts=5)
+    sup, fakes = make(journal, "a", "b", "c", "d", spec=spec)
+    async with running(sup) as raised:
+        fakes["c"].failing_starts = 1
+        journal.clear()
+        fakes["b"].crash()
+        await settle()
+        assert not raised
+        assert journal == ["stop:d", "stop:c", "run:b", "start-failed:c", "run:c", "run:d"]
+        assert fakes["b"].incarnations == 2
+        assert [c.running for c in sup.which_children()] == [True] * 4
+        await sup.request_stop()

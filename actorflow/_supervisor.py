@@ -324,13 +324,19 @@ class Supervisor:
 
     async def terminate_child(self, name: str) -> None:
         """Stop a child with its shutdown policy. It stays listed, can be started again
-        with :meth:`restart_child`, and ends for good only with :meth:`delete_child`."""
+        with :meth:`restart_child`, and ends for good only with :meth:`delete_child`;
+        a ``temporary`` child is forgotten at once (ended for good, reason
+        ``shutdown``), as OTP deletes its spec."""
         child = self._roster.find(name)
         if child.restarting:
             child.held = True
         if child.running:
             await self._stop(child)
             child.handled = child.generation
+        if child.spec.restart is RestartType.TEMPORARY and self._roster.listed(child):
+            self._end_for_good(child, EndReason.SHUTDOWN)
+            self._roster.remove(child)
+            self.log.info("supervisor.child_deleted", child=name)
 
     async def restart_child(self, name: str) -> None:
         """Start a stopped child again (OTP's ``restart_child``).

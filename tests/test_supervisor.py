@@ -180,7 +180,9 @@ async def test_a_child_stopped_by_terminate_child_is_not_restarted(
         await sup.terminate_child("a")
         await settle()
         assert fakes["a"].incarnations == 1
-        assert [c.running for c in sup.which_children()] == [False, True]
+        # A temporary one is forgotten (OTP deletes its spec); the others stay listed.
+        listed = [True] if restart == "temporary" else [False, True]
+        assert [c.running for c in sup.which_children()] == listed
         await sup.request_stop()
 
 
@@ -724,4 +726,21 @@ async def test_rest_for_one_resumes_a_failed_restart_from_the_child_that_failed(
         assert journal == ["stop:d", "stop:c", "run:b", "start-failed:c", "run:c", "run:d"]
         assert fakes["b"].incarnations == 2
         assert [c.running for c in sup.which_children()] == [True] * 4
+        await sup.request_stop()
+
+
+async def test_terminate_child_forgets_a_temporary_child(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """OTP deletes a temporary child's spec when it is terminated: it is not listed
+    any more and ended for good, with reason shutdown."""
+    journal: list[str] = []
+    a, t = Fake("a", journal), Fake("t", journal)
+    sup = Supervisor("sup", None, [(a, ChildSpec()), (t, ChildSpec(restart="temporary"))])
+    async with running(sup):
+        await sup.terminate_child("t")
+        assert [c.name for c in sup.which_children()] == ["a"]
+        assert "terminated:t:shutdown" in journal
+        with pytest.raises(KeyError):
+            await sup.restart_child("t")
         await sup.request_stop()

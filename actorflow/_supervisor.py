@@ -209,6 +209,7 @@ class Supervisor:
     ) -> None:
         self._name = name
         self.spec = spec or SupervisorSpec()
+        self.log = get_logger(supervisor=name)
         self._roster = _Roster(name)
         self._children, self._running = self._roster.children, self._roster.running
         self._significant = self._roster.significant
@@ -225,7 +226,6 @@ class Supervisor:
         self._stop_requested = False
         self._killed = False
         self._significant_ended: set[str] = set()
-        self.log = get_logger(supervisor=name)
         self.started = trio.Event()
         self.failure: EscalationError | None = None
         """Set the moment this supervisor gives up, before it stops its children, so a
@@ -377,6 +377,10 @@ class Supervisor:
     def _add(self, child: _Child) -> None:
         """Append a child at the end of the start order."""
         self._roster.add(child)
+        if child.spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
+            # OTP refuses this; here it has always been allowed (and ignored), so
+            # refusing would break working programs: a warning.
+            self.log.warning("supervisor.significant_ignored", child=child.worker.name)
 
     # -- starting and stopping ---------------------------------------------------------
 

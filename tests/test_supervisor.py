@@ -744,3 +744,18 @@ async def test_terminate_child_forgets_a_temporary_child(
         with pytest.raises(KeyError):
             await sup.restart_child("t")
         await sup.request_stop()
+
+
+@pytest.mark.parametrize(("mode", "warned"), [("never", True), ("any_significant", False)])
+def test_a_significant_child_under_auto_shutdown_never_is_warned_about(
+    logs: list[dict[str, Any]], mode: str, warned: bool
+) -> None:
+    """OTP refuses a significant child when auto_shutdown is never; actorflow warns
+    (refusing would break programs that worked), naming the child."""
+    Supervisor(
+        "sup",
+        SupervisorSpec(auto_shutdown=mode),
+        [(Fake("s", []), ChildSpec(significant=True))],
+    )
+    ignored = [e for e in logs if e["event"] == "supervisor.significant_ignored"]
+    assert [e["child"] for e in ignored] == (["s"] if warned else [])

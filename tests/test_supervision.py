@@ -818,3 +818,25 @@ async def test_a_transient_child_that_ended_during_a_restart_backoff_is_not_rest
     assert status.actors["src_b"].emitted == 3
     assert [letter.item for letter in system.dead_letters] == [0]
     assert_accounted(status, {"k_a": len(out_a), "k_b": len(out_b)})
+
+
+async def test_a_significant_group_ends_the_graph_under_auto_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A group can be significant: once its members are done, the root's auto-shutdown
+    ends the graph although a never-ending source runs beside it."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=5)
+    graph.add("sink", Collect, into=out)
+    graph.add("ticker", Forever, interval=1)
+    graph.add("ticks", Collect, into=[])
+    graph.link("src", "sink")
+    graph.link("ticker", "ticks")
+    graph.group("work", ["sink", "src"], significant=True)
+    graph.supervisor(auto_shutdown="any_significant")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    assert out == [0, 1, 2, 3, 4]
+    assert system.status().actors["ticker"].state is af.ActorState.TERMINATED

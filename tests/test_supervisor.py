@@ -759,3 +759,23 @@ def test_a_significant_child_under_auto_shutdown_never_is_warned_about(
     )
     ignored = [e for e in logs if e["event"] == "supervisor.significant_ignored"]
     assert [e["child"] for e in ignored] == (["s"] if warned else [])
+
+
+async def test_a_significant_inner_supervisor_shuts_its_parent_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A nested supervisor can be significant: its normal end counts for the parent's
+    auto-shutdown like a worker's."""
+    journal: list[str] = []
+    leaf, other = Fake("leaf", journal), Fake("other", journal)
+    inner = Supervisor("inner", None, [(leaf, ChildSpec())])
+    root = Supervisor(
+        "root",
+        SupervisorSpec(auto_shutdown="any_significant"),
+        [(inner, ChildSpec(significant=True)), (other, ChildSpec())],
+    )
+    async with running(root) as raised:
+        leaf.finish()
+        await settle()
+        assert "stop:other" in journal
+    assert not raised

@@ -338,6 +338,18 @@ class Supervisor:
             self._roster.remove(child)
             self.log.info("supervisor.child_deleted", child=name)
 
+    async def shutdown_child(self, name: str) -> None:
+        """Shut one child down for good: stop it with its shutdown policy, end it with
+        reason ``shutdown`` (its end of stream flows downstream) and remove it. OTP's
+        ``terminate_child`` then ``delete_child``, as one call; it does not count for
+        auto-shutdown."""
+        await self.terminate_child(name)
+        child = self._children.get(name)
+        if child is not None and not child.running and not child.restarting:
+            self._end_for_good(child, EndReason.SHUTDOWN)
+            self._roster.remove(child)
+            self.log.info("supervisor.child_deleted", child=name)
+
     async def restart_child(self, name: str) -> None:
         """Start a stopped child again (OTP's ``restart_child``).
 

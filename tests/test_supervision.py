@@ -840,3 +840,23 @@ async def test_a_significant_group_ends_the_graph_under_auto_shutdown(
             pass
     assert out == [0, 1, 2, 3, 4]
     assert system.status().actors["ticker"].state is af.ActorState.TERMINATED
+
+
+async def test_shutdown_child_ends_a_module_with_reason_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One module shut down from the API ends for good with reason shutdown: its end
+    of stream reaches its downstream and the graph ends by itself."""
+    graph = af.Graph()
+    graph.add("ticker", Forever, interval=1)
+    graph.add("ticks", Collect, into=[])
+    graph.link("ticker", "ticks")
+    graph.supervise("ticker", restart="permanent")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            await trio.sleep(3)
+            await system.supervisor().shutdown_child("ticker")
+    ticker = system.status().actors["ticker"]
+    assert ticker.state is af.ActorState.TERMINATED
+    assert ticker.reason == "shutdown"
+    assert ticker.restarts == 0

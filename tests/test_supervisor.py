@@ -779,3 +779,21 @@ async def test_a_significant_inner_supervisor_shuts_its_parent_down(
         await settle()
         assert "stop:other" in journal
     assert not raised
+
+
+async def test_shutdown_child_ends_one_child_for_good_with_reason_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """shutdown_child stops one child with its policy, ends it with reason shutdown,
+    removes it and restarts nothing; the others run on."""
+    journal: list[str] = []
+    sup, fakes = make(journal, "a", "b", restart="permanent")
+    async with running(sup) as raised:
+        journal.clear()
+        await sup.shutdown_child("a")
+        await settle()
+        assert journal == ["stop:a", "terminated:a:shutdown"]
+        assert [c.name for c in sup.which_children()] == ["b"]
+        assert fakes["a"].incarnations == 1
+        await sup.request_stop()
+    assert not raised

@@ -249,7 +249,7 @@ async def test_exceeding_the_intensity_stops_everything_and_escalates(
     assert error.child == "b"
     assert error.restarts == 3
     assert isinstance(error.__cause__, ValueError)
-    assert "gave up after 3 restart(s) in 5 s (max_restarts=2)" in str(error)
+    assert "gave up after 2 restart(s) in 5 s (max_restarts=2)" in str(error)
     assert "sensor on fire" in str(error)
     # b is down; the others are stopped in reverse order. None is ended for good: the
     # parent may restart this supervisor, and with it every child.

@@ -315,11 +315,14 @@ class Supervisor:
         if worker.name in self._children:
             raise ValueError(f"supervisor {self.name!r} already has a child {worker.name!r}")
         child = _Child(worker, spec or ChildSpec())
+        # Listed before it starts: an exit it makes before its first checkpoint may
+        # reach the supervisor before this task goes on, and must find it listed.
+        self._add(child)
         try:
             await self._start(child, foreign=True)
         except _StartFailed as failed:
+            self._roster.remove(child)
             reraise(failed.cause)
-        self._add(child)
         self.log.info("supervisor.child_added", child=worker.name)
 
     async def terminate_child(self, name: str) -> None:

@@ -797,3 +797,44 @@ async def test_shutdown_child_ends_one_child_for_good_with_reason_shutdown(
         assert fakes["a"].incarnations == 1
         await sup.request_stop()
     assert not raised
+
+
+class DiesAtOnce(Fake):
+    """Its first incarnation raises before its first checkpoint."""
+
+    async def run(self) -> None:
+        if not self.incarnations:
+            self.incarnations += 1
+            raise ValueError(f"{self.name} died at once")
+        await super().run()
+
+
+async def test_a_child_added_that_fails_before_its_first_checkpoint_is_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """start_child lists the child before it starts it: an exit handled before
+    start_child returns finds it and restarts it (it was ignored half of the time)."""
+    journal: list[str] = []
+    sup = Supervisor("sup", SupervisorSpec(max_restarts=100), [(Fake("a", journal), ChildSpec())])
+    doomed = [DiesAtOnce(f"d{i}", journal) for i in range(20)]
+    async with running(sup) as raised:
+        for worker in doomed:
+            await sup.start_child(worker, ChildSpec(restart="permanent"))
+            await settle()
+        assert [w.incarnations for w in doomed] == [2] * 20
+        assert all(c.running for c in sup.which_children())
+        await sup.request_stop()
+    assert not raised
+
+
+async def test_a_child_whose_start_fails_is_not_listed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """start_child that fails in prepare() raises and leaves no trace."""
+    journal: list[str] = []
+    sup, _ = make(journal, "a")
+    async with running(sup):
+        with pytest.raises(OSError, match="x cannot start"):
+            await sup.start_child(Fake("x", journal, failing_starts=1))
+        assert [c.name for c in sup.which_children()] == ["a"]
+        await sup.request_stop()

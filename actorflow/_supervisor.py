@@ -225,6 +225,9 @@ class Supervisor:
         )
         self._stop_requested = False
         self._killed = False
+        self._going_down = False
+        """The tree is being cancelled (not killed by the parent): every child that
+        ends from now on ends for good."""
         self._significant_ended: set[str] = set()
         self.started = trio.Event()
         self.failure: EscalationError | None = None
@@ -240,6 +243,7 @@ class Supervisor:
     async def prepare(self) -> None:
         self._stop_requested = False
         self._killed = False
+        self._going_down = False
         self._significant_ended.clear()
         self.failure = None
 
@@ -279,7 +283,9 @@ class Supervisor:
             except trio.Cancelled:
                 if not self._killed:
                     # The tree is going down: children that are not running (waiting
-                    # for a restart, say) end here too.
+                    # for a restart, say) end here too; those still running end with
+                    # their task (see _child_task).
+                    self._going_down = True
                     for child in self._children.values():
                         if not child.running:
                             self._end_for_good(child, EndReason.CANCELLED)
@@ -473,6 +479,12 @@ class Supervisor:
                 child.killed = True
             self._roster.set_running(child, False)
             _exit(child)
+        if self._going_down:
+            # Its run ended by itself (a crash, say, whose cleanup was shielded) after
+            # the tree started going down: no one will handle the exit, and those
+            # downstream wait for its end before they clean up.
+            self._end_for_good(child, EndReason.CANCELLED)
+            return
         self._wakeup_send.send_nowait((child, generation))
 
     async def _stop(self, child: _Child) -> None:

@@ -860,3 +860,34 @@ async def test_shutdown_child_ends_a_module_with_reason_shutdown(
     assert ticker.state is af.ActorState.TERMINATED
     assert ticker.reason == "shutdown"
     assert ticker.restarts == 0
+
+
+async def test_a_cancel_while_a_crashed_actor_cleans_up_ends_the_system_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """cancel() that lands while a crashed actor's cleanup() runs (before its supervisor
+    heard of the crash) ends the system once that cleanup is done: the actors downstream
+    do not wait out their ``cleanup_timeout * ancestors`` safety net for it."""
+    cleaning = trio.Event()
+
+    class Crashes(af.Processor):
+        def process(self, data: int) -> int:
+            raise ValueError("broken")
+
+        async def cleanup(self) -> None:
+            cleaning.set()
+            await trio.sleep(2)
+
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("mid", Crashes)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "mid", "sink")
+    graph.supervisor(max_restarts=100, period=1)
+    with trio.fail_after(60):
+        async with af.open_system(graph, cleanup_timeout=5) as system:
+            await cleaning.wait()
+            began = trio.current_time()
+            system.cancel()
+    assert trio.current_time() - began <= 2.5
+    assert system.status().actors["mid"].state is not af.ActorState.ZOMBIE

@@ -164,7 +164,8 @@ class EscalationError(RunError):
     Attributes:
         supervisor: The supervisor that gave up.
         child: The child whose failure exceeded the intensity.
-        restarts: How many restarts fell within ``period`` when it gave up.
+        restarts: How many restarts were asked for within ``period`` when it gave up,
+            the refused one included (one more than were made).
         period: The intensity window, in seconds.
         max_restarts: The intensity limit.
     """
@@ -191,7 +192,8 @@ class EscalationError(RunError):
         detail = str(cause) if isinstance(cause, ActorflowError) else _describe(cause)
         super().__init__(
             origin,
-            f"supervisor {supervisor!r} gave up after {restarts} restart(s) in "
+            # ``restarts`` counts the refused one too: it was asked for, not made.
+            f"supervisor {supervisor!r} gave up after {max(restarts - 1, 0)} restart(s) in "
             f"{period:g} s (max_restarts={max_restarts}); last failure of child "
             f"{child!r}: {detail}",
         )

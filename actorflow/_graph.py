@@ -175,14 +175,16 @@ class Graph:
         *,
         restart: str = "transient",
         shutdown: float | str = "infinity",
+        significant: bool = False,
         **options: Any,
     ) -> None:
         """Supervise ``members`` together under a supervisor named ``name``, started in
-        the order given. ``options`` are its :class:`SupervisorSpec`; ``restart`` and
-        ``shutdown`` say how its parent treats the group as a child: by default it is
-        restarted only when it gives up (escalates), and it may take as long as its
-        members need to stop."""
-        child = ChildSpec(restart=restart, shutdown=shutdown)
+        the order given. ``options`` are its :class:`SupervisorSpec`; ``restart``,
+        ``shutdown`` and ``significant`` say how its parent treats the group as a child:
+        by default it is restarted only when it gives up (escalates), it may take as
+        long as its members need to stop, and its end does not count for the parent's
+        auto-shutdown."""
+        child = ChildSpec(restart=restart, shutdown=shutdown, significant=significant)
         self._groups.append(GroupSpec(name, tuple(members), SupervisorSpec(**options), child))
 
     @property

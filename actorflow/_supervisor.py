@@ -120,6 +120,70 @@ class _Child:
         self.done = None
 
 
+@attrs.define(slots=True, eq=False)
+class _Roster:
+    """A supervisor's children in start order, with the sets asked about on every exit."""
+
+    owner: str
+    children: dict[str, _Child] = attrs.field(factory=dict)
+    """Every child by name, in start order (a dict keeps insertion order): found by
+    name, and checked for membership, in constant time however many there are."""
+    running: set[_Child] = attrs.field(factory=set)
+    """The children running now, so "is any running?" costs nothing per exit."""
+    significant: set[str] = attrs.field(factory=set)
+    """The names of the significant children, for auto-shutdown."""
+
+    def find(self, name: str) -> _Child:
+        child = self.children.get(name)
+        if child is None:
+            known = ", ".join(map(repr, self.children)) or "none"
+            raise KeyError(f"supervisor {self.owner!r} has no child {name!r} (children: {known})")
+        return child
+
+    def add(self, child: _Child) -> None:
+        self.children[child.worker.name] = child
+        if child.spec.significant:
+            self.significant.add(child.worker.name)
+
+    def remove(self, child: _Child) -> None:
+        """Take a child that is not running out of the order for good."""
+        del self.children[child.worker.name]
+        self.significant.discard(child.worker.name)
+
+    def listed(self, child: _Child) -> bool:
+        """Whether ``child`` is still one of the children (not deleted meanwhile)."""
+        return self.children.get(child.worker.name) is child
+
+    def set_running(self, child: _Child, running: bool) -> None:
+        child.running = running
+        if running:
+            self.running.add(child)
+        else:
+            self.running.discard(child)
+
+    def infos(self) -> list[ChildInfo]:
+        return [
+            ChildInfo(
+                name=c.worker.name,
+                running=c.running,
+                restart=c.spec.restart,
+                significant=c.spec.significant,
+                restarts=c.restarts,
+                is_supervisor=isinstance(c.worker, Supervisor),
+            )
+            for c in self.children.values()
+        ]
+
+    def counts(self) -> dict[str, int]:
+        supervisors = sum(isinstance(c.worker, Supervisor) for c in self.children.values())
+        return {
+            "specs": len(self.children),
+            "active": len(self.running),
+            "supervisors": supervisors,
+            "workers": len(self.children) - supervisors,
+        }
+
+
 class _StartFailed(Exception):
     def __init__(self, child: _Child, cause: BaseException) -> None:
         self.child = child
@@ -145,13 +209,10 @@ class Supervisor:
     ) -> None:
         self._name = name
         self.spec = spec or SupervisorSpec()
-        self._children: dict[str, _Child] = {}
-        """Every child by name, in start order (a dict keeps insertion order): found by
-        name, and checked for membership, in constant time however many there are."""
-        self._running: set[_Child] = set()
-        """The children running now, so "is any running?" costs nothing per exit."""
-        self._significant: set[str] = set()
-        """The names of the significant children, for auto-shutdown."""
+        self.log = get_logger(supervisor=name)
+        self._roster = _Roster(name)
+        self._children, self._running = self._roster.children, self._roster.running
+        self._significant = self._roster.significant
         for worker, cspec in children:
             if worker.name in self._children:
                 raise ValueError(f"supervisor {name!r} has two children named {worker.name!r}")
@@ -164,8 +225,10 @@ class Supervisor:
         )
         self._stop_requested = False
         self._killed = False
+        self._going_down = False
+        """The tree is being cancelled (not killed by the parent): every child that
+        ends from now on ends for good."""
         self._significant_ended: set[str] = set()
-        self.log = get_logger(supervisor=name)
         self.started = trio.Event()
         self.failure: EscalationError | None = None
         """Set the moment this supervisor gives up, before it stops its children, so a
@@ -180,6 +243,7 @@ class Supervisor:
     async def prepare(self) -> None:
         self._stop_requested = False
         self._killed = False
+        self._going_down = False
         self._significant_ended.clear()
         self.failure = None
 
@@ -219,7 +283,9 @@ class Supervisor:
             except trio.Cancelled:
                 if not self._killed:
                     # The tree is going down: children that are not running (waiting
-                    # for a restart, say) end here too.
+                    # for a restart, say) end here too; those still running end with
+                    # their task (see _child_task).
+                    self._going_down = True
                     for child in self._children.values():
                         if not child.running:
                             self._end_for_good(child, EndReason.CANCELLED)
@@ -238,27 +304,11 @@ class Supervisor:
 
     def which_children(self) -> list[ChildInfo]:
         """Every child, in start order (OTP's ``which_children``)."""
-        return [
-            ChildInfo(
-                name=c.worker.name,
-                running=c.running,
-                restart=c.spec.restart,
-                significant=c.spec.significant,
-                restarts=c.restarts,
-                is_supervisor=isinstance(c.worker, Supervisor),
-            )
-            for c in self._children.values()
-        ]
+        return self._roster.infos()
 
     def count_children(self) -> dict[str, int]:
         """Counts like OTP's ``count_children``: specs, active, supervisors, workers."""
-        supervisors = sum(isinstance(c.worker, Supervisor) for c in self._children.values())
-        return {
-            "specs": len(self._children),
-            "active": len(self._running),
-            "supervisors": supervisors,
-            "workers": len(self._children) - supervisors,
-        }
+        return self._roster.counts()
 
     async def start_child(self, worker: Worker, spec: ChildSpec | None = None) -> None:
         """Add a child at the end of the order and start it.
@@ -271,22 +321,43 @@ class Supervisor:
         if worker.name in self._children:
             raise ValueError(f"supervisor {self.name!r} already has a child {worker.name!r}")
         child = _Child(worker, spec or ChildSpec())
+        # Listed before it starts: an exit it makes before its first checkpoint may
+        # reach the supervisor before this task goes on, and must find it listed.
+        self._add(child)
         try:
             await self._start(child, foreign=True)
         except _StartFailed as failed:
+            self._roster.remove(child)
             reraise(failed.cause)
-        self._add(child)
         self.log.info("supervisor.child_added", child=worker.name)
 
     async def terminate_child(self, name: str) -> None:
         """Stop a child with its shutdown policy. It stays listed, can be started again
-        with :meth:`restart_child`, and ends for good only with :meth:`delete_child`."""
-        child = self._find(name)
+        with :meth:`restart_child`, and ends for good only with :meth:`delete_child`;
+        a ``temporary`` child is forgotten at once (ended for good, reason
+        ``shutdown``), as OTP deletes its spec."""
+        child = self._roster.find(name)
         if child.restarting:
             child.held = True
         if child.running:
             await self._stop(child)
             child.handled = child.generation
+        if child.spec.restart is RestartType.TEMPORARY and self._roster.listed(child):
+            self._end_for_good(child, EndReason.SHUTDOWN)
+            self._roster.remove(child)
+            self.log.info("supervisor.child_deleted", child=name)
+
+    async def shutdown_child(self, name: str) -> None:
+        """Shut one child down for good: stop it with its shutdown policy, end it with
+        reason ``shutdown`` (its end of stream flows downstream) and remove it. OTP's
+        ``terminate_child`` then ``delete_child``, as one call; it does not count for
+        auto-shutdown."""
+        await self.terminate_child(name)
+        child = self._children.get(name)
+        if child is not None and not child.running and not child.restarting:
+            self._end_for_good(child, EndReason.SHUTDOWN)
+            self._roster.remove(child)
+            self.log.info("supervisor.child_deleted", child=name)
 
     async def restart_child(self, name: str) -> None:
         """Start a stopped child again (OTP's ``restart_child``).
@@ -294,7 +365,7 @@ class Supervisor:
         Raises:
             RuntimeError: It is running, being restarted, or ended for good.
         """
-        child = self._find(name)
+        child = self._roster.find(name)
         if child.restarting:
             raise RuntimeError(
                 f"child {name!r} of supervisor {self.name!r} is being restarted already"
@@ -315,43 +386,22 @@ class Supervisor:
         Raises:
             RuntimeError: It is running; stop it first with :meth:`terminate_child`.
         """
-        child = self._find(name)
+        child = self._roster.find(name)
         if child.running or child.restarting:
             raise RuntimeError(
                 f"child {name!r} of supervisor {self.name!r} is running; terminate it first"
             )
         self._end_for_good(child, EndReason.DELETED)
-        self._remove(child)
+        self._roster.remove(child)
         self.log.info("supervisor.child_deleted", child=name)
-
-    def _find(self, name: str) -> _Child:
-        child = self._children.get(name)
-        if child is None:
-            known = ", ".join(map(repr, self._children)) or "none"
-            raise KeyError(f"supervisor {self.name!r} has no child {name!r} (children: {known})")
-        return child
 
     def _add(self, child: _Child) -> None:
         """Append a child at the end of the start order."""
-        self._children[child.worker.name] = child
-        if child.spec.significant:
-            self._significant.add(child.worker.name)
-
-    def _remove(self, child: _Child) -> None:
-        """Take a child that is not running out of the order for good."""
-        del self._children[child.worker.name]
-        self._significant.discard(child.worker.name)
-
-    def _listed(self, child: _Child) -> bool:
-        """Whether ``child`` is still one of the children (not deleted meanwhile)."""
-        return self._children.get(child.worker.name) is child
-
-    def _set_running(self, child: _Child, running: bool) -> None:
-        child.running = running
-        if running:
-            self._running.add(child)
-        else:
-            self._running.discard(child)
+        self._roster.add(child)
+        if child.spec.significant and self.spec.auto_shutdown is AutoShutdown.NEVER:
+            # OTP refuses this; here it has always been allowed (and ignored), so
+            # refusing would break working programs: a warning.
+            self.log.warning("supervisor.significant_ignored", child=child.worker.name)
 
     # -- starting and stopping ---------------------------------------------------------
 
@@ -383,7 +433,7 @@ class Supervisor:
             )
             raise _StartFailed(child, exc) from exc
         child.next_generation()
-        self._set_running(child, True)
+        self._roster.set_running(child, True)
         kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
         name = f"{kind}:{child.worker.name}"
         if foreign:
@@ -417,7 +467,7 @@ class Supervisor:
                         child.error = exc
         except BaseException:
             if child.generation == generation:
-                self._set_running(child, False)
+                self._roster.set_running(child, False)
                 _exit(child)
             _answer(waiting, True)  # it died before it said (a Ctrl-C, say)
             if not self._killed:
@@ -427,8 +477,14 @@ class Supervisor:
         if child.generation == generation:
             if scope.cancelled_caught:
                 child.killed = True
-            self._set_running(child, False)
+            self._roster.set_running(child, False)
             _exit(child)
+        if self._going_down:
+            # Its run ended by itself (a crash, say, whose cleanup was shielded) after
+            # the tree started going down: no one will handle the exit, and those
+            # downstream wait for its end before they clean up.
+            self._end_for_good(child, EndReason.CANCELLED)
+            return
         self._wakeup_send.send_nowait((child, generation))
 
     async def _stop(self, child: _Child) -> None:
@@ -485,7 +541,7 @@ class Supervisor:
                 or child.handled == generation
             ):
                 continue  # a stale wake-up, an exit it caused itself, or one dealt with
-            if not self._listed(child):
+            if not self._roster.listed(child):
                 continue  # deleted meanwhile
             if await self._handle_exit(child):
                 return
@@ -511,7 +567,7 @@ class Supervisor:
         if not _wants_restart(child, abnormal):
             self._end_for_good(child, reason)
             if child.spec.restart is RestartType.TEMPORARY:
-                self._remove(child)
+                self._roster.remove(child)
             if child.spec.significant and not abnormal and self._auto_shutdown(name):
                 self.log.info("supervisor.auto_shutdown", child=name)
                 await self._stop_all(list(self._children.values()))
@@ -548,12 +604,13 @@ class Supervisor:
         # here, so that retries after a failed start restart the same members.
         group = _group(self.spec.strategy, self._children, child)
         group = [c for c in group if c is child or c.running]
-        for member in group:
+        members = list(group)  # the retries may narrow ``group``
+        for member in members:
             member.restarting = True
         try:
             await self._restart_group(child, group, cause)
         finally:
-            for member in group:
+            for member in members:
                 member.restarting = False
 
     async def _stop_bystanders(self, child: _Child, group: list[_Child]) -> None:
@@ -575,7 +632,7 @@ class Supervisor:
             if member.spec.restart is RestartType.TEMPORARY:
                 # A temporary bystander is not restarted: it ends for good.
                 self._end_for_good(member, EndReason.SHUTDOWN)
-                self._remove(member)
+                self._roster.remove(member)
                 dropped.add(member)
         if dropped:
             group[:] = [c for c in group if c not in dropped]
@@ -606,7 +663,7 @@ class Supervisor:
                     await trio.sleep(delay)
             await self._stop_bystanders(child, group)
             # Members stopped by terminate_child meanwhile stay stopped.
-            starting = [c for c in group if self._listed(c) and not c.held]
+            starting = [c for c in group if self._roster.listed(c) and not c.held]
             child.restarts += 1
             self.log.info(
                 "supervisor.restarting",
@@ -620,10 +677,14 @@ class Supervisor:
                     await self._start(member)
                 return
             except _StartFailed as start_failed:
-                # Stop the members this round already restarted, and try again:
-                # every try counts against the intensity, so this cannot spin.
-                await self._stop_all([c for c in starting if c.running])
+                # Try again: every try counts against the intensity, so this cannot
+                # spin. rest_for_one resumes from the member that failed (OTP): the
+                # ones before it run already; the others stop what this round started.
                 failed, cause = start_failed.child, start_failed.cause
+                if self.spec.strategy is Strategy.REST_FOR_ONE:
+                    child, group[:] = failed, group[group.index(failed) :]
+                else:
+                    await self._stop_all([c for c in starting if c.running])
 
 
 async def _spawn(

@@ -4,6 +4,7 @@ strategies over groups, escalation, auto-shutdown; and the accounting invariant.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -818,3 +819,135 @@ async def test_a_transient_child_that_ended_during_a_restart_backoff_is_not_rest
     assert status.actors["src_b"].emitted == 3
     assert [letter.item for letter in system.dead_letters] == [0]
     assert_accounted(status, {"k_a": len(out_a), "k_b": len(out_b)})
+
+
+async def test_a_significant_group_ends_the_graph_under_auto_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A group can be significant: once its members are done, the root's auto-shutdown
+    ends the graph although a never-ending source runs beside it."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=5)
+    graph.add("sink", Collect, into=out)
+    graph.add("ticker", Forever, interval=1)
+    graph.add("ticks", Collect, into=[])
+    graph.link("src", "sink")
+    graph.link("ticker", "ticks")
+    graph.group("work", ["sink", "src"], significant=True)
+    graph.supervisor(auto_shutdown="any_significant")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            pass
+    assert out == [0, 1, 2, 3, 4]
+    assert system.status().actors["ticker"].state is af.ActorState.TERMINATED
+
+
+async def test_shutdown_child_ends_a_module_with_reason_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One module shut down from the API ends for good with reason shutdown: its end
+    of stream reaches its downstream and the graph ends by itself."""
+    graph = af.Graph()
+    graph.add("ticker", Forever, interval=1)
+    graph.add("ticks", Collect, into=[])
+    graph.link("ticker", "ticks")
+    graph.supervise("ticker", restart="permanent")
+    with trio.fail_after(60):
+        async with af.open_system(graph) as system:
+            await trio.sleep(3)
+            await system.supervisor().shutdown_child("ticker")
+    ticker = system.status().actors["ticker"]
+    assert ticker.state is af.ActorState.TERMINATED
+    assert ticker.reason == "shutdown"
+    assert ticker.restarts == 0
+
+
+async def test_a_cancel_while_a_crashed_actor_cleans_up_ends_the_system_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """cancel() that lands while a crashed actor's cleanup() runs (before its supervisor
+    heard of the crash) ends the system once that cleanup is done: the actors downstream
+    do not wait out their ``cleanup_timeout * ancestors`` safety net for it."""
+    cleaning = trio.Event()
+
+    class Crashes(af.Processor):
+        def process(self, data: int) -> int:
+            raise ValueError("broken")
+
+        async def cleanup(self) -> None:
+            cleaning.set()
+            await trio.sleep(2)
+
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("mid", Crashes)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "mid", "sink")
+    graph.supervisor(max_restarts=100, period=1)
+    with trio.fail_after(60):
+        async with af.open_system(graph, cleanup_timeout=5) as system:
+            await cleaning.wait()
+            began = trio.current_time()
+            system.cancel()
+    assert trio.current_time() - began <= 2.5
+    assert system.status().actors["mid"].state is not af.ActorState.ZOMBIE
+
+
+class Unsteady(af.Processor):
+    """Takes a random while per item, fails at random, and cleans up in ``slow`` s."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, seed: int, p: float, slow: float) -> None:
+        self.rng, self.p, self.slow = random.Random(seed), p, slow
+
+    async def process(self, data: int) -> int:
+        await trio.sleep(self.rng.random() * 0.3)
+        if self.rng.random() < self.p:
+            raise ValueError("unsteady")
+        return data
+
+    async def cleanup(self) -> None:
+        await trio.sleep(self.slow)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    slows=st.lists(st.sampled_from([0.0, 0.05, 0.5]), min_size=1, max_size=4),
+    strategy=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
+    backoff=st.booleans(),
+    at=st.floats(0, 5),
+)
+def test_a_cancel_during_crashes_ends_within_the_cleanups_it_waits_for(
+    seed: int, slows: list[float], strategy: str, backoff: bool, at: float
+) -> None:
+    """Random chains whose processors crash at random, cancelled at a random moment (a
+    restart, a backoff, a bystander stop or a cleanup under way): the system ends once
+    the cleanups still running are done, never after the cleanup_timeout safety net."""
+    graph = af.Graph()
+    graph.add("src", Forever, interval=0.1)
+    names = ["src"]
+    for index, slow in enumerate(slows):
+        graph.add(f"p{index}", Unsteady, seed=seed + index, p=0.3, slow=slow)
+        names.append(f"p{index}")
+    graph.add("sink", Collect, into=[])
+    graph.chain(*names, "sink")
+    graph.supervisor(
+        strategy=strategy,
+        max_restarts=1000,
+        period=1,
+        backoff=af.Backoff(min=0.1, max=1, jitter=0) if backoff else None,
+    )
+
+    async def cancelled() -> float:
+        async with af.open_system(graph, cleanup_timeout=5) as system:
+            await trio.sleep(at)
+            began = trio.current_time()
+            system.cancel()
+        return trio.current_time() - began
+
+    took = trio.run(cancelled, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert took <= sum(slows) + 0.1

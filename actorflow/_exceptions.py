@@ -189,7 +189,7 @@ class EscalationError(RunError):
         origin = cause.module if isinstance(cause, LifecycleError) else child
         message_id = cause.message_id if isinstance(cause, RunError) else None
         self.phase = "run"
-        detail = str(cause) if isinstance(cause, ActorflowError) else _describe(cause)
+        detail = str(cause) if isinstance(cause, ActorflowError) else describe(cause)
         super().__init__(
             origin,
             # ``restarts`` counts the refused one too: it was asked for, not made.
@@ -210,7 +210,7 @@ class EscalationError(RunError):
         return tuple(links)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
-from ._exceptions import _describe
+from ._exceptions import describe
 from ._logging import get_logger
 from ._status import SystemStatus
 from ._version import __version__
@@ -122,7 +122,7 @@ async def _report(
         try:
             await reporter.report(data)
         except Exception as exc:
-            log.warning("reporter.failed", reporter=repr(reporter), error=_describe(exc))
+            log.warning("reporter.failed", reporter=repr(reporter), error=describe(exc))
     if scope.cancelled_caught:
         log.warning("reporter.slow", reporter=repr(reporter), limit=limit)
 

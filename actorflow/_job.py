@@ -27,7 +27,7 @@ from ._exceptions import (
     LifecycleError,
     RunError,
     ValidationError,
-    _describe,
+    describe,
 )
 from ._heartbeat import Reporter, beat
 from ._hooks import HookStyle, call_hook, hook_style
@@ -319,7 +319,7 @@ class Job:
             else:
                 await call_hook(task.run)
         except Exception as exc:
-            failure = RunError(task.name, _describe(exc))
+            failure = RunError(task.name, describe(exc))
             failure.__cause__ = exc
             return failure
         finally:

@@ -17,7 +17,7 @@ import attrs
 import trio
 from structlog.typing import FilteringBoundLogger
 
-from ._exceptions import CleanupError, InitializationError, ValidationError, _describe
+from ._exceptions import CleanupError, InitializationError, ValidationError, describe
 
 __all__ = [
     "ACTOR_EVENTS",
@@ -86,8 +86,8 @@ def construct(
     try:
         return factory(**config)
     except Exception as exc:
-        log.error(events.failed, phase="init", error=_describe(exc))
-        raise InitializationError(name, _describe(exc)) from exc
+        log.error(events.failed, phase="init", error=describe(exc))
+        raise InitializationError(name, describe(exc)) from exc
 
 
 async def validate(
@@ -108,8 +108,8 @@ async def validate(
     try:
         await call(hook)
     except Exception as exc:
-        log.error(events.failed, phase="validate", error=_describe(exc))
-        raise ValidationError(name, _describe(exc)) from exc
+        log.error(events.failed, phase="validate", error=describe(exc))
+        raise ValidationError(name, describe(exc)) from exc
 
 
 async def cleanup(
@@ -138,7 +138,7 @@ async def cleanup(
     except trio.TooSlowError:
         message = f"cleanup() did not finish within {limit:g} s"
     except Exception as exc:
-        message, cause = _describe(exc), exc
+        message, cause = describe(exc), exc
     else:
         # Trio cannot interrupt sync code on the event loop: a sync cleanup() that
         # overran is only seen when it returns. It overran all the same.

@@ -20,7 +20,7 @@ import attrs
 import outcome
 import trio
 
-from ._exceptions import EscalationError, _describe, reraise
+from ._exceptions import EscalationError, describe, reraise
 from ._logging import get_logger
 from ._specs import AutoShutdown as AutoShutdown
 from ._specs import Backoff as Backoff
@@ -428,9 +428,7 @@ class Supervisor:
         try:
             await child.worker.prepare()
         except Exception as exc:
-            self.log.error(
-                "supervisor.start_failed", child=child.worker.name, error=_describe(exc)
-            )
+            self.log.error("supervisor.start_failed", child=child.worker.name, error=describe(exc))
             raise _StartFailed(child, exc) from exc
         child.next_generation()
         self._roster.set_running(child, True)
@@ -562,7 +560,7 @@ class Supervisor:
             child=name,
             reason=reason,
             restarts=child.restarts,
-            error=_describe(error) if error is not None else None,
+            error=describe(error) if error is not None else None,
         )
         if not _wants_restart(child, abnormal):
             self._end_for_good(child, reason)
@@ -652,7 +650,7 @@ class Supervisor:
                     restarts=escalation.restarts,
                     max_restarts=escalation.max_restarts,
                     period=escalation.period,
-                    error=_describe(cause),
+                    error=describe(cause),
                 )
                 # Stopped, not ended: whoever restarts this supervisor restarts them.
                 await self._stop_all(list(self._children.values()))

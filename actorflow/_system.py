@@ -21,7 +21,7 @@ from ._exceptions import (
     GraphProblem,
     RunError,
     ValidationError,
-    _describe,
+    describe,
     single_errors,
 )
 from ._graph import Graph, unlink
@@ -391,9 +391,7 @@ class System:
             await pump.run()
         except Exception as exc:
             error = (
-                exc
-                if isinstance(exc, ActorflowError)
-                else RunError(pump.link.name, _describe(exc))
+                exc if isinstance(exc, ActorflowError) else RunError(pump.link.name, describe(exc))
             )
             error.__cause__ = exc
             self._fail(error)
@@ -410,7 +408,7 @@ class System:
         try:
             await root.run()
         except Exception as exc:
-            error = exc if isinstance(exc, ActorflowError) else RunError(root.name, _describe(exc))
+            error = exc if isinstance(exc, ActorflowError) else RunError(root.name, describe(exc))
             self._fail(error)
         finally:
             self._heartbeats.cancel()

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import trio
 
 from .._data import Data
-from .._exceptions import CleanupError, RunError, _describe
+from .._exceptions import CleanupError, RunError, describe
 from .._graph import ModuleSpec
 from .._hooks import HookStyle, call_hook, hook_style
 from .._lifecycle import cleanup, construct, validate
@@ -366,7 +366,7 @@ class Actor:
             _crashed(self, error)
             raise
         except Exception as exc:
-            wrapped = RunError(self.name, _describe(exc))
+            wrapped = RunError(self.name, describe(exc))
             wrapped.__cause__ = exc
             _crashed(self, wrapped)
             raise wrapped from exc
@@ -593,7 +593,7 @@ def _crashed(actor: Actor, error: RunError) -> None:
     actor.log.error(
         "actor.failed",
         phase="run",
-        error=_describe(error.__cause__ or error),
+        error=describe(error.__cause__ or error),
         message_id=error.message_id,
         restarts=actor.restarts,
     )

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import attrs
 import structlog
 
-from .._exceptions import _describe
+from .._exceptions import describe
 from .._link import Link
 from .._status import ActorState, DropReason
 from ._incarnation import Incarnation, Stop
@@ -123,7 +123,7 @@ class Outbox:
                     reason=DropReason.COPY_FAILED,
                     count=1,
                     copy=link.spec.copy.value,
-                    error=_describe(exc),
+                    error=describe(exc),
                 )
         return copies
 

@@ -16,7 +16,7 @@ import attrs
 import structlog
 
 from .._data import Data
-from .._exceptions import RunError, _describe
+from .._exceptions import RunError, describe
 
 __all__ = ["DeadLetter", "Retries"]
 
@@ -96,7 +96,7 @@ class Retries:
         Returns the RunError that ends this incarnation.
         """
         message_id = self.message_id(item, sequence)
-        error = RunError(self.name, f"{hook} raised {_describe(exc)}", message_id=message_id)
+        error = RunError(self.name, f"{hook} raised {describe(exc)}", message_id=message_id)
         error.__cause__ = exc
         attempts = self.suspect_attempts + 1 if item is self.suspect else 1
         if attempts < self.attempts:
@@ -107,7 +107,7 @@ class Retries:
         give_back(rest)
         self.dead_lettered += 1
         self.log.error(
-            "actor.dead_letter", message_id=message_id, attempts=attempts, error=_describe(exc)
+            "actor.dead_letter", message_id=message_id, attempts=attempts, error=describe(exc)
         )
         text = _detach_tracebacks(exc)
         if self.dead_letter is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .._exceptions import RunError, _describe
+from .._exceptions import RunError, describe
 from .._hooks import HookStyle, hook_style
 from .._lifecycle import is_default
 from .._link import Link
@@ -41,12 +41,12 @@ async def stop_source(room: Room, incarnation: Incarnation) -> None:
         await room.lifecycle(stop)
     except Exception as exc:
         room.errors += 1
-        room.log.error("actor.stop_failed", error=_describe(exc))
+        room.log.error("actor.stop_failed", error=describe(exc))
 
 
 def _start_failed(room: Room, exc: Exception) -> RunError:
     """The one error for a ``start()`` that raised (directly or while iterated)."""
-    error = RunError(room.name, f"start() raised {_describe(exc)}")
+    error = RunError(room.name, f"start() raised {describe(exc)}")
     error.__cause__ = exc
     return error
 
@@ -107,7 +107,7 @@ class SourceDriver:
             "actor.retrying",
             attempt=attempt,
             retry_in=interval,
-            error=_describe(error.__cause__ or error),
+            error=describe(error.__cause__ or error),
         )
         room.set_state(ActorState.BLOCKED, blocked_on="retry")
         with trio.move_on_after(interval):

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._exceptions import RunError, _describe
+from .._exceptions import RunError, describe
 from .._hooks import HookStyle, hook_style
 from .._link import Link
 from .._progressive import Step, StepState
@@ -206,7 +206,7 @@ class StepDriver:
                 result = await result
         except Exception as exc:
             room.clear_posted()
-            raise RunError(room.name, f"run_step() raised {_describe(exc)}") from exc
+            raise RunError(room.name, f"run_step() raised {describe(exc)}") from exc
         took = now() - began
         if not isinstance(result, Step):
             raise RunError(

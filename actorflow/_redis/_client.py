@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from .._exceptions import _describe, single_errors
+from .._exceptions import describe, single_errors
 
 if TYPE_CHECKING:
     import coredis
@@ -76,7 +76,7 @@ class Retrying:
                 self.failing += 1
                 self.failures += 1
                 if self.failing == 1:
-                    self.log.warning("remote.unreachable", error=_describe(exc))
+                    self.log.warning("remote.unreachable", error=describe(exc))
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from .._data import decode, encode
-from .._exceptions import RunError, SerializationError, _describe
+from .._exceptions import RunError, SerializationError, describe
 from .._link import Link, Mailbox
 from .._logging import get_logger
 from .._specs import LinkSpec, Remote
@@ -238,7 +238,7 @@ class ConsumerPump:
                     if not self.shared:
                         await client.eval(_RELEASE, [self._lease], [self.consumer])
             except Exception as exc:
-                self.log.warning("remote.cleanup_failed", error=_describe(exc))
+                self.log.warning("remote.cleanup_failed", error=describe(exc))
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
@@ -397,7 +397,7 @@ class ConsumerPump:
             self.log.error(
                 "remote.undecodable",
                 entry=entry.identifier.decode(),
-                error=_describe(exc),
+                error=describe(exc),
                 fields=sorted(key.decode(errors="replace") for key in entry.field_values),
             )
             return entry.identifier, []

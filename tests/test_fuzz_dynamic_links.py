@@ -10,7 +10,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import actorflow as af
@@ -82,6 +82,17 @@ class Remove:
     return_items: bool
 
 
+@attrs.frozen
+class Toggle:
+    """Add the link if it is absent, else remove it: most schedules then re-add pairs
+    instead of being refused."""
+
+    at: float
+    target: str
+    options: dict[str, Any]
+    return_items: bool
+
+
 def link_options(target: str) -> st.SearchStrategy[dict[str, Any]]:
     workers = st.just(1) if target in SEQUENTIAL else st.sampled_from([0, 1, 2, 3])
     return st.fixed_dictionaries(
@@ -96,12 +107,18 @@ def link_options(target: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def operations(draw: st.DrawFn) -> Add | Remove:
-    at = draw(st.floats(0, ITEMS + 2, allow_nan=False).map(lambda t: round(t, 2)))
+def operations(draw: st.DrawFn) -> Add | Remove | Toggle:
+    # When, as a share of src's life: mostly while it emits, sometimes after it ended.
+    at = draw(st.floats(0, 1.15, allow_nan=False).map(lambda t: round(t, 3)))
     target = draw(st.sampled_from(CONSUMERS))
-    if draw(st.booleans()):
-        return Add(at, target, draw(link_options(target)))
-    return Remove(at, target, draw(st.booleans()))
+    kind = draw(st.sampled_from(["toggle", "toggle", "toggle", "add", "remove"]))
+    options = draw(link_options(target))
+    return_items = draw(st.booleans())
+    if kind == "add":
+        return Add(at, target, options)
+    if kind == "remove":
+        return Remove(at, target, return_items)
+    return Toggle(at, target, options, return_items)
 
 
 @attrs.define
@@ -115,8 +132,12 @@ class Ledger:
     live: set[str] = attrs.Factory(set)
     added_at: dict[str, int] = attrs.Factory(dict)
     closed_at: dict[str, int] = attrs.Factory(dict)
+    first: dict[str, int] = attrs.Factory(dict)
     touched: set[str] = attrs.Factory(set)
     ever: set[str] = attrs.Factory(set)
+    options: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    windows: dict[str, list[range]] = attrs.Factory(dict)
+    """Per target, the item numbers ``src`` may have offered to each incarnation."""
     slack: dict[str, int] = attrs.Factory(dict)
     """Adds and removes made while ``src`` was blocked mid-emit: the item it was
     sending is counted as emitted, and may or may not be offered to this link."""
@@ -133,6 +154,17 @@ class Ledger:
         done = link.delivered + link.depth + lost + link.returned
         self.accounted[target] = self.accounted.get(target, 0) + done
         self.delivered[target] = self.delivered.get(target, 0) + link.delivered + link.depth
+        self.windows.setdefault(target, []).append(range(self.first[target], emitted))
+        options = self.options[target]
+        if options.get("latest_only"):
+            allowed = {"replaced"}
+        elif options.get("overflow", "block") != "block":
+            allowed = {"overflow"}
+        else:
+            allowed = set()
+        # A link is also cut by its consumer's end or the system's shutdown.
+        allowed |= {"shutdown", "receiver_closed"}
+        assert set(link.dropped) <= allowed, (link, options)
 
 
 def build(records: dict[str, list[Any]], delays: dict[str, float], interval: float) -> af.Graph:
@@ -151,35 +183,53 @@ def build(records: dict[str, list[Any]], delays: dict[str, float], interval: flo
     return graph
 
 
-async def apply(system: af.System, op: Add | Remove, ledger: Ledger) -> None:
+async def apply(system: af.System, op: Add | Remove | Toggle, ledger: Ledger) -> None:
     """Apply one operation, checking the documented refusals."""
+    if isinstance(op, Toggle):
+        if op.target in ledger.live:
+            op = Remove(op.at, op.target, op.return_items)
+        else:
+            op = Add(op.at, op.target, op.options)
     status = system.status()
     emitted = status.actors["src"].emitted
     name = link_name(op.target)
     if isinstance(op, Add):
         if op.target in ledger.live:
+            event("add refused: duplicate")
             with pytest.raises(af.GraphError, match="declared twice"):
                 await system.add_link("src", op.target, **op.options)
             return
         if any(status.actors[end].state is af.ActorState.TERMINATED for end in ("src", op.target)):
+            event("add refused: a module ended")
             with pytest.raises(RuntimeError, match="has ended"):
                 await system.add_link("src", op.target, **op.options)
             return
         if op.target in ledger.ever:
+            event("pair re-added")
             # The removed incarnation's counters are shown until the pair is re-added.
             ledger.close(op.target, status.links[name], ledger.closed_at[op.target])
         spec = await system.add_link("src", op.target, **op.options)
         assert spec.name == name
+        fresh = system.status().links[name]  # the new incarnation, not the removed one
+        assert (fresh.sent, fresh.delivered, fresh.returned, fresh.depth) == (0, 0, 0, 0)
+        assert (fresh.dropped, fresh.closed) == ({}, False)
+        ledger.options[op.target] = op.options
+        blocked = status.actors["src"].blocked_on is not None
+        ledger.first[op.target] = emitted - 1 if blocked else emitted
         ledger.live.add(op.target)
         ledger.ever.add(op.target)
         ledger.added_at[op.target] = emitted
         ledger.note_blocked(op.target, status)
         return
     if op.target not in ledger.live:
+        event("remove refused: no such link")
         with pytest.raises(KeyError):
             await system.remove_link(name, return_items=op.return_items)
         return
+    event(f"removed, blocked={status.actors['src'].blocked_on is not None}")
     items = await system.remove_link(name, return_items=op.return_items)
+    if items:
+        event("items handed back")
     if not op.return_items:
         assert items == []
     ledger.returned.setdefault(op.target, []).extend(items)
@@ -188,6 +238,11 @@ async def apply(system: af.System, op: Add | Remove, ledger: Ledger) -> None:
     ledger.closed_at[op.target] = emitted
     ledger.note_blocked(op.target, status)
     assert name not in [link.name for link in system.graph.links]
+    gone = system.status().links[name]
+    assert gone.closed, gone
+    assert gone.returned == len(items), gone
+    if op.return_items:
+        assert gone.depth == 0, gone
 
 
 @attrs.frozen
@@ -198,14 +253,14 @@ class Stop:
 
 
 async def run(
-    schedule: list[Add | Remove | Stop], delays: dict[str, float], interval: float
+    schedule: list[Add | Remove | Toggle | Stop], delays: dict[str, float], interval: float
 ) -> None:
     records: dict[str, list[Any]] = {name: [] for name in (*CONSUMERS, "spare")}
     ledger = Ledger()
     with trio.fail_after(1000):
         async with af.open_system(build(records, delays, interval)) as system:
             for op in sorted(schedule, key=lambda op: op.at):
-                await trio.sleep_until(op.at)
+                await trio.sleep_until(op.at * ITEMS * interval)
                 if isinstance(op, Stop):
                     await system.stop()
                 else:
@@ -243,6 +298,9 @@ def check(status: af.SystemStatus, records: dict[str, list[Any]], ledger: Ledger
         assert len(set(returned)) == len(returned), (name, returned)
         assert not set(from_src) & set(returned), name
         assert len(from_src) == ledger.delivered.get(name, 0), name
+        windows = ledger.windows.get(name, [])
+        for item in [*from_src, *returned]:
+            assert any(item[1] in window for window in windows), (name, item, windows)
         off = ledger.accounted.get(name, 0) - ledger.offered.get(name, 0)
         assert abs(off) <= ledger.slack.get(name, 0), (name, ledger)
         actor = status.actors[name]
@@ -252,21 +310,42 @@ def check(status: af.SystemStatus, records: dict[str, list[Any]], ledger: Ledger
         assert link.depth == 0, link
 
 
-DELAYS = st.fixed_dictionaries({name: st.sampled_from([0, 0.3, 1.5]) for name in CONSUMERS})
+DELAYS = st.fixed_dictionaries({name: st.sampled_from([0, 0.3, 1.5, 4]) for name in CONSUMERS})
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    schedule=st.lists(operations(), max_size=12),
-    stop=st.none() | st.builds(Stop, st.sampled_from([0.5, 2.0, 5.5, 9.0])),
+    schedule=st.lists(operations(), max_size=20),
+    stop=st.none() | st.builds(Stop, st.sampled_from([0.05, 0.2, 0.5, 0.8])),
     delays=DELAYS,
     interval=st.sampled_from([0.25, 1.0]),
 )
+@example(  # removed while src is blocked mid-emit on it: that item is not offered
+    schedule=[Add(0.0, "a", {"buffer": 1}), Remove(2 / ITEMS, "a", return_items=False)],
+    stop=None,
+    delays={"a": 1.5, "b": 0, "c": 0},
+    interval=1.0,
+)
+@example(  # items handed back, the pair re-added with other options, then stop()
+    schedule=[
+        Add(0.0, "b", {"workers": 2}),
+        Remove(0.3, "b", return_items=True),
+        Add(0.31, "b", {"buffer": 1, "overflow": "drop_oldest"}),
+        Add(0.32, "b", {}),
+        Remove(0.9, "c", return_items=False),
+    ],
+    stop=Stop(0.5),
+    delays={"a": 0, "b": 4, "c": 1.5},
+    interval=0.25,
+)
 def test_random_link_schedules_lose_and_duplicate_nothing(
-    schedule: list[Add | Remove], stop: Stop | None, delays: dict[str, float], interval: float
+    schedule: list[Add | Remove | Toggle],
+    stop: Stop | None,
+    delays: dict[str, float],
+    interval: float,
 ) -> None:
     """Links come and go while items flow (and maybe while the system stops); the
     accounting, the untouched links and status() stay exact."""
-    ops: list[Add | Remove | Stop] = [*schedule, *([stop] if stop else [])]
+    ops: list[Add | Remove | Toggle | Stop] = [*schedule, *([stop] if stop else [])]
     clock = trio.testing.MockClock(autojump_threshold=0)
     trio.run(run, ops, delays, interval, clock=clock)

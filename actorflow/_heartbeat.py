@@ -19,7 +19,7 @@ import structlog
 import trio
 
 from ._exceptions import describe
-from ._logging import get_logger
+from ._logging import enabled_for, get_logger
 from ._status import SystemStatus
 from ._version import __version__
 
@@ -94,7 +94,7 @@ async def beat(
     async with trio.open_nursery() as reports:
         while True:
             await trio.sleep(interval)
-            logged = log.is_enabled_for(logging.INFO)
+            logged = enabled_for(log, logging.INFO)
             if not (reporters or logged):
                 continue
             data = snapshot(status(), started_at=started_at, version=__version__)

@@ -24,7 +24,7 @@ from typing import Any, Literal, TextIO, cast
 import structlog
 import structlog._config as _structlog_config
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "enabled_for", "get_logger"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -194,3 +194,13 @@ def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
         )
         return bound
     return _fallback_logger().bind(**context)
+
+
+def enabled_for(log: Any, level: int) -> bool:
+    """Whether ``log`` writes events at ``level``; True for a logger that cannot say
+    (an application that configured structlog's generic ``BoundLogger``), so that such
+    a logger gets every event instead of crashing the system."""
+    try:
+        return bool(log.is_enabled_for(level))
+    except AttributeError:  # proxied to a logger that has no such method
+        return True

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import structlog
@@ -202,3 +202,37 @@ def test_running_a_graph_changes_no_global_logging_state() -> None:
     structlog.reset_defaults()
     assert (structlog.is_configured(), dict(structlog.get_config())) == before
     assert (root.level, list(root.handlers), logging.root.manager.disable) == root_before
+
+
+def test_an_application_logging_through_the_generic_bound_logger_runs_graphs(
+    tmp_path: Any,
+) -> None:
+    """structlog's generic BoundLogger cannot say which levels it writes: actorflow then
+    writes every event through it instead of crashing on its first check."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "generic.py"
+    script.write_text(
+        "import structlog, trio, trio.testing\n"
+        "import actorflow as af\n"
+        "structlog.configure(processors=[structlog.processors.KeyValueRenderer()],\n"
+        "    wrapper_class=structlog.BoundLogger,\n"
+        "    logger_factory=structlog.PrintLoggerFactory(open('/dev/null', 'w')))\n"
+        "async def main():\n"
+        "    g = af.Graph(name='g')\n"
+        "    g.add('a', af.Inlet); g.add('o', af.Outlet); g.link('a', 'o')\n"
+        "    async with af.open_system(g, heartbeat_interval=1) as system:\n"
+        "        await system.send('a', 1)\n"
+        "        await trio.sleep(3)\n"
+        "        await system.close('a')\n"
+        "        async with system.receive('o') as items:\n"
+        "            got = [n async for n in items]\n"
+        "    print('got', got, system.status().state.value)\n"
+        "trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "got [1] done" in done.stdout

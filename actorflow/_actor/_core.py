@@ -29,7 +29,7 @@ from .._graph import ModuleSpec
 from .._hooks import HookStyle, call_hook, hook_style
 from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
-from .._logging import get_logger
+from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
 from .._settings import Settings
 from .._status import ActorState, ActorStatus, DropReason, EndReason
@@ -145,7 +145,7 @@ class Actor:
         self.log = get_logger(actor=spec.name)
         # Batches come and go thousands of times a second: build their debug events
         # only when someone will read them.
-        self.debug = self.log.is_enabled_for(logging.DEBUG)
+        self.debug = enabled_for(self.log, logging.DEBUG)
         self._on_terminated = on_terminated
         self._system_stopping = system_stopping
         self.state = ActorState.CREATED

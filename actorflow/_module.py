@@ -144,15 +144,27 @@ def missing_hook(cls: type[Module]) -> tuple[str, str | None] | None:
     hook = cls._required_hook
     if hook is None or getattr(cls, hook, None) not in _UNIMPLEMENTED:
         return None
+    users = [
+        k for k in cls.__mro__ if not k.__module__.startswith("actorflow.") and k is not object
+    ]
+    if any(_sets(value, hook) for klass in users for value in vars(klass).values()):
+        return None  # the hook is given per instance (``self.process = ...`` in __init__)
     own = {
         name
-        for klass in cls.__mro__
-        if not klass.__module__.startswith("actorflow.") and klass is not object
+        for klass in users
         for name in vars(klass)
         if not name.startswith("__") and name != hook
     }
     close = difflib.get_close_matches(hook, sorted(own), n=1, cutoff=0.6)
     return hook, close[0] if close else None
+
+
+def _sets(value: Any, attribute: str) -> bool:
+    """Whether the function ``value`` (a method, say) sets ``self.<attribute>``."""
+    code = getattr(getattr(value, "__func__", value), "__code__", None)
+    return code is not None and any(
+        op.opname == "STORE_ATTR" and op.argval == attribute for op in dis.get_instructions(code)
+    )
 
 
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})

@@ -108,3 +108,31 @@ def test_setting_a_runtime_owned_attribute_is_refused_when_the_class_is_made() -
 
             def consume(self, data: Any) -> None:
                 pass
+
+
+class _HookGivenPerInstance(af.Processor):
+    def __init__(self, mode: str = "sync") -> None:
+        if mode == "async":
+
+            async def add_async(data: int) -> int:
+                return data + 100
+
+            self.process = add_async
+        else:
+            self.process = lambda data: data + 100
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_hook_given_per_instance_in_init_is_not_a_missing_hook(mode: str) -> None:
+    """``self.process = fn`` in ``__init__`` defines the hook (per instance): the graph
+    is valid and the instance's hook, sync or async, handles the items."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("p", _HookGivenPerInstance, mode=mode)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    assert graph.problems() == []
+    async with af.open_system(graph):
+        pass
+    assert out == [100, 101, 102]

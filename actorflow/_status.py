@@ -81,6 +81,9 @@ class DropReason(Vocabulary):
     """A remote entry that could not be decoded."""
     UNMATCHED = "unmatched"
     """Waiting for a partner in ``read_synced`` that an ended input can never send."""
+    LINK_REMOVED = "link_removed"
+    """Sent while the link was being removed: the producer was blocked on it, or owed it
+    items, when ``remove_link`` took it away (its other links still got them)."""
 
 
 class ActorState(enum.Enum):

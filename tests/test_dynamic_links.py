@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
-from sample_modules import Collect, Forever, Pass
+from sample_modules import Collect, Forever, Numbers, Pass
 
 import actorflow as af
 
@@ -460,3 +460,52 @@ async def test_a_regular_link_added_beside_links_with_workers_is_read(
         assert system.status().actors["pass"].mailbox_depth == 0
         await system.stop()
     assert [item["n"] for item in out if isinstance(item, dict)] == [0, 1, 2]
+
+
+async def test_items_owed_to_a_removed_link_are_counted_not_stranded_in_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A producer stopped while blocked on a link owes it items; once that link is
+    removed, the restarted producer sends it nothing: what was owed is counted on the
+    removed link as ``link_removed`` (it was delivered into it, and stranded there)."""
+
+    class Fives(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, data: int) -> af.Many:
+            return af.Many([data] * 5)
+
+    class Idle(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        async def start(self) -> None:
+            await trio.sleep(3)
+
+    class Slow(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        async def consume(self, data: int) -> None:
+            await trio.sleep(0.05)
+
+    graph = af.Graph("g")
+    graph.add("src", Numbers, count=1000)
+    graph.add("p", Fives)
+    graph.add("idle", Idle)
+    graph.add("s", Slow)
+    graph.link("src", "p", buffer=4)
+    graph.link("p", "s", buffer=2)
+    graph.link("idle", "s")
+    async with af.open_system(graph) as system:
+        await trio.sleep(0.3)
+        supervisor = system.supervisor()
+        await supervisor.terminate_child("p")
+        back = await system.remove_link("p.out -> s.in", return_items=True)
+        await supervisor.restart_child("p")
+        await trio.sleep(1.0)
+        removed = system.status().links["p.out -> s.in"]
+        system.cancel()
+    assert removed.depth == 0, removed
+    assert removed.sent == removed.delivered + removed.returned, removed
+    assert removed.returned == len(back)
+    assert set(removed.dropped) <= {"link_removed"}, removed

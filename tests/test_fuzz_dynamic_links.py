@@ -163,7 +163,7 @@ class Ledger:
         else:
             allowed = set()
         # A link is also cut by its consumer's end or the system's shutdown.
-        allowed |= {"shutdown", "receiver_closed"}
+        allowed |= {"shutdown", "receiver_closed", "link_removed"}
         assert set(link.dropped) <= allowed, (link, options)
 
 

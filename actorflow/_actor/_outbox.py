@@ -185,7 +185,8 @@ class Outbox:
 
     async def _send_one(self, link: Link, items: list[Any], port: str) -> None:
         if link.closed:
-            return  # removed while this send waited on a sibling
+            self._removed(link, len(items))  # removed while this send waited on a sibling
+            return
         if link.copier is None:
             await self._deliver(link, items, port)
             return
@@ -198,8 +199,11 @@ class Outbox:
                 if position < len(items) and pacing.now() >= pacing.deadline:
                     await pacing.yield_()
         except BaseException:
-            if position < len(items) and not link.closed:
-                self._owe(link, self.copies_for(link, items[position:]))
+            if position < len(items):
+                if _removed_meanwhile(link):
+                    self._removed(link, len(items) - position)
+                else:
+                    self._owe(link, self.copies_for(link, items[position:]))
             raise
 
     async def _deliver(self, link: Link, batch: list[Any], port: str) -> None:
@@ -217,14 +221,27 @@ class Outbox:
                 if run is not None and run.stopping:
                     raise Stop
                 await link.wait_for_space()
-                if link.closed:
-                    break  # removed: it gets nothing more
+                if link.closed:  # removed: it gets nothing more
+                    self._removed(link, len(batch) - accepted)
+                    break
                 accepted = link.offer(batch, accepted)
         except BaseException:
-            if accepted < len(batch) and not link.closed:
-                self._owe(link, batch[accepted:])
+            if accepted < len(batch):
+                if link.closed:
+                    self._removed(link, len(batch) - accepted)
+                else:
+                    self._owe(link, batch[accepted:])
             raise
         owner.set_state(previous)
+
+    def _removed(self, link: Link, count: int) -> None:
+        """``count`` items meant for ``link`` never reached it: it was removed while the
+        actor was sending them. Counted on the link, never lost in silence."""
+        if count:
+            link.drop(count, DropReason.LINK_REMOVED)
+            self.owner.log.warning(
+                "link.dropped", link=link.name, reason=DropReason.LINK_REMOVED, count=count
+            )
 
     def owe(self, items: list[Any], port: str) -> None:
         """Keep outputs that could not be sent now; they go out before anything else."""
@@ -246,6 +263,10 @@ class Outbox:
         owed = self.owed
         while owed:
             link, items = owed[0]
+            if link.closed:  # removed since: it gets nothing more
+                self._removed(link, len(items))
+                owed.popleft()
+                continue
             accepted = link.offer(items)
             if accepted < len(items):
                 owed[0] = (link, items[accepted:])
@@ -268,3 +289,9 @@ class Outbox:
         for links in self.outputs.values():
             for link in links:
                 link.close()
+
+
+def _removed_meanwhile(link: Link) -> bool:
+    """Whether ``link`` was removed while the send awaited (a call, so that a check made
+    before the await does not decide this one)."""
+    return link.closed

@@ -140,7 +140,11 @@ async def _call_in_thread(hook: Callable[[], Any], *, abandon_on_cancel: bool) -
     do-nothing hooks a task inherits are called in place: no thread for nothing."""
     inherited = getattr(hook, "__func__", None) in (Task.validate, Task.cleanup)
     if hook_style(hook) is HookStyle.SYNC and not inherited:
-        result = await trio.to_thread.run_sync(hook, abandon_on_cancel=abandon_on_cancel)
+        # Boxed both ways: trio refuses a callable that looks async (an object with an
+        # async __call__) and a coroutine coming back; such a result is awaited below.
+        (result,) = await trio.to_thread.run_sync(
+            lambda: (hook(),), abandon_on_cancel=abandon_on_cancel
+        )
     else:
         result = hook()
     if inspect.isawaitable(result):

@@ -82,8 +82,8 @@ class DropReason(Vocabulary):
     UNMATCHED = "unmatched"
     """Waiting for a partner in ``read_synced`` that an ended input can never send."""
     LINK_REMOVED = "link_removed"
-    """Sent while the link was being removed: the producer was blocked on it, or owed it
-    items, when ``remove_link`` took it away (its other links still got them)."""
+    """Meant for a link that ``remove_link`` took away while its producer was blocked on
+    it, or owed it items (the producer's other links still got them)."""
 
 
 class ActorState(enum.Enum):

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 import pytest
+import trio
+from sample_modules import Collect, Numbers
 
 import actorflow as af
 from actorflow._hooks import HookStyle, accepts_port, call_hook, hook_style
@@ -297,4 +299,40 @@ async def test_a_decorated_async_run_step_is_awaited() -> None:
     graph.link("steps", "sink")
     async with af.open_system(graph):
         pass
+    assert out == [0, 1, 2]
+
+
+class _AsyncCallable:
+    """A hook that is an object with an async ``__call__`` (looks sync to inspection)."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    async def __call__(self, data: int) -> int:
+        await trio.lowlevel.checkpoint()
+        self.seen.append(data)
+        return data
+
+
+async def test_a_blocking_modules_hook_that_returns_an_awaitable_is_awaited() -> None:
+    """A blocking module's hook runs in a thread; when it returns an awaitable (an
+    object with an async ``__call__``), that is awaited on the event loop instead of
+    failing in trio's thread call."""
+    seen: list[int] = []
+    out: list[int] = []
+
+    class Threaded(af.Processor):
+        blocking = True
+
+        def __init__(self) -> None:
+            self.process = _AsyncCallable(seen)
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("p", Threaded)
+    graph.add("k", Collect, into=out)
+    graph.chain("src", "p", "k")
+    async with af.open_system(graph):
+        pass
+    assert seen == [0, 1, 2]
     assert out == [0, 1, 2]

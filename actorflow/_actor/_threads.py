@@ -9,6 +9,7 @@ and counted) rather than run beside it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,13 @@ import structlog
 import trio
 
 __all__ = ["Threads"]
+
+
+@attrs.frozen
+class _Awaitable:
+    """An awaitable a hook returned in its thread, carried back to the event loop."""
+
+    value: Any
 
 
 @attrs.define(slots=True, eq=False)
@@ -39,17 +47,24 @@ class Threads:
 
         def call() -> Any:
             try:
-                return fn(*args)
+                result = fn(*args)
+                # A sync-looking hook that returns an awaitable (an undecorated wrapper
+                # of an async function): trio refuses a coroutine from a thread, so it
+                # comes back boxed, to be awaited on the event loop.
+                return _Awaitable(result) if inspect.isawaitable(result) else result
             finally:
                 with contextlib.suppress(trio.RunFinishedError):  # the run is over
                     token.run_sync_soon(done.set)
 
         try:
-            return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+            result = await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
         except BaseException:
             if not done.is_set():
                 self.abandoned.add(done)
             raise
+        if type(result) is _Awaitable:
+            return await result.value
+        return result
 
     async def settle(self, limit: float, log: structlog.typing.FilteringBoundLogger) -> None:
         """Wait up to ``limit`` seconds for the abandoned calls to finish in their threads."""

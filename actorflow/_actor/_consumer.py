@@ -89,9 +89,9 @@ class ConsumerDriver:
         async def threaded(*args: Any) -> Any:
             if gathered:
                 return Many(await in_thread(lambda: list(hook(*args))))
-            result = await in_thread(hook, *args)
-            # A decorator without functools.wraps can hide an async def.
-            return await result if inspect.isawaitable(result) else result
+            # A decorator without functools.wraps can hide an async def: what it
+            # returns is awaited by the thread call itself (Threads.run).
+            return await in_thread(hook, *args)
 
         return threaded
 

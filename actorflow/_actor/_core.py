@@ -14,7 +14,6 @@ the loop much longer than a quantum while others wait.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -493,8 +492,7 @@ class Actor:
         if blocking is None:
             blocking = self.module.blocking
         if blocking and hook_style(fn) is HookStyle.SYNC:
-            result = await self.in_thread(fn)
-            return await result if inspect.isawaitable(result) else result
+            return await self.in_thread(fn)  # an awaitable it returns is awaited there
         return await call_hook(fn)
 
     # -- the module's runtime (ModuleContext) ------------------------------------------

@@ -180,7 +180,7 @@ def _check_config(
 
 
 def load_graph(path: str | Path, registry: Registry | None = None) -> tuple[Graph, Settings]:
-    """Read a graph file; return the graph (not yet validated as a graph) and settings.
+    """Read a graph file; return the graph, validated as a whole, and its settings.
 
     Raises:
         GraphFileError: The file is missing, not TOML, or describes something invalid;

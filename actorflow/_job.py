@@ -32,7 +32,7 @@ from ._exceptions import (
 from ._heartbeat import Reporter, beat
 from ._hooks import HookStyle, call_hook, hook_style
 from ._interrupt import run_interruptible
-from ._lifecycle import TASK_EVENTS, cleanup, construct, validate
+from ._lifecycle import TASK_EVENTS, cleanup, construct, does_nothing, validate
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
 
@@ -66,6 +66,7 @@ class Task:
     _log: FilteringBoundLogger | None = None
     _last_logged: float | None = None
 
+    @does_nothing
     def validate(self) -> Any:
         """Refuse a bad configuration by raising; runs before any task of the job runs."""
         return None
@@ -74,6 +75,7 @@ class Task:
         """Do the work."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run()")
 
+    @does_nothing
     def cleanup(self) -> Any:
         """Release what the task holds; runs if the task was started, whatever happened."""
         return None
@@ -136,10 +138,9 @@ class JobResult:
 
 async def _call_in_thread(hook: Callable[[], Any], *, abandon_on_cancel: bool) -> Any:
     """Call a task's hook as the :class:`Task` docstring promises: a sync one in a worker
-    thread (tasks block: encoding, copying files), an async one on the event loop. The
-    do-nothing hooks a task inherits are called in place: no thread for nothing."""
-    inherited = getattr(hook, "__func__", None) in (Task.validate, Task.cleanup)
-    if hook_style(hook) is HookStyle.SYNC and not inherited:
+    thread (tasks block: encoding, copying files), an async one on the event loop. (The
+    do-nothing hooks a task inherits are not called at all: see ``does_nothing``.)"""
+    if hook_style(hook) is HookStyle.SYNC:
         # Boxed both ways: trio refuses a callable that looks async (an object with an
         # async __call__) and a coroutine coming back; such a result is awaited below.
         (result,) = await trio.to_thread.run_sync(
@@ -200,9 +201,9 @@ class Job:
         self._timings: dict[str, tuple[float, float]] = {}
         self._error: LifecycleError | None = None
         self._failed: dict[str, LifecycleError] = {}
+        """Every task that failed, in any phase (cleanup too), with its own error."""
         self._threads = Threads()
         """Sync runs a cancellation abandoned: a task's cleanup waits for its run."""
-        """Every task that failed, in any phase (cleanup too), with its own error."""
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -159,12 +159,18 @@ def missing_hook(cls: type[Module]) -> tuple[str, str | None] | None:
     return hook, close[0] if close else None
 
 
+def _stored(value: Any) -> list[str]:
+    """The attributes the function ``value`` (a method, say) sets on an object
+    (``self.<name> = ...``), in the order its code sets them; none if not a function."""
+    code = getattr(getattr(value, "__func__", value), "__code__", None)
+    if code is None:
+        return []
+    return [op.argval for op in dis.get_instructions(code) if op.opname == "STORE_ATTR"]
+
+
 def _sets(value: Any, attribute: str) -> bool:
     """Whether the function ``value`` (a method, say) sets ``self.<attribute>``."""
-    code = getattr(getattr(value, "__func__", value), "__code__", None)
-    return code is not None and any(
-        op.opname == "STORE_ATTR" and op.argval == attribute for op in dis.get_instructions(code)
-    )
+    return attribute in _stored(value)
 
 
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
@@ -180,15 +186,11 @@ def _refuse_runtime_attributes(cls: type) -> None:
                 f"{cls.__qualname__} defines {attr!r}, which the runtime owns "
                 f"(Module.{attr} is read-only); give yours another name"
             )
-        code = getattr(getattr(value, "__func__", value), "__code__", None)
-        if code is None:
-            continue
-        for instruction in dis.get_instructions(code):
-            if instruction.opname == "STORE_ATTR" and instruction.argval in _RUNTIME_OWNED:
+        for stored in _stored(value):
+            if stored in _RUNTIME_OWNED:
                 raise TypeError(
-                    f"{cls.__qualname__}.{attr} sets self.{instruction.argval}, which the "
-                    f"runtime owns (Module.{instruction.argval} is read-only); give "
-                    "yours another name"
+                    f"{cls.__qualname__}.{attr} sets self.{stored}, which the runtime "
+                    f"owns (Module.{stored} is read-only); give yours another name"
                 )
 
 

@@ -292,3 +292,65 @@ async def test_an_abandoned_call_that_overruns_the_cleanup_timeout_is_logged() -
     [overrun] = [log for log in logs if log["event"] == "actor.thread_overrun"]
     assert overrun["actor"] == "sink"
     assert overrun["calls"] == 1
+
+
+class GatedGenerator(af.Source):
+    """A blocking source whose generator blocks in its thread until the test opens the
+    gate, and journals when it is closed."""
+
+    blocking = True
+
+    def __init__(self, gate: threading.Event, entered: trio.Event, journal: list[str]) -> None:
+        self.gate = gate
+        self.entered = entered
+        self.journal = journal
+
+    def start(self) -> Any:
+        def items() -> Any:
+            try:
+                trio.from_thread.run_sync(self.entered.set)
+                self.gate.wait(timeout=30)
+                self.journal.append("pulled")
+                yield 1
+            finally:
+                self.journal.append(f"closed in {threading.current_thread().name}")
+
+        return items()
+
+    async def cleanup(self) -> None:
+        self.journal.append("cleanup")
+
+
+async def test_cancelling_a_blocking_source_mid_pull_closes_its_generator_after_the_pull() -> None:
+    """A blocking source cancelled while its generator runs in a thread is not a failure:
+    the generator is closed once that pull returns (never while it executes), and before
+    cleanup()."""
+    gate = threading.Event()
+    entered = trio.Event()
+    cancelled = trio.Event()
+    journal: list[str] = []
+    graph = af.Graph()
+    graph.add("src", GatedGenerator, gate=gate, entered=entered, journal=journal)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+
+    async def open_the_gate_once_everything_waits() -> None:
+        await cancelled.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+
+    try:
+        with trio.fail_after(20), structlog.testing.capture_logs() as events:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(open_the_gate_once_everything_waits)
+                async with af.open_system(graph, cleanup_timeout=15) as system:
+                    await entered.wait()
+                    system.cancel()
+                    cancelled.set()
+    finally:
+        gate.set()
+    assert journal[0] == "pulled"
+    assert journal[1].startswith("closed in") and journal[2] == "cleanup"
+    src = system.status().actors["src"]
+    assert src.reason != af.EndReason.FAILED and src.errors == 0
+    assert not [e for e in events if e["log_level"] == "error"], events

@@ -9,6 +9,7 @@ thread. A source with a ``retry_interval`` tries again while it is active.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import AsyncIterator, Iterator
 from itertools import islice
 from typing import Any
@@ -203,19 +204,18 @@ class SourceDriver:
         """A blocking module's generator: each item is pulled in a worker thread."""
         room, incarnation = self.room, self.incarnation
         end = object()
+        generator = _ThreadedIterator(iterator, end)
         try:
             while incarnation.active:
                 try:
-                    item = await room.in_thread(next, iterator, end)
+                    item = await room.in_thread(generator.pull)
                 except Exception as exc:
                     raise _start_failed(room, exc) from exc
                 if item is end:
                     return
                 await room.emit(item)
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            generator.close()
 
     async def _pull_async(self, iterator: AsyncIterator[Any]) -> None:
         room, incarnation = self.room, self.incarnation
@@ -233,3 +233,47 @@ class SourceDriver:
             if aclose is not None:
                 with trio.CancelScope(shield=True):
                     await aclose()
+
+
+class _ThreadedIterator:
+    """An iterator advanced in worker threads and closed from the event loop.
+
+    A cancelled pull is abandoned and keeps running in its thread; closing the
+    generator then would fail with "generator already executing". The close waits
+    for nothing: whichever side sees the iterator idle last closes it (closing twice
+    is harmless), so it is closed after the last pull and before ``cleanup()``, which
+    waits for abandoned calls.
+    """
+
+    __slots__ = ("_close_requested", "_end", "_iterator", "_lock")
+
+    def __init__(self, iterator: Iterator[Any], end: object) -> None:
+        self._iterator = iterator
+        self._end = end
+        self._lock = threading.Lock()
+        self._close_requested = False
+
+    def pull(self) -> Any:
+        """The next item, or ``end``; in a worker thread."""
+        with self._lock:
+            if self._close_requested:
+                return self._end
+            try:
+                return next(self._iterator, self._end)
+            finally:
+                if self._close_requested:
+                    self._close()
+
+    def close(self) -> None:
+        """Close now if no pull is running, else have the running pull close it."""
+        self._close_requested = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
+
+    def _close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -32,11 +33,12 @@ from ._graph import Graph
 from ._graphfile import load_any
 from ._interrupt import run_interruptible
 from ._job import Job, JobResult
-from ._logging import configure_logging
+from ._logging import configure_logging, get_logger, log_write_error
 from ._registry import Registry
 from ._settings import Settings
 from ._status import SystemStatus
 from ._system import open_system
+from ._version import __version__
 from ._view import view_job, view_status
 
 __all__ = ["main"]
@@ -252,6 +254,12 @@ def _log_to(args: argparse.Namespace) -> None:
         raise _BadOption(f"--log {args.log}: cannot write to it: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise _BadOption(f"--log-level: {exc}") from None
+    # The first event proves the file takes writes (a full disk, /dev/full, opens fine).
+    with contextlib.redirect_stderr(io.StringIO()):  # said below, in one line
+        get_logger().info("log.opened", path=args.log, version=__version__)
+    failed = log_write_error()
+    if failed is not None:
+        raise _BadOption(f"--log {args.log}: cannot write to it: {failed.strerror or failed}")
 
 
 def _list_modules() -> int:

@@ -48,6 +48,7 @@ from ._exceptions import GraphFileError, RegistryError
 from ._graph import Graph
 from ._job import Job, Task
 from ._module import Module
+from ._paths import NotARegularFile, regular_file_size
 from ._registry import Registry
 from ._settings import Settings
 from ._specs import LINK_OPTIONS, SupervisorSpec
@@ -215,11 +216,18 @@ def load_any(path: str | Path, registry: Registry | None = None) -> tuple[Graph,
     return _job_from(path, data, registry) if _is_job(data) else _graph_from(path, data, registry)
 
 
+MAX_FILE_SIZE = 16 * 2**20
+"""A graph or job file bigger than this (16 MiB) is refused unread."""
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
+        regular_file_size(path, limit=MAX_FILE_SIZE)
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
         raise GraphFileError(path, ["not valid TOML: nested too deeply"]) from None
+    except NotARegularFile as exc:
+        raise GraphFileError(path, [f"cannot read it: {exc}"]) from None
     except OSError as exc:
         raise GraphFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, TextIO
 import attrs
 
 from ._logging import _LEVELS
+from ._paths import regular_file_size
 
 __all__ = [
     "ActorSummary",
@@ -90,7 +91,9 @@ class Tail:
 
     @classmethod
     def open(cls, path: str) -> Tail:
-        """Open ``path`` for reading; raises ``OSError`` if it cannot be read."""
+        """Open ``path`` for reading; raises ``OSError`` if it cannot be read or is not
+        a regular file (a device or a pipe would be read for ever)."""
+        regular_file_size(path)
         return cls(path, open(path, "rb"))
 
     def close(self) -> None:
@@ -767,7 +770,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         tail = Tail.open(args.file)
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        reason = exc.strerror if isinstance(exc, OSError) else None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else None
         print(f"error: {args.file}: cannot read it: {reason or exc}", file=err)
         return 2
     try:

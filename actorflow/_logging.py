@@ -17,6 +17,7 @@ by :func:`configure_logging`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any, Literal, TextIO, cast
@@ -24,7 +25,7 @@ from typing import Any, Literal, TextIO, cast
 import structlog
 import structlog._config as _structlog_config
 
-__all__ = ["configure_logging", "enabled_for", "get_logger"]
+__all__ = ["configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -35,15 +36,73 @@ _LEVELS = {
 }
 
 
+class _GuardedStream:
+    """Where configured events are written: a write that fails (a full disk, a file
+    system gone, a closed stderr) is said once, in one line on stderr, and the events
+    after it are counted, never raised into the module or actor that logged them."""
+
+    def __init__(self, stream: TextIO | None, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.error: OSError | None = None
+        self.lost = 0
+        """Events not written since the first failure."""
+
+    def write(self, text: str) -> int:
+        if self.error is None and self.stream is not None:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+                self._failed(exc)
+        self.lost += 1
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is None and self.stream is not None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
+
+    def isatty(self) -> bool:
+        return self.stream is not None and self.error is None and self.stream.isatty()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+
+    def _failed(self, exc: OSError | ValueError) -> None:
+        self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if self.stream is not sys.stderr and sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                print(
+                    f"actorflow: cannot write the log to {self.name}: {reason}; "
+                    "later events are not written",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
 _owned_stream: TextIO | None = None
 """A log file ``configure_logging`` opened itself, closed when it is reconfigured."""
+
+_target: _GuardedStream | None = None
+"""Where :func:`configure_logging` sends events now."""
 
 
 def _release_owned_stream() -> None:
     global _owned_stream
     if _owned_stream is not None:
-        _owned_stream.close()
+        with contextlib.suppress(OSError, ValueError):
+            _owned_stream.close()
         _owned_stream = None
+
+
+def log_write_error() -> OSError | None:
+    """Why the configured log could not be written, if a write has failed."""
+    return None if _target is None else _target.error
 
 
 def _level_number(level: str | int) -> int:
@@ -72,22 +131,28 @@ def configure_logging(
         file: A path to append to (opened line-buffered, and closed when logging is
             configured again), an open text stream, or ``None`` for stderr.
 
+    A write that fails later (a full disk) is said once on stderr and never raised into
+    the code that logged; :func:`log_write_error` tells whether one has.
+
     Raises:
         ValueError: ``format`` or ``level`` is not one of the accepted values.
+        OSError: ``file`` is a path that cannot be opened for appending.
     """
     if format not in ("console", "json"):
         raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
-    global _owned_stream
+    global _owned_stream, _target
     number = _level_number(level)
     _release_owned_stream()
-    stream: TextIO
+    raw: TextIO | None
     if file is None:
-        stream = sys.stderr
+        raw = sys.stderr
     elif isinstance(file, str):
-        stream = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-        _owned_stream = stream
+        raw = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        _owned_stream = raw
     else:
-        stream = file
+        raw = file
+    name = file if isinstance(file, str) else getattr(raw, "name", "the log stream")
+    stream = _target = _GuardedStream(raw, str(name))
     renderer: Any
     if format == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
@@ -105,7 +170,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream)),
         cache_logger_on_first_use=False,
     )
 

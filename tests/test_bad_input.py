@@ -3,6 +3,7 @@ clear error naming the culprit: never a crash, a stray builtin error or a traceb
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -217,6 +218,11 @@ def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
         f'[tool.actorflow.modules]\nreadings = "{__name__}:Readings"\nstore = "{__name__}:Store"\n'
     )
     monkeypatch.syspath_prepend(str(Path(__file__).parent.parent))
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as file:
+        file.truncate(200 * 1024 * 1024)  # sparse: a 200 MB graph file costs no disk
     for argv, path in [
         (["run", str(tmp_path)], str(tmp_path)),
         (["validate", str(regular / "x.toml")], str(regular / "x.toml")),
@@ -226,6 +232,12 @@ def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
         (["run", str(graph), "--log", str(regular / "x.log")], str(regular / "x.log")),
         (["run", str(graph), "--log", str(tmp_path / "no" / "x.log")], "x.log"),
         (["run", str(graph), "--log", str(tmp_path / "ok.log"), "--log-level", "loud"], "loud"),
+        (["run", str(graph), "--log", "/dev/full"], "/dev/full"),  # opens, takes no write
+        (["validate", "/dev/zero"], "/dev/zero"),  # endless: not a regular file
+        (["run", "/dev/stdin"], "/dev/stdin"),
+        (["logs", "/dev/zero"], "/dev/zero"),
+        (["validate", str(fifo)], str(fifo)),
+        (["validate", str(huge)], str(huge)),
     ]:
         code, err = run_cli(argv, capsys)
         assert code == 2, argv

@@ -350,7 +350,9 @@ async def test_cancelling_a_blocking_source_mid_pull_closes_its_generator_after_
     finally:
         gate.set()
     assert journal[0] == "pulled"
-    assert journal[1].startswith("closed in") and journal[2] == "cleanup"
+    assert journal[1].startswith("closed in")
+    assert journal[2] == "cleanup"
     src = system.status().actors["src"]
-    assert src.reason != af.EndReason.FAILED and src.errors == 0
+    assert src.reason != af.EndReason.FAILED
+    assert src.errors == 0
     assert not [e for e in events if e["log_level"] == "error"], events

@@ -15,7 +15,7 @@ import structlog.testing
 from sample_modules import Collect, Numbers
 
 import actorflow as af
-from actorflow._logging import get_logger
+from actorflow._logging import get_logger, log_write_error
 
 
 def small_graph() -> af.Graph:
@@ -236,3 +236,38 @@ def test_an_application_logging_through_the_generic_bound_logger_runs_graphs(
     )
     assert done.returncode == 0, done.stderr
     assert "got [1] done" in done.stdout
+
+
+class FillsUp(io.StringIO):
+    """A log stream whose disk fills up after ``room`` writes."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        self.room -= 1
+        return super().write(text)
+
+
+def test_a_log_that_cannot_be_written_mid_run_is_said_once_and_never_fails_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A full disk under the log is one line on stderr; the modules that log carry on."""
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=50)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "sink")
+    stream = FillsUp(room=4)  # print() writes a line and its newline apart
+    af.configure_logging(format="json", level="debug", file=stream)
+    status = af.run(graph)
+    assert out == list(range(50))
+    assert status.actors["sink"].errors == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot write the log") == 1, err
+    assert "No space left on device" in err
+    assert len(stream.getvalue().splitlines()) == 2
+    assert log_write_error() is not None

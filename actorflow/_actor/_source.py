@@ -251,22 +251,22 @@ class _ThreadedIterator:
         self._iterator = iterator
         self._end = end
         self._lock = threading.Lock()
-        self._close_requested = False
+        self._close_requested = threading.Event()
 
     def pull(self) -> Any:
         """The next item, or ``end``; in a worker thread."""
         with self._lock:
-            if self._close_requested:
+            if self._close_requested.is_set():
                 return self._end
             try:
                 return next(self._iterator, self._end)
             finally:
-                if self._close_requested:
+                if self._close_requested.is_set():
                     self._close()
 
     def close(self) -> None:
         """Close now if no pull is running, else have the running pull close it."""
-        self._close_requested = True
+        self._close_requested.set()
         if self._lock.acquire(blocking=False):
             try:
                 self._close()

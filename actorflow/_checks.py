@@ -6,19 +6,29 @@ it is written, with a sentence that says what would be accepted.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
+import reprlib
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 
 __all__ = [
+    "MAX_BATCH",
+    "MAX_BUFFER",
+    "MAX_COUNT",
+    "MAX_THREADS",
+    "MAX_WORKERS",
+    "YEAR",
+    "check_seconds",
     "coerce_enum",
-    "non_negative_int",
-    "non_negative_number",
-    "positive_int",
-    "positive_int_or_none",
-    "positive_number",
+    "did_you_mean",
+    "fraction",
+    "seconds",
+    "short",
+    "whole",
 ]
 
 _E = TypeVar("_E", bound=enum.Enum)
@@ -51,26 +61,99 @@ def coerce_enum(kind: type[_E], value: _E | str, option: str) -> _E:
         raise ValueError(f"{option} must be one of {choices}, got {value!r}") from None
 
 
-def positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (_is_int(value) and value >= 1):
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]
+
+YEAR = 365 * 24 * 3600.0
+"""The longest duration any option takes: beyond it, a value is a slip of the finger."""
+
+MAX_BUFFER = 100_000_000
+"""The most items a link holds (each one a reference held in memory)."""
+
+MAX_BATCH = 1_000_000
+"""The most items moved in one batch."""
+
+MAX_WORKERS = 10_000
+"""The most concurrent workers (trio tasks) one module runs."""
+
+MAX_THREADS = 10_000
+"""The most worker threads blocking calls may use at once."""
+
+MAX_COUNT = 1_000_000_000
+"""The most of a count that needs no memory per unit (restarts, attempts)."""
+
+SHORTEST = 1e-6
+"""The shortest positive duration any option takes (one microsecond)."""
 
 
-def positive_int_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not (_is_int(value) and value >= 1):
-        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
+def whole(low: int, high: int, *, none: bool = False) -> Validator:
+    """An integer from ``low`` to ``high`` (or ``None`` if ``none``): a count big enough
+    for any real graph, small enough that a typo cannot make a run that never ends."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if none and value is None:
+            return
+        if not (_is_int(value) and low <= value <= high):
+            allowed = f"an integer from {low} to {high:,}" + (" or None" if none else "")
+            raise ValueError(f"{attribute.name} must be {allowed}, got {short(value)}")
+
+    return check
 
 
-def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (_is_int(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+def seconds(*, zero: bool = False, infinite: bool = False) -> Validator:
+    """A duration in seconds: finite (unless ``infinite``), at most a year, and either
+    0 (if ``zero``) or at least a microsecond, so that neither an overflow nor a
+    denormal (``1e-320``) reaches a clock."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        check_seconds(attribute.name, value, zero=zero, infinite=infinite)
+
+    return check
 
 
-def positive_number(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (_is_number(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+def check_seconds(name: str, value: Any, *, zero: bool = False, infinite: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a duration :func:`seconds`
+    accepts."""
+    if _is_number(value) and (
+        (zero and value == 0) or (SHORTEST <= value <= YEAR) or (infinite and value == math.inf)
+    ):
+        return
+    low = "0" if zero else f"{SHORTEST:g}"
+    also = " or inf" if infinite else ""
+    raise ValueError(
+        f"{name} must be seconds from {low} to {YEAR:.0f} (a year){also}, got {short(value)}"
+    )
 
 
-def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (_is_number(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+def fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A number from 0 to 1."""
+    if not (_is_number(value) and 0 <= value <= 1):
+        raise ValueError(f"{attribute.name} must be a number from 0 to 1, got {short(value)}")
+
+
+class _Short(reprlib.Repr):
+    """reprlib's short repr, with integers too long to print (more than 4,300 digits
+    raise ``ValueError`` in ``repr``) shown by their size."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 8192:
+            return f"<an integer of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _Short()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 3
+
+
+def did_you_mean(word: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``word``, or
+    nothing."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def short(value: object) -> str:
+    """``repr(value)``, cut short: a huge value is quoted in a line, not a megabyte."""
+    return _SHORT.repr(value)

@@ -18,7 +18,6 @@ import datetime as _dt
 import itertools
 import os
 import re
-import reprlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ from typing import Any, Final
 import attrs
 import msgpack
 
+from ._checks import short
 from ._exceptions import SerializationError
 
 __all__ = ["Data", "decode", "encode", "new_id"]
@@ -242,8 +242,6 @@ _DEPTH_MESSAGE: Final = (
     f"and {_MSGPACK_NESTING} lists or dicts between two of them)"
 )
 _HUGE: Final = 10**4300
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
 
 
 def _parts(value: object, path: str) -> list[tuple[object, str]]:
@@ -256,7 +254,7 @@ def _parts(value: object, path: str) -> list[tuple[object, str]]:
         assert isinstance(value, dict)
         parts: list[tuple[object, str]] = []
         for key, item in value.items():
-            parts += [(key, f"{path} key {_short(key)}"), (item, f"{path}[{_short(key)}]")]
+            parts += [(key, f"{path} key {short(key)}"), (item, f"{path}[{short(key)}]")]
         return parts
     if kind in (list, tuple, set, frozenset):
         assert isinstance(value, list | tuple | set | frozenset)
@@ -304,10 +302,6 @@ def _too_deep(value: object) -> str:
     return "value"  # pragma: no cover - only called for a value found too deep
 
 
-def _short(value: object) -> str:
-    return _REPR.repr(value)
-
-
 def encode(value: object) -> bytes:
     """Encode ``value`` (a :class:`Data` or builtin value) to msgpack bytes, losslessly.
 
@@ -331,7 +325,7 @@ def encode(value: object) -> bytes:
             raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
         found = _find_unsupported(value, "value", huge=True)
         if found is None:  # a bytes or str too long for msgpack (4 GiB)
-            raise SerializationError("value", _short(str(exc))) from None
+            raise SerializationError("value", short(str(exc))) from None
         raise SerializationError(found[0], "an integer of more than 4300 digits") from None
 
 
@@ -350,5 +344,5 @@ def decode(payload: bytes) -> Any:
         raise SerializationError("payload", _DEPTH_MESSAGE) from None
     except Exception as exc:
         raise SerializationError(
-            "payload", f"not valid msgpack: {_short(str(exc) or type(exc).__name__)}"
+            "payload", f"not valid msgpack: {short(str(exc) or type(exc).__name__)}"
         ) from None

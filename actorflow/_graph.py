@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from ._checks import check_seconds
 from ._exceptions import GraphError, GraphProblem
 from ._module import Module
 from ._specs import (
@@ -199,10 +200,9 @@ class Graph:
         ``module`` with a :class:`RunError` naming both (its supervisor decides what next).
 
         Raises:
-            ValueError: ``timeout`` is not a positive number.
+            ValueError: ``timeout`` is not a duration from a microsecond to a year.
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        check_seconds("timeout", timeout)
         self._depends.append((module, source, float(timeout)))
 
     @property

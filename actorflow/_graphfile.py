@@ -31,10 +31,8 @@ what the constructor declares (unknown keys, missing required keys, wrong types)
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
-import reprlib
 import tomllib
 import typing
 from collections.abc import Callable, Iterable
@@ -44,6 +42,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._checks import did_you_mean, short
 from ._exceptions import GraphFileError, RegistryError
 from ._graph import Graph
 from ._job import Job, Task
@@ -60,26 +59,10 @@ _Class = TypeVar("_Class", type[Module], type[Task])
 _TOP = {"graph", "settings", "modules", "links", "supervisor"}
 _JOB_TOP = {"job", "tasks"}
 _MODULE_KEYS = {"module", "config", "supervise", "shared"}
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 60
-_SHORT.maxlevel = 3
-
-
-def _short(value: object) -> str:
-    """``repr(value)``, cut short: a huge value is quoted in a line, not a megabyte."""
-    return _SHORT.repr(value)
-
-
-def _hint(word: object, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known``, or nothing."""
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unknown(where: str, key: str, known: Iterable[str]) -> str:
-    return f"{where} unknown key {_short(key)}{_hint(key, known)}"
+    return f"{where} unknown key {short(key)}{did_you_mean(key, known)}"
 
 
 def _table(data: dict[str, Any], key: str, where: str, problems: list[str]) -> dict[str, Any]:
@@ -87,7 +70,7 @@ def _table(data: dict[str, Any], key: str, where: str, problems: list[str]) -> d
     value = data.get(key, {})
     if isinstance(value, dict):
         return value
-    problems.append(f"{where}: expected a table, got {type(value).__name__} {_short(value)}")
+    problems.append(f"{where}: expected a table, got {type(value).__name__} {short(value)}")
     return {}
 
 
@@ -95,7 +78,7 @@ def _name(table: dict[str, Any], where: str, default: str, problems: list[str]) 
     name = table.get("name", default)
     if isinstance(name, str):
         return name
-    problems.append(f"{where} key 'name': expected a string, got {_short(name)}")
+    problems.append(f"{where} key 'name': expected a string, got {short(name)}")
     return default
 
 
@@ -120,14 +103,14 @@ def _entry(
     the registry) and its config, checked against the class's constructor, or ``None``
     with the problems noted."""
     if not isinstance(table, dict):
-        problems.append(f"{where}: expected a table, got {type(table).__name__} {_short(table)}")
+        problems.append(f"{where}: expected a table, got {type(table).__name__} {short(table)}")
         return None
     problems.extend(_unknown(where, key, keys) for key in table if key not in keys)
     if "module" not in table:
         problems.append(f"{where}: required key 'module' is missing")
         return None
     if not isinstance(table["module"], str):
-        problems.append(f"{where} key 'module': expected a string, got {_short(table['module'])}")
+        problems.append(f"{where} key 'module': expected a string, got {short(table['module'])}")
         return None
     try:
         cls = load(table["module"])
@@ -136,7 +119,7 @@ def _entry(
         return None
     config = table.get("config", {})
     if not isinstance(config, dict):
-        problems.append(f"{where} key 'config': expected a table, got {_short(config)}")
+        problems.append(f"{where} key 'config': expected a table, got {short(config)}")
         return None
     _check_config(cls, config, f"{where[:-1]}.config]", problems)
     return cls, config
@@ -162,8 +145,8 @@ def _check_config(
             if not takes_any:
                 known = ", ".join(params) or "none"
                 problems.append(
-                    f"{where} key {_short(key)}: {module.__qualname__} takes no such key "
-                    f"(keys: {known}){_hint(key, params)}"
+                    f"{where} key {short(key)}: {module.__qualname__} takes no such key "
+                    f"(keys: {known}){did_you_mean(key, params)}"
                 )
             continue
         expected = hints.get(key)
@@ -173,7 +156,7 @@ def _check_config(
         ):
             problems.append(
                 f"{where} key {key!r}: expected {getattr(expected, '__name__', expected)}, "
-                f"got {type(value).__name__} {_short(value)}"
+                f"got {type(value).__name__} {short(value)}"
             )
     for name, param in params.items():
         if param.default is param.empty and name not in config:
@@ -244,7 +227,7 @@ def _is_job(data: dict[str, Any]) -> bool:
 
 def _top_level(data: dict[str, Any], known: set[str]) -> list[str]:
     return [
-        f"unknown table or key {_short(key)}{_hint(key, known)}"
+        f"unknown table or key {short(key)}{did_you_mean(key, known)}"
         for key in data
         if key not in known
     ]
@@ -259,7 +242,7 @@ def _declare(
         declare()
     except Exception as exc:
         unexpected = _UNEXPECTED.search(str(exc)) if isinstance(exc, TypeError) else None
-        hint = _hint(unexpected.group(1), known) if unexpected else ""
+        hint = did_you_mean(unexpected.group(1), known) if unexpected else ""
         problems.append(f"{where}: {_short_text(exc)}{hint}")
 
 
@@ -277,9 +260,9 @@ def _graph_problems(graph: Graph) -> list[str]:
     for problem in graph.problems():
         message, hint = problem.message, ""
         if unknown := _UNKNOWN_MODULE.search(message):
-            hint = _hint(unknown.group(1), modules)
+            hint = did_you_mean(unknown.group(1), modules)
         elif port := _NO_PORT.search(message):
-            hint = _hint(port.group(1), re.findall(r"'([^']*)'", port.group(2)))
+            hint = did_you_mean(port.group(1), re.findall(r"'([^']*)'", port.group(2)))
         found.append(f"graph: {message}{hint}")
     return found
 
@@ -320,7 +303,7 @@ def _graph_from(path: Path, data: dict[str, Any], registry: Registry) -> tuple[G
     _add_modules(graph, data.get("modules", {}), registry, problems)
     links = data.get("links", [])
     if not isinstance(links, list):
-        problems.append(f"links: expected an array of tables ([[links]]), got {_short(links)}")
+        problems.append(f"links: expected an array of tables ([[links]]), got {short(links)}")
         links = []
     for index, link in enumerate(links, start=1):
         _add_link(graph, link, f"[[links]] #{index}", problems)
@@ -342,8 +325,8 @@ def _settings_from(table: dict[str, Any], problems: list[str]) -> Settings:
     for key, value in table.items():
         if key not in known:
             problems.append(
-                f"[settings] unknown key {_short(key)} (keys: {', '.join(known)})"
-                f"{_hint(key, known)}"
+                f"[settings] unknown key {short(key)} (keys: {', '.join(known)})"
+                f"{did_you_mean(key, known)}"
             )
             continue
         try:
@@ -367,7 +350,7 @@ def _add_modules(graph: Graph, modules: Any, registry: Registry, problems: list[
         _declare(partial(graph.add, name, cls, **config), where, problems)
         shared = table.get("shared", False)
         if not isinstance(shared, bool):
-            problems.append(f"{where} key 'shared': expected true or false, got {_short(shared)}")
+            problems.append(f"{where} key 'shared': expected true or false, got {short(shared)}")
         elif shared:
             graph.share(name)
         if "supervise" in table:
@@ -380,7 +363,7 @@ def _add_modules(graph: Graph, modules: Any, registry: Registry, problems: list[
 def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     """Declare one ``[[links]]`` table; its options are those of :class:`LinkSpec`."""
     if not isinstance(link, dict):
-        problems.append(f"{where}: expected a table, got {type(link).__name__} {_short(link)}")
+        problems.append(f"{where}: expected a table, got {type(link).__name__} {short(link)}")
         return
     missing = [key for key in ("from", "to") if key not in link]
     problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
@@ -392,7 +375,7 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     ends = [link["from"], link["to"]]
     bad = [key for key, end in zip(("from", "to"), ends, strict=True) if not isinstance(end, str)]
     problems.extend(
-        f'{where} key {key!r}: expected "module" or "module.port", got {_short(link[key])}'
+        f'{where} key {key!r}: expected "module" or "module.port", got {short(link[key])}'
         for key in bad
     )
     if bad:
@@ -400,6 +383,6 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     options = {key: value for key, value in link.items() if key in LINK_OPTIONS}
     _declare(
         partial(graph.link, link["from"], link["to"], **options),
-        f"{where} ({_short(link['from'])[1:-1]} -> {_short(link['to'])[1:-1]})",
+        f"{where} ({short(link['from'])[1:-1]} -> {short(link['to'])[1:-1]})",
         problems,
     )

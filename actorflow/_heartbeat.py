@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
+from ._checks import check_seconds
 from ._exceptions import describe
 from ._logging import enabled_for, get_logger
 from ._status import SystemStatus
@@ -139,6 +140,7 @@ class HttpReporter:
             import httpx
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("HttpReporter needs httpx: pip install 'actorflow[http]'") from exc
+        check_seconds("timeout", timeout)
         self.url = url
         self.timeout = timeout
         self.failures = 0

@@ -21,7 +21,6 @@ the way pytest's ``pythonpath`` option does. :meth:`Registry.for_file` finds the
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import sys
@@ -31,6 +30,7 @@ from typing import TypeVar
 
 import attrs
 
+from ._checks import did_you_mean
 from ._exceptions import RegistryError
 from ._job import Task
 from ._module import Module
@@ -154,8 +154,7 @@ class Registry:
         entry = self.entries.get(name)
         if entry is None:
             enabled = ", ".join(sorted(self.entries)) or "none"
-            close = difflib.get_close_matches(name, list(self.entries), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, self.entries)
             raise RegistryError(
                 f"module {name!r} is not enabled{hint} (enabled: {enabled}). Enable it in "
                 f'pyproject.toml: [tool.actorflow.modules] {name} = "package.module:Class", '

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import positive_int, positive_number
+from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, seconds, whole
 
 __all__ = ["Settings"]
 
@@ -32,11 +32,11 @@ class Settings:
             (``remote=True``), e.g. ``"redis://127.0.0.1:6379/0"``.
     """
 
-    quantum: float = attrs.field(default=0.01, validator=positive_number)
-    default_buffer: int = attrs.field(default=100, validator=positive_int)
-    max_batch: int = attrs.field(default=256, validator=positive_int)
-    cleanup_timeout: float = attrs.field(default=5.0, validator=positive_number)
-    stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
-    thread_limit: int = attrs.field(default=8, validator=positive_int)
-    heartbeat_interval: float = attrs.field(default=5.0, validator=positive_number)
+    quantum: float = attrs.field(default=0.01, validator=seconds())
+    default_buffer: int = attrs.field(default=100, validator=whole(1, MAX_BUFFER))
+    max_batch: int = attrs.field(default=256, validator=whole(1, MAX_BATCH))
+    cleanup_timeout: float = attrs.field(default=5.0, validator=seconds())
+    stop_timeout: float = attrs.field(default=5.0, validator=seconds())
+    thread_limit: int = attrs.field(default=8, validator=whole(1, MAX_THREADS))
+    heartbeat_interval: float = attrs.field(default=5.0, validator=seconds())
     remote_url: str | None = None

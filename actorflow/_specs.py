@@ -18,12 +18,17 @@ from typing import Any
 import attrs
 
 from ._checks import (
+    MAX_BATCH,
+    MAX_BUFFER,
+    MAX_COUNT,
+    MAX_WORKERS,
+    check_seconds,
     coerce_enum,
-    non_negative_int,
-    non_negative_number,
-    positive_int,
-    positive_int_or_none,
-    positive_number,
+    did_you_mean,
+    fraction,
+    seconds,
+    short,
+    whole,
 )
 from ._ports import Port, normalize_ports
 
@@ -106,9 +111,9 @@ class Remote:
 
     url: str | None = attrs.field(default=None, validator=_url)
     stream: str | None = None
-    claim_idle: float = attrs.field(default=30.0, validator=positive_number)
-    batch: int = attrs.field(default=100, validator=positive_int)
-    poll: float = attrs.field(default=0.05, validator=positive_number)
+    claim_idle: float = attrs.field(default=30.0, validator=seconds())
+    batch: int = attrs.field(default=100, validator=whole(1, MAX_BATCH))
+    poll: float = attrs.field(default=0.05, validator=seconds())
 
 
 def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote | None:
@@ -177,13 +182,13 @@ class LinkSpec:
     source_port: str
     target: str
     target_port: str
-    buffer: int | None = attrs.field(default=None, validator=positive_int_or_none)
+    buffer: int | None = attrs.field(default=None, validator=whole(1, MAX_BUFFER, none=True))
     copy: CopyPolicy = attrs.field(default=CopyPolicy.DEEP, converter=_to_copy_policy)
     feedback: bool = False
     overflow: Overflow = attrs.field(default=Overflow.BLOCK, converter=_to_overflow)
     latest_only: bool = False
-    workers: int = attrs.field(default=1, validator=non_negative_int)
-    spawn_limit: int = attrs.field(default=100, validator=positive_int)
+    workers: int = attrs.field(default=1, validator=whole(0, MAX_WORKERS))
+    spawn_limit: int = attrs.field(default=100, validator=whole(1, MAX_WORKERS))
     remote: Remote | None = attrs.field(default=None, converter=to_remote)
 
     @property
@@ -274,10 +279,10 @@ def _shutdown(value: float | str) -> float:
         return 0.0
     if value == "infinity":
         return math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(
-            f"shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', got {value!r}"
-        )
+    try:
+        check_seconds("shutdown", value, zero=True, infinite=True)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or 'brutal_kill', 'infinity')") from None
     return float(value)
 
 
@@ -287,9 +292,9 @@ class Backoff:
     capped at ``max``, then spread by ``±jitter`` (a fraction) so that many restarting
     children do not all retry in step."""
 
-    min: float = attrs.field(default=0.1, validator=non_negative_number)
-    max: float = attrs.field(default=10.0, validator=non_negative_number)
-    jitter: float = attrs.field(default=0.1, validator=non_negative_number)
+    min: float = attrs.field(default=0.1, validator=seconds(zero=True))
+    max: float = attrs.field(default=10.0, validator=seconds(zero=True))
+    jitter: float = attrs.field(default=0.1, validator=fraction)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The delay before restart number ``attempt`` (1-based) of a burst."""
@@ -320,6 +325,24 @@ class ChildSpec:
             raise ValueError("a significant child cannot be permanent (OTP rule)")
 
 
+def _to_backoff(value: Backoff | Mapping[str, Any] | None) -> Backoff | None:
+    """The ``backoff`` option: a :class:`Backoff`, or its fields as a table (graph files)."""
+    if value is None or isinstance(value, Backoff):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"backoff must be af.Backoff(...) or a table (min, max, jitter), got {short(value)}"
+        )
+    known = {field.name for field in attrs.fields(Backoff)}
+    for key in value:
+        if key not in known:
+            raise ValueError(
+                f"backoff has no option {short(key)}{did_you_mean(key, known)}; "
+                "it takes min, max and jitter"
+            )
+    return Backoff(**value)
+
+
 @attrs.frozen(kw_only=True)
 class SupervisorSpec:
     """How a supervisor restarts its children.
@@ -335,9 +358,9 @@ class SupervisorSpec:
     """
 
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)
-    max_restarts: int = attrs.field(default=1, validator=non_negative_int)
-    period: float = attrs.field(default=5.0, validator=positive_number)
-    backoff: Backoff | None = None
+    max_restarts: int = attrs.field(default=1, validator=whole(0, MAX_COUNT))
+    period: float = attrs.field(default=5.0, validator=seconds())
+    backoff: Backoff | None = attrs.field(default=None, converter=_to_backoff)
     auto_shutdown: AutoShutdown = attrs.field(
         default=AutoShutdown.NEVER, converter=_to_auto_shutdown
     )
@@ -349,7 +372,7 @@ class Supervision:
     that makes it fail is tried before it is dead-lettered."""
 
     child: ChildSpec = attrs.field(factory=ChildSpec)
-    attempts: int = attrs.field(default=1, validator=positive_int)
+    attempts: int = attrs.field(default=1, validator=whole(1, MAX_COUNT))
 
 
 @attrs.frozen

@@ -326,3 +326,39 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("buffer = 8", "buffer = 8\nworkers = 100000000"), "workers must be"),
+        (GOOD.replace("buffer = 8", "buffer = 9223372036854775807"), "buffer must be"),
+        (GOOD + "[settings]\nquantum = 1e-320\n", "quantum must be seconds"),
+        (GOOD + "[settings]\ncleanup_timeout = inf\n", "cleanup_timeout must be seconds"),
+        (GOOD + "[settings]\nmax_batch = 9223372036854775807\n", "max_batch must be"),
+        (GOOD + "[supervisor]\nperiod = 1e-320\n", "period must be seconds"),
+        (GOOD + "[supervisor]\nbackoff = {min = inf}\n", "min must be seconds"),
+        (GOOD + "[supervisor]\nbackoff = {max = nan}\n", "max must be seconds"),
+        (GOOD + "[supervisor]\nmax_restarts = 9223372036854775807\n", "max_restarts must be"),
+    ],
+)
+def test_absurd_but_well_typed_numbers_are_refused_naming_the_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """A number of the right type but beyond any sensible range (a run that would never
+    end, a denormal period) is a graph-file error naming the key, never accepted."""
+    assert expected in problems(tmp_path, text)
+
+
+def test_a_backoff_table_in_a_graph_file_is_a_backoff_or_an_error_naming_its_key(
+    tmp_path: Path,
+) -> None:
+    """A ``backoff`` table is converted, not stored as a dict that fails at restart."""
+    path = tmp_path / "plant.toml"
+    path.write_text(GOOD + "[supervisor]\nbackoff = {min = 0.5, max = 2}\n")
+    graph, _ = af.load_graph(path, REGISTRY)
+    assert graph.root.backoff == af.Backoff(min=0.5, max=2)
+    assert "did you mean 'jitter'?" in problems(
+        tmp_path, GOOD + "[supervisor]\nbackoff = {jiter = 0.5}\n"
+    )
+    assert "backoff must be" in problems(tmp_path, GOOD + "[supervisor]\nbackoff = 3\n")

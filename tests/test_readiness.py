@@ -99,5 +99,5 @@ def test_depends_on_is_validated_with_the_graph() -> None:
     messages = [p.message for p in caught.value.problems]
     assert "depends_on: unknown module 'ghost'" in messages
     assert any("can only wait for a source, and 'enrich' is not one" in m for m in messages)
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+    with pytest.raises(ValueError, match="timeout must be seconds from 1e-06"):
         graph.depends_on("enrich", "feed", timeout=0)

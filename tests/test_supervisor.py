@@ -6,6 +6,7 @@ windows and backoff are exact.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -554,16 +555,24 @@ def test_backoff_jitter_spreads_delays_within_bounds() -> None:
     ("build", "message"),
     [
         (lambda: ChildSpec(restart="sometimes"), "restart must be one of"),
-        (lambda: ChildSpec(shutdown=-1), "shutdown must be seconds >= 0"),
+        (lambda: ChildSpec(shutdown=-1), "shutdown must be seconds from 0 to"),
         (
             lambda: ChildSpec(restart="permanent", significant=True),
             "significant child cannot be permanent",
         ),
         (lambda: SupervisorSpec(strategy="all_for_none"), "strategy must be one of"),
         (lambda: SupervisorSpec(max_restarts=-1), "max_restarts must be"),
-        (lambda: SupervisorSpec(period=0), "period must be a positive"),
+        (lambda: SupervisorSpec(period=0), "period must be seconds from 1e-06"),
         (lambda: SupervisorSpec(auto_shutdown="sometimes"), "auto_shutdown must be one of"),
-        (lambda: af.Backoff(min=-1), "min must be a number >= 0"),
+        (lambda: af.Backoff(min=-1), "min must be seconds from 0 to"),
+        # Huge or tiny but "valid" numbers: a typo must not make a run that never ends.
+        (lambda: SupervisorSpec(period=1e-320), "period must be seconds from 1e-06"),
+        (lambda: SupervisorSpec(period=math.inf), "period must be seconds"),
+        (lambda: af.Backoff(min=math.inf), "min must be seconds from 0 to 31536000"),
+        (lambda: af.Backoff(max=1e300), "max must be seconds"),
+        (lambda: af.Backoff(jitter=5), "jitter must be a number from 0 to 1"),
+        (lambda: ChildSpec(shutdown=1e300), "shutdown must be seconds .* or inf"),
+        (lambda: SupervisorSpec(max_restarts=10**5000), "an integer of 16,610 bits"),
     ],
 )
 def test_bad_supervision_options_are_refused_by_name(build: Any, message: str) -> None:

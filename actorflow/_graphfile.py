@@ -247,24 +247,10 @@ def _declare(
 
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '([^']*)'")
-_UNKNOWN_MODULE = re.compile(r"unknown module '([^']*)'")
-_NO_PORT = re.compile(
-    r"has no (?:input|output) port '([^']*)' \((?:input|output) ports: ([^)]*)\)"
-)
 
 
 def _graph_problems(graph: Graph) -> list[str]:
-    """The graph's own problems, a misspelt module or port name with its close match."""
-    modules = [spec.name for spec in graph.modules]
-    found = []
-    for problem in graph.problems():
-        message, hint = problem.message, ""
-        if unknown := _UNKNOWN_MODULE.search(message):
-            hint = did_you_mean(unknown.group(1), modules)
-        elif port := _NO_PORT.search(message):
-            hint = did_you_mean(port.group(1), re.findall(r"'([^']*)'", port.group(2)))
-        found.append(f"graph: {message}{hint}")
-    return found
+    return [f"graph: {problem.message}" for problem in graph.problems()]
 
 
 def _short_text(exc: BaseException) -> str:

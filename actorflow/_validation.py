@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from ._checks import did_you_mean
 from ._exceptions import GraphProblem
 from ._module import Module, ModuleKind, missing_hook
 from ._ports import Port, describe_type, is_compatible
@@ -193,6 +194,13 @@ def _links_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
         seen.add(_link_key(link))
 
 
+def _unknown(where: str, module: str, known: Iterable[str]) -> GraphProblem:
+    """``module`` names no declared module: say so, with the closest declared name."""
+    return GraphProblem(
+        f"{where}: unknown module {module!r}{did_you_mean(module, known)}", module=module
+    )
+
+
 def _link_ends(facts: _Facts) -> Iterator[GraphProblem]:
     """Both ends of a link name a declared module and one of its ports."""
     for link in facts.links:
@@ -204,14 +212,14 @@ def _end_problem(
     facts: _Facts, link: LinkSpec, module: str, port: str, direction: str
 ) -> Iterator[GraphProblem]:
     if module not in facts.specs:
-        yield GraphProblem(f"link {link.name}: unknown module {module!r}", module=module)
+        yield _unknown(f"link {link.name}", module, facts.specs)
         return
     ports = (facts.outputs if direction == "output" else facts.inputs).get(module)
     if ports is not None and port not in ports:  # None: the module is broken, reported
         known = ", ".join(repr(p) for p in ports) or "none"
         yield GraphProblem(
             f"link {link.name}: module {module!r} has no {direction} port {port!r} "
-            f"({direction} ports: {known})",
+            f"({direction} ports: {known}){did_you_mean(port, ports)}",
             module=module,
             port=port,
         )
@@ -241,11 +249,12 @@ def _dead_letter_problem(
 ) -> GraphProblem | None:
     module, port = target
     if module not in specs:
-        return GraphProblem(f"dead_letters: unknown module {module!r}", module=module)
+        return _unknown("dead_letters", module, specs)
     if module in inputs and port not in inputs[module]:
         known = ", ".join(repr(p) for p in inputs[module]) or "none"
         return GraphProblem(
-            f"dead_letters: module {module!r} has no input port {port!r} (input ports: {known})",
+            f"dead_letters: module {module!r} has no input port {port!r} "
+            f"(input ports: {known}){did_you_mean(port, inputs[module])}",
             module=module,
             port=port,
         )
@@ -319,7 +328,7 @@ def _cycles(facts: _Facts) -> Iterator[GraphProblem]:
 def _supervised_modules(facts: _Facts) -> Iterator[GraphProblem]:
     for module in facts.decl.supervised:
         if module not in facts.declared:
-            yield GraphProblem(f"supervise: unknown module {module!r}", module=module)
+            yield _unknown("supervise", module, facts.declared)
 
 
 def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
@@ -327,9 +336,9 @@ def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
     declared = facts.declared
     for module, source, _ in facts.decl.dependencies:
         if module not in declared:
-            yield GraphProblem(f"depends_on: unknown module {module!r}", module=module)
+            yield _unknown("depends_on", module, declared)
         if source not in declared:
-            yield GraphProblem(f"depends_on: unknown module {source!r}", module=source)
+            yield _unknown("depends_on", source, declared)
         elif (cls := _module_class(declared[source])) is None or cls.kind is not ModuleKind.SOURCE:
             yield GraphProblem(
                 f"depends_on: {module!r} can only wait for a source, and {source!r} is not one",
@@ -351,9 +360,7 @@ def _groups(facts: _Facts) -> Iterator[GraphProblem]:
             yield GraphProblem(f"group {group.name!r} has no members")
         for member in group.members:
             if member not in facts.declared:
-                yield GraphProblem(
-                    f"group {group.name!r}: unknown module {member!r}", module=member
-                )
+                yield _unknown(f"group {group.name!r}", member, facts.declared)
             elif member in grouped:
                 yield GraphProblem(
                     f"module {member!r} is in groups {grouped[member]!r} and "
@@ -399,7 +406,7 @@ def _shared_modules(facts: _Facts) -> Iterator[GraphProblem]:
     links = facts.decl.links
     for module in sorted(facts.decl.shared):
         if module not in facts.declared:
-            yield GraphProblem(f"share: unknown module {module!r}", module=module)
+            yield _unknown("share", module, facts.declared)
             continue
         sending = [link.name for link in links if link.source == module and link.remote]
         if sending:
@@ -489,7 +496,7 @@ def _only_names(place: _Placement) -> Iterator[GraphProblem]:
     names = {spec.name for spec in place.graph.modules}
     for name in place.only:
         if name not in names:
-            yield GraphProblem(f"only: unknown module {name!r}", module=name)
+            yield _unknown("only", name, names)
 
 
 def _crossing_links(place: _Placement) -> Iterator[GraphProblem]:

@@ -152,3 +152,17 @@ def test_a_required_hook_not_overridden_is_a_graph_problem(cls: type, expected: 
     assert f"module 'm': {cls.__qualname__} {expected}" in found
     with pytest.raises(af.GraphError, match=r"did you mean|which a source must"):
         graph.validate()
+
+
+def test_a_misspelt_module_or_port_name_gets_its_close_match_from_python_too() -> None:
+    """The hint is part of the problem itself, not added by the graph-file loader."""
+    graph = af.Graph()
+    graph.add("readings", Numbers)
+    graph.add("store", Collect, into=[])
+    graph.link("readings", "stor")
+    graph.link("readings.outt", "store")
+    graph.supervise("reading")
+    messages = [problem.message for problem in graph.problems()]
+    assert any("unknown module 'stor' (did you mean 'store'?)" in m for m in messages), messages
+    assert any("port 'outt'" in m and "(did you mean 'out'?)" in m for m in messages), messages
+    assert any("supervise: unknown module 'reading'" in m and "'readings'" in m for m in messages)

@@ -306,7 +306,13 @@ class Job:
             started.append(task)
             failure = await self._run_one(task, log)
             if failure is not None:
-                log.error("task.failed", task=task.name, phase="run", error=str(failure))
+                log.error(
+                    "task.failed",
+                    task=task.name,
+                    phase="run",
+                    error=str(failure),
+                    exc_info=failure,
+                )
                 self._failed[task.name] = failure
                 return failure
             task.progress = 100.0

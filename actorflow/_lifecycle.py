@@ -86,7 +86,7 @@ def construct(
     try:
         return factory(**config)
     except Exception as exc:
-        log.error(events.failed, phase="init", error=describe(exc))
+        log.error(events.failed, phase="init", error=describe(exc), exc_info=exc)
         raise InitializationError(name, describe(exc)) from exc
 
 
@@ -108,7 +108,7 @@ async def validate(
     try:
         await call(hook)
     except Exception as exc:
-        log.error(events.failed, phase="validate", error=describe(exc))
+        log.error(events.failed, phase="validate", error=describe(exc), exc_info=exc)
         raise ValidationError(name, describe(exc)) from exc
 
 
@@ -151,5 +151,5 @@ async def cleanup(
         )
     error = CleanupError(name, message)
     error.__cause__ = cause
-    log.error(events.cleanup_failed, phase="cleanup", error=message)
+    log.error(events.cleanup_failed, phase="cleanup", error=message, exc_info=cause)
     return error

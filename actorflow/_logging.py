@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import traceback
 from typing import Any, Literal, TextIO, cast
 
+import outcome
 import structlog
 import structlog._config as _structlog_config
+import structlog.tracebacks
+import trio
 
 __all__ = ["configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
@@ -157,22 +162,60 @@ def configure_logging(
     if format == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = _console(colors=stream.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.dict_tracebacks
-            if format == "json"
-            else structlog.dev.set_exc_info,
+            _TRACEBACK_DICTS if format == "json" else structlog.dev.set_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream)),
         cache_logger_on_first_use=False,
     )
+
+
+_TRACEBACK_DICTS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, max_frames=50)
+)
+"""An event's exception (``exc_info``) as a dict with its chain and frames, in JSON
+lines. Never the frames' locals: they hold items, batches and secrets."""
+
+
+_PLUMBING = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (trio.__file__, outcome.__file__, __file__)
+)
+"""Where the frames between a module's hook and the event loop live: actorflow, trio."""
+
+
+def user_traceback(sio: TextIO, exc_info: Any) -> None:
+    """An exception's chain, with only the frames outside actorflow and trio: what an
+    operator reads is where the module's own code failed, in a few lines."""
+    _, error, _ = exc_info
+    if not isinstance(error, BaseException):
+        return
+    shown = traceback.TracebackException.from_exception(error)
+    seen: set[int] = set()
+    pending = [shown]
+    while pending:
+        part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        kept = [frame for frame in part.stack if not frame.filename.startswith(_PLUMBING)]
+        part.stack = traceback.StackSummary.from_list(kept)
+        pending.extend(p for p in (part.__cause__, part.__context__) if p is not None)
+    sio.write("\n" + "".join(shown.format()).rstrip("\n"))
+
+
+def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+    """Events for people; an event's exception as a short traceback of the module's own
+    frames (never the frames' locals: they hold items, batches and secrets)."""
+    return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=user_traceback)
 
 
 def _builtin_defaults() -> tuple[Any, ...] | None:
@@ -239,7 +282,7 @@ def _fallback_logger() -> structlog.typing.FilteringBoundLogger:
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 structlog.dev.set_exc_info,
-                structlog.dev.ConsoleRenderer(colors=False),
+                _console(colors=False),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         )

@@ -428,7 +428,12 @@ class Supervisor:
         try:
             await child.worker.prepare()
         except Exception as exc:
-            self.log.error("supervisor.start_failed", child=child.worker.name, error=describe(exc))
+            self.log.error(
+                "supervisor.start_failed",
+                child=child.worker.name,
+                error=describe(exc),
+                exc_info=exc,
+            )
             raise _StartFailed(child, exc) from exc
         child.next_generation()
         self._roster.set_running(child, True)
@@ -651,6 +656,7 @@ class Supervisor:
                     max_restarts=escalation.max_restarts,
                     period=escalation.period,
                     error=describe(cause),
+                    exc_info=cause,
                 )
                 # Stopped, not ended: whoever restarts this supervisor restarts them.
                 await self._stop_all(list(self._children.values()))

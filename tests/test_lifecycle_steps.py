@@ -48,15 +48,15 @@ def test_construct_failure_is_an_initialization_error_logged_once(
     with pytest.raises(af.InitializationError, match=r"module 'm' failed in init") as caught:
         construct("m", Built, {"size": -1}, get_logger(actor="m"))
     assert isinstance(caught.value.__cause__, ValueError)
-    assert failures(logs) == [
-        {
-            "event": "actor.failed",
-            "log_level": "error",
-            "actor": "m",
-            "phase": "init",
-            "error": "ValueError: size must be >= 0",
-        }
-    ]
+    (failure,) = failures(logs)
+    assert failure.pop("exc_info") is caught.value.__cause__  # the traceback travels too
+    assert failure == {
+        "event": "actor.failed",
+        "log_level": "error",
+        "actor": "m",
+        "phase": "init",
+        "error": "ValueError: size must be >= 0",
+    }
 
 
 async def test_validate_failure_is_a_validation_error_logged_once(

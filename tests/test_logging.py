@@ -271,3 +271,58 @@ def test_a_log_that_cannot_be_written_mid_run_is_said_once_and_never_fails_the_r
     assert "No space left on device" in err
     assert len(stream.getvalue().splitlines()) == 2
     assert log_write_error() is not None
+
+
+class Glitchy(af.Processor):
+    """Fails on every item, with a secret in its locals."""
+
+    def process(self, data: int) -> int:
+        password = "hunter2"  # noqa: F841 - a local that must never reach a log
+        raise RuntimeError("sensor glitch")
+
+
+def failing_graph() -> af.Graph:
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("glitchy", Glitchy)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "glitchy")
+    graph.link("glitchy", "sink")
+    graph.supervise("glitchy", restart="transient", attempts=2)
+    graph.supervisor(max_restarts=5)
+    return graph
+
+
+def test_failure_and_dead_letter_events_carry_the_traceback_as_a_dict_in_json(
+    tmp_path: Path,
+) -> None:
+    """In JSON lines an event's exception is a dict with its chain and frames (file,
+    line, function), never the frames' locals."""
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="info", file=str(path))
+    af.run(failing_graph())
+    text = path.read_text()
+    assert "hunter2" not in text
+    events = [json.loads(line) for line in text.splitlines()]
+    for name in ("actor.failed", "actor.dead_letter"):
+        chain = next(e for e in events if e["event"] == name)["exception"]
+        frames = [frame for error in chain for frame in error["frames"]]
+        assert any(
+            frame["filename"] == __file__ and frame["name"] == "process" for frame in frames
+        ), chain
+        assert any(error["exc_value"] == "sensor glitch" for error in chain)
+
+
+def test_a_failure_on_the_console_shows_the_modules_own_frames(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without configuration, errors reach stderr with a short traceback: where the
+    module's code raised, not the runtime's frames, and no locals."""
+    af.run(failing_graph())
+    err = capsys.readouterr().err
+    assert "actor.dead_letter" in err
+    assert f'File "{__file__}"' in err
+    assert 'raise RuntimeError("sensor glitch")' in err
+    assert "hunter2" not in err
+    assert "_actor/_consumer.py" not in err
+    assert "trio/_core" not in err

@@ -594,6 +594,7 @@ def _crashed(actor: Actor, error: RunError) -> None:
         error=describe(error.__cause__ or error),
         message_id=error.message_id,
         restarts=actor.restarts,
+        exc_info=error,
     )
 
 

@@ -124,6 +124,7 @@ class Outbox:
                     count=1,
                     copy=link.spec.copy.value,
                     error=describe(exc),
+                    exc_info=exc,
                 )
         return copies
 

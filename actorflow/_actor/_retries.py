@@ -107,7 +107,11 @@ class Retries:
         give_back(rest)
         self.dead_lettered += 1
         self.log.error(
-            "actor.dead_letter", message_id=message_id, attempts=attempts, error=describe(exc)
+            "actor.dead_letter",
+            message_id=message_id,
+            attempts=attempts,
+            error=describe(exc),
+            exc_info=exc,
         )
         text = _detach_tracebacks(exc)
         if self.dead_letter is not None:

@@ -42,7 +42,7 @@ async def stop_source(room: Room, incarnation: Incarnation) -> None:
         await room.lifecycle(stop)
     except Exception as exc:
         room.errors += 1
-        room.log.error("actor.stop_failed", error=describe(exc))
+        room.log.error("actor.stop_failed", error=describe(exc), exc_info=exc)
 
 
 def _start_failed(room: Room, exc: Exception) -> RunError:

@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="run a graph file until it ends, or a job file")
     run_cmd.add_argument("file", help="the graph or job file (TOML)")
-    run_cmd.add_argument("--log", metavar="PATH", help="append JSON-lines logs to PATH")
+    run_cmd.add_argument(
+        "--log",
+        metavar="PATH",
+        help="append JSON-lines logs to PATH (warnings and errors still reach stderr)",
+    )
     run_cmd.add_argument(
         "--only",
         metavar="MODULES",
@@ -249,7 +253,7 @@ def _log_to(args: argparse.Namespace) -> None:
     if "\0" in args.log:
         raise _BadOption(f"--log {args.log!r}: not a valid path (it holds a NUL byte)")
     try:
-        configure_logging(format="json", level=args.log_level, file=args.log)
+        configure_logging(format="json", level=args.log_level, file=args.log, echo="warning")
     except OSError as exc:
         raise _BadOption(f"--log {args.log}: cannot write to it: {exc.strerror or exc}") from None
     except ValueError as exc:

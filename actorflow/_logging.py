@@ -125,6 +125,7 @@ def configure_logging(
     format: Literal["console", "json"] = "console",
     level: str | int = "info",
     file: str | TextIO | None = None,
+    echo: str | int | None = None,
 ) -> None:
     """Configure structlog for actorflow's events (and the rest of the application).
 
@@ -135,6 +136,9 @@ def configure_logging(
             the frequent ``running``/``blocked`` ones; ``"info"`` shows lifecycle events.
         file: A path to append to (opened line-buffered, and closed when logging is
             configured again), an open text stream, or ``None`` for stderr.
+        echo: With a ``file``, also write the events at this level and above to
+            stderr, for people (``"warning"``: what goes wrong is seen where the
+            program runs, not only in the file).
 
     A write that fails later (a full disk) is said once on stderr and never raised into
     the code that logged; :func:`log_write_error` tells whether one has.
@@ -169,6 +173,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
+            *([_Echo(_level_number(echo))] if echo is not None and file is not None else []),
             _TRACEBACK_DICTS if format == "json" else structlog.dev.set_exc_info,
             renderer,
         ],
@@ -210,6 +215,32 @@ def user_traceback(sio: TextIO, exc_info: Any) -> None:
         part.stack = traceback.StackSummary.from_list(kept)
         pending.extend(p for p in (part.__cause__, part.__context__) if p is not None)
     sio.write("\n" + "".join(shown.format()).rstrip("\n"))
+
+
+_METHOD_LEVELS = {
+    **_LEVELS,
+    "warn": logging.WARNING,
+    "exception": logging.ERROR,
+    "fatal": logging.CRITICAL,
+}
+"""The level of each structlog logging method."""
+
+
+class _Echo:
+    """A processor that also writes events at ``level`` and above to the current
+    stderr, rendered for people, and passes every event on unchanged."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.renderer = _console(colors=False)
+        self.stderr = _CurrentStderr()
+
+    def __call__(self, logger: Any, method: str, event: Any) -> Any:
+        if _METHOD_LEVELS.get(method, logging.INFO) >= self.level:
+            with contextlib.suppress(OSError, ValueError):
+                self.stderr.write(self.renderer(logger, method, dict(event)) + "\n")
+                self.stderr.flush()
+        return event
 
 
 def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import json
 import subprocess
 import sys
 import textwrap
@@ -284,3 +285,23 @@ def test_only_across_a_local_link_is_bad_input(project: Path) -> None:
     unknown = actorflow(project, "run", "plant.toml", "--only", "readings,store,ghost")
     assert unknown.returncode == 2
     assert "only: unknown module 'ghost'" in unknown.stderr
+
+
+def test_with_a_log_file_warnings_and_errors_still_reach_the_console(project: Path) -> None:
+    """--log sends every event to the file; what goes wrong is on stderr too, with the
+    module's own traceback, and info events are not."""
+    (project / "failing.toml").write_text(
+        GRAPH.replace('to = "store"', 'to = "broken"')
+        + '\n[modules.broken]\nmodule = "broken"\n\n[[links]]\nfrom = "broken"\nto = "store"\n'
+        + "\n[supervisor]\nmax_restarts = 0\n"
+    )
+    result = actorflow(project, "run", "failing.toml", "--log", "run.jsonl")
+    assert result.returncode == 1
+    assert "actor.failed" in result.stderr
+    assert "in process" in result.stderr  # the traceback's frame in Broken.process
+    assert "actor.state" not in result.stderr
+    events = [
+        json.loads(line)["event"] for line in (project / "run.jsonl").read_text().splitlines()
+    ]
+    assert "actor.failed" in events
+    assert "actor.state" in events

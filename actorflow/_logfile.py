@@ -55,8 +55,9 @@ POLL_INTERVAL = 0.25
 """Seconds between two looks at a followed file."""
 
 _LEVEL_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical"}
-_LAST_FIELDS = ("error", "exception")
-"""Fields printed after the others, so long error texts do not push the short ones."""
+_LAST_FIELDS = ("error",)
+"""Fields printed after the others, so long error texts do not push the short ones.
+(An event's ``exception``, its traceback, is shown by ``--traceback``, not in the line.)"""
 _PLAIN = re.compile(r"[^\s\"'=]+")
 _DURATION = re.compile(r"-?((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -383,12 +384,36 @@ def format_event(event: Event) -> str:
     """
     fields = event.fields
     actor = "-" if "actor" not in fields else _value(fields["actor"])
-    skip = {"event", "level", "timestamp", "actor", *_LAST_FIELDS}
+    skip = {"event", "level", "timestamp", "actor", "exception", *_LAST_FIELDS}
     keys = [key for key in fields if key not in skip]
     keys += [key for key in _LAST_FIELDS if key in fields]
     pairs = " ".join(f"{key}={_value(fields[key])}" for key in keys)
     level = event.level or "-"
     return f"{_stamp(event.time)}  {level:<8} {actor:<16} {event.name:<24} {pairs}".rstrip()
+
+
+def format_traceback(event: Event) -> list[str]:
+    """The exception an event carries (``exception``, as JSON logs write it), as Python
+    prints one: innermost cause first, each with its frames; indented under the event.
+    Nothing for an event without one."""
+    chain = event.fields.get("exception")
+    if not isinstance(chain, list):
+        return []
+    lines: list[str] = []
+    for error in reversed([e for e in chain if isinstance(e, dict)]):
+        if lines:
+            lines += ["", "    The above exception was the direct cause of the following:", ""]
+        frames = error.get("frames")
+        if not isinstance(frames, list):
+            frames = []
+        if frames:
+            lines.append("    Traceback (most recent call last):")
+        for frame in frames:
+            if isinstance(frame, dict):
+                where = f'File "{frame.get("filename")}", line {frame.get("lineno")}'
+                lines.append(f"      {where}, in {frame.get('name')}")
+        lines.append(f"    {error.get('exc_type')}: {error.get('exc_value')}")
+    return lines
 
 
 # -- the summary ---------------------------------------------------------------------
@@ -740,6 +765,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the timeline of one message (needs a log written at --log-level debug)",
     )
     parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="under each event that carries an exception, its traceback (the chain, "
+        "innermost cause first, with file and line of each frame)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="JSON lines: the matching events as they were, one object per actor "
@@ -838,4 +869,7 @@ def _command(
     lines = follow(tail, wait=wait) if args.follow else read_all(tail)
     for event in filter(selected, events(lines, skipped)):
         print(event.text if args.json else format_event(event), file=out)
+        if args.traceback and not args.json:
+            for line in format_traceback(event):
+                print(line, file=out)
     return 0

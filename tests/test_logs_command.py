@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sample_modules import Collect
+from sample_modules import Collect, Numbers
 
 import actorflow as af
 from actorflow import _logfile
@@ -927,3 +927,36 @@ def test_the_command_follows_a_growing_file_until_sigint(tmp_path: Path) -> None
         process.stdout.close()
         process.stderr.close()
     assert lines.empty()
+
+
+def test_traceback_shows_an_events_exception_under_it_innermost_cause_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure logged as JSON carries its chain; ``--traceback`` prints it as Python
+    would, and the event line itself stays one short line."""
+
+    class Glitchy(af.Processor):
+        def process(self, data: int) -> int:
+            raise RuntimeError("sensor glitch")
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("glitchy", Glitchy)
+    graph.link("src", "glitchy")
+    graph.supervise("glitchy", attempts=2)  # the first failure keeps its frames
+    graph.supervisor(max_restarts=5)
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", file=str(path))
+    af.run(graph)
+    code, out, _ = logs(capsys, path, "--event", "actor.failed")
+    assert code == 0
+    assert len(out.splitlines()) == 2
+    assert "exception=" not in out
+    code, out, _ = logs(capsys, path, "--event", "actor.failed", "--traceback")
+    lines = out.splitlines()
+    lines = lines[: [i for i, line in enumerate(lines) if "actor.failed" in line][1]]
+    cause = lines.index("    RuntimeError: sensor glitch")
+    assert "in process" in lines[cause - 1]
+    assert __file__ in lines[cause - 1]
+    assert "The above exception was the direct cause of the following:" in lines[cause + 2]
+    assert lines[-1].startswith("    RunError: module 'glitchy' failed in run")

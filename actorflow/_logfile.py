@@ -783,11 +783,26 @@ def _pause() -> None:
     time.sleep(POLL_INTERVAL)
 
 
+def _open_when_there(path: str, err: TextIO) -> Tail:
+    """``Tail.open(path)``, waiting (like ``tail -F``) while no file is there yet; any
+    other reason it cannot be read is an error at once."""
+    said = False
+    while True:
+        try:
+            return Tail.open(path)
+        except FileNotFoundError:
+            if not said:
+                print(f"waiting for {path} to appear (Ctrl-C to stop)", file=err, flush=True)
+                said = True
+            _pause()
+
+
 def command(args: argparse.Namespace) -> int:
     """Run ``actorflow logs``; returns the exit code.
 
     0 success (also when ``--follow`` ends with Ctrl-C), 1 ``--trace`` found nothing,
-    2 the file cannot be read, 130 interrupted (without ``--follow``).
+    2 the file cannot be read, 130 interrupted (without ``--follow``). With
+    ``--follow``, a file that does not exist yet is waited for.
     """
     out, err = sys.stdout, sys.stderr
     selected = Filter(
@@ -799,7 +814,9 @@ def command(args: argparse.Namespace) -> int:
     )
     skipped = Skipped()
     try:
-        tail = Tail.open(args.file)
+        tail = _open_when_there(args.file, err) if args.follow else Tail.open(args.file)
+    except KeyboardInterrupt:
+        return 0  # --follow, still waiting for the file
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else None
         print(f"error: {args.file}: cannot read it: {reason or exc}", file=err)

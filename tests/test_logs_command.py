@@ -434,15 +434,24 @@ def test_one_unreadable_line_is_reported_in_the_singular(
 
 
 @pytest.mark.parametrize(
-    ("name", "reason"), [("missing.jsonl", "No such file or directory"), (".", "Is a directory")]
+    ("name", "reason", "follow"),
+    [
+        ("missing.jsonl", "No such file or directory", ()),
+        (".", "Is a directory", ()),
+        (".", "Is a directory", ("--follow",)),
+    ],
 )
 def test_a_file_that_cannot_be_read_exits_2_naming_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, reason: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    reason: str,
+    follow: tuple[str, ...],
 ) -> None:
-    """A missing file or a directory is an error naming the file and why, exit 2, also
-    with --follow, which does not wait for the file to appear."""
+    """A missing file or a directory is an error naming the file and why, exit 2; with
+    --follow, so is a directory (only a missing file is waited for)."""
     path = tmp_path / name
-    code, out, err = logs(capsys, path, "--follow")
+    code, out, err = logs(capsys, path, *follow)
     assert code == 2
     assert out == ""
     assert err == f"error: {path}: cannot read it: {reason}\n"
@@ -858,6 +867,44 @@ def test_follow_on_the_command_line_filters_and_ends_quietly_on_ctrl_c(
     assert code == 0
     assert [event_names(out) for out in printed] == [["before"], ["after"]]
     assert captured.err == "skipped 1 unreadable line (first: line 4)\n"
+
+
+def test_follow_waits_for_a_file_that_does_not_exist_yet_like_tail_f(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--follow on a log the run has not created yet says so once, waits, then prints
+    what the file holds and gains."""
+    path = tmp_path / "later.jsonl"
+    pauses: list[str] = []
+    errors: list[str] = []
+
+    def pause() -> None:
+        captured = capsys.readouterr()
+        pauses.append(captured.out)
+        errors.append(captured.err)
+        if len(pauses) == 2:
+            write(path, event("first", actor="a"))
+        elif len(pauses) > 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_logfile, "_pause", pause)
+    code = main(["logs", str(path), "--follow"])
+    captured = capsys.readouterr()
+    err = "".join(errors) + captured.err
+    assert code == 0
+    assert err.count("waiting for") == 1
+    assert str(path) in err
+    assert event_names("".join(pauses) + captured.out) == ["first"]
+
+
+def test_ctrl_c_while_waiting_for_a_followed_file_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def pause() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_logfile, "_pause", pause)
+    assert main(["logs", str(tmp_path / "never.jsonl"), "--follow"]) == 0
 
 
 def test_ctrl_c_while_reading_without_follow_exits_130(

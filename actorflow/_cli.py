@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import TextIO
+from typing import Any, TextIO
 
 import trio
 from rich.console import Console
@@ -34,6 +34,7 @@ from ._graphfile import load_any
 from ._interrupt import run_interruptible
 from ._job import Job, JobResult
 from ._logging import configure_logging, get_logger, log_write_error
+from ._overrides import from_environment, parse_assignment
 from ._registry import Registry
 from ._settings import Settings
 from ._status import SystemStatus
@@ -84,11 +85,38 @@ def _parser() -> argparse.ArgumentParser:
     graph_cmd = commands.add_parser("graph", help="print a graph or job file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph or job file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    for command in (run_cmd, validate_cmd, graph_cmd):
+        _add_overrides(command)
     logs_cmd = commands.add_parser(
         "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
     )
     _logfile.add_arguments(logs_cmd)
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the file (repeatable): a setting (quantum=0.005, "
+        "remote_url=redis://host/0), or a dotted path (modules.NAME.config.KEY=5, "
+        "links.1.buffer=64); VALUE is read as TOML, else as text. ACTORFLOW_<SETTING> "
+        "environment variables override settings too (--set wins)",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``ACTORFLOW_*`` settings, then ``--set`` assignments, in the order given."""
+    overrides = from_environment()
+    for text in args.set:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as exc:
+            raise _BadOption(str(exc)) from None
+        overrides[key] = value
+    return overrides
 
 
 def _mermaid(graph: Graph) -> str:
@@ -215,7 +243,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "modules":
             return _list_modules()
-        loaded = load_any(args.file)
+        loaded = load_any(args.file, overrides=_overrides(args))
         if isinstance(loaded, Job):
             return _job_command(args, loaded)
         status = _graph_command(args, *loaded)

@@ -764,6 +764,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MESSAGE_ID",
         help="the timeline of one message (needs a log written at --log-level debug)",
     )
+    _add_output_options(parser)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--traceback",
         action="store_true",

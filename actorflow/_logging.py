@@ -105,6 +105,23 @@ def _release_owned_stream() -> None:
         _owned_stream = None
 
 
+def _open_target(file: str | TextIO | None) -> _GuardedStream:
+    """Where configured events go: ``file`` (a path is opened here, and owned), else
+    stderr."""
+    global _owned_stream
+    _release_owned_stream()
+    raw: TextIO | None
+    if file is None:
+        raw = sys.stderr
+    elif isinstance(file, str):
+        raw = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        _owned_stream = raw
+    else:
+        raw = file
+    name = file if isinstance(file, str) else getattr(raw, "name", "the log stream")
+    return _GuardedStream(raw, str(name))
+
+
 def log_write_error() -> OSError | None:
     """Why the configured log could not be written, if a write has failed."""
     return None if _target is None else _target.error
@@ -149,19 +166,9 @@ def configure_logging(
     """
     if format not in ("console", "json"):
         raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
-    global _owned_stream, _target
+    global _target
     number = _level_number(level)
-    _release_owned_stream()
-    raw: TextIO | None
-    if file is None:
-        raw = sys.stderr
-    elif isinstance(file, str):
-        raw = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-        _owned_stream = raw
-    else:
-        raw = file
-    name = file if isinstance(file, str) else getattr(raw, "name", "the log stream")
-    stream = _target = _GuardedStream(raw, str(name))
+    stream = _target = _open_target(file)
     renderer: Any
     if format == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)

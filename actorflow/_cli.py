@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, TextIO
 
 import trio
@@ -36,6 +37,7 @@ from ._job import Job, JobResult
 from ._logging import configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
 from ._registry import Registry
+from ._scaffold import ScaffoldError, scaffold
 from ._settings import Settings
 from ._status import SystemStatus
 from ._system import open_system
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="actorflow", description="Run and inspect actorflow graph files."
     )
+    parser.add_argument("--version", action="version", version=f"actorflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="run a graph file until it ends, or a job file")
     run_cmd.add_argument("file", help="the graph or job file (TOML)")
@@ -91,7 +94,46 @@ def _parser() -> argparse.ArgumentParser:
         "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
     )
     _logfile.add_arguments(logs_cmd)
+    _add_project_commands(commands)
     return parser
+
+
+def _add_project_commands(commands: Any) -> None:
+    init_cmd = commands.add_parser(
+        "init", help="start a project: pyproject, one package of modules, a graph, a test"
+    )
+    init_cmd.add_argument(
+        "directory", nargs="?", default=".", help="where (made if missing; default: here)"
+    )
+    init_cmd.add_argument("--name", help="the project's name (default: the directory's)")
+    completion_cmd = commands.add_parser(
+        "completion",
+        help='print a shell completion script: eval "$(actorflow completion bash)" in ~/.bashrc',
+    )
+    completion_cmd.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell")
+
+
+def _init(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    try:
+        written = scaffold(directory, args.name)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except OSError as exc:
+        print(f"error: {exc.filename or directory}: {exc.strerror or exc}", file=sys.stderr)
+        return BAD_INPUT
+    for path in written:
+        print(f"created {path}")
+    print(f"next: cd {directory} && actorflow run graph.toml && python -m pytest")
+    return 0
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell))
+    return 0
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -240,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "logs":
         return _logfile.command(args)
+    if args.command == "init":
+        return _init(args)
+    if args.command == "completion":
+        return _completion(args)
     try:
         if args.command == "modules":
             return _list_modules()

@@ -24,6 +24,16 @@ WORDS = [
     "modules",
     "graph",
     "logs",
+    "init",
+    "completion",
+    "bash",
+    "--name",
+    "--version",
+    "--traceback",
+    "--set",
+    "quantum=0",
+    "modules.readings.config.count=2",
+    "links.1.buffer=x",
     "--log",
     "--log-level",
     "--only",
@@ -85,8 +95,8 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 words = st.sampled_from(WORDS + PATHS) | st.text(max_size=8)
 options = st.tuples(
-    st.sampled_from(["--log", "--log-level", "--only", "--format", "--view"]),
-    st.sampled_from([*PATHS, "debug", "loud", "dot", "readings", "x"]),
+    st.sampled_from(["--log", "--log-level", "--only", "--format", "--view", "--set"]),
+    st.sampled_from([*PATHS, "debug", "loud", "dot", "readings", "x", "a=1", "quantum=1e-9"]),
 )
 arguments = st.lists(words, max_size=7) | st.tuples(
     st.sampled_from(["run", "validate", "graph"]),

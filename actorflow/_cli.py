@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -84,7 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a graph or job file without running it"
     )
     validate_cmd.add_argument("file", help="the graph or job file (TOML)")
-    commands.add_parser("modules", help="list the modules enabled here, and where from")
+    validate_cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: valid (true/false), kind, name, modules, links, problems",
+    )
+    modules_cmd = commands.add_parser(
+        "modules", help="list the modules enabled here, and where from"
+    )
+    modules_cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines: one object per entry (name, target, origin, problem)",
+    )
     graph_cmd = commands.add_parser("graph", help="print a graph or job file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph or job file (TOML)")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -288,19 +301,26 @@ def _command(args: argparse.Namespace) -> int:
         return _completion(args)
     try:
         if args.command == "modules":
-            return _list_modules()
+            return _list_modules(json_lines=args.json)
         loaded = load_any(args.file, overrides=_overrides(args))
         if isinstance(loaded, Job):
             return _job_command(args, loaded)
         status = _graph_command(args, *loaded)
-    except GraphFileError as exc:
-        if len(exc.problems) == 1:  # one line: the file and what is wrong with it
+    except (
+        GraphFileError,
+        GraphError,
+        RegistryError,
+        InitializationError,
+        ValidationError,
+    ) as exc:
+        if args.command == "validate" and args.json:
+            return _invalid_json(args.file, exc)
+        if not isinstance(exc, GraphFileError):
+            print(f"error: {exc}", file=sys.stderr)
+        elif len(exc.problems) == 1:  # one line: the file and what is wrong with it
             print(f"error: {exc.path}: invalid graph file: {exc.problems[0]}", file=sys.stderr)
         else:
             print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT
-    except (GraphError, RegistryError, InitializationError, ValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except _BadOption as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -314,6 +334,10 @@ def _command(args: argparse.Namespace) -> int:
     if status is not None:
         _print_status(status)
     return 0
+
+
+_INPUT_ERRORS = (GraphFileError, GraphError, RegistryError, InitializationError, ValidationError)
+"""What a file (or the modules it names) can be wrong with: bad input, exit 2."""
 
 
 class _BadOption(ActorflowError):
@@ -340,22 +364,54 @@ def _log_to(args: argparse.Namespace) -> None:
         raise _BadOption(f"--log {args.log}: cannot write to it: {failed.strerror or failed}")
 
 
-def _list_modules() -> int:
+def _list_modules(*, json_lines: bool = False) -> int:
     """Every enabled entry; one that does not import is marked, and the rest still listed."""
     registry = Registry.discover()
-    if not registry.entries:
+    if not registry.entries and not json_lines:
         print("no modules enabled (see [tool.actorflow.modules] in pyproject.toml)")
     for entry in sorted(registry.entries.values(), key=lambda e: e.name):
-        line = f"{entry.name:<20} {entry.target:<40} {entry.origin}"
         reason = registry.problem(entry.name)
+        if json_lines:
+            fields = {"name": entry.name, "target": entry.target, "origin": entry.origin}
+            print(json.dumps({**fields, "problem": reason}))
+            continue
+        line = f"{entry.name:<20} {entry.target:<40} {entry.origin}"
         print(line if reason is None else f"{line}  [does not import: {reason}]")
     return 0
+
+
+def _invalid_json(file: str, error: ActorflowError) -> int:
+    """``validate --json`` of a file that is not valid: the problems, one per item."""
+    if isinstance(error, GraphFileError):
+        problems = list(error.problems)
+    elif isinstance(error, GraphError):
+        problems = [problem.message for problem in error.problems]
+    else:
+        problems = [str(error)]
+    print(json.dumps({"file": file, "valid": False, "problems": problems}))
+    return BAD_INPUT
+
+
+def _valid_json(file: str, loaded: Job | Graph) -> None:
+    """``validate --json`` of a valid file: what it describes."""
+    if isinstance(loaded, Job):
+        described: dict[str, Any] = {"kind": "job", "tasks": list(loaded.tasks)}
+    else:
+        described = {
+            "kind": "graph",
+            "modules": [spec.name for spec in loaded.modules],
+            "links": [link.name for link in loaded.links],
+        }
+    print(json.dumps({"file": file, "valid": True, "name": loaded.name, **described}))
 
 
 def _job_command(args: argparse.Namespace, job: Job) -> int:
     """``validate``, ``graph`` or ``run`` for a job file."""
     if args.command == "validate":
-        print(f"{args.file}: valid job {job.name!r} ({len(job.tasks)} tasks)")
+        if args.json:
+            _valid_json(args.file, job)
+        else:
+            print(f"{args.file}: valid job {job.name!r} ({len(job.tasks)} tasks)")
         return 0
     if args.command == "graph":
         print(_job_mermaid(job) if args.format == "mermaid" else _job_dot(job))
@@ -369,6 +425,9 @@ def _graph_command(
 ) -> SystemStatus | None:
     """``validate``, ``graph`` or ``run`` for a graph file; the end status of a run."""
     if args.command == "validate":
+        if args.json:
+            _valid_json(args.file, graph)
+            return None
         print(
             f"{args.file}: valid graph {graph.name!r} "
             f"({len(graph.modules)} modules, {len(graph.links)} links)"

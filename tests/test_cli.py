@@ -125,6 +125,47 @@ def test_validate_accepts_a_good_file_and_refuses_a_bad_one_with_exit_2(project:
     assert "Traceback" not in bad.stderr
 
 
+def test_validate_json_says_what_is_valid_or_every_problem(project: Path) -> None:
+    """`validate --json`: one object on stdout, for scripts, with the exit code as before."""
+    good = actorflow(project, "validate", "plant.toml", "--json")
+    assert good.returncode == 0
+    assert json.loads(good.stdout) == {
+        "file": "plant.toml",
+        "valid": True,
+        "name": "plant",
+        "kind": "graph",
+        "modules": ["readings", "store"],
+        "links": ["readings.out -> store.in"],
+    }
+    (project / "bad.toml").write_text(
+        GRAPH.replace("count = 5", "count = 'five'").replace('to = "store"', 'to = "stor"')
+    )
+    bad = actorflow(project, "validate", "bad.toml", "--json")
+    assert bad.returncode == 2
+    verdict = json.loads(bad.stdout)
+    assert verdict["valid"] is False
+    assert any("key 'count': expected int" in problem for problem in verdict["problems"])
+    (project / "job.toml").write_text(JOB)
+    job = actorflow(project, "validate", "job.toml", "--json")
+    assert json.loads(job.stdout)["tasks"] == ["first", "second"]
+
+
+def test_modules_json_is_one_object_per_entry(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        '[tool.actorflow.modules]\nreadings = "plant:Readings"\nghost = "plant_gone:Ghost"\n'
+    )
+    result = actorflow(project, "modules", "--json")
+    assert result.returncode == 0
+    entries = {entry["name"]: entry for entry in map(json.loads, result.stdout.splitlines())}
+    assert entries["readings"] == {
+        "name": "readings",
+        "target": "plant:Readings",
+        "origin": "pyproject.toml",
+        "problem": None,
+    }
+    assert "plant_gone" in entries["ghost"]["problem"]
+
+
 def test_a_missing_file_is_bad_input(project: Path) -> None:
     """A file that does not exist is exit 2 with its name, not a traceback."""
     result = actorflow(project, "run", "nope.toml")

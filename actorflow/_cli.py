@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
 import trio
 from rich.console import Console
 
@@ -37,6 +38,7 @@ from ._interrupt import run_interruptible
 from ._job import Job, JobResult
 from ._logging import configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
+from ._pyload import is_python_target, load_python
 from ._registry import Registry
 from ._scaffold import ScaffoldError, scaffold
 from ._settings import Settings
@@ -58,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"actorflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="run a graph file until it ends, or a job file")
-    run_cmd.add_argument("file", help="the graph or job file (TOML)")
+    run_cmd.add_argument(
+        "file",
+        help="the graph or job file (TOML), or a graph built in Python: "
+        "package.module:function (or :variable)",
+    )
     run_cmd.add_argument(
         "--log",
         metavar="PATH",
@@ -172,6 +178,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise _BadOption(str(exc)) from None
         overrides[key] = value
     return overrides
+
+
+def _load(args: argparse.Namespace) -> tuple[Graph, Settings] | Job:
+    """The graph file, job file or Python target (``pkg.module:build``) ``args`` name,
+    with the overrides of ``--set`` and the environment."""
+    overrides = _overrides(args)
+    if not is_python_target(args.file):
+        return load_any(args.file, overrides=overrides)
+    loaded = load_python(args.file)
+    if isinstance(loaded, Job) or not overrides:
+        return loaded
+    # A graph built in Python has no file to change: only its settings can be set.
+    settings: dict[str, Any] = {}
+    for key, value in overrides.items():
+        name = key.removeprefix("settings.")
+        if "." in name or name not in attrs.fields_dict(Settings):
+            raise _BadOption(f"--set {key}: a graph built in Python takes settings only")
+        settings[name] = value
+    try:
+        return loaded[0], attrs.evolve(loaded[1], **settings)
+    except (TypeError, ValueError) as exc:
+        raise _BadOption(f"--set: {exc}") from None
 
 
 def _mermaid(graph: Graph) -> str:
@@ -302,7 +330,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "modules":
             return _list_modules(json_lines=args.json)
-        loaded = load_any(args.file, overrides=_overrides(args))
+        loaded = _load(args)
         if isinstance(loaded, Job):
             return _job_command(args, loaded)
         status = _graph_command(args, *loaded)

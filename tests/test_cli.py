@@ -346,3 +346,64 @@ def test_with_a_log_file_warnings_and_errors_still_reach_the_console(project: Pa
     ]
     assert "actor.failed" in events
     assert "actor.state" in events
+
+
+BUILD = """
+import actorflow as af
+from plant import Readings, Store
+
+def build(count: int = 4) -> af.Graph:
+    graph = af.Graph(name="built")
+    graph.add("readings", Readings, count=count)
+    graph.add("store", Store)
+    graph.link("readings", "store")
+    return graph
+
+def with_settings():
+    return build(), af.Settings(quantum=0.02)
+
+graph = build(2)
+broken = af.Graph()
+broken.link("a", "b")
+number = 5
+
+def fails():
+    raise RuntimeError("no graph today")
+"""
+
+
+def test_run_takes_a_graph_built_in_python(project: Path) -> None:
+    """`run pkg.module:function` runs the graph it returns, with the summary and exit
+    codes of a graph file; a variable naming a graph works too."""
+    (project / "plant_build.py").write_text(BUILD)
+    result = actorflow(project, "run", "plant_build:build", "--no-view")
+    assert result.returncode == 0, result.stderr
+    assert "graph 'built' done" in result.stdout
+    assert re.search(r"store\s+terminated\s+in=4\b", result.stdout), result.stdout
+    for target in ("plant_build:graph", "plant_build:with_settings"):
+        assert actorflow(project, "run", target, "--no-view").returncode == 0
+    valid = actorflow(project, "validate", "plant_build:build", "--json")
+    assert json.loads(valid.stdout)["modules"] == ["readings", "store"]
+    assert actorflow(project, "run", "plant_build:build", "--set", "quantum=0.05").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "message"),
+    [
+        ("plant_nope:build", (), "cannot import 'plant_nope'"),
+        ("plant_build:missing", (), "has no attribute 'missing'"),
+        ("plant_build:number", (), "it is int; expected a Graph"),
+        ("plant_build:fails", (), "calling fails() failed: RuntimeError: no graph today"),
+        ("plant_build:broken", (), "unknown module 'a'"),
+        ("plant_build:build", ("--set", "links.1.buffer=2"), "takes settings only"),
+        ("plant_build:build", ("--set", "quantum=-1"), "quantum must be seconds"),
+    ],
+)
+def test_a_python_target_that_gives_no_graph_is_one_line_exit_2(
+    project: Path, target: str, extra: tuple[str, ...], message: str
+) -> None:
+    (project / "plant_build.py").write_text(BUILD)
+    result = actorflow(project, "run", target, "--no-view", *extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

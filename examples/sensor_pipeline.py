@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import ClassVar
+
+import trio
 
 import actorflow as af
 
@@ -22,18 +24,23 @@ class Sensors(af.Source):
 
     outputs: ClassVar = {"out": af.Data}
 
-    def __init__(self, sensors: int = 4, readings: int = 2500, seed: int = 7) -> None:
+    def __init__(
+        self, sensors: int = 4, readings: int = 2500, seed: int = 7, interval: float = 0.0
+    ) -> None:
         self.sensors = sensors
         self.readings = readings
+        self.interval = interval  # seconds between two readings, as real sensors tick
         self.random = random.Random(seed)
 
-    def start(self) -> Iterator[af.Data]:
+    async def start(self) -> AsyncIterator[af.Data]:
         for n in range(self.readings):
             sensor = f"t{n % self.sensors}"
             celsius = 20 + self.random.gauss(0, 4)
             yield af.Data(
                 fields={"raw": celsius, "seq": n}, tags={"sensor": sensor}, origin=self.name
             )
+            if self.interval:
+                await trio.sleep(self.interval)
 
 
 class Calibrate(af.Processor):

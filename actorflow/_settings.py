@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from ._checks import positive_int, positive_number
+from ._urls import url_repr
 
 __all__ = ["Settings"]
 
@@ -39,4 +40,4 @@ class Settings:
     stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
     thread_limit: int = attrs.field(default=8, validator=positive_int)
     heartbeat_interval: float = attrs.field(default=5.0, validator=positive_number)
-    remote_url: str | None = None
+    remote_url: str | None = attrs.field(default=None, repr=url_repr)

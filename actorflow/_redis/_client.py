@@ -8,17 +8,18 @@ exception groups; :func:`connect` unwraps them, so users see the error itself.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from .._exceptions import describe, single_errors
+from .._urls import hide_secrets
 
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["Reader", "Retrying", "connect", "load_coredis"]
+__all__ = ["Reader", "Retrying", "connect", "ensure_group", "load_coredis"]
 
 T = TypeVar("T")
 
@@ -35,25 +36,70 @@ def load_coredis() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
-    """A coredis client for ``url``, whose errors arrive as themselves, not as groups."""
+async def connect(
+    url: str, reply_within: float | None = None
+) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A coredis client for ``url``, whose errors arrive as themselves, not as groups,
+    with any password hidden from their messages.
+
+    Args:
+        url: The server.
+        reply_within: Seconds to wait for a connection or a reply before the call fails with
+            ``TimeoutError`` (a paused server never closes its connections, so without
+            it a call would wait for ever); ``None`` waits for ever.
+    """
     coredis = load_coredis()
     # No retries inside the client: ours must see every failure, to recover what a
     # read whose reply was lost delivered all the same.
     client = coredis.Redis.from_url(
-        url, decode_responses=False, retry_policy=coredis.retry.NoRetryPolicy()
+        url,
+        decode_responses=False,
+        retry_policy=coredis.retry.NoRetryPolicy(),
+        stream_timeout=reply_within,
+        connect_timeout=reply_within,
     )
-    with single_errors():
+    with _secrets_hidden(url), single_errors():
         async with client:
             yield client
+
+
+@contextlib.contextmanager
+def _secrets_hidden(url: str) -> Iterator[None]:
+    """Errors that quote ``url``'s password (a client's message may) say ``***``."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        hidden = hide_secrets(text, url)
+        if hidden == text:
+            raise
+        raise type(exc)(hidden) if _rebuildable(exc) else RuntimeError(hidden) from None
+
+
+def _rebuildable(exc: Exception) -> bool:
+    try:
+        type(exc)("")
+    except Exception:
+        return False
+    return True
+
+
+async def ensure_group(client: coredis.Redis[bytes], stream: str, group: str) -> None:
+    """The consumer group ``group`` of ``stream`` (both made if missing), reading from
+    the start."""
+    coredis = load_coredis()
+    with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
+        await client.xgroup_create(stream, group, identifier="0", mkstream=True)
 
 
 class Retrying:
     """Runs Redis calls again while the server cannot be reached, saying so once."""
 
-    def __init__(self, log: Any, poll: float) -> None:
+    def __init__(self, log: Any, poll: float, url: str | None = None) -> None:
         self.log = log
         self.poll = poll
+        self.url = url
+        """The server's URL, whose secrets never reach a log event."""
         self.failing = 0
         self.failures = 0
         """Every failed attempt so far: tells a caller that a call had to be retried."""
@@ -76,7 +122,8 @@ class Retrying:
                 self.failing += 1
                 self.failures += 1
                 if self.failing == 1:
-                    self.log.warning("remote.unreachable", error=describe(exc))
+                    error = hide_secrets(describe(exc), self.url)
+                    self.log.warning("remote.unreachable", error=error)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -94,8 +141,9 @@ class Reader:
     wait for ever; a fresh client starts with a full pool.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, reply_within: float | None = None) -> None:
         self.url = url
+        self.reply_within = reply_within
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: coredis.Redis[bytes] | None = None
 
@@ -103,7 +151,9 @@ class Reader:
         client = self._client
         if client is None:
             stack = contextlib.AsyncExitStack()
-            client = self._client = await stack.enter_async_context(connect(self.url))
+            client = self._client = await stack.enter_async_context(
+                connect(self.url, self.reply_within)
+            )
             self._stack = stack
         try:
             return await read(client)

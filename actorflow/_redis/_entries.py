@@ -145,17 +145,21 @@ class Intake:
                 self.backlog.popleft()
 
     def _feed_piece(self, entry: _Entry, want: int) -> int:
-        """Feed ``want`` items of ``entry`` (fewer if it turns out damaged); how many
-        were consumed from it."""
+        """Feed ``want`` items of ``entry``: those decoded, if it turns out damaged (the
+        rest of it is then dead-lettered); how many were consumed from it."""
+        piece: list[Any] = []
         try:
-            piece = list(islice(entry.items, want))
-        except Exception as exc:  # a damaged item: the rest is lost
-            rest = entry.count - entry.fed
+            piece.extend(islice(entry.items, want))
+        except Exception as exc:  # a damaged item: the rest of the entry is lost
+            rest = entry.count - entry.fed - len(piece)
             self.link.drop(rest, DropReason.UNDECODABLE)
-            self.log.error("remote.undecodable", entry=entry.id.decode(), error=describe(exc))
+            self.log.error(
+                "remote.undecodable", entry=entry.id.decode(), error=describe(exc), items=rest
+            )
+            want = entry.count - entry.fed
             entry.fed = entry.count
-            self.link.feed(entry.id, [], rest)
-            return rest
+            self.link.feed(entry.id, piece, rest)
+            return want
         entry.fed += len(piece)
         skipped = 0
         if self._check is not None:

@@ -143,13 +143,19 @@ class ConsumerPump:
                     await self._flush_acks(client, None)
                     if not self.shared:
                         await self.lease.release(client)
-                    if not self.link.remaining:
-                        await client.eval(FORGET_SELF, [self.stream], [self.group, self.consumer])
+                    await self._forget(client)
             except Exception as exc:
                 error = hide_secrets(describe(exc), self.url)
                 self.log.warning("remote.cleanup_failed", error=error)
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+
+    async def _forget(self, client: Client) -> None:
+        """Leave the group, unless entries were left pending here, and remove the
+        consumers that hold nothing and have been idle for twice ``claim_idle``."""
+        idle_ms = int(2000 * self.remote.claim_idle)
+        await client.eval(FORGET_SELF, [self.stream], [self.group, self.consumer])
+        await client.eval(FORGET_IDLE, [self.stream], [self.group, idle_ms, self.consumer])
 
     async def _read(self, client: Client, retry: Retrying) -> None:
         reader = Reader(self.url, self.remote.timeout + self.remote.poll)
@@ -288,6 +294,8 @@ class ConsumerPump:
                 start = reply[0]
                 if start in (b"0-0", "0-0"):
                     break
+            # Its consumers have stopped (this one holds the lease) and hold nothing now.
+            await client.eval(FORGET_IDLE, [self.stream], [self.group, 0, self.consumer])
             if found:
                 self.log.warning("remote.taken_over", entries=len(found))
                 found.sort(key=lambda entry: _order(entry.identifier))

@@ -180,13 +180,6 @@ class RemoteInLink(Link):
                 self.to_ack.append(entry_id)
                 self._acks.unpark_all()
 
-    def deliver(self, entries: list[tuple[bytes, list[Any]]]) -> None:
-        """Append the items of whole entries read from the stream (those not here yet)."""
-        for entry_id, items in entries:
-            if entry_id not in self.remaining:
-                self.expect(entry_id, len(items))
-                self.feed(entry_id, items)
-
     def take(self, limit: int) -> list[Any]:
         self.settle()  # the batch taken before this one has been handled
         batch = super().take(limit)

@@ -14,6 +14,7 @@ from redis_server import RedisServer
 from test_remote import Keep, Numbers, stream_length, unique, wait_until
 
 import actorflow as af
+from actorflow._redis import connect
 
 
 class Plodding(af.Sink):
@@ -118,16 +119,20 @@ async def test_the_bound_holds_across_producer_restarts_with_the_consumer_down(
     stream = f"actorflow:{name}:numbers.out>keep.in"
     bound_entries = 2  # buffer 20 in entries of 10
 
-    async def over_bound() -> bool:
-        return await stream_length(redis_server.url, stream) > bound_entries
-
     for _ in range(6):
         graph = af.Graph(name=name)
         graph.add("numbers", Numbers, count=1000)
         graph.add("keep", Keep, into=[])
         graph.link("numbers", "keep", remote=remote, buffer=20)
         with trio.fail_after(20):
-            async with af.open_system(graph, only={"numbers"}) as producer:
+            async with (
+                connect(redis_server.url) as client,
+                af.open_system(graph, only={"numbers"}) as producer,
+            ):
+
+                async def over_bound() -> bool:
+                    return int(await client.xlen(stream)) > bound_entries
+
                 await wait_until(
                     lambda: producer.status().actors["numbers"].state is af.ActorState.BLOCKED
                 )

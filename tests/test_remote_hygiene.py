@@ -17,6 +17,7 @@ from test_remote import Keep, Numbers, unique, wait_until
 import actorflow as af
 from actorflow._heartbeat import HttpReporter
 from actorflow._redis import connect
+from actorflow._redis._client import _secrets_hidden
 from actorflow._urls import hide_secrets, redact_url
 
 
@@ -173,3 +174,23 @@ async def test_no_password_reaches_a_log_line_or_an_error(
         assert secret not in text
         assert wrong not in text
     assert all(json.loads(line) for line in lines.splitlines() if line.startswith("{"))
+
+
+class Picky(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def test_an_error_that_quotes_the_password_is_raised_without_it() -> None:
+    """Errors raised while a client is open are rewritten only when they quote the
+    secret: as their own type where it can be rebuilt from a message, else RuntimeError."""
+    url = "redis://:pw-1234@h/0"
+    with pytest.raises(ValueError, match=r"^no \*\*\* here$"), _secrets_hidden(url):
+        raise ValueError("no pw-1234 here")
+    with pytest.raises(RuntimeError, match=r"^\*\*\* refused$"), _secrets_hidden(url):
+        raise Picky(1, "pw-1234 refused")
+    original = KeyError("nothing secret")
+    with pytest.raises(KeyError) as kept, _secrets_hidden(url):
+        raise original
+    assert kept.value is original

@@ -8,13 +8,17 @@ import os
 import signal
 from collections import Counter
 from typing import Any, ClassVar
+from unittest import mock
 
+import pytest
 import trio
 from redis_server import RedisServer
 from test_remote import Keep, Numbers, stream_length, unique, wait_until
 
 import actorflow as af
+from actorflow._data import encode
 from actorflow._redis import connect
+from actorflow._redis._client import load_coredis
 
 
 class Plodding(af.Sink):
@@ -86,6 +90,8 @@ async def test_redis_paused_for_three_claim_idles_is_waited_out(
                 os.kill(pid, signal.SIGCONT)
     assert system.status().state is af.SystemState.DONE
     assert {d.fields["n"] for d in got} == set(range(400))
+    # Writes retried while Redis was paused were refused as repeats when it woke.
+    assert twice(got) == []
     assert any(e["event"] == "remote.recovered" for e in logs)
 
 
@@ -106,6 +112,7 @@ async def test_redis_down_for_three_claim_idles_is_waited_out(
             await trio.to_thread.run_sync(own_redis_server.start)
     assert system.status().state is af.SystemState.DONE
     assert {d.fields["n"] for d in got} == set(range(400))
+    assert twice(got) == []
     assert not [e for e in logs if "lost its lease" in str(e.get("error", ""))]
 
 
@@ -141,3 +148,92 @@ async def test_the_bound_holds_across_producer_restarts_with_the_consumer_down(
                     raise AssertionError("the stream went past its bound")
                 producer.cancel()
     assert await stream_length(redis_server.url, stream) == bound_entries
+
+
+async def test_a_write_whose_reply_was_lost_is_not_written_twice(
+    redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """Every third XADD reaches Redis but its reply is lost (the connection drops): the
+    producer writes it again under the same id, which Redis refuses as a repeat."""
+    coredis = load_coredis()
+    real = coredis.Redis.xadd
+    calls = 0
+
+    async def lossy(self: Any, key: Any, field_values: Any, **options: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        written = await real(self, key, field_values, **options)
+        if calls % 3 == 0:
+            raise coredis.exceptions.ConnectionError("the reply was lost")
+        return written
+
+    got: list[af.Data] = []
+    remote = af.Remote(url=redis_server.url, batch=10)
+    with mock.patch.object(coredis.Redis, "xadd", lossy), trio.fail_after(20):
+        async with af.open_system(chain(unique("lossy"), 200, remote, got)):
+            pass
+    assert [d.fields["n"] for d in got] == list(range(200))
+    assert calls > 20  # the retries
+    assert any(e["event"] == "remote.unreachable" for e in logs)
+
+
+async def test_a_stream_whose_ids_are_ahead_of_the_clock_is_written_above_them(
+    redis_server: RedisServer,
+) -> None:
+    """An earlier writer (a machine whose clock was ahead) left the stream's last id in
+    the future: the producer's first write is refused as not above it, and it goes on
+    above that id; nothing is taken for a repeat."""
+    name = unique("ahead")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    async with connect(redis_server.url) as client:
+        ahead = b"%d-5" % (2**50)
+        await client.xadd(stream, {b"p": encode([af.Data(fields={"n": -1})])}, identifier=ahead)
+    got: list[af.Data] = []
+    remote = af.Remote(url=redis_server.url, batch=10)
+    with trio.fail_after(20):
+        async with af.open_system(chain(name, 30, remote, got)):
+            pass
+    assert [d.fields["n"] for d in got] == list(range(-1, 30))
+
+
+async def test_a_lease_taken_by_another_instance_stops_the_first(
+    redis_server: RedisServer,
+) -> None:
+    """Another instance holds the lease when the first comes to renew it (the first was
+    cut off for longer than claim_idle, say): the first has been replaced, and fails."""
+    name = unique("stolen")
+    remote = af.Remote(url=redis_server.url, claim_idle=0.5)
+    lease = f"actorflow:{name}:numbers.out>keep.in:lease"
+    with trio.fail_after(20):
+        async with connect(redis_server.url) as client:
+            with pytest.raises(af.RunError, match=r"lost its lease .* to another instance"):
+                async with af.open_system(chain(name, 10**6, remote, []), only={"keep"}):
+                    await wait_until(lambda: client.exists([lease]))
+                    await client.set(lease, b"another", px=10_000)
+            await client.delete([lease])
+
+
+async def test_a_second_instance_waits_as_a_standby(
+    redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """Two instances of a module that is not shared: the second says it is a standby and
+    takes the lease when the first stops; every item is handled, in order of first
+    arrival."""
+    name = unique("standby")
+    remote = af.Remote(url=redis_server.url, claim_idle=0.3, batch=10)
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+    with trio.fail_after(20):
+        async with (
+            af.open_system(chain(name, 300, remote, []), only={"numbers"}),
+            af.open_system(chain(name, 300, remote, first, delay=0.002), only={"keep"}) as one,
+            af.open_system(chain(name, 300, remote, second), only={"keep"}) as two,
+        ):
+            await wait_until(lambda: any(e["event"] == "remote.standby" for e in logs))
+            await wait_until(lambda: len(first) >= 50)
+            await one.stop()
+            await wait_until(lambda: two.status().state is af.SystemState.DONE)
+    assert second
+    firsts = list(dict.fromkeys(d.fields["n"] for d in [*first, *second]))
+    assert firsts == list(range(300))
+    assert any(e["event"] == "remote.lease_taken" for e in logs)

@@ -125,11 +125,6 @@ class Intake:
             )
             return 0, None
 
-    @property
-    def waiting(self) -> int:
-        """Items admitted and not fed yet (of the entry at the head, at least)."""
-        return sum(entry.count - entry.fed for entry in self.backlog)
-
     def need(self, batch: int) -> int:
         """The room worth feeding into: a batch, or what is left of the head entry."""
         head = self.backlog[0]

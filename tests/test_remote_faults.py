@@ -237,3 +237,40 @@ async def test_a_second_instance_waits_as_a_standby(
     firsts = list(dict.fromkeys(d.fields["n"] for d in [*first, *second]))
     assert firsts == list(range(300))
     assert any(e["event"] == "remote.lease_taken" for e in logs)
+
+
+async def test_a_standby_leaves_a_lease_that_lapsed_in_an_outage_to_its_holder(
+    own_redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """Redis paused for longer than the lease, with a standby waiting: when Redis comes
+    back, the holder, which lives, takes its lease again; the standby does not snatch it
+    (which would stop the holder). The holder then stops; the standby takes over; nothing
+    is handled twice or lost."""
+    name = unique("outage-standby")
+    remote = af.Remote(url=own_redis_server.url, claim_idle=1.0, batch=10, timeout=0.3)
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+    assert own_redis_server.process is not None
+    pid = own_redis_server.process.pid
+    with trio.fail_after(40):
+        async with (
+            af.open_system(chain(name, 600, remote, []), only={"numbers"}),
+            af.open_system(chain(name, 600, remote, first, delay=0.003), only={"keep"}) as one,
+            af.open_system(chain(name, 600, remote, second), only={"keep"}),
+        ):
+            await wait_until(lambda: any(e["event"] == "remote.standby" for e in logs))
+            await wait_until(lambda: len(first) >= 50)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await wait_until(lambda: any(e["event"] == "remote.unreachable" for e in logs))
+                await trio.sleep(3 * remote.claim_idle)  # the outage itself, not a wait
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await wait_until(lambda: any(e["event"] == "remote.lease_renewed" for e in logs))
+            count = len(first)
+            await wait_until(lambda: len(first) >= count + 50)
+            await one.stop()
+    got = [*first, *second]
+    assert {d.fields["n"] for d in got} == set(range(600))
+    assert twice(got) == []
+    assert second

@@ -8,6 +8,7 @@ exception groups; :func:`connect` unwraps them, so users see the error itself.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,10 @@ from .._urls import hide_secrets
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["Reader", "Retrying", "connect", "ensure_group", "load_coredis"]
+__all__ = ["MAX_DELAY", "Reader", "Retrying", "connect", "ensure_group", "load_coredis"]
+
+MAX_DELAY = 1.0
+"""The longest wait between two attempts of a call while the server is unreachable."""
 
 T = TypeVar("T")
 
@@ -103,6 +107,8 @@ class Retrying:
         self.failing = 0
         self.failures = 0
         """Every failed attempt so far: tells a caller that a call had to be retried."""
+        self.recovered_at = -math.inf
+        """When a call last succeeded after failing (trio's clock)."""
 
     async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
         coredis = load_coredis()
@@ -125,12 +131,19 @@ class Retrying:
                     error = hide_secrets(describe(exc), self.url)
                     self.log.warning("remote.unreachable", error=error)
                 await trio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, MAX_DELAY)
                 continue
+            if delay > self.poll:
+                self.recovered_at = trio.current_time()
             if self.failing:
                 self.log.info("remote.recovered", after_failures=self.failing)
                 self.failing = 0
             return result
+
+    def calm(self, seconds: float) -> bool:
+        """Whether every call has gone through for the last ``seconds``: after an
+        outage, the other consumers need a moment to say again what they hold."""
+        return not self.failing and trio.current_time() - self.recovered_at >= seconds
 
 
 class Reader:

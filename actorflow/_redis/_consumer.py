@@ -24,7 +24,7 @@ from .._logging import get_logger
 from .._specs import Remote
 from .._transport import PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
-from ._client import Reader, Retrying, connect, ensure_group, load_coredis
+from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
 from ._entries import Intake
 from ._lease import Lease
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
@@ -183,7 +183,9 @@ class ConsumerPump:
             if intake.backlog:
                 intake.feed(room)
                 continue
-            if claims.due():
+            # Not right after an outage: a consumer that lives needs a moment to mark
+            # again, as busy, the entries that looked idle while Redis was away.
+            if claims.due() and retry.calm(self.remote.claim_idle + MAX_DELAY):
                 claimed: int = await retry(partial(self._claim, client, room // batch))
                 if claimed:
                     continue

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._exceptions import RunError
-from ._client import Retrying
+from ._client import MAX_DELAY, Retrying
 
 if TYPE_CHECKING:
     import coredis
@@ -62,15 +62,21 @@ class Lease:
         self.log = log
 
     async def take(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
-        """Wait until this consumer holds the lease (a standby until the holder stops)."""
+        """Wait until this consumer holds the lease (a standby until the holder stops).
+
+        A lease that lapsed while Redis was away is left alone for a lease period and
+        the longest retry delay after it came back: its holder, if it lives, takes it
+        again first."""
         waiting = False
         while True:
-            owner = await retry(lambda: client.eval(_TAKE, [self.key], [self.owner, self.ms]))
-            if not owner:
-                if waiting:
-                    self.log.info("remote.lease_taken")
-                return
-            if not waiting:
+            owner: Any = await retry(lambda: client.get(self.key))
+            if owner in (None, self.owner.encode()) and retry.calm(self.ms / 1000 + MAX_DELAY):
+                owner = await retry(lambda: client.eval(_TAKE, [self.key], [self.owner, self.ms]))
+                if not owner:
+                    if waiting:
+                        self.log.info("remote.lease_taken")
+                    return
+            if owner is not None and not waiting:
                 waiting = True
                 self.log.warning(
                     "remote.standby",

@@ -87,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
         help="show a live table of the actors while the graph runs "
         "(default: on when stdout is a terminal and TERM is not 'dumb')",
     )
+    validate_cmd, graph_cmd = _add_file_commands(commands)
+    for command in (run_cmd, validate_cmd, graph_cmd):
+        _add_overrides(command)
+    logs_cmd = commands.add_parser(
+        "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
+    )
+    _logfile.add_arguments(logs_cmd)
+    _add_project_commands(commands)
+    return parser
+
+
+def _add_file_commands(commands: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """``validate``, ``modules`` and ``graph``; the two that read a file."""
     validate_cmd = commands.add_parser(
         "validate", help="check a graph or job file without running it"
     )
@@ -106,15 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph_cmd = commands.add_parser("graph", help="print a graph or job file as Mermaid or DOT")
     graph_cmd.add_argument("file", help="the graph or job file (TOML)")
-    graph_cmd.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    for command in (run_cmd, validate_cmd, graph_cmd):
-        _add_overrides(command)
-    logs_cmd = commands.add_parser(
-        "logs", help="filter, follow, summarise a JSON-lines log, or trace one message"
+    graph_cmd.add_argument(
+        "--format", choices=("mermaid", "dot"), default="mermaid", help="the diagram language"
     )
-    _logfile.add_arguments(logs_cmd)
-    _add_project_commands(commands)
-    return parser
+    return validate_cmd, graph_cmd
 
 
 def _add_project_commands(commands: Any) -> None:

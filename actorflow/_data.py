@@ -30,7 +30,7 @@ import msgpack
 from ._checks import short
 from ._exceptions import SerializationError
 
-__all__ = ["Data", "decode", "encode", "new_id"]
+__all__ = ["Data", "decode", "decode_items", "encode", "new_id"]
 
 _ID_PREFIX: Final = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -346,3 +346,38 @@ def decode(payload: bytes) -> Any:
         raise SerializationError(
             "payload", f"not valid msgpack: {short(str(exc) or type(exc).__name__)}"
         ) from None
+
+
+def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
+    """How many items ``payload`` (an array made by :func:`encode`) holds, and the items,
+    decoded one at a time: a huge array is never decoded whole. A payload that is not an
+    array is one item.
+
+    Raises:
+        SerializationError: ``payload`` does not start with valid msgpack (at once), or
+            an item is damaged (when the iterator reaches it).
+    """
+    unpacker = msgpack.Unpacker(
+        ext_hook=_ext_hook, raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1)
+    )
+    unpacker.feed(payload)
+    try:
+        count = unpacker.read_array_header()
+    except Exception:  # not an array: decode it whole, as one item
+        return 1, iter([decode(payload)])
+
+    def items() -> Iterator[Any]:
+        for _ in range(count):
+            try:
+                yield unpacker.unpack()
+            except (_TooDeep, RecursionError):
+                raise SerializationError("payload", _DEPTH_MESSAGE) from None
+            except SerializationError:
+                raise
+            except Exception as exc:
+                reason = short(str(exc) or type(exc).__name__)
+                raise SerializationError("payload", f"not valid msgpack: {reason}") from None
+        if unpacker.tell() != len(payload):
+            raise SerializationError("payload", "not valid msgpack: extra data after the value")
+
+    return count, items()

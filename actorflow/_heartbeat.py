@@ -22,6 +22,7 @@ from ._checks import check_seconds
 from ._exceptions import describe
 from ._logging import enabled_for, get_logger
 from ._status import SystemStatus
+from ._urls import hide_secrets, redact_url
 from ._version import __version__
 
 __all__ = ["HttpReporter", "Reporter", "beat", "snapshot"]
@@ -147,7 +148,7 @@ class HttpReporter:
         self.sent = 0
         self._client = httpx.AsyncClient(timeout=timeout)
         self._httpx = httpx
-        self.log = get_logger(reporter="http", url=url)
+        self.log = get_logger(reporter="http", url=redact_url(url))
 
     async def report(self, snapshot: dict[str, Any]) -> None:
         try:
@@ -156,12 +157,16 @@ class HttpReporter:
         except self._httpx.HTTPError as exc:
             self.failures += 1
             if self.failures == 1:
-                self.log.warning("reporter.failing", error=f"{type(exc).__name__}: {exc}")
+                error = hide_secrets(f"{type(exc).__name__}: {exc}", self.url)
+                self.log.warning("reporter.failing", error=error)
             return
         self.sent += 1
         if self.failures:
             self.log.info("reporter.recovered", after_failures=self.failures)
             self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"HttpReporter({redact_url(self.url)!r})"
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -31,6 +31,7 @@ from ._checks import (
     whole,
 )
 from ._ports import Port, normalize_ports
+from ._urls import redact_url, url_repr
 
 __all__ = [
     "AutoShutdown",
@@ -84,9 +85,10 @@ def _url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not (
         isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
     ):
+        shown = redact_url(value) if isinstance(value, str) else value
         raise ValueError(
             f"remote {attribute.name} must be a redis:// (or rediss://, unix://) URL, "
-            f"got {value!r}"
+            f"got {shown!r}"
         )
 
 
@@ -107,13 +109,27 @@ class Remote:
         batch: The most items written in one pipeline or read in one call.
         poll: Seconds between checks while waiting: a producer for room in the stream,
             a consumer for new items or the end of the stream.
+        timeout: Seconds to wait for Redis to answer a call before taking it as
+            unreachable (a ``remote.unreachable`` warning; the call is retried): a paused
+            server keeps its connections open and would otherwise be waited for in
+            silence.
+        max_deliveries: How many times an entry may be delivered without being
+            acknowledged (its consumers died with it, or were cut off) before it is
+            dead-lettered: counted on the link as dropped (``undeliverable``), logged
+            and acknowledged, never retried for ever.
+        ttl: Seconds the keys of a link (its empty stream, run counter, producer state,
+            end mark) stay in Redis after its consumers saw the end of the stream; a new
+            run of the producer keeps them again.
     """
 
-    url: str | None = attrs.field(default=None, validator=_url)
+    url: str | None = attrs.field(default=None, validator=_url, repr=url_repr)
     stream: str | None = None
     claim_idle: float = attrs.field(default=30.0, validator=seconds())
     batch: int = attrs.field(default=100, validator=whole(1, MAX_BATCH))
     poll: float = attrs.field(default=0.05, validator=seconds())
+    timeout: float = attrs.field(default=10.0, validator=seconds())
+    max_deliveries: int = attrs.field(default=5, validator=whole(1, MAX_COUNT))
+    ttl: float = attrs.field(default=86400.0, validator=seconds())
 
 
 def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote | None:

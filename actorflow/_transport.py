@@ -94,10 +94,18 @@ class Backend(Protocol):
         ...
 
     def receiver(
-        self, spec: LinkSpec, mailbox: Mailbox, *, url: str, graph: str, shared: bool
+        self,
+        spec: LinkSpec,
+        mailbox: Mailbox,
+        *,
+        url: str,
+        graph: str,
+        shared: bool,
+        accepts: Any = object,
     ) -> Pump:
         """The pump that reads the stream of ``spec`` into ``mailbox`` (its consumer's),
-        alone or, if ``shared``, competing with other processes."""
+        alone or, if ``shared``, competing with other processes; items that are not of
+        type ``accepts`` (the input port's) are dead-lettered at the boundary."""
         ...
 
 
@@ -146,20 +154,31 @@ class RemoteInLink(Link):
         self._acks = trio.lowlevel.ParkingLot()
         mailbox.remote.append(self)
 
-    def deliver(self, entries: list[tuple[bytes, list[Any]]]) -> None:
-        """Append the items of entries read from the stream."""
-        count = 0
-        for entry_id, items in entries:
-            if entry_id in self.remaining or not items:
-                if not items:
-                    self.to_ack.append(entry_id)
-                continue
-            self.remaining[entry_id] = len(items)
+    def expect(self, entry_id: bytes, count: int) -> None:
+        """An entry of ``count`` items has been read: it is acknowledged once they have
+        all been handled (they may arrive in pieces, see :meth:`feed`)."""
+        if count:
+            self.remaining[entry_id] = count
+        else:
+            self.to_ack.append(entry_id)
+            self._acks.unpark_all()
+
+    def feed(self, entry_id: bytes, items: list[Any], skipped: int = 0) -> None:
+        """Append ``items`` of an entry :meth:`expect` announced; ``skipped`` more of its
+        items were dropped on the way (they count as handled)."""
+        if items:
             self.ids.extend([entry_id] * len(items))
             self._buffer().extend(items)
-            count += len(items)
-        self.sent += count
-        self.mailbox.notify()
+            self.sent += len(items)
+            self.mailbox.notify()
+        if skipped:
+            left = self.remaining[entry_id] - skipped
+            if left:
+                self.remaining[entry_id] = left
+            else:
+                del self.remaining[entry_id]
+                self.to_ack.append(entry_id)
+                self._acks.unpark_all()
 
     def take(self, limit: int) -> list[Any]:
         self.settle()  # the batch taken before this one has been handled

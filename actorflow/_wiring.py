@@ -194,9 +194,13 @@ class Wiring:
             self.set_copiers(producer, spec.source_port)
             self.pumps.append(pump)
         if spec.target in self.here:
-            mailbox = self.actors[spec.target].mailbox
+            consumer = self.actors[spec.target]
             shared = spec.target in self.graph.shared
-            pump = transport.receiver(spec, mailbox, url=url, graph=graph, shared=shared)
+            port = consumer.spec.input_ports().get(spec.target_port)
+            accepts = object if port is None else port.type
+            pump = transport.receiver(
+                spec, consumer.mailbox, url=url, graph=graph, shared=shared, accepts=accepts
+            )
             self.links.append(pump.link)
             self.pumps.append(pump)
 

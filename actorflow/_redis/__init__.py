@@ -4,7 +4,9 @@ Imported only when a link or a store is remote (see :mod:`actorflow._transport`)
 coredis, an optional extra, is imported only in :mod:`._client`.
 
 * :mod:`._client`: loading coredis, connecting, retrying while the server is away;
-* :mod:`._pumps`: the pumps that carry remote links, and :data:`backend`;
+* :mod:`._pumps`: :data:`backend`, which makes the pumps that carry remote links:
+  :mod:`._producer`, :mod:`._consumer` (with :mod:`._entries` at its boundary and
+  :mod:`._lease` for modules that are not shared; Lua in :mod:`._scripts`);
 * :mod:`._store`: :class:`RedisStore`.
 """
 

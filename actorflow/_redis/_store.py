@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._logging import get_logger
 from .._store import MISSING, decode_value, encode_value
+from .._urls import redact_url
 from ._client import Retrying, connect
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class RedisStore:
     def __init__(self, url: str, *, prefix: str = "actorflow:shared", poll: float = 0.05) -> None:
         self.url = url
         self.prefix = prefix
-        self._retry = Retrying(get_logger(store="redis", url=url), poll)
+        self._retry = Retrying(get_logger(store="redis", url=redact_url(url)), poll, url)
         self._client: coredis.Redis[bytes] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -48,6 +49,9 @@ class RedisStore:
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.__aexit__(*exc_info)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({redact_url(self.url)!r}, prefix={self.prefix!r})"
 
     def _connected(self) -> coredis.Redis[bytes]:
         if self._client is None:

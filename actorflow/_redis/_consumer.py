@@ -1,0 +1,412 @@
+"""The consumer's half of a remote link: the stream read into the receiving link.
+
+Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
+boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
+dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
+every item in them. Every ``claim_idle / 3`` the consumer marks every entry it holds as
+busy (``XCLAIM ... JUSTID``, which resets their idle time), so that no other consumer
+takes them over while it lives; every ``claim_idle / 2`` it takes over entries another
+consumer has left idle for ``claim_idle`` (``XAUTOCLAIM``), never one it holds itself,
+and removes consumers of its group that hold nothing and have long been idle.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast, final
+
+import trio
+
+from .._exceptions import describe
+from .._logging import get_logger
+from .._specs import Remote
+from .._transport import PumpStatistics, RemoteInLink
+from .._urls import hide_secrets, redact_url
+from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
+from ._entries import Intake
+from ._lease import Lease
+from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import coredis
+    from coredis.response.types import StreamPendingExt
+
+    Client: TypeAlias = coredis.Redis[bytes]
+
+__all__ = ["ConsumerPump"]
+
+
+def _order(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (``b"1718000000000-3"``) as something that sorts in order."""
+    millis, _, sequence = entry_id.partition(b"-")
+    return int(millis), int(sequence or 0)
+
+
+@final
+class ConsumerPump:
+    """Feeds a remote link's receiving half from its stream and acknowledges what was
+    handled."""
+
+    def __init__(
+        self,
+        link: RemoteInLink,
+        *,
+        url: str,
+        stream: str,
+        group: str,
+        shared: bool,
+        remote: Remote,
+        accepts: Any = object,
+    ) -> None:
+        self.link = link
+        self.url = url
+        self.stream = stream
+        self.group = group
+        self.shared = shared
+        self.remote = remote
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.log = get_logger(link=link.spec.name, stream=stream, consumer=self.consumer)
+        self.acknowledged = 0
+        self.claimed = 0
+        self.intake = Intake(link, self.log, accepts, remote.max_deliveries)
+        self.lease = Lease(
+            f"{stream}:lease", self.consumer, remote.claim_idle, link.spec.target, self.log
+        )
+        self._acking: set[bytes] = set()
+        """Ids whose acknowledgement is on its way to Redis."""
+        self._redis = trio.Lock()
+        """Held while acknowledging and while taking entries over: a claim never sees an
+        entry whose acknowledgement is under way as one to take."""
+        self._seen_open: bytes | None = None
+        self._took_part = False
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"<ConsumerPump {self.stream!r} on {redact_url(self.url)}>"
+
+    def stop(self) -> None:
+        """Stop reading (a graceful stop of the system): what is here is still handled
+        and acknowledged; what is in the stream stays for the group."""
+        self._stopping = True
+        self.link.wake_producers()
+
+    def statistics(self) -> PumpStatistics:
+        """Entries acknowledged and items taken over so far."""
+        return PumpStatistics(
+            self.link.name,
+            self.stream,
+            sending=False,
+            moved=self.acknowledged,
+            claimed=self.claimed,
+        )
+
+    def held(self) -> list[bytes]:
+        """Every entry this consumer holds: being fed, in the link, or being acknowledged."""
+        link = self.link
+        return [*link.remaining, *link.to_ack, *self._acking]
+
+    async def run(self) -> None:
+        retry = Retrying(self.log, self.remote.poll, self.url)
+        async with connect(self.url, self.remote.timeout) as client:
+            await retry(lambda: ensure_group(client, self.stream, self.group))
+            try:
+                async with trio.open_nursery() as helpers:
+                    if not self.shared:
+                        await self.lease.take(client, retry)
+                        helpers.start_soon(self.lease.keep, client, retry)
+                    helpers.start_soon(self._acknowledge, client, retry)
+                    helpers.start_soon(self._keep_held, client, retry)
+                    try:
+                        await self._read(client, retry)
+                    finally:
+                        helpers.cancel_scope.cancel()
+                # A graceful end: wait until what is here was handled and acknowledged.
+                while not self._consumer_gone() and (self.link.items or self.link.in_hand):
+                    await self.link.wait_for_acks()
+            finally:
+                await self._finish()
+
+    async def _finish(self) -> None:
+        """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled, give up
+        the lease (a standby need not wait for it to lapse) and leave the group if
+        nothing is left pending here. A client of its own, inside the shield: a
+        cancellation has closed the other's connections."""
+        self.link.settle()  # what is in hand was handled, unless it was given back
+        self.intake.clear()
+        with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
+            try:
+                async with connect(self.url, self.remote.timeout) as client:
+                    await self._flush_acks(client, None)
+                    if not self.shared:
+                        await self.lease.release(client)
+                    await self._forget(client)
+            except Exception as exc:
+                error = hide_secrets(describe(exc), self.url)
+                self.log.warning("remote.cleanup_failed", error=error)
+        if scope.cancelled_caught:
+            self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+
+    async def _forget(self, client: Client) -> None:
+        """Leave the group, unless entries were left pending here, and remove the
+        consumers that hold nothing and have been idle for twice ``claim_idle``."""
+        idle_ms = int(2000 * self.remote.claim_idle)
+        await client.eval(FORGET_SELF, [self.stream], [self.group, self.consumer])
+        await client.eval(FORGET_IDLE, [self.stream], [self.group, idle_ms, self.consumer])
+
+    async def _read(self, client: Client, retry: Retrying) -> None:
+        reader = Reader(self.url, self.remote.timeout + self.remote.poll)
+        try:
+            await self._read_with(client, retry, reader)
+        finally:
+            await reader.close()
+
+    async def _read_with(self, client: Client, retry: Retrying, reader: Reader) -> None:
+        link = self.link
+        intake = self.intake
+        batch = self.remote.batch
+        claims = _Every(self.remote.claim_idle / 2)
+        # The run under way when this consumer starts is one it may end with.
+        self._producer_state(await retry(lambda: client.get(f"{self.stream}:producer")))
+        if not self.shared:
+            # Alone in the group: what an earlier consumer left pending comes first, in
+            # order, before anything newer (it would otherwise wait for claim_idle).
+            self._took_part = bool(await retry(partial(self._take_over, client)))
+        while not self._consumer_gone() and not self._stopping:
+            room = link.capacity - len(link.items) - len(link.in_hand)
+            if room < (intake.need(batch) if intake.backlog else batch):
+                await link.wait_for_space()
+                continue
+            if intake.backlog:
+                intake.feed(room)
+                continue
+            # Not right after an outage: a consumer that lives needs a moment to mark
+            # again, as busy, the entries that looked idle while Redis was away.
+            if claims.due() and retry.calm(self.remote.claim_idle + MAX_DELAY):
+                claimed: int = await retry(partial(self._claim, client, room // batch))
+                if claimed:
+                    continue
+            if await self._next_entries(client, retry, reader, room // batch):
+                self._took_part = True
+            elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
+                self.log.info(
+                    "remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed
+                )
+                link.close()
+                return
+        if self._stopping:
+            link.close()
+
+    async def _next_entries(
+        self, client: Client, retry: Retrying, reader: Reader, count: int
+    ) -> int:
+        """Read up to ``count`` new entries and admit them; how many were read."""
+        failures = retry.failures
+        block_ms = max(int(self.remote.poll * 1000), 1)
+        read = partial(self._next, count=count, block_ms=block_ms)
+        entries = await retry(partial(reader, read))
+        if retry.failures != failures:
+            # A read cut off by a lost connection may have been delivered to us by Redis
+            # all the same: fetch what is pending for us and not here, and put it first:
+            # it is older than what the retried read brought.
+            here = {entry.identifier for entry in entries}
+            lost = await retry(partial(self._lost_deliveries, client, here))
+            entries = sorted([*lost, *entries], key=lambda entry: _order(entry.identifier))
+            if lost and not self._consumer_gone():
+                await self._admit_with_deliveries(client, retry, entries)
+                return len(entries)
+        if self._consumer_gone():
+            # Read for a consumer that has just ended: they stay pending for another.
+            return 0
+        self.intake.admit(entries)
+        return len(entries)
+
+    def _consumer_gone(self) -> bool:
+        return self.link.receiver_closed
+
+    async def _next(self, client: Client, count: int, block_ms: int) -> list[Any]:
+        coredis = load_coredis()
+        try:
+            reply = await client.xreadgroup(
+                self.group, self.consumer, streams={self.stream: ">"}, count=count, block=block_ms
+            )
+        except coredis.exceptions.StreamConsumerGroupError:
+            # The group is gone (Redis restarted without its data, or the finished
+            # link's keys expired): recreate it.
+            await ensure_group(client, self.stream, self.group)
+            return []
+        if not reply:
+            return []
+        return list(reply.get(self.stream.encode(), ()))
+
+    async def _lost_deliveries(self, client: Client, here: set[bytes]) -> list[Any]:
+        """Entries Redis delivered to this consumer that never reached it."""
+        known = {*self.held(), *here}
+        found: list[Any] = []
+        start: str | bytes = b"0-0"
+        while True:
+            reply = await client.xreadgroup(
+                self.group, self.consumer, streams={self.stream: start}, count=500
+            )
+            entries = (reply or {}).get(self.stream.encode(), ())
+            if not entries:
+                break
+            found.extend(entry for entry in entries if entry.identifier not in known)
+            start = entries[-1].identifier
+        if found:
+            self.log.warning("remote.recovered_deliveries", entries=len(found))
+        return found
+
+    async def _admit_with_deliveries(
+        self, client: Client, retry: Retrying, entries: list[Any]
+    ) -> int:
+        """Admit entries delivered before, dead-lettering those delivered too often; how
+        many items."""
+        ids = [entry.identifier for entry in entries]
+        deliveries = await retry(partial(self._deliveries, client, ids))
+        return self.intake.admit(entries, deliveries)
+
+    async def _deliveries(self, client: Client, ids: list[bytes]) -> dict[bytes, int]:
+        """How many times each of ``ids`` has been delivered (pending entries only)."""
+        async with client.pipeline(transaction=False) as pipe:
+            requests = [
+                pipe.xpending(self.stream, self.group, start=i, end=i, count=1) for i in ids
+            ]
+        counts: dict[bytes, int] = {}
+        for request in requests:
+            for pending in cast("tuple[StreamPendingExt, ...]", await request):
+                counts[cast("bytes", pending.identifier)] = pending.delivered
+        return counts
+
+    async def _take_over(self, client: Client) -> int:
+        """Take every entry pending in the group (its consumers have stopped: this one
+        holds the lease), in order; how many."""
+        found: list[Any] = []
+        start: Any = "0-0"
+        async with self._redis:
+            known = set(self.held())
+            while True:
+                reply = await client.xautoclaim(
+                    self.stream, self.group, self.consumer, min_idle_time=0, start=start, count=500
+                )
+                found.extend(entry for entry in reply[1] if entry.identifier not in known)
+                start = reply[0]
+                if start in (b"0-0", "0-0"):
+                    break
+            # Its consumers have stopped (this one holds the lease) and hold nothing now.
+            await client.eval(FORGET_IDLE, [self.stream], [self.group, 0, self.consumer])
+            if found:
+                self.log.warning("remote.taken_over", entries=len(found))
+                found.sort(key=lambda entry: _order(entry.identifier))
+                deliveries = await self._deliveries(client, [e.identifier for e in found])
+                self.claimed += self.intake.admit(found, deliveries)
+        return len(found)
+
+    async def _claim(self, client: Client, count: int) -> int:
+        """Take over entries another consumer left idle for ``claim_idle`` seconds (never
+        one held here), and forget consumers long gone; how many entries."""
+        coredis = load_coredis()
+        idle_ms = int(self.remote.claim_idle * 1000)
+        async with self._redis:
+            try:
+                reply = await client.xautoclaim(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=idle_ms,
+                    start="0-0",
+                    count=max(count, 1),
+                )
+                await client.eval(
+                    FORGET_IDLE, [self.stream], [self.group, 2 * idle_ms, self.consumer]
+                )
+            except coredis.exceptions.StreamConsumerGroupError:
+                await ensure_group(client, self.stream, self.group)
+                return 0
+            held = set(self.held())
+            entries = [entry for entry in reply[1] if entry.identifier not in held]
+            if not entries:
+                return 0
+            deliveries = await self._deliveries(client, [e.identifier for e in entries])
+            count = self.intake.admit(entries, deliveries)
+        self.claimed += count
+        self.log.warning("remote.claimed", count=count, entries=len(entries))
+        return len(entries)
+
+    async def _keep_held(self, client: Client, retry: Retrying) -> None:
+        """Every claim_idle / 3, mark what is held here as busy (even while the pump
+        waits for room), so that no other consumer takes over entries this one has."""
+        while True:
+            await trio.sleep(self.remote.claim_idle / 3)
+            await retry(partial(self._touch, client))
+
+    async def _touch(self, client: Client) -> None:
+        """Entries held here are not idle: reset their idle time (``JUSTID`` leaves
+        their delivery count as it is)."""
+        held = self.held()
+        if held:
+            await client.xclaim(self.stream, self.group, self.consumer, 0, held, justid=True)
+
+    async def _ended(self, client: Client) -> bool:
+        """The producer has closed and the group has finished every entry (then the
+        link's keys start to expire)."""
+        await self._flush_acks(client, None)
+        took_part = b"1" if self._took_part else b"0"
+        seen = self._seen_open or b""
+        ttl = max(int(self.remote.ttl), 1)
+        keys = link_keys(self.stream, self.group)
+        return bool(await client.eval(END, keys, [seen, took_part, ttl]))
+
+    def _producer_state(self, state: bytes | None) -> None:
+        """``open:<generation>`` or ``closed:<generation>``: a run seen open is one this
+        consumer takes part in."""
+        what, _, generation = (state or b"").partition(b":")
+        if what == b"open":
+            self._seen_open = generation
+
+    async def _acknowledge(self, client: Client, retry: Retrying) -> None:
+        while True:
+            if not self.link.to_ack:
+                await self.link.wait_for_acks()
+                continue
+            async with self._redis:
+                await self._flush_acks(client, retry)
+
+    async def _flush_acks(self, client: Client, retry: Retrying | None) -> None:
+        ids = self.link.to_ack
+        if not ids:
+            return
+        self.link.to_ack = []
+        self._acking.update(ids)
+
+        async def ack() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, self.group, ids)
+                pipe.xdel(self.stream, ids)
+
+        try:
+            await (retry(ack) if retry is not None else ack())
+        except BaseException:
+            self.link.to_ack[:0] = ids  # not acknowledged: keep them for the next flush
+            raise
+        finally:
+            self._acking.difference_update(ids)
+        self.acknowledged += len(ids)
+
+
+class _Every:
+    """Says when ``period`` seconds have passed since it last said so (at first, at once)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.next = trio.current_time()
+
+    def due(self) -> bool:
+        now = trio.current_time()
+        if now < self.next:
+            return False
+        self.next = now + self.period
+        return True

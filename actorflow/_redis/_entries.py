@@ -1,0 +1,185 @@
+"""What the consumer does with an entry at the boundary, before its module sees it.
+
+An entry is admitted (decoding only its length), then fed into the receiving link
+piece by piece as the link has room: an entry of any size never holds more than the
+link's capacity in decoded items, and is acknowledged once every item is handled.
+Entries that cannot be handled are dead-lettered here, counted on the link, logged
+with the reason and acknowledged, so the stream goes on and nothing is retried for ever:
+
+* ``undecodable``: not actorflow's, or damaged (the decoder's every failure is caught);
+* ``wrong_type``: an item whose type the receiving port does not accept;
+* ``undeliverable``: delivered ``max_deliveries`` times without being acknowledged
+  (a poison entry that kills every consumer that takes it).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections import deque
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
+
+import attrs
+
+from .._data import decode_items
+from .._exceptions import describe
+from .._ports import describe_type
+from .._status import DropReason
+from .._transport import RemoteInLink
+
+__all__ = ["Intake", "type_check"]
+
+
+def type_check(accepted: Any) -> Callable[[Any], bool] | None:
+    """A check that a value fits a port of type ``accepted``, made once per link; ``None``
+    when the port takes anything (or a type that cannot be checked at run time).
+
+    The rule of :func:`actorflow._ports.is_compatible`, for a value: an instance of the
+    class, of a subclass, or of a member of a union; a generic compares by its origin.
+    """
+    members = typing.get_args(accepted) if _is_union(accepted) else (accepted,)
+    classes = tuple(typing.get_origin(member) or member for member in members)
+    if any(cls is object or cls is Any or not isinstance(cls, type) for cls in classes):
+        return None
+    try:
+        isinstance(None, classes)
+    except TypeError:  # a Protocol that is not runtime-checkable
+        return None
+    return lambda value: isinstance(value, classes)
+
+
+def _is_union(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    return origin is typing.Union or origin is type(int | str)
+
+
+@attrs.define
+class _Entry:
+    """An admitted entry whose items are being fed into the link."""
+
+    id: bytes
+    count: int
+    items: Iterator[Any]
+    fed: int = 0
+
+
+@attrs.define(eq=False)
+class Intake:
+    """Admits entries read from the stream and feeds them into the link as it has room.
+
+    Invariant: every admitted entry is in ``link.remaining`` (or acknowledged) until all
+    its items have been handled or dead-lettered.
+    """
+
+    link: RemoteInLink
+    log: Any
+    accepts: Any = object
+    max_deliveries: int = 5
+    backlog: deque[_Entry] = attrs.field(factory=deque)
+    _check: Callable[[Any], bool] | None = attrs.field(init=False)
+    _port: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._check = type_check(self.accepts)
+        self._port = describe_type(self.accepts)
+
+    def admit(self, entries: list[Any], deliveries: dict[bytes, int] | None = None) -> int:
+        """Take in entries read from the stream (those not here already); how many items
+        (those to be fed)."""
+        link = self.link
+        admitted = 0
+        for entry in entries:
+            entry_id = entry.identifier
+            if entry_id in link.remaining or entry_id in link.to_ack:
+                continue
+            count, items = self._open(entry)
+            delivered = (deliveries or {}).get(entry_id, 1)
+            if items is not None and delivered > self.max_deliveries:
+                link.drop(count, DropReason.UNDELIVERABLE)
+                self.log.error(
+                    "remote.undeliverable",
+                    entry=entry_id.decode(),
+                    deliveries=delivered,
+                    items=count,
+                    hint="delivered max_deliveries times without being acknowledged",
+                )
+                items, count = None, 0
+            link.expect(entry_id, count)
+            if items is not None and count:
+                self.backlog.append(_Entry(entry_id, count, items))
+                admitted += count
+        return admitted
+
+    def _open(self, entry: Any) -> tuple[int, Iterator[Any] | None]:
+        """The item count and items of an entry, or ``(0, None)`` if it is undecodable."""
+        try:
+            return decode_items(entry.field_values[b"p"])
+        except Exception as exc:  # whatever the decoder raises, go on
+            self.link.drop(1, DropReason.UNDECODABLE)
+            self.log.error(
+                "remote.undecodable",
+                entry=entry.identifier.decode(),
+                error=describe(exc),
+                fields=sorted(key.decode(errors="replace") for key in entry.field_values),
+            )
+            return 0, None
+
+    def need(self, batch: int) -> int:
+        """The room worth feeding into: a batch, or what is left of the head entry."""
+        head = self.backlog[0]
+        return min(batch, head.count - head.fed)
+
+    def feed(self, room: int) -> None:
+        """Feed up to ``room`` items of the entries admitted, oldest first."""
+        while room > 0 and self.backlog:
+            head = self.backlog[0]
+            took = self._feed_piece(head, min(room, head.count - head.fed))
+            room -= took
+            if head.fed >= head.count:
+                self.backlog.popleft()
+
+    def _feed_piece(self, entry: _Entry, want: int) -> int:
+        """Feed ``want`` items of ``entry``: those decoded, if it turns out damaged (the
+        rest of it is then dead-lettered); how many were consumed from it."""
+        piece: list[Any] = []
+        try:
+            piece.extend(islice(entry.items, want))
+        except Exception as exc:  # a damaged item: the rest of the entry is lost
+            rest = entry.count - entry.fed - len(piece)
+            self.link.drop(rest, DropReason.UNDECODABLE)
+            self.log.error(
+                "remote.undecodable", entry=entry.id.decode(), error=describe(exc), items=rest
+            )
+            want = entry.count - entry.fed
+            entry.fed = entry.count
+            self.link.feed(entry.id, piece, rest)
+            return want
+        entry.fed += len(piece)
+        skipped = 0
+        if self._check is not None:
+            fitting = [item for item in piece if self._check(item)]
+            skipped = len(piece) - len(fitting)
+            if skipped:
+                self._wrong_type(entry, piece, skipped)
+                piece = fitting
+        self.link.feed(entry.id, piece, skipped)
+        return want
+
+    def _wrong_type(self, entry: _Entry, piece: list[Any], skipped: int) -> None:
+        check = self._check
+        assert check is not None
+        first = next(item for item in piece if not check(item))
+        self.link.drop(skipped, DropReason.WRONG_TYPE)
+        self.log.error(
+            "remote.wrong_type",
+            entry=entry.id.decode(),
+            count=skipped,
+            got=type(first).__qualname__,
+            port=self.link.spec.target_port,
+            accepts=self._port,
+        )
+
+    def clear(self) -> None:
+        """The consumer has gone: what was not fed stays pending in the stream."""
+        self.backlog.clear()

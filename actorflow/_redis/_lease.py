@@ -1,0 +1,105 @@
+"""The lease by which one instance of a module that is not shared consumes its stream alone.
+
+The lease is a key holding the consumer's name, with an expiry of ``claim_idle`` (one
+second at least), renewed every third of that. An outage of Redis longer than the
+expiry lets the key lapse: the holder then takes it again, unless another instance took
+it meanwhile, in which case it has truly been replaced and stops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._exceptions import RunError
+from ._client import MAX_DELAY, Retrying
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["Lease"]
+
+_RENEW = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not owner then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 2
+end
+return 0
+"""
+"""Renew the lease if it is ours, take it again if it lapsed (2), or say it is another's (0)."""
+
+_TAKE = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or not owner then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return false
+end
+return owner
+"""
+"""Take the lease (also when a retried call already took it): false, or the owner's name."""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Lease:
+    """One consumer's hold on a stream's lease."""
+
+    def __init__(self, key: str, owner: str, claim_idle: float, target: str, log: Any) -> None:
+        self.key = key
+        self.owner = owner
+        self.ms = max(int(claim_idle * 1000), 1000)
+        self.target = target
+        self.log = log
+
+    async def take(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
+        """Wait until this consumer holds the lease (a standby until the holder stops).
+
+        A lease that lapsed while Redis was away is left alone for a lease period and
+        the longest retry delay after it came back: its holder, if it lives, takes it
+        again first."""
+        waiting = False
+        while True:
+            owner: Any = await retry(lambda: client.get(self.key))
+            if owner in (None, self.owner.encode()) and retry.calm(self.ms / 1000 + MAX_DELAY):
+                owner = await retry(lambda: client.eval(_TAKE, [self.key], [self.owner, self.ms]))
+                if not owner:
+                    if waiting:
+                        self.log.info("remote.lease_taken")
+                    return
+            if owner is not None and not waiting:
+                waiting = True
+                self.log.warning(
+                    "remote.standby",
+                    owner=owner.decode() if isinstance(owner, bytes) else owner,
+                    hint="the module is not shared: this instance waits to take over",
+                )
+            await trio.sleep(self.ms / 3000)
+
+    async def keep(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
+        """Renew the lease every third of its expiry; take it again if it lapsed while
+        Redis was away; fail if another instance took it meanwhile."""
+        while True:
+            await trio.sleep(self.ms / 3000)
+            kept = await retry(lambda: client.eval(_RENEW, [self.key], [self.owner, self.ms]))
+            if kept == 2:
+                self.log.warning("remote.lease_renewed", hint="it had lapsed: nobody took it")
+            elif not kept:
+                raise RunError(
+                    self.target,
+                    f"lost its lease on {self.key!r} (silent for more than "
+                    f"{self.ms / 1000:g} s) to another instance, which took over",
+                )
+
+    async def release(self, client: coredis.Redis[bytes]) -> None:
+        """Give the lease up, if it is still ours: a standby need not wait for it to lapse."""
+        await client.eval(_RELEASE, [self.key], [self.owner])

@@ -1,0 +1,187 @@
+"""The producer's half of a remote link: what its module sends, written into the stream.
+
+Items travel in entries of up to ``batch`` items (the client's cost is per command), and
+an entry whose encoding exceeds :data:`MAX_ENTRY_BYTES` is split, so the consumer never
+has to take in more than its link holds. The pump waits while the stream holds its
+bound: acknowledged entries are deleted, so the stream's length is what the group has
+not finished; the first wait of every run asks Redis, so the bound holds across restarts
+of the producer. Each entry is written under an id the pump chose before the first
+attempt, so a write retried after its reply was lost (a paused or restarted Redis) is
+refused by Redis as a repeat instead of being written twice.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast, final
+
+import attrs
+import trio
+
+from .._data import encode
+from .._exceptions import RunError, SerializationError
+from .._link import Link
+from .._logging import get_logger
+from .._specs import Remote
+from .._status import DropReason
+from .._transport import PumpStatistics
+from .._urls import redact_url
+from ._client import Retrying, connect, ensure_group, load_coredis
+from ._scripts import OPEN, link_keys
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["MAX_ENTRY_BYTES", "ProducerPump"]
+
+MAX_ENTRY_BYTES = 4 * 1024 * 1024
+"""An entry larger than this (encoded) is split in two, and so on (unless it is one item)."""
+
+_REPEAT = "equal or smaller than the target stream top item"
+"""What Redis says when an entry's id is not above every id the stream has seen."""
+
+
+@attrs.define
+class _Ids:
+    """The ids of the entries this producer writes: above every id seen, in order."""
+
+    millis: int = 0
+    sequence: int = -1
+
+    def next(self) -> bytes:
+        now = int(time.time() * 1000)
+        if now > self.millis:
+            self.millis, self.sequence = now, 0
+        else:
+            self.sequence += 1
+        return b"%d-%d" % (self.millis, self.sequence)
+
+    def above(self, top: bytes) -> bytes:
+        """The next id above ``top`` (the stream's last id) and every id written."""
+        millis, _, sequence = top.partition(b"-")
+        self.millis, self.sequence = max(
+            (self.millis, self.sequence), (int(millis), int(sequence))
+        )
+        return self.next()
+
+
+@attrs.define
+class _Attempt:
+    id: bytes
+    tries: int = 0
+
+
+@final
+class ProducerPump:
+    """Moves what the producer sends on a remote link into its stream."""
+
+    def __init__(
+        self, link: Link, *, url: str, stream: str, group: str, bound: int, remote: Remote
+    ) -> None:
+        self.link = link
+        self.mailbox = link.mailbox
+        """Wakes the pump when the producer sends or closes (the link's own)."""
+        self.url = url
+        self.stream = stream
+        self.group = group
+        self.remote = remote
+        self.entries = max(2, -(-bound // remote.batch))
+        """The most entries the stream may hold: ``bound`` items in full entries (two at
+        least, so that one can be read while the next is written)."""
+        self.written = 0
+        self.log = get_logger(link=link.spec.name, stream=stream)
+        self._estimate = self.entries
+        """Entries in the stream as far as the pump knows: at first, as many as it may
+        hold, so that the first write asks Redis (an earlier run may have left some)."""
+        self._ids = _Ids()
+
+    def __repr__(self) -> str:
+        return f"<ProducerPump {self.stream!r} on {redact_url(self.url)}>"
+
+    def stop(self) -> None:
+        """Nothing to do: the producer's end, when it comes, closes the stream."""
+
+    def statistics(self) -> PumpStatistics:
+        """Items written to the stream so far."""
+        return PumpStatistics(self.link.name, self.stream, sending=True, moved=self.written)
+
+    async def run(self) -> None:
+        retry = Retrying(self.log, self.remote.poll, self.url)
+        state = f"{self.stream}:producer"
+        async with connect(self.url, self.remote.timeout) as client:
+            # Each run of the producer is a generation: consumers tell this run's end
+            # from the end of a run they (or their group) already consumed.
+            keys = link_keys(self.stream, self.group)
+            generation = cast("int", await retry(lambda: client.eval(OPEN, keys, [])))
+            await retry(lambda: ensure_group(client, self.stream, self.group))
+            link = self.link
+            while True:
+                if link.items:
+                    await self._room(client, retry)
+                    batch = link.take(self.remote.batch)
+                    try:
+                        for index, (payload, count) in enumerate(self._encoded(batch)):
+                            if index:
+                                await self._room(client, retry)
+                            await self._write(client, retry, payload)
+                            self.written += count
+                            batch = batch[count:]
+                    except BaseException:
+                        # Cut off before Redis confirmed: they may or may not be there.
+                        link.drop(len(batch), DropReason.SHUTDOWN)
+                        raise
+                elif link.closed:
+                    break
+                else:
+                    await self.mailbox.wait()
+            await retry(lambda: client.set(state, b"closed:%d" % generation))
+            self.log.info("remote.producer_closed", written=self.written, generation=generation)
+
+    def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
+        """The entries that carry ``batch``: one, unless it is too large to be one."""
+        try:
+            payload = encode(batch)
+        except SerializationError as exc:
+            raise RunError(
+                self.link.spec.source,
+                f"an item it sent on remote link {self.link.spec.name} cannot cross: {exc}",
+            ) from exc
+        if len(payload) <= MAX_ENTRY_BYTES or len(batch) == 1:
+            return [(payload, len(batch))]
+        half = len(batch) // 2
+        return [*self._encoded(batch[:half]), *self._encoded(batch[half:])]
+
+    async def _write(self, client: coredis.Redis[bytes], retry: Retrying, payload: bytes) -> None:
+        attempt = _Attempt(self._ids.next())
+        await retry(partial(self._add, client, payload, attempt))
+        self._estimate += 1
+
+    async def _add(self, client: coredis.Redis[bytes], payload: bytes, attempt: _Attempt) -> None:
+        """XADD under the attempt's id; an earlier try of the same id may have been
+        written though its reply was lost: Redis then refuses this one as a repeat."""
+        attempt.tries += 1
+        try:
+            await client.xadd(self.stream, {b"p": payload}, identifier=attempt.id)
+        except load_coredis().exceptions.ResponseError as exc:
+            if _REPEAT not in str(exc):
+                raise
+            if attempt.tries > 1:
+                return  # an earlier try of this entry was written
+            # Another run (or a clock behind the stream's) wrote above our ids: go past.
+            info = await client.xinfo_stream(self.stream)
+            top: str | bytes = info["last-generated-id"]
+            top_id = top.encode() if isinstance(top, str) else top
+            attempt.id, attempt.tries = self._ids.above(top_id), 0
+            await self._add(client, payload, attempt)
+
+    async def _room(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
+        """Wait while the stream holds its share of entries (acknowledged entries are
+        deleted, so its length is what the group has not finished)."""
+        if self._estimate < self.entries:
+            return
+        while True:
+            self._estimate = await retry(lambda: client.xlen(self.stream))
+            if self._estimate < self.entries:
+                return
+            await trio.sleep(self.remote.poll)

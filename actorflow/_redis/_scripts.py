@@ -1,0 +1,71 @@
+"""The Lua scripts of remote links: each a check and an action Redis runs as one step,
+so that no other client's command falls between them.
+
+The keys of a link (``<stream>`` and ``<stream>:generation``, ``:producer``,
+``:done:<group>``) are kept while a producer runs, and expire ``ttl`` seconds after the
+group saw the end of the stream; a new run of the producer keeps them again. The lease
+(``:lease``) always expires unless renewed.
+"""
+
+from __future__ import annotations
+
+__all__ = ["END", "FORGET_IDLE", "FORGET_SELF", "OPEN", "link_keys"]
+
+
+def link_keys(stream: str, group: str) -> list[str]:
+    """Every key of a link but its lease: stream, generation, producer state, done mark."""
+    return [stream, f"{stream}:generation", f"{stream}:producer", f"{stream}:done:{group}"]
+
+
+OPEN = """
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[4])
+local generation = redis.call('INCR', KEYS[2])
+redis.call('PERSIST', KEYS[2])
+redis.call('SET', KEYS[3], 'open:' .. generation)
+return generation
+"""
+"""A producer's run begins (KEYS = :func:`link_keys`): keep the link's keys, count the
+run, say it is open; returns the run's generation."""
+
+END = """
+local state = redis.call('GET', KEYS[3])
+if not state then return 0 end
+local generation = string.match(state, '^closed:(%d+)$')
+if not generation or redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+if redis.call('GET', KEYS[4]) == generation and ARGV[1] ~= generation and ARGV[2] ~= '1' then
+    return 0
+end
+redis.call('SET', KEYS[4], generation)
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[3]) end
+return 1
+"""
+"""Whether the group has seen the end (KEYS = :func:`link_keys`; ARGV = the generation
+this consumer saw open, ``1`` if it got entries, the TTL in seconds): the producer has
+closed and the stream is empty. The end of a run the group already consumed counts only
+for consumers that took part in it. At the end, the link's keys start to expire."""
+
+FORGET_IDLE = """
+local forgotten = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local fields = {}
+    for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+    if fields['pending'] == 0 and fields['idle'] >= tonumber(ARGV[2])
+            and fields['name'] ~= ARGV[3] then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+        forgotten = forgotten + 1
+    end
+end
+return forgotten
+"""
+"""Remove the consumers of group ARGV[1] that hold nothing and have been idle for ARGV[2]
+ms (dead ones; a live one that is removed comes back with its next read, losing
+nothing), except ARGV[3]; returns how many."""
+
+FORGET_SELF = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+"""A consumer that ends leaves its group, unless it left entries pending there."""

@@ -1,0 +1,80 @@
+"""URLs as they may be shown: the password (and secret query values) hidden.
+
+A Redis or HTTP reporter URL may carry a password (``redis://:secret@host/0``); anything
+that reaches a log event, the live view, an error message or a ``repr`` goes through
+:func:`redact_url` (a URL) or :func:`hide_secrets` (any text that may quote one). A leaf
+module: it imports nothing from actorflow, so every room may use it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+__all__ = ["HIDDEN", "hide_secrets", "redact_url", "secrets_of", "url_repr"]
+
+HIDDEN = "***"
+"""What a hidden secret reads as."""
+
+_SECRET_PARAMETERS = frozenset({"password", "pass", "passwd", "token", "secret", "key"})
+
+
+def _split(url: str) -> tuple[str, str, str, str, str] | None:
+    try:
+        return tuple(urlsplit(url))  # type: ignore[return-value]
+    except ValueError:  # an invalid port or IPv6 literal: no URL to take apart
+        return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and any secret query value) replaced by ``***``.
+
+    The user name stays (it says which account, not how to get in); a string that is not
+    a URL is returned as it is.
+    """
+    parts = _split(url)
+    if parts is None:
+        return url
+    scheme, netloc, path, query, fragment = parts
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{HIDDEN}@{host}" if colon else f"{user}@{host}"
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() in _SECRET_PARAMETERS for name, _ in pairs):
+            query = urlencode(
+                [(n, HIDDEN if n.lower() in _SECRET_PARAMETERS else v) for n, v in pairs],
+                safe="*",
+            )
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def url_repr(url: str | None) -> str:
+    """The ``repr`` of an optional URL, redacted (for attrs fields: ``repr=url_repr``)."""
+    return repr(None if url is None else redact_url(url))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The secrets ``url`` carries (its password, secret query values), longest first."""
+    parts = _split(url)
+    if parts is None:
+        return []
+    _scheme, netloc, _path, query, _fragment = parts
+    found: list[str] = []
+    userinfo, at, _host = netloc.rpartition("@")
+    if at:
+        found.append(userinfo.partition(":")[2])
+    found += [v for n, v in parse_qsl(query) if n.lower() in _SECRET_PARAMETERS]
+    # As written in the URL and as a client quotes it back, decoded.
+    found += [unquote(secret) for secret in found]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
+
+
+def hide_secrets(text: str, *urls: str | None) -> str:
+    """``text`` (an error message, say) with the secrets of ``urls`` replaced by ``***``,
+    wherever it quotes them, whole or in part."""
+    for url in urls:
+        if url:
+            for secret in secrets_of(url):
+                text = text.replace(secret, HIDDEN)
+    return text

@@ -12,8 +12,8 @@ Every run is a fresh Python process; the variants run interleaved, round by roun
   process) and through the yardstick, ``_remote_loop.py``: ~40 lines on the same client
   doing the same batching and the same work per item (XADD one entry of B encoded items;
   XREADGROUP, decode, hand to a sink; XACK + XDEL). *whole run* is items over the time
-  ``af.run`` (or the loop) took, start and stop included; *steady* is items over the
-  time from the first item's arrival at the sink to the last's.
+  ``af.run`` (or the loop) took, start and stop included; *net* leaves the fixed cost
+  out: items over the run's time less the same variant's 1-item run.
 * **Fixed cost**: the same with one item: the time to start and stop a graph (or the
   loop) that carries it, and how long the first item took to arrive. coredis is
   imported before the clock starts in both (actorflow imports it lazily, inside the
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,7 +41,14 @@ from typing import Any, ClassVar
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("local", "remote", "loop")
-LABELS = {"local": "local link", "remote": "remote link", "loop": "hand-written loop"}
+LABELS = {
+    "local": "local link",
+    "remote": "remote link",
+    "loop": "hand-written loop",
+    "other": "remote link (--other)",
+}
+OTHER: list[str] = []
+"""The actorflow tree given with ``--other``, if any: its remote link runs too."""
 
 
 class Tally:
@@ -189,9 +197,13 @@ def worker(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> d
 
 
 def measure(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> dict[str, float]:
+    """One run in a fresh process; ``other`` is a remote link run on ``--other``'s tree."""
+    env = dict(os.environ)
+    if kind == "other":
+        kind, env["PYTHONPATH"] = "remote", OTHER[0]
     command = [sys.executable, __file__, "--worker", kind, "--mode", mode, "--url", url]
     command += ["--messages", str(n), "--batch", str(batch), "--buffer", str(buffer)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -220,13 +232,18 @@ def server(url: str | None) -> Iterator[str]:
 Runs = dict[tuple[str, str, int], list[dict[str, float]]]
 
 
+def _kinds() -> list[str]:
+    return [*KINDS, "other"] if OTHER else list(KINDS)
+
+
 def collect(url: str, args: argparse.Namespace) -> Runs:
     """Every variant once per round, interleaved."""
+    remotes = [kind for kind in _kinds() if kind != "local"]
     plan = [("throughput", "local", 0, args.messages)]
     for batch in args.batch:
-        plan += [("throughput", kind, batch, args.messages) for kind in ("remote", "loop")]
-    plan += [("fixed", kind, args.batch[0], 1) for kind in KINDS]
-    plan += [("latency", kind, 1, max(10, args.pings)) for kind in KINDS]
+        plan += [("throughput", kind, batch, args.messages) for kind in remotes]
+    plan += [("fixed", kind, args.batch[0], 1) for kind in _kinds()]
+    plan += [("latency", kind, 1, max(10, args.pings)) for kind in _kinds()]
     runs: Runs = {(mode, kind, batch): [] for mode, kind, batch, _ in plan}
     for round_ in range(args.repeat):
         print(f"round {round_ + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
@@ -241,35 +258,42 @@ def _median(results: list[dict[str, float]], key: str) -> float:
 
 
 def report_throughput(runs: Runs, n: int, batches: list[int]) -> None:
-    print(f"{'throughput':<30} {'whole run/s':>12} {'steady/s':>12} {'run s':>7} {'cpu s':>7}")
+    """Whole-run rates, and rates net of the fixed cost (the same kind's 1-item run)."""
+    print(f"{'throughput':<35} {'whole run/s':>12} {'net/s':>12} {'run s':>7} {'cpu s':>7}")
     rates: dict[tuple[str, int], tuple[float, float]] = {}
     for (mode, kind, batch), results in runs.items():
         if mode != "throughput":
             continue
-        whole = n / _median(results, "run")
-        steady = (n - 1) / max(_median(results, "last") - _median(results, "first"), 1e-9)
-        rates[kind, batch] = whole, steady
+        run = _median(results, "run")
+        fixed = _median(runs["fixed", kind, batches[0]], "run")
+        rates[kind, batch] = n / run, (n - 1) / max(run - fixed, 1e-9)
         label = LABELS[kind] + (f", batch {batch}" if batch else "")
         print(
-            f"  {label:<28} {whole:>12,.0f} {steady:>12,.0f}"
-            f" {_median(results, 'run'):>7.3f} {_median(results, 'cpu'):>7.3f}"
+            f"  {label:<33} {rates[kind, batch][0]:>12,.0f} {rates[kind, batch][1]:>12,.0f}"
+            f" {run:>7.3f} {_median(results, 'cpu'):>7.3f}"
         )
     local = rates["local", 0]
     for batch in batches:
-        remote, loop = rates["remote", batch], rates["loop", batch]
-        print(
-            f"  batch {batch}: remote / hand-written {remote[0] / loop[0]:.2f}x whole run,"
-            f" {remote[1] / loop[1]:.2f}x steady (target >= 0.9);"
-            f" remote / local {remote[0] / local[0]:.3f}x, {remote[1] / local[1]:.3f}x"
-        )
+        loop = rates["loop", batch]
+        for kind in ("remote", "other") if OTHER else ("remote",):
+            remote = rates[kind, batch]
+            print(
+                f"  batch {batch}: {LABELS[kind]} / hand-written {remote[0] / loop[0]:.2f}x"
+                f" whole run, {remote[1] / loop[1]:.2f}x net (target >= 0.9);"
+                f" / local {remote[0] / local[0]:.3f}x, {remote[1] / local[1]:.3f}x"
+            )
 
 
 def report_fixed(runs: Runs, batch: int) -> None:
-    print(f"fixed cost, 1 item (batch {batch}): {'run s':>8} {'1st item s':>11} {'end s':>8}")
-    for kind in KINDS:
+    print(
+        f"fixed cost, 1 item (batch {batch}):"
+        f"      {'run s':>7} {'cpu s':>7} {'1st item s':>11} {'end s':>7}"
+    )
+    for kind in _kinds():
         results = runs["fixed", kind, batch]
         run, first = _median(results, "run"), _median(results, "first")
-        print(f"  {LABELS[kind]:<31} {run:>8.3f} {first:>11.3f} {run - first:>8.3f}")
+        cpu = _median(results, "cpu")
+        print(f"  {LABELS[kind]:<33} {run:>7.3f} {cpu:>7.3f} {first:>11.3f} {run - first:>7.3f}")
     remote, loop = runs["fixed", "remote", batch], runs["fixed", "loop", batch]
     print(
         f"  remote - hand-written: {_median(remote, 'run') - _median(loop, 'run'):.3f} s;"
@@ -279,11 +303,11 @@ def report_fixed(runs: Runs, batch: int) -> None:
 
 
 def report_latency(runs: Runs, pings: int) -> None:
-    print(f"latency, {pings} items one at a time: {'p50 ms':>8} {'p99 ms':>8}")
-    for kind in KINDS:
+    print(f"latency, {pings} items one at a time:   {'p50 ms':>8} {'p99 ms':>8}")
+    for kind in _kinds():
         results = runs["latency", kind, 1]
         p50, p99 = _median(results, "p50") * 1000, _median(results, "p99") * 1000
-        print(f"  {LABELS[kind]:<32} {p50:>8.3f} {p99:>8.3f}")
+        print(f"  {LABELS[kind]:<33} {p50:>8.3f} {p99:>8.3f}")
     remote, loop = runs["latency", "remote", 1], runs["latency", "loop", 1]
     print(f"  remote / hand-written p50: {_median(remote, 'p50') / _median(loop, 'p50'):.2f}x")
 
@@ -296,6 +320,8 @@ def main() -> int:
     parser.add_argument("--buffer", type=int, default=5000, help="link (stream) bound, items")
     parser.add_argument("--pings", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5, help="rounds")
+    parser.add_argument("--other", help="another actorflow tree: run its remote link too")
+    parser.add_argument("--save", type=Path, help="write every run's figures here (JSON)")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("throughput", "latency"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -305,13 +331,17 @@ def main() -> int:
         )
         print(json.dumps(figures))
         return 0
+    if args.other:
+        OTHER.append(str(Path(args.other).resolve()))
     with server(args.url) as url:
         print(
             f"source -> sink, {args.messages:,} Data items, buffer {args.buffer};"
             f" median of {args.repeat} interleaved rounds, each run a fresh process;"
-            f" Redis at {url}"
+            f" Redis at {url}" + (f"; --other {OTHER[0]}" if OTHER else "")
         )
         runs = collect(url, args)
+    if args.save:
+        args.save.write_text(json.dumps({" ".join(map(str, k)): v for k, v in runs.items()}))
     report_throughput(runs, args.messages, args.batch)
     report_fixed(runs, args.batch[0])
     report_latency(runs, max(10, args.pings))

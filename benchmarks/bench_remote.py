@@ -1,118 +1,215 @@
-"""A remote link (Redis Streams on loopback) against a local link: throughput and latency.
+"""A remote link (Redis Streams on loopback) against a hand-written loop and a local link.
 
     python benchmarks/bench_remote.py --url redis://127.0.0.1:6379/0
     python benchmarks/bench_remote.py                # starts a redis-server of its own
-    python benchmarks/bench_remote.py --messages 2000 --repeat 1   # smoke run
+    python benchmarks/bench_remote.py --messages 2000 --repeat 1 --pings 50   # smoke run
+    python benchmarks/bench_remote.py --other ../main   # also another tree's remote link
 
-* **Throughput**: source -> sink, `--messages` small Data items, through a local link
-  and through a remote link (both halves in this process, so the figure is the full
-  round trip: pipelined XADD, batched XREADGROUP, XACK + XDEL), for a few batch sizes.
+Every run is a fresh Python process; the variants run interleaved, round by round
+(``--repeat`` rounds), so a noisy neighbour hits them all alike; medians are shown.
+
+* **Throughput**: source -> sink, ``--messages`` ``Data(fields={"n": n})`` items, through
+  a local link, through a remote link (``af.Remote(url, batch=B)``, both halves in this
+  process) and through the yardstick, ``_remote_loop.py``: ~40 lines on the same client
+  doing the same batching and the same work per item (XADD one entry of B encoded items;
+  XREADGROUP, decode, hand to a sink; XACK + XDEL). *whole run* is items over the time
+  ``af.run`` (or the loop) took, start and stop included; *net* leaves the fixed cost
+  out: items over the run's time less the same variant's 1-item run.
+* **Fixed cost**: the same with one item: the time to start and stop a graph (or the
+  loop) that carries it, and how long the first item took to arrive. coredis is
+  imported before the clock starts in both (actorflow imports it lazily, inside the
+  first run: its import time is shown on its own).
 * **Latency**: one item at a time (the next is sent when the previous arrived), time
-  from `emit` to `consume`, p50 and p99.
+  from ``emit`` (or XADD) to the sink, p50 and p99 (medians over the rounds).
 
-The client, not Redis, is the expected bottleneck: batching is what makes it fast.
+On a busy machine wall times swing; the CPU seconds of a run (``per cpu s``) move
+least, so compare those first.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import trio
-
-import actorflow as af
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from redis_server import RedisServer, find_redis_server
-
-
-class Numbers(af.Source):
-    outputs: ClassVar = {"out": af.Data}
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def start(self) -> Iterator[af.Data]:
-        return (af.Data(fields={"n": n}) for n in range(self.count))
+HERE = Path(__file__).resolve().parent
+KINDS = ("local", "remote", "loop")
+LABELS = {
+    "local": "local link",
+    "remote": "remote link",
+    "loop": "hand-written loop",
+    "other": "remote link (--other)",
+}
+OTHER: list[str] = []
+"""The actorflow tree given with ``--other``, if any: its remote link runs too."""
 
 
-class Count(af.Sink):
-    inputs: ClassVar = {"in": af.Data}
+class Tally:
+    """The trivial sink all variants hand each item to: counts, and notes when the first
+    and the last arrived."""
 
-    def __init__(self, seen: list[int]) -> None:
-        self.seen = seen
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.first = self.last = 0.0
 
-    def consume(self, data: af.Data) -> None:
-        self.seen[0] += 1
+    def __call__(self, item: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.first = time.perf_counter()
+        if self.count == self.n:
+            self.last = time.perf_counter()
 
 
-def throughput(n: int, remote: af.Remote | None, buffer: int) -> float:
-    seen = [0]
+def _actorflow_run(url: str | None, n: int, batch: int, buffer: int, tally: Tally) -> str:
+    """Run source -> sink through a local (no url) or remote link; return the graph's name."""
+    import actorflow as af
+
+    class Numbers(af.Source):
+        outputs: ClassVar = {"out": af.Data}
+
+        def start(self) -> Iterator[af.Data]:
+            return (af.Data(fields={"n": i}) for i in range(n))
+
+    class Count(af.Sink):
+        inputs: ClassVar = {"in": af.Data}
+
+        def consume(self, data: af.Data) -> None:
+            tally(data)
+
     graph = af.Graph(name=f"bench-{uuid.uuid4().hex[:8]}")
-    graph.add("numbers", Numbers, count=n)
-    graph.add("count", Count, seen=seen)
+    graph.add("numbers", Numbers)
+    graph.add("count", Count)
+    remote = af.Remote(url=url, batch=batch) if url else None
     graph.link("numbers", "count", remote=remote, buffer=buffer)
-    began = time.perf_counter()
     af.run(graph)
-    took = time.perf_counter() - began
-    assert seen[0] == n, seen
-    return n / took
+    return graph.name
 
 
-class Ping(af.Source):
-    outputs: ClassVar = {"out": float}
+def _actorflow_latency(url: str | None, n: int) -> list[float]:
+    import trio
 
-    def __init__(self, count: int, arrived: list[trio.Event]) -> None:
-        self.count = count
-        self.arrived = arrived
+    import actorflow as af
 
-    async def start(self) -> None:
-        for index in range(self.count):
-            await self.emit(time.perf_counter())
-            await self.arrived[index].wait()
-
-
-class Pong(af.Sink):
-    inputs: ClassVar = {"in": float}
-
-    def __init__(self, latencies: list[float], arrived: list[trio.Event]) -> None:
-        self.latencies = latencies
-        self.arrived = arrived
-
-    def consume(self, sent: float) -> None:
-        self.latencies.append(time.perf_counter() - sent)
-        self.arrived[len(self.latencies) - 1].set()
-
-
-def latency(n: int, remote: af.Remote | None) -> list[float]:
+    sent: list[float] = []
     latencies: list[float] = []
+    arrived = [trio.Event() for _ in range(n)]
+
+    class Ping(af.Source):
+        outputs: ClassVar = {"out": af.Data}
+
+        async def start(self) -> None:
+            for i in range(n):
+                sent.append(time.perf_counter())
+                await self.emit(af.Data(fields={"n": i}))
+                await arrived[i].wait()
+
+    class Pong(af.Sink):
+        inputs: ClassVar = {"in": af.Data}
+
+        def consume(self, data: af.Data) -> None:
+            latencies.append(time.perf_counter() - sent[data.fields["n"]])
+            arrived[data.fields["n"]].set()
 
     async def main() -> None:
-        arrived = [trio.Event() for _ in range(n)]
         graph = af.Graph(name=f"bench-{uuid.uuid4().hex[:8]}")
-        graph.add("ping", Ping, count=n, arrived=arrived)
-        graph.add("pong", Pong, latencies=latencies, arrived=arrived)
-        graph.link("ping", "pong", remote=remote, buffer=1000)
+        graph.add("ping", Ping)
+        graph.add("pong", Pong)
+        graph.link("ping", "pong", remote=af.Remote(url=url) if url else None, buffer=1000)
         async with af.open_system(graph):
             pass
+        if url:
+            await _forget(url, graph.name)
 
     trio.run(main)
     return latencies
 
 
-def report(label: str, values: list[float]) -> float:
-    median = statistics.median(values)
-    print(f"{label:<34} {median:>12,.0f} msgs/s  (runs: {', '.join(f'{v:,.0f}' for v in values)})")
-    return median
+async def _forget(url: str, graph: str) -> None:
+    """Delete what a run left in Redis (its stream and per-link keys)."""
+    import coredis
+
+    async with coredis.Redis.from_url(url) as client:
+        keys = [key async for key in client.scan_iter(match=f"actorflow:{graph}:*")]
+        if keys:
+            await client.delete(keys)
+
+
+def _throughput(kind: str, url: str, n: int, batch: int, buffer: int) -> dict[str, float]:
+    import trio
+
+    tally = Tally(n)
+    began, cpu = time.perf_counter(), time.process_time()
+    if kind == "loop":
+        import _remote_loop
+
+        trio.run(_remote_loop.throughput, url, n, batch, buffer, 0.05, tally)
+    else:
+        graph = _actorflow_run(url if kind == "remote" else None, n, batch, buffer, tally)
+    took, cpu = time.perf_counter() - began, time.process_time() - cpu
+    assert tally.count == n, (kind, tally.count, n)
+    if kind == "remote":
+        trio.run(_forget, url, graph)
+    return {
+        "run": took,
+        "cpu": cpu,
+        "first": tally.first - began,
+        "last": tally.last - began,
+    }
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def worker(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> dict[str, float]:
+    """One run in this process: its figures, and what its imports took."""
+    sys.path.insert(0, str(HERE))
+    began = time.perf_counter()
+    import actorflow  # noqa: F401
+
+    imports = {"import_actorflow": time.perf_counter() - began}
+    if kind != "local":
+        began = time.perf_counter()
+        import coredis  # noqa: F401
+
+        imports["import_coredis"] = time.perf_counter() - began
+    if mode == "throughput":
+        return imports | _throughput(kind, url, n, batch, buffer)
+    if kind == "loop":
+        import _remote_loop
+        import trio
+
+        latencies = trio.run(_remote_loop.latency, url, n, 0.05)
+    else:
+        latencies = _actorflow_latency(url if kind == "remote" else None, n)
+    assert len(latencies) == n, (kind, len(latencies), n)
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    return imports | {"p50": p50, "p99": p99}
+
+
+def measure(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> dict[str, float]:
+    """One run in a fresh process; ``other`` is a remote link run on ``--other``'s tree."""
+    env = dict(os.environ)
+    if kind == "other":
+        kind, env["PYTHONPATH"] = "remote", OTHER[0]
+    command = [sys.executable, __file__, "--worker", kind, "--mode", mode, "--url", url]
+    command += ["--messages", str(n), "--batch", str(batch), "--buffer", str(buffer)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 @contextlib.contextmanager
@@ -120,6 +217,9 @@ def server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from redis_server import RedisServer, find_redis_server
+
     binary = find_redis_server()
     if binary is None:
         sys.exit("no redis-server found: give --url, or install redis-server")
@@ -133,34 +233,122 @@ def server(url: str | None) -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+Runs = dict[tuple[str, str, int], list[dict[str, float]]]
+
+
+def _kinds() -> list[str]:
+    return [*KINDS, "other"] if OTHER else list(KINDS)
+
+
+def collect(url: str, args: argparse.Namespace) -> Runs:
+    """Every variant once per round, interleaved."""
+    remotes = [kind for kind in _kinds() if kind != "local"]
+    plan = [("throughput", "local", 0, args.messages)]
+    for batch in args.batch:
+        plan += [("throughput", kind, batch, args.messages) for kind in remotes]
+    plan += [("fixed", kind, args.batch[0], 1) for kind in _kinds()]
+    plan += [("latency", kind, 1, max(10, args.pings)) for kind in _kinds()]
+    runs: Runs = {(mode, kind, batch): [] for mode, kind, batch, _ in plan}
+    for round_ in range(args.repeat):
+        print(f"round {round_ + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+        for mode, kind, batch, n in plan:
+            worker_mode = "latency" if mode == "latency" else "throughput"
+            runs[mode, kind, batch].append(measure(kind, worker_mode, url, n, batch, args.buffer))
+    return runs
+
+
+def _median(results: list[dict[str, float]], key: str) -> float:
+    return statistics.median(result[key] for result in results)
+
+
+def report_throughput(runs: Runs, n: int, batches: list[int]) -> None:
+    """Whole-run rates, and rates net of the fixed cost (the same kind's 1-item run)."""
+    print(f"{'throughput':<35} {'whole run/s':>12} {'net/s':>12} {'run s':>7} {'cpu s':>7}")
+    rates: dict[tuple[str, int], tuple[float, float, float]] = {}
+    for (mode, kind, batch), results in runs.items():
+        if mode != "throughput":
+            continue
+        run = _median(results, "run")
+        fixed = _median(runs["fixed", kind, batches[0]], "run")
+        rates[kind, batch] = n / run, (n - 1) / max(run - fixed, 1e-9), n / _median(results, "cpu")
+        label = LABELS[kind] + (f", batch {batch}" if batch else "")
+        print(
+            f"  {label:<33} {rates[kind, batch][0]:>12,.0f} {rates[kind, batch][1]:>12,.0f}"
+            f" {run:>7.3f} {_median(results, 'cpu'):>7.3f}"
+        )
+    local = rates["local", 0]
+    for batch in batches:
+        loop = rates["loop", batch]
+        for kind in ("remote", "other") if OTHER else ("remote",):
+            remote = rates[kind, batch]
+            print(
+                f"  batch {batch}: {LABELS[kind]} / hand-written {remote[0] / loop[0]:.2f}x"
+                f" whole run, {remote[1] / loop[1]:.2f}x net, {remote[2] / loop[2]:.2f}x per cpu s"
+                f" (target >= 0.9); / local {remote[0] / local[0]:.3f}x whole run"
+            )
+
+
+def report_fixed(runs: Runs, batch: int) -> None:
+    print(
+        f"fixed cost, 1 item (batch {batch}):"
+        f"      {'run s':>7} {'cpu s':>7} {'1st item s':>11} {'end s':>7}"
+    )
+    for kind in _kinds():
+        results = runs["fixed", kind, batch]
+        run, first = _median(results, "run"), _median(results, "first")
+        cpu = _median(results, "cpu")
+        print(f"  {LABELS[kind]:<33} {run:>7.3f} {cpu:>7.3f} {first:>11.3f} {run - first:>7.3f}")
+    remote, loop = runs["fixed", "remote", batch], runs["fixed", "loop", batch]
+    print(
+        f"  remote - hand-written: {_median(remote, 'run') - _median(loop, 'run'):.3f} s;"
+        f" imports (not in the above): actorflow {_median(remote, 'import_actorflow'):.3f} s,"
+        f" coredis {_median(remote, 'import_coredis'):.3f} s"
+    )
+
+
+def report_latency(runs: Runs, pings: int) -> None:
+    print(f"latency, {pings} items one at a time:   {'p50 ms':>8} {'p99 ms':>8}")
+    for kind in _kinds():
+        results = runs["latency", kind, 1]
+        p50, p99 = _median(results, "p50") * 1000, _median(results, "p99") * 1000
+        print(f"  {LABELS[kind]:<33} {p50:>8.3f} {p99:>8.3f}")
+    remote, loop = runs["latency", "remote", 1], runs["latency", "loop", 1]
+    print(f"  remote / hand-written p50: {_median(remote, 'p50') / _median(loop, 'p50'):.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a Redis server to use (default: start one)")
     parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[100, 500], help="items/entry")
+    parser.add_argument("--buffer", type=int, default=5000, help="link (stream) bound, items")
     parser.add_argument("--pings", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds")
+    parser.add_argument("--other", help="another actorflow tree: run its remote link too")
+    parser.add_argument("--save", type=Path, help="write every run's figures here (JSON)")
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=("throughput", "latency"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with server(args.url) as url:
-        print(f"source -> sink, {args.messages:,} Data items; Redis at {url}")
-        local = report(
-            "local link (buffer 1000)",
-            [throughput(args.messages, None, 1000) for _ in range(args.repeat)],
+    if args.worker:
+        figures = worker(
+            args.worker, args.mode, args.url, args.messages, args.batch[0], args.buffer
         )
-        results: dict[int, float] = {}
-        for batch in (10, 100, 500):
-            remote = af.Remote(url=url, batch=batch)
-            results[batch] = report(
-                f"remote link, batch {batch} (buffer 5000)",
-                [throughput(args.messages, remote, 5000) for _ in range(args.repeat)],
-            )
-        for batch, value in results.items():
-            print(f"remote batch {batch} / local: {value / local:.3f}x")
-        pings = max(10, args.pings)
-        for label, remote in (("local", None), ("remote", af.Remote(url=url, poll=0.01))):
-            values = sorted(latency(pings, remote))
-            p50 = values[len(values) // 2] * 1000
-            p99 = values[int(len(values) * 0.99) - 1] * 1000
-            print(f"latency {label:<7} one item at a time: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        print(json.dumps(figures))
+        return 0
+    if args.other:
+        OTHER.append(str(Path(args.other).resolve()))
+    with server(args.url) as url:
+        print(
+            f"source -> sink, {args.messages:,} Data items, buffer {args.buffer};"
+            f" median of {args.repeat} interleaved rounds, each run a fresh process;"
+            f" Redis at {url}" + (f"; --other {OTHER[0]}" if OTHER else "")
+        )
+        runs = collect(url, args)
+    if args.save:
+        args.save.write_text(json.dumps({" ".join(map(str, k)): v for k, v in runs.items()}))
+    report_throughput(runs, args.messages, args.batch)
+    report_fixed(runs, args.batch[0])
+    report_latency(runs, max(10, args.pings))
     return 0
 
 

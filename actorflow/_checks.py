@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._urls import redact_url
+
 __all__ = [
     "MAX_BATCH",
     "MAX_BUFFER",
@@ -25,7 +27,10 @@ __all__ = [
     "check_seconds",
     "coerce_enum",
     "did_you_mean",
+    "flag",
     "fraction",
+    "name_or_none",
+    "redis_url",
     "seconds",
     "short",
     "whole",
@@ -122,6 +127,30 @@ def check_seconds(name: str, value: Any, *, zero: bool = False, infinite: bool =
     raise ValueError(
         f"{name} must be seconds from {low} to {YEAR:.0f} (a year){also}, got {short(value)}"
     )
+
+
+def flag(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``True`` or ``False``, nothing merely truthy: ``"no"`` must not read as yes."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be true or false, got {short(value)}")
+
+
+def name_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A non-empty string (a name Redis or a log will carry), or ``None``."""
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {short(value)}")
+
+
+def redis_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A ``redis://`` (``rediss://``, ``unix://``) URL or ``None``; a password in a
+    refused value is never shown."""
+    if value is not None and not (
+        isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        shown = redact_url(value) if isinstance(value, str) else short(value)
+        raise ValueError(
+            f"{attribute.name} must be a redis:// (or rediss://, unix://) URL, got {shown!r}"
+        )
 
 
 def fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, seconds, whole
+from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, redis_url, seconds, whole
 from ._urls import url_repr
 
 __all__ = ["Settings"]
@@ -40,4 +40,4 @@ class Settings:
     stop_timeout: float = attrs.field(default=5.0, validator=seconds())
     thread_limit: int = attrs.field(default=8, validator=whole(1, MAX_THREADS))
     heartbeat_interval: float = attrs.field(default=5.0, validator=seconds())
-    remote_url: str | None = attrs.field(default=None, repr=url_repr)
+    remote_url: str | None = attrs.field(default=None, validator=redis_url, repr=url_repr)

@@ -25,13 +25,16 @@ from ._checks import (
     check_seconds,
     coerce_enum,
     did_you_mean,
+    flag,
     fraction,
+    name_or_none,
+    redis_url,
     seconds,
     short,
     whole,
 )
 from ._ports import Port, normalize_ports
-from ._urls import redact_url, url_repr
+from ._urls import url_repr
 
 __all__ = [
     "AutoShutdown",
@@ -81,17 +84,6 @@ class Overflow(enum.Enum):
     """The oldest buffered items make room; the producer never waits."""
 
 
-def _url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not (
-        isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
-    ):
-        shown = redact_url(value) if isinstance(value, str) else value
-        raise ValueError(
-            f"remote {attribute.name} must be a redis:// (or rediss://, unix://) URL, "
-            f"got {shown!r}"
-        )
-
-
 @attrs.frozen
 class Remote:
     """How a link crosses processes: over a Redis stream, with a consumer group.
@@ -122,8 +114,8 @@ class Remote:
             run of the producer keeps them again.
     """
 
-    url: str | None = attrs.field(default=None, validator=_url, repr=url_repr)
-    stream: str | None = None
+    url: str | None = attrs.field(default=None, validator=redis_url, repr=url_repr)
+    stream: str | None = attrs.field(default=None, validator=name_or_none)
     claim_idle: float = attrs.field(default=30.0, validator=seconds())
     batch: int = attrs.field(default=100, validator=whole(1, MAX_BATCH))
     poll: float = attrs.field(default=0.05, validator=seconds())
@@ -200,9 +192,9 @@ class LinkSpec:
     target_port: str
     buffer: int | None = attrs.field(default=None, validator=whole(1, MAX_BUFFER, none=True))
     copy: CopyPolicy = attrs.field(default=CopyPolicy.DEEP, converter=_to_copy_policy)
-    feedback: bool = False
+    feedback: bool = attrs.field(default=False, validator=flag)
     overflow: Overflow = attrs.field(default=Overflow.BLOCK, converter=_to_overflow)
-    latest_only: bool = False
+    latest_only: bool = attrs.field(default=False, validator=flag)
     workers: int = attrs.field(default=1, validator=whole(0, MAX_WORKERS))
     spawn_limit: int = attrs.field(default=100, validator=whole(1, MAX_WORKERS))
     remote: Remote | None = attrs.field(default=None, converter=to_remote)
@@ -334,7 +326,7 @@ class ChildSpec:
 
     restart: RestartType = attrs.field(default=RestartType.TRANSIENT, converter=_to_restart)
     shutdown: float = attrs.field(default=5.0, converter=_shutdown)
-    significant: bool = False
+    significant: bool = attrs.field(default=False, validator=flag)
 
     def __attrs_post_init__(self) -> None:
         if self.significant and self.restart is RestartType.PERMANENT:

@@ -362,3 +362,32 @@ def test_a_backoff_table_in_a_graph_file_is_a_backoff_or_an_error_naming_its_key
         tmp_path, GOOD + "[supervisor]\nbackoff = {jiter = 0.5}\n"
     )
     assert "backoff must be" in problems(tmp_path, GOOD + "[supervisor]\nbackoff = 3\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("buffer = 8", 'feedback = "yes"'), "feedback must be true or false"),
+        (GOOD.replace("buffer = 8", 'latest_only = "no"'), "latest_only must be true or false"),
+        (
+            GOOD.replace(
+                'module = "store"', 'module = "store"\nsupervise = { significant = "no" }'
+            ),
+            "significant must be true or false",
+        ),
+        (GOOD + "[settings]\nremote_url = 5\n", "remote_url must be a redis://"),
+        (GOOD + '[settings]\nremote_url = "http://:pw@x"\n', "remote_url must be a redis://"),
+        (
+            GOOD.replace("buffer = 8", 'remote = { url = "redis://h/0", stream = 5 }'),
+            "stream must be a non-empty string",
+        ),
+    ],
+)
+def test_truthy_strings_and_wrong_typed_urls_are_refused_not_taken(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """ "no" is not true; a URL that is not a Redis URL is refused at load, its password
+    never shown."""
+    message = problems(tmp_path, text)
+    assert expected in message
+    assert "pw" not in message

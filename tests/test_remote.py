@@ -29,7 +29,7 @@ def test_the_remote_option_takes_a_url_true_a_table_or_a_remote() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("http://h/", r"remote url must be a redis:// \(or rediss://, unix://\) URL"),
+        ("http://h/", r"url must be a redis:// \(or rediss://, unix://\) URL"),
         ({"claim": 1}, "unknown option 'claim'"),
         ({"batch": 0}, "batch"),
         (3, "remote must be a redis:// URL, true, a table of options"),

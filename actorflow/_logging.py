@@ -18,6 +18,7 @@ by :func:`configure_logging`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -105,6 +106,24 @@ def _release_owned_stream() -> None:
         _owned_stream = None
 
 
+def _open_append(path: str) -> TextIO:
+    """``path`` opened to append, line-buffered. Never blocks: a pipe with no reader
+    (a FIFO nobody reads) is an error at once (ENXIO), not a wait for ever."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(exc.errno, "a pipe that nobody reads", path) from None
+        raise
+    try:
+        os.set_blocking(descriptor, True)
+        return open(descriptor, "a", encoding="utf-8", buffering=1)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def _open_target(file: str | TextIO | None) -> _GuardedStream:
     """Where configured events go: ``file`` (a path is opened here, and owned), else
     stderr."""
@@ -114,7 +133,7 @@ def _open_target(file: str | TextIO | None) -> _GuardedStream:
     if file is None:
         raw = sys.stderr
     elif isinstance(file, str):
-        raw = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        raw = _open_append(file)
         _owned_stream = raw
     else:
         raw = file

@@ -237,6 +237,7 @@ def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
         (["run", "/dev/stdin"], "/dev/stdin"),
         (["logs", "/dev/zero"], "/dev/zero"),
         (["validate", str(fifo)], str(fifo)),
+        (["run", str(graph), "--log", str(fifo)], "a pipe that nobody reads"),
         (["validate", str(huge)], str(huge)),
     ]:
         code, err = run_cli(argv, capsys)

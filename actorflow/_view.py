@@ -16,8 +16,9 @@ from typing import Any
 import attrs
 import trio
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -74,6 +75,10 @@ class Row:
         restarts: Times it was restarted (``None``: not something it has).
         errors: Exceptions it raised (``None``: not something it counts).
         info: Free-form fields, already compact (``"frame=3 frames=10"``).
+        taken: Items it took in (column ``in``; ``None``: not counted).
+        sent: Items it sent on (column ``out``).
+        dead: Items it dead-lettered.
+        lost: Items lost at it, every reason together (column ``dropped``).
     """
 
     name: str
@@ -86,6 +91,10 @@ class Row:
     restarts: int | None = 0
     errors: int | None = 0
     info: str = ""
+    taken: int | None = None
+    sent: int | None = None
+    dead: int | None = None
+    lost: int | None = None
 
 
 @attrs.frozen
@@ -185,6 +194,10 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
             restarts=actor.restarts,
             errors=actor.errors,
             info=_compact(actor.info),
+            taken=actor.received,
+            sent=actor.emitted,
+            dead=actor.dead_lettered,
+            lost=sum(actor.dropped.values()),
         )
         for name, actor in status.actors.items()
     ]
@@ -270,7 +283,7 @@ def _cut(text: str) -> Text:
 
 _NUMERIC: dict[str, Any] = {"no_wrap": True, "justify": "right"}
 _ALWAYS = {"name", "state", "progress", "done"}
-_FIELD = {"done": "progress"}
+_FIELD = {"done": "progress", "in": "taken", "out": "sent", "dropped": "lost"}
 
 
 def _has(row: Row, column: str) -> bool:
@@ -278,16 +291,91 @@ def _has(row: Row, column: str) -> bool:
     return value is not None and value != ""
 
 
-def _errors(row: Row) -> Text:
-    if row.errors is None:
+def _count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _alarm(value: int | None) -> Text:
+    """A count that is bad news when not zero (errors, dead letters, drops): red then."""
+    if value is None:
         return Text("")
-    return Text(str(row.errors), style="red" if row.errors else "")
+    return Text(f"{value:,}", style="red" if value else "")
+
+
+_Column = tuple[str, dict[str, Any], Callable[[Row], "RenderableType | str"]]
+
+_COLUMNS: list[_Column] = [
+    ("name", {"no_wrap": True}, lambda row: Text(row.name, style="bold")),
+    ("task", {}, lambda row: _cut(row.task or "")),
+    ("state", {"no_wrap": True}, _state),
+    ("progress", {"no_wrap": True, "width": _BAR_WIDTH}, lambda row: _progress(row.progress)[0]),
+    ("done", _NUMERIC, lambda row: _progress(row.progress)[1]),
+    ("in", _NUMERIC, lambda row: _count(row.taken)),
+    ("out", _NUMERIC, lambda row: _count(row.sent)),
+    ("rate", _NUMERIC, lambda row: _rate(row.rate)),
+    ("depth", _NUMERIC, lambda row: _count(row.depth)),
+    ("restarts", _NUMERIC, lambda row: _count(row.restarts)),
+    ("errors", _NUMERIC, lambda row: _alarm(row.errors)),
+    ("dead", _NUMERIC, lambda row: _alarm(row.dead)),
+    ("dropped", _NUMERIC, lambda row: _alarm(row.lost)),
+    ("info", {}, lambda row: _cut(row.info)),
+]
+
+_GIVE_UP = ("info", "task", "progress", "depth", "rate", "restarts", "detail", "done", "out")
+"""On a narrow terminal, the columns left out first, in this order (``detail``: what a
+blocked actor waits on, after its state): what is only context goes before the counts
+that say whether items were lost."""
+
+
+class _Frame:
+    """The header line above the table, with as many columns as the console's width
+    takes: a column that does not fit is left out whole (never cut, headers included),
+    the least telling first (see ``_GIVE_UP``)."""
+
+    def __init__(self, top: Text, rows: Sequence[Row]) -> None:
+        self.top = top
+        self.rows = rows
+        # A column no row has anything for (a job's tasks have no mailbox) is left out.
+        self.columns = [
+            column
+            for column in _COLUMNS
+            if column[0] in _ALWAYS or any(_has(row, column[0]) for row in rows)
+        ]
+
+    def table(self, columns: Sequence[_Column], rows: Sequence[Row]) -> Table:
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+            header_style="bold",
+        )
+        for title, options, _ in columns:
+            table.add_column(title, **options)
+        for row in rows:
+            table.add_row(*(cell(row) for _, _, cell in columns))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        columns, rows = list(self.columns), self.rows
+        table = self.table(columns, rows)
+        unbounded = options.update_width(1_000_000)  # rich clamps a measure to the width
+        for title in _GIVE_UP:
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+            if title == "detail":
+                rows = [attrs.evolve(row, detail=None) for row in rows]
+            columns = [column for column in columns if column[0] != title]
+            table = self.table(columns, rows)
+        yield self.top
+        yield table
 
 
 def render(header: Header, rows: Sequence[Row]) -> RenderableType:
     """The whole view: the header line above a table with one line per row.
 
-    A pure function of its arguments, drawn the same way on any console.
+    A pure function of its arguments, drawn the same way on any console of the same
+    width (a narrow one shows fewer columns, see ``_GIVE_UP``).
     """
     top = Text.assemble(
         (header.title, "bold"),
@@ -297,41 +385,7 @@ def render(header: Header, rows: Sequence[Row]) -> RenderableType:
     )
     if header.dropped is not None:
         top.append(f"  dropped {header.dropped}", style="red" if header.dropped else "")
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-        header_style="bold",
-    )
-    # A column no row has anything for (a job's tasks have no mailbox) is left out;
-    # only task and info give up width on a narrow terminal (cut with an ellipsis).
-    columns: list[tuple[str, dict[str, Any], Callable[[Row], RenderableType | str]]] = [
-        ("name", {"no_wrap": True}, lambda row: Text(row.name, style="bold")),
-        ("task", {}, lambda row: _cut(row.task or "")),
-        ("state", {"no_wrap": True}, _state),
-        (
-            "progress",
-            {"no_wrap": True, "width": _BAR_WIDTH},
-            lambda row: _progress(row.progress)[0],
-        ),
-        ("done", _NUMERIC, lambda row: _progress(row.progress)[1]),
-        ("rate", _NUMERIC, lambda row: _rate(row.rate)),
-        ("depth", _NUMERIC, lambda row: "" if row.depth is None else str(row.depth)),
-        ("restarts", _NUMERIC, lambda row: "" if row.restarts is None else str(row.restarts)),
-        ("errors", _NUMERIC, _errors),
-        ("info", {}, lambda row: _cut(row.info)),
-    ]
-    wanted = [
-        column
-        for column in columns
-        if column[0] in _ALWAYS or any(_has(row, column[0]) for row in rows)
-    ]
-    for title, options, _ in wanted:
-        table.add_column(title, **options)
-    for row in rows:
-        table.add_row(*(cell(row) for _, _, cell in wanted))
-    return Group(top, table)
+    return _Frame(top, rows)
 
 
 def render_status(

@@ -210,8 +210,23 @@ def test_rows_from_status_takes_every_actor_in_order_with_its_rate() -> None:
         rate=5.0,
         depth=0,
         info="frame=3 frames=10 ratio=0.3333",
+        taken=0,
+        sent=0,
+        dead=0,
+        lost=0,
     )
-    assert rows[1] == Row("scale", "blocked", detail="on input", depth=4, restarts=1, errors=2)
+    assert rows[1] == Row(
+        "scale",
+        "blocked",
+        detail="on input",
+        depth=4,
+        restarts=1,
+        errors=2,
+        taken=0,
+        sent=0,
+        dead=0,
+        lost=0,
+    )
 
 
 def test_render_status_is_the_header_and_rows_of_one_snapshot() -> None:
@@ -227,6 +242,49 @@ def test_render_status_is_the_header_and_rows_of_one_snapshot() -> None:
     assert lines[0].split() == ["plant", "stopping", "elapsed", "00:02", "dropped", "2"]
     assert "40.0/s" in next(line for line in lines if line.startswith("reader"))
     assert "/s" not in next(line for line in lines if line.startswith("sink"))
+
+
+BUSY = snapshot(
+    actor(
+        "sensor-readings",
+        kind="source",
+        task="ReadingsFromTheNorthWingSensors",
+        emitted=1_234_567,
+        progress=(1_234_567.0, 5_000_000.0),
+        info={"batch": 17, "device": "/dev/ttyUSB0", "firmware": "4.2.1-rc3"},
+    ),
+    actor(
+        "calibrate",
+        state=af.ActorState.BLOCKED,
+        blocked_on="output:out",
+        received=1_234_000,
+        emitted=1_233_990,
+        mailbox_depth=64,
+        restarts=3,
+        errors=3,
+        dead_lettered=7,
+        dropped={"overflow": 12, "shutdown": 1},
+    ),
+)
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_at_any_width_headers_are_whole_and_the_counts_that_matter_stay(width: int) -> None:
+    """A narrow terminal loses whole columns, context first (info, task, the bar), never
+    a cut header or the counts that say whether items were lost."""
+    lines = plain(draw(render_status(BUSY, 3.0, {"sensor-readings": 2e5}), width=width))
+    lines = lines.splitlines()
+    header = lines[1].split()
+    assert "…" not in lines[1]
+    assert all(len(line) <= width for line in lines)
+    for title in ("name", "state", "in", "errors", "dead", "dropped"):
+        assert title in header, (width, header)
+    calibrate = next(line for line in lines if line.startswith("calibrate"))
+    assert calibrate.split()[-3:] == ["3", "7", "13"]  # errors, dead letters, dropped
+    assert "1,234,000" in calibrate
+    assert "out" in header
+    if width >= 200:
+        assert {"task", "progress", "rate", "depth", "restarts"} <= set(header)
 
 
 # -- rates -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The ``actorflow`` command line: run, validate, list modules, draw a graph, read logs.
 
 Exit codes: 0 success, 1 the graph failed while running (``logs --trace``: no event
-mentions the message), 2 bad input (file, config, validation, option values),
-130 interrupted.
+mentions the message), 2 bad input (file, config, validation, option values), 130
+stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM (128 + the signal, as shells report).
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TextIO
 
+import attrs
 import trio
 from rich.console import Console
 
@@ -30,13 +32,20 @@ from ._exceptions import (
 )
 from ._graph import Graph
 from ._graphfile import load_any
-from ._interrupt import run_interruptible
+from ._interrupt import (
+    ending_as_signals,
+    exit_status,
+    raising_on_signals,
+    run_interruptible,
+    signal_ended,
+    signal_name,
+)
 from ._job import Job, JobResult
 from ._logging import configure_logging
 from ._registry import Registry
 from ._settings import Settings
-from ._status import SystemStatus
-from ._system import open_system
+from ._status import SystemState, SystemStatus
+from ._system import System, open_system
 from ._view import view_job, view_status
 
 __all__ = ["main"]
@@ -62,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
+    )
+    run_cmd.add_argument(
+        "--drain",
+        metavar="SECONDS",
+        type=float,
+        help="after SIGINT or SIGTERM, how long what is in flight may take to finish "
+        "before the graph is cancelled (default: the drain_timeout setting, 10)",
     )
     run_cmd.add_argument(
         "--view",
@@ -161,30 +177,44 @@ def _wants_view(asked: bool | None) -> bool:
     return asked if asked is not None else _view_by_default(sys.stdout, os.environ)
 
 
-def _run(
-    graph: Graph, settings: Settings, view: bool, only: list[str] | None = None
-) -> SystemStatus:
+@attrs.frozen
+class _Ran:
+    """How a run ended: its final status, and the signal that stopped it, if one did."""
+
+    status: SystemStatus
+    signum: int | None = None
+
+
+def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = None) -> _Ran:
     """Run the graph to its end under trio, with the live view beside it if asked.
 
     The view outlives the system by a moment, so its last frame shows the end state
     (every actor terminated); it is closed, and the cursor restored, before this returns
-    or raises, so what is printed next starts on a clean line.
+    or raises, so what is printed next starts on a clean line. SIGINT and SIGTERM stop
+    the graph (see :func:`actorflow.open_system`'s ``handle_signals``); a signal before
+    it started is raised.
     """
 
-    async def main() -> SystemStatus:
+    async def main() -> _Ran:
+        system: System | None = None
+        signum: int | None = None
         async with trio.open_nursery() as nursery:
-            async with open_system(graph, settings, only=only) as system:
-                if view:
-                    console = Console(force_terminal=True)
-                    nursery.start_soon(partial(view_status, system.status, console))
+            try:
+                async with open_system(graph, settings, only=only, handle_signals=True) as system:
+                    if view:
+                        console = Console(force_terminal=True)
+                        nursery.start_soon(partial(view_status, system.status, console))
+            except BaseException as exc:
+                signum = signal_ended(exc)
+                if system is None or signum is None:
+                    raise
             nursery.cancel_scope.cancel()
-        return system.status()
+        return _Ran(system.status(), signum)
 
-    # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
-    with single_errors():
-        # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
-        # the system is stopped in order rather than one actor failing mid-item.
-        return run_interruptible(main)
+    # A signal raised at once, or the system's error, wrapped by the view's nursery:
+    # give back the one.
+    with ending_as_signals(), single_errors():
+        return trio.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,10 +239,12 @@ def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "modules":
             return _list_modules()
-        loaded = load_any(args.file)
+        # While `run` starts (its modules import), a signal ends it at once, in one line.
+        with raising_on_signals() if args.command == "run" else contextlib.nullcontext():
+            loaded = load_any(args.file)
+            ran = None if isinstance(loaded, Job) else _graph_command(args, *loaded)
         if isinstance(loaded, Job):
             return _job_command(args, loaded)
-        status = _graph_command(args, *loaded)
     except GraphFileError as exc:
         if len(exc.problems) == 1:  # one line: the file and what is wrong with it
             print(f"error: {exc.path}: invalid graph file: {exc.problems[0]}", file=sys.stderr)
@@ -228,12 +260,28 @@ def _command(args: argparse.Namespace) -> int:
     except ActorflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
-    except KeyboardInterrupt:
-        print("interrupted: stopped in order", file=sys.stderr)
-        return 130
-    if status is not None:
-        _print_status(status)
-    return 0
+    except (KeyboardInterrupt, SystemExit) as exc:  # a signal while it started
+        signum = signal_ended(exc)
+        if signum is None:
+            raise
+        return _signal_ended(signum, None)
+    if ran is None:
+        return 0
+    _print_status(ran.status)
+    return 0 if ran.signum is None else _signal_ended(ran.signum, ran.status)
+
+
+def _signal_ended(signum: int, status: SystemStatus | None) -> int:
+    """Say in one line how a signal ended the run; its exit status (128 + the signal)."""
+    said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal_name(signum)})"
+    if status is None:
+        how = "stopped while starting, no module ran"
+    elif status.state is SystemState.CANCELLED:
+        how = f"cancelled, dropped={status.dropped}"
+    else:
+        how = "stopped in order"
+    print(f"{said}: {how}", file=sys.stderr)
+    return exit_status(signum)
 
 
 class _BadOption(ActorflowError):
@@ -278,10 +326,8 @@ def _job_command(args: argparse.Namespace, job: Job) -> int:
     return _run_job(job, _wants_view(args.view))
 
 
-def _graph_command(
-    args: argparse.Namespace, graph: Graph, settings: Settings
-) -> SystemStatus | None:
-    """``validate``, ``graph`` or ``run`` for a graph file; the end status of a run."""
+def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -> _Ran | None:
+    """``validate``, ``graph`` or ``run`` for a graph file; how a run ended."""
     if args.command == "validate":
         print(
             f"{args.file}: valid graph {graph.name!r} "
@@ -292,6 +338,11 @@ def _graph_command(
         print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
         return None
     _log_to(args)
+    if args.drain is not None:
+        try:
+            settings = attrs.evolve(settings, drain_timeout=args.drain)
+        except (TypeError, ValueError) as exc:
+            raise _BadOption(f"--drain {args.drain}: {exc}") from None
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]

@@ -24,6 +24,10 @@ class Settings:
             cancellation) before it is abandoned and reported.
         stop_timeout: Seconds a source may take to finish after a graceful
             :meth:`System.stop`, before it is cancelled.
+        drain_timeout: Seconds a graceful stop started by a signal (SIGINT, SIGTERM under
+            :func:`run` or ``actorflow run``) may take to finish what is in flight before
+            the system is cancelled (what is still queued then is dropped, and every
+            ``cleanup()`` still runs).
         thread_limit: The most worker threads running sync hooks of ``blocking``
             modules at once, for the whole system.
         heartbeat_interval: Seconds between heartbeats (a ``system.heartbeat`` event with
@@ -37,6 +41,7 @@ class Settings:
     max_batch: int = attrs.field(default=256, validator=positive_int)
     cleanup_timeout: float = attrs.field(default=5.0, validator=positive_number)
     stop_timeout: float = attrs.field(default=5.0, validator=positive_number)
+    drain_timeout: float = attrs.field(default=10.0, validator=positive_number)
     thread_limit: int = attrs.field(default=8, validator=positive_int)
     heartbeat_interval: float = attrs.field(default=5.0, validator=positive_number)
     remote_url: str | None = None

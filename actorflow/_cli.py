@@ -236,15 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "logs":
         return _logfile.command(args)
+    ran: _Ran | None = None
     try:
         if args.command == "modules":
             return _list_modules()
-        # While `run` starts (its modules import), a signal ends it at once, in one line.
+        # While `run` starts (its modules import) and reports, a signal ends it at once,
+        # in one line; while the graph runs, the system handles signals itself.
         with raising_on_signals() if args.command == "run" else contextlib.nullcontext():
             loaded = load_any(args.file)
-            ran = None if isinstance(loaded, Job) else _graph_command(args, *loaded)
-        if isinstance(loaded, Job):
-            return _job_command(args, loaded)
+            if not isinstance(loaded, Job):
+                ran = _graph_command(args, *loaded)
+                return 0 if ran is None else _report(ran)
+        return _job_command(args, loaded)
     except GraphFileError as exc:
         if len(exc.problems) == 1:  # one line: the file and what is wrong with it
             print(f"error: {exc.path}: invalid graph file: {exc.problems[0]}", file=sys.stderr)
@@ -260,22 +263,26 @@ def _command(args: argparse.Namespace) -> int:
     except ActorflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
-    except (KeyboardInterrupt, SystemExit) as exc:  # a signal while it started
+    except (KeyboardInterrupt, SystemExit) as exc:  # a signal while it started or reported
         signum = signal_ended(exc)
         if signum is None:
             raise
-        return _signal_ended(signum, None)
-    if ran is None:
-        return 0
+        return _signal_ended(signum, None, started=ran is not None)
+
+
+def _report(ran: _Ran) -> int:
+    """Print the summary of a run, and how a signal ended it if one did; the exit code."""
     _print_status(ran.status)
     return 0 if ran.signum is None else _signal_ended(ran.signum, ran.status)
 
 
-def _signal_ended(signum: int, status: SystemStatus | None) -> int:
+def _signal_ended(signum: int, status: SystemStatus | None, *, started: bool = True) -> int:
     """Say in one line how a signal ended the run; its exit status (128 + the signal)."""
     said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal_name(signum)})"
-    if status is None:
+    if not started:
         how = "stopped while starting, no module ran"
+    elif status is None:
+        how = "stopped at once"
     elif status.state is SystemState.CANCELLED:
         how = f"cancelled, dropped={status.dropped}"
     else:

@@ -3,9 +3,9 @@
 A first signal asks the system to stop gracefully, a second to cancel; each is handed to
 the event loop through :meth:`trio.lowlevel.TrioToken.run_sync_soon` (safe from a signal
 handler), so it acts between tasks, never in the middle of a module's code. A signal that
-arrives while the one before it still waits for the loop (the loop is stuck in sync code:
-a ``cleanup()`` that hangs) or a third signal is raised at once, where the program is,
-so a stuck program can always be ended.
+arrives while the one before it has waited half a second for the loop (the loop is stuck
+in sync code: a ``cleanup()`` that hangs) or a third signal is raised at once, where the
+program is, so a stuck program can always be ended.
 
 :func:`trio.open_signal_receiver` is not used here: it merges a signal that repeats
 before it is read (a second SIGTERM must cancel), it re-raises unread signals through the
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 from typing import TypeVar
@@ -30,6 +31,7 @@ import trio
 
 __all__ = [
     "STOP_SIGNALS",
+    "STUCK_AFTER",
     "SignalRequests",
     "Terminated",
     "ending_as_signals",
@@ -46,6 +48,10 @@ _T = TypeVar("_T")
 
 STOP_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop a system: Ctrl-C, and what service managers send."""
+
+
+STUCK_AFTER = 0.5
+"""Seconds a signal may wait for the event loop before the loop counts as stuck."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -139,17 +145,29 @@ def _installed(handler: Callable[[int, FrameType | None], object]) -> Iterator[b
             signal.signal(signum, before)  # type: ignore[arg-type]
 
 
+def _in_trio_core() -> bool:
+    """Whether the interrupted code is trio's own (KeyboardInterrupt-protected): an
+    exception raised there would break the run, not end it."""
+    return trio.lowlevel.in_trio_run() and trio.lowlevel.currently_ki_protected()
+
+
 @attrs.define(eq=False)
 class _RaiseOnce:
     """The first signal is raised at once; later ones are ignored while it ends the
-    program (one arriving as the first is reported would print a traceback)."""
+    program (one arriving as the first is reported would print a traceback). One that
+    comes while trio's own code runs is held for the handler installed next."""
 
     first: int | None = None
+    held: int | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.first is None:
-            self.first = signum
-            raise _raise_now(signum)
+        if self.first is not None:
+            return
+        if _in_trio_core():
+            self.held = signum
+            return
+        self.first = signum
+        raise _raise_now(signum)
 
 
 def raising_on_signals() -> contextlib.AbstractContextManager[bool]:
@@ -163,9 +181,10 @@ class SignalRequests:
     """The SIGINT/SIGTERM handler of one trio run: each signal becomes a call of
     ``on_signal(signum, count)`` in the run (``count`` 1 for the first).
 
-    Invariant: ``waiting`` counts signals handed to the run and not yet taken up; one
-    that arrives while it is not zero, the third, or one while ``at_once``, is raised
-    at once.
+    Invariant: ``waiting`` counts signals handed to the run and not yet taken up. One
+    that arrives while the oldest of them has waited ``STUCK_AFTER`` seconds, the
+    third, or one while ``at_once``, is raised at once, unless it interrupted trio's own
+    code (then the loop is not stuck, and the signal is handed over like the others).
     """
 
     token: trio.lowlevel.TrioToken
@@ -173,6 +192,8 @@ class SignalRequests:
     received: list[int] = attrs.field(factory=list)
     """Every signal, in order of arrival."""
     waiting: int = 0
+    since: float = 0.0
+    """When the oldest signal still waiting was handed over (``time.monotonic()``)."""
     at_once: bool = False
     """Raise every signal at once (see :meth:`raising`)."""
 
@@ -193,14 +214,22 @@ class SignalRequests:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
-        if self.at_once or self.waiting or len(self.received) > 2:
+        at_once = self.at_once or self._stuck() or len(self.received) > 2
+        if at_once and not _in_trio_core():
             raise _raise_now(self.received[0])  # the first says how the program ends
+        if not self.waiting:
+            self.since = time.monotonic()
         self.waiting += 1
         try:
             self.token.run_sync_soon(self._deliver, signum, len(self.received))
         except trio.RunFinishedError:
             self.waiting -= 1
             raise _raise_now(self.received[0]) from None
+
+    def _stuck(self) -> bool:
+        """A signal has waited for the loop longer than the loop ever takes to look:
+        it is held by sync code (two signals sent together are not a stuck loop)."""
+        return self.waiting > 0 and time.monotonic() - self.since >= STUCK_AFTER
 
     def _deliver(self, signum: int, count: int) -> None:
         """In the run: a crash here would be trio's internal error, so none may escape."""
@@ -214,7 +243,11 @@ def handling_signals(on_signal: Callable[[int, int], object]) -> Iterator[Signal
     """Send SIGINT and SIGTERM to ``on_signal`` in the current trio run while the block
     runs, and put the previous handlers back after; None outside the main thread."""
     requests = SignalRequests(trio.lowlevel.current_trio_token(), on_signal)
+    before = signal.getsignal(signal.SIGTERM)
     with _installed(requests) as installed:
+        if isinstance(before, _RaiseOnce) and before.held is not None:
+            requests(before.held, None)  # it came just before: it is ours
+            before.held = None
         yield requests if installed else None
 
 

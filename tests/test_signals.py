@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import actorflow as af
@@ -289,7 +289,6 @@ def ended(process: subprocess.Popen[str], seconds: float = 30) -> int:
 def drained(project: Project) -> None:
     """Every item the source emitted was handled: none was dropped."""
     assert project.mark("cleanup-work") == project.mark("cleanup-numbers"), project.out
-    assert int(project.mark("cleanup-work")) > 0
     assert "graph 'g' done, dropped=0" in project.out
 
 
@@ -309,6 +308,7 @@ def test_a_signal_mid_run_drains_what_is_in_flight_runs_every_cleanup_and_exits_
     drained(project)
     said = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
     assert f"{said}: stopped in order" in project.err
+    assert int(project.mark("cleanup-work")) > 0
     assert "Traceback" not in project.err
 
 
@@ -421,6 +421,7 @@ def test_signals_end_a_run_stuck_in_a_sync_cleanup(project: Project) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+@example(phase="validating", after=0.0, signals=[signal.SIGINT, signal.SIGTERM])
 @given(
     phase=st.sampled_from([*STARTUP_PHASES, "running", "cleaning"]),
     after=st.floats(min_value=0.0, max_value=0.3),
@@ -433,7 +434,7 @@ def test_signals_at_random_moments_keep_the_promises(
     signals: list[signal.Signals],
 ) -> None:
     """Whenever signals come (start-up, mid-run, cleanup): no traceback; exit 0 only if
-    the graph had ended, else the first signal's code; once a module ran, every
+    the graph had ended, else a signal's code; once a module ran, every
     cleanup ran; a graph that ends done dropped nothing and handled all it emitted."""
     project = Project(tmp_path_factory.mktemp("random"))
     count = 60 if phase == "cleaning" else -1
@@ -452,7 +453,11 @@ def test_signals_at_random_moments_keep_the_promises(
             process.kill()
             process.wait()
     assert "Traceback" not in project.err
-    assert code in (0, exit_status(signals[0])), project.err
+    # Two signals sent back to back may reach Python together, and Python runs the
+    # handlers of signals pending at once in signal-number order: either may be first.
+    assert code in (0, *map(exit_status, signals), *(-s for s in signals)), project.err
+    if code < 0:  # killed by the signal itself: only as Python exits, after the summary
+        assert "graph 'g' done" in project.out, project.err
     if project.marked("running"):
         assert project.marked("cleanup-numbers"), project.err
         assert project.marked("cleanup-work"), project.err

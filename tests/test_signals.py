@@ -20,7 +20,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import actorflow as af
-from actorflow._interrupt import exception_for, exit_status, signal_ended
+from actorflow._interrupt import (
+    STUCK_AFTER,
+    SignalRequests,
+    Terminated,
+    exception_for,
+    exit_status,
+    handling_signals,
+    raising_on_signals,
+    signal_ended,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -580,3 +589,90 @@ def test_what_a_signal_ends_a_program_with() -> None:
     assert signal_ended(terminate) == signal.SIGTERM
     assert signal_ended(SystemExit(3)) is None
     assert signal_ended(ValueError()) is None
+
+
+# -- the handler's rules, without a process ------------------------------------------------
+
+
+class FakeToken:
+    """Records what the handler hands to the run, as TrioToken.run_sync_soon would."""
+
+    def __init__(self, finished: bool = False) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.finished = finished
+
+    def run_sync_soon(self, fn: Callable[..., object], *args: object) -> None:
+        if self.finished:
+            raise trio.RunFinishedError
+        self.calls.append(args)
+
+
+def requests(token: FakeToken, got: list[tuple[int, int]]) -> SignalRequests:
+    return SignalRequests(token, lambda signum, count: got.append((signum, count)))  # type: ignore[arg-type]
+
+
+def test_two_signals_sent_together_are_both_handed_to_the_loop() -> None:
+    """The second arrives before the loop took up the first: a cancel, not a raise."""
+    token = FakeToken()
+    handler = requests(token, [])
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)
+    assert token.calls == [(signal.SIGTERM, 1), (signal.SIGTERM, 2)]
+    assert handler.waiting == 2
+
+
+def test_a_signal_is_raised_at_once_when_the_loop_is_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first has waited STUCK_AFTER seconds: the loop is held by sync code, so the
+    next one is raised, as the first signal's exception (SIGTERM: Terminated)."""
+    now = [100.0]
+    monkeypatch.setattr("actorflow._interrupt.time.monotonic", lambda: now[0])
+    handler = requests(FakeToken(), [])
+    handler(signal.SIGTERM, None)
+    now[0] += STUCK_AFTER
+    with pytest.raises(Terminated):
+        handler(signal.SIGINT, None)
+
+
+def test_the_third_signal_and_one_after_the_run_are_raised_at_once() -> None:
+    """A third signal raises (the first's); so does one the finished run cannot take."""
+    got: list[tuple[int, int]] = []
+    handler = requests(FakeToken(), got)
+    handler(signal.SIGINT, None)
+    handler._deliver(signal.SIGINT, 1)
+    handler(signal.SIGTERM, None)
+    handler._deliver(signal.SIGTERM, 2)
+    assert got == [(signal.SIGINT, 1), (signal.SIGTERM, 2)]
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGTERM, None)
+    with pytest.raises(Terminated):
+        requests(FakeToken(finished=True), [])(signal.SIGTERM, None)
+
+
+def test_signals_are_raised_at_once_inside_sync_start_up_code() -> None:
+    """While constructors run (``raising``), a signal is raised in them."""
+    handler = requests(FakeToken(), [])
+    with handler.raising(), pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)
+    assert not handler.at_once
+
+
+async def test_a_start_up_signal_that_lands_in_trio_code_is_held_for_the_system() -> None:
+    """Raised inside trio's own (protected) code it would break the run: the start-up
+    handler holds it, and the system's handler takes it over when installed."""
+    got: list[tuple[int, int]] = []
+    with raising_on_signals():
+        held = signal.getsignal(signal.SIGTERM)
+        assert callable(held)
+
+        @trio.lowlevel.enable_ki_protection
+        def in_trio_code() -> None:
+            held(signal.SIGTERM, None)
+
+        in_trio_code()
+        with handling_signals(lambda signum, count: got.append((signum, count))) as taken:
+            assert taken is not None
+            assert taken.received == [signal.SIGTERM]
+            await trio.testing.wait_all_tasks_blocked()
+    assert got == [(signal.SIGTERM, 1)]

@@ -271,10 +271,14 @@ class AioSystem:
             return self._run.final
         return await self._call_sync(self._system.status)
 
-    async def stop(self) -> None:
-        """Stop gracefully: sources stop, everything in flight drains (see
-        :meth:`System.stop`)."""
-        await self._call(self._system.stop)
+    async def stop(self, *, drain_timeout: float | None = None) -> None:
+        """Stop gracefully: sources stop, everything in flight drains, cancelled if it
+        has not ended ``drain_timeout`` seconds later, when given (see
+        :meth:`System.stop`).
+
+        The host owns the signals here: call this from its own handler, e.g.
+        ``loop.add_signal_handler(signal.SIGTERM, ...)``, for a graceful stop on SIGTERM."""
+        await self._call(partial(self._system.stop, drain_timeout=drain_timeout))
 
     def cancel(self) -> None:
         """Stop at once, with cleanups (see :meth:`System.cancel`)."""

@@ -1,8 +1,8 @@
 """The ``actorflow`` command line: run, validate, list modules, draw a graph, read logs.
 
 Exit codes: 0 success, 1 the graph failed while running (``logs --trace``: no event
-mentions the message), 2 bad input (file, config, validation, option values),
-130 interrupted.
+mentions the message), 2 bad input (file, config, validation, option values), 130
+stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM (128 + the signal, as shells report).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -34,7 +35,14 @@ from ._exceptions import (
 )
 from ._graph import Graph
 from ._graphfile import load_any
-from ._interrupt import run_interruptible
+from ._interrupt import (
+    ending_as_signals,
+    exit_status,
+    raising_on_signals,
+    run_interruptible,
+    signal_ended,
+    signal_name,
+)
 from ._job import Job, JobResult
 from ._logging import configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
@@ -42,8 +50,8 @@ from ._pyload import is_python_target, load_python
 from ._registry import Registry
 from ._scaffold import ScaffoldError, scaffold
 from ._settings import Settings
-from ._status import SystemStatus
-from ._system import open_system
+from ._status import SystemState, SystemStatus
+from ._system import System, open_system
 from ._version import __version__
 from ._view import view_job, view_status
 
@@ -79,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--log-level", default="info", help="lowest level written to --log (default: info)"
+    )
+    run_cmd.add_argument(
+        "--drain",
+        metavar="SECONDS",
+        type=float,
+        help="after SIGINT or SIGTERM, how long what is in flight may take to finish "
+        "before the graph is cancelled (default: the drain_timeout setting, 10)",
     )
     run_cmd.add_argument(
         "--view",
@@ -286,30 +301,44 @@ def _wants_view(asked: bool | None) -> bool:
     return asked if asked is not None else _view_by_default(sys.stdout, os.environ)
 
 
-def _run(
-    graph: Graph, settings: Settings, view: bool, only: list[str] | None = None
-) -> SystemStatus:
+@attrs.frozen
+class _Ran:
+    """How a run ended: its final status, and the signal that stopped it, if one did."""
+
+    status: SystemStatus
+    signum: int | None = None
+
+
+def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = None) -> _Ran:
     """Run the graph to its end under trio, with the live view beside it if asked.
 
     The view outlives the system by a moment, so its last frame shows the end state
     (every actor terminated); it is closed, and the cursor restored, before this returns
-    or raises, so what is printed next starts on a clean line.
+    or raises, so what is printed next starts on a clean line. SIGINT and SIGTERM stop
+    the graph (see :func:`actorflow.open_system`'s ``handle_signals``); a signal before
+    it started is raised.
     """
 
-    async def main() -> SystemStatus:
+    async def main() -> _Ran:
+        system: System | None = None
+        signum: int | None = None
         async with trio.open_nursery() as nursery:
-            async with open_system(graph, settings, only=only) as system:
-                if view:
-                    console = Console(force_terminal=True)
-                    nursery.start_soon(partial(view_status, system.status, console))
+            try:
+                async with open_system(graph, settings, only=only, handle_signals=True) as system:
+                    if view:
+                        console = Console(force_terminal=True)
+                        nursery.start_soon(partial(view_status, system.status, console))
+            except BaseException as exc:
+                signum = signal_ended(exc)
+                if system is None or signum is None:
+                    raise
             nursery.cancel_scope.cancel()
-        return system.status()
+        return _Ran(system.status(), signum)
 
-    # Ctrl-C or the system's error, wrapped by the view's nursery: give back the one.
-    with single_errors():
-        # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
-        # the system is stopped in order rather than one actor failing mid-item.
-        return run_interruptible(main)
+    # A signal raised at once, or the system's error, wrapped by the view's nursery:
+    # give back the one.
+    with ending_as_signals(), single_errors():
+        return trio.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,20 +364,19 @@ def _command(args: argparse.Namespace) -> int:
         return _init(args)
     if args.command == "completion":
         return _completion(args)
+    ran: _Ran | None = None
     try:
         if args.command == "modules":
             return _list_modules(json_lines=args.json)
-        loaded = _load(args)
-        if isinstance(loaded, Job):
-            return _job_command(args, loaded)
-        status = _graph_command(args, *loaded)
-    except (
-        GraphFileError,
-        GraphError,
-        RegistryError,
-        InitializationError,
-        ValidationError,
-    ) as exc:
+        # While `run` starts (its modules import) and reports, a signal ends it at once,
+        # in one line; while the graph runs, the system handles signals itself.
+        with raising_on_signals() if args.command == "run" else contextlib.nullcontext():
+            loaded = _load(args)
+            if not isinstance(loaded, Job):
+                ran = _graph_command(args, *loaded)
+                return 0 if ran is None else _report(ran)
+        return _job_command(args, loaded)
+    except _INPUT_ERRORS as exc:
         if args.command == "validate" and args.json:
             return _invalid_json(args.file, exc)
         if not isinstance(exc, GraphFileError):
@@ -364,12 +392,32 @@ def _command(args: argparse.Namespace) -> int:
     except ActorflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
-    except KeyboardInterrupt:
-        print("interrupted: stopped in order", file=sys.stderr)
-        return 130
-    if status is not None:
-        _print_status(status)
-    return 0
+    except (KeyboardInterrupt, SystemExit) as exc:  # a signal while it started or reported
+        signum = signal_ended(exc)
+        if signum is None:
+            raise
+        return _signal_ended(signum, None, started=ran is not None)
+
+
+def _report(ran: _Ran) -> int:
+    """Print the summary of a run, and how a signal ended it if one did; the exit code."""
+    _print_status(ran.status)
+    return 0 if ran.signum is None else _signal_ended(ran.signum, ran.status)
+
+
+def _signal_ended(signum: int, status: SystemStatus | None, *, started: bool = True) -> int:
+    """Say in one line how a signal ended the run; its exit status (128 + the signal)."""
+    said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal_name(signum)})"
+    if not started:
+        how = "stopped while starting, no module ran"
+    elif status is None:
+        how = "stopped at once"
+    elif status.state is SystemState.CANCELLED:
+        how = f"cancelled, dropped={status.dropped}"
+    else:
+        how = "stopped in order"
+    print(f"{said}: {how}", file=sys.stderr)
+    return exit_status(signum)
 
 
 _INPUT_ERRORS = (GraphFileError, GraphError, RegistryError, InitializationError, ValidationError)
@@ -456,10 +504,8 @@ def _job_command(args: argparse.Namespace, job: Job) -> int:
     return _run_job(job, _wants_view(args.view))
 
 
-def _graph_command(
-    args: argparse.Namespace, graph: Graph, settings: Settings
-) -> SystemStatus | None:
-    """``validate``, ``graph`` or ``run`` for a graph file; the end status of a run."""
+def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -> _Ran | None:
+    """``validate``, ``graph`` or ``run`` for a graph file; how a run ended."""
     if args.command == "validate":
         if args.json:
             _valid_json(args.file, graph)
@@ -473,6 +519,11 @@ def _graph_command(
         print(_mermaid(graph) if args.format == "mermaid" else _dot(graph))
         return None
     _log_to(args)
+    if args.drain is not None:
+        try:
+            settings = attrs.evolve(settings, drain_timeout=args.drain)
+        except (TypeError, ValueError) as exc:
+            raise _BadOption(f"--drain {args.drain}: {exc}") from None
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]

@@ -25,6 +25,10 @@ class Settings:
             cancellation) before it is abandoned and reported.
         stop_timeout: Seconds a source may take to finish after a graceful
             :meth:`System.stop`, before it is cancelled.
+        drain_timeout: Seconds a graceful stop started by a signal (SIGINT, SIGTERM under
+            :func:`run` or ``actorflow run``) may take to finish what is in flight before
+            the system is cancelled (what is still queued then is dropped, and every
+            ``cleanup()`` still runs).
         thread_limit: The most worker threads running sync hooks of ``blocking``
             modules at once, for the whole system.
         heartbeat_interval: Seconds between heartbeats (a ``system.heartbeat`` event with
@@ -38,6 +42,7 @@ class Settings:
     max_batch: int = attrs.field(default=256, validator=whole(1, MAX_BATCH))
     cleanup_timeout: float = attrs.field(default=5.0, validator=seconds())
     stop_timeout: float = attrs.field(default=5.0, validator=seconds())
+    drain_timeout: float = attrs.field(default=10.0, validator=seconds())
     thread_limit: int = attrs.field(default=8, validator=whole(1, MAX_THREADS))
     heartbeat_interval: float = attrs.field(default=5.0, validator=seconds())
     remote_url: str | None = attrs.field(default=None, validator=redis_url, repr=url_repr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, final
 
 import attrs
@@ -26,7 +26,14 @@ from ._exceptions import (
 )
 from ._graph import Graph, unlink
 from ._heartbeat import Reporter, beat
-from ._interrupt import run_interruptible
+from ._interrupt import (
+    SignalRequests,
+    ending_as_signals,
+    exception_for,
+    handling_signals,
+    run_interruptible,
+    signal_name,
+)
 from ._lifecycle import construct, validate
 from ._logging import get_logger
 from ._module import ModuleKind
@@ -86,6 +93,14 @@ class System:
         self._all_done = trio.Event()
         self.root: Supervisor | None = None
         self._stopping = False
+        self._running = False
+        """The actors have started (a stop asked before waits for this)."""
+        self._drain_after: float | None = None
+        """The drain deadline of a stop asked before the actors had started."""
+        self._starting: trio.CancelScope | None = None
+        """Around start-up while signals are handled: a signal then cancels it."""
+        self._signals: SignalRequests | None = None
+        """The signals this system handles (``handle_signals``), if it does."""
         self._collector = CollectorRest()
         """Rests while the graph is built, then leaves what was built alone."""
 
@@ -131,19 +146,29 @@ class System:
             links={name: link.status() for name, link in self._wiring.by_name().items()},
         )
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_timeout: float | None = None) -> None:
         """Stop gracefully: every source stops producing (and every remote link stops
         reading from its stream), the end of stream flows down, and the system ends once
         everything queued has been handled.
 
         A source whose ``start()`` has not returned ``stop_timeout`` seconds later is
         cancelled. Returns at once; leave the ``async with`` block to wait for the end.
+
+        Args:
+            drain_timeout: If given, the system is cancelled (see :meth:`cancel`) if it
+                has not ended this many seconds later: the drain has a deadline.
         """
+        self._request_stop(drain_timeout)
+
+    def _request_stop(self, drain_timeout: float | None) -> None:
+        """:meth:`stop` without awaiting (a signal asks for it from between tasks); asked
+        before the actors have started, it takes effect once they have."""
         self._stopping = True
         if self.state in (SystemState.STARTING, SystemState.RUNNING):
             self.state = SystemState.STOPPING
-            self.log.info("system.stopping")
-        if self._nursery is None:
+            self.log.info("system.stopping", drain_timeout=drain_timeout)
+        if self._nursery is None or not self._running:
+            self._drain_after = drain_timeout
             return
         for actor in self._wiring.actors.values():
             actor.resume()  # a suspended module must be able to drain and end
@@ -153,6 +178,32 @@ class System:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
             pump.stop()
+        if drain_timeout is not None and not self._all_done.is_set():
+            self._nursery.start_soon(self._drain_deadline, drain_timeout)
+
+    async def _drain_deadline(self, seconds: float) -> None:
+        """Cancel the system if it has not drained ``seconds`` from now."""
+        with trio.move_on_after(seconds):
+            await self._all_done.wait()
+            return
+        self.log.warning("system.drain_timeout", seconds=seconds)
+        self.cancel()
+
+    def _signalled(self, signum: int, count: int) -> None:
+        """A SIGINT or SIGTERM (``count``-th) reached the run: the first stops the system
+        gracefully within ``drain_timeout``, a later one cancels it; before the actors
+        have started, one aborts the start-up (nothing started, nothing to clean up)."""
+        name = signal_name(signum)
+        if self._starting is not None:
+            self.log.warning("system.signal", signal=name, action="abort start-up")
+            self._starting.cancel()
+        elif count == 1:
+            drain = self.settings.drain_timeout
+            self.log.warning("system.signal", signal=name, action="stop", drain_timeout=drain)
+            self._request_stop(drain)
+        else:
+            self.log.warning("system.signal", signal=name, action="cancel")
+            self.cancel()
 
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
@@ -336,13 +387,15 @@ class System:
     def _construct(self) -> None:
         """Construct the module of every actor that runs here, sharing one thread limiter."""
         stopping = self._stopping_now  # bound once: each actor keeps it
-        for spec in self.graph.modules:
-            if spec.name not in self.here:
-                continue
-            module = construct(
-                spec.name, spec.factory, spec.config, self.log.bind(actor=spec.name)
-            )
-            self._wiring.add_actor(spec, module, stopping)
+        # Constructors hold the event loop: a signal meanwhile is raised in them.
+        with nullcontext() if self._signals is None else self._signals.raising():
+            for spec in self.graph.modules:
+                if spec.name not in self.here:
+                    continue
+                module = construct(
+                    spec.name, spec.factory, spec.config, self.log.bind(actor=spec.name)
+                )
+                self._wiring.add_actor(spec, module, stopping)
         limiter = trio.CapacityLimiter(self.settings.thread_limit)
         for actor in self._wiring.actors.values():
             actor.thread_limiter = limiter
@@ -441,6 +494,9 @@ class System:
         with self._collector.resting():
             await nursery.start(self._supervise)
         self._collector.freeze()  # what was built lives on: no collection walks it
+        self._running = True
+        if self._stopping:  # asked while the actors were starting
+            self._request_stop(self._drain_after)
 
     # -- the end -----------------------------------------------------------------------
 
@@ -529,6 +585,7 @@ async def open_system(
     store: Store | None = None,
     reporters: Sequence[Reporter] = (),
     only: Collection[str] | None = None,
+    handle_signals: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -549,6 +606,12 @@ async def open_system(
         reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`).
         only: Run only these modules here (the others run in other processes); every
             link between a module here and one elsewhere must be remote.
+        handle_signals: Take over SIGINT and SIGTERM while the system runs (main
+            thread only; the previous handlers come back after, an ignored signal stays
+            ignored): the first stops it gracefully within ``drain_timeout``, a second
+            cancels it, one during start-up aborts the start; once it has ended the
+            block raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM).
+            Off by default: a library leaves the program's signals alone unless asked.
 
     Raises:
         GraphError: The graph is invalid, or cannot be split as ``only`` asks;
@@ -560,7 +623,15 @@ async def open_system(
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
     system = System(graph, _make_settings(settings, overrides), store, reporters, only)
-    await system._prepare()
+    with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
+        async with _running(system, requests) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _running(system: System, requests: SignalRequests | None) -> AsyncIterator[System]:
+    """Start ``system``, hand it to the block, and end it (see :func:`open_system`)."""
+    await _start_up(system, requests)
     body_error: BaseException | None = None
     cancelled = True
     try:
@@ -580,19 +651,47 @@ async def open_system(
         system._finalize(cancelled)
         if system._failure is not None and body_error is None:
             # Raised from here so that an outer cancellation cannot swallow it.
-            raise system._error() or system._failure
-    _raise_what_ended(system, body_error)
+            raise _noting_signal(system._error() or system._failure, requests)
+    _raise_what_ended(system, body_error, requests)
 
 
-def _raise_what_ended(system: System, body_error: BaseException | None) -> None:
-    """Raise the block's own error (noting the system's), else the system's, if any."""
+async def _start_up(system: System, requests: SignalRequests | None) -> None:
+    """Prepare the system; a signal before its actors start aborts that, raising what
+    the signal ends a program with (nothing was started, so no cleanup is due)."""
+    if requests is None:
+        await system._prepare()
+        return
+    system._signals = requests
+    with trio.CancelScope() as system._starting:
+        await system._prepare()
+    system._starting = None
+    if requests.first is None:
+        return
+    system._collector.end()  # _prepare ended it already if it was cut short
+    system.log.warning("system.aborted", signal=signal_name(requests.first))
+    raise exception_for(requests.first)
+
+
+def _noting_signal(error: BaseException, requests: SignalRequests | None) -> BaseException:
+    if requests is not None and requests.first is not None:
+        error.add_note(f"the system was stopped by {signal_name(requests.first)}")
+    return error
+
+
+def _raise_what_ended(
+    system: System, body_error: BaseException | None, requests: SignalRequests | None
+) -> None:
+    """Raise the block's own error (noting the system's), else the system's, else what
+    the signal that stopped it ends a program with, if any."""
     error = system._error()
     if body_error is not None:
         if error is not None:
             body_error.add_note(f"the system also failed: {error}")
         raise body_error
     if error is not None:
-        raise error
+        raise _noting_signal(error, requests)
+    if requests is not None and requests.first is not None:
+        raise exception_for(requests.first)
 
 
 def run(
@@ -601,23 +700,33 @@ def run(
     *,
     store: Store | None = None,
     only: Collection[str] | None = None,
+    handle_signals: bool = True,
     **overrides: Any,
 ) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
 
-    A blocking convenience around :func:`open_system` and ``trio.run``. Ctrl-C stops the
-    system in order (cleanups run) and then raises ``KeyboardInterrupt``.
+    A blocking convenience around :func:`open_system` and ``trio.run``. In the main
+    thread, SIGINT (Ctrl-C) and SIGTERM stop the system gracefully: sources stop, what
+    is in flight is handled within ``drain_timeout`` (then it is cancelled), every
+    ``cleanup()`` runs; a second signal cancels at once (cleanups still run, each
+    within ``cleanup_timeout``); a third, or a second while a sync hook holds the event
+    loop, is raised where the program is. Then SIGINT raises ``KeyboardInterrupt`` and
+    SIGTERM ``SystemExit(143)`` (uncaught, it ends the program with status 143, as the
+    signal would have; ``finally`` blocks run). ``handle_signals=False`` leaves the
+    program's handlers alone (Ctrl-C then cancels the system, as trio delivers it).
 
     Raises:
         The same errors as :func:`open_system`.
     """
 
     async def main() -> SystemStatus:
-        async with open_system(graph, settings, store=store, only=only, **overrides) as system:
+        async with open_system(
+            graph, settings, store=store, only=only, handle_signals=handle_signals, **overrides
+        ) as system:
             pass
         return system.status()
 
-    with single_errors():
+    with ending_as_signals(), single_errors():
         # Ctrl-C goes to the main task at a checkpoint, never into a module's code, so
         # the system is stopped in order rather than one actor failing mid-item.
         return run_interruptible(main)

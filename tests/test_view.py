@@ -655,8 +655,8 @@ def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal
     assert "interrupted: stopped in order" in text
     interrupted = output.index(b"interrupted")
     assert output.rindex(b"\x1b[?25l") < output.rindex(b"\x1b[?25h") < interrupted
-    last_frame = text[text.rindex("ticking") :]
-    assert last_frame.split()[:2] == ["ticking", "cancelled"]
+    # The first Ctrl-C drains: the graph ends done, nothing dropped.
+    assert "graph 'ticking' done, dropped=0" in text
 
 
 class Encode(af.Task):

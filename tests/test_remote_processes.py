@@ -247,3 +247,51 @@ def test_a_shared_stage_splits_its_items_and_rebalances(
     assert by_worker[stage_a.pid] > 0
     assert by_worker[stage_b.pid] > 0
     assert by_worker[stage_c.pid] > 0
+
+
+def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at_once(
+    plant: Path, redis_server: RedisServer, stopped: list[subprocess.Popen[str]]
+) -> None:
+    """SIGTERM (docker stop, systemd) drains the consumer, runs its cleanups, releases
+    its lease and leaves nothing handled twice: a replacement started at once takes the
+    stream over long before ``claim_idle`` (60 s here) would have let it, and gets every
+    item the first did not handle."""
+    log = plant / "journal.txt"
+    count = 400
+    write_graph(
+        plant,
+        redis_server.url,
+        count,
+        f"""
+        [modules.journal]
+        module = "journal"
+        config = {{ path = "{log}", delay = 0.005 }}
+
+        [[links]]
+        from = "numbers"
+        to = "journal"
+        buffer = 50
+        remote = {{ claim_idle = 60, batch = 10 }}
+        """,
+    )
+    producer = start(plant, "graph.toml", "numbers")
+    first = start(plant, "graph.toml", "journal")
+    stopped += [producer, first]
+    wait_for(lambda: len(journal(log)) >= 60)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 143, err
+    assert "terminated (SIGTERM): stopped in order" in err
+    assert "Traceback" not in err
+    assert "journal" in out  # the summary printed
+    handled_by_first = len(journal(log))
+    began = time.monotonic()
+    second = start(plant, "graph.toml", "journal")
+    stopped.append(second)
+    finish(producer)
+    finish(second)
+    assert time.monotonic() - began < 30  # not the 60 s a held lease would cost
+    seen = Counter(n for _, n in journal(log))
+    assert set(seen) == set(range(count))
+    assert sum(seen.values()) == count  # drained and acknowledged: nothing twice
+    assert handled_by_first < count

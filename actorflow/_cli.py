@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -51,6 +52,7 @@ from ._registry import Registry
 from ._scaffold import ScaffoldError, scaffold
 from ._settings import Settings
 from ._status import SystemState, SystemStatus
+from ._summary import Totals, print_summary, summary_json
 from ._system import System, open_system
 from ._version import __version__
 from ._view import view_job, view_status
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after SIGINT or SIGTERM, how long what is in flight may take to finish "
         "before the graph is cancelled (default: the drain_timeout setting, 10)",
     )
+    _add_outcome_options(run_cmd)
     run_cmd.add_argument(
         "--view",
         action=argparse.BooleanOptionalAction,
@@ -111,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
     _logfile.add_arguments(logs_cmd)
     _add_project_commands(commands)
     return parser
+
+
+def _add_outcome_options(run_cmd: argparse.ArgumentParser) -> None:
+    run_cmd.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any item was dead-lettered or dropped, even if the run ended well",
+    )
+    run_cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object (totals, drops by reason, one entry "
+        "per actor) instead of the table",
+    )
+    run_cmd.add_argument(
+        "--traceback",
+        action="store_true",
+        help="when the run fails, print the whole chain of the error, every frame",
+    )
 
 
 def _add_file_commands(commands: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -307,6 +329,9 @@ class _Ran:
 
     status: SystemStatus
     signum: int | None = None
+    elapsed: float = 0.0
+    viewed: bool = False
+    """Whether the live view drew it (its last frame is on the screen)."""
 
 
 def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = None) -> _Ran:
@@ -322,6 +347,7 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
     async def main() -> _Ran:
         system: System | None = None
         signum: int | None = None
+        began = trio.current_time()
         async with trio.open_nursery() as nursery:
             try:
                 async with open_system(graph, settings, only=only, handle_signals=True) as system:
@@ -333,7 +359,7 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
                 if system is None or signum is None:
                     raise
             nursery.cancel_scope.cancel()
-        return _Ran(system.status(), signum)
+        return _Ran(system.status(), signum, trio.current_time() - began, view)
 
     # A signal raised at once, or the system's error, wrapped by the view's nursery:
     # give back the one.
@@ -374,7 +400,7 @@ def _command(args: argparse.Namespace) -> int:
             loaded = _load(args)
             if not isinstance(loaded, Job):
                 ran = _graph_command(args, *loaded)
-                return 0 if ran is None else _report(ran)
+                return 0 if ran is None else _report(ran, args)
         return _job_command(args, loaded)
     except _INPUT_ERRORS as exc:
         if args.command == "validate" and args.json:
@@ -390,6 +416,8 @@ def _command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except ActorflowError as exc:
+        if getattr(args, "traceback", False):
+            traceback.print_exception(exc, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
     except (KeyboardInterrupt, SystemExit) as exc:  # a signal while it started or reported
@@ -399,10 +427,24 @@ def _command(args: argparse.Namespace) -> int:
         return _signal_ended(signum, None, started=ran is not None)
 
 
-def _report(ran: _Ran) -> int:
-    """Print the summary of a run, and how a signal ended it if one did; the exit code."""
-    _print_status(ran.status)
-    return 0 if ran.signum is None else _signal_ended(ran.signum, ran.status)
+def _report(ran: _Ran, args: argparse.Namespace) -> int:
+    """Print the summary of a run, and how a signal ended it if one did; the exit code
+    (with ``--strict``, 1 for any dead letter or dropped item)."""
+    status, signum = ran.status, ran.signum
+    if args.json:
+        name = None if signum is None else signal_name(signum)
+        print(json.dumps(summary_json(status, elapsed=ran.elapsed, signal=name)))
+    else:
+        print_summary(status, table=not ran.viewed)
+    code = 0 if signum is None else _signal_ended(signum, status)
+    totals = Totals(status)
+    if code == 0 and args.strict and (totals.dead_lettered or totals.lost):
+        print(
+            f"strict: {totals.dead_lettered} dead-lettered and {totals.lost} dropped items",
+            file=sys.stderr,
+        )
+        return FAILED
+    return code
 
 
 def _signal_ended(signum: int, status: SystemStatus | None, *, started: bool = True) -> int:
@@ -528,12 +570,3 @@ def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
     return _run(graph, settings, _wants_view(args.view), only)
-
-
-def _print_status(status: SystemStatus) -> None:
-    for actor in status.actors.values():
-        print(
-            f"{actor.name:>16}  {actor.state.value:<10} in={actor.received:<8} "
-            f"out={actor.emitted:<8} restarts={actor.restarts}"
-        )
-    print(f"graph {status.graph!r} {status.state.value}, dropped={status.dropped}")

@@ -34,6 +34,7 @@ __all__ = [
     "live_view",
     "render",
     "render_status",
+    "render_table",
     "rows_from_job",
     "rows_from_status",
     "view_job",
@@ -282,7 +283,7 @@ def _cut(text: str) -> Text:
 
 
 _NUMERIC: dict[str, Any] = {"no_wrap": True, "justify": "right"}
-_ALWAYS = {"name", "state", "progress", "done"}
+_ALWAYS = {"name", "state"}
 _FIELD = {"done": "progress", "in": "taken", "out": "sent", "dropped": "lost"}
 
 
@@ -332,7 +333,7 @@ class _Frame:
     takes: a column that does not fit is left out whole (never cut, headers included),
     the least telling first (see ``_GIVE_UP``)."""
 
-    def __init__(self, top: Text, rows: Sequence[Row]) -> None:
+    def __init__(self, top: Text | None, rows: Sequence[Row]) -> None:
         self.top = top
         self.rows = rows
         # A column no row has anything for (a job's tasks have no mailbox) is left out.
@@ -367,7 +368,8 @@ class _Frame:
                 rows = [attrs.evolve(row, detail=None) for row in rows]
             columns = [column for column in columns if column[0] != title]
             table = self.table(columns, rows)
-        yield self.top
+        if self.top is not None:
+            yield self.top
         yield table
 
 
@@ -394,6 +396,11 @@ def render_status(
     """The view of one system snapshot, ``elapsed`` seconds in, with measured rates."""
     header = Header(status.graph, status.state.value, elapsed, status.dropped)
     return render(header, rows_from_status(status, rates))
+
+
+def render_table(status: SystemStatus) -> RenderableType:
+    """The table of one snapshot without the header line: the printed summary's."""
+    return _Frame(None, rows_from_status(status))
 
 
 @trio.lowlevel.enable_ki_protection

@@ -109,7 +109,7 @@ def test_run_runs_a_graph_file_and_exits_0(project: Path) -> None:
     result = actorflow(project, "run", "plant.toml")
     assert result.returncode == 0, result.stderr
     assert "graph 'plant' done, dropped=0" in result.stdout
-    assert "store  terminated" in result.stdout
+    assert re.search(r"^store\b.*\bterminated\s+5\s+0\b", result.stdout, re.MULTILINE)
 
 
 def test_validate_accepts_a_good_file_and_refuses_a_bad_one_with_exit_2(project: Path) -> None:
@@ -379,7 +379,7 @@ def test_run_takes_a_graph_built_in_python(project: Path) -> None:
     result = actorflow(project, "run", "plant_build:build", "--no-view")
     assert result.returncode == 0, result.stderr
     assert "graph 'built' done" in result.stdout
-    assert re.search(r"store\s+terminated\s+in=4\b", result.stdout), result.stdout
+    assert re.search(r"^store\b.*\bterminated\s+4\b", result.stdout, re.MULTILINE), result.stdout
     for target in ("plant_build:graph", "plant_build:with_settings"):
         assert actorflow(project, "run", target, "--no-view").returncode == 0
     valid = actorflow(project, "validate", "plant_build:build", "--json")
@@ -407,3 +407,58 @@ def test_a_python_target_that_gives_no_graph_is_one_line_exit_2(
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+LOSSY = GRAPH.replace('to = "store"', 'to = "store"\nbuffer = 1\noverflow = "drop_newest"')
+
+
+def test_the_summary_counts_drops_by_reason_and_strict_makes_them_fail(project: Path) -> None:
+    """The totals line says what was lost and why; --strict turns any loss into exit 1."""
+    (project / "plant.py").write_text(
+        PLANT.replace("if data < 0:", "import time; time.sleep(0.01)\n        if data < 0:")
+    )
+    (project / "lossy.toml").write_text(LOSSY.replace("count = 5", "count = 50"))
+    result = actorflow(project, "run", "lossy.toml", "--no-view")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"graph 'plant' done, dropped=(\d+) \(overflow \1\), dead_lettered=0, errors=0, "
+        r"restarts=0",
+        line,
+    ), line
+    strict = actorflow(project, "run", "lossy.toml", "--no-view", "--strict")
+    assert strict.returncode == 1
+    assert re.search(r"strict: 0 dead-lettered and \d+ dropped items", strict.stderr)
+    clean = actorflow(project, "run", "plant.toml", "--no-view", "--strict")
+    assert clean.returncode == 0, clean.stderr
+
+
+def test_run_json_prints_the_summary_as_one_object(project: Path) -> None:
+    result = actorflow(project, "run", "plant.toml", "--no-view", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["graph"] == "plant"
+    assert summary["state"] == "done"
+    assert summary["dropped"] == 0
+    assert summary["signal"] is None
+    assert summary["actors"]["store"]["in"] == 5
+    assert summary["actors"]["readings"]["out"] == 5
+
+
+def test_run_traceback_prints_the_whole_chain_of_a_failure(project: Path) -> None:
+    failing = (
+        GRAPH.replace('to = "store"', 'to = "broken"')
+        + '\n[modules.broken]\nmodule = "broken"\n\n[[links]]\nfrom = "broken"\nto = "store"\n'
+        + "\n[supervisor]\nmax_restarts = 0\n"
+    )
+    (project / "failing.toml").write_text(failing)
+    plain_run = actorflow(project, "run", "failing.toml", "--no-view")
+    traced = actorflow(project, "run", "failing.toml", "--no-view", "--traceback")
+    assert plain_run.returncode == traced.returncode == 1
+    assert "Traceback (most recent call last)" in traced.stderr
+    assert 'raise ValueError("broken")' in traced.stderr
+    assert "The above exception was the direct cause" in traced.stderr
+    assert traced.stderr.strip().splitlines()[-1].startswith("error: ")
+    # Without it, the failure event shows only the module's own frames.
+    assert "actorflow/_" in traced.stderr
+    assert "actorflow/_" not in plain_run.stderr

@@ -11,12 +11,12 @@ checkpoints, so a CPU-heavy progressive module never starves the other actors.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
-from ._module import Module, ModuleKind, _required
+from ._module import Check, Module, ModuleKind, flag, optional_seconds, required, units
 from ._ports import Port
 
 __all__ = ["Progressive", "Step", "StepState"]
@@ -63,8 +63,15 @@ class Progressive(Module):
     again). It ends for good when every input has ended."""
 
     _required_hook = "run_step"
+    _runtime_hooks = ("run_step",)
+    _setting_checks: ClassVar[Mapping[str, Check]] = {
+        "step_size": units,
+        "max_step_size": units,
+        "quantum": optional_seconds,
+        "interactive": flag,
+    }
 
-    @_required
+    @required
     def run_step(self, run_number: int, step_size: int, quantum: float) -> Step:
         """Do up to ``step_size`` units of work; may be async."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_step()")

@@ -16,7 +16,8 @@ import attrs
 
 from ._checks import did_you_mean
 from ._exceptions import GraphProblem
-from ._module import Module, ModuleKind, missing_hook
+from ._hooks import HookStyle, hook_style
+from ._module import Module, ModuleKind, missing_hook, settings_problems
 from ._ports import Port, describe_type, is_compatible
 from ._specs import GroupSpec, LinkSpec, ModuleSpec, Overflow
 
@@ -172,6 +173,37 @@ def _required_hooks(facts: _Facts) -> Iterator[GraphProblem]:
         yield GraphProblem(
             f"module {name!r}: {cls.__qualname__} does not define {hook}(), which a "
             f"{cls.kind.value} must{hint}",
+            module=name,
+        )
+
+
+def _module_settings(facts: _Facts) -> Iterator[GraphProblem]:
+    """A hook the runtime calls is callable; each setting is within its bounds."""
+    for name, cls in facts.classes.items():
+        for problem in settings_problems(cls):
+            yield GraphProblem(f"module {name!r}: {problem}", module=name)
+
+
+_PRODUCING_HOOKS = {ModuleKind.SOURCE: "start", ModuleKind.PROCESSOR: "process"}
+
+
+def _main_ports(facts: _Facts) -> Iterator[GraphProblem]:
+    """What a generator hook yields goes to the main output port (``out``, or the only
+    output port): a module whose generator has no such port could send nothing."""
+    for name, cls in facts.classes.items():
+        outputs = facts.outputs.get(name)
+        hook = _PRODUCING_HOOKS.get(cls.kind)
+        if outputs is None or hook is None or "out" in outputs or len(outputs) == 1:
+            continue
+        fn = getattr(cls, hook, None)
+        if not callable(fn) or hook_style(fn) not in (HookStyle.SYNC_GEN, HookStyle.ASYNC_GEN):
+            continue
+        known = ", ".join(repr(port) for port in outputs) or "none"
+        yield GraphProblem(
+            f"module {name!r}: {cls.__qualname__}.{hook}() is a generator, and what it "
+            f"yields goes to the main output port, 'out' or the only one, but "
+            f"{cls.__qualname__} has none (output ports: {known}): name a port 'out', "
+            "or send with `await self.emit(item, port)`",
             module=name,
         )
 
@@ -431,7 +463,9 @@ GRAPH_RULES: tuple[Rule, ...] = (
     _modules_declared_once,
     _module_classes,
     _required_hooks,
+    _module_settings,
     _port_names,
+    _main_ports,
     _links_declared_once,
     _link_ends,
     _link_types,

@@ -35,6 +35,7 @@ __all__ = [
     "Source",
     "Tag",
     "attach",
+    "kind_problem",
     "missing_hook",
     "required",
     "settings_problems",
@@ -183,24 +184,25 @@ def _sets(value: Any, attribute: str) -> bool:
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
 """What a module may read but not set: the runtime's answers, not the module's state."""
 
-_KIND_OWNED = frozenset({"kind", "_actor", "_required_hook"})
-"""What only actorflow's own classes set: the kind a module class is (the runtime
-chooses how to drive it by it) and the runtime it is bound to."""
+_PRIVATE = frozenset({"_actor", "_required_hook"})
+"""What only actorflow's own classes set: the runtime a module is bound to, and the
+hook its kind requires."""
 
 
 def _refuse_runtime_attributes(cls: type) -> None:
-    """A module class that sets ``self.active`` or ``kind`` (say) would read its own
-    value, not the runtime's, or make the runtime misread it: refuse it when the class
-    is made, naming the attribute."""
+    """A module class that sets ``self.active`` (say) would read its own value, not
+    the runtime's: refuse it when the class is made, naming the attribute. (``kind`` is
+    a graph problem instead, see :func:`kind_problem`, and ``self.kind`` the module's
+    own: the runtime reads its class's.)"""
     ours = cls.__module__.startswith("actorflow.")
     for attr, value in vars(cls).items():
-        if attr in _RUNTIME_OWNED or (attr in _KIND_OWNED and not ours):
+        if attr in _RUNTIME_OWNED or (attr in _PRIVATE and not ours):
             raise TypeError(
                 f"{cls.__qualname__} defines {attr!r}, which the runtime owns "
                 f"(Module.{attr} is read-only); give yours another name"
             )
         for stored in _stored(value):
-            if stored in _RUNTIME_OWNED or (stored in _KIND_OWNED and not ours):
+            if stored in _RUNTIME_OWNED or (stored in _PRIVATE and not ours):
                 raise TypeError(
                     f"{cls.__qualname__}.{attr} sets self.{stored}, which the runtime "
                     f"owns (Module.{stored} is read-only); give yours another name"
@@ -235,6 +237,24 @@ def _into(name: str, value: Any) -> None:
 
 
 _MISSING: Any = object()
+
+
+def kind_problem(cls: type) -> str | None:
+    """What is wrong with the ``kind`` a module class says it is, or ``None``: the
+    runtime drives a module by its kind, which only actorflow's base classes set."""
+    kind = getattr(cls, "kind", _MISSING)
+    if isinstance(kind, ModuleKind):
+        return None
+    if kind is _MISSING:
+        return (
+            f"{cls.__qualname__} subclasses Module itself; subclass Source, Processor, "
+            "Sink or Progressive"
+        )
+    return (
+        f"{cls.__qualname__}.kind is {short(kind)}, but kind is the runtime's: it says "
+        "whether the class is a Source, Processor, Sink or Progressive, and comes from "
+        "the base class; give your attribute another name"
+    )
 
 
 def settings_problems(target: object) -> list[str]:

@@ -17,7 +17,7 @@ import attrs
 from ._checks import did_you_mean
 from ._exceptions import GraphProblem
 from ._hooks import HookStyle, hook_style
-from ._module import Module, ModuleKind, missing_hook, settings_problems
+from ._module import Module, ModuleKind, kind_problem, missing_hook, settings_problems
 from ._ports import Port, describe_type, is_compatible
 from ._specs import GroupSpec, LinkSpec, ModuleSpec, Overflow
 
@@ -87,7 +87,11 @@ def _facts(decl: Declarations) -> _Facts:
     for spec in decl.modules:
         if _valid_name(spec.name) and spec.name not in specs:
             specs[spec.name] = spec
-    classes = {name: cls for name, spec in specs.items() if (cls := _module_class(spec))}
+    classes = {
+        name: cls
+        for name, spec in specs.items()
+        if (cls := _module_class(spec)) and kind_problem(cls) is None
+    }
     inputs: dict[str, dict[str, Port]] = {}
     outputs: dict[str, dict[str, Port]] = {}
     bad_ports: dict[str, TypeError] = {}
@@ -155,7 +159,13 @@ def _modules_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
 
 def _module_classes(facts: _Facts) -> Iterator[GraphProblem]:
     for name, spec in facts.specs.items():
-        if name not in facts.classes:
+        if name in facts.classes:
+            continue
+        cls = _module_class(spec)
+        problem = kind_problem(cls) if cls is not None else None
+        if problem is not None:
+            yield GraphProblem(f"module {name!r}: {problem}", module=name)
+        else:
             yield GraphProblem(
                 f"module {name!r}: {spec.factory!r} is not a subclass of "
                 "actorflow.Source, Processor or Sink",
@@ -371,7 +381,7 @@ def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
             yield _unknown("depends_on", module, declared)
         if source not in declared:
             yield _unknown("depends_on", source, declared)
-        elif (cls := _module_class(declared[source])) is None or cls.kind is not ModuleKind.SOURCE:
+        elif getattr(_module_class(declared[source]), "kind", None) is not ModuleKind.SOURCE:
             yield GraphProblem(
                 f"depends_on: {module!r} can only wait for a source, and {source!r} is not one",
                 module=source,

@@ -192,17 +192,41 @@ def test_ports_not_declared_as_a_dict_are_a_graph_problem(attribute: str, value:
         graph.validate()
 
 
-def test_a_runtime_owned_kind_is_refused_when_the_class_is_made() -> None:
-    """``kind`` says how the runtime drives a module: a class or ``__init__`` that sets
-    it is refused at once, naming it."""
-    with pytest.raises(TypeError, match=r"P defines 'kind', which the runtime owns"):
-        _processor(kind="processor")
+def test_a_kind_on_the_class_is_a_graph_problem_naming_it() -> None:
+    """``kind`` says how the runtime drives a module: a class that sets its own is
+    refused at validation (the rest of its file still imports), never an
+    AttributeError at run time."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("p", _processor(kind="processor"))
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "p", "sink")
+    problems = [p.message for p in graph.problems()]
+    assert len(problems) == 1
+    assert problems[0].startswith("module 'p': P.kind is 'processor', but kind is the runtime's")
 
-    def __init__(self: Any) -> None:
+
+class OwnKind(af.Sink):
+    def __init__(self, into: list[Any]) -> None:
         self.kind = "printer"
+        self.into = into
 
-    with pytest.raises(TypeError, match=r"P.__init__ sets self.kind, which the runtime owns"):
-        _processor(__init__=__init__)
+    def consume(self, data: Any) -> None:
+        self.into.append((self.kind, data))
+
+
+async def test_a_kind_set_in_init_is_the_modules_own() -> None:
+    """The runtime reads the class's kind, so ``self.kind`` is the module's, like
+    ``self.name``."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=2)
+    graph.add("sink", OwnKind, into=out)
+    graph.link("src", "sink")
+    async with af.open_system(graph) as system:
+        pass
+    assert out == [("printer", 0), ("printer", 1)]
+    assert system.status().actors["sink"].kind == "sink"
 
 
 @pytest.mark.parametrize(

@@ -253,8 +253,15 @@ class Link:
         self.mailbox.notify()
 
     def remove_item(self, item: Any) -> None:
-        """Take one given item out of the middle of the buffer (a join by key)."""
-        self.items.remove(item)
+        """Take one given item (this very object: equal ones may wait beside it) out of
+        the middle of the buffer (a join by key)."""
+        items = self.items
+        for index, waiting in enumerate(items):
+            if waiting is item:
+                del items[index]
+                break
+        else:
+            raise ValueError(f"link {self.name}: the item is not waiting")
         self.delivered += 1
         self.wake_producers()
 

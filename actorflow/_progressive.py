@@ -94,9 +94,12 @@ class Progressive(Module):
 
         With ``key=None`` the join is by sequence: the n-th item of each port together.
         With a ``key`` (``lambda item: item.id`` for :class:`Data` derived from the same
-        upstream item), items are matched by key, in the first port's order. Items that
-        have no partner yet stay in their links, so a faster input is held back within
-        its buffer (and its producer waits when the buffer is full).
+        upstream item), items are matched by key, in the first port's order; items with
+        the same key pair up in arrival order. Items that have no partner yet stay in
+        their links, so a faster input is held back within its buffer (and its producer
+        waits when the buffer is full). Items that can never be joined are dropped and
+        counted ``unmatched``: those waiting for an input that has ended, and, when every
+        input is full and nothing waiting can be matched, the oldest of each input.
         """
         taken: list[tuple[Any, ...]] = self._bound().read_synced(ports, key, limit)
         return taken

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_WORKERS",
     "YEAR",
     "check_seconds",
+    "check_whole",
     "coerce_enum",
     "did_you_mean",
     "flag",
@@ -95,13 +96,19 @@ def whole(low: int, high: int, *, none: bool = False) -> Validator:
     for any real graph, small enough that a typo cannot make a run that never ends."""
 
     def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if none and value is None:
-            return
-        if not (_is_int(value) and low <= value <= high):
-            allowed = f"an integer from {low} to {high:,}" + (" or None" if none else "")
-            raise ValueError(f"{attribute.name} must be {allowed}, got {short(value)}")
+        check_whole(attribute.name, value, low, high, none=none)
 
     return check
+
+
+def check_whole(name: str, value: Any, low: int, high: int, *, none: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a count :func:`whole`
+    accepts."""
+    if none and value is None:
+        return
+    if not (_is_int(value) and low <= value <= high):
+        allowed = f"an integer from {low} to {high:,}" + (" or None" if none else "")
+        raise ValueError(f"{name} must be {allowed}, got {short(value)}")
 
 
 def seconds(*, zero: bool = False, infinite: bool = False) -> Validator:

@@ -21,6 +21,7 @@ import trio
 from ._checks import check_seconds
 from ._exceptions import describe
 from ._logging import enabled_for, get_logger
+from ._reportable import MAX_TASK, json_ready, text
 from ._status import SystemStatus
 from ._urls import hide_secrets, redact_url
 from ._version import __version__
@@ -37,16 +38,6 @@ class Reporter(Protocol):
     async def report(self, snapshot: dict[str, Any]) -> None: ...
 
 
-def _json_ready(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    return str(value)
-
-
 def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[str, Any]:
     """The status as JSON-ready data, with host, version and start time."""
     return {
@@ -60,7 +51,7 @@ def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[s
         "actors": {
             name: {
                 "kind": actor.kind,
-                "task": actor.task,
+                "task": text(actor.task, MAX_TASK),
                 "state": actor.state.value,
                 "blocked_on": actor.blocked_on,
                 "received": actor.received,
@@ -71,8 +62,8 @@ def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[s
                 "restarts": actor.restarts,
                 "dead_lettered": actor.dead_lettered,
                 "mailbox_depth": actor.mailbox_depth,
-                "progress": list(actor.progress) if actor.progress else None,
-                "info": _json_ready(dict(actor.info)),
+                "progress": json_ready(actor.progress),
+                "info": json_ready(actor.info),
             }
             for name, actor in status.actors.items()
         },

@@ -24,6 +24,8 @@ __all__ = [
     "hook_style",
     "learned_sync",
     "learn_style",
+    "result_style",
+    "results_of",
 ]
 
 
@@ -105,17 +107,46 @@ def learned_sync(fn: Callable[..., Any]) -> bool:
     return _cached(_verified, getattr(fn, "__func__", fn), lambda: False)
 
 
-def learn_style(fn: Callable[..., Any], *, awaitable: bool) -> None:
-    """Remember what a sync-looking ``fn`` returned when first called."""
+def learn_style(fn: Callable[..., Any], result: Any) -> HookStyle:
+    """Remember what a sync-looking ``fn`` returned when first called: an awaitable, a
+    generator or an async generator (a decorator without ``functools.wraps`` hid an
+    ``async def`` or a generator function) makes it that style from now on; anything
+    else confirms it sync. Returns the style learnt."""
+    style = result_style(result)
     key = getattr(fn, "__func__", fn)
     try:
-        if awaitable:
-            _styles[key] = HookStyle.ASYNC
-            _verified.pop(key, None)
-        else:
+        if style is HookStyle.SYNC:
             _verified[key] = True
+        else:
+            _styles[key] = style
+            _verified.pop(key, None)
     except TypeError:  # pragma: no cover - not weakly referenceable: learnt every time
         pass
+    return style
+
+
+def result_style(result: Any) -> HookStyle:
+    """The style of hook that returns ``result`` (a generator object: a generator
+    function's)."""
+    if inspect.isgenerator(result):
+        return HookStyle.SYNC_GEN
+    if inspect.isasyncgen(result):
+        return HookStyle.ASYNC_GEN
+    if inspect.isawaitable(result):
+        return HookStyle.ASYNC
+    return HookStyle.SYNC
+
+
+async def results_of(result: Any, style: HookStyle) -> Any:
+    """What a sync-looking hook's ``result`` of ``style`` (see :func:`result_style`)
+    stands for: awaited, or its items gathered in :class:`Many`."""
+    if style is HookStyle.ASYNC:
+        return await result
+    if style is HookStyle.SYNC_GEN:
+        return Many(list(result))
+    if style is HookStyle.ASYNC_GEN:
+        return Many([value async for value in result])
+    return result
 
 
 async def call_hook(fn: Callable[..., Any], *args: Any) -> Any:

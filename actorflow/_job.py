@@ -21,6 +21,7 @@ import trio
 from structlog.typing import FilteringBoundLogger
 
 from ._actor._threads import Threads
+from ._checks import check_seconds, short
 from ._exceptions import (
     CleanupError,
     InitializationError,
@@ -34,6 +35,7 @@ from ._hooks import HookStyle, call_hook, hook_style
 from ._interrupt import run_interruptible
 from ._lifecycle import TASK_EVENTS, cleanup, construct, does_nothing, validate
 from ._logging import get_logger
+from ._module import missing_hook, required
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
 
 __all__ = ["Job", "JobResult", "Task", "TaskResult", "TaskState"]
@@ -61,8 +63,12 @@ class Task:
     copying files), async ones on the event loop."""
 
     name: str = ""
+    """The task's name in its job, unless the task set its own ``self.name`` (then it
+    is the task's: the job never reads it)."""
     progress: float = 0.0
     info: str | None = None
+    _key: str = ""
+    """The task's name in its job, which the job goes by."""
     _log: FilteringBoundLogger | None = None
     _last_logged: float | None = None
 
@@ -71,6 +77,7 @@ class Task:
         """Refuse a bad configuration by raising; runs before any task of the job runs."""
         return None
 
+    @required
     def run(self) -> Any:
         """Do the work."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run()")
@@ -88,7 +95,7 @@ class Task:
         now = time.monotonic()
         if self._log is not None and (self._last_logged is None or now - self._last_logged >= 1.0):
             self._last_logged = now
-            self._log.info("task.progress", task=self.name, progress=self.progress, info=info)
+            self._log.info("task.progress", task=self._key, progress=self.progress, info=info)
 
 
 @attrs.frozen
@@ -190,6 +197,18 @@ def _task_status(result: TaskResult, kind: str) -> ActorStatus:
     )
 
 
+def _progress(value: Any) -> float:
+    """A task's progress as a number from 0 to 100, whatever it set ``progress`` to."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return float(max(0, min(100, value)))
+    return 0.0
+
+
+def _info(value: Any) -> str | None:
+    """A task's info as the text a result carries, whatever it set ``info`` to."""
+    return value if value is None or isinstance(value, str) else short(value)
+
+
 class Job:
     """An ordered list of tasks, declared like a graph's modules."""
 
@@ -232,9 +251,24 @@ class Job:
         return tuple(results)
 
     def add(self, name: str, task: type[Task], /, **config: Any) -> str:
-        """Append a task named ``name``, built as ``task(**config)`` when the job runs."""
+        """Append a task named ``name``, built as ``task(**config)`` when the job runs.
+
+        Raises:
+            ValueError: The job already has a task ``name``.
+            TypeError: ``task`` is not a :class:`Task` class, or does not define
+                ``run()`` (a misspelt ``def rn`` is named).
+        """
         if any(existing == name for existing, _, _ in self._specs):
             raise ValueError(f"job {self.name!r} already has a task {name!r}")
+        if not (isinstance(task, type) and issubclass(task, Task)):
+            raise TypeError(f"task {name!r}: {task!r} is not a subclass of actorflow.Task")
+        missing = missing_hook(task, "run")
+        if missing is not None:
+            hint = f"; did you mean to name {missing[1]}() run()?" if missing[1] else ""
+            raise TypeError(
+                f"task {name!r}: {task.__qualname__} does not define run(), which a task "
+                f"must{hint}"
+            )
         self._specs.append((name, task, config))
         return name
 
@@ -255,7 +289,11 @@ class Job:
 
         Like a graph, a running job logs a ``system.heartbeat`` every
         ``heartbeat_interval`` seconds and hands the snapshot to each of ``reporters``.
+
+        Raises:
+            ValueError: ``heartbeat_interval`` is not a duration ``Settings`` accepts.
         """
+        check_seconds("heartbeat_interval", heartbeat_interval)
         log = get_logger(job=self.name)
         heartbeats = partial(
             beat,
@@ -292,12 +330,14 @@ class Job:
         """Construct every task, then validate every task, before the first one runs."""
         for name, cls, config in self._specs:
             task = construct(name, cls, config, log.bind(task=name), TASK_EVENTS)
-            task.name = name
+            task._key = name
+            if "name" not in vars(task):
+                task.name = name
             task._log = log
             self._tasks.append(task)
         for task in self._tasks:
             await validate(
-                task.name, task.validate, _validate_hook, log.bind(task=task.name), TASK_EVENTS
+                task._key, task.validate, _validate_hook, log.bind(task=task._key), TASK_EVENTS
             )
 
     async def _run_tasks(self, started: list[Task], log: FilteringBoundLogger) -> RunError | None:
@@ -308,33 +348,33 @@ class Job:
             if failure is not None:
                 log.error(
                     "task.failed",
-                    task=task.name,
+                    task=task._key,
                     phase="run",
                     error=str(failure),
                     exc_info=failure,
                 )
-                self._failed[task.name] = failure
+                self._failed[task._key] = failure
                 return failure
             task.progress = 100.0
-            log.info("task.succeeded", task=task.name, duration=self._timings[task.name][1])
+            log.info("task.succeeded", task=task._key, duration=self._timings[task._key][1])
         return None
 
     async def _run_one(self, task: Task, log: FilteringBoundLogger) -> RunError | None:
         """Run one task (a sync ``run`` in a worker thread), timing it."""
         began_wall, began = time.time(), trio.current_time()
-        self._running = (task.name, began_wall, began)
-        log.info("task.started", task=task.name)
+        self._running = (task._key, began_wall, began)
+        log.info("task.started", task=task._key)
         try:
             if hook_style(task.run) is HookStyle.SYNC:
                 await self._threads.run(task.run, (), None)
             else:
                 await call_hook(task.run)
         except Exception as exc:
-            failure = RunError(task.name, describe(exc))
+            failure = RunError(task._key, describe(exc))
             failure.__cause__ = exc
             return failure
         finally:
-            self._timings[task.name] = (began_wall, trio.current_time() - began)
+            self._timings[task._key] = (began_wall, trio.current_time() - began)
             self._running = None
         return None
 
@@ -350,16 +390,16 @@ class Job:
         await self._threads.settle(math.inf, log)
         for task in reversed(started):
             error: CleanupError | None = await cleanup(
-                task.name,
+                task._key,
                 task.cleanup,
                 _cleanup_hook,
                 math.inf,
-                log.bind(task=task.name),
+                log.bind(task=task._key),
                 TASK_EVENTS,
             )
             if error is None:
                 continue
-            self._failed.setdefault(task.name, error)
+            self._failed.setdefault(task._key, error)
             if failure is None:
                 failure = error
             else:
@@ -370,6 +410,7 @@ class Job:
         self, *, reporters: Sequence[Reporter] = (), heartbeat_interval: float = 5.0
     ) -> JobResult:
         """Run the job from synchronous code."""
+        check_seconds("heartbeat_interval", heartbeat_interval)
         run = partial(self.run, reporters=reporters, heartbeat_interval=heartbeat_interval)
         return run_interruptible(run)
 
@@ -393,7 +434,7 @@ class Job:
     ) -> tuple[TaskResult, ...]:
         results = []
         for name, _, _ in self._specs:
-            task = next((t for t in tasks if t.name == name), None)
+            task = next((t for t in tasks if t._key == name), None)
             own_error = self._failed.get(name)
             if error is not None and error.module == name:
                 own_error = error
@@ -408,8 +449,8 @@ class Job:
                     state=state,
                     started_at=started_at,
                     duration=duration,
-                    progress=task.progress if task else 0.0,
-                    info=task.info if task else None,
+                    progress=_progress(task.progress) if task else 0.0,
+                    info=_info(task.info) if task else None,
                     error=own_error,
                 )
             )

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -27,7 +28,7 @@ from ._specs import LinkSpec
 from ._specs import Overflow as Overflow
 from ._status import DropReason, LinkStatus
 
-__all__ = ["Link", "Mailbox", "Overflow"]
+__all__ = ["Link", "Mailbox", "NamedLink", "Overflow", "RemovedLinks"]
 
 
 class _NoItems(deque[Any]):
@@ -68,6 +69,7 @@ class Link:
         "dedicated",
         "delivered",
         "dropped",
+        "folded",
         "items",
         "latest_only",
         "mailbox",
@@ -105,6 +107,9 @@ class Link:
         self.delivered = 0
         self.returned = 0
         self.dropped: dict[str, int] = {}
+        self.folded: LinkStatus | None = None
+        """Once removed and drained: its counts as added to its name's
+        :class:`RemovedLinks` (taken back out if it is given items again)."""
         self._space: trio.lowlevel.ParkingLot | None = None
         """Producers waiting for room; made when the first one waits."""
         self.overflow: Overflow = spec.overflow
@@ -253,8 +258,15 @@ class Link:
         self.mailbox.notify()
 
     def remove_item(self, item: Any) -> None:
-        """Take one given item out of the middle of the buffer (a join by key)."""
-        self.items.remove(item)
+        """Take one given item (this very object: equal ones may wait beside it) out of
+        the middle of the buffer (a join by key)."""
+        items = self.items
+        for index, waiting in enumerate(items):
+            if waiting is item:
+                del items[index]
+                break
+        else:
+            raise ValueError(f"link {self.name}: the item is not waiting")
         self.delivered += 1
         self.wake_producers()
 
@@ -322,6 +334,86 @@ class Link:
             closed=self.closed,
             returned=self.returned,
         )
+
+
+def _combined(total: LinkStatus, part: LinkStatus, sign: int = 1) -> LinkStatus:
+    """``total`` with the counts of ``part`` added (``sign=-1``: taken out)."""
+    dropped = dict(total.dropped)
+    for reason, count in part.dropped.items():
+        dropped[reason] = dropped.get(reason, 0) + sign * count
+    return attrs.evolve(
+        total,
+        depth=total.depth + sign * part.depth,
+        sent=total.sent + sign * part.sent,
+        delivered=total.delivered + sign * part.delivered,
+        returned=total.returned + sign * part.returned,
+        dropped={reason: count for reason, count in dropped.items() if count},
+    )
+
+
+@attrs.define(slots=True, eq=False)
+class RemovedLinks:
+    """Every link removed under one name, so that what they counted never leaves the
+    status when a link of that name is added again.
+
+    Invariant: a removed link is either in :attr:`draining` (it may still hold or be
+    given items) or counted in :attr:`done` (with its own ``folded`` snapshot); so the
+    system lets go of drained links while their counts stay, and add/remove cycles hold
+    nothing but one tally per name.
+    """
+
+    draining: list[Link] = attrs.field(factory=list)
+    done: LinkStatus | None = None
+
+    def add(self, link: Link) -> None:
+        self.draining.append(link)
+        self.settle()
+
+    def settle(self) -> None:
+        """Count the drained links (empty and let go of by their consumer) in
+        :attr:`done` and let go of them."""
+        keep: list[Link] = []
+        for link in self.draining:
+            if link.items or any(held is link for held in link.mailbox.links):
+                keep.append(link)
+                continue
+            link.folded = snapshot = link.status()
+            self.done = snapshot if self.done is None else _combined(self.done, snapshot)
+        self.draining = keep
+
+    def reclaim(self, link: Link) -> None:
+        """A drained link was given items back (its consumer failed mid-batch): count
+        it live again."""
+        if link.folded is not None and self.done is not None:
+            self.done = _combined(self.done, link.folded, -1)
+            link.folded = None
+            self.draining.append(link)
+
+    def status(self, live: Link | None) -> LinkStatus:
+        """The counts of every link of the name, the live one's (if any) included; its
+        capacity and closed flag are the newest link's."""
+        parts = [link.status() for link in self.draining]
+        if self.done is not None:
+            parts.insert(0, self.done)
+        if live is not None:
+            parts.append(live.status())
+        newest = parts[-1]
+        total = attrs.evolve(newest, depth=0, sent=0, delivered=0, returned=0, dropped={})
+        for part in parts:
+            total = _combined(total, part)
+        return total
+
+
+@attrs.frozen
+class NamedLink:
+    """What the status lists under a link's name: the live link and its removed
+    namesakes, counted together."""
+
+    live: Link | None
+    removed: RemovedLinks
+
+    def status(self) -> LinkStatus:
+        return self.removed.status(self.live)
 
 
 class Mailbox:

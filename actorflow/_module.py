@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 import structlog
 
+from ._checks import MAX_COUNT, check_seconds, check_whole, short
 from ._data import Data
+from ._exceptions import ValidationError
 from ._lifecycle import does_nothing
 from ._ports import Port
 from ._store import ModuleData, Store
@@ -33,6 +35,10 @@ __all__ = [
     "Source",
     "Tag",
     "attach",
+    "kind_problem",
+    "missing_hook",
+    "required",
+    "settings_problems",
 ]
 
 
@@ -132,16 +138,18 @@ _UNIMPLEMENTED: set[Callable[..., Any]] = set()
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _required(fn: _F) -> _F:
-    """Mark a base class's hook that every concrete module of its kind must override."""
+def required(fn: _F) -> _F:
+    """Mark a base class's hook that every concrete subclass must override (a module
+    kind's ``process``, a task's ``run``): validation names the one left out."""
     _UNIMPLEMENTED.add(fn)
     return fn
 
 
-def missing_hook(cls: type[Module]) -> tuple[str, str | None] | None:
-    """The required hook ``cls`` does not override, with the close match it does define
-    (``proces`` for ``process``), or ``None`` when it overrides every one."""
-    hook = cls._required_hook
+def missing_hook(cls: type, hook: str | None = None) -> tuple[str, str | None] | None:
+    """The required hook ``cls`` does not override (``hook``, or the module kind's),
+    with the close match it does define (``proces`` for ``process``), or ``None`` when
+    it overrides every one."""
+    hook = hook if hook is not None else getattr(cls, "_required_hook", None)
     if hook is None or getattr(cls, hook, None) not in _UNIMPLEMENTED:
         return None
     users = [
@@ -176,22 +184,103 @@ def _sets(value: Any, attribute: str) -> bool:
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
 """What a module may read but not set: the runtime's answers, not the module's state."""
 
+_PRIVATE = frozenset({"_actor", "_required_hook"})
+"""What only actorflow's own classes set: the runtime a module is bound to, and the
+hook its kind requires."""
+
 
 def _refuse_runtime_attributes(cls: type) -> None:
-    """A module class that sets ``self.active`` (say) would read its own flag, not the
-    runtime's: refuse it when the class is made, naming the attribute."""
+    """A module class that sets ``self.active`` (say) would read its own value, not
+    the runtime's: refuse it when the class is made, naming the attribute. (``kind`` is
+    a graph problem instead, see :func:`kind_problem`, and ``self.kind`` the module's
+    own: the runtime reads its class's.)"""
+    ours = cls.__module__.startswith("actorflow.")
     for attr, value in vars(cls).items():
-        if attr in _RUNTIME_OWNED:
+        if attr in _RUNTIME_OWNED or (attr in _PRIVATE and not ours):
             raise TypeError(
                 f"{cls.__qualname__} defines {attr!r}, which the runtime owns "
                 f"(Module.{attr} is read-only); give yours another name"
             )
         for stored in _stored(value):
-            if stored in _RUNTIME_OWNED:
+            if stored in _RUNTIME_OWNED or (stored in _PRIVATE and not ours):
                 raise TypeError(
                     f"{cls.__qualname__}.{attr} sets self.{stored}, which the runtime "
                     f"owns (Module.{stored} is read-only); give yours another name"
                 )
+
+
+Check = Callable[[str, Any], None]
+"""Raises ``ValueError`` (or ``TypeError``) naming the setting (its first argument)
+if the value is wrong."""
+
+
+def flag(name: str, value: Any) -> None:
+    """A setting that is ``True`` or ``False`` (``"no"`` is true in Python: refuse it)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {short(value)}")
+
+
+def optional_seconds(name: str, value: Any) -> None:
+    """A duration setting that may be ``None`` (the default behaviour)."""
+    if value is not None:
+        check_seconds(name, value)
+
+
+def units(name: str, value: Any) -> None:
+    """A count of work units, at least one."""
+    check_whole(name, value, 1, MAX_COUNT)
+
+
+def _into(name: str, value: Any) -> None:
+    if value not in ("fields", "tags"):
+        raise ValueError(f"{name} must be 'fields' or 'tags', got {short(value)}")
+
+
+_MISSING: Any = object()
+
+
+def kind_problem(cls: type) -> str | None:
+    """What is wrong with the ``kind`` a module class says it is, or ``None``: the
+    runtime drives a module by its kind, which only actorflow's base classes set."""
+    kind = getattr(cls, "kind", _MISSING)
+    if isinstance(kind, ModuleKind):
+        return None
+    if kind is _MISSING:
+        return (
+            f"{cls.__qualname__} subclasses Module itself; subclass Source, Processor, "
+            "Sink or Progressive"
+        )
+    return (
+        f"{cls.__qualname__}.kind is {short(kind)}, but kind is the runtime's: it says "
+        "whether the class is a Source, Processor, Sink or Progressive, and comes from "
+        "the base class; give your attribute another name"
+    )
+
+
+def settings_problems(target: object) -> list[str]:
+    """What is wrong with the settings and hooks of a module class or instance, each in
+    a sentence naming the attribute: a hook the runtime calls that is not callable
+    (``self.stop = threading.Event()``), or a setting out of its bounds
+    (``retry_interval = "5"``). Each kind lists its own in ``_runtime_hooks`` and
+    ``_setting_checks``."""
+    cls = target if isinstance(target, type) else type(target)
+    owner = cls.__qualname__
+    problems: list[str] = []
+    for klass in reversed(cls.__mro__):
+        for hook in vars(klass).get("_runtime_hooks", ()):
+            value = getattr(target, hook, _MISSING)
+            if value is not _MISSING and not callable(value):
+                problems.append(
+                    f"{owner}.{hook} is {short(value)}, not a method: {hook}() is a hook "
+                    f"the runtime calls, so give your attribute another name"
+                )
+        checks: Mapping[str, Check] = vars(klass).get("_setting_checks", {})
+        for setting, check in checks.items():
+            try:
+                check(f"{owner}.{setting}", getattr(target, setting, None))
+            except (TypeError, ValueError) as exc:
+                problems.append(str(exc))
+    return problems
 
 
 class Module:
@@ -222,6 +311,10 @@ class Module:
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
     """The hook every concrete module of this kind overrides (checked by validation)."""
+    _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup")
+    """The hooks of this kind the runtime calls (besides those of its bases)."""
+    _setting_checks: ClassVar[Mapping[str, Check]] = {"blocking": flag, "sequential": flag}
+    """The settings of this kind (besides those of its bases), each with its check."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -368,8 +461,10 @@ class Source(Module):
     failure go to the supervisor instead. Set it on the class or in ``__init__``."""
 
     _required_hook = "start"
+    _runtime_hooks = ("start", "stop")
+    _setting_checks: ClassVar[Mapping[str, Check]] = {"retry_interval": optional_seconds}
 
-    @_required
+    @required
     def start(self) -> Any:
         """Produce items; see the class docstring for the accepted shapes."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement start()")
@@ -403,8 +498,9 @@ class Processor(Module):
     outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
 
     _required_hook = "process"
+    _runtime_hooks = ("process",)
 
-    @_required
+    @required
     def process(self, data: Any) -> Any:
         """Handle one item; see the class docstring for what to return."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement process()")
@@ -435,8 +531,10 @@ class Tag(Processor):
             cls.process = cls._process_sync  # type: ignore[method-assign,assignment]
 
     _required_hook = "tag"
+    _runtime_hooks = ("tag",)
+    _setting_checks: ClassVar[Mapping[str, Check]] = {"into": _into, "overwrite": flag}
 
-    @_required
+    @required
     def tag(self, data: Any) -> Mapping[str, Any] | None:
         """Return the pairs to merge into ``data``."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement tag()")
@@ -483,8 +581,9 @@ class Sink(Module):
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
     _required_hook = "consume"
+    _runtime_hooks = ("consume",)
 
-    @_required
+    @required
     def consume(self, data: Any) -> Any:
         """Handle one item."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement consume()")
@@ -492,5 +591,16 @@ class Sink(Module):
 
 def attach(module: Module, context: ModuleContext) -> None:
     """Give ``module`` the runtime it asks for what it may do (its actor, for each
-    incarnation): the one way another room sets what a module talks to."""
+    incarnation): the one way another room sets what a module talks to.
+
+    Raises:
+        ValidationError: What the module set in ``__init__`` breaks a hook or a setting
+            (``self.stop = threading.Event()``, ``self.retry_interval = -1``); graph
+            validation only sees what the class says.
+    """
+    problems = settings_problems(module)
+    if problems:
+        message = "; ".join(problems)
+        context.log.error("actor.failed", phase="validate", error=message)
+        raise ValidationError(context.name, message)
     module._actor = context

@@ -9,6 +9,8 @@ from typing import Any, Union
 
 import attrs
 
+from ._checks import short
+
 __all__ = ["Port", "describe_type", "is_compatible", "normalize_ports"]
 
 
@@ -31,12 +33,23 @@ class Port:
     doc: str = ""
 
 
-def normalize_ports(spec: Mapping[str, Port | Any], owner: str) -> dict[str, Port]:
+def normalize_ports(
+    spec: Mapping[str, Port | Any], owner: str, what: str = "ports"
+) -> dict[str, Port]:
     """Turn a ``{name: Port | type}`` declaration into ``{name: Port}``.
 
+    Only a mapping is a declaration: a list of names (``["in"]``) or a string would
+    leave every port's type unsaid, so it is refused rather than guessed.
+
     Raises:
-        TypeError: A port name is not a non-empty identifier-like string.
+        TypeError: ``spec`` is not a mapping, or a port name is not a non-empty
+            identifier-like string.
     """
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            f"{owner}: {what} must be a dict of port name to type or Port "
+            f"({{'name': int}}), got {type(spec).__name__} {short(spec)}"
+        )
     ports: dict[str, Port] = {}
     for name, value in spec.items():
         if not isinstance(name, str) or not name or "." in name:

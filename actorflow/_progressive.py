@@ -11,12 +11,12 @@ checkpoints, so a CPU-heavy progressive module never starves the other actors.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
-from ._module import Module, ModuleKind, _required
+from ._module import Check, Module, ModuleKind, flag, optional_seconds, required, units
 from ._ports import Port
 
 __all__ = ["Progressive", "Step", "StepState"]
@@ -63,8 +63,15 @@ class Progressive(Module):
     again). It ends for good when every input has ended."""
 
     _required_hook = "run_step"
+    _runtime_hooks = ("run_step",)
+    _setting_checks: ClassVar[Mapping[str, Check]] = {
+        "step_size": units,
+        "max_step_size": units,
+        "quantum": optional_seconds,
+        "interactive": flag,
+    }
 
-    @_required
+    @required
     def run_step(self, run_number: int, step_size: int, quantum: float) -> Step:
         """Do up to ``step_size`` units of work; may be async."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_step()")
@@ -87,9 +94,12 @@ class Progressive(Module):
 
         With ``key=None`` the join is by sequence: the n-th item of each port together.
         With a ``key`` (``lambda item: item.id`` for :class:`Data` derived from the same
-        upstream item), items are matched by key, in the first port's order. Items that
-        have no partner yet stay in their links, so a faster input is held back within
-        its buffer (and its producer waits when the buffer is full).
+        upstream item), items are matched by key, in the first port's order; items with
+        the same key pair up in arrival order. Items that have no partner yet stay in
+        their links, so a faster input is held back within its buffer (and its producer
+        waits when the buffer is full). Items that can never be joined are dropped and
+        counted ``unmatched``: those waiting for an input that has ended, and, when every
+        input is full and nothing waiting can be matched, the oldest of each input.
         """
         taken: list[tuple[Any, ...]] = self._bound().read_synced(ports, key, limit)
         return taken

@@ -231,10 +231,15 @@ class ModuleSpec:
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
     def input_ports(self) -> dict[str, Port]:
-        return normalize_ports(self.factory.inputs, f"module {self.name!r}")
+        inputs = getattr(self.factory, "inputs", {})
+        return normalize_ports(inputs, f"module {self.name!r}", f"{self._owner()}.inputs")
 
     def output_ports(self) -> dict[str, Port]:
-        return normalize_ports(self.factory.outputs, f"module {self.name!r}")
+        outputs = getattr(self.factory, "outputs", {})
+        return normalize_ports(outputs, f"module {self.name!r}", f"{self._owner()}.outputs")
+
+    def _owner(self) -> str:
+        return str(getattr(self.factory, "__qualname__", self.factory))
 
 
 # -- supervision -------------------------------------------------------------------------

@@ -140,6 +140,10 @@ class LinkStatus:
     refused with a reason (``dropped``). Every accepted item is later ``delivered`` to the
     consumer, or still waiting (``depth``), or counted in ``dropped["shutdown"]`` when the
     system ended before the consumer took it.
+
+    The counts are those of every link that had the name: a link removed and added again
+    adds to its predecessors' counts, so no removed link's drops leave the status
+    (``capacity`` and ``closed`` are the newest link's).
     """
 
     name: str

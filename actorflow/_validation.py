@@ -16,7 +16,8 @@ import attrs
 
 from ._checks import did_you_mean
 from ._exceptions import GraphProblem
-from ._module import Module, ModuleKind, missing_hook
+from ._hooks import HookStyle, hook_style
+from ._module import Module, ModuleKind, kind_problem, missing_hook, settings_problems
 from ._ports import Port, describe_type, is_compatible
 from ._specs import GroupSpec, LinkSpec, ModuleSpec, Overflow
 
@@ -86,7 +87,11 @@ def _facts(decl: Declarations) -> _Facts:
     for spec in decl.modules:
         if _valid_name(spec.name) and spec.name not in specs:
             specs[spec.name] = spec
-    classes = {name: cls for name, spec in specs.items() if (cls := _module_class(spec))}
+    classes = {
+        name: cls
+        for name, spec in specs.items()
+        if (cls := _module_class(spec)) and kind_problem(cls) is None
+    }
     inputs: dict[str, dict[str, Port]] = {}
     outputs: dict[str, dict[str, Port]] = {}
     bad_ports: dict[str, TypeError] = {}
@@ -154,7 +159,13 @@ def _modules_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
 
 def _module_classes(facts: _Facts) -> Iterator[GraphProblem]:
     for name, spec in facts.specs.items():
-        if name not in facts.classes:
+        if name in facts.classes:
+            continue
+        cls = _module_class(spec)
+        problem = kind_problem(cls) if cls is not None else None
+        if problem is not None:
+            yield GraphProblem(f"module {name!r}: {problem}", module=name)
+        else:
             yield GraphProblem(
                 f"module {name!r}: {spec.factory!r} is not a subclass of "
                 "actorflow.Source, Processor or Sink",
@@ -172,6 +183,37 @@ def _required_hooks(facts: _Facts) -> Iterator[GraphProblem]:
         yield GraphProblem(
             f"module {name!r}: {cls.__qualname__} does not define {hook}(), which a "
             f"{cls.kind.value} must{hint}",
+            module=name,
+        )
+
+
+def _module_settings(facts: _Facts) -> Iterator[GraphProblem]:
+    """A hook the runtime calls is callable; each setting is within its bounds."""
+    for name, cls in facts.classes.items():
+        for problem in settings_problems(cls):
+            yield GraphProblem(f"module {name!r}: {problem}", module=name)
+
+
+_PRODUCING_HOOKS = {ModuleKind.SOURCE: "start", ModuleKind.PROCESSOR: "process"}
+
+
+def _main_ports(facts: _Facts) -> Iterator[GraphProblem]:
+    """What a generator hook yields goes to the main output port (``out``, or the only
+    output port): a module whose generator has no such port could send nothing."""
+    for name, cls in facts.classes.items():
+        outputs = facts.outputs.get(name)
+        hook = _PRODUCING_HOOKS.get(cls.kind)
+        if outputs is None or hook is None or "out" in outputs or len(outputs) == 1:
+            continue
+        fn = getattr(cls, hook, None)
+        if not callable(fn) or hook_style(fn) not in (HookStyle.SYNC_GEN, HookStyle.ASYNC_GEN):
+            continue
+        known = ", ".join(repr(port) for port in outputs) or "none"
+        yield GraphProblem(
+            f"module {name!r}: {cls.__qualname__}.{hook}() is a generator, and what it "
+            f"yields goes to the main output port, 'out' or the only one, but "
+            f"{cls.__qualname__} has none (output ports: {known}): name a port 'out', "
+            "or send with `await self.emit(item, port)`",
             module=name,
         )
 
@@ -339,7 +381,7 @@ def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
             yield _unknown("depends_on", module, declared)
         if source not in declared:
             yield _unknown("depends_on", source, declared)
-        elif (cls := _module_class(declared[source])) is None or cls.kind is not ModuleKind.SOURCE:
+        elif getattr(_module_class(declared[source]), "kind", None) is not ModuleKind.SOURCE:
             yield GraphProblem(
                 f"depends_on: {module!r} can only wait for a source, and {source!r} is not one",
                 module=source,
@@ -431,7 +473,9 @@ GRAPH_RULES: tuple[Rule, ...] = (
     _modules_declared_once,
     _module_classes,
     _required_hooks,
+    _module_settings,
     _port_names,
+    _main_ports,
     _links_declared_once,
     _link_ends,
     _link_types,

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._job import Job, TaskResult
+from ._reportable import text
 from ._status import ActorStatus, SystemStatus
 
 __all__ = [
@@ -174,7 +175,7 @@ def _compact(info: Mapping[str, Any]) -> str:
 
 
 def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else text(value)
 
 
 def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = None) -> list[Row]:
@@ -278,8 +279,12 @@ def _state(row: Row) -> Text:
     return text
 
 
-def _cut(text: str) -> Text:
-    return Text(text, no_wrap=True, overflow="ellipsis")
+def _cut(value: Any) -> Text:
+    """One line of text, cut with an ellipsis; any value (a module's odd
+    ``set_info``) is shown as its text."""
+    return Text(
+        value if isinstance(value, str) else text(value), no_wrap=True, overflow="ellipsis"
+    )
 
 
 _NUMERIC: dict[str, Any] = {"no_wrap": True, "justify": "right"}

@@ -16,7 +16,7 @@ import structlog
 from ._actor import Actor, DeadLetter
 from ._copying import copier_for
 from ._graph import Graph
-from ._link import Link
+from ._link import Link, NamedLink, RemovedLinks
 from ._module import Module, RunningSystem
 from ._settings import Settings
 from ._specs import LinkSpec, ModuleSpec
@@ -47,8 +47,9 @@ class Wiring:
     actors: dict[str, Actor] = attrs.field(factory=dict)
     links: list[Link] = attrs.field(factory=list)
     """The links not removed (open, or closed by their producer's end)."""
-    retired: dict[str, Link] = attrs.field(factory=dict)
-    """The last removed link of each name, kept for status and the end's count."""
+    retired: dict[str, RemovedLinks] = attrs.field(factory=dict)
+    """The links removed under each name: those still draining, and a tally of the
+    others, so their counts stay in the status (see :meth:`by_name`)."""
     pumps: list[Pump] = attrs.field(factory=list)
     """What carries remote links to and from their streams."""
     supervisors: dict[str, Supervisor] = attrs.field(factory=dict)
@@ -154,7 +155,7 @@ class Wiring:
             known = ", ".join(repr(k.name) for k in self.links if k is not self.dead_letter_link)
             raise KeyError(f"no link {name!r} (links: {known or 'none'})")
         link = self.links.pop(found[-1])
-        self.retired[name] = link
+        self.retired.setdefault(name, RemovedLinks()).add(link)
         producer = self.actors.get(link.spec.source)
         if producer is not None:
             outputs = producer.outputs[link.spec.source_port]
@@ -163,11 +164,31 @@ class Wiring:
                 self.set_copiers(producer, link.spec.source_port)
         return link
 
-    def by_name(self) -> dict[str, Link]:
-        """Every link as the status lists them: a live link over a removed namesake."""
-        named = dict(self.retired)
-        named.update((link.name, link) for link in self.links)
+    def by_name(self) -> dict[str, Link | NamedLink]:
+        """Every link as the status lists them, by name: a link removed and added again
+        is one entry whose counts add up every link of that name (a removed link's
+        counts never leave the status, so ``SystemStatus.dropped`` keeps its drops)."""
+        retired = self.retired
+        if retired:
+            self._reclaim()
+            for removed in retired.values():
+                removed.settle()
+        named: dict[str, Link | NamedLink] = {
+            name: NamedLink(None, removed) for name, removed in retired.items()
+        }
+        for link in self.links:
+            history = retired.get(link.name)
+            named[link.name] = link if history is None else NamedLink(link, history)
         return named
+
+    def _reclaim(self) -> None:
+        """Count live again the drained removed links given items back (their consumer
+        failed mid-batch), before their counts change."""
+        retired = self.retired
+        for actor in self.actors.values():
+            for link in actor.mailbox.links:
+                if link.folded is not None and link.name in retired:
+                    retired[link.name].reclaim(link)
 
     def set_copiers(self, producer: Actor, port: str) -> None:
         """Copying depends on how many links leave a port: recompute for all of them."""
@@ -344,7 +365,7 @@ class Wiring:
         taking a status snapshot of every actor and link."""
         links = self.by_name()  # as the status lists them
         return sum(sum(actor.dropped.values()) for actor in self.actors.values()) + sum(
-            sum(link.dropped.values()) for link in links.values()
+            sum(link.status().dropped.values()) for link in links.values()
         )
 
     def finish(self, cancelled: bool) -> None:
@@ -355,7 +376,9 @@ class Wiring:
                     actor.terminate(EndReason.NOT_STARTED)
                 else:
                     actor.terminate(EndReason.CANCELLED if cancelled else EndReason.SHUTDOWN)
-        held = {id(link): link for link in [*self.links, *self.retired.values()]}
+        self._reclaim()
+        draining = [link for removed in self.retired.values() for link in removed.draining]
+        held = {id(link): link for link in [*self.links, *draining]}
         for actor in self.actors.values():  # removed links still being drained too
             held.update((id(link), link) for link in actor.mailbox.links)
         for link in held.values():

@@ -403,10 +403,11 @@ async def test_removed_links_are_released_by_the_consumer(
         await system.stop()
 
 
-async def test_a_re_added_links_counters_are_the_ones_shown(
+async def test_a_re_added_links_counts_add_to_its_predecessors(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """status() lists the live link of a name, not the removed one before it."""
+    """status() lists one entry per link name: a re-added link's counts add to the
+    removed one's, whose returned items and drops stay counted."""
     release = trio.Event()
 
     class Stuck(af.Sink):
@@ -421,12 +422,15 @@ async def test_a_re_added_links_counters_are_the_ones_shown(
     async with af.open_system(graph) as system:
         await system.add_link("src", "stuck", buffer=1)
         await trio.sleep(0.5)
-        await system.remove_link("src.out -> stuck.in", return_items=True)
+        returned = await system.remove_link("src.out -> stuck.in", return_items=True)
+        before = system.status().links["src.out -> stuck.in"]
         await system.add_link("src", "stuck", buffer=1, overflow="drop_newest")
         await trio.sleep(5)
         link = system.status().links["src.out -> stuck.in"]
         assert link.dropped.get("overflow", 0) >= 3
-        assert link.returned == 0
+        assert link.returned == len(returned) == before.returned
+        assert link.sent >= before.sent + 1
+        assert not link.closed
         release.set()
         await system.stop()
 

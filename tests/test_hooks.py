@@ -336,3 +336,48 @@ async def test_a_blocking_modules_hook_that_returns_an_awaitable_is_awaited() ->
         pass
     assert seen == [0, 1, 2]
     assert out == [0, 1, 2]
+
+
+class HiddenGenerator(af.Processor):
+    @hides_async
+    def process(self, data: int) -> Iterator[int]:
+        yield data * 10
+        yield data * 10 + 1
+
+
+class HiddenAsyncGenerator(af.Processor):
+    @hides_async
+    async def process(self, data: int) -> AsyncIterator[int]:
+        yield data * 10
+        await trio.lowlevel.checkpoint()
+        yield data * 10 + 1
+
+
+class BlockingHiddenGenerator(HiddenGenerator):
+    blocking = True
+
+
+class BlockingHiddenAsyncGenerator(HiddenAsyncGenerator):
+    blocking = True
+
+
+@pytest.mark.parametrize(
+    "processor",
+    [HiddenGenerator, HiddenAsyncGenerator, BlockingHiddenGenerator, BlockingHiddenAsyncGenerator],
+)
+async def test_a_decorated_generator_process_forwards_what_it_yields(
+    processor: type[af.Processor],
+) -> None:
+    """A decorator without functools.wraps hides a generator function: the generator
+    object it returns is run like the undecorated hook's, never forwarded as an item,
+    in every incarnation and blocking or not."""
+    for _ in range(2):
+        out: list[int] = []
+        graph = af.Graph()
+        graph.add("src", Numbers, count=3)
+        graph.add("p", processor)
+        graph.add("sink", Collect, into=out)
+        graph.chain("src", "p", "sink")
+        async with af.open_system(graph):
+            pass
+        assert out == [0, 1, 10, 11, 20, 21]

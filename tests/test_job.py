@@ -372,3 +372,67 @@ async def test_a_cancelled_sync_run_finishes_before_its_cleanup_runs(
         await started.wait()
         scope.cancel()
     assert overlaps == [False]
+
+
+class Misspelt(af.Task):
+    def rn(self) -> None:  # meant run()
+        pass
+
+
+def test_a_task_without_run_is_refused_when_added_with_a_close_match() -> None:
+    """The missing-hook rule of modules covers tasks: a misspelt ``def rn`` is named
+    when the task is added, not found by a NotImplementedError at run time."""
+    with pytest.raises(TypeError, match=r"task 't': Misspelt does not define run\(\).*rn\(\)"):
+        af.Job("j").add("t", Misspelt)
+    with pytest.raises(TypeError, match=r"not a subclass of actorflow\.Task"):
+        af.Job("j").add("t", int)  # type: ignore[arg-type]
+
+
+def test_a_job_file_with_a_task_without_run_names_the_table(tmp_path: Path) -> None:
+    (tmp_path / "tasks_mod.py").write_text(
+        "import actorflow as af\nclass T(af.Task):\n    def rn(self):\n        pass\n"
+    )
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.actorflow]\npythonpath = ["."]\n\n[tool.actorflow.modules]\nt = "tasks_mod:T"\n'
+    )
+    path = tmp_path / "job.toml"
+    path.write_text('[tasks.t]\nmodule = "t"\n')
+    with pytest.raises(af.GraphFileError, match=r"\[tasks.t\]: task 't': T does not define run"):
+        af.load_job(path)
+
+
+class OwnName(af.Task):
+    """Sets the attributes a task author naturally sets in __init__."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+        self.name = "my encoder"
+        self.info = {"codec": "h264"}  # type: ignore[assignment]
+        self.progress = "none yet"  # type: ignore[assignment]
+
+    def run(self) -> None:
+        self.seen.append(self.name)
+
+
+async def test_a_name_a_task_sets_is_its_own_and_the_job_goes_by_its_key() -> None:
+    """Like a module's ``self.name``: the task keeps it, the job names the task by the
+    name it was added under; odd progress and info values are reported safely."""
+    seen: list[Any] = []
+    built = af.Job("j")
+    built.add("t", OwnName, seen=seen)
+    built.add("u", Step, journal=[], seconds=0)
+    result = await built.run()
+    assert seen == ["my encoder"]
+    assert [(t.name, t.state) for t in result.tasks] == [("t", "succeeded"), ("u", "succeeded")]
+    assert result.tasks[0].info == "{'codec': 'h264'}"
+    assert result.tasks[0].progress == 100.0
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf"), "x", 10**400])
+async def test_a_bad_heartbeat_interval_is_refused_before_any_task_runs(interval: Any) -> None:
+    journal: list[str] = []
+    with pytest.raises(ValueError, match="heartbeat_interval must be seconds"):
+        await job(journal).run(heartbeat_interval=interval)
+    with pytest.raises(ValueError, match="heartbeat_interval must be seconds"):
+        job(journal).run_blocking(heartbeat_interval=interval)
+    assert journal == []

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from actorflow._link import Link, Mailbox
+from actorflow._link import Link, Mailbox, RemovedLinks
 from actorflow._specs import LinkSpec
 
 
@@ -112,3 +112,29 @@ async def test_a_cancelled_waiter_leaves_the_mailbox_to_the_next_one(
         await trio.testing.wait_all_tasks_blocked()
         mailbox.notify()
     assert woke.is_set()
+
+
+def test_removed_links_are_let_go_of_once_drained_and_their_counts_kept() -> None:
+    """A removed link is counted live while it holds items (or its consumer holds it),
+    then folded into its name's tally and let go of; given items back, it is live
+    again: its counts are never lost nor counted twice."""
+    mailbox = Mailbox()
+    history = RemovedLinks()
+    for _ in range(3):
+        old = Link(LinkSpec("a", "out", "b", "in"), 2, mailbox, None)
+        assert old.offer([1, 2]) == 2
+        taken = old.take(2)
+        old.close()
+        old.retire()
+        mailbox.links.remove(old)
+        history.add(old)
+    assert history.draining == []
+    assert history.status(None).delivered == 6
+    assert history.status(None).sent == 6
+    old.requeue(taken)  # its consumer failed mid-batch
+    assert any(held is old for held in mailbox.links)
+    history.reclaim(old)
+    status = history.status(None)
+    assert (status.delivered, status.depth, status.sent) == (4, 2, 6)
+    history.settle()
+    assert history.draining == [old]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import hypothesis.strategies as st
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
 from sample_modules import Collect, Forever, Items, Numbers
 
 import actorflow as af
@@ -472,3 +474,88 @@ async def test_a_sequence_join_drops_what_an_ended_input_can_never_pair(
         assert join.dropped.get("unmatched", 0) >= 8
         system.cancel()
     assert out == [(0, 7), (1, 8)]
+
+
+class Tagged(af.Source):
+    """Sends ``(key, side, index)`` for each key, in order."""
+
+    outputs: ClassVar = {"out": tuple}
+
+    def __init__(self, keys: list[int], side: str) -> None:
+        self.keys = keys
+        self.side = side
+
+    def start(self) -> Any:
+        for index, key in enumerate(self.keys):
+            yield (key, self.side, index)
+
+
+class TaggedJoin(af.Progressive):
+    inputs: ClassVar = {"a": tuple, "b": tuple}
+    outputs: ClassVar = {"out": tuple}
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        for pair in self.read_synced(["a", "b"], key=lambda item: item[0]):
+            self.post(pair)
+        return af.Step(af.StepState.BLOCKED)
+
+
+async def _join(a: list[int], b: list[int], buffer: int) -> tuple[list[Any], af.SystemStatus]:
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("a", Tagged, keys=a, side="a")
+    graph.add("b", Tagged, keys=b, side="b")
+    graph.add("join", TaggedJoin)
+    graph.add("sink", Collect, into=out)
+    graph.link("a", "join.a", buffer=buffer)
+    graph.link("b", "join.b", buffer=buffer)
+    graph.link("join", "sink")
+    with trio.fail_after(3600):  # virtual time: a hang jumps here at once
+        async with af.open_system(graph) as system:
+            pass
+    return out, system.status()
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "buffer", "pairs"),
+    [
+        ([999, *range(50)], [998, *range(50)], 1, 50),  # one stray per side, buffer 1
+        ([1, 1], [1, 1], 10, 2),  # duplicate keys pair first with first
+        ([1, 1, 2], [1, 2, 1], 10, 3),
+        (list(range(200)), list(range(10_000, 10_200)), 5, 0),  # disjoint keys
+    ],
+)
+async def test_a_key_join_that_can_never_match_drops_the_oldest_and_goes_on(
+    autojump_clock: trio.testing.MockClock, a: list[int], b: list[int], buffer: int, pairs: int
+) -> None:
+    """Full buffers of items no input can match would wait for ever: the oldest of each
+    is dropped (unmatched) and the join goes on; duplicates pair in arrival order."""
+    out, status = await _join(a, b, buffer)
+    assert len(out) == pairs
+    assert 2 * len(out) + status.dropped == len(a) + len(b)
+    for left, right in out:
+        assert left[0] == right[0]
+    if a == [1, 1]:
+        assert [(left[2], right[2]) for left, right in out] == [(0, 0), (1, 1)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    a=st.lists(st.integers(0, 6), max_size=25),
+    b=st.lists(st.integers(0, 6), max_size=25),
+    buffer=st.integers(1, 4),
+)
+def test_a_key_join_never_hangs_and_accounts_for_every_item(
+    a: list[int], b: list[int], buffer: int
+) -> None:
+    """For any keys and buffers: the run ends, each pair shares a key, pairs of one key
+    come in arrival order on both sides, and every item is in a pair or dropped."""
+    out, status = trio.run(_join, a, b, buffer, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert 2 * len(out) + status.dropped == len(a) + len(b)
+    by_key: dict[int, list[tuple[int, int]]] = {}
+    for left, right in out:
+        assert left[0] == right[0]
+        by_key.setdefault(left[0], []).append((left[2], right[2]))
+    for indices in by_key.values():
+        assert indices == sorted(indices)
+        assert [right for _, right in indices] == sorted(right for _, right in indices)

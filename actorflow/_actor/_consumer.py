@@ -10,7 +10,7 @@ including one added while the incarnation runs (:meth:`ConsumerDriver.link_added
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -25,6 +25,8 @@ from .._hooks import (
     hook_style,
     learn_style,
     learned_sync,
+    result_style,
+    results_of,
 )
 from .._link import Link
 from .._module import Many, ModuleKind, Tag
@@ -89,9 +91,12 @@ class ConsumerDriver:
         async def threaded(*args: Any) -> Any:
             if gathered:
                 return Many(await in_thread(lambda: list(hook(*args))))
-            # A decorator without functools.wraps can hide an async def: what it
-            # returns is awaited by the thread call itself (Threads.run).
-            return await in_thread(hook, *args)
+            # A decorator without functools.wraps can hide an async def (what it
+            # returns is awaited by the thread call itself, Threads.run) or a
+            # generator function (gathered in the thread too, or here if async).
+            result = await in_thread(lambda: _gathered(hook(*args)))
+            style = result_style(result)
+            return await results_of(result, style) if style is HookStyle.ASYNC_GEN else result
 
         return threaded
 
@@ -351,18 +356,15 @@ class ConsumerDriver:
         item, rest = batch[0], batch[1:]
         try:
             result = fn(item)
-            awaitable = inspect.isawaitable(result)
-            if awaitable:
-                result = await result
+            style = learn_style(key, result)
+            result = await results_of(result, style)
         except Exception as exc:
             raise self._item_failed(exc, link, item, rest, base + 1) from exc
         except BaseException:
             self._give_back(link, batch)
             raise
-        learn_style(key, awaitable=awaitable)
         self.probe_key = None
-        if awaitable:
-            self.style = HookStyle.ASYNC
+        self.style = style
         self._handlers.clear()
         try:
             if self.collect:
@@ -407,6 +409,15 @@ class ConsumerDriver:
             except BaseException:
                 self._give_back(link, batch[index + 1 :])
                 raise
+
+
+def _gathered(result: Any) -> Any:
+    """A generator's items in :class:`Many` (in the worker thread that runs it), or
+    ``result`` itself."""
+    if inspect.isgenerator(result):
+        items: Iterable[Any] = result
+        return Many(list(items))
+    return result
 
 
 def _item_hook(module: Any, processor: bool) -> tuple[Callable[..., Any], str, Callable[..., Any]]:

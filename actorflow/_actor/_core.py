@@ -30,6 +30,7 @@ from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
 from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
+from .._reportable import MAX_TASK, fields, finite, text
 from .._settings import Settings
 from .._status import ActorState, ActorStatus, DropReason, EndReason
 from ._consumer import ConsumerDriver
@@ -138,7 +139,7 @@ class Actor:
         self.spec = spec
         self.name = spec.name
         self.module = module
-        self.kind: ModuleKind = module.kind
+        self.kind: ModuleKind = type(module).kind  # ``self.kind`` is the module's own
         self.settings = settings
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
@@ -508,12 +509,12 @@ class Actor:
             await pacing.yield_()
 
     def set_progress(self, done: float, total: float | None) -> None:
-        self.progress = (float(done), None if total is None else float(total))
+        self.progress = (finite(done) or 0.0, finite(total))  # coerced: see _reportable
 
     def set_info(self, task: str | None, info: dict[str, Any]) -> None:
         if task is not None:
-            self.task = task
-        self._info = info
+            self.task = text(task, MAX_TASK)
+        self._info = fields(info)
 
     def read_port(self, port: str, limit: int | None) -> list[Any]:
         """Take what arrived on input ``port`` (for progressive modules)."""

@@ -47,6 +47,9 @@ class Room(Protocol):
     progress: tuple[float, float | None] | None
     thread_limiter: trio.CapacityLimiter | None
 
+    @property
+    def dropped(self) -> dict[str, int]: ...
+
     def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
 
     def trace(self, event: str, items: list[Any], **fields: Any) -> None: ...

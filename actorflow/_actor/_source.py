@@ -134,7 +134,18 @@ class SourceDriver:
             raise _start_failed(room, exc) from exc
         if produced is None:
             room.mark_ready()
-        elif hasattr(produced, "__aiter__"):
+            return
+        outbox = room.outbox
+        if outbox.main not in outbox.outputs:
+            _close(produced)
+            known = ", ".join(repr(port) for port in outbox.outputs) or "none"
+            raise RunError(
+                room.name,
+                f"start() produced items, which go to the main output port ('out' or the "
+                f"only one), but there is none (output ports: {known}): name a port "
+                "'out', or send with `await self.emit(item, port)` and return None",
+            )
+        if hasattr(produced, "__aiter__"):
             await self._pull_async(produced)
         elif hasattr(produced, "__iter__"):
             if module.blocking:
@@ -233,6 +244,14 @@ class SourceDriver:
             if aclose is not None:
                 with trio.CancelScope(shield=True):
                     await aclose()
+
+
+def _close(produced: Any) -> None:
+    """Close a generator that will not be pulled (an async one is left to the
+    collector: closing it needs the event loop and it never ran)."""
+    close = getattr(produced, "close", None)
+    if close is not None and inspect.isgenerator(produced):
+        close()
 
 
 class _ThreadedIterator:

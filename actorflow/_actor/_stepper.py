@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,6 +58,9 @@ def read_synced(
     else:
         rows = _join_by_key(links, ports, key, limit)
         room.received += len(rows) * len(ports)
+        stuck = [_stuck(found) for found in links.values()]
+        if not rows and all(stuck) and not any(_ended(found) for found in links.values()):
+            _drop_stuck(room, links)
     # Once every input has ended the module ends too, and what waits is counted then.
     if not room.mailbox.all_closed() and any(_ended(found) for found in links.values()):
         _drop_unmatched(room, links, key)
@@ -117,24 +121,69 @@ def _join_by_key(
     key: Callable[[Any], Any],
     limit: int | None,
 ) -> list[tuple[Any, ...]]:
-    """Index each port's waiting items by key; take the keys all ports have."""
-    waiting = {
-        port: {key(item): (link, item) for link in found for item in link.items}
-        for port, found in links.items()
-    }
+    """Join the waiting items whose keys every port has, in the first port's order;
+    items with the same key pair up in arrival order (first with first)."""
     first, *others = ports
+    queues = {port: _by_key(links[port], key) for port in others}
     joined: list[tuple[Any, ...]] = []
-    for item_key in list(waiting[first]):
+    for link, item in [(found, item) for found in links[first] for item in found.items]:
         if limit is not None and len(joined) >= limit:
             break
-        if all(item_key in waiting[port] for port in others):
-            row = []
-            for port in ports:
-                link, item = waiting[port][item_key]
-                link.remove_item(item)
-                row.append(item)
-            joined.append(tuple(row))
+        item_key = key(item)
+        if not all(queues[port].get(item_key) for port in others):
+            continue
+        link.remove_item(item)
+        row = [item]
+        for port in others:
+            other_link, other = queues[port][item_key].popleft()
+            other_link.remove_item(other)
+            row.append(other)
+        joined.append(tuple(row))
     return joined
+
+
+def _by_key(found: list[Link], key: Callable[[Any], Any]) -> dict[Any, deque[tuple[Link, Any]]]:
+    """A port's waiting items by key, each key's in arrival order."""
+    queues: dict[Any, deque[tuple[Link, Any]]] = {}
+    for link in found:
+        for item in link.items:
+            queues.setdefault(key(item), deque()).append((link, item))
+    return queues
+
+
+def _stuck(found: list[Link]) -> bool:
+    """Whether nothing more can come on a port: each of its links has ended, or is full
+    and makes its producer wait (a lossy link makes room by itself)."""
+    return all(
+        link.closed or (not link.never_blocks and len(link.items) >= link.capacity)
+        for link in found
+    )
+
+
+def _drop_stuck(room: Room, links: dict[str, list[Link]]) -> None:
+    """Every input is full and no waiting item has a partner: nothing can arrive to
+    match them, so the join would wait for ever. The oldest item of each full input is
+    dropped (``unmatched``), which lets its producer go on, and warned about (at 1, 2,
+    4, ... such drops, so a stream that never matches does not flood the log)."""
+    dropped = 0
+    for found in links.values():
+        full = [link for link in found if link.items and not link.closed]
+        if full:
+            link = full[0]
+            link.remove_item(link.items[0])
+            dropped += 1
+    before = room.dropped.get(DropReason.UNMATCHED, 0)
+    room.received += dropped
+    room.count_drop(dropped, DropReason.UNMATCHED)
+    total = before + dropped
+    if total.bit_length() > before.bit_length():  # 1, 2, 4, 8... : a log, not a flood
+        room.log.warning(
+            "actor.unmatched",
+            count=dropped,
+            total=total,
+            error="read_synced: every input is full of items no other input can match; "
+            "the oldest of each was dropped",
+        )
 
 
 class StepDriver:

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_THREADS",
     "MAX_WORKERS",
     "YEAR",
+    "check_flag",
     "check_seconds",
     "check_whole",
     "coerce_enum",
@@ -138,8 +139,13 @@ def check_seconds(name: str, value: Any, *, zero: bool = False, infinite: bool =
 
 def flag(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     """``True`` or ``False``, nothing merely truthy: ``"no"`` must not read as yes."""
+    check_flag(attribute.name, value)
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is ``True`` or ``False``."""
     if not isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be true or false, got {short(value)}")
+        raise TypeError(f"{name} must be True or False, got {short(value)}")
 
 
 def name_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

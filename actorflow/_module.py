@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 import structlog
 
-from ._checks import MAX_COUNT, check_seconds, check_whole, short
+from ._checks import MAX_COUNT, check_flag, check_seconds, check_whole, short
 from ._data import Data
 from ._exceptions import ValidationError
 from ._lifecycle import does_nothing
@@ -214,12 +214,6 @@ Check = Callable[[str, Any], None]
 if the value is wrong."""
 
 
-def flag(name: str, value: Any) -> None:
-    """A setting that is ``True`` or ``False`` (``"no"`` is true in Python: refuse it)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {short(value)}")
-
-
 def optional_seconds(name: str, value: Any) -> None:
     """A duration setting that may be ``None`` (the default behaviour)."""
     if value is not None:
@@ -313,7 +307,10 @@ class Module:
     """The hook every concrete module of this kind overrides (checked by validation)."""
     _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup")
     """The hooks of this kind the runtime calls (besides those of its bases)."""
-    _setting_checks: ClassVar[Mapping[str, Check]] = {"blocking": flag, "sequential": flag}
+    _setting_checks: ClassVar[Mapping[str, Check]] = {
+        "blocking": check_flag,
+        "sequential": check_flag,
+    }
     """The settings of this kind (besides those of its bases), each with its check."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -532,7 +529,7 @@ class Tag(Processor):
 
     _required_hook = "tag"
     _runtime_hooks = ("tag",)
-    _setting_checks: ClassVar[Mapping[str, Check]] = {"into": _into, "overwrite": flag}
+    _setting_checks: ClassVar[Mapping[str, Check]] = {"into": _into, "overwrite": check_flag}
 
     @required
     def tag(self, data: Any) -> Mapping[str, Any] | None:

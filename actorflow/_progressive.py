@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._module import Check, Module, ModuleKind, flag, optional_seconds, required, units
+from ._checks import check_flag
+from ._module import Check, Module, ModuleKind, optional_seconds, required, units
 from ._ports import Port
 
 __all__ = ["Progressive", "Step", "StepState"]
@@ -68,7 +69,7 @@ class Progressive(Module):
         "step_size": units,
         "max_step_size": units,
         "quantum": optional_seconds,
-        "interactive": flag,
+        "interactive": check_flag,
     }
 
     @required

@@ -368,13 +368,13 @@ def test_a_backoff_table_in_a_graph_file_is_a_backoff_or_an_error_naming_its_key
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (GOOD.replace("buffer = 8", 'feedback = "yes"'), "feedback must be true or false"),
-        (GOOD.replace("buffer = 8", 'latest_only = "no"'), "latest_only must be true or false"),
+        (GOOD.replace("buffer = 8", 'feedback = "yes"'), "feedback must be True or False"),
+        (GOOD.replace("buffer = 8", 'latest_only = "no"'), "latest_only must be True or False"),
         (
             GOOD.replace(
                 'module = "store"', 'module = "store"\nsupervise = { significant = "no" }'
             ),
-            "significant must be true or false",
+            "significant must be True or False",
         ),
         (GOOD + "[settings]\nremote_url = 5\n", "remote_url must be a redis://"),
         (GOOD + '[settings]\nremote_url = "http://:pw@x"\n', "remote_url must be a redis://"),

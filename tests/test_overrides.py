@@ -143,7 +143,7 @@ def test_any_set_option_is_applied_or_refused_in_one_line(
 ) -> None:
     """Fuzzed --set: the file is valid (exit 0) or the one error line names the file or
     the option (exit 2); never a traceback."""
-    code, _, err = run_cli(["validate", "plant.toml", "--set", f"{key}={value}"], capsys)
+    code, _, err = run_cli(["validate", "plant.toml", f"--set={key}={value}"], capsys)
     assert code in (0, 2), err
     assert "Traceback" not in err
     if code == 2:

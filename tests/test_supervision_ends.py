@@ -129,8 +129,10 @@ def crashing_chain(
     middle: int = 1,
     backoff: bool = False,
     shutdown: float | str = 5.0,
+    grouped: bool = False,
 ) -> af.Graph:
-    """src -> p0 -> ... -> k, the processors crashing on every ``every``-th item."""
+    """src -> p0 -> ... -> k, the processors crashing on every ``every``-th item (under
+    a group of their own with the same strategy if ``grouped``)."""
     graph = af.Graph()
     graph.add("src", Ticking, point=point, interval=interval, slow=slow)
     names = ["src"]
@@ -140,12 +142,15 @@ def crashing_chain(
         names.append(f"p{index}")
     graph.add("k", Sinking, point=point, slow=slow)
     graph.chain(*names, "k")
-    graph.supervisor(
-        strategy=strategy,
-        max_restarts=1000,
-        period=1,
-        backoff=af.Backoff(min=0.02, max=0.1, jitter=0) if backoff else None,
-    )
+    options: dict[str, Any] = {
+        "strategy": strategy,
+        "max_restarts": 1000,
+        "period": 1,
+        "backoff": af.Backoff(min=0.02, max=0.1, jitter=0) if backoff else None,
+    }
+    graph.supervisor(**options)
+    if grouped:
+        graph.group("grp", names[1:], **options)
     return graph
 
 
@@ -197,6 +202,7 @@ HOOKS = [
     middle=st.integers(1, 2),
     backoff=st.booleans(),
     shutdown=st.sampled_from([5.0, 0.005, "brutal_kill"]),
+    grouped=st.booleans(),
     at=st.floats(0.001, 0.5),
 )
 def test_a_cancel_in_any_step_of_a_restart_ends_the_system_at_once(
@@ -208,6 +214,7 @@ def test_a_cancel_in_any_step_of_a_restart_ends_the_system_at_once(
     middle: int,
     backoff: bool,
     shutdown: float | str,
+    grouped: bool,
     at: float,
 ) -> None:
     """Crashing chains under every strategy, cancelled from inside a hook (a validate of a
@@ -223,6 +230,7 @@ def test_a_cancel_in_any_step_of_a_restart_ends_the_system_at_once(
         middle=middle,
         backoff=backoff,
         shutdown=shutdown,
+        grouped=grouped,
     )
     fallback = at if hook is None else 5
     took = trio.run(

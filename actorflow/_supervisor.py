@@ -385,7 +385,8 @@ class Supervisor:
         """Start a stopped child again (OTP's ``restart_child``).
 
         Raises:
-            RuntimeError: It is running, being restarted, or ended for good.
+            RuntimeError: It is running, being restarted, or ended for good; or the
+                supervisor is not running (any more).
         """
         child = self._roster.find(name)
         if child.restarting:
@@ -445,7 +446,7 @@ class Supervisor:
         ``foreign``: another task than the supervisor's asks (:meth:`start_child`,
         :meth:`restart_child`).
         """
-        assert self._nursery is not None, "supervisor is not running"
+        _running(self.name, self._nursery)
         assert not child.running, "a child's previous generation has not ended"
         try:
             await child.worker.prepare()
@@ -457,6 +458,7 @@ class Supervisor:
                 exc_info=exc,
             )
             raise _StartFailed(child, exc) from exc
+        nursery = _running(self.name, self._nursery)  # it may have ended meanwhile
         child.next_generation()
         self._roster.set_running(child, True)
         kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
@@ -464,9 +466,9 @@ class Supervisor:
         if foreign:
             # Another task's cancellations are not the nursery's: trio's start keeps
             # what they mean for the child (a start cancelled early cancels it).
-            await self._nursery.start(self._child_task, child, child.generation, None, name=name)
+            await nursery.start(self._child_task, child, child.generation, None, name=name)
         else:
-            await _spawn(self._nursery, self._child_task, child, name)
+            await _spawn(nursery, self._child_task, child, name)
 
     async def _child_task(
         self,
@@ -702,6 +704,18 @@ class Supervisor:
                     child, group[:] = failed, group[group.index(failed) :]
                 else:
                     await self._stop_all([c for c in starting if c.running])
+
+
+def _running(name: str, nursery: trio.Nursery | None) -> trio.Nursery:
+    """The nursery of a running supervisor, for starting a child in it.
+
+    Raises:
+        RuntimeError: The supervisor is not running (it may have ended while a child
+            was being prepared by another task: start_child, restart_child).
+    """
+    if nursery is None:
+        raise RuntimeError(f"supervisor {name!r} is not running")
+    return nursery
 
 
 async def _spawn(

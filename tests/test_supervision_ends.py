@@ -5,6 +5,7 @@ and escalation messages that count the restarts made."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from typing import Any, ClassVar
@@ -564,3 +565,44 @@ async def test_an_escalation_counts_the_restarts_made_by_a_restarted_group(
     assert "gave up after 1 restart(s)" in str(root)
     assert "supervisor 'grp' gave up after 1 restart(s)" in str(group)
     assert "gave up after 2" not in str(root)
+
+
+# -- a cancel while a restart waits for an abandoned blocking call --------------------
+
+
+async def test_a_cancel_while_a_restart_waits_for_an_abandoned_blocking_call_ends_at_once() -> (
+    None
+):
+    """A restart first waits (up to cleanup_timeout) for a blocking call that the last
+    incarnation abandoned in its thread; a cancel that lands then ends the system at
+    once, as the new incarnation will never start (real threads, real time)."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Hangs(af.Sink):
+        blocking = True
+
+        def consume(self, data: int) -> None:
+            entered.set()
+            release.wait(10)
+
+    graph = af.Graph()
+    graph.add("src", Forever, interval=0.05)
+    graph.add("sink", Hangs)
+    graph.link("src", "sink")
+    graph.supervise("sink", shutdown="brutal_kill")
+    try:
+        with trio.fail_after(30):
+            async with af.open_system(graph, cleanup_timeout=0.2) as system:
+                await trio.to_thread.run_sync(entered.wait, 10)
+                supervisor = system.supervisor()
+                await supervisor.terminate_child("sink")  # its consume() hangs on
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(supervisor.restart_child, "sink")
+                    await trio.sleep(0.05)  # the restart waits for the thread (0.2 s)
+                    began = trio.current_time()
+                    system.cancel()
+        took = trio.current_time() - began
+    finally:
+        release.set()
+    assert took < 0.1

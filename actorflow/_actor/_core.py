@@ -198,8 +198,8 @@ class Actor:
         self._cleanup_errors: list[CleanupError] | None = None
         self._cleaned: trio.Event | None = None
         self.owes_cleanup = False
-        """A module instance was made ready to run (prepare) and its cleanup() has not
-        yet run: those downstream of a cancelled system wait for it, and only for it."""
+        """An incarnation runs and its module's cleanup() has not run yet: those
+        downstream of a cancelled system wait for that, and for nothing else."""
         self.terminated = False
 
     # -- what outlives an incarnation, made on first use -------------------------------
@@ -322,17 +322,16 @@ class Actor:
         builds and validates a new module from the same class and config."""
         if self._fresh:
             self._fresh = False
-            self.owes_cleanup = True
             return
         spec = self.spec
-        # An abandoned blocking call of the last incarnation must not run beside this one.
-        await self.threads.settle(self.settings.cleanup_timeout, self.log)
+        # An abandoned blocking call of the last incarnation must not run beside this
+        # one; a cancellation meanwhile means no new one will start: no need to wait.
+        await self.threads.settle(self.settings.cleanup_timeout, self.log, shield=False)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
         await validate(self.name, module.validate, call, self.log)
         self.module = module
-        self.owes_cleanup = True  # its run() follows at once, and ends in _clean_up
         self.restarts += 1
         self.set_state(ActorState.VALIDATED)
 
@@ -343,6 +342,7 @@ class Actor:
             RunError: The module raised; what it held was requeued or dead-lettered.
         """
         self.incarnations += 1
+        self.owes_cleanup = True  # until _clean_up, at the end of this run
         self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None

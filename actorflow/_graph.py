@@ -150,7 +150,8 @@ class Graph:
                 crash) or ``"temporary"``.
             shutdown: Seconds to finish the current item and clean up when stopped, then
                 it is cancelled; ``"brutal_kill"`` or ``"infinity"``.
-            significant: Its normal end counts for its supervisor's auto-shutdown.
+            significant: Its end counts for its supervisor's auto-shutdown (transient:
+                a normal end; temporary: any end).
             attempts: How many times an item that makes it fail is tried (a restart
                 between tries) before it is dead-lettered.
 

@@ -268,7 +268,8 @@ class RestartType(enum.Enum):
 
 
 class AutoShutdown(enum.Enum):
-    """When a supervisor ends by itself because significant children ended normally."""
+    """When a supervisor ends by itself because significant children ended (OTP's
+    rules: a transient one's normal end counts, a temporary one's whatever its end)."""
 
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
@@ -326,7 +327,8 @@ class ChildSpec:
         shutdown: Seconds the child gets to finish its current item and clean up when
             stopped, before it is cancelled; ``"brutal_kill"`` (or 0) cancels it at once;
             ``"infinity"`` waits for as long as it takes.
-        significant: Whether its normal end counts for the supervisor's auto-shutdown.
+        significant: Whether its end counts for the supervisor's auto-shutdown (a
+            transient child's normal end; a temporary child's, whatever its end).
     """
 
     restart: RestartType = attrs.field(default=RestartType.TRANSIENT, converter=_to_restart)
@@ -366,8 +368,8 @@ class SupervisorSpec:
             the supervisor stops every child and fails (OTP's default: 1 in 5 s).
         period: The intensity window, in seconds.
         backoff: Optional delay before restarts.
-        auto_shutdown: End the supervisor when any or all significant children ended
-            normally.
+        auto_shutdown: End the supervisor when any significant child ended by itself,
+            or the last active one did (``"any_significant"``, ``"all_significant"``).
     """
 
     strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy)

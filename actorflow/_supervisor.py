@@ -150,6 +150,26 @@ class _Roster:
         del self.children[child.worker.name]
         self.significant.discard(child.worker.name)
 
+    def all_ended(self) -> bool:
+        """Every child ended for good (none could be started again)."""
+        return all(child.ended for child in self.children.values())
+
+    def shuts_down(self, mode: AutoShutdown, ended: _Child, abnormal: bool) -> bool:
+        """Whether the end of ``ended`` (by itself, not to be restarted) shuts the
+        supervisor down, by OTP's rules: it counts if it is significant and temporary,
+        or transient and ended normally; any_significant then shuts down at once,
+        all_significant if no other significant child is active (running or being
+        restarted; one held stopped by terminate_child is not)."""
+        if mode is AutoShutdown.NEVER or not _counts_for_auto_shutdown(ended, abnormal):
+            return False
+        if mode is AutoShutdown.ANY_SIGNIFICANT:
+            return True
+        children = self.children
+        return not any(
+            child is not ended and (child.running or (child.restarting and not child.held))
+            for child in map(children.__getitem__, self.significant)
+        )
+
     def listed(self, child: _Child) -> bool:
         """Whether ``child`` is still one of the children (not deleted meanwhile)."""
         return self.children.get(child.worker.name) is child
@@ -212,7 +232,6 @@ class Supervisor:
         self.log = get_logger(supervisor=name)
         self._roster = _Roster(name)
         self._children, self._running = self._roster.children, self._roster.running
-        self._significant = self._roster.significant
         for worker, cspec in children:
             if worker.name in self._children:
                 raise ValueError(f"supervisor {name!r} has two children named {worker.name!r}")
@@ -228,7 +247,6 @@ class Supervisor:
         self._going_down = False
         """The tree is being cancelled (not killed by the parent): every child that
         ends from now on ends for good."""
-        self._significant_ended: set[str] = set()
         self.started = trio.Event()
         self.failure: EscalationError | None = None
         """Set the moment this supervisor gives up, before it stops its children, so a
@@ -244,7 +262,6 @@ class Supervisor:
         self._stop_requested = False
         self._killed = False
         self._going_down = False
-        self._significant_ended.clear()
         self.failure = None
 
     async def request_stop(self) -> None:
@@ -264,6 +281,11 @@ class Supervisor:
         for child in self._children.values():
             if child.running:
                 child.worker.on_kill()
+
+    @property
+    def finished(self) -> bool:
+        """Ended with every child ended for good: a restart would have nothing to start."""
+        return self.failure is None and self._roster.all_ended()
 
     def _end_for_good(self, child: _Child, reason: str) -> None:
         if not child.ended:
@@ -363,7 +385,8 @@ class Supervisor:
         """Start a stopped child again (OTP's ``restart_child``).
 
         Raises:
-            RuntimeError: It is running, being restarted, or ended for good.
+            RuntimeError: It is running, being restarted, or ended for good; or the
+                supervisor is not running (any more).
         """
         child = self._roster.find(name)
         if child.restarting:
@@ -423,7 +446,7 @@ class Supervisor:
         ``foreign``: another task than the supervisor's asks (:meth:`start_child`,
         :meth:`restart_child`).
         """
-        assert self._nursery is not None, "supervisor is not running"
+        _running(self.name, self._nursery)
         assert not child.running, "a child's previous generation has not ended"
         try:
             await child.worker.prepare()
@@ -435,6 +458,7 @@ class Supervisor:
                 exc_info=exc,
             )
             raise _StartFailed(child, exc) from exc
+        nursery = _running(self.name, self._nursery)  # it may have ended meanwhile
         child.next_generation()
         self._roster.set_running(child, True)
         kind = "supervisor" if isinstance(child.worker, Supervisor) else "actor"
@@ -442,9 +466,9 @@ class Supervisor:
         if foreign:
             # Another task's cancellations are not the nursery's: trio's start keeps
             # what they mean for the child (a start cancelled early cancels it).
-            await self._nursery.start(self._child_task, child, child.generation, None, name=name)
+            await nursery.start(self._child_task, child, child.generation, None, name=name)
         else:
-            await _spawn(self._nursery, self._child_task, child, name)
+            await _spawn(nursery, self._child_task, child, name)
 
     async def _child_task(
         self,
@@ -571,7 +595,7 @@ class Supervisor:
             self._end_for_good(child, reason)
             if child.spec.restart is RestartType.TEMPORARY:
                 self._roster.remove(child)
-            if child.spec.significant and not abnormal and self._auto_shutdown(name):
+            if self._roster.shuts_down(self.spec.auto_shutdown, child, abnormal):
                 self.log.info("supervisor.auto_shutdown", child=name)
                 await self._stop_all(list(self._children.values()))
                 return True
@@ -579,18 +603,9 @@ class Supervisor:
         await self._restart(child, error or RuntimeError(f"child {name!r} ended ({reason})"))
         return False
 
-    def _auto_shutdown(self, name: str) -> bool:
-        mode = self.spec.auto_shutdown
-        if mode is AutoShutdown.NEVER:
-            return False
-        self._significant_ended.add(name)
-        if mode is AutoShutdown.ANY_SIGNIFICANT:
-            return True
-        return self._significant <= self._significant_ended
-
     def _note_restart(self, child: _Child, cause: BaseException) -> None:
         """Count a restart against the intensity; escalate when it is exceeded."""
-        restarts = self._intensity.note(trio.current_time())
+        restarts = self._intensity.note(trio.current_time(), self.spec.max_restarts)
         if restarts > self.spec.max_restarts:
             raise EscalationError(
                 self.name,
@@ -691,6 +706,18 @@ class Supervisor:
                     await self._stop_all([c for c in starting if c.running])
 
 
+def _running(name: str, nursery: trio.Nursery | None) -> trio.Nursery:
+    """The nursery of a running supervisor, for starting a child in it.
+
+    Raises:
+        RuntimeError: The supervisor is not running (it may have ended while a child
+            was being prepared by another task: start_child, restart_child).
+    """
+    if nursery is None:
+        raise RuntimeError(f"supervisor {name!r} is not running")
+    return nursery
+
+
 async def _spawn(
     nursery: trio.Nursery,
     task: Callable[[_Child, int, trio.lowlevel.Task], Awaitable[None]],
@@ -757,10 +784,21 @@ def _group(strategy: Strategy, children: dict[str, _Child], child: _Child) -> li
     return every[every.index(child) :]
 
 
+def _counts_for_auto_shutdown(child: _Child, abnormal: bool) -> bool:
+    """Whether the end of a child that ended by itself and is not restarted counts for
+    auto-shutdown (OTP's rules): a significant ``temporary`` child's whatever its end,
+    a significant ``transient`` child's only when it ended normally."""
+    if not child.spec.significant:
+        return False
+    return child.spec.restart is RestartType.TEMPORARY or not abnormal
+
+
 def _wants_restart(child: _Child, abnormal: bool) -> bool:
     """Whether an ended child is restarted, by its restart type (OTP's rules)."""
-    if getattr(child.worker, "retired", False):
-        return False  # the worker says it is done (a source after System.stop())
+    if getattr(child.worker, "finished", False):
+        # The worker says no restart can undo its end: a module at its end of stream,
+        # a source after System.stop(), a group with no child left to start.
+        return False
     restart = child.spec.restart
     if restart is RestartType.TEMPORARY:
         return False
@@ -776,13 +814,19 @@ class _Intensity:
     times: deque[float] = attrs.field(factory=deque)
     burst: int = 0
 
-    def note(self, now: float) -> int:
-        """Count a restart at ``now``; return how many fall in the last period."""
+    def note(self, now: float, limit: int) -> int:
+        """Ask for a restart at ``now``; return how many restarts the last period holds
+        with it. More than ``limit``: refused, and not kept, so that the history holds
+        only restarts made (a group restarted after it gave up counts those alone)."""
         times = self.times
-        if times and now - times[-1] > self.period:
-            self.burst = 0
-        times.append(now)
+        gap = not times or now - times[-1] > self.period
         while times and times[0] <= now - self.period:
             times.popleft()
+        asked = len(times) + 1
+        if asked > limit:
+            return asked
+        if gap:
+            self.burst = 0
+        times.append(now)
         self.burst += 1
-        return len(times)
+        return asked

@@ -76,7 +76,6 @@ class Actor:
         "_at_end",
         "_cleaned",
         "_cleanup_errors",
-        "_done_cleaning",
         "_driver",
         "_dropped",
         "_fresh",
@@ -105,6 +104,7 @@ class Actor:
         "module",
         "name",
         "outbox",
+        "owes_cleanup",
         "pacing",
         "progress",
         "ready",
@@ -198,7 +198,9 @@ class Actor:
         self.failure: RunError | None = None
         self._cleanup_errors: list[CleanupError] | None = None
         self._cleaned: trio.Event | None = None
-        self._done_cleaning = False
+        self.owes_cleanup = False
+        """An incarnation runs and its module's cleanup() has not run yet: those
+        downstream of a cancelled system wait for that, and for nothing else."""
         self.terminated = False
 
     # -- what outlives an incarnation, made on first use -------------------------------
@@ -249,15 +251,6 @@ class Actor:
         return self._ready_event
 
     @property
-    def cleaned(self) -> trio.Event:
-        """Set once the actor has ended for good and accounted for what it held."""
-        if self._cleaned is None:
-            self._cleaned = trio.Event()
-            if self._done_cleaning:
-                self._cleaned.set()
-        return self._cleaned
-
-    @property
     def active(self) -> bool:
         """True until the runtime asks the module to stop."""
         incarnation = self.incarnation
@@ -267,6 +260,11 @@ class Actor:
     def retired(self) -> bool:
         """A source after a graceful system stop: done, whatever its restart type says."""
         return self.kind is ModuleKind.SOURCE and self._system_stopping()
+
+    @property
+    def finished(self) -> bool:
+        """Not to be restarted, whatever its restart type (see :func:`_finished`)."""
+        return _finished(self)
 
     def system_stopping(self) -> bool:
         return self._system_stopping()
@@ -327,8 +325,9 @@ class Actor:
             self._fresh = False
             return
         spec = self.spec
-        # An abandoned blocking call of the last incarnation must not run beside this one.
-        await self.threads.settle(self.settings.cleanup_timeout, self.log)
+        # An abandoned blocking call of the last incarnation must not run beside this
+        # one; a cancellation meanwhile means no new one will start: no need to wait.
+        await self.threads.settle(self.settings.cleanup_timeout, self.log, shield=False)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
@@ -344,6 +343,7 @@ class Actor:
             RunError: The module raised; what it held was requeued or dead-lettered.
         """
         self.incarnations += 1
+        self.owes_cleanup = True  # until _clean_up, at the end of this run
         self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None
@@ -456,9 +456,6 @@ class Actor:
         _discard_inputs(self)
         failed = self.reason == EndReason.FAILED
         self.set_state(ActorState.INVALID if failed else ActorState.TERMINATED)
-        self._done_cleaning = True
-        if self._cleaned is not None:
-            self._cleaned.set()
         if self._on_terminated is not None:
             self._on_terminated(self)
         if self._peers is not None:
@@ -568,6 +565,40 @@ class Actor:
             self.log.info("actor.resumed")
 
 
+def _finished(actor: Actor) -> bool:
+    """Whether the last incarnation's end is one no restart can undo: a source after a
+    graceful system stop (whatever its end); any other module that ended normally once
+    every input had ended (its end of stream), or during a graceful stop. A new
+    incarnation would only find the same end at once."""
+    if actor.kind is ModuleKind.SOURCE:
+        return actor.system_stopping()
+    if actor.reason != EndReason.NORMAL:
+        return False
+    if actor.system_stopping():
+        return True
+    # A progressive module without inputs ends when it says so, like a source.
+    had_inputs = actor.linked or actor.kind in _CONSUMERS
+    return had_inputs and actor.mailbox.exhausted()
+
+
+async def _wait_cleaned_up(actor: Actor) -> None:
+    """Wait until the actor's current module instance has been cleaned up (at once if
+    none owes a cleanup: one that never ran, or one cleaned up already)."""
+    if not actor.owes_cleanup:
+        return
+    if actor._cleaned is None:
+        actor._cleaned = trio.Event()
+    await actor._cleaned.wait()
+
+
+def _cleaned_up(actor: Actor) -> None:
+    """The current module instance's cleanup() is over: wake whoever waits for that."""
+    actor.owes_cleanup = False
+    cleaned, actor._cleaned = actor._cleaned, None
+    if cleaned is not None:
+        cleaned.set()
+
+
 def _discard_inputs(actor: Actor) -> None:
     """The actor ended for good: its inputs take nothing more; what they hold is lost."""
     for link in actor.mailbox.links:
@@ -625,16 +656,25 @@ def _status_of(actor: Actor) -> ActorStatus:
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
     """The end of an incarnation: its module's cleanup(), producers first when the
     whole system is going down."""
+    try:
+        await _clean_up_module(actor, wait_for_upstream=wait_for_upstream)
+    finally:
+        _cleaned_up(actor)
+
+
+async def _clean_up_module(actor: Actor, *, wait_for_upstream: bool) -> None:
     actor.set_state(ActorState.ZOMBIE)
     timeout = actor.settings.cleanup_timeout
     if wait_for_upstream:
-        # The whole system is going down at once: clean up producers first. Each
-        # upstream cleanup is bounded by its own timeout, so this wait is bounded by
-        # the timeouts of everything upstream; the bound is only a safety net.
+        # The whole system is going down at once: clean up producers first. Only a
+        # producer whose module still owes its cleanup is waited for: one between
+        # incarnations (stopped for a restart that the cancel ends) has none left to
+        # run, and no one would ever say it ran. Each upstream cleanup is bounded by its
+        # own timeout, so this wait is bounded by the timeouts of everything upstream;
+        # the bound is only a safety net.
         with trio.move_on_after(timeout * actor.ancestors):
             for upstream in actor.upstream:
-                if upstream.incarnations:
-                    await upstream.cleaned.wait()
+                await _wait_cleaned_up(upstream)
     # A blocking hook abandoned by the cancellation is still inside the module.
     await actor.threads.settle(timeout, actor.log)
     error = await cleanup(actor.name, actor.module.cleanup, actor.lifecycle, timeout, actor.log)

@@ -66,11 +66,14 @@ class Threads:
             return await result.value
         return result
 
-    async def settle(self, limit: float, log: structlog.typing.FilteringBoundLogger) -> None:
-        """Wait up to ``limit`` seconds for the abandoned calls to finish in their threads."""
+    async def settle(
+        self, limit: float, log: structlog.typing.FilteringBoundLogger, *, shield: bool = True
+    ) -> None:
+        """Wait up to ``limit`` seconds for the abandoned calls to finish in their threads
+        (``shield=False``: or until cancelled, when nothing is to start after them)."""
         if not self.abandoned:
             return
-        with trio.CancelScope(shield=True), trio.move_on_after(limit):
+        with trio.CancelScope(shield=shield), trio.move_on_after(limit):
             for done in list(self.abandoned):
                 await done.wait()
                 self.abandoned.discard(done)

@@ -52,6 +52,8 @@ from ._paths import NotARegularFile, regular_file_size
 from ._registry import Registry
 from ._settings import Settings
 from ._specs import LINK_OPTIONS, SupervisorSpec
+from ._toml import TomlTooDeep
+from ._toml import loads as bounded_toml
 
 __all__ = ["load_graph", "load_job"]
 
@@ -236,7 +238,9 @@ def _read(path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, A
 def _parse(path: Path) -> dict[str, Any]:
     try:
         regular_file_size(path, limit=MAX_FILE_SIZE)
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return bounded_toml(path.read_text(encoding="utf-8"))
+    except TomlTooDeep as exc:
+        raise GraphFileError(path, [f"refused unparsed: {exc}"]) from None
     except RecursionError:
         raise GraphFileError(path, ["not valid TOML: nested too deeply"]) from None
     except NotARegularFile as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-import tomllib
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +33,7 @@ from ._checks import did_you_mean
 from ._exceptions import RegistryError
 from ._job import Task
 from ._module import Module
+from ._toml import loads as bounded_toml
 
 __all__ = ["Registry", "RegistryEntry"]
 
@@ -99,7 +99,7 @@ class Registry:
     @staticmethod
     def _from_pyproject(path: Path) -> tuple[dict[str, RegistryEntry], tuple[Path, ...]]:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = bounded_toml(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8 or TOML
             raise RegistryError(f"{path}: cannot read it: {exc}") from exc
         tool = data.get("tool", {})

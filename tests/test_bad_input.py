@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -196,6 +197,18 @@ def test_a_bad_pyproject_shape_is_a_registry_error(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("tool = 5\n")
     with pytest.raises(af.RegistryError, match=r"\[tool.actorflow\]"):
         af.Registry.discover(tmp_path / "pyproject.toml")
+
+
+def test_a_pyproject_key_of_100_000_parts_is_one_registry_error_at_once(tmp_path: Path) -> None:
+    """tomllib is quadratic in a dotted key's parts: such a key is refused before it parses."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.actorflow.modules]\n" + ".".join(["a"] * 100_000) + ' = "m:C"\n')
+    started = time.perf_counter()
+    with pytest.raises(af.RegistryError, match="line 2: a dotted key of more than 100") as caught:
+        af.Registry.discover(path)
+    assert time.perf_counter() - started < 2
+    assert str(path) in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

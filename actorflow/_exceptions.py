@@ -15,6 +15,8 @@ from typing import NoReturn
 import attrs
 import trio
 
+from ._checks import MAX_LINE, clip
+
 __all__ = [
     "ActorflowError",
     "CleanupError",
@@ -67,13 +69,16 @@ class GraphError(ActorflowError, ValueError):
     def __init__(self, problems: Sequence[GraphProblem]) -> None:
         self.problems: tuple[GraphProblem, ...] = tuple(problems)
         count = len(self.problems)
-        lines = "\n".join(f"  - {p.message}" for p in self.problems)
+        lines = "\n".join(f"  - {clip(p.message, MAX_LINE)}" for p in self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid graph ({count} {noun}):\n{lines}")
 
 
 class RegistryError(ActorflowError, LookupError):
     """A module cannot be found by name: not enabled, or its import path is wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clip(message, MAX_LINE))
 
 
 class GraphFileError(ActorflowError, ValueError):
@@ -87,8 +92,8 @@ class GraphFileError(ActorflowError, ValueError):
     def __init__(self, path: object, problems: list[str]) -> None:
         self.path = path
         self.problems = tuple(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{path}: invalid graph file:\n{lines}")
+        lines = "\n".join(f"  - {clip(problem, MAX_LINE)}" for problem in self.problems)
+        super().__init__(f"{clip(str(path), MAX_LINE)}: invalid graph file:\n{lines}")
 
 
 class LifecycleError(ActorflowError):

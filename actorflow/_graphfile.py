@@ -158,12 +158,12 @@ def _check_config(
             not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool))
         ):
             problems.append(
-                f"{where} key {key!r}: expected {getattr(expected, '__name__', expected)}, "
+                f"{where} key {short(key)}: expected {getattr(expected, '__name__', expected)}, "
                 f"got {type(value).__name__} {short(value)}"
             )
     for name, param in params.items():
         if param.default is param.empty and name not in config:
-            problems.append(f"{where}: required key {name!r} is missing")
+            problems.append(f"{where}: required key {short(name)} is missing")
 
 
 def load_graph(
@@ -352,7 +352,7 @@ def _settings_from(table: dict[str, Any], problems: list[str]) -> Settings:
         try:
             settings = attrs.evolve(settings, **{key: value})
         except Exception as exc:
-            problems.append(f"[settings] key {key!r}: {_short_text(exc)}")
+            problems.append(f"[settings] key {short(key)}: {_short_text(exc)}")
     return settings
 
 
@@ -386,7 +386,7 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: expected a table, got {type(link).__name__} {short(link)}")
         return
     missing = [key for key in ("from", "to") if key not in link]
-    problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
+    problems.extend(f"{where}: required key {short(key)} is missing" for key in missing)
     known = {"from", "to"} | LINK_OPTIONS
     unknown = sorted(set(link) - known)
     problems.extend(_unknown(where, key, known) for key in unknown)
@@ -395,7 +395,7 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     ends = [link["from"], link["to"]]
     bad = [key for key, end in zip(("from", "to"), ends, strict=True) if not isinstance(end, str)]
     problems.extend(
-        f'{where} key {key!r}: expected "module" or "module.port", got {short(link[key])}'
+        f'{where} key {short(key)}: expected "module" or "module.port", got {short(link[key])}'
         for key in bad
     )
     if bad:

@@ -88,7 +88,7 @@ def _url(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
         shown = redact_url(value) if isinstance(value, str) else value
         raise ValueError(
             f"remote {attribute.name} must be a redis:// (or rediss://, unix://) URL, "
-            f"got {shown!r}"
+            f"got {short(shown)}"
         )
 
 
@@ -147,13 +147,13 @@ def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote |
             return Remote(**value)
         except TypeError:
             names = [f.name for f in attrs.fields(Remote)]
-            unknown = ", ".join(repr(k) for k in value if k not in names)
+            unknown = ", ".join(short(k) for k in value if k not in names)
             raise ValueError(
                 f"remote: unknown option {unknown} (options: {', '.join(names)})"
             ) from None
     raise ValueError(
         f"remote must be a redis:// URL, true, a table of options or actorflow.Remote, "
-        f"got {value!r}"
+        f"got {short(value)}"
     )
 
 
@@ -239,10 +239,10 @@ class ModuleSpec:
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
     def input_ports(self) -> dict[str, Port]:
-        return normalize_ports(self.factory.inputs, f"module {self.name!r}")
+        return normalize_ports(self.factory.inputs, f"module {short(self.name)}")
 
     def output_ports(self) -> dict[str, Port]:
-        return normalize_ports(self.factory.outputs, f"module {self.name!r}")
+        return normalize_ports(self.factory.outputs, f"module {short(self.name)}")
 
 
 # -- supervision -------------------------------------------------------------------------

@@ -199,3 +199,52 @@ def test_a_key_of_100_000_parts_is_one_graph_file_error_at_once(tmp_path: Path, 
     with pytest.raises(af.GraphFileError, match=r"line 1: a dotted key of more than 100 parts"):
         af.load_graph(path, REGISTRY)
     assert time.perf_counter() - started < 2
+
+
+RICH: dict[str, Any] = {
+    "graph": {"name": "plant"},
+    "settings": {"quantum": 0.01},
+    "modules": {
+        "readings": {
+            "module": "readings",
+            "config": {"count": 2},
+            "supervise": {"restart": "permanent"},
+        },
+        "store": {"module": "store"},
+    },
+    "links": [
+        {"from": "readings.out", "to": "store.in", "copy": "deep", "overflow": "block"},
+        {"from": "readings", "to": "store", "remote": "redis://localhost/0"},
+    ],
+}
+BIG = "x" * 1_000_000
+
+
+def _with_big(value: Any) -> list[Any]:
+    """Every variant of ``value`` with one of its strings or keys made huge (alone, or
+    after a dot, as a port)."""
+    if isinstance(value, str):
+        return [BIG, f"{value}.{BIG}"]
+    if isinstance(value, list):
+        return [
+            [*value[:at], variant, *value[at + 1 :]]
+            for at, item in enumerate(value)
+            for variant in _with_big(item)
+        ]
+    if isinstance(value, dict):
+        variants: list[Any] = []
+        for key, item in value.items():
+            variants.append({(BIG if k == key else k): v for k, v in value.items()})
+            variants += [{**value, key: variant} for variant in _with_big(item)]
+        return variants
+    return []
+
+
+@pytest.mark.parametrize("document", _with_big(RICH), ids=lambda _: "")
+def test_a_huge_string_anywhere_is_quoted_in_short(tmp_path: Path, document: Any) -> None:
+    """A 1 MB string in any key or value of a graph file gives an error of a few KB."""
+    path = tmp_path / "plant.toml"
+    path.write_text(dump(document))
+    for load in (af.load_graph, af.load_job):
+        message = _error_of(load, path)
+        assert message is None or len(message) < 4000, message[:3000]

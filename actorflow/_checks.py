@@ -58,9 +58,10 @@ def coerce_enum(kind: type[_E], value: _E | str, option: str) -> _E:
         return value
     try:
         return kind(value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: an unhashable value
         choices = ", ".join(repr(member.value) for member in kind)
-        raise ValueError(f"{option} must be one of {choices}, got {value!r}") from None
+        hint = did_you_mean(value, [str(member.value) for member in kind])
+        raise ValueError(f"{option} must be one of {choices}, got {short(value)}{hint}") from None
 
 
 Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]

@@ -128,13 +128,19 @@ def _entry(
     return cls, config
 
 
+def _takes_nothing(self: object) -> None:
+    """The signature of a class that does not define ``__init__``."""
+
+
 def _check_config(
     module: type[Module] | type[Task], config: dict[str, Any], where: str, problems: list[str]
 ) -> None:
     """Check ``config`` against the module or task constructor's parameters."""
+    # object.__init__ reads as (self, *args, **kwargs), yet it takes no keys at all.
+    init = _takes_nothing if module.__init__ is object.__init__ else module.__init__
     try:
-        signature = inspect.signature(module.__init__)
-        hints = typing.get_type_hints(module.__init__)
+        signature = inspect.signature(init)
+        hints = typing.get_type_hints(init)
     except Exception:  # pragma: no cover - exotic constructors: not checked
         return
     params = {

@@ -30,6 +30,8 @@ import structlog._config as _structlog_config
 import structlog.tracebacks
 import trio
 
+from ._checks import did_you_mean, short
+
 __all__ = ["configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
 _LEVELS = {
@@ -134,7 +136,8 @@ def _level_number(level: str | int) -> int:
         return _LEVELS[level.lower()]
     except KeyError:
         choices = ", ".join(_LEVELS)
-        raise ValueError(f"unknown log level {level!r}; use one of {choices}") from None
+        hint = did_you_mean(level.lower(), _LEVELS)
+        raise ValueError(f"unknown log level {short(level)}; use one of {choices}{hint}") from None
 
 
 def configure_logging(

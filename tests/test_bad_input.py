@@ -132,6 +132,13 @@ def test_a_huge_value_is_quoted_in_short(tmp_path: Path) -> None:
         (GOOD.replace('from = "readings"', 'from = "readings.ot"'), "did you mean 'out'?"),
         (GOOD + "[modules.store.supervise]\nrestrat = 'permanent'\n", "did you mean 'restart'?"),
         (GOOD + "[supervisor]\nstrategi = 'one_for_all'\n", "did you mean 'strategy'?"),
+        (GOOD.replace("buffer = 8", 'copy = "dep"'), "got 'dep' (did you mean 'deep'?)"),
+        (GOOD.replace("buffer = 8", 'overflow = "drop_olest"'), "(did you mean 'drop_oldest'?)"),
+        (
+            GOOD + "[modules.store.supervise]\nrestart = 'temporay'\n",
+            "(did you mean 'temporary'?)",
+        ),
+        (GOOD + "[supervisor]\nstrategy = 'one_for_al'\n", "(did you mean 'one_for_all'?)"),
     ],
 )
 def test_misspelt_keys_and_names_get_a_close_match(

@@ -29,6 +29,7 @@ __all__ = [
     "RegistryError",
     "RunError",
     "SerializationError",
+    "StoreError",
     "ValidationError",
     "reraise",
     "single_errors",
@@ -160,6 +161,19 @@ class SerializationError(ActorflowError, TypeError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"cannot serialise {path}: {message}")
+
+
+class StoreError(ActorflowError, OSError):
+    """A shared data store cannot be opened: its file is a directory, lies in a missing
+    directory, is not an SQLite database, or cannot be written.
+
+    Attributes:
+        path: The path as given.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{clip(str(path), MAX_LINE)!r}: cannot open it as a store: {reason}")
 
 
 class EscalationError(RunError):

@@ -23,6 +23,10 @@ import trio
 from rich.console import Console
 
 from . import _logfile
+from ._diagram import dot as _dot
+from ._diagram import job_dot as _job_dot
+from ._diagram import job_mermaid as _job_mermaid
+from ._diagram import mermaid as _mermaid
 from ._exceptions import (
     ActorflowError,
     GraphError,
@@ -208,50 +212,6 @@ def _load(args: argparse.Namespace) -> tuple[Graph, Settings] | Job:
         return loaded[0], attrs.evolve(loaded[1], **settings)
     except (TypeError, ValueError) as exc:
         raise _BadOption(f"--set: {exc}") from None
-
-
-def _mermaid(graph: Graph) -> str:
-    lines = ["flowchart LR"]
-    lines += [
-        f"    {spec.name}[{spec.name}: {spec.factory.__qualname__}]" for spec in graph.modules
-    ]
-    for link in graph.links:
-        arrow = "-.->" if link.feedback else "-->"
-        lines.append(
-            f"    {link.source} {arrow}|{link.source_port} to {link.target_port}| {link.target}"
-        )
-    return "\n".join(lines)
-
-
-def _dot(graph: Graph) -> str:
-    lines = [f'digraph "{graph.name}" {{', "    rankdir=LR;"]
-    lines += [
-        f'    "{spec.name}" [label="{spec.name}\\n{spec.factory.__qualname__}"];'
-        for spec in graph.modules
-    ]
-    for link in graph.links:
-        style = ", style=dashed" if link.feedback else ""
-        lines.append(
-            f'    "{link.source}" -> "{link.target}" '
-            f'[label="{link.source_port} to {link.target_port}"{style}];'
-        )
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def _job_mermaid(job: Job) -> str:
-    lines = ["flowchart LR"]
-    lines += [f"    {name}[{name}]" for name in job.tasks]
-    lines += [f"    {a} --> {b}" for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
-    return "\n".join(lines)
-
-
-def _job_dot(job: Job) -> str:
-    lines = [f'digraph "{job.name}" {{', "    rankdir=LR;"]
-    lines += [f'    "{name}";' for name in job.tasks]
-    lines += [f'    "{a}" -> "{b}";' for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
-    lines.append("}")
-    return "\n".join(lines)
 
 
 def _run_job(job: Job, view: bool) -> int:

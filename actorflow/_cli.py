@@ -23,6 +23,7 @@ import trio
 from rich.console import Console
 
 from . import _logfile
+from ._checks import short
 from ._diagram import dot as _dot
 from ._diagram import job_dot as _job_dot
 from ._diagram import job_mermaid as _job_mermaid
@@ -40,7 +41,7 @@ from ._graph import Graph
 from ._graphfile import load_any
 from ._interrupt import run_interruptible
 from ._job import Job, JobResult
-from ._logging import configure_logging, get_logger, log_write_error
+from ._logging import check_level, configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
 from ._pyload import is_python_target, load_python
 from ._registry import Registry
@@ -342,8 +343,14 @@ class _BadOption(ActorflowError):
 
 def _log_to(args: argparse.Namespace) -> None:
     """Send JSON logs to ``--log``, or say in one line why that path cannot take them."""
-    if not args.log:
+    try:
+        check_level(args.log_level)  # checked with or without --log
+    except ValueError as exc:
+        raise _BadOption(f"--log-level: {exc}") from None
+    if args.log is None:
         return
+    if not args.log:
+        raise _BadOption("--log '': not a valid path (it is empty)")
     if "\0" in args.log:
         raise _BadOption(f"--log {args.log!r}: not a valid path (it holds a NUL byte)")
     try:
@@ -436,6 +443,8 @@ def _graph_command(
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
+        if not only:
+            raise _BadOption(f"--only {short(','.join(args.only))}: names no module")
     return _run(graph, settings, _wants_view(args.view), only)
 
 

@@ -253,6 +253,11 @@ def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
         (["run", str(graph), "--log", str(tmp_path / "no" / "x.log")], "x.log"),
         (["run", str(graph), "--log", str(tmp_path / "ok.log"), "--log-level", "loud"], "loud"),
         (["run", str(graph), "--log", "/dev/full"], "/dev/full"),  # opens, takes no write
+        (["run", str(graph), "--log-level", "nonsense"], "--log-level: unknown log level"),
+        (["run", str(graph), "--log-level", "debg"], "(did you mean 'debug'?)"),
+        (["run", str(graph), "--log", ""], "--log '': not a valid path"),
+        (["run", str(graph), "--only", ""], "--only '': names no module"),
+        (["run", str(graph), "--only", ",,", "--only", " "], "--only ',,, ': names no module"),
         (["validate", "/dev/zero"], "/dev/zero"),  # endless: not a regular file
         (["run", "/dev/stdin"], "/dev/stdin"),
         (["logs", "/dev/zero"], "/dev/zero"),

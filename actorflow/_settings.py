@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, seconds, whole
+from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, seconds, short, whole
 from ._urls import url_repr
 
 __all__ = ["Settings"]
+
+
+def _url_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A URL is text (what scheme it needs is checked where it is used)."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(
+            f"{attribute.name} must be a URL string, got {type(value).__name__} {short(value)}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -40,4 +50,8 @@ class Settings:
     stop_timeout: float = attrs.field(default=5.0, validator=seconds())
     thread_limit: int = attrs.field(default=8, validator=whole(1, MAX_THREADS))
     heartbeat_interval: float = attrs.field(default=5.0, validator=seconds())
-    remote_url: str | None = attrs.field(default=None, repr=url_repr)
+    remote_url: str | None = attrs.field(
+        default=None,
+        repr=url_repr,
+        validator=_url_text,
+    )

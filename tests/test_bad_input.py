@@ -83,6 +83,10 @@ def problems(tmp_path: Path, text: str) -> str:
         (GOOD.replace("buffer = 8", 'buffer = "x"'), "[[links]] #1 (readings -> store)"),
         (GOOD + "[settings]\nquantum = 'x'\n", "[settings] key 'quantum'"),
         (
+            GOOD + "[settings]\nremote_url = 5\n",
+            "key 'remote_url': remote_url must be a URL string",
+        ),
+        (
             GOOD + "[modules.store.supervise]\nrestart = 5\n",
             "[modules.store] key 'supervise'",
         ),

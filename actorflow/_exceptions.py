@@ -109,7 +109,7 @@ class LifecycleError(ActorflowError):
 
     def __init__(self, module: str, message: str) -> None:
         self.module = module
-        super().__init__(f"module {module!r} failed in {self.phase}: {message}")
+        super().__init__(f"module {clip(repr(module))} failed in {self.phase}: {message}")
 
 
 class InitializationError(LifecycleError):

@@ -25,6 +25,7 @@ from ._exceptions import LifecycleError as LifecycleError
 from ._exceptions import RegistryError as RegistryError
 from ._exceptions import RunError as RunError
 from ._exceptions import SerializationError as SerializationError
+from ._exceptions import StoreError as StoreError
 from ._exceptions import ValidationError as ValidationError
 from ._graph import Graph as Graph
 from ._graphfile import load_graph as load_graph
@@ -156,6 +157,7 @@ __all__ = [
     "Step",
     "StepState",
     "Store",
+    "StoreError",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",

@@ -24,9 +24,11 @@ __all__ = [
     "MAX_THREADS",
     "MAX_WORKERS",
     "YEAR",
+    "MAX_LINE",
     "check_flag",
     "check_seconds",
     "check_whole",
+    "clip",
     "coerce_enum",
     "did_you_mean",
     "flag",
@@ -63,9 +65,10 @@ def coerce_enum(kind: type[_E], value: _E | str, option: str) -> _E:
         return value
     try:
         return kind(value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: an unhashable value
         choices = ", ".join(repr(member.value) for member in kind)
-        raise ValueError(f"{option} must be one of {choices}, got {value!r}") from None
+        hint = did_you_mean(value, [str(member.value) for member in kind])
+        raise ValueError(f"{option} must be one of {choices}, got {short(value)}{hint}") from None
 
 
 Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]
@@ -190,10 +193,23 @@ _SHORT.maxlevel = 3
 def did_you_mean(word: object, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``word``, or
     nothing."""
-    if not isinstance(word, str):
+    if not isinstance(word, str) or len(word) > 200:  # difflib is slow on huge words
         return ""
     close = difflib.get_close_matches(word, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+MAX_LINE = 1000
+"""A problem line in an error message is cut to about this many characters."""
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` unquoted, its middle cut out when it is longer than ``limit``: for names
+    built from user values (a link named after its modules) and whole problem lines."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{text[:head]}...({len(text) - head - tail} characters cut)...{text[-tail:]}"
 
 
 def short(value: object) -> str:

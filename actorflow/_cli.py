@@ -25,6 +25,11 @@ import trio
 from rich.console import Console
 
 from . import _logfile
+from ._checks import short
+from ._diagram import dot as _dot
+from ._diagram import job_dot as _job_dot
+from ._diagram import job_mermaid as _job_mermaid
+from ._diagram import mermaid as _mermaid
 from ._exceptions import (
     ActorflowError,
     GraphError,
@@ -45,7 +50,7 @@ from ._interrupt import (
     signal_name,
 )
 from ._job import Job, JobResult
-from ._logging import configure_logging, get_logger, log_write_error
+from ._logging import check_level, configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
 from ._pyload import is_python_target, load_python
 from ._registry import Registry
@@ -247,50 +252,6 @@ def _load(args: argparse.Namespace) -> tuple[Graph, Settings] | Job:
         raise _BadOption(f"--set: {exc}") from None
 
 
-def _mermaid(graph: Graph) -> str:
-    lines = ["flowchart LR"]
-    lines += [
-        f"    {spec.name}[{spec.name}: {spec.factory.__qualname__}]" for spec in graph.modules
-    ]
-    for link in graph.links:
-        arrow = "-.->" if link.feedback else "-->"
-        lines.append(
-            f"    {link.source} {arrow}|{link.source_port} to {link.target_port}| {link.target}"
-        )
-    return "\n".join(lines)
-
-
-def _dot(graph: Graph) -> str:
-    lines = [f'digraph "{graph.name}" {{', "    rankdir=LR;"]
-    lines += [
-        f'    "{spec.name}" [label="{spec.name}\\n{spec.factory.__qualname__}"];'
-        for spec in graph.modules
-    ]
-    for link in graph.links:
-        style = ", style=dashed" if link.feedback else ""
-        lines.append(
-            f'    "{link.source}" -> "{link.target}" '
-            f'[label="{link.source_port} to {link.target_port}"{style}];'
-        )
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def _job_mermaid(job: Job) -> str:
-    lines = ["flowchart LR"]
-    lines += [f"    {name}[{name}]" for name in job.tasks]
-    lines += [f"    {a} --> {b}" for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
-    return "\n".join(lines)
-
-
-def _job_dot(job: Job) -> str:
-    lines = [f'digraph "{job.name}" {{', "    rankdir=LR;"]
-    lines += [f'    "{name}";' for name in job.tasks]
-    lines += [f'    "{a}" -> "{b}";' for a, b in zip(job.tasks, job.tasks[1:], strict=False)]
-    lines.append("}")
-    return "\n".join(lines)
-
-
 def _run_job(job: Job, view: bool) -> int:
     async def main() -> JobResult:
         async with trio.open_nursery() as nursery:
@@ -472,8 +433,14 @@ class _BadOption(ActorflowError):
 
 def _log_to(args: argparse.Namespace) -> None:
     """Send JSON logs to ``--log``, or say in one line why that path cannot take them."""
-    if not args.log:
+    try:
+        check_level(args.log_level)  # checked with or without --log
+    except ValueError as exc:
+        raise _BadOption(f"--log-level: {exc}") from None
+    if args.log is None:
         return
+    if not args.log:
+        raise _BadOption("--log '': not a valid path (it is empty)")
     if "\0" in args.log:
         raise _BadOption(f"--log {args.log!r}: not a valid path (it holds a NUL byte)")
     try:
@@ -569,4 +536,6 @@ def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
+        if not only:
+            raise _BadOption(f"--only {short(','.join(args.only))}: names no module")
     return _run(graph, settings, _wants_view(args.view), only)

@@ -30,7 +30,7 @@ import msgpack
 from ._checks import short
 from ._exceptions import SerializationError
 
-__all__ = ["Data", "decode", "decode_items", "encode", "new_id"]
+__all__ = ["Data", "decode", "decode_items", "encode", "encode_items", "new_id"]
 
 _ID_PREFIX: Final = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -115,12 +115,13 @@ _EXT_DATE: Final = 7
 
 
 MAX_DEPTH: Final = 100
-"""How many tuples, sets and ``Data`` may nest inside one another in an encoded value
-(lists and dicts between two of them count towards msgpack's own limit instead).
-Deeper values are refused on encode and on decode, so hostile bytes cannot exhaust the
-C stack."""
+"""How many containers (lists, dicts, tuples, sets, frozensets and ``Data``, all kinds
+counted together) may nest inside one another in an encoded value; the value itself is the
+first. Deeper values are refused on encode and on decode alike, so neither msgpack's
+recursive C packer nor hostile bytes can exhaust the C stack."""
 
 _BIGINT: Final = re.compile(rb"-?[0-9]{1,4300}")
+_KINDS: Final = frozenset({list, dict, tuple, set, frozenset, Data})
 
 
 class _Unsupported(Exception):
@@ -129,7 +130,37 @@ class _Unsupported(Exception):
 
 
 class _TooDeep(Exception):
-    """More than :data:`MAX_DEPTH` tuples, sets or ``Data`` inside one another."""
+    """More than :data:`MAX_DEPTH` containers inside one another."""
+
+
+def _children(item: Any) -> Any:
+    """The parts of a container that may themselves be containers."""
+    kind = type(item)
+    if kind is Data:
+        return (item.fields, item.tags)
+    if kind is dict:
+        return [*item, *item.values()]
+    return item
+
+
+def _nested_within(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether no container in ``value`` lies more than ``limit`` containers deep.
+
+    Walked depth first without recursion (a cyclic value is simply too deep); a container
+    whose items hold no container costs one C-level pass over them.
+    """
+    if type(value) not in _KINDS:
+        return True
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = _children(item)
+        if _KINDS.isdisjoint(map(type, children)):
+            continue
+        if depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if type(child) in _KINDS)
+    return True
 
 
 _state = threading.local()
@@ -157,17 +188,17 @@ def _default(obj: object) -> msgpack.ExtType:
         return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())  # type: ignore[attr-defined]
     if kind is _dt.date:
         return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())  # type: ignore[attr-defined]
-    with _deeper():
-        if kind is tuple:
-            return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))  # type: ignore[call-overload]
-        if kind is set:
-            return msgpack.ExtType(_EXT_SET, _pack(list(obj)))  # type: ignore[call-overload]
-        if kind is frozenset:
-            return msgpack.ExtType(_EXT_FROZENSET, _pack(list(obj)))  # type: ignore[call-overload]
-        if kind is Data:
-            assert isinstance(obj, Data)
-            body = [obj.fields, obj.tags, obj.timestamp, obj.id, obj.origin]
-            return msgpack.ExtType(_EXT_DATA, _pack(body))
+    # encode() checked the nesting before packing: these nested packs stay shallow.
+    if kind is tuple:
+        return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))  # type: ignore[call-overload]
+    if kind is set:
+        return msgpack.ExtType(_EXT_SET, _pack(list(obj)))  # type: ignore[call-overload]
+    if kind is frozenset:
+        return msgpack.ExtType(_EXT_FROZENSET, _pack(list(obj)))  # type: ignore[call-overload]
+    if kind is Data:
+        assert isinstance(obj, Data)
+        body = [obj.fields, obj.tags, obj.timestamp, obj.id, obj.origin]
+        return msgpack.ExtType(_EXT_DATA, _pack(body))
     raise _Unsupported(obj)
 
 
@@ -236,10 +267,9 @@ def _unpack(payload: bytes) -> Any:
 
 
 _SCALARS: Final = (type(None), bool, int, float, str, bytes)
-_MSGPACK_NESTING: Final = 511  # msgpack's packer refuses lists and dicts nested deeper
 _DEPTH_MESSAGE: Final = (
-    f"nested too deeply (at most {MAX_DEPTH} tuples, sets or Data inside one another, "
-    f"and {_MSGPACK_NESTING} lists or dicts between two of them)"
+    f"nested too deeply (at most {MAX_DEPTH} lists, dicts, tuples, sets or Data "
+    "inside one another)"
 )
 _HUGE: Final = 10**4300
 
@@ -286,20 +316,23 @@ def _find_unsupported(
     return None
 
 
-def _too_deep(value: object) -> str:
-    """The path of the first part of ``value`` nested deeper than the limits allow."""
-    stack = [(value, "value", 0, 0)]
+def _too_deep(value: object, root: str = "value") -> str:
+    """The path of the first part of ``value`` nested deeper than :data:`MAX_DEPTH`."""
+    stack = [(value, root, 1)]
     while stack:
-        item, where, ext, nesting = stack.pop()
-        kind = type(item)
-        if kind in (tuple, set, frozenset, Data):
-            ext, nesting = ext + 1, 0
-        elif kind in (list, dict):
-            nesting += 1
-        if ext > MAX_DEPTH or nesting > _MSGPACK_NESTING:
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
             return where if len(where) <= 80 else f"{where[:40]}...{where[-30:]}"
-        stack.extend((part, at, ext, nesting) for part, at in reversed(_parts(item, where)))
-    return "value"  # pragma: no cover - only called for a value found too deep
+        parts = _parts(item, where)
+        stack.extend((part, at, depth + 1) for part, at in reversed(parts) if type(part) in _KINDS)
+    return root  # pragma: no cover - only called for a value found too deep
+
+
+def _checked(value: Any, root: str = "payload") -> Any:
+    """``value`` decoded, refused if nested deeper than :func:`encode` allows."""
+    if not _nested_within(value):
+        raise SerializationError(_too_deep(value, root), _DEPTH_MESSAGE)
+    return value
 
 
 def encode(value: object) -> bytes:
@@ -310,6 +343,26 @@ def encode(value: object) -> bytes:
             exactly, is nested too deeply, or is an integer of more than 4300 digits;
             the message names where it is.
     """
+    if not _nested_within(value):
+        raise SerializationError(_too_deep(value), _DEPTH_MESSAGE)
+    return _encode_shallow(value)
+
+
+def encode_items(items: list[Any]) -> bytes:
+    """Encode ``items`` as one array for :func:`decode_items`: each item may nest as deeply
+    as :func:`encode` allows on its own, since each is decoded on its own.
+
+    Raises:
+        SerializationError: As :func:`encode`, for the first item that cannot be encoded.
+    """
+    for index, item in enumerate(items):
+        if not _nested_within(item):
+            raise SerializationError(_too_deep(item, f"item {index}"), _DEPTH_MESSAGE)
+    return _encode_shallow(items)
+
+
+def _encode_shallow(value: object) -> bytes:
+    """Encode a value already known to nest no deeper than the limit."""
     try:
         return _pack(value)
     except _Unsupported:
@@ -318,11 +371,9 @@ def encode(value: object) -> bytes:
         raise SerializationError(
             where, f"type {type(bad).__qualname__} has no lossless msgpack form"
         ) from None
-    except (_TooDeep, RecursionError):
-        raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
-    except ValueError as exc:  # msgpack's nesting limit, or str() of a huge int
-        if "recursion limit" in str(exc):
-            raise SerializationError(_too_deep(value), _DEPTH_MESSAGE) from None
+    except RecursionError:  # the caller was already near Python's recursion limit
+        raise SerializationError("value", _DEPTH_MESSAGE) from None
+    except ValueError as exc:  # str() of a huge int, or a string too long for msgpack
         found = _find_unsupported(value, "value", huge=True)
         if found is None:  # a bytes or str too long for msgpack (4 GiB)
             raise SerializationError("value", short(str(exc))) from None
@@ -337,10 +388,10 @@ def decode(payload: bytes) -> Any:
             nests deeper than :func:`encode` allows.
     """
     try:
-        return _unpack(payload)
+        return _checked(_unpack(payload))
     except SerializationError:
         raise
-    except (_TooDeep, RecursionError):
+    except (_TooDeep, RecursionError, msgpack.StackError):
         raise SerializationError("payload", _DEPTH_MESSAGE) from None
     except Exception as exc:
         raise SerializationError(
@@ -369,8 +420,8 @@ def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
     def items() -> Iterator[Any]:
         for _ in range(count):
             try:
-                yield unpacker.unpack()
-            except (_TooDeep, RecursionError):
+                yield _checked(unpacker.unpack(), "payload item")
+            except (_TooDeep, RecursionError, msgpack.StackError):
                 raise SerializationError("payload", _DEPTH_MESSAGE) from None
             except SerializationError:
                 raise

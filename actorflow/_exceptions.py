@@ -15,6 +15,8 @@ from typing import NoReturn
 import attrs
 import trio
 
+from ._checks import MAX_LINE, clip
+
 __all__ = [
     "ActorflowError",
     "CleanupError",
@@ -27,6 +29,7 @@ __all__ = [
     "RegistryError",
     "RunError",
     "SerializationError",
+    "StoreError",
     "ValidationError",
     "reraise",
     "single_errors",
@@ -67,13 +70,16 @@ class GraphError(ActorflowError, ValueError):
     def __init__(self, problems: Sequence[GraphProblem]) -> None:
         self.problems: tuple[GraphProblem, ...] = tuple(problems)
         count = len(self.problems)
-        lines = "\n".join(f"  - {p.message}" for p in self.problems)
+        lines = "\n".join(f"  - {clip(p.message, MAX_LINE)}" for p in self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid graph ({count} {noun}):\n{lines}")
 
 
 class RegistryError(ActorflowError, LookupError):
     """A module cannot be found by name: not enabled, or its import path is wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clip(message, MAX_LINE))
 
 
 class GraphFileError(ActorflowError, ValueError):
@@ -87,8 +93,8 @@ class GraphFileError(ActorflowError, ValueError):
     def __init__(self, path: object, problems: list[str]) -> None:
         self.path = path
         self.problems = tuple(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{path}: invalid graph file:\n{lines}")
+        lines = "\n".join(f"  - {clip(problem, MAX_LINE)}" for problem in self.problems)
+        super().__init__(f"{clip(str(path), MAX_LINE)}: invalid graph file:\n{lines}")
 
 
 class LifecycleError(ActorflowError):
@@ -103,7 +109,7 @@ class LifecycleError(ActorflowError):
 
     def __init__(self, module: str, message: str) -> None:
         self.module = module
-        super().__init__(f"module {module!r} failed in {self.phase}: {message}")
+        super().__init__(f"module {clip(repr(module))} failed in {self.phase}: {message}")
 
 
 class InitializationError(LifecycleError):
@@ -155,6 +161,19 @@ class SerializationError(ActorflowError, TypeError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"cannot serialise {path}: {message}")
+
+
+class StoreError(ActorflowError, OSError):
+    """A shared data store cannot be opened: its file is a directory, lies in a missing
+    directory, is not an SQLite database, or cannot be written.
+
+    Attributes:
+        path: The path as given.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{clip(str(path), MAX_LINE)!r}: cannot open it as a store: {reason}")
 
 
 class EscalationError(RunError):

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ._checks import check_seconds
+from ._checks import check_seconds, short
 from ._exceptions import GraphError, GraphProblem
 from ._module import Module
 from ._specs import (
@@ -32,7 +32,12 @@ _DEFAULT_SUPERVISION = Supervision()
 all, not a fresh one per question (100,000 modules asked it twice each)."""
 
 
-def _split_endpoint(endpoint: str, default_port: str) -> tuple[str, str]:
+def _split_endpoint(endpoint: str, default_port: str, argument: str) -> tuple[str, str]:
+    if not isinstance(endpoint, str):
+        raise TypeError(
+            f"{argument} must be a module name or 'module.port', got "
+            f"{type(endpoint).__name__} {short(endpoint)}"
+        )
     module, dot, port = endpoint.partition(".")
     return module, (port if dot else default_port)
 
@@ -107,8 +112,8 @@ class Graph:
         Raises:
             ValueError: An option has a value that can never be valid.
         """
-        src, src_port = _split_endpoint(source, "out")
-        dst, dst_port = _split_endpoint(target, "in")
+        src, src_port = _split_endpoint(source, "out", "source")
+        dst, dst_port = _split_endpoint(target, "in", "target")
         spec = LinkSpec(
             src,
             src_port,
@@ -185,9 +190,24 @@ class Graph:
         ``shutdown`` and ``significant`` say how its parent treats the group as a child:
         by default it is restarted only when it gives up (escalates), it may take as
         long as its members need to stop, and its end does not count for the parent's
-        auto-shutdown."""
+        auto-shutdown.
+
+        Raises:
+            TypeError: ``members`` is one string rather than names, or holds a non-string.
+            ValueError: ``name`` is the graph's own: the root supervisor's name.
+        """
+        names = () if isinstance(members, str) else tuple(members)
+        if isinstance(members, str) or not all(isinstance(m, str) for m in names):
+            raise TypeError(
+                f"group {short(name)}: members must be module names (a list of strings), "
+                f"got {short(members)}"
+            )
+        if name == self.name:
+            raise ValueError(
+                f"group {short(name)}: the graph's own name, which its root supervisor has"
+            )
         child = ChildSpec(restart=restart, shutdown=shutdown, significant=significant)
-        self._groups.append(GroupSpec(name, tuple(members), SupervisorSpec(**options), child))
+        self._groups.append(GroupSpec(name, names, SupervisorSpec(**options), child))
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
@@ -214,10 +234,16 @@ class Graph:
     def dead_letters(self, target: str) -> None:
         """Deliver dead letters to ``target`` (``"module"`` or ``"module.port"``), as
         :class:`DeadLetter` records. That port needs no other link."""
-        self.dead_letter_target = _split_endpoint(target, "in")
+        self.dead_letter_target = _split_endpoint(target, "in", "target")
 
     def chain(self, *endpoints: str, **options: Any) -> list[LinkSpec]:
-        """Link each endpoint to the next one, with the same options for every link."""
+        """Link each endpoint to the next one, with the same options for every link.
+
+        Raises:
+            TypeError: An endpoint is not a string.
+        """
+        for index, endpoint in enumerate(endpoints):
+            _split_endpoint(endpoint, "in", f"endpoint {index}")
         return [self.link(a, b, **options) for a, b in itertools.pairwise(endpoints)]
 
     def problems(self) -> list[GraphProblem]:

@@ -52,6 +52,8 @@ from ._paths import NotARegularFile, regular_file_size
 from ._registry import Registry
 from ._settings import Settings
 from ._specs import LINK_OPTIONS, SupervisorSpec
+from ._toml import TomlTooDeep
+from ._toml import loads as bounded_toml
 
 __all__ = ["load_graph", "load_job"]
 
@@ -126,13 +128,19 @@ def _entry(
     return cls, config
 
 
+def _takes_nothing(self: object) -> None:
+    """The signature of a class that does not define ``__init__``."""
+
+
 def _check_config(
     module: type[Module] | type[Task], config: dict[str, Any], where: str, problems: list[str]
 ) -> None:
     """Check ``config`` against the module or task constructor's parameters."""
+    # object.__init__ reads as (self, *args, **kwargs), yet it takes no keys at all.
+    init = _takes_nothing if module.__init__ is object.__init__ else module.__init__
     try:
-        signature = inspect.signature(module.__init__)
-        hints = typing.get_type_hints(module.__init__)
+        signature = inspect.signature(init)
+        hints = typing.get_type_hints(init)
     except Exception:  # pragma: no cover - exotic constructors: not checked
         return
     params = {
@@ -156,12 +164,12 @@ def _check_config(
             not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool))
         ):
             problems.append(
-                f"{where} key {key!r}: expected {getattr(expected, '__name__', expected)}, "
+                f"{where} key {short(key)}: expected {getattr(expected, '__name__', expected)}, "
                 f"got {type(value).__name__} {short(value)}"
             )
     for name, param in params.items():
         if param.default is param.empty and name not in config:
-            problems.append(f"{where}: required key {name!r} is missing")
+            problems.append(f"{where}: required key {short(name)} is missing")
 
 
 def load_graph(
@@ -236,7 +244,9 @@ def _read(path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, A
 def _parse(path: Path) -> dict[str, Any]:
     try:
         regular_file_size(path, limit=MAX_FILE_SIZE)
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return bounded_toml(path.read_text(encoding="utf-8"))
+    except TomlTooDeep as exc:
+        raise GraphFileError(path, [f"refused unparsed: {exc}"]) from None
     except RecursionError:
         raise GraphFileError(path, ["not valid TOML: nested too deeply"]) from None
     except NotARegularFile as exc:
@@ -348,7 +358,7 @@ def _settings_from(table: dict[str, Any], problems: list[str]) -> Settings:
         try:
             settings = attrs.evolve(settings, **{key: value})
         except Exception as exc:
-            problems.append(f"[settings] key {key!r}: {_short_text(exc)}")
+            problems.append(f"[settings] key {short(key)}: {_short_text(exc)}")
     return settings
 
 
@@ -382,7 +392,7 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: expected a table, got {type(link).__name__} {short(link)}")
         return
     missing = [key for key in ("from", "to") if key not in link]
-    problems.extend(f"{where}: required key {key!r} is missing" for key in missing)
+    problems.extend(f"{where}: required key {short(key)} is missing" for key in missing)
     known = {"from", "to"} | LINK_OPTIONS
     unknown = sorted(set(link) - known)
     problems.extend(_unknown(where, key, known) for key in unknown)
@@ -391,7 +401,7 @@ def _add_link(graph: Graph, link: Any, where: str, problems: list[str]) -> None:
     ends = [link["from"], link["to"]]
     bad = [key for key, end in zip(("from", "to"), ends, strict=True) if not isinstance(end, str)]
     problems.extend(
-        f'{where} key {key!r}: expected "module" or "module.port", got {short(link[key])}'
+        f'{where} key {short(key)}: expected "module" or "module.port", got {short(link[key])}'
         for key in bad
     )
     if bad:

@@ -31,7 +31,9 @@ import structlog._config as _structlog_config
 import structlog.tracebacks
 import trio
 
-__all__ = ["configure_logging", "enabled_for", "get_logger", "log_write_error"]
+from ._checks import did_you_mean, short
+
+__all__ = ["check_level", "configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -153,7 +155,17 @@ def _level_number(level: str | int) -> int:
         return _LEVELS[level.lower()]
     except KeyError:
         choices = ", ".join(_LEVELS)
-        raise ValueError(f"unknown log level {level!r}; use one of {choices}") from None
+        hint = did_you_mean(level.lower(), _LEVELS)
+        raise ValueError(f"unknown log level {short(level)}; use one of {choices}{hint}") from None
+
+
+def check_level(level: str | int) -> None:
+    """Refuse ``level`` unless it is a level name (any case) or number.
+
+    Raises:
+        ValueError: Naming the level names, and the closest one.
+    """
+    _level_number(level)
 
 
 def configure_logging(

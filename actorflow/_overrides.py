@@ -22,6 +22,7 @@ import attrs
 
 from ._checks import did_you_mean, short
 from ._settings import Settings
+from ._toml import loads as bounded_toml
 
 __all__ = [
     "ENV_PREFIX",
@@ -43,9 +44,10 @@ def _settings_fields() -> list[str]:
 
 def parse_value(text: str) -> Any:
     """``text`` read as a TOML value (``5``, ``0.5``, ``true``, ``"a"``, ``[1, 2]``,
-    ``{ min = 1 }``), or the text itself when it is not one (``redis://host/0``)."""
+    ``{ min = 1 }``), or the text itself when it is not one (``redis://host/0``) or goes
+    beyond the bounds of :mod:`actorflow._toml` (tomllib is quadratic in a key's parts)."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        return bounded_toml(f"value = {text}")["value"]
     except (tomllib.TOMLDecodeError, RecursionError, ValueError):
         return text
 

@@ -24,16 +24,16 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-import tomllib
 from pathlib import Path
 from typing import TypeVar
 
 import attrs
 
-from ._checks import did_you_mean
+from ._checks import clip, did_you_mean, short
 from ._exceptions import RegistryError
 from ._job import Task
 from ._module import Module
+from ._toml import loads as bounded_toml
 
 __all__ = ["Registry", "RegistryEntry"]
 
@@ -99,7 +99,7 @@ class Registry:
     @staticmethod
     def _from_pyproject(path: Path) -> tuple[dict[str, RegistryEntry], tuple[Path, ...]]:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = bounded_toml(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8 or TOML
             raise RegistryError(f"{path}: cannot read it: {exc}") from exc
         tool = data.get("tool", {})
@@ -110,7 +110,8 @@ class Registry:
         extra = tool.get("pythonpath", [])
         if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
             raise RegistryError(
-                f"{path}: [tool.actorflow] pythonpath must be a list of directories, got {extra!r}"
+                f"{path}: [tool.actorflow] pythonpath must be a list of directories, "
+                f"got {short(extra)}"
             )
         paths = (root, *(root / entry for entry in extra))
         table = tool.get("modules", {})
@@ -120,7 +121,8 @@ class Registry:
         for name, target in table.items():
             if not isinstance(target, str) or ":" not in target:
                 raise RegistryError(
-                    f"{path}: [tool.actorflow.modules] {name} = {target!r}: expected "
+                    f"{path}: [tool.actorflow.modules] {clip(name, 60)} = {short(target)}: "
+                    "expected "
                     '"package.module:Class"'
                 )
             entries[name] = RegistryEntry(name, target, str(path))
@@ -156,9 +158,10 @@ class Registry:
             enabled = ", ".join(sorted(self.entries)) or "none"
             hint = did_you_mean(name, self.entries)
             raise RegistryError(
-                f"module {name!r} is not enabled{hint} (enabled: {enabled}). Enable it in "
-                f'pyproject.toml: [tool.actorflow.modules] {name} = "package.module:Class", '
-                f"or install a package that provides it under the {ENTRY_POINT_GROUP!r} "
+                f"module {short(name)} is not enabled{hint} (enabled: {enabled}). Enable it in "
+                f"pyproject.toml: [tool.actorflow.modules] {clip(name, 60)} = "
+                '"package.module:Class", '
+                f"or install a package that provides it under the {short(ENTRY_POINT_GROUP)} "
                 "entry-point group"
             )
         module_path, _, attribute = entry.target.partition(":")
@@ -171,23 +174,25 @@ class Registry:
                 found = getattr(found, part)
         except ImportError as exc:
             raise RegistryError(
-                f"module {name!r} ({entry.origin}): cannot import {module_path!r}: {exc}"
+                f"module {short(name)} ({entry.origin}): cannot import {short(module_path)}: {exc}"
             ) from exc
         except AttributeError as exc:
             raise RegistryError(
-                f"module {name!r} ({entry.origin}): {module_path!r} has no {attribute!r}"
+                f"module {short(name)} ({entry.origin}): {short(module_path)} has no "
+                f"{short(attribute)}"
             ) from exc
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
             # SyntaxError, any error raised while the module ran, even SystemExit.
             raise RegistryError(
-                f"module {name!r} ({entry.origin}): importing {module_path!r} failed: "
+                f"module {short(name)} ({entry.origin}): importing {short(module_path)} failed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if not (isinstance(found, type) and issubclass(found, base)):
             raise RegistryError(
-                f"module {name!r} ({entry.origin}): {entry.target!r} is not a subclass of "
+                f"module {short(name)} ({entry.origin}): {short(entry.target)} is not a "
+                "subclass of "
                 f"{_KINDS[base]}"
             )
         return found

@@ -23,6 +23,7 @@ from ._checks import (
     MAX_COUNT,
     MAX_WORKERS,
     check_seconds,
+    clip,
     coerce_enum,
     did_you_mean,
     flag,
@@ -139,13 +140,13 @@ def to_remote(value: Remote | str | bool | Mapping[str, Any] | None) -> Remote |
             return Remote(**value)
         except TypeError:
             names = [f.name for f in attrs.fields(Remote)]
-            unknown = ", ".join(repr(k) for k in value if k not in names)
+            unknown = ", ".join(short(k) for k in value if k not in names)
             raise ValueError(
                 f"remote: unknown option {unknown} (options: {', '.join(names)})"
             ) from None
     raise ValueError(
         f"remote must be a redis:// URL, true, a table of options or actorflow.Remote, "
-        f"got {value!r}"
+        f"got {short(value)}"
     )
 
 
@@ -232,14 +233,14 @@ class ModuleSpec:
 
     def input_ports(self) -> dict[str, Port]:
         inputs = getattr(self.factory, "inputs", {})
-        return normalize_ports(inputs, f"module {self.name!r}", f"{self._owner()}.inputs")
+        return normalize_ports(inputs, f"module {short(self.name)}", f"{self._owner()}.inputs")
 
     def output_ports(self) -> dict[str, Port]:
         outputs = getattr(self.factory, "outputs", {})
-        return normalize_ports(outputs, f"module {self.name!r}", f"{self._owner()}.outputs")
+        return normalize_ports(outputs, f"module {short(self.name)}", f"{self._owner()}.outputs")
 
     def _owner(self) -> str:
-        return str(getattr(self.factory, "__qualname__", self.factory))
+        return clip(str(getattr(self.factory, "__qualname__", self.factory)))
 
 
 # -- supervision -------------------------------------------------------------------------

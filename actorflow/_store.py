@@ -10,6 +10,7 @@ program, and is safe with several writers (threads or processes); ``RedisStore``
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from ._data import decode, encode
-from ._exceptions import SerializationError
+from ._exceptions import SerializationError, StoreError
 
 __all__ = ["MemoryStore", "ModuleData", "SQLiteStore", "Store"]
 
@@ -97,6 +98,24 @@ class MemoryStore:
         """Nothing to release."""
 
 
+def _why_not(path: Path, error: Exception) -> str:
+    """What is wrong with ``path``, in words, rather than SQLite's "unable to open"."""
+    try:
+        if path.is_dir():
+            return "it is a directory"
+        if not path.parent.is_dir():
+            return f"its directory {str(path.parent)!r} does not exist"
+        if path.exists() and not path.is_file():
+            return "it is not a regular file"
+        if path.exists() and not os.access(path, os.W_OK):
+            return "it is not writable"
+        if not path.exists() and not os.access(path.parent, os.W_OK):
+            return f"no permission to create files in {str(path.parent)!r}"
+    except (OSError, ValueError):
+        pass
+    return str(error) or type(error).__name__
+
+
 class SQLiteStore:
     """Shared data in an SQLite file: it survives restarts of the program.
 
@@ -107,16 +126,31 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
+        """Open (or create) the store at ``path``.
+
+        Raises:
+            StoreError: ``path`` is empty, a directory, in a missing directory, not an
+                SQLite database, or cannot be opened for writing; the message names it.
+        """
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
-        with self._lock, self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS shared ("
-                "module TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, "
-                "PRIMARY KEY (module, name))"
-            )
+        if not str(path):
+            raise StoreError(path, "the path is empty")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise StoreError(path, _why_not(self.path, exc)) from exc
+        try:
+            with self._lock, self._db:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS shared ("
+                    "module TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, "
+                    "PRIMARY KEY (module, name))"
+                )
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(path, _why_not(self.path, exc)) from exc
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)

@@ -11,6 +11,7 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
+from ._checks import short
 from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._endpoints import count_unread as count_outlet_unread
@@ -564,6 +565,11 @@ def count_unread(system: System) -> None:
 
 
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
+    if settings is not None and not isinstance(settings, Settings):
+        raise TypeError(
+            f"settings must be an actorflow.Settings, got {type(settings).__name__} "
+            f"{short(settings)}; pass Settings(...) or the options as keywords"
+        )
     base = settings if settings is not None else Settings()
     if not overrides:
         return base

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._checks import did_you_mean
+from ._checks import clip, did_you_mean, short
 from ._exceptions import GraphProblem
 from ._hooks import HookStyle, hook_style
 from ._module import Module, ModuleKind, kind_problem, missing_hook, settings_problems
@@ -141,7 +141,7 @@ def _module_names(facts: _Facts) -> Iterator[GraphProblem]:
     for spec in facts.decl.modules:
         if not _valid_name(spec.name):
             yield GraphProblem(
-                f"module name {spec.name!r} is invalid: use a non-empty name without '.' "
+                f"module name {short(spec.name)} is invalid: use a non-empty name without '.' "
                 "or surrounding spaces",
                 module=str(spec.name),
             )
@@ -153,7 +153,7 @@ def _modules_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
         if not _valid_name(spec.name):
             continue
         if spec.name in seen:
-            yield GraphProblem(f"module {spec.name!r} is declared twice", module=spec.name)
+            yield GraphProblem(f"module {short(spec.name)} is declared twice", module=spec.name)
         seen.add(spec.name)
 
 
@@ -167,7 +167,7 @@ def _module_classes(facts: _Facts) -> Iterator[GraphProblem]:
             yield GraphProblem(f"module {name!r}: {problem}", module=name)
         else:
             yield GraphProblem(
-                f"module {name!r}: {spec.factory!r} is not a subclass of "
+                f"module {short(name)}: {short(spec.factory)} is not a subclass of "
                 "actorflow.Source, Processor or Sink",
                 module=name,
             )
@@ -181,7 +181,7 @@ def _required_hooks(facts: _Facts) -> Iterator[GraphProblem]:
         hook, close = missing
         hint = f"; did you mean to name {close}() {hook}()?" if close else ""
         yield GraphProblem(
-            f"module {name!r}: {cls.__qualname__} does not define {hook}(), which a "
+            f"module {short(name)}: {cls.__qualname__} does not define {hook}(), which a "
             f"{cls.kind.value} must{hint}",
             module=name,
         )
@@ -231,7 +231,9 @@ def _links_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
     for link in facts.decl.links:
         if _link_key(link) in seen:
             yield GraphProblem(
-                f"link {link.name} is declared twice", module=link.target, port=link.target_port
+                f"link {clip(link.name)} is declared twice",
+                module=link.target,
+                port=link.target_port,
             )
         seen.add(_link_key(link))
 
@@ -239,7 +241,7 @@ def _links_declared_once(facts: _Facts) -> Iterator[GraphProblem]:
 def _unknown(where: str, module: str, known: Iterable[str]) -> GraphProblem:
     """``module`` names no declared module: say so, with the closest declared name."""
     return GraphProblem(
-        f"{where}: unknown module {module!r}{did_you_mean(module, known)}", module=module
+        f"{where}: unknown module {short(module)}{did_you_mean(module, known)}", module=module
     )
 
 
@@ -254,13 +256,14 @@ def _end_problem(
     facts: _Facts, link: LinkSpec, module: str, port: str, direction: str
 ) -> Iterator[GraphProblem]:
     if module not in facts.specs:
-        yield _unknown(f"link {link.name}", module, facts.specs)
+        yield _unknown(f"link {clip(link.name)}", module, facts.specs)
         return
     ports = (facts.outputs if direction == "output" else facts.inputs).get(module)
     if ports is not None and port not in ports:  # None: the module is broken, reported
         known = ", ".join(repr(p) for p in ports) or "none"
         yield GraphProblem(
-            f"link {link.name}: module {module!r} has no {direction} port {port!r} "
+            f"link {clip(link.name)}: module {short(module)} has no {direction} port "
+            f"{short(port)} "
             f"({direction} ports: {known}){did_you_mean(port, ports)}",
             module=module,
             port=port,
@@ -276,9 +279,11 @@ def _link_types(facts: _Facts) -> Iterator[GraphProblem]:
             continue
         if not is_compatible(produced.type, accepted.type):
             yield GraphProblem(
-                f"link {link.name}: output port {link.source}.{link.source_port} "
+                f"link {clip(link.name)}: output port "
+                f"{clip(link.source + '.' + link.source_port)} "
                 f"produces {describe_type(produced.type)}, but input port "
-                f"{link.target}.{link.target_port} accepts {describe_type(accepted.type)}",
+                f"{clip(link.target + '.' + link.target_port)} "
+                f"accepts {describe_type(accepted.type)}",
                 module=link.target,
                 port=link.target_port,
             )
@@ -295,7 +300,7 @@ def _dead_letter_problem(
     if module in inputs and port not in inputs[module]:
         known = ", ".join(repr(p) for p in inputs[module]) or "none"
         return GraphProblem(
-            f"dead_letters: module {module!r} has no input port {port!r} "
+            f"dead_letters: module {short(module)} has no input port {short(port)} "
             f"(input ports: {known}){did_you_mean(port, inputs[module])}",
             module=module,
             port=port,
@@ -319,7 +324,7 @@ def _feedback_only_inputs(facts: _Facts) -> Iterator[GraphProblem]:
     for target in feedback:
         if target in facts.specs and target not in real_inputs:
             yield GraphProblem(
-                f"module {target!r}: every input link is a feedback link, so its end of "
+                f"module {short(target)}: every input link is a feedback link, so its end of "
                 "stream would come at once; give it a non-feedback input",
                 module=target,
             )
@@ -330,7 +335,8 @@ def _workers_into_sequential(facts: _Facts) -> Iterator[GraphProblem]:
         cls = facts.classes.get(link.target)
         if link.workers != 1 and cls is not None and cls.sequential:
             yield GraphProblem(
-                f"link {link.name}: module {link.target!r} is sequential (it never handles "
+                f"link {clip(link.name)}: module {short(link.target)} is sequential "
+                "(it never handles "
                 f"two items at once), so the link cannot use workers={link.workers}",
                 module=link.target,
                 port=link.target_port,
@@ -342,7 +348,7 @@ def _required_inputs(facts: _Facts) -> Iterator[GraphProblem]:
         for port_name, port in ports.items():
             if port.required and (name, port_name) not in facts.fed:
                 yield GraphProblem(
-                    f"module {name!r}: required input port {port_name!r} has no link",
+                    f"module {short(name)}: required input port {short(port_name)} has no link",
                     module=name,
                     port=port_name,
                 )
@@ -383,7 +389,8 @@ def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
             yield _unknown("depends_on", source, declared)
         elif getattr(_module_class(declared[source]), "kind", None) is not ModuleKind.SOURCE:
             yield GraphProblem(
-                f"depends_on: {module!r} can only wait for a source, and {source!r} is not one",
+                f"depends_on: {short(module)} can only wait for a source, and "
+                f"{short(source)} is not one",
                 module=source,
             )
 
@@ -395,18 +402,18 @@ def _groups(facts: _Facts) -> Iterator[GraphProblem]:
     for group in facts.decl.groups:
         if group.name in facts.declared or group.name in seen:
             yield GraphProblem(
-                f"group {group.name!r}: the name is already used", module=group.name
+                f"group {short(group.name)}: the name is already used", module=group.name
             )
         seen.add(group.name)
         if not group.members:
-            yield GraphProblem(f"group {group.name!r} has no members")
+            yield GraphProblem(f"group {short(group.name)} has no members")
         for member in group.members:
             if member not in facts.declared:
-                yield _unknown(f"group {group.name!r}", member, facts.declared)
+                yield _unknown(f"group {short(group.name)}", member, facts.declared)
             elif member in grouped:
                 yield GraphProblem(
-                    f"module {member!r} is in groups {grouped[member]!r} and "
-                    f"{group.name!r}; a module has one supervisor",
+                    f"module {short(member)} is in groups {short(grouped[member])} and "
+                    f"{short(group.name)}; a module has one supervisor",
                     module=member,
                 )
             else:
@@ -430,14 +437,14 @@ def _remote_link_options(facts: _Facts) -> Iterator[GraphProblem]:
                     f"workers={link.workers} (scale out with Graph.share instead)",
                     link.workers != 1,
                 ),
-                (f"overflow={link.overflow.value!r}", link.overflow is not Overflow.BLOCK),
+                (f"overflow={short(link.overflow.value)}", link.overflow is not Overflow.BLOCK),
                 ("latest_only", link.latest_only),
             )
             if present
         ]
         if refused:
             yield GraphProblem(
-                f"link {link.name}: a remote link cannot be {', '.join(refused)}",
+                f"link {clip(link.name)}: a remote link cannot be {', '.join(refused)}",
                 module=link.target,
                 port=link.target_port,
             )
@@ -453,7 +460,7 @@ def _shared_modules(facts: _Facts) -> Iterator[GraphProblem]:
         sending = [link.name for link in links if link.source == module and link.remote]
         if sending:
             yield GraphProblem(
-                f"module {module!r} is shared and sends on remote link {sending[0]}: "
+                f"module {short(module)} is shared and sends on remote link {clip(sending[0])}: "
                 "each instance would end that stream for all; link it locally to a "
                 "module that runs with it, or do not share it",
                 module=module,
@@ -462,7 +469,7 @@ def _shared_modules(facts: _Facts) -> Iterator[GraphProblem]:
         if local or not any(link.target == module for link in links):
             why = f"its input link {local[0]} is local" if local else "it has no input link"
             yield GraphProblem(
-                f"module {module!r} is shared, but {why}: a shared module takes its "
+                f"module {short(module)} is shared, but {why}: a shared module takes its "
                 "items from remote links only",
                 module=module,
             )
@@ -502,7 +509,7 @@ def graph_problems(decl: Declarations) -> list[GraphProblem]:
 def graph_warnings(decl: Declarations) -> list[str]:
     """Options that are valid but have no effect, in sentences naming the link."""
     return [
-        f"link {link.name}: latest_only has no effect with workers=0 (spawn mode): "
+        f"link {clip(link.name)}: latest_only has no effect with workers=0 (spawn mode): "
         "every item gets a task at once, so none is ever pending"
         for link in decl.links
         if link.latest_only and link.workers == 0
@@ -577,7 +584,7 @@ def _local_readiness(place: _Placement) -> Iterator[GraphProblem]:
     for module, source, _ in place.graph.dependencies:
         if module in place.here and source not in place.here:
             yield GraphProblem(
-                f"depends_on: {module!r} waits for {source!r}, which does not run "
+                f"depends_on: {short(module)} waits for {short(source)}, which does not run "
                 "here; readiness does not cross processes",
                 module=module,
             )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -82,6 +83,10 @@ def problems(tmp_path: Path, text: str) -> str:
         (GOOD.replace("buffer = 8", 'buffer = "x"'), "[[links]] #1 (readings -> store)"),
         (GOOD + "[settings]\nquantum = 'x'\n", "[settings] key 'quantum'"),
         (
+            GOOD + "[settings]\nremote_url = 5\n",
+            "key 'remote_url': remote_url must be a redis://",
+        ),
+        (
             GOOD + "[modules.store.supervise]\nrestart = 5\n",
             "[modules.store] key 'supervise'",
         ),
@@ -131,6 +136,13 @@ def test_a_huge_value_is_quoted_in_short(tmp_path: Path) -> None:
         (GOOD.replace('from = "readings"', 'from = "readings.ot"'), "did you mean 'out'?"),
         (GOOD + "[modules.store.supervise]\nrestrat = 'permanent'\n", "did you mean 'restart'?"),
         (GOOD + "[supervisor]\nstrategi = 'one_for_all'\n", "did you mean 'strategy'?"),
+        (GOOD.replace("buffer = 8", 'copy = "dep"'), "got 'dep' (did you mean 'deep'?)"),
+        (GOOD.replace("buffer = 8", 'overflow = "drop_olest"'), "(did you mean 'drop_oldest'?)"),
+        (
+            GOOD + "[modules.store.supervise]\nrestart = 'temporay'\n",
+            "(did you mean 'temporary'?)",
+        ),
+        (GOOD + "[supervisor]\nstrategy = 'one_for_al'\n", "(did you mean 'one_for_all'?)"),
     ],
 )
 def test_misspelt_keys_and_names_get_a_close_match(
@@ -198,6 +210,18 @@ def test_a_bad_pyproject_shape_is_a_registry_error(tmp_path: Path) -> None:
         af.Registry.discover(tmp_path / "pyproject.toml")
 
 
+def test_a_pyproject_key_of_100_000_parts_is_one_registry_error_at_once(tmp_path: Path) -> None:
+    """tomllib is quadratic in a dotted key's parts: such a key is refused before it parses."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.actorflow.modules]\n" + ".".join(["a"] * 100_000) + ' = "m:C"\n')
+    started = time.perf_counter()
+    with pytest.raises(af.RegistryError, match="line 2: a dotted key of more than 100") as caught:
+        af.Registry.discover(path)
+    assert time.perf_counter() - started < 2
+    assert str(path) in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:
         code = main(argv)
@@ -233,6 +257,11 @@ def test_every_path_mistake_is_one_line_naming_the_path_and_exit_2(
         (["run", str(graph), "--log", str(tmp_path / "no" / "x.log")], "x.log"),
         (["run", str(graph), "--log", str(tmp_path / "ok.log"), "--log-level", "loud"], "loud"),
         (["run", str(graph), "--log", "/dev/full"], "/dev/full"),  # opens, takes no write
+        (["run", str(graph), "--log-level", "nonsense"], "--log-level: unknown log level"),
+        (["run", str(graph), "--log-level", "debg"], "(did you mean 'debug'?)"),
+        (["run", str(graph), "--log", ""], "--log '': not a valid path"),
+        (["run", str(graph), "--only", ""], "--only '': names no module"),
+        (["run", str(graph), "--only", ",,", "--only", " "], "--only ',,, ': names no module"),
         (["validate", "/dev/zero"], "/dev/zero"),  # endless: not a regular file
         (["run", "/dev/stdin"], "/dev/stdin"),
         (["logs", "/dev/zero"], "/dev/zero"),

@@ -197,7 +197,7 @@ def test_modules_lists_what_is_enabled_and_where_from(project: Path) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "fragment"),
-    [("mermaid", "readings -->|out to in| store"), ("dot", '"readings" -> "store"')],
+    [("mermaid", 'm0 -->|"out to in"| m1'), ("dot", '"readings" -> "store"')],
 )
 def test_graph_prints_mermaid_or_dot(project: Path, fmt: str, fragment: str) -> None:
     """`actorflow graph FILE --format` draws the graph."""
@@ -269,7 +269,8 @@ def test_validate_and_graph_understand_job_files(project: Path) -> None:
     valid = actorflow(project, "validate", "backup.toml")
     assert valid.stdout.strip() == "backup.toml: valid job 'backup' (2 tasks)"
     drawn = actorflow(project, "graph", "backup.toml")
-    assert "first --> second" in drawn.stdout
+    assert "t0 --> t1" in drawn.stdout
+    assert 't0["first"]' in drawn.stdout
     dot = actorflow(project, "graph", "backup.toml", "--format", "dot")
     assert '"first" -> "second";' in dot.stdout
 

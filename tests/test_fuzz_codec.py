@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import resource
 import subprocess
 import sys
 from typing import Any
@@ -15,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actorflow as af
-from actorflow._data import decode, encode
+from actorflow._data import MAX_DEPTH, decode, encode
 
 # The codec keeps a datetime's offset, not its zone (documented): a named zone comes back as
 # its fixed offset, which PEP 495 makes unequal to the original at an ambiguous time.
@@ -135,6 +137,114 @@ print("ok")
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+# Builds the same nesting as a value and, independently, as msgpack bytes, one container
+# kind per step (``D``, a Data holding a dict, is two containers); run in a child process
+# with a small C stack, so a crash is a failed test rather than a dead pytest.
+_NESTING_CHILD = """
+import json, sys
+import msgpack
+import actorflow as af
+from actorflow._data import MAX_DEPTH, decode, encode
+
+def ext(code, body):
+    return msgpack.packb(msgpack.ExtType(code, body))
+
+def hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+def build(recipe):
+    value, payload, depth = 1, b"\\x01", 0
+    for kind, times in recipe:
+        for _ in range(times):
+            if kind in "sfk" and not hashable(value):
+                kind = "l"
+            if kind == "t":
+                value, payload = (value,), ext(1, b"\\x91" + payload)
+            elif kind == "s":
+                value, payload = {value}, ext(2, b"\\x91" + payload)
+            elif kind == "f":
+                value, payload = frozenset([value]), ext(3, b"\\x91" + payload)
+            elif kind == "k":
+                value, payload = {value: 1}, b"\\x81" + payload + b"\\x01"
+            elif kind == "d":
+                value, payload = {"k": value}, b"\\x81\\xa1k" + payload
+            elif kind == "D":
+                value = af.Data(fields={"v": value}, timestamp=0, id="x")
+                payload = ext(5, b"\\x95\\x81\\xa1v" + payload + b"\\x80\\x00\\xa1x\\xc0")
+                depth += 1
+            else:
+                value, payload = [value], b"\\x91" + payload
+            depth += 1
+    return value, payload, depth
+
+for recipe in json.load(sys.stdin):
+    value, payload, depth = build(recipe)
+    if depth <= MAX_DEPTH:
+        assert encode(value) == payload, recipe
+        assert decode(payload) == value, recipe
+        continue
+    for attempt in (lambda: encode(value), lambda: decode(payload)):
+        try:
+            attempt()
+        except af.SerializationError as exc:
+            assert "nested too deeply" in str(exc), (recipe, str(exc))
+        else:
+            raise AssertionError(f"depth {depth} accepted: {recipe}")
+print("ok")
+"""
+
+recipes = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from("tlsfkdD"), st.integers(min_value=1, max_value=400)),
+        min_size=1,
+        max_size=60,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _small_stack() -> None:
+    resource.setrlimit(resource.RLIMIT_STACK, (512 * 1024, resource.RLIM_INFINITY))
+
+
+@settings(max_examples=12, deadline=None)
+@given(batch=recipes)
+def test_mixed_nesting_of_every_container_kind_is_refused_past_the_limit(
+    batch: list[list[tuple[str, int]]],
+) -> None:
+    """Every mix of lists, dicts, tuples, sets, frozensets and Data, up to ~24,000 deep,
+    counts towards one limit, the same for encode and decode; on a 512 KiB C stack."""
+    result = subprocess.run(
+        [sys.executable, "-c", _NESTING_CHILD],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=50,
+        preexec_fn=_small_stack,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_exactly_max_depth_mixed_containers_round_trip() -> None:
+    """The limit counts every kind: a mix exactly :data:`MAX_DEPTH` deep passes, one more
+    does not."""
+    value: Any = 1
+    for step in range(MAX_DEPTH):
+        value = ((value,), [value], {"k": value})[step % 3]
+    assert decode(encode(value)) == value
+    with pytest.raises(af.SerializationError, match="nested too deeply"):
+        encode([value])
+    with pytest.raises(af.SerializationError, match=r"payload\[0\].*nested too deeply"):
+        decode(b"\x91" + encode(value))
 
 
 def test_naive_datetimes_and_dates_round_trip() -> None:

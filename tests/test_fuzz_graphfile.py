@@ -3,6 +3,7 @@ naming the file, never another exception."""
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 
 import actorflow as af
 from actorflow._specs import LINK_OPTIONS
+from actorflow._toml import MAX_KEY_PARTS, MAX_NESTING, TomlTooDeep
+from actorflow._toml import loads as bounded_toml
 from tests.test_bad_input import REGISTRY
 
 KEYS = [
@@ -145,3 +148,103 @@ def test_any_bytes_load_or_are_one_graph_file_error(
     message = _error_of(af.load_graph, path)
     if message is not None:
         assert str(path) in message
+
+
+parts = st.text(alphabet="ab.[]{}#='\" ", max_size=6).map(
+    lambda text: '"' + text.replace("\\", "").replace('"', "'") + '"'
+) | st.sampled_from(["a", "b-c", "d_1", "9"])
+statements = st.tuples(
+    st.booleans(),  # a table header, or a key = value
+    st.integers(min_value=1, max_value=3000),  # parts in the key
+    st.integers(min_value=0, max_value=300),  # arrays and inline tables around the value
+    parts,
+    st.text(alphabet="a.[]{}#\"'\\=\n", max_size=30),  # a string value holding lookalikes
+)
+
+
+def _statement(index: int, header: bool, count: int, nesting: int, part: str, text: str) -> str:
+    key = ".".join([f"k{index}", *[part] * (count - 1)])
+    if header:
+        return f"[{key}]"
+    value = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    for level in range(nesting):
+        value = f"[{value}]" if level % 2 else "{x = " + value + "}"
+    return f"{key} = {value}  # {part}.{part}.[[{{"
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=st.lists(statements, min_size=1, max_size=6))
+def test_keys_and_nesting_are_bounded_before_tomllib_parses(
+    document: list[tuple[bool, int, int, str, str]],
+) -> None:
+    """A dotted key of more than MAX_KEY_PARTS parts, or values nested more than
+    MAX_NESTING deep, are refused by a linear scan that strings and comments cannot
+    fool; anything within the bounds parses as tomllib parses it."""
+    text = "\n".join(_statement(index, *item) for index, item in enumerate(document)) + "\n"
+    too_long = any(count > MAX_KEY_PARTS for _, count, _, _, _ in document)
+    too_deep = any(nesting > MAX_NESTING and not header for header, _, nesting, _, _ in document)
+    if too_long or too_deep:
+        with pytest.raises(TomlTooDeep, match="dotted key" if too_long else "nested too deeply"):
+            bounded_toml(text)
+    else:
+        assert bounded_toml(text) == tomllib.loads(text)
+
+
+@pytest.mark.parametrize("form", ["{key} = 1\n", "[{key}]\n", "x = {{{key} = 1}}\n"])
+def test_a_key_of_100_000_parts_is_one_graph_file_error_at_once(tmp_path: Path, form: str) -> None:
+    """A 200 KB dotted key took tomllib minutes and gigabytes; now it is refused unread."""
+    path = tmp_path / "plant.toml"
+    path.write_text(form.format(key=".".join(["a"] * 100_000)))
+    started = time.perf_counter()
+    with pytest.raises(af.GraphFileError, match=r"line 1: a dotted key of more than 100 parts"):
+        af.load_graph(path, REGISTRY)
+    assert time.perf_counter() - started < 2
+
+
+RICH: dict[str, Any] = {
+    "graph": {"name": "plant"},
+    "settings": {"quantum": 0.01},
+    "modules": {
+        "readings": {
+            "module": "readings",
+            "config": {"count": 2},
+            "supervise": {"restart": "permanent"},
+        },
+        "store": {"module": "store"},
+    },
+    "links": [
+        {"from": "readings.out", "to": "store.in", "copy": "deep", "overflow": "block"},
+        {"from": "readings", "to": "store", "remote": "redis://localhost/0"},
+    ],
+}
+BIG = "x" * 1_000_000
+
+
+def _with_big(value: Any) -> list[Any]:
+    """Every variant of ``value`` with one of its strings or keys made huge (alone, or
+    after a dot, as a port)."""
+    if isinstance(value, str):
+        return [BIG, f"{value}.{BIG}"]
+    if isinstance(value, list):
+        return [
+            [*value[:at], variant, *value[at + 1 :]]
+            for at, item in enumerate(value)
+            for variant in _with_big(item)
+        ]
+    if isinstance(value, dict):
+        variants: list[Any] = []
+        for key, item in value.items():
+            variants.append({(BIG if k == key else k): v for k, v in value.items()})
+            variants += [{**value, key: variant} for variant in _with_big(item)]
+        return variants
+    return []
+
+
+@pytest.mark.parametrize("document", _with_big(RICH), ids=lambda _: "")
+def test_a_huge_string_anywhere_is_quoted_in_short(tmp_path: Path, document: Any) -> None:
+    """A 1 MB string in any key or value of a graph file gives an error of a few KB."""
+    path = tmp_path / "plant.toml"
+    path.write_text(dump(document))
+    for load in (af.load_graph, af.load_job):
+        message = _error_of(load, path)
+        assert message is None or len(message) < 4000, message[:3000]

@@ -793,3 +793,43 @@ def test_a_module_fed_only_by_feedback_links_inside_a_larger_cycle_is_refused() 
     graph.link("b.out", "k")
     with pytest.raises(af.GraphError, match="module 'a': every input link is a feedback link"):
         graph.validate()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda g: g.link(5, "b"),
+            TypeError,
+            "source must be a module name or 'module.port', got int 5",
+        ),
+        (lambda g: g.link("a", 6), TypeError, "target must be a module name .*got int 6"),
+        (lambda g: g.dead_letters(5), TypeError, "target must be a module name .*got int 5"),
+        (lambda g: g.chain("a", 2), TypeError, "endpoint 1 must be a module name .*got int 2"),
+        (lambda g: g.group("x", "ab"), TypeError, "group 'x': members must be module names"),
+        (lambda g: g.group("x", ["a", 1]), TypeError, "group 'x': members must be module names"),
+        (lambda g: g.group("plant", ["a"]), ValueError, "the graph's own name"),
+        (lambda g: g.depends_on("b", "a", timeout=float("nan")), ValueError, "timeout.*nan"),
+        (lambda g: g.link("a", "b", copy="dep"), ValueError, "did you mean 'deep'"),
+        (lambda g: af.run(g, {"quantum": 1}), TypeError, "settings must be an actorflow.Settings"),
+    ],
+)
+def test_api_misuse_is_a_clear_error_naming_the_argument(
+    call: Any, error: type[Exception], message: str
+) -> None:
+    """Wrong argument types and values are refused at the call, naming the argument,
+    instead of an AttributeError from deep inside (or, for a group, silently taken)."""
+    graph = Graph("plant")
+    graph.add("a", Numbers)
+    graph.add("b", Collect)
+    with pytest.raises(error, match=message):
+        call(graph)
+    assert graph.links == ()
+    assert graph.groups == ()
+
+
+def test_group_members_may_be_any_iterable_of_names() -> None:
+    graph = Graph("plant")
+    graph.add("a", Numbers)
+    graph.group("g", (name for name in ["a"]))
+    assert graph.groups[0].members == ("a",)

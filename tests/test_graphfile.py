@@ -218,6 +218,32 @@ def test_each_job_file_mistake_is_named(
     assert any(expected in problem for problem in caught.value.problems), caught.value.problems
 
 
+class Idle(af.Task):
+    """A task that defines no ``__init__``."""
+
+    def run(self) -> None:
+        pass
+
+
+def test_a_class_without_init_takes_no_config_keys(tmp_path: Path, registry: af.Registry) -> None:
+    """object.__init__ reads as ``(*args, **kwargs)``, yet takes nothing: a key given to a
+    module or task class that defines no ``__init__`` is refused at load, not at start."""
+    path = write(
+        tmp_path, GOOD.replace('module = "store"', 'module = "store"\nconfig = {colur = 1}')
+    )
+    with pytest.raises(
+        af.GraphFileError,
+        match=r"\[modules.store.config\] key 'colur': Store takes no such key \(keys: none\)",
+    ):
+        af.load_graph(path, registry)
+    registry.entries["idle"] = af.RegistryEntry("idle", f"{__name__}:Idle", "test")
+    path = write(tmp_path, '[tasks.a]\nmodule = "idle"\nconfig = {frames = 2}\n')
+    with pytest.raises(af.GraphFileError, match="Idle takes no such key"):
+        af.load_job(path, registry)
+    path = write(tmp_path, '[tasks.a]\nmodule = "idle"\n')
+    assert list(af.load_job(path, registry).tasks) == ["a"]
+
+
 def test_a_graph_file_is_not_a_job_and_a_job_file_is_not_a_graph(
     tmp_path: Path, registry: af.Registry
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,13 @@ def test_any_set_option_is_applied_or_refused_in_one_line(
     assert "Traceback" not in err
     if code == 2:
         assert err.startswith("error: ")
+
+
+def test_a_value_with_a_key_of_100_000_parts_is_read_at_once_as_text() -> None:
+    """``--set x={a.a.a...=1}``: tomllib is quadratic in a key's parts, so such a value is
+    refused before it parses and stays the text it was, like any other non-TOML value."""
+    text = "{" + ".".join(["a"] * 100_000) + " = 1}"
+    started = time.perf_counter()
+    assert parse_value(text) == text
+    assert time.perf_counter() - started < 2
+    assert parse_value("{a.b = 1}") == {"a": {"b": 1}}

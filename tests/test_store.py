@@ -84,6 +84,33 @@ def test_sqlite_data_survives_a_restart_of_the_program(tmp_path: Path) -> None:
     assert run_script(opening + "print(trio.run(s.get, 'Job', 'done'))") == "[1, 2]"
 
 
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("{tmp}", "it is a directory"),
+        ("{tmp}/missing/x.db", "its directory '{tmp}/missing' does not exist"),
+        ("{tmp}/junk.db", "file is not a database"),
+        ("", "the path is empty"),
+        ("/dev/null", "it is not a regular file"),
+        ("{tmp}/a\0b", "embedded null byte"),
+        ("/proc/no-such.db", ""),
+    ],
+)
+def test_a_path_sqlite_cannot_open_is_a_store_error_naming_it(
+    tmp_path: Path, where: str, reason: str
+) -> None:
+    """Not a raw sqlite3.OperationalError ("unable to open database file") without the path."""
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    path = where.format(tmp=tmp_path)
+    with pytest.raises(af.StoreError) as caught:
+        af.SQLiteStore(path)
+    assert str(caught.value).startswith(
+        f"{path!r}: cannot open it as a store: {reason.format(tmp=tmp_path)}"
+    )
+    assert isinstance(caught.value, OSError)
+    assert caught.value.path == path
+
+
 def test_redis_data_is_shared_between_processes(redis_server: RedisServer) -> None:
     """What one process puts, another (on another machine, as well) reads."""
     prefix = f"test:{uuid.uuid4().hex[:8]}"

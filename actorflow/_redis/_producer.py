@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast, final
 import attrs
 import trio
 
-from .._data import encode
+from .._data import encode_items
 from .._exceptions import RunError, SerializationError
 from .._link import Link
 from .._logging import get_logger
@@ -141,7 +141,7 @@ class ProducerPump:
     def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
         """The entries that carry ``batch``: one, unless it is too large to be one."""
         try:
-            payload = encode(batch)
+            payload = encode_items(batch)
         except SerializationError as exc:
             raise RunError(
                 self.link.spec.source,

@@ -44,12 +44,12 @@ from ._graphfile import load_any
 from ._interrupt import (
     ending_as_signals,
     exit_status,
+    handling_signals,
     raising_on_signals,
-    run_interruptible,
     signal_ended,
     signal_name,
 )
-from ._job import Job, JobResult
+from ._job import Job, JobResult, TaskResult
 from ._logging import check_level, configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
 from ._pyload import is_python_target, load_python
@@ -253,26 +253,45 @@ def _load(args: argparse.Namespace) -> tuple[Graph, Settings] | Job:
 
 
 def _run_job(job: Job, view: bool) -> int:
-    async def main() -> JobResult:
+    """Run a job file's tasks in order. SIGINT or SIGTERM cancels the running task (its
+    cleanup and every started task's still run), then the job ends with the signal's
+    exit status; a second signal while a sync hook holds the loop ends it at once."""
+    signals: list[int] = []
+
+    async def main() -> tuple[JobResult | None, tuple[TaskResult, ...]]:
+        result: JobResult | None = None
         async with trio.open_nursery() as nursery:
             if view:
                 nursery.start_soon(partial(view_job, job, Console(force_terminal=True)))
-            result = await job.run()
-            nursery.cancel_scope.cancel()
-        return result
+            with trio.CancelScope() as scope:
 
-    with single_errors():
-        result = run_interruptible(main)
-    for task in result.tasks:
-        took = f"{task.duration:.2f}s" if task.duration is not None else "-"
-        info = task.info or ""
-        print(f"{task.name:>16}  {task.state:<10} {took:>8}  {task.progress:5.1f}%  {info}")
+                def on_signal(signum: int, count: int) -> None:
+                    signals.append(signum)
+                    scope.cancel()
+
+                with handling_signals(on_signal):
+                    result = await job.run()
+            nursery.cancel_scope.cancel()
+        return result, job.status()
+
+    with ending_as_signals(), single_errors():
+        result, tasks = trio.run(main)
+    _print_tasks(tasks)
+    if result is None:
+        return _signal_ended(signals[0] if signals else signal.SIGINT, None)
     if result.error is not None:
         print(f"error: {result.error}", file=sys.stderr)
         bad_input = isinstance(result.error, InitializationError | ValidationError)
         return BAD_INPUT if bad_input else FAILED
     print(f"job {result.name!r} done: {len(result.succeeded)} tasks succeeded")
     return 0
+
+
+def _print_tasks(tasks: Sequence[TaskResult]) -> None:
+    for task in tasks:
+        took = f"{task.duration:.2f}s" if task.duration is not None else "-"
+        info = task.info or ""
+        print(f"{task.name:>16}  {task.state:<10} {took:>8}  {task.progress:5.1f}%  {info}")
 
 
 def _view_by_default(stdout: TextIO, environ: Mapping[str, str]) -> bool:

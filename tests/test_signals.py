@@ -676,3 +676,58 @@ async def test_a_start_up_signal_that_lands_in_trio_code_is_held_for_the_system(
             assert taken.received == [signal.SIGTERM]
             await trio.testing.wait_all_tasks_blocked()
     assert got == [(signal.SIGTERM, 1)]
+
+
+JOB_MODULES = """
+import os
+import pathlib
+
+import trio
+
+import actorflow as af
+
+MARKS = pathlib.Path(os.environ["SIGNAL_MARKS"])
+
+
+class Waits(af.Task):
+    async def run(self) -> None:
+        (MARKS / f"running-{self.name}").write_text("")
+        await trio.sleep(60)
+
+    def cleanup(self) -> None:
+        (MARKS / f"cleanup-{self.name}").write_text("")
+"""
+
+JOB = """
+[job]
+name = "j"
+
+[tasks.first]
+module = "waits"
+
+[tasks.second]
+module = "waits"
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_cancels_a_job_file_with_its_cleanups_and_the_signals_exit_code(
+    project: Project, signum: signal.Signals
+) -> None:
+    """A job has nothing to drain: the running task is cancelled, its cleanup runs, the
+    tasks' table prints, and the exit code is the signal's, SIGTERM like Ctrl-C."""
+    (project.root / "jobmods.py").write_text(JOB_MODULES)
+    (project.root / "pyproject.toml").write_text(
+        '[tool.actorflow.modules]\nwaits = "jobmods:Waits"\n'
+    )
+    (project.root / "job.toml").write_text(JOB)
+    process = project.run("job.toml")
+    assert wait_for(lambda: project.marked("running-first"), process, 30), project.err
+    process.send_signal(signum)
+    assert ended(process) == exit_status(signum), project.err
+    assert project.marked("cleanup-first")
+    assert not project.marked("running-second")
+    assert "Traceback" not in project.err
+    said = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert said in project.err
+    assert "first" in project.out

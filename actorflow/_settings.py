@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, redis_url, seconds, whole
-from ._urls import url_repr
+from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, redis_url, seconds, short, whole
+from ._urls import redact_url, url_repr
 
 __all__ = ["Settings"]
+
+
+def _urls(value: Any) -> Any:
+    """A list of URLs (a graph file's array) as a tuple; anything else as it is, for the
+    validator to refuse."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _http_urls(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise TypeError(f"{attribute.name} must be a list of http(s):// URLs, got {short(value)}")
+    for url in value:
+        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            shown = redact_url(url) if isinstance(url, str) else url
+            raise ValueError(f"{attribute.name}: {short(shown)} is not an http(s):// URL")
+
+
+def _urls_repr(value: tuple[str, ...]) -> str:
+    return repr(tuple(redact_url(url) for url in value))
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +54,9 @@ class Settings:
             modules at once, for the whole system.
         heartbeat_interval: Seconds between heartbeats (a ``system.heartbeat`` event with
             the status of every actor, also handed to the system's reporters).
+        reporters: URLs (``http://``, ``https://``) an :class:`HttpReporter` POSTs each
+            heartbeat snapshot to, e.g. from a graph file's ``[settings]``; a password in
+            one is never shown.
         remote_url: The Redis server of remote links that name none
             (``remote=True``), e.g. ``"redis://127.0.0.1:6379/0"``.
     """
@@ -46,3 +70,6 @@ class Settings:
     thread_limit: int = attrs.field(default=8, validator=whole(1, MAX_THREADS))
     heartbeat_interval: float = attrs.field(default=5.0, validator=seconds())
     remote_url: str | None = attrs.field(default=None, validator=redis_url, repr=url_repr)
+    reporters: tuple[str, ...] = attrs.field(
+        default=(), converter=_urls, validator=_http_urls, repr=_urls_repr
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any, final
 
 import attrs
@@ -26,7 +26,7 @@ from ._exceptions import (
     single_errors,
 )
 from ._graph import Graph, unlink
-from ._heartbeat import Reporter, beat
+from ._heartbeat import HttpReporter, Reporter, beat
 from ._interrupt import (
     SignalRequests,
     ending_as_signals,
@@ -609,7 +609,8 @@ async def open_system(
             (``open_system(graph, quantum=0.002)``).
         store: The shared data store (:class:`MemoryStore` if not given; pass a
             :class:`SQLiteStore` for data that survives the program).
-        reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`).
+        reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`), besides
+            an :class:`HttpReporter` for each URL of ``Settings.reporters``.
         only: Run only these modules here (the others run in other processes); every
             link between a module here and one elsewhere must be remote.
         handle_signals: Take over SIGINT and SIGTERM while the system runs (main
@@ -628,10 +629,14 @@ async def open_system(
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
-    system = System(graph, _make_settings(settings, overrides), store, reporters, only)
-    with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
-        async with _running(system, requests) as running:
-            yield running
+    settings = _make_settings(settings, overrides)
+    async with AsyncExitStack() as owned:
+        # Reporters named in the settings (a graph file's) are the system's to close.
+        named = [await owned.enter_async_context(HttpReporter(url)) for url in settings.reporters]
+        system = System(graph, settings, store, [*reporters, *named], only)
+        with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
+            async with _running(system, requests) as running:
+                yield running
 
 
 @asynccontextmanager

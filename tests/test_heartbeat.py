@@ -187,3 +187,39 @@ async def test_status_and_heartbeats_carry_task_progress_and_info(
     assert beat["encoder"]["progress"] == [3.0, 10.0]
     assert beat["sink"]["task"] == "Collect"
     assert beat["sink"]["info"] == {}
+
+
+async def test_reporters_named_in_the_settings_are_built_run_and_closed_by_the_system(
+    http_server: tuple[str, list[dict[str, Any]], threading.Event],
+) -> None:
+    """``Settings.reporters`` (a graph file's ``[settings] reporters = [...]``): the
+    system makes an HttpReporter for each URL and closes it when it ends."""
+    url, received, two = http_server
+    settings = af.Settings(reporters=[url], heartbeat_interval=0.05)
+    assert settings.reporters == (url,)
+    async with af.open_system(ticking_graph(), settings) as system:
+        assert await trio.to_thread.run_sync(two.wait, 20)
+        (reporter,) = system.reporters
+        assert isinstance(reporter, af.HttpReporter)
+        await system.stop()
+    assert received[0]["graph"] == "ticking"
+    assert reporter._client.is_closed
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["ftp://x/"], "is not an http(s):// URL"),
+        (["http://user:hunter2@host/x", 5], "5 is not an http(s):// URL"),
+        ("http://x/", "must be a list of http(s):// URLs"),
+        (["redis://:hunter2@h/0"], "is not an http(s):// URL"),
+    ],
+)
+def test_reporter_urls_are_checked_and_their_secrets_never_shown(value: Any, message: str) -> None:
+    with pytest.raises((TypeError, ValueError)) as caught:
+        af.Settings(reporters=value)
+    assert message in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    shown = repr(af.Settings(reporters=["https://me:hunter2@host/beat"]))
+    assert "hunter2" not in shown
+    assert "host/beat" in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import actorflow
+from actorflow._cli import _parser
 
 CHECKOUT = Path(actorflow.__file__).resolve().parent.parent
 """The actorflow under test, put on the subprocess's path before any installed copy."""
@@ -207,11 +209,24 @@ def test_graph_prints_mermaid_or_dot(project: Path, fmt: str, fragment: str) -> 
 
 
 def test_help_is_everywhere(project: Path) -> None:
-    """Every command answers --help."""
-    for command in ([], ["run"], ["validate"], ["modules"], ["graph"], ["logs"]):
+    """Every command answers --help, and every option and argument has help text."""
+    commands = [[], ["run"], ["validate"], ["modules"], ["graph"], ["logs"], ["init"]]
+    for command in [*commands, ["completion"]]:
         result = actorflow(project, *command, "--help")
         assert result.returncode == 0
         assert "usage: actorflow" in result.stdout
+    undocumented = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help and action.dest != "help":
+                undocumented.append((path, action.option_strings or action.dest))
+
+    walk(_parser(), ["actorflow"])
+    assert undocumented == []
 
 
 JOB = """

@@ -731,3 +731,59 @@ def test_a_signal_cancels_a_job_file_with_its_cleanups_and_the_signals_exit_code
     said = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
     assert said in project.err
     assert "first" in project.out
+
+
+SIGNAL_WHILE_IMPORTING = """
+import importlib.abc, os, signal, sys
+
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "trio":  # the first heavy import of the command line
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.{signal})
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["actorflow", "validate", "nothing.toml"]
+from actorflow._entry import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_command_itself_imports_is_one_line_and_its_exit_code(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Even before the runtime is imported (trio, structlog...), a signal ends the
+    command in one line with the signal's status, never a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_IMPORTING.format(signal=signum.name)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == exit_status(signum)
+    said = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert result.stderr == f"{said}: stopped while starting, no module ran\n"
+
+
+def test_importing_actorflow_imports_no_runtime_until_it_is_used() -> None:
+    """``import actorflow`` is cheap (the exports load on first use), which keeps the
+    command's unguarded start-up window to the interpreter's own."""
+    code = (
+        "import sys, actorflow; "
+        "print(sorted(m for m in ('trio', 'structlog', 'msgpack', 'rich') if m in sys.modules)); "
+        "actorflow.Graph; print('trio' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split("\n")[:2] == ["[]", "True"]

@@ -659,6 +659,59 @@ def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal
     assert "graph 'ticking' done, dropped=0" in text
 
 
+@pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "openpty"), reason="needs a POSIX pseudo-terminal"
+)
+def test_at_an_80_column_terminal_the_view_keeps_whole_headers_and_the_loss_counts(
+    project: Path,
+) -> None:
+    """At a real 80x24 terminal every line of every frame fits, no header is cut, and
+    the columns that say whether items were lost (in, out, errors, dead, dropped) are
+    there; the summary after it repeats no table (the last frame stays)."""
+    import termios
+
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:  # a sandbox without /dev/ptmx: no terminal to test at
+        pytest.skip(f"no pseudo-terminal available: {exc}")
+    termios.tcsetwinsize(master, (24, 80))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(project), str(CHECKOUT)])
+    env["TERM"] = "xterm-256color"
+    process = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLING_TERMINAL, "run", "short.toml"],
+        cwd=project,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        assert read_until(master, seen, None, time.monotonic() + 30), bytes(seen)
+        returncode = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    text = plain(bytes(seen).decode(errors="replace"))
+    assert returncode == 0, text
+    headers = [line for line in text.splitlines() if line.startswith("name ")]
+    assert headers, text
+    for header in headers:
+        assert "…" not in header
+        assert {"in", "out", "errors", "dead", "dropped"} <= set(header.split()), header
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "graph 'ticking' done, dropped=0" in text
+
+
 class Encode(af.Task):
     """Four frames, a second each, reporting after every frame."""
 

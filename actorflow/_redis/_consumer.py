@@ -25,7 +25,7 @@ from .._specs import Remote
 from .._transport import PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
-from ._entries import Intake
+from ._entries import Intake, is_marker
 from ._lease import Lease
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
 
@@ -189,21 +189,39 @@ class ConsumerPump:
                 claimed: int = await retry(partial(self._claim, client, room // batch))
                 if claimed:
                     continue
-            if await self._next_entries(client, retry, reader, room // batch):
+            if intake.end_seen:
+                if await self._end_once_drained(client, retry):
+                    return
+            elif await self._next_entries(client, retry, reader, room // batch):
                 self._took_part = True
-            elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
-                self.log.info(
-                    "remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed
-                )
-                link.close()
+            elif not link.items and not link.in_hand and await self._end(client, retry):
                 return
         if self._stopping:
             link.close()
 
+    async def _end_once_drained(self, client: Client, retry: Retrying) -> bool:
+        """An end marker came: once the link holds nothing, see at once whether the
+        stream has ended (not when a read has waited ``poll`` in vain)."""
+        link = self.link
+        if link.items or link.in_hand:
+            await link.wait_for_space()  # woken when the module takes or settles
+            return False
+        self.intake.end_seen = False
+        return await self._end(client, retry)
+
+    async def _end(self, client: Client, retry: Retrying) -> bool:
+        """End the link if the stream has ended."""
+        if not await retry(partial(self._ended, client)):
+            return False
+        self.log.info("remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed)
+        self.link.close()
+        return True
+
     async def _next_entries(
         self, client: Client, retry: Retrying, reader: Reader, count: int
     ) -> int:
-        """Read up to ``count`` new entries and admit them; how many were read."""
+        """Read up to ``count`` new entries and admit them; how many were read (end
+        markers not counted)."""
         failures = retry.failures
         block_ms = max(int(self.remote.poll * 1000), 1)
         read = partial(self._next, count=count, block_ms=block_ms)
@@ -217,12 +235,12 @@ class ConsumerPump:
             entries = sorted([*lost, *entries], key=lambda entry: _order(entry.identifier))
             if lost and not self._consumer_gone():
                 await self._admit_with_deliveries(client, retry, entries)
-                return len(entries)
+                return sum(not is_marker(entry) for entry in entries)
         if self._consumer_gone():
             # Read for a consumer that has just ended: they stay pending for another.
             return 0
         self.intake.admit(entries)
-        return len(entries)
+        return sum(not is_marker(entry) for entry in entries)
 
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
@@ -353,12 +371,18 @@ class ConsumerPump:
     async def _ended(self, client: Client) -> bool:
         """The producer has closed and the group has finished every entry (then the
         link's keys start to expire)."""
-        await self._flush_acks(client, None)
         took_part = b"1" if self._took_part else b"0"
         seen = self._seen_open or b""
         ttl = max(int(self.remote.ttl), 1)
         keys = link_keys(self.stream, self.group)
-        return bool(await client.eval(END, keys, [seen, took_part, ttl]))
+        # Those blocked in a read have been idle no longer than a poll (and Redis's timer).
+        reading_ms = int(1000 * self.remote.poll) + 1000
+        peers: list[str | int] = [self.consumer, self.group, reading_ms]
+        if not self.shared:
+            peers = ["", "", 0]
+        async with self._redis:  # an acknowledgement under way is through first
+            await self._flush_acks(client, None)
+            return bool(await client.eval(END, keys, [seen, took_part, ttl, *peers]))
 
     def _producer_state(self, state: bytes | None) -> None:
         """``open:<generation>`` or ``closed:<generation>``: a run seen open is one this
@@ -394,7 +418,12 @@ class ConsumerPump:
             raise
         finally:
             self._acking.difference_update(ids)
-        self.acknowledged += len(ids)
+        markers = self.intake.markers
+        if markers:
+            self.acknowledged += sum(entry_id not in markers for entry_id in ids)
+            markers.difference_update(ids)
+        else:
+            self.acknowledged += len(ids)
 
 
 class _Every:

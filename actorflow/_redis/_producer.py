@@ -28,7 +28,7 @@ from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
 from ._client import Retrying, connect, ensure_group, load_coredis
-from ._scripts import OPEN, link_keys
+from ._scripts import END_FIELD, OPEN, link_keys
 
 if TYPE_CHECKING:
     import coredis
@@ -124,7 +124,7 @@ class ProducerPump:
                         for index, (payload, count) in enumerate(self._encoded(batch)):
                             if index:
                                 await self._room(client, retry)
-                            await self._write(client, retry, payload)
+                            await self._write(client, retry, {b"p": payload})
                             self.written += count
                             batch = batch[count:]
                     except BaseException:
@@ -136,6 +136,11 @@ class ProducerPump:
                 else:
                     await self.mailbox.wait()
             await retry(lambda: client.set(state, b"closed:%d" % generation))
+            # The end marker wakes consumers blocked in XREADGROUP now, instead of at
+            # their next poll; it is written without waiting for room (a consumer that
+            # is down must not hold the producer's end), so the stream may hold one
+            # entry over its bound.
+            await self._write(client, retry, {END_FIELD: b"%d" % generation})
             self.log.info("remote.producer_closed", written=self.written, generation=generation)
 
     def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
@@ -152,17 +157,21 @@ class ProducerPump:
         half = len(batch) // 2
         return [*self._encoded(batch[:half]), *self._encoded(batch[half:])]
 
-    async def _write(self, client: coredis.Redis[bytes], retry: Retrying, payload: bytes) -> None:
+    async def _write(
+        self, client: coredis.Redis[bytes], retry: Retrying, fields: dict[bytes, bytes]
+    ) -> None:
         attempt = _Attempt(self._ids.next())
-        await retry(partial(self._add, client, payload, attempt))
+        await retry(partial(self._add, client, fields, attempt))
         self._estimate += 1
 
-    async def _add(self, client: coredis.Redis[bytes], payload: bytes, attempt: _Attempt) -> None:
+    async def _add(
+        self, client: coredis.Redis[bytes], fields: dict[bytes, bytes], attempt: _Attempt
+    ) -> None:
         """XADD under the attempt's id; an earlier try of the same id may have been
         written though its reply was lost: Redis then refuses this one as a repeat."""
         attempt.tries += 1
         try:
-            await client.xadd(self.stream, {b"p": payload}, identifier=attempt.id)
+            await client.xadd(self.stream, fields, identifier=attempt.id)
         except load_coredis().exceptions.ResponseError as exc:
             if _REPEAT not in str(exc):
                 raise
@@ -173,7 +182,7 @@ class ProducerPump:
             top: str | bytes = info["last-generated-id"]
             top_id = top.encode() if isinstance(top, str) else top
             attempt.id, attempt.tries = self._ids.above(top_id), 0
-            await self._add(client, payload, attempt)
+            await self._add(client, fields, attempt)
 
     async def _room(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
         """Wait while the stream holds its share of entries (acknowledged entries are

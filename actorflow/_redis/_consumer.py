@@ -392,10 +392,17 @@ class ConsumerPump:
             self._seen_open = generation
 
     async def _acknowledge(self, client: Client, retry: Retrying) -> None:
+        link = self.link
         while True:
-            if not self.link.to_ack:
-                await self.link.wait_for_acks()
+            if not link.to_ack:
+                await link.wait_for_acks()
                 continue
+            # Let a few entries gather for one command (the client's cost is per
+            # command); the end of the stream and a stop flush at once. Not many, nor
+            # long: the producer counts unacknowledged entries against the bound.
+            with trio.move_on_after(ACK_DELAY):
+                while len(link.to_ack) < ACK_ENTRIES:
+                    await link.wait_for_acks()
             async with self._redis:
                 await self._flush_acks(client, retry)
 
@@ -424,6 +431,12 @@ class ConsumerPump:
             markers.difference_update(ids)
         else:
             self.acknowledged += len(ids)
+
+
+ACK_DELAY = 0.005
+"""Seconds an acknowledgement may wait for others to travel with."""
+ACK_ENTRIES = 4
+"""Acknowledgements that travel at once, without waiting longer."""
 
 
 class _Every:

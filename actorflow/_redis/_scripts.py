@@ -9,7 +9,7 @@ group saw the end of the stream; a new run of the producer keeps them again. The
 
 from __future__ import annotations
 
-__all__ = ["ACK", "END", "END_FIELD", "FORGET_IDLE", "FORGET_SELF", "OPEN", "link_keys"]
+__all__ = ["END", "END_FIELD", "FORGET_IDLE", "FORGET_SELF", "OPEN", "link_keys"]
 
 END_FIELD = b"end"
 """The field of the entry a producer writes when it closes (its value: the run's
@@ -63,12 +63,6 @@ and the stream is empty. The end of a run the group already consumed counts only
 consumers that took part in it. At the end, the link's keys start to expire, and a
 consumer of a shared group leaves it and, if others of the group have read lately,
 writes an end marker again for them (one of them gets it, and so on)."""
-
-ACK = """
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-"""
-"""Acknowledge and delete entries (ARGV = the group, then their ids): one command."""
 
 FORGET_IDLE = """
 local forgotten = 0

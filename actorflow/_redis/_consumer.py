@@ -12,6 +12,7 @@ and removes consumers of its group that hold nothing and have long been idle.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from functools import partial
@@ -127,28 +128,38 @@ class ConsumerPump:
                 # A graceful end: wait until what is here was handled and acknowledged.
                 while not self._consumer_gone() and (self.link.items or self.link.in_hand):
                     await self.link.wait_for_acks()
-            finally:
+            except BaseException:
                 await self._finish()
+                raise
+            await self._finish(client)
 
-    async def _finish(self) -> None:
+    async def _finish(self, client: Client | None = None) -> None:
         """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled, give up
         the lease (a standby need not wait for it to lapse) and leave the group if
-        nothing is left pending here. A client of its own, inside the shield: a
+        nothing is left pending here. After a graceful end on the pump's ``client``;
+        otherwise (or if that fails) on a client of its own, inside the shield: a
         cancellation has closed the other's connections."""
         self.link.settle()  # what is in hand was handled, unless it was given back
         self.intake.clear()
         with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
             try:
-                async with connect(self.url, self.remote.timeout) as client:
-                    await self._flush_acks(client, None)
-                    if not self.shared:
-                        await self.lease.release(client)
-                    await self._forget(client)
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await self._clean_up(client)
+                        return
+                async with connect(self.url, self.remote.timeout) as fresh:
+                    await self._clean_up(fresh)
             except Exception as exc:
                 error = hide_secrets(describe(exc), self.url)
                 self.log.warning("remote.cleanup_failed", error=error)
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+
+    async def _clean_up(self, client: Client) -> None:
+        await self._flush_acks(client, None)
+        if not self.shared:
+            await self.lease.release(client)
+        await self._forget(client)
 
     async def _forget(self, client: Client) -> None:
         """Leave the group, unless entries were left pending here, and remove the
@@ -175,6 +186,7 @@ class ConsumerPump:
             # Alone in the group: what an earlier consumer left pending comes first, in
             # order, before anything newer (it would otherwise wait for claim_idle).
             self._took_part = bool(await retry(partial(self._take_over, client)))
+            claims.skip()  # it has just taken everything pending
         while not self._consumer_gone() and not self._stopping:
             room = link.capacity - len(link.items) - len(link.in_hand)
             if room < (intake.need(batch) if intake.backlog else batch):
@@ -445,6 +457,10 @@ class _Every:
     def __init__(self, period: float) -> None:
         self.period = period
         self.next = trio.current_time()
+
+    def skip(self) -> None:
+        """Not due again for a period."""
+        self.next = trio.current_time() + self.period
 
     def due(self) -> bool:
         now = trio.current_time()

@@ -28,6 +28,7 @@ from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
 from ._entries import Intake, is_marker
 from ._lease import Lease
+from ._producer import room_made
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ class ConsumerPump:
         self._redis = trio.Lock()
         """Held while acknowledging and while taking entries over: a claim never sees an
         entry whose acknowledgement is under way as one to take."""
+        # A quarter of the producer's bound in entries (see ProducerPump.entries), if
+        # the link says it: unacknowledged entries hold the producer back at the bound.
+        buffer = link.spec.buffer or 0
+        self._ack_entries = max(1, max(2, -(-buffer // remote.batch)) // ACK_SHARE)
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
@@ -413,7 +418,7 @@ class ConsumerPump:
             # command); the end of the stream and a stop flush at once. Not many, nor
             # long: the producer counts unacknowledged entries against the bound.
             with trio.move_on_after(ACK_DELAY):
-                while len(link.to_ack) < ACK_ENTRIES:
+                while len(link.to_ack) < self._ack_entries:
                     await link.wait_for_acks()
             async with self._redis:
                 await self._flush_acks(client, retry)
@@ -437,6 +442,7 @@ class ConsumerPump:
             raise
         finally:
             self._acking.difference_update(ids)
+        room_made(self.url, self.stream)
         markers = self.intake.markers
         if markers:
             self.acknowledged += sum(entry_id not in markers for entry_id in ids)
@@ -447,8 +453,9 @@ class ConsumerPump:
 
 ACK_DELAY = 0.005
 """Seconds an acknowledgement may wait for others to travel with."""
-ACK_ENTRIES = 4
-"""Acknowledgements that travel at once, without waiting longer."""
+ACK_SHARE = 4
+"""Acknowledgements travel at once, without waiting longer, when a quarter of the
+stream's bound (in entries) awaits them (at once, if the link's ``buffer`` is not set)."""
 
 
 class _Every:

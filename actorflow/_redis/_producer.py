@@ -33,13 +33,38 @@ from ._scripts import END_FIELD, OPEN, link_keys
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["MAX_ENTRY_BYTES", "ProducerPump"]
+__all__ = ["MAX_ENTRY_BYTES", "ProducerPump", "room_made"]
 
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 """An entry larger than this (encoded) is split in two, and so on (unless it is one item)."""
 
 _REPEAT = "equal or smaller than the target stream top item"
 """What Redis says when an entry's id is not above every id the stream has seen."""
+
+
+_WAITING: dict[tuple[Any, str, str], trio.Event] = {}
+"""Producers of this process waiting for room in a stream, woken by a consumer of the
+same stream in this process when it has acknowledged entries (others poll)."""
+
+
+async def _room_made(url: str, stream: str, poll: float) -> None:
+    """Wait ``poll`` seconds, or less if a consumer here acknowledges entries of ``stream``."""
+    key = (trio.lowlevel.current_trio_token(), url, stream)
+    event = _WAITING.setdefault(key, trio.Event())
+    try:
+        with trio.move_on_after(poll):
+            await event.wait()
+    finally:
+        if _WAITING.get(key) is event:
+            del _WAITING[key]
+
+
+def room_made(url: str, stream: str) -> None:
+    """Entries of ``stream`` were acknowledged: wake a producer here that waits for room."""
+    if _WAITING:
+        event = _WAITING.pop((trio.lowlevel.current_trio_token(), url, stream), None)
+        if event is not None:
+            event.set()
 
 
 @attrs.define
@@ -193,4 +218,4 @@ class ProducerPump:
             self._estimate = await retry(lambda: client.xlen(self.stream))
             if self._estimate < self.entries:
                 return
-            await trio.sleep(self.remote.poll)
+            await _room_made(self.url, self.stream, self.remote.poll)

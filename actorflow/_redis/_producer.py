@@ -27,7 +27,7 @@ from .._specs import Remote
 from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
-from ._client import Retrying, connect, ensure_group, load_coredis
+from ._client import Retrying, connect, load_coredis
 from ._scripts import END_FIELD, OPEN, link_keys
 
 if TYPE_CHECKING:
@@ -117,8 +117,8 @@ class ProducerPump:
         self.written = 0
         self.log = get_logger(link=link.spec.name, stream=stream)
         self._estimate = self.entries
-        """Entries in the stream as far as the pump knows: at first, as many as it may
-        hold, so that the first write asks Redis (an earlier run may have left some)."""
+        """Entries in the stream as far as the pump knows: at first what Redis says when
+        the run opens (an earlier run may have left some)."""
         self._ids = _Ids()
 
     def __repr__(self) -> str:
@@ -138,8 +138,8 @@ class ProducerPump:
             # Each run of the producer is a generation: consumers tell this run's end
             # from the end of a run they (or their group) already consumed.
             keys = link_keys(self.stream, self.group)
-            generation = cast("int", await retry(lambda: client.eval(OPEN, keys, [])))
-            await retry(lambda: ensure_group(client, self.stream, self.group))
+            opened = await retry(lambda: client.eval(OPEN, keys, [self.group]))
+            generation, self._estimate = cast("list[int]", opened)
             link = self.link
             while True:
                 if link.items:

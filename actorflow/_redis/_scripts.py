@@ -23,15 +23,17 @@ def link_keys(stream: str, group: str) -> list[str]:
 
 
 OPEN = """
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[4])
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PERSIST', KEYS[2])
 redis.call('SET', KEYS[3], 'open:' .. generation)
-return generation
+return {generation, redis.call('XLEN', KEYS[1])}
 """
-"""A producer's run begins (KEYS = :func:`link_keys`): keep the link's keys, count the
-run, say it is open; returns the run's generation."""
+"""A producer's run begins (KEYS = :func:`link_keys`, ARGV = the group): make the group
+(and the stream) if missing, keep the link's keys, count the run, say it is open;
+returns the run's generation and the stream's length (one round trip)."""
 
 END = """
 local state = redis.call('GET', KEYS[3])

@@ -22,6 +22,11 @@ Every run is a fresh Python process; the variants run interleaved, round by roun
 * **Latency**: one item at a time (the next is sent when the previous arrived), time
   from ``emit`` (or XADD) to the sink, p50 and p99 (medians over the rounds).
 
+Each run imports this tree's actorflow (``--other``'s for that variant), compiled as an
+installed package is (``PYTHONDONTWRITEBYTECODE`` is dropped for the runs; the bytecode
+goes to ``PYTHONPYCACHEPREFIX``, a temporary directory unless set), after one uncounted
+warm-up run of each variant.
+
 On a busy machine wall times swing; the CPU seconds of a run (``per cpu s``) move
 least, so compare those first.
 """
@@ -201,10 +206,17 @@ def worker(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> d
 
 
 def measure(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> dict[str, float]:
-    """One run in a fresh process; ``other`` is a remote link run on ``--other``'s tree."""
+    """One run in a fresh process, on this tree's actorflow (not whichever one is
+    installed); ``other`` is a remote link run on ``--other``'s tree."""
     env = dict(os.environ)
+    tree = str(HERE.parent)
     if kind == "other":
-        kind, env["PYTHONPATH"] = "remote", OTHER[0]
+        kind, tree = "remote", OTHER[0]
+    env["PYTHONPATH"] = os.pathsep.join([tree, *filter(None, [os.environ.get("PYTHONPATH")])])
+    # Compiled modules, as an installed package has them: without, each fresh process
+    # compiles what it imports, and actorflow imports its Redis backend inside the run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "bench_remote_pyc"))
     command = [sys.executable, __file__, "--worker", kind, "--mode", mode, "--url", url]
     command += ["--messages", str(n), "--batch", str(batch), "--buffer", str(buffer)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
@@ -249,6 +261,8 @@ def collect(url: str, args: argparse.Namespace) -> Runs:
     plan += [("fixed", kind, args.batch[0], 1) for kind in _kinds()]
     plan += [("latency", kind, 1, max(10, args.pings)) for kind in _kinds()]
     runs: Runs = {(mode, kind, batch): [] for mode, kind, batch, _ in plan}
+    for kind in _kinds():  # a warm-up, not counted: modules compiled, caches warm
+        measure(kind, "throughput", url, 1, args.batch[0], args.buffer)
     for round_ in range(args.repeat):
         print(f"round {round_ + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
         for mode, kind, batch, n in plan:

@@ -12,6 +12,7 @@ and removes consumers of its group that hold nothing and have long been idle.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from functools import partial
@@ -25,8 +26,9 @@ from .._specs import Remote
 from .._transport import PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
-from ._entries import Intake
+from ._entries import Intake, is_marker
 from ._lease import Lease
+from ._producer import room_made
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
 
 if TYPE_CHECKING:
@@ -81,6 +83,10 @@ class ConsumerPump:
         self._redis = trio.Lock()
         """Held while acknowledging and while taking entries over: a claim never sees an
         entry whose acknowledgement is under way as one to take."""
+        # A quarter of the producer's bound in entries (see ProducerPump.entries), if
+        # the link says it: unacknowledged entries hold the producer back at the bound.
+        buffer = link.spec.buffer or 0
+        self._ack_entries = max(1, max(2, -(-buffer // remote.batch)) // ACK_SHARE)
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
@@ -127,28 +133,38 @@ class ConsumerPump:
                 # A graceful end: wait until what is here was handled and acknowledged.
                 while not self._consumer_gone() and (self.link.items or self.link.in_hand):
                     await self.link.wait_for_acks()
-            finally:
+            except BaseException:
                 await self._finish()
+                raise
+            await self._finish(client)
 
-    async def _finish(self) -> None:
+    async def _finish(self, client: Client | None = None) -> None:
         """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled, give up
         the lease (a standby need not wait for it to lapse) and leave the group if
-        nothing is left pending here. A client of its own, inside the shield: a
+        nothing is left pending here. After a graceful end on the pump's ``client``;
+        otherwise (or if that fails) on a client of its own, inside the shield: a
         cancellation has closed the other's connections."""
         self.link.settle()  # what is in hand was handled, unless it was given back
         self.intake.clear()
         with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
             try:
-                async with connect(self.url, self.remote.timeout) as client:
-                    await self._flush_acks(client, None)
-                    if not self.shared:
-                        await self.lease.release(client)
-                    await self._forget(client)
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await self._clean_up(client)
+                        return
+                async with connect(self.url, self.remote.timeout) as fresh:
+                    await self._clean_up(fresh)
             except Exception as exc:
                 error = hide_secrets(describe(exc), self.url)
                 self.log.warning("remote.cleanup_failed", error=error)
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+
+    async def _clean_up(self, client: Client) -> None:
+        await self._flush_acks(client, None)
+        if not self.shared:
+            await self.lease.release(client)
+        await self._forget(client)
 
     async def _forget(self, client: Client) -> None:
         """Leave the group, unless entries were left pending here, and remove the
@@ -175,6 +191,7 @@ class ConsumerPump:
             # Alone in the group: what an earlier consumer left pending comes first, in
             # order, before anything newer (it would otherwise wait for claim_idle).
             self._took_part = bool(await retry(partial(self._take_over, client)))
+            claims.skip()  # it has just taken everything pending
         while not self._consumer_gone() and not self._stopping:
             room = link.capacity - len(link.items) - len(link.in_hand)
             if room < (intake.need(batch) if intake.backlog else batch):
@@ -189,21 +206,39 @@ class ConsumerPump:
                 claimed: int = await retry(partial(self._claim, client, room // batch))
                 if claimed:
                     continue
-            if await self._next_entries(client, retry, reader, room // batch):
+            if intake.end_seen:
+                if await self._end_once_drained(client, retry):
+                    return
+            elif await self._next_entries(client, retry, reader, room // batch):
                 self._took_part = True
-            elif not link.items and not link.in_hand and await retry(partial(self._ended, client)):
-                self.log.info(
-                    "remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed
-                )
-                link.close()
+            elif not link.items and not link.in_hand and await self._end(client, retry):
                 return
         if self._stopping:
             link.close()
 
+    async def _end_once_drained(self, client: Client, retry: Retrying) -> bool:
+        """An end marker came: once the link holds nothing, see at once whether the
+        stream has ended (not when a read has waited ``poll`` in vain)."""
+        link = self.link
+        if link.items or link.in_hand:
+            await link.wait_for_space()  # woken when the module takes or settles
+            return False
+        self.intake.end_seen = False
+        return await self._end(client, retry)
+
+    async def _end(self, client: Client, retry: Retrying) -> bool:
+        """End the link if the stream has ended."""
+        if not await retry(partial(self._ended, client)):
+            return False
+        self.log.info("remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed)
+        self.link.close()
+        return True
+
     async def _next_entries(
         self, client: Client, retry: Retrying, reader: Reader, count: int
     ) -> int:
-        """Read up to ``count`` new entries and admit them; how many were read."""
+        """Read up to ``count`` new entries and admit them; how many were read (end
+        markers not counted)."""
         failures = retry.failures
         block_ms = max(int(self.remote.poll * 1000), 1)
         read = partial(self._next, count=count, block_ms=block_ms)
@@ -217,12 +252,12 @@ class ConsumerPump:
             entries = sorted([*lost, *entries], key=lambda entry: _order(entry.identifier))
             if lost and not self._consumer_gone():
                 await self._admit_with_deliveries(client, retry, entries)
-                return len(entries)
+                return sum(not is_marker(entry) for entry in entries)
         if self._consumer_gone():
             # Read for a consumer that has just ended: they stay pending for another.
             return 0
         self.intake.admit(entries)
-        return len(entries)
+        return sum(not is_marker(entry) for entry in entries)
 
     def _consumer_gone(self) -> bool:
         return self.link.receiver_closed
@@ -353,12 +388,18 @@ class ConsumerPump:
     async def _ended(self, client: Client) -> bool:
         """The producer has closed and the group has finished every entry (then the
         link's keys start to expire)."""
-        await self._flush_acks(client, None)
         took_part = b"1" if self._took_part else b"0"
         seen = self._seen_open or b""
         ttl = max(int(self.remote.ttl), 1)
         keys = link_keys(self.stream, self.group)
-        return bool(await client.eval(END, keys, [seen, took_part, ttl]))
+        # Those blocked in a read have been idle no longer than a poll (and Redis's timer).
+        reading_ms = int(1000 * self.remote.poll) + 1000
+        peers: list[str | int] = [self.consumer, self.group, reading_ms]
+        if not self.shared:
+            peers = ["", "", 0]
+        async with self._redis:  # an acknowledgement under way is through first
+            await self._flush_acks(client, None)
+            return bool(await client.eval(END, keys, [seen, took_part, ttl, *peers]))
 
     def _producer_state(self, state: bytes | None) -> None:
         """``open:<generation>`` or ``closed:<generation>``: a run seen open is one this
@@ -368,10 +409,17 @@ class ConsumerPump:
             self._seen_open = generation
 
     async def _acknowledge(self, client: Client, retry: Retrying) -> None:
+        link = self.link
         while True:
-            if not self.link.to_ack:
-                await self.link.wait_for_acks()
+            if not link.to_ack:
+                await link.wait_for_acks()
                 continue
+            # Let a few entries gather for one command (the client's cost is per
+            # command); the end of the stream and a stop flush at once. Not many, nor
+            # long: the producer counts unacknowledged entries against the bound.
+            with trio.move_on_after(ACK_DELAY):
+                while len(link.to_ack) < self._ack_entries:
+                    await link.wait_for_acks()
             async with self._redis:
                 await self._flush_acks(client, retry)
 
@@ -394,7 +442,20 @@ class ConsumerPump:
             raise
         finally:
             self._acking.difference_update(ids)
-        self.acknowledged += len(ids)
+        room_made(self.url, self.stream)
+        markers = self.intake.markers
+        if markers:
+            self.acknowledged += sum(entry_id not in markers for entry_id in ids)
+            markers.difference_update(ids)
+        else:
+            self.acknowledged += len(ids)
+
+
+ACK_DELAY = 0.005
+"""Seconds an acknowledgement may wait for others to travel with."""
+ACK_SHARE = 4
+"""Acknowledgements travel at once, without waiting longer, when a quarter of the
+stream's bound (in entries) awaits them (at once, if the link's ``buffer`` is not set)."""
 
 
 class _Every:
@@ -403,6 +464,10 @@ class _Every:
     def __init__(self, period: float) -> None:
         self.period = period
         self.next = trio.current_time()
+
+    def skip(self) -> None:
+        """Not due again for a period."""
+        self.next = trio.current_time() + self.period
 
     def due(self) -> bool:
         now = trio.current_time()

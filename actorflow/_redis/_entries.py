@@ -27,8 +27,9 @@ from .._exceptions import describe
 from .._ports import describe_type
 from .._status import DropReason
 from .._transport import RemoteInLink
+from ._scripts import END_FIELD
 
-__all__ = ["Intake", "type_check"]
+__all__ = ["Intake", "is_marker", "type_check"]
 
 
 def type_check(accepted: Any) -> Callable[[Any], bool] | None:
@@ -47,6 +48,11 @@ def type_check(accepted: Any) -> Callable[[Any], bool] | None:
     except TypeError:  # a Protocol that is not runtime-checkable
         return None
     return lambda value: isinstance(value, classes)
+
+
+def is_marker(entry: Any) -> bool:
+    """Whether a stream entry is a producer's end marker, not items."""
+    return END_FIELD in entry.field_values
 
 
 def _is_union(tp: Any) -> bool:
@@ -77,6 +83,10 @@ class Intake:
     accepts: Any = object
     max_deliveries: int = 5
     backlog: deque[_Entry] = attrs.field(factory=deque)
+    markers: set[bytes] = attrs.field(factory=set)
+    """End markers admitted and not yet acknowledged (they are not counted as entries)."""
+    end_seen: bool = False
+    """An end marker came: the producer has closed (this run, or an earlier one)."""
     _check: Callable[[Any], bool] | None = attrs.field(init=False)
     _port: str = attrs.field(init=False)
 
@@ -92,6 +102,11 @@ class Intake:
         for entry in entries:
             entry_id = entry.identifier
             if entry_id in link.remaining or entry_id in link.to_ack:
+                continue
+            if is_marker(entry):
+                self.end_seen = True
+                self.markers.add(entry_id)
+                link.expect(entry_id, 0)
                 continue
             count, items = self._open(entry)
             delivered = (deliveries or {}).get(entry_id, 1)

@@ -69,13 +69,15 @@ class Lease:
         again first."""
         waiting = False
         while True:
-            owner: Any = await retry(lambda: client.get(self.key))
-            if owner in (None, self.owner.encode()) and retry.calm(self.ms / 1000 + MAX_DELAY):
+            owner: Any
+            if retry.calm(self.ms / 1000 + MAX_DELAY):
                 owner = await retry(lambda: client.eval(_TAKE, [self.key], [self.owner, self.ms]))
                 if not owner:
                     if waiting:
                         self.log.info("remote.lease_taken")
                     return
+            else:
+                owner = await retry(lambda: client.get(self.key))
             if owner is not None and not waiting:
                 waiting = True
                 self.log.warning(

@@ -27,19 +27,44 @@ from .._specs import Remote
 from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
-from ._client import Retrying, connect, ensure_group, load_coredis
-from ._scripts import OPEN, link_keys
+from ._client import Retrying, connect, load_coredis
+from ._scripts import END_FIELD, OPEN, link_keys
 
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["MAX_ENTRY_BYTES", "ProducerPump"]
+__all__ = ["MAX_ENTRY_BYTES", "ProducerPump", "room_made"]
 
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 """An entry larger than this (encoded) is split in two, and so on (unless it is one item)."""
 
 _REPEAT = "equal or smaller than the target stream top item"
 """What Redis says when an entry's id is not above every id the stream has seen."""
+
+
+_WAITING: dict[tuple[Any, str, str], trio.Event] = {}
+"""Producers of this process waiting for room in a stream, woken by a consumer of the
+same stream in this process when it has acknowledged entries (others poll)."""
+
+
+async def _room_made(url: str, stream: str, poll: float) -> None:
+    """Wait ``poll`` seconds, or less if a consumer here acknowledges entries of ``stream``."""
+    key = (trio.lowlevel.current_trio_token(), url, stream)
+    event = _WAITING.setdefault(key, trio.Event())
+    try:
+        with trio.move_on_after(poll):
+            await event.wait()
+    finally:
+        if _WAITING.get(key) is event:
+            del _WAITING[key]
+
+
+def room_made(url: str, stream: str) -> None:
+    """Entries of ``stream`` were acknowledged: wake a producer here that waits for room."""
+    if _WAITING:
+        event = _WAITING.pop((trio.lowlevel.current_trio_token(), url, stream), None)
+        if event is not None:
+            event.set()
 
 
 @attrs.define
@@ -92,8 +117,8 @@ class ProducerPump:
         self.written = 0
         self.log = get_logger(link=link.spec.name, stream=stream)
         self._estimate = self.entries
-        """Entries in the stream as far as the pump knows: at first, as many as it may
-        hold, so that the first write asks Redis (an earlier run may have left some)."""
+        """Entries in the stream as far as the pump knows: at first what Redis says when
+        the run opens (an earlier run may have left some)."""
         self._ids = _Ids()
 
     def __repr__(self) -> str:
@@ -113,8 +138,8 @@ class ProducerPump:
             # Each run of the producer is a generation: consumers tell this run's end
             # from the end of a run they (or their group) already consumed.
             keys = link_keys(self.stream, self.group)
-            generation = cast("int", await retry(lambda: client.eval(OPEN, keys, [])))
-            await retry(lambda: ensure_group(client, self.stream, self.group))
+            opened = await retry(lambda: client.eval(OPEN, keys, [self.group]))
+            generation, self._estimate = cast("list[int]", opened)
             link = self.link
             while True:
                 if link.items:
@@ -124,7 +149,7 @@ class ProducerPump:
                         for index, (payload, count) in enumerate(self._encoded(batch)):
                             if index:
                                 await self._room(client, retry)
-                            await self._write(client, retry, payload)
+                            await self._write(client, retry, {b"p": payload})
                             self.written += count
                             batch = batch[count:]
                     except BaseException:
@@ -136,6 +161,11 @@ class ProducerPump:
                 else:
                     await self.mailbox.wait()
             await retry(lambda: client.set(state, b"closed:%d" % generation))
+            # The end marker wakes consumers blocked in XREADGROUP now, instead of at
+            # their next poll; it is written without waiting for room (a consumer that
+            # is down must not hold the producer's end), so the stream may hold one
+            # entry over its bound.
+            await self._write(client, retry, {END_FIELD: b"%d" % generation})
             self.log.info("remote.producer_closed", written=self.written, generation=generation)
 
     def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
@@ -152,17 +182,21 @@ class ProducerPump:
         half = len(batch) // 2
         return [*self._encoded(batch[:half]), *self._encoded(batch[half:])]
 
-    async def _write(self, client: coredis.Redis[bytes], retry: Retrying, payload: bytes) -> None:
+    async def _write(
+        self, client: coredis.Redis[bytes], retry: Retrying, fields: dict[bytes, bytes]
+    ) -> None:
         attempt = _Attempt(self._ids.next())
-        await retry(partial(self._add, client, payload, attempt))
+        await retry(partial(self._add, client, fields, attempt))
         self._estimate += 1
 
-    async def _add(self, client: coredis.Redis[bytes], payload: bytes, attempt: _Attempt) -> None:
+    async def _add(
+        self, client: coredis.Redis[bytes], fields: dict[bytes, bytes], attempt: _Attempt
+    ) -> None:
         """XADD under the attempt's id; an earlier try of the same id may have been
         written though its reply was lost: Redis then refuses this one as a repeat."""
         attempt.tries += 1
         try:
-            await client.xadd(self.stream, {b"p": payload}, identifier=attempt.id)
+            await client.xadd(self.stream, fields, identifier=attempt.id)
         except load_coredis().exceptions.ResponseError as exc:
             if _REPEAT not in str(exc):
                 raise
@@ -173,7 +207,7 @@ class ProducerPump:
             top: str | bytes = info["last-generated-id"]
             top_id = top.encode() if isinstance(top, str) else top
             attempt.id, attempt.tries = self._ids.above(top_id), 0
-            await self._add(client, payload, attempt)
+            await self._add(client, fields, attempt)
 
     async def _room(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
         """Wait while the stream holds its share of entries (acknowledged entries are
@@ -184,4 +218,4 @@ class ProducerPump:
             self._estimate = await retry(lambda: client.xlen(self.stream))
             if self._estimate < self.entries:
                 return
-            await trio.sleep(self.remote.poll)
+            await _room_made(self.url, self.stream, self.remote.poll)

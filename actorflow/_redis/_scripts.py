@@ -9,7 +9,12 @@ group saw the end of the stream; a new run of the producer keeps them again. The
 
 from __future__ import annotations
 
-__all__ = ["END", "FORGET_IDLE", "FORGET_SELF", "OPEN", "link_keys"]
+__all__ = ["END", "END_FIELD", "FORGET_IDLE", "FORGET_SELF", "OPEN", "link_keys"]
+
+END_FIELD = b"end"
+"""The field of the entry a producer writes when it closes (its value: the run's
+generation). It only tells consumers to look for the end now; the end itself is what
+:data:`END` finds."""
 
 
 def link_keys(stream: str, group: str) -> list[str]:
@@ -18,15 +23,17 @@ def link_keys(stream: str, group: str) -> list[str]:
 
 
 OPEN = """
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[4])
 local generation = redis.call('INCR', KEYS[2])
 redis.call('PERSIST', KEYS[2])
 redis.call('SET', KEYS[3], 'open:' .. generation)
-return generation
+return {generation, redis.call('XLEN', KEYS[1])}
 """
-"""A producer's run begins (KEYS = :func:`link_keys`): keep the link's keys, count the
-run, say it is open; returns the run's generation."""
+"""A producer's run begins (KEYS = :func:`link_keys`, ARGV = the group): make the group
+(and the stream) if missing, keep the link's keys, count the run, say it is open;
+returns the run's generation and the stream's length (one round trip)."""
 
 END = """
 local state = redis.call('GET', KEYS[3])
@@ -37,13 +44,27 @@ if redis.call('GET', KEYS[4]) == generation and ARGV[1] ~= generation and ARGV[2
     return 0
 end
 redis.call('SET', KEYS[4], generation)
+if ARGV[4] ~= '' then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[5], ARGV[4])
+    for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[5])) do
+        local fields = {}
+        for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+        if fields['idle'] < tonumber(ARGV[6]) then
+            redis.call('XADD', KEYS[1], '*', 'end', generation)
+            break
+        end
+    end
+end
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[3]) end
 return 1
 """
 """Whether the group has seen the end (KEYS = :func:`link_keys`; ARGV = the generation
-this consumer saw open, ``1`` if it got entries, the TTL in seconds): the producer has
-closed and the stream is empty. The end of a run the group already consumed counts only
-for consumers that took part in it. At the end, the link's keys start to expire."""
+this consumer saw open, ``1`` if it got entries, the TTL in seconds, and for a shared
+group the consumer's name, the group and an idle time in ms): the producer has closed
+and the stream is empty. The end of a run the group already consumed counts only for
+consumers that took part in it. At the end, the link's keys start to expire, and a
+consumer of a shared group leaves it and, if others of the group have read lately,
+writes an end marker again for them (one of them gets it, and so on)."""
 
 FORGET_IDLE = """
 local forgotten = 0

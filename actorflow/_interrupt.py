@@ -196,6 +196,16 @@ class SignalRequests:
     """When the oldest signal still waiting was handed over (``time.monotonic()``)."""
     at_once: bool = False
     """Raise every signal at once (see :meth:`raising`)."""
+    ticked: float | None = None
+    """When the loop last said it is alive (:meth:`tick`); None while nobody ticks."""
+
+    def tick(self) -> None:
+        """The loop is alive: a signal now can wait for it."""
+        self.ticked = time.monotonic()
+
+    def untick(self) -> None:
+        """Nobody says the loop is alive any more (the system has ended)."""
+        self.ticked = None
 
     @contextlib.contextmanager
     def raising(self) -> Iterator[None]:
@@ -227,9 +237,13 @@ class SignalRequests:
             raise _raise_now(self.received[0]) from None
 
     def _stuck(self) -> bool:
-        """A signal has waited for the loop longer than the loop ever takes to look:
-        it is held by sync code (two signals sent together are not a stuck loop)."""
-        return self.waiting > 0 and time.monotonic() - self.since >= STUCK_AFTER
+        """A signal has waited for the loop longer than the loop ever takes to look, or
+        the loop has not ticked for that long: it is held by sync code (a hung sync
+        ``cleanup()``). Two signals sent together are not a stuck loop."""
+        now = time.monotonic()
+        if self.waiting > 0 and now - self.since >= STUCK_AFTER:
+            return True
+        return self.ticked is not None and now - self.ticked >= STUCK_AFTER
 
     def _deliver(self, signum: int, count: int) -> None:
         """In the run: a crash here would be trio's internal error, so none may escape."""

@@ -28,6 +28,7 @@ from ._exceptions import (
 from ._graph import Graph, unlink
 from ._heartbeat import HttpReporter, Reporter, beat
 from ._interrupt import (
+    STUCK_AFTER,
     SignalRequests,
     ending_as_signals,
     exception_for,
@@ -650,6 +651,8 @@ async def _running(system: System, requests: SignalRequests | None) -> AsyncIter
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
+                if requests is not None:
+                    nursery.start_soon(_tick_until_done, system, requests)
                 try:
                     yield system
                 except trio.Cancelled:
@@ -664,6 +667,19 @@ async def _running(system: System, requests: SignalRequests | None) -> AsyncIter
             # Raised from here so that an outer cancellation cannot swallow it.
             raise _noting_signal(system._error() or system._failure, requests)
     _raise_what_ended(system, body_error, requests)
+
+
+async def _tick_until_done(system: System, requests: SignalRequests) -> None:
+    """Say the loop is alive every tenth of a second while actors run or clean up, so
+    that a signal sent while sync code holds the loop (a hung sync ``cleanup()``) is
+    raised at once instead of waiting for a loop that will not look."""
+    try:
+        while not system._all_done.is_set():
+            requests.tick()
+            with trio.move_on_after(STUCK_AFTER / 5):
+                await system._all_done.wait()
+    finally:
+        requests.untick()
 
 
 async def _start_up(system: System, requests: SignalRequests | None) -> None:

@@ -425,6 +425,23 @@ def test_signals_end_a_run_stuck_in_a_sync_cleanup(project: Project) -> None:
     assert "Traceback" not in project.err
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_ends_a_drain_that_a_sync_cleanup_then_holds(
+    project: Project, signum: signal.Signals
+) -> None:
+    """The first signal is taken up (the drain starts), then a sync cleanup() holds the
+    loop for ever: the second signal is raised at once (the loop has stopped ticking),
+    not queued for a loop that will never look."""
+    process = project.run(project.graph(sink="hangs", sink_config="{}"))
+    assert wait_for(lambda: project.marked("running"), process, 30), project.err
+    process.send_signal(signum)
+    assert wait_for(lambda: project.marked("cleaning"), process, 30), project.err
+    wait_for(lambda: False, process, 1)  # the loop has been held for a while
+    process.send_signal(signum)
+    assert ended(process, 10) == exit_status(signum), project.err
+    assert "Traceback" not in project.err
+
+
 @settings(
     max_examples=6,
     deadline=None,

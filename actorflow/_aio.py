@@ -25,6 +25,7 @@ import attrs
 import outcome
 import trio
 
+from ._checks import check_seconds
 from ._endpoints import OutletReader, give_up
 from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
@@ -32,7 +33,7 @@ from ._heartbeat import Reporter
 from ._settings import Settings
 from ._status import EndReason, SystemStatus
 from ._store import Store
-from ._system import System, count_unread, end_reason, preview_error
+from ._system import System, check_arguments, count_unread, end_reason, preview_error
 from ._system import open_system as _open_trio_system
 
 __all__ = ["AioSystem", "SystemEndedError", "open_system", "run"]
@@ -277,7 +278,13 @@ class AioSystem:
         :meth:`System.stop`).
 
         The host owns the signals here: call this from its own handler, e.g.
-        ``loop.add_signal_handler(signal.SIGTERM, ...)``, for a graceful stop on SIGTERM."""
+        ``loop.add_signal_handler(signal.SIGTERM, ...)``, for a graceful stop on SIGTERM.
+
+        Raises:
+            ValueError: ``drain_timeout`` is not a duration (a microsecond to a year).
+        """
+        if drain_timeout is not None:
+            check_seconds("drain_timeout", drain_timeout)
         await self._call(partial(self._system.stop, drain_timeout=drain_timeout))
 
     def cancel(self) -> None:
@@ -339,6 +346,7 @@ async def open_system(
             loop): run several graphs in one system, or in one ``open_system`` each,
             one after the other.
     """
+    check_arguments(graph, store, reporters)
     run = _start_guest(graph, settings, store, reporters, overrides)
     host = await _started(run)
     try:

@@ -33,6 +33,7 @@ __all__ = [
     "did_you_mean",
     "flag",
     "fraction",
+    "name",
     "name_or_none",
     "redis_url",
     "seconds",
@@ -155,6 +156,14 @@ def name_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) 
     """A non-empty string (a name Redis or a log will carry), or ``None``."""
     if value is not None and not (isinstance(value, str) and value):
         raise ValueError(f"{attribute.name} must be a non-empty string, got {short(value)}")
+
+
+def name(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A non-empty string."""
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string, got {short(value)}")
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
 
 
 def redis_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ._checks import check_seconds, short
+from ._checks import name as _name_check
 from ._exceptions import GraphError, GraphProblem
 from ._module import Module
 from ._specs import (
@@ -58,7 +59,7 @@ class Graph:
         graph.chain("numbers", "double", "show")
     """
 
-    name: str = "graph"
+    name: str = attrs.field(default="graph", validator=_name_check)
     _modules: list[ModuleSpec] = attrs.field(factory=list, alias="_modules")
     _links: list[LinkSpec] = attrs.field(factory=list, alias="_links")
     _supervision: dict[str, Supervision] = attrs.field(factory=dict, alias="_supervision")

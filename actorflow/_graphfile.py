@@ -192,7 +192,7 @@ def load_graph(
     data = _read(path, overrides)
     if _is_job(data):
         raise GraphFileError(path, ["it describes a job ([job] / [tasks]), not a graph"])
-    return _graph_from(path, data, registry if registry is not None else Registry.for_file(path))
+    return _graph_from(path, data, _registry_for(path, registry))
 
 
 def load_job(
@@ -212,7 +212,7 @@ def load_job(
     data = _read(path, overrides)
     if not _is_job(data):
         raise GraphFileError(path, ["it describes a graph ([modules]), not a job ([tasks])"])
-    return _job_from(path, data, registry if registry is not None else Registry.for_file(path))
+    return _job_from(path, data, _registry_for(path, registry))
 
 
 def load_any(
@@ -224,8 +224,17 @@ def load_any(
     """Read a graph file or a job file, whichever ``path`` holds."""
     path = Path(path)
     data = _read(path, overrides)
-    registry = registry if registry is not None else Registry.for_file(path)
+    registry = _registry_for(path, registry)
     return _job_from(path, data, registry) if _is_job(data) else _graph_from(path, data, registry)
+
+
+def _registry_for(path: Path, registry: Registry | None) -> Registry:
+    """The registry given, or the one of the file's project."""
+    if registry is None:
+        return Registry.for_file(path)
+    if not isinstance(registry, Registry):
+        raise TypeError(f"registry must be an actorflow.Registry, got {short(registry)}")
+    return registry
 
 
 MAX_FILE_SIZE = 16 * 2**20
@@ -234,6 +243,8 @@ MAX_FILE_SIZE = 16 * 2**20
 
 def _read(path: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The file's document, with ``overrides`` applied."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TypeError(f"overrides must be a mapping of keys to values, got {short(overrides)}")
     data = _parse(path)
     problems = apply_overrides(data, overrides or {})
     if problems:

@@ -25,7 +25,7 @@ import importlib
 import importlib.metadata
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -56,11 +56,19 @@ class RegistryEntry:
     origin: str
 
 
+def _entries(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not (
+        isinstance(value, dict)
+        and all(isinstance(entry, RegistryEntry) for entry in value.values())
+    ):
+        raise TypeError(f"{attribute.name} must map names to RegistryEntry, got {short(value)}")
+
+
 @attrs.define
 class Registry:
     """Enabled modules by name."""
 
-    entries: dict[str, RegistryEntry] = attrs.field(factory=dict)
+    entries: dict[str, RegistryEntry] = attrs.field(factory=dict, validator=_entries)
     paths: tuple[Path, ...] = ()
     """Directories put on ``sys.path`` before importing a module: the project's, and its
     ``[tool.actorflow] pythonpath`` entries."""

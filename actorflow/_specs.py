@@ -311,6 +311,10 @@ class Backoff:
     max: float = attrs.field(default=10.0, validator=seconds(zero=True))
     jitter: float = attrs.field(default=0.1, validator=fraction)
 
+    def __attrs_post_init__(self) -> None:
+        if self.min > self.max:
+            raise ValueError(f"backoff min ({self.min:g} s) is above its max ({self.max:g} s)")
+
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The delay before restart number ``attempt`` (1-based) of a burst."""
         base: float = min(self.max, self.min * 2.0 ** max(attempt - 1, 0))

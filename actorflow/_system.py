@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
-from ._checks import short
+from ._checks import check_seconds, short
 from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._endpoints import count_unread as count_outlet_unread
@@ -159,7 +159,12 @@ class System:
         Args:
             drain_timeout: If given, the system is cancelled (see :meth:`cancel`) if it
                 has not ended this many seconds later: the drain has a deadline.
+
+        Raises:
+            ValueError: ``drain_timeout`` is not a duration (a microsecond to a year).
         """
+        if drain_timeout is not None:
+            check_seconds("drain_timeout", drain_timeout)
         self._request_stop(drain_timeout)
 
     def _request_stop(self, drain_timeout: float | None) -> None:
@@ -565,6 +570,26 @@ def count_unread(system: System) -> None:
             count_outlet_unread(actor.module)
 
 
+def check_arguments(graph: Any, store: Any, reporters: Any) -> None:
+    """What ``open_system`` is given is what it takes, or a TypeError naming it (not an
+    AttributeError from deep inside, once the system has started)."""
+    if not isinstance(graph, Graph):
+        hint = "; read a file with af.load_graph(path)" if isinstance(graph, str) else ""
+        raise TypeError(f"graph must be an actorflow.Graph, got {short(graph)}{hint}")
+    if store is not None and not all(
+        callable(getattr(store, name, None)) for name in ("get", "put", "delete")
+    ):
+        hint = "; a file is SQLiteStore(path)" if isinstance(store, str) else ""
+        raise TypeError(f"store must be an actorflow store, got {short(store)}{hint}")
+    if not isinstance(reporters, list | tuple) or not all(
+        callable(getattr(reporter, "report", None)) for reporter in reporters
+    ):
+        raise TypeError(
+            f"reporters must be a list of reporters (objects with report()), got "
+            f"{short(reporters)}"
+        )
+
+
 def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
     if settings is not None and not isinstance(settings, Settings):
         raise TypeError(
@@ -630,6 +655,7 @@ async def open_system(
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
     """
+    check_arguments(graph, store, reporters)
     settings = _make_settings(settings, overrides)
     async with AsyncExitStack() as owned:
         # Reporters named in the settings (a graph file's) are the system's to close.

@@ -615,3 +615,12 @@ def test_ctrl_c_without_asyncio_run_interrupts_the_block_at_once(tmp_path: Path)
         child.kill()
     assert child.returncode == 130, err
     assert out.splitlines() == ["cleanup:ticks cleanup:sink", "interrupted"]
+
+
+def test_the_asyncio_host_refuses_what_is_not_a_graph_naming_it() -> None:
+    async def host() -> None:
+        async with aio.open_system("g.toml"):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(TypeError, match=r"graph must be an actorflow\.Graph.*load_graph"):
+        asyncio.run(host())

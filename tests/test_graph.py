@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pytest
@@ -795,6 +796,9 @@ def test_a_module_fed_only_by_feedback_links_inside_a_larger_cycle_is_refused() 
         graph.validate()
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sensor_pipeline.toml"
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
@@ -812,6 +816,23 @@ def test_a_module_fed_only_by_feedback_links_inside_a_larger_cycle_is_refused() 
         (lambda g: g.depends_on("b", "a", timeout=float("nan")), ValueError, "timeout.*nan"),
         (lambda g: g.link("a", "b", copy="dep"), ValueError, "did you mean 'deep'"),
         (lambda g: af.run(g, {"quantum": 1}), TypeError, "settings must be an actorflow.Settings"),
+        (lambda g: af.run("g.toml"), TypeError, "graph must be an actorflow.Graph.*load_graph"),
+        (lambda g: af.run(g, reporters=5), TypeError, "reporters must be a list of reporters"),
+        (lambda g: af.run(g, store=5), TypeError, "store must be an actorflow store"),
+        (lambda g: af.run(g, store="x.db"), TypeError, "a file is SQLiteStore"),
+        (lambda g: af.Backoff(min=5, max=1), ValueError, "min .5 s. is above its max"),
+        (lambda g: Graph(name=5), TypeError, "name must be a string"),
+        (lambda g: af.Registry(5), TypeError, "entries must map names to RegistryEntry"),
+        (
+            lambda g: af.load_graph(EXAMPLE, registry=5),
+            TypeError,
+            "registry must be an actorflow.Registry",
+        ),
+        (
+            lambda g: af.load_graph(EXAMPLE, overrides=["x"]),
+            TypeError,
+            "overrides must be a mapping",
+        ),
     ],
 )
 def test_api_misuse_is_a_clear_error_naming_the_argument(

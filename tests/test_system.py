@@ -1059,3 +1059,18 @@ def test_a_second_ctrl_c_ends_a_run_stuck_in_a_sync_cleanup(tmp_path: Path) -> N
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), "x", True, float("inf")])
+async def test_stop_refuses_a_drain_timeout_that_is_not_a_duration(
+    value: object, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A bad deadline is refused at the call, naming it, not a raw trio error later."""
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    async with af.open_system(graph) as system:
+        with pytest.raises(ValueError, match="drain_timeout must be seconds"):
+            await system.stop(drain_timeout=value)  # type: ignore[arg-type]
+        await system.stop(drain_timeout=5)

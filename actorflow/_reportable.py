@@ -12,6 +12,7 @@ unknown): coerced, never refused, since a watcher's figure must not fail the mod
 from __future__ import annotations
 
 import math
+import re
 from itertools import islice
 from typing import Any
 
@@ -41,6 +42,16 @@ MAX_TASK = 200
 """The most characters kept of a task name."""
 
 _CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: str) -> str:
+    """``value`` with control characters shown as escapes (``\\x1b``, ``\\n``): a
+    name or value written to a terminal must not move its cursor, colour it or break
+    a table's line."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], value)
 
 
 def text(value: Any, limit: int = MAX_TEXT) -> str:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from ._reportable import printable
 from ._status import SystemStatus
 from ._view import render_table
 
@@ -45,7 +46,7 @@ def totals_line(status: SystemStatus) -> str:
     reasons = ", ".join(f"{reason} {count}" for reason, count in totals.dropped.items())
     dropped = f"dropped={totals.lost}" + (f" ({reasons})" if reasons else "")
     return (
-        f"graph {status.graph!r} {status.state.value}, {dropped}, "
+        f"graph {printable(repr(status.graph))} {status.state.value}, {dropped}, "
         f"dead_lettered={totals.dead_lettered}, errors={totals.errors}, "
         f"restarts={totals.restarts}"
     )

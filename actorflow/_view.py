@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._job import Job, TaskResult
-from ._reportable import text
+from ._reportable import printable, text
 from ._status import ActorStatus, SystemStatus
 
 __all__ = [
@@ -283,7 +283,9 @@ def _cut(value: Any) -> Text:
     """One line of text, cut with an ellipsis; any value (a module's odd
     ``set_info``) is shown as its text."""
     return Text(
-        value if isinstance(value, str) else text(value), no_wrap=True, overflow="ellipsis"
+        printable(value if isinstance(value, str) else text(value)),
+        no_wrap=True,
+        overflow="ellipsis",
     )
 
 
@@ -311,7 +313,7 @@ def _alarm(value: int | None) -> Text:
 _Column = tuple[str, dict[str, Any], Callable[[Row], "RenderableType | str"]]
 
 _COLUMNS: list[_Column] = [
-    ("name", {"no_wrap": True}, lambda row: Text(row.name, style="bold")),
+    ("name", {"no_wrap": True}, lambda row: Text(printable(row.name), style="bold")),
     ("task", {}, lambda row: _cut(row.task or "")),
     ("state", {"no_wrap": True}, _state),
     ("progress", {"no_wrap": True, "width": _BAR_WIDTH}, lambda row: _progress(row.progress)[0]),
@@ -385,7 +387,7 @@ def render(header: Header, rows: Sequence[Row]) -> RenderableType:
     width (a narrow one shows fewer columns, see ``_GIVE_UP``).
     """
     top = Text.assemble(
-        (header.title, "bold"),
+        (printable(header.title), "bold"),
         "  ",
         (header.state, STYLES.get(header.state, "")),
         f"  elapsed {_elapsed(header.elapsed)}",

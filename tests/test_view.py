@@ -752,3 +752,17 @@ def test_rows_from_job_show_pending_tasks_without_progress() -> None:
     text = plain(draw(render(Header("movie", "starting", 0.0), rows)))
     assert "pending" in text
     assert "%" not in text
+
+
+def test_names_and_values_with_control_characters_never_reach_the_terminal_raw() -> None:
+    """A module named (or reporting) with escapes or newlines is shown escaped: it must
+    not colour, clear or break the table."""
+    status = snapshot(
+        actor("evil\x1b[2J\nname", task="T\x1b[31m", info={"k": "v\x07\n"}),
+        actor("plain"),
+    )
+    out = draw(render_status(status, 1.0), width=200)
+    assert "\x1b[2J" not in out
+    assert "\x07" not in out
+    assert "\\x1b[2J\\nname" in out
+    assert len([line for line in out.splitlines() if line.strip()]) == 5  # header, rule, 2

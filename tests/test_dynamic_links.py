@@ -348,6 +348,24 @@ async def test_a_graph_of_only_an_unlinked_module_ends_at_once(
             pass
 
 
+@pytest.mark.parametrize("flag", ["false", "no", 0, None])
+async def test_return_items_must_be_a_bool(
+    autojump_clock: trio.testing.MockClock, flag: object
+) -> None:
+    """remove_link(return_items="false") is refused naming the option (a truthy string
+    would hand the items back), and the link stays as it was."""
+    graph = af.Graph()
+    graph.add("src", Forever, interval=1)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    async with af.open_system(graph) as system:
+        with pytest.raises(TypeError, match=r"return_items must be True or False, got"):
+            await system.remove_link("src.out -> sink.in", return_items=flag)  # type: ignore[arg-type]
+        assert "src.out -> sink.in" in [link.name for link in system._wiring.links]
+        assert await system.remove_link("src.out -> sink.in", return_items=False) == []
+        await system.stop()
+
+
 async def test_a_link_whose_producer_ended_can_be_removed_while_it_holds_items(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -162,12 +162,14 @@ class Link:
     def offer(self, items: list[Any], start: int = 0) -> int:
         """Append as many of ``items[start:]`` as fit; return the index reached.
 
-        Never blocks. When the consumer is gone, the items are counted as dropped
-        (``"receiver_closed"``) and reported as handled.
+        Never blocks. When the consumer is gone, or the link was removed, the items are
+        counted as dropped (``"receiver_closed"``, ``"link_removed"``) and reported as
+        handled.
         """
         total = len(items)
         if self.receiver_closed:
-            self.drop(total - start, DropReason.RECEIVER_CLOSED)
+            gone = DropReason.LINK_REMOVED if self.removed else DropReason.RECEIVER_CLOSED
+            self.drop(total - start, gone)
             return total
         if self.never_blocks:
             self._offer_lossy(items if start == 0 else items[start:])
@@ -301,6 +303,10 @@ class Link:
         it holds nothing, else once drained, so add/remove cycles leave nothing behind
         even when the consumer gets no turn between them."""
         self.removed = True
+        # Nothing more goes in (a producer ending with items owed to it offers them):
+        # what is offered now is counted as lost to the removal, not stranded in a link
+        # its consumer no longer reads.
+        self.receiver_closed = True
         mailbox = self.mailbox
         if self.items:
             mailbox.stale = True

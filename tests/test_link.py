@@ -150,6 +150,22 @@ def test_removed_links_are_let_go_of_once_drained_and_their_counts_kept() -> Non
     assert status.dropped == {"overflow": 1, "link_removed": 2}
 
 
+def test_items_offered_to_a_removed_link_are_counted_lost_to_the_removal() -> None:
+    """A producer that offers owed items to a link after its removal (as it ends) loses
+    them to the removal, counted in the name's tally; they are not stranded in a link
+    its consumer no longer reads."""
+    mailbox = Mailbox()
+    history = RemovedLinks()
+    link = Link(LinkSpec("a", "out", "b", "in"), 2, mailbox, None)
+    history.add(link)
+    link.close()
+    link.retire()
+    assert link.offer([1, 2, 3]) == 3
+    assert not link.items
+    assert mailbox.links == []
+    assert history.status(None).dropped == {"link_removed": 3}
+
+
 def test_a_link_let_go_of_keeps_the_round_robin_on_the_next_link() -> None:
     """Letting go of a link before the one read next does not skip a link."""
     mailbox = Mailbox()

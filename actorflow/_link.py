@@ -70,6 +70,7 @@ class Link:
         "delivered",
         "dropped",
         "folded",
+        "history",
         "items",
         "latest_only",
         "mailbox",
@@ -110,6 +111,8 @@ class Link:
         self.folded: LinkStatus | None = None
         """Once removed and drained: its counts as added to its name's
         :class:`RemovedLinks` (taken back out if it is given items again)."""
+        self.history: RemovedLinks | None = None
+        """Once removed: the tally of its name, told when the mailbox lets go of it."""
         self._space: trio.lowlevel.ParkingLot | None = None
         """Producers waiting for room; made when the first one waits."""
         self.overflow: Overflow = spec.overflow
@@ -149,17 +152,24 @@ class Link:
     def drop(self, count: int, reason: str) -> None:
         """Count ``count`` items as lost on this link, for ``reason``."""
         if count:
+            history = self.history if self.folded is not None else None
+            if history is not None:  # counted in its name's tally: count it there again
+                history.reclaim(self)
             self.dropped[reason] = self.dropped.get(reason, 0) + count
+            if history is not None:
+                history.release(self)
 
     def offer(self, items: list[Any], start: int = 0) -> int:
         """Append as many of ``items[start:]`` as fit; return the index reached.
 
-        Never blocks. When the consumer is gone, the items are counted as dropped
-        (``"receiver_closed"``) and reported as handled.
+        Never blocks. When the consumer is gone, or the link was removed, the items are
+        counted as dropped (``"receiver_closed"``, ``"link_removed"``) and reported as
+        handled.
         """
         total = len(items)
         if self.receiver_closed:
-            self.drop(total - start, DropReason.RECEIVER_CLOSED)
+            gone = DropReason.LINK_REMOVED if self.removed else DropReason.RECEIVER_CLOSED
+            self.drop(total - start, gone)
             return total
         if self.never_blocks:
             self._offer_lossy(items if start == 0 else items[start:])
@@ -254,7 +264,7 @@ class Link:
         self._buffer().extendleft(reversed(items))
         self.delivered -= len(items)
         if self.removed:
-            self.mailbox.hold(self)  # released when drained: it holds items again
+            self.mailbox.hold(self)  # released when drained again: it holds items now
         self.mailbox.notify()
 
     def remove_item(self, item: Any) -> None:
@@ -289,11 +299,20 @@ class Link:
         self.wake_producers()
 
     def retire(self) -> None:
-        """The link was removed (and closed): its consumer's mailbox lets go of it as
-        soon as it holds nothing, so add/remove cycles leave nothing behind."""
+        """The link was removed (and closed): its consumer's mailbox lets go of it now if
+        it holds nothing, else once drained, so add/remove cycles leave nothing behind
+        even when the consumer gets no turn between them."""
         self.removed = True
-        self.mailbox.stale = True
-        self.mailbox.notify()
+        # Nothing more goes in (a producer ending with items owed to it offers them):
+        # what is offered now is counted as lost to the removal, not stranded in a link
+        # its consumer no longer reads.
+        self.receiver_closed = True
+        mailbox = self.mailbox
+        if self.items:
+            mailbox.stale = True
+        else:
+            mailbox.release(self)
+        mailbox.notify()
 
     def close_receiver(self) -> None:
         """The consumer is gone: wake waiting producers; later items are dropped."""
@@ -356,30 +375,30 @@ class RemovedLinks:
     """Every link removed under one name, so that what they counted never leaves the
     status when a link of that name is added again.
 
-    Invariant: a removed link is either in :attr:`draining` (it may still hold or be
-    given items) or counted in :attr:`done` (with its own ``folded`` snapshot); so the
-    system lets go of drained links while their counts stay, and add/remove cycles hold
+    Invariant: a removed link is either in :attr:`draining` (its consumer's mailbox
+    still holds it: it may still hold or be given items) or counted in :attr:`done`
+    (with its own ``folded`` snapshot); the mailbox tells which as it lets go of a
+    link or takes it back, so each costs constant time and add/remove cycles hold
     nothing but one tally per name.
     """
 
-    draining: list[Link] = attrs.field(factory=list)
+    draining: dict[Link, None] = attrs.field(factory=dict)
+    """In the order removed (a dict: let go of in any order in constant time)."""
     done: LinkStatus | None = None
 
     def add(self, link: Link) -> None:
-        self.draining.append(link)
-        self.settle()
+        """``link`` is being removed; its mailbox still holds it."""
+        link.history = self
+        self.draining[link] = None
 
-    def settle(self) -> None:
-        """Count the drained links (empty and let go of by their consumer) in
-        :attr:`done` and let go of them."""
-        keep: list[Link] = []
-        for link in self.draining:
-            if link.items or any(held is link for held in link.mailbox.links):
-                keep.append(link)
-                continue
-            link.folded = snapshot = link.status()
-            self.done = snapshot if self.done is None else _combined(self.done, snapshot)
-        self.draining = keep
+    def release(self, link: Link) -> None:
+        """The mailbox let go of ``link`` (removed and drained): count it in :attr:`done`."""
+        if link not in self.draining:
+            return  # already counted
+        del self.draining[link]
+        link.folded = snapshot = link.status()
+        # The newest link's capacity and closed flag lead, as in :meth:`status`.
+        self.done = snapshot if self.done is None else _combined(snapshot, self.done)
 
     def reclaim(self, link: Link) -> None:
         """A drained link was given items back (its consumer failed mid-batch): count
@@ -387,7 +406,7 @@ class RemovedLinks:
         if link.folded is not None and self.done is not None:
             self.done = _combined(self.done, link.folded, -1)
             link.folded = None
-            self.draining.append(link)
+            self.draining[link] = None
 
     def status(self, live: Link | None) -> LinkStatus:
         """The counts of every link of the name, the live one's (if any) included; its
@@ -478,19 +497,43 @@ class Mailbox:
         )
 
     def purge(self) -> None:
-        """Let go of removed, drained links (not while a reader walks :attr:`links`:
-        only when the mailbox itself is read or waited on)."""
+        """Let go of removed links drained since (only when the mailbox itself is read or
+        waited on: a reader taking from one may be walking :attr:`links`)."""
         self.stale = False
-        links = self.links
-        kept = [link for link in links if not (link.removed and not link.items)]
-        if len(kept) != len(links):
-            links[:] = kept
+        kept: list[Link] = []
+        gone: list[Link] = []
+        for link in self.links:
+            (gone if link.removed and not link.items else kept).append(link)
+        if gone:
+            self.links[:] = kept
             self._next = 0
+            for link in gone:
+                if link.history is not None:
+                    link.history.release(link)
+
+    def release(self, link: Link) -> None:
+        """Let go of the removed, empty ``link`` now (no reader is walking :attr:`links`:
+        they never yield while they do)."""
+        links = self.links
+        try:
+            index = links.index(link)
+        except ValueError:
+            return
+        del links[index]
+        if index < self._next:
+            self._next -= 1
+        if self._next >= len(links):
+            self._next = 0
+        if link.history is not None:
+            link.history.release(link)
 
     def hold(self, link: Link) -> None:
-        """Read a released link again (items were put back into it)."""
+        """Read a released link again (items were put back into it); its name's tally
+        counts it live again."""
         if link not in self.links:
             self.links.append(link)
+            if link.history is not None:
+                link.history.reclaim(link)
 
     def depth(self) -> int:
         return sum(len(link.items) for link in self.links)

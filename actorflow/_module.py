@@ -12,7 +12,7 @@ import dis
 import enum
 import inspect
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
 import attrs
 import structlog
@@ -366,6 +366,10 @@ class Module:
         actor = self._actor
         return actor is not None and actor.active
 
+    @active.setter
+    def active(self, value: bool) -> None:
+        _read_only(self, "active", "true until the runtime asks the module to stop")
+
     async def emit(self, item: Any, port: str = "out") -> None:
         """Send ``item`` on the output ``port`` now.
 
@@ -402,6 +406,14 @@ class Module:
         namespace = self.shared_namespace or type(self).__qualname__
         return ModuleData(self._system().store, namespace)
 
+    @shared.setter
+    def shared(self, value: ModuleData) -> None:
+        _read_only(
+            self,
+            "shared",
+            "the shared data store, written with await self.shared.put(name, value)",
+        )
+
     async def add_link(self, source: str, target: str, **options: Any) -> Any:
         """Add a link to the running system; see :meth:`System.add_link`."""
         return await self._system().add_link(source, target, **options)
@@ -434,6 +446,17 @@ class Module:
 
 
 _NOTHING: Any = object()
+
+
+def _read_only(module: Module, attribute: str, what: str) -> NoReturn:
+    """Refuse setting a runtime-owned attribute by a path the class check cannot see
+    (``setattr(self, "active", True)``), with a message naming it."""
+    raise AttributeError(
+        f"{type(module).__qualname__}: self.{attribute} is the runtime's and read-only "
+        f"(Module.{attribute}: {what}); give your attribute another name",
+        name=attribute,
+        obj=module,
+    )
 
 
 class Source(Module):
@@ -600,4 +623,6 @@ def attach(module: Module, context: ModuleContext) -> None:
         message = "; ".join(problems)
         context.log.error("actor.failed", phase="validate", error=message)
         raise ValidationError(context.name, message)
-    module._actor = context
+    # The one attribute the runtime sets on a module, set past any __setattr__ of its
+    # class, so that frozen classes (``@attrs.frozen``) are modules like any other.
+    object.__setattr__(module, "_actor", context)

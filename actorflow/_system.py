@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._actor import Actor, DeadLetter
-from ._checks import check_seconds, short
+from ._checks import check_flag, check_seconds, short
 from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._endpoints import count_unread as count_outlet_unread
@@ -252,7 +252,9 @@ class System:
 
         Raises:
             KeyError: There is no such link.
+            TypeError: ``return_items`` is not ``True`` or ``False`` (nothing changes).
         """
+        check_flag("return_items", return_items)
         link = self._wiring.disconnect(name)
         unlink(self.graph, link.spec)
         items = link.hand_back() if return_items else []

@@ -395,6 +395,28 @@ def _dependencies(facts: _Facts) -> Iterator[GraphProblem]:
             )
 
 
+def _dependency_cycles(facts: _Facts) -> Iterator[GraphProblem]:
+    """No module waits, through ``depends_on``, for itself: it would never be ready."""
+    waits_for: dict[str, list[str]] = {name: [] for name in facts.declared}
+    for module, source, _ in facts.decl.dependencies:
+        if module in waits_for and source in waits_for and source not in waits_for[module]:
+            waits_for[module].append(source)
+    for cycle in cycles_in(waits_for):
+        if len(cycle) == 1:
+            yield GraphProblem(
+                f"depends_on: module {short(cycle[0])} cannot depend on itself: it would "
+                "wait for ever for its own readiness",
+                module=cycle[0],
+            )
+            continue
+        yield GraphProblem(
+            "depends_on cycle "
+            + " -> ".join(short(name) for name in [*cycle, cycle[0]])
+            + ": each waits for the next to be ready, so none ever is; remove one of them",
+            module=cycle[0],
+        )
+
+
 def _groups(facts: _Facts) -> Iterator[GraphProblem]:
     """A group has a fresh name and members, and a module is in one group at most."""
     grouped: dict[str, str] = {}
@@ -493,6 +515,7 @@ GRAPH_RULES: tuple[Rule, ...] = (
     _cycles,
     _supervised_modules,
     _dependencies,
+    _dependency_cycles,
     _remote_link_options,
     _shared_modules,
     _groups,
@@ -630,8 +653,13 @@ def successors(names: Iterable[str], links: Iterable[LinkSpec]) -> dict[str, lis
 
 
 def find_cycles(names: list[str], links: Iterable[LinkSpec]) -> list[list[str]]:
-    """One representative cycle per strongly connected component (Tarjan's algorithm)."""
-    following = successors(names, links)
+    """One representative cycle per strongly connected component of the links."""
+    return cycles_in(successors(names, links))
+
+
+def cycles_in(following: Mapping[str, list[str]]) -> list[list[str]]:
+    """One representative cycle per strongly connected component (Tarjan's algorithm) of
+    the graph ``following`` (each node's successors; every node is a key)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -673,7 +701,7 @@ def find_cycles(names: list[str], links: Iterable[LinkSpec]) -> list[list[str]]:
             if low[node] == index[node]:
                 close(node)
 
-    for name in names:
+    for name in following:
         if name not in index:
             visit(name)
     return cycles

@@ -169,10 +169,6 @@ class Wiring:
         is one entry whose counts add up every link of that name (a removed link's
         counts never leave the status, so ``SystemStatus.dropped`` keeps its drops)."""
         retired = self.retired
-        if retired:
-            self._reclaim()
-            for removed in retired.values():
-                removed.settle()
         named: dict[str, Link | NamedLink] = {
             name: NamedLink(None, removed) for name, removed in retired.items()
         }
@@ -180,15 +176,6 @@ class Wiring:
             history = retired.get(link.name)
             named[link.name] = link if history is None else NamedLink(link, history)
         return named
-
-    def _reclaim(self) -> None:
-        """Count live again the drained removed links given items back (their consumer
-        failed mid-batch), before their counts change."""
-        retired = self.retired
-        for actor in self.actors.values():
-            for link in actor.mailbox.links:
-                if link.folded is not None and link.name in retired:
-                    retired[link.name].reclaim(link)
 
     def set_copiers(self, producer: Actor, port: str) -> None:
         """Copying depends on how many links leave a port: recompute for all of them."""
@@ -376,7 +363,6 @@ class Wiring:
                     actor.terminate(EndReason.NOT_STARTED)
                 else:
                     actor.terminate(EndReason.CANCELLED if cancelled else EndReason.SHUTDOWN)
-        self._reclaim()
         draining = [link for removed in self.retired.values() for link in removed.draining]
         held = {id(link): link for link in [*self.links, *draining]}
         for actor in self.actors.values():  # removed links still being drained too

@@ -124,17 +124,60 @@ def test_removed_links_are_let_go_of_once_drained_and_their_counts_kept() -> Non
         old = Link(LinkSpec("a", "out", "b", "in"), 2, mailbox, None)
         assert old.offer([1, 2]) == 2
         taken = old.take(2)
-        old.close()
-        old.retire()
-        mailbox.links.remove(old)
         history.add(old)
-    assert history.draining == []
+        old.close()
+        old.retire()  # empty: let go of at once, not at the consumer's next read
+        assert mailbox.links == []
+    assert not history.draining
     assert history.status(None).delivered == 6
     assert history.status(None).sent == 6
     old.requeue(taken)  # its consumer failed mid-batch
-    assert any(held is old for held in mailbox.links)
-    history.reclaim(old)
+    assert mailbox.links == [old]
+    assert list(history.draining) == [old]
     status = history.status(None)
     assert (status.delivered, status.depth, status.sent) == (4, 2, 6)
-    history.settle()
-    assert history.draining == [old]
+    old.drop(1, "overflow")
+    assert history.status(None).dropped == {"overflow": 1}
+    got = mailbox.take(5)
+    assert got is not None
+    assert got[1] == taken
+    assert mailbox.take(5) is None  # the read lets go of it, drained again
+    assert mailbox.links == []
+    assert not history.draining
+    old.drop(2, "link_removed")  # its producer gave up on it after it was let go of
+    status = history.status(None)
+    assert (status.delivered, status.depth, status.sent) == (6, 0, 6)
+    assert status.dropped == {"overflow": 1, "link_removed": 2}
+
+
+def test_items_offered_to_a_removed_link_are_counted_lost_to_the_removal() -> None:
+    """A producer that offers owed items to a link after its removal (as it ends) loses
+    them to the removal, counted in the name's tally; they are not stranded in a link
+    its consumer no longer reads."""
+    mailbox = Mailbox()
+    history = RemovedLinks()
+    link = Link(LinkSpec("a", "out", "b", "in"), 2, mailbox, None)
+    history.add(link)
+    link.close()
+    link.retire()
+    assert link.offer([1, 2, 3]) == 3
+    assert not link.items
+    assert mailbox.links == []
+    assert history.status(None).dropped == {"link_removed": 3}
+
+
+def test_a_link_let_go_of_keeps_the_round_robin_on_the_next_link() -> None:
+    """Letting go of a link before the one read next does not skip a link."""
+    mailbox = Mailbox()
+    links = [Link(LinkSpec(name, "out", "b", "in"), 4, mailbox, None) for name in "pqr"]
+    for link in links:
+        link.offer([link.spec.source])
+    first = mailbox.take(1)
+    assert first is not None
+    assert first[0] is links[0]
+    links[0].close()
+    links[0].retire()
+    order = []
+    while (got := mailbox.take(1)) is not None:
+        order.extend(got[1])
+    assert order == ["q", "r"]

@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 import trio
 from sample_modules import Collect, Numbers
@@ -140,6 +141,63 @@ def test_setting_a_runtime_owned_attribute_is_refused_when_the_class_is_made() -
 
             def consume(self, data: Any) -> None:
                 pass
+
+
+class _SetsByName(af.Source):
+    """Sets an attribute by name, which the check made with the class cannot see."""
+
+    def __init__(self, attribute: str) -> None:
+        setattr(self, attribute, True)
+
+    def start(self) -> list[int]:
+        return [1]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "what"),
+    [("active", "until the runtime asks the module to stop"), ("shared", "shared data store")],
+)
+def test_setting_a_runtime_owned_attribute_by_name_says_whose_it_is(
+    attribute: str, what: str
+) -> None:
+    """setattr(self, "active", ...) fails construction with a message naming the
+    attribute as the runtime's, not Python's "property has no setter"."""
+    graph = af.Graph()
+    graph.add("src", _SetsByName, attribute=attribute)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    with pytest.raises(af.InitializationError) as caught:
+        af.run(graph)
+    message = str(caught.value)
+    assert f"_SetsByName: self.{attribute} is the runtime's and read-only" in message
+    assert what in message
+    assert "give your attribute another name" in message
+
+
+@attrs.frozen
+class _Scaled(af.Processor):
+    """A frozen attrs module: its fields are its configuration."""
+
+    factor: int = 2
+
+    def process(self, data: int) -> int:
+        return data * self.factor
+
+
+async def test_a_frozen_attrs_module_class_runs_like_any_other() -> None:
+    """The runtime binds a frozen module past its frozen __setattr__; two equal frozen
+    modules (equal and of one hash) are still two actors."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3)
+    graph.add("a", _Scaled)
+    graph.add("b", _Scaled)
+    graph.add("sink", Collect, into=out)
+    graph.chain("src", "a", "b", "sink")
+    async with af.open_system(graph) as system:
+        pass
+    assert out == [0, 4, 8]
+    assert system.status().actors["b"].received == 3
 
 
 class _HookGivenPerInstance(af.Processor):

@@ -101,3 +101,32 @@ def test_depends_on_is_validated_with_the_graph() -> None:
     assert any("can only wait for a source, and 'enrich' is not one" in m for m in messages)
     with pytest.raises(ValueError, match="timeout must be seconds from 1e-06"):
         graph.depends_on("enrich", "feed", timeout=0)
+
+
+def test_a_module_cannot_depend_on_itself() -> None:
+    """depends_on a module itself is a graph error naming it (it would wait for ever)."""
+    graph = waiting_graph([], 3, connect=1)
+    graph.depends_on("feed", "feed")
+    with pytest.raises(af.GraphError, match="module 'feed' cannot depend on itself"):
+        graph.validate()
+
+
+def test_a_cycle_of_depends_on_is_a_graph_error_naming_its_modules() -> None:
+    """Sources that wait for each other in a ring are refused, the ring named in order."""
+    graph = af.Graph()
+    for name in ("a", "b", "c"):
+        graph.add(name, Numbers, count=1)
+        graph.add(f"{name}_sink", Collect, into=[])
+        graph.link(name, f"{name}_sink")
+    graph.depends_on("a", "b")
+    graph.depends_on("b", "c")
+    graph.depends_on("c", "a")
+    graph.depends_on("a", "b")  # said twice: still one cycle
+    with pytest.raises(af.GraphError) as caught:
+        graph.validate()
+    messages = [p.message for p in caught.value.problems]
+    assert messages == [
+        "depends_on cycle 'a' -> 'b' -> 'c' -> 'a': each waits for the next to be ready, "
+        "so none ever is; remove one of them"
+    ]
+    assert caught.value.problems[0].module == "a"

@@ -176,9 +176,11 @@ class ConsumerDriver:
         if crew is not None:
             self._start_workers(crew, link)
             return
-        # No crew yet: the main loop opens one when it wakes.
+        # No crew yet: the main loop opens one when it wakes. Links removed again
+        # meanwhile, drained, are forgotten: add/remove cycles leave nothing waiting.
         if self._added is None:
             self._added = []
+        self._added = [held for held in self._added if not (held.removed and not held.items)]
         self._added.append(link)
         self.room.mailbox.notify()
 
@@ -186,6 +188,7 @@ class ConsumerDriver:
         """Start the workers of links added meanwhile. True when this main loop has
         handed over to a crew (which ran its own main loop to the end)."""
         added, self._added = self._added or [], None
+        added = [link for link in added if not (link.removed and not link.items)]
         crew = self._crew
         if crew is not None:
             for link in added:

@@ -115,7 +115,7 @@ def _one_line(name: str) -> str:
 
 
 @settings(max_examples=200, deadline=None)
-@given(names=names, graph_name=st.text(max_size=10))
+@given(names=names, graph_name=st.text(min_size=1, max_size=10))
 def test_any_module_names_draw_as_labels(names: list[str], graph_name: str) -> None:
     """DOT and Mermaid text for modules with any names parse, and give the names back."""
     graph = af.Graph(graph_name)

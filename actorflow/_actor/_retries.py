@@ -46,8 +46,10 @@ class DeadLetter:
 
 
 def _detach_tracebacks(exc: BaseException) -> str:
-    """Format ``exc``'s traceback, then drop the tracebacks of it and of every exception
-    it chains: their frames hold the batch it failed in, which must not outlive it."""
+    """Format ``exc``'s traceback, then clear the local variables of its frames and of
+    every exception it chains: they hold the batch it failed in, which must not
+    outlive it. The frames themselves stay, so the failure still shows where the
+    module's code raised (file, line, function)."""
     text = "".join(_traceback.format_exception(exc))
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
@@ -56,7 +58,7 @@ def _detach_tracebacks(exc: BaseException) -> str:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        current.__traceback__ = None
+        _traceback.clear_frames(current.__traceback__)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)

@@ -100,7 +100,7 @@ class Data:
         """
         value = decode(payload)
         if not isinstance(value, cls):
-            raise SerializationError("payload", f"expected Data, got {type(value).__name__}")
+            raise _undecodable(f"expected Data, got {type(value).__name__}")
         return value
 
 
@@ -224,6 +224,11 @@ def _data(payload: bytes) -> Data:
     return Data(fields=fields, tags=tags, timestamp=timestamp, id=id_, origin=origin)
 
 
+def _undecodable(reason: str, where: str = "payload") -> SerializationError:
+    """The error for bytes that cannot be decoded: its message says decode, not serialise."""
+    return SerializationError(where, reason, doing="decode")
+
+
 def _ext_hook(code: int, payload: bytes) -> object:
     if code == _EXT_TUPLE:
         return tuple(_items(payload))
@@ -241,7 +246,7 @@ def _ext_hook(code: int, payload: bytes) -> object:
         if not _BIGINT.fullmatch(payload):
             raise ValueError("big integer is not a decimal of at most 4300 digits")
         return int(payload)
-    raise SerializationError("payload", f"unknown msgpack extension type {code}")
+    raise _undecodable(f"unknown msgpack extension type {code}")
 
 
 def _pack(value: object) -> bytes:
@@ -331,7 +336,7 @@ def _too_deep(value: object, root: str = "value") -> str:
 def _checked(value: Any, root: str = "payload") -> Any:
     """``value`` decoded, refused if nested deeper than :func:`encode` allows."""
     if not _nested_within(value):
-        raise SerializationError(_too_deep(value, root), _DEPTH_MESSAGE)
+        raise _undecodable(_DEPTH_MESSAGE, _too_deep(value, root))
     return value
 
 
@@ -392,11 +397,9 @@ def decode(payload: bytes) -> Any:
     except SerializationError:
         raise
     except (_TooDeep, RecursionError, msgpack.StackError):
-        raise SerializationError("payload", _DEPTH_MESSAGE) from None
+        raise _undecodable(_DEPTH_MESSAGE) from None
     except Exception as exc:
-        raise SerializationError(
-            "payload", f"not valid msgpack: {short(str(exc) or type(exc).__name__)}"
-        ) from None
+        raise _undecodable(f"not valid msgpack: {short(str(exc) or type(exc).__name__)}") from None
 
 
 def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
@@ -404,9 +407,15 @@ def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
     decoded one at a time: a huge array is never decoded whole. A payload that is not an
     array is one item.
 
+    The count is the array's header, which a damaged payload may inflate: as every item
+    takes at least one byte, a header claiming more items than the bytes after it is
+    refused at once (the entry counts as one, not the billions a 6-byte payload can claim),
+    so the count never exceeds the payload's length.
+
     Raises:
-        SerializationError: ``payload`` does not start with valid msgpack (at once), or
-            an item is damaged (when the iterator reaches it).
+        SerializationError: ``payload`` does not start with valid msgpack, or its header
+            claims more items than it could hold (at once), or an item is damaged (when
+            the iterator reaches it).
     """
     unpacker = msgpack.Unpacker(
         ext_hook=_ext_hook, raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1)
@@ -416,19 +425,21 @@ def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
         count = unpacker.read_array_header()
     except Exception:  # not an array: decode it whole, as one item
         return 1, iter([decode(payload)])
+    if count > len(payload) - unpacker.tell():
+        raise _undecodable(f"not valid msgpack: an array of {count} items in {len(payload)} bytes")
 
     def items() -> Iterator[Any]:
         for _ in range(count):
             try:
                 yield _checked(unpacker.unpack(), "payload item")
             except (_TooDeep, RecursionError, msgpack.StackError):
-                raise SerializationError("payload", _DEPTH_MESSAGE) from None
+                raise _undecodable(_DEPTH_MESSAGE) from None
             except SerializationError:
                 raise
             except Exception as exc:
                 reason = short(str(exc) or type(exc).__name__)
-                raise SerializationError("payload", f"not valid msgpack: {reason}") from None
+                raise _undecodable(f"not valid msgpack: {reason}") from None
         if unpacker.tell() != len(payload):
-            raise SerializationError("payload", "not valid msgpack: extra data after the value")
+            raise _undecodable("not valid msgpack: extra data after the value")
 
     return count, items()

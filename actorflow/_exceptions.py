@@ -158,9 +158,9 @@ class SerializationError(ActorflowError, TypeError):
         path: Where in the value the problem is, such as ``fields['pos'][2]``.
     """
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, *, doing: str = "serialise") -> None:
         self.path = path
-        super().__init__(f"cannot serialise {path}: {message}")
+        super().__init__(f"cannot {doing} {path}: {message}")
 
 
 class StoreError(ActorflowError, OSError):

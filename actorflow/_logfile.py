@@ -59,6 +59,10 @@ _LAST_FIELDS = ("error",)
 """Fields printed after the others, so long error texts do not push the short ones.
 (An event's ``exception``, its traceback, is shown by ``--traceback``, not in the line.)"""
 _PLAIN = re.compile(r"[^\s\"'=]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on rather than shows: C0 and C1 controls (ANSI escapes),
+line and paragraph separators, bidirectional overrides."""
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _DURATION = re.compile(r"-?((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -366,10 +370,31 @@ def _event_matches(pattern: str, name: str) -> bool:
 # -- the event list ------------------------------------------------------------------
 
 
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped as ``\\x1b``, ``\\n``, ``\\u202e``: a log
+    is data, and an escape sequence or a line break in a field must not reach the
+    terminal (clearing it, colouring what follows, or faking a line of its own)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _json_line(event: Event) -> str:
+    """The event's line as it was, or, if it holds control characters (raw in a string,
+    which JSON allows for DEL, C1 and separators), the same object with them escaped."""
+    if _CONTROL.search(event.text.replace("\t", " ")) is None:
+        return event.text
+    return json.dumps(event.fields)
+
+
 def _value(value: Any) -> str:
     if isinstance(value, str) and _PLAIN.fullmatch(value):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _printable(value)
+    return _printable(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def _stamp(moment: datetime) -> str:
@@ -387,9 +412,9 @@ def format_event(event: Event) -> str:
     skip = {"event", "level", "timestamp", "actor", "exception", *_LAST_FIELDS}
     keys = [key for key in fields if key not in skip]
     keys += [key for key in _LAST_FIELDS if key in fields]
-    pairs = " ".join(f"{key}={_value(fields[key])}" for key in keys)
-    level = event.level or "-"
-    return f"{_stamp(event.time)}  {level:<8} {actor:<16} {event.name:<24} {pairs}".rstrip()
+    pairs = " ".join(f"{_printable(key)}={_value(fields[key])}" for key in keys)
+    level, name = _printable(event.level or "-"), _printable(event.name)
+    return f"{_stamp(event.time)}  {level:<8} {actor:<16} {name:<24} {pairs}".rstrip()
 
 
 def format_traceback(event: Event) -> list[str]:
@@ -413,7 +438,7 @@ def format_traceback(event: Event) -> list[str]:
                 where = f'File "{frame.get("filename")}", line {frame.get("lineno")}'
                 lines.append(f"      {where}, in {frame.get('name')}")
         lines.append(f"    {error.get('exc_type')}: {error.get('exc_value')}")
-    return lines
+    return [_printable(line) for line in lines]
 
 
 # -- the summary ---------------------------------------------------------------------
@@ -603,7 +628,7 @@ def summarise(events: Iterable[Event], actors: frozenset[str] = frozenset()) -> 
 
 def format_summary(summary: Summary) -> list[str]:
     """A header line (graph, time span, event count), then one aligned row per actor."""
-    graph = "?" if summary.graph is None else repr(summary.graph)
+    graph = "?" if summary.graph is None else _printable(repr(summary.graph))
     header = f"graph {graph}: {summary.count} events"
     if summary.first is not None and summary.last is not None:
         span = (summary.last - summary.first).total_seconds()
@@ -613,9 +638,9 @@ def format_summary(summary: Summary) -> list[str]:
         drops = ",".join(f"{reason}={n}" for reason, n in sorted(actor.drops.items()))
         rows.append(
             (
-                actor.name,
-                actor.state or "-",
-                actor.reason or "-",
+                _printable(actor.name),
+                _printable(actor.state or "-"),
+                _printable(actor.reason or "-"),
                 str(actor.state_changes),
                 str(actor.restarts),
                 str(actor.errors),
@@ -676,18 +701,18 @@ def _mentions(event: Event, message_id: str) -> bool:
 def _what(event: Event) -> str:
     fields, name = event.fields, event.name
     if name == "message.sent":
-        return f"sent on port {fields.get('port')}"
+        return _printable(f"sent on port {fields.get('port')}")
     if name == "message.received":
-        return f"received from link {fields.get('link')}"
+        return _printable(f"received from link {fields.get('link')}")
     if name == "actor.failed":
-        return f"failed: {fields.get('error')}"
+        return _printable(f"failed: {fields.get('error')}")
     if name == "actor.dead_letter":
         attempts = fields.get("attempts")
         tries = "attempt" if attempts == 1 else "attempts"
-        return f"dead-lettered after {attempts} {tries}: {fields.get('error')}"
+        return _printable(f"dead-lettered after {attempts} {tries}: {fields.get('error')}")
     skip = {"event", "level", "timestamp", "actor", "message_id", "message_ids"}
     pairs = " ".join(f"{key}={_value(value)}" for key, value in fields.items() if key not in skip)
-    return f"{name} {pairs}".rstrip()
+    return _printable(f"{name} {pairs}".rstrip())
 
 
 def trace(events: Iterable[Event], message_id: str) -> list[Hop]:
@@ -703,12 +728,14 @@ def format_trace(message_id: str, hops: list[Hop]) -> list[str]:
     """A header line, then one aligned line per hop: offset, actor, what happened."""
     span = hops[-1].offset
     header = (
-        f"message {message_id}: {len(hops)} events "
+        f"message {_printable(message_id)}: {len(hops)} events "
         f"from {_stamp(hops[0].event.time)} over {span:.6f}s"
     )
-    width = max(len(hop.event.actor or "-") for hop in hops)
+    actors = [_printable(hop.event.actor or "-") for hop in hops]
+    width = max(map(len, actors))
     return [header] + [
-        f"{hop.offset:+.6f}s  {(hop.event.actor or '-'):<{width}}  {hop.what}" for hop in hops
+        f"{hop.offset:+.6f}s  {actor:<{width}}  {hop.what}"
+        for hop, actor in zip(hops, actors, strict=True)
     ]
 
 
@@ -889,7 +916,7 @@ def _command(
 
     lines = follow(tail, wait=wait) if args.follow else read_all(tail)
     for event in filter(selected, events(lines, skipped)):
-        print(event.text if args.json else format_event(event), file=out)
+        print(_json_line(event) if args.json else format_event(event), file=out)
         if args.traceback and not args.json:
             for line in format_traceback(event):
                 print(line, file=out)

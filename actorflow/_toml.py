@@ -18,16 +18,22 @@ MAX_NESTING: Final = 100
 """Arrays and inline tables may nest at most this deep."""
 
 # Strings and comments, so that what they hold is not taken for structure. A multi-line
-# string may end with one or two quotes of its own before the closing three.
+# string may end with one or two quotes of its own before the closing three. Each form,
+# once its opening quote matches, matches (possessively) up to its end or, unclosed, as far
+# as it goes: tomllib refuses an unclosed string where it begins, so what follows one is
+# never parsed, and no text is scanned twice (retrying an unclosed quote at each later
+# quote made the scan quadratic: 64 KB of quotes and backslashes took 8.5 s).
 _OPAQUE: Final = re.compile(
-    r'"""(?:[^"\\]|\\[\s\S]|"{1,2}(?!"))*"{3,5}'
-    r"|'''(?:[^']|'{1,2}(?!'))*'{3,5}"
-    r'|"(?:[^"\\\n]|\\.)*"'
-    r"|'[^'\n]*'"
-    r"|#[^\n]*"
+    r'"""(?:[^"\\]|\\[\s\S]|"{1,2}(?!"))*+(?:"{3,5})?'
+    r"|'''(?:[^']|'{1,2}(?!'))*+(?:'{3,5})?"
+    r'|"(?:[^"\\\n]|\\.)*+"?'
+    r"|'[^'\n]*+'?"
+    r"|#[^\n]*+"
 )
-_AROUND_DOTS: Final = re.compile(r"[ \t]*\.[ \t]*")
-_LONG_KEY: Final = re.compile(rf"(?<![\w.-])[\w-]+(?:\.[\w-]+){{{MAX_KEY_PARTS}}}")
+# Blanks around a dot, matched from the first blank of a run only (trying each blank of a
+# long run in turn was quadratic too).
+_AROUND_DOTS: Final = re.compile(r"(?<![ \t])[ \t]*+\.[ \t]*+")
+_LONG_KEY: Final = re.compile(rf"(?<![\w.-])[\w-]++(?:\.[\w-]++){{{MAX_KEY_PARTS}}}")
 _BRACKETS: Final = re.compile(r"[\[\]{}]")
 _STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorflow import ActorflowError, Data, SerializationError, decode, encode
-from actorflow._data import new_id
+from actorflow._data import decode_items, new_id
 
 # --------------------------------------------------------------------------- helpers
 
@@ -519,9 +519,41 @@ def test_serialization_error_from_encode_hides_the_internal_exception() -> None:
 )
 def test_decode_of_invalid_payload_raises_serialization_error(payload: bytes) -> None:
     """decode refuses bytes that are not valid output of encode with SerializationError."""
-    with pytest.raises(SerializationError, match="not valid msgpack") as info:
+    with pytest.raises(
+        SerializationError, match=r"^cannot decode payload: not valid msgpack"
+    ) as info:
         decode(payload)
     assert info.value.path == "payload"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"\xdd\xff\xff\xff\xff\x01", id="4-billion-in-6-bytes"),
+        pytest.param(b"\xdc\x00\x03\x01\x02", id="3-in-5-bytes"),
+        pytest.param(b"\x91", id="1-in-1-byte"),
+    ],
+)
+def test_decode_items_refuses_a_count_its_bytes_cannot_hold(payload: bytes) -> None:
+    """An array header claiming more items than bytes follow it is damage, refused at
+    once: the count is never one the payload could not hold."""
+    with pytest.raises(SerializationError, match=r"^cannot decode payload: .* items in \d+ bytes"):
+        decode_items(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=40) | st.lists(st.integers(0, 255)).map(bytes))
+def test_decode_items_of_any_bytes_counts_no_more_items_than_bytes(payload: bytes) -> None:
+    """Whatever the bytes, decode_items gives a count no greater than their length, or a
+    SerializationError (at once, or as the items are read), never another exception."""
+    error: SerializationError | None = None
+    try:
+        count, items = decode_items(payload)
+        assert count <= len(payload)
+        assert len(list(items)) == count
+    except SerializationError as caught:
+        error = caught
+    assert error is None or str(error).startswith("cannot decode ")
 
 
 def test_decode_of_unknown_extension_type_raises_serialization_error_naming_the_code() -> None:

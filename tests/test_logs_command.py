@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -10,13 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_modules import Collect, Numbers
 
@@ -1007,3 +1009,80 @@ def test_traceback_shows_an_events_exception_under_it_innermost_cause_first(
     assert __file__ in lines[cause - 1]
     assert "The above exception was the direct cause of the following:" in lines[cause + 2]
     assert lines[-1].startswith("    RunError: module 'glitchy' failed in run")
+
+
+# -- what a log cannot do to the terminal ------------------------------------------------
+
+_CONTROLS = st.sampled_from(list("\x00\x1b[m\n\r\t\x7f\x9b\u2028\u2029\u202e\u2066"))
+_TEXT = st.text(_CONTROLS | st.characters(codec="utf-8"), max_size=12)
+"""Any text, with characters a terminal acts on (and ANSI escapes' parts) often."""
+_ANY_NAMES = (
+    st.sampled_from(
+        ["actor.failed", "actor.state", "actor.ended", "message.sent", "message.received"]
+    )
+    | _TEXT
+)
+_ANY_KEYS = (
+    st.sampled_from(
+        ["actor", "state", "reason", "graph", "error", "port", "link", "to", "from", "restarts"]
+    )
+    | _TEXT
+)
+_FRAME = st.fixed_dictionaries({"filename": _TEXT, "lineno": _TEXT, "name": _TEXT})
+_EXCEPTION = st.lists(
+    st.fixed_dictionaries(
+        {"exc_type": _TEXT, "exc_value": _TEXT, "frames": st.lists(_FRAME, max_size=2)}
+    ),
+    max_size=2,
+)
+_LOGGED = st.lists(
+    st.tuples(_ANY_NAMES, st.dictionaries(_ANY_KEYS, _TEXT, max_size=5), _EXCEPTION),
+    min_size=1,
+    max_size=6,
+)
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _acted_on(char: str) -> bool:
+    """A character a terminal acts on rather than shows."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--summary"], ["--trace", "m1"], ["--traceback"], ["--json"]],
+    ids=["list", "summary", "trace", "traceback", "json"],
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(logged=_LOGGED)
+def test_no_field_of_a_log_reaches_the_terminal_as_a_control_character(
+    tmp_path: Path, mode: list[str], logged: list[tuple[str, dict[str, str], Any]]
+) -> None:
+    """Whatever strings a log's events hold (ANSI escapes, line breaks, C1 controls,
+    bidirectional overrides, in names, keys, values, actors, tracebacks), every line
+    ``actorflow logs`` prints, in every mode, is free of them: they come out escaped."""
+    path = tmp_path / "run.jsonl"
+    lines = [
+        json.dumps(
+            {
+                **fields,
+                "event": name,
+                "timestamp": (T0 + timedelta(seconds=at)).isoformat(),
+                "level": "error",
+                "message_id": "m1",
+                "exception": exception,
+            },
+            ensure_ascii=False,
+        )
+        for at, (name, fields, exception) in enumerate(logged)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["logs", str(path), *mode]) == 0
+    printed = out.getvalue().split("\n")
+    assert printed[-1] == ""
+    for line in printed:
+        assert not any(map(_acted_on, line)), line

@@ -263,3 +263,24 @@ async def test_a_decoder_that_crashes_is_an_undecodable_entry_not_a_crash(
     assert system.status().links[INBOUND].dropped == {"undecodable": 2}
     assert len([e for e in logs if e["event"] == "remote.undecodable"]) == 2
     assert await stream_length(redis_server.url, stream_of(name)) == 0
+
+
+async def test_an_entry_claiming_billions_of_items_counts_as_one(
+    redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """A 6-byte entry whose array header claims 4,294,967,295 items is one undecodable
+    entry (it counted 4,294,967,294 dropped), logged as a failure to decode, not to
+    serialise; the link goes on with the items after it."""
+    name = unique("bigcount")
+    async with connect(redis_server.url) as client:
+        await client.xadd(stream_of(name), {b"p": b"\xdd\xff\xff\xff\xff\x01"})
+    got: list[af.Data] = []
+    with trio.fail_after(20):
+        async with af.open_system(pair(name, 3, redis_server.url, got)) as system:
+            pass
+    assert [d.fields["n"] for d in got] == [0, 1, 2]
+    assert system.status().links[INBOUND].dropped == {"undecodable": 1}
+    assert system.status().dropped == 1
+    [failure] = [e for e in logs if e["event"] == "remote.undecodable"]
+    assert failure["error"].startswith("SerializationError: cannot decode payload:"), failure
+    assert await stream_length(redis_server.url, stream_of(name)) == 0

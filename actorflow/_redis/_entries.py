@@ -6,7 +6,11 @@ link's capacity in decoded items, and is acknowledged once every item is handled
 Entries that cannot be handled are dead-lettered here, counted on the link, logged
 with the reason and acknowledged, so the stream goes on and nothing is retried for ever:
 
-* ``undecodable``: not actorflow's, or damaged (the decoder's every failure is caught);
+* ``undecodable``: not actorflow's, or damaged (the decoder's every failure is caught).
+  An entry that cannot be opened counts as one, whatever its header claims (a 6-byte
+  entry may claim 4 billion items; one claiming more items than it has bytes is refused
+  whole); one damaged part way counts the items its header gives that were not fed,
+  never more than its length in bytes;
 * ``wrong_type``: an item whose type the receiving port does not accept;
 * ``undeliverable``: delivered ``max_deliveries`` times without being acknowledged
   (a poison entry that kills every consumer that takes it).

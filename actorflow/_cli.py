@@ -32,10 +32,12 @@ from ._diagram import job_mermaid as _job_mermaid
 from ._diagram import mermaid as _mermaid
 from ._exceptions import (
     ActorflowError,
+    CleanupError,
     GraphError,
     GraphFileError,
     InitializationError,
     RegistryError,
+    RunError,
     ValidationError,
     single_errors,
 )
@@ -312,6 +314,9 @@ class _Ran:
     elapsed: float = 0.0
     viewed: bool = False
     """Whether the live view drew it (its last frame is on the screen)."""
+    error: ActorflowError | None = None
+    """Why it failed once running (a module beyond its restarts, a cleanup): the
+    summary still prints, then this."""
 
 
 def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = None) -> _Ran:
@@ -327,6 +332,7 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
     async def main() -> _Ran:
         system: System | None = None
         signum: int | None = None
+        failure: ActorflowError | None = None
         began = trio.current_time()
         async with trio.open_nursery() as nursery:
             try:
@@ -334,12 +340,17 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
                     if view:
                         console = Console(force_terminal=True)
                         nursery.start_soon(partial(view_status, system.status, console))
+            except (RunError, CleanupError) as exc:
+                if system is None:
+                    raise
+                failure = exc
             except BaseException as exc:
                 signum = signal_ended(exc)
                 if system is None or signum is None:
                     raise
             nursery.cancel_scope.cancel()
-        return _Ran(system.status(), signum, trio.current_time() - began, view)
+        took = trio.current_time() - began
+        return _Ran(system.status(), signum, took, view, failure)
 
     # A signal raised at once, or the system's error, wrapped by the view's nursery:
     # give back the one.
@@ -416,6 +427,11 @@ def _report(ran: _Ran, args: argparse.Namespace) -> int:
         print(json.dumps(summary_json(status, elapsed=ran.elapsed, signal=name)))
     else:
         print_summary(status, table=not ran.viewed)
+    if ran.error is not None:  # a failure outranks a signal and --strict: exit 1
+        if args.traceback:
+            traceback.print_exception(ran.error, file=sys.stderr)
+        print(f"error: {ran.error}", file=sys.stderr)
+        return FAILED
     code = 0 if signum is None else _signal_ended(signum, status)
     totals = Totals(status)
     if code == 0 and args.strict and (totals.dead_lettered or totals.lost):

@@ -213,6 +213,21 @@ class SystemStatus:
     actors: Mapping[str, ActorStatus]
     links: Mapping[str, LinkStatus]
 
+    def dropped_at(self) -> dict[str, dict[str, int]]:
+        """Every item lost, by the actor it was lost at and the reason: an actor's own
+        drops and those of the links into it (a link's consumer is where its items were
+        headed), so the per-actor counts add up to :attr:`dropped`. Links whose consumer
+        runs in another process are counted under their own name."""
+        found: dict[str, dict[str, int]] = {}
+        for name, actor in self.actors.items():
+            found[name] = {str(reason): count for reason, count in actor.dropped.items()}
+        for name, link in self.links.items():
+            target = name.rpartition(" -> ")[2].rpartition(".")[0] or name
+            into = found.setdefault(target if target in self.actors else name, {})
+            for reason, count in link.dropped.items():
+                into[str(reason)] = into.get(str(reason), 0) + count
+        return found
+
     @property
     def dropped(self) -> int:
         """Every item lost anywhere, whatever the reason."""

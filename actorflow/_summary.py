@@ -67,6 +67,7 @@ def summary_json(
 ) -> dict[str, Any]:
     """The summary as one JSON-ready object: totals and one entry per actor."""
     totals = Totals(status)
+    dropped_at = status.dropped_at()
     return {
         "graph": status.graph,
         "state": status.state.value,
@@ -83,7 +84,7 @@ def summary_json(
                 "state": actor.state.value,
                 "in": actor.received,
                 "out": actor.emitted,
-                "dropped": {str(k): v for k, v in actor.dropped.items()},
+                "dropped": dropped_at.get(name, {}),
                 "dead_lettered": actor.dead_lettered,
                 "errors": actor.errors,
                 "restarts": actor.restarts,

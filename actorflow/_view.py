@@ -184,6 +184,7 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
     An actor that has ended shows no rate: its smoothed rate only decays towards zero.
     """
     rates = rates or {}
+    dropped_at = status.dropped_at()
     return [
         Row(
             name=name,
@@ -199,7 +200,7 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
             taken=actor.received,
             sent=actor.emitted,
             dead=actor.dead_lettered,
-            lost=sum(actor.dropped.values()),
+            lost=sum(dropped_at.get(name, {}).values()),
         )
         for name, actor in status.actors.items()
     ]

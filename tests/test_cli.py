@@ -478,3 +478,26 @@ def test_run_traceback_prints_the_whole_chain_of_a_failure(project: Path) -> Non
     # Without it, the failure event shows only the module's own frames.
     assert "actorflow/_" in traced.stderr
     assert "actorflow/_" not in plain_run.stderr
+
+
+def test_a_failed_run_still_prints_its_summary_then_the_error(project: Path) -> None:
+    """A run that fails once running shows what it did and lost (the table, the totals
+    line) before the error, exit 1; with --json, the summary object."""
+    failing = (
+        GRAPH.replace('to = "store"', 'to = "broken"')
+        + '\n[modules.broken]\nmodule = "broken"\n\n[[links]]\nfrom = "broken"\nto = "store"\n'
+        + "\n[supervisor]\nmax_restarts = 0\n"
+    )
+    (project / "failing.toml").write_text(failing)
+    result = actorflow(project, "run", "failing.toml", "--no-view")
+    assert result.returncode == 1
+    assert re.search(r"^broken\b.*\binvalid\b", result.stdout, re.MULTILINE), result.stdout
+    assert "graph 'plant' failed, dropped=" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    as_json = actorflow(project, "run", "failing.toml", "--no-view", "--json")
+    assert as_json.returncode == 1
+    summary = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert summary["state"] == "failed"
+    assert (
+        sum(sum(a["dropped"].values()) for a in summary["actors"].values()) == summary["dropped"]
+    )

@@ -196,15 +196,31 @@ def _init(args: argparse.Namespace) -> int:
         return BAD_INPUT
     for path in written:
         print(f"created {path}")
-    print(f"next: cd {directory} && actorflow run graph.toml && python -m pytest")
+    print(
+        f"next: cd {directory} && actorflow run graph.toml, and for its test: "
+        'pip install -e ".[test]" && python -m pytest'
+    )
     return 0
 
 
 def _completion(args: argparse.Namespace) -> int:
     import shtab
 
-    print(shtab.complete(_parser(), shell=args.shell))
+    parser = _parser()
+    _complete_paths(parser, {"file": shtab.FILE, "directory": shtab.DIRECTORY, "log": shtab.FILE})
+    print(shtab.complete(parser, shell=args.shell))
     return 0
+
+
+def _complete_paths(parser: argparse.ArgumentParser, kinds: Mapping[str, object]) -> None:
+    """Mark the arguments that name files and directories, in every command, so the
+    shell completes paths there."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete_paths(sub, kinds)
+        elif action.dest in kinds:
+            action.complete = kinds[action.dest]  # type: ignore[attr-defined]
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:

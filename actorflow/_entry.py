@@ -42,4 +42,9 @@ def main() -> int:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
-    return command()
+    code = command()
+    # The outcome is decided and said: a signal while the interpreter shuts down (which
+    # takes a while) must not turn it into a death by signal with nothing said.
+    for signum in _SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    return code

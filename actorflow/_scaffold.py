@@ -8,8 +8,10 @@ it at once.
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import re
+import sys
 from pathlib import Path
 
 __all__ = ["ScaffoldError", "scaffold"]
@@ -25,6 +27,9 @@ name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.11"
 dependencies = ["actorflow"]
+
+[project.optional-dependencies]
+test = ["pytest"]             # pip install -e ".[test]"
 
 [tool.actorflow]
 pythonpath = ["src"]          # where the modules below are imported from
@@ -110,9 +115,13 @@ def test_the_graph_delivers_every_number() -> None:
 
 
 def _package_name(name: str) -> str:
+    """An importable package name for the project that shadows nothing: not a keyword,
+    and no module Python would find first (``json``, ``trio``, ``actorflow``)."""
     package = re.sub(r"\W", "_", name.lower()).strip("_") or "project"
     if package[0].isdigit() or keyword.iskeyword(package):
         package = f"project_{package}"
+    if package in sys.stdlib_module_names or importlib.util.find_spec(package) is not None:
+        package = f"{package}_project"
     return package
 
 

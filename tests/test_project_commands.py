@@ -98,3 +98,40 @@ def test_the_bash_completion_script_installs_and_knows_the_commands(tmp_path: Pa
     )
     assert installed.returncode == 0, installed.stderr
     assert "actorflow" in installed.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_bash_completion_completes_commands_options_and_file_names(tmp_path: Path) -> None:
+    """Driven as bash drives it (COMP_WORDS): subcommands, options, and the graph file
+    a command takes."""
+    script = actorflow_cli(tmp_path, "completion", "bash").stdout
+    (tmp_path / "completion.bash").write_text(script)
+    (tmp_path / "drain.toml").write_text("")
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        driver = (
+            f"source {tmp_path / 'completion.bash'}; "
+            f"COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; COMP_LINE='{line}'; "
+            f"COMP_POINT={len(line)}; _shtab_actorflow; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        )
+        done = subprocess.run(
+            ["bash", "-c", driver], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+        return done.stdout.split()
+
+    assert "run" in complete("actorflow", "ru")
+    assert "--strict" in complete("actorflow", "run", "--st")
+    assert "drain.toml" in complete("actorflow", "run", "dra")
+    assert "drain.toml" in complete("actorflow", "validate", "dra")
+
+
+@pytest.mark.parametrize("name", ["json", "trio", "actorflow", "tests"])
+def test_init_with_a_name_python_already_knows_makes_a_package_that_shadows_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    made = actorflow_cli(tmp_path, "init", name)
+    assert made.returncode == 0, made.stderr
+    ran = actorflow_cli(tmp_path / name, "run", "graph.toml", "--no-view")
+    assert ran.returncode == 0, ran.stderr
+    assert "printer: 9" in ran.stdout

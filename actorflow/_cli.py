@@ -51,7 +51,7 @@ from ._interrupt import (
     signal_ended,
     signal_name,
 )
-from ._job import Job, JobResult, TaskResult
+from ._job import Job, JobResult, TaskResult, TaskState
 from ._logging import check_level, configure_logging, get_logger, log_write_error
 from ._overrides import from_environment, parse_assignment
 from ._pyload import is_python_target, load_python
@@ -270,7 +270,7 @@ def _load(args: argparse.Namespace) -> tuple[Graph, Settings] | Job:
         raise _BadOption(f"--set: {exc}") from None
 
 
-def _run_job(job: Job, view: bool) -> int:
+def _run_job(job: Job, view: bool, *, json_summary: bool = False) -> int:
     """Run a job file's tasks in order. SIGINT or SIGTERM cancels the running task (its
     cleanup and every started task's still run), then the job ends with the signal's
     exit status; a second signal while a sync hook holds the loop ends it at once."""
@@ -294,15 +294,44 @@ def _run_job(job: Job, view: bool) -> int:
 
     with ending_as_signals(), single_errors():
         result, tasks = trio.run(main)
-    _print_tasks(tasks)
+    if result is None:  # stopped: what had not started never will
+        tasks = tuple(
+            attrs.evolve(task, state=TaskState.NOT_RUN) if task.state == "pending" else task
+            for task in tasks
+        )
+    if json_summary:
+        print(json.dumps(_job_json(job, tasks, result)))
+    else:
+        _print_tasks(tasks)
     if result is None:
         return _signal_ended(signals[0] if signals else signal.SIGINT, None)
     if result.error is not None:
         print(f"error: {result.error}", file=sys.stderr)
         bad_input = isinstance(result.error, InitializationError | ValidationError)
         return BAD_INPUT if bad_input else FAILED
-    print(f"job {result.name!r} done: {len(result.succeeded)} tasks succeeded")
+    if not json_summary:
+        print(f"job {result.name!r} done: {len(result.succeeded)} tasks succeeded")
     return 0
+
+
+def _job_json(job: Job, tasks: Sequence[TaskResult], result: JobResult | None) -> dict[str, Any]:
+    """``run JOB --json``: the job's outcome and each task, as one object."""
+    state = "stopped" if result is None else ("failed" if result.error else "done")
+    return {
+        "job": job.name,
+        "state": state,
+        "error": None if result is None or result.error is None else str(result.error),
+        "tasks": [
+            {
+                "name": task.name,
+                "state": str(task.state),
+                "duration": task.duration,
+                "progress": task.progress,
+                "info": task.info,
+            }
+            for task in tasks
+        ],
+    }
 
 
 def _print_tasks(tasks: Sequence[TaskResult]) -> None:
@@ -561,7 +590,7 @@ def _job_command(args: argparse.Namespace, job: Job) -> int:
         print(_job_mermaid(job) if args.format == "mermaid" else _job_dot(job))
         return 0
     _log_to(args)
-    return _run_job(job, _wants_view(args.view))
+    return _run_job(job, _wants_view(args.view), json_summary=args.json)
 
 
 def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -> _Ran | None:

@@ -54,7 +54,9 @@ class TaskState(Vocabulary):
     """Its constructor, ``validate()``, ``run()`` or ``cleanup()`` raised (a task whose
     ``run()`` returned but whose ``cleanup()`` raised failed too)."""
     NOT_RUN = "not_run"
-    """The job failed before this task's turn, so it never started."""
+    """The job failed (or was stopped) before this task's turn, so it never started."""
+    CANCELLED = "cancelled"
+    """The job was stopped (a signal, a cancellation) while its ``run()`` ran."""
 
 
 class Task:
@@ -170,6 +172,7 @@ _HEARTBEAT_STATES = {
     TaskState.RUNNING: ActorState.RUNNING,
     TaskState.SUCCEEDED: ActorState.TERMINATED,
     TaskState.FAILED: ActorState.TERMINATED,
+    TaskState.CANCELLED: ActorState.TERMINATED,
 }
 """A task's state as the actor state a heartbeat carries (its exact state is in
 ``info["state"]``)."""
@@ -220,6 +223,7 @@ class Job:
         self._timings: dict[str, tuple[float, float]] = {}
         self._error: LifecycleError | None = None
         self._failed: dict[str, LifecycleError] = {}
+        self._cancelled: set[str] = set()
         """Every task that failed, in any phase (cleanup too), with its own error."""
         self._threads = Threads()
         """Sync runs a cancellation abandoned: a task's cleanup waits for its run."""
@@ -313,6 +317,7 @@ class Job:
         """Prepare, run and clean up every task; the result says how it went."""
         self._tasks, self._timings, self._error, self._running = [], {}, None, None
         self._failed, self._threads = {}, Threads()
+        self._cancelled = set()
         try:
             await self._prepare(log)
         except (InitializationError, ValidationError) as error:
@@ -373,6 +378,9 @@ class Job:
             failure = RunError(task._key, describe(exc))
             failure.__cause__ = exc
             return failure
+        except BaseException:
+            self._cancelled.add(task._key)  # stopped, not returned: never "succeeded"
+            raise
         finally:
             self._timings[task._key] = (began_wall, trio.current_time() - began)
             self._running = None
@@ -439,7 +447,13 @@ class Job:
             if error is not None and error.module == name:
                 own_error = error
             if name in timings:
-                state = TaskState.FAILED if name in self._failed else TaskState.SUCCEEDED
+                state = (
+                    TaskState.FAILED
+                    if name in self._failed
+                    else TaskState.CANCELLED
+                    if name in self._cancelled
+                    else TaskState.SUCCEEDED
+                )
                 started_at, duration = timings[name]
             else:
                 state, started_at, duration = TaskState.NOT_RUN, None, None

@@ -501,3 +501,13 @@ def test_a_failed_run_still_prints_its_summary_then_the_error(project: Path) -> 
     assert (
         sum(sum(a["dropped"].values()) for a in summary["actors"].values()) == summary["dropped"]
     )
+
+
+def test_run_json_of_a_job_file_is_one_object(project: Path) -> None:
+    (project / "backup.toml").write_text(JOB)
+    result = actorflow(project, "run", "backup.toml", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["job"] == "backup"
+    assert summary["state"] == "done"
+    assert [task["state"] for task in summary["tasks"]] == ["succeeded", "succeeded"]

@@ -351,7 +351,9 @@ class _Frame:
             if column[0] in _ALWAYS or any(_has(row, column[0]) for row in rows)
         ]
 
-    def table(self, columns: Sequence[_Column], rows: Sequence[Row]) -> Table:
+    def table(
+        self, columns: Sequence[_Column], rows: Sequence[Row], name_width: int | None = None
+    ) -> Table:
         table = Table(
             box=box.SIMPLE_HEAD,
             show_edge=False,
@@ -360,7 +362,12 @@ class _Frame:
             header_style="bold",
         )
         for title, options, _ in columns:
-            table.add_column(title, **options)
+            if title == "name" and name_width is not None:
+                # Names give up width last, cut with an ellipsis; nothing else is cut.
+                table.add_column(title, no_wrap=True, overflow="ellipsis", max_width=name_width)
+            else:
+                # A count is never narrower than its header, so no header is cut.
+                table.add_column(title, min_width=len(title), **options)
         for row in rows:
             table.add_row(*(cell(row) for _, _, cell in columns))
         return table
@@ -376,6 +383,10 @@ class _Frame:
                 rows = [attrs.evolve(row, detail=None) for row in rows]
             columns = [column for column in columns if column[0] != title]
             table = self.table(columns, rows)
+        excess = Measurement.get(console, unbounded, table).maximum - options.max_width
+        if excess > 0:
+            longest = max((len(printable(row.name)) for row in rows), default=4)
+            table = self.table(columns, rows, max(len("name"), longest - excess))
         if self.top is not None:
             yield self.top
         yield table

@@ -766,3 +766,32 @@ def test_names_and_values_with_control_characters_never_reach_the_terminal_raw()
     assert "\x07" not in out
     assert "\\x1b[2J\\nname" in out
     assert len([line for line in out.splitlines() if line.strip()]) == 5  # header, rule, 2
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_long_names_give_up_width_before_any_header_or_count_is_cut(width: int) -> None:
+    """Many actors with long names on a narrow terminal: names are cut with an
+    ellipsis, never a header, a state or a count."""
+    status = snapshot(
+        *[
+            actor(
+                f"a-rather-long-module-name-{n:02d}-of-the-plant",
+                state=af.ActorState.TERMINATED,
+                received=3000 + n,
+                emitted=3000,
+                errors=1,
+                dead_lettered=2,
+                dropped={"overflow": 1234},
+            )
+            for n in range(16)
+        ]
+    )
+    lines = plain(draw(render_status(status, 3.0), width=width)).splitlines()
+    assert "…" not in lines[1]
+    assert {"in", "errors", "dead", "dropped"} <= set(lines[1].split())
+    rows = [line for line in lines[3:] if line.strip()]
+    assert len(rows) == 16
+    for line in rows:
+        assert line.split()[-3:] == ["1", "2", "1,234"]  # errors, dead letters, dropped
+        assert " terminated " in line
+        assert len(line) <= width

@@ -101,6 +101,14 @@ def _set(data: dict[str, Any], path: list[str], value: Any) -> str | None:
     if path[0] not in _TABLES:
         tables = ", ".join(_TABLES)
         return f"no table {short(path[0])}{_hint(path[0])} (a key starts with one of: {tables})"
+    named = data.get(path[0])
+    # An override changes a module (or task); it does not add one.
+    adds = len(path) > 1 and isinstance(named, dict) and path[1] not in named
+    if path[0] in ("modules", "tasks") and adds:
+        return (
+            f"the file has no {path[0][:-1]} {short(path[1])}"
+            f"{did_you_mean(path[1], [str(key) for key in named or {}])}"
+        )
     here: Any = data
     for depth, part in enumerate(path[:-1]):
         here, problem = _step(here, part)

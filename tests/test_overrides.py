@@ -64,6 +64,8 @@ def test_overrides_replace_settings_config_links_and_supervisor(tmp_path: Path) 
         ("links.2.buffer", 1, "override 'links.2.buffer': '2' is not a number from 1 to 1"),
         ("graph.name.x", 1, "override 'graph.name.x': graph.name is str, not a table"),
         ("modules..config", 1, "an empty part in the key"),
+        ("modules.reading.config.count", 1, "no module 'reading' (did you mean 'readings'?)"),
+        ("modules", 1, "[modules]"),
     ],
 )
 def test_a_bad_override_is_a_graph_file_error_naming_the_key(

@@ -189,7 +189,7 @@ def configure_logging(
             program runs, not only in the file).
 
     A write that fails later (a full disk) is said once on stderr and never raised into
-    the code that logged; :func:`log_write_error` tells whether one has.
+    the code that logged.
 
     Raises:
         ValueError: ``format`` or ``level`` is not one of the accepted values.

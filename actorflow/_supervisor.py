@@ -284,7 +284,8 @@ class Supervisor:
 
     @property
     def finished(self) -> bool:
-        """Ended with every child ended for good: a restart would have nothing to start."""
+        """Whether it ended with every child ended for good (a restart would have nothing
+        to start)."""
         return self.failure is None and self._roster.all_ended()
 
     def _end_for_good(self, child: _Child, reason: str) -> None:

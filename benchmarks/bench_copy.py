@@ -19,6 +19,8 @@ from typing import Any
 
 import actorflow as af
 
+af.run  # noqa: B018  (`import actorflow` is lazy: load the runtime before timing)
+
 PAYLOADS: dict[str, Callable[[int], Any]] = {
     "int": lambda n: n,
     "small dict": lambda n: {"id": n, "ok": True, "tags": ["a", "b"], "value": 1.5},

@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import actorflow as af
 
+af.run  # noqa: B018  (`import actorflow` is lazy: load the runtime before timing)
+
 
 def pipeline(n: int, crash_every: int | None, marks: list[float] | None = None) -> af.Graph:
     class Numbers(af.Source):

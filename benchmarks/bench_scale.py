@@ -134,7 +134,9 @@ async def _trio(shape: str, n: int) -> dict[str, float]:
 def worker(runner: str, shape: str, n: int) -> dict[str, float]:
     """Run one shape in this process; return its times and peak memory growth."""
     if runner == "actorflow":
-        import actorflow  # noqa: F401  (imported before the baseline, like trio)
+        import actorflow  # imported before the baseline, like trio
+
+        actorflow.run  # noqa: B018  (`import actorflow` is lazy: load the runtime too)
     before = _peak_kib()
     result = trio.run(_actorflow if runner == "actorflow" else _trio, shape, n)
     result["kib_per_actor"] = (_peak_kib() - before) / n

@@ -21,6 +21,8 @@ import trio
 
 import actorflow as af
 
+af.run  # noqa: B018  (`import actorflow` is lazy: load the runtime before timing)
+
 
 def rate(n: int, latency: float, **link: Any) -> float:
     class Numbers(af.Source):

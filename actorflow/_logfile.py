@@ -28,6 +28,7 @@ import attrs
 
 from ._logging import _LEVELS
 from ._paths import regular_file_size
+from ._reportable import CONTROL, printable
 
 __all__ = [
     "ActorSummary",
@@ -59,10 +60,6 @@ _LAST_FIELDS = ("error",)
 """Fields printed after the others, so long error texts do not push the short ones.
 (An event's ``exception``, its traceback, is shown by ``--traceback``, not in the line.)"""
 _PLAIN = re.compile(r"[^\s\"'=]+")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-"""Characters a terminal acts on rather than shows: C0 and C1 controls (ANSI escapes),
-line and paragraph separators, bidirectional overrides."""
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _DURATION = re.compile(r"-?((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -370,31 +367,18 @@ def _event_matches(pattern: str, name: str) -> bool:
 # -- the event list ------------------------------------------------------------------
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped as ``\\x1b``, ``\\n``, ``\\u202e``: a log
-    is data, and an escape sequence or a line break in a field must not reach the
-    terminal (clearing it, colouring what follows, or faking a line of its own)."""
-    return _CONTROL.sub(_escape, text)
-
-
 def _json_line(event: Event) -> str:
     """The event's line as it was, or, if it holds control characters (raw in a string,
     which JSON allows for DEL, C1 and separators), the same object with them escaped."""
-    if _CONTROL.search(event.text.replace("\t", " ")) is None:
+    if CONTROL.search(event.text.replace("\t", " ")) is None:
         return event.text
     return json.dumps(event.fields)
 
 
 def _value(value: Any) -> str:
     if isinstance(value, str) and _PLAIN.fullmatch(value):
-        return _printable(value)
-    return _printable(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        return printable(value)
+    return printable(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def _stamp(moment: datetime) -> str:
@@ -412,8 +396,8 @@ def format_event(event: Event) -> str:
     skip = {"event", "level", "timestamp", "actor", "exception", *_LAST_FIELDS}
     keys = [key for key in fields if key not in skip]
     keys += [key for key in _LAST_FIELDS if key in fields]
-    pairs = " ".join(f"{_printable(key)}={_value(fields[key])}" for key in keys)
-    level, name = _printable(event.level or "-"), _printable(event.name)
+    pairs = " ".join(f"{printable(key)}={_value(fields[key])}" for key in keys)
+    level, name = printable(event.level or "-"), printable(event.name)
     return f"{_stamp(event.time)}  {level:<8} {actor:<16} {name:<24} {pairs}".rstrip()
 
 
@@ -438,7 +422,7 @@ def format_traceback(event: Event) -> list[str]:
                 where = f'File "{frame.get("filename")}", line {frame.get("lineno")}'
                 lines.append(f"      {where}, in {frame.get('name')}")
         lines.append(f"    {error.get('exc_type')}: {error.get('exc_value')}")
-    return [_printable(line) for line in lines]
+    return [printable(line) for line in lines]
 
 
 # -- the summary ---------------------------------------------------------------------
@@ -628,7 +612,7 @@ def summarise(events: Iterable[Event], actors: frozenset[str] = frozenset()) -> 
 
 def format_summary(summary: Summary) -> list[str]:
     """A header line (graph, time span, event count), then one aligned row per actor."""
-    graph = "?" if summary.graph is None else _printable(repr(summary.graph))
+    graph = "?" if summary.graph is None else printable(repr(summary.graph))
     header = f"graph {graph}: {summary.count} events"
     if summary.first is not None and summary.last is not None:
         span = (summary.last - summary.first).total_seconds()
@@ -638,9 +622,9 @@ def format_summary(summary: Summary) -> list[str]:
         drops = ",".join(f"{reason}={n}" for reason, n in sorted(actor.drops.items()))
         rows.append(
             (
-                _printable(actor.name),
-                _printable(actor.state or "-"),
-                _printable(actor.reason or "-"),
+                printable(actor.name),
+                printable(actor.state or "-"),
+                printable(actor.reason or "-"),
                 str(actor.state_changes),
                 str(actor.restarts),
                 str(actor.errors),
@@ -701,18 +685,18 @@ def _mentions(event: Event, message_id: str) -> bool:
 def _what(event: Event) -> str:
     fields, name = event.fields, event.name
     if name == "message.sent":
-        return _printable(f"sent on port {fields.get('port')}")
+        return printable(f"sent on port {fields.get('port')}")
     if name == "message.received":
-        return _printable(f"received from link {fields.get('link')}")
+        return printable(f"received from link {fields.get('link')}")
     if name == "actor.failed":
-        return _printable(f"failed: {fields.get('error')}")
+        return printable(f"failed: {fields.get('error')}")
     if name == "actor.dead_letter":
         attempts = fields.get("attempts")
         tries = "attempt" if attempts == 1 else "attempts"
-        return _printable(f"dead-lettered after {attempts} {tries}: {fields.get('error')}")
+        return printable(f"dead-lettered after {attempts} {tries}: {fields.get('error')}")
     skip = {"event", "level", "timestamp", "actor", "message_id", "message_ids"}
     pairs = " ".join(f"{key}={_value(value)}" for key, value in fields.items() if key not in skip)
-    return _printable(f"{name} {pairs}".rstrip())
+    return printable(f"{name} {pairs}".rstrip())
 
 
 def trace(events: Iterable[Event], message_id: str) -> list[Hop]:
@@ -728,10 +712,10 @@ def format_trace(message_id: str, hops: list[Hop]) -> list[str]:
     """A header line, then one aligned line per hop: offset, actor, what happened."""
     span = hops[-1].offset
     header = (
-        f"message {_printable(message_id)}: {len(hops)} events "
+        f"message {printable(message_id)}: {len(hops)} events "
         f"from {_stamp(hops[0].event.time)} over {span:.6f}s"
     )
-    actors = [_printable(hop.event.actor or "-") for hop in hops]
+    actors = [printable(hop.event.actor or "-") for hop in hops]
     width = max(map(len, actors))
     return [header] + [
         f"{hop.offset:+.6f}s  {actor:<{width}}  {hop.what}"

@@ -19,6 +19,7 @@ from typing import Any
 from ._checks import short
 
 __all__ = [
+    "CONTROL",
     "MAX_DEPTH",
     "MAX_ITEMS",
     "MAX_NODES",
@@ -27,6 +28,7 @@ __all__ = [
     "fields",
     "finite",
     "json_ready",
+    "printable",
     "text",
 ]
 
@@ -44,14 +46,24 @@ MAX_TASK = 200
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on rather than shows: C0 and C1 controls (ANSI escapes),
+line and paragraph separators, bidirectional overrides."""
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def printable(value: str) -> str:
-    """``value`` with control characters shown as escapes (``\\x1b``, ``\\n``): a
-    name or value written to a terminal must not move its cursor, colour it or break
-    a table's line."""
-    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], value)
+    """``value`` with control characters shown as escapes (``\\x1b``, ``\\n``,
+    ``\\u202e``): a name or value written to a terminal must not move its cursor,
+    colour it, reorder it or break a table's line."""
+    return CONTROL.sub(_escape, value)
 
 
 def text(value: Any, limit: int = MAX_TEXT) -> str:

@@ -25,10 +25,8 @@ class Totals:
 
     def __init__(self, status: SystemStatus) -> None:
         dropped: Counter[str] = Counter()
-        for actor in status.actors.values():
-            dropped.update(actor.dropped)
-        for link in status.links.values():
-            dropped.update(link.dropped)
+        for at in status.dropped_at().values():  # the same counts the rows show
+            dropped.update(at)
         self.dropped = dict(sorted((str(k), v) for k, v in dropped.items() if v))
         self.dead_lettered = sum(a.dead_lettered for a in status.actors.values())
         self.errors = sum(a.errors for a in status.actors.values())

@@ -603,21 +603,18 @@ CONTROLLING_TERMINAL = (
 Ctrl-C typed on it is then SIGINT to the command, as for a person at a terminal."""
 
 
-@pytest.mark.skipif(
-    sys.platform == "win32" or not hasattr(os, "openpty"), reason="needs a POSIX pseudo-terminal"
-)
-def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal(
-    project: Path,
-) -> None:
-    """At a real terminal the view draws; Ctrl-C runs every cleanup, closes the view,
-    then says it was interrupted, exit 130."""
+def run_at_terminal(
+    project: Path, graph: str, *, rows: int, columns: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``actorflow run graph`` at a real pseudo-terminal of this size that is its
+    controlling terminal; the process and the terminal's master end to read."""
     import termios
 
     try:
         master, slave = os.openpty()
     except OSError as exc:  # a sandbox without /dev/ptmx: no terminal to test at
         pytest.skip(f"no pseudo-terminal available: {exc}")
-    termios.tcsetwinsize(master, (40, 120))
+    termios.tcsetwinsize(master, (rows, columns))
     env = {
         key: value
         for key, value in os.environ.items()
@@ -626,7 +623,7 @@ def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal
     env["PYTHONPATH"] = os.pathsep.join([str(project), str(CHECKOUT)])
     env["TERM"] = "xterm-256color"
     process = subprocess.Popen(
-        [sys.executable, "-c", CONTROLLING_TERMINAL, "run", "endless.toml"],
+        [sys.executable, "-c", CONTROLLING_TERMINAL, "run", graph],
         cwd=project,
         env=env,
         stdin=slave,
@@ -635,6 +632,18 @@ def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal
         start_new_session=True,
     )
     os.close(slave)
+    return process, master
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "openpty"), reason="needs a POSIX pseudo-terminal"
+)
+def test_ctrl_c_at_a_terminal_stops_the_graph_in_order_and_restores_the_terminal(
+    project: Path,
+) -> None:
+    """At a real terminal the view draws; Ctrl-C runs every cleanup, closes the view,
+    then says it was interrupted, exit 130."""
+    process, master = run_at_terminal(project, "endless.toml", rows=40, columns=120)
     seen = bytearray()
     try:
         deadline = time.monotonic() + 30
@@ -668,30 +677,7 @@ def test_at_an_80_column_terminal_the_view_keeps_whole_headers_and_the_loss_coun
     """At a real 80x24 terminal every line of every frame fits, no header is cut, and
     the columns that say whether items were lost (in, out, errors, dead, dropped) are
     there; the summary after it repeats no table (the last frame stays)."""
-    import termios
-
-    try:
-        master, slave = os.openpty()
-    except OSError as exc:  # a sandbox without /dev/ptmx: no terminal to test at
-        pytest.skip(f"no pseudo-terminal available: {exc}")
-    termios.tcsetwinsize(master, (24, 80))
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")
-    }
-    env["PYTHONPATH"] = os.pathsep.join([str(project), str(CHECKOUT)])
-    env["TERM"] = "xterm-256color"
-    process = subprocess.Popen(
-        [sys.executable, "-c", CONTROLLING_TERMINAL, "run", "short.toml"],
-        cwd=project,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
-    os.close(slave)
+    process, master = run_at_terminal(project, "short.toml", rows=24, columns=80)
     seen = bytearray()
     try:
         assert read_until(master, seen, None, time.monotonic() + 30), bytes(seen)

@@ -152,29 +152,44 @@ def stopped() -> Iterator[list[subprocess.Popen[str]]]:
         process.communicate()
 
 
+REMOTE = "claim_idle = 0.5, batch = 20"
+PATIENT_REMOTE = "claim_idle = 60, batch = 10"
+"""A lease that only a release (not its expiry) can free within a test."""
+
+
+def write_journal_graph(
+    plant: Path, url: str, count: int, *, delay: float, buffer: int, remote: str
+) -> Path:
+    """numbers -> journal over a remote link; the journal file's path."""
+    log = plant / "journal.txt"
+    write_graph(
+        plant,
+        url,
+        count,
+        f"""
+        [modules.journal]
+        module = "journal"
+        config = {{ path = "{log}", delay = {delay} }}
+
+        [[links]]
+        from = "numbers"
+        to = "journal"
+        buffer = {buffer}
+        remote = {{ {remote} }}
+        """,
+    )
+    return log
+
+
 def test_a_consumer_process_killed_mid_stream_is_replaced_without_loss(
     plant: Path, redis_server: RedisServer, stopped: list[subprocess.Popen[str]]
 ) -> None:
     """Producer and consumer in two processes; the consumer is killed (SIGKILL) while
     it holds unacknowledged items; a new consumer process takes over: every item is
     handled at least once, and only the ones in flight at the kill may come twice."""
-    log = plant / "journal.txt"
     count = 600
-    write_graph(
-        plant,
-        redis_server.url,
-        count,
-        f"""
-        [modules.journal]
-        module = "journal"
-        config = {{ path = "{log}", delay = 0.002 }}
-
-        [[links]]
-        from = "numbers"
-        to = "journal"
-        buffer = 100
-        remote = {{ claim_idle = 0.5, batch = 20 }}
-        """,
+    log = write_journal_graph(
+        plant, redis_server.url, count, delay=0.002, buffer=100, remote=REMOTE
     )
     producer = start(plant, "graph.toml", "numbers")
     first = start(plant, "graph.toml", "journal")
@@ -256,23 +271,9 @@ def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at
     its lease and leaves nothing handled twice: a replacement started at once takes the
     stream over long before ``claim_idle`` (60 s here) would have let it, and gets every
     item the first did not handle."""
-    log = plant / "journal.txt"
     count = 400
-    write_graph(
-        plant,
-        redis_server.url,
-        count,
-        f"""
-        [modules.journal]
-        module = "journal"
-        config = {{ path = "{log}", delay = 0.005 }}
-
-        [[links]]
-        from = "numbers"
-        to = "journal"
-        buffer = 50
-        remote = {{ claim_idle = 60, batch = 10 }}
-        """,
+    log = write_journal_graph(
+        plant, redis_server.url, count, delay=0.005, buffer=50, remote=PATIENT_REMOTE
     )
     producer = start(plant, "graph.toml", "numbers")
     first = start(plant, "graph.toml", "journal")

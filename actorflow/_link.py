@@ -352,6 +352,7 @@ class Link:
             dropped=dict(self.dropped),
             closed=self.closed,
             returned=self.returned,
+            target=self.spec.target,
         )
 
 

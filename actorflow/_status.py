@@ -155,6 +155,8 @@ class LinkStatus:
     closed: bool
     returned: int = 0
     """Items handed back to the caller when the link was removed."""
+    target: str | None = None
+    """The module the link delivers to."""
 
 
 @attrs.frozen
@@ -222,8 +224,8 @@ class SystemStatus:
         for name, actor in self.actors.items():
             found[name] = {str(reason): count for reason, count in actor.dropped.items()}
         for name, link in self.links.items():
-            target = name.rpartition(" -> ")[2].rpartition(".")[0] or name
-            into = found.setdefault(target if target in self.actors else name, {})
+            at = link.target if link.target is not None and link.target in self.actors else name
+            into = found.setdefault(at, {})
             for reason, count in link.dropped.items():
                 into[str(reason)] = into.get(str(reason), 0) + count
         return found

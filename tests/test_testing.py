@@ -1,0 +1,512 @@
+"""actorflow.testing: one module or a whole graph run on given items, as a user tests them."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import actorflow as af
+import actorflow.testing
+from actorflow.testing import (
+    Feed,
+    Pause,
+    Recorder,
+    SystemStarter,
+    TimedOutError,
+    arun_graph,
+    arun_module,
+    module_graph,
+    run_graph,
+    run_module,
+    wait_until,
+)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+class Double(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, data: int) -> int:
+        return data * 2
+
+
+class Split(af.Processor):
+    """Even numbers on ``out``, odd ones on ``odd``."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int, "odd": int}
+
+    async def process(self, data: int) -> int | None:
+        if data % 2:
+            await self.emit(data, "odd")
+            return None
+        return data
+
+
+class Label(af.Processor):
+    """Says which port each item came in on."""
+
+    inputs: ClassVar = {"left": object, "right": object}
+
+    def process(self, data: Any, port: str) -> str:
+        return f"{port}:{data}"
+
+
+class Fragile(af.Processor):
+    """Fails on multiples of three."""
+
+    def process(self, data: int) -> int:
+        if data % 3 == 0:
+            raise ValueError(f"cannot take {data}")
+        return data
+
+
+class Picky(af.Processor):
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise TypeError("a limit is a count")
+        self.limit = limit
+
+    def validate(self) -> None:
+        if self.limit > 10:
+            raise ValueError("at most 10")
+
+    def process(self, data: Any) -> Any:
+        return data
+
+
+class Clock(af.Processor):
+    """Forwards the time each item arrived at."""
+
+    def process(self, data: Any) -> float:
+        return trio.current_time()
+
+
+class Poll(af.Source):
+    """Reads every ``interval`` seconds until stopped; a stop ends the wait at once."""
+
+    outputs: ClassVar = {"out": float}
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.stopping = trio.Event()
+
+    async def start(self) -> None:
+        while self.active:
+            await self.emit(21.5)
+            with trio.move_on_after(self.interval):
+                await self.stopping.wait()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class Endless(af.Progressive):
+    """Never finishes: every step asks for another."""
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        return af.Step(af.StepState.READY, step_size)
+
+
+class Waiting(af.Processor):
+    """Its validate() waits for something that never comes."""
+
+    async def validate(self) -> None:
+        await trio.sleep_forever()
+
+    def process(self, data: Any) -> Any:
+        return data
+
+
+# -- run_module --------------------------------------------------------------------------------
+
+
+def test_a_processor_run_on_items_gives_its_outputs_in_order() -> None:
+    """Each item went through the module; nothing was lost; the module ended normally."""
+    result = run_module(Double, [1, 2, 3])
+    assert result.outputs == {"out": [2, 4, 6]}
+    assert result.output() == [2, 4, 6]
+    assert result.state is af.SystemState.DONE
+    assert result.status.actors["double"].reason == "normal"
+    assert (result.error, result.dropped, result.drops, result.errors) == (None, 0, {}, {})
+    assert result.dead_letters == ()
+
+
+def test_every_output_port_is_recorded_on_its_own() -> None:
+    """Items emitted on another port are under that port's name."""
+    result = run_module(Split, range(6))
+    assert result.outputs == {"out": [0, 2, 4], "odd": [1, 3, 5]}
+    assert result.output("odd") == [1, 3, 5]
+    with pytest.raises(
+        KeyError, match=r"no output 'even' was recorded \(recorded: 'out', 'odd'\)"
+    ):
+        result.output("even")
+
+
+def test_items_by_port_are_fed_in_turns() -> None:
+    """A mapping feeds each input port; the first item of each port, then the second."""
+    result = run_module(Label, {"left": ["a", "b", "c"], "right": [1]})
+    assert sorted(result.output()) == ["left:a", "left:b", "left:c", "right:1"]
+    assert result.status.actors["label"].received == 4
+
+
+def test_items_that_do_not_fit_the_ports_are_refused_naming_them() -> None:
+    """A list for two input ports, an unknown port, or items for a source are errors."""
+    with pytest.raises(TypeError, match=r"input ports 'left', 'right': give the items by port"):
+        run_module(Label, ["a"])
+    with pytest.raises(ValueError, match=r"no input port 'middle' \(its input ports: 'left', "):
+        run_module(Label, {"middle": [1]})
+    with pytest.raises(TypeError, match="Poll has no input port: it takes no items"):
+        run_module(Poll, [1], config={"interval": 1})
+    with pytest.raises(TypeError, match="module must be a module class"):
+        run_module(Double(), [1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name 'feed' is taken"):
+        run_module(Double, [1], name="feed")
+
+
+def test_a_failing_item_is_a_dead_letter_and_the_rest_flow_on() -> None:
+    """With room for restarts, each item the module fails on is dead-lettered with its
+    error, the module is restarted, and every other item comes out."""
+    result = run_module(Fragile, range(1, 10), supervisor={"max_restarts": 5})
+    assert result.output() == [1, 2, 4, 5, 7, 8]
+    assert [letter.item for letter in result.dead_letters] == [3, 6, 9]
+    assert str(result.dead_letters[0].error) == "cannot take 3"
+    assert result.errors == {"fragile": 3}
+    assert result.status.actors["fragile"].restarts == 3
+    assert result.error is None
+    assert result.state is af.SystemState.DONE
+
+
+def test_a_module_that_keeps_failing_ends_the_run_with_its_error_not_a_raise() -> None:
+    """Beyond the supervisor's restart intensity the run fails: the error is the
+    result's, with what was dead-lettered and what was lost because of it."""
+    result = run_module(Fragile, range(1, 10), name="weak")
+    assert isinstance(result.error, af.EscalationError)
+    assert "module 'weak' failed" in str(result.error)
+    assert result.state is af.SystemState.FAILED
+    assert [letter.item for letter in result.dead_letters] == [3, 6]
+    assert result.dropped == sum(n for by in result.drops.values() for n in by.values()) > 0
+
+
+def test_attempts_retry_an_item_before_it_is_dead_lettered() -> None:
+    """``supervise`` sets the module's supervision: three attempts, three errors."""
+    result = run_module(Fragile, [3], supervise={"attempts": 3}, supervisor={"max_restarts": 5})
+    assert result.dead_letters[0].attempts == 3
+    assert result.errors == {"fragile": 3}
+
+
+def test_a_refused_configuration_is_raised_as_at_start_up() -> None:
+    """A constructor or validate() that refuses ``config`` raises as open_system does."""
+    with pytest.raises(af.ValidationError, match="at most 10"):
+        run_module(Picky, [1], config={"limit": 11})
+    with pytest.raises(af.InitializationError, match="a limit is a count"):
+        run_module(Picky, [1], config={"limit": -1})
+    assert run_module(Picky, [1], config={"limit": 1}).output() == [1]
+
+
+# -- time ------------------------------------------------------------------------------------
+
+
+def test_a_periodic_source_is_tested_on_virtual_time_with_stop_after() -> None:
+    """Three and a half minutes of polling take no real time; the readings came once
+    per interval and the stop did not wait out the last one."""
+    wall = time.monotonic()
+    result = run_module(Poll, config={"interval": 60}, stop_after=210)
+    assert result.output() == [21.5] * 4
+    assert result.output_times() == [0, 60, 120, 180]
+    assert result.elapsed == 210
+    assert result.status.actors["poll"].reason == "stopped"
+    assert time.monotonic() - wall < 10
+
+
+def test_pauses_among_the_items_wait_on_the_run_clock() -> None:
+    """A Pause waits before the next item, in virtual time."""
+    result = run_module(Clock, [1, Pause(5), 2, 3, Pause(0.5), 4])
+    assert result.output() == [0, 5, 5, 5.5]
+    assert result.output_times() == [0, 5, 5, 5.5]
+    with pytest.raises(ValueError, match="Pause must be a finite number of seconds"):
+        Pause(-1)
+    with pytest.raises(TypeError, match="Pause must be a number of seconds"):
+        Pause("5")  # type: ignore[arg-type]
+
+
+def test_a_source_that_never_ends_fails_clearly_with_what_it_had_produced() -> None:
+    """Without stop_after, a source that runs until stopped is cancelled at the timeout:
+    the error names what was still running and keeps the partial result."""
+    with pytest.raises(TimedOutError) as caught:
+        run_module(Poll, config={"interval": 60}, timeout=150)
+    message = str(caught.value)
+    assert "graph 'test-poll' did not end within 150 s and was cancelled" in message
+    assert "'poll' (running)" in message
+    assert "needs stop_after=" in message
+    assert isinstance(caught.value, TimeoutError)
+    assert isinstance(caught.value, af.ActorflowError)
+    result = caught.value.result
+    assert result is not None
+    assert result.output() == [21.5] * 3
+    assert result.state is af.SystemState.CANCELLED
+
+
+def test_a_module_that_keeps_the_loop_busy_is_bounded_by_the_wall_clock() -> None:
+    """Virtual time never passes while a progressive module steps forever, so the
+    timeout is also kept on the wall clock."""
+    wall = time.monotonic()
+    with pytest.raises(TimedOutError, match=r"'endless' \((running|ready)"):
+        run_module(Endless, timeout=0.3)
+    assert time.monotonic() - wall < 20
+
+
+def test_a_start_up_that_never_ends_fails_clearly() -> None:
+    """A validate() that waits forever is cancelled at the timeout, before anything ran."""
+    with pytest.raises(TimedOutError, match="did not start within 5 s") as caught:
+        run_module(Waiting, [1], timeout=5)
+    assert caught.value.result is None
+
+
+def test_run_options_are_checked() -> None:
+    """A timeout must be a positive number of seconds."""
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds above 0"):
+        run_module(Double, [1], timeout=0)
+    with pytest.raises(TypeError, match="stop_after must be a number of seconds"):
+        run_module(Double, [1], stop_after="1")  # type: ignore[arg-type]
+
+
+class Threaded(af.Processor):
+    blocking = True
+
+    def process(self, data: int) -> int:
+        time.sleep(0.001)
+        return data + 1
+
+
+def test_real_time_runs_modules_that_wait_outside_trio() -> None:
+    """virtual_time=False runs on the real clock (threads of blocking modules)."""
+    result = run_module(Threaded, [1, 2], virtual_time=False)
+    assert result.output() == [2, 3]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(),
+            st.sampled_from([0, 0.5, 1, 7]).map(Pause),
+        ),
+        max_size=20,
+    )
+)
+def test_any_items_come_out_in_order_at_the_times_the_pauses_say(items: list[Any]) -> None:
+    """Whatever the items and pauses, the items come out in order, each at the sum of
+    the pauses before it, and the run ends when the last pause has passed."""
+    result = run_module(Passing, items)
+    expected, times, now = [], [], 0.0
+    for item in items:
+        if isinstance(item, Pause):
+            now += item.seconds
+        else:
+            expected.append(item)
+            times.append(now)
+    assert result.output() == expected
+    assert result.output_times() == times
+    assert result.elapsed == now
+    assert result.dropped == 0
+
+
+class Passing(af.Processor):
+    def process(self, data: Any) -> Any:
+        return data
+
+
+# -- run_graph and Recorder --------------------------------------------------------------------
+
+
+def readings_graph() -> af.Graph:
+    graph = af.Graph(name="readings")
+    graph.add("requests", af.Inlet)
+    graph.add("double", Double)
+    graph.add("split", Split)
+    graph.add("doubled", Recorder)
+    graph.add("odd", Recorder)
+    graph.add("results", af.Outlet)
+    graph.chain("requests", "double", "doubled")
+    graph.add("numbers", Feed, items=[1, Pause(2), 2, 3])
+    graph.link("numbers", "split")
+    graph.link("split.odd", "odd")
+    graph.link("split", "results")
+    return graph
+
+
+def test_a_graph_runs_with_its_recorders_and_outlets_in_the_result() -> None:
+    """Recorders and outlets are in ``outputs`` by name; inlets are fed then closed."""
+    result = run_graph(readings_graph(), inputs={"requests": [5, Pause(1), 6]})
+    assert result.outputs == {"doubled": [10, 12], "odd": [1, 3], "results": [2]}
+    assert result.times == {"doubled": [0, 1], "odd": [0, 2], "results": [2]}
+    assert result.state is af.SystemState.DONE
+    assert result.elapsed == 2
+
+
+def test_an_inlet_given_no_items_is_closed_so_the_graph_ends() -> None:
+    """The run does not wait for items nobody will send."""
+    result = run_graph(readings_graph())
+    assert result.outputs["doubled"] == []
+    assert result.state is af.SystemState.DONE
+
+
+def test_inputs_for_a_module_that_is_no_inlet_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"inputs name 'double', not inlets of graph "):
+        run_graph(readings_graph(), inputs={"double": [1]})
+    with pytest.raises(TypeError, match=r"graph must be an actorflow\.Graph"):
+        run_graph("graph.toml")  # type: ignore[arg-type]
+
+
+def test_an_invalid_graph_is_raised() -> None:
+    graph = af.Graph(name="broken")
+    graph.add("double", Double)
+    graph.link("nowhere", "double")
+    with pytest.raises(af.GraphError, match="nowhere"):
+        run_graph(graph)
+
+
+def test_a_recorder_elsewhere_needs_a_list() -> None:
+    """Outside a test run a Recorder appends to ``into``; without one it is refused."""
+    seen: list[Any] = []
+    graph = af.Graph(name="plain")
+    graph.add("numbers", Feed, items=[1, 2])
+    graph.add("seen", Recorder, into=seen)
+    graph.link("numbers", "seen")
+    af.run(graph, handle_signals=False)
+    assert seen == [1, 2]
+    lost = af.Graph(name="lost")
+    lost.add("numbers", Feed, items=[1])
+    lost.add("seen", Recorder)
+    lost.link("numbers", "seen")
+    with pytest.raises(af.ValidationError, match="a Recorder records nowhere here"):
+        af.run(lost, handle_signals=False)
+
+
+def test_the_graph_run_by_run_module_can_be_extended() -> None:
+    """module_graph gives run_module's graph to build on: here a dead-letter recorder."""
+    graph = module_graph(Fragile, [1, 3, 4])
+    graph.add("letters", Recorder)
+    graph.dead_letters("letters")
+    graph.supervisor(max_restarts=3)
+    result = run_graph(graph)
+    assert result.output("record:out") == [1, 4]
+    assert [letter.item for letter in result.output("letters")] == [3]
+
+
+def test_a_graceful_stop_ends_a_feed_in_a_pause_at_once() -> None:
+    """A Feed waiting out a Pause stops when asked, without waiting for it."""
+    graph = af.Graph(name="slow")
+    graph.add("numbers", Feed, items=[1, Pause(3600), 2])
+    graph.add("seen", Recorder)
+    graph.link("numbers", "seen")
+    result = run_graph(graph, stop_after=10)
+    assert result.output("seen") == [1]
+    assert result.elapsed == 10
+    assert result.status.actors["numbers"].reason == "stopped"
+
+
+# -- inside trio -------------------------------------------------------------------------------
+
+
+async def test_the_async_forms_run_on_the_tests_own_clock(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Inside trio, arun_module and arun_graph run on the loop's clock."""
+    start = trio.current_time()
+    result = await arun_module(Poll, config={"interval": 60}, stop_after=90)
+    assert result.output_times() == [0, 60]
+    assert trio.current_time() - start == 90
+    graph_result = await arun_graph(readings_graph(), inputs={"requests": [1]})
+    assert graph_result.output("doubled") == [2]
+
+
+async def test_the_sync_forms_say_to_await_the_async_ones_inside_trio() -> None:
+    with pytest.raises(RuntimeError, match=r"inside trio, await arun_module\(\)"):
+        run_module(Double, [1])
+    with pytest.raises(RuntimeError, match=r"inside trio, await arun_graph\(\)"):
+        run_graph(readings_graph())
+
+
+async def test_wait_until_waits_for_a_condition_on_virtual_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """It returns once the condition holds, and fails clearly when it never does."""
+    start = trio.current_time()
+    await wait_until(lambda: trio.current_time() - start >= 3, interval=1)
+    assert trio.current_time() - start == 3
+    with pytest.raises(TimedOutError, match="the condition was still false after 2 s"):
+        await wait_until(lambda: False, timeout=2)
+
+
+@pytest.fixture
+async def starter() -> AsyncIterator[SystemStarter]:
+    async with trio.open_nursery() as nursery:
+        start = SystemStarter(nursery)
+        yield start
+        start.close()
+
+
+async def test_a_started_system_runs_until_the_test_ends(
+    autojump_clock: trio.testing.MockClock, starter: SystemStarter
+) -> None:
+    """A system started for a test runs in its background; its recorders are readable
+    while it runs."""
+    graph = af.Graph(name="background")
+    graph.add("poll", Poll, interval=10)
+    graph.add("seen", Recorder)
+    graph.link("poll", "seen")
+    system = await starter(graph)
+    await wait_until(lambda: len(starter.recorded("seen").items) == 3, timeout=60)
+    assert starter.recorded("seen").times == [0, 10, 20]
+    assert system.status().state is af.SystemState.RUNNING
+
+
+def test_a_system_started_for_a_test_is_stopped_at_its_end() -> None:
+    """Closing the starter stops its systems gracefully and waits for them."""
+    ended: list[af.SystemState] = []
+
+    async def main() -> None:
+        graph = af.Graph(name="background")
+        graph.add("poll", Poll, interval=10)
+        graph.add("seen", Recorder)
+        graph.link("poll", "seen")
+        async with trio.open_nursery() as nursery:
+            start = SystemStarter(nursery)
+            system = await start(graph)
+            await trio.sleep(15)
+            start.close()
+        ended.append(system.status().state)
+        assert system.status().actors["poll"].reason == "stopped"
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert ended == [af.SystemState.DONE]
+
+
+# -- the documentation -------------------------------------------------------------------------
+
+
+def test_the_reference_documents_every_name_of_actorflow_testing() -> None:
+    """docs/reference/testing.md has an entry for each name in ``__all__``, and every
+    name has a docstring."""
+    page = (DOCS / "reference" / "testing.md").read_text(encoding="utf-8")
+    documented = set(
+        re.findall(
+            r"^\.\. auto(?:class|exception|function)::\s+actorflow\.testing\.(\w+)", page, re.M
+        )
+    )
+    assert documented == set(actorflow.testing.__all__)
+    for name in actorflow.testing.__all__:
+        assert getattr(actorflow.testing, name).__doc__, name

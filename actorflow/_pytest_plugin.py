@@ -41,9 +41,11 @@ async def actorflow_system() -> AsyncIterator[SystemStarter]:
     """Starts graphs that run in the background of the test (needs pytest-trio)."""
     import trio
 
+    from ._exceptions import single_errors
     from .testing import SystemStarter
 
-    async with trio.open_nursery() as nursery:
-        starter = SystemStarter(nursery)
-        yield starter
-        starter.close()
+    with single_errors():  # a failed system fails the test with its own error
+        async with trio.open_nursery() as nursery:
+            starter = SystemStarter(nursery)
+            yield starter
+            starter.close()

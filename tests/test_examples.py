@@ -1,8 +1,10 @@
-"""Every example runs, as a user would run it, and says what it should."""
+"""Every example runs, as a user would run it, and says what it should; its modules do
+what they should, each run on its own with actorflow.testing."""
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import re
 import signal
@@ -10,9 +12,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+
+import actorflow as af
+from actorflow.testing import Pause, Recorder, run_graph, run_module
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -257,3 +263,138 @@ def test_aio_service_ctrl_c_cancels_the_graph_and_exits_130(
     assert child.returncode == 130, err
     assert "interrupted: the graph was cancelled and cleaned up" in out
     assert "Traceback" not in err
+
+
+# -- the examples' modules, one by one, with actorflow.testing -------------------------------
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module of its own (the examples are scripts, not
+    a package)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sensors = load_example("sensor_pipeline")
+ticker = load_example("ticker")
+progressive = load_example("progressive_stats")
+interactive = load_example("interactive_threshold")
+readings_service = load_example("aio_service")
+
+
+def reading(sensor: str, celsius: float) -> af.Data:
+    return af.Data(fields={"raw": celsius, "celsius": celsius}, tags={"sensor": sensor})
+
+
+def test_the_sensors_emit_their_readings_round_robin_and_in_time() -> None:
+    """Readings cycle through the sensors, numbered in order, ``interval`` apart."""
+    result = run_module(sensors.Sensors, config={"sensors": 3, "readings": 5, "interval": 0.5})
+    assert [d.tags["sensor"] for d in result.output()] == ["t0", "t1", "t2", "t0", "t1"]
+    assert [d.fields["seq"] for d in result.output()] == [0, 1, 2, 3, 4]
+    assert result.output_times() == [0, 0.5, 1, 1.5, 2]
+    assert result.output()[0].origin == "sensors"
+
+
+def test_calibrate_applies_each_sensors_offset_and_refuses_a_broken_one() -> None:
+    """Known sensors are shifted by their offset, others not; an offset above 5 degrees
+    is refused before anything runs."""
+    offsets = {"t0": 0.5, "t1": -0.25}
+    items = [reading("t0", 20.0), reading("t1", 20.0), reading("t9", 20.0)]
+    result = run_module(sensors.Calibrate, items, config={"offsets": offsets})
+    assert [d.fields["celsius"] for d in result.output()] == [20.5, 19.75, 20.0]
+    with pytest.raises(af.ValidationError, match="an offset above 5 degrees"):
+        run_module(sensors.Calibrate, items, config={"offsets": {"t0": 6}})
+
+
+def test_check_sends_readings_above_the_limit_out_on_alert_too() -> None:
+    """Every reading flows on; those above the limit are also alerts."""
+    items = [reading("t0", c) for c in (20.0, 28.5, 27.9, 35.0)]
+    result = run_module(sensors.Check, items, config={"limit": 28.0})
+    assert [d.fields["celsius"] for d in result.output()] == [20.0, 28.5, 27.9, 35.0]
+    assert [d.fields["celsius"] for d in result.output("alert")] == [28.5, 35.0]
+
+
+def test_the_sinks_report_when_they_clean_up(capsys: pytest.CaptureFixture[str]) -> None:
+    """Stats prints a mean per sensor, Alerts the first three alerts and the count."""
+    items = [reading("t0", 20.0), reading("t1", 30.0), reading("t0", 21.0)]
+    run_module(sensors.Stats, items)
+    assert (
+        capsys.readouterr().out == "t0: 2 readings, mean 20.50 C\nt1: 1 readings, mean 30.00 C\n"
+    )
+    result = run_module(
+        sensors.Alerts,
+        [af.Data(fields={"seq": n, "celsius": 30}, tags={"sensor": "t0"}) for n in range(4)],
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"ALERT t0 seq={n} 30 C" for n in range(3)] + ["alerts: 4"]
+    assert result.status.actors["alerts"].received == 4
+
+
+def test_the_sensor_pipeline_accounts_for_every_reading() -> None:
+    """The whole graph, on a small run: every reading reaches the stats, none is lost."""
+    graph = sensors.build()
+    graph.add("alerted", Recorder)
+    graph.link("check.alert", "alerted")
+    result = run_graph(graph)
+    assert result.state is af.SystemState.DONE
+    assert result.status.actors["stats"].received == 2500
+    assert len(result.output("alerted")) == result.status.actors["alerts"].received
+    assert result.dropped == 0
+
+
+def test_ticks_come_once_per_interval_and_square_squares() -> None:
+    """The ticker's source keeps its interval in virtual time; the squares follow."""
+    result = run_module(ticker.Ticks, config={"interval": 0.05, "count": 3})
+    assert result.output() == [0, 1, 2]
+    assert result.output_times() == pytest.approx([0, 0.05, 0.1])
+    assert run_module(ticker.Square, [0, 1, 4]).output() == [0, 1, 16]
+
+
+def test_ticks_without_a_count_run_until_stopped() -> None:
+    """Without a count the source runs until the system stops it. It has no stop() hook
+    and sleeps a whole interval, so a stop cancels it ``stop_timeout`` (5 s) later."""
+    result = run_module(ticker.Ticks, config={"interval": 60.0}, stop_after=150)
+    assert result.output() == [0, 1, 2]
+    assert result.elapsed == 155
+    assert result.status.actors["ticks"].reason == "killed"
+
+
+def test_progressive_stats_posts_partial_results_up_to_every_row() -> None:
+    """Each step posts the mean and histogram so far; the last covers every row."""
+    result = run_module(progressive.Stats, config={"rows": 5000})
+    partials = result.output()
+    rows = [partial["rows"] for partial in partials]
+    assert rows == sorted(rows)
+    assert rows[-1] == 5000
+    assert sum(partials[-1]["histogram"]) == 5000
+    assert partials[-1]["progress"] == 1.0
+    assert abs(partials[-1]["mean"] - 0.25) < 0.05
+    assert result.status.actors["stats"].progress == (5000, 5000)
+
+
+def test_the_explorer_starts_over_for_each_new_threshold() -> None:
+    """A new threshold restarts the partial results; each run reaches 100%."""
+    items = [1.0, Pause(1), 2.0]
+    result = run_module(interactive.Explorer, {"threshold": items}, config={"rows": 20_000})
+    thresholds = [threshold for threshold, _, _ in result.output()]
+    assert thresholds == sorted(thresholds)
+    assert set(thresholds) == {1.0, 2.0}
+    finals = {t: (progress, above) for t, progress, above in result.output() if progress == 1.0}
+    assert set(finals) == {1.0, 2.0}
+    assert abs(finals[1.0][1] - 0.159) < 0.01
+    assert abs(finals[2.0][1] - 0.023) < 0.005
+    assert result.state is af.SystemState.DONE
+
+
+def test_the_service_graph_alerts_and_averages_by_sensor() -> None:
+    """The readings sent to the service's inlet come out on its alerts outlet when hot;
+    the stats module reports its means through the status."""
+    readings = [reading("t1", 21.0), reading("t2", 31.5), reading("t1", 23.0)]
+    result = run_graph(readings_service.build(limit=30.0), inputs={"readings": readings})
+    assert [d.fields["celsius"] for d in result.output("alerts")] == [31.5]
+    stats = result.status.actors["stats"]
+    assert (stats.task, stats.info) == ("averaging", {"t1": 22.0, "t2": 31.5})

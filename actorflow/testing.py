@@ -107,11 +107,8 @@ class Pause:
     seconds: float = attrs.field(converter=_pause_seconds)
 
 
-async def _pause(pause: Pause, stopping: trio.Event | None = None) -> None:
+async def _pause(pause: Pause, stopping: trio.Event) -> None:
     """Wait out ``pause``, or until ``stopping`` is set (a graceful stop)."""
-    if stopping is None:
-        await trio.sleep(pause.seconds)
-        return
     with trio.move_on_after(pause.seconds):
         await stopping.wait()
 
@@ -453,13 +450,15 @@ def _graph_plan(
     )
 
 
-async def _send_all(system: System, name: str, items: list[Any]) -> None:
+async def _send_all(system: System, name: str, items: list[Any], stopping: trio.Event) -> None:
     """Send ``items`` into the inlet ``name`` (waiting out each :class:`Pause`), then
     close it; a stop (``stop_after``) ends the sending."""
     try:
         for item in items:
+            if stopping.is_set():
+                return
             if isinstance(item, Pause):
-                await _pause(item)
+                await _pause(item, stopping)
             else:
                 await system.send(name, item)
         await system.close(name)
@@ -473,22 +472,24 @@ async def _read_all(system: System, name: str, recordings: _Recordings) -> None:
             recordings.add(name, item)
 
 
-async def _stop_after(system: System, seconds: float) -> None:
+async def _stop_after(system: System, seconds: float, stopping: trio.Event) -> None:
     """Stop ``system`` gracefully ``seconds`` from now, unless it ended by itself."""
     with trio.move_on_after(seconds):
         await system.wait()
         return
+    stopping.set()
     await system.stop()
 
 
 async def _drive(system: System, plan: _Plan, recordings: _Recordings) -> None:
+    stopping = trio.Event()
     async with trio.open_nursery() as nursery:
         for name, items in plan.inputs.items():
-            nursery.start_soon(_send_all, system, name, items)
+            nursery.start_soon(_send_all, system, name, items, stopping)
         for name in plan.outlets:
             nursery.start_soon(_read_all, system, name, recordings)
         if plan.stop_after is not None:
-            nursery.start_soon(_stop_after, system, plan.stop_after)
+            nursery.start_soon(_stop_after, system, plan.stop_after, stopping)
 
 
 async def _deadline(seconds: float, outcome: _Outcome) -> None:

@@ -418,6 +418,20 @@ def test_a_graceful_stop_ends_a_feed_in_a_pause_at_once() -> None:
     assert result.status.actors["numbers"].reason == "stopped"
 
 
+def test_a_stop_ends_the_feeding_of_a_module_and_of_an_inlet_at_once() -> None:
+    """``stop_after`` in the middle of a Pause among the items ends the feeding there:
+    the rest is never sent and the run ends at the stop."""
+    result = run_module(Double, [1, Pause(100), 2], stop_after=10)
+    assert result.output() == [2]
+    assert result.elapsed == 10
+    assert result.status.actors["feed"].reason == "stopped"
+    graph_result = run_graph(
+        readings_graph(), inputs={"requests": [1, Pause(100), 2]}, stop_after=5
+    )
+    assert graph_result.output("doubled") == [2]
+    assert graph_result.elapsed == 5
+
+
 # -- inside trio -------------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ import contextvars
 import math
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, final
 
@@ -128,29 +128,11 @@ class Feed(Source):
         self.items = list(items)
         self._stopping = trio.Event()
 
-    async def start(self) -> None:
-        for item in self.items:
-            if not self.active:
-                return
-            if isinstance(item, Pause):
-                await _pause(item, self._stopping)
-            else:
-                await self.emit(item)
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-
-class _PortFeed(Source):
-    """Feeds several input ports of a module under test, in turns: the first item of
-    each port, then the second of each, and so on (its ports are set per test)."""
-
-    def __init__(self, items: Sequence[tuple[str, Any]]) -> None:
-        self.items = list(items)
-        self._stopping = trio.Event()
+    def _by_port(self) -> Iterator[tuple[str, Any]]:
+        return (("out", item) for item in self.items)
 
     async def start(self) -> None:
-        for port, item in self.items:
+        for port, item in self._by_port():
             if not self.active:
                 return
             if isinstance(item, Pause):
@@ -160,6 +142,14 @@ class _PortFeed(Source):
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+class _PortFeed(Feed):
+    """Feeds several input ports of a module under test: its items are ``(port, item)``
+    pairs (its output ports are set per test)."""
+
+    def _by_port(self) -> Iterator[tuple[str, Any]]:
+        return iter(self.items)
 
 
 def _port_feed(ports: Iterable[str]) -> type[_PortFeed]:
@@ -381,10 +371,10 @@ def _planned(graph: Graph, inputs: Mapping[str, list[Any]]) -> float:
     feeds: list[Iterable[Any]] = []
     for spec in graph.modules:
         items = spec.config.get("items", ())
-        if _is_module(spec.factory, Feed):
-            feeds.append(items)
-        elif _is_module(spec.factory, _PortFeed):
+        if _is_module(spec.factory, _PortFeed):
             feeds.append(item for _, item in items)
+        elif _is_module(spec.factory, Feed):
+            feeds.append(items)
     return max((_paused(items) for items in [*feeds, *inputs.values()]), default=0.0)
 
 

@@ -10,7 +10,7 @@ dead letters, its drops and its final status::
 
     # a periodic source, three and a half minutes of it, in no real time
     result = run_module(Poll, config={"interval": 60}, stop_after=210)
-    assert result.times() == [0, 60, 120, 180]
+    assert result.output_times() == [0, 60, 120, 180]
 
 The sync forms (:func:`run_module`, :func:`run_graph`) run their own trio loop on a
 virtual clock (``trio.testing.MockClock(autojump_threshold=0)``): whenever every task

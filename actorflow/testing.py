@@ -551,12 +551,29 @@ def _timed_out(
         for name, actor in outcome.expired.actors.items()
         if not actor.state.is_final
     ]
+    hint = (
+        "A source that runs until it is stopped needs stop_after=; a run that takes "
+        "longer, a larger timeout="
+    )
+    threads = _blocking(graph)
+    if threads and isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        hint = (
+            f"{', '.join(map(repr, threads))} blocking: the time its threads take is "
+            "real, which a virtual clock cannot see; run it on the real clock "
+            "(virtual_time=False)"
+        )
     return TimedOutError(
         f"graph {graph.name!r} did not end within {seconds:g} s and was cancelled; still "
-        f"running then: {', '.join(running) or 'none'}. A source that runs until it is "
-        "stopped needs stop_after=; a run that takes longer, a larger timeout=",
+        f"running then: {', '.join(running) or 'none'}. {hint}",
         result,
     )
+
+
+def _blocking(graph: object) -> list[str]:
+    """The modules of ``graph`` whose class says their sync hooks run in threads (none
+    if it is no graph: that is refused, its type named, when the run is planned)."""
+    modules = graph.modules if isinstance(graph, Graph) else ()
+    return [spec.name for spec in modules if getattr(spec.factory, "blocking", False) is True]
 
 
 async def _arun(graph: Graph, plan: _Plan) -> RunResult:
@@ -568,8 +585,13 @@ async def _arun(graph: Graph, plan: _Plan) -> RunResult:
     return result
 
 
-def _run_sync(run: Callable[[], Awaitable[RunResult]], virtual_time: bool, form: str) -> RunResult:
-    """Run ``run`` in a trio loop of its own, on a virtual clock unless asked not to."""
+def _run_sync(
+    run: Callable[[], Awaitable[RunResult]], graph: Graph, virtual_time: bool | None, form: str
+) -> RunResult:
+    """Run ``run`` in a trio loop of its own, on a virtual clock unless asked not to (or,
+    by default, unless a module of ``graph`` is blocking)."""
+    if virtual_time is None:
+        virtual_time = not _blocking(graph)
     try:
         trio.lowlevel.current_trio_token()
     except RuntimeError:
@@ -603,7 +625,7 @@ def run_graph(
     timeout: float = DEFAULT_TIMEOUT,
     settings: Settings | None = None,
     store: Store | None = None,
-    virtual_time: bool = True,
+    virtual_time: bool | None = None,
 ) -> RunResult:
     """Run ``graph`` to its end and say what came out (bytewax's ``run_main``).
 
@@ -623,8 +645,10 @@ def run_graph(
         store: The shared data store (a fresh :class:`~actorflow.MemoryStore` if not
             given).
         virtual_time: Run on a virtual clock that jumps to the next timer whenever every
-            task waits. Pass ``False`` for modules that wait on the world outside trio
-            (``blocking`` modules' threads, real I/O), which virtual time cannot see.
+            task waits (``True``), or on the real clock (``False``): for modules that
+            wait on the world outside trio (real I/O), whose time a virtual clock cannot
+            see. By default (``None``) virtual, unless a module of the graph is
+            ``blocking`` (its sync hooks run in worker threads, which take real time).
 
     Returns:
         How the run ended; a module that kept failing is ``result.error``, not raised.
@@ -646,7 +670,7 @@ def run_graph(
             store=store,
         )
 
-    return _run_sync(run, virtual_time, "run_graph")
+    return _run_sync(run, graph, virtual_time, "run_graph")
 
 
 _FEED = "feed"
@@ -781,7 +805,7 @@ def run_module(
     settings: Settings | None = None,
     supervise: Mapping[str, Any] | None = None,
     supervisor: Mapping[str, Any] | None = None,
-    virtual_time: bool = True,
+    virtual_time: bool | None = None,
 ) -> RunResult:
     """Run one module, as the runtime runs it, on ``items``; say what came out.
 
@@ -824,7 +848,7 @@ def run_module(
     async def run() -> RunResult:
         return await _arun(graph, plan)
 
-    return _run_sync(run, virtual_time, "run_module")
+    return _run_sync(run, graph, virtual_time, "run_module")
 
 
 # -- waiting, and systems that run for a test ------------------------------------------------

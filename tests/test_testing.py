@@ -286,14 +286,23 @@ class Threaded(af.Processor):
     blocking = True
 
     def process(self, data: int) -> int:
-        time.sleep(0.001)
+        time.sleep(0.002)
         return data + 1
 
 
-def test_real_time_runs_modules_that_wait_outside_trio() -> None:
-    """virtual_time=False runs on the real clock (threads of blocking modules)."""
-    result = run_module(Threaded, [1, 2], virtual_time=False)
+def test_a_blocking_module_runs_on_the_real_clock_by_default() -> None:
+    """Worker threads take real time, which a virtual clock would jump past: a graph
+    with a blocking module runs on the real clock unless told otherwise."""
+    result = run_module(Threaded, [1, 2])
     assert result.output() == [2, 3]
+    assert run_module(Threaded, [1], virtual_time=False).output() == [2]
+
+
+def test_a_blocking_module_forced_onto_virtual_time_fails_saying_why() -> None:
+    """On a virtual clock the run's deadline comes while a thread works: the error says
+    that the module is blocking and what to do."""
+    with pytest.raises(TimedOutError, match=r"'threaded' blocking: .*virtual_time=False"):
+        run_module(Threaded, range(100), virtual_time=True)
 
 
 @settings(max_examples=40, deadline=None)

@@ -220,6 +220,12 @@ def optional_seconds(name: str, value: Any) -> None:
         check_seconds(name, value)
 
 
+def optional_flag(name: str, value: Any) -> None:
+    """A yes/no setting that may be ``None`` (decided by the runtime)."""
+    if value is not None:
+        check_flag(name, value)
+
+
 def units(name: str, value: Any) -> None:
     """A count of work units, at least one."""
     check_whole(name, value, 1, MAX_COUNT)
@@ -302,6 +308,12 @@ class Module:
     they then run in worker threads (at most ``Settings.thread_limit`` at once), so
     other actors keep running. Async hooks always run on the event loop."""
 
+    latency_sensitive: ClassVar[bool | None] = None
+    """True for a module on an interaction's path (a host's request and its answer):
+    while it has input waiting, progressive steps elsewhere do not resume. ``None``
+    infers it: inlets, variables and every module they reach downstream are; ``False``
+    opts out (see "Interaction priority" in the design)."""
+
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
     """The hook every concrete module of this kind overrides (checked by validation)."""
@@ -310,6 +322,7 @@ class Module:
     _setting_checks: ClassVar[Mapping[str, Check]] = {
         "blocking": check_flag,
         "sequential": check_flag,
+        "latency_sensitive": optional_flag,
     }
     """The settings of this kind (besides those of its bases), each with its check."""
 

@@ -14,6 +14,7 @@ import attrs
 import structlog
 
 from ._actor import Actor, DeadLetter
+from ._actor._priority import interactions_of
 from ._copying import copier_for
 from ._graph import Graph
 from ._link import Link, NamedLink, RemovedLinks
@@ -116,6 +117,7 @@ class Wiring:
             elif spec.source in self.here:
                 self.connect(spec, feeding)
         self.count_ancestors()
+        interactions_of(system).resolve(self.actors.values())
         self.wire_dead_letters()
         return self.build_tree()
 

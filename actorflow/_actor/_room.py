@@ -13,7 +13,7 @@ import structlog
 import trio
 
 from .._link import Mailbox
-from .._module import Module, ModuleKind
+from .._module import Module, ModuleKind, RunningSystem
 from .._settings import Settings
 from .._status import ActorState
 from ._incarnation import Incarnation
@@ -49,6 +49,9 @@ class Room(Protocol):
 
     @property
     def dropped(self) -> dict[str, int]: ...
+
+    @property
+    def system(self) -> RunningSystem | None: ...
 
     def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
 

@@ -13,25 +13,36 @@ configured for good and, on leaving, restores the builtin defaults, which must n
 turn on every event, debug included, for the rest of the process. actorflow changes
 no global logging state (structlog's or the standard library's) unless it is asked to,
 by :func:`configure_logging`.
+
+structlog is imported only when something is to be written: an application that never
+imported it cannot have configured it, so until a warning comes its loggers are
+:class:`_Quiet` ones, and ``import actorflow`` plus a run do not pay for structlog (nor
+for rich, which structlog imports if it is installed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
+import json
 import logging
 import os
 import sys
+import threading
+import time
 import traceback
-from typing import Any, Literal, TextIO, cast
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import outcome
-import structlog
-import structlog._config as _structlog_config
-import structlog.tracebacks
 import trio
 
 from ._checks import did_you_mean, short
+
+if TYPE_CHECKING:
+    import structlog
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["check_level", "configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
@@ -197,35 +208,149 @@ def configure_logging(
     """
     if format not in ("console", "json"):
         raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
+    import structlog
+
     global _target
     number = _level_number(level)
     stream = _target = _open_target(file)
-    renderer: Any
-    if format == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        renderer = _console(colors=stream.isatty())
+    renderer: Any = _json_line if format == "json" else _console(colors=stream.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _stamp,
             structlog.processors.StackInfoRenderer(),
             *([_Echo(_level_number(echo))] if echo is not None and file is not None else []),
-            _TRACEBACK_DICTS if format == "json" else structlog.dev.set_exc_info,
+            _traceback_dicts() if format == "json" else structlog.dev.set_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream)),
+        logger_factory=_LineLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 
 
-_TRACEBACK_DICTS = structlog.processors.ExceptionRenderer(
-    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, max_frames=50)
-)
-"""An event's exception (``exc_info``) as a dict with its chain and frames, in JSON
-lines. Never the frames' locals: they hold items, batches and secrets."""
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+"""The level a logging method writes at, where it is not the method's name."""
+
+_UTC = datetime.UTC
+_second: tuple[int, str] = (-1, "")
+"""The whole second last stamped, and its ISO text (the same second is formatted once)."""
+
+
+def _stamp(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``level`` and ``timestamp`` (ISO 8601, UTC), as structlog's ``add_log_level``
+    and ``TimeStamper(fmt="iso", utc=True)`` write them, in one processor that formats
+    a second once."""
+    global _second
+    event["level"] = _LEVEL_NAMES.get(method, method)
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if whole != second[0]:
+        moment = datetime.datetime.fromtimestamp(whole, _UTC)
+        second = _second = (whole, moment.strftime("%Y-%m-%dT%H:%M:%S"))
+    micro = int((now - whole) * 1_000_000)
+    event["timestamp"] = f"{second[1]}.{micro:06d}Z" if micro else f"{second[1]}Z"
+    return event
+
+
+def _for_json(value: Any) -> Any:
+    """What structlog's JSONRenderer writes for a value JSON has no type for."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+_encode = json.JSONEncoder(default=_for_json).encode
+
+
+def _json_line(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+    """The event as one JSON object, as ``JSONRenderer(sort_keys=False)`` writes it,
+    with the encoder built once rather than per event."""
+    return _encode(event)
+
+
+_MAX_FRAMES = 50
+
+
+def _traceback_dicts() -> Any:
+    """An event's exception (``exc_info``) as a list of dicts with its chain and frames,
+    in JSON lines: what structlog's ``ExceptionDictTransformer(show_locals=False,
+    max_frames=50)`` gives, built directly rather than through ``dataclasses.asdict``
+    (its deep copies were most of a restart's logging). Never the frames' locals: they
+    hold items, batches and secrets."""
+    import structlog.tracebacks
+
+    extract = structlog.tracebacks.extract
+
+    def as_dicts(exc_info: Any) -> list[dict[str, Any]]:
+        stacks = extract(*exc_info, show_locals=False).stacks
+        return [_stack_dict(stack, _MAX_FRAMES) for stack in stacks]
+
+    return structlog.processors.ExceptionRenderer(as_dicts)
+
+
+def _stack_dict(stack: Any, max_frames: int | None) -> dict[str, Any]:
+    """One exception of a chain (a ``structlog.tracebacks.Stack``) as a dict; its frames
+    cut to ``max_frames`` from the inside out, as structlog cuts a chain's (not those of
+    a group's members)."""
+    frames = [{"filename": f.filename, "lineno": f.lineno, "name": f.name} for f in stack.frames]
+    if max_frames is not None and len(frames) > max_frames:
+        half = max_frames // 2
+        cut = {
+            "filename": "",
+            "lineno": -1,
+            "name": f"Skipped frames: {len(frames) - 2 * half}",
+        }
+        frames = [*frames[:half], cut, *frames[-half:]]
+    error = stack.syntax_error
+    return {
+        "exc_type": stack.exc_type,
+        "exc_value": stack.exc_value,
+        "exc_notes": list(stack.exc_notes),
+        "syntax_error": None
+        if error is None
+        else {
+            "offset": error.offset,
+            "filename": error.filename,
+            "line": error.line,
+            "lineno": error.lineno,
+            "msg": error.msg,
+        },
+        "is_cause": stack.is_cause,
+        "frames": frames,
+        "is_group": stack.is_group,
+        "exceptions": [[_stack_dict(s, None) for s in trace.stacks] for trace in stack.exceptions]
+        if stack.is_group
+        else [],
+    }
+
+
+class _LineLogger:
+    """Writes each rendered event as a line, flushed (structlog's ``PrintLogger``
+    without ``print``'s argument handling)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()  # blocking modules log from worker threads
+
+    def msg(self, message: str) -> None:
+        stream = self._stream
+        with self._lock:
+            stream.write(message)
+            stream.write("\n")
+            stream.flush()
+
+    log = debug = info = warning = warn = error = exception = critical = fatal = msg
+
+
+class _LineLoggerFactory:
+    def __init__(self, stream: Any) -> None:
+        self._logger = _LineLogger(stream)
+
+    def __call__(self, *args: Any) -> _LineLogger:
+        return self._logger
 
 
 _PLUMBING = tuple(
@@ -284,6 +409,8 @@ class _Echo:
 def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:
     """Events for people; an event's exception as a short traceback of the module's own
     frames (never the frames' locals: they hold items, batches and secrets)."""
+    import structlog
+
     return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=user_traceback)
 
 
@@ -291,12 +418,11 @@ def _builtin_defaults() -> tuple[Any, ...] | None:
     """structlog's builtin processors, wrapper class, logger factory and context class
     (not public: if a structlog release renames them, ``is_configured()`` alone
     decides)."""
+    import structlog._config as _structlog_config
+
     names = ("PROCESSORS", "WRAPPER_CLASS", "LOGGER_FACTORY", "CONTEXT_CLASS")
     found = tuple(getattr(_structlog_config, f"_BUILTIN_DEFAULT_{name}", None) for name in names)
     return None if None in found else found
-
-
-_BUILTIN_DEFAULTS = _builtin_defaults()
 
 
 def _configured_by_application() -> bool:
@@ -304,13 +430,19 @@ def _configured_by_application() -> bool:
 
     ``structlog.is_configured()`` alone cannot tell: ``capture_logs()`` calls
     ``configure`` (so it stays ``True``) and, on leaving, puts the builtin processors
-    back, which print every event, debug included, to stdout.
+    back, which print every event, debug included, to stdout. An application that
+    never imported structlog has not configured it (nothing is imported to ask).
     """
+    if "structlog" not in sys.modules:
+        return False
+    import structlog
+
     if not structlog.is_configured():
         return False
-    if _BUILTIN_DEFAULTS is None:  # pragma: no cover - depends on the structlog release
+    defaults = _builtin_defaults()
+    if defaults is None:  # pragma: no cover - depends on the structlog release
         return True
-    processors, wrapper_class, logger_factory, context_class = _BUILTIN_DEFAULTS
+    processors, wrapper_class, logger_factory, context_class = defaults
     config = structlog.get_config()
     current = list(config["processors"])
     builtin = (
@@ -335,16 +467,18 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-_fallback: structlog.typing.FilteringBoundLogger | None = None
+_fallback: FilteringBoundLogger | None = None
 """The logger used while structlog is not configured, built on first use and shared."""
 
 
-def _fallback_logger() -> structlog.typing.FilteringBoundLogger:
+def _fallback_logger() -> FilteringBoundLogger:
     """Warnings and errors to the current stderr, for an application that configured
     nothing. Built once: a renderer per actor and per link cost more than the rest of
     an idle actor's logging together (100,000 actors made 150,000 of them)."""
     global _fallback
     if _fallback is None:
+        import structlog
+
         proxy = structlog.wrap_logger(
             structlog.PrintLogger(cast("TextIO", _CurrentStderr())),
             processors=[
@@ -355,20 +489,90 @@ def _fallback_logger() -> structlog.typing.FilteringBoundLogger:
             ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         )
-        _fallback = cast("structlog.typing.FilteringBoundLogger", proxy.bind())
+        _fallback = cast("FilteringBoundLogger", proxy.bind())
     return _fallback
 
 
-def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
+def _passes(method: str) -> Callable[..., Any]:
+    """A :class:`_Quiet` method for an event at warning or above: written by the
+    fallback logger (structlog is imported for the first such event)."""
+
+    def write(self: _Quiet, event: Any = None, *args: Any, **fields: Any) -> Any:
+        return getattr(self.loud(), method)(event, *args, **fields)
+
+    write.__name__ = method
+    return write
+
+
+def _drops(self: _Quiet, event: Any = None, *args: Any, **fields: Any) -> None:
+    """A :class:`_Quiet` method for an event below warning: nothing is written."""
+
+
+class _Quiet:
+    """The logger of an application that never imported structlog: events below warning
+    cost a call; a warning or an error goes to the fallback logger (as it would have
+    with structlog imported). Anything else a bound logger offers is the fallback's."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def bind(self, **fields: Any) -> _Quiet:
+        return _Quiet({**self._fields, **fields})
+
+    def new(self, **fields: Any) -> _Quiet:
+        return _Quiet(fields)
+
+    def unbind(self, *keys: str) -> _Quiet:
+        missing = [key for key in keys if key not in self._fields]
+        if missing:
+            raise KeyError(missing[0])
+        return self.try_unbind(*keys)
+
+    def try_unbind(self, *keys: str) -> _Quiet:
+        return _Quiet({k: v for k, v in self._fields.items() if k not in keys})
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= logging.WARNING
+
+    def get_effective_level(self) -> int:
+        return logging.WARNING
+
+    def loud(self) -> Any:
+        """The fallback logger with these fields bound."""
+        return _fallback_logger().bind(**self._fields)
+
+    def log(self, level: int, event: Any = None, *args: Any, **fields: Any) -> Any:
+        if level < logging.WARNING:
+            return None
+        return self.loud().log(level, event, *args, **fields)
+
+    debug = info = _drops
+    warning = _passes("warning")
+    warn = _passes("warn")
+    error = _passes("error")
+    exception = _passes("exception")
+    critical = _passes("critical")
+    fatal = _passes("fatal")
+    msg = _passes("msg")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loud(), name)
+
+
+def get_logger(**context: Any) -> FilteringBoundLogger:
     """A bound logger for actorflow's events, with ``context`` bound.
 
     Bind once (per actor, per system) and keep the result: binding resolves the
     configuration, so the hot path pays nothing for it.
     """
+    if "structlog" not in sys.modules:
+        return cast("FilteringBoundLogger", _Quiet(context))
     if _configured_by_application():
-        bound: structlog.typing.FilteringBoundLogger = structlog.get_logger("actorflow").bind(
-            **context
-        )
+        import structlog
+
+        bound: FilteringBoundLogger = structlog.get_logger("actorflow").bind(**context)
         return bound
     return _fallback_logger().bind(**context)
 

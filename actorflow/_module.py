@@ -12,10 +12,9 @@ import dis
 import enum
 import inspect
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar
 
 import attrs
-import structlog
 
 from ._checks import MAX_COUNT, check_flag, check_seconds, check_whole, short
 from ._data import Data
@@ -23,6 +22,9 @@ from ._exceptions import ValidationError
 from ._lifecycle import does_nothing
 from ._ports import Port
 from ._store import ModuleData, Store
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = [
     "Many",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
-import structlog
 
 from ._actor import Actor, DeadLetter
 from ._actor._priority import interactions_of
@@ -24,6 +24,9 @@ from ._specs import LinkSpec, ModuleSpec
 from ._status import DropReason, EndReason
 from ._supervisor import ChildSpec, Supervisor, Worker
 from ._transport import Pump, backend_for
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Wiring"]
 

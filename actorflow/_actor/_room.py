@@ -7,9 +7,8 @@ way: ``_core`` chooses a driver; a driver never imports ``_core``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 import trio
 
 from .._link import Mailbox
@@ -20,6 +19,9 @@ from ._incarnation import Incarnation
 from ._outbox import Outbox
 from ._pacing import Pacing
 from ._retries import Retries
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Room"]
 

@@ -213,14 +213,14 @@ def configure_logging(
     global _target
     number = _level_number(level)
     stream = _target = _open_target(file)
-    renderer: Any = _json_line if format == "json" else _console(colors=stream.isatty())
+    renderer: Any = _JsonLine() if format == "json" else _console(colors=stream.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             _stamp,
             structlog.processors.StackInfoRenderer(),
             *([_Echo(_level_number(echo))] if echo is not None and file is not None else []),
-            _traceback_dicts() if format == "json" else structlog.dev.set_exc_info,
+            *([] if format == "json" else [structlog.dev.set_exc_info]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
@@ -265,10 +265,19 @@ def _for_json(value: Any) -> Any:
 _encode = json.JSONEncoder(default=_for_json).encode
 
 
-def _json_line(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
-    """The event as one JSON object, as ``JSONRenderer(sort_keys=False)`` writes it,
-    with the encoder built once rather than per event."""
-    return _encode(event)
+class _JsonLine:
+    """The event as one JSON object, as ``JSONRenderer(sort_keys=False)`` writes it
+    (with the encoder built once rather than per event), its exception (``exc_info``)
+    first turned into dicts (see :func:`_traceback_dicts`): one processor, since most
+    events carry no exception."""
+
+    def __init__(self) -> None:
+        self.exceptions = _traceback_dicts()
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        if "exc_info" in event:
+            event = self.exceptions(logger, method, event)
+        return _encode(event)
 
 
 _MAX_FRAMES = 50
@@ -277,62 +286,111 @@ _MAX_FRAMES = 50
 def _traceback_dicts() -> Any:
     """An event's exception (``exc_info``) as a list of dicts with its chain and frames,
     in JSON lines: what structlog's ``ExceptionDictTransformer(show_locals=False,
-    max_frames=50)`` gives, built directly rather than through ``dataclasses.asdict``
-    (its deep copies were most of a restart's logging). Never the frames' locals: they
-    hold items, batches and secrets."""
-    import structlog.tracebacks
-
-    extract = structlog.tracebacks.extract
+    max_frames=50)`` gives (a test compares them), built directly rather than through
+    its dataclasses and ``dataclasses.asdict``, whose deep copies were most of a
+    restart's logging. Never the frames' locals: they hold items, batches and secrets."""
+    import structlog
 
     def as_dicts(exc_info: Any) -> list[dict[str, Any]]:
-        stacks = extract(*exc_info, show_locals=False).stacks
-        return [_stack_dict(stack, _MAX_FRAMES) for stack in stacks]
+        kind, error, tb = exc_info
+        stacks = _chain(kind, error, tb, set())
+        for stack in stacks:
+            frames = stack["frames"]
+            if len(frames) > _MAX_FRAMES:
+                half = _MAX_FRAMES // 2
+                skipped = len(frames) - 2 * half
+                cut = {"filename": "", "lineno": -1, "name": f"Skipped frames: {skipped}"}
+                stack["frames"] = [*frames[:half], cut, *frames[-half:]]
+        return stacks
 
     return structlog.processors.ExceptionRenderer(as_dicts)
 
 
-def _stack_dict(stack: Any, max_frames: int | None) -> dict[str, Any]:
-    """One exception of a chain (a ``structlog.tracebacks.Stack``) as a dict; its frames
-    cut to ``max_frames`` from the inside out, as structlog cuts a chain's (not those of
-    a group's members)."""
-    frames = [{"filename": f.filename, "lineno": f.lineno, "name": f.name} for f in stack.frames]
-    if max_frames is not None and len(frames) > max_frames:
-        half = max_frames // 2
-        cut = {
-            "filename": "",
-            "lineno": -1,
-            "name": f"Skipped frames: {len(frames) - 2 * half}",
+def _chain(kind: Any, error: Any, tb: Any, seen: set[int]) -> list[dict[str, Any]]:
+    """``error`` and the exceptions it chains (its cause, else its context), each as
+    structlog's ``tracebacks.extract`` describes it; a group's members each as a chain
+    of their own (frames not cut, as structlog leaves them)."""
+    stacks: list[dict[str, Any]] = []
+    is_cause = False
+    while id(error) not in seen:
+        seen.add(id(error))
+        stack: dict[str, Any] = {
+            "exc_type": _safe_str(kind.__name__),
+            "exc_value": _safe_str(error),
+            "exc_notes": [_safe_str(note) for note in getattr(error, "__notes__", ())],
+            "syntax_error": None,
+            "is_cause": is_cause,
+            "frames": [],
+            "is_group": False,
+            "exceptions": [],
         }
-        frames = [*frames[:half], cut, *frames[-half:]]
-    error = stack.syntax_error
-    return {
-        "exc_type": stack.exc_type,
-        "exc_value": stack.exc_value,
-        "exc_notes": list(stack.exc_notes),
-        "syntax_error": None
-        if error is None
-        else {
-            "offset": error.offset,
-            "filename": error.filename,
-            "line": error.line,
-            "lineno": error.lineno,
-            "msg": error.msg,
-        },
-        "is_cause": stack.is_cause,
-        "frames": frames,
-        "is_group": stack.is_group,
-        "exceptions": [[_stack_dict(s, None) for s in trace.stacks] for trace in stack.exceptions]
-        if stack.is_group
-        else [],
-    }
+        if isinstance(error, BaseExceptionGroup):
+            stack["is_group"] = True
+            stack["exceptions"] = [
+                _chain(type(member), member, member.__traceback__, seen)
+                for member in error.exceptions
+            ]
+        if isinstance(error, SyntaxError):
+            stack["syntax_error"] = {
+                "offset": error.offset or 0,
+                "filename": error.filename or "?",
+                "line": error.text or "",
+                "lineno": error.lineno or 0,
+                "msg": error.msg,
+            }
+        stack["frames"] = [
+            {
+                "filename": _path(frame.f_code.co_filename),
+                "lineno": line,
+                "name": frame.f_code.co_name,
+            }
+            for frame, line in traceback.walk_tb(tb)
+        ]
+        stacks.append(stack)
+        cause = getattr(error, "__cause__", None)
+        if cause and cause.__traceback__:
+            kind, error, tb, is_cause = cause.__class__, cause, cause.__traceback__, True
+            continue
+        cause = error.__context__
+        if cause and cause.__traceback__ and not getattr(error, "__suppress_context__", False):
+            kind, error, tb, is_cause = cause.__class__, cause, cause.__traceback__, False
+            continue
+        break
+    return stacks
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception as exc:  # what structlog writes for a broken __str__
+        return f"<str-error {str(exc)!r}>"
+
+
+_absolute: dict[str, str] = {}
+"""Absolute file names, normalised: the same whatever the working directory."""
+
+
+def _path(filename: str) -> str:
+    """A frame's file name as structlog writes it: absolute, unless it is a pseudo
+    file (``<string>``) or none."""
+    if not filename or filename.startswith("<"):
+        return filename or "?"
+    found = _absolute.get(filename)
+    if found is None:
+        found = os.path.abspath(filename)
+        if os.path.isabs(filename):
+            _absolute[filename] = found
+    return found
 
 
 class _LineLogger:
     """Writes each rendered event as a line, flushed (structlog's ``PrintLogger``
-    without ``print``'s argument handling)."""
+    without ``print``'s argument handling; a file ``configure_logging`` opened is
+    line-buffered, so its newline flushes it)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: _GuardedStream) -> None:
         self._stream = stream
+        self._flush = stream.stream is not _owned_stream
         self._lock = threading.Lock()  # blocking modules log from worker threads
 
     def msg(self, message: str) -> None:
@@ -340,13 +398,14 @@ class _LineLogger:
         with self._lock:
             stream.write(message)
             stream.write("\n")
-            stream.flush()
+            if self._flush:
+                stream.flush()
 
     log = debug = info = warning = warn = error = exception = critical = fatal = msg
 
 
 class _LineLoggerFactory:
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: _GuardedStream) -> None:
         self._logger = _LineLogger(stream)
 
     def __call__(self, *args: Any) -> _LineLogger:

@@ -11,6 +11,7 @@ import difflib
 import dis
 import enum
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar
 
@@ -264,7 +265,51 @@ def settings_problems(target: object) -> list[str]:
     a sentence naming the attribute: a hook the runtime calls that is not callable
     (``self.stop = threading.Event()``), or a setting out of its bounds
     (``retry_interval = "5"``). Each kind lists its own in ``_runtime_hooks`` and
-    ``_setting_checks``."""
+    ``_setting_checks``.
+
+    An instance that sets none of those names itself has its class's answer, worked out
+    once per class: every restart asks (see :func:`attach`)."""
+    if not isinstance(target, type):
+        own = getattr(target, "__dict__", None)
+        names, verdict = _class_verdict(type(target))
+        if verdict is not None and own is not None and names.isdisjoint(own):
+            return list(verdict)
+    return _problems(target)
+
+
+_verdicts: weakref.WeakKeyDictionary[type, tuple[frozenset[str], tuple[str, ...] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per module class: the names its hooks and settings are read by, and its problems
+(``None`` when an instance's answer may differ from its class's: a name is a
+descriptor, such as a property or a slot, read on the instance)."""
+
+
+def _class_verdict(cls: type) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    found = _verdicts.get(cls)
+    if found is None:
+        names = frozenset(
+            name
+            for klass in cls.__mro__
+            for name in (
+                *vars(klass).get("_runtime_hooks", ()),
+                *vars(klass).get("_setting_checks", {}),
+            )
+        )
+        statics = [inspect.getattr_static(cls, name, None) for name in names]
+        plain = "__getattribute__" not in _defined_below_object(cls) and not any(
+            hasattr(type(value), "__get__") and not inspect.isfunction(value) for value in statics
+        )
+        found = _verdicts[cls] = (names, tuple(_problems(cls)) if plain else None)
+    return found
+
+
+def _defined_below_object(cls: type) -> set[str]:
+    """The names the classes of ``cls``'s MRO define, ``object`` aside."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
+
+
+def _problems(target: object) -> list[str]:
     cls = target if isinstance(target, type) else type(target)
     owner = cls.__qualname__
     problems: list[str] = []

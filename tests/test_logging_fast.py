@@ -72,6 +72,25 @@ def with_notes() -> BaseException:
     return exc
 
 
+def broken_str() -> BaseException:
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    return raised(Broken())
+
+
+def cyclic() -> BaseException:
+    first, second = raised(ValueError("first")), raised(KeyError("second"))
+    first.__context__, second.__context__ = second, first
+    return first
+
+
+def nested_group() -> BaseException:
+    inner = raised(ExceptionGroup("inner", [chained()]))  # type: ignore[list-item]
+    return raised(ExceptionGroup("outer", [inner, raised(OSError("disk"))]))  # type: ignore[list-item]
+
+
 def syntax() -> BaseException:
     try:
         compile("x = (", "<graph>", "exec")
@@ -81,7 +100,19 @@ def syntax() -> BaseException:
 
 
 @pytest.mark.parametrize(
-    "make", [chained, in_context, lambda: deep(70), lambda: deep(3), grouped, with_notes, syntax]
+    "make",
+    [
+        chained,
+        in_context,
+        lambda: deep(70),
+        lambda: deep(3),
+        grouped,
+        nested_group,
+        with_notes,
+        broken_str,
+        cyclic,
+        syntax,
+    ],
 )
 def test_exception_dicts_are_those_of_structlogs_transformer(make: Any) -> None:
     """Chains, contexts, long stacks (cut to 50 frames), groups, notes and syntax errors

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import json
 import logging
 import os
 import sys
@@ -262,9 +261,6 @@ def _for_json(value: Any) -> Any:
         return repr(value)
 
 
-_encode = json.JSONEncoder(default=_for_json).encode
-
-
 class _JsonLine:
     """The event as one JSON object, as ``JSONRenderer(sort_keys=False)`` writes it
     (with the encoder built once rather than per event), its exception (``exc_info``)
@@ -272,12 +268,15 @@ class _JsonLine:
     events carry no exception."""
 
     def __init__(self) -> None:
+        import json
+
         self.exceptions = _traceback_dicts()
+        self.encode = json.JSONEncoder(default=_for_json).encode
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
         if "exc_info" in event:
             event = self.exceptions(logger, method, event)
-        return _encode(event)
+        return self.encode(event)
 
 
 _MAX_FRAMES = 50

@@ -7,7 +7,6 @@ run time), and ``process``/``start`` may also be generators that yield several i
 
 from __future__ import annotations
 
-import difflib
 import dis
 import enum
 import inspect
@@ -166,6 +165,8 @@ def missing_hook(cls: type, hook: str | None = None) -> tuple[str, str | None] |
         for name in vars(klass)
         if not name.startswith("__") and name != hook
     }
+    import difflib  # only for a mistake: not every run pays for it
+
     close = difflib.get_close_matches(hook, sorted(own), n=1, cutoff=0.6)
     return hook, close[0] if close else None
 

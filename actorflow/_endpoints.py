@@ -120,6 +120,7 @@ class _InletChannel:
 
     def end(self) -> None:
         """The actor has ended for good: refuse more sends, count what never went out."""
+        self.backlog = 0  # nothing waits to be emitted any more
         if self._pair is None:
             self._closed = True  # nothing was ever sent: nothing is left
             self._wake()
@@ -190,7 +191,7 @@ class Inlet(Source):
     def backlog(self) -> int:
         """How many items the host sent, or is sending, that were not emitted yet
         (what interaction priority sees of an inlet)."""
-        return self._channel().backlog
+        return max(0, self._channel().backlog)  # below 0: sends refused after the end
 
     async def send(self, item: Any) -> None:
         """Queue ``item`` to be emitted; waits while the buffer is full.

@@ -188,3 +188,37 @@ def test_a_run_imports_structlog_only_when_something_is_written() -> None:
     assert "actor=x" in done.stderr
     assert "port=p" in done.stderr
     assert "quiet.event" not in done.stderr
+
+
+def test_a_quiet_logger_drops_what_is_below_warning_and_writes_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The logger of an application that never imported structlog: binding works as a
+    bound logger's does; debug and info cost a call; warnings, errors and anything
+    else a bound logger offers go through the fallback logger, to stderr."""
+    import logging
+
+    from actorflow._logging import _Quiet
+
+    log = _Quiet({"actor": "a"}).bind(port="p", extra=1).try_unbind("extra", "absent")
+    assert not log.is_enabled_for(logging.INFO)
+    assert log.is_enabled_for(logging.ERROR)
+    assert log.get_effective_level() == logging.WARNING
+    log.debug("hidden.debug")
+    log.info("hidden.info")
+    log.log(logging.INFO, "hidden.log")
+    log.warning("shown.warning", count=1)
+    log.log(logging.ERROR, "shown.log")
+    log.new(other=2).error("shown.error")
+    assert callable(log.awarning)  # the fallback's own, for what _Quiet does not define
+    with pytest.raises(KeyError):
+        log.unbind("absent")
+    err = capsys.readouterr().err
+    assert "hidden" not in err
+    assert "shown.warning" in err
+    assert "port=p" in err
+    assert "extra" not in err
+    assert "shown.log" in err
+    assert "shown.error" in err
+    assert "other=2" in err
+    assert "actor=a" not in err.split("shown.error")[1].splitlines()[0]

@@ -102,7 +102,7 @@ class Interactions:
             for link in mailbox.links:
                 if link.items:
                     return True
-        return any(inlet.module.backlog() for inlet in self.inlets)
+        return any(inlet.module.backlog() > 0 for inlet in self.inlets)
 
     async def give_way(self, now: Callable[[], float], limit: float) -> None:
         """Let the latency-sensitive actors handle their waiting input first.
@@ -127,7 +127,10 @@ _systems: weakref.WeakKeyDictionary[object, Interactions] = weakref.WeakKeyDicti
 
 
 def interactions_of(system: object) -> Interactions:
-    """The interactions of ``system`` (made on first use, forgotten with it)."""
+    """The interactions of ``system`` (made on first use, forgotten with it); none for
+    wiring done without a system (``None``, in tests)."""
+    if system is None:
+        return Interactions()
     found = _systems.get(system)
     if found is None:
         found = _systems[system] = Interactions()

@@ -6,7 +6,6 @@ it is written, with a sentence that says what would be accepted.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
 import reprlib
@@ -204,6 +203,8 @@ def did_you_mean(word: object, known: Iterable[str]) -> str:
     nothing."""
     if not isinstance(word, str) or len(word) > 200:  # difflib is slow on huge words
         return ""
+    import difflib  # only for a mistake: not every run pays for it
+
     close = difflib.get_close_matches(word, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

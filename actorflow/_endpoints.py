@@ -59,11 +59,14 @@ class _InletChannel:
     of what an idle inlet costs. Closed before anything was sent, it never opens one.
     """
 
-    __slots__ = ("_closed", "_pair", "_waiter", "actor", "buffer")
+    __slots__ = ("_closed", "_pair", "_waiter", "actor", "backlog", "buffer")
 
     def __init__(self, actor: ModuleContext, buffer: int) -> None:
         self.actor = actor
         self.buffer = buffer
+        self.backlog = 0
+        """Items the host is sending or has sent that were not emitted yet (an item
+        the inlet's task holds between its queue and its link counts too)."""
         self._pair: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] | None
         self._pair = None
         self._closed = False
@@ -117,6 +120,7 @@ class _InletChannel:
 
     def end(self) -> None:
         """The actor has ended for good: refuse more sends, count what never went out."""
+        self.backlog = 0  # nothing waits to be emitted any more
         if self._pair is None:
             self._closed = True  # nothing was ever sent: nothing is left
             self._wake()
@@ -176,10 +180,18 @@ class Inlet(Source):
                     item = await receive.receive()
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     return
-                await self.emit(self._received(item))
+                try:
+                    await self.emit(self._received(item))
+                finally:
+                    self._channel().backlog -= 1
 
     def _received(self, item: Any) -> Any:
         return item
+
+    def backlog(self) -> int:
+        """How many items the host sent, or is sending, that were not emitted yet
+        (what interaction priority sees of an inlet)."""
+        return max(0, self._channel().backlog)  # below 0: sends refused after the end
 
     async def send(self, item: Any) -> None:
         """Queue ``item`` to be emitted; waits while the buffer is full.
@@ -187,10 +199,17 @@ class Inlet(Source):
         Raises:
             RuntimeError: The inlet was closed or has stopped.
         """
+        channel = self._channel()
+        channel.backlog += 1
+        sent = False
         try:
-            await self._channel().send.send(item)
+            await channel.send.send(item)
+            sent = True
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise RuntimeError(f"{self._what} {self.name!r} has stopped") from None
+        finally:
+            if not sent:
+                channel.backlog -= 1
 
     async def close(self) -> None:
         """End the stream: what was sent before is still emitted, then end of stream."""

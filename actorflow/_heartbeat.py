@@ -13,9 +13,8 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 import trio
 
 from ._checks import check_seconds
@@ -25,6 +24,9 @@ from ._reportable import MAX_TASK, json_ready, text
 from ._status import SystemStatus
 from ._urls import hide_secrets, redact_url
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["HttpReporter", "Reporter", "beat", "snapshot"]
 

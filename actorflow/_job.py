@@ -14,11 +14,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from structlog.typing import FilteringBoundLogger
 
 from ._actor._threads import Threads
 from ._checks import check_seconds, short
@@ -37,6 +36,9 @@ from ._lifecycle import TASK_EVENTS, cleanup, construct, does_nothing, validate
 from ._logging import get_logger
 from ._module import missing_hook, required
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["Job", "JobResult", "Task", "TaskResult", "TaskState"]
 

@@ -11,13 +11,15 @@ when the module blocks) is the caller's business: it passes a :data:`HookCall`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
-from structlog.typing import FilteringBoundLogger
 
 from ._exceptions import CleanupError, InitializationError, ValidationError, describe
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = [
     "ACTOR_EVENTS",

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
 import trio
 
 from ._logging import get_logger
 from ._specs import LinkSpec
 from ._specs import Overflow as Overflow
 from ._status import DropReason, LinkStatus
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Link", "Mailbox", "NamedLink", "Overflow", "RemovedLinks"]
 

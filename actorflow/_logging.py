@@ -13,25 +13,35 @@ configured for good and, on leaving, restores the builtin defaults, which must n
 turn on every event, debug included, for the rest of the process. actorflow changes
 no global logging state (structlog's or the standard library's) unless it is asked to,
 by :func:`configure_logging`.
+
+structlog is imported only when something is to be written: an application that never
+imported it cannot have configured it, so until a warning comes its loggers are
+:class:`_Quiet` ones, and ``import actorflow`` plus a run do not pay for structlog (nor
+for rich, which structlog imports if it is installed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import logging
 import os
 import sys
+import threading
+import time
 import traceback
-from typing import Any, Literal, TextIO, cast
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import outcome
-import structlog
-import structlog._config as _structlog_config
-import structlog.tracebacks
 import trio
 
 from ._checks import did_you_mean, short
+
+if TYPE_CHECKING:
+    import structlog
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["check_level", "configure_logging", "enabled_for", "get_logger", "log_write_error"]
 
@@ -197,35 +207,208 @@ def configure_logging(
     """
     if format not in ("console", "json"):
         raise ValueError(f"unknown log format {format!r}; use 'console' or 'json'")
+    import structlog
+
     global _target
     number = _level_number(level)
     stream = _target = _open_target(file)
-    renderer: Any
-    if format == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        renderer = _console(colors=stream.isatty())
+    renderer: Any = _JsonLine() if format == "json" else _console(colors=stream.isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _stamp,
             structlog.processors.StackInfoRenderer(),
             *([_Echo(_level_number(echo))] if echo is not None and file is not None else []),
-            _TRACEBACK_DICTS if format == "json" else structlog.dev.set_exc_info,
+            *([] if format == "json" else [structlog.dev.set_exc_info]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream)),
+        logger_factory=_LineLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 
 
-_TRACEBACK_DICTS = structlog.processors.ExceptionRenderer(
-    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, max_frames=50)
-)
-"""An event's exception (``exc_info``) as a dict with its chain and frames, in JSON
-lines. Never the frames' locals: they hold items, batches and secrets."""
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+"""The level a logging method writes at, where it is not the method's name."""
+
+_UTC = datetime.UTC
+_second: tuple[int, str] = (-1, "")
+"""The whole second last stamped, and its ISO text (the same second is formatted once)."""
+
+
+def _stamp(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``level`` and ``timestamp`` (ISO 8601, UTC), as structlog's ``add_log_level``
+    and ``TimeStamper(fmt="iso", utc=True)`` write them, in one processor that formats
+    a second once."""
+    global _second
+    event["level"] = _LEVEL_NAMES.get(method, method)
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if whole != second[0]:
+        moment = datetime.datetime.fromtimestamp(whole, _UTC)
+        second = _second = (whole, moment.strftime("%Y-%m-%dT%H:%M:%S"))
+    micro = int((now - whole) * 1_000_000)
+    event["timestamp"] = f"{second[1]}.{micro:06d}Z" if micro else f"{second[1]}Z"
+    return event
+
+
+def _for_json(value: Any) -> Any:
+    """What structlog's JSONRenderer writes for a value JSON has no type for."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+class _JsonLine:
+    """The event as one JSON object, as ``JSONRenderer(sort_keys=False)`` writes it
+    (with the encoder built once rather than per event), its exception (``exc_info``)
+    first turned into dicts (see :func:`_traceback_dicts`): one processor, since most
+    events carry no exception."""
+
+    def __init__(self) -> None:
+        import json
+
+        self.exceptions = _traceback_dicts()
+        self.encode = json.JSONEncoder(default=_for_json).encode
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        if "exc_info" in event:
+            event = self.exceptions(logger, method, event)
+        return self.encode(event)
+
+
+_MAX_FRAMES = 50
+
+
+def _traceback_dicts() -> Any:
+    """An event's exception (``exc_info``) as a list of dicts with its chain and frames,
+    in JSON lines: what structlog's ``ExceptionDictTransformer(show_locals=False,
+    max_frames=50)`` gives (a test compares them), built directly rather than through
+    its dataclasses and ``dataclasses.asdict``, whose deep copies were most of a
+    restart's logging. Never the frames' locals: they hold items, batches and secrets."""
+    import structlog
+
+    def as_dicts(exc_info: Any) -> list[dict[str, Any]]:
+        kind, error, tb = exc_info
+        stacks = _chain(kind, error, tb, set())
+        for stack in stacks:
+            frames = stack["frames"]
+            if len(frames) > _MAX_FRAMES:
+                half = _MAX_FRAMES // 2
+                skipped = len(frames) - 2 * half
+                cut = {"filename": "", "lineno": -1, "name": f"Skipped frames: {skipped}"}
+                stack["frames"] = [*frames[:half], cut, *frames[-half:]]
+        return stacks
+
+    return structlog.processors.ExceptionRenderer(as_dicts)
+
+
+def _chain(kind: Any, error: Any, tb: Any, seen: set[int]) -> list[dict[str, Any]]:
+    """``error`` and the exceptions it chains (its cause, else its context), each as
+    structlog's ``tracebacks.extract`` describes it; a group's members each as a chain
+    of their own (frames not cut, as structlog leaves them)."""
+    stacks: list[dict[str, Any]] = []
+    is_cause = False
+    while id(error) not in seen:
+        seen.add(id(error))
+        stack: dict[str, Any] = {
+            "exc_type": _safe_str(kind.__name__),
+            "exc_value": _safe_str(error),
+            "exc_notes": [_safe_str(note) for note in getattr(error, "__notes__", ())],
+            "syntax_error": None,
+            "is_cause": is_cause,
+            "frames": [],
+            "is_group": False,
+            "exceptions": [],
+        }
+        if isinstance(error, BaseExceptionGroup):
+            stack["is_group"] = True
+            stack["exceptions"] = [
+                _chain(type(member), member, member.__traceback__, seen)
+                for member in error.exceptions
+            ]
+        if isinstance(error, SyntaxError):
+            stack["syntax_error"] = {
+                "offset": error.offset or 0,
+                "filename": error.filename or "?",
+                "line": error.text or "",
+                "lineno": error.lineno or 0,
+                "msg": error.msg,
+            }
+        stack["frames"] = [
+            {
+                "filename": _path(frame.f_code.co_filename),
+                "lineno": line,
+                "name": frame.f_code.co_name,
+            }
+            for frame, line in traceback.walk_tb(tb)
+        ]
+        stacks.append(stack)
+        cause = getattr(error, "__cause__", None)
+        if cause and cause.__traceback__:
+            kind, error, tb, is_cause = cause.__class__, cause, cause.__traceback__, True
+            continue
+        cause = error.__context__
+        if cause and cause.__traceback__ and not getattr(error, "__suppress_context__", False):
+            kind, error, tb, is_cause = cause.__class__, cause, cause.__traceback__, False
+            continue
+        break
+    return stacks
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception as exc:  # what structlog writes for a broken __str__
+        return f"<str-error {str(exc)!r}>"
+
+
+_absolute: dict[str, str] = {}
+"""Absolute file names, normalised: the same whatever the working directory."""
+
+
+def _path(filename: str) -> str:
+    """A frame's file name as structlog writes it: absolute, unless it is a pseudo
+    file (``<string>``) or none."""
+    if not filename or filename.startswith("<"):
+        return filename or "?"
+    found = _absolute.get(filename)
+    if found is None:
+        found = os.path.abspath(filename)
+        if os.path.isabs(filename):
+            _absolute[filename] = found
+    return found
+
+
+class _LineLogger:
+    """Writes each rendered event as a line, flushed (structlog's ``PrintLogger``
+    without ``print``'s argument handling; a file ``configure_logging`` opened is
+    line-buffered, so its newline flushes it)."""
+
+    def __init__(self, stream: _GuardedStream) -> None:
+        self._stream = stream
+        self._flush = stream.stream is not _owned_stream
+        self._lock = threading.Lock()  # blocking modules log from worker threads
+
+    def msg(self, message: str) -> None:
+        stream = self._stream
+        with self._lock:
+            stream.write(message)
+            stream.write("\n")
+            if self._flush:
+                stream.flush()
+
+    log = debug = info = warning = warn = error = exception = critical = fatal = msg
+
+
+class _LineLoggerFactory:
+    def __init__(self, stream: _GuardedStream) -> None:
+        self._logger = _LineLogger(stream)
+
+    def __call__(self, *args: Any) -> _LineLogger:
+        return self._logger
 
 
 _PLUMBING = tuple(
@@ -284,6 +467,8 @@ class _Echo:
 def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:
     """Events for people; an event's exception as a short traceback of the module's own
     frames (never the frames' locals: they hold items, batches and secrets)."""
+    import structlog
+
     return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=user_traceback)
 
 
@@ -291,12 +476,11 @@ def _builtin_defaults() -> tuple[Any, ...] | None:
     """structlog's builtin processors, wrapper class, logger factory and context class
     (not public: if a structlog release renames them, ``is_configured()`` alone
     decides)."""
+    import structlog._config as _structlog_config
+
     names = ("PROCESSORS", "WRAPPER_CLASS", "LOGGER_FACTORY", "CONTEXT_CLASS")
     found = tuple(getattr(_structlog_config, f"_BUILTIN_DEFAULT_{name}", None) for name in names)
     return None if None in found else found
-
-
-_BUILTIN_DEFAULTS = _builtin_defaults()
 
 
 def _configured_by_application() -> bool:
@@ -304,13 +488,19 @@ def _configured_by_application() -> bool:
 
     ``structlog.is_configured()`` alone cannot tell: ``capture_logs()`` calls
     ``configure`` (so it stays ``True``) and, on leaving, puts the builtin processors
-    back, which print every event, debug included, to stdout.
+    back, which print every event, debug included, to stdout. An application that
+    never imported structlog has not configured it (nothing is imported to ask).
     """
+    if "structlog" not in sys.modules:
+        return False
+    import structlog
+
     if not structlog.is_configured():
         return False
-    if _BUILTIN_DEFAULTS is None:  # pragma: no cover - depends on the structlog release
+    defaults = _builtin_defaults()
+    if defaults is None:  # pragma: no cover - depends on the structlog release
         return True
-    processors, wrapper_class, logger_factory, context_class = _BUILTIN_DEFAULTS
+    processors, wrapper_class, logger_factory, context_class = defaults
     config = structlog.get_config()
     current = list(config["processors"])
     builtin = (
@@ -335,16 +525,18 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-_fallback: structlog.typing.FilteringBoundLogger | None = None
+_fallback: FilteringBoundLogger | None = None
 """The logger used while structlog is not configured, built on first use and shared."""
 
 
-def _fallback_logger() -> structlog.typing.FilteringBoundLogger:
+def _fallback_logger() -> FilteringBoundLogger:
     """Warnings and errors to the current stderr, for an application that configured
     nothing. Built once: a renderer per actor and per link cost more than the rest of
     an idle actor's logging together (100,000 actors made 150,000 of them)."""
     global _fallback
     if _fallback is None:
+        import structlog
+
         proxy = structlog.wrap_logger(
             structlog.PrintLogger(cast("TextIO", _CurrentStderr())),
             processors=[
@@ -355,20 +547,90 @@ def _fallback_logger() -> structlog.typing.FilteringBoundLogger:
             ],
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         )
-        _fallback = cast("structlog.typing.FilteringBoundLogger", proxy.bind())
+        _fallback = cast("FilteringBoundLogger", proxy.bind())
     return _fallback
 
 
-def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
+def _passes(method: str) -> Callable[..., Any]:
+    """A :class:`_Quiet` method for an event at warning or above: written by the
+    fallback logger (structlog is imported for the first such event)."""
+
+    def write(self: _Quiet, event: Any = None, *args: Any, **fields: Any) -> Any:
+        return getattr(self.loud(), method)(event, *args, **fields)
+
+    write.__name__ = method
+    return write
+
+
+def _drops(self: _Quiet, event: Any = None, *args: Any, **fields: Any) -> None:
+    """A :class:`_Quiet` method for an event below warning: nothing is written."""
+
+
+class _Quiet:
+    """The logger of an application that never imported structlog: events below warning
+    cost a call; a warning or an error goes to the fallback logger (as it would have
+    with structlog imported). Anything else a bound logger offers is the fallback's."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def bind(self, **fields: Any) -> _Quiet:
+        return _Quiet({**self._fields, **fields})
+
+    def new(self, **fields: Any) -> _Quiet:
+        return _Quiet(fields)
+
+    def unbind(self, *keys: str) -> _Quiet:
+        missing = [key for key in keys if key not in self._fields]
+        if missing:
+            raise KeyError(missing[0])
+        return self.try_unbind(*keys)
+
+    def try_unbind(self, *keys: str) -> _Quiet:
+        return _Quiet({k: v for k, v in self._fields.items() if k not in keys})
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= logging.WARNING
+
+    def get_effective_level(self) -> int:
+        return logging.WARNING
+
+    def loud(self) -> Any:
+        """The fallback logger with these fields bound."""
+        return _fallback_logger().bind(**self._fields)
+
+    def log(self, level: int, event: Any = None, *args: Any, **fields: Any) -> Any:
+        if level < logging.WARNING:
+            return None
+        return self.loud().log(level, event, *args, **fields)
+
+    debug = info = _drops
+    warning = _passes("warning")
+    warn = _passes("warn")
+    error = _passes("error")
+    exception = _passes("exception")
+    critical = _passes("critical")
+    fatal = _passes("fatal")
+    msg = _passes("msg")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loud(), name)
+
+
+def get_logger(**context: Any) -> FilteringBoundLogger:
     """A bound logger for actorflow's events, with ``context`` bound.
 
     Bind once (per actor, per system) and keep the result: binding resolves the
     configuration, so the hot path pays nothing for it.
     """
+    if "structlog" not in sys.modules:
+        return cast("FilteringBoundLogger", _Quiet(context))
     if _configured_by_application():
-        bound: structlog.typing.FilteringBoundLogger = structlog.get_logger("actorflow").bind(
-            **context
-        )
+        import structlog
+
+        bound: FilteringBoundLogger = structlog.get_logger("actorflow").bind(**context)
         return bound
     return _fallback_logger().bind(**context)
 

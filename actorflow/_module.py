@@ -7,15 +7,14 @@ run time), and ``process``/``start`` may also be generators that yield several i
 
 from __future__ import annotations
 
-import difflib
 import dis
 import enum
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar
 
 import attrs
-import structlog
 
 from ._checks import MAX_COUNT, check_flag, check_seconds, check_whole, short
 from ._data import Data
@@ -23,6 +22,9 @@ from ._exceptions import ValidationError
 from ._lifecycle import does_nothing
 from ._ports import Port
 from ._store import ModuleData, Store
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = [
     "Many",
@@ -163,6 +165,8 @@ def missing_hook(cls: type, hook: str | None = None) -> tuple[str, str | None] |
         for name in vars(klass)
         if not name.startswith("__") and name != hook
     }
+    import difflib  # only for a mistake: not every run pays for it
+
     close = difflib.get_close_matches(hook, sorted(own), n=1, cutoff=0.6)
     return hook, close[0] if close else None
 
@@ -220,6 +224,12 @@ def optional_seconds(name: str, value: Any) -> None:
         check_seconds(name, value)
 
 
+def optional_flag(name: str, value: Any) -> None:
+    """A yes/no setting that may be ``None`` (decided by the runtime)."""
+    if value is not None:
+        check_flag(name, value)
+
+
 def units(name: str, value: Any) -> None:
     """A count of work units, at least one."""
     check_whole(name, value, 1, MAX_COUNT)
@@ -256,7 +266,51 @@ def settings_problems(target: object) -> list[str]:
     a sentence naming the attribute: a hook the runtime calls that is not callable
     (``self.stop = threading.Event()``), or a setting out of its bounds
     (``retry_interval = "5"``). Each kind lists its own in ``_runtime_hooks`` and
-    ``_setting_checks``."""
+    ``_setting_checks``.
+
+    An instance that sets none of those names itself has its class's answer, worked out
+    once per class: every restart asks (see :func:`attach`)."""
+    if not isinstance(target, type):
+        own = getattr(target, "__dict__", None)
+        names, verdict = _class_verdict(type(target))
+        if verdict is not None and own is not None and names.isdisjoint(own):
+            return list(verdict)
+    return _problems(target)
+
+
+_verdicts: weakref.WeakKeyDictionary[type, tuple[frozenset[str], tuple[str, ...] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per module class: the names its hooks and settings are read by, and its problems
+(``None`` when an instance's answer may differ from its class's: a name is a
+descriptor, such as a property or a slot, read on the instance)."""
+
+
+def _class_verdict(cls: type) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    found = _verdicts.get(cls)
+    if found is None:
+        names = frozenset(
+            name
+            for klass in cls.__mro__
+            for name in (
+                *vars(klass).get("_runtime_hooks", ()),
+                *vars(klass).get("_setting_checks", {}),
+            )
+        )
+        statics = [inspect.getattr_static(cls, name, None) for name in names]
+        plain = "__getattribute__" not in _defined_below_object(cls) and not any(
+            hasattr(type(value), "__get__") and not inspect.isfunction(value) for value in statics
+        )
+        found = _verdicts[cls] = (names, tuple(_problems(cls)) if plain else None)
+    return found
+
+
+def _defined_below_object(cls: type) -> set[str]:
+    """The names the classes of ``cls``'s MRO define, ``object`` aside."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
+
+
+def _problems(target: object) -> list[str]:
     cls = target if isinstance(target, type) else type(target)
     owner = cls.__qualname__
     problems: list[str] = []
@@ -302,6 +356,12 @@ class Module:
     they then run in worker threads (at most ``Settings.thread_limit`` at once), so
     other actors keep running. Async hooks always run on the event loop."""
 
+    latency_sensitive: ClassVar[bool | None] = None
+    """True for a module on an interaction's path (a host's request and its answer):
+    while it has input waiting, progressive steps elsewhere do not resume. ``None``
+    infers it: inlets, variables and every module they reach downstream are; ``False``
+    opts out (see "Interaction priority" in the design)."""
+
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
     """The hook every concrete module of this kind overrides (checked by validation)."""
@@ -310,6 +370,7 @@ class Module:
     _setting_checks: ClassVar[Mapping[str, Check]] = {
         "blocking": check_flag,
         "sequential": check_flag,
+        "latency_sensitive": optional_flag,
     }
     """The settings of this kind (besides those of its bases), each with its check."""
 

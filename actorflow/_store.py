@@ -11,7 +11,6 @@ program, and is safe with several writers (threads or processes); ``RedisStore``
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +131,8 @@ class SQLiteStore:
             StoreError: ``path`` is empty, a directory, in a missing directory, not an
                 SQLite database, or cannot be opened for writing; the message names it.
         """
+        import sqlite3  # only a run that asks for this store pays for the import
+
         self.path = Path(path)
         self._lock = threading.Lock()
         if not str(path):

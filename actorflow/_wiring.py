@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
-import structlog
 
 from ._actor import Actor, DeadLetter
+from ._actor._priority import interactions_of
 from ._copying import copier_for
 from ._graph import Graph
 from ._link import Link, NamedLink, RemovedLinks
@@ -23,6 +24,9 @@ from ._specs import LinkSpec, ModuleSpec
 from ._status import DropReason, EndReason
 from ._supervisor import ChildSpec, Supervisor, Worker
 from ._transport import Pump, backend_for
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Wiring"]
 
@@ -116,6 +120,7 @@ class Wiring:
             elif spec.source in self.here:
                 self.connect(spec, feeding)
         self.count_ancestors()
+        interactions_of(system).resolve(self.actors.values())
         self.wire_dead_letters()
         return self.build_tree()
 

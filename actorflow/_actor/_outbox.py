@@ -9,16 +9,18 @@ still does not fit is counted as dropped (``"shutdown"``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import structlog
 
 from .._exceptions import describe
 from .._link import Link
 from .._status import ActorState, DropReason
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Outbox", "Sender"]
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 import traceback as _traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
 
 from .._data import Data
 from .._exceptions import RunError, describe
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["DeadLetter", "Retries"]
 
@@ -32,8 +34,8 @@ class DeadLetter:
         message_id: The item's ``Data.id``, or ``<actor>#<n>``.
         attempts: How many times it was tried.
         timestamp: When it was dead-lettered (seconds since the epoch).
-        traceback: The error's traceback, formatted. ``error`` itself keeps no
-            traceback: its frames would keep the failed item's whole batch alive.
+        traceback: The error's traceback, formatted. The frames of ``error`` keep no
+            local variables: they would keep the failed item's whole batch alive.
     """
 
     item: Any
@@ -42,15 +44,25 @@ class DeadLetter:
     message_id: str
     attempts: int
     timestamp: float = attrs.field(factory=time.time)
-    traceback: str = ""
+    _traceback: str | None = attrs.field(default=None, alias="traceback", eq=False, repr=False)
+
+    @property
+    def traceback(self) -> str:
+        """The error's traceback, formatted when first read: formatting it (Python
+        parses each frame's line to place its carets) cost more than the rest of a
+        restart, and most dead letters are counted, not read."""
+        text = self._traceback
+        if text is None:
+            text = "".join(_traceback.format_exception(self.error))
+            object.__setattr__(self, "_traceback", text)
+        return text
 
 
-def _detach_tracebacks(exc: BaseException) -> str:
-    """Format ``exc``'s traceback, then clear the local variables of its frames and of
-    every exception it chains: they hold the batch it failed in, which must not
-    outlive it. The frames themselves stay, so the failure still shows where the
-    module's code raised (file, line, function)."""
-    text = "".join(_traceback.format_exception(exc))
+def _detach_tracebacks(exc: BaseException) -> None:
+    """Clear the local variables of the frames of ``exc`` and of every exception it
+    chains: they hold the batch it failed in, which must not outlive it. The frames
+    themselves stay, so the failure still shows where the module's code raised (file,
+    line, function, and the line's text)."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -62,7 +74,6 @@ def _detach_tracebacks(exc: BaseException) -> str:
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
-    return text
 
 
 @attrs.define(slots=True, eq=False)
@@ -115,8 +126,7 @@ class Retries:
             error=describe(exc),
             exc_info=exc,
         )
-        text = _detach_tracebacks(exc)
+        _detach_tracebacks(exc)
         if self.dead_letter is not None:
-            letter = DeadLetter(item, self.name, exc, message_id, attempts, traceback=text)
-            self.dead_letter(letter)
+            self.dead_letter(DeadLetter(item, self.name, exc, message_id, attempts))
         return error

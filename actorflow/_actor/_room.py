@@ -7,19 +7,21 @@ way: ``_core`` chooses a driver; a driver never imports ``_core``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 import trio
 
 from .._link import Mailbox
-from .._module import Module, ModuleKind
+from .._module import Module, ModuleKind, RunningSystem
 from .._settings import Settings
 from .._status import ActorState
 from ._incarnation import Incarnation
 from ._outbox import Outbox
 from ._pacing import Pacing
 from ._retries import Retries
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Room"]
 
@@ -49,6 +51,9 @@ class Room(Protocol):
 
     @property
     def dropped(self) -> dict[str, int]: ...
+
+    @property
+    def system(self) -> RunningSystem | None: ...
 
     def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
 

@@ -19,6 +19,7 @@ from .._link import Link
 from .._progressive import Step, StepState
 from .._status import ActorState, DropReason
 from ._incarnation import Incarnation
+from ._priority import Interactions, interactions_of
 from ._room import Room
 
 __all__ = ["StepDriver", "read_port", "read_synced"]
@@ -189,7 +190,7 @@ def _drop_stuck(room: Room, links: dict[str, list[Link]]) -> None:
 class StepDriver:
     """Runs one incarnation of a progressive module."""
 
-    __slots__ = ("incarnation", "quantum", "room", "seconds_per_unit", "step_size")
+    __slots__ = ("gate", "incarnation", "quantum", "room", "seconds_per_unit", "step_size")
 
     def __init__(self, room: Room, incarnation: Incarnation) -> None:
         self.room = room
@@ -198,13 +199,20 @@ class StepDriver:
         self.quantum: float = module.quantum or room.pacing.quantum
         self.step_size = max(1, int(module.step_size))
         self.seconds_per_unit: float | None = None
+        system = room.system
+        interactions = None if system is None else interactions_of(system)
+        self.gate: Interactions | None = (
+            interactions if interactions is not None and interactions.gates(room.name) else None
+        )
+        """The system's latency-sensitive actors, which go before each step (``None``
+        when this module is one of them, or there are none)."""
 
     def link_added(self, link: Link) -> None:
         """Nothing to do: every link is read where it is needed."""
 
     async def run(self) -> None:
         """Call run_step until the module is done, sizing each step to the quantum."""
-        room, incarnation = self.room, self.incarnation
+        room, incarnation, gate = self.room, self.incarnation, self.gate
         mailbox, pacing = room.mailbox, room.pacing
         module: Any = room.module
         style = hook_style(module.run_step)
@@ -215,6 +223,8 @@ class StepDriver:
                 room.set_state(ActorState.SUSPENDED)
                 await mailbox.wait()  # resume(), new input and stops all notify
                 continue
+            if gate is not None and not await self._give_way(gate):
+                break
             room.step_size = self.step_size
             room.set_state(ActorState.RUNNING)
             seen = mailbox.version
@@ -241,6 +251,11 @@ class StepDriver:
                 pacing.restart()
             else:
                 await pacing.yield_()
+
+    async def _give_way(self, gate: Interactions) -> bool:
+        """Let the interactions go first; whether to go on stepping (not stopped)."""
+        await gate.give_way(self.room.pacing.now, self.quantum)
+        return not self.incarnation.stopping
 
     async def _step(self, module: Any, style: HookStyle, run_number: int) -> tuple[Step, float]:
         """One call of ``run_step``; returns its result and how long it took."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
 import trio
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["Threads"]
 

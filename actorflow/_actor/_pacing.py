@@ -14,6 +14,7 @@ import attrs
 import trio
 
 from .._status import ActorState
+from .._timings import HandlingTimes
 
 __all__ = ["Pacing"]
 
@@ -35,6 +36,8 @@ class Pacing:
     deadline: float = 0.0
     stride: int = 1
     last_check: float = 0.0
+    timings: HandlingTimes | None = None
+    """Fed the time of each run of :meth:`strides` when metrics are served."""
 
     def start(self) -> None:
         """Begin a fresh quantum now (bind the running clock first)."""
@@ -76,11 +79,13 @@ class Pacing:
         (or ``list.extend``), so the per-item path holds no counter.
         """
         deadline = self.deadline
-        self.last_check = self.now()
+        began = self.last_check = self.now()
         left = limit
         while left > 0:
             size = self.stride if self.stride < left else left
             yield size
             left -= size
             if left and self.spent(deadline):
-                return
+                break
+        if self.timings is not None:  # the batch ran to its end or its deadline
+            self.timings.observe(self.now() - began, limit - left)

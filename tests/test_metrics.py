@@ -143,6 +143,50 @@ async def test_drops_and_actor_states_are_labelled_by_reason_and_state() -> None
         assert len(on) == 1, (actor, on)
 
 
+async def test_progress_and_link_drops_are_served() -> None:
+    """What a module reports with ``set_progress`` is served as done and total; what a
+    lossy link refuses (as many as the outlet did not take in time) is counted on the
+    link, by reason."""
+
+    class Counting(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, item: int) -> int:
+            self.set_progress(item, 10)
+            return item
+
+    graph = af.Graph(name="progress")
+    graph.add("inlet", af.Inlet)
+    graph.add("count", Counting)
+    graph.add("outlet", af.Outlet)
+    graph.link("inlet", "count")
+    graph.link("count", "outlet", buffer=1, overflow="drop_newest")
+    async with af.open_system(graph, metrics=0) as system:
+        for item in range(1, 5):
+            await system.send("inlet", item)
+        while system.status().actors["count"].received < 4:
+            await trio.sleep(0.001)
+        samples = parse((await scrape(system.metrics_address)).text)
+        await drain_all(system)
+    labels = {"graph": "progress", "actor": "count"}
+    assert value(samples, "actorflow_actor_progress_done", **labels) == 4
+    assert value(samples, "actorflow_actor_progress_total", **labels) == 10
+    link = {"graph": "progress", "link": "count.out -> outlet.in", "target": "outlet"}
+    dropped = samples.get(
+        ("actorflow_link_dropped_total", frozenset({**link, "reason": "overflow"}.items())), 0
+    )
+    # Every item offered to the link is counted once: accepted, or dropped for overflow.
+    assert value(samples, "actorflow_link_sent_total", **link) + dropped == 4
+
+
+async def drain_all(system: af.System) -> None:
+    await system.close("inlet")
+    async with system.receive("outlet") as items:
+        async for _ in items:
+            pass
+
+
 async def test_two_systems_in_one_process_serve_their_own_metrics() -> None:
     """Each system has a registry of its own: neither shows the other's series."""
     async with (

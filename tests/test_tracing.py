@@ -501,3 +501,31 @@ def test_actorflow_run_exports_spans_as_otel_traces_exporter_says(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('"name": "src send"') == 3
     assert result.stdout.count('"name": "sink consume"') == 3
+
+
+def test_an_exporter_that_is_not_installed_is_a_one_line_error() -> None:
+    """``OTEL_TRACES_EXPORTER`` naming an exporter that is not installed ends
+    ``actorflow run --trace-ratio`` at once, in one line that says what to install."""
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT), "OTEL_TRACES_EXPORTER": "otlp"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actorflow",
+            "run",
+            "examples/sensor_pipeline.toml",
+            "--trace-ratio",
+            "0.5",
+        ],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --trace-ratio: OTEL_TRACES_EXPORTER names 'otlp', which is not installed "
+        "(pip install opentelemetry-exporter-otlp); 'console' prints spans, 'none' exports "
+        "nothing\n"
+    )

@@ -29,6 +29,7 @@ if _typing.TYPE_CHECKING:
     from ._exceptions import RegistryError as RegistryError
     from ._exceptions import RunError as RunError
     from ._exceptions import SerializationError as SerializationError
+    from ._exceptions import ServeError as ServeError
     from ._exceptions import StoreError as StoreError
     from ._exceptions import ValidationError as ValidationError
     from ._graph import Graph as Graph
@@ -105,6 +106,7 @@ _EXPORTS = {
     "RegistryError": "._exceptions",
     "RunError": "._exceptions",
     "SerializationError": "._exceptions",
+    "ServeError": "._exceptions",
     "StoreError": "._exceptions",
     "ValidationError": "._exceptions",
     "Graph": "._graph",
@@ -228,6 +230,7 @@ __all__ = [
     "RunError",
     "SQLiteStore",
     "SerializationError",
+    "ServeError",
     "Settings",
     "Sink",
     "Source",

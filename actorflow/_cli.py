@@ -38,6 +38,7 @@ from ._exceptions import (
     InitializationError,
     RegistryError,
     RunError,
+    ServeError,
     ValidationError,
     single_errors,
 )
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "before the graph is cancelled (default: the drain_timeout setting, 10)",
     )
     _add_outcome_options(run_cmd)
+    _add_observing_options(run_cmd)
     run_cmd.add_argument(
         "--view",
         action=argparse.BooleanOptionalAction,
@@ -140,6 +142,54 @@ def _add_outcome_options(run_cmd: argparse.ArgumentParser) -> None:
         action="store_true",
         help="when the run fails, print the whole chain of the error, every frame",
     )
+
+
+def _add_observing_options(run_cmd: argparse.ArgumentParser) -> None:
+    run_cmd.add_argument(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while the graph runs "
+        "(HOST defaults to 127.0.0.1; the metrics setting)",
+    )
+    run_cmd.add_argument(
+        "--trace-ratio",
+        metavar="RATIO",
+        type=float,
+        help="trace this share (0 to 1) of the items with OpenTelemetry, a span per hop, "
+        "exported as OTEL_TRACES_EXPORTER says (default otlp; needs actorflow[otel])",
+    )
+
+
+def _observing(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings with ``--metrics`` and ``--trace-ratio``, each checked in one line."""
+    for option, name, value in (
+        ("--metrics", "metrics", args.metrics),
+        ("--trace-ratio", "trace_ratio", args.trace_ratio),
+    ):
+        if value is None:
+            continue
+        try:
+            settings = attrs.evolve(settings, **{name: value})
+        except (TypeError, ValueError) as exc:
+            raise _BadOption(f"{option} {value}: {exc}") from None
+    return settings
+
+
+def _tracer_provider(settings: Settings) -> tuple[Any, Any]:
+    """The provider spans go to when the settings trace, and how to flush it at the end."""
+    if settings.trace_ratio == 0:
+        return None, lambda: None
+    try:
+        from ._tracing import provider_from_environment
+    except ImportError:
+        raise _BadOption(
+            f"--trace-ratio {settings.trace_ratio:g}: tracing needs OpenTelemetry, which is "
+            "not installed: pip install 'actorflow[otel]'"
+        ) from None
+    try:
+        return provider_from_environment()
+    except ActorflowError as exc:
+        raise _BadOption(f"--trace-ratio: {exc}") from None
 
 
 def _add_file_commands(commands: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -374,6 +424,8 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
     it started is raised.
     """
 
+    provider, flush = _tracer_provider(settings)
+
     async def main() -> _Ran:
         system: System | None = None
         signum: int | None = None
@@ -381,7 +433,9 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
         began = trio.current_time()
         async with trio.open_nursery() as nursery:
             try:
-                async with open_system(graph, settings, only=only, handle_signals=True) as system:
+                async with open_system(
+                    graph, settings, only=only, handle_signals=True, tracer_provider=provider
+                ) as system:
                     if view:
                         console = Console(force_terminal=True)
                         nursery.start_soon(partial(view_status, system.status, console))
@@ -399,8 +453,11 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
 
     # A signal raised at once, or the system's error, wrapped by the view's nursery:
     # give back the one.
-    with ending_as_signals(), single_errors():
-        return trio.run(main)
+    try:
+        with ending_as_signals(), single_errors():
+            return trio.run(main)
+    finally:
+        flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -503,7 +560,14 @@ def _signal_ended(signum: int, status: SystemStatus | None, *, started: bool = T
     return exit_status(signum)
 
 
-_INPUT_ERRORS = (GraphFileError, GraphError, RegistryError, InitializationError, ValidationError)
+_INPUT_ERRORS = (
+    GraphFileError,
+    GraphError,
+    RegistryError,
+    InitializationError,
+    ValidationError,
+    ServeError,
+)
 """What a file (or the modules it names) can be wrong with: bad input, exit 2."""
 
 
@@ -613,6 +677,7 @@ def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -
             settings = attrs.evolve(settings, drain_timeout=args.drain)
         except (TypeError, ValueError) as exc:
             raise _BadOption(f"--drain {args.drain}: {exc}") from None
+    settings = _observing(args, settings)
     only = None
     if args.only:
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]

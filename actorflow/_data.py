@@ -60,6 +60,9 @@ class Data:
         id: A unique id; kept when the message is copied or evolved, so one item can be
             followed through every actor it passes.
         origin: The name of the module that produced it, if known.
+        trace: The W3C ``traceparent`` of the span that last handled it, when it is
+            traced (see ``Settings.trace_ratio``); kept by :meth:`evolve`, so the next
+            hop's span is its child, in this process or across a remote link.
     """
 
     fields: dict[str, Any] = attrs.field(factory=dict, converter=_fresh_dict)
@@ -67,6 +70,7 @@ class Data:
     timestamp: float = attrs.field(factory=time.time)
     id: str = attrs.field(factory=new_id)
     origin: str | None = None
+    trace: str | None = None
 
     def evolve(self, **changes: Any) -> Data:
         """Return a copy with some attributes replaced; the id is kept unless given."""
@@ -85,6 +89,7 @@ class Data:
             timestamp=self.timestamp,
             id=self.id,
             origin=self.origin,
+            trace=self.trace,
         )
 
     def to_msgpack(self) -> bytes:
@@ -198,6 +203,8 @@ def _default(obj: object) -> msgpack.ExtType:
     if kind is Data:
         assert isinstance(obj, Data)
         body = [obj.fields, obj.tags, obj.timestamp, obj.id, obj.origin]
+        if obj.trace is not None:  # written only when traced: untraced entries stay as before
+            body.append(obj.trace)
         return msgpack.ExtType(_EXT_DATA, _pack(body))
     raise _Unsupported(obj)
 
@@ -212,16 +219,19 @@ def _items(payload: bytes) -> list[Any]:
 
 def _data(payload: bytes) -> Data:
     body = _items(payload)
-    if len(body) != 5:
-        raise ValueError(f"Data body has {len(body)} items, not 5")
-    fields, tags, timestamp, id_, origin = body
+    if len(body) not in (5, 6):
+        raise ValueError(f"Data body has {len(body)} items, not 5 or 6")
+    fields, tags, timestamp, id_, origin = body[:5]
+    trace = body[5] if len(body) == 6 else None
     if not (isinstance(fields, dict) and isinstance(tags, dict)):
         raise TypeError("Data fields and tags must be maps")
     if type(timestamp) not in (int, float) or not isinstance(id_, str):
         raise ValueError("Data timestamp must be a number and its id a string")
     if origin is not None and not isinstance(origin, str):
         raise ValueError("Data origin must be a string or nil")
-    return Data(fields=fields, tags=tags, timestamp=timestamp, id=id_, origin=origin)
+    if trace is not None and not isinstance(trace, str):
+        raise ValueError("Data trace must be a string or nil")
+    return Data(fields=fields, tags=tags, timestamp=timestamp, id=id_, origin=origin, trace=trace)
 
 
 def _undecodable(reason: str, where: str = "payload") -> SerializationError:

@@ -29,6 +29,7 @@ __all__ = [
     "RegistryError",
     "RunError",
     "SerializationError",
+    "ServeError",
     "StoreError",
     "ValidationError",
     "reraise",
@@ -174,6 +175,21 @@ class StoreError(ActorflowError, OSError):
     def __init__(self, path: object, reason: str) -> None:
         self.path = path
         super().__init__(f"{clip(str(path), MAX_LINE)!r}: cannot open it as a store: {reason}")
+
+
+class ServeError(ActorflowError, OSError):
+    """A server of the system (its metrics endpoint) cannot listen where it was asked
+    to: the port is in use, or the host is no address of this machine.
+
+    Attributes:
+        server: What would have been served (``"metrics"``).
+        address: Where, as ``HOST:PORT``.
+    """
+
+    def __init__(self, server: str, address: str, reason: str) -> None:
+        self.server = server
+        self.address = address
+        super().__init__(f"cannot serve {server} on {address}: {reason}")
 
 
 class EscalationError(RunError):

@@ -6,7 +6,17 @@ from typing import Any
 
 import attrs
 
-from ._checks import MAX_BATCH, MAX_BUFFER, MAX_THREADS, redis_url, seconds, short, whole
+from ._address import address_text, parse_address
+from ._checks import (
+    MAX_BATCH,
+    MAX_BUFFER,
+    MAX_THREADS,
+    fraction,
+    redis_url,
+    seconds,
+    short,
+    whole,
+)
 from ._urls import redact_url, url_repr
 
 __all__ = ["Settings"]
@@ -25,6 +35,11 @@ def _http_urls(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             shown = redact_url(url) if isinstance(url, str) else url
             raise ValueError(f"{attribute.name}: {short(shown)} is not an http(s):// URL")
+
+
+def _address(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        parse_address(value, attribute.name)
 
 
 def _urls_repr(value: tuple[str, ...]) -> str:
@@ -59,6 +74,13 @@ class Settings:
             one is never shown.
         remote_url: The Redis server of remote links that name none
             (``remote=True``), e.g. ``"redis://127.0.0.1:6379/0"``.
+        metrics: ``[HOST:]PORT`` to serve Prometheus metrics on (``/metrics``) while
+            the system runs, e.g. ``9464`` (on 127.0.0.1) or ``"0.0.0.0:9464"``; port 0
+            takes any free port (:attr:`System.metrics_address` says which). ``None``
+            (the default) serves none.
+        trace_ratio: The share of items (0 to 1) that get an OpenTelemetry span at
+            every hop, decided where they enter the graph; 0 (the default) traces
+            nothing and costs nothing. Needs the ``otel`` extra.
     """
 
     quantum: float = attrs.field(default=0.01, validator=seconds())
@@ -73,3 +95,5 @@ class Settings:
     reporters: tuple[str, ...] = attrs.field(
         default=(), converter=_urls, validator=_http_urls, repr=_urls_repr
     )
+    metrics: str | None = attrs.field(default=None, converter=address_text, validator=_address)
+    trace_ratio: float = attrs.field(default=0.0, validator=fraction)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
-from typing import Any, final
+from functools import partial
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import trio
@@ -47,6 +48,12 @@ from ._supervisor import Supervisor
 from ._transport import Pump
 from ._validation import placement_problems
 from ._wiring import Wiring
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from ._timings import HandlingTimes
+    from ._tracing import Tracing
 
 __all__ = [
     "System",
@@ -105,6 +112,11 @@ class System:
         """The signals this system handles (``handle_signals``), if it does."""
         self._collector = CollectorRest()
         """Rests while the graph is built, then leaves what was built alone."""
+        self.metrics_address: str | None = None
+        """``HOST:PORT`` where ``/metrics`` is served (``Settings.metrics``), once bound."""
+        self._listeners: list[trio.SocketListener] | None = None
+        self._tracing: Tracing | None = None
+        self._services = trio.CancelScope()  # around the metrics endpoint
 
     @property
     def _actors(self) -> dict[str, Actor]:
@@ -388,6 +400,7 @@ class System:
         with self._collector.paused():
             self.root = self._wiring.wire(self)
         self._collector.freeze()
+        _observe(self)
 
     def _placement_problems(self) -> list[GraphProblem]:
         """What makes the graph unable to run split across processes as asked."""
@@ -474,6 +487,7 @@ class System:
             self._fail(error)
         finally:
             self._heartbeats.cancel()
+            self._services.cancel()
             if self._failure is None:
                 # A cancellation may have replaced an escalation that was under way.
                 recorded = root.failure or next(
@@ -498,6 +512,8 @@ class System:
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         nursery.start_soon(self._heartbeat)
+        if self._listeners is not None:
+            await nursery.start(_serve_metrics, self)
         for pump in self._wiring.pumps:
             nursery.start_soon(self._run_pump, pump)
         with self._collector.resting():
@@ -519,6 +535,8 @@ class System:
 
     def _end(self, cancelled: bool) -> None:
         self._wiring.finish(cancelled)
+        if self._tracing is not None:
+            self._tracing.close()
         if self.state is not SystemState.FAILED:
             self.state = SystemState.CANCELLED if cancelled else SystemState.DONE
         event = "system.done" if self.state is SystemState.DONE else "system.ended"
@@ -545,6 +563,41 @@ class System:
             for other in others:
                 primary.add_note(f"also: {other}")
         return primary
+
+
+# -- metrics and traces ---------------------------------------------------------------------
+
+
+def handling_times(system: System) -> dict[str, HandlingTimes]:
+    """Each actor's handling times, while ``system`` serves metrics."""
+    return {
+        name: actor.pacing.timings
+        for name, actor in system._wiring.actors.items()
+        if actor.pacing.timings is not None
+    }
+
+
+def _observe(system: System) -> None:
+    """Give each actor what the metrics and the traces of ``system`` read."""
+    from ._timings import HandlingTimes
+
+    for actor in system._wiring.actors.values():
+        if system._listeners is not None:
+            actor.pacing.timings = HandlingTimes()
+        if system._tracing is not None:
+            spec = actor.spec
+            ports = (spec.input_ports().values(), spec.output_ports().values())
+            hops = system._tracing.for_actor(actor.name, actor.kind.value, ports, logs=actor.debug)
+            actor.hops, actor.debug = hops, actor.debug or hops is not None
+
+
+async def _serve_metrics(system: System, *, task_status: trio.TaskStatus[None]) -> None:
+    from ._metrics import StatusCollector, registry_for, serve
+
+    assert system._listeners is not None
+    collector = StatusCollector(system.status, system.started_at, partial(handling_times, system))
+    with system._services:
+        await serve(system._listeners, registry_for(collector), task_status=task_status)
 
 
 # -- for the faces of the package (aio): what they may ask of a running system -------------
@@ -620,6 +673,7 @@ async def open_system(
     reporters: Sequence[Reporter] = (),
     only: Collection[str] | None = None,
     handle_signals: bool = False,
+    tracer_provider: TracerProvider | None = None,
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -647,6 +701,8 @@ async def open_system(
             cancels it, one during start-up aborts the start; once it has ended the
             block raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM).
             Off by default: a library leaves the program's signals alone unless asked.
+        tracer_provider: Where the spans go when ``Settings.trace_ratio`` traces
+            items: an OpenTelemetry ``TracerProvider`` (the global one if not given).
 
     Raises:
         GraphError: The graph is invalid, or cannot be split as ``only`` asks;
@@ -656,6 +712,8 @@ async def open_system(
         EscalationError: Modules kept failing beyond the root supervisor's restart
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
+        ServeError: ``Settings.metrics`` names an address it cannot listen on.
+        ImportError: ``Settings.trace_ratio`` traces, but the ``otel`` extra is missing.
     """
     check_arguments(graph, store, reporters)
     settings = _make_settings(settings, overrides)
@@ -663,9 +721,37 @@ async def open_system(
         # Reporters named in the settings (a graph file's) are the system's to close.
         named = [await owned.enter_async_context(HttpReporter(url)) for url in settings.reporters]
         system = System(graph, settings, store, [*reporters, *named], only)
+        await _observed(system, owned, tracer_provider)
         with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
             async with _running(system, requests) as running:
                 yield running
+
+
+async def _observed(
+    system: System, owned: AsyncExitStack, provider: TracerProvider | None
+) -> None:
+    """Bind the metrics endpoint (a port in use fails here, before anything is built)
+    and set up tracing, as the system's settings ask."""
+    settings = system.settings
+    if settings.trace_ratio > 0:
+        try:
+            from ._tracing import Tracing
+        except ImportError as exc:
+            raise ImportError(
+                f"trace_ratio={settings.trace_ratio:g} needs OpenTelemetry, which is not "
+                "installed: pip install 'actorflow[otel]'"
+            ) from exc
+        system._tracing = Tracing.start(system.graph.name, settings.trace_ratio, provider)
+    if settings.metrics is not None:
+        from ._address import parse_address
+        from ._metrics import bound, listen
+
+        listeners = await listen(parse_address(settings.metrics, "metrics"))
+        for listener in listeners:
+            owned.push_async_callback(listener.aclose)
+        system._listeners = listeners
+        system.metrics_address = str(bound(listeners))
+        system.log.info("metrics.serving", address=system.metrics_address)
 
 
 @asynccontextmanager
@@ -756,6 +842,7 @@ def run(
     store: Store | None = None,
     only: Collection[str] | None = None,
     handle_signals: bool = True,
+    tracer_provider: TracerProvider | None = None,
     **overrides: Any,
 ) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
@@ -776,7 +863,13 @@ def run(
 
     async def main() -> SystemStatus:
         async with open_system(
-            graph, settings, store=store, only=only, handle_signals=handle_signals, **overrides
+            graph,
+            settings,
+            store=store,
+            only=only,
+            handle_signals=handle_signals,
+            tracer_provider=tracer_provider,
+            **overrides,
         ) as system:
             pass
         return system.status()

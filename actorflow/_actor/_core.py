@@ -95,6 +95,7 @@ class Actor:
         "errors",
         "failure",
         "filtered",
+        "hops",
         "incarnation",
         "incarnations",
         "kind",
@@ -187,6 +188,7 @@ class Actor:
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
     def _init_counters(self) -> None:
+        self.hops: Callable[[str, list[Any]], bool] | None = None  # see _tracing
         self.received = 0
         self.emitted = 0
         self.filtered = 0
@@ -293,7 +295,9 @@ class Actor:
 
     def trace(self, event: str, items: list[Any], **fields: Any) -> None:
         """Log the ids of the ``Data`` items in ``items`` (debug only: for tracing one
-        message through the graph with ``actorflow logs --trace``)."""
+        message through the graph with ``actorflow logs --trace``); spans, if it traces."""
+        if self.hops is not None and not self.hops(event, items):
+            return
         ids = [item.id for item in items if isinstance(item, Data)]
         if ids:
             self.log.debug(event, message_ids=ids, **fields)

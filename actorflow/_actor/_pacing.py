@@ -14,6 +14,7 @@ import attrs
 import trio
 
 from .._status import ActorState
+from .._timings import HandlingTimes
 
 __all__ = ["Pacing"]
 
@@ -35,6 +36,8 @@ class Pacing:
     deadline: float = 0.0
     stride: int = 1
     last_check: float = 0.0
+    timings: HandlingTimes | None = None
+    """Fed the time of each call of :meth:`strides` when metrics are served."""
 
     def start(self) -> None:
         """Begin a fresh quantum now (bind the running clock first)."""
@@ -60,6 +63,7 @@ class Pacing:
         """Read the clock: True once ``deadline`` has passed; otherwise adapt the stride."""
         checked = self.now()
         if checked >= deadline:
+            self.last_check = checked
             return True
         if checked - self.last_check < self.quantum / 16:
             self.stride = min(self.stride * 2, _MAX_STRIDE)
@@ -76,11 +80,24 @@ class Pacing:
         (or ``list.extend``), so the per-item path holds no counter.
         """
         deadline = self.deadline
-        self.last_check = self.now()
-        left = limit
+        began = self.last_check = self.now()
+        left, size = limit, 0
         while left > 0:
             size = self.stride if self.stride < left else left
             yield size
             left -= size
             if left and self.spent(deadline):
-                return
+                break
+        if self.timings is not None:  # the runs ended: all given out, or the deadline
+            self._timed(began, limit - left, 0 if left else size)
+
+    def _timed(self, began: float, handled: int, last_run: int) -> None:
+        """Feed the handling times from the clock reads made anyway: the items before
+        the last one took ``last_check - began``; the last run (``last_run`` items
+        handled after it) counts at their mean. Only a batch of one run reads the clock."""
+        assert self.timings is not None
+        timed = handled - last_run
+        if timed > 0:
+            self.timings.observe((self.last_check - began) * handled / timed, handled)
+        elif handled:
+            self.timings.observe(self.now() - began, handled)

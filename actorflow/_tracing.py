@@ -1,0 +1,305 @@
+"""OpenTelemetry traces: a span per sampled item per hop, one trace per item.
+
+Where a :class:`~actorflow.Data` item enters the graph (an actor whose inputs take no
+``Data``: a source), a share of ``Settings.trace_ratio`` of the items is chosen: each
+gets a root span and carries its W3C ``traceparent`` in :attr:`Data.trace`. Every actor
+that then takes it from its mailbox starts a child span, which ends when the actor sends
+the item on (the same ``id``: ``Data.evolve`` and ``with_fields`` keep it, carrying the
+new span's context), or when the actor takes its next batch. ``Data.trace`` is encoded
+with the item, so a remote link carries the trace into the next process.
+
+The actor calls its ``hops`` once per batch sent or received (see ``Actor.trace``); what
+costs per item runs only for batches that hold a traced item, and the choice of items
+costs one subtraction per batch (the gaps between chosen items are drawn, not each item).
+Actors whose ports cannot carry ``Data`` get no hook at all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from itertools import compress, count
+from operator import attrgetter
+from time import time_ns
+from typing import Any, Final
+
+import attrs
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from ._data import Data
+from ._exceptions import ActorflowError
+from ._ports import Port, is_compatible
+from ._version import __version__
+
+__all__ = ["ActorTracing", "Tracing", "provider_from_environment"]
+
+RECEIVED: Final = "message.received"
+SENT: Final = "message.sent"
+
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+_TRACE_OF: Final = attrgetter("trace")
+_VERBS: Final = {"source": "send", "processor": "process", "sink": "consume"}
+_TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def _traceparent(span: Span) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (what the propagator's ``inject`` writes,
+    written directly: a third of its cost, paid at every hop of a traced item)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _parent(traceparent: str) -> Context:
+    """The context a ``traceparent`` names; a version-00 value is read directly (a
+    third of ``extract``'s cost), anything else by the propagator."""
+    found = _TRACEPARENT.fullmatch(traceparent)
+    if found is None:
+        return _PROPAGATOR.extract({"traceparent": traceparent}, Context())
+    trace_id, span_id, flags = found.groups()
+    remote = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)))
+    return trace.set_span_in_context(NonRecordingSpan(remote), Context())
+
+
+def _traced(items: list[Any]) -> list[Any]:
+    """The items that carry a trace, picked at C speed (item by item in a batch that is
+    not all ``Data``)."""
+    try:
+        return list(compress(items, map(_TRACE_OF, items)))
+    except AttributeError:
+        return [item for item in items if isinstance(item, Data) and item.trace is not None]
+
+
+def _traced_at(items: list[Any]) -> list[int]:
+    """Where in ``items`` the items that carry a trace are, as :func:`_traced`."""
+    try:
+        return list(compress(count(), map(_TRACE_OF, items)))
+    except AttributeError:
+        return [i for i, item in enumerate(items) if isinstance(item, Data) and item.trace]
+
+
+def _carries_data(ports: Iterable[Port]) -> bool:
+    return any(is_compatible(Data, port.type) for port in ports)
+
+
+@attrs.define(slots=True, eq=False)
+class ActorTracing:
+    """One actor's spans: called with each batch it sends or receives.
+
+    Invariant: ``open`` holds the spans of items this actor took and has not sent on
+    yet, by item id; they end at ``last`` (its last event) once it takes a new batch.
+    """
+
+    tracing: Tracing
+    name: str
+    verb: str
+    origin: bool
+    """Items enter the graph here: untraced ``Data`` it sends may be chosen."""
+    ends_at_once: bool
+    """It sends nothing on (a sink): its spans end when they start."""
+    logs: bool = False
+    """Its debug log is on: the actor logs the ids of what it sends and takes too."""
+    open: dict[str, Span] = attrs.field(factory=dict)
+    last: int = 0
+    skip: int = 0
+    """How many more items it sends before the next one chosen."""
+
+    def __call__(self, event: str, items: list[Any]) -> bool:
+        """Spans for a batch the actor sends or takes; whether it should log it too."""
+        if event == SENT:
+            if self.open:
+                self._pass_on(items)
+            if self.origin:
+                self._choose(items)
+        elif event == RECEIVED:
+            if self.open:
+                self._end_open()
+            traced = _traced(items)
+            if traced:
+                self._open(traced)
+        return self.logs
+
+    def _open(self, traced: Iterable[Any]) -> None:
+        now = self.last = time_ns()
+        tracer = self.tracing.tracer
+        for item in traced:
+            if isinstance(item, Data) and item.trace is not None:
+                span = tracer.start_span(
+                    f"{self.name} {self.verb}",
+                    context=_parent(item.trace),
+                    kind=SpanKind.CONSUMER,
+                    start_time=now,
+                    attributes={"actorflow.actor": self.name, "message.id": item.id},
+                )
+                if self.ends_at_once:
+                    span.end(end_time=now)
+                else:
+                    self.open[item.id] = span
+
+    def _pass_on(self, items: list[Any]) -> None:
+        """Items it took are sent on: each carries its span's context; the span ends."""
+        now = self.last = time_ns()
+        open_spans = self.open
+        # What it sends on still carries the trace it came with: only those can match.
+        for index in _traced_at(items):
+            item = items[index]
+            if isinstance(item, Data):
+                span = open_spans.pop(item.id, None)
+                if span is not None:
+                    items[index] = item.evolve(trace=_traceparent(span))
+                    span.end(end_time=now)
+                    if not open_spans:
+                        return
+
+    def _end_open(self) -> None:
+        """A new batch: what the last one did not send on (filtered, turned into new
+        items) ends at its last event."""
+        for span in self.open.values():
+            span.end(end_time=self.last)
+        self.open.clear()
+
+    def _choose(self, items: list[Any]) -> None:
+        """Start a trace for the chosen items among ``items``."""
+        skip, count = self.skip, len(items)
+        if skip >= count:
+            self.skip = skip - count
+            return
+        index = skip
+        while index < count:
+            item = items[index]
+            if isinstance(item, Data) and item.trace is None:
+                items[index] = self._root(item)
+            index += self.tracing.gap()
+        self.skip = index - count
+
+    def _root(self, item: Data) -> Data:
+        now = time_ns()
+        span = self.tracing.tracer.start_span(
+            f"{self.name} {self.verb}",
+            context=Context(),
+            kind=SpanKind.PRODUCER,
+            start_time=now,
+            attributes=_root_attributes(self.tracing.graph, self.name, item),
+        )
+        span.end(end_time=now)
+        traceparent = _traceparent(span)
+        return item if traceparent is None else item.evolve(trace=traceparent)
+
+    def close(self) -> None:
+        """The system ended: end what is still open."""
+        self._end_open()
+
+
+def _root_attributes(graph: str, actor: str, item: Data) -> dict[str, str]:
+    """The root span's attributes: where the item entered which graph (every span of
+    a trace costs per attribute: the others name their actor and the item only)."""
+    attributes = {"actorflow.graph": graph, "actorflow.actor": actor, "message.id": item.id}
+    if item.origin is not None:
+        attributes["message.origin"] = item.origin
+    return attributes
+
+
+@attrs.define(eq=False)
+class Tracing:
+    """One system's tracing: its tracer, its ratio and each actor's spans."""
+
+    graph: str
+    ratio: float
+    tracer: Tracer
+    actors: list[ActorTracing] = attrs.field(factory=list)
+    random: Callable[[], float] = random.random
+
+    @classmethod
+    def start(cls, graph: str, ratio: float, provider: TracerProvider | None) -> Tracing:
+        """Tracing through ``provider`` (the global one if ``None``)."""
+        provider = provider if provider is not None else trace.get_tracer_provider()
+        return cls(graph, ratio, provider.get_tracer("actorflow", __version__))
+
+    def gap(self) -> int:
+        """How many items from one chosen item to the next (at least 1): geometric, so
+        each item is chosen with probability ``ratio``, at one draw per chosen item."""
+        if self.ratio >= 1.0:
+            return 1
+        drawn = math.log(1.0 - self.random()) / math.log(1.0 - self.ratio)
+        return 1 + int(min(drawn, 1e18))
+
+    def for_actor(
+        self, name: str, kind: str, ports: tuple[Iterable[Port], Iterable[Port]], *, logs: bool
+    ) -> ActorTracing | None:
+        """The hook of one actor (its input and output ``ports``; whether its debug log
+        is on), or ``None`` if its ports carry no ``Data``."""
+        takes, sends = _carries_data(ports[0]), _carries_data(ports[1])
+        if not (takes or sends):
+            return None
+        hops = ActorTracing(
+            self,
+            name,
+            _VERBS.get(kind, "step"),
+            origin=sends and not takes,
+            ends_at_once=not sends,
+            logs=logs,
+        )
+        hops.skip = self.gap() - 1
+        self.actors.append(hops)
+        return hops
+
+    def close(self) -> None:
+        for hops in self.actors:
+            hops.close()
+
+
+class TracingUnavailable(ActorflowError, ImportError):
+    """Tracing was asked for without OpenTelemetry installed."""
+
+
+def provider_from_environment() -> tuple[TracerProvider, Callable[[], None]]:
+    """A tracer provider for ``actorflow run --trace-ratio``, and how to flush it.
+
+    The global provider if the program was started with one (``opentelemetry-instrument``);
+    else an SDK provider exporting through ``OTEL_TRACES_EXPORTER`` (default ``otlp``,
+    ``console``, ``none``, comma-separated), as OpenTelemetry's own tools read it.
+
+    Raises:
+        TracingUnavailable: An exporter it names is not installed.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, SdkTracerProvider):
+        return current, lambda: None
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "actorflow"}
+    provider = SdkTracerProvider(resource=Resource.create(attributes))
+    for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(","):
+        name = name.strip()
+        if name and name != "none":
+            provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+    return provider, provider.shutdown
+
+
+def _exporter(name: str) -> SpanExporter:
+    found = entry_points(group="opentelemetry_traces_exporter", name=name)
+    if not found:
+        hint = " (pip install opentelemetry-exporter-otlp)" if name == "otlp" else ""
+        raise TracingUnavailable(
+            f"OTEL_TRACES_EXPORTER names {name!r}, which is not installed{hint}; "
+            "'console' prints spans, 'none' exports nothing"
+        )
+    exporter: SpanExporter = next(iter(found)).load()()
+    return exporter

@@ -1,0 +1,432 @@
+"""Prometheus metrics: scraped over real HTTP while a graph runs, parsed as Prometheus does."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+import actorflow as af
+from actorflow._address import Address, parse_address
+from actorflow._system import handling_times
+from actorflow._timings import BOUNDS, HandlingTimes
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+class Double(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, item: int) -> int | None:
+        if item < 0:
+            raise ValueError("negative")
+        return None if item == 0 else item * 2
+
+
+def build(name: str = "metered") -> af.Graph:
+    """inlet -> double -> outlet: runs until the test closes the inlet."""
+    graph = af.Graph(name=name)
+    graph.add("inlet", af.Inlet)
+    graph.add("double", Double)
+    graph.add("outlet", af.Outlet, buffer=1000)
+    graph.link("inlet", "double")
+    graph.link("double", "outlet", buffer=1000)
+    return graph
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def scrape(address: str | None, path: str = "/metrics", **options: Any) -> httpx.Response:
+    assert address is not None
+    async with httpx.AsyncClient() as client:
+        return await client.get(f"http://{address}{path}", **options)
+
+
+async def drain(system: af.System) -> None:
+    await system.close("inlet")
+    async with system.receive("outlet") as items:
+        async for _ in items:
+            pass
+
+
+async def test_a_scrape_shows_every_actor_and_link_of_the_running_graph() -> None:
+    """Counters, gauges, states and the handling-time histogram reach Prometheus with
+    the values the status holds, labelled by graph, actor and link."""
+    async with af.open_system(build(), metrics=0) as system:
+        for item in range(1, 301):
+            await system.send("inlet", item)
+        await system.send("inlet", 0)  # filtered
+        while system.status().actors["double"].received < 301:
+            await trio.sleep(0.001)
+        response = await scrape(system.metrics_address)
+        await drain(system)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = parse(response.text)
+    actor = {"graph": "metered", "actor": "double"}
+    assert value(samples, "actorflow_actor_received_total", **actor) == 301
+    assert value(samples, "actorflow_actor_emitted_total", **actor) == 300
+    assert value(samples, "actorflow_actor_filtered_total", **actor) == 1
+    assert value(samples, "actorflow_actor_errors_total", **actor) == 0
+    assert value(samples, "actorflow_actor_restarts_total", **actor) == 0
+    assert value(samples, "actorflow_actor_dead_letters_total", **actor) == 0
+    assert value(samples, "actorflow_actor_mailbox_depth", **actor) == 0
+    # Every item but the first (which learns how the hook is called) is timed.
+    timed = value(samples, "actorflow_actor_handling_seconds_count", **actor)
+    assert timed in (300, 301)
+    assert value(samples, "actorflow_actor_handling_seconds_bucket", **actor, le="+Inf") == timed
+    assert value(samples, "actorflow_actor_handling_seconds_sum", **actor) > 0
+    link = {"graph": "metered", "link": "inlet.out -> double.in", "target": "double"}
+    assert value(samples, "actorflow_link_sent_total", **link) == 301
+    assert value(samples, "actorflow_link_delivered_total", **link) == 301
+    assert value(samples, "actorflow_link_depth", **link) == 0
+    assert value(samples, "actorflow_link_capacity", **link) == 100
+    out = {"graph": "metered", "link": "double.out -> outlet.in", "target": "outlet"}
+    assert value(samples, "actorflow_link_capacity", **out) == 1000
+    states = {
+        dict(labels)["actorflow_system_state"]: v
+        for (name, labels), v in samples.items()
+        if name == "actorflow_system_state"
+    }
+    assert states["running"] == 1
+    assert sum(states.values()) == 1
+    assert value(samples, "actorflow_system_uptime_seconds", graph="metered") >= 0
+
+
+async def test_drops_and_actor_states_are_labelled_by_reason_and_state() -> None:
+    """What an actor lost shows by reason; each actor is in exactly one state."""
+    graph = af.Graph(name="lossy")
+    graph.add("inlet", af.Inlet)
+    graph.add("double", Double)  # its output has no link: what it emits is lost
+    graph.link("inlet", "double")
+    async with af.open_system(graph, metrics="127.0.0.1:0") as system:
+        for item in range(1, 50):
+            await system.send("inlet", item)
+        while system.status().actors["double"].received < 49:
+            await trio.sleep(0.001)
+        samples = parse((await scrape(system.metrics_address)).text)
+        await system.close("inlet")
+    labels = {"graph": "lossy", "actor": "double", "reason": "unconnected"}
+    assert value(samples, "actorflow_actor_dropped_total", **labels) == 49
+    for actor in ("inlet", "double"):
+        on = [
+            dict(labels)["actorflow_actor_state"]
+            for (name, labels), v in samples.items()
+            if name == "actorflow_actor_state" and dict(labels)["actor"] == actor and v == 1
+        ]
+        assert len(on) == 1, (actor, on)
+
+
+async def test_progress_and_link_drops_are_served() -> None:
+    """What a module reports with ``set_progress`` is served as done and total; what a
+    lossy link refuses (as many as the outlet did not take in time) is counted on the
+    link, by reason."""
+
+    class Counting(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, item: int) -> int:
+            self.set_progress(item, 10)
+            return item
+
+    graph = af.Graph(name="progress")
+    graph.add("inlet", af.Inlet)
+    graph.add("count", Counting)
+    graph.add("outlet", af.Outlet)
+    graph.link("inlet", "count")
+    graph.link("count", "outlet", buffer=1, overflow="drop_newest")
+    async with af.open_system(graph, metrics=0) as system:
+        for item in range(1, 5):
+            await system.send("inlet", item)
+        while system.status().actors["count"].received < 4:
+            await trio.sleep(0.001)
+        samples = parse((await scrape(system.metrics_address)).text)
+        await drain_all(system)
+    labels = {"graph": "progress", "actor": "count"}
+    assert value(samples, "actorflow_actor_progress_done", **labels) == 4
+    assert value(samples, "actorflow_actor_progress_total", **labels) == 10
+    link = {"graph": "progress", "link": "count.out -> outlet.in", "target": "outlet"}
+    dropped = samples.get(
+        ("actorflow_link_dropped_total", frozenset({**link, "reason": "overflow"}.items())), 0
+    )
+    # Every item offered to the link is counted once: accepted, or dropped for overflow.
+    assert value(samples, "actorflow_link_sent_total", **link) + dropped == 4
+
+
+async def drain_all(system: af.System) -> None:
+    await system.close("inlet")
+    async with system.receive("outlet") as items:
+        async for _ in items:
+            pass
+
+
+async def test_two_systems_in_one_process_serve_their_own_metrics() -> None:
+    """Each system has a registry of its own: neither shows the other's series."""
+    async with (
+        af.open_system(build("first"), metrics=0) as first,
+        af.open_system(build("second"), metrics=0) as second,
+    ):
+        assert first.metrics_address != second.metrics_address
+        await first.send("inlet", 1)
+        one = (await scrape(first.metrics_address)).text
+        two = (await scrape(second.metrics_address)).text
+        await drain(first)
+        await drain(second)
+    assert 'graph="first"' in one
+    assert 'graph="second"' not in one
+    assert 'graph="second"' in two
+    assert 'graph="first"' not in two
+
+
+async def test_the_endpoint_answers_head_openmetrics_and_refuses_other_paths() -> None:
+    """HEAD has no body, OpenMetrics is given to who asks for it, other paths are 404,
+    other methods 405, and a connection carries several scrapes."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = system.metrics_address
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            head = await client.head("/metrics")
+            open_metrics = await client.get(
+                "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+            )
+            missing = await client.get("/")
+            posted = await client.post("/metrics", content=b"x")
+            again = await client.get("/metrics?x=1")
+        await drain(system)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.rstrip().endswith("# EOF")
+    assert missing.status_code == 404
+    assert posted.status_code == 405
+    assert again.status_code == 200
+
+
+async def test_a_garbled_request_gets_400_and_the_server_keeps_serving() -> None:
+    """A client that does not speak HTTP is answered 400 and closed; others still scrape."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = parse_address(system.metrics_address)
+        stream = await trio.open_tcp_stream(address.host, address.port)
+        async with stream:
+            await stream.send_all(b"\x00\x01 nonsense\r\n\r\n")
+            answer = await stream.receive_some(1000)
+        response = await scrape(system.metrics_address)
+        await drain(system)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert response.status_code == 200
+
+
+async def test_the_endpoint_closes_with_the_system() -> None:
+    """Once the graph has ended nothing listens on its address any more."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = parse_address(system.metrics_address)
+        await drain(system)
+    with pytest.raises(OSError, match="nnect"):  # "Connection refused", "all attempts to connect"
+        await trio.open_tcp_stream(address.host, address.port)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+async def test_a_port_in_use_is_a_serve_error_before_anything_is_built(busy_port: int) -> None:
+    """The address is bound first: in use, the system fails at once, with a message that
+    names the address, and no module was constructed."""
+    built: list[str] = []
+
+    class Counting(Double):
+        def __init__(self) -> None:
+            built.append("double")
+
+    graph = af.Graph(name="busy")
+    graph.add("inlet", af.Inlet)
+    graph.add("double", Counting)
+    graph.link("inlet", "double")
+    with pytest.raises(af.ServeError, match=f"127.0.0.1:{busy_port}: address already in use"):
+        async with af.open_system(graph, metrics=busy_port):
+            pass  # pragma: no cover
+    assert built == []
+
+
+def test_the_settings_take_a_port_or_host_and_port() -> None:
+    """``metrics`` is ``[HOST:]PORT`` (a number is a port on 127.0.0.1), else refused
+    with a message naming the setting."""
+    assert af.Settings(metrics=9464).metrics == "9464"
+    assert parse_address("9464") == Address("127.0.0.1", 9464)
+    assert parse_address("0.0.0.0:80") == Address("0.0.0.0", 80)
+    assert parse_address("[::1]:9464") == Address("::1", 9464)
+    assert str(Address("::1", 1)) == "[::1]:1"
+    for bad in ("", "host:", ":80", "99999", "::1:80", "a b:1", "-1", "1.5"):
+        with pytest.raises(ValueError, match="metrics must be"):
+            af.Settings(metrics=bad)
+    with pytest.raises(TypeError, match="metrics must be"):
+        af.Settings(metrics=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trace_ratio must be a number from 0 to 1"):
+        af.Settings(trace_ratio=1.5)
+
+
+@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.none(), st.binary()))
+def test_any_address_is_parsed_or_refused_with_a_value_or_type_error(value: object) -> None:
+    """Whatever a user writes, the answer is an address or a one-line error."""
+    error: Exception | None = None
+    try:
+        address = parse_address(value, "metrics")
+    except (ValueError, TypeError) as exc:
+        error = exc
+    if error is not None:
+        assert str(error).startswith("metrics must be")
+        assert "\n" not in str(error)
+    else:
+        assert 0 <= address.port <= 65535
+        assert parse_address(str(address)) == address
+
+
+def test_handling_times_count_each_item_of_a_batch_at_its_mean() -> None:
+    """A batch of n items in t seconds adds n items of t/n to one bucket, t to the sum."""
+    times = HandlingTimes()
+    times.observe(0.004, 4)  # 1 ms each
+    times.observe(1e-7, 2)
+    times.observe(100.0, 1)
+    times.observe(1.0, 0)  # nothing handled: nothing counted
+    buckets = dict(times.cumulative())
+    assert buckets["1e-06"] == 2
+    assert buckets["0.001"] == 6
+    assert buckets[repr(BOUNDS[-1])] == 6
+    assert buckets["+Inf"] == times.count == 7
+    assert times.total == pytest.approx(100.0040001)
+
+
+def test_without_metrics_no_actor_pays_for_handling_times() -> None:
+    """The per-batch timing is switched on only while metrics are served."""
+    graph = af.Graph(name="unmetered")
+    graph.add("numbers", af.Variable, initial=1)
+    graph.add("double", Double)
+    graph.add("outlet", af.Outlet)
+    graph.chain("numbers", "double", "outlet")
+
+    async def main() -> dict[str, HandlingTimes]:
+        async with af.open_system(graph) as system:
+            timings = handling_times(system)
+            system.cancel()
+        return timings
+
+    assert trio.run(main) == {}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> None:
+    """``actorflow run --metrics PORT``: Prometheus can scrape the running graph."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "actorflow",
+            "run",
+            "examples/sensor_pipeline.toml",
+            "--no-view",
+            "--metrics",
+            str(port),
+        ],
+        cwd=CHECKOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the endpoint never answered"
+                time.sleep(0.05)
+        samples = parse(response.text)
+        labels = {"graph": "sensor-pipeline", "actor": "calibrate"}
+        assert ("actorflow_actor_received_total", frozenset(labels.items())) in samples
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--metrics", "localhost:http", "--metrics localhost:http: metrics must be [HOST:]PORT"),
+        ("--trace-ratio", "-0.5", "--trace-ratio -0.5: trace_ratio must be a number from 0"),
+    ],
+)
+def test_bad_observing_options_are_one_line_errors(option: str, value: str, message: str) -> None:
+    """A bad ``--metrics`` or ``--trace-ratio`` ends the command with exit 2 and one line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "actorflow", "run", "examples/sensor_pipeline.toml", option, value],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_port_in_use_ends_actorflow_run_with_one_line(busy_port: int) -> None:
+    """``--metrics`` on a port in use: exit 2, one line naming the address, nothing ran."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actorflow",
+            "run",
+            "examples/sensor_pipeline.toml",
+            "--metrics",
+            str(busy_port),
+        ],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: cannot serve metrics on 127.0.0.1:{busy_port}: address already in use "
+        "(another program listens there)\n"
+    )

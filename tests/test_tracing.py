@@ -1,0 +1,531 @@
+"""OpenTelemetry traces: one trace per sampled item, a span per hop, across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgpack
+import pytest
+import structlog
+import trio
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from redis_server import RedisServer
+
+import actorflow as af
+from actorflow._data import _EXT_DATA
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+class Numbers(af.Source):
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def start(self) -> Iterator[af.Data]:
+        return (af.Data(fields={"n": n}) for n in range(self.count))
+
+
+class Inc(af.Processor):
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data: af.Data) -> af.Data | None:
+        if data.fields["n"] == -1:
+            return None
+        return data.with_fields(n=data.fields["n"] + 1)
+
+
+class Renew(af.Processor):
+    """Makes a new item of each: the trace of the old one ends here."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data: af.Data) -> af.Data:
+        return af.Data(fields=data.fields)
+
+
+class Drop(af.Sink):
+    inputs: ClassVar = {"in": object}
+
+    def consume(self, item: object) -> None:
+        pass
+
+
+def pipeline(count: int, *middle: tuple[str, type[af.Module]]) -> af.Graph:
+    graph = af.Graph(name="traced")
+    graph.add("src", Numbers, count=count)
+    for name, kind in middle:
+        graph.add(name, kind)
+    graph.add("sink", Drop)
+    graph.chain("src", *(name for name, _ in middle), "sink")
+    return graph
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def by_trace(spans: tuple[ReadableSpan, ...]) -> dict[int, list[ReadableSpan]]:
+    traces: dict[int, list[ReadableSpan]] = {}
+    for span in sorted(spans, key=lambda span: span.start_time or 0):
+        assert span.context is not None
+        traces.setdefault(span.context.trace_id, []).append(span)
+    return traces
+
+
+def chain_of(spans: list[ReadableSpan]) -> list[str]:
+    """The span names from the root down, checking each is the child of the one before."""
+    root = next(span for span in spans if span.parent is None)
+    names, current = [root.name], root
+    while True:
+        assert current.context is not None
+        children = [
+            span
+            for span in spans
+            if span.parent is not None and span.parent.span_id == current.context.span_id
+        ]
+        if not children:
+            return names
+        assert len(children) == 1
+        current = children[0]
+        names.append(current.name)
+
+
+def test_every_item_is_one_trace_with_a_span_per_hop(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """At ratio 1 each item gets a root span where it enters and a child per actor it
+    passes, in the order it passed them, each naming the item."""
+    af.run(pipeline(20, ("a", Inc), ("b", Inc)), trace_ratio=1.0, tracer_provider=provider)
+    traces = by_trace(exporter.get_finished_spans())
+    assert len(traces) == 20
+    for spans in traces.values():
+        assert chain_of(spans) == ["src send", "a process", "b process", "sink consume"]
+        assert len({span.attributes["message.id"] for span in spans if span.attributes}) == 1
+        kinds = [span.kind for span in spans]
+        assert kinds == [SpanKind.PRODUCER, *[SpanKind.CONSUMER] * 3]
+        assert spans[0].attributes is not None
+        assert spans[0].attributes["actorflow.graph"] == "traced"
+        for span in spans:
+            assert span.attributes is not None
+            assert span.attributes["actorflow.actor"] == span.name.split()[0]
+            assert span.end_time is not None
+            assert span.start_time is not None
+            assert span.end_time >= span.start_time
+
+
+def test_a_ratio_traces_about_that_share_of_the_items(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """At 10% about a tenth of 5000 items are traced, each of them whole."""
+    af.run(pipeline(5000, ("a", Inc)), trace_ratio=0.1, tracer_provider=provider)
+    traces = by_trace(exporter.get_finished_spans())
+    assert 300 <= len(traces) <= 700  # 500 expected, sd 21: beyond 9 sd
+    for spans in traces.values():
+        assert chain_of(spans) == ["src send", "a process", "sink consume"]
+
+
+def test_without_a_ratio_no_actor_gets_a_hook(provider: TracerProvider) -> None:
+    """The default (0) installs nothing: the actors run as if tracing did not exist."""
+
+    async def hooks() -> list[object]:
+        async with af.open_system(pipeline(3, ("a", Inc)), tracer_provider=provider) as system:
+            return [system._actors[name].hops for name in system.actors]
+
+    assert trio.run(hooks) == [None, None, None]
+
+
+def test_ports_that_cannot_carry_data_get_no_hook(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An int pipeline has nothing to carry a trace in: no hook, no span, no cost."""
+
+    class Ints(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        def start(self) -> range:
+            return range(10)
+
+    class Inc(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, item: int) -> int:
+            return item + 1
+
+    graph = af.Graph(name="ints")
+    graph.add("src", Ints)
+    graph.add("inc", Inc)
+    graph.add("sink", Drop)
+    graph.chain("src", "inc", "sink")
+
+    async def hooks() -> dict[str, object]:
+        async with af.open_system(graph, trace_ratio=1.0, tracer_provider=provider) as system:
+            return {name: system._actors[name].hops for name in system.actors}
+
+    found = trio.run(hooks)
+    assert found["src"] is None
+    assert found["inc"] is None
+    assert found["sink"] is not None  # it takes anything, Data included
+    assert exporter.get_finished_spans() == ()
+
+
+def test_mixed_items_are_traced_when_they_are_data(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A port of ``object`` carrying ints and Data: the Data items are traced, the rest
+    pass untouched."""
+
+    class Mixed(af.Source):
+        outputs: ClassVar = {"out": object}
+
+        def start(self) -> list[object]:
+            return [1, af.Data(fields={"n": 1}), "two", af.Data(fields={"n": 2}), 3]
+
+    graph = af.Graph(name="mixed")
+    graph.add("src", Mixed)
+    graph.add("sink", Drop)
+    graph.link("src", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    traces = by_trace(exporter.get_finished_spans())
+    assert [chain_of(spans) for spans in traces.values()] == [["src send", "sink consume"]] * 2
+
+
+def test_a_filtered_or_renewed_item_ends_its_trace_where_it_ended(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An item a processor drops, or replaces by a new one, ends its trace at that
+    processor; its span still ends."""
+
+    class Minus(af.Source):
+        outputs: ClassVar = {"out": af.Data}
+
+        def start(self) -> list[af.Data]:
+            return [af.Data(fields={"n": -1}), af.Data(fields={"n": 5})]
+
+    graph = af.Graph(name="ends")
+    graph.add("src", Minus)
+    graph.add("inc", Inc)
+    graph.add("renew", Renew)
+    graph.add("sink", Drop)
+    graph.chain("src", "inc", "renew", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    chains = sorted(chain_of(spans) for spans in by_trace(exporter.get_finished_spans()).values())
+    assert chains == [
+        ["src send", "inc process"],
+        ["src send", "inc process", "renew process"],
+    ]
+    assert all(span.end_time for span in exporter.get_finished_spans())
+
+
+def test_an_item_with_a_damaged_traceparent_starts_a_trace_of_its_own(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A ``Data.trace`` that is no traceparent (written by hand, or damaged) is not
+    fatal: the next span starts a new trace, and the item goes on carrying it."""
+
+    class Damaged(af.Source):
+        outputs: ClassVar = {"out": af.Data}
+
+        def start(self) -> list[af.Data]:
+            return [af.Data(fields={"n": 1}, trace="not a traceparent")]
+
+    graph = af.Graph(name="damaged")
+    graph.add("src", Damaged)
+    graph.add("inc", Inc)
+    graph.add("sink", Drop)
+    graph.chain("src", "inc", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    (spans,) = by_trace(exporter.get_finished_spans()).values()
+    assert chain_of(spans) == ["inc process", "sink consume"]
+
+
+def test_debug_logs_still_trace_ids_while_spans_are_made(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """With debug logs on, every hop is still logged for ``actorflow logs --trace``."""
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="debug", file=str(path))
+    af.run(pipeline(3, ("a", Inc)), trace_ratio=1.0, tracer_provider=provider)
+    structlog.reset_defaults()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    traced = {span.attributes["message.id"] for span in exporter.get_finished_spans()}
+    assert len(traced) == 3
+    for message_id in traced:
+        hops = [
+            (e["actor"], e["event"])
+            for e in events
+            if e["event"].startswith("message.") and message_id in e["message_ids"]
+        ]
+        assert hops == [
+            ("src", "message.sent"),
+            ("a", "message.received"),
+            ("a", "message.sent"),
+            ("sink", "message.received"),
+        ]
+
+
+def test_tracing_without_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for traces where OpenTelemetry is not installed is an ImportError that
+    says which extra to install; nothing runs."""
+    monkeypatch.setitem(sys.modules, "actorflow._tracing", None)
+    with pytest.raises(ImportError, match=r"pip install 'actorflow\[otel\]'"):
+        af.run(pipeline(3), trace_ratio=0.5)
+
+
+# -- the trace travels with the item ----------------------------------------------------
+
+
+def test_a_traced_item_encodes_its_traceparent_and_an_untraced_one_as_before() -> None:
+    """``Data.trace`` survives encoding; an untraced item is written exactly as before
+    the field existed (5 items), and such entries still decode."""
+    traced = af.Data(fields={"n": 1}, trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert af.decode(af.encode(traced)) == traced
+    untraced = af.Data(fields={"n": 1}, timestamp=1.0, id="x", origin="src")
+    ext = msgpack.unpackb(af.encode(untraced), raw=False)
+    assert ext.code == _EXT_DATA
+    assert len(msgpack.unpackb(ext.data, raw=False)) == 5
+    old = msgpack.packb(
+        msgpack.ExtType(_EXT_DATA, msgpack.packb([{"n": 1}, {}, 1.0, "x", "src"])),
+        use_bin_type=True,
+    )
+    assert af.decode(old) == untraced
+    assert af.decode(old).trace is None
+    assert traced.evolve(fields={}).trace == traced.trace
+
+
+def test_a_trace_that_is_not_text_is_refused_on_decode() -> None:
+    """A damaged entry whose trace is not a string is undecodable, not a bad Data."""
+    bad = msgpack.packb(
+        msgpack.ExtType(_EXT_DATA, msgpack.packb([{}, {}, 1.0, "x", None, 7])),
+        use_bin_type=True,
+    )
+    with pytest.raises(af.SerializationError, match="trace must be a string"):
+        af.decode(bad)
+
+
+SIDE = """
+import json
+import sys
+from typing import ClassVar
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import actorflow as af
+
+
+class Numbers(af.Source):
+    outputs: ClassVar = {"out": af.Data}
+
+    def start(self):
+        return (af.Data(fields={"n": n}) for n in range(COUNT))
+
+
+class Inc(af.Processor):
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data):
+        return data.with_fields(n=data.fields["n"] + 1)
+
+
+class Drop(af.Sink):
+    inputs: ClassVar = {"in": af.Data}
+
+    def consume(self, data):
+        pass
+
+
+graph = af.Graph(name=NAME)
+graph.add("src", Numbers)
+graph.add("here", Inc)
+graph.add("there", Inc)
+graph.add("sink", Drop)
+graph.link("src", "here")
+graph.link("here", "there", remote={"batch": 10})
+graph.link("there", "sink")
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+af.run(graph, only=sys.argv[1].split(","), remote_url=URL, trace_ratio=1.0,
+       tracer_provider=provider)
+print(json.dumps([
+    {"name": s.name, "trace": s.context.trace_id, "span": s.context.span_id,
+     "parent": s.parent.span_id if s.parent else None, "id": s.attributes["message.id"]}
+    for s in exporter.get_finished_spans()
+]))
+"""
+
+
+def test_one_item_is_one_trace_across_two_processes(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Producer and consumer in two processes joined by a remote link over real Redis:
+    each item's spans in both processes make one trace, the far side's first span the
+    child of the near side's last."""
+    count = 30
+    script = tmp_path / "side.py"
+    script.write_text(
+        f"COUNT = {count}\nNAME = {uuid.uuid4().hex[:8]!r}\nURL = {redis_server.url!r}\n"
+        + textwrap.dedent(SIDE)
+    )
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    sides = [
+        subprocess.Popen(
+            [sys.executable, str(script), only],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for only in ("there,sink", "src,here")
+    ]
+    outputs: list[list[dict[str, Any]]] = []
+    for side in sides:
+        out, err = side.communicate(timeout=60)
+        assert side.returncode == 0, err
+        outputs.append(json.loads(out.splitlines()[-1]))
+    far, near = outputs
+    assert {s["name"] for s in near} == {"src send", "here process"}
+    assert {s["name"] for s in far} == {"there process", "sink consume"}
+    for item in {s["id"] for s in near}:
+        spans = [s for s in near + far if s["id"] == item]
+        assert len({s["trace"] for s in spans}) == 1
+        named = {s["name"]: s for s in spans}
+        assert named["there process"]["parent"] == named["here process"]["span"]
+        assert named["sink consume"]["parent"] == named["there process"]["span"]
+        assert named["here process"]["parent"] == named["src send"]["span"]
+    assert len({s["id"] for s in far}) == count
+
+
+def test_actorflow_run_exports_spans_as_otel_traces_exporter_says(tmp_path: Path) -> None:
+    """``actorflow run --trace-ratio 1`` with ``OTEL_TRACES_EXPORTER=console`` prints
+    the spans of every hop, flushed before the command ends."""
+    graph = tmp_path / "graph.toml"
+    graph.write_text(
+        textwrap.dedent(
+            """
+            [graph]
+            name = "cli-traced"
+
+            [modules.src]
+            module = "tests_numbers"
+            config = { count = 3 }
+
+            [modules.sink]
+            module = "tests_drop"
+
+            [[links]]
+            from = "src"
+            to = "sink"
+            """
+        )
+    )
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [tool.actorflow]
+            pythonpath = ["."]
+
+            [tool.actorflow.modules]
+            tests_numbers = "modules:Numbers"
+            tests_drop = "modules:Drop"
+            """
+        )
+    )
+    (tmp_path / "modules.py").write_text(
+        textwrap.dedent(
+            """
+            from typing import ClassVar
+            import actorflow as af
+
+            class Numbers(af.Source):
+                outputs: ClassVar = {"out": af.Data}
+
+                def __init__(self, count):
+                    self.count = count
+
+                def start(self):
+                    return (af.Data(fields={"n": n}) for n in range(self.count))
+
+            class Drop(af.Sink):
+                inputs: ClassVar = {"in": af.Data}
+
+                def consume(self, data):
+                    pass
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT), "OTEL_TRACES_EXPORTER": "console"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actorflow",
+            "run",
+            "graph.toml",
+            "--no-view",
+            "--trace-ratio",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"name": "src send"') == 3
+    assert result.stdout.count('"name": "sink consume"') == 3
+
+
+def test_an_exporter_that_is_not_installed_is_a_one_line_error() -> None:
+    """``OTEL_TRACES_EXPORTER`` naming an exporter that is not installed ends
+    ``actorflow run --trace-ratio`` at once, in one line that says what to install."""
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT), "OTEL_TRACES_EXPORTER": "otlp"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actorflow",
+            "run",
+            "examples/sensor_pipeline.toml",
+            "--trace-ratio",
+            "0.5",
+        ],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --trace-ratio: OTEL_TRACES_EXPORTER names 'otlp', which is not installed "
+        "(pip install opentelemetry-exporter-otlp); 'console' prints spans, 'none' exports "
+        "nothing\n"
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
+from functools import partial
 from typing import Any, final
 
 import attrs
@@ -105,6 +107,8 @@ class System:
         """The signals this system handles (``handle_signals``), if it does."""
         self._collector = CollectorRest()
         """Rests while the graph is built, then leaves what was built alone."""
+        self.dashboard_url: str | None = None
+        """The dashboard's page (``http://127.0.0.1:8080/``), if it has one."""
 
     @property
     def _actors(self) -> dict[str, Actor]:
@@ -620,6 +624,7 @@ async def open_system(
     reporters: Sequence[Reporter] = (),
     only: Collection[str] | None = None,
     handle_signals: bool = False,
+    dashboard: str | int | tuple[str, int] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -647,10 +652,14 @@ async def open_system(
             cancels it, one during start-up aborts the start; once it has ended the
             block raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM).
             Off by default: a library leaves the program's signals alone unless asked.
+        dashboard: Serve a live web dashboard at ``"[HOST:]PORT"`` (host 127.0.0.1, port 0:
+            any free one) while it runs, at :attr:`System.dashboard_url` (a how-to: dashboard).
 
     Raises:
         GraphError: The graph is invalid, or cannot be split as ``only`` asks;
             nothing was constructed.
+        OSError: The dashboard cannot listen where asked (a port in use); ImportError:
+            without ``pip install 'actorflow[dashboard]'``; nothing was constructed.
         InitializationError: A module's constructor raised; nothing was started.
         ValidationError: A module's ``validate()`` refused; nothing was started.
         EscalationError: Modules kept failing beyond the root supervisor's restart
@@ -660,16 +669,76 @@ async def open_system(
     check_arguments(graph, store, reporters)
     settings = _make_settings(settings, overrides)
     async with AsyncExitStack() as owned:
+        listening = owned.enter_context(_listen(dashboard))
         # Reporters named in the settings (a graph file's) are the system's to close.
         named = [await owned.enter_async_context(HttpReporter(url)) for url in settings.reporters]
         system = System(graph, settings, store, [*reporters, *named], only)
         with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
-            async with _running(system, requests) as running:
+            async with _running(system, requests, listening) as running:
                 yield running
 
 
+@contextmanager
+def _listen(dashboard: object) -> Iterator[socket.socket | None]:
+    """The dashboard's socket, bound (see :func:`open_system`), if one is asked for.
+
+    Raises:
+        ValueError: ``dashboard`` is not an address (TypeError: not even text).
+    """
+    if dashboard is None:
+        yield None
+        return
+    from ._dashboard import bind, parse_address, require_extra
+
+    address = parse_address(dashboard)
+    require_extra()
+    with bind(*address) as listening:
+        yield listening
+
+
+async def _watch(
+    system: System, listening: socket.socket | None, *, task_status: trio.TaskStatus[str | None]
+) -> None:
+    """Serve the dashboard, and publish this process's view for one elsewhere when the
+    graph has remote links (see :mod:`actorflow._dashboard`), until the system ends."""
+    from ._dashboard._tracker import Watched
+    from ._dashboard._watch import watch
+
+    urls = [system.settings.remote_url, *system.settings.reporters]
+    urls += [link.remote.url for link in system.graph.links if link.remote is not None]
+    watched = Watched(
+        status=system.status,
+        errors=partial(_errors, system),
+        dead_letters=lambda: system.dead_letters,
+        here=system.here,
+        started_at=system.started_at,
+        secrets=tuple(url for url in urls if url),
+    )
+    remote = next((url for url in urls if url), None) if system._wiring.pumps else None
+    await watch(
+        watched,
+        system.graph,
+        done=system.wait,
+        listening=listening,
+        remote_url=remote,
+        log=system.log,
+        task_status=task_status,
+    )
+
+
+def _errors(system: System) -> Mapping[str, str]:
+    """The last error of each actor whose module failed, in one line."""
+    return {
+        name: describe(actor.failure.__cause__ or actor.failure)
+        for name, actor in system._wiring.actors.items()
+        if actor.failure is not None
+    }
+
+
 @asynccontextmanager
-async def _running(system: System, requests: SignalRequests | None) -> AsyncIterator[System]:
+async def _running(
+    system: System, requests: SignalRequests | None, listening: socket.socket | None = None
+) -> AsyncIterator[System]:
     """Start ``system``, hand it to the block, and end it (see :func:`open_system`)."""
     await _start_up(system, requests)
     body_error: BaseException | None = None
@@ -679,6 +748,8 @@ async def _running(system: System, requests: SignalRequests | None) -> AsyncIter
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
+                if listening is not None or system._wiring.pumps:
+                    system.dashboard_url = await nursery.start(_watch, system, listening)
                 if requests is not None:
                     nursery.start_soon(_tick_until_done, system, requests)
                 try:
@@ -756,6 +827,7 @@ def run(
     store: Store | None = None,
     only: Collection[str] | None = None,
     handle_signals: bool = True,
+    dashboard: str | int | tuple[str, int] | None = None,
     **overrides: Any,
 ) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
@@ -769,6 +841,7 @@ def run(
     SIGTERM ``SystemExit(143)`` (uncaught, it ends the program with status 143, as the
     signal would have; ``finally`` blocks run). ``handle_signals=False`` leaves the
     program's handlers alone (Ctrl-C then cancels the system, as trio delivers it).
+    ``dashboard`` serves a live web dashboard while it runs (see :func:`open_system`).
 
     Raises:
         The same errors as :func:`open_system`.
@@ -776,7 +849,13 @@ def run(
 
     async def main() -> SystemStatus:
         async with open_system(
-            graph, settings, store=store, only=only, handle_signals=handle_signals, **overrides
+            graph,
+            settings,
+            store=store,
+            only=only,
+            handle_signals=handle_signals,
+            dashboard=dashboard,
+            **overrides,
         ) as system:
             pass
         return system.status()

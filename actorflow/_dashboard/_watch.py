@@ -1,0 +1,70 @@
+"""What a running system starts to be watched: the dashboard's server and the board it
+shows, and, when the graph has remote links, the publication of this process's view
+for a dashboard elsewhere (and the reading of the others' for this one)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+
+import structlog
+import trio
+
+from .._graph import Graph
+from ._board import Board
+from ._layout import layout
+from ._peers import process_name, publish, read_peers
+from ._tracker import Tracker, Watched
+
+__all__ = ["FINAL_GRACE", "watch"]
+
+FINAL_GRACE = 0.3
+"""Seconds the pages are given to receive the last snapshot once the system has ended."""
+
+
+async def watch(
+    watched: Watched,
+    graph: Graph,
+    *,
+    done: Callable[[], Awaitable[None]],
+    listening: socket.socket | None,
+    remote_url: str | None,
+    log: structlog.typing.FilteringBoundLogger,
+    task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Watch the system until ``done()`` returns; reports the dashboard's URL (``None``
+    without a dashboard) once it is served."""
+    tracker = Tracker(watched)
+    board: Board | None = None
+    async with trio.open_nursery() as nursery:
+        if remote_url is not None:
+            nursery.start_soon(publish, tracker, remote_url, graph.name, log)
+        url = None
+        if listening is not None:
+            board = Board(layout(graph, watched.here), tracker, process_name())
+            board.refresh()
+            nursery.start_soon(_tick, board)
+            if remote_url is not None:
+                nursery.start_soon(read_peers, remote_url, graph.name, board.take_peers, log)
+            url = await nursery.start(_serve, board, listening)
+            log.info("dashboard.serving", url=url)
+        task_status.started(url)
+        await done()
+        if board is not None:
+            board.refresh()
+            await trio.sleep(FINAL_GRACE)
+        nursery.cancel_scope.cancel()
+
+
+async def _serve(
+    board: Board, listening: socket.socket, *, task_status: trio.TaskStatus[str]
+) -> None:
+    from ._server import serve  # hypercorn and starlette: only for a dashboard
+
+    await serve(board, listening, task_status=task_status)
+
+
+async def _tick(board: Board) -> None:
+    while True:
+        await trio.sleep(board.interval)
+        board.refresh()

@@ -66,6 +66,14 @@ class Board:
         return self.version, self.current
 
 
+_SENDING = " (to the stream)"
+_RECEIVING = " (from the stream)"
+
+
+def _receiving_last(item: tuple[str, Any]) -> bool:
+    return item[0].endswith(_RECEIVING)
+
+
 def merge(
     process: str,
     own: dict[str, Any],
@@ -81,10 +89,10 @@ def merge(
     actors: dict[str, Any] = {}
     links: dict[str, Any] = {}
     views = [(name, view) for name, view in sorted(peers.items())] + [(process, own)]
-    for name, view in views:
-        if name != process:
+    for where, view in views:
+        if where != process:
             gone = now - float(view.get("time", 0)) > GONE_AFTER
-            processes[name] = {
+            processes[where] = {
                 "state": view.get("state"),
                 "here": view.get("here", []),
                 "local": False,
@@ -93,8 +101,11 @@ def merge(
         here = set(view.get("here", ()))
         for actor, shown in view.get("actors", {}).items():
             if actor in here:
-                actors[actor] = {**shown, "process": name}
-        for link, shown in view.get("links", {}).items():
+                actors[actor] = {**shown, "process": where}
+        # A remote link's halves are its buffer to the stream (where its producer runs)
+        # and from it (where its consumer runs): the consumer's half is the link's fill.
+        for name, shown in sorted(view.get("links", {}).items(), key=_receiving_last):
+            link = name.removesuffix(_SENDING).removesuffix(_RECEIVING)
             if link not in links or shown.get("target") in here:
                 links[link] = shown
     return {

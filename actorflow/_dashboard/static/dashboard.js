@@ -11,6 +11,8 @@
   let layout = null;
   let snapshot = null;
   let selected = null;
+  const ENDED = new Set(["done", "failed", "cancelled"]);
+  const ENDED_ACTOR = new Set(["terminated", "invalid"]);
 
   function svg(tag, attributes, parent) {
     const element = document.createElementNS(NS, tag);
@@ -176,8 +178,8 @@
       return failed;
     }
     const blocked = actor.blocked_on ? ` on ${actor.blocked_on}` : "";
-    view.line1.textContent =
-      `${rate(actor.rate)}  ·  in ${count(actor.received)}  ·  out ${count(actor.emitted)}${blocked}`;
+    const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
+    view.line1.textContent = `${rate(actor.rate)}${taken}  ·  out ${count(actor.emitted)}${blocked}`;
     view.line2.textContent =
       `mailbox ${count(actor.depth)}  ·  restarts ${actor.restarts}  ·  errors ${actor.errors}  ·  dead ${actor.dead}`;
     view.error.textContent = failed && actor.error ? cut(actor.error, 44) : "";
@@ -280,7 +282,7 @@
     row(table, "errors", count(actor.errors));
     row(table, "dead letters", count(actor.dead));
     row(table, "dropped", count(actor.dropped));
-    if (actor.reason) row(table, "ended", actor.reason);
+    if (actor.reason && ENDED_ACTOR.has(actor.state)) row(table, "ended", actor.reason);
     for (const [key, value] of Object.entries(actor.info || {})) row(table, key, JSON.stringify(value));
     html("h3", null, "recent events", panel);
     const list = html("ol", "events", null, panel);
@@ -298,6 +300,11 @@
 
   function connection(live) {
     const element = document.getElementById("connection");
+    if (live === null) {
+      element.textContent = "the run has ended";
+      element.className = "connection";
+      return;
+    }
     element.textContent = live ? "live" : "disconnected (retrying)";
     element.className = `connection ${live ? "live" : "lost"}`;
   }
@@ -308,7 +315,15 @@
     draw(layout);
     update(await (await fetch("api/status")).json());
     const events = new EventSource("events");
-    events.addEventListener("status", (event) => update(JSON.parse(event.data)));
+    events.addEventListener("status", (event) => {
+      const data = JSON.parse(event.data);
+      update(data);
+      if (ENDED.has(data.state)) {
+        // The run is over and its server about to go: keep its last picture.
+        events.close();
+        connection(null);
+      }
+    });
     events.addEventListener("open", () => connection(true));
     events.addEventListener("error", () => connection(false));
   }

@@ -15,7 +15,7 @@ SECRET = "s3cr3t-pw"
 """A password that must never reach the page."""
 
 
-class Ticks(af.Source):
+class Readings(af.Source):
     """Emits ``count`` numbered items, one every ``delay`` seconds, reporting progress."""
 
     outputs: ClassVar = {"out": af.Data}
@@ -31,7 +31,7 @@ class Ticks(af.Source):
             yield af.Data(fields={"n": n})
 
 
-class Relay(af.Processor):
+class Calibrate(af.Processor):
     """Passes each item on after ``delay`` seconds."""
 
     inputs: ClassVar = {"in": af.Data}
@@ -46,7 +46,7 @@ class Relay(af.Processor):
         return data
 
 
-class Picky(af.Processor):
+class Parser(af.Processor):
     """Fails on every ``every``-th item, quoting a URL with a password in its error."""
 
     inputs: ClassVar = {"in": af.Data}
@@ -58,11 +58,11 @@ class Picky(af.Processor):
     def process(self, data: af.Data) -> af.Data:
         n = data.fields["n"]
         if n % self.every == self.every - 1:
-            raise ValueError(f"cannot take {n} from redis://:{SECRET}@db.internal/0")
+            raise ValueError(f"bad reading {n} from redis://:{SECRET}@db.internal/0")
         return data
 
 
-class Drain(af.Sink):
+class Store(af.Sink):
     """Takes every item (after ``delay`` seconds)."""
 
     inputs: ClassVar = {"in": af.Data}
@@ -75,31 +75,31 @@ class Drain(af.Sink):
             await trio.sleep(self.delay)
 
 
-def build(**ticks: Any) -> af.Graph:
-    """ticks -> relay -> drain, and ticks -> picky -> drain2 (picky keeps failing and is
+def build(**readings: Any) -> af.Graph:
+    """sensor -> calibrate -> store, and sensor -> parse -> archive (parse keeps failing and is
     restarted each time)."""
     graph = af.Graph(name="dash-demo")
     graph.supervisor(max_restarts=1_000_000, period=1)
-    graph.add("ticks", Ticks, **ticks)
-    graph.add("relay", Relay, delay=0.002)
-    graph.add("picky", Picky)
-    graph.add("drain", Drain, delay=0.004)
-    graph.add("drain2", Drain)
-    graph.link("ticks", "relay")
-    graph.link("ticks", "picky")
-    graph.link("relay", "drain", buffer=16)
-    graph.link("picky", "drain2")
+    graph.add("sensor", Readings, **readings)
+    graph.add("calibrate", Calibrate, delay=0.002)
+    graph.add("parse", Parser)
+    graph.add("store", Store, delay=0.009)  # slower than the sensor: backpressure
+    graph.add("archive", Store)
+    graph.link("sensor", "calibrate")
+    graph.link("sensor", "parse")
+    graph.link("calibrate", "store", buffer=16)
+    graph.link("parse", "archive")
     return graph
 
 
 def build_split() -> af.Graph:
-    """ticks | relay -> drain: the first link remote (the URL comes from remote_url)."""
+    """sensor | calibrate -> store: the first link remote (the URL comes from remote_url)."""
     graph = af.Graph(name=os.environ.get("DASH_GRAPH", "dash-split"))
-    graph.add("ticks", Ticks, delay=0.01)
-    graph.add("relay", Relay)
-    graph.add("drain", Drain, delay=0.004)
-    graph.link("ticks", "relay", remote=True)
-    graph.link("relay", "drain", buffer=16)
+    graph.add("sensor", Readings, delay=0.01)
+    graph.add("calibrate", Calibrate)
+    graph.add("store", Store, delay=0.004)
+    graph.link("sensor", "calibrate", remote=True)
+    graph.link("calibrate", "store", buffer=16)
     return graph
 
 

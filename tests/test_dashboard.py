@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from dashboard_graph import SECRET, Drain, Relay, Ticks, build
+from dashboard_graph import SECRET, Calibrate, Readings, Store, build
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -105,7 +105,7 @@ def test_every_module_gets_a_box_of_its_own_and_links_point_down_the_layers(
     """Any acyclic graph: boxes never overlap and every link goes to a later layer."""
     graph = af.Graph(name="g")
     for index in range(size):
-        graph.add(f"m{index}", Relay)
+        graph.add(f"m{index}", Calibrate)
     for a, b in {(a, b) for a, b in pairs if a < b < size}:
         graph.link(f"m{a}", f"m{b}")
     drawn = layout(graph, {f"m{i}" for i in range(size)})
@@ -121,8 +121,8 @@ def test_every_module_gets_a_box_of_its_own_and_links_point_down_the_layers(
 
 def test_the_layout_marks_remote_links_and_where_modules_run_and_hides_passwords() -> None:
     graph = af.Graph(name="g")
-    graph.add("src", Ticks)
-    graph.add("out", Drain)
+    graph.add("src", Readings)
+    graph.add("out", Store)
     graph.link("src", "out", remote=f"redis://:{SECRET}@db.internal/0")
     drawn = layout(graph, {"out"})
     assert SECRET not in json.dumps(drawn)
@@ -321,17 +321,17 @@ async def test_the_event_stream_sends_snapshots_whose_numbers_move() -> None:
         assert system.dashboard_url is not None
         seen = await trio.to_thread.run_sync(sse, system.dashboard_url + "events", 4)
         system.cancel()
-    received = [snapshot["actors"]["relay"]["received"] for snapshot in seen]
+    received = [snapshot["actors"]["calibrate"]["received"] for snapshot in seen]
     assert received[-1] > received[0]
     last = seen[-1]
     assert last["graph"] == "dash-demo"
-    assert set(last["actors"]) == {"ticks", "relay", "picky", "drain", "drain2"}
-    assert last["actors"]["ticks"]["progress"][1] == 100_000
-    assert {"depth", "capacity", "fill"} <= set(last["links"]["relay.out -> drain.in"])
+    assert set(last["actors"]) == {"sensor", "calibrate", "parse", "store", "archive"}
+    assert last["actors"]["sensor"]["progress"][1] == 100_000
+    assert {"depth", "capacity", "fill"} <= set(last["links"]["calibrate.out -> store.in"])
 
 
 async def test_a_failing_module_has_its_error_on_the_page_but_no_password() -> None:
-    """picky keeps failing: its errors, restarts and message reach the page; the password
+    """parse keeps failing: its errors, restarts and message reach the page; the password
     in its message (and in the settings' URL) never does."""
     settings = af.Settings(remote_url=f"redis://:{SECRET}@db.internal/0")
     async with af.open_system(build(), settings, dashboard=0) as system:
@@ -341,18 +341,18 @@ async def test_a_failing_module_has_its_error_on_the_page_but_no_password() -> N
                 while True:
                     status = (await client.get("/api/status")).json()
                     if (
-                        status["actors"]["picky"]["events"][-1:]
-                        and status["actors"]["picky"]["restarts"]
+                        status["actors"]["parse"]["events"][-1:]
+                        and status["actors"]["parse"]["restarts"]
                     ):
                         break
                     await trio.sleep(0.05)
             pages = [status, (await client.get("/api/layout")).json()]
         system.cancel()
-    picky = status["actors"]["picky"]
-    assert picky["errors"] >= 1
-    assert picky["error"].startswith("ValueError: cannot take")
-    assert "***" in picky["error"]
-    assert any(event["level"] == "error" for event in picky["events"])
+    parse = status["actors"]["parse"]
+    assert parse["errors"] >= 1
+    assert parse["error"].startswith("ValueError: bad reading")
+    assert "***" in parse["error"]
+    assert any(event["level"] == "error" for event in parse["events"])
     assert SECRET not in json.dumps(pages)
 
 
@@ -381,7 +381,7 @@ def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -
 def test_run_serves_one_too() -> None:
     """af.run(..., dashboard=...) from sync code: the run ends as without one."""
     status = af.run(build(count=30, delay=0.0), dashboard="127.0.0.1:0")
-    assert status.actors["relay"].received == 30
+    assert status.actors["calibrate"].received == 30
 
 
 # -- the command line ----------------------------------------------------------------------

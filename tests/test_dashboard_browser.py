@@ -58,7 +58,7 @@ def browser() -> Iterator[Any]:
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
-        "--window-size=1500,860",
+        "--window-size=1440,840",
         "--force-device-scale-factor=1",
     ):
         options.add_argument(argument)
@@ -108,7 +108,7 @@ def open_page(driver: Any, url: str) -> None:
 
 def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
     """Open the page and check what a person would: every actor drawn with a state,
-    numbers that move, picky red with its error, its events on a click, no console
+    numbers that move, parse red with its error, its events on a click, no console
     error, no password; what was seen."""
     open_page(driver, url)
     wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
@@ -119,15 +119,15 @@ def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
     wait_for(
         driver, lambda d: all(node(d, a).get_attribute("data-state") != "unknown" for a in actors)
     )
-    first = received(driver, "relay")
-    wait_for(driver, lambda d: received(d, "relay") > first + 20)
-    picky = wait_for(
+    first = received(driver, "calibrate")
+    wait_for(driver, lambda d: received(d, "calibrate") > first + 20)
+    parse = wait_for(
         driver,
-        lambda d: "failed" in (node(d, "picky").get_attribute("class") or "") and node(d, "picky"),
+        lambda d: "failed" in (node(d, "parse").get_attribute("class") or "") and node(d, "parse"),
     )
-    error = picky.find_element(By.CSS_SELECTOR, "text.error").text
-    stroke = picky.find_element(By.CSS_SELECTOR, "rect.card").value_of_css_property("stroke")
-    picky.click()
+    error = parse.find_element(By.CSS_SELECTOR, "text.error").text
+    stroke = parse.find_element(By.CSS_SELECTOR, "rect.card").value_of_css_property("stroke")
+    parse.click()
     events = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.error"))
     title = driver.find_element(By.CSS_SELECTOR, "#detail h2").text
     screenshot(driver, "dashboard.png")
@@ -146,7 +146,7 @@ async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
     """Every actor, numbers that move without a reload, a failing module in red with its
     error, its recent events on a click, and not one console error."""
     settings = af.Settings(remote_url=f"redis://:{SECRET}@db.internal/0")
-    async with af.open_system(build(), settings, dashboard=0) as system:
+    async with af.open_system(build(count=2000), settings, dashboard=0) as system:
         assert system.dashboard_url is not None
         try:
             seen = await trio.to_thread.run_sync(
@@ -155,10 +155,10 @@ async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
         finally:
             system.cancel()
     assert seen["console"] == []
-    assert seen["error"].startswith("ValueError: cannot take")
+    assert seen["error"].startswith("ValueError: bad reading")
     assert seen["stroke"] == "rgb(214, 51, 108)"  # the page's red
-    assert seen["title"] == "picky"
-    said = re.compile(r"errors?(, the last)?: ValueError: cannot take")
+    assert seen["title"] == "parse"
+    said = re.compile(r"errors?(, the last)?: ValueError: bad reading")
     assert any(said.search(event) for event in seen["events"]), seen["events"]
     assert seen["state"] == "running"
     assert SECRET not in seen["source"]
@@ -199,16 +199,16 @@ async def test_the_page_shows_how_the_run_ended(browser: Any) -> None:
 def look_at_split(driver: Any, url: str) -> dict[str, Any]:
     open_page(driver, url)
     wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#processes .process")) == 2)
-    wait_for(driver, lambda d: node(d, "ticks").get_attribute("data-state") != "unknown")
-    first = received(driver, "relay")
-    wait_for(driver, lambda d: received(d, "relay") > first)
-    node(driver, "relay").click()
+    wait_for(driver, lambda d: node(d, "sensor").get_attribute("data-state") != "unknown")
+    first = received(driver, "calibrate")
+    wait_for(driver, lambda d: received(d, "calibrate") > first)
+    node(driver, "calibrate").click()
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#events li"))
     screenshot(driver, "dashboard-processes.png")
     return {
         "where": {
             name: node(driver, name).find_element(By.CSS_SELECTOR, "text.where").text
-            for name in ("ticks", "relay", "drain")
+            for name in ("sensor", "calibrate", "store")
         },
         "remote": [
             g.get_attribute("data-link")
@@ -229,10 +229,10 @@ def test_one_page_shows_a_graph_split_over_two_processes(
     process runs each, and draws the remote link as one."""
     seen = look_at_split(browser, split["url"])
     producer, consumer = split["producer"].pid, split["consumer"].pid
-    assert seen["where"]["ticks"].startswith("process ")
-    assert seen["where"]["ticks"].endswith(f":{producer}")
-    assert seen["where"]["relay"].startswith("here ")
-    assert seen["where"]["relay"].endswith(f":{consumer}")
-    assert seen["remote"] == ["ticks.out -> relay.in"]
+    assert seen["where"]["sensor"].startswith("process ")
+    assert seen["where"]["sensor"].endswith(f":{producer}")
+    assert seen["where"]["calibrate"].startswith("here ")
+    assert seen["where"]["calibrate"].endswith(f":{consumer}")
+    assert seen["remote"] == ["sensor.out -> calibrate.in"]
     assert len(seen["chips"]) == 2
     assert seen["console"] == []

@@ -67,11 +67,11 @@ def poll(condition: Callable[[], T | None], seconds: float = 30) -> T:
 
 @pytest.fixture
 def split(redis_server: RedisServer) -> Iterator[dict[str, Any]]:
-    """The producer (``ticks``) in one process; the consumers (``relay``, ``drain``) in
+    """The producer (``sensor``) in one process; the consumers (``calibrate``, ``store``) in
     another, which serves the dashboard; both stopped (SIGTERM) at the end."""
     graph = f"dash-{uuid.uuid4().hex[:8]}"
-    producer = start(redis_server.url, graph, "ticks")
-    consumer = start(redis_server.url, graph, "relay,drain", "--dashboard", "0")
+    producer = start(redis_server.url, graph, "sensor")
+    consumer = start(redis_server.url, graph, "calibrate,store", "--dashboard", "0")
     try:
         assert consumer.stderr is not None
         line = consumer.stderr.readline()
@@ -98,29 +98,29 @@ def split(redis_server: RedisServer) -> Iterator[dict[str, Any]]:
 def both_reported(url: str) -> Callable[[], dict[str, Any] | None]:
     def ask() -> dict[str, Any] | None:
         status: dict[str, Any] = httpx.get(url + "api/status", timeout=5).json()
-        return status if {"ticks", "relay", "drain"} <= set(status["actors"]) else None
+        return status if {"sensor", "calibrate", "store"} <= set(status["actors"]) else None
 
     return ask
 
 
 def test_the_dashboard_of_one_process_shows_the_actors_of_both(split: dict[str, Any]) -> None:
-    """ticks runs in the producer's process, relay and drain in the dashboard's; each is
+    """sensor runs in the producer's process, calibrate and store in the dashboard's; each is
     shown with its process, numbers that move, and the remote link with its fill."""
     status = poll(both_reported(split["url"]))
     producer, consumer = split["producer"].pid, split["consumer"].pid
     where = {name: actor["process"] for name, actor in status["actors"].items()}
-    assert where["ticks"].endswith(f":{producer}")
-    assert where["relay"].endswith(f":{consumer}")
-    assert where["drain"] == where["relay"]
+    assert where["sensor"].endswith(f":{producer}")
+    assert where["calibrate"].endswith(f":{consumer}")
+    assert where["store"] == where["calibrate"]
     processes = status["processes"]
     assert len(processes) == 2
-    assert processes[where["ticks"]]["here"] == ["ticks"]
-    assert processes[where["relay"]]["local"]
-    assert {"ticks.out -> relay.in", "relay.out -> drain.in"} <= set(status["links"])
-    first = status["actors"]["ticks"]["emitted"]
+    assert processes[where["sensor"]]["here"] == ["sensor"]
+    assert processes[where["calibrate"]]["local"]
+    assert {"sensor.out -> calibrate.in", "calibrate.out -> store.in"} <= set(status["links"])
+    first = status["actors"]["sensor"]["emitted"]
 
     def moved() -> int | None:
-        now = poll(both_reported(split["url"]))["actors"]["ticks"]["emitted"]
+        now = poll(both_reported(split["url"]))["actors"]["sensor"]["emitted"]
         return now if now > first else None
 
     poll(moved)
@@ -132,8 +132,8 @@ def test_a_process_publishes_its_view_only_while_a_dashboard_watches(
     """No beacon, no view written, while items flow; once a beacon is set (as a
     dashboard does), each process writes its view, with an expiry."""
     graph = f"dash-{uuid.uuid4().hex[:8]}"
-    producer = start(redis_server.url, graph, "ticks")
-    consumer = start(redis_server.url, graph, "relay,drain")
+    producer = start(redis_server.url, graph, "sensor")
+    consumer = start(redis_server.url, graph, "calibrate,store")
 
     async def look(beacon: bool) -> dict[str, int]:
         async with connect(redis_server.url) as client:
@@ -143,7 +143,7 @@ def test_a_process_publishes_its_view_only_while_a_dashboard_watches(
             return {key.decode(): await client.ttl(key) for key in keys}
 
     try:
-        stream = f"actorflow:{graph}:ticks.out>relay.in"
+        stream = f"actorflow:{graph}:sensor.out>calibrate.in"
         before = poll(lambda: found if stream in (found := trio.run(look, False)) else None)
         assert not [key for key in before if key.startswith(status_key(graph, ""))]
         views = {status_key(graph, f"{platform.node()}:{p.pid}") for p in (producer, consumer)}

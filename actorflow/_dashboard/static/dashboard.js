@@ -166,7 +166,9 @@
     view.g.classList.toggle("failed", failed);
     view.g.classList.toggle("elsewhere", !actor);
     view.g.dataset.state = state;
-    view.pill.setAttribute("class", `pill ${state}`);
+    // Blocked on input is a module with nothing to do; on output, one held back.
+    const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
+    view.pill.setAttribute("class", `pill ${state}${waiting}`);
     view.pillText.textContent = state;
     if (!actor) {
       view.line1.textContent = "runs in another process";
@@ -262,7 +264,8 @@
     html("h2", null, name, panel);
     html("div", "sub", `${module.class}${actor ? " · " + actor.process : ""}`, panel);
     const state = actor ? actor.state : "unknown";
-    html("span", `badge ${state}`, state + (actor && actor.blocked_on ? ` on ${actor.blocked_on}` : ""), panel);
+    const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
+    html("span", `badge ${state}${waiting}`, state + (actor && actor.blocked_on ? ` on ${actor.blocked_on}` : ""), panel);
     if (!actor) {
       html("p", "empty", "This module runs in another process that does not report here.", panel);
       return;

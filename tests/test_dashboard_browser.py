@@ -84,9 +84,15 @@ def node(driver: Any, name: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, f'g.node[data-actor="{name}"]')
 
 
+def first_line(driver: Any, name: str) -> str:
+    """The first line of numbers on ``name``'s box: rate, in, out."""
+    text: str = node(driver, name).find_elements(By.CSS_SELECTOR, "text.line")[0].text
+    return text
+
+
 def received(driver: Any, name: str) -> int:
     """The ``in N`` count on ``name``'s box."""
-    line = node(driver, name).find_elements(By.CSS_SELECTOR, "text.line")[0].text
+    line = first_line(driver, name)
     found = re.search(r"in ([\d,]+)", line)
     assert found is not None, line
     return int(found.group(1).replace(",", ""))
@@ -110,6 +116,7 @@ def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
     """Open the page and check what a person would: every actor drawn with a state,
     numbers that move, parse red with its error, its events on a click, no console
     error, no password; what was seen."""
+    driver.set_window_size(1440, 840)
     open_page(driver, url)
     wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
     drawn = {
@@ -197,9 +204,11 @@ async def test_the_page_shows_how_the_run_ended(browser: Any) -> None:
 
 
 def look_at_split(driver: Any, url: str) -> dict[str, Any]:
+    driver.set_window_size(1440, 640)
     open_page(driver, url)
     wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#processes .process")) == 2)
-    wait_for(driver, lambda d: node(d, "sensor").get_attribute("data-state") != "unknown")
+    # The other process's numbers arrive, its rate (two reports apart) too.
+    wait_for(driver, lambda d: re.match(r"[\d.]+k?/s", first_line(d, "sensor")))
     first = received(driver, "calibrate")
     wait_for(driver, lambda d: received(d, "calibrate") > first)
     node(driver, "calibrate").click()

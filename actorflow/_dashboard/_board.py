@@ -8,6 +8,7 @@ each actor is shown as the process that runs it reports it, tagged with that pro
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,7 +41,10 @@ class Board:
     """The last view each other process published, by process."""
     current: dict[str, Any] = attrs.field(factory=dict)
     version: int = 0
+    watchers: int = 0
+    """Pages following the snapshots now."""
     _changed: trio.Event = attrs.field(factory=trio.Event)
+    _encoded: tuple[int, str] = (-1, "")
 
     def take_peers(self, views: Mapping[str, dict[str, Any]]) -> None:
         """What the other processes published now (a process that is no longer there
@@ -64,6 +68,12 @@ class Board:
         while self.version <= seen:
             await self._changed.wait()
         return self.version, self.current
+
+    def encoded(self) -> str:
+        """The current snapshot as JSON, encoded once however many pages watch."""
+        if self._encoded[0] != self.version:
+            self._encoded = (self.version, json.dumps(self.current))
+        return self._encoded[1]
 
 
 _SENDING = " (to the stream)"

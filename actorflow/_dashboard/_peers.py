@@ -2,7 +2,7 @@
 
 A dashboard keeps a beacon key (``actorflow:<graph>:dashboard``) alive while it runs.
 Every process of the graph that has remote links looks for it once a second; while it
-is there, the process publishes its view (see :class:`~._tracker.Tracker`) under
+is there, the process publishes its view twice a second (see :class:`~._tracker.Tracker`) under
 ``actorflow:<graph>:status:<host:pid>`` with an expiry, and the dashboard reads them
 all. Nobody watching costs a process one ``EXISTS`` a second and no snapshot; a process
 that dies leaves a key that expires. Redis being away is waited out in silence: watching
@@ -24,10 +24,22 @@ import trio
 from .._exceptions import describe
 from ._tracker import Tracker
 
-__all__ = ["PUBLISH_EVERY", "beacon_key", "process_name", "publish", "read_peers", "status_key"]
+__all__ = [
+    "PUBLISH_EVERY",
+    "TTL",
+    "WATCHED_EVERY",
+    "beacon_key",
+    "process_name",
+    "publish",
+    "read_peers",
+    "status_key",
+]
 
 PUBLISH_EVERY = 1.0
-"""Seconds between two looks for the beacon (and two publications while it is there)."""
+"""Seconds between two looks for the beacon while nobody watches."""
+
+WATCHED_EVERY = 0.5
+"""Seconds between two publications while a dashboard watches (as often as it refreshes)."""
 
 TTL = 10
 """Seconds a published view, or the beacon, lives unless renewed."""
@@ -70,11 +82,12 @@ async def publish(
             async with _client(url) as client:
                 try:
                     while True:
-                        if await client.exists([beacon_key(graph)]):
+                        watched = bool(await client.exists([beacon_key(graph)]))
+                        if watched:
                             view = {**tracker.update(), "process": process}
                             await client.set(key, json.dumps(view).encode(), ex=TTL)
                             published = True
-                        await trio.sleep(PUBLISH_EVERY)
+                        await trio.sleep(WATCHED_EVERY if watched else PUBLISH_EVERY)
                 finally:
                     if published:
                         with trio.CancelScope(shield=True), trio.move_on_after(PUBLISH_EVERY):
@@ -91,7 +104,7 @@ async def read_peers(
     take: Callable[[dict[str, dict[str, Any]]], None],
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
-    """Keep the beacon alive and hand ``take``, once a second, every view published for
+    """Keep the beacon alive and hand ``take``, twice a second, every view published for
     ``graph`` by process (an unreadable one is left out), until cancelled."""
     while True:
         try:
@@ -101,7 +114,7 @@ async def read_peers(
                     keys = [key async for key in client.scan_iter(match=status_key(graph, "*"))]
                     values = await client.mget(keys) if keys else ()
                     take(_views(values))
-                    await trio.sleep(PUBLISH_EVERY)
+                    await trio.sleep(WATCHED_EVERY)
         except Exception as exc:
             log.debug("dashboard.read_failed", error=describe(exc))
         await trio.sleep(PUBLISH_EVERY)

@@ -8,7 +8,6 @@ is fetched from elsewhere, and the page's content security policy says so),
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -49,7 +48,7 @@ def make_app(board: Board) -> Starlette:
         return JSONResponse(board.layout, headers=_HEADERS)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(board.current, headers=_HEADERS)
+        return Response(board.encoded(), media_type="application/json", headers=_HEADERS)
 
     async def events(request: Request) -> Response:
         return StreamingResponse(
@@ -73,9 +72,13 @@ async def _stream(board: Board) -> AsyncIterator[str]:
     """Each snapshot of the board from now on, as a server-sent event (the current one
     first, so a page that connects shows the graph at once)."""
     seen = board.version - 1
-    while True:
-        seen, snapshot = await board.newer(seen)
-        yield f"event: status\ndata: {json.dumps(snapshot)}\n\n"
+    board.watchers += 1
+    try:
+        while True:
+            seen, _ = await board.newer(seen)
+            yield f"event: status\ndata: {board.encoded()}\n\n"
+    finally:
+        board.watchers -= 1
 
 
 async def serve(

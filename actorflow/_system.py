@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
 from functools import partial
 from typing import Any, final
@@ -652,8 +660,8 @@ async def open_system(
             cancels it, one during start-up aborts the start; once it has ended the
             block raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM).
             Off by default: a library leaves the program's signals alone unless asked.
-        dashboard: Serve a live web dashboard at ``"[HOST:]PORT"`` (host 127.0.0.1, port 0:
-            any free one) while it runs, at :attr:`System.dashboard_url` (a how-to: dashboard).
+        dashboard: Serve a web dashboard (:doc:`/howto/dashboard`) at ``"[HOST:]PORT"``
+            (127.0.0.1 unless given; port 0: any) while it runs: :attr:`System.dashboard_url`.
 
     Raises:
         GraphError: The graph is invalid, or cannot be split as ``only`` asks;
@@ -697,10 +705,15 @@ def _listen(dashboard: object) -> Iterator[socket.socket | None]:
 
 
 async def _watch(
-    system: System, listening: socket.socket | None, *, task_status: trio.TaskStatus[str | None]
+    system: System,
+    listening: socket.socket | None,
+    left: trio.Event,
+    *,
+    task_status: trio.TaskStatus[str | None],
 ) -> None:
     """Serve the dashboard, and publish this process's view for one elsewhere when the
-    graph has remote links (see :mod:`actorflow._dashboard`), until the system ends."""
+    graph has remote links (see :mod:`actorflow._dashboard`), until the system has ended
+    and its block has been ``left``."""
     from ._dashboard._tracker import Watched
     from ._dashboard._watch import watch
 
@@ -718,12 +731,17 @@ async def _watch(
     await watch(
         watched,
         system.graph,
-        done=system.wait,
+        done=partial(_both, system.wait, left.wait),
         listening=listening,
         remote_url=remote,
         log=system.log,
         task_status=task_status,
     )
+
+
+async def _both(*waits: Callable[[], Awaitable[object]]) -> None:
+    for wait in waits:
+        await wait()
 
 
 def _errors(system: System) -> Mapping[str, str]:
@@ -743,13 +761,14 @@ async def _running(
     await _start_up(system, requests)
     body_error: BaseException | None = None
     cancelled = True
+    left = trio.Event()  # the block has ended (the dashboard lives until then too)
     try:
         # trio wraps Ctrl-C (or a module's SystemExit) met while the nursery waits.
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
                 if listening is not None or system._wiring.pumps:
-                    system.dashboard_url = await nursery.start(_watch, system, listening)
+                    system.dashboard_url = await nursery.start(_watch, system, listening, left)
                 if requests is not None:
                     nursery.start_soon(_tick_until_done, system, requests)
                 try:
@@ -759,6 +778,8 @@ async def _running(
                 except BaseException as exc:  # re-raised after shutdown
                     body_error = exc
                     nursery.cancel_scope.cancel()
+                finally:
+                    left.set()
         cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
     finally:
         system._finalize(cancelled)

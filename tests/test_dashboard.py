@@ -251,7 +251,9 @@ def test_merge_shows_each_actor_as_the_process_that_runs_it_reports_it() -> None
 
 async def test_a_page_waits_for_the_next_snapshot() -> None:
     script = Scripted(actor(), actor(received=5))
-    board = Board({"graph": "g"}, Tracker(script.watched()), "h:1")
+    graph = af.Graph(name="g")
+    graph.add("a", Calibrate)
+    board = Board(graph, frozenset({"a"}), Tracker(script.watched()), "h:1")
     board.refresh()
     async with trio.open_nursery() as nursery:
         got: list[int] = []
@@ -354,6 +356,24 @@ async def test_a_failing_module_has_its_error_on_the_page_but_no_password() -> N
     assert "***" in parse["error"]
     assert any(event["level"] == "error" for event in parse["events"])
     assert SECRET not in json.dumps(pages)
+
+
+async def test_a_link_added_while_the_graph_runs_is_drawn() -> None:
+    """The layout is made again, and snapshots say which drawing they go with, so the
+    page knows to fetch it."""
+    async with af.open_system(build(), dashboard=0) as system:
+        assert system.dashboard_url is not None
+        async with httpx.AsyncClient(base_url=system.dashboard_url, timeout=10) as client:
+            before = (await client.get("/api/layout")).json()
+            await system.add_link("calibrate", "archive")
+            with trio.fail_after(10):
+                while (await client.get("/api/status")).json()["drawing"] == before["drawing"]:
+                    await trio.sleep(0.05)
+            after = (await client.get("/api/layout")).json()
+        system.cancel()
+    assert after["drawing"] == before["drawing"] + 1
+    added = {link["name"] for link in after["links"]} - {link["name"] for link in before["links"]}
+    assert added == {"calibrate.out -> archive.in"}
 
 
 async def test_the_dashboard_stops_with_the_system() -> None:

@@ -154,7 +154,8 @@ def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
 
 async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
     """Every actor, numbers that move without a reload, a failing module in red with its
-    error, its recent events on a click, and not one console error."""
+    error, its recent events on a click, a link added while it runs, and not one
+    console error."""
     settings = af.Settings(remote_url=f"redis://:{SECRET}@db.internal/0")
     async with af.open_system(build(count=2000), settings, dashboard=0) as system:
         assert system.dashboard_url is not None
@@ -162,8 +163,13 @@ async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
             seen = await trio.to_thread.run_sync(
                 look, browser, system.dashboard_url, system.actors
             )
+            await system.add_link("calibrate", "archive")
+            added = await trio.to_thread.run_sync(
+                drawn_link, browser, "calibrate.out -> archive.in"
+            )
         finally:
             system.cancel()
+    assert added == []  # a link added while it runs is drawn, without a console error
     assert seen["console"] == []
     assert seen["error"].startswith("ValueError: bad reading")
     assert seen["stroke"] == "rgb(214, 51, 108)"  # the page's red
@@ -172,6 +178,12 @@ async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
     assert any(said.search(event) for event in seen["events"]), seen["events"]
     assert seen["state"] == "running"
     assert SECRET not in seen["source"]
+
+
+def drawn_link(driver: Any, name: str) -> list[dict[str, Any]]:
+    """Wait for the link ``name`` to be drawn (no reload); the console errors since."""
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'g.edge[data-link="{name}"]'))
+    return console_errors(driver)
 
 
 def watch_end(driver: Any, url: str) -> tuple[str, list[dict[str, Any]]]:

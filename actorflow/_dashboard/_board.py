@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 import trio
 
+from .._graph import Graph
+from ._layout import layout
 from ._tracker import Tracker
 
 __all__ = ["Board", "GONE_AFTER"]
@@ -29,10 +31,13 @@ class Board:
     """The snapshot pages are sent, and the version they have seen.
 
     Invariant: ``version`` counts the snapshots made; ``_changed`` is set (and
-    replaced) each time it grows.
+    replaced) each time it grows. ``layout`` is the graph as its links are now: a link
+    added or removed while the system runs lays it out again (``drawing`` counts how
+    often, and each snapshot says which drawing it goes with).
     """
 
-    layout: dict[str, Any]
+    graph: Graph
+    here: frozenset[str]
     tracker: Tracker
     process: str
     """This process, as ``host:pid``."""
@@ -43,8 +48,22 @@ class Board:
     version: int = 0
     watchers: int = 0
     """Pages following the snapshots now."""
+    layout: dict[str, Any] = attrs.field(init=False)
+    drawing: int = 0
+    _shape: tuple[str, ...] | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)
     _encoded: tuple[int, str] = (-1, "")
+
+    def __attrs_post_init__(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        """Lay the graph out again if its links have changed."""
+        shape = tuple(link.name for link in self.graph.links)
+        if shape != self._shape:
+            self._shape = shape
+            self.layout = {**layout(self.graph, self.here), "drawing": self.drawing + 1}
+            self.drawing += 1
 
     def take_peers(self, views: Mapping[str, dict[str, Any]]) -> None:
         """What the other processes published now (a process that is no longer there
@@ -57,6 +76,7 @@ class Board:
         """Make a new snapshot and wake every page waiting for one."""
         now = time.time() if now is None else now
         own = self.tracker.update(now)
+        self._draw()
         self.current = merge(self.process, own, self.peers, self.layout, now)
         self.version += 1
         changed, self._changed = self._changed, trio.Event()
@@ -88,7 +108,7 @@ def merge(
     process: str,
     own: dict[str, Any],
     peers: Mapping[str, dict[str, Any]],
-    layout: Mapping[str, Any],
+    drawn: Mapping[str, Any],
     now: float,
 ) -> dict[str, Any]:
     """One snapshot of the whole graph: each process's actors where they run, each
@@ -119,7 +139,8 @@ def merge(
             if link not in links or shown.get("target") in here:
                 links[link] = shown
     return {
-        "graph": layout["graph"],
+        "graph": drawn["graph"],
+        "drawing": drawn.get("drawing"),
         "process": process,
         "state": own["state"],
         "started_at": own["started_at"],

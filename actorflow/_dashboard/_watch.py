@@ -13,7 +13,6 @@ import trio
 
 from .._graph import Graph
 from ._board import Board
-from ._layout import layout
 from ._peers import process_name, publish, read_peers
 from ._tracker import Tracker, Watched
 
@@ -45,7 +44,7 @@ async def watch(
             nursery.start_soon(publish, tracker, remote_url, graph.name, log)
         url = None
         if listening is not None:
-            board = Board(layout(graph, watched.here), tracker, process_name())
+            board = Board(graph, watched.here, tracker, process_name())
             board.refresh()
             nursery.start_soon(_tick, board)
             if remote_url is not None:

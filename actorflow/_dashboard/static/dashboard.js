@@ -11,6 +11,7 @@
   let layout = null;
   let snapshot = null;
   let selected = null;
+  let redrawing = false;
   const ENDED = new Set(["done", "failed", "cancelled"]);
   const ENDED_ACTOR = new Set(["terminated", "invalid"]);
 
@@ -143,6 +144,9 @@
     document.getElementById("graph-name").textContent = data.graph;
     document.title = `${data.graph} · actorflow`;
     const canvas = document.getElementById("canvas");
+    canvas.replaceChildren();
+    nodes.clear();
+    edges.clear();
     const boxes = new Map(data.modules.map((m) => [m.name, m]));
     const feedback = data.links.some((l) => l.feedback);
     const lowest = Math.max(0, ...data.modules.map((m) => m.y + m.h));
@@ -234,12 +238,26 @@
     }
   }
 
+  async function redraw() {
+    // A link was added or removed while the graph runs: lay it out again.
+    redrawing = true;
+    try {
+      layout = await (await fetch("api/layout")).json();
+      draw(layout);
+      if (selected && !nodes.has(selected)) selected = null;
+      if (snapshot) update(snapshot);
+    } finally {
+      redrawing = false;
+    }
+  }
+
   function update(data) {
+    if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
     for (const [name, view] of nodes) updateNode(view, data.actors[name]);
     for (const [name, view] of edges) updateEdge(view, data.links[name]);
-    if (selected) showDetail(selected);
+    if (selected && nodes.has(selected)) select(selected);
   }
 
   // -- the selected actor -----------------------------------------------------------------

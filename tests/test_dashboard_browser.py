@@ -27,7 +27,7 @@ if os.environ.get("ACTORFLOW_REQUIRE_BROWSER"):
     from selenium import webdriver  # CI: a missing selenium fails, never skips
 else:
     webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -75,8 +75,21 @@ def browser() -> Iterator[Any]:
 
 def wait_for(driver: Any, condition: Callable[[Any], T], seconds: float = 20) -> T:
     """Poll the page until ``condition`` holds (a deadline, never a fixed sleep)."""
-    result: T = WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition)
+    waiting = WebDriverWait(
+        driver, seconds, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]
+    )
+    result: T = waiting.until(condition)
     return result
+
+
+def texts(driver: Any, selector: str) -> list[str]:
+    """The text of every element ``selector`` finds, read at one instant (the page
+    rebuilds its side panel and header at every snapshot: an element found a moment
+    ago may be gone)."""
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
+    )
+    return found
 
 
 def console_errors(driver: Any) -> list[dict[str, Any]]:
@@ -138,13 +151,13 @@ def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
     error = parse.find_element(By.CSS_SELECTOR, "text.error").text
     stroke = parse.find_element(By.CSS_SELECTOR, "rect.card").value_of_css_property("stroke")
     parse.click()
-    events = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.error"))
-    title = driver.find_element(By.CSS_SELECTOR, "#detail h2").text
+    events = wait_for(driver, lambda d: texts(d, "#events li.error"))
+    title = texts(driver, "#detail h2")[0]
     screenshot(driver, "dashboard.png")
     return {
         "error": error,
         "stroke": stroke,
-        "events": [event.text for event in events],
+        "events": events,
         "title": title,
         "console": console_errors(driver),
         "source": driver.page_source,
@@ -221,13 +234,13 @@ async def test_the_page_shows_how_the_run_ended(browser: Any) -> None:
 def look_at_split(driver: Any, url: str) -> dict[str, Any]:
     driver.set_window_size(1440, 640)
     open_page(driver, url)
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#processes .process")) == 2)
+    wait_for(driver, lambda d: len(texts(d, "#processes .process")) == 2)
     # The other process's numbers arrive, its rate (two reports apart) too.
     wait_for(driver, lambda d: re.match(r"[\d.]+k?/s", first_line(d, "sensor")))
     first = received(driver, "calibrate")
     wait_for(driver, lambda d: received(d, "calibrate") > first)
     node(driver, "calibrate").click()
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#events li"))
+    wait_for(driver, lambda d: texts(d, "#events li"))
     screenshot(driver, "dashboard-processes.png")
     return {
         "where": {
@@ -238,9 +251,7 @@ def look_at_split(driver: Any, url: str) -> dict[str, Any]:
             g.get_attribute("data-link")
             for g in driver.find_elements(By.CSS_SELECTOR, "g.edge.remote")
         ],
-        "chips": [
-            chip.text for chip in driver.find_elements(By.CSS_SELECTOR, "#processes .process")
-        ],
+        "chips": texts(driver, "#processes .process"),
         "console": console_errors(driver),
     }
 

@@ -61,6 +61,13 @@
     return { fraction: null, text: count(done) };
   }
 
+  function blockedOn(actor) {
+    // "input", or "output:<port>": what a blocked actor waits for.
+    const on = actor.blocked_on;
+    if (!on) return "";
+    return on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`;
+  }
+
   function cut(text, length) {
     return text.length > length ? text.slice(0, length - 1) + "…" : text;
   }
@@ -183,7 +190,7 @@
       view.error.textContent = "";
       return failed;
     }
-    const blocked = actor.blocked_on ? ` on ${actor.blocked_on}` : "";
+    const blocked = blockedOn(actor);
     const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
     view.line1.textContent = `${rate(actor.rate)}${taken}  ·  out ${count(actor.emitted)}${blocked}`;
     view.line2.textContent =
@@ -283,7 +290,7 @@
     html("div", "sub", `${module.class}${actor ? " · " + actor.process : ""}`, panel);
     const state = actor ? actor.state : "unknown";
     const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
-    html("span", `badge ${state}${waiting}`, state + (actor && actor.blocked_on ? ` on ${actor.blocked_on}` : ""), panel);
+    html("span", `badge ${state}${waiting}`, state + (actor ? blockedOn(actor) : ""), panel);
     if (!actor) {
       html("p", "empty", "This module runs in another process that does not report here.", panel);
       return;

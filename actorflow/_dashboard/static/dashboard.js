@@ -188,7 +188,7 @@
       view.stripe.setAttribute("fill", "none");
       setBar(view, null);
       view.error.textContent = "";
-      return failed;
+      return;
     }
     const blocked = blockedOn(actor);
     const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
@@ -201,7 +201,6 @@
     view.where.textContent = Object.keys(snapshot.processes).length > 1
       ? `${here ? "here" : "process"} ${actor.process}` : "";
     view.stripe.setAttribute("fill", Object.keys(snapshot.processes).length > 1 ? colourOf(actor.process) : "none");
-    return failed;
   }
 
   function setBar(view, progress) {

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from . import _logfile
 from ._checks import short
+from ._dashboard import DashboardError, parse_address
 from ._diagram import dot as _dot
 from ._diagram import job_dot as _job_dot
 from ._diagram import job_mermaid as _job_mermaid
@@ -113,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="show a live table of the actors while the graph runs "
         "(default: on when stdout is a terminal and TERM is not 'dumb')",
+    )
+    run_cmd.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve a live web dashboard of the graph while it runs (host 127.0.0.1 unless "
+        "given; needs actorflow[dashboard])",
     )
     validate_cmd, graph_cmd = _add_file_commands(commands)
     for command in (run_cmd, validate_cmd, graph_cmd):
@@ -414,7 +421,13 @@ class _Ran:
     summary still prints, then this."""
 
 
-def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = None) -> _Ran:
+def _run(
+    graph: Graph,
+    settings: Settings,
+    view: bool,
+    only: list[str] | None = None,
+    dashboard: tuple[str, int] | None = None,
+) -> _Ran:
     """Run the graph to its end under trio, with the live view beside it if asked.
 
     The view outlives the system by a moment, so its last frame shows the end state
@@ -434,8 +447,15 @@ def _run(graph: Graph, settings: Settings, view: bool, only: list[str] | None = 
         async with trio.open_nursery() as nursery:
             try:
                 async with open_system(
-                    graph, settings, only=only, handle_signals=True, tracer_provider=provider
+                    graph,
+                    settings,
+                    only=only,
+                    handle_signals=True,
+                    tracer_provider=provider,
+                    dashboard=dashboard,
                 ) as system:
+                    if system.dashboard_url is not None:
+                        print(f"dashboard: {system.dashboard_url}", file=sys.stderr, flush=True)
                     if view:
                         console = Console(force_terminal=True)
                         nursery.start_soon(partial(view_status, system.status, console))
@@ -654,6 +674,8 @@ def _job_command(args: argparse.Namespace, job: Job) -> int:
         print(_job_mermaid(job) if args.format == "mermaid" else _job_dot(job))
         return 0
     _log_to(args)
+    if args.dashboard is not None:
+        raise _BadOption("--dashboard: shows a graph; a job file runs tasks")
     return _run_job(job, _wants_view(args.view), json_summary=args.json)
 
 
@@ -683,4 +705,20 @@ def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -
         only = [n.strip() for names in args.only for n in names.split(",") if n.strip()]
         if not only:
             raise _BadOption(f"--only {short(','.join(args.only))}: names no module")
-    return _run(graph, settings, _wants_view(args.view), only)
+    dashboard = _dashboard_address(args.dashboard)
+    try:
+        return _run(graph, settings, _wants_view(args.view), only, dashboard)
+    except (DashboardError, ImportError) as exc:
+        said = str(exc).removeprefix("dashboard: ")
+        raise _BadOption(f"--dashboard {args.dashboard}: {said}") from None
+
+
+def _dashboard_address(value: str | None) -> tuple[str, int] | None:
+    """``--dashboard``'s host and port, or one line saying what is wrong with it."""
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        said = str(exc).removeprefix("dashboard ")
+        raise _BadOption(f"--dashboard {short(value)}: {said}") from None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Collection,
+    Sequence,
+)
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from functools import partial
 from typing import TYPE_CHECKING, Any, final
@@ -40,6 +45,7 @@ from ._interrupt import (
 from ._lifecycle import construct, validate
 from ._logging import get_logger
 from ._module import ModuleKind
+from ._observing import observe, watch_system
 from ._settings import Settings
 from ._specs import LinkSpec
 from ._status import ActorState, SystemState, SystemStatus
@@ -117,6 +123,8 @@ class System:
         self._listeners: list[trio.SocketListener] | None = None
         self._tracing: Tracing | None = None
         self._services = trio.CancelScope()  # around the metrics endpoint
+        self.dashboard_url: str | None = None
+        """The dashboard's page (``http://127.0.0.1:8080/``), if it has one."""
 
     @property
     def _actors(self) -> dict[str, Actor]:
@@ -674,6 +682,7 @@ async def open_system(
     only: Collection[str] | None = None,
     handle_signals: bool = False,
     tracer_provider: TracerProvider | None = None,
+    dashboard: str | int | tuple[str, int] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[System]:
     """Run ``graph`` in a nursery of its own for the duration of an ``async with`` block.
@@ -692,7 +701,7 @@ async def open_system(
         store: The shared data store (:class:`MemoryStore` if not given; pass a
             :class:`SQLiteStore` for data that survives the program).
         reporters: Receive every heartbeat snapshot (see :class:`HttpReporter`), besides
-            an :class:`HttpReporter` for each URL of ``Settings.reporters``.
+            an :class:`HttpReporter` (the system's to close) per ``Settings.reporters``.
         only: Run only these modules here (the others run in other processes); every
             link between a module here and one elsewhere must be remote.
         handle_signals: Take over SIGINT and SIGTERM while the system runs (main
@@ -701,70 +710,49 @@ async def open_system(
             cancels it, one during start-up aborts the start; once it has ended the
             block raises ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM).
             Off by default: a library leaves the program's signals alone unless asked.
-        tracer_provider: Where the spans go when ``Settings.trace_ratio`` traces
-            items: an OpenTelemetry ``TracerProvider`` (the global one if not given).
+        tracer_provider: Takes the spans (``Settings.trace_ratio``); else the global one.
+        dashboard: Serve a web dashboard (:doc:`/howto/dashboard`) at ``"[HOST:]PORT"``
+            (127.0.0.1 unless given; port 0: any) while it runs: :attr:`System.dashboard_url`.
 
     Raises:
-        GraphError: The graph is invalid, or cannot be split as ``only`` asks;
-            nothing was constructed.
+        GraphError: The graph is invalid or cannot be split as ``only`` asks.
         InitializationError: A module's constructor raised; nothing was started.
         ValidationError: A module's ``validate()`` refused; nothing was started.
         EscalationError: Modules kept failing beyond the root supervisor's restart
             intensity; everything was stopped and cleaned up. It is a ``RunError``.
         CleanupError: Everything ran, but a ``cleanup()`` failed.
-        ServeError: ``Settings.metrics`` names an address it cannot listen on.
-        ImportError: ``Settings.trace_ratio`` traces, but the ``otel`` extra is missing.
+        ServeError: The metrics endpoint or the dashboard cannot listen where asked.
+        ImportError: Tracing or the dashboard without the ``otel``/``dashboard`` extra.
     """
     check_arguments(graph, store, reporters)
     settings = _make_settings(settings, overrides)
     async with AsyncExitStack() as owned:
-        # Reporters named in the settings (a graph file's) are the system's to close.
         named = [await owned.enter_async_context(HttpReporter(url)) for url in settings.reporters]
         system = System(graph, settings, store, [*reporters, *named], only)
-        await _observed(system, owned, tracer_provider)
+        listening = await observe(system, owned, tracer_provider, dashboard)
         with handling_signals(system._signalled) if handle_signals else nullcontext() as requests:
-            async with _running(system, requests) as running:
+            async with _running(system, requests, listening) as running:
                 yield running
 
 
-async def _observed(
-    system: System, owned: AsyncExitStack, provider: TracerProvider | None
-) -> None:
-    """Bind the metrics endpoint (a port in use fails here, before anything is built)
-    and set up tracing, as the system's settings ask."""
-    settings = system.settings
-    if settings.trace_ratio > 0:
-        try:
-            from ._tracing import Tracing
-        except ImportError as exc:
-            raise ImportError(
-                f"trace_ratio={settings.trace_ratio:g} needs OpenTelemetry, which is not "
-                "installed: pip install 'actorflow[otel]'"
-            ) from exc
-        system._tracing = Tracing.start(system.graph.name, settings.trace_ratio, provider)
-    if settings.metrics is not None:
-        from ._address import parse_address
-        from ._metrics import bound, listen
-
-        listeners = await listen(parse_address(settings.metrics, "metrics"))
-        for listener in listeners:
-            owned.push_async_callback(listener.aclose)
-        system._listeners = listeners
-        system.metrics_address = str(bound(listeners))
-        system.log.info("metrics.serving", address=system.metrics_address)
-
-
 @asynccontextmanager
-async def _running(system: System, requests: SignalRequests | None) -> AsyncIterator[System]:
+async def _running(
+    system: System, requests: SignalRequests | None, listening: socket.socket | None = None
+) -> AsyncIterator[System]:
     """Start ``system``, hand it to the block, and end it (see :func:`open_system`)."""
     await _start_up(system, requests)
     body_error: BaseException | None = None
     cancelled = True
+    left = trio.Event()  # the block has ended (the dashboard lives until then too)
     try:
         # trio wraps Ctrl-C (or a module's SystemExit) met while the nursery waits.
         with single_errors():
             async with trio.open_nursery() as nursery:
                 await system._start(nursery)
+                if listening is not None or system._wiring.pumps:
+                    system.dashboard_url = await nursery.start(
+                        watch_system, system, listening, left
+                    )
                 if requests is not None:
                     nursery.start_soon(_tick_until_done, system, requests)
                 try:
@@ -774,6 +762,8 @@ async def _running(system: System, requests: SignalRequests | None) -> AsyncIter
                 except BaseException as exc:  # re-raised after shutdown
                     body_error = exc
                     nursery.cancel_scope.cancel()
+                finally:
+                    left.set()
         cancelled = nursery.cancel_scope.cancelled_caught and system._failure is None
     finally:
         system._finalize(cancelled)
@@ -843,6 +833,7 @@ def run(
     only: Collection[str] | None = None,
     handle_signals: bool = True,
     tracer_provider: TracerProvider | None = None,
+    dashboard: str | int | tuple[str, int] | None = None,
     **overrides: Any,
 ) -> SystemStatus:
     """Run ``graph`` to completion from synchronous code; return its final status.
@@ -856,6 +847,7 @@ def run(
     SIGTERM ``SystemExit(143)`` (uncaught, it ends the program with status 143, as the
     signal would have; ``finally`` blocks run). ``handle_signals=False`` leaves the
     program's handlers alone (Ctrl-C then cancels the system, as trio delivers it).
+    ``dashboard`` serves a live web dashboard while it runs (see :func:`open_system`).
 
     Raises:
         The same errors as :func:`open_system`.
@@ -869,6 +861,7 @@ def run(
             only=only,
             handle_signals=handle_signals,
             tracer_provider=tracer_provider,
+            dashboard=dashboard,
             **overrides,
         ) as system:
             pass

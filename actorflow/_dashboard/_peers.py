@@ -1,0 +1,132 @@
+"""One view of a graph spread over processes, through the Redis its remote links share.
+
+A dashboard keeps a beacon key (``actorflow:<graph>:dashboard``) alive while it runs.
+Every process of the graph that has remote links looks for it once a second; while it
+is there, the process publishes its view twice a second (see :class:`~._tracker.Tracker`) under
+``actorflow:<graph>:status:<host:pid>`` with an expiry, and the dashboard reads them
+all. Nobody watching costs a process one ``EXISTS`` a second and no snapshot; a process
+that dies leaves a key that expires. Redis being away is waited out in silence: watching
+must never trouble the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import trio
+
+from .._exceptions import describe
+from ._tracker import Tracker
+
+__all__ = [
+    "PUBLISH_EVERY",
+    "TTL",
+    "WATCHED_EVERY",
+    "beacon_key",
+    "process_name",
+    "publish",
+    "read_peers",
+    "status_key",
+]
+
+PUBLISH_EVERY = 1.0
+"""Seconds between two looks for the beacon while nobody watches."""
+
+WATCHED_EVERY = 0.5
+"""Seconds between two publications while a dashboard watches (as often as it refreshes)."""
+
+TTL = 10
+"""Seconds a published view, or the beacon, lives unless renewed."""
+
+FINAL_TTL = 60
+"""Seconds the last view of a process that ended lives (the page shows how it ended)."""
+
+
+def process_name() -> str:
+    """This process, as a page shows it: ``host:pid``."""
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def beacon_key(graph: str) -> str:
+    return f"actorflow:{graph}:dashboard"
+
+
+def status_key(graph: str, process: str) -> str:
+    return f"actorflow:{graph}:status:{process}"
+
+
+@asynccontextmanager
+async def _client(url: str) -> AsyncIterator[Any]:
+    from .._redis._client import connect
+
+    async with connect(url, reply_within=2 * PUBLISH_EVERY) as client:
+        yield client
+
+
+async def publish(
+    tracker: Tracker, url: str, graph: str, log: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Publish this process's view while a dashboard watches, until cancelled; then, if
+    one watched, a last view that says how it ended."""
+    process = process_name()
+    key = status_key(graph, process)
+    published = False
+    while True:
+        try:
+            async with _client(url) as client:
+                try:
+                    while True:
+                        watched = bool(await client.exists([beacon_key(graph)]))
+                        if watched:
+                            view = {**tracker.update(), "process": process}
+                            await client.set(key, json.dumps(view).encode(), ex=TTL)
+                            published = True
+                        await trio.sleep(WATCHED_EVERY if watched else PUBLISH_EVERY)
+                finally:
+                    if published:
+                        with trio.CancelScope(shield=True), trio.move_on_after(PUBLISH_EVERY):
+                            view = {**tracker.update(), "process": process}
+                            await client.set(key, json.dumps(view).encode(), ex=FINAL_TTL)
+        except Exception as exc:
+            log.debug("dashboard.publish_failed", error=describe(exc))
+        await trio.sleep(PUBLISH_EVERY)
+
+
+async def read_peers(
+    url: str,
+    graph: str,
+    take: Callable[[dict[str, dict[str, Any]]], None],
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Keep the beacon alive and hand ``take``, twice a second, every view published for
+    ``graph`` by process (an unreadable one is left out), until cancelled."""
+    while True:
+        try:
+            async with _client(url) as client:
+                while True:
+                    await client.set(beacon_key(graph), b"1", ex=TTL)
+                    keys = [key async for key in client.scan_iter(match=status_key(graph, "*"))]
+                    values = await client.mget(keys) if keys else ()
+                    take(_views(values))
+                    await trio.sleep(WATCHED_EVERY)
+        except Exception as exc:
+            log.debug("dashboard.read_failed", error=describe(exc))
+        await trio.sleep(PUBLISH_EVERY)
+
+
+def _views(values: Any) -> dict[str, dict[str, Any]]:
+    views: dict[str, dict[str, Any]] = {}
+    for value in values:
+        try:
+            view = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(view, dict) and isinstance(view.get("process"), str):
+            views[view["process"]] = view
+    return views

@@ -1,0 +1,178 @@
+"""What one process shows of its part of a graph: each actor's numbers, rate and recent
+events, each link's fill, as JSON-ready data.
+
+Events are found by comparing each status snapshot with the one before (a state left,
+a restart, an error with its message, a dead letter, a drop), so watching costs the
+running graph nothing between snapshots and needs no hook in the actors; each actor
+keeps its last :data:`KEEP` events in a ring. The frequent ``ready``/``running``/
+``blocked`` changes are left out, as the logs leave them to debug.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .._actor import DeadLetter
+from .._exceptions import describe
+from .._reportable import MAX_TASK, json_ready, text
+from .._status import ActorStatus, LinkStatus, SystemStatus
+from .._urls import hide_secrets
+from .._view import Rates, counts_from_status
+
+__all__ = ["KEEP", "Tracker", "Watched"]
+
+KEEP = 30
+"""Recent events kept per actor."""
+
+_FREQUENT = frozenset({"ready", "running", "blocked"})
+
+
+@attrs.frozen
+class Watched:
+    """What the dashboard (or a status publisher) may ask of a running system.
+
+    Attributes:
+        status: A snapshot of every actor and link here.
+        errors: The last error of each actor that has failed, as one line.
+        dead_letters: The system's recent dead letters, oldest first.
+        here: The modules that run in this process.
+        started_at: When the system started (seconds since the epoch).
+        secrets: URLs whose passwords must never be shown (remote links, stores).
+    """
+
+    status: Callable[[], SystemStatus]
+    errors: Callable[[], Mapping[str, str]]
+    dead_letters: Callable[[], Sequence[DeadLetter]]
+    here: frozenset[str]
+    started_at: float
+    secrets: tuple[str, ...] = ()
+
+
+def _event(level: str, said: str, now: float) -> dict[str, Any]:
+    return {"time": now, "level": level, "text": said}
+
+
+@attrs.define
+class Tracker:
+    """Turns successive snapshots of one process into its view (see :meth:`update`)."""
+
+    watched: Watched
+    rates: Rates = attrs.field(factory=lambda: Rates(window=2.0))
+    _last: dict[str, ActorStatus] = attrs.field(factory=dict)
+    _events: dict[str, deque[dict[str, Any]]] = attrs.field(factory=dict)
+    _newest_letter: int | None = None
+
+    def hide(self, said: str) -> str:
+        return hide_secrets(said, *self.watched.secrets)
+
+    def update(self, now: float | None = None) -> dict[str, Any]:
+        """A snapshot of the process now: its state, actors, links and their events."""
+        now = time.time() if now is None else now
+        status = self.watched.status()
+        errors = {name: self.hide(error) for name, error in self.watched.errors().items()}
+        rates = self.rates.update(counts_from_status(status), time.monotonic())
+        letters = self._new_letters()
+        dropped_at = status.dropped_at()
+        actors: dict[str, Any] = {}
+        for name, actor in status.actors.items():
+            self._observe(actor, errors.get(name), letters.get(name, []), now)
+            self._last[name] = actor
+            lost = sum(dropped_at.get(name, {}).values())
+            actors[name] = _actor_view(actor, rates.get(name), errors.get(name), lost)
+            actors[name]["events"] = list(self._events[name])
+        return {
+            "state": status.state.value,
+            "started_at": self.watched.started_at,
+            "time": now,
+            "dropped": status.dropped,
+            "here": sorted(self.watched.here),
+            "actors": actors,
+            "links": {name: _link_view(link) for name, link in status.links.items()},
+        }
+
+    def _new_letters(self) -> dict[str, list[DeadLetter]]:
+        """The dead letters not seen before, by actor."""
+        letters = self.watched.dead_letters()
+        fresh: list[DeadLetter] = []
+        for letter in reversed(letters):
+            if id(letter) == self._newest_letter:
+                break
+            fresh.append(letter)
+        if letters:
+            self._newest_letter = id(letters[-1])
+        found: dict[str, list[DeadLetter]] = {}
+        for letter in reversed(fresh):
+            found.setdefault(letter.actor, []).append(letter)
+        return found
+
+    def _observe(
+        self, actor: ActorStatus, error: str | None, letters: list[DeadLetter], now: float
+    ) -> None:
+        """Add to ``actor``'s ring what changed since its last snapshot."""
+        ring = self._events.get(actor.name)
+        if ring is None:
+            ring = self._events[actor.name] = deque(maxlen=KEEP)
+        before = self._last.get(actor.name)
+        state = actor.state.value
+        if before is None or (
+            before.state is not actor.state and not {before.state.value, state} <= _FREQUENT
+        ):
+            ended = f" ({actor.reason})" if actor.state.is_final and actor.reason else ""
+            level = "error" if state == "invalid" else "info"
+            ring.append(_event(level, f"state {state}{ended}", now))
+        if before is None:
+            return
+        if actor.errors > before.errors:
+            many = actor.errors - before.errors
+            said = f"{many} errors, the last: " if many > 1 else "error: "
+            ring.append(_event("error", said + (error or "(no message)"), now))
+        if actor.restarts > before.restarts:
+            ring.append(_event("warning", f"restarted ({actor.restarts} in all)", now))
+        for letter in letters:
+            said = f"dead letter {letter.message_id} after {letter.attempts} attempts"
+            ring.append(_event("error", f"{said}: {self.hide(describe(letter.error))}", now))
+        lost = {r: c - before.dropped.get(r, 0) for r, c in actor.dropped.items()}
+        for reason, count in lost.items():
+            if count > 0:
+                ring.append(_event("warning", f"dropped {count} ({reason})", now))
+
+
+def _actor_view(
+    actor: ActorStatus, rate: float | None, error: str | None, lost: int
+) -> dict[str, Any]:
+    return {
+        "kind": actor.kind,
+        "task": text(actor.task, MAX_TASK),
+        "state": actor.state.value,
+        "blocked_on": actor.blocked_on,
+        "received": actor.received,
+        "emitted": actor.emitted,
+        "rate": None if actor.state.is_final or rate is None else round(rate, 3),
+        "depth": actor.mailbox_depth,
+        "progress": json_ready(actor.progress),
+        "restarts": actor.restarts,
+        "errors": actor.errors,
+        "dead": actor.dead_lettered,
+        "dropped": lost,
+        "reason": actor.reason,
+        "error": error,
+        "info": json_ready(actor.info),
+    }
+
+
+def _link_view(link: LinkStatus) -> dict[str, Any]:
+    return {
+        "depth": link.depth,
+        "capacity": link.capacity,
+        "fill": min(1.0, link.depth / link.capacity) if link.capacity else 0.0,
+        "sent": link.sent,
+        "delivered": link.delivered,
+        "dropped": sum(link.dropped.values()),
+        "closed": link.closed,
+        "target": link.target,
+    }

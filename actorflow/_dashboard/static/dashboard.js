@@ -1,0 +1,359 @@
+// actorflow dashboard: draws the laid-out graph (api/layout) as SVG once, then updates
+// it from the snapshots the server sends (events, server-sent). No framework, no CDN.
+"use strict";
+
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  const COLOURS = ["#1c7ed6", "#f08c00", "#2b8a3e", "#ae3ec9", "#e8590c", "#0c8599"];
+  const nodes = new Map();
+  const edges = new Map();
+  const processColour = new Map();
+  let layout = null;
+  let snapshot = null;
+  let selected = null;
+  let redrawing = false;
+  const ENDED = new Set(["done", "failed", "cancelled"]);
+  const ENDED_ACTOR = new Set(["terminated", "invalid"]);
+
+  function svg(tag, attributes, parent) {
+    const element = document.createElementNS(NS, tag);
+    for (const [key, value] of Object.entries(attributes || {})) {
+      element.setAttribute(key, String(value));
+    }
+    if (parent) parent.appendChild(element);
+    return element;
+  }
+
+  function html(tag, className, text, parent) {
+    const element = document.createElement(tag);
+    if (className) element.className = className;
+    if (text !== undefined && text !== null) element.textContent = String(text);
+    if (parent) parent.appendChild(element);
+    return element;
+  }
+
+  function count(value) {
+    return typeof value === "number" ? value.toLocaleString("en-US") : "–";
+  }
+
+  function rate(value) {
+    if (typeof value !== "number") return "–";
+    for (const [limit, suffix] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
+      if (value >= limit) return (value / limit).toFixed(1) + suffix + "/s";
+    }
+    return value.toFixed(1) + "/s";
+  }
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const rest = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
+  }
+
+  function progressText(progress) {
+    if (!Array.isArray(progress)) return null;
+    const [done, total] = progress;
+    if (typeof total === "number" && total > 0) {
+      return { fraction: Math.min(1, done / total), text: `${Math.round((100 * done) / total)}%` };
+    }
+    return { fraction: null, text: count(done) };
+  }
+
+  function blockedOn(actor) {
+    // "input", or "output:<port>": what a blocked actor waits for.
+    const on = actor.blocked_on;
+    if (!on) return "";
+    return on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`;
+  }
+
+  function cut(text, length) {
+    return text.length > length ? text.slice(0, length - 1) + "…" : text;
+  }
+
+  function colourOf(process) {
+    if (!processColour.has(process)) {
+      processColour.set(process, COLOURS[processColour.size % COLOURS.length]);
+    }
+    return processColour.get(process);
+  }
+
+  // -- drawing the graph once -------------------------------------------------------
+
+  function drawNode(canvas, module) {
+    const { x, y, w, h } = module;
+    const g = svg("g", { class: "node", "data-actor": module.name, tabindex: 0 }, canvas);
+    svg("title", {}, g).textContent = module.name;
+    svg("rect", { class: "card", x, y, width: w, height: h, rx: 9 }, g);
+    const stripe = svg("rect", { x: x + 1, y: y + 8, width: 4, height: h - 16, rx: 2, fill: "none" }, g);
+    const name = svg("text", { class: "name", x: x + 14, y: y + 22 }, g);
+    name.textContent = cut(module.name, 22);
+    const cls = svg("text", { class: "cls", x: x + 14, y: y + 38 }, g);
+    cls.textContent = cut(module.class + (module.kind ? ` · ${module.kind}` : ""), 40);
+    const pill = svg("rect", { class: "pill unknown", x: x + w - 86, y: y + 9, width: 76, height: 18 }, g);
+    const pillText = svg("text", { class: "pill-text", x: x + w - 48, y: y + 22, "text-anchor": "middle" }, g);
+    const line1 = svg("text", { class: "line", x: x + 14, y: y + 58 }, g);
+    const line2 = svg("text", { class: "line", x: x + 14, y: y + 75 }, g);
+    const barBg = svg("rect", { class: "bar-bg", x: x + 14, y: y + 86, width: w - 72, height: 6, rx: 3 }, g);
+    const bar = svg("rect", { class: "bar", x: x + 14, y: y + 86, width: 0, height: 6, rx: 3 }, g);
+    const barText = svg("text", { class: "line", x: x + w - 12, y: y + 93, "text-anchor": "end" }, g);
+    const error = svg("text", { class: "error", x: x + 14, y: y + 93 }, g);
+    const where = svg("text", { class: "where", x: x + 14, y: y + h - 10 }, g);
+    g.addEventListener("click", () => select(module.name));
+    g.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") select(module.name);
+    });
+    nodes.set(module.name, { module, g, stripe, pill, pillText, line1, line2, barBg, bar, barText, error, where });
+  }
+
+  function curve(link, boxes, bottom) {
+    const a = boxes.get(link.source);
+    const b = boxes.get(link.target);
+    if (!a || !b) return null;
+    if (link.feedback || b.x <= a.x) {
+      const p0 = [a.x + a.w / 2, a.y + a.h];
+      const p3 = [b.x + b.w / 2, b.y + b.h];
+      return [p0, [p0[0], bottom], [p3[0], bottom], p3];
+    }
+    const p0 = [a.x + a.w, a.y + a.h / 2];
+    const p3 = [b.x, b.y + b.h / 2];
+    const dx = Math.max(30, (p3[0] - p0[0]) / 2);
+    return [p0, [p0[0] + dx, p0[1]], [p3[0] - dx, p3[1]], p3];
+  }
+
+  function drawEdge(canvas, link, boxes, bottom) {
+    const points = curve(link, boxes, bottom);
+    if (!points) return;
+    const [p0, p1, p2, p3] = points;
+    const kinds = ["edge", link.remote ? "remote" : "", link.feedback ? "feedback" : ""];
+    const g = svg("g", { class: kinds.join(" ").trim(), "data-link": link.name }, canvas);
+    svg("title", {}, g).textContent =
+      `${link.name}${link.remote ? " (remote" + (link.url ? ": " + link.url : "") + ")" : ""}`;
+    svg("path", { d: `M${p0} C${p1} ${p2} ${p3}` }, g);
+    const tip = link.feedback || p3[1] > p2[1] + 1
+      ? `${p3[0]},${p3[1]} ${p3[0] - 5},${p3[1] + 9} ${p3[0] + 5},${p3[1] + 9}`
+      : `${p3[0]},${p3[1]} ${p3[0] - 9},${p3[1] - 5} ${p3[0] - 9},${p3[1] + 5}`;
+    svg("polygon", { class: "arrow", points: tip }, g);
+    const mx = (p0[0] + 3 * p1[0] + 3 * p2[0] + p3[0]) / 8;
+    const my = (p0[1] + 3 * p1[1] + 3 * p2[1] + p3[1]) / 8;
+    svg("rect", { class: "fill-bg", x: mx - 20, y: my - 5, width: 40, height: 10, rx: 2 }, g);
+    const bar = svg("rect", { class: "fill-bar", x: mx - 19, y: my - 4, width: 0, height: 8 }, g);
+    const label = svg("text", { class: "label", x: mx, y: my + 17, "text-anchor": "middle" }, g);
+    if (link.remote) {
+      const tag = svg("text", { class: "tag", x: mx, y: my - 9, "text-anchor": "middle" }, g);
+      tag.textContent = "redis";
+    }
+    edges.set(link.name, { link, bar, label });
+  }
+
+  function draw(data) {
+    document.getElementById("graph-name").textContent = data.graph;
+    document.title = `${data.graph} · actorflow`;
+    const canvas = document.getElementById("canvas");
+    canvas.replaceChildren();
+    nodes.clear();
+    edges.clear();
+    const boxes = new Map(data.modules.map((m) => [m.name, m]));
+    const feedback = data.links.some((l) => l.feedback);
+    const lowest = Math.max(0, ...data.modules.map((m) => m.y + m.h));
+    const bottom = lowest + 50;
+    const height = feedback ? bottom + 20 : data.height;
+    canvas.setAttribute("viewBox", `0 0 ${data.width} ${height}`);
+    canvas.setAttribute("width", data.width);
+    canvas.setAttribute("height", height);
+    const under = svg("g", { class: "edges" }, canvas);
+    for (const link of data.links) drawEdge(under, link, boxes, bottom);
+    const over = svg("g", { class: "nodes" }, canvas);
+    for (const module of data.modules) drawNode(over, module);
+  }
+
+  // -- updating it from each snapshot -------------------------------------------------
+
+  function updateNode(view, actor) {
+    const state = actor ? actor.state : "unknown";
+    // Red once its module has failed: the error stays shown, restarted or not.
+    const failed = !!actor && (state === "invalid" || (actor.errors > 0 && !!actor.error));
+    view.g.classList.toggle("failed", failed);
+    view.g.classList.toggle("elsewhere", !actor);
+    view.g.dataset.state = state;
+    // Blocked on input is a module with nothing to do; on output, one held back.
+    const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
+    view.pill.setAttribute("class", `pill ${state}${waiting}`);
+    view.pillText.textContent = state;
+    if (!actor) {
+      view.line1.textContent = "runs in another process";
+      view.line2.textContent = "";
+      view.where.textContent = "not reported here";
+      view.stripe.setAttribute("fill", "none");
+      setBar(view, null);
+      view.error.textContent = "";
+      return;
+    }
+    const blocked = blockedOn(actor);
+    const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
+    view.line1.textContent = `${rate(actor.rate)}${taken}  ·  out ${count(actor.emitted)}${blocked}`;
+    view.line2.textContent =
+      `mailbox ${count(actor.depth)}  ·  restarts ${actor.restarts}  ·  errors ${actor.errors}  ·  dead ${actor.dead}`;
+    view.error.textContent = failed && actor.error ? cut(actor.error, 44) : "";
+    setBar(view, failed ? null : progressText(actor.progress));
+    const here = snapshot && actor.process === snapshot.process;
+    view.where.textContent = Object.keys(snapshot.processes).length > 1
+      ? `${here ? "here" : "process"} ${actor.process}` : "";
+    view.stripe.setAttribute("fill", Object.keys(snapshot.processes).length > 1 ? colourOf(actor.process) : "none");
+  }
+
+  function setBar(view, progress) {
+    const full = Number(view.barBg.getAttribute("width"));
+    const shown = progress !== null;
+    view.barBg.style.visibility = shown ? "visible" : "hidden";
+    view.bar.style.visibility = shown && progress.fraction !== null ? "visible" : "hidden";
+    view.bar.setAttribute("width", shown && progress.fraction !== null ? full * progress.fraction : 0);
+    view.barText.textContent = shown ? progress.text : "";
+  }
+
+  function updateEdge(view, link) {
+    if (!link) {
+      view.bar.setAttribute("width", 0);
+      view.label.textContent = "";
+      return;
+    }
+    const fill = Math.max(0, Math.min(1, link.fill));
+    view.bar.setAttribute("width", 38 * fill);
+    view.bar.setAttribute("class", `fill-bar${fill >= 0.95 ? " full" : fill >= 0.6 ? " high" : ""}`);
+    view.label.textContent = `${count(link.depth)}/${count(link.capacity)}`;
+  }
+
+  function updateHeader(data) {
+    const state = document.getElementById("system-state");
+    state.textContent = data.state;
+    state.className = `badge ${data.state}`;
+    document.getElementById("elapsed").textContent = clock(data.time - data.started_at);
+    document.getElementById("dropped").textContent = count(data.dropped);
+    const list = document.getElementById("processes");
+    list.replaceChildren();
+    const names = Object.keys(data.processes);
+    if (names.length < 2) return;
+    for (const name of names) {
+      const process = data.processes[name];
+      const chip = html("span", `process${process.gone ? " gone" : ""}`, null, list);
+      const swatch = html("i", null, null, chip);
+      swatch.style.background = colourOf(name);
+      chip.append(`${process.local ? "here: " : ""}${name} · ${process.state || "?"}`);
+      chip.title = `modules: ${(process.here || []).join(", ")}`;
+    }
+  }
+
+  async function redraw() {
+    // A link was added or removed while the graph runs: lay it out again.
+    redrawing = true;
+    try {
+      layout = await (await fetch("api/layout")).json();
+      draw(layout);
+      if (selected && !nodes.has(selected)) selected = null;
+      if (snapshot) update(snapshot);
+    } finally {
+      redrawing = false;
+    }
+  }
+
+  function update(data) {
+    if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
+    snapshot = data;
+    updateHeader(data);
+    for (const [name, view] of nodes) updateNode(view, data.actors[name]);
+    for (const [name, view] of edges) updateEdge(view, data.links[name]);
+    if (selected && nodes.has(selected)) select(selected);
+  }
+
+  // -- the selected actor -----------------------------------------------------------------
+
+  function select(name) {
+    selected = name;
+    for (const [other, view] of nodes) view.g.classList.toggle("selected", other === name);
+    showDetail(name);
+  }
+
+  function row(table, label, value) {
+    const tr = html("tr", null, null, table);
+    html("td", null, label, tr);
+    html("td", null, value, tr);
+  }
+
+  function showDetail(name) {
+    const panel = document.getElementById("detail");
+    const module = nodes.get(name).module;
+    const actor = snapshot ? snapshot.actors[name] : undefined;
+    panel.replaceChildren();
+    html("h2", null, name, panel);
+    html("div", "sub", `${module.class}${actor ? " · " + actor.process : ""}`, panel);
+    const state = actor ? actor.state : "unknown";
+    const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
+    html("span", `badge ${state}${waiting}`, state + (actor ? blockedOn(actor) : ""), panel);
+    if (!actor) {
+      html("p", "empty", "This module runs in another process that does not report here.", panel);
+      return;
+    }
+    if (actor.error) {
+      html("h3", null, "last error", panel);
+      html("div", "error-box", actor.error, panel);
+    }
+    const table = html("table", null, null, panel);
+    const progress = progressText(actor.progress);
+    row(table, "rate", rate(actor.rate));
+    row(table, "received", count(actor.received));
+    row(table, "emitted", count(actor.emitted));
+    row(table, "mailbox", count(actor.depth));
+    row(table, "progress", progress ? progress.text : "–");
+    row(table, "restarts", count(actor.restarts));
+    row(table, "errors", count(actor.errors));
+    row(table, "dead letters", count(actor.dead));
+    row(table, "dropped", count(actor.dropped));
+    if (actor.reason && ENDED_ACTOR.has(actor.state)) row(table, "ended", actor.reason);
+    for (const [key, value] of Object.entries(actor.info || {})) row(table, key, JSON.stringify(value));
+    html("h3", null, "recent events", panel);
+    const list = html("ol", "events", null, panel);
+    list.id = "events";
+    for (const event of [...actor.events].reverse()) {
+      const item = html("li", event.level, null, list);
+      const time = html("time", null, new Date(event.time * 1000).toLocaleTimeString("en-GB"), item);
+      time.dateTime = new Date(event.time * 1000).toISOString();
+      item.append(event.text);
+    }
+    if (!actor.events.length) html("li", null, "none yet", list);
+  }
+
+  // -- the connection ---------------------------------------------------------------------
+
+  function connection(live) {
+    const element = document.getElementById("connection");
+    if (live === null) {
+      element.textContent = "the run has ended";
+      element.className = "connection";
+      return;
+    }
+    element.textContent = live ? "live" : "disconnected (retrying)";
+    element.className = `connection ${live ? "live" : "lost"}`;
+  }
+
+  async function start() {
+    const answer = await fetch("api/layout");
+    layout = await answer.json();
+    draw(layout);
+    update(await (await fetch("api/status")).json());
+    const events = new EventSource("events");
+    events.addEventListener("status", (event) => {
+      const data = JSON.parse(event.data);
+      update(data);
+      if (ENDED.has(data.state)) {
+        // The run is over and its server about to go: keep its last picture.
+        events.close();
+        connection(null);
+      }
+    });
+    events.addEventListener("open", () => connection(true));
+    events.addEventListener("error", () => connection(false));
+  }
+
+  start();
+})();

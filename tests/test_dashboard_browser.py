@@ -1,0 +1,273 @@
+"""The dashboard end to end, in a real headless Chromium driven through selenium: what a
+person opening the page sees while the graph runs.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); without
+them these tests skip, saying so, unless ``ACTORFLOW_REQUIRE_BROWSER`` is set (CI), where
+they fail instead. With ``ACTORFLOW_SCREENSHOTS=DIR`` they save what they saw there (the
+docs' pictures are taken this way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import trio
+from dashboard_graph import SECRET, build
+from test_dashboard_processes import split  # noqa: F401 - a fixture
+
+import actorflow as af
+
+if os.environ.get("ACTORFLOW_REQUIRE_BROWSER"):
+    from selenium import webdriver  # CI: a missing selenium fails, never skips
+else:
+    webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+T = TypeVar("T")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _missing() -> str | None:
+    if CHROMIUM is None:
+        return "no chromium on PATH (apt-get install chromium chromium-driver)"
+    if CHROMEDRIVER is None:
+        return "no chromedriver on PATH (apt-get install chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module's tests, its console kept."""
+    missing = _missing()
+    if missing is not None:
+        if os.environ.get("ACTORFLOW_REQUIRE_BROWSER"):
+            pytest.fail(f"ACTORFLOW_REQUIRE_BROWSER is set but {missing}")
+        pytest.skip(missing)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,840",
+        "--force-device-scale-factor=1",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver: Any, condition: Callable[[Any], T], seconds: float = 20) -> T:
+    """Poll the page until ``condition`` holds (a deadline, never a fixed sleep)."""
+    waiting = WebDriverWait(
+        driver, seconds, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]
+    )
+    result: T = waiting.until(condition)
+    return result
+
+
+def texts(driver: Any, selector: str) -> list[str]:
+    """The text of every element ``selector`` finds, read at one instant (the page
+    rebuilds its side panel and header at every snapshot: an element found a moment
+    ago may be gone)."""
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
+    )
+    return found
+
+
+def console_errors(driver: Any) -> list[dict[str, Any]]:
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def node(driver: Any, name: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, f'g.node[data-actor="{name}"]')
+
+
+def first_line(driver: Any, name: str) -> str:
+    """The first line of numbers on ``name``'s box: rate, in, out."""
+    text: str = node(driver, name).find_elements(By.CSS_SELECTOR, "text.line")[0].text
+    return text
+
+
+def received(driver: Any, name: str) -> int:
+    """The ``in N`` count on ``name``'s box."""
+    line = first_line(driver, name)
+    found = re.search(r"in ([\d,]+)", line)
+    assert found is not None, line
+    return int(found.group(1).replace(",", ""))
+
+
+def screenshot(driver: Any, name: str) -> None:
+    where = os.environ.get("ACTORFLOW_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(where) / name))
+
+
+def open_page(driver: Any, url: str) -> None:
+    """Open ``url`` with a clean console (what an earlier page logged is dropped)."""
+    driver.get("about:blank")
+    driver.get_log("browser")
+    driver.get(url)
+
+
+def look(driver: Any, url: str, actors: tuple[str, ...]) -> dict[str, Any]:
+    """Open the page and check what a person would: every actor drawn with a state,
+    numbers that move, parse red with its error, its events on a click, no console
+    error, no password; what was seen."""
+    driver.set_window_size(1440, 840)
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    drawn = {
+        g.get_attribute("data-actor") for g in driver.find_elements(By.CSS_SELECTOR, "g.node")
+    }
+    assert drawn == set(actors)
+    wait_for(
+        driver, lambda d: all(node(d, a).get_attribute("data-state") != "unknown" for a in actors)
+    )
+    first = received(driver, "calibrate")
+    wait_for(driver, lambda d: received(d, "calibrate") > first + 20)
+    parse = wait_for(
+        driver,
+        lambda d: "failed" in (node(d, "parse").get_attribute("class") or "") and node(d, "parse"),
+    )
+    error = parse.find_element(By.CSS_SELECTOR, "text.error").text
+    stroke = parse.find_element(By.CSS_SELECTOR, "rect.card").value_of_css_property("stroke")
+    parse.click()
+    events = wait_for(driver, lambda d: texts(d, "#events li.error"))
+    title = texts(driver, "#detail h2")[0]
+    screenshot(driver, "dashboard.png")
+    return {
+        "error": error,
+        "stroke": stroke,
+        "events": events,
+        "title": title,
+        "console": console_errors(driver),
+        "source": driver.page_source,
+        "state": driver.find_element(By.ID, "system-state").text,
+    }
+
+
+async def test_the_page_shows_the_running_graph_live(browser: Any) -> None:
+    """Every actor, numbers that move without a reload, a failing module in red with its
+    error, its recent events on a click, a link added while it runs, and not one
+    console error."""
+    settings = af.Settings(remote_url=f"redis://:{SECRET}@db.internal/0")
+    async with af.open_system(build(count=2000), settings, dashboard=0) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(
+                look, browser, system.dashboard_url, system.actors
+            )
+            await system.add_link("calibrate", "archive")
+            added = await trio.to_thread.run_sync(
+                drawn_link, browser, "calibrate.out -> archive.in"
+            )
+        finally:
+            system.cancel()
+    assert added == []  # a link added while it runs is drawn, without a console error
+    assert seen["console"] == []
+    assert seen["error"].startswith("ValueError: bad reading")
+    assert seen["stroke"] == "rgb(214, 51, 108)"  # the page's red
+    assert seen["title"] == "parse"
+    said = re.compile(r"errors?(, the last)?: ValueError: bad reading")
+    assert any(said.search(event) for event in seen["events"]), seen["events"]
+    assert seen["state"] == "running"
+    assert SECRET not in seen["source"]
+
+
+def drawn_link(driver: Any, name: str) -> list[dict[str, Any]]:
+    """Wait for the link ``name`` to be drawn (no reload); the console errors since."""
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'g.edge[data-link="{name}"]'))
+    return console_errors(driver)
+
+
+def watch_end(driver: Any, url: str) -> tuple[str, list[dict[str, Any]]]:
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    state = wait_for(
+        driver,
+        lambda d: (t := d.find_element(By.ID, "system-state").text) in ("done", "failed") and t,
+    )
+    return state, console_errors(driver)
+
+
+async def test_the_page_shows_how_the_run_ended(browser: Any) -> None:
+    """A graph that ends by itself: its last snapshot (done, every actor terminated)
+    reaches the page before the server goes."""
+    graph = build(count=400, delay=0.004)
+    async with af.open_system(graph, dashboard=0) as system:
+        assert system.dashboard_url is not None
+        with trio.fail_after(40):
+            state, console = await trio.to_thread.run_sync(
+                watch_end, browser, system.dashboard_url
+            )
+    assert state == "done"
+    assert console == []
+    try:
+        states = {
+            browser.execute_script("return arguments[0].dataset.state", node(browser, name))
+            for name in system.actors
+        }
+    except WebDriverException as exc:  # pragma: no cover - the page went with the server
+        pytest.fail(f"the page could not be read after the end: {exc}")
+    assert states == {"terminated"}
+
+
+def look_at_split(driver: Any, url: str) -> dict[str, Any]:
+    driver.set_window_size(1440, 640)
+    open_page(driver, url)
+    wait_for(driver, lambda d: len(texts(d, "#processes .process")) == 2)
+    # The other process's numbers arrive, its rate (two reports apart) too.
+    wait_for(driver, lambda d: re.match(r"[\d.]+k?/s", first_line(d, "sensor")))
+    first = received(driver, "calibrate")
+    wait_for(driver, lambda d: received(d, "calibrate") > first)
+    node(driver, "calibrate").click()
+    wait_for(driver, lambda d: texts(d, "#events li"))
+    screenshot(driver, "dashboard-processes.png")
+    return {
+        "where": {
+            name: node(driver, name).find_element(By.CSS_SELECTOR, "text.where").text
+            for name in ("sensor", "calibrate", "store")
+        },
+        "remote": [
+            g.get_attribute("data-link")
+            for g in driver.find_elements(By.CSS_SELECTOR, "g.edge.remote")
+        ],
+        "chips": texts(driver, "#processes .process"),
+        "console": console_errors(driver),
+    }
+
+
+def test_one_page_shows_a_graph_split_over_two_processes(
+    browser: Any,
+    split: dict[str, Any],  # noqa: F811 - the fixture imported above
+) -> None:
+    """The dashboard of the consumers' process draws the producer's actor too, says which
+    process runs each, and draws the remote link as one."""
+    seen = look_at_split(browser, split["url"])
+    producer, consumer = split["producer"].pid, split["consumer"].pid
+    assert seen["where"]["sensor"].startswith("process ")
+    assert seen["where"]["sensor"].endswith(f":{producer}")
+    assert seen["where"]["calibrate"].startswith("here ")
+    assert seen["where"]["calibrate"].endswith(f":{consumer}")
+    assert seen["remote"] == ["sensor.out -> calibrate.in"]
+    assert len(seen["chips"]) == 2
+    assert seen["console"] == []

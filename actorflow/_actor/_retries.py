@@ -48,9 +48,11 @@ class DeadLetter:
 
     @property
     def traceback(self) -> str:
-        """The error's traceback, formatted when first read: formatting it (Python
-        parses each frame's line to place its carets) cost more than the rest of a
-        restart, and most dead letters are counted, not read."""
+        """The error's traceback, formatted when first read.
+
+        Formatting it (Python parses each frame's line to place its carets) cost more
+        than the rest of a restart, and most dead letters are counted, not read.
+        """
         text = self._traceback
         if text is None:
             text = "".join(_traceback.format_exception(self.error))

@@ -127,6 +127,14 @@ def sending_link(spec: LinkSpec, capacity: int) -> Link:
     return link
 
 
+@attrs.define(slots=True, eq=False)
+class _Run:
+    """Consecutive items of one stream entry: per-entry bookkeeping, not per item."""
+
+    entry: bytes
+    count: int
+
+
 class RemoteInLink(Link):
     """The receiving half of a remote link, in the consumer's process.
 
@@ -138,19 +146,28 @@ class RemoteInLink(Link):
     stays pending in the stream, for another consumer of the group (counted as
     ``returned``, not lost); its entries come again whole, so an item handled here may
     be handled once more there (at least once).
+
+    Invariant: ``runs`` (buffered) and ``in_hand`` (taken, not settled) count, entry by
+    entry and in order, exactly the items in :attr:`items` and the ``in_hand_count``
+    items taken; ``remaining`` counts what of each entry is not yet handled.
     """
 
-    __slots__ = ("_acks", "ids", "in_hand", "remaining", "to_ack")
+    __slots__ = ("_acks", "ack_after", "in_hand", "in_hand_count", "remaining", "runs", "to_ack")
 
     def __init__(self, spec: LinkSpec, capacity: int, mailbox: Mailbox) -> None:
         super().__init__(spec, capacity, mailbox, None)
         self.name = f"{spec.name} (from the stream)"
-        self.ids: deque[bytes] = deque()
-        """The entry of every buffered item, in order."""
-        self.in_hand: list[bytes] = []
+        self.runs: deque[_Run] = deque()
+        """The entries of the buffered items, in order."""
+        self.in_hand: list[_Run] = []
+        """The entries of the items taken and not yet settled."""
+        self.in_hand_count = 0
         self.remaining: dict[bytes, int] = {}
         """Entries here with items not yet handled, and how many."""
         self.to_ack: list[bytes] = []
+        self.ack_after = 1
+        """Entries awaiting acknowledgement that wake the acknowledger (the first one
+        always does, to start its wait for others): fewer wake-ups per entry."""
         self._acks = trio.lowlevel.ParkingLot()
         mailbox.remote.append(self)
 
@@ -167,7 +184,11 @@ class RemoteInLink(Link):
         """Append ``items`` of an entry :meth:`expect` announced; ``skipped`` more of its
         items were dropped on the way (they count as handled)."""
         if items:
-            self.ids.extend([entry_id] * len(items))
+            runs = self.runs
+            if runs and runs[-1].entry == entry_id:
+                runs[-1].count += len(items)
+            else:
+                runs.append(_Run(entry_id, len(items)))
             self._buffer().extend(items)
             self.sent += len(items)
             self.mailbox.notify()
@@ -183,15 +204,34 @@ class RemoteInLink(Link):
     def take(self, limit: int) -> list[Any]:
         self.settle()  # the batch taken before this one has been handled
         batch = super().take(limit)
-        ids = self.ids
-        self.in_hand = [ids.popleft() for _ in batch]
+        count = self.in_hand_count = len(batch)
+        runs, hand = self.runs, self.in_hand
+        while count:
+            head = runs[0]
+            if head.count <= count:
+                hand.append(runs.popleft())
+                count -= head.count
+            else:
+                head.count -= count
+                hand.append(_Run(head.entry, count))
+                count = 0
         return batch
 
     def requeue(self, items: list[Any]) -> None:
         back = len(items)
-        if back:
-            self.ids.extendleft(reversed(self.in_hand[-back:]))
-            del self.in_hand[-back:]
+        self.in_hand_count -= back
+        runs, hand = self.runs, self.in_hand
+        while back:
+            last = hand[-1]
+            moved = min(back, last.count)
+            if runs and runs[0].entry == last.entry:
+                runs[0].count += moved
+            else:
+                runs.appendleft(_Run(last.entry, moved))
+            last.count -= moved
+            if not last.count:
+                hand.pop()
+            back -= moved
         super().requeue(items)
 
     def remove_item(self, item: Any) -> None:
@@ -199,28 +239,38 @@ class RemoteInLink(Link):
         it is in hand until the module next waits or takes."""
         index = next(i for i, candidate in enumerate(self.items) if candidate is item)
         del self.items[index]
-        entry_id = self.ids[index]
-        del self.ids[index]
-        self.in_hand.append(entry_id)
+        for run in self.runs:
+            if index < run.count:
+                break
+            index -= run.count
+        run.count -= 1
+        if not run.count:
+            self.runs.remove(run)
+        self.in_hand.append(_Run(run.entry, 1))
+        self.in_hand_count += 1
         self.delivered += 1
         self.wake_producers()
 
     def settle(self) -> None:
         """The items in hand have been handled (or dead-lettered): acknowledge them."""
         if self.in_hand:
-            remaining = self.remaining
-            for entry_id in self.in_hand:
-                left = remaining[entry_id] - 1
+            remaining, to_ack = self.remaining, self.to_ack
+            waiting = len(to_ack)
+            for run in self.in_hand:
+                left = remaining[run.entry] - run.count
                 if left:
-                    remaining[entry_id] = left
+                    remaining[run.entry] = left
                 else:
-                    del remaining[entry_id]
-                    self.to_ack.append(entry_id)
+                    del remaining[run.entry]
+                    to_ack.append(run.entry)
             self.in_hand = []
-            self._acks.unpark_all()
+            self.in_hand_count = 0
+            if len(to_ack) > waiting and (not waiting or len(to_ack) >= self.ack_after):
+                self._acks.unpark_all()
             self.wake_producers()  # the pump counts items in hand against its room
 
     async def wait_for_acks(self) -> None:
+        """Until an entry awaits acknowledgement, or ``ack_after`` of them do."""
         await self._acks.park()
 
     def close_receiver(self) -> None:
@@ -232,7 +282,7 @@ class RemoteInLink(Link):
         """Items still buffered stay pending in the stream, for another consumer."""
         count = len(self.items)
         self.items.clear()
-        self.ids.clear()
+        self.runs.clear()
         self.remaining.clear()
         if count:
             self.returned += count

@@ -4,6 +4,7 @@
     python benchmarks/bench_remote.py                # starts a redis-server of its own
     python benchmarks/bench_remote.py --messages 2000 --repeat 1 --pings 50   # smoke run
     python benchmarks/bench_remote.py --other ../main   # also another tree's remote link
+    python benchmarks/bench_remote.py --instructions --messages 20000 --repeat 1  # valgrind
 
 Every run is a fresh Python process; the variants run interleaved, round by round
 (``--repeat`` rounds), so a noisy neighbour hits them all alike; medians are shown.
@@ -28,7 +29,9 @@ goes to ``PYTHONPYCACHEPREFIX``, a temporary directory unless set), after one un
 warm-up run of each variant.
 
 On a busy machine wall times swing; the CPU seconds of a run (``per cpu s``) move
-least, so compare those first.
+least, so compare those first. ``--instructions`` counts what each run executes instead
+(valgrind's callgrind; throughput and fixed cost only), which load does not change: the
+count moves by ~0.5% from run to run (the Redis round trips still vary a little).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ LABELS = {
 }
 OTHER: list[str] = []
 """The actorflow tree given with ``--other``, if any: its remote link runs too."""
+CALLGRIND: list[str] = []
+"""With ``--instructions``: the command that runs each worker under valgrind."""
 
 
 class Tally:
@@ -222,10 +227,13 @@ def measure(kind: str, mode: str, url: str, n: int, batch: int, buffer: int) -> 
     # compiles what it imports, and actorflow imports its Redis backend inside the run.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "bench_remote_pyc"))
-    command = [sys.executable, __file__, "--worker", kind, "--mode", mode, "--url", url]
-    command += ["--messages", str(n), "--batch", str(batch), "--buffer", str(buffer)]
+    command = [*CALLGRIND, sys.executable, __file__, "--worker", kind, "--mode", mode]
+    command += ["--url", url, "--messages", str(n), "--batch", str(batch), "--buffer", str(buffer)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if CALLGRIND:  # "==123== Collected : 5083914658", the whole process's instructions
+        collected = [line for line in out.stderr.splitlines() if "Collected :" in line]
+        result["instructions"] = float(collected[-1].split()[-1])
     return result
 
 
@@ -264,7 +272,8 @@ def collect(url: str, args: argparse.Namespace) -> Runs:
     for batch in args.batch:
         plan += [("throughput", kind, batch, args.messages) for kind in remotes]
     plan += [("fixed", kind, args.batch[0], 1) for kind in _kinds()]
-    plan += [("latency", kind, 1, max(10, args.pings)) for kind in _kinds()]
+    if not CALLGRIND:
+        plan += [("latency", kind, 1, max(10, args.pings)) for kind in _kinds()]
     runs: Runs = {(mode, kind, batch): [] for mode, kind, batch, _ in plan}
     for kind in _kinds():  # a warm-up, not counted: modules compiled, caches warm
         measure(kind, "throughput", url, 1, args.batch[0], args.buffer)
@@ -307,6 +316,23 @@ def report_throughput(runs: Runs, n: int, batches: list[int]) -> None:
             )
 
 
+def report_instructions(runs: Runs, n: int, batches: list[int]) -> None:
+    """Instructions per item (valgrind's count: the same on a busy machine as on an idle
+    one), net of the same variant's 1-item run, and the loop's count over the link's."""
+    print(f"instructions per item (callgrind, net of the 1-item run): {'':>10}")
+    net: dict[tuple[str, int], float] = {}
+    for (mode, kind, batch), results in runs.items():
+        if mode != "throughput" or kind == "local":
+            continue
+        fixed = _median(runs["fixed", kind, batches[0]], "instructions")
+        net[kind, batch] = (_median(results, "instructions") - fixed) / (n - 1)
+        print(f"  {LABELS[kind] + f', batch {batch}':<40} {net[kind, batch]:>10,.0f}")
+    for batch in batches:
+        for kind in ("remote", "other") if OTHER else ("remote",):
+            ratio = net["loop", batch] / net[kind, batch]
+            print(f"  batch {batch}: hand-written / {LABELS[kind]} {ratio:.3f}x (target >= 0.9)")
+
+
 def report_fixed(runs: Runs, batch: int) -> None:
     print(
         f"fixed cost, 1 item (batch {batch}):"
@@ -345,6 +371,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="rounds")
     parser.add_argument("--other", help="another actorflow tree: run its remote link too")
     parser.add_argument("--save", type=Path, help="write every run's figures here (JSON)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions with valgrind (callgrind) instead: repeatable on a busy"
+        " machine; about 50x slower, so use fewer --messages (20,000) and --repeat 1",
+    )
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("throughput", "latency"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,6 +388,8 @@ def main() -> int:
         return 0
     if args.other:
         OTHER.append(str(Path(args.other).resolve()))
+    if args.instructions:
+        CALLGRIND.extend(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"])
     with server(args.url) as url:
         print(
             f"source -> sink, {args.messages:,} Data items, buffer {args.buffer};"
@@ -365,6 +399,9 @@ def main() -> int:
         runs = collect(url, args)
     if args.save:
         args.save.write_text(json.dumps({" ".join(map(str, k)): v for k, v in runs.items()}))
+    if CALLGRIND:
+        report_instructions(runs, args.messages, args.batch)
+        return 0
     report_throughput(runs, args.messages, args.batch)
     report_fixed(runs, args.batch[0])
     report_latency(runs, max(10, args.pings))

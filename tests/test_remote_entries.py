@@ -15,7 +15,7 @@ from redis_server import RedisServer
 from test_remote import Keep, Numbers, pair, stream_length, unique
 
 import actorflow as af
-from actorflow._data import decode_items, encode
+from actorflow._data import MAX_DEPTH, decode, decode_items, encode
 from actorflow._redis import connect
 from actorflow._redis._entries import type_check
 from actorflow._redis._producer import ProducerPump
@@ -284,3 +284,35 @@ async def test_an_entry_claiming_billions_of_items_counts_as_one(
     [failure] = [e for e in logs if e["event"] == "remote.undecodable"]
     assert failure["error"].startswith("SerializationError: cannot decode payload:"), failure
     assert await stream_length(redis_server.url, stream_of(name)) == 0
+
+
+class Deep(af.Source):
+    """Items nested exactly as deep as the codec allows: one level more (the entry's
+    list) and they could not be checked as one list."""
+
+    outputs: ClassVar = {"out": af.Data}
+
+    def start(self) -> Any:
+        for n in range(3):
+            nested: Any = n
+            for _ in range(MAX_DEPTH - 2):  # Data and its fields are two levels
+                nested = [nested]
+            yield af.Data(fields={"deep": nested, "n": n})
+
+
+async def test_items_nested_as_deep_as_allowed_cross_whole(redis_server: RedisServer) -> None:
+    """An entry's items are checked as one list when they allow it (cheaper), and one by
+    one when the entry's own level would put them over the limit: items nested exactly
+    as deep as the codec allows cross, in order, none dead-lettered."""
+    name = unique("deep")
+    got: list[af.Data] = []
+    graph = af.Graph(name=name)
+    graph.add("numbers", Deep)
+    graph.add("keep", Keep, into=got)
+    graph.link("numbers", "keep", remote=af.Remote(url=redis_server.url, batch=3))
+    with trio.fail_after(20):
+        async with af.open_system(graph) as system:
+            pass
+    assert [d.fields["n"] for d in got] == [0, 1, 2]
+    assert all(d.fields == decode(encode(d)).fields for d in got)
+    assert system.status().links[INBOUND].dropped == {}

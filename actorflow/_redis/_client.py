@@ -8,6 +8,7 @@ exception groups; :func:`connect` unwraps them, so users see the error itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -96,6 +97,19 @@ async def ensure_group(client: coredis.Redis[bytes], stream: str, group: str) ->
         await client.xgroup_create(stream, group, identifier="0", mkstream=True)
 
 
+@functools.cache
+def _retryable() -> tuple[type[BaseException], ...]:
+    """The errors that say the server cannot be reached now (looked up once)."""
+    errors = load_coredis().exceptions
+    return (
+        errors.ConnectionError,
+        errors.BusyLoadingError,  # a restarted server still reading its data
+        errors.TryAgainError,
+        TimeoutError,
+        OSError,
+    )
+
+
 class Retrying:
     """Runs Redis calls again while the server cannot be reached, saying so once."""
 
@@ -111,15 +125,7 @@ class Retrying:
         """When a call last succeeded after failing (trio's clock)."""
 
     async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
-        coredis = load_coredis()
-        errors = coredis.exceptions
-        retryable = (
-            errors.ConnectionError,
-            errors.BusyLoadingError,  # a restarted server still reading its data
-            errors.TryAgainError,
-            TimeoutError,
-            OSError,
-        )
+        retryable = _retryable()
         delay = self.poll
         while True:
             try:

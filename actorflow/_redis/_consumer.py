@@ -87,6 +87,7 @@ class ConsumerPump:
         # the link says it: unacknowledged entries hold the producer back at the bound.
         buffer = link.spec.buffer or 0
         self._ack_entries = max(1, max(2, -(-buffer // remote.batch)) // ACK_SHARE)
+        link.ack_after = self._ack_entries
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
@@ -132,7 +133,7 @@ class ConsumerPump:
                         helpers.cancel_scope.cancel()
                 # A graceful end: wait until what is here was handled and acknowledged.
                 while not self._consumer_gone() and (self.link.items or self.link.in_hand):
-                    await self.link.wait_for_acks()
+                    await self.link.wait_for_space()  # woken when the module takes or settles
             except BaseException:
                 await self._finish()
                 raise
@@ -193,7 +194,7 @@ class ConsumerPump:
             self._took_part = bool(await retry(partial(self._take_over, client)))
             claims.skip()  # it has just taken everything pending
         while not self._consumer_gone() and not self._stopping:
-            room = link.capacity - len(link.items) - len(link.in_hand)
+            room = link.capacity - len(link.items) - link.in_hand_count
             if room < (intake.need(batch) if intake.backlog else batch):
                 await link.wait_for_space()
                 continue

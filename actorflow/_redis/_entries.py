@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from .._data import decode_items
+from .._data import decode, decode_items
 from .._exceptions import describe
 from .._ports import describe_type
 from .._status import DropReason
@@ -54,9 +54,33 @@ def type_check(accepted: Any) -> Callable[[Any], bool] | None:
     return lambda value: isinstance(value, classes)
 
 
+def exact_types(accepted: Any) -> frozenset[type]:
+    """The classes a port of type ``accepted`` names (its union's members, generics by
+    their origin): a piece whose items are all of exactly these fits without a check per
+    item."""
+    members = typing.get_args(accepted) if _is_union(accepted) else (accepted,)
+    return frozenset(
+        cls
+        for cls in (typing.get_origin(member) or member for member in members)
+        if isinstance(cls, type)
+    )
+
+
 def is_marker(entry: Any) -> bool:
     """Whether a stream entry is a producer's end marker, not items."""
     return END_FIELD in entry.field_values
+
+
+def _whole(payload: bytes, count: int) -> list[Any] | None:
+    """The ``count`` items of an entry that fits the link whole, decoded at once (one
+    depth check for them all, not one per item: the common case, and cheaper); ``None``
+    if that fails (then they are decoded one by one, which keeps the items before a
+    damaged one, and takes an item nested as deep as the limit allows)."""
+    try:
+        items = decode(payload)
+    except Exception:
+        return None
+    return items if type(items) is list and len(items) == count else None
 
 
 def _is_union(tp: Any) -> bool:
@@ -71,6 +95,7 @@ class _Entry:
     id: bytes
     count: int
     items: Iterator[Any]
+    payload: bytes
     fed: int = 0
 
 
@@ -92,10 +117,12 @@ class Intake:
     end_seen: bool = False
     """An end marker came: the producer has closed (this run, or an earlier one)."""
     _check: Callable[[Any], bool] | None = attrs.field(init=False)
+    _exact: frozenset[type] = attrs.field(init=False)
     _port: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._check = type_check(self.accepts)
+        self._exact = exact_types(self.accepts)
         self._port = describe_type(self.accepts)
 
     def admit(self, entries: list[Any], deliveries: dict[bytes, int] | None = None) -> int:
@@ -126,7 +153,8 @@ class Intake:
                 items, count = None, 0
             link.expect(entry_id, count)
             if items is not None and count:
-                self.backlog.append(_Entry(entry_id, count, items))
+                payload = entry.field_values[b"p"]
+                self.backlog.append(_Entry(entry_id, count, items, payload))
                 admitted += count
         return admitted
 
@@ -161,22 +189,16 @@ class Intake:
     def _feed_piece(self, entry: _Entry, want: int) -> int:
         """Feed ``want`` items of ``entry``: those decoded, if it turns out damaged (the
         rest of it is then dead-lettered); how many were consumed from it."""
-        piece: list[Any] = []
-        try:
-            piece.extend(islice(entry.items, want))
-        except Exception as exc:  # a damaged item: the rest of the entry is lost
-            rest = entry.count - entry.fed - len(piece)
-            self.link.drop(rest, DropReason.UNDECODABLE)
-            self.log.error(
-                "remote.undecodable", entry=entry.id.decode(), error=describe(exc), items=rest
-            )
-            want = entry.count - entry.fed
-            entry.fed = entry.count
-            self.link.feed(entry.id, piece, rest)
-            return want
+        piece = _whole(entry.payload, want) if want == entry.count else None
+        if piece is None:
+            piece = []
+            try:
+                piece.extend(islice(entry.items, want))
+            except Exception as exc:  # a damaged item: the rest of the entry is lost
+                return self._damaged(entry, piece, exc)
         entry.fed += len(piece)
         skipped = 0
-        if self._check is not None:
+        if self._check is not None and not self._exact.issuperset(map(type, piece)):
             fitting = [item for item in piece if self._check(item)]
             skipped = len(piece) - len(fitting)
             if skipped:
@@ -184,6 +206,19 @@ class Intake:
                 piece = fitting
         self.link.feed(entry.id, piece, skipped)
         return want
+
+    def _damaged(self, entry: _Entry, piece: list[Any], exc: Exception) -> int:
+        """Feed what was decoded before the damage and dead-letter the rest of the
+        entry; how many were consumed from it."""
+        rest = entry.count - entry.fed - len(piece)
+        self.link.drop(rest, DropReason.UNDECODABLE)
+        self.log.error(
+            "remote.undecodable", entry=entry.id.decode(), error=describe(exc), items=rest
+        )
+        consumed = entry.count - entry.fed
+        entry.fed = entry.count
+        self.link.feed(entry.id, piece, rest)
+        return consumed
 
     def _wrong_type(self, entry: _Entry, piece: list[Any], skipped: int) -> None:
         check = self._check

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast, final
 import attrs
 import trio
 
-from .._data import encode_items
+from .._data import encode, encode_items
 from .._exceptions import RunError, SerializationError
 from .._link import Link
 from .._logging import get_logger
@@ -65,6 +65,16 @@ def room_made(url: str, stream: str) -> None:
         event = _WAITING.pop((trio.lowlevel.current_trio_token(), url, stream), None)
         if event is not None:
             event.set()
+
+
+def _encode_batch(batch: list[Any]) -> bytes:
+    """``batch`` as one payload: checked for depth as one list (one check, not one per
+    item: the common case, and cheaper), or, if that fails, item by item (each item may
+    nest as deep as the limit allows, and the error names the item at fault)."""
+    try:
+        return encode(batch)
+    except SerializationError:
+        return encode_items(batch)
 
 
 @attrs.define
@@ -171,7 +181,7 @@ class ProducerPump:
     def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
         """The entries that carry ``batch``: one, unless it is too large to be one."""
         try:
-            payload = encode_items(batch)
+            payload = _encode_batch(batch)
         except SerializationError as exc:
             raise RunError(
                 self.link.spec.source,

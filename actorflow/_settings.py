@@ -59,6 +59,11 @@ class Settings:
             one is never shown.
         remote_url: The Redis server of remote links that name none
             (``remote=True``), e.g. ``"redis://127.0.0.1:6379/0"``.
+        fuse: Stage fusion: a module whose only input is one plain link and whose hook
+            is sync is run by call in its producer's task while its own task idles, so a
+            private chain of such modules runs in one task (each keeps its own state,
+            counters, status and supervision; see ``ActorStatus.fused_into``). ``False``
+            runs every module in its own task only.
     """
 
     quantum: float = attrs.field(default=0.01, validator=seconds())
@@ -73,3 +78,4 @@ class Settings:
     reporters: tuple[str, ...] = attrs.field(
         default=(), converter=_urls, validator=_http_urls, repr=_urls_repr
     )
+    fuse: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

@@ -46,7 +46,13 @@ from ._threads import Threads
 __all__ = ["Actor"]
 
 # Transitions that happen once per batch are logged at debug level; the rest at info.
-_FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
+_RUNNING, _BLOCKED, _READY = ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY
+
+
+def _frequent(state: ActorState) -> bool:
+    """Whether ``state`` is one an actor enters once per batch (by identity: hashing an
+    enum member runs Python code, and this is asked on every batch)."""
+    return state is _RUNNING or state is _BLOCKED or state is _READY
 
 
 class _Driver(Protocol):
@@ -95,6 +101,8 @@ class Actor:
         "errors",
         "failure",
         "filtered",
+        "fused_into",
+        "fused_scope",
         "incarnation",
         "incarnations",
         "kind",
@@ -202,6 +210,9 @@ class Actor:
         """An incarnation runs and its module's cleanup() has not run yet: those
         downstream of a cancelled system wait for that, and for nothing else."""
         self.terminated = False
+        # Fusion: whose task runs its items by call; the scope of that chain's first call.
+        self.fused_into: str | None = None
+        self.fused_scope: trio.CancelScope | None = None
 
     # -- what outlives an incarnation, made on first use -------------------------------
 
@@ -278,7 +289,7 @@ class Actor:
             return
         self.state = state
         self.blocked_on = blocked_on
-        if state in _FREQUENT and previous in _FREQUENT:
+        if _frequent(state) and _frequent(previous):
             if self.debug:
                 self.log.debug(
                     "actor.state",
@@ -650,6 +661,7 @@ def _status_of(actor: Actor) -> ActorStatus:
         step_size=actor.step_size,
         task=actor.task,
         info=dict(actor.info),
+        fused_into=actor.fused_into,
     )
 
 

@@ -16,7 +16,7 @@ wake-up it causes happen between two checkpoints.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -70,6 +70,7 @@ class Link:
         "copier",
         "dedicated",
         "delivered",
+        "direct",
         "dropped",
         "folded",
         "history",
@@ -125,6 +126,10 @@ class Link:
         """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
         self._logger: structlog.typing.FilteringBoundLogger | None = None
+        self.direct: Callable[[list[Any], Any, Any], Awaitable[None]] | None = None
+        """Stage fusion: while set, the producer hands a batch to the consumer by calling
+        this (``direct(items, producer, its_pacing)``) instead of buffering it, provided
+        the buffer is empty. Set and cleared by the consumer only."""
         mailbox.links.append(self)
 
     @property
@@ -493,11 +498,10 @@ class Mailbox:
 
     def exhausted(self) -> bool:
         """Every non-feedback link is closed and drained: the end of stream has arrived."""
-        return all(
-            link.closed and not link.items
-            for link in self.links
-            if not link.spec.feedback and not link.dedicated
-        )
+        for link in self.links:  # a plain loop: asked whenever the mailbox is empty
+            if not (link.closed and not link.items) and not (link.spec.feedback or link.dedicated):
+                return False
+        return True
 
     def purge(self) -> None:
         """Let go of removed links drained since (only when the mailbox itself is read or

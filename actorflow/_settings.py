@@ -81,6 +81,11 @@ class Settings:
         trace_ratio: The share of items (0 to 1) that get an OpenTelemetry span at
             every hop, decided where they enter the graph; 0 (the default) traces
             nothing and costs nothing. Needs the ``otel`` extra.
+        fuse: Stage fusion: a module whose only input is one plain link and whose hook
+            is sync is run by call in its producer's task while its own task idles, so a
+            private chain of such modules runs in one task (each keeps its own state,
+            counters, status and supervision; see ``ActorStatus.fused_into``). ``False``
+            runs every module in its own task only.
     """
 
     quantum: float = attrs.field(default=0.01, validator=seconds())
@@ -97,3 +102,4 @@ class Settings:
     )
     metrics: str | None = attrs.field(default=None, converter=address_text, validator=_address)
     trace_ratio: float = attrs.field(default=0.0, validator=fraction)
+    fuse: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

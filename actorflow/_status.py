@@ -204,6 +204,9 @@ class ActorStatus:
     :meth:`Module.set_info`)."""
     info: Mapping[str, Any] = attrs.field(factory=dict)
     """Free-form fields the module reported with :meth:`Module.set_info`."""
+    fused_into: str | None = None
+    """Stage fusion: the actor whose task runs this one's items by call (the head of
+    its fused chain), or ``None`` while it runs in its own task only."""
 
 
 @attrs.frozen

@@ -190,7 +190,7 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
             name=name,
             state=actor.state.value,
             task=actor.task,
-            detail=None if actor.blocked_on is None else f"on {actor.blocked_on}",
+            detail=_detail(actor),
             progress=actor.progress,
             rate=None if actor.state.is_final else rates.get(name),
             depth=actor.mailbox_depth,
@@ -204,6 +204,15 @@ def rows_from_status(status: SystemStatus, rates: Mapping[str, float] | None = N
         )
         for name, actor in status.actors.items()
     ]
+
+
+def _detail(actor: ActorStatus) -> str | None:
+    """What a blocked actor waits on, and whose task runs it while it is fused."""
+    waits = None if actor.blocked_on is None else f"on {actor.blocked_on}"
+    fused = getattr(actor, "fused_into", None)  # a status from an older peer has none
+    if fused is None:
+        return waits
+    return f"in {fused}'s task" if waits is None else f"{waits}, in {fused}'s task"
 
 
 def rows_from_job(tasks: Sequence[TaskResult]) -> list[Row]:

@@ -1,37 +1,67 @@
-"""Pipeline throughput and memory: actorflow against raw trio channels and asyncio.Queue.
+"""Pipeline throughput, latency and memory: actorflow against hand-written pipelines.
 
-The same pipeline runs on each: 1 source -> 4 processors (x + 1) -> 1 sink (sum), five
-links of capacity ``--buffer``. Every run is a fresh Python process, so peak memory is
-that run's own; the median of ``--repeat`` runs is reported, with ratios against the
-baselines measured in the same invocation.
+Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, fan-out 1 -> 8, fan-in 8 -> 1, a
+100-actor DAG, chains of 1 to 64 processors) runs on each *variant*: actorflow with
+default options, plain function calls (the limit), hand-batched asyncio and trio
+pipelines (lists of items through queues and memory channels), ``asyncio.Queue`` and raw
+trio memory channels (item at a time). Every run is a fresh Python process; the variants
+are interleaved round by round, so a noisy machine disturbs them alike, and the median
+of ``--repeat`` rounds is reported with every ratio. Rates are items sent by the
+sources per CPU second of the run (the machine is shared: CPU time is what other
+processes disturb least); wall-clock rates are printed beside them.
 
-    python benchmarks/bench_pipeline.py                 # 200k messages, 3 repeats, memory
-    python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke run
+``--other PATH`` runs the actorflow variants from another source tree too (say
+``/work/main``), in the same interleaved rounds, so a change is measured before and
+after in one run. Latency sends one item at a time through four stages and waits for
+it at the sink (p50 and p99 against ``asyncio.Queue``); memory is the peak RSS growth of
+the 1 -> 4 -> 1 chain at ``--messages`` and ten times as many.
+
+    python benchmarks/bench_pipeline.py                      # everything, 5 rounds
+    python benchmarks/bench_pipeline.py --other /work/main --shapes chain-4 latency
+    python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 HERE = Path(__file__).resolve().parent
-RUNNERS = ("actorflow", "trio-channels", "asyncio-queue")
+TREE = HERE.parent
+SHAPES = ("chain-4", "fan-out", "fan-in", "dag", "chain-1", "chain-16", "chain-64", "latency")
+PEERS = ("plain", "asyncio-batched", "trio-batched", "asyncio-queue", "trio-channels")
+BASELINES = ("asyncio-queue", "asyncio-batched")
+LATENCY_ITEMS = 2000
+
+
+def _shape(name: str) -> Any:
+    import _shapes
+
+    if name.startswith("chain-"):
+        return _shapes.chain(int(name.split("-")[1]))
+    return {"fan-out": _shapes.fan_out(8), "fan-in": _shapes.fan_in(8), "dag": _shapes.dag()}[name]
 
 
 def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _actorflow(n: int, buffer: int) -> float:
+# -- actorflow -------------------------------------------------------------------------
+
+
+def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
     import actorflow as af
+
+    totals: dict[str, int] = {}
 
     class Numbers(af.Source):
         outputs: ClassVar = {"out": int}
@@ -51,84 +81,195 @@ def _actorflow(n: int, buffer: int) -> float:
         total = 0
 
         def consume(self, data: int) -> None:
-            Sum.total += data
+            self.total += data
 
+        def cleanup(self) -> None:
+            totals[self.name] = self.total
+
+    kinds = {"src": Numbers, "inc": Inc, "sink": Sum}
     graph = af.Graph(name="bench")
-    graph.add("src", Numbers)
+    for node, kind in shape.kinds.items():
+        graph.add(node, kinds[kind])
+    for a, b in shape.edges:
+        graph.link(a, b, buffer=buffer)
+    run = af.run  # `import actorflow` is lazy: load the runtime before timing
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(graph)
+    return time.perf_counter() - wall, time.process_time() - cpu, sum(totals.values())
+
+
+def _actorflow_latency(n: int) -> list[float]:
+    import trio
+
+    import actorflow as af
+
+    samples: list[float] = []
+    box: dict[str, Any] = {}
+
+    class Pings(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        async def start(self) -> AsyncIterator[int]:
+            for i in range(n):
+                box["done"] = trio.Event()
+                box["sent"] = time.perf_counter()
+                yield i
+                await box["done"].wait()
+
+    class Inc(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, data: int) -> int:
+            return data + 1
+
+    class Arrived(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        def consume(self, data: int) -> None:
+            samples.append(time.perf_counter() - box["sent"])
+            box["done"].set()
+
+    graph = af.Graph(name="latency")
+    graph.add("src", Pings)
     for stage in range(4):
         graph.add(f"p{stage}", Inc)
-    graph.add("sink", Sum)
-    graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=buffer)
-    run = af.run  # `import actorflow` is lazy: load the runtime before timing
-    began = time.perf_counter()
-    run(graph)
-    took = time.perf_counter() - began
-    assert Sum.total == sum(range(n)) + 4 * n, "actorflow pipeline lost or changed items"
-    return took
+    graph.add("sink", Arrived)
+    graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=100)
+    af.run(graph)
+    return samples
 
 
-def worker(runner: str, n: int, buffer: int) -> dict[str, Any]:
-    """Run one pipeline in this process; return its time and memory growth."""
+def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]:
+    """Run one variant of one shape in this process."""
     sys.path.insert(0, str(HERE))
-    import _baselines
+    import _shapes
 
     before = _rss_kib()
-    if runner == "actorflow":
-        seconds = _actorflow(n, buffer)
-    elif runner == "trio-channels":
-        seconds = _baselines.run_trio_channels(n, buffer)
+    if shape_name == "latency":
+        if variant.startswith("actorflow"):
+            samples = _actorflow_latency(LATENCY_ITEMS)
+        else:
+            samples = _shapes.latency_asyncio_queue(LATENCY_ITEMS)
+        samples = samples[LATENCY_ITEMS // 10 :]  # warm-up
+        cuts = statistics.quantiles(samples, n=100)
+        return {"p50": cuts[49], "p99": cuts[98]}
+    shape = _shape(shape_name)
+    count = _shapes.count(shape, n)
+    if variant.startswith("actorflow"):
+        wall, cpu, total = _actorflow(shape, count, buffer)
     else:
-        seconds = _baselines.run_asyncio_queue(n, buffer)
-    return {"seconds": seconds, "rss_growth_kib": _rss_kib() - before}
+        wall, cpu, total = _shapes.PEERS[variant](shape, count, buffer)
+    expected = _shapes.expected_total(shape, count)
+    assert total == expected, f"{variant} on {shape_name}: total {total}, expected {expected}"
+    sources = sum(1 for kind in shape.kinds.values() if kind == "src")
+    items = count * sources
+    return {
+        "rate": items / cpu,
+        "wall_rate": items / wall,
+        "rss_growth_kib": _rss_kib() - before,
+    }
 
 
-def measure(runner: str, n: int, buffer: int) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", runner]
+def measure(
+    variant: str, shape: str, n: int, buffer: int, trees: dict[str, str]
+) -> dict[str, Any]:
+    """One run of ``variant`` in a fresh process (actorflow from its tree)."""
+    command = [sys.executable, __file__, "--worker", variant, "--shapes", shape]
     command += ["--messages", str(n), "--buffer", str(buffer)]
-    out = subprocess.run(
-        command,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = trees.get(variant, str(TREE))
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def _variants(shape: str, args: argparse.Namespace, trees: dict[str, str]) -> list[str]:
+    actorflows = list(trees)
+    if shape == "latency":
+        return [*actorflows, "asyncio-queue"]
+    peers = [
+        p for p in PEERS if not (p == "trio-channels" and (args.skip_trio or shape != "chain-4"))
+    ]
+    return [*actorflows, *peers]
+
+
+def _report(shape: str, results: dict[str, list[dict[str, Any]]]) -> None:
+    if shape == "latency":
+        print("\nlatency: one item at a time through 4 stages (wall µs, median of runs)")
+        p50 = {v: statistics.median(r["p50"] for r in rs) * 1e6 for v, rs in results.items()}
+        p99 = {v: statistics.median(r["p99"] for r in rs) * 1e6 for v, rs in results.items()}
+        base50, base99 = p50["asyncio-queue"], p99["asyncio-queue"]
+        print(f"{'variant':<22} {'p50 µs':>8} {'p99 µs':>8} {'p50 x aq':>9} {'p99 x aq':>9}")
+        for v in results:
+            print(
+                f"{v:<22} {p50[v]:>8.1f} {p99[v]:>8.1f} "
+                f"{p50[v] / base50:>9.2f} {p99[v] / base99:>9.2f}"
+            )
+        return
+    rates = {v: statistics.median(r["rate"] for r in rs) for v, rs in results.items()}
+    walls = {v: statistics.median(r["wall_rate"] for r in rs) for v, rs in results.items()}
+    print(f"\n{shape}: items/CPU-s (median of {len(next(iter(results.values())))})")
+    print(
+        f"{'variant':<22} {'items/s':>12} {'wall items/s':>13} "
+        f"{'x asyncio.Queue':>16} {'x hand-batched':>15}"
+    )
+    for v in results:
+        ratios = [rates[v] / rates[b] for b in BASELINES]
+        print(
+            f"{v:<22} {rates[v]:>12,.0f} {walls[v]:>13,.0f} {ratios[0]:>16.2f} {ratios[1]:>15.2f}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--buffer", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-memory", action="store_true", help="skip the 10x memory run")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument(
+        "--other",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run the actorflow variants from this source tree",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--skip-trio", action="store_true", help="skip the slow naive trio run")
-    parser.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.messages, args.buffer)))
+        print(json.dumps(worker(args.worker, args.shapes[0], args.messages, args.buffer)))
         return 0
 
-    n = args.messages
-    runners = [r for r in RUNNERS if not (args.skip_trio and r == "trio-channels")]
-    rates: dict[str, float] = {}
-    print(f"pipeline: 1 source -> 4 processors -> 1 sink, {n:,} messages, buffer {args.buffer}")
-    print(f"{'runner':<15} {'msgs/s (median)':>16} {'runs':>5}")
-    for runner in runners:
-        times = [measure(runner, n, args.buffer)["seconds"] for _ in range(args.repeat)]
-        rates[runner] = n / statistics.median(times)
-        print(f"{runner:<15} {rates[runner]:>16,.0f} {len(times):>5}")
-    for baseline in runners[1:]:
-        ratio = rates["actorflow"] / rates[baseline]
-        print(f"actorflow / {baseline}: {ratio:.2f}x")
+    trees = {"actorflow": str(TREE)}
+    for path in args.other:
+        trees[f"actorflow@{Path(path).name}"] = str(Path(path).resolve())
+    print(
+        f"{args.messages:,} messages (chains of k: 5/(k+1) as many), buffer {args.buffer}, "
+        f"{args.repeat} interleaved rounds; trees: {trees}"
+    )
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in args.shapes}
+    for _ in range(args.repeat):
+        for shape in args.shapes:
+            for variant in _variants(shape, args, trees):
+                got = measure(variant, shape, args.messages, args.buffer, trees)
+                results[shape].setdefault(variant, []).append(got)
+    for shape in args.shapes:
+        _report(shape, results[shape])
 
     if not args.no_memory:
-        print("\npeak memory growth of actorflow (RSS above the interpreter's, median):")
-        for count in (n, n * 10):
-            growth = statistics.median(
-                measure("actorflow", count, args.buffer)["rss_growth_kib"]
-                for _ in range(args.repeat)
+        print("\npeak RSS growth above the interpreter's, chain-4 (median):")
+        memory: dict[tuple[str, int], list[int]] = {}
+        for _ in range(args.repeat):
+            for count in (args.messages, args.messages * 10):
+                for variant in trees:
+                    got = measure(variant, "chain-4", count, args.buffer, trees)
+                    memory.setdefault((variant, count), []).append(got["rss_growth_kib"])
+        for (variant, count), kib in memory.items():
+            print(
+                f"  {variant:<22} {count:>10,} messages: {statistics.median(kib) / 1024:6.1f} MiB"
             )
-            print(f"  {count:>10,} messages: {growth / 1024:6.1f} MiB")
     return 0
 
 

@@ -47,23 +47,25 @@ async def test_the_host_feeds_an_inlet_and_reads_an_outlet_in_order() -> None:
     assert system.status().dropped == 0
 
 
+@pytest.mark.parametrize(("fuse", "in_flight"), [(False, 10), (True, 8)])
 async def test_a_host_that_does_not_read_holds_the_graph_back(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, fuse: bool, in_flight: int
 ) -> None:
     """Bounded all the way: with nobody reading, send() waits once every buffer on the
     way is full, instead of memory growing."""
     sent = 0
-    async with af.open_system(pipe(inlet_buffer=2, outlet_buffer=3, link_buffer=1)) as system:
+    graph = pipe(inlet_buffer=2, outlet_buffer=3, link_buffer=1)
+    async with af.open_system(graph, fuse=fuse) as system:
         with trio.move_on_after(10):
             for n in range(1000):
                 await system.send("numbers", n)
                 sent += 1
         # inlet buffer 2 + in its hand 1 + link 1 + double's hand 1 + link 1
-        # + outlet's hand 1 + outlet buffer 3
-        assert sent == 10
+        # + outlet's hand 1 + outlet buffer 3; fused, the two links are passed by call.
+        assert sent == in_flight
         async with system.receive("results") as items:
             await system.close("numbers")
-            assert [n async for n in items] == [2 * n for n in range(10)]
+            assert [n async for n in items] == [2 * n for n in range(in_flight)]
 
 
 async def test_items_left_in_an_outlet_can_be_read_after_the_end() -> None:

@@ -115,7 +115,8 @@ async def test_the_quantum_setting_controls_the_slice_length(
     graph.add("sink", Collect, into=[])
     graph.chain("src", "hog", "sink", buffer=300)
     timer = await run_timed(graph, quantum=quantum)
-    longest = max(timer.steps["hog"])
+    # The hog may run in the source's task (stage fusion): the longest slice of any.
+    longest = max(step for steps in timer.steps.values() for step in steps)
     assert quantum - 1e-9 <= longest <= quantum + COST + 1e-9
 
 
@@ -180,10 +181,12 @@ async def test_a_sudden_rise_in_item_cost_overruns_the_quantum_by_at_most_one_st
     graph.chain("src", "p", "sink", buffer=600)
     timer = await run_timed(graph, quantum=0.01)
     assert max(timer.steps["p"]) <= 0.01 + _MAX_STRIDE * COST + 1e-9
-    # The stride shrinks again: only the first costly steps overrun by more than one item.
+    # The stride shrinks at once: only the first costly steps overrun by more than one
+    # item, and the costly items after the first stride go about one quantum a step.
     overruns = [step for step in timer.steps["p"] if step > 0.01 + COST + 1e-9]
     assert len(overruns) <= 3
-    assert sum(step >= 0.01 - 1e-9 for step in timer.steps["p"]) >= 25
+    after_first_stride = (300 - _MAX_STRIDE) * COST / 0.01
+    assert sum(step >= 0.01 - 1e-9 for step in timer.steps["p"]) >= after_first_stride - 2
 
 
 # ------------------------------------------------------------------------------------------------

@@ -419,18 +419,20 @@ async def test_backpressure_bounds_every_link_by_its_buffer(
 ) -> None:
     """A slow sink holds its producer back: no link ever holds more than its buffer."""
     seen_depths: list[int] = []
+    running: list[af.System] = []  # items may arrive before open_system returns
 
     class Slow(af.Sink):
         async def consume(self, data: int) -> None:
-            status = system.status()
-            seen_depths.extend(link.depth for link in status.links.values())
+            if running:
+                status = running[0].status()
+                seen_depths.extend(link.depth for link in status.links.values())
             await trio.sleep(0.01)
 
     graph = pipeline(
         ("src", Numbers, {"count": 200}), ("a", Add, {}), ("sink", Slow, {}), buffer=4
     )
     async with af.open_system(graph) as system:
-        pass
+        running.append(system)
     assert max(seen_depths) <= 4
     assert system.status().actors["sink"].received == 200
 

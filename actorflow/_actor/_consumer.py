@@ -10,6 +10,7 @@ including one added while the incarnation runs (:meth:`ConsumerDriver.link_added
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import islice
@@ -28,9 +29,10 @@ from .._hooks import (
     result_style,
     results_of,
 )
-from .._link import Link
+from .._link import Link, Mailbox
 from .._module import Many, ModuleKind, Tag
 from .._status import ActorState
+from ._fusion import Fusion
 from ._incarnation import Incarnation, Stop
 from ._room import Room
 
@@ -46,6 +48,7 @@ class ConsumerDriver:
         "_added",
         "_crew",
         "_failure",
+        "_fusion",
         "_handlers",
         "_main_ended",
         "collect",
@@ -83,6 +86,19 @@ class ConsumerDriver:
         """Links with their own workers added before a crew was open to serve them."""
         self._main_ended = False
         """The crew's main loop returned (no regular input was left to read)."""
+        self._fusion: Fusion | None = None
+        if room.settings.fuse and not module.blocking:
+            self._fusion = Fusion(room, incarnation, self._handler_for, self._fusable)
+
+    def _fusable(self) -> bool:
+        """Whether a producer may run this incarnation's hook by call now: a plain sync
+        hook (its shape learned), served by the main loop alone."""
+        return (
+            self.style is HookStyle.SYNC
+            and self.probe_key is None
+            and self._crew is None
+            and self._added is None
+        )
 
     def _threaded(self, hook: Callable[..., Any], *, gathered: bool) -> Callable[..., Any]:
         """A blocking module's sync hook, called in a worker thread."""
@@ -122,7 +138,16 @@ class ConsumerDriver:
         dedicated = [link for link in self.room.mailbox.links if link.dedicated]
         if dedicated:
             return self._run_crew(dedicated)
+        if self._fusion is not None:
+            return self._fused_main_loop(self._fusion)
         return self._main_loop()
+
+    async def _fused_main_loop(self, fusion: Fusion) -> None:
+        """The main loop, after which no producer's call may still be in the module."""
+        try:
+            await self._main_loop()
+        finally:
+            await fusion.release()
 
     async def _run_crew(self, dedicated: list[Link]) -> None:
         """The main loop plus the worker tasks of links with ``workers != 1``; the first
@@ -168,6 +193,8 @@ class ConsumerDriver:
         gets them now; the main loop serves the others as it finds them (a crew whose
         main loop had ended, all its inputs having workers, starts a new one)."""
         crew = self._crew
+        if self._fusion is not None:
+            self._fusion.unlink()  # it re-arms only while one link feeds it
         if not link.dedicated:
             if crew is not None and self._main_ended:
                 self._main_ended = False
@@ -263,7 +290,7 @@ class ConsumerDriver:
                     feedback_closed = True
                     continue
                 room.set_state(ActorState.BLOCKED, blocked_on="input")
-                await mailbox.wait()
+                await self._idle(mailbox)
                 pacing.restart()
                 continue
             link, batch = got
@@ -280,6 +307,26 @@ class ConsumerDriver:
             if mailbox.remote:
                 link.settle()  # acknowledged now, not when this link is next read
 
+    async def _idle(self, mailbox: Mailbox) -> None:
+        """Wait for input; while fusable, the producer may run batches in meanwhile."""
+        fusion = self._fusion
+        if fusion is None:
+            await mailbox.wait()
+            return
+        fusion.arm()
+        try:
+            await mailbox.wait()
+        finally:
+            fusion.parked = False
+        await fusion.disarm()
+
+    def _handler_for(self, link: Link) -> _Handler:
+        """The item handler of ``link``, made on first use."""
+        handle = self._handlers.get(link)
+        if handle is None:
+            handle = self._handlers[link] = self._handler(link)
+        return handle
+
     def _give_back(self, link: Link, items: list[Any]) -> None:
         """Put items taken but not handled back at the front of their link."""
         if items:
@@ -295,39 +342,34 @@ class ConsumerDriver:
 
     async def _handle_sync(self, fn: Callable[[Any], Any], link: Link, batch: list[Any]) -> None:
         """A sync hook: items are handled in strides, without awaiting, until the
-        quantum is spent; then the outputs go out and the actor yields."""
+        quantum is spent; then the outputs go out and the actor yields.
+
+        Each stride is one ``map`` run in C (a raising item stops it: the iterator then
+        holds exactly the items after it, and ``out`` the results of those before it);
+        ``None`` and :class:`Many` results are sorted out afterwards, only if any came.
+        """
         room = self.room
         pacing, outbox = room.pacing, room.outbox
         base = room.received - len(batch)
         items = iter(batch)
         left = len(batch)
         out: list[Any] = []
-        item: Any = None
+        collect = self.collect
         try:
             while True:
                 out = []
-                append = out.append
                 for size in pacing.strides(left):
                     left -= size
-                    if self.collect:
-                        for item in islice(items, size):
-                            result = fn(item)
-                            if result is None:
-                                room.filtered += 1
-                            elif type(result) is Many:
-                                if result.items:
-                                    out.extend(result.items)
-                                else:
-                                    room.filtered += 1
-                            else:
-                                append(result)
+                    if collect:
+                        out.extend(map(fn, islice(items, size)))
                     else:
-                        for item in islice(items, size):
-                            fn(item)
+                        _drain(map(fn, islice(items, size)))
                 if out:
-                    sending, out = out, []
+                    sending, out = _results(out, room), []
                     await outbox.send(sending, outbox.main)
-                if pacing.now() >= pacing.deadline:
+                # One clock read per batch of cheap items; it also shrinks the stride
+                # when the batch cost much of the quantum.
+                if pacing.spent(pacing.deadline):
                     await pacing.yield_()
                 if not left:
                     return
@@ -337,10 +379,11 @@ class ConsumerDriver:
             if isinstance(exc, RunError | Stop):
                 self._give_back(link, list(items))
                 raise
-            # `item` raised: the outputs of the items before it go out first.
-            outbox.owe(out, outbox.main)
+            # The last item taken raised: the outputs of those before it go out first.
+            outbox.owe(_results(out, room), outbox.main)
             rest = list(items)
             sequence = base + len(batch) - len(rest)
+            item = batch[len(batch) - len(rest) - 1]
             raise self._item_failed(exc, link, item, rest, sequence) from exc
         except BaseException:
             self._give_back(link, list(items))
@@ -412,6 +455,32 @@ class ConsumerDriver:
             except BaseException:
                 self._give_back(link, batch[index + 1 :])
                 raise
+
+
+_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
+"""Run an iterator to its end in C, keeping nothing (a sink's strides)."""
+
+_SPECIAL = (type(None), Many)
+
+
+def _results(out: list[Any], room: Room) -> list[Any]:
+    """What a processor's results send on: ``None`` is filtered out, a :class:`Many`
+    gives its items (none: filtered). Checked by type in C; rebuilt only if needed."""
+    kinds = set(map(type, out))
+    if _SPECIAL[0] not in kinds and _SPECIAL[1] not in kinds:
+        return out
+    sent: list[Any] = []
+    for result in out:
+        if result is None:
+            room.filtered += 1
+        elif type(result) is Many:
+            if result.items:
+                sent.extend(result.items)
+            else:
+                room.filtered += 1
+        else:
+            sent.append(result)
+    return sent
 
 
 def _gathered(result: Any) -> Any:

@@ -46,7 +46,13 @@ from ._threads import Threads
 __all__ = ["Actor"]
 
 # Transitions that happen once per batch are logged at debug level; the rest at info.
-_FREQUENT = frozenset({ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY})
+_RUNNING, _BLOCKED, _READY = ActorState.RUNNING, ActorState.BLOCKED, ActorState.READY
+
+
+def _frequent(state: ActorState) -> bool:
+    """Whether ``state`` is one an actor enters once per batch (by identity: hashing an
+    enum member runs Python code, and this is asked on every batch)."""
+    return state is _RUNNING or state is _BLOCKED or state is _READY
 
 
 class _Driver(Protocol):
@@ -95,6 +101,8 @@ class Actor:
         "errors",
         "failure",
         "filtered",
+        "fused_into",
+        "fused_scope",
         "hops",
         "incarnation",
         "incarnations",
@@ -157,11 +165,8 @@ class Actor:
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
         self.incarnation: Incarnation | None = None
         self._driver: _Driver | None = None  # the running incarnation's
-        self.upstream: list[Actor] = []
-        """Actors feeding this one through non-feedback links; cleaned up before it
-        when the whole system is cancelled."""
-        self.ancestors = 0
-        """How many actors feed this one, directly or not (set when the graph is wired)."""
+        self.upstream: list[Actor] = []  # its non-feedback feeders: cleaned up first
+        self.ancestors = 0  # how many actors feed it, directly or not (set by wiring)
         self._init_counters()
         self._fresh = True
         self.ready = False
@@ -180,10 +185,8 @@ class Actor:
         self.linked = False  # whether it ever had an input link
         self._keep: dict[str, Any] | None = None
         self._at_end: list[Callable[[], None]] | None = None
-        self.thread_limiter: trio.CapacityLimiter | None = None
-        """Shared by the system's blocking modules; set when the system is built."""
-        self.threads = Threads()
-        """Its blocking calls abandoned by a cancellation, still running in threads."""
+        self.thread_limiter: trio.CapacityLimiter | None = None  # the system's, shared
+        self.threads = Threads()  # its blocking calls abandoned by a cancellation
         attach(module, self)
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
@@ -204,6 +207,9 @@ class Actor:
         """An incarnation runs and its module's cleanup() has not run yet: those
         downstream of a cancelled system wait for that, and for nothing else."""
         self.terminated = False
+        # Fusion: whose task runs its items by call; the scope of that chain's first call.
+        self.fused_into: str | None = None
+        self.fused_scope: trio.CancelScope | None = None
 
     # -- what outlives an incarnation, made on first use -------------------------------
 
@@ -280,7 +286,7 @@ class Actor:
             return
         self.state = state
         self.blocked_on = blocked_on
-        if state in _FREQUENT and previous in _FREQUENT:
+        if _frequent(state) and _frequent(previous):
             if self.debug:
                 self.log.debug(
                     "actor.state",
@@ -654,6 +660,7 @@ def _status_of(actor: Actor) -> ActorStatus:
         step_size=actor.step_size,
         task=actor.task,
         info=dict(actor.info),
+        fused_into=actor.fused_into,
     )
 
 

@@ -12,9 +12,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import trio
 
 from .._exceptions import describe
 from .._link import Link
+from .._module import ModuleKind
 from .._status import ActorState, DropReason
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
@@ -29,12 +31,15 @@ class Sender(Protocol):
     """What the outbox needs of the actor it belongs to."""
 
     name: str
+    kind: ModuleKind
     log: structlog.typing.FilteringBoundLogger
     debug: bool
     state: ActorState
     emitted: int
     ready: bool
     incarnation: Incarnation | None
+    fused_into: str | None
+    fused_scope: trio.CancelScope | None
 
     def set_state(self, state: ActorState, blocked_on: str | None = None) -> None: ...
 
@@ -61,10 +66,15 @@ class Outbox:
     main: str = attrs.field(init=False)
     """Where what a hook returns or yields goes: ``out``, or a module's only output port
     whatever its name."""
+    fuses: bool = attrs.field(init=False)
+    """Whether it may hand batches to a fused consumer by call (not from a progressive
+    module: what its consumers do would count in its step's time, which sizes the next
+    step, and they would see its items before its step is over)."""
 
     def __attrs_post_init__(self) -> None:
         outputs = self.outputs
         self.main = "out" if "out" in outputs or len(outputs) != 1 else next(iter(outputs))
+        self.fuses = self.owner.kind is not ModuleKind.PROGRESSIVE
 
     def port(self, port: str) -> str:
         """``port``, with ``out`` (the default of ``emit``) meaning the main port."""
@@ -172,7 +182,17 @@ class Outbox:
             self._unconnected(len(items), port)
             return
         if len(links) == 1:
-            await self._send_one(links[0], items, port)
+            link = links[0]
+            if link.copier is None and not link.closed:  # the common case, inlined
+                direct = link.direct
+                if direct is not None and not link.items and self.fuses:
+                    await direct(items, owner, self.pacing)  # stage fusion
+                    return
+                accepted = link.offer(items)
+                if accepted < len(items):
+                    await self._send_rest(link, items, accepted, port)
+                return
+            await self._send_one(link, items, port)
             return
         snapshot = list(links)
         for index, link in enumerate(snapshot):
@@ -199,7 +219,9 @@ class Outbox:
             while position < len(items):
                 copies, position = self._copy_some(link, items, position)
                 await self._deliver(link, copies, port)
-                if position < len(items) and pacing.now() >= pacing.deadline:
+                # Read even after the last chunk: it adapts the stride to the cost of
+                # copying, and the next link's copies start in a fresh quantum if due.
+                if pacing.spent(pacing.deadline):
                     await pacing.yield_()
         except BaseException:
             if position < len(items):
@@ -226,6 +248,13 @@ class Outbox:
                 await link.wait_for_space()
                 if link.closed:  # removed: it gets nothing more
                     self._removed(link, len(batch) - accepted)
+                    break
+                direct = link.direct
+                if direct is not None and not link.items and self.fuses:
+                    # The consumer parked meanwhile: it takes the rest by call (handled,
+                    # or given back into the link: delivered either way).
+                    rest, accepted = batch[accepted:], len(batch)
+                    await direct(rest, owner, self.pacing)
                     break
                 accepted = link.offer(batch, accepted)
         except BaseException:
@@ -269,6 +298,11 @@ class Outbox:
             if link.closed:  # removed since: it gets nothing more
                 self._removed(link, len(items))
                 owed.popleft()
+                continue
+            direct = link.direct
+            if direct is not None and not link.items and self.fuses:
+                owed.popleft()  # delivered by the call, handled or given back
+                await direct(items, self.owner, self.pacing)
                 continue
             accepted = link.offer(items)
             if accepted < len(items):

@@ -18,8 +18,9 @@ from .._timings import HandlingTimes
 
 __all__ = ["Pacing"]
 
-# The most items handled between two reads of the clock.
-_MAX_STRIDE = 16
+# The most items handled between two reads of the clock: a whole batch of cheap items
+# (``max_batch`` is 256 by default), so the clock is read about once per batch.
+_MAX_STRIDE = 256
 
 
 @attrs.define(slots=True, eq=False)
@@ -62,15 +63,15 @@ class Pacing:
     def spent(self, deadline: float) -> bool:
         """Read the clock: True once ``deadline`` has passed; otherwise adapt the stride."""
         checked = self.now()
-        if checked >= deadline:
-            self.last_check = checked
-            return True
-        if checked - self.last_check < self.quantum / 16:
+        took, self.last_check = checked - self.last_check, checked
+        budget = self.quantum / 16
+        if took < budget:
             self.stride = min(self.stride * 2, _MAX_STRIDE)
         elif self.stride > 1:
-            self.stride //= 2
-        self.last_check = checked
-        return False
+            # Costly items: at once down to what fits the budget at the cost just seen
+            # (a wide stride halved step by step would overrun many quanta).
+            self.stride = max(1, min(self.stride // 2, int(self.stride * budget / took)))
+        return checked >= deadline
 
     def strides(self, limit: int) -> Iterator[int]:
         """The sizes of the next runs of items, one stride each, until ``limit`` items

@@ -45,6 +45,8 @@ class Room(Protocol):
     filtered: int
     errors: int
     suspended: bool
+    fused_into: str | None
+    fused_scope: trio.CancelScope | None
     step_size: int | None
     progress: tuple[float, float | None] | None
     thread_limiter: trio.CapacityLimiter | None

@@ -169,6 +169,10 @@ class SourceDriver:
         if not links:
             return room.settings.max_batch
         while incarnation.active and not incarnation.stopping:
+            if len(links) == 1 and links[0].direct is not None and not links[0].items:
+                # Fused: what is pulled is handled by call, or handed back into the link
+                # if the consumer stops midway: nothing stays in this source's hand.
+                return room.settings.max_batch
             fullest = min(links, key=lambda link: link.capacity - len(link.items))
             free = fullest.capacity - len(fullest.items)
             if free > 0 or fullest.receiver_closed:
@@ -204,7 +208,7 @@ class SourceDriver:
                 if not batch:
                     return
                 await outbox.send(batch, outbox.main)
-                if pacing.now() >= pacing.deadline:
+                if pacing.spent(pacing.deadline):  # also adapts the stride
                     await pacing.yield_()
         finally:
             close = getattr(iterator, "close", None)

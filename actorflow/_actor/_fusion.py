@@ -1,0 +1,243 @@
+"""Stage fusion: a producer's task runs its consumer's handler by call.
+
+A consumer whose only input is one plain link (blocking, one worker, local, not
+feedback) and whose hook is sync lets that link's producer call its item handler
+directly while its own task waits on an empty mailbox: the batch skips the buffer and
+two task switches, and a private chain of such modules runs in its head's task. Each
+module keeps what it owns: its incarnation, its counters and state, its pacing (it
+takes the caller's deadline, so the quantum is shared), its retries, its outbox.
+
+What happens at the boundary of a call, in the caller's task, is what would have
+happened in the consumer's own:
+
+* its module raises: the items after the failing one are back in the link (as always);
+  the failure is handed to the consumer's own task, which raises it, so its supervisor
+  restarts that module only. While the items given back fill the link, the caller
+  waits for room as it would on the buffer of a consumer in its own task (a stop asked
+  of the caller meanwhile ends its call), so the supervisor acts on the failure before
+  the chain above runs ahead; then it goes on, into the buffer, until the new
+  incarnation parks again;
+* it is asked to stop, or its own task wakes for any reason: the call ends at the next
+  item boundary, the rest back in the link, and its own task takes over;
+* it is killed or cancelled: the call is cancelled through the scope its chain's first
+  call opened (one scope per chain: a scope costs as much as a small batch), so its
+  module is left before its ``cleanup()`` runs. Every stage of the chain below the head
+  is interrupted at its next checkpoint, gives its unhandled items back to its link and
+  owes what it could not send, exactly as when its own task is cancelled; their own
+  tasks take over. The head is untouched.
+
+Fusion is switched off with ``Settings(fuse=False)`` (``fuse = false`` in a graph file's
+``[settings]``); ``ActorStatus.fused_into`` names the actor whose task runs a fused one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from .._exceptions import RunError
+from .._link import Link
+from .._status import ActorState
+from ._incarnation import Incarnation, Stop
+from ._pacing import Pacing
+from ._room import Room
+
+__all__ = ["Fusion"]
+
+_Handler = Callable[[Link, list[Any]], Awaitable[None]]
+
+
+class Fusion:
+    """One incarnation's side of stage fusion (see the module docstring).
+
+    Invariant: ``link.direct`` is set only while the consumer's own task is parked on
+    its empty mailbox and no call is in it; ``inside`` is true while a producer's task
+    runs its handler.
+    """
+
+    __slots__ = (
+        "_eligible",
+        "_handler_of",
+        "_outside",
+        "_scope",
+        "failure",
+        "incarnation",
+        "inside",
+        "link",
+        "parked",
+        "room",
+    )
+
+    def __init__(
+        self,
+        room: Room,
+        incarnation: Incarnation,
+        handler_of: Callable[[Link], _Handler],
+        eligible: Callable[[], bool],
+    ) -> None:
+        self.room = room
+        self.incarnation = incarnation
+        self._handler_of = handler_of
+        self._eligible = eligible
+        self.link: Link | None = None
+        """The input link whose producer may call in (while armed)."""
+        self.inside = False
+        self.parked = False
+        self.failure: RunError | None = None
+        """The module failed in a producer's task: its own task raises this."""
+        self._outside: trio.Event | None = None
+        self._scope: trio.CancelScope | None = None
+
+    def _candidate(self) -> Link | None:
+        """The one input link a producer may call through, if fusion is possible now."""
+        mailbox = self.room.mailbox
+        links = mailbox.links
+        if len(links) != 1 or mailbox.remote or self.incarnation.stopping:
+            return None
+        link = links[0]
+        if (
+            type(link) is not Link
+            or link.items
+            or link.closed
+            or link.never_blocks
+            or link.dedicated
+            or link.spec.feedback
+            or not self._eligible()
+        ):
+            return None
+        return link
+
+    def arm(self) -> None:
+        """The own task is about to park on its empty mailbox: let the producer call in."""
+        link = self._candidate()
+        self.parked = True
+        self.link = link
+        if link is None:
+            self.room.fused_into = None
+            return
+        link.direct = self.call
+
+    def unlink(self) -> None:
+        """The input links changed (one was added): producers send into buffers again."""
+        if self.link is not None:
+            self.link.direct = None
+            self.link = None
+        self.room.fused_into = None
+
+    async def disarm(self) -> None:
+        """The own task woke: wait until a call in progress is over, then take over
+        (raising the failure a call handed over, delivering what a call left owed)."""
+        self.parked = False
+        link = self.link
+        if link is not None:
+            link.direct = None
+        if self.inside:
+            await self._wait_outside()
+        failure = self.failure
+        if failure is not None:
+            self.failure = None
+            raise failure
+        outbox = self.room.outbox
+        if outbox.owed:
+            await outbox.flush()
+
+    async def release(self) -> None:
+        """The incarnation ends, however: no call may run on in its module."""
+        self.parked = False
+        self.unlink()
+        if self.inside:
+            if self._scope is not None:
+                self._scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._wait_outside()
+
+    async def _wait_outside(self) -> None:
+        while self.inside:
+            if self._outside is None:
+                self._outside = trio.Event()
+            await self._outside.wait()
+
+    async def call(self, items: list[Any], caller: Any, pacing: Pacing) -> None:
+        """Handle ``items`` in the caller's task, as the own task would have (the
+        caller is the producing actor, ``pacing`` its quantum, shared for the call)."""
+        link = self.link
+        assert link is not None
+        link.direct = None  # no call into a call; the own task stays parked
+        room = self.room
+        count = len(items)
+        link.sent += count
+        link.delivered += count
+        room.received += count
+        room.fused_into = caller.fused_into or caller.name
+        if room.debug:
+            room.trace("message.received", items, link=link.name)
+        room.set_state(ActorState.RUNNING)
+        own = room.pacing
+        own.deadline = pacing.deadline
+        self.inside = done = True
+        handle = self._handler_of(link)
+        try:
+            scope = caller.fused_scope
+            if scope is None:  # the chain's first call: it opens the chain's scope
+                with trio.CancelScope() as scope:
+                    self._scope = room.fused_scope = scope
+                    await handle(link, items)
+            else:
+                self._scope = room.fused_scope = scope
+                await handle(link, items)
+        except RunError as error:
+            # Not this frame: it waits below while the own task raises the failure, and
+            # the actor clears the frames of the failures it keeps (a suspended one
+            # cleared would close this call).
+            tb = error.__traceback__
+            if tb is not None and tb.tb_frame is inspect.currentframe():
+                error.__traceback__ = tb.tb_next
+            self.failure = error
+            done = False
+        except Stop:
+            done = False
+        except BaseException:
+            done = False
+            raise
+        finally:
+            self._left(link, own, pacing, done)
+        if self.failure is not None:
+            await _wait_for_room(link, caller)
+
+    def _left(self, link: Link, own: Pacing, pacing: Pacing, done: bool) -> None:
+        """A call is over: re-arm if all went well, else wake the own task to take over."""
+        room = self.room
+        scope, self._scope = self._scope, None
+        room.fused_scope = None
+        self.inside = False
+        pacing.deadline = own.deadline
+        outside, self._outside = self._outside, None
+        if outside is not None:
+            outside.set()
+        if (
+            done
+            and self.parked
+            and self.link is link
+            and not link.items
+            and not link.closed
+            and not self.incarnation.stopping
+            and not (scope is not None and scope.cancel_called)
+        ):
+            link.direct = self.call
+            room.set_state(ActorState.BLOCKED, blocked_on="input")
+            return
+        room.mailbox.notify()
+
+
+async def _wait_for_room(link: Link, caller: Any) -> None:
+    """The consumer failed with its link full of what it gave back: hold the caller
+    as that full buffer would hold it in its own task, until there is room, the
+    consumer is gone, or the caller is asked to stop (its stop wakes it here)."""
+    while len(link.items) >= link.capacity and not link.receiver_closed:
+        run = caller.incarnation
+        if run is not None and run.stopping:
+            raise Stop
+        await link.wait_for_space()

@@ -533,3 +533,53 @@ def test_the_reference_documents_every_name_of_actorflow_testing() -> None:
     assert documented == set(actorflow.testing.__all__)
     for name in actorflow.testing.__all__:
         assert getattr(actorflow.testing, name).__doc__, name
+
+
+# -- a failing system while the test drives it -------------------------------------------------
+
+
+class Parse(af.Processor):
+    def process(self, data: str) -> float:
+        return float(data)
+
+
+def test_a_failure_is_the_results_error_while_a_stop_or_an_outlet_is_pending() -> None:
+    """The run's error is the escalation even while stop_after, an outlet reader or an
+    inlet's feed were still going when the module escalated."""
+    result = run_module(Parse, ["x", "y", "z"], stop_after=100)
+    assert result.state is af.SystemState.FAILED
+    assert isinstance(result.error, af.EscalationError)
+    graph = af.Graph(name="parsing")
+    graph.add("feed", Feed, items=["x", "y", "z"])
+    graph.add("parse", Parse)
+    graph.add("out", af.Outlet)
+    graph.link("feed", "parse")
+    graph.link("parse", "out")
+    result = run_graph(graph)
+    assert result.state is af.SystemState.FAILED
+    assert isinstance(result.error, af.EscalationError)
+    graph = af.Graph(name="fed")
+    graph.add("in", af.Inlet)
+    graph.add("parse", Parse)
+    graph.link("in", "parse")
+    result = run_graph(graph, inputs={"in": ["x", "y", "z", Pause(50), "w"]})
+    assert isinstance(result.error, af.EscalationError)
+
+
+async def test_a_block_with_its_own_nursery_gets_the_systems_failure(
+    actorflow_clock: trio.testing.MockClock,
+) -> None:
+    """When the system fails, a block that waits in a nursery of its own is cancelled
+    as a group of Cancelled: open_system raises the system's failure, not the group."""
+    graph = af.Graph(name="failing")
+    graph.add("feed", Feed, items=["x", "y", "z"])
+    graph.add("parse", Parse)
+    graph.link("feed", "parse")
+    with pytest.raises(af.EscalationError) as caught:
+        async with (
+            af.open_system(graph, handle_signals=False) as system,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(trio.sleep_forever)
+    assert not getattr(caught.value, "__notes__", [])
+    assert system.status().state is af.SystemState.FAILED

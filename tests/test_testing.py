@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -235,7 +236,7 @@ def test_pauses_among_the_items_wait_on_the_run_clock() -> None:
     result = run_module(Clock, [1, Pause(5), 2, 3, Pause(0.5), 4])
     assert result.output() == [0, 5, 5, 5.5]
     assert result.output_times() == [0, 5, 5, 5.5]
-    with pytest.raises(ValueError, match="Pause must be a finite number of seconds"):
+    with pytest.raises(ValueError, match="Pause must be a finite number of seconds, 0 or more"):
         Pause(-1)
     with pytest.raises(TypeError, match="Pause must be a number of seconds"):
         Pause("5")  # type: ignore[arg-type]
@@ -276,7 +277,7 @@ def test_a_start_up_that_never_ends_fails_clearly() -> None:
 
 def test_run_options_are_checked() -> None:
     """A timeout must be a positive number of seconds."""
-    with pytest.raises(ValueError, match="timeout must be a finite number of seconds above 0"):
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds, above 0"):
         run_module(Double, [1], timeout=0)
     with pytest.raises(TypeError, match="stop_after must be a number of seconds"):
         run_module(Double, [1], stop_after="1")  # type: ignore[arg-type]
@@ -293,7 +294,8 @@ class Threaded(af.Processor):
 def test_a_blocking_module_runs_on_the_real_clock_by_default() -> None:
     """Worker threads take real time, which a virtual clock would jump past: a graph
     with a blocking module runs on the real clock unless told otherwise."""
-    result = run_module(Threaded, [1, 2])
+    with pytest.warns(UserWarning, match=r"run_module\(\): 'threaded' blocking .* real clock"):
+        result = run_module(Threaded, [1, 2])
     assert result.output() == [2, 3]
     assert run_module(Threaded, [1], virtual_time=False).output() == [2]
 
@@ -583,3 +585,207 @@ async def test_a_block_with_its_own_nursery_gets_the_systems_failure(
             nursery.start_soon(trio.sleep_forever)
     assert not getattr(caught.value, "__notes__", [])
     assert system.status().state is af.SystemState.FAILED
+
+
+# -- feeding ----------------------------------------------------------------------------------
+
+
+class Once:
+    """An iterable that may be read only once."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.reads = 0
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        assert self.reads == 1, "read twice"
+        return iter(self.items)
+
+
+def test_a_feed_of_a_generator_emits_its_items_and_reads_them_once() -> None:
+    """A generator (or any iterable) is read once, as it is fed, in run_graph,
+    run_module and an inlet's inputs alike."""
+    graph = af.Graph(name="gen")
+    graph.add("feed", Feed, items=(n for n in [1, Pause(5), 2]))
+    graph.add("seen", Recorder)
+    graph.link("feed", "seen")
+    result = run_graph(graph)
+    assert result.output("seen") == [1, 2]
+    assert result.output_times("seen") == [0, 5]
+    once = Once([1, Pause(2), 2])
+    assert run_module(Double, once).output() == [2, 4]
+    graph = af.Graph(name="inlet")
+    graph.add("in", af.Inlet)
+    graph.add("seen", Recorder)
+    graph.link("in", "seen")
+    assert run_graph(graph, inputs={"in": Once([3, 4])}).output("seen") == [3, 4]
+
+
+def test_an_endless_generator_is_fed_lazily_until_the_stop() -> None:
+    """Items are read only as they are fed: an endless generator is fine."""
+
+    def ticks() -> Any:
+        n = 0
+        while True:
+            yield n
+            yield Pause(1)
+            n += 1
+
+    result = run_module(Double, ticks(), stop_after=4.5)
+    assert result.output() == [0, 2, 4, 6, 8]
+    assert result.fed == {"feed": 5}
+    assert result.unfed == {}
+
+
+def test_each_port_is_fed_on_its_own() -> None:
+    """A pause among one port's items does not hold up another port's."""
+    result = run_module(Label, {"left": [1, Pause(10), 2], "right": [3, Pause(1), 4]})
+    assert sorted(zip(result.output_times(), result.output(), strict=True)) == [
+        (0, "left:1"),
+        (0, "right:3"),
+        (1, "right:4"),
+        (10, "left:2"),
+    ]
+    assert result.fed == {"feed:left": 2, "feed:right": 2}
+    assert [spec.name for spec in module_graph(Label, {"left": [1]}).modules][:2] == [
+        "label",
+        "feed:left",
+    ]
+
+
+def test_every_item_given_is_accounted_for() -> None:
+    """What a run ended before feeding is counted as unfed."""
+    result = run_module(Double, [1, 2, Pause(10), 3, 4], stop_after=5)
+    assert result.output() == [2, 4]
+    assert result.fed == {"feed": 2}
+    assert result.unfed == {"feed": 2}
+    graph = af.Graph(name="inlet")
+    graph.add("in", af.Inlet)
+    graph.add("seen", Recorder)
+    graph.link("in", "seen")
+    result = run_graph(graph, inputs={"in": range(3)})
+    assert (result.fed, result.unfed) == ({"in": 3}, {"in": 0})
+
+
+# -- timing out -------------------------------------------------------------------------------
+
+
+def test_a_busy_loop_is_bounded_by_timeout_whatever_virtual_time_is_planned() -> None:
+    """On a virtual clock the wall-clock guard is the timeout, not stop_after or the
+    pauses plus the timeout; the message says what stood still."""
+    wall = time.monotonic()
+    with pytest.raises(TimedOutError) as caught:
+        run_module(Endless, stop_after=3600, timeout=0.5)
+    assert time.monotonic() - wall < 15
+    message = str(caught.value)
+    assert "of real time" in message
+    assert "Virtual time stood still" in message
+    assert "needs stop_after=" not in message
+
+
+class Stubborn(af.Source):
+    """Ignores a stop: runs until cancelled."""
+
+    outputs: ClassVar = {"out": int}
+
+    async def start(self) -> None:
+        while True:
+            await trio.sleep(1)
+
+
+def test_a_timeout_after_stop_after_says_the_stop_was_not_heeded() -> None:
+    with pytest.raises(TimedOutError) as caught:
+        run_module(Stubborn, stop_after=10, timeout=5, settings=af.Settings(stop_timeout=60))
+    message = str(caught.value)
+    assert "did not end within 15 s" in message
+    assert "stopped at stop_after=10 s but did not end within timeout=5 s more" in message
+    assert "needs stop_after=" not in message
+
+
+def test_durations_may_be_timedeltas() -> None:
+    result = run_module(Clock, [1, Pause(timedelta(minutes=1)), 2])
+    assert result.output() == [0, 60]
+    result = run_module(Poll, config={"interval": 60}, stop_after=timedelta(minutes=2.5))
+    assert result.output_times() == [0, 60, 120]
+
+
+# -- checking what is given -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: run_module(Double, "abc"),
+            TypeError,
+            "items must be an iterable of items, not a str",
+        ),
+        (lambda: run_module(Double, None), TypeError, "items must be an iterable of items"),
+        (lambda: run_module(Double, 5), TypeError, "items must be an iterable of items"),
+        (lambda: run_module(Label, {"left": "ab"}), TypeError, r"items\['left'\] must be"),
+        (lambda: run_graph(af.Graph(name="g"), inputs=[1]), TypeError, "inputs must be a mapping"),
+        (
+            lambda: run_module(Double, [1], virtual_time="no"),
+            TypeError,
+            "virtual_time must be True or False",
+        ),
+        (
+            lambda: run_module(Double, [1], stop_after=-1),
+            ValueError,
+            "stop_after must be a finite number of seconds, 0 or more",
+        ),
+        (lambda: run_module(Double, [1], name=""), ValueError, "name must be a non-empty string"),
+        (
+            lambda: run_module(Double, [1], name="a.b"),
+            ValueError,
+            "name must be a non-empty string",
+        ),
+        (lambda: run_module(Double, [1], name=123), ValueError, "name must be a non-empty string"),
+        (lambda: run_module(Double, [1], name="feed"), ValueError, "name 'feed' is taken"),
+        (lambda: run_module(Recorder, [1]), TypeError, "a Recorder is what run_module puts"),
+        (lambda: Feed("abc"), TypeError, "items must be an iterable of items, not a str"),
+    ],
+)
+def test_what_is_given_is_checked(call: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_zero_seconds_are_accepted_where_the_message_says() -> None:
+    assert run_module(Double, [1, Pause(0), 2], stop_after=0).state is af.SystemState.DONE
+
+
+# -- waiting ----------------------------------------------------------------------------------
+
+
+async def test_wait_until_awaits_an_async_condition(
+    actorflow_clock: trio.testing.MockClock,
+) -> None:
+    start = trio.current_time()
+
+    async def late() -> bool:
+        await trio.sleep(0)
+        return trio.current_time() - start >= 5
+
+    await wait_until(late, timeout=60, interval=1)
+    assert trio.current_time() - start == 5
+    with pytest.raises(TimedOutError):
+
+        async def never() -> bool:
+            return False
+
+        await wait_until(never, timeout=3)
+
+
+async def test_a_recorder_not_in_any_started_graph_is_a_key_error(
+    actorflow_clock: trio.testing.MockClock, starter: SystemStarter
+) -> None:
+    graph = af.Graph(name="seeing")
+    graph.add("feed", Feed, items=[1])
+    graph.add("seen", Recorder)
+    graph.link("feed", "seen")
+    await starter(graph)
+    with pytest.raises(KeyError, match=r"no Recorder 'typo' .*\(their Recorders: 'seen'\)"):
+        starter.recorded("typo")
+    await wait_until(lambda: starter.recorded("seen").items == [1])

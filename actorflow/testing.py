@@ -632,25 +632,26 @@ def _timed_out(
             "validate() is still waiting",
             result,
         )
-    running = [
-        f"{name!r} ({actor.state.value}"
-        + (f" on {actor.blocked_on})" if actor.blocked_on else ")")
-        for name, actor in outcome.expired.actors.items()
-        if not actor.state.is_final
+    actors = outcome.expired.actors
+    running = [name for name, actor in actors.items() if not actor.state.is_final]
+    described = [
+        f"{name!r} ({actors[name].state.value}"
+        + (f" on {actors[name].blocked_on})" if actors[name].blocked_on else ")")
+        for name in running
     ]
     within = f"{seconds:g} s" + (" of real time" if outcome.by_wall else "")
+    hint = _hint(graph, plan, outcome, running)
     return TimedOutError(
         f"graph {graph.name!r} did not end within {within} and was cancelled; still "
-        f"running then: {', '.join(running) or 'none'}. {_hint(graph, plan, outcome)}",
+        f"running then: {', '.join(described) or 'none'}. {hint}",
         result,
     )
 
 
-def _hint(graph: Graph, plan: _Plan, outcome: _Outcome) -> str:
+def _hint(graph: Graph, plan: _Plan, outcome: _Outcome, running: list[str]) -> str:
     """What to do about a run that timed out, as the case says."""
     threads = _blocking(graph)
-    virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-    if threads and virtual:
+    if threads and isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
         return (
             f"{', '.join(map(repr, threads))} blocking: the time its threads take is "
             "real, which a virtual clock cannot see; run it on the real clock "
@@ -661,21 +662,22 @@ def _hint(graph: Graph, plan: _Plan, outcome: _Outcome) -> str:
             "Virtual time stood still: a module keeps the loop busy without ever "
             "waiting (a loop that never awaits, a sync hook that does not return)"
         )
-    also = (
-        f"; a call in a worker thread of {', '.join(map(repr, threads))} that does not "
-        "return is abandoned (a few seconds more)"
-        if threads
-        else ""
-    )
+    stuck = [name for name in threads if name in running]
+    if stuck:
+        return (
+            f"{', '.join(map(repr, stuck))} blocking: a call in its worker thread did not "
+            "return (it is abandoned a few seconds after the cancel, so the run took that "
+            "much longer); a call that needs longer needs a larger timeout="
+        )
     if plan.stop_after is None:
         return (
             "A source that runs until it is stopped needs stop_after=; a run that takes "
-            f"longer, a larger timeout={also}"
+            "longer, a larger timeout="
         )
     return (
         f"It was stopped at stop_after={plan.stop_after:g} s but did not end within "
         f"timeout={plan.timeout:g} s more: a module that does not end on a stop keeps "
-        f"it going; a run that takes longer needs a larger timeout={also}"
+        "it going; a run that takes longer needs a larger timeout="
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -789,3 +790,27 @@ async def test_a_recorder_not_in_any_started_graph_is_a_key_error(
     with pytest.raises(KeyError, match=r"no Recorder 'typo' .*\(their Recorders: 'seen'\)"):
         starter.recorded("typo")
     await wait_until(lambda: starter.recorded("seen").items == [1])
+
+
+class Stuck(af.Processor):
+    """A blocking call that does not return until the test lets it."""
+
+    blocking = True
+    release: ClassVar = threading.Event()
+
+    def process(self, data: int) -> int:
+        self.release.wait(60)
+        return data
+
+
+def test_a_stuck_blocking_call_is_reported_as_such() -> None:
+    """On the real clock, a worker-thread call that never returns is what the message
+    names, not a missing stop_after."""
+    try:
+        with pytest.raises(TimedOutError) as caught:
+            run_module(Stuck, [1], timeout=0.5, virtual_time=False)
+    finally:
+        Stuck.release.set()
+    message = str(caught.value)
+    assert "'stuck' blocking: a call in its worker thread did not return" in message
+    assert "needs stop_after=" not in message

@@ -758,13 +758,16 @@ def run_graph(
 
     Args:
         graph: What to run.
-        inputs: Items to send into the graph's inlets, by inlet name (a :class:`Pause`
-            among them waits); each inlet is closed after its items, and one not named
-            here at once, so that the graph can end by itself.
-        stop_after: Stop the graph gracefully this many seconds after it started (for
-            sources that run until stopped), unless it ended by itself before.
-        timeout: Seconds the run may take (after ``stop_after``) before it is cancelled
-            and :class:`TimedOutError` raised; on the run's clock and the wall clock.
+        inputs: Items to send into the graph's inlets, by inlet name (each any
+            iterable, read as it is sent; a :class:`Pause` among them waits); each inlet
+            is closed after its items, and one not named here at once, so that the graph
+            can end by itself.
+        stop_after: Stop the graph gracefully this many seconds (or a ``timedelta``)
+            after it started (for sources that run until stopped), unless it ended by
+            itself before.
+        timeout: Seconds the run may take (after ``stop_after`` or its pauses) before
+            it is cancelled and :class:`TimedOutError` raised; on a virtual clock also
+            in real time (plus a second), however much virtual time the run covers.
         settings: The system's settings.
         store: The shared data store (a fresh :class:`~actorflow.MemoryStore` if not
             given).
@@ -772,7 +775,8 @@ def run_graph(
             task waits (``True``), or on the real clock (``False``): for modules that
             wait on the world outside trio (real I/O), whose time a virtual clock cannot
             see. By default (``None``) virtual, unless a module of the graph is
-            ``blocking`` (its sync hooks run in worker threads, which take real time).
+            ``blocking`` (its sync hooks run in worker threads, which take real time):
+            then a warning names it.
 
     Returns:
         How the run ended; a module that kept failing is ``result.error``, not raised.
@@ -900,7 +904,9 @@ def _module_run(
         graph.supervise(name, **options.supervise)
     if options.supervisor is not None:
         graph.supervisor(**options.supervisor)
-    plan = _graph_plan(graph, None, options.stop_after, options.timeout, options.settings, None)
+    plan = _graph_plan(
+        graph, None, options.stop_after, options.timeout, options.settings, options.store
+    )
     recorded = {port: _recorder_name(port) for port in module.outputs}
     return graph, attrs.evolve(plan, recorded=recorded)
 
@@ -914,6 +920,7 @@ class _ModuleOptions:
     settings: Settings | None
     supervise: Mapping[str, Any] | None
     supervisor: Mapping[str, Any] | None
+    store: Store | None
 
 
 async def arun_module(
@@ -927,9 +934,12 @@ async def arun_module(
     settings: Settings | None = None,
     supervise: Mapping[str, Any] | None = None,
     supervisor: Mapping[str, Any] | None = None,
+    store: Store | None = None,
 ) -> RunResult:
     """Run one module on ``items``, inside trio; see :func:`run_module`."""
-    options = _ModuleOptions(config, name, stop_after, timeout, settings, supervise, supervisor)
+    options = _ModuleOptions(
+        config, name, stop_after, timeout, settings, supervise, supervisor, store
+    )
     graph, plan = _module_run(module, items, options)
     return await _arun(graph, plan)
 
@@ -945,6 +955,7 @@ def run_module(
     settings: Settings | None = None,
     supervise: Mapping[str, Any] | None = None,
     supervisor: Mapping[str, Any] | None = None,
+    store: Store | None = None,
     virtual_time: bool | None = None,
 ) -> RunResult:
     """Run one module, as the runtime runs it, on ``items``; say what came out.
@@ -955,20 +966,24 @@ def run_module(
 
     Args:
         module: The module class under test.
-        items: What to feed it: a list for a module with one input port, or
-            ``{port: [items]}`` (fed in turns: the first item of each port, then the
-            second, ...). A :class:`Pause` among them waits before the next item.
+        items: What to feed it: any iterable (read as it is fed, never twice; not a
+            string) for a module with one input port, or ``{port: [items]}``, each port
+            fed on its own. A :class:`Pause` among them waits before the next item;
+            ``result.fed`` and ``result.unfed`` count what was sent and what was not.
         config: The module's configuration (its constructor's keyword arguments).
         name: Its name in the graph (default: the class name in snake case), as dead
             letters and the status show it.
-        stop_after: Stop it gracefully this many seconds after the start (a source that
-            runs until stopped), unless it ended by itself before.
-        timeout: Seconds the run may take (after ``stop_after``) before it is cancelled
-            and :class:`TimedOutError` raised; on the run's clock and the wall clock.
+        stop_after: Stop it gracefully this many seconds (or a ``timedelta``) after the
+            start (a source that runs until stopped), unless it ended by itself before.
+        timeout: Seconds the run may take (after ``stop_after`` or its pauses) before
+            it is cancelled and :class:`TimedOutError` raised; on a virtual clock also
+            in real time (plus a second), however much virtual time the run covers.
         settings: The system's settings.
         supervise: How the module is supervised: the options of
             :meth:`Graph.supervise <actorflow.Graph.supervise>` (``attempts``, ...).
         supervisor: The root supervisor's options (``max_restarts``, ``period``, ...).
+        store: The shared data store the module sees (a fresh
+            :class:`~actorflow.MemoryStore` if not given): one the test filled first.
         virtual_time: See :func:`run_graph`.
 
     Returns:
@@ -982,7 +997,9 @@ def run_module(
         TimedOutError: The run did not end in time.
         RuntimeError: Called inside trio (``await arun_module(...)`` there).
     """
-    options = _ModuleOptions(config, name, stop_after, timeout, settings, supervise, supervisor)
+    options = _ModuleOptions(
+        config, name, stop_after, timeout, settings, supervise, supervisor, store
+    )
     graph, plan = _module_run(module, items, options)
 
     async def run() -> RunResult:

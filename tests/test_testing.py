@@ -814,3 +814,18 @@ def test_a_stuck_blocking_call_is_reported_as_such() -> None:
     message = str(caught.value)
     assert "'stuck' blocking: a call in its worker thread did not return" in message
     assert "needs stop_after=" not in message
+
+
+class Lookup(af.Processor):
+    async def process(self, data: str) -> Any:
+        return await self.shared.get(data)
+
+
+def test_a_module_sees_the_store_it_is_given() -> None:
+    async def filled() -> af.MemoryStore:
+        store = af.MemoryStore()
+        await store.put("Lookup", "limit", 28)
+        return store
+
+    store = trio.run(filled)
+    assert run_module(Lookup, ["limit"], store=store).output() == [28]

@@ -862,11 +862,14 @@ def module_graph(
     *,
     config: Mapping[str, Any] | None = None,
     name: str | None = None,
+    link: Mapping[str, Any] | None = None,
 ) -> Graph:
     """The graph :func:`run_module` runs: ``module`` with a :class:`Feed` on each input
     port it is given items for (module ``"feed"`` for a module with one input port,
     ``"feed:<port>"`` for each port of one with several: each port is fed on its own),
-    and a :class:`Recorder` on each output port (module ``"record:<port>"``). Extend it
+    and a :class:`Recorder` on each output port (module ``"record:<port>"``); ``link``
+    holds the options of the links from the feeds (:meth:`Graph.link
+    <actorflow.Graph.link>`'s: ``buffer``, ``overflow``, ...). Extend it
     (supervision, more modules) and run it with :func:`run_graph` when
     :func:`run_module`'s options are not enough.
 
@@ -886,7 +889,7 @@ def module_graph(
     graph.add(name, module, **dict(config or {}))
     for port, port_items in by_port.items():
         graph.add(_feed_name(module, port), Feed, items=port_items)
-        graph.link(_feed_name(module, port), f"{name}.{port}")
+        graph.link(_feed_name(module, port), f"{name}.{port}", **dict(link or {}))
     for port in module.outputs:
         graph.add(_recorder_name(port), Recorder)
         graph.link(f"{name}.{port}", _recorder_name(port))
@@ -898,7 +901,9 @@ def _module_run(
     items: Iterable[Any] | Mapping[str, Iterable[Any]],
     options: _ModuleOptions,
 ) -> tuple[Graph, _Plan]:
-    graph = module_graph(module, items, config=options.config, name=options.name)
+    graph = module_graph(
+        module, items, config=options.config, name=options.name, link=options.link
+    )
     name = graph.modules[0].name
     if options.supervise is not None:
         graph.supervise(name, **options.supervise)
@@ -921,6 +926,7 @@ class _ModuleOptions:
     supervise: Mapping[str, Any] | None
     supervisor: Mapping[str, Any] | None
     store: Store | None
+    link: Mapping[str, Any] | None
 
 
 async def arun_module(
@@ -935,10 +941,11 @@ async def arun_module(
     supervise: Mapping[str, Any] | None = None,
     supervisor: Mapping[str, Any] | None = None,
     store: Store | None = None,
+    link: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run one module on ``items``, inside trio; see :func:`run_module`."""
     options = _ModuleOptions(
-        config, name, stop_after, timeout, settings, supervise, supervisor, store
+        config, name, stop_after, timeout, settings, supervise, supervisor, store, link
     )
     graph, plan = _module_run(module, items, options)
     return await _arun(graph, plan)
@@ -956,6 +963,7 @@ def run_module(
     supervise: Mapping[str, Any] | None = None,
     supervisor: Mapping[str, Any] | None = None,
     store: Store | None = None,
+    link: Mapping[str, Any] | None = None,
     virtual_time: bool | None = None,
 ) -> RunResult:
     """Run one module, as the runtime runs it, on ``items``; say what came out.
@@ -984,6 +992,9 @@ def run_module(
         supervisor: The root supervisor's options (``max_restarts``, ``period``, ...).
         store: The shared data store the module sees (a fresh
             :class:`~actorflow.MemoryStore` if not given): one the test filled first.
+        link: The options of the links that feed it (:meth:`Graph.link
+            <actorflow.Graph.link>`'s: ``buffer=1, overflow="drop_newest"`` to test
+            what it loses when it falls behind).
         virtual_time: See :func:`run_graph`.
 
     Returns:
@@ -998,7 +1009,7 @@ def run_module(
         RuntimeError: Called inside trio (``await arun_module(...)`` there).
     """
     options = _ModuleOptions(
-        config, name, stop_after, timeout, settings, supervise, supervisor, store
+        config, name, stop_after, timeout, settings, supervise, supervisor, store, link
     )
     graph, plan = _module_run(module, items, options)
 

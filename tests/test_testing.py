@@ -829,3 +829,20 @@ def test_a_module_sees_the_store_it_is_given() -> None:
 
     store = trio.run(filled)
     assert run_module(Lookup, ["limit"], store=store).output() == [28]
+
+
+class Slow(af.Processor):
+    async def process(self, data: int) -> int:
+        await trio.sleep(1)
+        return data
+
+
+def test_the_links_that_feed_a_module_take_link_options() -> None:
+    """A module that falls behind a small dropping buffer loses what did not fit."""
+    result = run_module(Slow, [1, 2, 3, 4], link={"buffer": 1, "overflow": "drop_newest"})
+    assert result.output()[0] == 1
+    assert result.dropped >= 2
+    assert len(result.output()) + result.dropped == result.fed["feed"] == 4
+    assert result.drops == {"slow": {"overflow": result.dropped}}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bufer'"):
+        run_module(Slow, [1], link={"bufer": 1})

@@ -690,6 +690,9 @@ def _blocking(graph: object) -> list[str]:
 
 async def _arun(graph: Graph, plan: _Plan) -> RunResult:
     recordings = _Recordings(trio.current_time())
+    for spec in graph.modules:  # a feed the run ended before it started is all unfed
+        if _is_module(spec.factory, Feed) and isinstance(spec.config.get("items"), Iterable):
+            recordings.tally(spec.name, spec.config["items"])
     outcome = await _run(graph, plan, recordings)
     result = None if outcome.system is None else _result(outcome, plan, recordings)
     if outcome.timed_out or result is None:

@@ -846,3 +846,16 @@ def test_the_links_that_feed_a_module_take_link_options() -> None:
     assert result.drops == {"slow": {"overflow": result.dropped}}
     with pytest.raises(TypeError, match="unexpected keyword argument 'bufer'"):
         run_module(Slow, [1], link={"bufer": 1})
+
+
+def test_every_feed_of_a_graph_accounts_for_its_items() -> None:
+    """Under run_graph too, fed and unfed add up to what each feed was given."""
+    graph = af.Graph(name="two")
+    graph.add("first", Feed, items=[1, Pause(10), 2])
+    graph.add("second", Feed, items=range(3))
+    graph.add("seen", Recorder)
+    graph.link("first", "seen")
+    graph.link("second", "seen")
+    result = run_graph(graph, stop_after=5)
+    assert result.fed == {"first": 1, "second": 3}
+    assert result.unfed == {"first": 1, "second": 0}

@@ -255,7 +255,8 @@ class _Recordings:
 
     def paused(self) -> float:
         """The most seconds any feed has paused for so far."""
-        return max((tally.paused for tally in self.tallies.values()), default=0.0)
+        tallies = tuple(self.tallies.values())  # read by the wall-clock guard's thread too
+        return max((tally.paused for tally in tallies), default=0.0)
 
 
 _ACTIVE: contextvars.ContextVar[_Recordings | None] = contextvars.ContextVar(
@@ -831,7 +832,10 @@ def _port_items(
                 f"{owner} has no input port {', '.join(map(repr, unknown))} (its input "
                 f"ports: {known})"
             )
-        return {port: _check_items(f"items[{port!r}]", items[port]) for port in items}
+        return {
+            port: _check_items(f"items[{port!r}]", items[port]) if port in items else ()
+            for port in ports
+        }
     given = _check_items("items", items)
     if not ports:
         if not (isinstance(given, Sized) and len(given) == 0):

@@ -649,9 +649,10 @@ def test_each_port_is_fed_on_its_own() -> None:
         (10, "left:2"),
     ]
     assert result.fed == {"feed:left": 2, "feed:right": 2}
-    assert [spec.name for spec in module_graph(Label, {"left": [1]}).modules][:2] == [
+    assert [spec.name for spec in module_graph(Label, {"left": [1]}).modules][:3] == [
         "label",
         "feed:left",
+        "feed:right",
     ]
 
 
@@ -859,3 +860,10 @@ def test_every_feed_of_a_graph_accounts_for_its_items() -> None:
     result = run_graph(graph, stop_after=5)
     assert result.fed == {"first": 1, "second": 3}
     assert result.unfed == {"first": 1, "second": 0}
+
+
+def test_a_port_given_no_items_gets_an_empty_feed_so_the_module_ends() -> None:
+    result = run_module(Label, {"left": [1]})
+    assert result.output() == ["left:1"]
+    assert result.fed == {"feed:left": 1, "feed:right": 0}
+    assert result.state is af.SystemState.DONE

@@ -988,21 +988,13 @@ def run_module(
         config: The module's configuration (its constructor's keyword arguments).
         name: Its name in the graph (default: the class name in snake case), as dead
             letters and the status show it.
-        stop_after: Stop it gracefully this many seconds (or a ``timedelta``) after the
-            start (a source that runs until stopped), unless it ended by itself before.
-        timeout: Seconds the run may take (after ``stop_after`` or its pauses) before
-            it is cancelled and :class:`TimedOutError` raised; on a virtual clock also
-            in real time (plus a second), however much virtual time the run covers.
-        settings: The system's settings.
+        stop_after, timeout, settings, virtual_time: See :func:`run_graph`.
         supervise: How the module is supervised: the options of
             :meth:`Graph.supervise <actorflow.Graph.supervise>` (``attempts``, ...).
         supervisor: The root supervisor's options (``max_restarts``, ``period``, ...).
-        store: The shared data store the module sees (a fresh
-            :class:`~actorflow.MemoryStore` if not given): one the test filled first.
+        store: The data store it sees (a test's, filled first; else a fresh one).
         link: The options of the links that feed it (:meth:`Graph.link
-            <actorflow.Graph.link>`'s: ``buffer=1, overflow="drop_newest"`` to test
-            what it loses when it falls behind).
-        virtual_time: See :func:`run_graph`.
+            <actorflow.Graph.link>`'s: ``buffer=1, overflow="drop_newest"``, say).
 
     Returns:
         How the run ended (outputs by port, dead letters, drops, status), with the error

@@ -867,3 +867,26 @@ def test_a_port_given_no_items_gets_an_empty_feed_so_the_module_ends() -> None:
     assert result.output() == ["left:1"]
     assert result.fed == {"feed:left": 1, "feed:right": 0}
     assert result.state is af.SystemState.DONE
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.one_of(st.integers(), st.sampled_from([0.5, 1, 3]).map(Pause)), max_size=15),
+    st.sampled_from([0, 0.25, 1, 2.5, 10, None]),
+    st.booleans(),
+)
+def test_every_item_is_fed_or_unfed_whatever_the_stop(
+    items: list[Any], stop_after: float | None, lazily: bool
+) -> None:
+    """Fed items come out in order, and fed + unfed is what was given (a generator's
+    rest is left unread, so only a list's is counted)."""
+    given = [item for item in items if not isinstance(item, Pause)]
+    result = run_module(Passing, iter(items) if lazily else items, stop_after=stop_after)
+    fed = result.fed["feed"]
+    assert result.output() == given[:fed]
+    if lazily:
+        assert result.unfed == {}
+    else:
+        assert fed + result.unfed["feed"] == len(given)
+    if stop_after is None:
+        assert fed == len(given)

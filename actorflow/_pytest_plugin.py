@@ -29,10 +29,21 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def actorflow_clock() -> trio.testing.MockClock:
-    """A virtual clock that jumps to the next timer whenever every task waits."""
+def actorflow_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock:
+    """A virtual clock that jumps to the next timer whenever every task waits (an async
+    test must be run by pytest-trio, which runs its loop on the clock; a sync test may
+    give it to its own ``trio.run(..., clock=actorflow_clock)``)."""
+    import inspect
+
     import trio.testing
 
+    test = getattr(request.node, "obj", None)
+    if inspect.iscoroutinefunction(test) and request.node.get_closest_marker("trio") is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: actorflow_clock needs pytest-trio to run the test "
+            "(mark it @pytest.mark.trio, or set trio_mode = true): another runner "
+            "(anyio, asyncio) would not use the clock, and the test would run on real time"
+        )
     return trio.testing.MockClock(autojump_threshold=0)
 
 

@@ -757,9 +757,9 @@ async def _running(
                     nursery.start_soon(_tick_until_done, system, requests)
                 try:
                     yield system
-                except trio.Cancelled:
-                    raise
                 except BaseException as exc:  # re-raised after shutdown
+                    if _only_cancelled(exc):  # the block's nurseries: the system failed
+                        raise
                     body_error = exc
                     nursery.cancel_scope.cancel()
                 finally:
@@ -771,6 +771,14 @@ async def _running(
             # Raised from here so that an outer cancellation cannot swallow it.
             raise _noting_signal(system._error() or system._failure, requests)
     _raise_what_ended(system, body_error, requests)
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    """Whether ``error`` is a cancellation: ``Cancelled``, or a group (from a nursery of
+    the block's own) of nothing else."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1] is None
+    return isinstance(error, trio.Cancelled)
 
 
 async def _tick_until_done(system: System, requests: SignalRequests) -> None:

@@ -146,3 +146,35 @@ def test_the_plugin_can_be_turned_off(installed: pytest.Pytester) -> None:
     result = installed.runpytest_subprocess("-p", "no:actorflow", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'actorflow_clock' not found*"])
+
+
+def test_the_clock_refuses_a_test_pytest_trio_does_not_run(installed: pytest.Pytester) -> None:
+    """An async test run by another runner (anyio here) would ignore the clock and run
+    on real time: the fixture says so instead."""
+    installed.makeini("[pytest]\nfilterwarnings = error\n")
+    installed.makepyfile(
+        test_other="""
+import pytest
+import trio
+
+@pytest.fixture
+def anyio_backend():
+    return "trio"
+
+@pytest.mark.anyio
+async def test_elsewhere(actorflow_clock):
+    await trio.sleep(3600)
+
+@pytest.mark.trio
+async def test_marked(actorflow_clock):
+    await trio.sleep(3600)
+
+def test_sync(actorflow_clock):
+    async def main():
+        await trio.sleep(3600)
+    trio.run(main, clock=actorflow_clock)
+"""
+    )
+    result = installed.runpytest_subprocess("-p", "no:cacheprovider", "--timeout", "60")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*actorflow_clock needs pytest-trio to run the test*"])

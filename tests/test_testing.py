@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -235,7 +237,7 @@ def test_pauses_among_the_items_wait_on_the_run_clock() -> None:
     result = run_module(Clock, [1, Pause(5), 2, 3, Pause(0.5), 4])
     assert result.output() == [0, 5, 5, 5.5]
     assert result.output_times() == [0, 5, 5, 5.5]
-    with pytest.raises(ValueError, match="Pause must be a finite number of seconds"):
+    with pytest.raises(ValueError, match="Pause must be a finite number of seconds, 0 or more"):
         Pause(-1)
     with pytest.raises(TypeError, match="Pause must be a number of seconds"):
         Pause("5")  # type: ignore[arg-type]
@@ -276,7 +278,7 @@ def test_a_start_up_that_never_ends_fails_clearly() -> None:
 
 def test_run_options_are_checked() -> None:
     """A timeout must be a positive number of seconds."""
-    with pytest.raises(ValueError, match="timeout must be a finite number of seconds above 0"):
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds, above 0"):
         run_module(Double, [1], timeout=0)
     with pytest.raises(TypeError, match="stop_after must be a number of seconds"):
         run_module(Double, [1], stop_after="1")  # type: ignore[arg-type]
@@ -293,7 +295,8 @@ class Threaded(af.Processor):
 def test_a_blocking_module_runs_on_the_real_clock_by_default() -> None:
     """Worker threads take real time, which a virtual clock would jump past: a graph
     with a blocking module runs on the real clock unless told otherwise."""
-    result = run_module(Threaded, [1, 2])
+    with pytest.warns(UserWarning, match=r"run_module\(\): 'threaded' blocking .* real clock"):
+        result = run_module(Threaded, [1, 2])
     assert result.output() == [2, 3]
     assert run_module(Threaded, [1], virtual_time=False).output() == [2]
 
@@ -533,3 +536,357 @@ def test_the_reference_documents_every_name_of_actorflow_testing() -> None:
     assert documented == set(actorflow.testing.__all__)
     for name in actorflow.testing.__all__:
         assert getattr(actorflow.testing, name).__doc__, name
+
+
+# -- a failing system while the test drives it -------------------------------------------------
+
+
+class Parse(af.Processor):
+    def process(self, data: str) -> float:
+        return float(data)
+
+
+def test_a_failure_is_the_results_error_while_a_stop_or_an_outlet_is_pending() -> None:
+    """The run's error is the escalation even while stop_after, an outlet reader or an
+    inlet's feed were still going when the module escalated."""
+    result = run_module(Parse, ["x", "y", "z"], stop_after=100)
+    assert result.state is af.SystemState.FAILED
+    assert isinstance(result.error, af.EscalationError)
+    graph = af.Graph(name="parsing")
+    graph.add("feed", Feed, items=["x", "y", "z"])
+    graph.add("parse", Parse)
+    graph.add("out", af.Outlet)
+    graph.link("feed", "parse")
+    graph.link("parse", "out")
+    result = run_graph(graph)
+    assert result.state is af.SystemState.FAILED
+    assert isinstance(result.error, af.EscalationError)
+    graph = af.Graph(name="fed")
+    graph.add("in", af.Inlet)
+    graph.add("parse", Parse)
+    graph.link("in", "parse")
+    result = run_graph(graph, inputs={"in": ["x", "y", "z", Pause(50), "w"]})
+    assert isinstance(result.error, af.EscalationError)
+
+
+async def test_a_block_with_its_own_nursery_gets_the_systems_failure(
+    actorflow_clock: trio.testing.MockClock,
+) -> None:
+    """When the system fails, a block that waits in a nursery of its own is cancelled
+    as a group of Cancelled: open_system raises the system's failure, not the group."""
+    graph = af.Graph(name="failing")
+    graph.add("feed", Feed, items=["x", "y", "z"])
+    graph.add("parse", Parse)
+    graph.link("feed", "parse")
+    with pytest.raises(af.EscalationError) as caught:
+        async with (
+            af.open_system(graph, handle_signals=False) as system,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(trio.sleep_forever)
+    assert not getattr(caught.value, "__notes__", [])
+    assert system.status().state is af.SystemState.FAILED
+
+
+# -- feeding ----------------------------------------------------------------------------------
+
+
+class Once:
+    """An iterable that may be read only once."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.reads = 0
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        assert self.reads == 1, "read twice"
+        return iter(self.items)
+
+
+def test_a_feed_of_a_generator_emits_its_items_and_reads_them_once() -> None:
+    """A generator (or any iterable) is read once, as it is fed, in run_graph,
+    run_module and an inlet's inputs alike."""
+    graph = af.Graph(name="gen")
+    graph.add("feed", Feed, items=(n for n in [1, Pause(5), 2]))
+    graph.add("seen", Recorder)
+    graph.link("feed", "seen")
+    result = run_graph(graph)
+    assert result.output("seen") == [1, 2]
+    assert result.output_times("seen") == [0, 5]
+    once = Once([1, Pause(2), 2])
+    assert run_module(Double, once).output() == [2, 4]
+    graph = af.Graph(name="inlet")
+    graph.add("in", af.Inlet)
+    graph.add("seen", Recorder)
+    graph.link("in", "seen")
+    assert run_graph(graph, inputs={"in": Once([3, 4])}).output("seen") == [3, 4]
+
+
+def test_an_endless_generator_is_fed_lazily_until_the_stop() -> None:
+    """Items are read only as they are fed: an endless generator is fine."""
+
+    def ticks() -> Any:
+        n = 0
+        while True:
+            yield n
+            yield Pause(1)
+            n += 1
+
+    result = run_module(Double, ticks(), stop_after=4.5)
+    assert result.output() == [0, 2, 4, 6, 8]
+    assert result.fed == {"feed": 5}
+    assert result.unfed == {}
+
+
+def test_each_port_is_fed_on_its_own() -> None:
+    """A pause among one port's items does not hold up another port's."""
+    result = run_module(Label, {"left": [1, Pause(10), 2], "right": [3, Pause(1), 4]})
+    assert sorted(zip(result.output_times(), result.output(), strict=True)) == [
+        (0, "left:1"),
+        (0, "right:3"),
+        (1, "right:4"),
+        (10, "left:2"),
+    ]
+    assert result.fed == {"feed:left": 2, "feed:right": 2}
+    assert [spec.name for spec in module_graph(Label, {"left": [1]}).modules][:3] == [
+        "label",
+        "feed:left",
+        "feed:right",
+    ]
+
+
+def test_every_item_given_is_accounted_for() -> None:
+    """What a run ended before feeding is counted as unfed."""
+    result = run_module(Double, [1, 2, Pause(10), 3, 4], stop_after=5)
+    assert result.output() == [2, 4]
+    assert result.fed == {"feed": 2}
+    assert result.unfed == {"feed": 2}
+    graph = af.Graph(name="inlet")
+    graph.add("in", af.Inlet)
+    graph.add("seen", Recorder)
+    graph.link("in", "seen")
+    result = run_graph(graph, inputs={"in": range(3)})
+    assert (result.fed, result.unfed) == ({"in": 3}, {"in": 0})
+
+
+# -- timing out -------------------------------------------------------------------------------
+
+
+def test_a_busy_loop_is_bounded_by_timeout_whatever_virtual_time_is_planned() -> None:
+    """On a virtual clock the wall-clock guard is the timeout, not stop_after or the
+    pauses plus the timeout; the message says what stood still."""
+    wall = time.monotonic()
+    with pytest.raises(TimedOutError) as caught:
+        run_module(Endless, stop_after=3600, timeout=0.5)
+    assert time.monotonic() - wall < 15
+    message = str(caught.value)
+    assert "of real time" in message
+    assert "Virtual time stood still" in message
+    assert "needs stop_after=" not in message
+
+
+class Stubborn(af.Source):
+    """Ignores a stop: runs until cancelled."""
+
+    outputs: ClassVar = {"out": int}
+
+    async def start(self) -> None:
+        while True:
+            await trio.sleep(1)
+
+
+def test_a_timeout_after_stop_after_says_the_stop_was_not_heeded() -> None:
+    with pytest.raises(TimedOutError) as caught:
+        run_module(Stubborn, stop_after=10, timeout=5, settings=af.Settings(stop_timeout=60))
+    message = str(caught.value)
+    assert "did not end within 15 s" in message
+    assert "stopped at stop_after=10 s but did not end within timeout=5 s more" in message
+    assert "needs stop_after=" not in message
+
+
+def test_durations_may_be_timedeltas() -> None:
+    result = run_module(Clock, [1, Pause(timedelta(minutes=1)), 2])
+    assert result.output() == [0, 60]
+    result = run_module(Poll, config={"interval": 60}, stop_after=timedelta(minutes=2.5))
+    assert result.output_times() == [0, 60, 120]
+
+
+# -- checking what is given -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: run_module(Double, "abc"),
+            TypeError,
+            "items must be an iterable of items, not a str",
+        ),
+        (lambda: run_module(Double, None), TypeError, "items must be an iterable of items"),
+        (lambda: run_module(Double, 5), TypeError, "items must be an iterable of items"),
+        (lambda: run_module(Label, {"left": "ab"}), TypeError, r"items\['left'\] must be"),
+        (lambda: run_graph(af.Graph(name="g"), inputs=[1]), TypeError, "inputs must be a mapping"),
+        (
+            lambda: run_module(Double, [1], virtual_time="no"),
+            TypeError,
+            "virtual_time must be True or False",
+        ),
+        (
+            lambda: run_module(Double, [1], stop_after=-1),
+            ValueError,
+            "stop_after must be a finite number of seconds, 0 or more",
+        ),
+        (lambda: run_module(Double, [1], name=""), ValueError, "name must be a non-empty string"),
+        (
+            lambda: run_module(Double, [1], name="a.b"),
+            ValueError,
+            "name must be a non-empty string",
+        ),
+        (lambda: run_module(Double, [1], name=123), ValueError, "name must be a non-empty string"),
+        (lambda: run_module(Double, [1], name="feed"), ValueError, "name 'feed' is taken"),
+        (lambda: run_module(Recorder, [1]), TypeError, "a Recorder is what run_module puts"),
+        (lambda: Feed("abc"), TypeError, "items must be an iterable of items, not a str"),
+    ],
+)
+def test_what_is_given_is_checked(call: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_zero_seconds_are_accepted_where_the_message_says() -> None:
+    assert run_module(Double, [1, Pause(0), 2], stop_after=0).state is af.SystemState.DONE
+
+
+# -- waiting ----------------------------------------------------------------------------------
+
+
+async def test_wait_until_awaits_an_async_condition(
+    actorflow_clock: trio.testing.MockClock,
+) -> None:
+    start = trio.current_time()
+
+    async def late() -> bool:
+        await trio.sleep(0)
+        return trio.current_time() - start >= 5
+
+    await wait_until(late, timeout=60, interval=1)
+    assert trio.current_time() - start == 5
+    with pytest.raises(TimedOutError):
+
+        async def never() -> bool:
+            return False
+
+        await wait_until(never, timeout=3)
+
+
+async def test_a_recorder_not_in_any_started_graph_is_a_key_error(
+    actorflow_clock: trio.testing.MockClock, starter: SystemStarter
+) -> None:
+    graph = af.Graph(name="seeing")
+    graph.add("feed", Feed, items=[1])
+    graph.add("seen", Recorder)
+    graph.link("feed", "seen")
+    await starter(graph)
+    with pytest.raises(KeyError, match=r"no Recorder 'typo' .*\(their Recorders: 'seen'\)"):
+        starter.recorded("typo")
+    await wait_until(lambda: starter.recorded("seen").items == [1])
+
+
+class Stuck(af.Processor):
+    """A blocking call that does not return until the test lets it."""
+
+    blocking = True
+    release: ClassVar = threading.Event()
+
+    def process(self, data: int) -> int:
+        self.release.wait(60)
+        return data
+
+
+def test_a_stuck_blocking_call_is_reported_as_such() -> None:
+    """On the real clock, a worker-thread call that never returns is what the message
+    names, not a missing stop_after."""
+    try:
+        with pytest.raises(TimedOutError) as caught:
+            run_module(Stuck, [1], timeout=0.5, virtual_time=False)
+    finally:
+        Stuck.release.set()
+    message = str(caught.value)
+    assert "'stuck' blocking: a call in its worker thread did not return" in message
+    assert "needs stop_after=" not in message
+
+
+class Lookup(af.Processor):
+    async def process(self, data: str) -> Any:
+        return await self.shared.get(data)
+
+
+def test_a_module_sees_the_store_it_is_given() -> None:
+    async def filled() -> af.MemoryStore:
+        store = af.MemoryStore()
+        await store.put("Lookup", "limit", 28)
+        return store
+
+    store = trio.run(filled)
+    assert run_module(Lookup, ["limit"], store=store).output() == [28]
+
+
+class Slow(af.Processor):
+    async def process(self, data: int) -> int:
+        await trio.sleep(1)
+        return data
+
+
+def test_the_links_that_feed_a_module_take_link_options() -> None:
+    """A module that falls behind a small dropping buffer loses what did not fit."""
+    result = run_module(Slow, [1, 2, 3, 4], link={"buffer": 1, "overflow": "drop_newest"})
+    assert result.output()[0] == 1
+    assert result.dropped >= 2
+    assert len(result.output()) + result.dropped == result.fed["feed"] == 4
+    assert result.drops == {"slow": {"overflow": result.dropped}}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bufer'"):
+        run_module(Slow, [1], link={"bufer": 1})
+
+
+def test_every_feed_of_a_graph_accounts_for_its_items() -> None:
+    """Under run_graph too, fed and unfed add up to what each feed was given."""
+    graph = af.Graph(name="two")
+    graph.add("first", Feed, items=[1, Pause(10), 2])
+    graph.add("second", Feed, items=range(3))
+    graph.add("seen", Recorder)
+    graph.link("first", "seen")
+    graph.link("second", "seen")
+    result = run_graph(graph, stop_after=5)
+    assert result.fed == {"first": 1, "second": 3}
+    assert result.unfed == {"first": 1, "second": 0}
+
+
+def test_a_port_given_no_items_gets_an_empty_feed_so_the_module_ends() -> None:
+    result = run_module(Label, {"left": [1]})
+    assert result.output() == ["left:1"]
+    assert result.fed == {"feed:left": 1, "feed:right": 0}
+    assert result.state is af.SystemState.DONE
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.one_of(st.integers(), st.sampled_from([0.5, 1, 3]).map(Pause)), max_size=15),
+    st.sampled_from([0, 0.25, 1, 2.5, 10, None]),
+    st.booleans(),
+)
+def test_every_item_is_fed_or_unfed_whatever_the_stop(
+    items: list[Any], stop_after: float | None, lazily: bool
+) -> None:
+    """Fed items come out in order, and fed + unfed is what was given (a generator's
+    rest is left unread, so only a list's is counted)."""
+    given = [item for item in items if not isinstance(item, Pause)]
+    result = run_module(Passing, iter(items) if lazily else items, stop_after=stop_after)
+    fed = result.fed["feed"]
+    assert result.output() == given[:fed]
+    if lazily:
+        assert result.unfed == {}
+    else:
+        assert fed + result.unfed["feed"] == len(given)
+    if stop_after is None:
+        assert fed == len(given)

@@ -239,12 +239,6 @@ async def test_a_second_instance_waits_as_a_standby(
     assert any(e["event"] == "remote.lease_taken" for e in logs)
 
 
-@pytest.mark.xfail(
-    reason="the standby takes the lease that lapsed in the outage and the holder fails "
-    "('lost its lease ... to another instance'); this passed only while open_system let "
-    "that failure vanish as the block's group of Cancelled (fixed in #18's testing-fix)",
-    strict=False,
-)
 async def test_a_standby_leaves_a_lease_that_lapsed_in_an_outage_to_its_holder(
     own_redis_server: RedisServer, logs: list[dict[str, Any]]
 ) -> None:

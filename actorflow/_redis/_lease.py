@@ -4,6 +4,13 @@ The lease is a key holding the consumer's name, with an expiry of ``claim_idle``
 second at least), renewed every third of that. An outage of Redis longer than the
 expiry lets the key lapse: the holder then takes it again, unless another instance took
 it meanwhile, in which case it has truly been replaced and stops.
+
+A standby must not be the one to take a lease that lapsed in an outage: a command it
+sent while Redis was paused runs the moment Redis comes back, before its client even
+knows the outage ended. So Redis itself keeps a clock beside the lease (``:lease:clock``,
+when a lease script last ran, by Redis's own time): a standby's take that finds nobody
+ran one for a whole lease period sees an outage, not a dead holder, and every take waits
+a lease period and the longest retry delay more, time for a living holder to renew.
 """
 
 from __future__ import annotations
@@ -20,7 +27,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease"]
 
-_RENEW = """
+_CLOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seen = tonumber(redis.call('HGET', KEYS[2], 'seen'))
+local grace = tonumber(redis.call('HGET', KEYS[2], 'grace'))
+redis.call('HSET', KEYS[2], 'seen', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+"""
+"""Shared head of the lease scripts: Redis's time now, when a lease script last ran
+(``seen``), until when takes wait after an outage (``grace``); this one is seen now."""
+
+_RENEW = (
+    _CLOCK
+    + """
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -31,21 +51,37 @@ if not owner then
 end
 return 0
 """
+)
 """Renew the lease if it is ours, take it again if it lapsed (2), or say it is another's (0)."""
 
-_TAKE = """
+_TAKE = (
+    _CLOCK
+    + """
 local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] or not owner then
+if owner == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     return false
 end
-return owner
+if owner then return owner end
+if seen and now - seen > tonumber(ARGV[2]) then
+    grace = now + tonumber(ARGV[3])
+    redis.call('HSET', KEYS[2], 'grace', grace)
+end
+if grace and now < grace then return ARGV[5] end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
 """
-"""Take the lease (also when a retried call already took it): false, or the owner's name."""
+)
+"""Take the lease (also when a retried call already took it): false, or the owner's
+name, or ARGV[5] while a lease that lapsed in an outage is left to its holder."""
+
+_OUTAGE = "(its holder, after an outage)"
+_CLOCK_MS = 24 * 3600 * 1000
+"""How long the clock outlives the last lease script (a consumer that never released)."""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
+    return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 """
@@ -56,10 +92,18 @@ class Lease:
 
     def __init__(self, key: str, owner: str, claim_idle: float, target: str, log: Any) -> None:
         self.key = key
+        self.keys = [key, f"{key}:clock"]
         self.owner = owner
         self.ms = max(int(claim_idle * 1000), 1000)
         self.target = target
         self.log = log
+        self.args: list[str | int] = [
+            owner,
+            self.ms,
+            self.ms + int(MAX_DELAY * 1000),
+            _CLOCK_MS,
+            _OUTAGE,
+        ]
 
     async def take(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
         """Wait until this consumer holds the lease (a standby until the holder stops).
@@ -71,7 +115,7 @@ class Lease:
         while True:
             owner: Any
             if retry.calm(self.ms / 1000 + MAX_DELAY):
-                owner = await retry(lambda: client.eval(_TAKE, [self.key], [self.owner, self.ms]))
+                owner = await retry(lambda: client.eval(_TAKE, self.keys, self.args))
                 if not owner:
                     if waiting:
                         self.log.info("remote.lease_taken")
@@ -92,7 +136,7 @@ class Lease:
         Redis was away; fail if another instance took it meanwhile."""
         while True:
             await trio.sleep(self.ms / 3000)
-            kept = await retry(lambda: client.eval(_RENEW, [self.key], [self.owner, self.ms]))
+            kept = await retry(lambda: client.eval(_RENEW, self.keys, self.args))
             if kept == 2:
                 self.log.warning("remote.lease_renewed", hint="it had lapsed: nobody took it")
             elif not kept:
@@ -104,4 +148,4 @@ class Lease:
 
     async def release(self, client: coredis.Redis[bytes]) -> None:
         """Give the lease up, if it is still ours: a standby need not wait for it to lapse."""
-        await client.eval(_RELEASE, [self.key], [self.owner])
+        await client.eval(_RELEASE, self.keys, [self.owner])

@@ -106,6 +106,8 @@ class System:
         self._failure: ActorflowError | None = None
         self._nursery: trio.Nursery | None = None
         self._all_done = trio.Event()
+        self._quiet = trio.Event()  # every actor has ended, and every pump too
+        self._pumps_left = 0
         self.root: Supervisor | None = None
         self._stopping = False
         self._running = False
@@ -205,13 +207,13 @@ class System:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
             pump.stop()
-        if drain_timeout is not None and not self._all_done.is_set():
+        if drain_timeout is not None and not self._quiet.is_set():
             self._nursery.start_soon(self._drain_deadline, drain_timeout)
 
     async def _drain_deadline(self, seconds: float) -> None:
         """Cancel the system if it has not drained ``seconds`` from now."""
         with trio.move_on_after(seconds):
-            await self._all_done.wait()
+            await self._quiet.wait()  # a pump may still write what its producer sent
             return
         self.log.warning("system.drain_timeout", seconds=seconds)
         self.cancel()
@@ -371,7 +373,7 @@ class System:
     def cancel(self) -> None:
         """Stop at once: every actor is cancelled, cleanups still run (producers first),
         and what was in flight is counted as dropped (``"shutdown"``)."""
-        if self._nursery is not None and not self._all_done.is_set():
+        if self._nursery is not None and not self._quiet.is_set():
             self.log.info("system.cancelling")
             self._nursery.cancel_scope.cancel()
 
@@ -478,6 +480,13 @@ class System:
             )
             error.__cause__ = exc
             self._fail(error)
+        finally:
+            self._pumps_left -= 1
+            self._check_quiet()
+
+    def _check_quiet(self) -> None:
+        if self._all_done.is_set() and self._pumps_left <= 0:
+            self._quiet.set()
 
     def _fail(self, error: ActorflowError) -> None:
         if self._failure is None:
@@ -516,12 +525,14 @@ class System:
                 # the block confirms it, or says cancelled if it was cancelled after all).
                 self.state = SystemState.DONE
             self._all_done.set()
+            self._check_quiet()
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         nursery.start_soon(self._heartbeat)
         if self._listeners is not None:
             await nursery.start(_serve_metrics, self)
+        self._pumps_left = len(self._wiring.pumps)
         for pump in self._wiring.pumps:
             nursery.start_soon(self._run_pump, pump)
         with self._collector.resting():
@@ -550,6 +561,7 @@ class System:
         event = "system.done" if self.state is SystemState.DONE else "system.ended"
         self.log.info(event, state=self.state.value, dropped=self._wiring.dropped())
         self._all_done.set()
+        self._quiet.set()
 
     def _error(self, *, annotate: bool = True) -> ActorflowError | None:
         """The error the system ends with: its failure, else the first cleanup error.
@@ -786,10 +798,10 @@ async def _tick_until_done(system: System, requests: SignalRequests) -> None:
     that a signal sent while sync code holds the loop (a hung sync ``cleanup()``) is
     raised at once instead of waiting for a loop that will not look."""
     try:
-        while not system._all_done.is_set():
+        while not system._quiet.is_set():
             requests.tick()
             with trio.move_on_after(STUCK_AFTER / 5):
-                await system._all_done.wait()
+                await system._quiet.wait()
     finally:
         requests.untick()
 

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from redis_server import RedisServer
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -296,3 +298,59 @@ def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at
     assert set(seen) == set(range(count))
     assert sum(seen.values()) == count  # drained and acknowledged: nothing twice
     assert handled_by_first < count
+
+
+ACTORFLOW = (sys.executable, "-m", "actorflow")
+
+
+def stream_length(url: str, key: str) -> int:
+    """XLEN of ``key``, read by a client of the test's own."""
+
+    async def read() -> int:
+        import coredis
+
+        async with coredis.Redis.from_url(url) as client:
+            return await client.xlen(key)
+
+    return trio.run(read)
+
+
+@pytest.mark.parametrize("second_signal", [False, True])
+def test_a_producer_whose_consumer_is_down_ends_on_sigterm_within_its_drain_timeout(
+    plant: Path,
+    redis_server: RedisServer,
+    stopped: list[subprocess.Popen[str]],
+    second_signal: bool,
+) -> None:
+    """The stream is full and nobody consumes it: SIGTERM stops the source, the pump
+    tries to hand over what it holds until the drain timeout, then the run ends and
+    counts it as dropped (it used to wait for room for ever, deaf to a second signal
+    too, because the system counted itself ended once its actors were); a second
+    signal cancels at once."""
+    write_journal_graph(
+        plant, redis_server.url, 100_000, delay=0, buffer=20, remote=PATIENT_REMOTE
+    )
+    graph = tomllib.loads((plant / "graph.toml").read_text())["graph"]["name"]
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    producer = subprocess.Popen(
+        [*ACTORFLOW, "run", "graph.toml", "--no-view", "--only", "numbers", "--drain", "2"],
+        cwd=plant,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stopped.append(producer)
+    key = f"actorflow:{graph}:numbers.out>journal.in"
+    wait_for(lambda: stream_length(redis_server.url, key) >= 2)  # full: 20 items, 2 entries
+    began = time.monotonic()
+    producer.send_signal(signal.SIGTERM)
+    if second_signal:
+        wait_for(lambda: time.monotonic() - began > 0.3)  # the stop under way
+        producer.send_signal(signal.SIGINT)
+    _, err = producer.communicate(timeout=30)
+    took = time.monotonic() - began
+    assert producer.returncode == 143, err  # the first signal names the end
+    assert "Traceback" not in err
+    assert "cancelled, dropped=" in err
+    assert took < (5 if second_signal else 2 + 5 + 5)  # drain 2 s (the kill after 5 s)

@@ -7,6 +7,7 @@ import time
 from collections.abc import (
     AsyncIterator,
     Collection,
+    Iterable,
     Sequence,
 )
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
@@ -25,7 +26,6 @@ from ._exceptions import (
     ActorflowError,
     CleanupError,
     GraphError,
-    GraphProblem,
     RunError,
     ValidationError,
     describe,
@@ -398,7 +398,7 @@ class System:
 
     async def _build(self) -> None:
         self.graph.validate()
-        placement = self._placement_problems()
+        placement = placement_problems(self.graph, self._only, self.settings.remote_url)
         if placement:
             raise GraphError(placement)
         for warning in self.graph.warnings():
@@ -406,15 +406,11 @@ class System:
         with self._collector.paused():
             self._construct()
         self._collector.freeze()
-        await self._validate_modules()
+        await _validate_modules(self._wiring.actors.values())
         with self._collector.paused():
             self.root = self._wiring.wire(self)
         self._collector.freeze()
         _observe(self)
-
-    def _placement_problems(self) -> list[GraphProblem]:
-        """What makes the graph unable to run split across processes as asked."""
-        return placement_problems(self.graph, self._only, self.settings.remote_url)
 
     def _construct(self) -> None:
         """Construct the module of every actor that runs here, sharing one thread limiter."""
@@ -435,15 +431,6 @@ class System:
     def _stopping_now(self) -> bool:
         """Whether a graceful stop was asked for (what every actor asks its system)."""
         return self._stopping
-
-    async def _validate_modules(self) -> None:
-        for actor in self._wiring.actors.values():
-            try:
-                await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
-            except ValidationError:
-                actor.set_state(ActorState.INVALID)
-                raise
-            actor.set_state(ActorState.VALIDATED)
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         root = self.root
@@ -682,6 +669,17 @@ def _make_settings(settings: Settings | None, overrides: dict[str, Any]) -> Sett
             f"known settings: {', '.join(sorted(known))}"
         )
     return attrs.evolve(base, **overrides)
+
+
+async def _validate_modules(actors: Iterable[Actor]) -> None:
+    """Run every module's ``validate()``, in order; the first refusal is raised."""
+    for actor in actors:
+        try:
+            await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
+        except ValidationError:
+            actor.set_state(ActorState.INVALID)
+            raise
+        actor.set_state(ActorState.VALIDATED)
 
 
 @asynccontextmanager

@@ -54,6 +54,7 @@ __all__ = ["ActorTracing", "Tracing", "provider_from_environment"]
 RECEIVED: Final = "message.received"
 SENT: Final = "message.sent"
 
+_NEVER: Final = 1e18
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_OF: Final = attrgetter("trace")
 _VERBS: Final = {"source": "send", "processor": "process", "sink": "consume"}
@@ -239,8 +240,10 @@ class Tracing:
         each item is chosen with probability ``ratio``, at one draw per chosen item."""
         if self.ratio >= 1.0:
             return 1
-        drawn = math.log(1.0 - self.random()) / math.log(1.0 - self.ratio)
-        return 1 + int(min(drawn, 1e18))
+        # log1p: ``log(1 - ratio)`` is 0 for a ratio below 1e-16 (a division by zero);
+        # a drawn gap beyond 10**18 items (or infinite) is as good as never.
+        drawn = math.log1p(-self.random()) / math.log1p(-self.ratio)
+        return 1 + int(min(drawn, _NEVER))
 
     def for_actor(
         self, name: str, kind: str, ports: tuple[Iterable[Port], Iterable[Port]], *, logs: bool

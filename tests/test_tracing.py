@@ -16,6 +16,8 @@ import msgpack
 import pytest
 import structlog
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +26,7 @@ from redis_server import RedisServer
 
 import actorflow as af
 from actorflow._data import _EXT_DATA
+from actorflow._tracing import Tracing
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -529,3 +532,25 @@ def test_an_exporter_that_is_not_installed_is_a_one_line_error() -> None:
         "(pip install opentelemetry-exporter-otlp); 'console' prints spans, 'none' exports "
         "nothing\n"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ratio=st.one_of(
+        st.floats(min_value=0.0, max_value=1.0, exclude_min=True),
+        st.sampled_from([5e-324, 1e-300, 1e-17, 1e-16, 0.5, 1.0 - 1e-16, 1.0]),
+    ),
+    draw=st.one_of(
+        st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+        st.sampled_from([0.0, 1.0 - 2**-53]),
+    ),
+)
+def test_any_ratio_draws_a_gap_of_at_least_one(ratio: float, draw: float) -> None:
+    """Every ratio in (0, 1] gives a whole gap of at least one item, however tiny the
+    ratio (``log(1 - 1e-17)`` is 0: a division by zero before ``log1p``)."""
+    tracing = Tracing("g", ratio, TracerProvider().get_tracer("t"), random=lambda: draw)
+    gap = tracing.gap()
+    assert isinstance(gap, int)
+    assert 1 <= gap <= 10**18 + 1
+    if ratio == 1.0:
+        assert gap == 1

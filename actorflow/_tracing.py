@@ -45,7 +45,8 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._data import Data
-from ._exceptions import ActorflowError
+from ._exceptions import ActorflowError, describe
+from ._logging import get_logger
 from ._ports import Port, is_compatible
 from ._version import __version__
 
@@ -55,6 +56,7 @@ RECEIVED: Final = "message.received"
 SENT: Final = "message.sent"
 
 _NEVER: Final = 1e18
+_DATA_ONLY: Final = frozenset({Data})
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_OF: Final = attrgetter("trace")
 _VERBS: Final = {"source": "send", "processor": "process", "sink": "consume"}
@@ -82,20 +84,24 @@ def _parent(traceparent: str) -> Context:
 
 
 def _traced(items: list[Any]) -> list[Any]:
-    """The items that carry a trace, picked at C speed (item by item in a batch that is
-    not all ``Data``)."""
-    try:
+    """The items that carry a trace, picked at C speed in a batch of nothing but
+    ``Data`` (item by item otherwise: only a ``Data``'s ``trace`` is ever read, so an
+    item whose ``trace`` is something else, a pandas column, is never asked)."""
+    if _only_data(items):
         return list(compress(items, map(_TRACE_OF, items)))
-    except AttributeError:
-        return [item for item in items if isinstance(item, Data) and item.trace is not None]
+    return [item for item in items if isinstance(item, Data) and item.trace is not None]
 
 
 def _traced_at(items: list[Any]) -> list[int]:
     """Where in ``items`` the items that carry a trace are, as :func:`_traced`."""
-    try:
+    if _only_data(items):
         return list(compress(count(), map(_TRACE_OF, items)))
-    except AttributeError:
-        return [i for i, item in enumerate(items) if isinstance(item, Data) and item.trace]
+    return [i for i, item in enumerate(items) if isinstance(item, Data) and item.trace]
+
+
+def _only_data(items: list[Any]) -> bool:
+    """Whether every item is exactly a ``Data`` (a set of their types, at C speed)."""
+    return set(map(type, items)) <= _DATA_ONLY
 
 
 def _carries_data(ports: Iterable[Port]) -> bool:
@@ -123,21 +129,34 @@ class ActorTracing:
     last: int = 0
     skip: int = 0
     """How many more items it sends before the next one chosen."""
+    warned: bool = False
 
     def __call__(self, event: str, items: list[Any]) -> bool:
-        """Spans for a batch the actor sends or takes; whether it should log it too."""
-        if event == SENT:
-            if self.open:
-                self._pass_on(items)
-            if self.origin:
-                self._choose(items)
-        elif event == RECEIVED:
-            if self.open:
-                self._end_open()
-            traced = _traced(items)
-            if traced:
-                self._open(traced)
+        """Spans for a batch the actor sends or takes; whether it should log it too.
+
+        Tracing never fails the actor: what goes wrong here (a broken tracer) is
+        logged once per actor, and the items go on untraced.
+        """
+        try:
+            if event == SENT:
+                if self.open:
+                    self._pass_on(items)
+                if self.origin:
+                    self._choose(items)
+            elif event == RECEIVED:
+                if self.open:
+                    self._end_open()
+                traced = _traced(items)
+                if traced:
+                    self._open(traced)
+        except Exception as exc:
+            self._failed(exc)
         return self.logs
+
+    def _failed(self, exc: Exception) -> None:
+        if not self.warned:
+            self.warned = True
+            get_logger().warning("tracing.failed", actor=self.name, error=describe(exc))
 
     def _open(self, traced: Iterable[Any]) -> None:
         now = self.last = time_ns()

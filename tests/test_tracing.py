@@ -554,3 +554,81 @@ def test_any_ratio_draws_a_gap_of_at_least_one(ratio: float, draw: float) -> Non
     assert 1 <= gap <= 10**18 + 1
     if ratio == 1.0:
         assert gap == 1
+
+
+class Frame:
+    """Like a pandas frame with a ``trace`` column: its truth value raises."""
+
+    @property
+    def trace(self) -> object:
+        return self
+
+    def __bool__(self) -> bool:
+        raise ValueError("The truth value of a Series is ambiguous")
+
+
+class Frames(af.Source):
+    outputs: ClassVar = {"out": object}
+
+    def start(self) -> list[object]:
+        return [Frame(), af.Data(fields={"n": 1}), Frame()]
+
+
+class Pass(af.Processor):
+    inputs: ClassVar = {"in": object}
+    outputs: ClassVar = {"out": object}
+
+    def process(self, item: object) -> object:
+        return item
+
+
+class Count(af.Sink):
+    inputs: ClassVar = {"in": object}
+
+    def __init__(self, seen: list[object]) -> None:
+        self.seen = seen
+
+    def consume(self, item: object) -> None:
+        self.seen.append(item)
+
+
+def frames_graph(seen: list[object]) -> af.Graph:
+    graph = af.Graph(name="frames")
+    graph.add("src", Frames)
+    graph.add("pass", Pass)
+    graph.add("sink", Count, seen=seen)
+    graph.chain("src", "pass", "sink")
+    return graph
+
+
+def test_an_item_whose_trace_is_not_a_traceparent_passes_untouched(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Only a ``Data``'s ``trace`` is read: an item with a ``trace`` of its own (a
+    pandas column, whose truth value raises) is never asked, and its batch goes on."""
+    seen: list[object] = []
+    status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)
+    assert len(seen) == 3
+    assert status.actors["pass"].errors == 0
+    assert [chain_of(spans) for spans in by_trace(exporter.get_finished_spans()).values()] == [
+        ["src send", "pass process", "sink consume"]
+    ]
+
+
+def test_a_broken_tracer_never_fails_an_actor(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracer that raises is logged once per actor; every item still arrives."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter on fire")
+
+    monkeypatch.setattr(af.Data, "evolve", broken)
+    seen: list[object] = []
+    with structlog.testing.capture_logs() as logs:
+        status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)
+    assert len(seen) == 3
+    assert all(actor.errors == 0 for actor in status.actors.values())
+    failed = [entry for entry in logs if entry["event"] == "tracing.failed"]
+    assert failed
+    assert len({entry["actor"] for entry in failed}) == len(failed)

@@ -220,7 +220,8 @@ async def listen(address: Address) -> list[trio.SocketListener]:
     """Bind ``address`` now, so a port in use fails the start, not the first scrape.
 
     Raises:
-        ServeError: It cannot be bound (in use, not an address of this machine).
+        ServeError: It cannot be bound (in use, not an address of this machine, a
+            host that is no name: ``..``).
     """
     try:
         return await trio.open_tcp_listeners(address.port, host=address.host)
@@ -229,6 +230,8 @@ async def listen(address: Address) -> list[trio.SocketListener]:
         if exc.errno == errno.EADDRINUSE:
             reason = "address already in use (another program listens there)"
         raise ServeError("metrics", str(address), reason) from exc
+    except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
+        raise ServeError("metrics", str(address), f"not a host name ({exc})") from exc
 
 
 def bound(listeners: list[trio.SocketListener]) -> Address:

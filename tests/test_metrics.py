@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -345,15 +344,9 @@ def test_without_metrics_no_actor_pays_for_handling_times() -> None:
     assert trio.run(main) == {}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> None:
-    """``actorflow run --metrics PORT``: Prometheus can scrape the running graph."""
-    port = free_port()
+    """``actorflow run --metrics 0``: it says on stderr which port it took (as the
+    dashboard does), and Prometheus can scrape the running graph there."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -363,23 +356,25 @@ def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> No
             "examples/sensor_pipeline.toml",
             "--no-view",
             "--metrics",
-            str(port),
+            "0",
         ],
         cwd=CHECKOUT,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert process.stderr is not None
+        for line in process.stderr:  # ends at EOF: the run ended without saying
+            if line.startswith("metrics: "):
+                url = line.removeprefix("metrics: ").strip()
                 break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the endpoint never answered"
-                time.sleep(0.05)
+        else:
+            pytest.fail("actorflow run never said where its metrics are")
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/metrics")
+        assert not url.startswith("http://127.0.0.1:0/")
+        response = httpx.get(url, timeout=5)
         samples = parse(response.text)
         labels = {"graph": "sensor-pipeline", "actor": "calibrate"}
         assert ("actorflow_actor_received_total", frozenset(labels.items())) in samples
@@ -393,6 +388,11 @@ def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> No
     [
         ("--metrics", "localhost:http", "--metrics localhost:http: metrics must be [HOST:]PORT"),
         ("--trace-ratio", "-0.5", "--trace-ratio -0.5: trace_ratio must be a number from 0"),
+        ("--trace-ratio", "abc", "--trace-ratio abc: trace_ratio must be a number from 0"),
+        ("--metrics", "..:1", "cannot serve metrics on ..:1: not a host name"),
+        ("--metrics", "\u00fc..:1", "cannot serve metrics on \u00fc..:1: not a host name"),
+        ("--metrics", "a" * 64 + ":1", f"cannot serve metrics on {'a' * 64}:1: not a host name"),
+        ("--dashboard", "..:1", "--dashboard ..:1: cannot listen on ..:1: not a host name"),
     ],
 )
 def test_bad_observing_options_are_one_line_errors(option: str, value: str, message: str) -> None:

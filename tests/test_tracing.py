@@ -306,6 +306,7 @@ def test_a_traced_item_encodes_its_traceparent_and_an_untraced_one_as_before() -
     the field existed (5 items), and such entries still decode."""
     traced = af.Data(fields={"n": 1}, trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
     assert af.decode(af.encode(traced)) == traced
+    assert af.decode(af.encode(traced)).trace == traced.trace
     untraced = af.Data(fields={"n": 1}, timestamp=1.0, id="x", origin="src")
     ext = msgpack.unpackb(af.encode(untraced), raw=False)
     assert ext.code == _EXT_DATA
@@ -317,6 +318,22 @@ def test_a_traced_item_encodes_its_traceparent_and_an_untraced_one_as_before() -
     assert af.decode(old) == untraced
     assert af.decode(old).trace is None
     assert traced.evolve(fields={}).trace == traced.trace
+
+
+def test_tracing_does_not_change_equality() -> None:
+    """Two items alike but for their trace are equal (a traced run compares as an
+    untraced one), and so are their hashes where they have one."""
+    item = af.Data(fields={"n": 1}, tags={"k": "v"}, timestamp=1.0, id="x", origin="src")
+    traced = item.evolve(trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert traced == item
+    assert traced != item.evolve(id="y")
+    frozen = af.Data(timestamp=1.0, id="x")
+    object.__setattr__(frozen, "fields", None)  # hashable only without its dicts
+    object.__setattr__(frozen, "tags", None)
+    other = frozen.evolve(trace="t")
+    object.__setattr__(other, "fields", None)
+    object.__setattr__(other, "tags", None)
+    assert hash(frozen) == hash(other)
 
 
 def test_a_trace_that_is_not_text_is_refused_on_decode() -> None:

@@ -211,7 +211,11 @@ class ConsumerDriver:
         incarnation, mailbox = self.incarnation, self.room.mailbox
         while not incarnation.stopping:
             if link.items:
-                await self._handle_general(fn, link, self._took_one(link))
+                batch = self._took_one(link)
+                try:
+                    await self._handle_general(fn, link, batch)
+                finally:
+                    _done(self.room, batch)
             elif link.closed:
                 return
             else:
@@ -227,6 +231,7 @@ class ConsumerDriver:
                 await self._handle_general(fn, link, batch)
             finally:
                 slots.release()
+                _done(self.room, batch)
 
         async with trio.open_nursery() as tasks:
             while not incarnation.stopping:
@@ -274,7 +279,10 @@ class ConsumerDriver:
             handle = handlers.get(link)
             if handle is None:
                 handle = handlers[link] = self._handler(link)
-            await handle(link, batch)
+            try:
+                await handle(link, batch)
+            finally:
+                _done(room, batch)
             if link.removed and not link.items:
                 del handlers[link]  # drained and released: keep nothing of it
             if mailbox.remote:
@@ -290,6 +298,8 @@ class ConsumerDriver:
         self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int
     ) -> RunError:
         """The module raised on ``item``: retry it later or dead-letter it; requeue the rest."""
+        if self.room.hops is not None:
+            self.room.hops("message.failed", [item])
         give_back = partial(self._give_back, link)
         return self.room.retries.failed(exc, self.hook_name, item, sequence, give_back, rest)
 
@@ -412,6 +422,12 @@ class ConsumerDriver:
             except BaseException:
                 self._give_back(link, batch[index + 1 :])
                 raise
+
+
+def _done(room: Room, batch: list[Any]) -> None:
+    """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
+    if room.hops is not None:
+        room.hops("message.done", batch)
 
 
 def _gathered(result: Any) -> Any:

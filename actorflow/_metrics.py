@@ -166,7 +166,8 @@ def _actor_gauges(graph: str, listed: list[ActorStatus]) -> Iterator[Metric]:
 def _handling_times(graph: str, timings: Mapping[str, HandlingTimes]) -> Metric:
     family = HistogramMetricFamily(
         "actorflow_actor_handling_seconds",
-        "Seconds the actor's sync code spent per item (a batch's mean, observed per batch).",
+        "Seconds the actor's hook took per item: sync hooks by runs of items (each run's "
+        "mean), async and blocking ones item by item (awaits, the thread included).",
         labels=_ACTOR,
     )
     for name, times in timings.items():

@@ -399,24 +399,31 @@ class ConsumerDriver:
         room, style, collect = self.room, self.style, self.collect
         pacing = room.pacing
         base = room.received - len(batch)
+        timings, began = pacing.timings, pacing.now()
         for index, item in enumerate(batch):
             try:
                 results = await call_item_hook(fn, style, item)
             except Exception as exc:
+                if timings is not None:
+                    timings.observe(pacing.now() - began, 1)
                 rest = batch[index + 1 :]
                 raise self._item_failed(exc, link, item, rest, base + index + 1) from exc
             except BaseException:
                 # Cancelled inside the hook: the item was not handled; keep it.
                 self._give_back(link, batch[index:])
                 raise
+            if timings is not None:  # the hook's own time (a thread's, awaits included)
+                timings.observe(pacing.now() - began, 1)
             try:
                 if collect:
                     if results:
                         await room.outbox.send(results, room.outbox.main)
                     else:
                         room.filtered += 1
-                if pacing.now() >= pacing.deadline:
+                began = pacing.now()
+                if began >= pacing.deadline:
                     await pacing.yield_()
+                    began = pacing.now()
                 if self.incarnation.stopping:
                     raise Stop
             except BaseException:

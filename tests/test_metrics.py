@@ -687,9 +687,10 @@ def test_every_kind_of_hook_is_timed(module: type[af.Module], least: float, work
             return handling_times(system)["hook"]
 
     times = trio.run(main)
-    # Double's 0 too (filtered, but handled); a sync hook's very first item is the probe
-    # of its style (does it return an awaitable?), the one item not timed.
-    assert times.count == (9 if module is Double and workers == 1 else 10)
+    # Double's 0 too (filtered, but handled); the first item a sync hook ever gets in a
+    # process probes its style (does it return an awaitable?), the one item not timed.
+    probed = module is Double and workers == 1
+    assert times.count in ((9, 10) if probed else (10,))
     assert times.total >= least * times.count
 
 

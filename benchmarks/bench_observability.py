@@ -242,7 +242,7 @@ def _report(items: str, variants: list[str], runs: Runs, n: int) -> None:
             f" {cpu / base_cpu:>7.3f}x"
         )
         ratio = VARIANTS[variant].get("trace_ratio")
-        if ratio and items == "data" and variant != variants[0]:
+        if ratio and ratio >= 1e-3 and items == "data" and variant != variants[0]:
             price = (cpu - base_cpu) / (n * ratio) * 1e6
             print(f"{'':<22} {price:,.0f} us of CPU per traced item (6 spans)")
 

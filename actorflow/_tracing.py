@@ -344,6 +344,8 @@ class Tracing:
     tracer: Tracer
     actors: list[ActorTracing] = attrs.field(factory=list)
     random: Callable[[], float] = random.random
+    can_start: bool = False
+    """Some actor's outputs can carry ``Data``: a trace can start somewhere."""
 
     @classmethod
     def start(cls, graph: str, ratio: float, provider: TracerProvider | None) -> Tracing:
@@ -367,6 +369,7 @@ class Tracing:
         """The hook of one actor (its input and output ``ports``; whether its debug log
         is on), or ``None`` if its ports carry no ``Data``."""
         takes, sends = _carries_data(ports[0]), _carries_data(ports[1])
+        self.can_start = self.can_start or sends
         if not (takes or sends):
             return None
         hops = ActorTracing(
@@ -383,8 +386,16 @@ class Tracing:
         return hops
 
     def close(self) -> None:
+        """The system ended: end every span still open; say so if nothing could be
+        traced (no actor sends ``Data``, the only items that carry a trace)."""
         for hops in self.actors:
             hops.close()
+        if not self.can_start:
+            get_logger().warning(
+                "tracing.nothing_traced",
+                trace_ratio=self.ratio,
+                reason="no actor's output port can carry Data, the only items traced",
+            )
 
 
 class TracingUnavailable(ActorflowError, ImportError):

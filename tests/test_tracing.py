@@ -190,11 +190,14 @@ def test_ports_that_cannot_carry_data_get_no_hook(
         async with af.open_system(graph, trace_ratio=1.0, tracer_provider=provider) as system:
             return {name: system._actors[name].hops for name in system.actors}
 
-    found = trio.run(hooks)
+    with structlog.testing.capture_logs() as logs:
+        found = trio.run(hooks)
     assert found["src"] is None
     assert found["inc"] is None
     assert found["sink"] is not None  # it takes anything, Data included
     assert exporter.get_finished_spans() == ()
+    (warned,) = [entry for entry in logs if entry["event"] == "tracing.nothing_traced"]
+    assert warned["trace_ratio"] == 1.0
 
 
 def test_mixed_items_are_traced_when_they_are_data(

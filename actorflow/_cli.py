@@ -161,7 +161,6 @@ def _add_observing_options(run_cmd: argparse.ArgumentParser) -> None:
     run_cmd.add_argument(
         "--trace-ratio",
         metavar="RATIO",
-        type=float,
         help="trace this share (0 to 1) of the items with OpenTelemetry, a span per hop, "
         "exported as OTEL_TRACES_EXPORTER says (default otlp; needs actorflow[otel])",
     )
@@ -169,10 +168,12 @@ def _add_observing_options(run_cmd: argparse.ArgumentParser) -> None:
 
 def _observing(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings with ``--metrics`` and ``--trace-ratio``, each checked in one line."""
-    for option, name, value in (
+    ratio = None if args.trace_ratio is None else _number(args.trace_ratio)
+    given: tuple[tuple[str, str, Any], ...] = (
         ("--metrics", "metrics", args.metrics),
-        ("--trace-ratio", "trace_ratio", args.trace_ratio),
-    ):
+        ("--trace-ratio", "trace_ratio", ratio),
+    )
+    for option, name, value in given:
         if value is None:
             continue
         try:
@@ -180,6 +181,15 @@ def _observing(args: argparse.Namespace, settings: Settings) -> Settings:
         except (TypeError, ValueError) as exc:
             raise _BadOption(f"{option} {value}: {exc}") from None
     return settings
+
+
+def _number(value: str) -> float | str:
+    """``value`` as a float if it reads as one, else as it is (for the setting's own
+    check to refuse in one line, as argparse's ``type=float`` would not)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _tracer_provider(settings: Settings) -> tuple[Any, Any]:
@@ -456,6 +466,9 @@ def _run(
                 ) as system:
                     if system.dashboard_url is not None:
                         print(f"dashboard: {system.dashboard_url}", file=sys.stderr, flush=True)
+                    if system.metrics_address is not None:
+                        url = f"http://{system.metrics_address}/metrics"
+                        print(f"metrics: {url}", file=sys.stderr, flush=True)
                     if view:
                         console = Console(force_terminal=True)
                         nursery.start_soon(partial(view_status, system.status, console))

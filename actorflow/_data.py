@@ -62,7 +62,8 @@ class Data:
         origin: The name of the module that produced it, if known.
         trace: The W3C ``traceparent`` of the span that last handled it, when it is
             traced (see ``Settings.trace_ratio``); kept by :meth:`evolve`, so the next
-            hop's span is its child, in this process or across a remote link.
+            hop's span is its child, in this process or across a remote link. Not
+            part of equality (nor of the hash): tracing an item does not change it.
     """
 
     fields: dict[str, Any] = attrs.field(factory=dict, converter=_fresh_dict)
@@ -70,7 +71,7 @@ class Data:
     timestamp: float = attrs.field(factory=time.time)
     id: str = attrs.field(factory=new_id)
     origin: str | None = None
-    trace: str | None = None
+    trace: str | None = attrs.field(default=None, eq=False)
 
     def evolve(self, **changes: Any) -> Data:
         """Return a copy with some attributes replaced; the id is kept unless given."""

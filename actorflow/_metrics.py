@@ -18,12 +18,14 @@ import errno
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
+from http import HTTPStatus
 from typing import Final
+from urllib.parse import urlsplit
 
 import h11
 import trio
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -31,21 +33,36 @@ from prometheus_client.metrics_core import (
     Metric,
     StateSetMetricFamily,
 )
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from ._address import Address
-from ._exceptions import ServeError
+from ._exceptions import ServeError, describe
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, LinkStatus, SystemState, SystemStatus
 from ._timings import HandlingTimes
 
-__all__ = ["StatusCollector", "listen", "registry_for", "serve"]
+__all__ = ["StatusCollector", "connection", "listen", "negotiate", "registry_for", "serve"]
 
 _ACTOR: Final = ("graph", "actor")
 _LINK: Final = ("graph", "link", "target")
-_IDLE: Final = 60.0
-"""Seconds a connection may stay silent (Prometheus keeps its connection between
-scrapes) before it is closed."""
+_LIFETIME: Final = 60.0
+"""Seconds a connection may stay open, all its requests together, before it is closed
+(Prometheus opens another): a client sending a byte now and then cannot hold it longer."""
 _MAX_HEAD: Final = 16 * 1024
+_MAX_BODY: Final = 16 * 1024
+"""A scrape has no body: a request with a larger one is answered 413 and closed."""
+_MAX_CONNECTIONS: Final = 32
+"""Connections served at once; more are answered 503 and closed."""
+_REFUSE_WITHIN: Final = 1.0
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+_OPENMETRICS: Final = "application/openmetrics-text"
+_TEXT: Final = (generate_latest, CONTENT_TYPE_PLAIN_0_0_4)
+_OPENMETRICS_1: Final = (
+    partial(openmetrics.generate_latest, version="1.0.0"),
+    openmetrics.CONTENT_TYPE_LATEST,
+)
 
 
 class StatusCollector:
@@ -149,7 +166,8 @@ def _actor_gauges(graph: str, listed: list[ActorStatus]) -> Iterator[Metric]:
 def _handling_times(graph: str, timings: Mapping[str, HandlingTimes]) -> Metric:
     family = HistogramMetricFamily(
         "actorflow_actor_handling_seconds",
-        "Seconds the actor's sync code spent per item (a batch's mean, observed per batch).",
+        "Seconds the actor's hook took per item: sync hooks by runs of items (each run's "
+        "mean), async and blocking ones item by item (awaits, the thread included).",
         labels=_ACTOR,
     )
     for name, times in timings.items():
@@ -203,7 +221,8 @@ async def listen(address: Address) -> list[trio.SocketListener]:
     """Bind ``address`` now, so a port in use fails the start, not the first scrape.
 
     Raises:
-        ServeError: It cannot be bound (in use, not an address of this machine).
+        ServeError: It cannot be bound (in use, not an address of this machine, a
+            host that is no name: ``..``).
     """
     try:
         return await trio.open_tcp_listeners(address.port, host=address.host)
@@ -212,6 +231,8 @@ async def listen(address: Address) -> list[trio.SocketListener]:
         if exc.errno == errno.EADDRINUSE:
             reason = "address already in use (another program listens there)"
         raise ServeError("metrics", str(address), reason) from exc
+    except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
+        raise ServeError("metrics", str(address), f"not a host name ({exc})") from exc
 
 
 def bound(listeners: list[trio.SocketListener]) -> Address:
@@ -227,81 +248,189 @@ async def serve(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer ``GET /metrics`` on ``listeners`` until cancelled."""
+    slots = trio.CapacityLimiter(_MAX_CONNECTIONS)
     async with trio.open_nursery() as nursery:
         await nursery.start(
-            partial(trio.serve_listeners, partial(_connection, registry), listeners)
+            partial(trio.serve_listeners, partial(connection, registry, slots), listeners)
         )
         task_status.started()
 
 
-async def _connection(registry: CollectorRegistry, stream: trio.SocketStream) -> None:
-    """One client: requests answered in turn until it closes, errs or falls silent."""
+async def connection(
+    registry: CollectorRegistry, slots: trio.CapacityLimiter, stream: trio.abc.Stream
+) -> None:
+    """One client: requests answered in turn until it closes, errs, or its time is up.
+
+    Nothing a client sends ends the system: whatever goes wrong is logged at debug level
+    and closes this connection only (its task runs in the system's nursery).
+    """
+    try:
+        async with stream:
+            try:
+                slots.acquire_nowait()
+            except trio.WouldBlock:
+                with trio.move_on_after(_REFUSE_WITHIN):
+                    await stream.send_all(_BUSY)
+                return
+            try:
+                with trio.move_on_after(_LIFETIME):
+                    await _requests(registry, stream)
+            finally:
+                slots.release()
+    except Exception as exc:  # a client's fault (or a closed socket): never the system's
+        get_logger().debug("metrics.connection_failed", error=describe(exc))
+
+
+async def _requests(registry: CollectorRegistry, stream: trio.abc.Stream) -> None:
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-    async with stream:
-        try:
-            while await _one_request(connection, stream, registry):
-                connection.start_next_cycle()
-        except (h11.ProtocolError, trio.BrokenResourceError, trio.TooSlowError):
-            return
+    while await _one_request(connection, stream, registry):
+        connection.start_next_cycle()
 
 
-async def _next_event(connection: h11.Connection, stream: trio.SocketStream) -> object:
+async def _next_event(connection: h11.Connection, stream: trio.abc.Stream) -> object:
     while True:
         event = connection.next_event()
         if event is not h11.NEED_DATA:
             return event
-        with trio.fail_after(_IDLE):
-            data = await stream.receive_some(_MAX_HEAD)
-        connection.receive_data(data)
+        connection.receive_data(bytes(await stream.receive_some(_MAX_HEAD)))
 
 
 async def _one_request(
-    connection: h11.Connection, stream: trio.SocketStream, registry: CollectorRegistry
+    connection: h11.Connection, stream: trio.abc.Stream, registry: CollectorRegistry
 ) -> bool:
     """Answer one request; whether the connection may carry another."""
     try:
         request = await _next_event(connection, stream)
-    except h11.RemoteProtocolError:
-        await _send(connection, stream, 400, b"bad request\n", "text/plain; charset=utf-8")
+        if isinstance(request, h11.Request) and not await _skip_body(connection, stream, request):
+            await _send(connection, stream, 413, b"a scrape has no body\n")
+            return False
+    except h11.RemoteProtocolError as exc:
+        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            await _send(connection, stream, exc.error_status_hint, b"bad request\n")
         return False
     if not isinstance(request, h11.Request):
         return False  # closed by the client
-    while not isinstance(await _next_event(connection, stream), h11.EndOfMessage):
-        pass  # a body: read and ignored
-    method, target = request.method.decode(), request.target.decode()
-    path = target.partition("?")[0]
-    if path != "/metrics":
-        await _send(connection, stream, 404, b"not found: try /metrics\n", "text/plain")
+    method = request.method.decode("ascii", "replace")
+    if _path(request.target.decode("ascii", "replace")) != "/metrics":
+        await _send(connection, stream, 404, b"not found: try /metrics\n")
     elif method not in ("GET", "HEAD"):
-        await _send(connection, stream, 405, b"GET or HEAD only\n", "text/plain")
+        await _send(connection, stream, 405, b"GET or HEAD only\n", allow="GET, HEAD")
     else:
-        accept = next((v.decode() for k, v in request.headers if k == b"accept"), "")
-        encoder, content_type = choose_encoder(accept)
-        try:
-            body = encoder(registry)
-        except Exception as exc:  # a broken collector must not kill the server
-            get_logger().exception("metrics.failed", error=str(exc))
-            await _send(connection, stream, 500, b"cannot collect metrics\n", "text/plain")
+        accept = b",".join(v for k, v in request.headers if k == b"accept")
+        if not await _answer(connection, stream, registry, method, accept):
             return False
-        await _send(
-            connection, stream, 200, b"" if method == "HEAD" else body, content_type, len(body)
-        )
     return connection.our_state is h11.DONE and connection.their_state is h11.DONE
+
+
+async def _answer(
+    connection: h11.Connection,
+    stream: trio.abc.Stream,
+    registry: CollectorRegistry,
+    method: str,
+    accept: bytes,
+) -> bool:
+    """Send the metrics in the format ``accept`` asks for; False if none could be."""
+    chosen = negotiate(accept.decode("utf-8", "replace"))
+    if chosen is None:
+        body = b"Accept: text/plain (Prometheus 0.0.4) or application/openmetrics-text 1\n"
+        await _send(connection, stream, 406, body)
+        return True
+    encoder, content_type = chosen
+    try:
+        body = encoder(registry)
+    except Exception as exc:  # a broken collector must not kill the server
+        get_logger().exception("metrics.failed", error=str(exc))
+        await _send(connection, stream, 500, b"cannot collect metrics\n")
+        return False
+    await _send(
+        connection,
+        stream,
+        200,
+        b"" if method == "HEAD" else body,
+        content_type=content_type,
+        length=len(body),
+    )
+    return True
+
+
+async def _skip_body(
+    connection: h11.Connection, stream: trio.abc.Stream, request: h11.Request
+) -> bool:
+    """Read a request's body and drop it; False (read no further) if it is larger than
+    a scrape would ever send."""
+    length = next((v for k, v in request.headers if k == b"content-length"), b"0")
+    if int(length) > _MAX_BODY:  # h11 checked it is digits
+        return False
+    read = 0
+    while True:
+        event = await _next_event(connection, stream)
+        if isinstance(event, h11.EndOfMessage):
+            return True
+        if isinstance(event, h11.Data):
+            read += len(event.data)
+            if read > _MAX_BODY:
+                return False
+
+
+def _path(target: str) -> str:
+    """The path of a request target: origin form (``/metrics?x``) or absolute form
+    (``http://host/metrics``, which HTTP/1.1 servers must take too)."""
+    if target.startswith("/"):
+        return target.partition("?")[0]
+    try:
+        return urlsplit(target).path if "://" in target else target
+    except ValueError:
+        return target
+
+
+def negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str] | None:
+    """The encoder and ``Content-Type`` for an ``Accept`` header: OpenMetrics 1.0.0 if
+    it is preferred, else Prometheus' text format 0.0.4, ``None`` if it takes neither.
+
+    The Content-Type is always one of the two this serves (the client's ``version=``
+    is never echoed); ranges are taken by ``q``, best first, then in order.
+    """
+    if not accept.strip():
+        return _TEXT
+    ranges: list[tuple[float, int, str, dict[str, str]]] = []
+    for index, accepted in enumerate(accept.split(",")):
+        media, *parts = accepted.split(";")
+        params = {}
+        for part in parts:
+            key, _, value = part.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if q > 0:
+            ranges.append((-q, index, media.strip().lower(), params))
+    for _, _, media, params in sorted(ranges, key=lambda r: r[:2]):
+        if media == _OPENMETRICS and params.get("version", "1").split(".")[0] == "1":
+            return _OPENMETRICS_1
+        if media in ("text/plain", "text/*", "*/*"):
+            return _TEXT
+    return None
 
 
 async def _send(
     connection: h11.Connection,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     status: int,
     body: bytes,
-    content_type: str,
+    *,
+    content_type: str = "text/plain; charset=utf-8",
     length: int | None = None,
+    allow: str | None = None,
 ) -> None:
     headers = [
         ("Content-Type", content_type),
         ("Content-Length", str(len(body) if length is None else length)),
     ]
-    data = connection.send(h11.Response(status_code=status, headers=headers))
+    if allow is not None:
+        headers.append(("Allow", allow))
+    reason = HTTPStatus(status).phrase.encode()
+    data = connection.send(h11.Response(status_code=status, headers=headers, reason=reason))
     if body:
         data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
     data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")

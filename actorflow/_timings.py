@@ -1,7 +1,9 @@
-"""How long an actor takes per item: bucket counts fed once per batch, read at scrape time.
+"""How long an actor's hook takes per item: bucket counts, read at scrape time.
 
-A leaf module (the actor's pacing feeds it, the metrics collector reads it): the hot path
-pays one clock read, one bisection and three additions per batch, never per item.
+A leaf module (the actor's drivers feed it, the metrics collector reads it). A sync
+hook is timed by the runs of items its pacing hands out between two clock reads it makes
+anyway (one bisection and three additions per run, never per item); an async or blocking
+hook, which costs microseconds at least, item by item (one more clock read per item).
 """
 
 from __future__ import annotations

@@ -11,7 +11,12 @@ runs with ints (as there) and with ``Data`` items (which can carry a trace), eac
   SDK's ``BatchSpanProcessor`` to an exporter that discards them (100% only when asked
   with ``--variants``: at 6 spans per item it takes minutes);
 - ``trace-1%-own``: ``trace_ratio`` 0.01 with a tracer whose spans cost nothing (valid
-  contexts, nothing recorded): actorflow's own share of the cost of tracing.
+  contexts, nothing recorded): actorflow's own share of the cost of tracing;
+- ``trace-1e-9``: ``trace_ratio`` 1e-9, which picks next to nothing: what tracing costs
+  every item whether it is picked or not (with ``--variants``).
+
+``--hooks async`` makes the processors' hooks ``async def`` (timed item by item for
+the handling-time histogram, where sync hooks are timed by runs of items).
 
 Modules are imported before the clock starts (``import`` is paid once per program, not
 per item); the clock then covers ``open_system`` to its end, as ``bench_pipeline.py``.
@@ -44,11 +49,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "trace-1%": {"trace_ratio": 0.01},
     "trace-1%-own": {"trace_ratio": 0.01},
     "trace-100%": {"trace_ratio": 1.0},
+    "trace-1e-9": {"trace_ratio": 1e-9},
 }
 ITEMS = ("int", "data")
 
 
-def _graph(n: int, items: str) -> tuple[Any, Any]:
+def _graph(n: int, items: str, hooks: str = "sync") -> tuple[Any, Any]:
     """The pipeline, and the sink's class (whose ``total`` checks the run)."""
     import actorflow as af
 
@@ -69,6 +75,10 @@ def _graph(n: int, items: str) -> tuple[Any, Any]:
         def process(self, data: Any) -> Any:
             return data + 1 if items == "int" else data  # Data: passed on, the cheapest hop
 
+    class AsyncInc(Inc):
+        async def process(self, data: Any) -> Any:  # type: ignore[override]
+            return data + 1 if items == "int" else data
+
     class Sum(af.Sink):
         inputs: ClassVar = {"in": kind}
         total = 0
@@ -79,7 +89,7 @@ def _graph(n: int, items: str) -> tuple[Any, Any]:
     graph = af.Graph(name="bench")
     graph.add("src", Numbers)
     for stage in range(4):
-        graph.add(f"p{stage}", Inc)
+        graph.add(f"p{stage}", AsyncInc if hooks == "async" else Inc)
     graph.add("sink", Sum)
     graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=100)
     return graph, Sum
@@ -125,7 +135,7 @@ def _free_provider() -> Any:
     return Provider()
 
 
-def worker(variant: str, items: str, n: int, scrape: float) -> dict[str, Any]:
+def worker(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[str, Any]:
     """Run one pipeline in this process; its wall and CPU time."""
     import trio
 
@@ -134,7 +144,7 @@ def worker(variant: str, items: str, n: int, scrape: float) -> dict[str, Any]:
     import actorflow._system
     import actorflow._tracing
 
-    graph, sink = _graph(n, items)
+    graph, sink = _graph(n, items, hooks)
     options: dict[str, Any] = dict(VARIANTS[variant])
     if "trace_ratio" in options:
         own = variant.endswith("-own")
@@ -171,9 +181,9 @@ def worker(variant: str, items: str, n: int, scrape: float) -> dict[str, Any]:
     return {"seconds": took, "cpu": cpu, "scrapes": scrapes}
 
 
-def measure(variant: str, items: str, n: int, scrape: float) -> dict[str, float]:
+def measure(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--worker", variant, "--items", items]
-    command += ["--messages", str(n), "--scrape", str(scrape)]
+    command += ["--messages", str(n), "--scrape", str(scrape), "--hooks", hooks]
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -188,6 +198,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--scrape", type=float, default=0.1, help="seconds between scrapes")
     parser.add_argument("--items", choices=ITEMS, action="append")
+    parser.add_argument("--hooks", choices=("sync", "async"), default="sync")
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -198,7 +209,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         (items,) = args.items
-        print(json.dumps(worker(args.worker, items, args.messages, args.scrape)))
+        print(json.dumps(worker(args.worker, items, args.messages, args.scrape, args.hooks)))
         return 0
     n = args.messages
     kinds = args.items or list(ITEMS)
@@ -206,9 +217,12 @@ def main() -> int:
     for _ in range(args.repeat):
         for items in kinds:
             for variant in args.variants:
-                result = measure(variant, items, n, args.scrape)
+                result = measure(variant, items, n, args.scrape, args.hooks)
                 runs.setdefault((items, variant), []).append(result)
-    print(f"pipeline: 1 source -> 4 processors -> 1 sink, {n:,} items, {args.repeat} rounds")
+    print(
+        f"pipeline: 1 source -> 4 {args.hooks} processors -> 1 sink, {n:,} items, "
+        f"{args.repeat} rounds"
+    )
     print("wall: elapsed time; cpu: the process's CPU time (steadier on a busy machine)")
     print(f"{'items':<6} {'variant':<15} {'items/s':>10} {'wall':>8} {'cpu':>8}   (medians)")
     for items in kinds:
@@ -228,7 +242,7 @@ def _report(items: str, variants: list[str], runs: Runs, n: int) -> None:
             f" {cpu / base_cpu:>7.3f}x"
         )
         ratio = VARIANTS[variant].get("trace_ratio")
-        if ratio and items == "data" and variant != variants[0]:
+        if ratio and ratio >= 1e-3 and items == "data" and variant != variants[0]:
             price = (cpu - base_cpu) / (n * ratio) * 1e6
             print(f"{'':<22} {price:,.0f} us of CPU per traced item (6 spans)")
 

@@ -13,12 +13,14 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import actorflow as af
+from actorflow._actor._pacing import Pacing
 from actorflow._address import Address, parse_address
+from actorflow._metrics import StatusCollector, connection, negotiate, registry_for
 from actorflow._system import handling_times
 from actorflow._timings import BOUNDS, HandlingTimes
 
@@ -344,15 +346,9 @@ def test_without_metrics_no_actor_pays_for_handling_times() -> None:
     assert trio.run(main) == {}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> None:
-    """``actorflow run --metrics PORT``: Prometheus can scrape the running graph."""
-    port = free_port()
+    """``actorflow run --metrics 0``: it says on stderr which port it took (as the
+    dashboard does), and Prometheus can scrape the running graph there."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -362,23 +358,25 @@ def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> No
             "examples/sensor_pipeline.toml",
             "--no-view",
             "--metrics",
-            str(port),
+            "0",
         ],
         cwd=CHECKOUT,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert process.stderr is not None
+        for line in process.stderr:  # ends at EOF: the run ended without saying
+            if line.startswith("metrics: "):
+                url = line.removeprefix("metrics: ").strip()
                 break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the endpoint never answered"
-                time.sleep(0.05)
+        else:
+            pytest.fail("actorflow run never said where its metrics are")
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/metrics")
+        assert not url.startswith("http://127.0.0.1:0/")
+        response = httpx.get(url, timeout=5)
         samples = parse(response.text)
         labels = {"graph": "sensor-pipeline", "actor": "calibrate"}
         assert ("actorflow_actor_received_total", frozenset(labels.items())) in samples
@@ -392,6 +390,11 @@ def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> No
     [
         ("--metrics", "localhost:http", "--metrics localhost:http: metrics must be [HOST:]PORT"),
         ("--trace-ratio", "-0.5", "--trace-ratio -0.5: trace_ratio must be a number from 0"),
+        ("--trace-ratio", "abc", "--trace-ratio abc: trace_ratio must be a number from 0"),
+        ("--metrics", "..:1", "cannot serve metrics on ..:1: not a host name"),
+        ("--metrics", "\u00fc..:1", "cannot serve metrics on \u00fc..:1: not a host name"),
+        ("--metrics", "a" * 64 + ":1", f"cannot serve metrics on {'a' * 64}:1: not a host name"),
+        ("--dashboard", "..:1", "--dashboard ..:1: cannot listen on ..:1: not a host name"),
     ],
 )
 def test_bad_observing_options_are_one_line_errors(option: str, value: str, message: str) -> None:
@@ -430,3 +433,275 @@ def test_a_port_in_use_ends_actorflow_run_with_one_line(busy_port: int) -> None:
         f"error: cannot serve metrics on 127.0.0.1:{busy_port}: address already in use "
         "(another program listens there)\n"
     )
+
+
+# -- nothing a client sends ends the system ----------------------------------------------
+
+
+async def raw(address: str | None, request: bytes) -> bytes:
+    """What the endpoint answers ``request`` with, read until it closes or answers."""
+    where = parse_address(address)
+    stream = await trio.open_tcp_stream(where.host, where.port)
+    async with stream:
+        await stream.send_all(request)
+        answer = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in answer:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        b"application/openmetrics-text; version=abc",
+        b"application/openmetrics-text; version=1.0.0 \x7f",
+        b"\xff\xfe application/openmetrics-text",
+        b"application/openmetrics-text; version=7.0",
+        b"application/json",
+    ],
+)
+async def test_a_bad_accept_header_is_answered_and_the_system_runs_on(accept: bytes) -> None:
+    """An Accept header that names no format served (or is not even UTF-8) gets 406 or
+    the text format, never a crash; the graph and the endpoint go on."""
+    async with af.open_system(build(), metrics=0) as system:
+        answer = await raw(
+            system.metrics_address,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: " + accept + b"\r\n\r\n",
+        )
+        response = await scrape(system.metrics_address)
+        await drain(system)
+    status, _, _ = answer.partition(b"\r\n")
+    assert status in (b"HTTP/1.1 406 Not Acceptable", b"HTTP/1.1 200 OK")
+    assert b"version=7" not in answer  # never echoed
+    assert b"abc" not in answer
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("", "text/plain; version=0.0.4; charset=utf-8"),
+        ("*/*", "text/plain; version=0.0.4; charset=utf-8"),
+        (
+            "application/openmetrics-text",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+            "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;"
+            "escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        (
+            "text/plain;q=0.9, application/openmetrics-text;q=0.1",
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (
+            "application/openmetrics-text;q=0, text/plain",
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+    ],
+)
+def test_the_format_is_negotiated_by_preference(accept: str, content_type: str) -> None:
+    """Prometheus' own Accept header gets OpenMetrics 1.0.0; ``q`` orders the choice."""
+    chosen = negotiate(accept)
+    assert chosen is not None
+    assert chosen[1] == content_type
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_accept_header_is_negotiated_without_raising(accept: str) -> None:
+    chosen = negotiate(accept)
+    assert chosen is None or chosen[1] in {
+        "text/plain; version=0.0.4; charset=utf-8",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    }
+
+
+async def test_absolute_targets_are_served_with_reason_phrases() -> None:
+    """``GET http://host/metrics`` (absolute form) is a scrape; every status line has its
+    reason phrase; a 405 says what is allowed."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = system.metrics_address
+        absolute = await raw(address, b"GET http://h/metrics HTTP/1.1\r\nHost: h\r\n\r\n")
+        missing = await raw(address, b"GET /nope HTTP/1.1\r\nHost: h\r\n\r\n")
+        put = await raw(address, b"PUT /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        await drain(system)
+    assert absolute.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert missing.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert put.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"\r\nallow: get, head\r\n" in put.lower()
+
+
+async def test_a_large_body_is_refused_without_being_read() -> None:
+    """A request announcing (or streaming) a body larger than a scrape's is answered 413
+    and closed: the endpoint does not read it."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = system.metrics_address
+        declared = await raw(
+            address, b"POST /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (40000, b"x" * 40000)
+        streamed = await raw(
+            address,
+            b"POST /metrics HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk,
+        )
+        await drain(system)
+    assert declared.startswith(b"HTTP/1.1 413 ")
+    assert streamed.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_a_slow_client_is_closed_at_its_deadline_and_one_too_many_gets_503(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client that sends a byte now and then is closed when its connection's time is
+    up, however often it sends; a client over the cap of connections gets 503."""
+    registry = registry_for(StatusCollector(build_status, 0.0, dict))
+    slots = trio.CapacityLimiter(1)
+    client, server = trio.testing.memory_stream_pair()
+    other_client, other_server = trio.testing.memory_stream_pair()
+
+    async def trickle() -> None:
+        for byte in b"GET /metrics HTTP/1.1\r\n":
+            await client.send_all(bytes([byte]))
+            await trio.sleep(30)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection, registry, slots, server)
+        nursery.start_soon(trickle)
+        await trio.sleep(1)
+        await connection(registry, slots, other_server)  # over the cap: answered, closed
+        busy = await other_client.receive_some(1000)
+        with trio.fail_after(120):
+            closed = await client.receive_some(1000)  # at the deadline (60 s), not later
+        nursery.cancel_scope.cancel()
+    assert busy.startswith(b"HTTP/1.1 503 ")
+    assert closed == b""
+    assert trio.current_time() < 100
+
+
+def build_status() -> af.SystemStatus:
+    raise AssertionError("not scraped")
+
+
+STATUS = af.SystemStatus("fuzzed", af.SystemState.RUNNING, {}, {})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"GET /metrics HTTP/1.1\r\n",
+                    b"GET http://h/metrics HTTP/1.1\r\n",
+                    b"HEAD /metrics HTTP/1.0\r\n",
+                    b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+                    b"Host: h\r\n",
+                    b"Accept: application/openmetrics-text; version=abc\r\n",
+                    b"Accept: \xff\xfe;q=x\r\n",
+                    b"Transfer-Encoding: chunked\r\n\r\nffffff\r\n",
+                    b"Expect: 100-continue\r\n",
+                    b"\r\n",
+                ]
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_nothing_a_client_sends_makes_the_endpoint_raise(parts: list[bytes]) -> None:
+    """Any bytes, split anyhow: the connection's handler answers or closes, never raises
+    (it runs in the system's nursery: what it raised would end every actor)."""
+    registry = registry_for(StatusCollector(lambda: STATUS, 0.0, dict))
+
+    async def main() -> None:
+        client, server = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection, registry, trio.CapacityLimiter(2), server)
+            try:  # the server may close first: the client's errors are not the point
+                for part in parts:
+                    await client.send_all(part)
+                await client.send_eof()
+            except trio.BrokenResourceError:
+                pass
+            while await client.receive_some(65536):
+                pass
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- what the handling-time histogram times -----------------------------------------
+
+
+class Sleepy(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    async def process(self, item: int) -> int:
+        await trio.sleep(0.01)
+        return item
+
+
+class Blocking(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+    blocking = True
+
+    def process(self, item: int) -> int:
+        deadline = time.perf_counter() + 0.001
+        while time.perf_counter() < deadline:
+            pass
+        return item
+
+
+class Tens(af.Source):
+    outputs: ClassVar = {"out": int}
+
+    def start(self) -> range:
+        return range(10)
+
+
+@pytest.mark.parametrize(("module", "least"), [(Sleepy, 0.01), (Blocking, 0.001), (Double, 0.0)])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_every_kind_of_hook_is_timed(module: type[af.Module], least: float, workers: int) -> None:
+    """Async hooks (their awaits included), blocking hooks (in their thread) and sync
+    hooks each have every item in the histogram, at no less than they took."""
+    graph = af.Graph(name="timed")
+    graph.add("src", Tens)
+    graph.add("hook", module)
+    graph.add("sink", af.Outlet, buffer=100)
+    graph.link("src", "hook", workers=workers)
+    graph.link("hook", "sink")
+
+    async def main() -> HandlingTimes:
+        async with af.open_system(graph, metrics=0) as system:
+            async with system.receive("sink") as items:
+                async for _ in items:
+                    pass
+            return handling_times(system)["hook"]
+
+    times = trio.run(main)
+    # Double's 0 too (filtered, but handled); the first item a sync hook ever gets in a
+    # process probes its style (does it return an awaitable?), the one item not timed.
+    probed = module is Double and workers == 1
+    assert times.count in ((9, 10) if probed else (10,))
+    assert times.total >= least * times.count
+
+
+def test_the_runs_of_a_batch_that_fails_are_timed() -> None:
+    """A sync hook raising in the middle of a batch: the runs of items before the one
+    it raised in are in the histogram (the strides are observed however they end)."""
+    clock = iter(float(n) for n in range(100))
+    pacing = Pacing(quantum=1000.0, set_state=lambda state: None, now=lambda: next(clock))
+    pacing.timings = HandlingTimes()
+    pacing.deadline = 1e9
+    runs = pacing.strides(100)
+    given = [next(runs), next(runs), next(runs)]  # the third run raises: closed
+    runs.close()
+    assert pacing.timings.count == sum(given[:2])

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +17,18 @@ import msgpack
 import pytest
 import structlog
 import trio
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from redis_server import RedisServer
 
 import actorflow as af
 from actorflow._data import _EXT_DATA
+from actorflow._tracing import Tracing
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -185,11 +190,14 @@ def test_ports_that_cannot_carry_data_get_no_hook(
         async with af.open_system(graph, trace_ratio=1.0, tracer_provider=provider) as system:
             return {name: system._actors[name].hops for name in system.actors}
 
-    found = trio.run(hooks)
+    with structlog.testing.capture_logs() as logs:
+        found = trio.run(hooks)
     assert found["src"] is None
     assert found["inc"] is None
     assert found["sink"] is not None  # it takes anything, Data included
     assert exporter.get_finished_spans() == ()
+    (warned,) = [entry for entry in logs if entry["event"] == "tracing.nothing_traced"]
+    assert warned["trace_ratio"] == 1.0
 
 
 def test_mixed_items_are_traced_when_they_are_data(
@@ -303,6 +311,7 @@ def test_a_traced_item_encodes_its_traceparent_and_an_untraced_one_as_before() -
     the field existed (5 items), and such entries still decode."""
     traced = af.Data(fields={"n": 1}, trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
     assert af.decode(af.encode(traced)) == traced
+    assert af.decode(af.encode(traced)).trace == traced.trace
     untraced = af.Data(fields={"n": 1}, timestamp=1.0, id="x", origin="src")
     ext = msgpack.unpackb(af.encode(untraced), raw=False)
     assert ext.code == _EXT_DATA
@@ -314,6 +323,22 @@ def test_a_traced_item_encodes_its_traceparent_and_an_untraced_one_as_before() -
     assert af.decode(old) == untraced
     assert af.decode(old).trace is None
     assert traced.evolve(fields={}).trace == traced.trace
+
+
+def test_tracing_does_not_change_equality() -> None:
+    """Two items alike but for their trace are equal (a traced run compares as an
+    untraced one), and so are their hashes where they have one."""
+    item = af.Data(fields={"n": 1}, tags={"k": "v"}, timestamp=1.0, id="x", origin="src")
+    traced = item.evolve(trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert traced == item
+    assert traced != item.evolve(id="y")
+    frozen = af.Data(timestamp=1.0, id="x")
+    object.__setattr__(frozen, "fields", None)  # hashable only without its dicts
+    object.__setattr__(frozen, "tags", None)
+    other = frozen.evolve(trace="t")
+    object.__setattr__(other, "fields", None)
+    object.__setattr__(other, "tags", None)
+    assert hash(frozen) == hash(other)
 
 
 def test_a_trace_that_is_not_text_is_refused_on_decode() -> None:
@@ -529,3 +554,345 @@ def test_an_exporter_that_is_not_installed_is_a_one_line_error() -> None:
         "(pip install opentelemetry-exporter-otlp); 'console' prints spans, 'none' exports "
         "nothing\n"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ratio=st.one_of(
+        st.floats(min_value=0.0, max_value=1.0, exclude_min=True),
+        st.sampled_from([5e-324, 1e-300, 1e-17, 1e-16, 0.5, 1.0 - 1e-16, 1.0]),
+    ),
+    draw=st.one_of(
+        st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+        st.sampled_from([0.0, 1.0 - 2**-53]),
+    ),
+)
+def test_any_ratio_draws_a_gap_of_at_least_one(ratio: float, draw: float) -> None:
+    """Every ratio in (0, 1] gives a whole gap of at least one item, however tiny the
+    ratio (``log(1 - 1e-17)`` is 0: a division by zero before ``log1p``)."""
+    tracing = Tracing("g", ratio, TracerProvider().get_tracer("t"), random=lambda: draw)
+    gap = tracing.gap()
+    assert isinstance(gap, int)
+    assert 1 <= gap <= 10**18 + 1
+    if ratio == 1.0:
+        assert gap == 1
+
+
+class Frame:
+    """Like a pandas frame with a ``trace`` column: its truth value raises."""
+
+    @property
+    def trace(self) -> object:
+        return self
+
+    def __bool__(self) -> bool:
+        raise ValueError("The truth value of a Series is ambiguous")
+
+
+class Frames(af.Source):
+    outputs: ClassVar = {"out": object}
+
+    def start(self) -> list[object]:
+        return [Frame(), af.Data(fields={"n": 1}), Frame()]
+
+
+class Pass(af.Processor):
+    inputs: ClassVar = {"in": object}
+    outputs: ClassVar = {"out": object}
+
+    def process(self, item: object) -> object:
+        return item
+
+
+class Count(af.Sink):
+    inputs: ClassVar = {"in": object}
+
+    def __init__(self, seen: list[object]) -> None:
+        self.seen = seen
+
+    def consume(self, item: object) -> None:
+        self.seen.append(item)
+
+
+def frames_graph(seen: list[object]) -> af.Graph:
+    graph = af.Graph(name="frames")
+    graph.add("src", Frames)
+    graph.add("pass", Pass)
+    graph.add("sink", Count, seen=seen)
+    graph.chain("src", "pass", "sink")
+    return graph
+
+
+def test_an_item_whose_trace_is_not_a_traceparent_passes_untouched(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Only a ``Data``'s ``trace`` is read: an item with a ``trace`` of its own (a
+    pandas column, whose truth value raises) is never asked, and its batch goes on."""
+    seen: list[object] = []
+    status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)
+    assert len(seen) == 3
+    assert status.actors["pass"].errors == 0
+    assert [chain_of(spans) for spans in by_trace(exporter.get_finished_spans()).values()] == [
+        ["src send", "pass process", "sink consume"]
+    ]
+
+
+def test_a_broken_tracer_never_fails_an_actor(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracer that raises is logged once per actor; every item still arrives."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter on fire")
+
+    monkeypatch.setattr(af.Data, "evolve", broken)
+    seen: list[object] = []
+    with structlog.testing.capture_logs() as logs:
+        status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)
+    assert len(seen) == 3
+    assert all(actor.errors == 0 for actor in status.actors.values())
+    failed = [entry for entry in logs if entry["event"] == "tracing.failed"]
+    assert failed
+    assert len({entry["actor"] for entry in failed}) == len(failed)
+
+
+# -- every copy sent is a child; every span started ends ---------------------------------
+
+
+class Counted(SpanProcessor):
+    """Counts spans started and ended: an exporter only ever sees the ended ones."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.ended = 0
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended += 1
+
+
+@pytest.fixture
+def counted(provider: TracerProvider) -> Counted:
+    counter = Counted()
+    provider.add_span_processor(counter)
+    return counter
+
+
+class Twice(af.Source):
+    """Each item twice in a row (the same id: a copy and the item)."""
+
+    outputs: ClassVar = {"out": af.Data}
+
+    def start(self) -> Iterator[af.Data]:
+        for n in range(10):
+            item = af.Data(fields={"n": n})
+            yield item
+            yield item.with_fields(copy=True)
+
+
+class Check(af.Processor):
+    """As examples/sensor_pipeline.py: an alert for some, and every item on."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data, "alert": af.Data}
+
+    async def process(self, data: af.Data) -> af.Data:
+        if data.fields["n"] % 2:
+            await self.emit(data, "alert")
+        return data
+
+
+def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[str]:
+    assert parent.context is not None
+    return sorted(
+        span.name
+        for span in spans
+        if span.parent is not None and span.parent.span_id == parent.context.span_id
+    )
+
+
+def test_every_copy_an_actor_sends_is_a_child_of_its_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter, counted: Counted
+) -> None:
+    """An item sent on two ports (an alert, then on) is a child of the actor's span on
+    both; an item taken twice in one batch (the same id) gets a span per copy, each
+    ended, each with its own child downstream."""
+    graph = af.Graph(name="copies")
+    graph.add("src", Twice)
+    graph.add("check", Check)
+    graph.add("sink", Drop)
+    graph.add("alerts", Drop)
+    graph.link("src", "check")
+    graph.link("check.out", "sink")
+    graph.link("check.alert", "alerts")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    assert counted.started == counted.ended
+    traces = by_trace(exporter.get_finished_spans())
+    assert len(traces) == 20  # each copy is chosen at the source on its own
+    for spans in traces.values():
+        (check,) = [span for span in spans if span.name == "check process"]
+        assert check.attributes is not None
+        below = children(spans, check)
+        assert below in (["sink consume"], ["alerts consume", "sink consume"])
+    alerted = sum(
+        len([span for span in spans if span.name == "alerts consume"]) for spans in traces.values()
+    )
+    assert alerted == 10
+
+
+class Dup(af.Processor):
+    """Sends each item on twice: the item and a copy (one id, one trace)."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data: af.Data) -> af.Many:
+        return af.Many([data, data.with_fields(copy=True)])
+
+
+def test_copies_of_one_traced_item_in_one_batch_each_end(
+    provider: TracerProvider, exporter: InMemorySpanExporter, counted: Counted
+) -> None:
+    """Two copies of one traced item (one id, one trace) taken in one batch: each gets
+    a span, both end, and each copy sent on is a child of one of them."""
+    af.run(pipeline(30, ("dup", Dup), ("inc", Inc)), trace_ratio=1.0, tracer_provider=provider)
+    assert counted.started == counted.ended
+    traces = by_trace(exporter.get_finished_spans())
+    assert len(traces) == 30
+    for spans in traces.values():
+        incs = [span for span in spans if span.name == "inc process"]
+        sinks = [span for span in spans if span.name == "sink consume"]
+        assert len(incs) == 2
+        assert len(sinks) == 2
+        (dup,) = [span for span in spans if span.name == "dup process"]
+        assert children(spans, dup) == ["inc process", "inc process"]
+        for sink in sinks:
+            assert sink.parent is not None
+            assert sink.parent.span_id in {inc.context.span_id for inc in incs if inc.context}
+
+
+class Slow(af.Processor):
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    async def process(self, data: af.Data) -> af.Data | None:
+        await trio.sleep(0.001 * (data.fields["n"] % 7))
+        if data.fields["n"] % 10 == 9:
+            return None
+        return data
+
+
+def test_with_several_workers_every_chain_is_right(
+    provider: TracerProvider, exporter: InMemorySpanExporter, counted: Counted
+) -> None:
+    """Workers take items while others are still being handled: each span ends when
+    its own item leaves the actor, never at another worker's next item."""
+    graph = af.Graph(name="crew")
+    graph.add("src", Numbers, count=60)
+    graph.add("slow", Slow)
+    graph.add("sink", Drop)
+    graph.link("src", "slow", workers=4)
+    graph.link("slow", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    assert counted.started == counted.ended
+    traces = by_trace(exporter.get_finished_spans())
+    assert len(traces) == 60
+    chains = sorted(tuple(chain_of(spans)) for spans in traces.values())
+    assert chains.count(("src send", "slow process", "sink consume")) == 54
+    assert chains.count(("src send", "slow process")) == 6
+    for spans in traces.values():
+        (slow,) = [span for span in spans if span.name == "slow process"]
+        assert slow.start_time is not None
+        assert slow.end_time is not None
+        for sink in (span for span in spans if span.name == "sink consume"):
+            assert sink.start_time is not None
+            assert slow.end_time <= sink.start_time + 1  # it ended as the item left
+
+
+def test_the_span_of_an_item_whose_hook_raised_says_so(
+    provider: TracerProvider, exporter: InMemorySpanExporter, counted: Counted
+) -> None:
+    """An item dead-lettered after its hook raised: its span has the error status, and
+    ends; the others do not."""
+
+    class Picky(af.Processor):
+        inputs: ClassVar = {"in": af.Data}
+        outputs: ClassVar = {"out": af.Data}
+
+        def process(self, data: af.Data) -> af.Data:
+            if data.fields["n"] == 3:
+                raise ValueError("three")
+            return data
+
+    graph = af.Graph(name="picky")
+    graph.add("src", Numbers, count=6)
+    graph.add("picky", Picky)  # the item is dead-lettered, the module restarted
+    graph.add("sink", Drop)
+    graph.chain("src", "picky", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    assert counted.started == counted.ended
+    picky = [span for span in exporter.get_finished_spans() if span.name == "picky process"]
+    failed = [span for span in picky if span.status.status_code is StatusCode.ERROR]
+    assert len(failed) >= 1
+    assert {span.attributes["message.id"] for span in failed if span.attributes} == {
+        next(iter(failed)).attributes["message.id"]  # type: ignore[index]
+    }
+    assert len(picky) - len(failed) >= 5
+
+
+def test_a_sink_span_lasts_while_the_sink_consumes(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A sink's span ends when it has consumed the item, not when it took it."""
+
+    class Costly(af.Sink):
+        inputs: ClassVar = {"in": af.Data}
+
+        def consume(self, data: af.Data) -> None:
+            deadline = time.perf_counter() + 0.002
+            while time.perf_counter() < deadline:
+                pass
+
+    graph = af.Graph(name="costly")
+    graph.add("src", Numbers, count=3)
+    graph.add("sink", Costly)
+    graph.link("src", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    sinks = [span for span in exporter.get_finished_spans() if span.name == "sink consume"]
+    assert len(sinks) == 3
+    for span in sinks:
+        assert span.start_time is not None
+        assert span.end_time is not None
+        assert span.end_time - span.start_time >= 2_000_000
+
+
+def test_a_processor_that_makes_data_of_other_items_starts_traces(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An actor whose input is ``object`` (ints here) but that makes new ``Data`` roots
+    their traces: where a trace starts does not hang on an input annotation."""
+
+    class Ints(af.Source):
+        outputs: ClassVar = {"out": object}
+
+        def start(self) -> range:
+            return range(5)
+
+    class Wrap(af.Processor):
+        inputs: ClassVar = {"in": object}
+        outputs: ClassVar = {"out": af.Data}
+
+        def process(self, item: object) -> af.Data:
+            return af.Data(fields={"n": item})
+
+    graph = af.Graph(name="wrapped")
+    graph.add("src", Ints)
+    graph.add("wrap", Wrap)
+    graph.add("inc", Inc)
+    graph.add("sink", Drop)
+    graph.chain("src", "wrap", "inc", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    chains = [chain_of(spans) for spans in by_trace(exporter.get_finished_spans()).values()]
+    assert chains == [["wrap process", "inc process", "sink consume"]] * 5

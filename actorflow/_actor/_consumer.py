@@ -238,7 +238,11 @@ class ConsumerDriver:
         incarnation, mailbox = self.incarnation, self.room.mailbox
         while not incarnation.stopping:
             if link.items:
-                await self._handle_general(fn, link, self._took_one(link))
+                batch = self._took_one(link)
+                try:
+                    await self._handle_general(fn, link, batch)
+                finally:
+                    _done(self.room, batch)
             elif link.closed:
                 return
             else:
@@ -254,6 +258,7 @@ class ConsumerDriver:
                 await self._handle_general(fn, link, batch)
             finally:
                 slots.release()
+                _done(self.room, batch)
 
         async with trio.open_nursery() as tasks:
             while not incarnation.stopping:
@@ -301,7 +306,10 @@ class ConsumerDriver:
             handle = handlers.get(link)
             if handle is None:
                 handle = handlers[link] = self._handler(link)
-            await handle(link, batch)
+            try:
+                await handle(link, batch)
+            finally:
+                _done(room, batch)
             if link.removed and not link.items:
                 del handlers[link]  # drained and released: keep nothing of it
             if mailbox.remote:
@@ -337,6 +345,8 @@ class ConsumerDriver:
         self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int
     ) -> RunError:
         """The module raised on ``item``: retry it later or dead-letter it; requeue the rest."""
+        if self.room.hops is not None:
+            self.room.hops("message.failed", [item])
         give_back = partial(self._give_back, link)
         return self.room.retries.failed(exc, self.hook_name, item, sequence, give_back, rest)
 
@@ -428,14 +438,22 @@ class ConsumerDriver:
     async def _handle_general(
         self, fn: Callable[[Any], Any], link: Link, batch: list[Any]
     ) -> None:
-        """Any other hook: one item at a time, awaiting each."""
+        """Any other hook: one item at a time, awaiting each.
+
+        With metrics on, each run of items between two yields is timed by the clock
+        reads the quantum makes anyway, its items at the run's mean (sending their
+        results on included).
+        """
         room, style, collect = self.room, self.style, self.collect
-        pacing = room.pacing
+        pacing, timings = room.pacing, room.pacing.timings
         base = room.received - len(batch)
+        began, first = pacing.now(), 0
         for index, item in enumerate(batch):
             try:
                 results = await call_item_hook(fn, style, item)
             except Exception as exc:
+                if timings is not None:
+                    timings.observe(pacing.now() - began, index + 1 - first)
                 rest = batch[index + 1 :]
                 raise self._item_failed(exc, link, item, rest, base + index + 1) from exc
             except BaseException:
@@ -448,8 +466,13 @@ class ConsumerDriver:
                         await room.outbox.send(results, room.outbox.main)
                     else:
                         room.filtered += 1
-                if pacing.now() >= pacing.deadline:
-                    await pacing.yield_()
+                now = pacing.now()
+                if now >= pacing.deadline or index + 1 == len(batch):
+                    if timings is not None:
+                        timings.observe(now - began, index + 1 - first)
+                    if now >= pacing.deadline:
+                        await pacing.yield_()
+                        began, first = pacing.now(), index + 1
                 if self.incarnation.stopping:
                     raise Stop
             except BaseException:
@@ -481,6 +504,12 @@ def _results(out: list[Any], room: Room) -> list[Any]:
         else:
             sent.append(result)
     return sent
+
+
+def _done(room: Room, batch: list[Any]) -> None:
+    """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
+    if room.hops is not None:
+        room.hops("message.done", batch)
 
 
 def _gathered(result: Any) -> Any:

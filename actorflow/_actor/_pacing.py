@@ -82,15 +82,18 @@ class Pacing:
         """
         deadline = self.deadline
         began = self.last_check = self.now()
-        left, size = limit, 0
-        while left > 0:
-            size = self.stride if self.stride < left else left
-            yield size
-            left -= size
-            if left and self.spent(deadline):
-                break
-        if self.timings is not None:  # the runs ended: all given out, or the deadline
-            self._timed(began, limit - left, 0 if left else size)
+        left, size, at_deadline = limit, 0, False
+        try:
+            while left > 0:
+                size = self.stride if self.stride < left else left
+                yield size
+                left -= size  # after: a run an item raised in is not timed (nor counted)
+                if left and self.spent(deadline):
+                    at_deadline = True
+                    break
+        finally:  # the runs ended: all given out, the deadline, or an item raised
+            if self.timings is not None:
+                self._timed(began, limit - left, 0 if at_deadline else size)
 
     def _timed(self, began: float, handled: int, last_run: int) -> None:
         """Feed the handling times from the clock reads made anyway: the items before

@@ -50,6 +50,7 @@ class Room(Protocol):
     step_size: int | None
     progress: tuple[float, float | None] | None
     thread_limiter: trio.CapacityLimiter | None
+    hops: Callable[[str, list[Any]], bool] | None
 
     @property
     def dropped(self) -> dict[str, int]: ...

@@ -80,6 +80,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
         raise DashboardError(where, _why(exc)) from None
+    except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
+        raise DashboardError(where, f"not a host name ({exc})") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)

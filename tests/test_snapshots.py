@@ -246,3 +246,78 @@ def test_every_restore_gets_the_last_snapshot_saved(
     assert Counter.restored == restored_after
     assert len(Counter.restored) == result.status.actors["counter"].restarts
     assert stored(store) == items
+
+
+async def test_a_planned_restart_saves_before_and_restores_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """terminate_child then restart_child: the state is saved as the incarnation stops
+    and the next one takes it back, with no interval save between."""
+    Ticker.taken = []
+    store = af.MemoryStore()
+    graph = af.Graph()
+    graph.add("ticker", Ticker)
+    graph.add("counter", Counter)  # keeps the system running while the ticker is stopped
+    graph.link("ticker", "counter")
+    settings = af.Settings(snapshot_interval=math.inf)
+    async with af.open_system(graph, store=store, settings=settings) as system:
+        root = system.supervisor()
+        await trio.sleep(4.5)
+        await root.terminate_child("ticker")
+        assert await store.get(namespace("graph"), "ticker") == 5
+        await root.restart_child("ticker")
+        await trio.sleep(2.5)
+        await system.stop()
+    assert [ticks for _, ticks in Ticker.taken] == [0, 5, 5, 8]
+
+
+class AsyncCounter(Counter):
+    async def snapshot(self) -> int:  # type: ignore[override]
+        await trio.sleep(0)
+        return self.count
+
+    async def restore(self, value: int) -> None:  # type: ignore[override]
+        await trio.sleep(0)
+        Counter.restored.append(value)
+        self.count = value
+
+
+def test_async_hooks_are_awaited() -> None:
+    """snapshot() and restore() may be async."""
+    store = af.MemoryStore()
+    for items in ([1, 2], [3, 4, 5]):
+        graph = af.Graph()
+        graph.add("feed", Feed, items=items)
+        graph.add("counter", AsyncCounter)
+        graph.link("feed", "counter")
+        run_graph(graph, store=store)
+    assert Counter.restored == [2]
+    assert stored(store) == 5
+
+
+async def test_a_redis_store_keeps_snapshots_for_the_next_run(redis_server: Any) -> None:
+    """On a Redis store, a second system on the same server resumes the count."""
+    prefix = f"test:snapshots:{id(redis_server)}:{trio.current_time()}"
+    for items in ([1, 2, 3], [4]):
+        async with af.RedisStore(redis_server.url, prefix=prefix) as store:
+            async with af.open_system(counting(items, name="redis_tally"), store=store):
+                pass
+            final = await store.get(namespace("redis_tally"), "counter")
+    assert Counter.restored == [3]
+    assert final == 4
+
+
+def test_snapshot_interval_is_checked() -> None:
+    """A bad interval fails where it is written, naming it."""
+    with pytest.raises(ValueError, match="snapshot_interval"):
+        af.Settings(snapshot_interval=0)
+
+    class Bad(Counter):
+        snapshot_interval = -1  # type: ignore[assignment]
+
+    graph = af.Graph()
+    graph.add("feed", Feed, items=[])
+    graph.add("counter", Bad)
+    graph.link("feed", "counter")
+    with pytest.raises(af.GraphError, match=r"Bad\.snapshot_interval"):
+        graph.validate()

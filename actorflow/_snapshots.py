@@ -101,8 +101,9 @@ class Snapshots:
         """Ask the module for its snapshot and store it.
 
         Raises:
-            RunError: ``snapshot()`` raised, or its value cannot be stored (its cause a
-                :class:`SerializationError` naming the module and where in the value).
+            RunError: ``snapshot()`` raised, its value cannot be stored (its cause a
+                :class:`SerializationError` naming the module and where in the value),
+                or the store failed to write it.
         """
         name = actor.name
         try:
@@ -115,7 +116,10 @@ class Snapshots:
             reason = str(error).split(": ", 1)[-1]
             named = SerializationError(f"the snapshot of module {name!r} at {error.path}", reason)
             raise _failed(actor, at, str(named), named) from named
-        await self.store.put(self.namespace, name, value)
+        try:
+            await self.store.put(self.namespace, name, value)
+        except Exception as exc:
+            raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
         self.saved += 1
         if actor.debug:
             actor.log.debug("actor.snapshot_saved", at=at, snapshots=self.saved)

@@ -321,3 +321,60 @@ def test_snapshot_interval_is_checked() -> None:
     graph.link("feed", "counter")
     with pytest.raises(af.GraphError, match=r"Bad\.snapshot_interval"):
         graph.validate()
+
+
+class Forgetful(Counter):
+    """Fails on every item after the second, and cannot give its state once it has."""
+
+    def consume(self, data: int) -> None:
+        if self.count == 2:
+            self.count = -1
+            raise RuntimeError("lost my mind")
+        super().consume(data)
+
+    def snapshot(self) -> int:
+        if self.count < 0:
+            raise ValueError("no idea")
+        return super().snapshot()
+
+
+def test_a_failed_save_at_the_end_keeps_the_last_snapshot_and_the_crash() -> None:
+    """A crashed module whose snapshot() raises too: the crash is what the run reports,
+    the failed save is counted, and the last good snapshot stands."""
+    store = af.MemoryStore()
+    graph = af.Graph()
+    graph.add("feed", Feed, items=[1, 2, 3])
+    graph.add("counter", Forgetful)
+    graph.link("feed", "counter")
+    graph.supervise("counter", restart="temporary")
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    counter = result.status.actors["counter"]
+    assert counter.errors == 2  # the crash, and the save it could not make
+    assert counter.reason == "failed"
+    assert stored(store) == 0  # the snapshot of the start stands
+
+
+class BrokenStore(af.MemoryStore):
+    async def put(self, module: str, name: str, value: Any) -> None:
+        raise OSError("disk full")
+
+
+def test_a_store_that_fails_to_write_fails_the_module(logs: list[dict[str, Any]]) -> None:
+    """A snapshot the store cannot write is the module's failure, named and logged."""
+    graph = af.Graph()
+    graph.add("feed", Feed, items=[1])
+    graph.add("counter", Counter)
+    graph.link("feed", "counter")
+    error = run_graph(graph, store=BrokenStore()).error
+    assert "the store failed: OSError: disk full" in str(error)
+    failed = [e for e in logs if e["event"] == "actor.snapshot_failed"]
+    assert failed[0]["actor"] == "counter"
+    assert failed[0]["log_level"] == "warning"
+
+
+def test_each_save_is_logged_at_debug(logs: list[dict[str, Any]]) -> None:
+    """actor.snapshot_saved says where each save was taken and how many so far."""
+    run_graph(counting([1, 2]))
+    saves = [(e["at"], e["snapshots"]) for e in logs if e["event"] == "actor.snapshot_saved"]
+    assert saves == [("start", 1), ("end", 2)]
+    assert not any(e["event"] == "actor.snapshot_restored" for e in logs)

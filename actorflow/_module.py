@@ -230,6 +230,12 @@ def optional_flag(name: str, value: Any) -> None:
         check_flag(name, value)
 
 
+def optional_interval(name: str, value: Any) -> None:
+    """A period that may be ``None`` (the system's) or ``math.inf`` (never)."""
+    if value is not None:
+        check_seconds(name, value, infinite=True)
+
+
 def units(name: str, value: Any) -> None:
     """A count of work units, at least one."""
     check_whole(name, value, 1, MAX_COUNT)
@@ -365,12 +371,13 @@ class Module:
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
     """The hook every concrete module of this kind overrides (checked by validation)."""
-    _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup")
+    _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup", "snapshot", "restore")
     """The hooks of this kind the runtime calls (besides those of its bases)."""
     _setting_checks: ClassVar[Mapping[str, Check]] = {
         "blocking": check_flag,
         "sequential": check_flag,
         "latency_sensitive": optional_flag,
+        "snapshot_interval": optional_interval,
     }
     """The settings of this kind (besides those of its bases), each with its check."""
 
@@ -395,6 +402,32 @@ class Module:
         normally, failed or was cancelled. May be async; it runs shielded from
         cancellation, within the system's ``cleanup_timeout``.
         """
+        return None
+
+    snapshot_interval: float | None = None
+    """Seconds between saves of this module's snapshot while it runs; ``None`` (the
+    default) takes ``Settings.snapshot_interval``, ``math.inf`` saves only when an
+    incarnation starts and ends."""
+
+    @does_nothing
+    def snapshot(self) -> Any:
+        """Override to give the module's state, which the runtime saves to the system's
+        store and hands to :meth:`restore` in every new incarnation (after a restart, or
+        in a new process on the same store).
+
+        Return a value actorflow's msgpack codec stores (numbers, strings, bytes, lists,
+        dicts, :class:`Data`...): one it cannot store fails the module, naming it and
+        where in the value. Saved when an incarnation starts, every
+        ``snapshot_interval`` seconds and when it ends. May be async; see
+        ``docs/howto/state.md`` for what a crash keeps.
+        """
+        return None
+
+    @does_nothing
+    def restore(self, value: Any) -> Any:
+        """Take back the state :meth:`snapshot` gave (an equal value, never the same
+        object), before the incarnation handles anything. May be async; if it raises,
+        the module has failed, like a ``start()`` that raises."""
         return None
 
     # The runtime-facing helpers below are only usable while the module is bound.

@@ -86,6 +86,10 @@ class Settings:
             private chain of such modules runs in one task (each keeps its own state,
             counters, status and supervision; see ``ActorStatus.fused_into``). ``False``
             runs every module in its own task only.
+        snapshot_interval: Seconds between saves of a module's state snapshot while it
+            runs (a module that overrides ``snapshot()``; it is also saved when each
+            incarnation starts and ends). ``math.inf`` saves only then. A module may set
+            its own (``Module.snapshot_interval``).
     """
 
     quantum: float = attrs.field(default=0.01, validator=seconds())
@@ -103,3 +107,4 @@ class Settings:
     metrics: str | None = attrs.field(default=None, converter=address_text, validator=_address)
     trace_ratio: float = attrs.field(default=0.0, validator=fraction)
     fuse: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    snapshot_interval: float = attrs.field(default=5.0, validator=seconds(infinite=True))

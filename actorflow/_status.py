@@ -207,6 +207,9 @@ class ActorStatus:
     fused_into: str | None = None
     """Stage fusion: the actor whose task runs this one's items by call (the head of
     its fused chain), or ``None`` while it runs in its own task only."""
+    snapshots: int = 0
+    """State snapshots saved (a module that overrides ``snapshot()``; see
+    :meth:`Module.snapshot`)."""
 
 
 @attrs.frozen

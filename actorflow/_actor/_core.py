@@ -32,6 +32,7 @@ from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
 from .._reportable import MAX_TASK, fields, finite, text
 from .._settings import Settings
+from .._snapshots import run_snapshotted, saved
 from .._status import ActorState, ActorStatus, DropReason, EndReason
 from ._consumer import ConsumerDriver
 from ._incarnation import Incarnation, Stop
@@ -366,7 +367,7 @@ class Actor:
             if self.outbox.owed:
                 await self.outbox.flush()
             driver = self._driver = _DRIVERS[self.kind](self, incarnation)
-            await driver.run()
+            await run_snapshotted(self, driver.run)
             if incarnation.reason is None:
                 stopped = incarnation.stopping
                 incarnation.reason = EndReason.STOPPED if stopped else EndReason.NORMAL
@@ -661,6 +662,7 @@ def _status_of(actor: Actor) -> ActorStatus:
         task=actor.task,
         info=dict(actor.info),
         fused_into=actor.fused_into,
+        snapshots=saved(actor._keep),
     )
 
 

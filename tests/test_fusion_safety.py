@@ -61,3 +61,194 @@ async def test_a_hook_raising_stopiteration_fails_that_item_and_loses_none(
     assert out == [n for n in range(300) if n != 5]
     status = system.status().actors[failing]
     assert (status.received, status.errors, status.dead_lettered) == (300, 1, 1)
+
+
+class Same(af.Processor):
+    inputs: ClassVar = {"in": int, "back": af.Port(int, required=False)}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, data: int) -> int:
+        return data
+
+
+class Again(af.Processor):
+    """Sends items under 50 back round the loop (plus 1000), drops the others."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, data: int) -> int | None:
+        return data + 1000 if data < 50 else None
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+async def test_a_feedback_cycle_ends_fused_or_not(
+    fuse: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    """``b`` fused into ``a`` must not wait in ``a``'s task for room on its feedback link
+    into ``a``: only ``a`` drains it."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=100)
+    graph.add("a", Same)
+    graph.add("b", Again)
+    graph.link("src", "a")
+    graph.link("a", "b", buffer=1000)
+    graph.link("b", "a.back", feedback=True, buffer=5)
+    for _ in range(2):  # the first run learns that the hooks are sync (fusable)
+        with trio.fail_after(1):  # deadlocked, it would end only when killed after 5 s
+            async with af.open_system(graph, fuse=fuse) as system:
+                pass
+        assert system.status().actors["b"].received >= 100
+
+
+class TwoPorts(af.Source):
+    """Emits i on 'out', and on 'aux' one step behind."""
+
+    outputs: ClassVar = {"out": int, "aux": int}
+
+    async def start(self) -> None:
+        for i in range(50):
+            await self.emit(i, "out")
+            if i:
+                await self.emit(i - 1, "aux")
+        await self.emit(49, "aux")
+
+
+class Join(af.Progressive):
+    inputs: ClassVar = {"x": int, "y": int}
+    outputs: ClassVar = {"out": object}
+
+    def run_step(self, run_number: int, step_size: int, quantum: float) -> af.Step:
+        pairs = self.read_synced(["x", "y"], key=lambda value: value)
+        for pair in pairs:
+            self.post(pair, "out")
+        return af.Step(af.StepState.BLOCKED, len(pairs))
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+async def test_a_producer_with_two_ports_is_not_held_by_its_fused_consumer(
+    fuse: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The buffer on ``h.out`` lets ``h`` run ahead of ``a`` and feed ``aux``, which the
+    join needs before it takes more from ``a``: fused, ``a`` must not hold ``h``."""
+    out: list[object] = []
+    graph = af.Graph()
+    graph.add("h", TwoPorts)
+    graph.add("a", Same)
+    graph.add("j", Join)
+    graph.add("sink", Collect, into=out)
+    graph.link("h.out", "a", buffer=10)
+    graph.link("a", "j.x", buffer=1)
+    graph.link("h.aux", "j.y", buffer=10)
+    graph.link("j", "sink")
+    with trio.fail_after(60):
+        async with af.open_system(graph, fuse=fuse):
+            pass
+    assert len(out) == 50
+
+
+class Noted(af.Source):
+    outputs: ClassVar = {"out": object}
+
+    def __init__(self, pulled: list[int], reuse: bool) -> None:
+        self.pulled = pulled
+        self.reuse = reuse
+
+    def start(self) -> object:
+        frame = {"n": -1}
+        for i in range(300):
+            self.pulled[0] = i + 1
+            if not self.reuse:
+                frame = {}
+            frame["n"] = i  # one object refilled in place, as a frame grabber does
+            yield frame
+
+
+class Read(af.Processor):
+    inputs: ClassVar = {"in": object}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, frame: dict[str, int]) -> int:
+        return frame["n"]
+
+
+class SlowNoting(af.Sink):
+    inputs: ClassVar = {"in": int}
+
+    def __init__(self, pulled: list[int], into: list[int], ahead: list[int]) -> None:
+        self.pulled, self.into, self.ahead = pulled, into, ahead
+
+    async def consume(self, data: int) -> None:
+        await trio.sleep(0.001)
+        self.ahead.append(self.pulled[0] - data)
+        self.into.append(data)
+
+
+@pytest.mark.parametrize("buffer", [1, 4])
+async def test_buffers_bound_a_fused_sources_lookahead_as_unfused(
+    buffer: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A fused source pulls no more than its link would hold: it runs as far ahead of a
+    slow sink as unfused, and with a buffer of one a reused object is read before the
+    source refills it."""
+    ahead: dict[bool, int] = {}
+    for fuse in (True, False):
+        pulled, out, seen = [0], [], []
+        graph = af.Graph()
+        graph.add("src", Noted, pulled=pulled, reuse=buffer == 1)
+        graph.add("read", Read)
+        graph.add("pass", Same)
+        graph.add("sink", SlowNoting, pulled=pulled, into=out, ahead=seen)
+        graph.chain("src", "read", "pass", "sink", buffer=buffer)
+        async with af.open_system(graph, fuse=fuse):
+            pass
+        assert out == list(range(300))
+        ahead[fuse] = max(seen)
+    assert ahead[True] <= ahead[False] <= 6 * buffer
+
+
+class Chain(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, data: int) -> int:
+        return data
+
+
+class SlowFromTen(af.Sink):
+    inputs: ClassVar = {"in": int}
+
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    async def consume(self, data: int) -> None:
+        if data >= 10:
+            await trio.sleep(1)
+        self.into.append(data)
+
+
+@pytest.mark.parametrize("shutdown", [5.0, "infinity"])
+async def test_a_graceful_stop_of_a_mid_chain_stage_is_prompt(
+    shutdown: float | str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Stopping ``b`` while the chain waits on a slow sink takes no time, fused or not:
+    no stage waits in another's task for room below it."""
+    for fuse in (True, False):
+        out: list[int] = []
+        graph = af.Graph(name="g")
+        for name in ("a", "b", "c"):
+            graph.add(name, Chain)
+            graph.supervise(name, shutdown=shutdown)
+        graph.add("src", Numbers, count=60)
+        graph.add("slow", SlowFromTen, into=out)
+        graph.chain("src", "a", "b", "c", buffer=4)
+        graph.link("c", "slow", buffer=16)
+        async with af.open_system(graph, fuse=fuse) as system:
+            await trio.sleep(5.5)
+            began = trio.current_time()
+            await system.supervisor("g").terminate_child("b")
+            assert trio.current_time() - began < 0.1
+            await trio.sleep(3)
+            await system.supervisor("g").restart_child("b")
+        assert out == list(range(60))
+        assert system.status().dropped == 0

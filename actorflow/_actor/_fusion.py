@@ -134,6 +134,7 @@ class Fusion:
         link = self.link
         if link is not None:
             link.direct = None
+        self.room.fused_into = None  # its own task runs it from now on
         if self.inside:
             await self._wait_outside()
         failure = self.failure
@@ -238,6 +239,6 @@ async def _wait_for_room(link: Link, caller: Any) -> None:
     consumer is gone, or the caller is asked to stop (its stop wakes it here)."""
     while len(link.items) >= link.capacity and not link.receiver_closed:
         run = caller.incarnation
-        if run is not None and run.stopping:
-            raise Stop
+        if (run is not None and run.stopping) or caller.fused_scope is not None:
+            raise Stop  # a caller itself in a call ends it instead (see Outbox)
         await link.wait_for_space()

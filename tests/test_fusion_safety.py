@@ -252,3 +252,82 @@ async def test_a_graceful_stop_of_a_mid_chain_stage_is_prompt(
             await system.supervisor("g").restart_child("b")
         assert out == list(range(60))
         assert system.status().dropped == 0
+
+
+class Tens(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, data: int) -> af.Many:
+        return af.Many(list(range(10)))
+
+
+async def test_the_consumers_of_a_fan_out_port_are_never_fused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A port with two links delivers to each in turn: neither consumer may run in the
+    producer's task (even when the producer waited for room and found it parked)."""
+    seen: set[str | None] = set()
+    graph = af.Graph()
+    graph.add("src", Numbers, count=100)
+    graph.add("p", Tens)
+    graph.add("x", Collect, into=[])
+    graph.add("y", Collect, into=[])
+    graph.link("src", "p")
+    graph.link("p", "x", buffer=2)
+    graph.link("p", "y", buffer=2)
+    async with af.open_system(graph) as system:
+        while system.status().actors["y"].received < 900:
+            actors = system.status().actors
+            seen |= {actors["x"].fused_into, actors["y"].fused_into}
+            await trio.sleep(0)
+    assert seen == {None}
+
+
+def test_the_heartbeat_and_the_dashboard_say_whose_task_runs_a_fused_actor() -> None:
+    """A fused actor's ``fused_into`` reaches the heartbeat snapshot and the dashboard's
+    view of each actor, as it does ``System.status()``."""
+    from actorflow._dashboard._tracker import _actor_view
+    from actorflow._heartbeat import snapshot
+
+    status = af.SystemStatus(
+        graph="g",
+        state=af.SystemState.RUNNING,
+        actors={
+            "a": af.ActorStatus(
+                name="a",
+                kind="processor",
+                state=af.ActorState.RUNNING,
+                blocked_on=None,
+                received=0,
+                emitted=0,
+                filtered=0,
+                dropped={},
+                mailbox_depth=0,
+                errors=0,
+                reason=None,
+                fused_into="src",
+            )
+        },
+        links={},
+    )
+    beat = snapshot(status, started_at=0.0, version="0")
+    assert beat["actors"]["a"]["fused_into"] == "src"
+    assert _actor_view(status.actors["a"], None, None, 0)["fused_into"] == "src"
+
+
+@pytest.mark.parametrize("count", [77, 1000])
+async def test_a_sources_last_short_run_is_in_its_handling_times(
+    count: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A source's pull that finds the end mid-run leaves the strides early: the items it
+    got in that run are still counted in its handling-time histogram."""
+    from actorflow._system import handling_times
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=count)
+    graph.add("sink", Collect, into=[])
+    graph.link("src", "sink")
+    async with af.open_system(graph, metrics="127.0.0.1:0") as system:
+        pass
+    assert handling_times(system)["src"].count == count

@@ -43,6 +43,7 @@ from .._link import Link
 from .._status import ActorState
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
+from ._priority import interactions_of
 from ._room import Room
 
 __all__ = ["Fusion"]
@@ -106,9 +107,18 @@ class Fusion:
             or link.dedicated
             or link.spec.feedback
             or not self._eligible()
+            or not self._same_priority(link)
         ):
             return None
         return link
+
+    def _same_priority(self, link: Link) -> bool:
+        """Whether producer and consumer are both latency-sensitive or both not: fused
+        into a sensitive producer, a module that is not would skip the wait behind
+        progressive steps it opted into; fused the other way, a sensitive one would
+        wait behind them."""
+        names = interactions_of(self.room.system).names
+        return (link.spec.source in names) == (self.room.name in names)
 
     def arm(self) -> None:
         """The own task is about to park on its empty mailbox: let the producer call in."""

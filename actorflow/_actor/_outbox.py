@@ -109,6 +109,11 @@ class Outbox:
             for link in links:
                 link.wake_producers()
 
+    def _alone(self, link: Link) -> bool:
+        """Whether ``link`` is the only link of its port (only such a link may carry a
+        call into a fused consumer: a fan-out's other links would wait on it)."""
+        return any(links == [link] for links in self.outputs.values())
+
     def _owe(self, link: Link, items: list[Any]) -> None:
         if self.owed is None:
             self.owed = deque()
@@ -256,7 +261,12 @@ class Outbox:
                     self._removed(link, len(batch) - accepted)
                     break
                 direct = link.direct
-                if direct is not None and self.fuses and _fits(link, batch, accepted):
+                if (
+                    direct is not None
+                    and self.fuses
+                    and _fits(link, batch, accepted)
+                    and len(self.outputs[port]) == 1  # never a fan-out port's link
+                ):
                     # The consumer parked meanwhile: it takes the rest by call (handled,
                     # or given back into the link: delivered either way).
                     rest, accepted = batch[accepted:], len(batch)
@@ -306,7 +316,7 @@ class Outbox:
                 owed.popleft()
                 continue
             direct = link.direct
-            if direct is not None and self.fuses and _fits(link, items):
+            if direct is not None and self.fuses and _fits(link, items) and self._alone(link):
                 owed.popleft()  # delivered by the call, handled or given back
                 await direct(items, self.owner, self.pacing)
                 continue

@@ -37,6 +37,9 @@ class Pacing:
     deadline: float = 0.0
     stride: int = 1
     last_check: float = 0.0
+    partial: int = 0
+    """How many items of the current run a caller leaving :meth:`strides` mid-run
+    handled (set just before it leaves)."""
     timings: HandlingTimes | None = None
     """Fed the time of each call of :meth:`strides` when metrics are served."""
 
@@ -83,14 +86,23 @@ class Pacing:
         deadline = self.deadline
         began = self.last_check = self.now()
         left, size = limit, 0
-        while left > 0:
-            size = self.stride if self.stride < left else left
-            yield size
-            left -= size
-            if left and self.spent(deadline):
-                break
-        if self.timings is not None:  # the runs ended: all given out, or the deadline
-            self._timed(began, limit - left, 0 if left else size)
+        try:
+            while left > 0:
+                size = self.stride if self.stride < left else left
+                yield size
+                left -= size
+                if left and self.spent(deadline):
+                    break
+        except GeneratorExit:
+            # The caller left mid-run: what it handled of that run is ``partial`` (a
+            # source that found its end says how many it got; a raising item, none).
+            left -= self.partial
+            size = self.partial
+            raise
+        finally:
+            self.partial = 0
+            if self.timings is not None:  # all given out, the deadline, or left early
+                self._timed(began, limit - left, 0 if left else size)
 
     def _timed(self, began: float, handled: int, last_run: int) -> None:
         """Feed the handling times from the clock reads made anyway: the items before

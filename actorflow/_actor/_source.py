@@ -201,7 +201,9 @@ class SourceDriver:
                         before = len(batch)
                         extend(islice(iterator, size))
                         if len(batch) - before < size:
-                            break  # exhausted: the next pull finds it empty
+                            # Exhausted: the next pull finds it empty.
+                            pacing.partial = len(batch) - before
+                            break
                 except Exception as exc:
                     # What it produced before failing is valid: it goes out first.
                     outbox.owe(batch, outbox.main)

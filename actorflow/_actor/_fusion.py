@@ -7,6 +7,13 @@ two task switches, and a private chain of such modules runs in its head's task. 
 module keeps what it owns: its incarnation, its counters and state, its pacing (it
 takes the caller's deadline, so the quantum is shared), its retries, its outbox.
 
+A call never waits on what lies below its consumer: a fused stage whose output link is
+full ends the call (see ``Outbox._send_rest``) and its own task waits, so the producer is
+held only as a full buffer would hold it. A call never hands a consumer more than its
+link would hold, and a fused source pulls no more than that, so buffers bound lookahead
+as unfused. Only a port's only link carries calls (never a fan-out's), and only between
+modules of the same latency sensitivity.
+
 What happens at the boundary of a call, in the caller's task, is what would have
 happened in the consumer's own:
 

@@ -355,6 +355,10 @@ class ConsumerDriver:
         out: list[Any] = []
         collect = self.collect
         try:
+            if room.fused_scope is not None and pacing.over():
+                # Called by a producer whose quantum is spent: the others run first, or
+                # items turned costly would overrun it by a stride per fused stage.
+                await pacing.yield_()
             while True:
                 out = []
                 for size in pacing.strides(left):

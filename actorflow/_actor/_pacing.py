@@ -87,15 +87,7 @@ class Pacing:
         began = self.last_check = self.now()
         left, size = limit, 0
         try:
-            if began >= deadline and left:
-                # The quantum is already spent (a fused stage called at the end of its
-                # caller's): one item, then the caller yields; a stride of items turned
-                # costly would overrun once per stage of the chain.
-                size = 1
-                yield size
-                left -= size
-                self.spent(deadline)
-            while left > 0 and began < deadline:
+            while left > 0:
                 size = self.stride if self.stride < left else left
                 yield size
                 left -= size

@@ -8,6 +8,8 @@ from typing import ClassVar
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sample_modules import Collect, Numbers
 
 import actorflow as af
@@ -331,3 +333,49 @@ async def test_a_sources_last_short_run_is_in_its_handling_times(
     async with af.open_system(graph, metrics="127.0.0.1:0") as system:
         pass
     assert handling_times(system)["src"].count == count
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    out_buffer=st.integers(1, 12),
+    x_buffer=st.integers(1, 12),
+    aux_buffer=st.integers(1, 12),
+    back_buffer=st.integers(1, 8),
+)
+def test_any_buffers_give_the_same_outcome_fused_or_not(
+    out_buffer: int, x_buffer: int, aux_buffer: int, back_buffer: int
+) -> None:
+    """Whatever the buffers, the join of a two-port producer and a feedback cycle end
+    with the same items fused or not (fusion never adds a wait)."""
+
+    async def run(fuse: bool) -> tuple[int, int]:
+        out: list[object] = []
+        graph = af.Graph()
+        graph.add("h", TwoPorts)
+        graph.add("a", Same)
+        graph.add("j", Join)
+        graph.add("sink", Collect, into=out)
+        graph.link("h.out", "a", buffer=out_buffer)
+        graph.link("a", "j.x", buffer=x_buffer)
+        graph.link("h.aux", "j.y", buffer=aux_buffer)
+        graph.link("j", "sink")
+        loop = af.Graph()
+        loop.add("src", Numbers, count=100)
+        loop.add("a", Same)
+        loop.add("b", Again)
+        loop.link("src", "a")
+        loop.link("a", "b", buffer=1000)
+        loop.link("b", "a.back", feedback=True, buffer=back_buffer)
+        with trio.fail_after(1):
+            async with af.open_system(graph, fuse=fuse):
+                pass
+            async with af.open_system(loop, fuse=fuse) as system:
+                pass
+        return len(out), system.status().actors["b"].received
+
+    joined, looped = {}, {}
+    for fuse in (True, False):
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        joined[fuse], looped[fuse] = trio.run(run, fuse, clock=clock)
+    assert joined == {True: 50, False: 50}
+    assert min(looped.values()) >= 100  # how many go round depends on timing

@@ -56,6 +56,7 @@ def snapshot(status: SystemStatus, *, started_at: float, version: str) -> dict[s
                 "task": text(actor.task, MAX_TASK),
                 "state": actor.state.value,
                 "blocked_on": actor.blocked_on,
+                "fused_into": actor.fused_into,
                 "received": actor.received,
                 "emitted": actor.emitted,
                 "filtered": actor.filtered,

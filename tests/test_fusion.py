@@ -328,9 +328,9 @@ class Slow(af.Sink):
 async def test_a_stage_stopped_or_killed_inside_a_call_leaves_its_caller_and_items_intact(
     autojump_clock: trio.testing.MockClock, shutdown: float | str
 ) -> None:
-    """``a`` runs in the source's task, blocked on its slow consumer; stopping or killing
-    it ends the call (its module is left before its cleanup), the source goes on, and
-    once restarted ``a`` delivers every item, in order."""
+    """``a`` ran in the source's task until its slow consumer blocked it; stopping or
+    killing it then leaves the source alone, and once restarted ``a`` delivers every
+    item, in order."""
     out: list[int] = []
     graph = af.Graph(name="g")
     graph.add("src", Numbers, count=50)
@@ -342,8 +342,11 @@ async def test_a_stage_stopped_or_killed_inside_a_call_leaves_its_caller_and_ite
     async with af.open_system(graph) as system:
         await trio.sleep(5.5)
         before = system.status().actors["a"]
-        assert before.fused_into == "src"
-        assert before.blocked_on == "output:out"  # inside a call, waiting for room
+        # Blocked on its consumer, a fused stage does not wait in its producer's task:
+        # the call ended, what it owes waits in its own task.
+        assert before.fused_into is None
+        assert before.blocked_on == "output:pending"
+        assert system.status().actors["src"].state is af.ActorState.BLOCKED
         await system.supervisor("g").terminate_child("a")
         assert system.status().actors["a"].fused_into is None
         await trio.sleep(5)

@@ -96,11 +96,11 @@ async def test_a_module_that_opts_out_waits_for_steps_like_any_other(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """``latency_sensitive = False`` cuts the path: the pings then wait behind steps,
-    and over 80 pings at least one waits longer than one step. (Unfused: fused into the
-    inlet's task, the echo would answer by call, behind no step.)"""
+    and over 80 pings at least one waits longer than one step (it is not fused into
+    the sensitive inlet's task, where it would answer by call, behind no step)."""
     latencies: list[float] = []
     graph = interaction_graph(autojump_clock, latencies, echo=NotSensitive)
-    async with af.open_system(graph, fuse=False) as system:
+    async with af.open_system(graph) as system:
         await ping_every_5_ms(system, 80)
         await system.stop()
     assert len(latencies) == 80

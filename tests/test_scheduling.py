@@ -189,6 +189,31 @@ async def test_a_sudden_rise_in_item_cost_overruns_the_quantum_by_at_most_one_st
     assert sum(step >= 0.01 - 1e-9 for step in timer.steps["p"]) >= after_first_stride - 2
 
 
+async def test_a_fused_chain_whose_items_turn_costly_overruns_by_one_stride_not_one_per_stage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Three fused stages whose items turn costly at once: a stage called once the
+    quantum is spent handles one item and yields, so the longest slice of the chain's
+    task overruns by one stride (and a few items), not by a stride per stage."""
+
+    class Switch(af.Processor):
+        def process(self, data: int) -> int:
+            if data >= 2000:
+                autojump_clock.jump(COST)
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=3000)
+    for name in ("p1", "p2", "p3"):
+        graph.add(name, Switch)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "p1", "p2", "p3", "sink", buffer=100)
+    timer = await run_timed(graph, quantum=0.01)
+    longest = max(step for steps in timer.steps.values() for step in steps)
+    # One stride is at most a batch: the buffer, 100 (it was 3 x 100 before).
+    assert longest <= 0.01 + (100 + 3) * COST + 1e-9
+
+
 # ------------------------------------------------------------------------------------------------
 # Costly copies (moved from test_regressions.py)
 # ------------------------------------------------------------------------------------------------

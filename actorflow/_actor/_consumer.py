@@ -10,7 +10,6 @@ including one added while the incarnation runs (:meth:`ConsumerDriver.link_added
 from __future__ import annotations
 
 import inspect
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import islice
@@ -366,14 +365,24 @@ class ConsumerDriver:
         out: list[Any] = []
         collect = self.collect
         try:
+            if room.fused_scope is not None and pacing.over():
+                # Called by a producer whose quantum is spent: the others run first, or
+                # items turned costly would overrun it by a stride per fused stage.
+                await pacing.yield_()
             while True:
                 out = []
                 for size in pacing.strides(left):
                     left -= size
-                    if collect:
-                        out.extend(map(fn, islice(items, size)))
-                    else:
-                        _drain(map(fn, islice(items, size)))
+                    before = len(out)
+                    out.extend(map(fn, islice(items, size)))
+                    if len(out) - before != size:
+                        # extend() took a StopIteration from the hook for the end of
+                        # the stride: the item that raised it failed like any other.
+                        if not collect:
+                            out.clear()
+                        raise _stopped_iteration(self.hook_name)
+                    if not collect:
+                        out.clear()  # a sink's results are not kept
                 if out:
                     sending, out = _results(out, room), []
                     await outbox.send(sending, outbox.main)
@@ -480,8 +489,13 @@ class ConsumerDriver:
                 raise
 
 
-_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
-"""Run an iterator to its end in C, keeping nothing (a sink's strides)."""
+def _stopped_iteration(hook_name: str) -> RuntimeError:
+    """The error for a hook that raised StopIteration, which the C loop running a stride
+    took for its end (as a generator would, PEP 479, it becomes a RuntimeError)."""
+    return RuntimeError(
+        f"StopIteration escaped {hook_name} (Python would take it for the end of a loop)"
+    )
+
 
 _SPECIAL = (type(None), Many)
 

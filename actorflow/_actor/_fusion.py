@@ -7,6 +7,13 @@ two task switches, and a private chain of such modules runs in its head's task. 
 module keeps what it owns: its incarnation, its counters and state, its pacing (it
 takes the caller's deadline, so the quantum is shared), its retries, its outbox.
 
+A call never waits on what lies below its consumer: a fused stage whose output link is
+full ends the call (see ``Outbox._send_rest``) and its own task waits, so the producer is
+held only as a full buffer would hold it. A call never hands a consumer more than its
+link would hold, and a fused source pulls no more than that, so buffers bound lookahead
+as unfused. Only a port's only link carries calls (never a fan-out's), and only between
+modules of the same latency sensitivity.
+
 What happens at the boundary of a call, in the caller's task, is what would have
 happened in the consumer's own:
 
@@ -43,6 +50,7 @@ from .._link import Link
 from .._status import ActorState
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
+from ._priority import interactions_of
 from ._room import Room
 
 __all__ = ["Fusion"]
@@ -106,9 +114,18 @@ class Fusion:
             or link.dedicated
             or link.spec.feedback
             or not self._eligible()
+            or not self._same_priority(link)
         ):
             return None
         return link
+
+    def _same_priority(self, link: Link) -> bool:
+        """Whether producer and consumer are both latency-sensitive or both not: fused
+        into a sensitive producer, a module that is not would skip the wait behind
+        progressive steps it opted into; fused the other way, a sensitive one would
+        wait behind them."""
+        names = interactions_of(self.room.system).names
+        return (link.spec.source in names) == (self.room.name in names)
 
     def arm(self) -> None:
         """The own task is about to park on its empty mailbox: let the producer call in."""
@@ -134,6 +151,7 @@ class Fusion:
         link = self.link
         if link is not None:
             link.direct = None
+        self.room.fused_into = None  # its own task runs it from now on
         if self.inside:
             await self._wait_outside()
         failure = self.failure
@@ -238,6 +256,6 @@ async def _wait_for_room(link: Link, caller: Any) -> None:
     consumer is gone, or the caller is asked to stop (its stop wakes it here)."""
     while len(link.items) >= link.capacity and not link.receiver_closed:
         run = caller.incarnation
-        if run is not None and run.stopping:
-            raise Stop
+        if (run is not None and run.stopping) or caller.fused_scope is not None:
+            raise Stop  # a caller itself in a call ends it instead (see Outbox)
         await link.wait_for_space()

@@ -109,6 +109,11 @@ class Outbox:
             for link in links:
                 link.wake_producers()
 
+    def _alone(self, link: Link) -> bool:
+        """Whether ``link`` is the only link of its port (only such a link may carry a
+        call into a fused consumer: a fan-out's other links would wait on it)."""
+        return any(links == [link] for links in self.outputs.values())
+
     def _owe(self, link: Link, items: list[Any]) -> None:
         if self.owed is None:
             self.owed = deque()
@@ -185,7 +190,7 @@ class Outbox:
             link = links[0]
             if link.copier is None and not link.closed:  # the common case, inlined
                 direct = link.direct
-                if direct is not None and not link.items and self.fuses:
+                if direct is not None and self.fuses and _fits(link, items):
                     await direct(items, owner, self.pacing)  # stage fusion
                     return
                 accepted = link.offer(items)
@@ -245,12 +250,23 @@ class Outbox:
                 run = owner.incarnation
                 if run is not None and run.stopping:
                     raise Stop
+                if owner.fused_scope is not None:
+                    # Fused, in a producer's call: it must not wait there (the producer
+                    # would wait on what is downstream of its consumer, and drain or send
+                    # nothing else meanwhile). The call ends, the rest owed; the own task
+                    # takes over and waits here while the producer fills the link.
+                    raise Stop
                 await link.wait_for_space()
                 if link.closed:  # removed: it gets nothing more
                     self._removed(link, len(batch) - accepted)
                     break
                 direct = link.direct
-                if direct is not None and not link.items and self.fuses:
+                if (
+                    direct is not None
+                    and self.fuses
+                    and _fits(link, batch, accepted)
+                    and len(self.outputs[port]) == 1  # never a fan-out port's link
+                ):
                     # The consumer parked meanwhile: it takes the rest by call (handled,
                     # or given back into the link: delivered either way).
                     rest, accepted = batch[accepted:], len(batch)
@@ -300,7 +316,7 @@ class Outbox:
                 owed.popleft()
                 continue
             direct = link.direct
-            if direct is not None and not link.items and self.fuses:
+            if direct is not None and self.fuses and _fits(link, items) and self._alone(link):
                 owed.popleft()  # delivered by the call, handled or given back
                 await direct(items, self.owner, self.pacing)
                 continue
@@ -326,6 +342,12 @@ class Outbox:
         for links in self.outputs.values():
             for link in links:
                 link.close()
+
+
+def _fits(link: Link, items: list[Any], start: int = 0) -> bool:
+    """Whether a fused consumer may take ``items[start:]`` by call: its link is empty and
+    would hold them all (a call never has a consumer hold more than its buffer would)."""
+    return not link.items and len(items) - start <= link.capacity
 
 
 def _removed_meanwhile(link: Link) -> bool:

@@ -37,6 +37,9 @@ class Pacing:
     deadline: float = 0.0
     stride: int = 1
     last_check: float = 0.0
+    partial: int = 0
+    """How many items of the current run a caller leaving :meth:`strides` mid-run
+    handled (set just before it leaves)."""
     timings: HandlingTimes | None = None
     """Fed the time of each call of :meth:`strides` when metrics are served."""
 
@@ -91,7 +94,14 @@ class Pacing:
                 if left and self.spent(deadline):
                     at_deadline = True
                     break
-        finally:  # the runs ended: all given out, the deadline, or an item raised
+        except GeneratorExit:
+            # The caller left mid-run: what it handled of that run is ``partial`` (a
+            # source that found its end says how many it got; a raising item, none).
+            left -= self.partial
+            size = self.partial
+            raise
+        finally:  # the runs ended: all given out, the deadline, or left early
+            self.partial = 0
             if self.timings is not None:
                 self._timed(began, limit - left, 0 if at_deadline else size)
 

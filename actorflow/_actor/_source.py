@@ -171,8 +171,9 @@ class SourceDriver:
         while incarnation.active and not incarnation.stopping:
             if len(links) == 1 and links[0].direct is not None and not links[0].items:
                 # Fused: what is pulled is handled by call, or handed back into the link
-                # if the consumer stops midway: nothing stays in this source's hand.
-                return room.settings.max_batch
+                # if the consumer stops midway; no more than that link could hold, so the
+                # buffer bounds how far a fused source runs ahead as it does unfused.
+                return links[0].capacity
             fullest = min(links, key=lambda link: link.capacity - len(link.items))
             free = fullest.capacity - len(fullest.items)
             if free > 0 or fullest.receiver_closed:
@@ -200,7 +201,9 @@ class SourceDriver:
                         before = len(batch)
                         extend(islice(iterator, size))
                         if len(batch) - before < size:
-                            break  # exhausted: the next pull finds it empty
+                            # Exhausted: the next pull finds it empty.
+                            pacing.partial = len(batch) - before
+                            break
                 except Exception as exc:
                     # What it produced before failing is valid: it goes out first.
                     outbox.owe(batch, outbox.main)

@@ -150,6 +150,7 @@ def _actor_view(
         "task": text(actor.task, MAX_TASK),
         "state": actor.state.value,
         "blocked_on": actor.blocked_on,
+        "fused_into": actor.fused_into,
         "received": actor.received,
         "emitted": actor.emitted,
         "rate": None if actor.state.is_final or rate is None else round(rate, 3),

@@ -62,10 +62,12 @@
   }
 
   function blockedOn(actor) {
-    // "input", or "output:<port>": what a blocked actor waits for.
+    // "input", or "output:<port>": what a blocked actor waits for; then, for a fused
+    // actor, whose task runs it.
     const on = actor.blocked_on;
-    if (!on) return "";
-    return on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`;
+    const fused = actor.fused_into ? `  ·  in ${actor.fused_into}'s task` : "";
+    if (!on) return fused;
+    return (on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`) + fused;
   }
 
   function cut(text, length) {

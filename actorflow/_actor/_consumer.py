@@ -226,9 +226,7 @@ class ConsumerDriver:
     def _took_one(self, link: Link) -> list[Any]:
         room = self.room
         batch = link.take(1)
-        room.received += 1
-        if room.debug:
-            room.trace("message.received", batch, link=link.name)
+        _received(room, link, batch)
         room.set_state(ActorState.RUNNING)
         return batch
 
@@ -298,9 +296,7 @@ class ConsumerDriver:
                 pacing.restart()
                 continue
             link, batch = got
-            room.received += len(batch)
-            if room.debug:
-                room.trace("message.received", batch, link=link.name)
+            _received(room, link, batch)
             room.set_state(ActorState.RUNNING)
             handle = handlers.get(link)
             if handle is None:
@@ -518,6 +514,18 @@ def _results(out: list[Any], room: Room) -> list[Any]:
         else:
             sent.append(result)
     return sent
+
+
+def _received(room: Room, link: Link, batch: list[Any]) -> None:
+    """Count ``batch`` taken from ``link`` and trace it; if tracing raises, the batch
+    goes back to the link first, so the failure loses nothing (it is retaken)."""
+    if room.debug:
+        try:
+            room.trace("message.received", batch, link=link.name)
+        except BaseException:
+            link.requeue(batch)
+            raise
+    room.received += len(batch)
 
 
 def _done(room: Room, batch: list[Any]) -> None:

@@ -188,15 +188,21 @@ class Fusion:
         count = len(items)
         link.sent += count
         link.delivered += count
+        try:
+            if room.debug:
+                room.trace("message.received", items, link=link.name)
+            handle = self._handler_of(link)
+        except Exception:
+            # Not the producer's failure: the items wait in the link, and the own task
+            # takes them and meets the failure itself (nothing lost, nothing counted twice).
+            link.requeue(items)
+            return
         room.received += count
         room.fused_into = caller.fused_into or caller.name
-        if room.debug:
-            room.trace("message.received", items, link=link.name)
         room.set_state(ActorState.RUNNING)
         own = room.pacing
         own.deadline = pacing.deadline
         self.inside = done = True
-        handle = self._handler_of(link)
         try:
             scope = caller.fused_scope
             if scope is None:  # the chain's first call: it opens the chain's scope

@@ -7,8 +7,9 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -446,3 +447,65 @@ def test_the_command_says_where_the_dashboard_is() -> None:
     done = cli("dashboard_graph:build_brief", "--dashboard", "0")
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[0].startswith("dashboard: http://127.0.0.1:")
+
+
+class Breaking(af.Processor):
+    """Passes items on until ``Breaking.broken`` is set, then fails on each."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+    broken = False
+
+    def process(self, data: af.Data) -> af.Data:
+        if Breaking.broken:
+            raise RuntimeError(f"broken at {data.fields['n']}")
+        return data
+
+
+def sse_to_the_end(url: str, first: threading.Event) -> list[dict[str, Any]]:
+    """Every snapshot of the event stream at ``url`` until it ends (``first`` set once
+    one has come)."""
+    found: list[dict[str, Any]] = []
+    with httpx.Client(timeout=20) as client, client.stream("GET", url) as response:
+        try:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    found.append(json.loads(line.removeprefix("data: ")))
+                    first.set()
+        except httpx.RemoteProtocolError:  # closed at the end of the run
+            pass
+    return found
+
+
+async def test_a_run_that_fails_by_escalation_shows_it_failed_with_the_error() -> None:
+    """The system's nursery is cancelled when a failure escalates: the last snapshot
+    still reaches the page, saying ``failed`` with the module's error."""
+    graph = af.Graph(name="escalating")
+    graph.supervisor(max_restarts=1, period=60)
+    graph.add("sensor", Readings, delay=0.005)
+    graph.add("bad", Breaking)
+    graph.add("store", Store)
+    graph.link("sensor", "bad")
+    graph.link("bad", "store")
+    Breaking.broken = False
+    first = threading.Event()
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(Exception, match="broken at"):
+        async with af.open_system(graph, dashboard=0) as system:
+            assert system.dashboard_url is not None
+            url = system.dashboard_url + "events"
+
+            async def read() -> None:
+                seen.extend(await trio.to_thread.run_sync(sse_to_the_end, url, first))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await trio.to_thread.run_sync(first.wait, 20)
+                Breaking.broken = True
+                await system.wait()
+    Breaking.broken = False
+    last = seen[-1]
+    assert last["state"] == "failed", last["state"]
+    bad = last["actors"]["bad"]
+    assert bad["errors"] >= 1  # the page draws it red
+    assert "broken at" in bad["error"]

@@ -4,6 +4,7 @@ showing the actors of both, each with the process it runs in."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -20,7 +21,7 @@ import pytest
 import trio
 from redis_server import RedisServer
 
-from actorflow._dashboard._peers import TTL, beacon_key, status_key
+from actorflow._dashboard._peers import FINAL_TTL, TTL, beacon_key, status_key
 from actorflow._redis import connect
 
 TESTS = Path(__file__).resolve().parent
@@ -153,3 +154,41 @@ def test_a_process_publishes_its_view_only_while_a_dashboard_watches(
         for process in (producer, consumer):
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=30)
+
+
+def test_a_process_that_ends_leaves_its_last_view_for_a_minute(
+    redis_server: RedisServer,
+) -> None:
+    """Stopped while a dashboard watches, each process writes how it ended, kept for
+    FINAL_TTL seconds rather than the TTL of a running one."""
+    graph = f"dash-{uuid.uuid4().hex[:8]}"
+    processes = [
+        start(redis_server.url, graph, "sensor"),
+        start(redis_server.url, graph, "calibrate,store"),
+    ]
+    names = {f"{platform.node()}:{p.pid}" for p in processes}
+
+    async def views() -> dict[str, tuple[str, int]]:
+        async with connect(redis_server.url) as client:
+            await client.set(beacon_key(graph), b"1", ex=60)
+            found = {}
+            for name in names:
+                value = await client.get(status_key(graph, name))
+                if value is not None:
+                    found[name] = (
+                        json.loads(value)["state"],
+                        await client.ttl(status_key(graph, name)),
+                    )
+            return found
+
+    try:
+        poll(lambda: found if set(found := trio.run(views)) == names else None)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.communicate(timeout=30)
+    last = trio.run(views)
+    assert set(last) == names
+    assert all(state in {"cancelled", "done"} for state, _ in last.values()), last
+    assert all(TTL < ttl <= FINAL_TTL for _, ttl in last.values()), last

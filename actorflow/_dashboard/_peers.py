@@ -48,6 +48,10 @@ FINAL_TTL = 60
 """Seconds the last view of a process that ended lives (the page shows how it ended)."""
 
 
+FINAL_WITHIN = 2.0
+"""Seconds an ending process gives to writing its last view (Redis may be away)."""
+
+
 def process_name() -> str:
     """This process, as a page shows it: ``host:pid``."""
     return f"{platform.node()}:{os.getpid()}"
@@ -77,10 +81,10 @@ async def publish(
     process = process_name()
     key = status_key(graph, process)
     published = False
-    while True:
-        try:
-            async with _client(url) as client:
-                try:
+    try:
+        while True:
+            try:
+                async with _client(url) as client:
                     while True:
                         watched = bool(await client.exists([beacon_key(graph)]))
                         if watched:
@@ -88,14 +92,31 @@ async def publish(
                             await client.set(key, json.dumps(view).encode(), ex=TTL)
                             published = True
                         await trio.sleep(WATCHED_EVERY if watched else PUBLISH_EVERY)
-                finally:
-                    if published:
-                        with trio.CancelScope(shield=True), trio.move_on_after(PUBLISH_EVERY):
-                            view = {**tracker.update(), "process": process}
-                            await client.set(key, json.dumps(view).encode(), ex=FINAL_TTL)
+            except Exception as exc:
+                log.debug("dashboard.publish_failed", error=describe(exc))
+            await trio.sleep(PUBLISH_EVERY)
+    finally:
+        if published:
+            await _publish_last(tracker, url, key, process, log)
+
+
+async def _publish_last(
+    tracker: Tracker,
+    url: str,
+    key: str,
+    process: str,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Write the last view for :data:`FINAL_TTL` seconds, shielded from the cancellation
+    that ends the run and through a client of its own (the running one is being torn
+    down with the rest), for at most :data:`FINAL_WITHIN` seconds."""
+    with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WITHIN):
+        try:
+            async with _client(url) as client:
+                view = {**tracker.update(), "process": process}
+                await client.set(key, json.dumps(view).encode(), ex=FINAL_TTL)
         except Exception as exc:
             log.debug("dashboard.publish_failed", error=describe(exc))
-        await trio.sleep(PUBLISH_EVERY)
 
 
 async def read_peers(

@@ -239,15 +239,66 @@ def test_merge_shows_each_actor_as_the_process_that_runs_it_reports_it() -> None
         "links": {"a.out -> b.in (to the stream)": {"depth": 9, "target": "b"}},
     }
     merged = merge("h:1", own, {"h:2": other}, {"graph": "g"}, now=101.0)
-    assert merged["actors"] == {
-        "a": {"state": "blocked", "process": "h:2"},
-        "b": {"state": "running", "process": "h:1"},
+    assert {name: (a["state"], a["process"]) for name, a in merged["actors"].items()} == {
+        "a": ("blocked", "h:2"),
+        "b": ("running", "h:1"),
     }
     assert merged["links"] == {"a.out -> b.in": {"depth": 3, "target": "b"}}
     assert merged["dropped"] == 3
     assert not merged["processes"]["h:2"]["gone"]
     later = merge("h:1", own, {"h:2": other}, {"graph": "g"}, now=200.0)
     assert later["processes"]["h:2"]["gone"]
+
+
+def peer(process: str, time: float, state: str = "running", **actors: Any) -> dict[str, Any]:
+    """What process ``process`` published at ``time``: its actors, by name."""
+    return {
+        "process": process,
+        "time": time,
+        "state": state,
+        "dropped": 0,
+        "here": sorted(actors),
+        "actors": actors,
+        "links": {},
+    }
+
+
+OWN = {"state": "running", "started_at": 0.0, "here": [], "actors": {}, "links": {}}
+
+
+def test_a_shared_module_shows_the_sum_of_its_instances_and_lists_them() -> None:
+    """graph.share: the same module in two processes is one node with both counted."""
+    one = {"state": "running", "received": 10, "emitted": 9, "rate": 2.0, "events": []}
+    two = {"state": "blocked", "received": 5, "emitted": 5, "rate": 1.5, "events": []}
+    peers = {"h:2": peer("h:2", 100.0, s=one), "h:3": peer("h:3", 100.0, s=two)}
+    shown = merge("h:1", OWN, peers, {"graph": "g"}, now=101.0)["actors"]["s"]
+    assert (shown["received"], shown["emitted"], shown["rate"]) == (15, 14, 3.5)
+    assert shown["state"] == "running"
+    assert sorted(i["process"] for i in shown["instances"]) == ["h:2", "h:3"]
+
+
+def test_a_dead_process_never_overrides_a_live_one_and_is_shown_stale() -> None:
+    """A process killed a minute ago (its view not yet expired) and its restart: the
+    live one is shown, whatever their names sort as; alone, the dead one is stale."""
+    dead = peer("vm:9999", 40.0, s={"state": "running", "emitted": 377, "rate": 90.0})
+    live = peer("vm:10000", 100.0, s={"state": "running", "emitted": 5000, "rate": 80.0})
+    both = merge("vm:1", OWN, {"vm:9999": dead, "vm:10000": live}, {"graph": "g"}, 101.0)
+    assert both["actors"]["s"]["process"] == "vm:10000"
+    assert both["actors"]["s"]["emitted"] == 5000
+    assert not both["actors"]["s"]["stale"]
+    assert both["processes"]["vm:9999"]["gone"]
+    alone = merge("vm:1", OWN, {"vm:9999": dead}, {"graph": "g"}, 101.0)["actors"]["s"]
+    assert alone["stale"]
+    assert alone["rate"] is None
+
+
+def test_a_process_whose_view_expired_is_no_longer_shown() -> None:
+    """Views come and go with their keys: chips do not pile up across restarts."""
+    board = Board(build(), frozenset({"sensor"}), Tracker(Scripted().watched()), "h:1")
+    board.take_peers({"h:2": peer("h:2", 1.0), "h:1": peer("h:1", 1.0)})
+    assert set(board.peers) == {"h:2"}
+    board.take_peers({"h:3": peer("h:3", 2.0)})
+    assert set(board.peers) == {"h:3"}
 
 
 async def test_a_page_waits_for_the_next_snapshot() -> None:

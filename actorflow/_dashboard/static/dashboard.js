@@ -176,11 +176,14 @@
     const failed = !!actor && (state === "invalid" || (actor.errors > 0 && !!actor.error));
     view.g.classList.toggle("failed", failed);
     view.g.classList.toggle("elsewhere", !actor);
+    // Its process has stopped reporting (killed, cut off): what it said last is greyed.
+    const stale = !!actor && !!actor.stale;
+    view.g.classList.toggle("stale", stale);
     view.g.dataset.state = state;
     // Blocked on input is a module with nothing to do; on output, one held back.
     const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
-    view.pill.setAttribute("class", `pill ${state}${waiting}`);
-    view.pillText.textContent = state;
+    view.pill.setAttribute("class", stale ? "pill stale" : `pill ${state}${waiting}`);
+    view.pillText.textContent = stale ? "silent" : state;
     if (!actor) {
       view.line1.textContent = "runs in another process";
       view.line2.textContent = "";
@@ -192,14 +195,19 @@
     }
     const blocked = blockedOn(actor);
     const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
-    view.line1.textContent = `${rate(actor.rate)}${taken}  ·  out ${count(actor.emitted)}${blocked}`;
+    // A sink emits nothing: "out 0" would read as something lost.
+    const given = actor.kind === "sink" ? "" : `  ·  out ${count(actor.emitted)}`;
+    const pace = stale ? "no report" : rate(actor.rate);
+    view.line1.textContent = `${pace}${taken}${given}${blocked}`;
     view.line2.textContent =
       `mailbox ${count(actor.depth)}  ·  restarts ${actor.restarts}  ·  errors ${actor.errors}  ·  dead ${actor.dead}`;
     view.error.textContent = failed && actor.error ? cut(actor.error, 44) : "";
     setBar(view, failed ? null : progressText(actor.progress));
     const here = snapshot && actor.process === snapshot.process;
-    view.where.textContent = Object.keys(snapshot.processes).length > 1
-      ? `${here ? "here" : "process"} ${actor.process}` : "";
+    const instances = Array.isArray(actor.instances) ? actor.instances.length : 1;
+    view.where.textContent = instances > 1
+      ? `shared: ${instances} processes`
+      : Object.keys(snapshot.processes).length > 1 ? `${here ? "here" : "process"} ${actor.process}` : "";
     view.stripe.setAttribute("fill", Object.keys(snapshot.processes).length > 1 ? colourOf(actor.process) : "none");
   }
 
@@ -290,6 +298,9 @@
     const state = actor ? actor.state : "unknown";
     const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
     html("span", `badge ${state}${waiting}`, state + (actor ? blockedOn(actor) : ""), panel);
+    if (actor && actor.stale) {
+      html("p", "empty", "Its process has stopped reporting: these are the last numbers it sent.", panel);
+    }
     if (!actor) {
       html("p", "empty", "This module runs in another process that does not report here.", panel);
       return;
@@ -309,6 +320,13 @@
     row(table, "errors", count(actor.errors));
     row(table, "dead letters", count(actor.dead));
     row(table, "dropped", count(actor.dropped));
+    if (Array.isArray(actor.instances) && actor.instances.length > 1) {
+      for (const instance of actor.instances) {
+        const pace = instance.stale ? "silent" : rate(instance.rate);
+        row(table, `in ${instance.process}`,
+          `${instance.state} · ${pace} · in ${count(instance.received)} · out ${count(instance.emitted)}`);
+      }
+    }
     if (actor.reason && ENDED_ACTOR.has(actor.state)) row(table, "ended", actor.reason);
     for (const [key, value] of Object.entries(actor.info || {})) row(table, key, JSON.stringify(value));
     html("h3", null, "recent events", panel);

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import httpx
@@ -560,3 +561,38 @@ async def test_a_run_that_fails_by_escalation_shows_it_failed_with_the_error() -
     bad = last["actors"]["bad"]
     assert bad["errors"] >= 1  # the page draws it red
     assert "broken at" in bad["error"]
+
+
+async def test_the_view_is_published_to_redis_even_with_a_reporter_named_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No remote_url, a reporter's http URL, the Redis URL on the link: the processes
+    meet at the Redis URL, never the reporter's."""
+    from actorflow import _observing
+    from actorflow._dashboard import _watch
+
+    given: list[str | None] = []
+
+    async def watch(*args: Any, remote_url: str | None, **kwargs: Any) -> None:
+        given.append(remote_url)
+        kwargs["task_status"].started(None)
+
+    monkeypatch.setattr(_watch, "watch", watch)
+    graph = af.Graph(name="meet")
+    graph.add("sensor", Readings)
+    graph.add("store", Store)
+    graph.link("sensor", "store", remote="rediss://db.internal:6380/0")
+    system = SimpleNamespace(
+        settings=af.Settings(reporters=("http://collector.internal/status",)),
+        graph=graph,
+        _wiring=SimpleNamespace(pumps=[object()]),
+        here=frozenset({"sensor"}),
+        started_at=0.0,
+        log=None,
+        status=None,
+        dead_letters=(),
+        wait=None,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_observing.watch_system, system, None, trio.Event())
+    assert given == ["rediss://db.internal:6380/0"]

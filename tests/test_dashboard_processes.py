@@ -21,7 +21,15 @@ import pytest
 import trio
 from redis_server import RedisServer
 
-from actorflow._dashboard._peers import FINAL_TTL, TTL, beacon_key, status_key
+from actorflow._dashboard._peers import (
+    FINAL_TTL,
+    TTL,
+    beacon_key,
+    put_view,
+    registry_key,
+    status_key,
+    views_of,
+)
 from actorflow._redis import connect
 
 TESTS = Path(__file__).resolve().parent
@@ -192,3 +200,48 @@ def test_a_process_that_ends_leaves_its_last_view_for_a_minute(
     assert set(last) == names
     assert all(state in {"cancelled", "done"} for state, _ in last.values()), last
     assert all(TTL < ttl <= FINAL_TTL for _, ttl in last.values()), last
+
+
+@pytest.mark.parametrize("name", ["etl[1]", "etl*", "etl?", "etl\\1"])
+def test_a_graph_named_with_glob_characters_reads_its_own_views_only(
+    redis_server: RedisServer, name: str
+) -> None:
+    """``etl[1]`` is not a pattern matching ``etl1``: each graph reads its own views."""
+    tag = uuid.uuid4().hex[:6]
+    graphs = [f"{name}-{tag}", f"etl1-{tag}", f"etlx-{tag}", f"etl*-{tag}"]
+
+    async def publish_and_read() -> dict[str, set[str]]:
+        async with connect(redis_server.url) as client:
+            for graph in graphs:
+                await put_view(client, graph, {"process": f"h:{graph}"}, TTL)
+            return {graph: set(await views_of(client, graph)) for graph in graphs}
+
+    found = trio.run(publish_and_read)
+    assert all(found[graph] == {f"h:{graph}"} for graph in graphs), found
+
+
+def test_reading_the_views_never_scans_and_forgets_expired_ones(
+    redis_server: RedisServer,
+) -> None:
+    """One registry per graph: reading costs no SCAN of the keyspace; a process whose
+    view has expired leaves the registry."""
+    graph = f"dash-{uuid.uuid4().hex[:8]}"
+
+    async def scans(client: Any) -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+    async def check() -> None:
+        async with connect(redis_server.url) as client:
+            await put_view(client, graph, {"process": "h:1"}, TTL)
+            await put_view(client, graph, {"process": "h:2"}, TTL)
+            before = await scans(client)
+            assert set(await views_of(client, graph)) == {"h:1", "h:2"}
+            assert await scans(client) == before
+            await client.delete([status_key(graph, "h:1")])  # as if it had expired
+            assert set(await views_of(client, graph)) == {"h:2"}
+            members = await client.smembers(registry_key(graph))
+            assert members == {b"h:2"}
+            assert 0 < await client.ttl(registry_key(graph)) <= FINAL_TTL + TTL
+
+    trio.run(check)

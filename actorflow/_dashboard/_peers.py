@@ -3,8 +3,11 @@
 A dashboard keeps a beacon key (``actorflow:<graph>:dashboard``) alive while it runs.
 Every process of the graph that has remote links looks for it once a second; while it
 is there, the process publishes its view twice a second (see :class:`~._tracker.Tracker`) under
-``actorflow:<graph>:status:<host:pid>`` with an expiry, and the dashboard reads them
-all. Nobody watching costs a process one ``EXISTS`` a second and no snapshot; a process
+``actorflow:<graph>:status:<host:pid>`` with an expiry, and names itself in the graph's
+registry (the set ``actorflow:<graph>:processes``); the dashboard reads the views the
+registry names and takes out those whose view has expired. No ``SCAN``: a reading costs
+the same in a Redis of millions of keys, and a graph's name is never taken as a pattern.
+Nobody watching costs a process one ``EXISTS`` a second and no snapshot; a process
 that dies leaves a key that expires. Redis being away is waited out in silence: watching
 must never trouble the graph.
 """
@@ -31,8 +34,11 @@ __all__ = [
     "beacon_key",
     "process_name",
     "publish",
+    "put_view",
     "read_peers",
+    "registry_key",
     "status_key",
+    "views_of",
 ]
 
 PUBLISH_EVERY = 1.0
@@ -65,6 +71,34 @@ def status_key(graph: str, process: str) -> str:
     return f"actorflow:{graph}:status:{process}"
 
 
+def registry_key(graph: str) -> str:
+    """The set of the processes that have published a view of ``graph``."""
+    return f"actorflow:{graph}:processes"
+
+
+async def put_view(client: Any, graph: str, view: dict[str, Any], ttl: int) -> None:
+    """Publish ``view`` (of process ``view["process"]``) for ``ttl`` seconds and name its
+    process in the registry (which outlives any view, then expires too)."""
+    process = view["process"]
+    await client.set(status_key(graph, process), json.dumps(view).encode(), ex=ttl)
+    await client.sadd(registry_key(graph), [process])
+    await client.expire(registry_key(graph), FINAL_TTL + TTL)
+
+
+async def views_of(client: Any, graph: str) -> dict[str, dict[str, Any]]:
+    """Every view published for ``graph`` now, by process; the processes whose view has
+    expired are taken out of the registry."""
+    found = await client.smembers(registry_key(graph))
+    names = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in found)
+    if not names:
+        return {}
+    values = await client.mget([status_key(graph, name) for name in names])
+    gone = [name for name, value in zip(names, values, strict=True) if value is None]
+    if gone:
+        await client.srem(registry_key(graph), gone)
+    return _views(values)
+
+
 @asynccontextmanager
 async def _client(url: str) -> AsyncIterator[Any]:
     from .._redis._client import connect
@@ -79,7 +113,6 @@ async def publish(
     """Publish this process's view while a dashboard watches, until cancelled; then, if
     one watched, a last view that says how it ended."""
     process = process_name()
-    key = status_key(graph, process)
     published = False
     try:
         while True:
@@ -89,7 +122,7 @@ async def publish(
                         watched = bool(await client.exists([beacon_key(graph)]))
                         if watched:
                             view = {**tracker.update(), "process": process}
-                            await client.set(key, json.dumps(view).encode(), ex=TTL)
+                            await put_view(client, graph, view, TTL)
                             published = True
                         await trio.sleep(WATCHED_EVERY if watched else PUBLISH_EVERY)
             except Exception as exc:
@@ -97,13 +130,13 @@ async def publish(
             await trio.sleep(PUBLISH_EVERY)
     finally:
         if published:
-            await _publish_last(tracker, url, key, process, log)
+            await _publish_last(tracker, url, graph, process, log)
 
 
 async def _publish_last(
     tracker: Tracker,
     url: str,
-    key: str,
+    graph: str,
     process: str,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
@@ -114,7 +147,7 @@ async def _publish_last(
         try:
             async with _client(url) as client:
                 view = {**tracker.update(), "process": process}
-                await client.set(key, json.dumps(view).encode(), ex=FINAL_TTL)
+                await put_view(client, graph, view, FINAL_TTL)
         except Exception as exc:
             log.debug("dashboard.publish_failed", error=describe(exc))
 
@@ -132,9 +165,7 @@ async def read_peers(
             async with _client(url) as client:
                 while True:
                     await client.set(beacon_key(graph), b"1", ex=TTL)
-                    keys = [key async for key in client.scan_iter(match=status_key(graph, "*"))]
-                    values = await client.mget(keys) if keys else ()
-                    take(_views(values))
+                    take(await views_of(client, graph))
                     await trio.sleep(WATCHED_EVERY)
         except Exception as exc:
             log.debug("dashboard.read_failed", error=describe(exc))

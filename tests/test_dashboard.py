@@ -24,8 +24,9 @@ from actorflow._actor import DeadLetter
 from actorflow._dashboard import DashboardError, bind, parse_address
 from actorflow._dashboard._board import Board, merge
 from actorflow._dashboard._layout import layers, layout, order_layers
-from actorflow._dashboard._tracker import KEEP, Tracker, Watched
+from actorflow._dashboard._tracker import KEEP, MAX_SHOWN, Tracker, Watched
 from actorflow._status import ActorState, ActorStatus, SystemState, SystemStatus
+from actorflow._urls import redact_text
 
 TESTS = Path(__file__).resolve().parent
 CHECKOUT = TESTS.parent
@@ -596,3 +597,43 @@ async def test_the_view_is_published_to_redis_even_with_a_reporter_named_first(
     async with trio.open_nursery() as nursery:
         await nursery.start(_observing.watch_system, system, None, trio.Event())
     assert given == ["rediss://db.internal:6380/0"]
+
+
+_PASSWORDS = st.text(
+    st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~!$*+,"),
+    min_size=4,
+    max_size=30,
+)
+
+
+@given(password=_PASSWORDS, user=st.sampled_from(["", "u", "admin"]))
+def test_an_error_quoting_any_url_shows_no_password(password: str, user: str) -> None:
+    """Whatever URL a module's error quotes (nobody told us of it), its password and
+    its secret query values are hidden, the rest kept."""
+    said = (
+        f"cannot reach redis://{user}:{password}@db/0, nor http://{user}:{password}@h:80/x, "
+        f"nor https://h/api?token={password}&page=2 (api_key={password}): giving up"
+    )
+    shown = redact_text(said)
+    assert password not in shown
+    assert "redis://" in shown
+    assert "db/0" in shown
+    assert "page=2" in shown
+    assert "giving up" in shown
+
+
+def test_an_error_of_a_megabyte_is_cut_and_its_secrets_hidden() -> None:
+    """A huge error (and an event quoting it) reaches the page cut to MAX_SHOWN, with no
+    password of a URL it quotes, known or not."""
+    script = Scripted(actor(), actor(errors=1), actor(errors=1))
+    watched = script.watched()
+    tracker = Tracker(watched)
+    huge = "x" * 1_000_000 + " from http://admin:hunter22@h/ ?token=abc123xyz"
+    script.errors["a"] = huge
+    tracker.update(now=1.0)
+    view = tracker.update(now=2.0)
+    encoded = json.dumps(view)
+    assert len(encoded) < 3 * MAX_SHOWN + 5_000
+    assert "hunter22" not in encoded
+    assert "abc123xyz" not in encoded
+    assert view["actors"]["a"]["error"].endswith("?token=***")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-from dashboard_graph import SECRET, build
+from dashboard_graph import SECRET, Calibrate, Readings, Store, build
 from test_dashboard_processes import split  # noqa: F401 - a fixture
 
 import actorflow as af
@@ -271,3 +271,50 @@ def test_one_page_shows_a_graph_split_over_two_processes(
     assert seen["remote"] == ["sensor.out -> calibrate.in"]
     assert len(seen["chips"]) == 2
     assert seen["console"] == []
+
+
+def look_at_odd_names(driver: Any, url: str, names: tuple[str, ...]) -> dict[str, Any]:
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    wait_for(driver, lambda d: node(d, "store").get_attribute("data-state") != "unknown")
+    for name in names:
+        node(driver, name).click()
+    return {
+        "states": {n: node(driver, n).get_attribute("data-state") for n in names},
+        "where": {
+            n: node(driver, n).find_element(By.CSS_SELECTOR, "text.where").text for n in names
+        },
+        "title": texts(driver, "#detail h2"),
+        "console": console_errors(driver),
+    }
+
+
+async def test_modules_named_like_what_every_object_has_are_drawn_as_any_other(
+    browser: Any, redis_server: Any
+) -> None:
+    """``constructor``, ``__proto__``, ``toString``, ``hasOwnProperty`` running elsewhere
+    (not reported here): shown as such, not as Object.prototype's members."""
+    odd = ("constructor", "__proto__", "toString", "hasOwnProperty")
+    graph = af.Graph(name=f"odd-{os.getpid()}")
+    graph.add("hasOwnProperty", Readings)
+    graph.add("constructor", Calibrate)
+    graph.add("__proto__", Calibrate)
+    graph.add("toString", Calibrate)
+    graph.add("store", Store)
+    graph.link("hasOwnProperty", "constructor")
+    graph.link("constructor", "__proto__")
+    graph.link("__proto__", "toString")
+    graph.link("toString", "store", remote=True)
+    settings = af.Settings(remote_url=redis_server.url)
+    async with af.open_system(graph, settings, dashboard=0, only=["store"]) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(
+                look_at_odd_names, browser, system.dashboard_url, odd
+            )
+        finally:
+            system.cancel()
+    assert seen["console"] == []
+    assert seen["states"] == dict.fromkeys(odd, "unknown")
+    assert set(seen["where"].values()) == {"not reported here"}
+    assert seen["title"] == ["hasOwnProperty"]

@@ -68,6 +68,12 @@
     return on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`;
   }
 
+  // A module may be named "constructor" or "__proto__": a snapshot's maps are read
+  // through this, never by indexing (which would find Object.prototype's members).
+  function own(object, key) {
+    return object && Object.hasOwn(object, key) ? object[key] : undefined;
+  }
+
   function cut(text, length) {
     return text.length > length ? text.slice(0, length - 1) + "…" : text;
   }
@@ -243,7 +249,7 @@
     const names = Object.keys(data.processes);
     if (names.length < 2) return;
     for (const name of names) {
-      const process = data.processes[name];
+      const process = own(data.processes, name);
       const chip = html("span", `process${process.gone ? " gone" : ""}`, null, list);
       const swatch = html("i", null, null, chip);
       swatch.style.background = colourOf(name);
@@ -269,8 +275,8 @@
     if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
-    for (const [name, view] of nodes) updateNode(view, data.actors[name]);
-    for (const [name, view] of edges) updateEdge(view, data.links[name]);
+    for (const [name, view] of nodes) updateNode(view, own(data.actors, name));
+    for (const [name, view] of edges) updateEdge(view, own(data.links, name));
     if (selected && nodes.has(selected)) select(selected);
   }
 
@@ -291,7 +297,7 @@
   function showDetail(name) {
     const panel = document.getElementById("detail");
     const module = nodes.get(name).module;
-    const actor = snapshot ? snapshot.actors[name] : undefined;
+    const actor = snapshot ? own(snapshot.actors, name) : undefined;
     panel.replaceChildren();
     html("h2", null, name, panel);
     html("div", "sub", `${module.class}${actor ? " · " + actor.process : ""}`, panel);

@@ -637,3 +637,31 @@ def test_an_error_of_a_megabyte_is_cut_and_its_secrets_hidden() -> None:
     assert "hunter22" not in encoded
     assert "abc123xyz" not in encoded
     assert view["actors"]["a"]["error"].endswith("?token=***")
+
+
+@pytest.mark.parametrize("port", ["\uff18\uff10\uff18\uff10", "127.0.0.1:\u0668\u0660", "\u00b9"])
+def test_a_port_of_other_digits_than_ascii_is_refused(port: str) -> None:
+    with pytest.raises(ValueError, match="dashboard must be"):
+        parse_address(port)
+
+
+async def test_a_dashboard_on_loopback_answers_only_to_its_own_names() -> None:
+    """DNS rebinding: a page at evil.example, its name pointed at 127.0.0.1, is refused;
+    localhost and the address itself are served."""
+    async with af.open_system(build(count=5, delay=0.01), dashboard=0) as system:
+        url = system.dashboard_url
+        assert url is not None
+        port = url.rsplit(":", 1)[1].strip("/")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            answers = {
+                host: (await client.get("/api/status", headers={"Host": host})).status_code
+                for host in ("evil.example", f"evil.example:{port}", f"localhost:{port}")
+            }
+            answers["own"] = (await client.get("/api/status")).status_code
+        system.cancel()
+    assert answers == {
+        "evil.example": 400,
+        f"evil.example:{port}": 400,
+        f"localhost:{port}": 200,
+        "own": 200,
+    }

@@ -8,10 +8,12 @@ is fetched from elsewhere, and the page's content security policy says so),
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -20,7 +22,13 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -42,8 +50,9 @@ _HEADERS = {
 """What every answer carries: nothing from elsewhere runs in the page."""
 
 
-def make_app(board: Board) -> Starlette:
-    """The dashboard's ASGI application, showing ``board``."""
+def make_app(board: Board, hosts: frozenset[str] | None = None) -> Any:
+    """The dashboard's ASGI application, showing ``board``; with ``hosts``, only to a
+    request that names one of them in its ``Host`` header."""
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_HEADERS)
@@ -61,7 +70,7 @@ def make_app(board: Board) -> Starlette:
             headers={**_HEADERS, "X-Accel-Buffering": "no"},
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", page),
             Route("/api/layout", layout),
@@ -70,6 +79,41 @@ def make_app(board: Board) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
+    return app if hosts is None else _only_for(app, hosts)
+
+
+def _host(scope: Any) -> str:
+    """The host a request names in its ``Host`` header, without its port, lowercase."""
+    named = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+    text = named.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rpartition(":")[0] if ":" in text else text
+
+
+def _only_for(app: Starlette, hosts: frozenset[str]) -> Any:
+    """``app``, answering 400 to a request for a host it is not (DNS rebinding: a page
+    elsewhere whose name is made to point at 127.0.0.1 must not read the dashboard)."""
+
+    async def checked(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _host(scope) not in hosts:
+            refused = PlainTextResponse("unknown host", status_code=400, headers=_HEADERS)
+            await refused(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return checked
+
+
+def _loopback_names(host: str) -> frozenset[str] | None:
+    """The names a dashboard bound to loopback ``host`` answers to (``None``: bound to
+    another address, whose names cannot be known here, any)."""
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        return None
+    return frozenset({host, "localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 
 
 async def _stream(board: Board) -> AsyncIterator[str]:
@@ -127,7 +171,8 @@ async def serve(
     host, port = listening.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     # starlette's app is an ASGI app; hypercorn's types spell ASGI more narrowly.
-    app = wrap_app(make_app(board), config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    named = make_app(board, _loopback_names(host))
+    app = wrap_app(named, config.wsgi_max_body_size, "asgi")
     context = WorkerContext(None)
     clients: set[trio.SocketStream] = set()
 

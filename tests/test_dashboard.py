@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -665,3 +666,15 @@ async def test_a_dashboard_on_loopback_answers_only_to_its_own_names() -> None:
         f"localhost:{port}": 200,
         "own": 200,
     }
+
+
+def test_once_the_run_has_ended_no_actor_has_a_rate() -> None:
+    """A failed run's actors may still be zombies: they no longer move, so no rate."""
+    script = Scripted(actor(received=0), actor(received=50), actor(received=90))
+    ending = iter([SystemState.RUNNING, SystemState.RUNNING, SystemState.FAILED])
+    status = script.status
+    script.status = lambda: attrs.evolve(status(), state=next(ending))  # type: ignore[method-assign]
+    tracker = Tracker(script.watched())
+    tracker.update(now=1.0)
+    assert tracker.update(now=2.0)["actors"]["a"]["rate"] is not None
+    assert tracker.update(now=3.0)["actors"]["a"]["rate"] is None

@@ -85,12 +85,14 @@ class Tracker:
         rates = self.rates.update(counts_from_status(status), time.monotonic())
         letters = self._new_letters()
         dropped_at = status.dropped_at()
+        ended = status.state.value in {"done", "failed", "cancelled"}
         actors: dict[str, Any] = {}
         for name, actor in status.actors.items():
             self._observe(actor, errors.get(name), letters.get(name, []), now)
             self._last[name] = actor
             lost = sum(dropped_at.get(name, {}).values())
-            actors[name] = _actor_view(actor, rates.get(name), errors.get(name), lost)
+            rate = None if ended else rates.get(name)  # a run that has ended: no pace
+            actors[name] = _actor_view(actor, rate, errors.get(name), lost)
             actors[name]["events"] = list(self._events[name])
             if actor.reason:
                 actors[name]["reason"] = self.hide(str(actor.reason))

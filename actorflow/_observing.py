@@ -127,7 +127,7 @@ async def watch_system(
         started_at=system.started_at,
         secrets=tuple(url for url in urls if url),
     )
-    remote = next((url for url in urls if url), None) if system._wiring.pumps else None
+    remote = _redis_url(urls) if system._wiring.pumps else None
     await watch(
         watched,
         system.graph,
@@ -137,6 +137,14 @@ async def watch_system(
         log=system.log,
         task_status=task_status,
     )
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(urls: list[str | None]) -> str | None:
+    """The first Redis URL of ``urls`` (a reporter's ``http://`` URL is none)."""
+    return next((url for url in urls if url and url.lower().startswith(_REDIS_SCHEMES)), None)
 
 
 async def _both(*waits: Callable[[], Awaitable[object]]) -> None:

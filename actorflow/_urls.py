@@ -2,15 +2,18 @@
 
 A Redis or HTTP reporter URL may carry a password (``redis://:secret@host/0``); anything
 that reaches a log event, the live view, an error message or a ``repr`` goes through
-:func:`redact_url` (a URL) or :func:`hide_secrets` (any text that may quote one). A leaf
-module: it imports nothing from actorflow, so every room may use it.
+:func:`redact_url` (a URL) or :func:`hide_secrets` (any text that may quote one we know),
+and text from elsewhere (a module's error) through :func:`redact_text`, which hides what
+looks like a secret in any URL it quotes. A leaf module: it imports nothing from
+actorflow, so every room may use it.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["HIDDEN", "hide_secrets", "redact_url", "secrets_of", "url_repr"]
+__all__ = ["HIDDEN", "hide_secrets", "redact_text", "redact_url", "secrets_of", "url_repr"]
 
 HIDDEN = "***"
 """What a hidden secret reads as."""
@@ -78,3 +81,26 @@ def hide_secrets(text: str, *urls: str | None) -> str:
             for secret in secrets_of(url):
                 text = text.replace(secret, HIDDEN)
     return text
+
+
+_USERINFO = re.compile(
+    r"(?P<start>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s:/?#@]*):[^\s/?#@]*@"
+)
+"""``scheme://user:password@``: the password is what follows the user's colon."""
+
+_SECRET_QUERY = re.compile(
+    r"(?P<start>(?<![\w.-])(?:[\w.-]{0,60}[_.-])?"
+    r"(?:password|passwd|pass|pwd|token|secret|key|apikey|auth|credentials?|signature|sig)"
+    r"=)[^&;#\s'\"<>]*",
+    re.IGNORECASE,
+)
+"""``?token=...``, ``&api_key=...``, ``&X-Amz-Signature=...``: a value whose name says it
+is a secret, in a query or said plainly (``api_key=...``)."""
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URL it quotes (``redis://u:pw@db/0``) and every
+    secret-looking query value (``?token=...``) replaced by ``***``: for text whose
+    URLs nobody told us of, a module's error quoting its database, say."""
+    text = _USERINFO.sub(lambda m: f"{m['start']}:{HIDDEN}@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['start']}{HIDDEN}", text)

@@ -7,9 +7,12 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -22,8 +25,9 @@ from actorflow._actor import DeadLetter
 from actorflow._dashboard import DashboardError, bind, parse_address
 from actorflow._dashboard._board import Board, merge
 from actorflow._dashboard._layout import layers, layout, order_layers
-from actorflow._dashboard._tracker import KEEP, Tracker, Watched
+from actorflow._dashboard._tracker import KEEP, MAX_SHOWN, Tracker, Watched
 from actorflow._status import ActorState, ActorStatus, SystemState, SystemStatus
+from actorflow._urls import redact_text
 
 TESTS = Path(__file__).resolve().parent
 CHECKOUT = TESTS.parent
@@ -238,15 +242,66 @@ def test_merge_shows_each_actor_as_the_process_that_runs_it_reports_it() -> None
         "links": {"a.out -> b.in (to the stream)": {"depth": 9, "target": "b"}},
     }
     merged = merge("h:1", own, {"h:2": other}, {"graph": "g"}, now=101.0)
-    assert merged["actors"] == {
-        "a": {"state": "blocked", "process": "h:2"},
-        "b": {"state": "running", "process": "h:1"},
+    assert {name: (a["state"], a["process"]) for name, a in merged["actors"].items()} == {
+        "a": ("blocked", "h:2"),
+        "b": ("running", "h:1"),
     }
     assert merged["links"] == {"a.out -> b.in": {"depth": 3, "target": "b"}}
     assert merged["dropped"] == 3
     assert not merged["processes"]["h:2"]["gone"]
     later = merge("h:1", own, {"h:2": other}, {"graph": "g"}, now=200.0)
     assert later["processes"]["h:2"]["gone"]
+
+
+def peer(process: str, time: float, state: str = "running", **actors: Any) -> dict[str, Any]:
+    """What process ``process`` published at ``time``: its actors, by name."""
+    return {
+        "process": process,
+        "time": time,
+        "state": state,
+        "dropped": 0,
+        "here": sorted(actors),
+        "actors": actors,
+        "links": {},
+    }
+
+
+OWN = {"state": "running", "started_at": 0.0, "here": [], "actors": {}, "links": {}}
+
+
+def test_a_shared_module_shows_the_sum_of_its_instances_and_lists_them() -> None:
+    """graph.share: the same module in two processes is one node with both counted."""
+    one = {"state": "running", "received": 10, "emitted": 9, "rate": 2.0, "events": []}
+    two = {"state": "blocked", "received": 5, "emitted": 5, "rate": 1.5, "events": []}
+    peers = {"h:2": peer("h:2", 100.0, s=one), "h:3": peer("h:3", 100.0, s=two)}
+    shown = merge("h:1", OWN, peers, {"graph": "g"}, now=101.0)["actors"]["s"]
+    assert (shown["received"], shown["emitted"], shown["rate"]) == (15, 14, 3.5)
+    assert shown["state"] == "running"
+    assert sorted(i["process"] for i in shown["instances"]) == ["h:2", "h:3"]
+
+
+def test_a_dead_process_never_overrides_a_live_one_and_is_shown_stale() -> None:
+    """A process killed a minute ago (its view not yet expired) and its restart: the
+    live one is shown, whatever their names sort as; alone, the dead one is stale."""
+    dead = peer("vm:9999", 40.0, s={"state": "running", "emitted": 377, "rate": 90.0})
+    live = peer("vm:10000", 100.0, s={"state": "running", "emitted": 5000, "rate": 80.0})
+    both = merge("vm:1", OWN, {"vm:9999": dead, "vm:10000": live}, {"graph": "g"}, 101.0)
+    assert both["actors"]["s"]["process"] == "vm:10000"
+    assert both["actors"]["s"]["emitted"] == 5000
+    assert not both["actors"]["s"]["stale"]
+    assert both["processes"]["vm:9999"]["gone"]
+    alone = merge("vm:1", OWN, {"vm:9999": dead}, {"graph": "g"}, 101.0)["actors"]["s"]
+    assert alone["stale"]
+    assert alone["rate"] is None
+
+
+def test_a_process_whose_view_expired_is_no_longer_shown() -> None:
+    """Views come and go with their keys: chips do not pile up across restarts."""
+    board = Board(build(), frozenset({"sensor"}), Tracker(Scripted().watched()), "h:1")
+    board.take_peers({"h:2": peer("h:2", 1.0), "h:1": peer("h:1", 1.0)})
+    assert set(board.peers) == {"h:2"}
+    board.take_peers({"h:3": peer("h:3", 2.0)})
+    assert set(board.peers) == {"h:3"}
 
 
 async def test_a_page_waits_for_the_next_snapshot() -> None:
@@ -446,3 +501,180 @@ def test_the_command_says_where_the_dashboard_is() -> None:
     done = cli("dashboard_graph:build_brief", "--dashboard", "0")
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[0].startswith("dashboard: http://127.0.0.1:")
+
+
+class Breaking(af.Processor):
+    """Passes items on until ``Breaking.broken`` is set, then fails on each."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+    broken = False
+
+    def process(self, data: af.Data) -> af.Data:
+        if Breaking.broken:
+            raise RuntimeError(f"broken at {data.fields['n']}")
+        return data
+
+
+def sse_to_the_end(url: str, first: threading.Event) -> list[dict[str, Any]]:
+    """Every snapshot of the event stream at ``url`` until it ends (``first`` set once
+    one has come)."""
+    found: list[dict[str, Any]] = []
+    with httpx.Client(timeout=20) as client, client.stream("GET", url) as response:
+        try:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    found.append(json.loads(line.removeprefix("data: ")))
+                    first.set()
+        except httpx.RemoteProtocolError:  # closed at the end of the run
+            pass
+    return found
+
+
+async def test_a_run_that_fails_by_escalation_shows_it_failed_with_the_error() -> None:
+    """The system's nursery is cancelled when a failure escalates: the last snapshot
+    still reaches the page, saying ``failed`` with the module's error."""
+    graph = af.Graph(name="escalating")
+    graph.supervisor(max_restarts=1, period=60)
+    graph.add("sensor", Readings, delay=0.005)
+    graph.add("bad", Breaking)
+    graph.add("store", Store)
+    graph.link("sensor", "bad")
+    graph.link("bad", "store")
+    Breaking.broken = False
+    first = threading.Event()
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(Exception, match="broken at"):
+        async with af.open_system(graph, dashboard=0) as system:
+            assert system.dashboard_url is not None
+            url = system.dashboard_url + "events"
+
+            async def read() -> None:
+                seen.extend(await trio.to_thread.run_sync(sse_to_the_end, url, first))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await trio.to_thread.run_sync(first.wait, 20)
+                Breaking.broken = True
+                await system.wait()
+    Breaking.broken = False
+    last = seen[-1]
+    assert last["state"] == "failed", last["state"]
+    bad = last["actors"]["bad"]
+    assert bad["errors"] >= 1  # the page draws it red
+    assert "broken at" in bad["error"]
+
+
+async def test_the_view_is_published_to_redis_even_with_a_reporter_named_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No remote_url, a reporter's http URL, the Redis URL on the link: the processes
+    meet at the Redis URL, never the reporter's."""
+    from actorflow import _observing
+    from actorflow._dashboard import _watch
+
+    given: list[str | None] = []
+
+    async def watch(*args: Any, remote_url: str | None, **kwargs: Any) -> None:
+        given.append(remote_url)
+        kwargs["task_status"].started(None)
+
+    monkeypatch.setattr(_watch, "watch", watch)
+    graph = af.Graph(name="meet")
+    graph.add("sensor", Readings)
+    graph.add("store", Store)
+    graph.link("sensor", "store", remote="rediss://db.internal:6380/0")
+    system = SimpleNamespace(
+        settings=af.Settings(reporters=("http://collector.internal/status",)),
+        graph=graph,
+        _wiring=SimpleNamespace(pumps=[object()]),
+        here=frozenset({"sensor"}),
+        started_at=0.0,
+        log=None,
+        status=None,
+        dead_letters=(),
+        wait=None,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_observing.watch_system, system, None, trio.Event())
+    assert given == ["rediss://db.internal:6380/0"]
+
+
+_PASSWORDS = st.text(
+    st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~!$*+,"),
+    min_size=4,
+    max_size=30,
+)
+
+
+@given(password=_PASSWORDS, user=st.sampled_from(["", "u", "admin"]))
+def test_an_error_quoting_any_url_shows_no_password(password: str, user: str) -> None:
+    """Whatever URL a module's error quotes (nobody told us of it), its password and
+    its secret query values are hidden, the rest kept."""
+    said = (
+        f"cannot reach redis://{user}:{password}@db/0, nor http://{user}:{password}@h:80/x, "
+        f"nor https://h/api?token={password}&page=2 (api_key={password}): giving up"
+    )
+    shown = redact_text(said)
+    assert password not in shown
+    assert "redis://" in shown
+    assert "db/0" in shown
+    assert "page=2" in shown
+    assert "giving up" in shown
+
+
+def test_an_error_of_a_megabyte_is_cut_and_its_secrets_hidden() -> None:
+    """A huge error (and an event quoting it) reaches the page cut to MAX_SHOWN, with no
+    password of a URL it quotes, known or not."""
+    script = Scripted(actor(), actor(errors=1), actor(errors=1))
+    watched = script.watched()
+    tracker = Tracker(watched)
+    huge = "x" * 1_000_000 + " from http://admin:hunter22@h/ ?token=abc123xyz"
+    script.errors["a"] = huge
+    tracker.update(now=1.0)
+    view = tracker.update(now=2.0)
+    encoded = json.dumps(view)
+    assert len(encoded) < 3 * MAX_SHOWN + 5_000
+    assert "hunter22" not in encoded
+    assert "abc123xyz" not in encoded
+    assert view["actors"]["a"]["error"].endswith("?token=***")
+
+
+@pytest.mark.parametrize("port", ["\uff18\uff10\uff18\uff10", "127.0.0.1:\u0668\u0660", "\u00b9"])
+def test_a_port_of_other_digits_than_ascii_is_refused(port: str) -> None:
+    with pytest.raises(ValueError, match="dashboard must be"):
+        parse_address(port)
+
+
+async def test_a_dashboard_on_loopback_answers_only_to_its_own_names() -> None:
+    """DNS rebinding: a page at evil.example, its name pointed at 127.0.0.1, is refused;
+    localhost and the address itself are served."""
+    async with af.open_system(build(count=5, delay=0.01), dashboard=0) as system:
+        url = system.dashboard_url
+        assert url is not None
+        port = url.rsplit(":", 1)[1].strip("/")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            answers = {
+                host: (await client.get("/api/status", headers={"Host": host})).status_code
+                for host in ("evil.example", f"evil.example:{port}", f"localhost:{port}")
+            }
+            answers["own"] = (await client.get("/api/status")).status_code
+        system.cancel()
+    assert answers == {
+        "evil.example": 400,
+        f"evil.example:{port}": 400,
+        f"localhost:{port}": 200,
+        "own": 200,
+    }
+
+
+def test_once_the_run_has_ended_no_actor_has_a_rate() -> None:
+    """A failed run's actors may still be zombies: they no longer move, so no rate."""
+    script = Scripted(actor(received=0), actor(received=50), actor(received=90))
+    ending = iter([SystemState.RUNNING, SystemState.RUNNING, SystemState.FAILED])
+    status = script.status
+    script.status = lambda: attrs.evolve(status(), state=next(ending))  # type: ignore[method-assign]
+    tracker = Tracker(script.watched())
+    tracker.update(now=1.0)
+    assert tracker.update(now=2.0)["actors"]["a"]["rate"] is not None
+    assert tracker.update(now=3.0)["actors"]["a"]["rate"] is None

@@ -14,14 +14,15 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 import trio
-from dashboard_graph import SECRET, build
+from dashboard_graph import SECRET, Calibrate, Readings, Store, build
 from test_dashboard_processes import split  # noqa: F401 - a fixture
 
 import actorflow as af
+from actorflow._dashboard._layout import NODE_WIDTH
 
 if os.environ.get("ACTORFLOW_REQUIRE_BROWSER"):
     from selenium import webdriver  # CI: a missing selenium fails, never skips
@@ -29,6 +30,7 @@ else:
     webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -271,3 +273,133 @@ def test_one_page_shows_a_graph_split_over_two_processes(
     assert seen["remote"] == ["sensor.out -> calibrate.in"]
     assert len(seen["chips"]) == 2
     assert seen["console"] == []
+
+
+def look_at_odd_names(driver: Any, url: str, names: tuple[str, ...]) -> dict[str, Any]:
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    wait_for(driver, lambda d: node(d, "store").get_attribute("data-state") != "unknown")
+    for name in names:
+        node(driver, name).click()
+    return {
+        "states": {n: node(driver, n).get_attribute("data-state") for n in names},
+        "where": {
+            n: node(driver, n).find_element(By.CSS_SELECTOR, "text.where").text for n in names
+        },
+        "title": texts(driver, "#detail h2"),
+        "console": console_errors(driver),
+    }
+
+
+async def test_modules_named_like_what_every_object_has_are_drawn_as_any_other(
+    browser: Any, redis_server: Any
+) -> None:
+    """``constructor``, ``__proto__``, ``toString``, ``hasOwnProperty`` running elsewhere
+    (not reported here): shown as such, not as Object.prototype's members."""
+    odd = ("constructor", "__proto__", "toString", "hasOwnProperty")
+    graph = af.Graph(name=f"odd-{os.getpid()}")
+    graph.add("hasOwnProperty", Readings)
+    graph.add("constructor", Calibrate)
+    graph.add("__proto__", Calibrate)
+    graph.add("toString", Calibrate)
+    graph.add("store", Store)
+    graph.link("hasOwnProperty", "constructor")
+    graph.link("constructor", "__proto__")
+    graph.link("__proto__", "toString")
+    graph.link("toString", "store", remote=True)
+    settings = af.Settings(remote_url=redis_server.url)
+    async with af.open_system(graph, settings, dashboard=0, only=["store"]) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(
+                look_at_odd_names, browser, system.dashboard_url, odd
+            )
+        finally:
+            system.cancel()
+    assert seen["console"] == []
+    assert seen["states"] == dict.fromkeys(odd, "unknown")
+    assert set(seen["where"].values()) == {"not reported here"}
+    assert seen["title"] == ["hasOwnProperty"]
+
+
+class Looping(af.Processor):
+    """Fed back by itself: its ``loop`` output feeds its ``back`` input."""
+
+    inputs: ClassVar = {"in": af.Data, "back": af.Data}
+    outputs: ClassVar = {"out": af.Data, "loop": af.Data}
+
+    def process(self, data: af.Data) -> af.Data:
+        return data
+
+
+def build_large(length: int = 200) -> af.Graph:
+    """A chain of ``length`` modules, and a module fed back by itself."""
+    graph = af.Graph(name="large")
+    graph.add("m0", Readings, count=50)
+    for n in range(1, length):
+        graph.add(f"m{n}", Calibrate)
+        graph.link(f"m{n - 1}", f"m{n}")
+    graph.add("loop", Looping)
+    graph.link("m0", "loop")
+    graph.link("loop.loop", "loop.back", feedback=True)
+    graph.add("end", Store)
+    graph.link("loop", "end")
+    return graph
+
+
+def look_at_large(driver: Any, url: str) -> dict[str, Any]:
+    driver.set_window_size(1440, 840)
+    open_page(driver, url)
+    wait_for(
+        driver, lambda d: d.find_element(By.ID, "connection").text in ("live", "the run has ended")
+    )
+    size = "return arguments[0].getBoundingClientRect()"
+    width = driver.execute_script(size + ".width", node(driver, "m1"))
+    loop = driver.find_element(By.CSS_SELECTOR, 'g.edge[data-link="loop.loop -> loop.back"] path')
+    arc = driver.execute_script("return arguments[0].getBBox()", loop)
+    level = driver.find_element(By.ID, "zoom-level").text
+    canvas = driver.find_element(By.ID, "canvas")
+    driver.execute_script(
+        "const c = arguments[0], r = c.getBoundingClientRect();"
+        "c.dispatchEvent(new WheelEvent('wheel', {deltaY: -300, clientX: r.left + 200,"
+        " clientY: r.top + 200, cancelable: true, bubbles: true}))",
+        canvas,
+    )
+    zoomed = driver.find_element(By.ID, "zoom-level").text
+    world = driver.find_element(By.ID, "world")
+    before = world.get_attribute("transform")
+    ActionChains(driver).move_to_element_with_offset(canvas, 0, 0).click_and_hold().move_by_offset(
+        -150, -40
+    ).release().perform()
+    panned = world.get_attribute("transform")
+    driver.find_element(By.ID, "zoom-fit").click()
+    screenshot(driver, "dashboard-large.png")
+    return {
+        "width": width,
+        "arc": arc,
+        "level": level,
+        "zoomed": zoomed,
+        "moved": before != panned,
+        "fitted": driver.find_element(By.ID, "zoom-level").text,
+        "console": console_errors(driver),
+    }
+
+
+async def test_a_large_graph_stays_readable_and_can_be_panned_and_zoomed(browser: Any) -> None:
+    """200 modules in a chain: fitted no smaller than a readable scale (the rest is
+    reached by panning); the wheel zooms, a drag pans, "fit" goes back; a module fed back
+    by itself is drawn as an arc, not a line."""
+    async with af.open_system(build_large(), dashboard=0) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(look_at_large, browser, system.dashboard_url)
+        finally:
+            system.cancel()
+    assert seen["console"] == []
+    assert seen["width"] >= 0.6 * NODE_WIDTH - 1, seen["width"]
+    assert seen["arc"]["width"] > 30, seen["arc"]
+    assert seen["arc"]["height"] > 30, seen["arc"]
+    assert seen["level"] == "60%"
+    assert int(seen["zoomed"].rstrip("%")) > 60
+    assert seen["moved"]
+    assert seen["fitted"] == "60%"

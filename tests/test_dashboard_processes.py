@@ -4,6 +4,7 @@ showing the actors of both, each with the process it runs in."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -20,7 +21,15 @@ import pytest
 import trio
 from redis_server import RedisServer
 
-from actorflow._dashboard._peers import TTL, beacon_key, status_key
+from actorflow._dashboard._peers import (
+    FINAL_TTL,
+    TTL,
+    beacon_key,
+    put_view,
+    registry_key,
+    status_key,
+    views_of,
+)
 from actorflow._redis import connect
 
 TESTS = Path(__file__).resolve().parent
@@ -153,3 +162,86 @@ def test_a_process_publishes_its_view_only_while_a_dashboard_watches(
         for process in (producer, consumer):
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=30)
+
+
+def test_a_process_that_ends_leaves_its_last_view_for_a_minute(
+    redis_server: RedisServer,
+) -> None:
+    """Stopped while a dashboard watches, each process writes how it ended, kept for
+    FINAL_TTL seconds rather than the TTL of a running one."""
+    graph = f"dash-{uuid.uuid4().hex[:8]}"
+    processes = [
+        start(redis_server.url, graph, "sensor"),
+        start(redis_server.url, graph, "calibrate,store"),
+    ]
+    names = {f"{platform.node()}:{p.pid}" for p in processes}
+
+    async def views() -> dict[str, tuple[str, int]]:
+        async with connect(redis_server.url) as client:
+            await client.set(beacon_key(graph), b"1", ex=60)
+            found = {}
+            for name in names:
+                value = await client.get(status_key(graph, name))
+                if value is not None:
+                    found[name] = (
+                        json.loads(value)["state"],
+                        await client.ttl(status_key(graph, name)),
+                    )
+            return found
+
+    try:
+        poll(lambda: found if set(found := trio.run(views)) == names else None)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.communicate(timeout=30)
+    last = trio.run(views)
+    assert set(last) == names
+    assert all(state in {"cancelled", "done"} for state, _ in last.values()), last
+    assert all(TTL < ttl <= FINAL_TTL for _, ttl in last.values()), last
+
+
+@pytest.mark.parametrize("name", ["etl[1]", "etl*", "etl?", "etl\\1"])
+def test_a_graph_named_with_glob_characters_reads_its_own_views_only(
+    redis_server: RedisServer, name: str
+) -> None:
+    """``etl[1]`` is not a pattern matching ``etl1``: each graph reads its own views."""
+    tag = uuid.uuid4().hex[:6]
+    graphs = [f"{name}-{tag}", f"etl1-{tag}", f"etlx-{tag}", f"etl*-{tag}"]
+
+    async def publish_and_read() -> dict[str, set[str]]:
+        async with connect(redis_server.url) as client:
+            for graph in graphs:
+                await put_view(client, graph, {"process": f"h:{graph}"}, TTL)
+            return {graph: set(await views_of(client, graph)) for graph in graphs}
+
+    found = trio.run(publish_and_read)
+    assert all(found[graph] == {f"h:{graph}"} for graph in graphs), found
+
+
+def test_reading_the_views_never_scans_and_forgets_expired_ones(
+    redis_server: RedisServer,
+) -> None:
+    """One registry per graph: reading costs no SCAN of the keyspace; a process whose
+    view has expired leaves the registry."""
+    graph = f"dash-{uuid.uuid4().hex[:8]}"
+
+    async def scans(client: Any) -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+    async def check() -> None:
+        async with connect(redis_server.url) as client:
+            await put_view(client, graph, {"process": "h:1"}, TTL)
+            await put_view(client, graph, {"process": "h:2"}, TTL)
+            before = await scans(client)
+            assert set(await views_of(client, graph)) == {"h:1", "h:2"}
+            assert await scans(client) == before
+            await client.delete([status_key(graph, "h:1")])  # as if it had expired
+            assert set(await views_of(client, graph)) == {"h:2"}
+            members = await client.smembers(registry_key(graph))
+            assert members == {b"h:2"}
+            assert 0 < await client.ttl(registry_key(graph)) <= FINAL_TTL + TTL
+
+    trio.run(check)

@@ -60,7 +60,7 @@ def _split(value: object) -> tuple[str, object]:
         host = DEFAULT_HOST
     elif host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port.isdigit() or len(port) > 5:
+    if not (port.isascii() and port.isdigit()) or len(port) > 5:  # ASCII digits only
         raise ValueError(f"dashboard must be [HOST:]PORT, got {short(value)}")
     return host, int(port)
 

@@ -18,7 +18,7 @@ import trio
 
 from .._graph import Graph
 from ._layout import layout
-from ._tracker import Tracker
+from ._tracker import KEEP, Tracker
 
 __all__ = ["Board", "GONE_AFTER"]
 
@@ -66,11 +66,9 @@ class Board:
             self.drawing += 1
 
     def take_peers(self, views: Mapping[str, dict[str, Any]]) -> None:
-        """What the other processes published now (a process that is no longer there
-        keeps its last view, marked gone)."""
-        for process, view in views.items():
-            if process != self.process:
-                self.peers[process] = view
+        """What the other processes published now: a process whose view has expired
+        (it ended a while ago, or was killed) is no longer shown."""
+        self.peers = {p: view for p, view in views.items() if p != self.process}
 
     def refresh(self, now: float | None = None) -> dict[str, Any]:
         """Make a new snapshot and wake every page waiting for one."""
@@ -99,45 +97,82 @@ class Board:
 _SENDING = " (to the stream)"
 _RECEIVING = " (from the stream)"
 
+_ENDED = frozenset({"done", "failed", "cancelled"})
 
-def _receiving_last(item: tuple[str, Any]) -> bool:
-    return item[0].endswith(_RECEIVING)
+_SUMMED = ("received", "emitted", "depth", "restarts", "errors", "dead", "dropped")
+"""An actor's numbers that add up over the processes running one shared module."""
+
+_LINK_SUMMED = ("depth", "capacity", "sent", "delivered", "dropped")
+
+_LIVE, _ENDED_RANK, _STALE = 0, 1, 2
+"""How much a process's view is believed: running and reporting, ended (its last view),
+silent (killed, or cut off: what it last said is out of date)."""
+
+
+@attrs.frozen
+class _View:
+    process: str
+    view: Mapping[str, Any]
+    rank: int
+    time: float
+
+    @property
+    def here(self) -> frozenset[str]:
+        return frozenset(self.view.get("here", ()))
+
+
+def _rank(view: Mapping[str, Any], now: float, local: bool) -> int:
+    if local:
+        return _LIVE
+    if view.get("state") in _ENDED:
+        return _ENDED_RANK
+    return _STALE if now - _number(view.get("time")) > GONE_AFTER else _LIVE
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _ordered(
+    process: str, own: dict[str, Any], peers: Mapping[str, Mapping[str, Any]], now: float
+) -> list[_View]:
+    """Every view, the most believed first: this process, then the others live, ended,
+    silent, each the most recent first."""
+    views = [_View(process, own, _LIVE, now)]
+    views += [
+        _View(name, view, _rank(view, now, False), _number(view.get("time")))
+        for name, view in peers.items()
+        if name != process and isinstance(view, Mapping)
+    ]
+    return sorted(views, key=lambda v: (v.process != process, v.rank, -v.time, v.process))
 
 
 def merge(
     process: str,
     own: dict[str, Any],
-    peers: Mapping[str, dict[str, Any]],
+    peers: Mapping[str, Mapping[str, Any]],
     drawn: Mapping[str, Any],
     now: float,
 ) -> dict[str, Any]:
-    """One snapshot of the whole graph: each process's actors where they run, each
-    link as the process of its consumer (else of its producer) sees it."""
-    processes: dict[str, Any] = {
-        process: {"state": own["state"], "here": own["here"], "local": True, "gone": False}
+    """One snapshot of the whole graph: each actor as the processes that run it report
+    it (summed over the instances of a shared module, the most believed views only),
+    each link as the process of its consumer (else of its producer) sees it."""
+    views = _ordered(process, own, peers, now)
+    processes = {
+        v.process: {
+            "state": v.view.get("state"),
+            "here": list(v.view.get("here", [])),
+            "local": v.process == process,
+            "gone": v.rank == _STALE,
+            "time": v.time,
+        }
+        for v in views
     }
-    actors: dict[str, Any] = {}
-    links: dict[str, Any] = {}
-    views = [(name, view) for name, view in sorted(peers.items())] + [(process, own)]
-    for where, view in views:
-        if where != process:
-            gone = now - float(view.get("time", 0)) > GONE_AFTER
-            processes[where] = {
-                "state": view.get("state"),
-                "here": view.get("here", []),
-                "local": False,
-                "gone": gone,
-            }
-        here = set(view.get("here", ()))
-        for actor, shown in view.get("actors", {}).items():
-            if actor in here:
-                actors[actor] = {**shown, "process": where}
-        # A remote link's halves are its buffer to the stream (where its producer runs)
-        # and from it (where its consumer runs): the consumer's half is the link's fill.
-        for name, shown in sorted(view.get("links", {}).items(), key=_receiving_last):
-            link = name.removesuffix(_SENDING).removesuffix(_RECEIVING)
-            if link not in links or shown.get("target") in here:
-                links[link] = shown
+    instances: dict[str, list[tuple[_View, Mapping[str, Any]]]] = {}
+    for v in views:
+        for actor, shown in v.view.get("actors", {}).items():
+            if actor in v.here and isinstance(shown, Mapping):
+                instances.setdefault(actor, []).append((v, shown))
     return {
         "graph": drawn["graph"],
         "drawing": drawn.get("drawing"),
@@ -145,8 +180,82 @@ def merge(
         "state": own["state"],
         "started_at": own["started_at"],
         "time": now,
-        "dropped": sum(int(view.get("dropped", 0)) for _, view in views),
+        "dropped": sum(int(_number(v.view.get("dropped"))) for v in views if v.rank != _STALE),
         "processes": processes,
-        "actors": actors,
-        "links": links,
+        "actors": {name: _actor(found) for name, found in instances.items()},
+        "links": _links(views),
     }
+
+
+def _actor(found: list[tuple[_View, Mapping[str, Any]]]) -> dict[str, Any]:
+    """One actor from its instances (the most believed first): those of the best rank
+    summed; a silent process's actor is stale (no rate: it is not known to run)."""
+    best = found[0][0].rank
+    counted = [(v, shown) for v, shown in found if v.rank == best]
+    first_view, first = counted[0]
+    actor: dict[str, Any] = {**first, "process": first_view.process}
+    if len(counted) > 1:
+        for key in _SUMMED:
+            actor[key] = sum(int(_number(shown.get(key))) for _, shown in counted)
+        rates = [shown.get("rate") for _, shown in counted]
+        actor["rate"] = (
+            sum(_number(r) for r in rates) if any(r is not None for r in rates) else None
+        )
+        actor["state"] = _busiest([str(shown.get("state")) for _, shown in counted])
+        failed = [shown for _, shown in counted if shown.get("error")]
+        actor["error"] = failed[0]["error"] if failed else None
+        events = [e for _, shown in counted for e in shown.get("events", [])]
+        actor["events"] = sorted(events, key=lambda e: _number(e.get("time")))[-KEEP:]
+    actor["stale"] = best == _STALE
+    if actor["stale"]:
+        actor["rate"] = None
+    actor["instances"] = [
+        {
+            "process": v.process,
+            "state": shown.get("state"),
+            "received": shown.get("received"),
+            "emitted": shown.get("emitted"),
+            "rate": None if v.rank == _STALE else shown.get("rate"),
+            "stale": v.rank == _STALE,
+        }
+        for v, shown in found
+    ]
+    return actor
+
+
+_BUSIEST = ("invalid", "running", "blocked", "ready", "zombie", "terminated")
+
+
+def _busiest(states: list[str]) -> str:
+    """What the instances of a shared module are, together: failed if one has, else
+    running if one runs, and so on."""
+    for state in _BUSIEST:
+        if state in states:
+            return state
+    return states[0]
+
+
+def _links(views: list[_View]) -> dict[str, Any]:
+    """Each link as the most believed views see it: a remote link's halves are its
+    buffer to the stream (where its producer runs) and from it (where its consumer
+    runs), the consumer's half its fill; a shared consumer's halves summed."""
+    found: dict[str, list[tuple[tuple[int, int], Mapping[str, Any]]]] = {}
+    for v in views:
+        for name, shown in v.view.get("links", {}).items():
+            if not isinstance(shown, Mapping):
+                continue
+            link = name.removesuffix(_SENDING).removesuffix(_RECEIVING)
+            near = 0 if shown.get("target") in v.here else 1
+            found.setdefault(link, []).append(((v.rank, near), shown))
+    links: dict[str, Any] = {}
+    for link, halves in found.items():
+        best = min(key for key, _ in halves)
+        counted = [shown for key, shown in halves if key == best]
+        merged = dict(counted[0])
+        if len(counted) > 1:
+            for key in _LINK_SUMMED:
+                merged[key] = sum(int(_number(shown.get(key))) for shown in counted)
+            capacity = merged["capacity"]
+            merged["fill"] = min(1.0, merged["depth"] / capacity) if capacity else 0.0
+        links[link] = merged
+    return links

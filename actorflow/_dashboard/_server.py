@@ -8,24 +8,36 @@ is fetched from elsewhere, and the page's content security policy says so),
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import trio
-from hypercorn.config import Config, Sockets
-from hypercorn.trio.run import worker_serve
+from hypercorn.config import Config
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ._board import Board
 
-__all__ = ["make_app", "serve"]
+__all__ = ["SEND_WITHIN", "make_app", "serve"]
+
+SEND_WITHIN = 5.0
+"""Seconds a page is given to take one write; one that reads no more is dropped."""
 
 STATIC = Path(__file__).parent / "static"
 
@@ -38,8 +50,9 @@ _HEADERS = {
 """What every answer carries: nothing from elsewhere runs in the page."""
 
 
-def make_app(board: Board) -> Starlette:
-    """The dashboard's ASGI application, showing ``board``."""
+def make_app(board: Board, hosts: frozenset[str] | None = None) -> Any:
+    """The dashboard's ASGI application, showing ``board``; with ``hosts``, only to a
+    request that names one of them in its ``Host`` header."""
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_HEADERS)
@@ -57,7 +70,7 @@ def make_app(board: Board) -> Starlette:
             headers={**_HEADERS, "X-Accel-Buffering": "no"},
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", page),
             Route("/api/layout", layout),
@@ -66,6 +79,41 @@ def make_app(board: Board) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
+    return app if hosts is None else _only_for(app, hosts)
+
+
+def _host(scope: Any) -> str:
+    """The host a request names in its ``Host`` header, without its port, lowercase."""
+    named = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+    text = named.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rpartition(":")[0] if ":" in text else text
+
+
+def _only_for(app: Starlette, hosts: frozenset[str]) -> Any:
+    """``app``, answering 400 to a request for a host it is not (DNS rebinding: a page
+    elsewhere whose name is made to point at 127.0.0.1 must not read the dashboard)."""
+
+    async def checked(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _host(scope) not in hosts:
+            refused = PlainTextResponse("unknown host", status_code=400, headers=_HEADERS)
+            await refused(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return checked
+
+
+def _loopback_names(host: str) -> frozenset[str] | None:
+    """The names a dashboard bound to loopback ``host`` answers to (``None``: bound to
+    another address, whose names cannot be known here, any)."""
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        return None
+    return frozenset({host, "localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 
 
 async def _stream(board: Board) -> AsyncIterator[str]:
@@ -81,23 +129,66 @@ async def _stream(board: Board) -> AsyncIterator[str]:
         board.watchers -= 1
 
 
+class _Guarded:
+    """A client's stream for hypercorn, whose writes give up after :data:`SEND_WITHIN`.
+
+    hypercorn shields each write from cancellation, so a page that stops reading
+    would hold its write, and the run, for ever once the socket's buffers are full: a
+    write that waits too long closes the socket instead, as does the end of the run.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.socket = stream.socket
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with trio.move_on_after(SEND_WITHIN):
+            await self.stream.send_all(data)
+            return
+        self.socket.close()  # a reader that fell behind: dropped
+        raise trio.BrokenResourceError("the page stopped reading")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.stream.receive_some(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 async def serve(
     board: Board, listening: socket.socket, *, task_status: trio.TaskStatus[str]
 ) -> None:
     """Serve the dashboard of ``board`` on the bound socket ``listening`` until cancelled;
-    reports the page's URL once it is served."""
+    reports the page's URL once it is served. Cancelled, it closes every client's
+    socket at once, so no page, however slow, keeps the run alive."""
     config = Config()
     config.accesslog = None
     # Its own logger: a warning (a broken connection) reaches stderr, nothing else does.
     config.errorlog = logging.getLogger("actorflow.dashboard")
-    config.graceful_timeout = 0.5
     host, port = listening.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[listening], quic_sockets=[])
     # starlette's app is an ASGI app; hypercorn's types spell ASGI more narrowly.
-    app = wrap_app(make_app(board), config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    named = make_app(board, _loopback_names(host))
+    app = wrap_app(named, config.wsgi_max_body_size, "asgi")
+    context = WorkerContext(None)
+    clients: set[trio.SocketStream] = set()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        clients.add(stream)
+        try:
+            await TCPServer(app, config, context, {}, _Guarded(stream))  # type: ignore[arg-type]
+        finally:
+            clients.discard(stream)
+
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(listening))
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: worker_serve(app, config, sockets=sockets, task_status=task_status)
-        )
+        nursery.start_soon(trio.serve_listeners, handle, [listener])
         task_status.started(f"http://{shown}:{port}/")
+        try:
+            await trio.sleep_forever()
+        finally:
+            for stream in list(clients):
+                stream.socket.close()  # wakes a write hypercorn shields from the cancel

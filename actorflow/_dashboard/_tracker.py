@@ -18,16 +18,20 @@ from typing import Any
 import attrs
 
 from .._actor import DeadLetter
+from .._checks import clip
 from .._exceptions import describe
 from .._reportable import MAX_TASK, json_ready, text
 from .._status import ActorStatus, LinkStatus, SystemStatus
-from .._urls import hide_secrets
+from .._urls import hide_secrets, redact_text
 from .._view import Rates, counts_from_status
 
-__all__ = ["KEEP", "Tracker", "Watched"]
+__all__ = ["KEEP", "MAX_SHOWN", "Tracker", "Watched"]
 
 KEEP = 30
 """Recent events kept per actor."""
+
+MAX_SHOWN = 2_000
+"""The most characters shown of an error, or of any text an event quotes."""
 
 _FREQUENT = frozenset({"ready", "running", "blocked"})
 
@@ -68,7 +72,10 @@ class Tracker:
     _newest_letter: int | None = None
 
     def hide(self, said: str) -> str:
-        return hide_secrets(said, *self.watched.secrets)
+        """``said`` as it may be shown: no secret of a URL we know or it quotes, and
+        at most :data:`MAX_SHOWN` characters (a megabyte of error is not sent twice a
+        second to each page)."""
+        return clip(redact_text(hide_secrets(said, *self.watched.secrets)), MAX_SHOWN)
 
     def update(self, now: float | None = None) -> dict[str, Any]:
         """A snapshot of the process now: its state, actors, links and their events."""
@@ -78,13 +85,17 @@ class Tracker:
         rates = self.rates.update(counts_from_status(status), time.monotonic())
         letters = self._new_letters()
         dropped_at = status.dropped_at()
+        ended = status.state.value in {"done", "failed", "cancelled"}
         actors: dict[str, Any] = {}
         for name, actor in status.actors.items():
             self._observe(actor, errors.get(name), letters.get(name, []), now)
             self._last[name] = actor
             lost = sum(dropped_at.get(name, {}).values())
-            actors[name] = _actor_view(actor, rates.get(name), errors.get(name), lost)
+            rate = None if ended else rates.get(name)  # a run that has ended: no pace
+            actors[name] = _actor_view(actor, rate, errors.get(name), lost)
             actors[name]["events"] = list(self._events[name])
+            if actor.reason:
+                actors[name]["reason"] = self.hide(str(actor.reason))
         return {
             "state": status.state.value,
             "started_at": self.watched.started_at,
@@ -122,7 +133,9 @@ class Tracker:
         if before is None or (
             before.state is not actor.state and not {before.state.value, state} <= _FREQUENT
         ):
-            ended = f" ({actor.reason})" if actor.state.is_final and actor.reason else ""
+            ended = (
+                f" ({self.hide(actor.reason)})" if actor.state.is_final and actor.reason else ""
+            )
             level = "error" if state == "invalid" else "info"
             ring.append(_event(level, f"state {state}{ended}", now))
         if before is None:

@@ -39,6 +39,7 @@ async def watch(
     without a dashboard) once it is served."""
     tracker = Tracker(watched)
     board: Board | None = None
+    serving = trio.CancelScope(shield=True)
     async with trio.open_nursery() as nursery:
         if remote_url is not None:
             nursery.start_soon(publish, tracker, remote_url, graph.name, log)
@@ -49,23 +50,42 @@ async def watch(
             nursery.start_soon(_tick, board)
             if remote_url is not None:
                 nursery.start_soon(read_peers, remote_url, graph.name, board.take_peers, log)
-            url = await nursery.start(_serve, board, listening)
+            url = await nursery.start(_serve, board, listening, serving)
             log.info("dashboard.serving", url=url)
         task_status.started(url)
-        await done()
-        if board is not None:
-            board.refresh()
-            if board.watchers:
-                await trio.sleep(FINAL_GRACE)
-        nursery.cancel_scope.cancel()
+        try:
+            await done()
+        finally:
+            # Also when cancelled (a failure that escalated cancels the whole system):
+            # the pages are shown how it ended, the server shielded until then.
+            await _last(board)
+            serving.cancel()
+            nursery.cancel_scope.cancel()
+
+
+async def _last(board: Board | None) -> None:
+    """Show the pages the last snapshot, for at most :data:`FINAL_GRACE` seconds."""
+    if board is None:
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(FINAL_GRACE):
+        board.refresh()
+        if board.watchers:
+            await trio.sleep(FINAL_GRACE)
 
 
 async def _serve(
-    board: Board, listening: socket.socket, *, task_status: trio.TaskStatus[str]
+    board: Board,
+    listening: socket.socket,
+    serving: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[str],
 ) -> None:
+    """Serve the pages in ``serving``, a scope the run's cancellation does not reach
+    (it ends when :func:`watch` has shown the last snapshot)."""
     from ._server import serve  # hypercorn and starlette: only for a dashboard
 
-    await serve(board, listening, task_status=task_status)
+    with serving:
+        await serve(board, listening, task_status=task_status)
 
 
 async def _tick(board: Board) -> None:

@@ -70,6 +70,12 @@
     return (on.startsWith("output:") ? ` on output ${on.slice(7)}` : ` on ${on}`) + fused;
   }
 
+  // A module may be named "constructor" or "__proto__": a snapshot's maps are read
+  // through this, never by indexing (which would find Object.prototype's members).
+  function own(object, key) {
+    return object && Object.hasOwn(object, key) ? object[key] : undefined;
+  }
+
   function cut(text, length) {
     return text.length > length ? text.slice(0, length - 1) + "…" : text;
   }
@@ -113,7 +119,21 @@
     const a = boxes.get(link.source);
     const b = boxes.get(link.target);
     if (!a || !b) return null;
-    if (link.feedback || b.x <= a.x) {
+    if (a === b) {
+      // A module fed back to itself: a loop at its lower right corner, out of its right
+      // side and back in at its bottom (within the gaps between layers and rows).
+      const p0 = [a.x + a.w, a.y + a.h - 40];
+      const p3 = [a.x + a.w - 50, a.y + a.h];
+      return [p0, [a.x + a.w + 64, p0[1]], [p3[0], a.y + a.h + 28], p3];
+    }
+    if (b.x === a.x) {
+      // Back to a module of the same layer: an arc out to the right of both.
+      const p0 = [a.x + a.w, a.y + a.h / 2];
+      const p3 = [b.x + b.w, b.y + b.h / 2];
+      const out = a.x + a.w + 50 + Math.min(120, Math.abs(p3[1] - p0[1]) / 6);
+      return [p0, [out, p0[1]], [out, p3[1]], p3];
+    }
+    if (link.feedback || b.x < a.x) {
       const p0 = [a.x + a.w / 2, a.y + a.h];
       const p3 = [b.x + b.w / 2, b.y + b.h];
       return [p0, [p0[0], bottom], [p3[0], bottom], p3];
@@ -122,6 +142,16 @@
     const p3 = [b.x, b.y + b.h / 2];
     const dx = Math.max(30, (p3[0] - p0[0]) / 2);
     return [p0, [p0[0] + dx, p0[1]], [p3[0] - dx, p3[1]], p3];
+  }
+
+  function arrowHead(from, to) {
+    // A head at ``to`` pointing the way the curve arrives (from its last control point).
+    const angle = Math.atan2(to[1] - from[1], to[0] - from[0]);
+    const at = (turn) => [
+      to[0] - 9 * Math.cos(angle + turn),
+      to[1] - 9 * Math.sin(angle + turn),
+    ];
+    return [to, at(0.5), at(-0.5)].map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" ");
   }
 
   function drawEdge(canvas, link, boxes, bottom) {
@@ -133,11 +163,10 @@
     svg("title", {}, g).textContent =
       `${link.name}${link.remote ? " (remote" + (link.url ? ": " + link.url : "") + ")" : ""}`;
     svg("path", { d: `M${p0} C${p1} ${p2} ${p3}` }, g);
-    const tip = link.feedback || p3[1] > p2[1] + 1
-      ? `${p3[0]},${p3[1]} ${p3[0] - 5},${p3[1] + 9} ${p3[0] + 5},${p3[1] + 9}`
-      : `${p3[0]},${p3[1]} ${p3[0] - 9},${p3[1] - 5} ${p3[0] - 9},${p3[1] + 5}`;
-    svg("polygon", { class: "arrow", points: tip }, g);
-    const mx = (p0[0] + 3 * p1[0] + 3 * p2[0] + p3[0]) / 8;
+    svg("polygon", { class: "arrow", points: arrowHead(p2, p3) }, g);
+    // The fill is drawn at the curve's middle (beside a module's loop to itself).
+    const aside = link.source === link.target ? 34 : 0;
+    const mx = (p0[0] + 3 * p1[0] + 3 * p2[0] + p3[0]) / 8 + aside;
     const my = (p0[1] + 3 * p1[1] + 3 * p2[1] + p3[1]) / 8;
     svg("rect", { class: "fill-bg", x: mx - 20, y: my - 5, width: 40, height: 10, rx: 2 }, g);
     const bar = svg("rect", { class: "fill-bar", x: mx - 19, y: my - 4, width: 0, height: 8 }, g);
@@ -152,22 +181,96 @@
   function draw(data) {
     document.getElementById("graph-name").textContent = data.graph;
     document.title = `${data.graph} · actorflow`;
-    const canvas = document.getElementById("canvas");
-    canvas.replaceChildren();
+    const world = document.getElementById("world");
+    world.replaceChildren();
     nodes.clear();
     edges.clear();
     const boxes = new Map(data.modules.map((m) => [m.name, m]));
-    const feedback = data.links.some((l) => l.feedback);
     const lowest = Math.max(0, ...data.modules.map((m) => m.y + m.h));
     const bottom = lowest + 50;
-    const height = feedback ? bottom + 20 : data.height;
-    canvas.setAttribute("viewBox", `0 0 ${data.width} ${height}`);
-    canvas.setAttribute("width", data.width);
-    canvas.setAttribute("height", height);
-    const under = svg("g", { class: "edges" }, canvas);
+    const under = svg("g", { class: "edges" }, world);
     for (const link of data.links) drawEdge(under, link, boxes, bottom);
-    const over = svg("g", { class: "nodes" }, canvas);
+    const over = svg("g", { class: "nodes" }, world);
     for (const module of data.modules) drawNode(over, module);
+    if (!view.placed) fit();
+  }
+
+  // -- pan and zoom -------------------------------------------------------------------------
+
+  // The drawing is moved and scaled as a whole: wheel to zoom (about the pointer), drag
+  // to pan, "fit" to see it all, but never smaller than MIN_FIT, where a module's text
+  // is still read: a large graph is then seen in part, and panned.
+  const MIN_FIT = 0.6;
+  const MIN_ZOOM = 0.1;
+  const MAX_ZOOM = 4;
+  const view = { x: 0, y: 0, k: 1, placed: false };
+
+  function place(x, y, k) {
+    view.k = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, k));
+    view.x = x;
+    view.y = y;
+    view.placed = true;
+    const world = document.getElementById("world");
+    world.setAttribute("transform", `translate(${view.x.toFixed(1)},${view.y.toFixed(1)}) scale(${view.k.toFixed(4)})`);
+    document.getElementById("zoom-level").textContent = `${Math.round(view.k * 100)}%`;
+  }
+
+  function fit() {
+    const canvas = document.getElementById("canvas");
+    const box = document.getElementById("world").getBBox();
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (!box.width || !width || !height) return;
+    const pad = 16;
+    const k = Math.max(MIN_FIT, Math.min(1, (width - 2 * pad) / box.width, (height - 2 * pad) / box.height));
+    // Centred where it fits; from its first layer (left) and top where it does not.
+    const x = k * box.width <= width - 2 * pad ? (width - k * box.width) / 2 : pad;
+    const y = k * box.height <= height - 2 * pad ? (height - k * box.height) / 2 : pad;
+    place(x - k * box.x, y - k * box.y, k);
+  }
+
+  function zoomAt(px, py, factor) {
+    const k = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, view.k * factor));
+    const scale = k / view.k;
+    place(px - (px - view.x) * scale, py - (py - view.y) * scale, k);
+  }
+
+  function panAndZoom() {
+    const canvas = document.getElementById("canvas");
+    canvas.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const at = canvas.getBoundingClientRect();
+      zoomAt(event.clientX - at.left, event.clientY - at.top, Math.exp(-event.deltaY / 500));
+    }, { passive: false });
+    let drag = null;
+    canvas.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
+      drag = { x: event.clientX, y: event.clientY, vx: view.x, vy: view.y, moved: false };
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+      if (!drag.moved) canvas.setPointerCapture(event.pointerId);
+      drag.moved = true;
+      canvas.classList.add("panning");
+      place(drag.vx + dx, drag.vy + dy, view.k);
+    });
+    const end = () => {
+      if (drag && drag.moved) {
+        // The click that ends a drag selects nothing.
+        canvas.addEventListener("click", (e) => e.stopPropagation(), { capture: true, once: true });
+      }
+      drag = null;
+      canvas.classList.remove("panning");
+    };
+    canvas.addEventListener("pointerup", end);
+    canvas.addEventListener("pointercancel", end);
+    const middle = () => [canvas.clientWidth / 2, canvas.clientHeight / 2];
+    document.getElementById("zoom-in").addEventListener("click", () => zoomAt(...middle(), 1.25));
+    document.getElementById("zoom-out").addEventListener("click", () => zoomAt(...middle(), 0.8));
+    document.getElementById("zoom-fit").addEventListener("click", fit);
   }
 
   // -- updating it from each snapshot -------------------------------------------------
@@ -178,11 +281,14 @@
     const failed = !!actor && (state === "invalid" || (actor.errors > 0 && !!actor.error));
     view.g.classList.toggle("failed", failed);
     view.g.classList.toggle("elsewhere", !actor);
+    // Its process has stopped reporting (killed, cut off): what it said last is greyed.
+    const stale = !!actor && !!actor.stale;
+    view.g.classList.toggle("stale", stale);
     view.g.dataset.state = state;
     // Blocked on input is a module with nothing to do; on output, one held back.
     const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
-    view.pill.setAttribute("class", `pill ${state}${waiting}`);
-    view.pillText.textContent = state;
+    view.pill.setAttribute("class", stale ? "pill stale" : `pill ${state}${waiting}`);
+    view.pillText.textContent = stale ? "silent" : state;
     if (!actor) {
       view.line1.textContent = "runs in another process";
       view.line2.textContent = "";
@@ -194,14 +300,19 @@
     }
     const blocked = blockedOn(actor);
     const taken = actor.kind === "source" ? "" : `  ·  in ${count(actor.received)}`;
-    view.line1.textContent = `${rate(actor.rate)}${taken}  ·  out ${count(actor.emitted)}${blocked}`;
+    // A sink emits nothing: "out 0" would read as something lost.
+    const given = actor.kind === "sink" ? "" : `  ·  out ${count(actor.emitted)}`;
+    const pace = stale ? "no report" : rate(actor.rate);
+    view.line1.textContent = `${pace}${taken}${given}${blocked}`;
     view.line2.textContent =
       `mailbox ${count(actor.depth)}  ·  restarts ${actor.restarts}  ·  errors ${actor.errors}  ·  dead ${actor.dead}`;
     view.error.textContent = failed && actor.error ? cut(actor.error, 44) : "";
     setBar(view, failed ? null : progressText(actor.progress));
     const here = snapshot && actor.process === snapshot.process;
-    view.where.textContent = Object.keys(snapshot.processes).length > 1
-      ? `${here ? "here" : "process"} ${actor.process}` : "";
+    const instances = Array.isArray(actor.instances) ? actor.instances.length : 1;
+    view.where.textContent = instances > 1
+      ? `shared: ${instances} processes`
+      : Object.keys(snapshot.processes).length > 1 ? `${here ? "here" : "process"} ${actor.process}` : "";
     view.stripe.setAttribute("fill", Object.keys(snapshot.processes).length > 1 ? colourOf(actor.process) : "none");
   }
 
@@ -237,7 +348,7 @@
     const names = Object.keys(data.processes);
     if (names.length < 2) return;
     for (const name of names) {
-      const process = data.processes[name];
+      const process = own(data.processes, name);
       const chip = html("span", `process${process.gone ? " gone" : ""}`, null, list);
       const swatch = html("i", null, null, chip);
       swatch.style.background = colourOf(name);
@@ -263,8 +374,8 @@
     if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
-    for (const [name, view] of nodes) updateNode(view, data.actors[name]);
-    for (const [name, view] of edges) updateEdge(view, data.links[name]);
+    for (const [name, view] of nodes) updateNode(view, own(data.actors, name));
+    for (const [name, view] of edges) updateEdge(view, own(data.links, name));
     if (selected && nodes.has(selected)) select(selected);
   }
 
@@ -285,13 +396,16 @@
   function showDetail(name) {
     const panel = document.getElementById("detail");
     const module = nodes.get(name).module;
-    const actor = snapshot ? snapshot.actors[name] : undefined;
+    const actor = snapshot ? own(snapshot.actors, name) : undefined;
     panel.replaceChildren();
     html("h2", null, name, panel);
     html("div", "sub", `${module.class}${actor ? " · " + actor.process : ""}`, panel);
     const state = actor ? actor.state : "unknown";
     const waiting = actor && actor.blocked_on === "input" ? " waiting" : "";
     html("span", `badge ${state}${waiting}`, state + (actor ? blockedOn(actor) : ""), panel);
+    if (actor && actor.stale) {
+      html("p", "empty", "Its process has stopped reporting: these are the last numbers it sent.", panel);
+    }
     if (!actor) {
       html("p", "empty", "This module runs in another process that does not report here.", panel);
       return;
@@ -311,6 +425,13 @@
     row(table, "errors", count(actor.errors));
     row(table, "dead letters", count(actor.dead));
     row(table, "dropped", count(actor.dropped));
+    if (Array.isArray(actor.instances) && actor.instances.length > 1) {
+      for (const instance of actor.instances) {
+        const pace = instance.stale ? "silent" : rate(instance.rate);
+        row(table, `in ${instance.process}`,
+          `${instance.state} · ${pace} · in ${count(instance.received)} · out ${count(instance.emitted)}`);
+      }
+    }
     if (actor.reason && ENDED_ACTOR.has(actor.state)) row(table, "ended", actor.reason);
     for (const [key, value] of Object.entries(actor.info || {})) row(table, key, JSON.stringify(value));
     html("h3", null, "recent events", panel);
@@ -339,6 +460,7 @@
   }
 
   async function start() {
+    panAndZoom();
     const answer = await fetch("api/layout");
     layout = await answer.json();
     draw(layout);

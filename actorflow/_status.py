@@ -205,8 +205,8 @@ class ActorStatus:
     info: Mapping[str, Any] = attrs.field(factory=dict)
     """Free-form fields the module reported with :meth:`Module.set_info`."""
     fused_into: str | None = None
-    """Stage fusion: the actor whose task runs this one's items by call (the head of
-    its fused chain), or ``None`` while it runs in its own task only."""
+    """The actor whose task runs this one's items by call under stage fusion (the head
+    of its fused chain), or ``None`` while it runs in its own task only."""
     snapshots: int = 0
     """State snapshots saved (a module that overrides ``snapshot()``; see
     :meth:`Module.snapshot`)."""

@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from ._checks import MAX_LINE, clip
+from ._urls import redact_text
 
 __all__ = [
     "ActorflowError",
@@ -246,7 +247,9 @@ class EscalationError(RunError):
 
 
 def describe(exc: BaseException) -> str:
-    text = str(exc)
+    """``Type: message``, with any credentials the message quotes hidden (a module's
+    error naming its database URL reaches logs, summaries and the dashboard)."""
+    text = redact_text(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -38,6 +38,7 @@ import outcome
 import trio
 
 from ._checks import did_you_mean, short
+from ._urls import redact_text
 
 if TYPE_CHECKING:
     import structlog
@@ -315,7 +316,7 @@ def _chain(kind: Any, error: Any, tb: Any, seen: set[int]) -> list[dict[str, Any
         seen.add(id(error))
         stack: dict[str, Any] = {
             "exc_type": _safe_str(kind.__name__),
-            "exc_value": _safe_str(error),
+            "exc_value": redact_text(_safe_str(error)),
             "exc_notes": [_safe_str(note) for note in getattr(error, "__notes__", ())],
             "syntax_error": None,
             "is_cause": is_cause,
@@ -435,7 +436,7 @@ def user_traceback(sio: TextIO, exc_info: Any) -> None:
         kept = [frame for frame in part.stack if not frame.filename.startswith(_PLUMBING)]
         part.stack = traceback.StackSummary.from_list(kept)
         pending.extend(p for p in (part.__cause__, part.__context__) if p is not None)
-    sio.write("\n" + "".join(shown.format()).rstrip("\n"))
+    sio.write("\n" + redact_text("".join(shown.format()).rstrip("\n")))
 
 
 _METHOD_LEVELS = {

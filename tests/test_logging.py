@@ -326,3 +326,39 @@ def test_a_failure_on_the_console_shows_the_modules_own_frames(
     assert "hunter2" not in err
     assert "_actor/_consumer.py" not in err
     assert "trio/_core" not in err
+
+
+class QuotesItsDatabase(af.Processor):
+    """Fails with a message that quotes a URL with its password, as drivers do."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process(self, item: int) -> int:
+        raise ConnectionError(
+            "cannot reach postgresql://app:s3cr3t-pw@db.internal:5432/orders?token=tok-123"
+        )
+
+
+@pytest.mark.parametrize("format", ["json", "console"])
+def test_a_module_error_quoting_credentials_reaches_no_log_line_with_them(
+    format: str,
+) -> None:
+    """The password and a secret query value of a URL inside a module's error text are
+    hidden in every line (event fields, the JSON exception dicts, the console
+    traceback) and in the error actorflow raises; the rest of the message is kept (the
+    module's own exception, chained, is the user's and left as it is)."""
+    stream = io.StringIO()
+    af.configure_logging(format=format, level="debug", file=stream)
+    graph = af.Graph(name="quoting")
+    graph.add("numbers", Numbers, count=2)
+    graph.add("query", QuotesItsDatabase)
+    graph.add("collect", Collect, into=[])
+    graph.chain("numbers", "query", "collect")
+    with pytest.raises(af.EscalationError) as raised:
+        af.run(graph)
+    text = stream.getvalue()
+    assert "s3cr3t-pw" not in text
+    assert "tok-123" not in text
+    assert "db.internal:5432/orders" in text  # what the operator needs stays
+    assert "s3cr3t-pw" not in str(raised.value)  # actorflow's own message hides it too

@@ -19,13 +19,15 @@ import os
 import platform
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
 from .._exceptions import describe
 from ._tracker import Tracker
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = [
     "PUBLISH_EVERY",

@@ -20,10 +20,10 @@ import attrs
 from .._actor import DeadLetter
 from .._checks import clip
 from .._exceptions import describe
+from .._rates import Rates, counts_from_status
 from .._reportable import MAX_TASK, json_ready, text
 from .._status import ActorStatus, LinkStatus, SystemStatus
 from .._urls import hide_secrets, redact_text
-from .._view import Rates, counts_from_status
 
 __all__ = ["KEEP", "MAX_SHOWN", "Tracker", "Watched"]
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import structlog
 import trio
 
 from .._graph import Graph
 from ._board import Board
 from ._peers import process_name, publish, read_peers
 from ._tracker import Tracker, Watched
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = ["FINAL_GRACE", "watch"]
 

@@ -1,0 +1,68 @@
+"""Items per second per actor, smoothed: what the live view, the summary and the
+dashboard show as a rate (kept apart from the view so the dashboard's publishing, in
+every process with remote links, does not load rich)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import attrs
+
+from ._status import ActorStatus, SystemStatus
+
+__all__ = ["Rates", "counts_from_status"]
+
+
+@attrs.define
+class Rates:
+    """Items per second per row, from counter deltas between refreshes.
+
+    Each new measurement moves the rate towards the instantaneous one by an exponential
+    moving average with time constant ``window``, so an actor that works in bursts does
+    not flicker between zero and its peak at every refresh.
+
+    Attributes:
+        window: Smoothing time constant in seconds: after a step change in throughput,
+            about 63% of the change shows after one window.
+    """
+
+    window: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    _seen: dict[str, tuple[float, int]] = attrs.field(factory=dict, init=False, repr=False)
+    _rates: dict[str, float] = attrs.field(factory=dict, init=False, repr=False)
+
+    def update(self, counts: Mapping[str, int], now: float) -> dict[str, float]:
+        """Take each row's cumulative count at time ``now`` (seconds, any origin).
+
+        A row is first measured on its second count. A count that went down (a counter
+        that was reset) starts the row's measurement again from there.
+
+        Returns:
+            The smoothed rate of every row measured so far.
+        """
+        for name, count in counts.items():
+            last = self._seen.get(name)
+            if last is not None and now <= last[0]:
+                continue  # no time has passed: nothing to measure yet
+            self._seen[name] = (now, count)
+            if last is None or count < last[1]:
+                continue
+            elapsed = now - last[0]
+            instant = (count - last[1]) / elapsed
+            previous = self._rates.get(name)
+            if previous is None:
+                self._rates[name] = instant
+            else:
+                weight = 1.0 - math.exp(-elapsed / self.window)
+                self._rates[name] = previous + weight * (instant - previous)
+        return dict(self._rates)
+
+
+def _counted(actor: ActorStatus) -> int:
+    """What an actor's rate counts: items a source emits, items others take in."""
+    return actor.emitted if actor.kind == "source" else actor.received
+
+
+def counts_from_status(status: SystemStatus) -> dict[str, int]:
+    """Each actor's cumulative count for :class:`Rates`."""
+    return {name: _counted(actor) for name, actor in status.actors.items()}

@@ -79,10 +79,10 @@ def _table(data: dict[str, Any], key: str, where: str, problems: list[str]) -> d
 
 def _name(table: dict[str, Any], where: str, default: str, problems: list[str]) -> str:
     name = table.get("name", default)
-    if isinstance(name, str):
+    if isinstance(name, str) and name:
         return name
-    problems.append(f"{where} key 'name': expected a string, got {short(name)}")
-    return default
+    problems.append(f"{where} key 'name': expected a non-empty string, got {short(name)}")
+    return default or "graph"
 
 
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {

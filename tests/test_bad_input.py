@@ -77,7 +77,14 @@ def problems(tmp_path: Path, text: str) -> str:
         ('links = "x"\n' + GOOD.split("[[links]]")[0], "links: expected an array of tables"),
         ("links = [1, 2]\n" + GOOD.split("[[links]]")[0], "[[links]] #1: expected a table"),
         ("supervisor = 3\n" + GOOD, "[supervisor]: expected a table"),
-        (GOOD.replace('name = "plant"', "name = 7"), "[graph] key 'name': expected a string"),
+        (
+            GOOD.replace('name = "plant"', "name = 7"),
+            "[graph] key 'name': expected a non-empty string",
+        ),
+        (
+            GOOD.replace('name = "plant"', 'name = ""'),
+            "[graph] key 'name': expected a non-empty string, got ''",
+        ),
         (GOOD.replace('module = "store"', "module = 3"), "[modules.store] key 'module'"),
         (GOOD.replace('to = "store"', "to = 3"), "[[links]] #1 key 'to'"),
         (GOOD.replace("buffer = 8", 'buffer = "x"'), "[[links]] #1 (readings -> store)"),

@@ -6,7 +6,8 @@ codec stores losslessly) and ``restore(value)``. The runtime saves the snapshot 
 incarnation starts (after its restore, so that a state that cannot be stored fails at
 once), every ``snapshot_interval`` seconds while it runs, and when it ends, however it
 ends (a clean stop, the end of its input, a planned restart, a crash). Snapshots are
-keyed by graph and module, so two graphs on one store never share one.
+keyed by graph name and module, so two graphs of different names on one store never
+share one (graphs left with the default name do).
 """
 
 from __future__ import annotations
@@ -235,8 +236,14 @@ async def _save_at_end(actor: Actor, snapshots: Snapshots) -> None:
     snapshot saved stays the one restored."""
     if snapshots.live != actor.incarnations:
         return
-    with trio.move_on_after(actor.settings.cleanup_timeout):
+    limit = actor.settings.cleanup_timeout
+    with trio.move_on_after(limit) as scope:
         try:
             await snapshots.save(actor, "end")
         except RunError:
             actor.errors += 1
+    if scope.cancelled_caught:  # a store that is down or slow: said, not silent
+        actor.errors += 1
+        actor.log.warning(
+            "actor.snapshot_failed", at="end", error=f"not stored within {limit:g} s"
+        )

@@ -378,3 +378,40 @@ def test_each_save_is_logged_at_debug(logs: list[dict[str, Any]]) -> None:
     saves = [(e["at"], e["snapshots"]) for e in logs if e["event"] == "actor.snapshot_saved"]
     assert saves == [("start", 1), ("end", 2)]
     assert not any(e["event"] == "actor.snapshot_restored" for e in logs)
+
+
+class StallingStore(af.MemoryStore):
+    """Writes the first snapshot, then hangs on every write (a store that went away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def put(self, module: str, name: str, value: Any) -> None:
+        self.writes += 1
+        if self.writes > 1:
+            await trio.sleep_forever()
+        await super().put(module, name, value)
+
+
+class AtStartAndEnd(Counter):
+    snapshot_interval = math.inf
+
+
+def test_an_end_save_that_runs_out_of_time_is_said_and_counted(
+    logs: list[dict[str, Any]],
+) -> None:
+    """The save as the incarnation ends waits at most ``cleanup_timeout``; running out
+    of it is a warning and an error counted, never silent (it was neither)."""
+    graph = af.Graph()
+    graph.add("feed", Feed, items=[1, 2, 3])
+    graph.add("counter", AtStartAndEnd)
+    graph.link("feed", "counter")
+    result = run_graph(graph, store=StallingStore(), settings=af.Settings(cleanup_timeout=2))
+    assert result.error is None
+    assert result.status.actors["counter"].errors == 1
+    failed = [e for e in logs if e["event"] == "actor.snapshot_failed"]
+    assert [(e["actor"], e["at"], e["log_level"]) for e in failed] == [
+        ("counter", "end", "warning")
+    ]
+    assert "not stored within 2 s" in failed[0]["error"]

@@ -452,7 +452,8 @@ class ConsumerDriver:
         room, style, collect = self.room, self.style, self.collect
         pacing, timings = room.pacing, room.pacing.timings
         base = room.received - len(batch)
-        began, first = pacing.now(), 0
+        timed = timings is not None  # without metrics, no clock read beyond the quantum's
+        began, first = pacing.now() if timed else 0.0, 0
         for index, item in enumerate(batch):
             try:
                 results = await call_item_hook(fn, style, item)
@@ -477,7 +478,7 @@ class ConsumerDriver:
                         timings.observe(now - began, index + 1 - first)
                     if now >= pacing.deadline:
                         await pacing.yield_()
-                        began, first = pacing.now(), index + 1
+                        began, first = pacing.now() if timed else 0.0, index + 1
                 if self.incarnation.stopping:
                     raise Stop
             except BaseException:

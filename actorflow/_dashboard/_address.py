@@ -11,12 +11,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from .._address import DEFAULT_HOST
 from .._checks import short
 from .._exceptions import ServeError
 
 __all__ = ["DEFAULT_HOST", "DashboardError", "bind", "parse_address", "require_extra"]
-
-DEFAULT_HOST = "127.0.0.1"
 
 
 class DashboardError(ServeError):

@@ -1,4 +1,4 @@
-"""``[HOST:]PORT``: where a server of the system (the metrics endpoint) listens.
+"""``[HOST:]PORT``: where a server of the system (metrics endpoint, dashboard) listens.
 
 A leaf module: it imports nothing from actorflow but the checks, so settings, the
 command line and the servers read an address the same way.
@@ -52,7 +52,9 @@ def parse_address(value: object, option: str = "address") -> Address:
         host = ""  # an unbracketed IPv6 address: which colon starts the port?
     if not host or any(c.isspace() or c in "[]/" for c in host):
         raise ValueError(f"{option} must be [HOST:]PORT, got {short(value)}")
-    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+    if not (port.isascii() and port.isdigit()):
+        raise ValueError(f"{option} must be [HOST:]PORT, got {short(value)}")
+    if int(port) > 65535:
         raise ValueError(
             f"{option} must be [HOST:]PORT with a port from 0 to 65535, got {short(value)}"
         )

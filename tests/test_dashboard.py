@@ -478,7 +478,11 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("address", "said"),
     [
         ("web", "error: --dashboard 'web': must be [HOST:]PORT, got 'web'"),
-        ("70000", "error: --dashboard '70000': port must be from 0 to 65535, got '70000'"),
+        (
+            "70000",
+            "error: --dashboard '70000': must be [HOST:]PORT with a port from 0 to 65535,"
+            " got '70000'",
+        ),
     ],
 )
 def test_a_bad_dashboard_option_is_one_line_and_exit_2(address: str, said: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from .. import _address
 from .._address import DEFAULT_HOST
 from .._checks import short
 from .._exceptions import ServeError
@@ -32,36 +33,20 @@ class DashboardError(ServeError):
 
 def parse_address(value: object) -> tuple[str, int]:
     """``value`` (``"8080"``, ``"0.0.0.0:8080"``, ``"[::1]:8080"``, ``8080`` or a
-    ``(host, port)`` pair) as a host and port.
+    ``(host, port)`` pair) as a host and port, read as the metrics endpoint's address is.
 
     Raises:
         ValueError: It is none of those, or the port is not from 0 to 65535 (0: any
             free port), naming what was given.
         TypeError: It is neither text, a number nor a pair.
     """
-    host, port = _split(value)
-    if not host or any(c.isspace() for c in host):
-        raise ValueError(f"dashboard must be [HOST:]PORT, got {short(value)} (no host)")
-    if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535):
-        raise ValueError(f"dashboard port must be from 0 to 65535, got {short(value)}")
-    return host, port
-
-
-def _split(value: object) -> tuple[str, object]:
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
-        return value[0], value[1]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return DEFAULT_HOST, value
-    if not isinstance(value, str):
-        raise TypeError(f"dashboard must be [HOST:]PORT, got {short(value)}")
-    host, colon, port = value.rpartition(":")
-    if not colon:
-        host = DEFAULT_HOST
-    elif host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not (port.isascii() and port.isdigit()) or len(port) > 5:  # ASCII digits only
-        raise ValueError(f"dashboard must be [HOST:]PORT, got {short(value)}")
-    return host, int(port)
+        host, port = value
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535):
+            raise ValueError(f"dashboard port must be from 0 to 65535, got {short(value)}")
+        value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = _address.parse_address(value, "dashboard")
+    return address.host, address.port
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -74,6 +74,8 @@ class Changes:
     """Whether the system is stopping (no module may be added or started then)."""
     root: Callable[[], Supervisor | None]
     """The root supervisor, once the system runs."""
+    here: set[str]
+    """The modules that run in this process (``System.here``: the dashboard reads it)."""
     stopped: set[str] = attrs.field(factory=set)
     """Modules stopped by :meth:`stop_module` and not started since."""
 
@@ -242,6 +244,7 @@ class Changes:
         for link_spec in links:
             wiring.actors[link_spec.target].link_added(wiring.connect(link_spec))
         wiring.order.append(spec.name)
+        self.here.add(spec.name)
         return actor
 
     def _forget(self, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
@@ -257,6 +260,7 @@ class Changes:
         if actor is not None and actor.spec is spec:
             actor.terminate(EndReason.NOT_STARTED)
             del self.wiring.actors[name]
+            self.here.discard(name)
             if name in self.wiring.order:
                 self.wiring.order.remove(name)
 
@@ -467,6 +471,7 @@ class Changes:
             if actor in other.upstream:
                 other.upstream.remove(actor)
         del self.wiring.actors[name]
+        self.here.discard(name)
         if name in self.wiring.order:
             self.wiring.order.remove(name)
         unadd(self.graph, actor.spec)

@@ -89,10 +89,11 @@ class System:
         only: Collection[str] | None = None,
     ) -> None:
         self.graph = graph
-        self.here: frozenset[str] = frozenset(
+        self.here: set[str] = {
             spec.name for spec in graph.modules if only is None or spec.name in only
-        )
-        """The modules that run in this process (all, unless ``only`` was given)."""
+        }
+        """The modules that run in this process (all, unless ``only`` was given; those
+        added while it runs too)."""
         self._only = None if only is None else tuple(only)
         self.settings = settings
         self.reporters = list(reporters)
@@ -105,7 +106,7 @@ class System:
         self._wiring = Wiring(graph, settings, self.here, self.log)
         """The actors and every join between them."""
         self.changes = Changes(
-            graph, self._wiring, self.log, self, self._stopping_now, lambda: self.root
+            graph, self._wiring, self.log, self, self._stopping_now, lambda: self.root, self.here
         )
         """Modules added, removed, stopped, started and replaced while it runs."""
         self._failure: ActorflowError | None = None

@@ -8,7 +8,7 @@ is made (and unmade) here, so the system itself only starts, watches and stops t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import TYPE_CHECKING
 
 import attrs
@@ -45,7 +45,7 @@ class Wiring:
 
     graph: Graph
     settings: Settings
-    here: frozenset[str]
+    here: Set[str]
     """The modules that run in this process."""
     log: structlog.typing.FilteringBoundLogger
     """The system's logger."""

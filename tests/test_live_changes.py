@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -302,3 +303,274 @@ async def test_changes_are_logged(
     ]
     assert events[3]["old"] == "Counter"
     assert events[3]["new"] == "CounterV2"
+
+
+async def test_the_dashboard_draws_and_shows_added_and_removed_modules() -> None:
+    """The dashboard lays the graph out again after each change: an added module is
+    drawn, runs here and has a status; a removed one is neither drawn nor listed."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out), dashboard=0) as system:
+        assert system.dashboard_url is not None
+        async with httpx.AsyncClient(base_url=system.dashboard_url, timeout=10) as client:
+
+            async def page_after(drawing: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                with trio.fail_after(10):
+                    while (status := (await client.get("/api/status")).json())[
+                        "drawing"
+                    ] <= drawing:
+                        await trio.sleep(0.05)
+                return status, (await client.get("/api/layout")).json()
+
+            first = (await client.get("/api/layout")).json()["drawing"]
+            await system.add("extra", Collect, config={"into": []}, links=[("count", "extra")])
+            added, drawn = await page_after(first)
+            await system.remove("extra")
+            removed, redrawn = await page_after(drawn["drawing"])
+        await system.close("in")
+    assert "extra" in added["actors"]
+    assert "extra" in added["processes"][next(iter(added["processes"]))]["here"]
+    assert "extra" in {module["name"] for module in drawn["modules"]}
+    assert "count.out -> extra.in" in {link["name"] for link in drawn["links"]}
+    assert "extra" not in removed["actors"]
+    assert "extra" not in {module["name"] for module in redrawn["modules"]}
+    assert "count.out -> extra.in" not in {link["name"] for link in redrawn["links"]}
+
+
+async def test_metrics_follow_added_and_removed_modules() -> None:
+    """/metrics is read from the status at each scrape: the added module's series
+    appear, and once removed its actor series are gone."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out), metrics=0) as system:
+        address = system.metrics_address
+        await system.add("extra", Collect, config={"into": []}, links=[("count", "extra")])
+        await send_all(system, range(3))
+        with trio.fail_after(10):
+            while system.status().actors["extra"].received < 3:
+                await trio.sleep(0.01)
+        async with httpx.AsyncClient() as client:
+            during = (await client.get(f"http://{address}/metrics")).text
+            await system.remove("extra")
+            after = (await client.get(f"http://{address}/metrics")).text
+        await system.close("in")
+    assert 'actorflow_actor_received_total{actor="extra",graph="graph"} 3.0' in during
+    assert 'actor="extra"' in during
+    assert 'actorflow_actor_received_total{actor="extra"' not in after
+
+
+async def test_removing_a_module_frees_a_producer_waiting_for_room_in_its_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A producer blocked on the full link of a module being removed goes on: what the
+    link held is handed back, later items have nowhere to go and are counted; every
+    item sent is handled, handed back or counted."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("in", af.Inlet, buffer=1)
+    graph.add("count", Counter)
+    graph.add("out", Collect, into=out)
+    graph.link("in", "count", buffer=4)
+    graph.link("count", "out")
+    sent: list[int] = []
+
+    async def sender() -> None:
+        for item in range(20):
+            await system.send("in", item)
+            sent.append(item)
+
+    async with af.open_system(graph) as system:
+        await system.stop_module("count")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            await trio.sleep(1)
+            assert len(sent) < 20  # blocked behind the stopped module
+            returned = await system.remove("count", drain=False)
+        await system.close("in")
+    status = system.status()
+    unconnected = status.actors["in"].dropped.get("unconnected", 0)
+    link = status.links["in.out -> count.in"]
+    assert len(sent) == 20
+    assert out == []
+    assert link.returned == len(returned)
+    assert len(returned) + sum(link.dropped.values()) + unconnected == 20
+    assert status.dropped == sum(link.dropped.values()) + unconnected
+    assert returned == list(range(len(returned)))
+
+
+class FailsOnce(Counter):
+    """Fails on its 5th item the first time (class-wide: once per test run)."""
+
+    failed: ClassVar[list[bool]] = []
+
+    def process(self, data: Any) -> tuple[str, int, Any]:
+        if data == 5 and not self.failed:
+            self.failed.append(True)
+            raise RuntimeError("once")
+        return super().process(data)
+
+
+async def test_an_added_module_is_restarted_with_the_others_under_one_for_all(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An added module is a child of the supervisor like the others: a one_for_all
+    restart takes it along, and nothing is lost."""
+    FailsOnce.failed.clear()
+    out: list[Any] = []
+    extra: list[Any] = []
+    graph = af.Graph()
+    graph.add("in", af.Inlet)
+    graph.add("count", FailsOnce)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    graph.supervise("count", attempts=2)
+    graph.supervisor(strategy="one_for_all")
+    async with af.open_system(graph) as system:
+        await system.add("extra", Collect, config={"into": extra}, links=[("count", "extra")])
+        await send_all(system, range(10))
+        await system.close("in")
+    status = system.status()
+    assert status.actors["count"].restarts == 1
+    assert status.actors["extra"].restarts == 1
+    assert [item for _, _, item in out] == list(range(10))
+    assert [item for _, _, item in extra] == list(range(10))
+
+
+async def test_a_replaced_stage_of_a_fused_chain_is_fused_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A stage that ran fused into its producer is unfused by the stop and fused again
+    by its new incarnation: items keep flowing by call, once each."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out), fuse=True) as system:
+        await send_all(system, range(5))
+        await trio.sleep(1)
+        fused_before = system.status().actors["out"].fused_into
+        await system.replace("out", Collect, config={"into": out})
+        await send_all(system, range(5, 10))
+        await trio.sleep(1)
+        fused_after = system.status().actors["out"].fused_into
+        await system.close("in")
+    assert fused_before is not None
+    assert fused_after is not None
+    assert [item for _, _, item in out] == list(range(10))
+
+
+class TwoPorts(Counter):
+    outputs: ClassVar = {"out": Any, "copies": Any}
+
+    async def process(self, data: Any) -> tuple[str, int, Any]:
+        tagged = super().process(data)
+        await self.emit(data, "copies")
+        return tagged
+
+
+async def test_a_replacement_may_bring_new_ports_to_link_afterwards(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ports the new class adds can be linked at once; until then what goes there is
+    counted as unconnected."""
+    out: list[Any] = []
+    copies: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await system.replace("count", TwoPorts)
+        await send_all(system, range(2))
+        await trio.sleep(1)
+        await system.add(
+            "copies", Collect, config={"into": copies}, links=[("count.copies", "copies")]
+        )
+        await send_all(system, range(2, 4))
+        await system.close("in")
+    assert [item for _, _, item in out] == [0, 1, 2, 3]
+    assert copies == [2, 3]
+    assert system.status().actors["count"].dropped == {"unconnected": 2}
+
+
+async def test_a_replacement_that_drops_a_linked_port_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await system.replace("count", TwoPorts)
+        await system.add_link("count.copies", "out")
+        with pytest.raises(af.GraphError, match="no output port 'copies'"):
+            await system.replace("count", Counter)
+        await send_all(system, range(2))
+        await system.close("in")
+    assert len(out) == 4  # tagged and copied
+
+
+class Position(af.Source):
+    """Counts up from where its snapshot says, one item a second."""
+
+    step: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    async def start(self) -> None:
+        while self.active:
+            await self.emit(self.next)
+            self.next += self.step
+            await trio.sleep(1)
+
+    def snapshot(self) -> int:
+        return self.next
+
+    def restore(self, value: Any) -> None:
+        self.next = value
+
+
+class PositionByTen(Position):
+    step: ClassVar[int] = 10
+
+
+async def test_a_replaced_source_resumes_from_its_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A source's new version starts again from the position its old one reached."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("src", Position)
+    graph.add("out", Collect, into=out)
+    graph.link("src", "out")
+    async with af.open_system(graph) as system:
+        await trio.sleep(2.5)
+        await system.replace("src", PositionByTen)
+        await trio.sleep(2.5)
+        await system.stop()
+    assert out == [0, 1, 2, 3, 13, 23]
+
+
+async def test_changes_that_cannot_be_made_say_why(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Unknown modules, a stop of a stopped module, a start of a running one, a
+    temporary module, the dead-letter receiver: each a clear error, nothing changed."""
+    out: list[Any] = []
+    graph = counting_graph(out)
+    graph.add("letters", Collect, into=[])
+    graph.dead_letters("letters")
+    graph.add("temp", Collect, into=[])
+    graph.link("count", "temp")
+    graph.supervise("temp", restart="temporary")
+    async with af.open_system(graph) as system:
+        with pytest.raises(KeyError, match="no module 'nope'"):
+            await system.stop_module("nope")
+        with pytest.raises(KeyError, match="no module 'nope'"):
+            await system.replace("nope", Counter)
+        with pytest.raises(KeyError, match="no module 'nope'"):
+            await system.remove("nope")
+        with pytest.raises(RuntimeError, match="'count' is not stopped"):
+            await system.start_module("count")
+        await system.stop_module("count")
+        with pytest.raises(RuntimeError, match="'count' is stopped already"):
+            await system.stop_module("count")
+        await system.start_module("count")
+        with pytest.raises(RuntimeError, match="temporary"):
+            await system.stop_module("temp")
+        with pytest.raises(RuntimeError, match="receives the dead letters"):
+            await system.remove("letters")
+        await send_all(system, range(3))
+        await system.close("in")
+    assert len(out) == 3
+    with pytest.raises(RuntimeError, match="not running"):
+        await system.add("late", Collect, config={"into": []})

@@ -410,25 +410,22 @@ class Changes:
             The items handed back (empty with ``drain``).
 
         Raises:
-            KeyError: There is no module ``name``.
+            KeyError: There is no module ``name`` (a module that ended by itself is
+                still there: removing it takes its place and links away).
             RuntimeError: It has a remote link or receives the dead letters, or the
                 system is not running.
         """
-        actor = self._live(name, "remove")
+        actor = self.wiring.actor(name)
         self._running(f"remove module {name!r}")
         self._refuse_removal(actor)
         supervisor = self._supervisor_of(name)
         inputs = [link for link in self.wiring.links if link.spec.target == name]
         returned: list[Any] = []
-        if drain and actor.kind is not ModuleKind.SOURCE and inputs:
-            if name in self.stopped:
-                await supervisor.restart_child(name)
-                self.stopped.discard(name)
-                release(supervisor)
-            ended = self.wiring.ended(name)
+        if actor.terminated:  # it ended by itself: only its place is left
             for link in inputs:
                 self._drop_link(link)
-            await ended.wait()
+        elif drain and actor.kind is not ModuleKind.SOURCE and inputs:
+            await self._drain(actor, supervisor, inputs)
         else:
             if name not in self.stopped:
                 await supervisor.terminate_child(name)
@@ -442,6 +439,18 @@ class Changes:
         self._unwire(actor)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
+
+    async def _drain(self, actor: Actor, supervisor: Supervisor, inputs: list[Link]) -> None:
+        """Detach ``inputs`` and wait for ``actor`` to handle what they hold and end."""
+        name = actor.name
+        if name in self.stopped:
+            await supervisor.restart_child(name)
+            self.stopped.discard(name)
+            release(supervisor)
+        ended = self.wiring.ended(name)
+        for link in inputs:
+            self._drop_link(link)
+        await ended.wait()
 
     def _refuse_removal(self, actor: Actor) -> None:
         name = actor.name

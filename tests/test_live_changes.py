@@ -574,3 +574,25 @@ async def test_changes_that_cannot_be_made_say_why(
     assert len(out) == 3
     with pytest.raises(RuntimeError, match="not running"):
         await system.add("late", Collect, config={"into": []})
+
+
+async def test_a_module_that_ended_by_itself_can_be_removed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A finished source's place and links can be taken away; the rest runs on."""
+    out: list[Any] = []
+    graph = counting_graph(out)
+    graph.add("once", Source2)
+    graph.link("once", "count")
+    async with af.open_system(graph) as system:
+        await trio.sleep(1)
+        assert system.status().actors["once"].state is af.ActorState.TERMINATED
+        assert await system.remove("once") == []
+        await send_all(system, range(2))
+        await system.close("in")
+    assert [item for _, _, item in out] == [1, 0, 1]
+    assert "once" not in system.status().actors
+    assert [spec.name for spec in system.graph.links] == [
+        "in.out -> count.in",
+        "count.out -> out.in",
+    ]

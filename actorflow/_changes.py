@@ -221,8 +221,10 @@ class Changes:
                 other = link.target if link.source == name else link.source
                 if other != name:
                     self._live(other, f"link {link.name} to")
-            built = await self._build(spec, None)
-            actor = self._start_actor(spec, built, added)
+            actor = self._new_actor(spec, await self._build(spec, None))
+            await self._validate(actor)
+            for link_spec in added:  # only now: nothing can be sent to a refused module
+                self.wiring.actors[link_spec.target].link_added(self.wiring.connect(link_spec))
             await self._running(f"add module {name!r}").start_child(
                 actor, self.graph.supervision_of(name).child
             )
@@ -232,20 +234,26 @@ class Changes:
         self._rewire()
         self.log.info("module.added", module=name, links=[link.name for link in added])
 
-    def _start_actor(self, spec: ModuleSpec, module: Module, links: Sequence[LinkSpec]) -> Actor:
+    def _new_actor(self, spec: ModuleSpec, module: Module) -> Actor:
+        """The actor of an added module, bound to the system, not yet linked."""
         wiring = self.wiring
         actor = wiring.add_actor(spec, module, self.stopping)
-        attach(module, actor)
         actor.system = self.system
         actor.thread_limiter = next(
             (a.thread_limiter for a in wiring.actors.values() if a.thread_limiter), None
         ) or trio.CapacityLimiter(wiring.settings.thread_limit)
-        actor.set_state(ActorState.VALIDATED)
-        for link_spec in links:
-            wiring.actors[link_spec.target].link_added(wiring.connect(link_spec))
         wiring.order.append(spec.name)
         self.here.add(spec.name)
         return actor
+
+    async def _validate(self, actor: Actor) -> None:
+        """Ask an added module's ``validate()`` (ValidationError), as at start-up."""
+        try:
+            await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
+        except BaseException:
+            actor.set_state(ActorState.INVALID)
+            raise
+        actor.set_state(ActorState.VALIDATED)
 
     def _forget(self, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
         """Undo an add that did not start."""
@@ -372,7 +380,6 @@ class Changes:
             built = await self._build(spec, actor)
         except BaseException:
             respec(self.graph, old)
-            attach(actor.module, actor)
             raise
         if name in self.stopped:
             adopt(actor, spec, built)

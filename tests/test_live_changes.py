@@ -596,3 +596,41 @@ async def test_a_module_that_ended_by_itself_can_be_removed(
         "in.out -> count.in",
         "count.out -> out.in",
     ]
+
+
+class Breaks(Collect):
+    def __init__(self, into: list[Any]) -> None:
+        raise ValueError("cannot build")
+
+
+class RefusesToSink(Collect):
+    def validate(self) -> None:
+        raise ValueError("not this config")
+
+
+@pytest.mark.parametrize(
+    ("module", "error", "message"),
+    [
+        (Breaks, af.InitializationError, "cannot build"),
+        (RefusesToSink, af.ValidationError, "not this config"),
+    ],
+)
+async def test_an_added_module_that_refuses_is_not_linked_or_started(
+    autojump_clock: trio.testing.MockClock,
+    module: type[af.Module],
+    error: type[Exception],
+    message: str,
+) -> None:
+    """A constructor that raises or a validate() that refuses leaves no trace: no actor,
+    no link, every item still reaches the sink."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        with pytest.raises(error, match=message):
+            await system.add("extra", module, config={"into": []}, links=[("count", "extra")])
+        assert system.actors == ("in", "count", "out")
+        assert len(system.graph.links) == 2
+        await send_all(system, range(3))
+        await system.close("in")
+    assert len(out) == 3
+    assert "count.out -> extra.in" not in system.status().links
+    assert system.status().dropped == 0

@@ -83,8 +83,10 @@ class Changes:
 
     def _running(self, what: str) -> Supervisor:
         root = self.root()
-        if root is None or self.stopping() or root.finished or root.failure is not None:
+        if root is None or root.finished or root.failure is not None:
             raise RuntimeError(f"cannot {what}: the system is not running")
+        if self.stopping():
+            raise RuntimeError(f"cannot {what}: the system is stopping")
         return root
 
     def _live(self, name: str, what: str) -> Actor:

@@ -634,3 +634,25 @@ async def test_an_added_module_that_refuses_is_not_linked_or_started(
     assert len(out) == 3
     assert "count.out -> extra.in" not in system.status().links
     assert system.status().dropped == 0
+
+
+async def test_a_module_in_a_group_is_stopped_started_and_replaced_by_its_group(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A grouped module is its group supervisor's child: the group stays up while it is
+    stopped, and takes the replacement."""
+    out: list[Any] = []
+    graph = counting_graph(out)
+    graph.group("middle", ["count"], strategy="one_for_all")
+    async with af.open_system(graph) as system:
+        await system.stop_module("count")
+        await send_all(system, range(3))
+        names = [child.name for child in system.supervisor("middle").which_children()]
+        await system.replace("count", CounterV2)
+        await system.start_module("count")
+        await send_all(system, range(3, 5))
+        await system.stop()
+        with pytest.raises(RuntimeError, match="the system is stopping"):
+            await system.stop_module("count")
+    assert names == ["count"]
+    assert out == [("v2", n + 1, n) for n in range(5)]

@@ -22,6 +22,7 @@ public documentation is the :class:`Changes` method's, and ``System`` stays a ha
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -121,7 +122,8 @@ class Changes:
         module: Module = construct(spec.name, spec.factory, spec.config, log)
         if actor is not None:
             attach(module, actor)
-            await validate(spec.name, module.validate, actor.lifecycle, log)
+            call = partial(actor.lifecycle, blocking=module.blocking)  # the new one's
+            await validate(spec.name, module.validate, call, log)
         return module
 
     def _rewire(self) -> None:

@@ -310,3 +310,25 @@ def unlink(graph: Graph, spec: LinkSpec) -> None:
     links away.
     """
     graph._links.remove(spec)
+
+
+def respec(graph: Graph, spec: ModuleSpec) -> ModuleSpec:
+    """Put ``spec`` in place of the module of its name (a running system replaced its
+    class or config); return the spec it replaced.
+
+    Raises:
+        KeyError: No module of that name is declared.
+    """
+    for index, old in enumerate(graph._modules):
+        if old.name == spec.name:
+            graph._modules[index] = spec
+            return old
+    raise KeyError(f"no module {spec.name!r}")
+
+
+def unadd(graph: Graph, spec: ModuleSpec) -> None:
+    """Take the module ``spec`` and how it is supervised out of ``graph`` (a running
+    system removed it, or refused to add it); its links are taken out with :func:`unlink`."""
+    graph._modules[:] = [other for other in graph._modules if other is not spec]
+    if all(other.name != spec.name for other in graph._modules):
+        graph._supervision.pop(spec.name, None)

@@ -35,7 +35,7 @@ class System(Protocol):
 
     graph: Graph
     settings: Settings
-    here: frozenset[str]
+    here: set[str]
     started_at: float
     log: FilteringBoundLogger
     metrics_address: str | None

@@ -109,6 +109,9 @@ class ActorState(enum.Enum):
     """Waiting for input or for room downstream (``blocked_on`` in its status says which)."""
     SUSPENDED = "suspended"
     """A progressive module paused by :meth:`System.suspend`, until resumed."""
+    STOPPED = "stopped"
+    """Stopped by :meth:`System.stop_module` until :meth:`System.start_module`; its
+    links keep what is sent to it."""
     ZOMBIE = "zombie"
     """Finished; its outputs are being closed and its module cleaned up."""
     TERMINATED = "terminated"

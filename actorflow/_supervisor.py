@@ -243,6 +243,7 @@ class Supervisor:
             math.inf
         )
         self._stop_requested = False
+        self._holds = 0  # see hold()
         self._killed = False
         self._going_down = False
         """The tree is being cancelled (not killed by the parent): every child that
@@ -555,7 +556,7 @@ class Supervisor:
                 # before handling them would ignore a failure that just happened.
                 wakeup = self._wakeup_recv.receive_nowait()
             except trio.WouldBlock:
-                if not self._running:
+                if not self._running and not self._holds:
                     self.log.info("supervisor.done")
                     return
                 wakeup = await self._wakeup_recv.receive()
@@ -705,6 +706,19 @@ class Supervisor:
                     child, group[:] = failed, group[group.index(failed) :]
                 else:
                     await self._stop_all([c for c in starting if c.running])
+
+
+def hold(supervisor: Supervisor) -> None:
+    """Keep ``supervisor`` running, even when no child runs, until :func:`release`: a
+    child is stopped to be started again (a module stopped or replaced while the
+    system runs)."""
+    supervisor._holds += 1
+
+
+def release(supervisor: Supervisor) -> None:
+    """Undo one :func:`hold`; with no child running and no hold left, it ends."""
+    supervisor._holds -= 1
+    supervisor._wakeup_send.send_nowait(None)
 
 
 def _running(name: str, nursery: trio.Nursery | None) -> trio.Nursery:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 import trio
 
+from . import _changes
 from ._actor import Actor, DeadLetter
-from ._checks import check_flag, check_seconds, short
+from ._changes import Changes
+from ._checks import check_seconds, short
 from ._collector import CollectorRest
 from ._endpoints import Inlet, Outlet, OutletReader, Variable
 from ._endpoints import count_unread as count_outlet_unread
@@ -31,7 +33,7 @@ from ._exceptions import (
     describe,
     single_errors,
 )
-from ._graph import Graph, unlink
+from ._graph import Graph
 from ._heartbeat import HttpReporter, Reporter, beat
 from ._interrupt import (
     STUCK_AFTER,
@@ -47,7 +49,6 @@ from ._logging import get_logger
 from ._module import ModuleKind
 from ._observing import observe, watch_system
 from ._settings import Settings
-from ._specs import LinkSpec
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
 from ._supervisor import Supervisor
@@ -88,10 +89,11 @@ class System:
         only: Collection[str] | None = None,
     ) -> None:
         self.graph = graph
-        self.here: frozenset[str] = frozenset(
+        self.here: set[str] = {
             spec.name for spec in graph.modules if only is None or spec.name in only
-        )
-        """The modules that run in this process (all, unless ``only`` was given)."""
+        }
+        """The modules that run in this process (all, unless ``only`` was given; those
+        added while it runs too)."""
         self._only = None if only is None else tuple(only)
         self.settings = settings
         self.reporters = list(reporters)
@@ -103,6 +105,10 @@ class System:
         self.log = get_logger(graph=graph.name)
         self._wiring = Wiring(graph, settings, self.here, self.log)
         """The actors and every join between them."""
+        self.changes = Changes(
+            graph, self._wiring, self.log, self, self._stopping_now, lambda: self.root, self.here
+        )
+        """Modules added, removed, stopped, started and replaced while it runs."""
         self._failure: ActorflowError | None = None
         self._nursery: trio.Nursery | None = None
         self._all_done = trio.Event()
@@ -203,6 +209,8 @@ class System:
             actor.resume()  # a suspended module must be able to drain and end
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:
                 self._nursery.start_soon(actor.stop_gracefully)
+        if self.changes.stopped:
+            self._nursery.start_soon(self.changes.start_stopped)  # so that they drain
         for pump in self._wiring.pumps:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
@@ -234,56 +242,14 @@ class System:
             self.log.warning("system.signal", signal=name, action="cancel")
             self.cancel()
 
-    async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
-        """Link ``source`` to ``target`` while the system runs (same endpoints and
-        options as :meth:`Graph.link`); items emitted from now on flow through it.
+    add = _changes.add
+    remove = _changes.remove
+    stop_module = _changes.stop_module
+    start_module = _changes.start_module
+    replace = _changes.replace
 
-        The graph with the new link is validated as at start-up; a link that would make
-        it invalid is refused and nothing changes.
-
-        Raises:
-            GraphError: The new link would make the graph invalid (the same messages as
-                at start-up: unknown module or port, incompatible types, a cycle).
-            RuntimeError: One of its modules has already ended.
-        """
-        spec = self.graph.link(source, target, **options)
-        problems = self.graph.problems()
-        if problems:
-            unlink(self.graph, spec)
-            raise GraphError(problems)
-        for name in (spec.source, spec.target):
-            if self._wiring.actors[name].terminated:
-                unlink(self.graph, spec)
-                raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
-        link = self._wiring.connect(spec)
-        self._wiring.actors[spec.target].link_added(link)
-        self._wiring.count_ancestors()
-        self.log.info("link.added", link=spec.name)
-        return spec
-
-    async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
-        """Remove the link called ``name`` (``"a.out -> b.in"``) while the system runs.
-
-        Its producer stops sending to it at once. What it still holds is delivered to
-        its consumer (by default) or, with ``return_items=True``, handed back to the
-        caller (counted as ``returned``); either way nothing is lost. If it was the
-        consumer's last input, the consumer then reaches its end of stream.
-
-        Returns:
-            The items handed back (empty unless ``return_items``).
-
-        Raises:
-            KeyError: There is no such link.
-            TypeError: ``return_items`` is not ``True`` or ``False`` (nothing changes).
-        """
-        check_flag("return_items", return_items)
-        link = self._wiring.disconnect(name)
-        unlink(self.graph, link.spec)
-        items = link.hand_back() if return_items else []
-        link.close()
-        link.retire()
-        self.log.info("link.removed", link=name, returned=len(items), depth=len(link.items))
-        return items
+    add_link = _changes.add_link
+    remove_link = _changes.remove_link
 
     def _progressive(self, name: str) -> Actor:
         actor = self._wiring.actor(name)

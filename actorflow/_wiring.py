@@ -8,10 +8,11 @@ is made (and unmade) here, so the system itself only starts, watches and stops t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from ._actor import Actor, DeadLetter
 from ._actor._priority import interactions_of
@@ -44,7 +45,7 @@ class Wiring:
 
     graph: Graph
     settings: Settings
-    here: frozenset[str]
+    here: Set[str]
     """The modules that run in this process."""
     log: structlog.typing.FilteringBoundLogger
     """The system's logger."""
@@ -69,6 +70,8 @@ class Wiring:
     _not_yet_ended: list[str] = attrs.field(factory=list)
     """Of :attr:`dead_letter_waits_for`, those not yet seen ended; popped from the end
     as they are, so each termination costs constant time on average, not a scan of all."""
+    _ending: dict[str, trio.Event] = attrs.field(factory=dict)
+    """Set when the actor of that name ends for good (see :meth:`ended`)."""
     _report_dead_letter: Callable[[DeadLetter], None] = attrs.field(init=False)
     _report_terminated: Callable[[Actor], None] = attrs.field(init=False)
 
@@ -311,13 +314,23 @@ class Wiring:
             link.drop(1, DropReason.OVERFLOW)
             self.log.error("link.dropped", link=link.name, reason=DropReason.OVERFLOW, count=1)
 
+    def ended(self, name: str) -> trio.Event:
+        """Set once the actor ``name`` has ended for good (at once if it has)."""
+        event = self._ending.setdefault(name, trio.Event())
+        if self.actor(name).terminated:
+            event.set()
+        return event
+
     def actor_terminated(self, actor: Actor) -> None:
         """Close the dead-letter link once nothing else can produce dead letters."""
+        ending = self._ending.pop(actor.name, None)
+        if ending is not None:
+            ending.set()
         link = self.dead_letter_link
         if link is None or link.closed:
             return
         waiting, actors = self._not_yet_ended, self.actors
-        while waiting and actors[waiting[-1]].terminated:
+        while waiting and (waiting[-1] not in actors or actors[waiting[-1]].terminated):
             waiting.pop()
         if not waiting:
             link.close()

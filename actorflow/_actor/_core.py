@@ -712,3 +712,18 @@ async def _wait_for_sources(actor: Actor) -> None:
                 f"waited {timeout:g} s for source {source.name!r} to be ready; it "
                 "neither called ready(), sent an item, nor returned from start()",
             )
+
+
+def adopt(actor: Actor, spec: ModuleSpec, module: Module) -> None:
+    """Have ``actor`` take over ``module`` (built and validated from ``spec``: a hot
+    upgrade, see ``actorflow._changes``) as its next incarnation's, keeping its mailbox,
+    links, counters and what it owes; its next ``prepare()`` builds nothing."""
+    actor.spec, actor.module, actor.task = spec, module, spec.factory.__qualname__
+    outputs = actor.outbox.outputs
+    ports = spec.output_ports()
+    for gone in [port for port in outputs if port not in ports]:
+        del outputs[gone]  # no link leaves it: the graph was validated
+    for port in ports:
+        outputs.setdefault(port, [])
+    actor.outbox.main = "out" if "out" in outputs or len(outputs) != 1 else next(iter(outputs))
+    actor._fresh = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import attrs
@@ -37,7 +37,7 @@ class Board:
     """
 
     graph: Graph
-    here: frozenset[str]
+    here: Set[str]
     tracker: Tracker
     process: str
     """This process, as ``host:pid``."""
@@ -50,7 +50,7 @@ class Board:
     """Pages following the snapshots now."""
     layout: dict[str, Any] = attrs.field(init=False)
     drawing: int = 0
-    _shape: tuple[str, ...] | None = None
+    _shape: tuple[object, ...] | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)
     _encoded: tuple[int, str] = (-1, "")
 
@@ -58,8 +58,9 @@ class Board:
         self._draw()
 
     def _draw(self) -> None:
-        """Lay the graph out again if its links have changed."""
-        shape = tuple(link.name for link in self.graph.links)
+        """Lay the graph out again if its modules or links have changed."""
+        modules = [(spec.name, spec.factory) for spec in self.graph.modules]
+        shape = (*modules, *(link.name for link in self.graph.links))
         if shape != self._shape:
             self._shape = shape
             self.layout = {**layout(self.graph, self.here), "drawing": self.drawing + 1}

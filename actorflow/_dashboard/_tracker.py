@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 import attrs
@@ -52,7 +52,7 @@ class Watched:
     status: Callable[[], SystemStatus]
     errors: Callable[[], Mapping[str, str]]
     dead_letters: Callable[[], Sequence[DeadLetter]]
-    here: frozenset[str]
+    here: Set[str]
     started_at: float
     secrets: tuple[str, ...] = ()
 

@@ -28,7 +28,7 @@ from .._graph import ModuleSpec
 from .._hooks import HookStyle, call_hook, hook_style
 from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
-from .._logging import enabled_for, get_logger
+from .._logging import Tracebacks, enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
 from .._reportable import MAX_TASK, fields, finite, text
 from .._settings import Settings
@@ -131,6 +131,7 @@ class Actor:
         "terminated",
         "thread_limiter",
         "threads",
+        "tracebacks",
         "upstream",
         "waits_for",
     )
@@ -164,6 +165,7 @@ class Actor:
         self.pacing = Pacing(settings.quantum, self.set_state)
         self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
+        self.tracebacks = Tracebacks()  # logged in full once per kind of failure
         self.incarnation: Incarnation | None = None
         self._driver: _Driver | None = None  # the running incarnation's
         self.upstream: list[Actor] = []  # its non-feedback feeders: cleaned up first
@@ -280,14 +282,21 @@ class Actor:
 
     # -- state -------------------------------------------------------------------------
 
-    def set_state(self, state: ActorState, blocked_on: str | None = None) -> None:
-        """Move to ``state`` and log the transition (no-op if already there)."""
+    def set_state(
+        self, state: ActorState, blocked_on: str | None = None, *, churn: bool = False
+    ) -> None:
+        """Move to ``state`` and log the transition (no-op if already there).
+
+        ``churn``: a step every restart takes (invalid, zombie, validated, ready
+        again), logged at debug like the per-batch ones: the failure's event and the
+        supervisor's ``supervisor.restarting`` say all that an operator needs.
+        """
         previous = self.state
         if previous is state and self.blocked_on == blocked_on:
             return
         self.state = state
         self.blocked_on = blocked_on
-        if _frequent(state) and _frequent(previous):
+        if churn or (_frequent(state) and _frequent(previous)):
             if self.debug:
                 self.log.debug(
                     "actor.state",
@@ -345,7 +354,7 @@ class Actor:
         await validate(self.name, module.validate, call, self.log)
         self.module = module
         self.restarts += 1
-        self.set_state(ActorState.VALIDATED)
+        self.set_state(ActorState.VALIDATED, churn=True)
 
     async def run(self) -> None:
         """One incarnation: listen, handle items until the end of stream or a stop.
@@ -358,7 +367,7 @@ class Actor:
         self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None
-        self.set_state(ActorState.READY)
+        self.set_state(ActorState.READY, churn=self.incarnations > 1)
         going_down = False
         try:
             if self.waits_for:
@@ -630,14 +639,17 @@ def _crashed(actor: Actor, error: RunError) -> None:
     actor.reason = EndReason.FAILED
     if actor.incarnation is not None:
         actor.incarnation.reason = EndReason.FAILED
-    actor.set_state(ActorState.INVALID)
+    actor.set_state(ActorState.INVALID, churn=True)
+    verdict, actor.retries.last = actor.retries.last, None
     actor.log.error(
         "actor.failed",
         phase="run",
         error=describe(error.__cause__ or error),
         message_id=error.message_id,
         restarts=actor.restarts,
-        exc_info=error,
+        incarnation=actor.incarnations,
+        **(verdict.fields(error) if verdict is not None else {}),
+        **actor.tracebacks.fields(error, actor.incarnations),
     )
 
 
@@ -676,7 +688,7 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
 
 
 async def _clean_up_module(actor: Actor, *, wait_for_upstream: bool) -> None:
-    actor.set_state(ActorState.ZOMBIE)
+    actor.set_state(ActorState.ZOMBIE, churn=True)
     timeout = actor.settings.cleanup_timeout
     if wait_for_upstream:
         # The whole system is going down at once: clean up producers first. Only a

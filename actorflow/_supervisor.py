@@ -231,8 +231,8 @@ class Supervisor:
         self._name = name
         self.spec = spec or SupervisorSpec()
         self.log = get_logger(supervisor=name)
-        # Whether supervisor.restarting is written: its fields are not worked out for
-        # nothing on every restart of a run that logs only errors (the default).
+        # Whether info events are written (not by default): if not, a restart does not
+        # work out supervisor.restarting's fields for nothing.
         self._verbose = enabled_for(self.log, logging.INFO)
         self._roster = _Roster(name)
         self._children, self._running = self._roster.children, self._roster.running
@@ -589,9 +589,7 @@ class Supervisor:
             if error is not None
             else (EndReason.KILLED if child.killed else EndReason.NORMAL)
         )
-        if not _wants_restart(child, abnormal):
-            # A child restarted is said by supervisor.restarting alone (with the reason
-            # and the error): one event per restart.
+        if not _wants_restart(child, abnormal):  # else supervisor.restarting says it
             self.log.info(
                 "supervisor.child_exited",
                 child=name,
@@ -607,9 +605,8 @@ class Supervisor:
                 await self._stop_all(list(self._children.values()))
                 return True
             return False
-        await self._restart(
-            child, error or RuntimeError(f"child {name!r} ended ({reason})"), reason
-        )
+        cause = error or RuntimeError(f"child {name!r} ended ({reason})")
+        await self._restart(child, cause, reason)
         return False
 
     def _note_restart(self, child: _Child, cause: BaseException) -> None:
@@ -696,16 +693,7 @@ class Supervisor:
             starting = [c for c in group if self._roster.listed(c) and not c.held]
             child.restarts += 1
             if self._verbose:
-                self.log.info(
-                    "supervisor.restarting",
-                    child=child.worker.name,
-                    reason=reason,
-                    error=describe(cause) if reason == EndReason.FAILED else None,
-                    restarts=child.restarts,
-                    strategy=self.spec.strategy.value,
-                    group=[c.worker.name for c in starting],
-                    backoff=delay,
-                )
+                _log_restart(self, child, reason, cause, starting, delay)
             try:
                 for member in starting:
                     await self._start(member)
@@ -720,6 +708,27 @@ class Supervisor:
                     child, group[:] = failed, group[group.index(failed) :]
                 else:
                     await self._stop_all([c for c in starting if c.running])
+
+
+def _log_restart(
+    supervisor: Supervisor,
+    child: _Child,
+    reason: str,
+    cause: BaseException,
+    starting: list[_Child],
+    backoff: float,
+) -> None:
+    """``supervisor.restarting``: one event per restart, with all an operator needs."""
+    supervisor.log.info(
+        "supervisor.restarting",
+        child=child.worker.name,
+        reason=reason,
+        error=describe(cause) if reason == EndReason.FAILED else None,
+        restarts=child.restarts,
+        strategy=supervisor.spec.strategy.value,
+        group=[c.worker.name for c in starting],
+        backoff=backoff,
+    )
 
 
 def _running(name: str, nursery: trio.Nursery | None) -> trio.Nursery:

@@ -28,7 +28,7 @@ from .._graph import ModuleSpec
 from .._hooks import HookStyle, call_hook, hook_style
 from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
-from .._logging import Tracebacks, enabled_for, get_logger
+from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
 from .._reportable import MAX_TASK, fields, finite, text
 from .._settings import Settings
@@ -131,7 +131,6 @@ class Actor:
         "terminated",
         "thread_limiter",
         "threads",
-        "tracebacks",
         "upstream",
         "waits_for",
     )
@@ -154,8 +153,7 @@ class Actor:
         self.settings = settings
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
-        # Batches come and go thousands of times a second: build their debug events
-        # only when someone will read them.
+        # Batches come and go thousands of times a second: debug events only if read.
         self.debug = enabled_for(self.log, logging.DEBUG)
         self._on_terminated = on_terminated
         self._system_stopping = system_stopping
@@ -165,7 +163,6 @@ class Actor:
         self.pacing = Pacing(settings.quantum, self.set_state)
         self.outbox = Outbox(self, self.pacing, {port: [] for port in spec.output_ports()})
         self.retries = Retries(spec.name, attempts, self.log, dead_letter)
-        self.tracebacks = Tracebacks()  # logged in full once per kind of failure
         self.incarnation: Incarnation | None = None
         self._driver: _Driver | None = None  # the running incarnation's
         self.upstream: list[Actor] = []  # its non-feedback feeders: cleaned up first
@@ -285,12 +282,7 @@ class Actor:
     def set_state(
         self, state: ActorState, blocked_on: str | None = None, *, churn: bool = False
     ) -> None:
-        """Move to ``state`` and log the transition (no-op if already there).
-
-        ``churn``: a step every restart takes (invalid, zombie, validated, ready
-        again), logged at debug like the per-batch ones: the failure's event and the
-        supervisor's ``supervisor.restarting`` say all that an operator needs.
-        """
+        """Move to ``state`` and log it; at debug for per-batch and restart (``churn``) steps."""
         previous = self.state
         if previous is state and self.blocked_on == blocked_on:
             return
@@ -649,7 +641,7 @@ def _crashed(actor: Actor, error: RunError) -> None:
         restarts=actor.restarts,
         incarnation=actor.incarnations,
         **(verdict.fields(error) if verdict is not None else {}),
-        **actor.tracebacks.fields(error, actor.incarnations),
+        **actor.retries.tracebacks.fields(error, actor.incarnations),
     )
 
 

@@ -16,6 +16,7 @@ import attrs
 
 from .._data import Data
 from .._exceptions import RunError, describe
+from .._logging import Tracebacks
 
 if TYPE_CHECKING:
     import structlog
@@ -110,6 +111,8 @@ class Retries:
     dead_lettered: int = 0
     last: Verdict | None = None
     """What became of the item the last failure was on, until the failure is logged."""
+    tracebacks: Tracebacks = attrs.field(factory=Tracebacks)
+    """The failures logged with their traceback in full (once per kind of failure)."""
 
     def message_id(self, item: Any, sequence: int) -> str:
         return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"

@@ -718,8 +718,8 @@ class Tracebacks:
     the same way again and again (a crash loop) has its traceback written in full once,
     then a reference to that event and a count: rendering a traceback was most of a
     restart's cost, and a thousand copies of one traceback tell an operator no more
-    than one. Two failures are the same when their exception types and frames (code
-    and line, along the whole chain) are."""
+    than one. Two failures are the same when their exception types and the frames of
+    code outside actorflow and trio (code and line, along the whole chain) are."""
 
     __slots__ = ("_seen",)
 
@@ -743,14 +743,20 @@ class Tracebacks:
 
 
 def _signature(error: BaseException) -> tuple[Any, ...]:
-    """What makes two tracebacks the same: each chained exception's type and frames
-    (code object and line), and a group's members'."""
+    """What makes two failures the same: each chained exception's type and the frames
+    (code object and line) of the code outside actorflow and trio, and a group's
+    members'. The runtime's own frames are left out: a module failing at the same line
+    fails the same way whether its items came through its own task or a fused call."""
     parts: list[Any] = []
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        frames = [(frame.f_code, line) for frame, line in traceback.walk_tb(current.__traceback__)]
+        frames = [
+            (frame.f_code, line)
+            for frame, line in traceback.walk_tb(current.__traceback__)
+            if not frame.f_code.co_filename.startswith(_PLUMBING)
+        ]
         parts.append((type(current), tuple(frames)))
         if isinstance(current, BaseExceptionGroup):
             parts.append(tuple(_signature(member) for member in current.exceptions))

@@ -419,3 +419,34 @@ def test_the_tracebacks_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     tracebacks.fields(_raised(1), 1)
     tracebacks.fields(_raised(2), 2)
     assert "exc_info" in tracebacks.fields(_raised(1), 3)
+
+
+def test_a_crash_loop_writes_its_traceback_once_whichever_path_its_items_took(
+    tmp_path: Path,
+) -> None:
+    """A module failing at the same line over and over (its items through its own task
+    or a producer's fused call: actorflow's frames differ) is one kind of failure: one
+    traceback, then references to it, each crash still its own event."""
+
+    class Fails(af.Processor):
+        def process(self, data: int) -> int:
+            if data % 3 == 2:
+                raise ValueError(f"bad {data}")
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=30)
+    graph.add("fails", Fails)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "fails", "sink")
+    graph.supervisor(max_restarts=100)
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="info", file=str(path))
+    status = af.run(graph)
+    failed = [
+        e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == "actor.failed"
+    ]
+    assert len(failed) == status.actors["fails"].errors == 10
+    assert ["exception" in e for e in failed] == [True] + [False] * 9
+    assert [e.get("repeats") for e in failed[1:]] == list(range(1, 10))
+    assert {e.get("same_traceback_as") for e in failed[1:]} == {1}

@@ -407,6 +407,10 @@ def format_traceback(event: Event) -> list[str]:
     Nothing for an event without one."""
     chain = event.fields.get("exception")
     if not isinstance(chain, list):
+        same = event.fields.get("same_traceback_as")
+        if isinstance(same, int) and not isinstance(same, bool):
+            # A repeated failure: its traceback is on that incarnation's failure event.
+            return [f"    (the same traceback as incarnation {same}'s failure)"]
         return []
     lines: list[str] = []
     for error in reversed([e for e in chain if isinstance(e, dict)]):
@@ -555,7 +559,9 @@ class Summary:
                 actor.state_changes += 1
         elif name in _ERRORS:
             actor.errors += 1
-        elif name == "actor.dead_letter":
+            if fields.get("dead_lettered") is True:  # the failure's item was given up on
+                actor.dead_letters += 1
+        elif name == "actor.dead_letter":  # older logs: a separate event
             actor.dead_letters += 1
         elif name in ("actor.dropped", "link.dropped", "link.dropping_stopped"):
             self._dropped(actor, fields)
@@ -688,6 +694,11 @@ def _what(event: Event) -> str:
         return printable(f"sent on port {fields.get('port')}")
     if name == "message.received":
         return printable(f"received from link {fields.get('link')}")
+    if name == "actor.failed" and fields.get("dead_lettered") is True:
+        attempts = fields.get("attempts")
+        tries = "attempt" if attempts == 1 else "attempts"
+        error = fields.get("error")
+        return printable(f"failed, dead-lettered after {attempts} {tries}: {error}")
     if name == "actor.failed":
         return printable(f"failed: {fields.get('error')}")
     if name == "actor.dead_letter":

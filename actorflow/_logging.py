@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
+import attrs
 import outcome
 import trio
 
@@ -44,7 +45,14 @@ if TYPE_CHECKING:
     import structlog
     from structlog.typing import FilteringBoundLogger
 
-__all__ = ["check_level", "configure_logging", "enabled_for", "get_logger", "log_write_error"]
+__all__ = [
+    "Tracebacks",
+    "check_level",
+    "configure_logging",
+    "enabled_for",
+    "get_logger",
+    "log_write_error",
+]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -465,12 +473,62 @@ class _Echo:
         return event
 
 
-def _console(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+def _console(*, colors: bool) -> Callable[[Any, str, MutableMapping[str, Any]], str]:
     """Events for people; an event's exception as a short traceback of the module's own
     frames (never the frames' locals: they hold items, batches and secrets)."""
     import structlog
 
-    return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=user_traceback)
+    renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=user_traceback)
+    return renderer if colors else _PlainConsole(renderer)
+
+
+_NOTHING = object()
+_LEVEL_WIDTH = len("exception")
+"""The longest level name: ConsoleRenderer pads levels to it."""
+_EVENT_WIDTH = 30
+"""ConsoleRenderer's default ``pad_event_to``."""
+_QUOTED = frozenset(" \t=\r\n\"'")
+"""A string holding any of these is written as its repr."""
+
+
+class _PlainConsole:
+    """What ``ConsoleRenderer(colors=False)`` writes (a test compares them), without its
+    per-column formatter objects and string buffers: an event without an exception,
+    the line of nearly every event, costs a fifth. An event with an exception or a
+    stack goes to structlog's renderer itself."""
+
+    def __init__(self, renderer: structlog.dev.ConsoleRenderer) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        if "stack" in event or "exception" in event or event.get("exc_info"):
+            return self.renderer(logger, method, event)
+        event.pop("exc_info", None)
+        pop = event.pop
+        parts = []
+        if (nameless := pop("", _NOTHING)) is not _NOTHING:  # its columns' first key
+            parts.append(f"={_plain_repr(nameless)}")
+        if (stamp := pop("timestamp", _NOTHING)) is not _NOTHING:
+            parts.append(str(stamp))
+        if (level := pop("level", _NOTHING)) is not _NOTHING:
+            parts.append(f"[{level}{' ' * (_LEVEL_WIDTH - len(level))}]")
+        if (name := pop("event", _NOTHING)) is not _NOTHING:
+            text = str(name)
+            parts.append(text + " " * (_EVENT_WIDTH - len(text)))
+        if (value := pop("logger", _NOTHING)) is not _NOTHING:
+            parts.append(f"[{value}]")
+        if (value := pop("logger_name", _NOTHING)) is not _NOTHING:
+            parts.append(f"[{value}]")
+        parts += [f"{key}={_plain_repr(event[key])}" for key in sorted(event)]
+        return " ".join(part for part in parts if part).rstrip(" ")
+
+
+def _plain_repr(value: Any) -> str:
+    """ConsoleRenderer's ``_repr``: a string as it is unless it holds a space, a quote,
+    ``=`` or a line break; anything else as its repr."""
+    if isinstance(value, str):
+        return repr(value) if not _QUOTED.isdisjoint(value) else value
+    return repr(value)
 
 
 def _builtin_defaults() -> tuple[Any, ...] | None:
@@ -541,8 +599,7 @@ def _fallback_logger() -> FilteringBoundLogger:
         proxy = structlog.wrap_logger(
             structlog.PrintLogger(cast("TextIO", _CurrentStderr())),
             processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _stamp,  # add_log_level and TimeStamper(fmt="iso", utc=True), in one
                 structlog.dev.set_exc_info,
                 _console(colors=False),
             ],
@@ -572,10 +629,11 @@ class _Quiet:
     cost a call; a warning or an error goes to the fallback logger (as it would have
     with structlog imported). Anything else a bound logger offers is the fallback's."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_loud")
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self._fields = fields
+        self._loud: Any = None
 
     def bind(self, **fields: Any) -> _Quiet:
         return _Quiet({**self._fields, **fields})
@@ -599,8 +657,11 @@ class _Quiet:
         return logging.WARNING
 
     def loud(self) -> Any:
-        """The fallback logger with these fields bound."""
-        return _fallback_logger().bind(**self._fields)
+        """The fallback logger with these fields bound (bound once: a module failing
+        in a loop writes an error per restart)."""
+        if self._loud is None:
+            self._loud = _fallback_logger().bind(**self._fields)
+        return self._loud
 
     def log(self, level: int, event: Any = None, *args: Any, **fields: Any) -> Any:
         if level < logging.WARNING:
@@ -634,6 +695,76 @@ def get_logger(**context: Any) -> FilteringBoundLogger:
         bound: FilteringBoundLogger = structlog.get_logger("actorflow").bind(**context)
         return bound
     return _fallback_logger().bind(**context)
+
+
+_RENDER_AGAIN_AFTER = 60.0
+"""Seconds after which a repeated traceback is written in full again, so that a log
+read from its tail (or rotated) still holds every traceback of the last minute."""
+
+_KEPT = 32
+"""Distinct tracebacks remembered per actor (the oldest is forgotten first)."""
+
+
+@attrs.define(slots=True)
+class _Seen:
+    incarnation: int
+    """The incarnation whose failure event carried this traceback in full."""
+    at: float
+    repeats: int = 0
+
+
+class Tracebacks:
+    """The tracebacks an actor's failures were logged with, so that a module failing
+    the same way again and again (a crash loop) has its traceback written in full once,
+    then a reference to that event and a count: rendering a traceback was most of a
+    restart's cost, and a thousand copies of one traceback tell an operator no more
+    than one. Two failures are the same when their exception types and the frames of
+    code outside actorflow and trio (code and line, along the whole chain) are."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Any, ...], _Seen] = {}
+
+    def fields(self, error: BaseException, incarnation: int) -> dict[str, Any]:
+        """The fields a failure event takes for ``error``: ``exc_info`` the first time
+        (and once a minute), else ``same_traceback_as`` (the incarnation whose failure
+        event has it) and ``repeats`` (how many times since)."""
+        key = _signature(error)
+        seen = self._seen.get(key)
+        now = time.monotonic()
+        if seen is not None and now - seen.at < _RENDER_AGAIN_AFTER:
+            seen.repeats += 1
+            return {"same_traceback_as": seen.incarnation, "repeats": seen.repeats}
+        if seen is None and len(self._seen) >= _KEPT:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = _Seen(incarnation, now)
+        return {"exc_info": error}
+
+
+def _signature(error: BaseException) -> tuple[Any, ...]:
+    """What makes two failures the same: each chained exception's type and the frames
+    (code object and line) of the code outside actorflow and trio, and a group's
+    members'. The runtime's own frames are left out: a module failing at the same line
+    fails the same way whether its items came through its own task or a fused call."""
+    parts: list[Any] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = [
+            (frame.f_code, line)
+            for frame, line in traceback.walk_tb(current.__traceback__)
+            if not frame.f_code.co_filename.startswith(_PLUMBING)
+        ]
+        parts.append((type(current), tuple(frames)))
+        if isinstance(current, BaseExceptionGroup):
+            parts.append(tuple(_signature(member) for member in current.exceptions))
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        current = cause
+    return tuple(parts)
 
 
 def enabled_for(log: Any, level: int) -> bool:

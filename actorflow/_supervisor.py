@@ -10,6 +10,7 @@ says so in ``docs/supervision.md``.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
@@ -21,7 +22,7 @@ import outcome
 import trio
 
 from ._exceptions import EscalationError, describe, reraise
-from ._logging import get_logger
+from ._logging import enabled_for, get_logger
 from ._specs import AutoShutdown as AutoShutdown
 from ._specs import Backoff as Backoff
 from ._specs import ChildSpec as ChildSpec
@@ -230,6 +231,9 @@ class Supervisor:
         self._name = name
         self.spec = spec or SupervisorSpec()
         self.log = get_logger(supervisor=name)
+        # Whether info events are written (not by default): if not, a restart does not
+        # work out supervisor.restarting's fields for nothing.
+        self._verbose = enabled_for(self.log, logging.INFO)
         self._roster = _Roster(name)
         self._children, self._running = self._roster.children, self._roster.running
         for worker, cspec in children:
@@ -586,14 +590,14 @@ class Supervisor:
             if error is not None
             else (EndReason.KILLED if child.killed else EndReason.NORMAL)
         )
-        self.log.info(
-            "supervisor.child_exited",
-            child=name,
-            reason=reason,
-            restarts=child.restarts,
-            error=describe(error) if error is not None else None,
-        )
-        if not _wants_restart(child, abnormal):
+        if not _wants_restart(child, abnormal):  # else supervisor.restarting says it
+            self.log.info(
+                "supervisor.child_exited",
+                child=name,
+                reason=reason,
+                restarts=child.restarts,
+                error=describe(error) if error is not None else None,
+            )
             self._end_for_good(child, reason)
             if child.spec.restart is RestartType.TEMPORARY:
                 self._roster.remove(child)
@@ -602,7 +606,8 @@ class Supervisor:
                 await self._stop_all(list(self._children.values()))
                 return True
             return False
-        await self._restart(child, error or RuntimeError(f"child {name!r} ended ({reason})"))
+        cause = error or RuntimeError(f"child {name!r} ended ({reason})")
+        await self._restart(child, cause, reason)
         return False
 
     def _note_restart(self, child: _Child, cause: BaseException) -> None:
@@ -618,7 +623,7 @@ class Supervisor:
                 period=self.spec.period,
             )
 
-    async def _restart(self, child: _Child, cause: BaseException) -> None:
+    async def _restart(self, child: _Child, cause: BaseException, reason: str) -> None:
         # Only what was running takes part: a child that already ended for good (a
         # finished transient source, say) is not started again. The group is fixed
         # here, so that retries after a failed start restart the same members.
@@ -628,7 +633,7 @@ class Supervisor:
         for member in members:
             member.restarting = True
         try:
-            await self._restart_group(child, group, cause)
+            await self._restart_group(child, group, cause, reason)
         finally:
             for member in members:
                 member.restarting = False
@@ -658,7 +663,7 @@ class Supervisor:
             group[:] = [c for c in group if c not in dropped]
 
     async def _restart_group(
-        self, child: _Child, group: list[_Child], cause: BaseException
+        self, child: _Child, group: list[_Child], cause: BaseException, reason: str
     ) -> None:
         failed = child
         while True:
@@ -678,21 +683,18 @@ class Supervisor:
                 # Stopped, not ended: whoever restarts this supervisor restarts them.
                 await self._stop_all(list(self._children.values()))
                 raise
+            delay = 0.0
             if self.spec.backoff is not None:
                 delay = self.spec.backoff.delay(self._intensity.burst, self._rng)
                 if delay:
                     await trio.sleep(delay)
-            await self._stop_bystanders(child, group)
+            if any(member is not child for member in group):  # one_for_one: none
+                await self._stop_bystanders(child, group)
             # Members stopped by terminate_child meanwhile stay stopped.
             starting = [c for c in group if self._roster.listed(c) and not c.held]
             child.restarts += 1
-            self.log.info(
-                "supervisor.restarting",
-                child=child.worker.name,
-                restarts=child.restarts,
-                strategy=self.spec.strategy.value,
-                group=[c.worker.name for c in starting],
-            )
+            if self._verbose:
+                _log_restart(self, child, reason, cause, starting, delay)
             try:
                 for member in starting:
                     await self._start(member)
@@ -702,6 +704,7 @@ class Supervisor:
                 # spin. rest_for_one resumes from the member that failed (OTP): the
                 # ones before it run already; the others stop what this round started.
                 failed, cause = start_failed.child, start_failed.cause
+                reason = EndReason.FAILED
                 if self.spec.strategy is Strategy.REST_FOR_ONE:
                     child, group[:] = failed, group[group.index(failed) :]
                 else:
@@ -719,6 +722,27 @@ def release(supervisor: Supervisor) -> None:
     """Undo one :func:`hold`; with no child running and no hold left, it ends."""
     supervisor._holds -= 1
     supervisor._wakeup_send.send_nowait(None)
+
+
+def _log_restart(
+    supervisor: Supervisor,
+    child: _Child,
+    reason: str,
+    cause: BaseException,
+    starting: list[_Child],
+    backoff: float,
+) -> None:
+    """``supervisor.restarting``: one event per restart, with all an operator needs."""
+    supervisor.log.info(
+        "supervisor.restarting",
+        child=child.worker.name,
+        reason=reason,
+        error=describe(cause) if reason == EndReason.FAILED else None,
+        restarts=child.restarts,
+        strategy=supervisor.spec.strategy.value,
+        group=[c.worker.name for c in starting],
+        backoff=backoff,
+    )
 
 
 def _running(name: str, nursery: trio.Nursery | None) -> trio.Nursery:

@@ -102,5 +102,7 @@ def redact_text(text: str) -> str:
     """``text`` with the password of every URL it quotes (``redis://u:pw@db/0``) and every
     secret-looking query value (``?token=...``) replaced by ``***``: for text whose
     URLs nobody told us of, a module's error quoting its database, say."""
+    if "=" not in text and "@" not in text:
+        return text  # neither can match (most errors): a restart describes its error often
     text = _USERINFO.sub(lambda m: f"{m['start']}:{HIDDEN}@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['start']}{HIDDEN}", text)

@@ -1,15 +1,20 @@
 """Supervision costs: restart latency, and throughput when 1% of items crash their handler.
 
     python benchmarks/bench_restart.py                  # 200k messages, 3 repeats
-    python benchmarks/bench_restart.py --messages 5000 --repeat 1   # smoke run
+    python benchmarks/bench_restart.py --latency --rounds 7 --against ../main
+    python benchmarks/bench_restart.py --messages 5000 --repeat 1 --rounds 1   # smoke run
 
 * **Restart latency**: from the moment ``process()`` raises to the moment the new module
-  instance handles its first item (the crash is caught, the failed item dead-lettered,
-  the old instance cleaned up, a new one built and validated, the mailbox resumed).
-  Measured with the default logging of a run that logs (JSON lines at info, every
-  event rendered), with logging filtered out (``critical``), and, as the yardstick, for
-  a hand-made trio supervisor that restarts a task and a fresh object; the three run in
-  interleaved rounds, medians of the rounds' p50, and the ratios.
+  instance handles its next item (the crash is caught, the failed item dead-lettered,
+  the old instance cleaned up, a new one built and validated, the mailbox resumed),
+  over ``--crashes`` restarts in one run. Each way of logging runs in a fresh
+  interpreter (stderr to a file), in interleaved rounds; the medians of the runs' p50
+  and p99 are printed, with ``--against`` another checkout's actorflow in the same
+  rounds. The ways (see ``MODES``): the defaults (``open_system()``/``run()`` from
+  Python and ``actorflow run`` with nothing configured: warnings and errors to stderr),
+  ``actorflow run --log`` (JSON lines at info, errors echoed), JSON lines at info from
+  Python, logging filtered out, and the yardstick: a hand-made trio supervisor that
+  restarts a task and a fresh object.
 * **Throughput**: source -> processor -> sink, where the processor raises on 1% of the
   items (each one dead-lettered, the processor restarted), against the same pipeline
   with no failure.
@@ -132,24 +137,100 @@ def p50(latencies: list[float]) -> float:
     return statistics.median(latencies)
 
 
-def restart_table(crashes: int, rounds: int) -> None:
-    """Restart latency p50, interleaved rounds: default logging, none, and by hand."""
+MODES = {
+    "python": "open_system()/run() from Python, logging not configured (the default)",
+    "cli": "actorflow run, no --log (the default of the command)",
+    "cli-json": "actorflow run --log FILE (JSON lines at info, errors echoed)",
+    "json": "configure_logging(format='json', file=...), info",
+    "filtered": "configure_logging(level='critical'): logging filtered out",
+    "hand": "hand-made trio supervisor (the yardstick)",
+}
+"""The ways a restart's latency is measured, each in a fresh interpreter."""
 
-    def logged(level: str) -> float:
-        af.configure_logging(format="json", level=level, file=os.devnull)
-        return p50(restart_latencies(crashes))
 
-    runs: dict[str, list[float]] = {"info": [], "critical": [], "hand": []}
+def cli_graph() -> af.Graph:
+    """``actorflow run bench_restart:cli_graph``: the crashing pipeline, its marks
+    written to ``$BENCH_RESTART_MARKS`` at exit."""
+    import atexit
+    import json
+
+    crashes = int(os.environ["BENCH_RESTART_CRASHES"])
+    marks: list[float] = []
+
+    def dump() -> None:
+        with open(os.environ["BENCH_RESTART_MARKS"], "w") as out:
+            json.dump(marks, out)
+
+    atexit.register(dump)
+    return pipeline(crashes * 10, 10, marks)
+
+
+def child(mode: str, crashes: int, scratch: str) -> list[float]:
+    """The latencies of one fresh interpreter's run in ``mode`` (``python -m`` side)."""
+    if mode == "hand":
+        return handmade_latencies(crashes)
+    if mode == "json":
+        af.configure_logging(format="json", level="info", file=os.path.join(scratch, "log"))
+    elif mode == "filtered":
+        af.configure_logging(format="json", level="critical", file=os.devnull)
+    return restart_latencies(crashes)
+
+
+def fresh(mode: str, crashes: int, checkout: str | None) -> list[float]:
+    """Run ``mode`` in a fresh interpreter (stderr to a file, as a terminal or a
+    service's journal takes it) with ``checkout``'s actorflow; its latencies."""
+    import json
+    import subprocess
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as scratch:
+        marks = os.path.join(scratch, "marks")
+        env = {**os.environ, "BENCH_RESTART_MARKS": marks, "BENCH_RESTART_CRASHES": str(crashes)}
+        env["PYTHONPATH"] = os.pathsep.join([checkout or os.path.dirname(here), here])
+        if mode.startswith("cli"):
+            command = [sys.executable, "-m", "actorflow", "run", "bench_restart:cli_graph"]
+            if mode == "cli-json":
+                command += ["--log", os.path.join(scratch, "log")]
+        else:
+            command = [sys.executable, __file__, "--child", mode, "--crashes", str(crashes)]
+            command += ["--scratch", scratch]
+        with open(os.path.join(scratch, "stderr"), "w") as err:
+            subprocess.run(
+                command, env=env, cwd=here, stdout=subprocess.DEVNULL, stderr=err, check=True
+            )
+        with open(marks) as found:
+            times = json.load(found)
+    return [after - crash for crash, after in zip(times[0::2], times[1::2], strict=False)]
+
+
+def percentile(latencies: list[float], fraction: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def restart_table(crashes: int, rounds: int, modes: list[str], against: str | None) -> None:
+    """Restart latency p50 and p99, each mode in fresh interpreters, interleaved rounds,
+    medians over the rounds (and the same with ``against``'s actorflow)."""
+    runs = [(mode, None) for mode in modes]
+    if against:
+        runs += [(mode, against) for mode in modes if mode != "hand"]
+    found: dict[tuple[str, str | None], list[tuple[float, float]]] = {run: [] for run in runs}
     for _ in range(rounds):
-        runs["info"].append(logged("info"))
-        runs["critical"].append(logged("critical"))
-        runs["hand"].append(p50(handmade_latencies(crashes)))
-    info, quiet, hand = (statistics.median(runs[key]) for key in ("info", "critical", "hand"))
-    af.configure_logging(format="json", level="info", file=os.devnull)
-    print(f"restart latency p50 (crash -> next item handled), {crashes:,} restarts x {rounds}:")
-    print(f"  actorflow, JSON logs at info:    {info * 1e6:>7.1f} us  ({info / hand:.2f}x hand)")
-    print(f"  actorflow, logging filtered out: {quiet * 1e6:>7.1f} us  ({quiet / hand:.2f}x)")
-    print(f"  hand-made trio supervisor:       {hand * 1e6:>7.1f} us")
+        for mode, checkout in runs:
+            latencies = fresh(mode, crashes, checkout)
+            found[mode, checkout].append((p50(latencies), percentile(latencies, 0.99)))
+    hand = statistics.median(p for p, _ in found["hand", None]) if "hand" in modes else None
+    print(f"restart latency (crash -> next item handled), {crashes:,} restarts per run,")
+    print(f"fresh interpreters, {rounds} interleaved rounds, medians of each run's p50/p99:")
+    for mode, checkout in runs:
+        mid = statistics.median(p for p, _ in found[mode, checkout])
+        tail = statistics.median(p for _, p in found[mode, checkout])
+        ratio = f"{mid / hand:5.2f}x hand" if hand else ""
+        where = f"  [{checkout}]" if checkout else ""
+        print(f"  {mode:<9} p50 {mid * 1e6:7.1f} us  p99 {tail * 1e6:8.1f} us  {ratio}{where}")
+    for mode in modes:
+        print(f"  {mode:<9} = {MODES[mode]}")
 
 
 def main() -> int:
@@ -157,27 +238,35 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
+    parser.add_argument("--crashes", type=int, default=500, help="restarts per latency run")
+    parser.add_argument("--modes", default=",".join(MODES), help="latency modes, comma-separated")
+    parser.add_argument("--against", help="another checkout whose actorflow is timed too")
+    parser.add_argument("--latency", action="store_true", help="only the latency table")
+    parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        import json
+
+        latencies = child(args.child, args.crashes, args.scratch)
+        marks = [x for pair in ((0.0, late) for late in latencies) for x in pair]
+        with open(os.environ["BENCH_RESTART_MARKS"], "w") as out:
+            json.dump(marks, out)
+        return 0
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    restart_table(args.crashes, args.rounds, modes, args.against)
+    if args.latency:
+        return 0
     n = args.messages
     # Every crash is logged (an error and a dead letter): keep that cost, as JSON lines,
     # but not a terminal's.
     af.configure_logging(format="json", level="info", file=os.devnull)
-
     clean = statistics.median(throughput(n, None) for _ in range(args.repeat))
     crashy = statistics.median(throughput(n, 100) for _ in range(args.repeat))
     print(f"throughput, source -> processor -> sink, {n:,} messages, buffer 100")
     print(f"  no failures:          {clean:>12,.0f} msgs/s")
     print(f"  1% of items crash:    {crashy:>12,.0f} msgs/s  ({n // 100:,} restarts)")
     print(f"  ratio crashy / clean: {crashy / clean:.2f}x")
-
-    restart_table(max(n // 200, 10), args.rounds)
-    latencies = sorted(restart_latencies(max(n // 200, 10)))
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"restart latency over {len(latencies):,} restarts (crash -> next item handled):")
-    print(
-        f"  p50 {p50 * 1e6:,.0f} us   p99 {p99 * 1e6:,.0f} us   max {latencies[-1] * 1e6:,.0f} us"
-    )
     return 0
 
 

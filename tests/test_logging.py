@@ -15,7 +15,8 @@ import structlog.testing
 from sample_modules import Collect, Numbers
 
 import actorflow as af
-from actorflow._logging import get_logger, log_write_error
+from actorflow import _logging
+from actorflow._logging import Tracebacks, get_logger, log_write_error
 
 
 def small_graph() -> af.Graph:
@@ -293,24 +294,28 @@ def failing_graph() -> af.Graph:
     return graph
 
 
-def test_failure_and_dead_letter_events_carry_the_traceback_as_a_dict_in_json(
-    tmp_path: Path,
-) -> None:
+def test_a_failure_event_carries_the_traceback_as_a_dict_in_json(tmp_path: Path) -> None:
     """In JSON lines an event's exception is a dict with its chain and frames (file,
-    line, function), never the frames' locals."""
+    line, function), never the frames' locals. Each failure's event says what became
+    of its item (tried again, then dead-lettered); the same traceback again is a
+    reference to the event that has it, and a count."""
     path = tmp_path / "run.jsonl"
     af.configure_logging(format="json", level="info", file=str(path))
     af.run(failing_graph())
     text = path.read_text()
     assert "hunter2" not in text
     events = [json.loads(line) for line in text.splitlines()]
-    for name in ("actor.failed", "actor.dead_letter"):
-        chain = next(e for e in events if e["event"] == name)["exception"]
-        frames = [frame for error in chain for frame in error["frames"]]
-        assert any(
-            frame["filename"] == __file__ and frame["name"] == "process" for frame in frames
-        ), chain
-        assert any(error["exc_value"] == "sensor glitch" for error in chain)
+    first, second = (e for e in events if e["event"] == "actor.failed")
+    assert (first["attempts"], first["dead_lettered"], first["incarnation"]) == (1, False, 1)
+    assert (second["attempts"], second["dead_lettered"], second["incarnation"]) == (2, True, 2)
+    assert (second["same_traceback_as"], second["repeats"]) == (1, 1)
+    assert "exception" not in second
+    chain = first["exception"]
+    frames = [frame for error in chain for frame in error["frames"]]
+    assert any(frame["filename"] == __file__ and frame["name"] == "process" for frame in frames), (
+        chain
+    )
+    assert any(error["exc_value"] == "sensor glitch" for error in chain)
 
 
 def test_a_failure_on_the_console_shows_the_modules_own_frames(
@@ -320,7 +325,8 @@ def test_a_failure_on_the_console_shows_the_modules_own_frames(
     module's code raised, not the runtime's frames, and no locals."""
     af.run(failing_graph())
     err = capsys.readouterr().err
-    assert "actor.dead_letter" in err
+    assert "actor.failed" in err
+    assert "dead_lettered=True" in err
     assert f'File "{__file__}"' in err
     assert 'raise RuntimeError("sensor glitch")' in err
     assert "hunter2" not in err
@@ -362,3 +368,85 @@ def test_a_module_error_quoting_credentials_reaches_no_log_line_with_them(
     assert "tok-123" not in text
     assert "db.internal:5432/orders" in text  # what the operator needs stays
     assert "s3cr3t-pw" not in str(raised.value)  # actorflow's own message hides it too
+
+
+def _raised(line: int) -> ValueError:
+    """A ValueError raised from one of two lines of this function."""
+    try:
+        if line == 1:
+            raise ValueError("one")
+        raise ValueError("two")
+    except ValueError as exc:
+        return exc
+
+
+def test_a_traceback_is_written_in_full_once_then_referred_to_and_counted() -> None:
+    """The same failure again (type and frames) is a reference to the incarnation whose
+    event has its traceback, with a count; a failure from another line is new; the
+    message does not matter (the item in it changes from crash to crash)."""
+    tracebacks = Tracebacks()
+    first = _raised(1)
+    assert tracebacks.fields(first, 1) == {"exc_info": first}
+    assert tracebacks.fields(_raised(1), 2) == {"same_traceback_as": 1, "repeats": 1}
+    other = _raised(2)
+    assert tracebacks.fields(other, 3) == {"exc_info": other}
+    assert tracebacks.fields(_raised(1), 4) == {"same_traceback_as": 1, "repeats": 2}
+    chained = RuntimeError("wrapped")
+    chained.__cause__ = _raised(1)
+    assert tracebacks.fields(chained, 5) == {"exc_info": chained}
+
+
+def test_a_repeated_traceback_is_written_in_full_again_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log read from its tail still has every traceback of the last minute."""
+    now = [1000.0]
+    monkeypatch.setattr(_logging.time, "monotonic", lambda: now[0])
+    tracebacks = Tracebacks()
+    tracebacks.fields(_raised(1), 1)
+    now[0] += 59
+    assert "exc_info" not in tracebacks.fields(_raised(1), 2)
+    now[0] += 2
+    again = _raised(1)
+    assert tracebacks.fields(again, 3) == {"exc_info": again}
+    assert tracebacks.fields(_raised(1), 4) == {"same_traceback_as": 3, "repeats": 1}
+
+
+def test_the_tracebacks_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the oldest is forgotten (and written in full if it comes back)."""
+    monkeypatch.setattr(_logging, "_KEPT", 1)
+    tracebacks = Tracebacks()
+    tracebacks.fields(_raised(1), 1)
+    tracebacks.fields(_raised(2), 2)
+    assert "exc_info" in tracebacks.fields(_raised(1), 3)
+
+
+def test_a_crash_loop_writes_its_traceback_once_whichever_path_its_items_took(
+    tmp_path: Path,
+) -> None:
+    """A module failing at the same line over and over (its items through its own task
+    or a producer's fused call: actorflow's frames differ) is one kind of failure: one
+    traceback, then references to it, each crash still its own event."""
+
+    class Fails(af.Processor):
+        def process(self, data: int) -> int:
+            if data % 3 == 2:
+                raise ValueError(f"bad {data}")
+            return data
+
+    graph = af.Graph()
+    graph.add("src", Numbers, count=30)
+    graph.add("fails", Fails)
+    graph.add("sink", Collect, into=[])
+    graph.chain("src", "fails", "sink")
+    graph.supervisor(max_restarts=100)
+    path = tmp_path / "run.jsonl"
+    af.configure_logging(format="json", level="info", file=str(path))
+    status = af.run(graph)
+    failed = [
+        e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == "actor.failed"
+    ]
+    assert len(failed) == status.actors["fails"].errors == 10
+    assert ["exception" in e for e in failed] == [True] + [False] * 9
+    assert [e.get("repeats") for e in failed[1:]] == list(range(1, 10))
+    assert {e.get("same_traceback_as") for e in failed[1:]} == {1}

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import actorflow as af
-from actorflow._logging import _stamp, _traceback_dicts
+from actorflow._logging import _console, _stamp, _traceback_dicts, user_traceback
 
 
 def raised(exc: BaseException) -> BaseException:
@@ -222,3 +222,43 @@ def test_a_quiet_logger_drops_what_is_below_warning_and_writes_the_rest(
     assert "shown.error" in err
     assert "other=2" in err
     assert "actor=a" not in err.split("shown.error")[1].splitlines()[0]
+
+
+_KEYS = st.sampled_from(
+    ["timestamp", "level", "event", "logger", "logger_name", "stack", "exception", "", "a b"]
+) | st.text(max_size=8)
+_VALUES = (
+    st.text(st.sampled_from(list("ab =\t\r\n\"'\\\x1b")), max_size=8)
+    | st.text(max_size=8)
+    | st.integers()
+    | st.booleans()
+    | st.none()
+    | st.lists(st.integers(), max_size=3)
+)
+_LEVELS = st.sampled_from(["debug", "info", "warning", "error", "critical", "exception", "x"])
+
+
+@given(st.dictionaries(_KEYS, _VALUES, max_size=8), _LEVELS, st.text(max_size=40))
+def test_plain_console_lines_are_those_of_structlogs_console_renderer(
+    fields: dict[str, Any], level: str, name: str
+) -> None:
+    """Without colours, an event is written exactly as ``ConsoleRenderer(colors=False)``
+    writes it (columns, padding, quoting, sorted keys), exception or not."""
+    theirs = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=user_traceback)
+    ours = _console(colors=False)
+
+    def same(event: dict[str, Any]) -> None:
+        found = []
+        for render in (ours, theirs):
+            try:
+                found.append(render(None, "info", dict(event)))
+            except Exception as exc:  # a "stack" that is not a string, say: both raise
+                found.append(type(exc).__name__)
+        assert found[0] == found[1]
+
+    event = {**fields, "event": name, "level": level}
+    same(event)
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        same({**event, "exc_info": exc})

@@ -690,6 +690,25 @@ def test_summary_sums_drops_by_reason_and_reads_heartbeats(
     assert summary_rows(out)["c"]["lifetime"] == "0.000s"
 
 
+def test_summary_counts_the_dead_letters_failures_say_and_older_logs_dead_letter_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure whose item was given up on (``dead_lettered``) is an error and a dead
+    letter; one whose item is tried again is an error only; a separate
+    ``actor.dead_letter`` (as older logs have it) is still a dead letter."""
+    path = write(
+        tmp_path / "run.jsonl",
+        event("actor.failed", 0, "error", actor="a", attempts=1, dead_lettered=False),
+        event("actor.failed", 1, "error", actor="a", attempts=2, dead_lettered=True),
+        event("actor.dead_letter", 2, "error", actor="b", message_id="m", attempts=1),
+    )
+    code, out, _ = logs(capsys, path, "--summary", "--json")
+    assert code == 0
+    rows = {row["actor"]: row for row in map(json.loads, out.splitlines())}
+    assert (rows["a"]["errors"], rows["a"]["dead_letters"]) == (2, 1)
+    assert (rows["b"]["errors"], rows["b"]["dead_letters"]) == (0, 1)
+
+
 def test_summary_of_a_log_with_no_events_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -734,18 +753,17 @@ def test_trace_follows_one_message_from_source_to_sink(
 def test_trace_of_a_failing_message_shows_the_failure_and_the_dead_letter(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The item that made an actor fail ends in a dead letter and a failure; with --json
-    each hop is one object with its offset, actor, event and what happened."""
+    """The item that made an actor fail ends in a failure that dead-lettered it; with
+    --json each hop is one object with its offset, actor, event and what happened."""
     path = flaky_run(tmp_path)
-    dead = next(e for e in records(path) if e["event"] == "actor.dead_letter")
+    dead = next(e for e in records(path) if e.get("dead_lettered") is True)
     code, out, _ = logs(capsys, path, "--trace", dead["message_id"], "--json")
     assert code == 0
     hops = [json.loads(line) for line in out.splitlines()]
     assert [(h["actor"], h["what"]) for h in hops] == [
         ("src", "sent on port out"),
         ("flaky", "received from link src.out -> flaky.in"),
-        ("flaky", "dead-lettered after 1 attempt: ValueError: bad reading 3"),
-        ("flaky", "failed: ValueError: bad reading 3"),
+        ("flaky", "failed, dead-lettered after 1 attempt: ValueError: bad reading 3"),
     ]
     assert hops[0]["offset"] == 0.0
     assert hops[-1]["event"] == "actor.failed"
@@ -945,8 +963,9 @@ def test_the_command_reads_a_real_log(tmp_path: Path) -> None:
     with actorflow(path, "--level", "error", "--actor", "flaky") as process:
         out, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (0, "")
-    assert event_names(out) == ["actor.dead_letter", "actor.failed"]
-    assert out.count('error="ValueError: bad reading 3"') == 2
+    assert event_names(out) == ["actor.failed"]
+    assert out.count('error="ValueError: bad reading 3"') == 1
+    assert "dead_lettered=true" in out
 
 
 def test_the_command_follows_a_growing_file_until_sigint(tmp_path: Path) -> None:
@@ -1009,6 +1028,9 @@ def test_traceback_shows_an_events_exception_under_it_innermost_cause_first(
     assert __file__ in lines[cause - 1]
     assert "The above exception was the direct cause of the following:" in lines[cause + 2]
     assert lines[-1].startswith("    RunError: module 'glitchy' failed in run")
+    second = out.splitlines()[-2:]
+    assert "same_traceback_as=1" in second[0]
+    assert second[1] == "    (the same traceback as incarnation 1's failure)"
 
 
 # -- what a log cannot do to the terminal ------------------------------------------------

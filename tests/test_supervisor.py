@@ -540,6 +540,34 @@ async def test_backoff_delays_restarts_exponentially(
         await sup.request_stop()
 
 
+async def test_a_restart_is_one_event_with_its_reason_error_and_backoff(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """A child restarted is said once, by supervisor.restarting (why it ended, its
+    error, the backoff slept, who takes part); one that is not restarted is
+    supervisor.child_exited."""
+    journal: list[str] = []
+    spec = SupervisorSpec(max_restarts=10, period=1000, backoff=af.Backoff(min=1, max=5, jitter=0))
+    sup, fakes = make(journal, "a", spec=spec, restart=af.RestartType.TRANSIENT)
+    async with running(sup):
+        fakes["a"].crash("bad input")
+        while fakes["a"].incarnations < 2:
+            await trio.sleep(0.01)
+        fakes["a"].finish()
+    supervisor_events = [e for e in logs if e["event"].startswith("supervisor.")]
+    restarting = [e for e in supervisor_events if e["event"] == "supervisor.restarting"]
+    assert len(restarting) == 1
+    assert {key: restarting[0][key] for key in ("child", "reason", "error", "backoff")} == {
+        "child": "a",
+        "reason": "failed",
+        "error": "ValueError: bad input",
+        "backoff": 1.0,
+    }
+    assert restarting[0]["group"] == ["a"]
+    exited = [e for e in supervisor_events if e["event"] == "supervisor.child_exited"]
+    assert [(e["child"], e["reason"]) for e in exited] == [("a", "normal")]
+
+
 def test_backoff_jitter_spreads_delays_within_bounds() -> None:
     """Jitter moves each delay by at most the given fraction."""
     import random

@@ -153,8 +153,7 @@ class Actor:
         self.settings = settings
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
-        # Batches come and go thousands of times a second: build their debug events
-        # only when someone will read them.
+        # Batches come and go thousands of times a second: debug events only if read.
         self.debug = enabled_for(self.log, logging.DEBUG)
         self._on_terminated = on_terminated
         self._system_stopping = system_stopping
@@ -280,14 +279,16 @@ class Actor:
 
     # -- state -------------------------------------------------------------------------
 
-    def set_state(self, state: ActorState, blocked_on: str | None = None) -> None:
-        """Move to ``state`` and log the transition (no-op if already there)."""
+    def set_state(
+        self, state: ActorState, blocked_on: str | None = None, *, churn: bool = False
+    ) -> None:
+        """Move to ``state`` and log it; at debug for per-batch and restart (``churn``) steps."""
         previous = self.state
         if previous is state and self.blocked_on == blocked_on:
             return
         self.state = state
         self.blocked_on = blocked_on
-        if _frequent(state) and _frequent(previous):
+        if churn or (_frequent(state) and _frequent(previous)):
             if self.debug:
                 self.log.debug(
                     "actor.state",
@@ -345,7 +346,7 @@ class Actor:
         await validate(self.name, module.validate, call, self.log)
         self.module = module
         self.restarts += 1
-        self.set_state(ActorState.VALIDATED)
+        self.set_state(ActorState.VALIDATED, churn=True)
 
     async def run(self) -> None:
         """One incarnation: listen, handle items until the end of stream or a stop.
@@ -358,7 +359,7 @@ class Actor:
         self.linked = self.linked or bool(self.mailbox.links)
         incarnation = self.incarnation = Incarnation(self.incarnations)
         self.reason = None
-        self.set_state(ActorState.READY)
+        self.set_state(ActorState.READY, churn=self.incarnations > 1)
         going_down = False
         try:
             if self.waits_for:
@@ -630,14 +631,17 @@ def _crashed(actor: Actor, error: RunError) -> None:
     actor.reason = EndReason.FAILED
     if actor.incarnation is not None:
         actor.incarnation.reason = EndReason.FAILED
-    actor.set_state(ActorState.INVALID)
+    actor.set_state(ActorState.INVALID, churn=True)
+    verdict, actor.retries.last = actor.retries.last, None
     actor.log.error(
         "actor.failed",
         phase="run",
         error=describe(error.__cause__ or error),
         message_id=error.message_id,
         restarts=actor.restarts,
-        exc_info=error,
+        incarnation=actor.incarnations,
+        **(verdict.fields(error) if verdict is not None else {}),
+        **actor.retries.tracebacks.fields(error, actor.incarnations),
     )
 
 
@@ -676,7 +680,7 @@ async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
 
 
 async def _clean_up_module(actor: Actor, *, wait_for_upstream: bool) -> None:
-    actor.set_state(ActorState.ZOMBIE)
+    actor.set_state(ActorState.ZOMBIE, churn=True)
     timeout = actor.settings.cleanup_timeout
     if wait_for_upstream:
         # The whole system is going down at once: clean up producers first. Only a

@@ -16,11 +16,12 @@ import attrs
 
 from .._data import Data
 from .._exceptions import RunError, describe
+from .._logging import Tracebacks
 
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["DeadLetter", "Retries"]
+__all__ = ["DeadLetter", "Retries", "Verdict"]
 
 
 @attrs.frozen
@@ -78,6 +79,22 @@ def _detach_tracebacks(exc: BaseException) -> None:
             pending.extend(current.exceptions)
 
 
+@attrs.frozen
+class Verdict:
+    """What a failure did with the item it was on: tried ``attempts`` times, and given
+    up on (dead-lettered) or put back to be tried again."""
+
+    error: RunError
+    attempts: int
+    dead_lettered: bool
+
+    def fields(self, error: BaseException) -> dict[str, Any]:
+        """The fields of ``error``'s failure event, if this is its verdict."""
+        if error is not self.error:
+            return {}
+        return {"attempts": self.attempts, "dead_lettered": self.dead_lettered}
+
+
 @attrs.define(slots=True, eq=False)
 class Retries:
     """The suspect item and how often it failed; it outlives incarnations.
@@ -92,6 +109,10 @@ class Retries:
     suspect: Any = None
     suspect_attempts: int = 0
     dead_lettered: int = 0
+    last: Verdict | None = None
+    """What became of the item the last failure was on, until the failure is logged."""
+    tracebacks: Tracebacks = attrs.field(factory=Tracebacks)
+    """The failures logged with their traceback in full (once per kind of failure)."""
 
     def message_id(self, item: Any, sequence: int) -> str:
         return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"
@@ -117,17 +138,14 @@ class Retries:
         if attempts < self.attempts:
             self.suspect, self.suspect_attempts = item, attempts
             give_back([item, *rest])
+            self.last = Verdict(error, attempts, dead_lettered=False)
             return error
         self.suspect, self.suspect_attempts = None, 0
         give_back(rest)
         self.dead_lettered += 1
-        self.log.error(
-            "actor.dead_letter",
-            message_id=message_id,
-            attempts=attempts,
-            error=describe(exc),
-            exc_info=exc,
-        )
+        # Said by the failure's own event (actor.failed, dead_lettered=true): one event
+        # per failure, with the item's fate and the error's traceback.
+        self.last = Verdict(error, attempts, dead_lettered=True)
         _detach_tracebacks(exc)
         if self.dead_letter is not None:
             self.dead_letter(DeadLetter(item, self.name, exc, message_id, attempts))

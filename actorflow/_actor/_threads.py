@@ -4,13 +4,17 @@ Trio cannot interrupt a thread: a cancelled call is abandoned and finishes in it
 thread. Until it has, the module is still inside that hook, so its ``cleanup()`` and
 the next incarnation wait for it (bounded by the cleanup timeout; an overrun is logged
 and counted) rather than run beside it.
+
+A snapshot of the module is taken alone (:meth:`Threads.alone`): no other hook of the
+module runs in a thread meanwhile, abandoned ones included, so it never sees a state
+half-changed by a hook running beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -33,21 +37,58 @@ class _Awaitable:
 class Threads:
     """The thread calls of one actor that were abandoned and may still be running.
 
-    Invariant: ``abandoned`` holds the done-events of abandoned calls not yet seen done.
+    Invariants: ``abandoned`` holds the done-events of abandoned calls not yet seen
+    done; ``running`` counts the calls whose thread has not finished (abandoned ones
+    included); while ``_alone`` is set, only its task starts calls.
     """
 
     abandoned: set[trio.Event] = attrs.field(factory=set)
     overruns: int = 0
     """How often a wait for abandoned calls ran out of time."""
+    running: int = 0
+    _alone: trio.lowlevel.Task | None = None
+    """The task that runs a call alone (a snapshot), once the others have finished."""
+    _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
+    """Woken when a call finishes or a call alone ends."""
+
+    @contextlib.asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        """Within it, no call of another task runs in a thread: it waits until every
+        running call (abandoned ones too) has finished and holds new ones back until
+        it ends. Calls its own task makes meanwhile run as usual."""
+        while self._alone is not None:
+            await self._changed.park()
+        self._alone = trio.lowlevel.current_task()
+        try:
+            while self.running:
+                await self._changed.park()
+            yield
+        finally:
+            self._alone = None
+            self._changed.unpark_all()
+
+    def _finished(self, done: trio.Event, counted: list[bool]) -> None:
+        """A call's thread is done (run on the event loop)."""
+        if counted:
+            counted.pop()
+            self.running -= 1
+        done.set()
+        if self._alone is not None or self._changed:
+            self._changed.unpark_all()
 
     async def run(
         self, fn: Callable[..., Any], args: tuple[Any, ...], limiter: trio.CapacityLimiter | None
     ) -> Any:
         """Call ``fn(*args)`` in a worker thread; if cancelled, abandon it but remember it."""
+        while self._alone is not None and self._alone is not trio.lowlevel.current_task():
+            await self._changed.park()
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
+        began: list[bool] = []
+        counted = [True]  # popped once, on the event loop, by whoever uncounts the call
 
         def call() -> Any:
+            began.append(True)
             try:
                 result = fn(*args)
                 # A sync-looking hook that returns an awaitable (an undecorated wrapper
@@ -56,12 +97,15 @@ class Threads:
                 return _Awaitable(result) if inspect.isawaitable(result) else result
             finally:
                 with contextlib.suppress(trio.RunFinishedError):  # the run is over
-                    token.run_sync_soon(done.set)
+                    token.run_sync_soon(self._finished, done, counted)
 
+        self.running += 1
         try:
             result = await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
         except BaseException:
-            if not done.is_set():
+            if not began and counted:  # cancelled before its thread started
+                self._finished(done, counted)
+            elif not done.is_set():
                 self.abandoned.add(done)
             raise
         if type(result) is _Awaitable:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -154,6 +155,10 @@ class Journal:
     count: int = 0
     busy: int = 0
     held: bool = False
+    broken: bool = False
+    """A batch failed or was cancelled: until the next restore, nothing is saved."""
+    stop: type[BaseException] = Exception
+    """What the driver raises to stop between items (set by each incarnation)."""
     checkpoint: Callable[[str], Awaitable[None]] | None = None
     """Takes a snapshot (set by each incarnation that runs)."""
     _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
@@ -176,6 +181,11 @@ class Journal:
             self.busy += 1
             try:
                 await handle(link, batch)
+            except BaseException:
+                # A failure, a cancellation: the state may be half-changed, and no
+                # snapshot may be taken of it (a stop raised between items aside).
+                self.broken = self.broken or not isinstance(sys.exception(), self.stop)
+                raise
             finally:
                 self._handled()
             if self.count >= self.bound and not self.held and self.checkpoint is not None:
@@ -310,6 +320,8 @@ class Snapshots:
             await self.save(actor, at)
             return
         async with journal.quiet():
+            if journal.broken:  # the incarnation is ending in a crash
+                return
             await self.save(actor, at)
             journal.clear()
 
@@ -402,9 +414,11 @@ async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     """Restore the last snapshot, put back what was handled since, save at once."""
     await _restore(actor, snapshots)
     journal = snapshots.journal
-    if journal is not None and journal.entries:
-        count = journal.replay(actor)
-        actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)
+    if journal is not None:
+        journal.broken = False
+        if journal.entries:
+            count = journal.replay(actor)
+            actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)
     await snapshots.save(actor, "start")
 
 
@@ -457,7 +471,7 @@ async def run_snapshotted(
     run_ = actor.incarnation
     journal = None if run_ is None else run_.journal
     if journal is not None:
-        journal.checkpoint = partial(snapshots.checkpoint, actor)
+        journal.checkpoint, journal.stop = partial(snapshots.checkpoint, actor), stop
     clean = False
     try:
         if math.isinf(snapshots.interval):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import trio
@@ -31,6 +31,28 @@ class _Awaitable:
     """An awaitable a hook returned in its thread, carried back to the event loop."""
 
     value: Any
+
+
+@attrs.define(slots=True, eq=False)
+class _Counted:
+    """A thread limiter that counts in ``threads.running`` the calls holding it: trio
+    takes it just before it starts a call's thread and gives it back once the call has
+    finished (abandoned or not), so a call cancelled before its thread started is never
+    counted."""
+
+    limiter: trio.CapacityLimiter
+    threads: Threads
+    held: bool = False
+    """Taken: the call's thread started (or is about to), and will finish."""
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self.limiter.acquire_on_behalf_of(borrower)
+        self.held = True
+        self.threads.running += 1
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self.limiter.release_on_behalf_of(borrower)
+        self.threads._ended()
 
 
 @attrs.define(slots=True, eq=False)
@@ -67,13 +89,10 @@ class Threads:
             self._alone = None
             self._changed.unpark_all()
 
-    def _finished(self, done: trio.Event, counted: list[bool]) -> None:
-        """A call's thread is done (run on the event loop)."""
-        if counted:
-            counted.pop()
-            self.running -= 1
-        done.set()
-        if self._alone is not None or self._changed:
+    def _ended(self) -> None:
+        """A call's thread has finished (trio releases its limiter, on the event loop)."""
+        self.running -= 1
+        if self._alone is not None and not self.running:
             self._changed.unpark_all()
 
     async def run(
@@ -84,11 +103,8 @@ class Threads:
             await self._changed.park()
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
-        began: list[bool] = []
-        counted = [True]  # popped once, on the event loop, by whoever uncounts the call
 
         def call() -> Any:
-            began.append(True)
             try:
                 result = fn(*args)
                 # A sync-looking hook that returns an awaitable (an undecorated wrapper
@@ -97,15 +113,16 @@ class Threads:
                 return _Awaitable(result) if inspect.isawaitable(result) else result
             finally:
                 with contextlib.suppress(trio.RunFinishedError):  # the run is over
-                    token.run_sync_soon(self._finished, done, counted)
+                    token.run_sync_soon(done.set)
 
-        self.running += 1
+        counting = _Counted(limiter or trio.to_thread.current_default_thread_limiter(), self)
         try:
-            result = await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+            # trio takes any object with the two methods ("CapacityLimiter-like").
+            result = await trio.to_thread.run_sync(
+                call, limiter=cast("trio.CapacityLimiter", counting), abandon_on_cancel=True
+            )
         except BaseException:
-            if not began and counted:  # cancelled before its thread started
-                self._finished(done, counted)
-            elif not done.is_set():
+            if counting.held and not done.is_set():  # its thread started: abandoned
                 self.abandoned.add(done)
             raise
         if type(result) is _Awaitable:

@@ -415,3 +415,37 @@ def test_an_end_save_that_runs_out_of_time_is_said_and_counted(
         ("counter", "end", "warning")
     ]
     assert "not stored within 2 s" in failed[0]["error"]
+
+
+def test_a_snapshot_is_encoded_once_per_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in stores take the payload encoded as the snapshot was checked: one
+    encoding per save, not two."""
+    import actorflow._snapshots as snapshots_module
+    import actorflow._store as store_module
+
+    encodings: list[Any] = []
+    encode = store_module.encode
+
+    def noted(value: Any) -> bytes:
+        encodings.append(value)
+        return encode(value)
+
+    monkeypatch.setattr(snapshots_module, "encode", noted)
+    monkeypatch.setattr(store_module, "encode", noted)
+    store = af.MemoryStore()
+    result = run_graph(counting([1, 2]), store=store)
+    assert result.status.actors["counter"].snapshots == 2
+    assert encodings == [0, 2]
+    assert stored(store) == 2
+
+
+def test_a_graph_with_the_default_name_is_warned_about(logs: list[dict[str, Any]]) -> None:
+    """Graphs left with the default name share their snapshots on a store: said once
+    per module with snapshot(), at its first incarnation; a named graph is not."""
+    Counter.crash_on = {2}
+    run_graph(counting([1, 2, 3]))
+    run_graph(counting([1, 2, 3], name="own"))
+    shared = [e for e in logs if e["event"] == "actor.snapshot_shared"]
+    assert [(e["actor"], e["graph"], e["log_level"]) for e in shared] == [
+        ("counter", "graph", "warning")
+    ]

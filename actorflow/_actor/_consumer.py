@@ -129,7 +129,9 @@ class ConsumerDriver:
         """The item handler of ``link`` (made once per incarnation and link)."""
         handle = self._bare_handler(link)
         journal = self._journal
-        return handle if journal is None else journal.wrap(handle, self._requeue)
+        if journal is None or link in self.room.mailbox.remote:  # see journal_of
+            return handle
+        return journal.wrap(handle, self._requeue)
 
     def _bare_handler(self, link: Link) -> _Handler:
         fn = self._for_port(link)

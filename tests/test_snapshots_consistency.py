@@ -224,7 +224,7 @@ def schedules(draw: st.DrawFn) -> tuple[int, dict[int, int], int]:
     return count, crashes, attempts
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     schedule=schedules(),
     interval=st.sampled_from([math.inf, 0.0005, 0.003, 0.05]),

@@ -4,16 +4,26 @@ every new incarnation, in this process or in a new one started on the same store
 A module declares its state with two hooks, ``snapshot()`` (a value actorflow's msgpack
 codec stores losslessly) and ``restore(value)``. The runtime saves the snapshot when an
 incarnation starts (after its restore, so that a state that cannot be stored fails at
-once), every ``snapshot_interval`` seconds while it runs, and when it ends, however it
-ends (a clean stop, the end of its input, a planned restart, a crash). Snapshots are
-keyed by graph name and module, so two graphs of different names on one store never
-share one (graphs left with the default name do).
+once), every ``snapshot_interval`` seconds while it runs, and when it ends cleanly (the
+end of its input, a stop, a planned restart).
+
+After a crash a processor or sink fed by local links goes back to its last snapshot and
+handles again every item it handled since (its :class:`Journal` keeps them, and puts them
+back at the front of their links), so its state is always that of a whole prefix of its
+input: with the position reached in the snapshot, exactly once in effect. Sources,
+progressive modules and modules fed by remote links keep no journal: their state is saved
+as the incarnation ends, however it ends (docs/howto/state.md says what that gives).
+
+Snapshots are keyed by graph name and module, so two graphs of different names on one
+store never share one (graphs left with the default name do: a warning says so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,17 +33,22 @@ import trio
 from ._data import encode
 from ._exceptions import RunError, SerializationError, describe, reraise
 from ._lifecycle import is_default
+from ._module import ModuleKind
+from ._store import Encoded
 
 if TYPE_CHECKING:
     import structlog
 
+    from ._link import Link, Mailbox
     from ._module import Module, RunningSystem
     from ._settings import Settings
     from ._store import Store
 
 __all__ = [
     "Actor",
+    "Journal",
     "Snapshots",
+    "journal_of",
     "namespace",
     "run_snapshotted",
     "saved",
@@ -49,11 +64,34 @@ incarnation)."""
 NAMESPACE = "actorflow.snapshot"
 """The store namespace of every snapshot: ``actorflow.snapshot/<graph>``."""
 
+DEFAULT_GRAPH = "graph"
+"""The name of a graph not given one: its snapshots are shared with every such graph."""
+
+JOURNAL_BOUND = 65_536
+"""The most items a journal holds before it asks for a snapshot, whatever the links hold."""
+
+_POLL = 0.1
+"""Seconds between looks for a stop while a new incarnation restores (no event tells)."""
+
+_Handler = Callable[["Link", list[Any]], Awaitable[None]]
+
 
 def namespace(graph: str) -> str:
     """The store namespace the snapshots of ``graph``'s modules are kept under (the key
     within it is the module's name)."""
     return f"{NAMESPACE}/{graph}"
+
+
+class _Alone(Protocol):
+    def alone(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+class _Run(Protocol):
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def journal(self) -> Journal | None: ...
 
 
 class Actor(Protocol):
@@ -67,6 +105,17 @@ class Actor(Protocol):
     debug: bool
     incarnations: int
     errors: int
+    received: int
+    kind: ModuleKind
+
+    @property
+    def incarnation(self) -> _Run | None: ...
+
+    @property
+    def mailbox(self) -> Mailbox: ...
+
+    @property
+    def threads(self) -> _Alone: ...
 
     @property
     def system(self) -> RunningSystem | None: ...
@@ -74,7 +123,137 @@ class Actor(Protocol):
     @property
     def keep(self) -> dict[str, Any]: ...
 
+    def system_stopping(self) -> bool: ...
+
     async def lifecycle(self, fn: Callable[[], Any], *, blocking: bool | None = None) -> Any: ...
+
+
+@attrs.define(slots=True, eq=False)
+class _Entry:
+    """One batch taken from ``link``; its first ``kept`` items were (or are being)
+    handled."""
+
+    link: Link
+    batch: list[Any]
+    kept: int
+
+
+@attrs.define(slots=True, eq=False)
+class Journal:
+    """What a processor or sink handled since its last snapshot (it outlives
+    incarnations): after a crash, handled again from the front of its links.
+
+    Invariants: ``entries`` hold, in the order taken, the batches taken since the last
+    snapshot, each with how many of its first items are handled or being handled (what
+    went back to its link or failed is not kept); ``count`` sums those; ``busy`` counts
+    the batches being handled; while ``held`` (a save), no batch starts.
+    """
+
+    bound: int
+    """At this many items, a snapshot is taken (memory and replay stay bounded)."""
+    entries: list[_Entry] = attrs.field(factory=list)
+    count: int = 0
+    busy: int = 0
+    held: bool = False
+    broken: bool = False
+    """A batch failed or was cancelled: until the next restore, nothing is saved."""
+    stop: type[BaseException] = Exception
+    """What the driver raises to stop between items (set by each incarnation)."""
+    checkpoint: Callable[[str], Awaitable[None]] | None = None
+    """Takes a snapshot (set by each incarnation that runs)."""
+    _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
+    """Woken when a save ends or, while one waits, the last batch being handled ends."""
+
+    def wrap(self, handle: _Handler, requeue: Callable[[Link, list[Any]], None]) -> _Handler:
+        """``handle`` that journals each batch (``requeue`` puts one back that a save
+        held up until a cancellation)."""
+
+        async def journaled(link: Link, batch: list[Any]) -> None:
+            if self.held:
+                try:
+                    while self.held:
+                        await self._changed.park()
+                except BaseException:
+                    requeue(link, batch)
+                    raise
+            self.entries.append(_Entry(link, batch, len(batch)))
+            self.count += len(batch)
+            self.busy += 1
+            try:
+                await handle(link, batch)
+            except BaseException:
+                # A failure, a cancellation: the state may be half-changed, and no
+                # snapshot may be taken of it (a stop raised between items aside).
+                self.broken = self.broken or not isinstance(sys.exception(), self.stop)
+                raise
+            finally:
+                self._handled()
+            if self.count >= self.bound and not self.held and self.checkpoint is not None:
+                await self.checkpoint("bound")
+
+        return journaled
+
+    def _handled(self) -> None:
+        """A batch is no longer being handled: the last one lets a waiting save go."""
+        self.busy -= 1
+        if self.held and not self.busy:
+            self._changed.unpark_all()
+
+    def given_back(self, link: Link, items: list[Any]) -> None:
+        """``items``, the end of a batch being handled, were not handled (they went back
+        to ``link``, or the first one failed): not to be handled again from here.
+
+        Found by identity from the newest entry: identical objects are interchangeable,
+        so whichever of two such entries loses them, the same items are handled again.
+        """
+        size = len(items)
+        first, last = items[0], items[-1]
+        for entry in reversed(self.entries):
+            kept = entry.kept
+            if (
+                entry.link is link
+                and kept >= size
+                and entry.batch[kept - 1] is last
+                and entry.batch[kept - size] is first
+            ):
+                entry.kept = kept - size
+                self.count -= size
+                return
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """Within it, no batch is being handled: it waits for those being handled and
+        holds new ones back."""
+        while self.held:
+            await self._changed.park()
+        self.held = True
+        try:
+            while self.busy:
+                await self._changed.park()
+            yield
+        finally:
+            self.held = False
+            self._changed.unpark_all()
+
+    def clear(self) -> None:
+        """A snapshot holds the effect of everything journaled."""
+        self.entries.clear()
+        self.count = 0
+
+    def replay(self, actor: Actor) -> int:
+        """Put every item handled since the last snapshot back at the front of its link,
+        in the order handled (before what the crash gave back); returns how many."""
+        handled: dict[Link, list[Any]] = {}
+        for entry in self.entries:
+            if entry.kept:
+                handled.setdefault(entry.link, []).extend(entry.batch[: entry.kept])
+        self.clear()
+        count = 0
+        for link, items in handled.items():
+            link.requeue(items)
+            count += len(items)
+        actor.received -= count  # counted again when taken again, as requeued items are
+        return count
 
 
 @attrs.define(slots=True, eq=False)
@@ -93,37 +272,58 @@ class Snapshots:
     """The incarnation whose module was restored (or found no snapshot) and saved its
     first snapshot: only its state may replace the stored one when it ends (a module
     whose restore() raised holds no state worth keeping)."""
+    journal: Journal | None = None
+    encoded: bool = False
+    """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
         return await self.store.get(self.namespace, name, _ABSENT)
 
     async def save(self, actor: Actor, at: str) -> None:
-        """Ask the module for its snapshot and store it.
+        """Ask the module for its snapshot and store it. A blocking module's runs while
+        none of its hooks runs in a thread (abandoned ones included).
 
         Raises:
             RunError: ``snapshot()`` raised, its value cannot be stored (its cause a
                 :class:`SerializationError` naming the module and where in the value),
                 or the store failed to write it.
         """
-        name = actor.name
+        name, module = actor.name, actor.module
         try:
-            value = await actor.lifecycle(actor.module.snapshot)
+            if module.blocking:
+                async with actor.threads.alone():
+                    value = await actor.lifecycle(module.snapshot)
+            else:
+                value = await actor.lifecycle(module.snapshot)
         except Exception as exc:
             raise _failed(actor, at, f"snapshot() raised {describe(exc)}", exc) from exc
         try:
-            encode(value)
+            payload = encode(value)
         except SerializationError as error:
             reason = str(error).split(": ", 1)[-1]
             named = SerializationError(f"the snapshot of module {name!r} at {error.path}", reason)
             raise _failed(actor, at, str(named), named) from named
         try:
-            await self.store.put(self.namespace, name, value)
+            await self.store.put(self.namespace, name, Encoded(payload) if self.encoded else value)
         except Exception as exc:
             raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
         self.saved += 1
         if actor.debug:
             actor.log.debug("actor.snapshot_saved", at=at, snapshots=self.saved)
+
+    async def checkpoint(self, actor: Actor, at: str) -> None:
+        """Save while no batch is being handled: the snapshot holds every journaled
+        item, which need not be handled again."""
+        journal = self.journal
+        if journal is None:
+            await self.save(actor, at)
+            return
+        async with journal.quiet():
+            if journal.broken:  # the incarnation is ending in a crash
+                return
+            await self.save(actor, at)
+            journal.clear()
 
 
 def _failed(actor: Actor, at: str, message: str, cause: Exception) -> RunError:
@@ -144,11 +344,35 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
     store: Store | None = getattr(system, "store", None)
     if store is None:
         return None
-    graph = getattr(getattr(system, "graph", None), "name", "graph")
+    graph = getattr(getattr(system, "graph", None), "name", DEFAULT_GRAPH)
+    if graph == DEFAULT_GRAPH:
+        actor.log.warning(
+            "actor.snapshot_shared",
+            graph=graph,
+            error="the graph has the default name: every graph so named on this store "
+            "shares this module's snapshot; give it a name of its own",
+        )
     own = actor.module.snapshot_interval
     interval = actor.settings.snapshot_interval if own is None else own
-    found = actor.keep[KEY] = Snapshots(store, namespace(graph), interval)
+    encoded = bool(getattr(store, "takes_encoded", False))
+    found = actor.keep[KEY] = Snapshots(store, namespace(graph), interval, encoded=encoded)
     return found
+
+
+def journal_of(actor: Actor) -> Journal | None:
+    """The journal of the incarnation about to run: a processor's or sink's whose module
+    overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
+    pay nothing for it)."""
+    if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK) or actor.mailbox.remote:
+        return None
+    snapshots = snapshots_of(actor)
+    if snapshots is None:
+        return None
+    if snapshots.journal is None:
+        held = sum(link.capacity for link in actor.mailbox.links)
+        bound = min(max(actor.settings.max_batch, held), JOURNAL_BOUND)
+        snapshots.journal = Journal(bound)
+    return snapshots.journal
 
 
 def saved(keep: dict[str, Any] | None) -> int:
@@ -174,31 +398,96 @@ async def _restore(actor: Actor, snapshots: Snapshots) -> None:
     actor.log.info("actor.snapshot_restored", incarnation=actor.incarnations)
 
 
-async def _every(actor: Actor, snapshots: Snapshots) -> None:
+def _stopping(actor: Actor) -> bool:
+    run = actor.incarnation
+    return (run is not None and run.stopping) or actor.system_stopping()
+
+
+async def _bound_by_stop(actor: Actor, scope: trio.CancelScope) -> None:
+    """Once a stop has begun, give ``scope`` at most ``stop_timeout`` more seconds."""
+    while not _stopping(actor):  # noqa: ASYNC110 (no event says a stop began)
+        await trio.sleep(_POLL)
+    scope.deadline = min(scope.deadline, trio.current_time() + actor.settings.stop_timeout)
+
+
+async def _begin(actor: Actor, snapshots: Snapshots) -> None:
+    """Restore the last snapshot, put back what was handled since, save at once."""
+    await _restore(actor, snapshots)
+    journal = snapshots.journal
+    if journal is not None:
+        journal.broken = False
+        if journal.entries:
+            count = journal.replay(actor)
+            actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)
+    await snapshots.save(actor, "start")
+
+
+async def _started(actor: Actor, snapshots: Snapshots) -> bool:
+    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began (a store
+    that does not answer, a restore that blocks): False then, and the incarnation ends
+    without handling anything."""
+    with trio.CancelScope() as scope:
+        try:
+            async with trio.open_nursery() as watch:
+                watch.start_soon(_bound_by_stop, actor, scope)
+                await _begin(actor, snapshots)
+                watch.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            reraise(_one(group))
+    if scope.cancelled_caught:
+        actor.errors += 1
+        actor.log.warning(
+            "actor.snapshot_failed",
+            at="start",
+            error=f"restore not done {actor.settings.stop_timeout:g} s after the stop began",
+        )
+        return False
+    snapshots.live = actor.incarnations
+    return True
+
+
+async def _every(snapshots: Snapshots, actor: Actor) -> None:
     """Save every ``interval`` seconds while the incarnation runs."""
     while True:
         await trio.sleep(snapshots.interval)
-        await snapshots.save(actor, "interval")
+        await snapshots.checkpoint(actor, "interval")
 
 
-async def run_snapshotted(actor: Actor, run: Callable[[], Awaitable[None]]) -> None:
+async def run_snapshotted(
+    actor: Actor, run: Callable[[], Awaitable[None]], stop: type[BaseException]
+) -> None:
     """Run an incarnation's driver, restored from the last snapshot and saved at the
-    interval; a module without state just runs."""
+    interval; a module without state just runs.
+
+    The end save comes after a clean end (the driver returned or raised ``stop``); a
+    journaled module's crash or kill keeps the last snapshot and the journal instead.
+    """
     snapshots = snapshots_of(actor)
     if snapshots is None:
         await run()
         return
-    await _restore(actor, snapshots)
-    await snapshots.save(actor, "start")
-    snapshots.live = actor.incarnations
+    if not await _started(actor, snapshots):
+        return
+    run_ = actor.incarnation
+    journal = None if run_ is None else run_.journal
+    if journal is not None:
+        journal.checkpoint, journal.stop = partial(snapshots.checkpoint, actor), stop
+    clean = False
     try:
         if math.isinf(snapshots.interval):
             await run()
         else:
             await _run_saving(actor, snapshots, run)
+        clean = True
+    except stop:
+        clean = True
+        raise
     finally:
-        with trio.CancelScope(shield=True):
-            await _save_at_end(actor, snapshots)
+        if journal is not None:
+            journal.checkpoint = None
+        if clean or journal is None:
+            with trio.CancelScope(shield=True):
+                await _save_at_end(actor, snapshots)
 
 
 async def _run_saving(
@@ -208,7 +497,7 @@ async def _run_saving(
     both and is what comes out."""
     try:
         async with trio.open_nursery() as saver:
-            saver.start_soon(_every, actor, snapshots)
+            saver.start_soon(_every, snapshots, actor)
             await run()
             saver.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -231,9 +520,9 @@ def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _save_at_end(actor: Actor, snapshots: Snapshots) -> None:
-    """Save the state of an incarnation that ended, however it ended; a failure then is
-    logged and counted (the error that ended the run, if any, stands), and the last
-    snapshot saved stays the one restored."""
+    """Save the state of an incarnation that ended; a failure then is logged and
+    counted (the error that ended the run, if any, stands), and the last snapshot saved
+    stays the one restored (with the journal, if any, still to be handled again)."""
     if snapshots.live != actor.incarnations:
         return
     limit = actor.settings.cleanup_timeout
@@ -242,6 +531,9 @@ async def _save_at_end(actor: Actor, snapshots: Snapshots) -> None:
             await snapshots.save(actor, "end")
         except RunError:
             actor.errors += 1
+        else:
+            if snapshots.journal is not None:
+                snapshots.journal.clear()
     if scope.cancelled_caught:  # a store that is down or slow: said, not silent
         actor.errors += 1
         actor.log.warning(

@@ -14,14 +14,15 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
+import attrs
 import trio
 
 from ._data import decode, encode
 from ._exceptions import SerializationError, StoreError
 
-__all__ = ["MemoryStore", "ModuleData", "SQLiteStore", "Store"]
+__all__ = ["Encoded", "MemoryStore", "ModuleData", "SQLiteStore", "Store"]
 
 T = TypeVar("T")
 
@@ -29,8 +30,19 @@ MISSING: Any = object()
 """The default of ``get`` that means "raise KeyError"; shared with every store."""
 
 
+@attrs.frozen
+class Encoded:
+    """A value already encoded by the caller (a snapshot, checked as it was encoded):
+    a store whose ``takes_encoded`` is true stores ``payload`` as it is, not encoding
+    the value a second time."""
+
+    payload: bytes
+
+
 def encode_value(module: str, name: str, value: Any) -> bytes:
     """``value`` as stored bytes; a value that cannot be stored names its key."""
+    if type(value) is Encoded:
+        return value.payload
     try:
         return encode(value)
     except SerializationError as error:
@@ -65,6 +77,8 @@ def decode_value(module: str, name: str, payload: bytes | None, default: Any) ->
 
 class MemoryStore:
     """Shared data in memory, for the life of the process. The default."""
+
+    takes_encoded: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], bytes] = {}
@@ -123,6 +137,8 @@ class SQLiteStore:
     ``timeout`` seconds), so concurrent writers never corrupt it. Each operation runs in
     a worker thread, so a slow disk never holds the event loop.
     """
+
+    takes_encoded: ClassVar[bool] = True
 
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
         """Open (or create) the store at ``path``.

@@ -62,17 +62,17 @@ def stored(store: af.Store, name: str = "counter", graph: str = "graph") -> Any:
 
 
 def test_a_counter_survives_a_crash_restart_with_the_right_count() -> None:
-    """A counter restarted after a crash takes its count back and counts every item
-    exactly once (the item it failed on is handled again)."""
+    """A counter restarted after a crash goes back to its last snapshot (taken at its
+    start) and handles again the items it handled since: every item counts once."""
     Counter.crash_on = {6}
     store = af.MemoryStore()
     result = run_graph(counting(list(range(10))), store=store)
     assert result.error is None
     counter = result.status.actors["counter"]
     assert (counter.restarts, counter.errors) == (1, 1)
-    assert Counter.restored == [6]  # the five before the crash, and the crash's count
+    assert Counter.restored == [0]  # the snapshot taken at the start, not the crash's 6
     assert stored(store) == 10
-    assert counter.snapshots == 4  # start and end of each incarnation
+    assert counter.snapshots == 3  # the start of each incarnation, the clean end
 
 
 def test_a_clean_stop_saves_the_state() -> None:
@@ -338,9 +338,9 @@ class Forgetful(Counter):
         return super().snapshot()
 
 
-def test_a_failed_save_at_the_end_keeps_the_last_snapshot_and_the_crash() -> None:
-    """A crashed module whose snapshot() raises too: the crash is what the run reports,
-    the failed save is counted, and the last good snapshot stands."""
+def test_a_crashed_module_is_not_saved_as_it_ends() -> None:
+    """A crash may leave the state half-changed: the module is not asked for a snapshot
+    then (this one would raise), and the last good snapshot stands."""
     store = af.MemoryStore()
     graph = af.Graph()
     graph.add("feed", Feed, items=[1, 2, 3])
@@ -349,7 +349,7 @@ def test_a_failed_save_at_the_end_keeps_the_last_snapshot_and_the_crash() -> Non
     graph.supervise("counter", restart="temporary")
     result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
     counter = result.status.actors["counter"]
-    assert counter.errors == 2  # the crash, and the save it could not make
+    assert counter.errors == 1  # the crash alone: no save was tried
     assert counter.reason == "failed"
     assert stored(store) == 0  # the snapshot of the start stands
 
@@ -415,3 +415,37 @@ def test_an_end_save_that_runs_out_of_time_is_said_and_counted(
         ("counter", "end", "warning")
     ]
     assert "not stored within 2 s" in failed[0]["error"]
+
+
+def test_a_snapshot_is_encoded_once_per_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in stores take the payload encoded as the snapshot was checked: one
+    encoding per save, not two."""
+    import actorflow._snapshots as snapshots_module
+    import actorflow._store as store_module
+
+    encodings: list[Any] = []
+    encode = store_module.encode
+
+    def noted(value: Any) -> bytes:
+        encodings.append(value)
+        return encode(value)
+
+    monkeypatch.setattr(snapshots_module, "encode", noted)
+    monkeypatch.setattr(store_module, "encode", noted)
+    store = af.MemoryStore()
+    result = run_graph(counting([1, 2]), store=store)
+    assert result.status.actors["counter"].snapshots == 2
+    assert encodings == [0, 2]
+    assert stored(store) == 2
+
+
+def test_a_graph_with_the_default_name_is_warned_about(logs: list[dict[str, Any]]) -> None:
+    """Graphs left with the default name share their snapshots on a store: said once
+    per module with snapshot(), at its first incarnation; a named graph is not."""
+    Counter.crash_on = {2}
+    run_graph(counting([1, 2, 3]))
+    run_graph(counting([1, 2, 3], name="own"))
+    shared = [e for e in logs if e["event"] == "actor.snapshot_shared"]
+    assert [(e["actor"], e["graph"], e["log_level"]) for e in shared] == [
+        ("counter", "graph", "warning")
+    ]

@@ -49,6 +49,7 @@ class ConsumerDriver:
         "_failure",
         "_fusion",
         "_handlers",
+        "_journal",
         "_main_ended",
         "collect",
         "hook",
@@ -85,8 +86,10 @@ class ConsumerDriver:
         """Links with their own workers added before a crew was open to serve them."""
         self._main_ended = False
         """The crew's main loop returned (no regular input was left to read)."""
+        self._journal = incarnation.journal
+        """Set for a module with snapshot(): its handlers journal what they handle."""
         self._fusion: Fusion | None = None
-        if room.settings.fuse and not module.blocking:
+        if room.settings.fuse and not module.blocking and self._journal is None:
             self._fusion = Fusion(room, incarnation, self._handler_for, self._fusable)
 
     def _fusable(self) -> bool:
@@ -124,6 +127,13 @@ class ConsumerDriver:
 
     def _handler(self, link: Link) -> _Handler:
         """The item handler of ``link`` (made once per incarnation and link)."""
+        handle = self._bare_handler(link)
+        journal = self._journal
+        if journal is None or link in self.room.mailbox.remote:  # see journal_of
+            return handle
+        return journal.wrap(handle, self._requeue)
+
+    def _bare_handler(self, link: Link) -> _Handler:
         fn = self._for_port(link)
         if self.probe_key is not None:
             return partial(self._handle_probe, fn)
@@ -180,12 +190,14 @@ class ConsumerDriver:
                 self._crew.cancel_scope.cancel()
 
     def _start_workers(self, crew: trio.Nursery, link: Link) -> None:
-        fn = self._for_port(link)
+        handle: _Handler = partial(self._handle_general, self._for_port(link))
+        if self._journal is not None:
+            handle = self._journal.wrap(handle, self._requeue)
         if link.spec.workers == 0:
-            crew.start_soon(self._guarded, self._spawner, link, fn)
+            crew.start_soon(self._guarded, self._spawner, link, handle)
         else:
             for _ in range(link.spec.workers):
-                crew.start_soon(self._guarded, self._link_worker, link, fn)
+                crew.start_soon(self._guarded, self._link_worker, link, handle)
 
     def link_added(self, link: Link) -> None:
         """A link was added into this actor while it runs: one with workers of its own
@@ -230,14 +242,14 @@ class ConsumerDriver:
         room.set_state(ActorState.RUNNING)
         return batch
 
-    async def _link_worker(self, link: Link, fn: Callable[[Any], Any]) -> None:
+    async def _link_worker(self, link: Link, handle: _Handler) -> None:
         """One of a link's N workers: take one item at a time, in turn with the others."""
         incarnation, mailbox = self.incarnation, self.room.mailbox
         while not incarnation.stopping:
             if link.items:
                 batch = self._took_one(link)
                 try:
-                    await self._handle_general(fn, link, batch)
+                    await handle(link, batch)
                 finally:
                     _done(self.room, batch)
             elif link.closed:
@@ -245,14 +257,14 @@ class ConsumerDriver:
             else:
                 await mailbox.wait()
 
-    async def _spawner(self, link: Link, fn: Callable[[Any], Any]) -> None:
+    async def _spawner(self, link: Link, handle: _Handler) -> None:
         """Spawn mode: a fresh task per item, at most ``spawn_limit`` at once."""
         incarnation, mailbox = self.incarnation, self.room.mailbox
         slots = trio.Semaphore(link.spec.spawn_limit)
 
         async def one(batch: list[Any]) -> None:
             try:
-                await self._handle_general(fn, link, batch)
+                await handle(link, batch)
             finally:
                 slots.release()
                 _done(self.room, batch)
@@ -333,6 +345,14 @@ class ConsumerDriver:
     def _give_back(self, link: Link, items: list[Any]) -> None:
         """Put items taken but not handled back at the front of their link."""
         if items:
+            if self._journal is not None:
+                self._journal.given_back(link, items)
+            link.requeue(items)
+            self.room.received -= len(items)
+
+    def _requeue(self, link: Link, items: list[Any]) -> None:
+        """:meth:`_give_back` for items the journal already knows were not handled."""
+        if items:
             link.requeue(items)
             self.room.received -= len(items)
 
@@ -342,7 +362,9 @@ class ConsumerDriver:
         """The module raised on ``item``: retry it later or dead-letter it; requeue the rest."""
         if self.room.hops is not None:
             self.room.hops("message.failed", [item])
-        give_back = partial(self._give_back, link)
+        if self._journal is not None:  # retried or dead-lettered: never replayed
+            self._journal.given_back(link, [item, *rest])
+        give_back = partial(self._requeue if self._journal else self._give_back, link)
         return self.room.retries.failed(exc, self.hook_name, item, sequence, give_back, rest)
 
     async def _handle_sync(self, fn: Callable[[Any], Any], link: Link, batch: list[Any]) -> None:
@@ -410,7 +432,7 @@ class ConsumerDriver:
         on; either way the answer is remembered and the batch goes on as it should."""
         key = self.probe_key
         if key is None:  # another link's first item settled it
-            await self._handler(link)(link, batch)
+            await self._bare_handler(link)(link, batch)
             return
         room = self.room
         base = room.received - len(batch)
@@ -438,7 +460,7 @@ class ConsumerDriver:
             self._give_back(link, rest)
             raise
         if rest:
-            await self._handler(link)(link, rest)
+            await self._bare_handler(link)(link, rest)
 
     async def _handle_general(
         self, fn: Callable[[Any], Any], link: Link, batch: list[Any]

@@ -32,7 +32,7 @@ from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
 from .._reportable import MAX_TASK, fields, finite, text
 from .._settings import Settings
-from .._snapshots import run_snapshotted, saved
+from .._snapshots import journal_of, run_snapshotted, saved
 from .._status import ActorState, ActorStatus, DropReason, EndReason
 from ._consumer import ConsumerDriver
 from ._incarnation import Incarnation, Stop
@@ -357,7 +357,7 @@ class Actor:
         self.incarnations += 1
         self.owes_cleanup = True  # until _clean_up, at the end of this run
         self.linked = self.linked or bool(self.mailbox.links)
-        incarnation = self.incarnation = Incarnation(self.incarnations)
+        incarnation = self.incarnation = Incarnation(self.incarnations, journal_of(self))
         self.reason = None
         self.set_state(ActorState.READY, churn=self.incarnations > 1)
         going_down = False
@@ -368,7 +368,7 @@ class Actor:
             if self.outbox.owed:
                 await self.outbox.flush()
             driver = self._driver = _DRIVERS[self.kind](self, incarnation)
-            await run_snapshotted(self, driver.run)
+            await run_snapshotted(self, driver.run, Stop)
             if incarnation.reason is None:
                 stopped = incarnation.stopping
                 incarnation.reason = EndReason.STOPPED if stopped else EndReason.NORMAL

@@ -6,10 +6,15 @@ outlives it (the mailbox, the counters, owed items, ``keep``) stays on the actor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import trio
 
 from .._status import EndReason
+
+if TYPE_CHECKING:
+    from .._snapshots import Journal
 
 __all__ = ["Incarnation", "Stop"]
 
@@ -27,6 +32,9 @@ class Incarnation:
     """
 
     number: int
+    journal: Journal | None = None
+    """What the module handled since its last snapshot (a processor's or sink's with
+    ``snapshot()``, fed locally): its handlers journal each batch."""
     stopping: bool = False
     """A stop was requested: finish the current item, then end."""
     killed: bool = False

@@ -4,14 +4,18 @@ Trio cannot interrupt a thread: a cancelled call is abandoned and finishes in it
 thread. Until it has, the module is still inside that hook, so its ``cleanup()`` and
 the next incarnation wait for it (bounded by the cleanup timeout; an overrun is logged
 and counted) rather than run beside it.
+
+A snapshot of the module is taken alone (:meth:`Threads.alone`): no other hook of the
+module runs in a thread meanwhile, abandoned ones included, so it never sees a state
+half-changed by a hook running beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import trio
@@ -30,20 +34,73 @@ class _Awaitable:
 
 
 @attrs.define(slots=True, eq=False)
+class _Counted:
+    """A thread limiter that counts in ``threads.running`` the calls holding it: trio
+    takes it just before it starts a call's thread and gives it back once the call has
+    finished (abandoned or not), so a call cancelled before its thread started is never
+    counted."""
+
+    limiter: trio.CapacityLimiter
+    threads: Threads
+    held: bool = False
+    """Taken: the call's thread started (or is about to), and will finish."""
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self.limiter.acquire_on_behalf_of(borrower)
+        self.held = True
+        self.threads.running += 1
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self.limiter.release_on_behalf_of(borrower)
+        self.threads._ended()
+
+
+@attrs.define(slots=True, eq=False)
 class Threads:
     """The thread calls of one actor that were abandoned and may still be running.
 
-    Invariant: ``abandoned`` holds the done-events of abandoned calls not yet seen done.
+    Invariants: ``abandoned`` holds the done-events of abandoned calls not yet seen
+    done; ``running`` counts the calls whose thread has not finished (abandoned ones
+    included); while ``_alone`` is set, only its task starts calls.
     """
 
     abandoned: set[trio.Event] = attrs.field(factory=set)
     overruns: int = 0
     """How often a wait for abandoned calls ran out of time."""
+    running: int = 0
+    _alone: trio.lowlevel.Task | None = None
+    """The task that runs a call alone (a snapshot), once the others have finished."""
+    _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
+    """Woken when a call finishes or a call alone ends."""
+
+    @contextlib.asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        """Within it, no call of another task runs in a thread: it waits until every
+        running call (abandoned ones too) has finished and holds new ones back until
+        it ends. Calls its own task makes meanwhile run as usual."""
+        while self._alone is not None:
+            await self._changed.park()
+        self._alone = trio.lowlevel.current_task()
+        try:
+            while self.running:
+                await self._changed.park()
+            yield
+        finally:
+            self._alone = None
+            self._changed.unpark_all()
+
+    def _ended(self) -> None:
+        """A call's thread has finished (trio releases its limiter, on the event loop)."""
+        self.running -= 1
+        if self._alone is not None and not self.running:
+            self._changed.unpark_all()
 
     async def run(
         self, fn: Callable[..., Any], args: tuple[Any, ...], limiter: trio.CapacityLimiter | None
     ) -> Any:
         """Call ``fn(*args)`` in a worker thread; if cancelled, abandon it but remember it."""
+        while self._alone is not None and self._alone is not trio.lowlevel.current_task():
+            await self._changed.park()
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
 
@@ -58,10 +115,14 @@ class Threads:
                 with contextlib.suppress(trio.RunFinishedError):  # the run is over
                     token.run_sync_soon(done.set)
 
+        counting = _Counted(limiter or trio.to_thread.current_default_thread_limiter(), self)
         try:
-            result = await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+            # trio takes any object with the two methods ("CapacityLimiter-like").
+            result = await trio.to_thread.run_sync(
+                call, limiter=cast("trio.CapacityLimiter", counting), abandon_on_cancel=True
+            )
         except BaseException:
-            if not done.is_set():
+            if counting.held and not done.is_set():  # its thread started: abandoned
                 self.abandoned.add(done)
             raise
         if type(result) is _Awaitable:

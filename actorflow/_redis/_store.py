@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._logging import get_logger
 from .._store import MISSING, decode_value, encode_value
@@ -31,6 +31,8 @@ class RedisStore:
     lossless msgpack encoding; calls wait (warning once) while the server is unreachable.
     Needs ``pip install 'actorflow[redis]'``.
     """
+
+    takes_encoded: ClassVar[bool] = True
 
     def __init__(self, url: str, *, prefix: str = "actorflow:shared", poll: float = 0.05) -> None:
         self.url = url

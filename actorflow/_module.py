@@ -407,7 +407,7 @@ class Module:
     snapshot_interval: float | None = None
     """Seconds between saves of this module's snapshot while it runs; ``None`` (the
     default) takes ``Settings.snapshot_interval``, ``math.inf`` saves only when an
-    incarnation starts and ends."""
+    incarnation starts and ends cleanly (and when the replay journal is full)."""
 
     @does_nothing
     def snapshot(self) -> Any:
@@ -418,8 +418,9 @@ class Module:
         Return a value actorflow's msgpack codec stores (numbers, strings, bytes, lists,
         dicts, :class:`Data`...): one it cannot store fails the module, naming it and
         where in the value. Saved when an incarnation starts, every
-        ``snapshot_interval`` seconds and when it ends. May be async; see
-        ``docs/howto/state.md`` for what a crash keeps.
+        ``snapshot_interval`` seconds (earlier when the replay journal is full) and when
+        it ends cleanly; after a crash a processor or sink restores the last snapshot and
+        handles again what it handled since. May be async; see ``docs/howto/state.md``.
         """
         return None
 

@@ -88,8 +88,9 @@ class Settings:
             runs every module in its own task only.
         snapshot_interval: Seconds between saves of a module's state snapshot while it
             runs (a module that overrides ``snapshot()``; it is also saved when each
-            incarnation starts and ends). ``math.inf`` saves only then. A module may set
-            its own (``Module.snapshot_interval``).
+            incarnation starts and ends cleanly, and when its replay journal is full).
+            ``math.inf`` saves only then. A module may set its own
+            (``Module.snapshot_interval``).
     """
 
     quantum: float = attrs.field(default=0.01, validator=seconds())

@@ -176,8 +176,9 @@ class SourceDriver:
                 # Fused: what is pulled is handled by call, or handed back into the link
                 # if the consumer stops midway; no more than the buffers the call passes
                 # through would hold, so they bound how far a fused source runs ahead as
-                # they do unfused.
-                return direct.reach()
+                # they do unfused (``max_batch`` caps what one link alone takes).
+                reach = direct.reach()
+                return reach if reach > links[0].capacity else min(reach, max_batch)
             fullest = min(links, key=lambda link: link.capacity - len(link.items))
             free = fullest.capacity - len(fullest.items)
             if free > 0 or fullest.receiver_closed:

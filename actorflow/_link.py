@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -30,7 +30,24 @@ from ._status import DropReason, LinkStatus
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["Link", "Mailbox", "NamedLink", "Overflow", "RemovedLinks"]
+__all__ = ["POOL_LIMIT", "Fused", "Link", "Mailbox", "NamedLink", "Overflow", "RemovedLinks"]
+
+POOL_LIMIT = 1024
+"""The most items one call hands a fused chain, however many buffers it pools (see
+:meth:`Fused.reach`): larger batches save nothing measurable and hold more at once."""
+
+
+class Fused(Protocol):
+    """A consumer its producer may hand batches to by call (stage fusion, see
+    ``_actor/_fusion.py``), while it is set as the link's :attr:`Link.direct`."""
+
+    def call(self, items: list[Any], caller: Any, pacing: Any) -> Awaitable[None]:
+        """Handle ``items`` in the caller's task."""
+        ...
+
+    def reach(self) -> int:
+        """The most items one call may hand it."""
+        ...
 
 
 class _NoItems(deque[Any]):
@@ -126,10 +143,10 @@ class Link:
         """Whether this link drops instead of making its producer wait."""
         self._dropping_since: int | None = None
         self._logger: structlog.typing.FilteringBoundLogger | None = None
-        self.direct: Callable[[list[Any], Any, Any], Awaitable[None]] | None = None
+        self.direct: Fused | None = None
         """Stage fusion: while set, the producer hands a batch to the consumer by calling
-        this (``direct(items, producer, its_pacing)``) instead of buffering it, provided
-        the buffer is empty. Set and cleared by the consumer only."""
+        it (``direct.call(items, producer, its_pacing)``) instead of buffering it,
+        provided the buffer is empty. Set and cleared by the consumer only."""
         mailbox.links.append(self)
 
     @property

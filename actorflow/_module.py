@@ -10,6 +10,7 @@ from __future__ import annotations
 import dis
 import enum
 import inspect
+import types
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar
@@ -277,35 +278,57 @@ def settings_problems(target: object) -> list[str]:
     An instance that sets none of those names itself has its class's answer, worked out
     once per class: every restart asks (see :func:`attach`)."""
     if not isinstance(target, type):
-        own = getattr(target, "__dict__", None)
         names, verdict = _class_verdict(type(target))
-        if verdict is not None and own is not None and names.isdisjoint(own):
+        if verdict is not None and not _sets_own(target, names):
             return list(verdict)
     return _problems(target)
 
 
-_verdicts: weakref.WeakKeyDictionary[type, tuple[frozenset[str], tuple[str, ...] | None]] = (
+def _sets_own(target: object, names: Mapping[str, object]) -> bool:
+    """Whether ``target`` sets one of ``names`` itself, asked name by name (its class is
+    plain: see :func:`_class_verdict`). Reading its ``__dict__`` would make CPython
+    (3.11+) build a dict for the instance, which slows every attribute its hooks read
+    or write from then on (``self.total += x``: half again as many instructions)."""
+    for name, static in names.items():
+        try:
+            value = object.__getattribute__(target, name)
+        except AttributeError:
+            continue
+        if inspect.isfunction(static):
+            if not (
+                isinstance(value, types.MethodType)
+                and value.__func__ is static
+                and value.__self__ is target
+            ):
+                return True
+        elif value is not static:
+            return True
+    return False
+
+
+_verdicts: weakref.WeakKeyDictionary[type, tuple[dict[str, object], tuple[str, ...] | None]] = (
     weakref.WeakKeyDictionary()
 )
-"""Per module class: the names its hooks and settings are read by, and its problems
+"""Per module class: the names its hooks and settings are read by (with their values
+on the class), and its problems
 (``None`` when an instance's answer may differ from its class's: a name is a
 descriptor, such as a property or a slot, read on the instance)."""
 
 
-def _class_verdict(cls: type) -> tuple[frozenset[str], tuple[str, ...] | None]:
+def _class_verdict(cls: type) -> tuple[dict[str, object], tuple[str, ...] | None]:
     found = _verdicts.get(cls)
     if found is None:
-        names = frozenset(
-            name
+        names = {
+            name: inspect.getattr_static(cls, name, _NOTHING)
             for klass in cls.__mro__
             for name in (
                 *vars(klass).get("_runtime_hooks", ()),
                 *vars(klass).get("_setting_checks", {}),
             )
-        )
-        statics = [inspect.getattr_static(cls, name, None) for name in names]
+        }
         plain = "__getattribute__" not in _defined_below_object(cls) and not any(
-            hasattr(type(value), "__get__") and not inspect.isfunction(value) for value in statics
+            hasattr(type(value), "__get__") and not inspect.isfunction(value)
+            for value in names.values()
         )
         found = _verdicts[cls] = (names, tuple(_problems(cls)) if plain else None)
     return found

@@ -19,6 +19,8 @@ the 1 -> 4 -> 1 chain at ``--messages`` and ten times as many.
     python benchmarks/bench_pipeline.py                      # everything, 5 rounds
     python benchmarks/bench_pipeline.py --other /work/main --shapes chain-4 latency
     python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke
+    python benchmarks/bench_pipeline.py --instructions --messages 50000 --shapes chain-4 \
+        --skip-trio --other /work/main                       # instructions per item
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ SHAPES = ("chain-4", "fan-out", "fan-in", "dag", "chain-1", "chain-16", "chain-6
 PEERS = ("plain", "asyncio-batched", "trio-batched", "asyncio-queue", "trio-channels")
 BASELINES = ("asyncio-queue", "asyncio-batched")
 LATENCY_ITEMS = 2000
+DEFAULT_BUFFER = 100
+"""actorflow's ``default_buffer``: at this ``--buffer`` its links keep default options."""
 
 
 def _shape(name: str) -> Any:
@@ -91,7 +95,8 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
     for node, kind in shape.kinds.items():
         graph.add(node, kinds[kind])
     for a, b in shape.edges:
-        graph.link(a, b, buffer=buffer)
+        # Default options unless a buffer other than the default was asked for.
+        graph.link(a, b, **({} if buffer == DEFAULT_BUFFER else {"buffer": buffer}))
     run = af.run  # `import actorflow` is lazy: load the runtime before timing
     wall, cpu = time.perf_counter(), time.process_time()
     run(graph)
@@ -172,16 +177,50 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
 
 
 def measure(
-    variant: str, shape: str, n: int, buffer: int, trees: dict[str, str]
+    variant: str,
+    shape: str,
+    n: int,
+    buffer: int,
+    trees: dict[str, str],
+    *,
+    callgrind: bool = False,
 ) -> dict[str, Any]:
-    """One run of ``variant`` in a fresh process (actorflow from its tree)."""
+    """One run of ``variant`` in a fresh process (actorflow from its tree); under
+    valgrind's callgrind, the instructions the whole process ran too."""
     command = [sys.executable, __file__, "--worker", variant, "--shapes", shape]
     command += ["--messages", str(n), "--buffer", str(buffer)]
+    if callgrind:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
     env = dict(os.environ)
     env["PYTHONPATH"] = trees.get(variant, str(TREE))
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if callgrind:  # "==123== Collected : 5083914658"
+        collected = [line for line in out.stderr.splitlines() if "Collected :" in line]
+        result["instructions"] = int(collected[-1].split()[-1])
     return result
+
+
+def report_instructions(args: argparse.Namespace, trees: dict[str, str]) -> None:
+    """Instructions per item of every variant (callgrind; the difference between a run
+    of ``--messages`` and one of a fifth as many, so start-up and imports cancel out).
+    Load does not change them: compare them where CPU time is too noisy."""
+    import _shapes
+
+    small = args.messages // 5
+    for shape in args.shapes:
+        if shape == "latency":
+            continue
+        print(f"\n{shape}: instructions per item (callgrind)")
+        dag = _shape(shape)
+        sources = sum(1 for kind in dag.kinds.values() if kind == "src")
+        items = sources * (_shapes.count(dag, args.messages) - _shapes.count(dag, small))
+        for variant in _variants(shape, args, trees):
+            runs = [
+                measure(variant, shape, n, args.buffer, trees, callgrind=True)["instructions"]
+                for n in (small, args.messages)
+            ]
+            print(f"  {variant:<22} {(runs[1] - runs[0]) / items:>10,.0f}")
 
 
 def _variants(shape: str, args: argparse.Namespace, trees: dict[str, str]) -> list[str]:
@@ -224,7 +263,13 @@ def _report(shape: str, results: dict[str, list[dict[str, Any]]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--buffer", type=int, default=100)
+    parser.add_argument(
+        "--buffer",
+        type=int,
+        default=DEFAULT_BUFFER,
+        help="items per link (the peers' batches); at the default actorflow's links keep "
+        "default options",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument(
@@ -236,6 +281,11 @@ def main() -> int:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--skip-trio", action="store_true", help="skip the slow naive trio run")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per item under valgrind instead of timing",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -249,6 +299,9 @@ def main() -> int:
         f"{args.messages:,} messages (chains of k: 5/(k+1) as many), buffer {args.buffer}, "
         f"{args.repeat} interleaved rounds; trees: {trees}"
     )
+    if args.instructions:
+        report_instructions(args, trees)
+        return 0
     results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in args.shapes}
     for _ in range(args.repeat):
         for shape in args.shapes:

@@ -209,6 +209,56 @@ async def test_buffers_bound_a_fused_sources_lookahead_as_unfused(
     assert ahead[True] <= ahead[False] <= 6 * buffer
 
 
+class Counted(af.Source):
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, pulled: list[int]) -> None:
+        self.pulled = pulled
+
+    def start(self) -> object:
+        for i in range(2000):
+            self.pulled[0] = i + 1
+            yield i
+
+
+class Ahead(af.Processor):
+    """Notes how many items the source had pulled beyond the one it is handed."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, pulled: list[int], ahead: list[int]) -> None:
+        self.pulled, self.ahead = pulled, ahead
+
+    def process(self, data: int) -> int:
+        self.ahead.append(self.pulled[0] - data)
+        return data
+
+
+@pytest.mark.parametrize(("fuse", "explicit"), [(True, False), (True, True), (False, False)])
+async def test_a_fused_chain_of_default_buffers_moves_what_they_hold_together(
+    fuse: bool, explicit: bool
+) -> None:
+    """Links left to the default buffer pool theirs along a fused chain: the source runs
+    ahead by more than one link's buffer, never by more than the chain's links would hold
+    together; a buffer set on a link bounds its batches exactly, as unfused."""
+    pulled, ahead, out = [0], [], []
+    graph = af.Graph()
+    graph.add("src", Counted, pulled=pulled)
+    graph.add("a", Ahead, pulled=pulled, ahead=ahead)
+    graph.add("b", Same)
+    graph.add("sink", Collect, into=out)
+    graph.chain("src", "a", "b", "sink", **({"buffer": 10} if explicit else {}))
+    with trio.fail_after(60):
+        async with af.open_system(graph, fuse=fuse, default_buffer=10):
+            pass
+    assert out == list(range(2000))
+    if explicit or not fuse:
+        assert max(ahead) <= 10
+    else:
+        assert 10 < max(ahead) <= 3 * 10  # three links of 10
+
+
 class Chain(af.Processor):
     inputs: ClassVar = {"in": int}
     outputs: ClassVar = {"out": int}

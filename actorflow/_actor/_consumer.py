@@ -10,9 +10,11 @@ including one added while the incarnation runs (:meth:`ConsumerDriver.link_added
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from itertools import islice
+from operator import length_hint
 from typing import Any
 
 import trio
@@ -372,8 +374,8 @@ class ConsumerDriver:
         quantum is spent; then the outputs go out and the actor yields.
 
         Each stride is one ``map`` run in C (a raising item stops it: the iterator then
-        holds exactly the items after it, and ``out`` the results of those before it);
-        ``None`` and :class:`Many` results are sorted out afterwards, only if any came.
+        holds exactly the items after it, ``out`` the results of those before it; a
+        sink's are dropped); ``None`` and :class:`Many` results are sorted out after.
         """
         room = self.room
         pacing, outbox = room.pacing, room.outbox
@@ -390,17 +392,19 @@ class ConsumerDriver:
             while True:
                 out = []
                 for size in pacing.strides(left):
+                    run = items if size == left else islice(items, size)
                     left -= size
-                    before = len(out)
-                    out.extend(map(fn, islice(items, size)))
-                    if len(out) - before != size:
-                        # extend() took a StopIteration from the hook for the end of
+                    if collect:
+                        before = len(out)
+                        out.extend(map(fn, run))
+                        stopped = len(out) - before != size
+                    else:  # a sink's results are not kept
+                        _drain(map(fn, run))
+                        stopped = length_hint(items) != left
+                    if stopped:
+                        # The C loop took a StopIteration from the hook for the end of
                         # the stride: the item that raised it failed like any other.
-                        if not collect:
-                            out.clear()
                         raise _stopped_iteration(self.hook_name)
-                    if not collect:
-                        out.clear()  # a sink's results are not kept
                 if out:
                     sending, out = _results(out, room), []
                     await outbox.send(sending, outbox.main)
@@ -516,14 +520,16 @@ def _stopped_iteration(hook_name: str) -> RuntimeError:
     )
 
 
-_SPECIAL = (type(None), Many)
+_SPECIAL = frozenset((type(None), Many))
+
+_drain = deque[Any](maxlen=0).extend
+"""Runs an iterator to its end in C, keeping nothing (a sink's stride)."""
 
 
 def _results(out: list[Any], room: Room) -> list[Any]:
     """What a processor's results send on: ``None`` is filtered out, a :class:`Many`
     gives its items (none: filtered). Checked by type in C; rebuilt only if needed."""
-    kinds = set(map(type, out))
-    if _SPECIAL[0] not in kinds and _SPECIAL[1] not in kinds:
+    if _SPECIAL.isdisjoint(map(type, out)):
         return out
     sent: list[Any] = []
     for result in out:

@@ -9,10 +9,12 @@ takes the caller's deadline, so the quantum is shared), its retries, its outbox.
 
 A call never waits on what lies below its consumer: a fused stage whose output link is
 full ends the call (see ``Outbox._send_rest``) and its own task waits, so the producer is
-held only as a full buffer would hold it. A call never hands a consumer more than its
-link would hold, and a fused source pulls no more than that, so buffers bound lookahead
-as unfused. Only a port's only link carries calls (never a fan-out's), and only between
-modules of the same latency sensitivity.
+held only as a full buffer would hold it. A call never hands a consumer more than the
+links it passes through would hold together (:meth:`Fusion.reach`: a link's own buffer,
+pooled along a chain of links left to the default buffer, which hold nothing while a
+batch passes by call), and a fused source pulls no more than that, so buffers bound
+lookahead as unfused. Only a port's only link carries calls (never a fan-out's), and
+only between modules of the same latency sensitivity.
 
 What happens at the boundary of a call, in the caller's task, is what would have
 happened in the consumer's own:
@@ -46,7 +48,7 @@ from typing import Any
 import trio
 
 from .._exceptions import RunError
-from .._link import Link
+from .._link import POOL_LIMIT, Link
 from .._status import ActorState
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
@@ -135,7 +137,36 @@ class Fusion:
         if link is None:
             self.room.fused_into = None
             return
-        link.direct = self.call
+        link.direct = self
+
+    def reach(self) -> int:
+        """The most items one call may hand this consumer: its link's buffer, plus, when
+        that buffer was left to the default, the buffers of the armed, empty links
+        (also left to the default) a batch would pass through below it: they hold
+        nothing while it passes by call, so a chain moves at once what its links would
+        hold together, and no more (at most :data:`POOL_LIMIT`). A buffer set on a
+        link bounds its batches exactly (``buffer=1``: one item at a time)."""
+        link = self.link
+        assert link is not None
+        total = link.capacity
+        fusion = self
+        while link.spec.buffer is None and total < POOL_LIMIT:
+            outbox = fusion.room.outbox
+            below = outbox.outputs.get(outbox.main)
+            if below is None or len(below) != 1 or not outbox.fuses:
+                break
+            link = below[0]
+            following = link.direct
+            if (
+                not isinstance(following, Fusion)
+                or link.items
+                or link.copier is not None
+                or link.spec.buffer is not None
+            ):
+                break
+            total += link.capacity
+            fusion = following
+        return min(total, POOL_LIMIT)
 
     def unlink(self) -> None:
         """The input links changed (one was added): producers send into buffers again."""
@@ -250,7 +281,7 @@ class Fusion:
             and not self.incarnation.stopping
             and not (scope is not None and scope.cancel_called)
         ):
-            link.direct = self.call
+            link.direct = self
             room.set_state(ActorState.BLOCKED, blocked_on="input")
             return
         room.mailbox.notify()

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from .._exceptions import describe
-from .._link import Link
+from .._link import POOL_LIMIT, Link
 from .._module import ModuleKind
 from .._status import ActorState, DropReason
 from ._incarnation import Incarnation, Stop
@@ -190,8 +190,8 @@ class Outbox:
             link = links[0]
             if link.copier is None and not link.closed:  # the common case, inlined
                 direct = link.direct
-                if direct is not None and self.fuses and _fits(link, items):
-                    await direct(items, owner, self.pacing)  # stage fusion
+                if direct is not None and self.fuses and _fits(link, items, owner):
+                    await direct.call(items, owner, self.pacing)  # stage fusion
                     return
                 accepted = link.offer(items)
                 if accepted < len(items):
@@ -264,13 +264,13 @@ class Outbox:
                 if (
                     direct is not None
                     and self.fuses
-                    and _fits(link, batch, accepted)
+                    and _fits(link, batch, owner, accepted)
                     and len(self.outputs[port]) == 1  # never a fan-out port's link
                 ):
                     # The consumer parked meanwhile: it takes the rest by call (handled,
                     # or given back into the link: delivered either way).
                     rest, accepted = batch[accepted:], len(batch)
-                    await direct(rest, owner, self.pacing)
+                    await direct.call(rest, owner, self.pacing)
                     break
                 accepted = link.offer(batch, accepted)
         except BaseException:
@@ -316,9 +316,15 @@ class Outbox:
                 owed.popleft()
                 continue
             direct = link.direct
-            if direct is not None and self.fuses and _fits(link, items) and self._alone(link):
+            owner = self.owner
+            if (
+                direct is not None
+                and self.fuses
+                and _fits(link, items, owner)
+                and self._alone(link)
+            ):
                 owed.popleft()  # delivered by the call, handled or given back
-                await direct(items, self.owner, self.pacing)
+                await direct.call(items, owner, self.pacing)
                 continue
             accepted = link.offer(items)
             if accepted < len(items):
@@ -344,10 +350,20 @@ class Outbox:
                 link.close()
 
 
-def _fits(link: Link, items: list[Any], start: int = 0) -> bool:
+def _fits(link: Link, items: list[Any], sender: Sender, start: int = 0) -> bool:
     """Whether a fused consumer may take ``items[start:]`` by call: its link is empty and
-    would hold them all (a call never has a consumer hold more than its buffer would)."""
-    return not link.items and len(items) - start <= link.capacity
+    they are no more than the buffers the call passes through would hold together
+    (:meth:`Fusion.reach`). A sender itself inside a call passes on what its batch gave:
+    the chain's head sized that batch to the buffers of the whole chain."""
+    if link.items:
+        return False
+    count = len(items) - start
+    if count <= link.capacity:
+        return True
+    if sender.fused_scope is not None and link.spec.buffer is None:
+        return count <= POOL_LIMIT
+    direct = link.direct
+    return direct is not None and count <= direct.reach()
 
 
 def _removed_meanwhile(link: Link) -> bool:

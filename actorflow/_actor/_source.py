@@ -160,24 +160,29 @@ class SourceDriver:
             )
 
     async def _room_out(self) -> int:
-        """Room in the fullest ``out`` link, waiting while there is none (0: stopping)."""
+        """How many items to pull next: the room in the fullest ``out`` link (at most
+        ``max_batch``), waiting while there is none (0: stopping)."""
         room, incarnation = self.room, self.incarnation
+        max_batch = room.settings.max_batch
         # A link that drops instead of blocking always has room.
         links = [
             link for link in room.outbox.outputs.get(room.outbox.main, ()) if not link.never_blocks
         ]
         if not links:
-            return room.settings.max_batch
+            return max_batch
         while incarnation.active and not incarnation.stopping:
-            if len(links) == 1 and links[0].direct is not None and not links[0].items:
+            direct = links[0].direct
+            if len(links) == 1 and direct is not None and not links[0].items:
                 # Fused: what is pulled is handled by call, or handed back into the link
-                # if the consumer stops midway; no more than that link could hold, so the
-                # buffer bounds how far a fused source runs ahead as it does unfused.
-                return links[0].capacity
+                # if the consumer stops midway; no more than the buffers the call passes
+                # through would hold, so they bound how far a fused source runs ahead as
+                # they do unfused (``max_batch`` caps what one link alone takes).
+                reach = direct.reach()
+                return reach if reach > links[0].capacity else min(reach, max_batch)
             fullest = min(links, key=lambda link: link.capacity - len(link.items))
             free = fullest.capacity - len(fullest.items)
             if free > 0 or fullest.receiver_closed:
-                return max(free, 1)
+                return min(max(free, 1), max_batch)
             room.set_state(ActorState.BLOCKED, blocked_on="output:out")
             await fullest.wait_for_space()
             room.set_state(ActorState.RUNNING)
@@ -188,10 +193,9 @@ class SourceDriver:
         stopped source holds nothing back, and send it."""
         room, incarnation = self.room, self.incarnation
         pacing, outbox = room.pacing, room.outbox
-        max_batch = room.settings.max_batch
         try:
             while incarnation.active:
-                limit = min(max_batch, await self._room_out())
+                limit = await self._room_out()
                 if not limit:
                     return
                 batch: list[Any] = []

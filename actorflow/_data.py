@@ -21,7 +21,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any, Final
 
 import attrs
@@ -153,36 +152,36 @@ def _nested_within(value: object, limit: int = MAX_DEPTH) -> bool:
     """Whether no container in ``value`` lies more than ``limit`` containers deep.
 
     Walked depth first without recursion (a cyclic value is simply too deep); a container
-    whose items hold no container costs one C-level pass over them.
+    whose items hold no container costs one C-level pass over them, and a ``Data`` whose
+    fields and tags hold none (the common item) one check of each, not three walks.
     """
     if type(value) not in _KINDS:
         return True
     stack = [(value, 1)]
+    pop, push, disjoint = stack.pop, stack.append, _KINDS.isdisjoint
     while stack:
-        item, depth = stack.pop()
+        item, depth = pop()
+        if type(item) is Data and depth < limit:
+            fields, tags = item.fields, item.tags
+            if (
+                disjoint(map(type, fields.values()))
+                and disjoint(map(type, tags.values()))
+                and disjoint(map(type, fields))
+                and disjoint(map(type, tags))
+            ):
+                continue
         children = _children(item)
-        if _KINDS.isdisjoint(map(type, children)):
+        if disjoint(map(type, children)):
             continue
         if depth >= limit:
             return False
-        stack.extend((child, depth + 1) for child in children if type(child) in _KINDS)
+        for child in children:
+            if type(child) in _KINDS:
+                push((child, depth + 1))
     return True
 
 
 _state = threading.local()
-
-
-@contextmanager
-def _deeper() -> Iterator[None]:
-    """One more level of extension nesting on this thread, refused beyond the limit."""
-    depth = getattr(_state, "depth", 0)
-    if depth >= MAX_DEPTH:
-        raise _TooDeep
-    _state.depth = depth + 1
-    try:
-        yield
-    finally:
-        _state.depth = depth
 
 
 def _default(obj: object) -> msgpack.ExtType:
@@ -211,8 +210,16 @@ def _default(obj: object) -> msgpack.ExtType:
 
 
 def _items(payload: bytes) -> list[Any]:
-    with _deeper():
-        items = _unpack(payload)
+    """An extension body (an array), one more level of extension nesting on this thread,
+    refused beyond the limit."""
+    depth = getattr(_state, "depth", 0)
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
+    _state.depth = depth + 1
+    try:
+        items = _unpack_shallow(payload) if depth < _SHALLOW else _unpack(payload)
+    finally:
+        _state.depth = depth
     if not isinstance(items, list):
         raise TypeError(f"extension body is a {type(items).__name__}, not an array")
     return items
@@ -260,10 +267,35 @@ def _ext_hook(code: int, payload: bytes) -> object:
     raise _undecodable(f"unknown msgpack extension type {code}")
 
 
-def _pack(value: object) -> bytes:
+def _new_packer() -> msgpack.Packer:
     # strict_types sends tuples (and subclasses of builtins) through _default, which is
     # what makes the round trip lossless; msgpack also hands it ints beyond 64 bits.
-    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
+    try:
+        return msgpack.Packer(
+            default=_default, strict_types=True, use_bin_type=True, buf_size=_PACKER_BYTES
+        )
+    except TypeError:  # pragma: no cover - msgpack < 1.1 has no buf_size
+        return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+
+
+_POOLED: Final = 4
+"""Packers kept per thread for reuse: making one per ``Data`` encoded (each nested body
+is packed on its own, while the packer of the value around it is still busy, so each
+level takes its own from the pool) cost more than the packing."""
+_PACKER_BYTES: Final = 16 * 1024
+"""A new packer's buffer; one that packed more than this is not kept (nor its buffer)."""
+
+
+def _pack(value: object) -> bytes:
+    try:
+        free: list[msgpack.Packer] = _state.packers
+    except AttributeError:
+        free = _state.packers = []
+    packer = free.pop() if free else _new_packer()
+    payload: bytes = packer.pack(value)  # a packer that raised is not kept
+    if len(free) < _POOLED and len(payload) <= _PACKER_BYTES:
+        free.append(packer)
+    return payload
 
 
 def _unpack(payload: bytes) -> Any:
@@ -280,6 +312,19 @@ def _unpack(payload: bytes) -> Any:
     if unpacker.tell() != len(payload):
         raise ValueError("extra data after the value")
     return value
+
+
+_SHALLOW: Final = 1
+"""Extension bodies this shallow (a ``Data`` in a list: the common item) are decoded by
+``unpackb``, whose parse stack (~40 KiB) lives on the C stack and is not cleared: a third
+of the cost of an ``Unpacker`` per body. Deeper ones use an ``Unpacker`` (see
+:func:`_unpack`), so nested bodies never pile those stacks up on the C stack."""
+
+
+def _unpack_shallow(payload: bytes) -> Any:
+    # unpackb's limits (string, array, map lengths) default to the payload's length,
+    # as an Unpacker's do to max_buffer_size; extra bytes raise ExtraData (a ValueError).
+    return msgpack.unpackb(payload, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
 _SCALARS: Final = (type(None), bool, int, float, str, bytes)
@@ -413,6 +458,22 @@ def decode(payload: bytes) -> Any:
         raise _undecodable(f"not valid msgpack: {short(str(exc) or type(exc).__name__)}") from None
 
 
+def _array_header(payload: bytes) -> tuple[int, int] | None:
+    """The item count of a msgpack array and where its first item starts, read from its
+    header without an ``Unpacker``; ``None`` if ``payload`` does not start with one."""
+    size = len(payload)
+    if not size:
+        return None
+    first = payload[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F, 1
+    if first == 0xDC and size >= 3:
+        return int.from_bytes(payload[1:3], "big"), 3
+    if first == 0xDD and size >= 5:
+        return int.from_bytes(payload[1:5], "big"), 5
+    return None
+
+
 def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
     """How many items ``payload`` (an array made by :func:`encode`) holds, and the items,
     decoded one at a time: a huge array is never decoded whole. A payload that is not an
@@ -421,36 +482,39 @@ def decode_items(payload: bytes) -> tuple[int, Iterator[Any]]:
     The count is the array's header, which a damaged payload may inflate: as every item
     takes at least one byte, a header claiming more items than the bytes after it is
     refused at once (the entry counts as one, not the billions a 6-byte payload can claim),
-    so the count never exceeds the payload's length.
+    so the count never exceeds the payload's length. The decoder is made when the first
+    item is asked for (a caller that decodes the array whole never pays for it).
 
     Raises:
         SerializationError: ``payload`` does not start with valid msgpack, or its header
             claims more items than it could hold (at once), or an item is damaged (when
             the iterator reaches it).
     """
+    header = _array_header(payload)
+    if header is None:  # not an array: decode it whole, as one item
+        return 1, iter([decode(payload)])
+    count, start = header
+    if count > len(payload) - start:
+        raise _undecodable(f"not valid msgpack: an array of {count} items in {len(payload)} bytes")
+    return count, _items_of(payload, count)
+
+
+def _items_of(payload: bytes, count: int) -> Iterator[Any]:
+    """The ``count`` items of the array in ``payload`` (whose header says so)."""
     unpacker = msgpack.Unpacker(
         ext_hook=_ext_hook, raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1)
     )
     unpacker.feed(payload)
-    try:
-        count = unpacker.read_array_header()
-    except Exception:  # not an array: decode it whole, as one item
-        return 1, iter([decode(payload)])
-    if count > len(payload) - unpacker.tell():
-        raise _undecodable(f"not valid msgpack: an array of {count} items in {len(payload)} bytes")
-
-    def items() -> Iterator[Any]:
-        for _ in range(count):
-            try:
-                yield _checked(unpacker.unpack(), "payload item")
-            except (_TooDeep, RecursionError, msgpack.StackError):
-                raise _undecodable(_DEPTH_MESSAGE) from None
-            except SerializationError:
-                raise
-            except Exception as exc:
-                reason = short(str(exc) or type(exc).__name__)
-                raise _undecodable(f"not valid msgpack: {reason}") from None
-        if unpacker.tell() != len(payload):
-            raise _undecodable("not valid msgpack: extra data after the value")
-
-    return count, items()
+    unpacker.read_array_header()
+    for _ in range(count):
+        try:
+            yield _checked(unpacker.unpack(), "payload item")
+        except (_TooDeep, RecursionError, msgpack.StackError):
+            raise _undecodable(_DEPTH_MESSAGE) from None
+        except SerializationError:
+            raise
+        except Exception as exc:
+            reason = short(str(exc) or type(exc).__name__)
+            raise _undecodable(f"not valid msgpack: {reason}") from None
+    if unpacker.tell() != len(payload):
+        raise _undecodable("not valid msgpack: extra data after the value")

@@ -316,3 +316,24 @@ async def test_items_nested_as_deep_as_allowed_cross_whole(redis_server: RedisSe
     assert [d.fields["n"] for d in got] == [0, 1, 2]
     assert all(d.fields == decode(encode(d)).fields for d in got)
     assert system.status().links[INBOUND].dropped == {}
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
+def test_an_entry_is_counted_by_its_header_in_every_array_size(count: int) -> None:
+    """The count of an entry is its array's header in each of msgpack's three array
+    forms (up to 15 items, up to 65535, more), read without decoding the items."""
+    items = [af.Data(fields={"n": n}) for n in range(count)]
+    found, decoded = decode_items(encode(items))
+    assert found == count
+    assert list(decoded) == items
+
+
+def test_an_item_that_cannot_cross_leaves_the_encoder_as_it_was() -> None:
+    """An item refused half way through an entry spoils no later entry (the encoder
+    reuses its packers, and drops one that failed mid-way)."""
+    items = [af.Data(fields={"n": n, "t": (n, {n})}) for n in range(50)]
+    bad = [*items[:20], af.Data(fields={"x": object()}), *items[20:]]
+    for _ in range(3):
+        with pytest.raises(af.SerializationError):
+            encode(bad)
+        assert decode(encode(items)) == items

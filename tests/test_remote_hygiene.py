@@ -15,6 +15,7 @@ from redis_server import RedisServer
 from test_remote import Keep, Numbers, unique, wait_until
 
 import actorflow as af
+from actorflow._data import encode
 from actorflow._heartbeat import HttpReporter
 from actorflow._redis import connect
 from actorflow._redis._client import _secrets_hidden
@@ -194,3 +195,25 @@ def test_an_error_that_quotes_the_password_is_raised_without_it() -> None:
     with pytest.raises(KeyError) as kept, _secrets_hidden(url):
         raise original
     assert kept.value is original
+
+
+async def test_a_take_over_of_many_pages_takes_all_in_order_and_forgets_the_dead(
+    redis_server: RedisServer,
+) -> None:
+    """More entries left pending by a dead consumer than one XAUTOCLAIM page (500): all
+    come first, in order, and the dead consumer is removed from the group."""
+    name = unique("pages")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    left = 1200
+    async with connect(redis_server.url) as client:
+        await client.xgroup_create(stream, "keep", identifier="0", mkstream=True)
+        for n in range(-left, 0):
+            await client.xadd(stream, {b"p": encode([af.Data(fields={"n": n})])})
+        await client.xreadgroup("keep", "dead", streams={stream: ">"}, count=left)
+    got: list[af.Data] = []
+    remote = af.Remote(url=redis_server.url, ttl=600)
+    with trio.fail_after(30):
+        async with af.open_system(graph_of(name, 3, remote, got)):
+            pass
+    assert [d.fields["n"] for d in got] == [*range(-left, 0), 0, 1, 2]
+    assert (await leftovers(redis_server.url, name))["consumers"] == 0

@@ -29,8 +29,10 @@ MAX_DELAY = 1.0
 T = TypeVar("T")
 
 
+@functools.cache
 def load_coredis() -> Any:
-    """The coredis module, or an ImportError that says which extra to install."""
+    """The coredis module, or an ImportError that says which extra to install (looked
+    up once: the pumps ask on every command)."""
     try:
         import coredis
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -162,17 +162,17 @@ class ConsumerPump:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
 
     async def _clean_up(self, client: Client) -> None:
+        """Acknowledge what was handled, then, in one round trip (each step may be
+        repeated: a failed clean-up is done again on a fresh client), give up the lease,
+        leave the group unless entries were left pending here, and remove the consumers
+        that hold nothing and have been idle for twice ``claim_idle``."""
         await self._flush_acks(client, None)
-        if not self.shared:
-            await self.lease.release(client)
-        await self._forget(client)
-
-    async def _forget(self, client: Client) -> None:
-        """Leave the group, unless entries were left pending here, and remove the
-        consumers that hold nothing and have been idle for twice ``claim_idle``."""
         idle_ms = int(2000 * self.remote.claim_idle)
-        await client.eval(FORGET_SELF, [self.stream], [self.group, self.consumer])
-        await client.eval(FORGET_IDLE, [self.stream], [self.group, idle_ms, self.consumer])
+        async with client.pipeline(transaction=False) as pipe:
+            if not self.shared:
+                self.lease.release(pipe)
+            pipe.eval(FORGET_SELF, [self.stream], [self.group, self.consumer])
+            pipe.eval(FORGET_IDLE, [self.stream], [self.group, idle_ms, self.consumer])
 
     async def _read(self, client: Client, retry: Retrying) -> None:
         reader = Reader(self.url, self.remote.timeout + self.remote.poll)
@@ -321,19 +321,34 @@ class ConsumerPump:
         """Take every entry pending in the group (its consumers have stopped: this one
         holds the lease), in order; how many."""
         found: list[Any] = []
-        start: Any = "0-0"
+        forget: list[str | int] = [self.group, 0, self.consumer]
         async with self._redis:
             known = set(self.held())
-            while True:
-                reply = await client.xautoclaim(
-                    self.stream, self.group, self.consumer, min_idle_time=0, start=start, count=500
+            # Its consumers have stopped (this one holds the lease) and, once it has
+            # taken what they held, hold nothing: forgotten in the same round trip as
+            # the first page (the common, only one), and again after more pages.
+            async with client.pipeline(transaction=False) as pipe:
+                first = pipe.xautoclaim(
+                    self.stream, self.group, self.consumer, min_idle_time=0, start="0-0", count=500
                 )
+                pipe.eval(FORGET_IDLE, [self.stream], forget)
+            reply = await first
+            paged = False
+            while True:
                 found.extend(entry for entry in reply[1] if entry.identifier not in known)
-                start = reply[0]
-                if start in (b"0-0", "0-0"):
+                if reply[0] in (b"0-0", "0-0"):
                     break
-            # Its consumers have stopped (this one holds the lease) and hold nothing now.
-            await client.eval(FORGET_IDLE, [self.stream], [self.group, 0, self.consumer])
+                paged = True
+                reply = await client.xautoclaim(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=0,
+                    start=reply[0],
+                    count=500,
+                )
+            if paged:
+                await client.eval(FORGET_IDLE, [self.stream], forget)
             if found:
                 self.log.warning("remote.taken_over", entries=len(found))
                 found.sort(key=lambda entry: _order(entry.identifier))

@@ -146,6 +146,7 @@ class Lease:
                     f"{self.ms / 1000:g} s) to another instance, which took over",
                 )
 
-    async def release(self, client: coredis.Redis[bytes]) -> None:
-        """Give the lease up, if it is still ours: a standby need not wait for it to lapse."""
-        await client.eval(_RELEASE, self.keys, [self.owner])
+    def release(self, pipe: Any) -> None:
+        """Give the lease up, if it is still ours (a standby need not wait for it to
+        lapse), as a command of the pipeline ``pipe``, sent with others."""
+        pipe.eval(_RELEASE, self.keys, [self.owner])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,9 @@ class Board:
     Invariant: ``version`` counts the snapshots made; ``_changed`` is set (and
     replaced) each time it grows. ``layout`` is the graph as its links are now: a link
     added or removed while the system runs lays it out again (``drawing`` counts how
-    often, and each snapshot says which drawing it goes with).
+    often, and each snapshot says which drawing it goes with). ``run`` is this board's
+    own id: a page that outlives its server and reconnects to the next one on the same
+    port (another graph, perhaps, at drawing 1 again) sees a new run and draws anew.
     """
 
     graph: Graph
@@ -50,6 +53,7 @@ class Board:
     """Pages following the snapshots now."""
     layout: dict[str, Any] = attrs.field(init=False)
     drawing: int = 0
+    run: str = attrs.field(factory=lambda: uuid.uuid4().hex)
     _shape: tuple[str, ...] | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)
     _encoded: tuple[int, str] = (-1, "")
@@ -62,7 +66,11 @@ class Board:
         shape = tuple(link.name for link in self.graph.links)
         if shape != self._shape:
             self._shape = shape
-            self.layout = {**layout(self.graph, self.here), "drawing": self.drawing + 1}
+            self.layout = {
+                **layout(self.graph, self.here),
+                "drawing": self.drawing + 1,
+                "run": self.run,
+            }
             self.drawing += 1
 
     def take_peers(self, views: Mapping[str, dict[str, Any]]) -> None:
@@ -179,6 +187,7 @@ def merge(
     return {
         "graph": drawn["graph"],
         "drawing": drawn.get("drawing"),
+        "run": drawn.get("run"),
         "process": process,
         "state": own["state"],
         "started_at": own["started_at"],

@@ -358,7 +358,7 @@
   }
 
   async function redraw() {
-    // A link was added or removed while the graph runs: lay it out again.
+    // A link was added or removed, or the server is another run: lay it out again.
     redrawing = true;
     try {
       layout = await (await fetch("api/layout")).json();
@@ -371,7 +371,10 @@
   }
 
   function update(data) {
-    if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
+    // Another drawing of this run (a link added), or another run on the same port (the
+    // server was restarted, with another graph perhaps): lay it out again.
+    const drawn = layout && data.run === layout.run && data.drawing === layout.drawing;
+    if (layout && !drawn && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
     for (const [name, view] of nodes) updateNode(view, own(data.actors, name));

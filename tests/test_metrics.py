@@ -331,6 +331,51 @@ def test_handling_times_count_each_item_of_a_batch_at_its_mean() -> None:
     assert times.total == pytest.approx(100.0040001)
 
 
+class AsyncCount(af.Source):
+    outputs: ClassVar = {"out": int}
+
+    async def start(self) -> Any:
+        for item in range(30):
+            yield item
+        await trio.sleep_forever()
+
+
+class SyncCount(af.Source):
+    outputs: ClassVar = {"out": int}
+
+    def start(self) -> Any:
+        yield from range(30)
+
+
+class BlockingCount(SyncCount):
+    blocking = True
+
+
+@pytest.mark.parametrize("source", [AsyncCount, SyncCount, BlockingCount])
+@pytest.mark.parametrize("links", [1, 3])
+def test_a_source_observes_each_item_once_whatever_its_out_links(
+    source: type[af.Source], links: int
+) -> None:
+    """Seconds per item its hook took: 30 items are 30 observations, with one out-link
+    (an async source observed none) or three (it observed each copy: 90)."""
+    graph = af.Graph(name="fanned")
+    graph.add("src", source)
+    for index in range(links):
+        graph.add(f"out{index}", af.Outlet, buffer=100)
+        graph.link("src", f"out{index}")
+
+    async def main() -> int:
+        async with af.open_system(graph, metrics=0) as system:
+            with trio.fail_after(30):
+                while any(system.status().actors[f"out{i}"].received < 30 for i in range(links)):
+                    await trio.sleep(0.01)
+            count = handling_times(system)["src"].count
+            system.cancel()
+        return count
+
+    assert trio.run(main) == 30
+
+
 def test_without_metrics_no_actor_pays_for_handling_times() -> None:
     """The per-batch timing is switched on only while metrics are served."""
     graph = af.Graph(name="unmetered")

@@ -37,7 +37,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from ._address import Address
+from ._address import Address, host_named, loopback_names
 from ._exceptions import ServeError, describe
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, LinkStatus, SystemState, SystemStatus
@@ -296,17 +296,22 @@ async def serve(
 ) -> None:
     """Answer ``GET /metrics`` on ``listeners`` until cancelled."""
     slots = trio.CapacityLimiter(_MAX_CONNECTIONS)
+    hosts = loopback_names(bound(listeners).host)
+    handler = partial(connection, registry, slots, hosts=hosts)
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            partial(trio.serve_listeners, partial(connection, registry, slots), listeners)
-        )
+        await nursery.start(partial(trio.serve_listeners, handler, listeners))
         task_status.started()
 
 
 async def connection(
-    registry: MetricsRegistry, slots: trio.CapacityLimiter, stream: trio.abc.Stream
+    registry: MetricsRegistry,
+    slots: trio.CapacityLimiter,
+    stream: trio.abc.Stream,
+    *,
+    hosts: frozenset[str] | None = None,
 ) -> None:
-    """One client: requests answered in turn until it closes, errs, or its time is up.
+    """One client: requests answered in turn until it closes, errs, or its time is up;
+    with ``hosts`` (bound to loopback), only requests naming one of them in ``Host``.
 
     Nothing a client sends ends the system: whatever goes wrong is logged at debug level
     and closes this connection only (its task runs in the system's nursery).
@@ -321,16 +326,18 @@ async def connection(
                 return
             try:
                 with trio.move_on_after(_LIFETIME):
-                    await _requests(registry, stream)
+                    await _requests(registry, stream, hosts)
             finally:
                 slots.release()
     except Exception as exc:  # a client's fault (or a closed socket): never the system's
         get_logger().debug("metrics.connection_failed", error=describe(exc))
 
 
-async def _requests(registry: MetricsRegistry, stream: trio.abc.Stream) -> None:
+async def _requests(
+    registry: MetricsRegistry, stream: trio.abc.Stream, hosts: frozenset[str] | None
+) -> None:
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-    while await _one_request(connection, stream, registry):
+    while await _one_request(connection, stream, registry, hosts):
         connection.start_next_cycle()
 
 
@@ -343,7 +350,10 @@ async def _next_event(connection: h11.Connection, stream: trio.abc.Stream) -> ob
 
 
 async def _one_request(
-    connection: h11.Connection, stream: trio.abc.Stream, registry: MetricsRegistry
+    connection: h11.Connection,
+    stream: trio.abc.Stream,
+    registry: MetricsRegistry,
+    hosts: frozenset[str] | None,
 ) -> bool:
     """Answer one request; whether the connection may carry another."""
     try:
@@ -358,7 +368,10 @@ async def _one_request(
     if not isinstance(request, h11.Request):
         return False  # closed by the client
     method = request.method.decode("ascii", "replace")
-    if _path(request.target.decode("ascii", "replace")) != "/metrics":
+    named = next((v for k, v in request.headers if k == b"host"), b"")
+    if hosts is not None and host_named(named) not in hosts:
+        await _send(connection, stream, 400, b"unknown host\n")  # as the dashboard does
+    elif _path(request.target.decode("ascii", "replace")) != "/metrics":
         await _send(connection, stream, 404, b"not found: try /metrics\n")
     elif method not in ("GET", "HEAD"):
         await _send(connection, stream, 405, b"GET or HEAD only\n", allow="GET, HEAD")

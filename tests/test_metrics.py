@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import actorflow as af
 from actorflow import _metrics
 from actorflow._actor._pacing import Pacing
-from actorflow._address import Address, parse_address
+from actorflow._address import Address, loopback_names, parse_address
 from actorflow._metrics import StatusCollector, connection, negotiate, registry_for
 from actorflow._system import handling_times
 from actorflow._timings import BOUNDS, HandlingTimes
@@ -517,7 +517,7 @@ async def test_a_bad_accept_header_is_answered_and_the_system_runs_on(accept: by
     async with af.open_system(build(), metrics=0) as system:
         answer = await raw(
             system.metrics_address,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: " + accept + b"\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: " + accept + b"\r\n\r\n",
         )
         response = await scrape(system.metrics_address)
         await drain(system)
@@ -575,9 +575,13 @@ async def test_absolute_targets_are_served_with_reason_phrases() -> None:
     reason phrase; a 405 says what is allowed."""
     async with af.open_system(build(), metrics=0) as system:
         address = system.metrics_address
-        absolute = await raw(address, b"GET http://h/metrics HTTP/1.1\r\nHost: h\r\n\r\n")
-        missing = await raw(address, b"GET /nope HTTP/1.1\r\nHost: h\r\n\r\n")
-        put = await raw(address, b"PUT /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        absolute = await raw(
+            address, b"GET http://localhost/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        missing = await raw(address, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        put = await raw(
+            address, b"PUT /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+        )
         await drain(system)
     assert absolute.startswith(b"HTTP/1.1 200 OK\r\n")
     assert missing.startswith(b"HTTP/1.1 404 Not Found\r\n")
@@ -630,6 +634,48 @@ async def test_a_slow_client_is_closed_at_its_deadline_and_one_too_many_gets_503
     assert busy.startswith(b"HTTP/1.1 503 ")
     assert closed == b""
     assert trio.current_time() < 100
+
+
+async def test_metrics_on_loopback_answer_only_to_their_own_names() -> None:
+    """DNS rebinding, as for the dashboard (one check for both): a page at evil.example,
+    its name pointed at 127.0.0.1, is refused; localhost and the address are served."""
+    async with af.open_system(build(), metrics=0) as system:
+        address = system.metrics_address
+        port = address.rpartition(":")[2]
+        url = f"http://{address}/metrics"
+        async with httpx.AsyncClient(timeout=10) as client:
+            answers = {
+                host: (await client.get(url, headers={"Host": host})).status_code
+                for host in ("evil.example", f"evil.example:{port}", "localhost:1")
+            }
+            answers["own"] = (await client.get(url)).status_code
+        system.cancel()
+    assert answers == {
+        "evil.example": 400,
+        f"evil.example:{port}": 400,
+        "localhost:1": 200,
+        "own": 200,
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "names"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+    ],
+)
+def test_only_a_loopback_server_knows_all_its_names(host: str, names: bool) -> None:
+    found = loopback_names(host)
+    assert (found is not None) is names
+    if found is not None:
+        assert {"localhost", "127.0.0.1", "::1", host.lower()} <= found
 
 
 def build_status() -> af.SystemStatus:

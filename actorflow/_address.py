@@ -6,6 +6,7 @@ command line and the servers read an address the same way.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_HOST",
     "Address",
     "address_text",
+    "bind_failure",
     "host_named",
     "loopback_names",
     "parse_address",
@@ -97,3 +99,11 @@ def host_named(header: bytes) -> str:
     if text.startswith("["):
         return text[1 : text.find("]")] if "]" in text else text
     return text.rpartition(":")[0] if ":" in text else text
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a server could not listen, in the words both servers use (lowercase, a port
+    in use explained)."""
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another program listens there)"
+    return (exc.strerror or str(exc)).lower()

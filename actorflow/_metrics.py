@@ -15,7 +15,6 @@ snapshot is taken on the loop; the text (1.5 MB for 500 actors) is rendered in a
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -37,7 +36,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from ._address import Address, host_named, loopback_names
+from ._address import Address, bind_failure, host_named, loopback_names
 from ._exceptions import ServeError, describe
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, LinkStatus, SystemState, SystemStatus
@@ -274,10 +273,7 @@ async def listen(address: Address) -> list[trio.SocketListener]:
     try:
         return await trio.open_tcp_listeners(address.port, host=address.host)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address already in use (another program listens there)"
-        raise ServeError("metrics", str(address), reason) from exc
+        raise ServeError("metrics", str(address), bind_failure(exc)) from exc
     except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
         raise ServeError("metrics", str(address), f"not a host name ({exc})") from exc
 

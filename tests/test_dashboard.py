@@ -477,12 +477,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("address", "said"),
     [
-        ("web", "error: --dashboard 'web': must be [HOST:]PORT, got 'web'"),
+        ("web", "error: --dashboard web: dashboard must be [HOST:]PORT, got 'web'"),
         (
             "70000",
-            "error: --dashboard '70000': must be [HOST:]PORT with a port from 0 to 65535,"
+            "error: --dashboard 70000: dashboard must be [HOST:]PORT with a port from 0 to 65535,"
             " got '70000'",
         ),
+        ("", "error: --dashboard '': dashboard must be [HOST:]PORT, got ''"),
     ],
 )
 def test_a_bad_dashboard_option_is_one_line_and_exit_2(address: str, said: str) -> None:
@@ -497,7 +498,8 @@ def test_a_port_in_use_is_one_line_and_exit_2() -> None:
         done = cli("dashboard_graph:build", "--dashboard", str(port))
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"error: --dashboard {port}: cannot listen on 127.0.0.1:{port}: address already in use"
+        f"error: --dashboard {port}: cannot serve dashboard on 127.0.0.1:{port}: "
+        "address already in use (another program listens there)"
     )
 
 

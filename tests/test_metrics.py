@@ -438,10 +438,19 @@ def test_actorflow_run_serves_metrics_while_the_graph_runs(tmp_path: Path) -> No
         ("--metrics", "localhost:http", "--metrics localhost:http: metrics must be [HOST:]PORT"),
         ("--trace-ratio", "-0.5", "--trace-ratio -0.5: trace_ratio must be a number from 0"),
         ("--trace-ratio", "abc", "--trace-ratio abc: trace_ratio must be a number from 0"),
-        ("--metrics", "..:1", "cannot serve metrics on ..:1: not a host name"),
-        ("--metrics", "\u00fc..:1", "cannot serve metrics on \u00fc..:1: not a host name"),
-        ("--metrics", "a" * 64 + ":1", f"cannot serve metrics on {'a' * 64}:1: not a host name"),
-        ("--dashboard", "..:1", "--dashboard ..:1: cannot listen on ..:1: not a host name"),
+        ("--metrics", "..:1", "--metrics ..:1: cannot serve metrics on ..:1: not a host name"),
+        (
+            "--metrics",
+            "\u00fc..:1",
+            "--metrics \u00fc..:1: cannot serve metrics on \u00fc..:1: not",
+        ),
+        (
+            "--metrics",
+            "a" * 64 + ":1",
+            f"--metrics {'a' * 64}:1: cannot serve metrics on {'a' * 64}",
+        ),
+        ("--dashboard", "..:1", "--dashboard ..:1: cannot serve dashboard on ..:1: not a host"),
+        ("--dashboard", "..", "--dashboard ..: dashboard must be [HOST:]PORT, got '..'"),
     ],
 )
 def test_bad_observing_options_are_one_line_errors(option: str, value: str, message: str) -> None:
@@ -477,8 +486,8 @@ def test_a_port_in_use_ends_actorflow_run_with_one_line(busy_port: int) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == (
-        f"error: cannot serve metrics on 127.0.0.1:{busy_port}: address already in use "
-        "(another program listens there)\n"
+        f"error: --metrics {busy_port}: cannot serve metrics on 127.0.0.1:{busy_port}: "
+        "address already in use (another program listens there)\n"
     )
 
 

@@ -466,3 +466,61 @@ def test_a_page_that_outlives_its_server_draws_the_next_run_on_its_port(browser:
             second.kill()
     assert name == "second"
     assert live == "live"
+
+
+def build_fan(sinks: int) -> af.Graph:
+    """One source fanning out to ``sinks`` sinks, two of them with long, wide names."""
+    graph = af.Graph(name="fan")
+    graph.add("src", af.Inlet)
+    names = ["W" * 60, "日本語モジュール" * 6] + [f"s{i}" for i in range(sinks - 2)]
+    for name in names:
+        graph.add(name, af.Outlet)
+        graph.link("src", name)
+    return graph
+
+
+def look_at_fan(driver: Any, url: str) -> dict[str, Any]:
+    driver.set_window_size(1440, 840)
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    seen: dict[str, Any] = driver.execute_script(
+        """
+        const canvas = document.getElementById("canvas").getBoundingClientRect();
+        const source = document.querySelector('g.node[data-actor="src"] rect.card')
+          .getBoundingClientRect();
+        const overlaps = [...document.querySelectorAll("g.node")].slice(0, 3).map((g) => {
+          const name = g.querySelector("text.name").getBoundingClientRect();
+          const pill = g.querySelector("rect.pill").getBoundingClientRect();
+          return name.right > pill.left;
+        });
+        return {
+          sourceShown: source.top >= canvas.top && source.bottom <= canvas.bottom
+            && source.left >= canvas.left && source.right <= canvas.right,
+          overlaps,
+          names: [...document.querySelectorAll("g.node text.name")].slice(0, 3)
+            .map((t) => t.textContent),
+        };
+        """
+    )
+    seen["console"] = console_errors(driver)
+    screenshot(driver, "dashboard-fan.png")
+    return seen
+
+
+async def test_a_wide_fan_opens_on_its_source_and_long_names_stop_before_the_badge(
+    browser: Any,
+) -> None:
+    """300 sinks stacked in one layer: the first view shows the source (halfway down
+    its column), not just the top of the drawing; a long name of wide letters is cut
+    with an ellipsis before the state badge, not drawn under it."""
+    async with af.open_system(build_fan(300), dashboard=0) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(look_at_fan, browser, system.dashboard_url)
+        finally:
+            system.cancel()
+    assert seen["console"] == []
+    assert seen["sourceShown"]
+    assert seen["overlaps"] == [False, False, False]
+    assert seen["names"][0] == "src"
+    assert all(name.endswith("…") for name in seen["names"][1:]), seen["names"]

@@ -6,13 +6,23 @@ command line and the servers read an address the same way.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 from typing import Any
 
 import attrs
 
 from ._checks import short
 
-__all__ = ["DEFAULT_HOST", "Address", "address_text", "parse_address"]
+__all__ = [
+    "DEFAULT_HOST",
+    "Address",
+    "address_text",
+    "bind_failure",
+    "host_named",
+    "loopback_names",
+    "parse_address",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 """Bound when an address gives only a port: nothing outside the machine can reach it."""
@@ -67,3 +77,33 @@ def address_text(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def loopback_names(host: str) -> frozenset[str] | None:
+    """The names a server bound to ``host`` answers to when that is a loopback address
+    (``None``: bound to another, whose names cannot be known here: any). A server of
+    the machine alone refuses other names in ``Host`` (DNS rebinding: a page elsewhere
+    whose name is made to point at 127.0.0.1 must not read the dashboard or metrics)."""
+    if host.lower() != "localhost":
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            return None
+    return frozenset({host.lower(), "localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
+def host_named(header: bytes) -> str:
+    """The host a ``Host`` header names, without its port, lowercase."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rpartition(":")[0] if ":" in text else text
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a server could not listen, in the words both servers use (lowercase, a port
+    in use explained)."""
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another program listens there)"
+    return (exc.strerror or str(exc)).lower()

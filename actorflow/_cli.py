@@ -26,7 +26,7 @@ from rich.console import Console
 
 from . import _logfile
 from ._checks import short
-from ._dashboard import DashboardError, parse_address
+from ._dashboard import parse_address
 from ._diagram import dot as _dot
 from ._diagram import job_dot as _job_dot
 from ._diagram import job_mermaid as _job_mermaid
@@ -179,8 +179,17 @@ def _observing(args: argparse.Namespace, settings: Settings) -> Settings:
         try:
             settings = attrs.evolve(settings, **{name: value})
         except (TypeError, ValueError) as exc:
-            raise _BadOption(f"{option} {value}: {exc}") from None
+            raise _BadOption(f"{option} {_given(value)}: {exc}") from None
     return settings
+
+
+def _given(value: object) -> str:
+    """An option's value as an error quotes it: as typed, unless quotes make it
+    clearer (empty, spaces, control characters)."""
+    text = str(value)
+    if text and text.isprintable() and not any(c.isspace() for c in text):
+        return text
+    return short(value)
 
 
 def _number(value: str) -> float | str:
@@ -721,9 +730,13 @@ def _graph_command(args: argparse.Namespace, graph: Graph, settings: Settings) -
     dashboard = _dashboard_address(args.dashboard)
     try:
         return _run(graph, settings, _wants_view(args.view), only, dashboard)
-    except (DashboardError, ImportError) as exc:
-        said = str(exc).removeprefix("dashboard: ")
-        raise _BadOption(f"--dashboard {args.dashboard}: {said}") from None
+    except ImportError as exc:
+        raise _BadOption(f"--dashboard {_given(args.dashboard)}: {exc}") from None
+    except ServeError as exc:  # --metrics and --dashboard: one wording for both
+        given = {"metrics": args.metrics, "dashboard": args.dashboard}.get(exc.server)
+        if given is None:
+            raise  # from the settings, not an option: said as it is
+        raise _BadOption(f"--{exc.server} {_given(given)}: {exc}") from None
 
 
 def _dashboard_address(value: str | None) -> tuple[str, int] | None:
@@ -733,5 +746,4 @@ def _dashboard_address(value: str | None) -> tuple[str, int] | None:
     try:
         return parse_address(value)
     except ValueError as exc:
-        said = str(exc).removeprefix("dashboard ")
-        raise _BadOption(f"--dashboard {short(value)}: {said}") from None
+        raise _BadOption(f"--dashboard {_given(value)}: {exc}") from None

@@ -36,6 +36,7 @@ from ._lifecycle import TASK_EVENTS, cleanup, construct, does_nothing, validate
 from ._logging import get_logger
 from ._module import missing_hook, required
 from ._status import ActorState, ActorStatus, SystemState, SystemStatus, Vocabulary
+from ._urls import redact_text
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -94,12 +95,12 @@ class Task:
     def report(self, progress: float, info: str | None = None) -> None:
         """Report progress from 0 to 100 and, optionally, free-form info ("frame 3/10")."""
         self.progress = max(0.0, min(100.0, float(progress)))
-        self.info = info
+        self.info = redact_text(info) if isinstance(info, str) else info  # shown: see _urls
         # Logged at most once a second (the live view and status() show every report).
         now = time.monotonic()
         if self._log is not None and (self._last_logged is None or now - self._last_logged >= 1.0):
             self._last_logged = now
-            self._log.info("task.progress", task=self._key, progress=self.progress, info=info)
+            self._log.info("task.progress", task=self._key, progress=self.progress, info=self.info)
 
 
 @attrs.frozen

@@ -9,12 +9,12 @@ of its own: two systems in one process never share a series.
 The endpoint is a small HTTP/1.1 server on :mod:`h11` (the sans-I/O HTTP library trio's
 own documentation builds servers on) and :func:`trio.serve_listeners`: it runs in the
 system's nursery, on the loop that runs the actors, so a scrape reads the counters
-between two batches, never while an actor changes them, and needs no thread or lock.
+between two batches, never while an actor changes them, and needs no lock: only that
+snapshot is taken on the loop; the text (1.5 MB for 500 actors) is rendered in a thread.
 """
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Final
 from urllib.parse import urlsplit
 
+import attrs
 import h11
 import trio
 from prometheus_client import CollectorRegistry
@@ -35,13 +36,22 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from ._address import Address
+from ._address import Address, bind_failure, host_named, loopback_names
 from ._exceptions import ServeError, describe
 from ._logging import get_logger
 from ._status import ActorState, ActorStatus, LinkStatus, SystemState, SystemStatus
 from ._timings import HandlingTimes
 
-__all__ = ["StatusCollector", "connection", "listen", "negotiate", "registry_for", "serve"]
+__all__ = [
+    "MetricsRegistry",
+    "StatusCollector",
+    "Taken",
+    "connection",
+    "listen",
+    "negotiate",
+    "registry_for",
+    "serve",
+]
 
 _ACTOR: Final = ("graph", "actor")
 _LINK: Final = ("graph", "link", "target")
@@ -78,15 +88,51 @@ class StatusCollector:
         self._started_at = started_at
         self._timings = timings
 
+    def take(self) -> Taken:
+        """The numbers now: the cheap part of a scrape, done on the loop that runs the
+        actors (a status snapshot and a copy of each histogram), so that turning them
+        into text can be done elsewhere (:meth:`Taken.collect`, in a thread)."""
+        times = {name: (t.cumulative(), t.total) for name, t in self._timings().items()}
+        return Taken(self._status(), self._started_at, times, time.time())
+
     def collect(self) -> Iterator[Metric]:
-        status = self._status()
-        yield from _system_metrics(status, self._started_at)
-        yield from _actor_metrics(status)
-        yield _handling_times(status.graph, self._timings())
-        yield from _link_metrics(status)
+        return self.take().collect()
 
 
-def _system_metrics(status: SystemStatus, started_at: float) -> Iterator[Metric]:
+@attrs.frozen(eq=False)  # hashed by identity: a registry keeps its collectors in a dict
+class Taken:
+    """One scrape's numbers, taken on the loop; made into metrics anywhere (they are a
+    snapshot: nothing here changes while a thread renders them)."""
+
+    status: SystemStatus
+    started_at: float
+    times: Mapping[str, tuple[list[tuple[str, int]], float]]
+    now: float
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _system_metrics(self.status, self.started_at, self.now)
+        yield from _actor_metrics(self.status)
+        yield _handling_times(self.status.graph, self.times)
+        yield from _link_metrics(self.status)
+
+
+class MetricsRegistry(CollectorRegistry):
+    """A system's own registry (never the process-wide default), which can also hand a
+    snapshot of its collector's numbers to be rendered off the loop."""
+
+    def __init__(self, collector: StatusCollector) -> None:
+        super().__init__(auto_describe=False)
+        self.collector = collector
+        self.register(collector)
+
+    def taken(self) -> CollectorRegistry:
+        """A registry of the numbers now (see :meth:`StatusCollector.take`)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.collector.take())
+        return registry
+
+
+def _system_metrics(status: SystemStatus, started_at: float, now: float) -> Iterator[Metric]:
     graph = [status.graph]
     started = GaugeMetricFamily(
         "actorflow_system_start_time_seconds",
@@ -97,7 +143,7 @@ def _system_metrics(status: SystemStatus, started_at: float) -> Iterator[Metric]
     uptime = GaugeMetricFamily(
         "actorflow_system_uptime_seconds", "Seconds since the system was opened.", labels=["graph"]
     )
-    uptime.add_metric(graph, max(0.0, time.time() - started_at))
+    uptime.add_metric(graph, max(0.0, now - started_at))
     state = StateSetMetricFamily(
         "actorflow_system_state", "Where the system is in its life.", labels=["graph"]
     )
@@ -163,15 +209,17 @@ def _actor_gauges(graph: str, listed: list[ActorStatus]) -> Iterator[Metric]:
     return iter((depth, state, done, total))
 
 
-def _handling_times(graph: str, timings: Mapping[str, HandlingTimes]) -> Metric:
+def _handling_times(
+    graph: str, timings: Mapping[str, tuple[list[tuple[str, int]], float]]
+) -> Metric:
     family = HistogramMetricFamily(
         "actorflow_actor_handling_seconds",
         "Seconds the actor's hook took per item: sync hooks by runs of items (each run's "
         "mean), async and blocking ones item by item (awaits, the thread included).",
         labels=_ACTOR,
     )
-    for name, times in timings.items():
-        family.add_metric([graph, name], times.cumulative(), times.total)
+    for name, (buckets, total) in timings.items():
+        family.add_metric([graph, name], buckets, total)
     return family
 
 
@@ -207,11 +255,9 @@ def _link_labels(graph: str, link: LinkStatus) -> list[str]:
     return [graph, link.name, link.target or ""]
 
 
-def registry_for(collector: StatusCollector) -> CollectorRegistry:
+def registry_for(collector: StatusCollector) -> MetricsRegistry:
     """A registry of one system's own (never the process-wide default)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return registry
+    return MetricsRegistry(collector)
 
 
 # -- the endpoint ---------------------------------------------------------------------
@@ -227,10 +273,7 @@ async def listen(address: Address) -> list[trio.SocketListener]:
     try:
         return await trio.open_tcp_listeners(address.port, host=address.host)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address already in use (another program listens there)"
-        raise ServeError("metrics", str(address), reason) from exc
+        raise ServeError("metrics", str(address), bind_failure(exc)) from exc
     except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
         raise ServeError("metrics", str(address), f"not a host name ({exc})") from exc
 
@@ -243,23 +286,28 @@ def bound(listeners: list[trio.SocketListener]) -> Address:
 
 async def serve(
     listeners: list[trio.SocketListener],
-    registry: CollectorRegistry,
+    registry: MetricsRegistry,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer ``GET /metrics`` on ``listeners`` until cancelled."""
     slots = trio.CapacityLimiter(_MAX_CONNECTIONS)
+    hosts = loopback_names(bound(listeners).host)
+    handler = partial(connection, registry, slots, hosts=hosts)
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            partial(trio.serve_listeners, partial(connection, registry, slots), listeners)
-        )
+        await nursery.start(partial(trio.serve_listeners, handler, listeners))
         task_status.started()
 
 
 async def connection(
-    registry: CollectorRegistry, slots: trio.CapacityLimiter, stream: trio.abc.Stream
+    registry: MetricsRegistry,
+    slots: trio.CapacityLimiter,
+    stream: trio.abc.Stream,
+    *,
+    hosts: frozenset[str] | None = None,
 ) -> None:
-    """One client: requests answered in turn until it closes, errs, or its time is up.
+    """One client: requests answered in turn until it closes, errs, or its time is up;
+    with ``hosts`` (bound to loopback), only requests naming one of them in ``Host``.
 
     Nothing a client sends ends the system: whatever goes wrong is logged at debug level
     and closes this connection only (its task runs in the system's nursery).
@@ -274,16 +322,18 @@ async def connection(
                 return
             try:
                 with trio.move_on_after(_LIFETIME):
-                    await _requests(registry, stream)
+                    await _requests(registry, stream, hosts)
             finally:
                 slots.release()
     except Exception as exc:  # a client's fault (or a closed socket): never the system's
         get_logger().debug("metrics.connection_failed", error=describe(exc))
 
 
-async def _requests(registry: CollectorRegistry, stream: trio.abc.Stream) -> None:
+async def _requests(
+    registry: MetricsRegistry, stream: trio.abc.Stream, hosts: frozenset[str] | None
+) -> None:
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-    while await _one_request(connection, stream, registry):
+    while await _one_request(connection, stream, registry, hosts):
         connection.start_next_cycle()
 
 
@@ -296,7 +346,10 @@ async def _next_event(connection: h11.Connection, stream: trio.abc.Stream) -> ob
 
 
 async def _one_request(
-    connection: h11.Connection, stream: trio.abc.Stream, registry: CollectorRegistry
+    connection: h11.Connection,
+    stream: trio.abc.Stream,
+    registry: MetricsRegistry,
+    hosts: frozenset[str] | None,
 ) -> bool:
     """Answer one request; whether the connection may carry another."""
     try:
@@ -311,7 +364,10 @@ async def _one_request(
     if not isinstance(request, h11.Request):
         return False  # closed by the client
     method = request.method.decode("ascii", "replace")
-    if _path(request.target.decode("ascii", "replace")) != "/metrics":
+    named = next((v for k, v in request.headers if k == b"host"), b"")
+    if hosts is not None and host_named(named) not in hosts:
+        await _send(connection, stream, 400, b"unknown host\n")  # as the dashboard does
+    elif _path(request.target.decode("ascii", "replace")) != "/metrics":
         await _send(connection, stream, 404, b"not found: try /metrics\n")
     elif method not in ("GET", "HEAD"):
         await _send(connection, stream, 405, b"GET or HEAD only\n", allow="GET, HEAD")
@@ -325,7 +381,7 @@ async def _one_request(
 async def _answer(
     connection: h11.Connection,
     stream: trio.abc.Stream,
-    registry: CollectorRegistry,
+    registry: MetricsRegistry,
     method: str,
     accept: bytes,
 ) -> bool:
@@ -337,7 +393,9 @@ async def _answer(
         return True
     encoder, content_type = chosen
     try:
-        body = encoder(registry)
+        # Only the snapshot is taken on the loop; the text (1.5 MB for 500 actors, a
+        # fifth of a second of work) is rendered in a thread, so the actors run on.
+        body = await trio.to_thread.run_sync(encoder, registry.taken())
     except Exception as exc:  # a broken collector must not kill the server
         get_logger().exception("metrics.failed", error=str(exc))
         await _send(connection, stream, 500, b"cannot collect metrics\n")

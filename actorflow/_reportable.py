@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from ._checks import short
+from ._urls import redact_data, redact_text
 
 __all__ = [
     "CONTROL",
@@ -29,6 +30,7 @@ __all__ = [
     "finite",
     "json_ready",
     "printable",
+    "task_text",
     "text",
 ]
 
@@ -82,9 +84,17 @@ def text(value: Any, limit: int = MAX_TEXT) -> str:
 
 
 def fields(info: Any) -> dict[str, Any]:
-    """``set_info``'s fields as bounded JSON-ready data (never raises)."""
-    ready = json_ready(info)
+    """``set_info``'s fields as bounded JSON-ready data (never raises), secrets hidden
+    (:func:`redact_data`): made safe once, here, for everything that shows them (the
+    status, heartbeats, reporters, the live view, the dashboard, summaries)."""
+    ready = redact_data(json_ready(info))
     return ready if isinstance(ready, dict) else {"info": ready}
+
+
+def task_text(task: Any) -> str:
+    """A ``set_info`` task as it may be shown: cut to :data:`MAX_TASK` characters, with
+    any secret it quotes hidden (redacted before the cut, so no secret is half shown)."""
+    return text(redact_text(text(task, 4 * MAX_TASK)), MAX_TASK)
 
 
 def finite(value: Any) -> float | None:

@@ -477,12 +477,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("address", "said"),
     [
-        ("web", "error: --dashboard 'web': must be [HOST:]PORT, got 'web'"),
+        ("web", "error: --dashboard web: dashboard must be [HOST:]PORT, got 'web'"),
         (
             "70000",
-            "error: --dashboard '70000': must be [HOST:]PORT with a port from 0 to 65535,"
+            "error: --dashboard 70000: dashboard must be [HOST:]PORT with a port from 0 to 65535,"
             " got '70000'",
         ),
+        ("", "error: --dashboard '': dashboard must be [HOST:]PORT, got ''"),
     ],
 )
 def test_a_bad_dashboard_option_is_one_line_and_exit_2(address: str, said: str) -> None:
@@ -497,7 +498,8 @@ def test_a_port_in_use_is_one_line_and_exit_2() -> None:
         done = cli("dashboard_graph:build", "--dashboard", str(port))
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"error: --dashboard {port}: cannot listen on 127.0.0.1:{port}: address already in use"
+        f"error: --dashboard {port}: cannot serve dashboard on 127.0.0.1:{port}: "
+        "address already in use (another program listens there)"
     )
 
 
@@ -682,3 +684,49 @@ def test_once_the_run_has_ended_no_actor_has_a_rate() -> None:
     tracker.update(now=1.0)
     assert tracker.update(now=2.0)["actors"]["a"]["rate"] is not None
     assert tracker.update(now=3.0)["actors"]["a"]["rate"] is None
+
+
+class Informs(af.Source):
+    """Says what it does with secrets in it, every way set_info takes text."""
+
+    outputs: ClassVar = {"out": int}
+
+    async def start(self) -> Any:
+        self.set_info(
+            "connect redis://bob:INFOPW1@db/0",
+            dsn="postgres://bob:INFOPW2@db/x",
+            api_key="INFOPW3",
+            note="token=INFOPW4",
+        )
+        yield 1
+        await trio.sleep_forever()
+
+
+async def test_set_info_secrets_reach_no_page_nor_stream() -> None:
+    """The task and fields a module sets are shown with every secret hidden, in the
+    status (which the event stream sends too), the layout and the page (they were
+    shown verbatim)."""
+    graph = af.Graph(name="informs")
+    graph.add("src", Informs)
+    graph.add("out", af.Outlet)
+    graph.link("src", "out")
+    async with af.open_system(graph, dashboard=0) as system:
+        url = system.dashboard_url
+        assert url is not None
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            with trio.fail_after(20):
+                while (status := (await client.get("/api/status")).json())["actors"]["src"][
+                    "info"
+                ] in (None, {}):
+                    await trio.sleep(0.05)
+            said = json.dumps(status)
+            said += (await client.get("/api/layout")).text + (await client.get("/")).text
+        system.cancel()
+    assert "INFOPW" not in said
+    shown = status["actors"]["src"]
+    assert shown["task"] == "connect redis://bob:***@db/0"
+    assert shown["info"] == {
+        "dsn": "postgres://bob:***@db/x",
+        "api_key": "***",
+        "note": "token=***",
+    }

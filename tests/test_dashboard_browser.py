@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -403,3 +406,121 @@ async def test_a_large_graph_stays_readable_and_can_be_panned_and_zoomed(browser
     assert int(seen["zoomed"].rstrip("%")) > 60
     assert seen["moved"]
     assert seen["fitted"] == "60%"
+
+
+_SERVE = """
+import sys, trio, actorflow as af
+graph = af.Graph(name=sys.argv[1])
+graph.add(sys.argv[2] + "_in", af.Inlet)
+graph.add(sys.argv[2] + "_out", af.Outlet)
+graph.link(sys.argv[2] + "_in", sys.argv[2] + "_out")
+async def main():
+    async with af.open_system(graph, dashboard=int(sys.argv[3])) as system:
+        print(system.dashboard_url, flush=True)
+        await trio.sleep_forever()
+trio.run(main)
+"""
+
+
+def serve_until_killed(name: str, prefix: str, port: int) -> subprocess.Popen[str]:
+    """A process serving a dashboard of ``inlet -> outlet`` on ``port``, until killed
+    (so no last snapshot tells the page the run has ended)."""
+    served = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, name, prefix, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(af.__file__).parent.parent)},
+    )
+    assert served.stdout is not None
+    assert served.stdout.readline().startswith("http://")  # serving (or failed: empty)
+    return served
+
+
+def drawn_actors(driver: Any) -> set[str]:
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('g.node')].map(g => g.dataset.actor)"
+    )
+    return set(found)
+
+
+def test_a_page_that_outlives_its_server_draws_the_next_run_on_its_port(browser: Any) -> None:
+    """The server is killed and another graph served on the same port: the open page
+    reconnects and draws the new graph (both are drawing 1 of their run), not the old
+    one as if it were live."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serve_until_killed("first", "a", port) as first:
+        try:
+            open_page(browser, f"http://127.0.0.1:{port}/")
+            wait_for(browser, lambda d: drawn_actors(d) == {"a_in", "a_out"})
+        finally:
+            first.kill()
+    wait_for(browser, lambda d: d.find_element(By.ID, "connection").text != "live")
+    with serve_until_killed("second", "b", port) as second:
+        try:
+            wait_for(browser, lambda d: drawn_actors(d) == {"b_in", "b_out"}, seconds=40)
+            name = browser.find_element(By.ID, "graph-name").text
+            live = browser.find_element(By.ID, "connection").text
+        finally:
+            second.kill()
+    assert name == "second"
+    assert live == "live"
+
+
+def build_fan(sinks: int) -> af.Graph:
+    """One source fanning out to ``sinks`` sinks, two of them with long, wide names."""
+    graph = af.Graph(name="fan")
+    graph.add("src", af.Inlet)
+    names = ["W" * 60, "日本語モジュール" * 6] + [f"s{i}" for i in range(sinks - 2)]
+    for name in names:
+        graph.add(name, af.Outlet)
+        graph.link("src", name)
+    return graph
+
+
+def look_at_fan(driver: Any, url: str) -> dict[str, Any]:
+    driver.set_window_size(1440, 840)
+    open_page(driver, url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "connection").text == "live")
+    seen: dict[str, Any] = driver.execute_script(
+        """
+        const canvas = document.getElementById("canvas").getBoundingClientRect();
+        const source = document.querySelector('g.node[data-actor="src"] rect.card')
+          .getBoundingClientRect();
+        const overlaps = [...document.querySelectorAll("g.node")].slice(0, 3).map((g) => {
+          const name = g.querySelector("text.name").getBoundingClientRect();
+          const pill = g.querySelector("rect.pill").getBoundingClientRect();
+          return name.right > pill.left;
+        });
+        return {
+          sourceShown: source.top >= canvas.top && source.bottom <= canvas.bottom
+            && source.left >= canvas.left && source.right <= canvas.right,
+          overlaps,
+          names: [...document.querySelectorAll("g.node text.name")].slice(0, 3)
+            .map((t) => t.textContent),
+        };
+        """
+    )
+    seen["console"] = console_errors(driver)
+    screenshot(driver, "dashboard-fan.png")
+    return seen
+
+
+async def test_a_wide_fan_opens_on_its_source_and_long_names_stop_before_the_badge(
+    browser: Any,
+) -> None:
+    """300 sinks stacked in one layer: the first view shows the source (halfway down
+    its column), not just the top of the drawing; a long name of wide letters is cut
+    with an ellipsis before the state badge, not drawn under it."""
+    async with af.open_system(build_fan(300), dashboard=0) as system:
+        assert system.dashboard_url is not None
+        try:
+            seen = await trio.to_thread.run_sync(look_at_fan, browser, system.dashboard_url)
+        finally:
+            system.cancel()
+    assert seen["console"] == []
+    assert seen["sourceShown"]
+    assert seen["overlaps"] == [False, False, False]
+    assert seen["names"][0] == "src"
+    assert all(name.endswith("…") for name in seen["names"][1:]), seen["names"]

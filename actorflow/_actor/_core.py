@@ -30,7 +30,7 @@ from .._lifecycle import cleanup, construct, validate
 from .._link import Link, Mailbox
 from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
-from .._reportable import MAX_TASK, fields, finite, text
+from .._reportable import fields, finite, task_text
 from .._settings import Settings
 from .._snapshots import journal_of, run_snapshotted, saved
 from .._status import ActorState, ActorStatus, DropReason, EndReason
@@ -522,7 +522,7 @@ class Actor:
 
     def set_info(self, task: str | None, info: dict[str, Any]) -> None:
         if task is not None:
-            self.task = text(task, MAX_TASK)
+            self.task = task_text(task)
         self._info = fields(info)
 
     def read_port(self, port: str, limit: int | None) -> list[Any]:

@@ -76,12 +76,14 @@ class Pacing:
             self.stride = max(1, min(self.stride // 2, int(self.stride * budget / took)))
         return checked >= deadline
 
-    def strides(self, limit: int) -> Iterator[int]:
+    def strides(self, limit: int, *, timed: bool = True) -> Iterator[int]:
         """The sizes of the next runs of items, one stride each, until ``limit`` items
         were given out or the quantum is spent (the clock is read between two runs).
 
         This is the one stride countdown: callers handle each run with a plain loop
-        (or ``list.extend``), so the per-item path holds no counter.
+        (or ``list.extend``), so the per-item path holds no counter. ``timed=False``:
+        the runs are not the module's hook (copies made for each out-link), so they do
+        not feed the handling times.
         """
         deadline = self.deadline
         began = self.last_check = self.now()
@@ -102,7 +104,7 @@ class Pacing:
             raise
         finally:  # the runs ended: all given out, the deadline, or left early
             self.partial = 0
-            if self.timings is not None:
+            if self.timings is not None and timed:
                 self._timed(began, limit - left, 0 if at_deadline else size)
 
     def _timed(self, began: float, handled: int, last_run: int) -> None:

@@ -225,30 +225,38 @@ class SourceDriver:
     async def _pull_threaded(self, iterator: Iterator[Any]) -> None:
         """A blocking module's generator: each item is pulled in a worker thread."""
         room, incarnation = self.room, self.incarnation
+        pacing = room.pacing
         end = object()
         generator = _ThreadedIterator(iterator, end)
         try:
             while incarnation.active:
+                began = pacing.now() if pacing.timings is not None else 0.0
                 try:
                     item = await room.in_thread(generator.pull)
                 except Exception as exc:
                     raise _start_failed(room, exc) from exc
                 if item is end:
                     return
+                if pacing.timings is not None:  # item by item, the thread included
+                    pacing.timings.observe(pacing.now() - began, 1)
                 await room.emit(item)
         finally:
             generator.close()
 
     async def _pull_async(self, iterator: AsyncIterator[Any]) -> None:
         room, incarnation = self.room, self.incarnation
+        pacing = room.pacing
         try:
             while incarnation.active:
+                began = pacing.now() if pacing.timings is not None else 0.0
                 try:
                     item = await iterator.__anext__()
                 except StopAsyncIteration:
                     return
                 except Exception as exc:
                     raise _start_failed(room, exc) from exc
+                if pacing.timings is not None:  # item by item, its awaits included
+                    pacing.timings.observe(pacing.now() - began, 1)
                 await room.emit(item)
         finally:
             aclose = getattr(iterator, "aclose", None)

@@ -12,7 +12,7 @@ import ipaddress
 import socket
 
 from .. import _address
-from .._address import DEFAULT_HOST
+from .._address import DEFAULT_HOST, bind_failure
 from .._checks import short
 from .._exceptions import ServeError
 
@@ -26,9 +26,6 @@ class DashboardError(ServeError):
     def __init__(self, address: str, reason: str) -> None:
         super().__init__("dashboard", address, reason)
         self.reason = reason
-
-    def __str__(self) -> str:
-        return f"dashboard: cannot listen on {self.address}: {self.reason}"
 
 
 def parse_address(value: object) -> tuple[str, int]:
@@ -63,7 +60,7 @@ def bind(host: str, port: int) -> socket.socket:
         family, kind, proto, _, address = found[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise DashboardError(where, _why(exc)) from None
+        raise DashboardError(where, bind_failure(exc)) from None
     except ValueError as exc:  # the host is no name at all: "..", a label of 64 letters
         raise DashboardError(where, f"not a host name ({exc})") from None
     try:
@@ -72,7 +69,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(100)
     except OSError as exc:
         sock.close()
-        raise DashboardError(where, _why(exc)) from None
+        raise DashboardError(where, bind_failure(exc)) from None
     sock.setblocking(False)
     return sock
 
@@ -82,10 +79,6 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
-
-
-def _why(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
 
 
 def require_extra() -> None:

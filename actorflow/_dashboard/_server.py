@@ -8,7 +8,6 @@ is fetched from elsewhere, and the page's content security policy says so),
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .._address import host_named, loopback_names
 from ._board import Board
 
 __all__ = ["SEND_WITHIN", "make_app", "serve"]
@@ -84,11 +84,7 @@ def make_app(board: Board, hosts: frozenset[str] | None = None) -> Any:
 
 def _host(scope: Any) -> str:
     """The host a request names in its ``Host`` header, without its port, lowercase."""
-    named = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
-    text = named.decode("latin-1").strip().lower()
-    if text.startswith("["):
-        return text[1 : text.find("]")] if "]" in text else text
-    return text.rpartition(":")[0] if ":" in text else text
+    return host_named(next((v for k, v in scope.get("headers", ()) if k == b"host"), b""))
 
 
 def _only_for(app: Starlette, hosts: frozenset[str]) -> Any:
@@ -103,17 +99,6 @@ def _only_for(app: Starlette, hosts: frozenset[str]) -> Any:
         await app(scope, receive, send)
 
     return checked
-
-
-def _loopback_names(host: str) -> frozenset[str] | None:
-    """The names a dashboard bound to loopback ``host`` answers to (``None``: bound to
-    another address, whose names cannot be known here, any)."""
-    try:
-        if not ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        return None
-    return frozenset({host, "localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 
 
 async def _stream(board: Board) -> AsyncIterator[str]:
@@ -171,7 +156,7 @@ async def serve(
     host, port = listening.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     # starlette's app is an ASGI app; hypercorn's types spell ASGI more narrowly.
-    named = make_app(board, _loopback_names(host))
+    named = make_app(board, loopback_names(host))
     app = wrap_app(named, config.wsgi_max_body_size, "asgi")
     context = WorkerContext(None)
     clients: set[trio.SocketStream] = set()

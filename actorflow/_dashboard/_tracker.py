@@ -33,6 +33,9 @@ KEEP = 30
 MAX_SHOWN = 2_000
 """The most characters shown of an error, or of any text an event quotes."""
 
+MARGIN = 1_000
+"""How far past what is shown of a cut text secrets are looked for (see Tracker.hide)."""
+
 _FREQUENT = frozenset({"ready", "running", "blocked"})
 
 
@@ -71,17 +74,36 @@ class Tracker:
     _events: dict[str, deque[dict[str, Any]]] = attrs.field(factory=dict)
     _newest_letter: int | None = None
 
+    _hidden: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+
     def hide(self, said: str) -> str:
         """``said`` as it may be shown: no secret of a URL we know or it quotes, and
         at most :data:`MAX_SHOWN` characters (a megabyte of error is not sent twice a
-        second to each page)."""
-        return clip(redact_text(hide_secrets(said, *self.watched.secrets)), MAX_SHOWN)
+        second to each page). Only the ends that are shown are searched for secrets,
+        each with :data:`MARGIN` characters more, so the work is bounded whatever the
+        size; a secret longer than that margin, cut by it, may be shown in part."""
+        if len(said) <= MAX_SHOWN + 2 * MARGIN:
+            return clip(self._redact(said), MAX_SHOWN)
+        head, tail = MAX_SHOWN * 2 // 3, MAX_SHOWN // 3
+        shown_head = self._redact(said[: head + MARGIN])[:head]
+        shown_tail = self._redact(said[-(tail + MARGIN) :])[-tail:]
+        return f"{shown_head}...({len(said) - head - tail} characters cut)...{shown_tail}"
+
+    def _redact(self, said: str) -> str:
+        return redact_text(hide_secrets(said, *self.watched.secrets))
+
+    def _hide_error(self, name: str, error: str) -> str:
+        """An actor's last error as shown, hidden once per error, not once per tick."""
+        known = self._hidden.get(name)
+        if known is None or known[0] != error:
+            known = self._hidden[name] = (error, self.hide(error))
+        return known[1]
 
     def update(self, now: float | None = None) -> dict[str, Any]:
         """A snapshot of the process now: its state, actors, links and their events."""
         now = time.time() if now is None else now
         status = self.watched.status()
-        errors = {name: self.hide(error) for name, error in self.watched.errors().items()}
+        errors = {name: self._hide_error(name, e) for name, e in self.watched.errors().items()}
         rates = self.rates.update(counts_from_status(status), time.monotonic())
         letters = self._new_letters()
         dropped_at = status.dropped_at()

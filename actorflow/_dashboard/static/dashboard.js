@@ -89,6 +89,22 @@
 
   // -- drawing the graph once -------------------------------------------------------
 
+  function ellipsize(text, full, width) {
+    // The longest start of ``full`` (with "…") that fits ``width`` pixels as drawn: a
+    // count of characters cannot tell wide letters (W, 日本, emoji) from narrow ones.
+    text.textContent = cut(full, 40);
+    if (text.getComputedTextLength() <= width) return;
+    let low = 0;
+    let high = Math.min(full.length, 40);
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      text.textContent = `${full.slice(0, middle)}…`;
+      if (text.getComputedTextLength() <= width) low = middle;
+      else high = middle - 1;
+    }
+    text.textContent = `${full.slice(0, low)}…`;
+  }
+
   function drawNode(canvas, module) {
     const { x, y, w, h } = module;
     const g = svg("g", { class: "node", "data-actor": module.name, tabindex: 0 }, canvas);
@@ -96,7 +112,7 @@
     svg("rect", { class: "card", x, y, width: w, height: h, rx: 9 }, g);
     const stripe = svg("rect", { x: x + 1, y: y + 8, width: 4, height: h - 16, rx: 2, fill: "none" }, g);
     const name = svg("text", { class: "name", x: x + 14, y: y + 22 }, g);
-    name.textContent = cut(module.name, 22);
+    ellipsize(name, module.name, w - 86 - 14 - 8); // ends before the state badge
     const cls = svg("text", { class: "cls", x: x + 14, y: y + 38 }, g);
     cls.textContent = cut(module.class + (module.kind ? ` · ${module.kind}` : ""), 40);
     const pill = svg("rect", { class: "pill unknown", x: x + w - 86, y: y + 9, width: 76, height: 18 }, g);
@@ -223,10 +239,21 @@
     if (!box.width || !width || !height) return;
     const pad = 16;
     const k = Math.max(MIN_FIT, Math.min(1, (width - 2 * pad) / box.width, (height - 2 * pad) / box.height));
-    // Centred where it fits; from its first layer (left) and top where it does not.
+    // Centred where it fits; where it does not, from its first layer (left), and with
+    // that layer's middle in view (a source fanning out to 500 sinks sits halfway down
+    // its column: the top of the drawing would not show it).
     const x = k * box.width <= width - 2 * pad ? (width - k * box.width) / 2 : pad;
-    const y = k * box.height <= height - 2 * pad ? (height - k * box.height) / 2 : pad;
-    place(x - k * box.x, y - k * box.y, k);
+    let y = (height - k * box.height) / 2 - k * box.y;
+    if (k * box.height > height - 2 * pad) {
+      const modules = layout ? layout.modules : [];
+      const left = Math.min(...modules.map((m) => m.x));
+      const first = modules.filter((m) => m.x === left);
+      const top = first.length ? Math.min(...first.map((m) => m.y)) : box.y;
+      const bottom = first.length ? Math.max(...first.map((m) => m.y + m.h)) : box.y;
+      const middle = Math.min((top + bottom) / 2, top + (height - 2 * pad) / (2 * k));
+      y = Math.min(pad - k * box.y, Math.max(height - pad - k * (box.y + box.height), height / 2 - k * middle));
+    }
+    place(x - k * box.x, y, k);
   }
 
   function zoomAt(px, py, factor) {
@@ -358,7 +385,7 @@
   }
 
   async function redraw() {
-    // A link was added or removed while the graph runs: lay it out again.
+    // A link was added or removed, or the server is another run: lay it out again.
     redrawing = true;
     try {
       layout = await (await fetch("api/layout")).json();
@@ -371,7 +398,10 @@
   }
 
   function update(data) {
-    if (layout && data.drawing !== layout.drawing && !redrawing) redraw();
+    // Another drawing of this run (a link added), or another run on the same port (the
+    // server was restarted, with another graph perhaps): lay it out again.
+    const drawn = layout && data.run === layout.run && data.drawing === layout.drawing;
+    if (layout && !drawn && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
     for (const [name, view] of nodes) updateNode(view, own(data.actors, name));

@@ -28,9 +28,6 @@ __all__ = [
 HIDDEN = "***"
 """What a hidden secret reads as."""
 
-_SECRET_PARAMETERS = frozenset({"password", "pass", "passwd", "token", "secret", "key"})
-
-
 def _split(url: str) -> tuple[str, str, str, str, str] | None:
     try:
         return tuple(urlsplit(url))  # type: ignore[return-value]
@@ -54,10 +51,9 @@ def redact_url(url: str) -> str:
         netloc = f"{user}:{HIDDEN}@{host}" if colon else f"{user}@{host}"
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_PARAMETERS for name, _ in pairs):
+        if any(is_secret_name(name) for name, _ in pairs):
             query = urlencode(
-                [(n, HIDDEN if n.lower() in _SECRET_PARAMETERS else v) for n, v in pairs],
-                safe="*",
+                [(n, HIDDEN if is_secret_name(n) else v) for n, v in pairs], safe="*"
             )
     return urlunsplit((scheme, netloc, path, query, fragment))
 
@@ -77,7 +73,7 @@ def secrets_of(url: str) -> list[str]:
     userinfo, at, _host = netloc.rpartition("@")
     if at:
         found.append(userinfo.partition(":")[2])
-    found += [v for n, v in parse_qsl(query) if n.lower() in _SECRET_PARAMETERS]
+    found += [v for n, v in parse_qsl(query) if is_secret_name(n)]
     # As written in the URL and as a client quotes it back, decoded.
     found += [unquote(secret) for secret in found]
     return sorted({secret for secret in found if secret}, key=len, reverse=True)

@@ -6,11 +6,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorflow._reportable import MAX_TASK, fields, task_text
-from actorflow._urls import HIDDEN, is_secret_name, redact_data, redact_text
+from actorflow._urls import (
+    HIDDEN,
+    is_secret_name,
+    redact_data,
+    redact_text,
+    redact_url,
+    secrets_of,
+)
 
 _SECRETS = st.text(
     st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~!$*+,"),
@@ -111,3 +119,18 @@ def _items(value: Any) -> list[tuple[str, Any]]:
         elif isinstance(current, list):
             stack += current
     return found
+
+
+@pytest.mark.parametrize(
+    "name", ["api_key", "access_token", "apikey", "sig", "auth", "X-Amz-Signature"]
+)
+def test_a_url_hides_every_query_value_whose_name_says_secret(name: str) -> None:
+    """A reporter URL is redacted by the same rule as text: the names that say secret are
+    one list, not a shorter second one for URLs."""
+    url = f"http://admin:pw9@host:9/hb?{name}=VALUE7&page=2&monkey=1"
+    shown = redact_url(url)
+    assert "VALUE7" not in shown
+    assert "pw9" not in shown
+    assert "page=2" in shown
+    assert "monkey=1" in shown
+    assert "VALUE7" in secrets_of(url)

@@ -28,7 +28,9 @@ from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
 from ._client import Retrying, connect, load_coredis
+from ._keys import checked
 from ._scripts import END_FIELD, OPEN, link_keys
+from ._sole import sole_producer
 
 if TYPE_CHECKING:
     import coredis
@@ -144,7 +146,19 @@ class ProducerPump:
     async def run(self) -> None:
         retry = Retrying(self.log, self.remote.poll, self.url)
         state = f"{self.stream}:producer"
-        async with connect(self.url, self.remote.timeout) as client:
+        async with (
+            connect(self.url, self.remote.timeout) as client,
+            checked(client, retry, self.stream, self.group, self.link.spec.source),
+            sole_producer(
+                client,
+                retry,
+                url=self.url,
+                stream=self.stream,
+                remote=self.remote,
+                source=self.link.spec.source,
+                log=self.log,
+            ),
+        ):
             # Each run of the producer is a generation: consumers tell this run's end
             # from the end of a run they (or their group) already consumed.
             keys = link_keys(self.stream, self.group)

@@ -4,12 +4,14 @@ never a wait for ever."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_server import RedisServer
-from test_remote import Keep, Numbers, unique
+from test_remote import Keep, Numbers, unique, wait_until
 
 import actorflow as af
 from actorflow._redis import connect
@@ -97,3 +99,26 @@ def test_only_a_counter_of_digits_passes_as_a_run_counter(
     else:
         assert said.startswith("refused")
         assert ":generation' holds the value" in said
+
+
+async def test_a_producer_whose_stream_is_deleted_mid_run_fails_naming_it(
+    redis_server: RedisServer,
+) -> None:
+    """Nobody reads: the producer waits at its bound; the stream is deleted (its group
+    with it). The producer refilled the new stream and then waited for ever, silently;
+    now it finds the group gone and fails naming the stream."""
+    name = unique("deleted")
+    stream = f"actorflow:{name}:numbers.out>keep.in"
+    remote = af.Remote(url=redis_server.url, batch=5, poll=0.05)
+    with trio.fail_after(30):
+        async with connect(redis_server.url) as client:
+            with pytest.raises(af.RunError, match=r"lost its consumer group 'keep'") as failed:
+                async with af.open_system(graph_of(name, 10**6, remote), only={"numbers"}):
+                    await wait_until(lambda: full(client, stream))
+                    await client.delete([stream])
+    assert repr(stream) in str(failed.value)
+
+
+async def full(client: Any, stream: str) -> bool:
+    """The producer waits at its bound (buffer 100 in entries of 5: 20)."""
+    return bool(await client.xlen(stream) >= 20)

@@ -3,9 +3,10 @@
 Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
 boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
 dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
-every item in them. Every ``claim_idle / 3`` the consumer marks every entry it holds as
-busy (``XCLAIM ... JUSTID``, which resets their idle time), so that no other consumer
-takes them over while it lives; every ``claim_idle / 2`` it takes over entries another
+every item in them. Every ``claim_idle / 3`` the consumer's keeper thread
+(:mod:`._keeper`) marks every entry it holds as busy (``XCLAIM ... JUSTID``, which
+resets their idle time), so that no other consumer takes them over while it lives,
+whatever its hooks do; every ``claim_idle / 2`` it takes over entries another
 consumer has left idle for ``claim_idle`` (``XAUTOCLAIM``), never one it holds itself,
 and removes consumers of its group that hold nothing and have long been idle.
 """
@@ -124,7 +125,7 @@ class ConsumerPump:
         target = self.link.spec.target
         async with (
             connect(self.url, self.remote.timeout) as client,
-            checked(client, retry, self.stream, self.group, target),
+            checked(client, retry, self.stream, self.group, target, self.url),
         ):
             await retry(lambda: ensure_group(client, self.stream, self.group))
             try:

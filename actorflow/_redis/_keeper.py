@@ -83,7 +83,8 @@ class Keeper:
         self.error: RunError | None = None
         self._lost = trio.Event()
         self._main = trio.lowlevel.current_trio_token()
-        self._beat = time.monotonic()
+        self._beat = self._asked = time.monotonic()
+        """When the pump's loop last answered, and when the keeper last asked it."""
         self._guard = threading.Lock()
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
@@ -171,19 +172,21 @@ class Keeper:
         return True
 
     def _check_loop(self, blocked: bool) -> bool:
-        """Whether the pump's loop has not answered for ``claim_idle``; says so once per
-        stall, and asks it to answer again."""
-        silent = time.monotonic() - self._beat
+        """Whether the pump's loop has left the keeper's last question unanswered for
+        ``claim_idle``; says so once per stall; asks again once answered."""
+        now = time.monotonic()
+        if self._beat >= self._asked:  # answered: ask again
+            self._asked = now
+            self._tell(self._answer)
+            return False
+        silent = now - self._asked
         if silent > self.claim_idle and not blocked:
-            blocked = True
             self.log.warning(
                 "remote.loop_blocked",
                 seconds=round(silent, 1),
                 hint="a hook blocks the loop; the lease and held entries are kept meanwhile",
             )
-        elif silent <= self.claim_idle:
-            blocked = False
-        self._tell(self._answer)
+            return True
         return blocked
 
     def _answer(self) -> None:

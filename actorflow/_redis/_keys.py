@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._exceptions import RunError
+from .._urls import redact_url
 from ._client import Retrying, load_coredis
 from ._scripts import link_keys
 
-__all__ = ["CHECK", "checked", "check_keys", "all_keys"]
+__all__ = ["CHECK", "all_keys", "check_keys", "checked", "group_kept"]
 
 CHECK = """
 local forms = {
@@ -80,11 +81,18 @@ def _refusal(exc: BaseException) -> bool:
 
 @contextlib.asynccontextmanager
 async def checked(
-    client: Any, retry: Retrying, stream: str, group: str, target: str
+    client: Any, retry: Retrying, stream: str, group: str, target: str, url: str
 ) -> AsyncIterator[None]:
     """Check the link's keys now, and again if Redis refuses a command in the block: an
     error naming the key, rather than Redis's words or a wait for ever."""
-    await retry(lambda: check_keys(client, stream, group, target))
+    try:
+        await retry(lambda: check_keys(client, stream, group, target))
+    except load_coredis().exceptions.ResponseError as exc:  # the first command: SELECT
+        raise RunError(
+            target,
+            f"Redis at {redact_url(url)!r} (the link's url, or the settings' remote_url) "
+            f"refused the link's first command: {exc}",
+        ) from exc
     try:
         yield
     except Exception as exc:
@@ -92,6 +100,22 @@ async def checked(
             raise
         try:
             await check_keys(client, stream, group, target)
+            await group_kept(client, stream, group, target)
         except RunError as named:
             raise named from exc
         raise
+
+
+async def group_kept(client: Any, stream: str, group: str, target: str) -> None:
+    """Raise a ``RunError`` if ``stream`` has lost its consumer group (the stream was
+    deleted, or the group destroyed, during the run): a producer waiting for room would
+    otherwise wait for ever, as nothing reads the stream any more."""
+    groups = await client.xinfo_groups(stream) if await client.exists([stream]) else ()
+    names = {entry.get(b"name", entry.get("name")) for entry in groups}
+    if group.encode() not in names and group not in names:
+        raise RunError(
+            target,
+            f"stream {stream!r} lost its consumer group {group!r} while the run was "
+            "under way (the stream deleted, or the group destroyed?): nothing reads what "
+            "is written, and what was in it is lost",
+        )

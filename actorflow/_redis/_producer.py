@@ -28,7 +28,7 @@ from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
 from ._client import Retrying, connect, load_coredis
-from ._keys import checked
+from ._keys import checked, group_kept
 from ._scripts import END_FIELD, OPEN, link_keys
 from ._sole import sole_producer
 
@@ -148,7 +148,7 @@ class ProducerPump:
         state = f"{self.stream}:producer"
         async with (
             connect(self.url, self.remote.timeout) as client,
-            checked(client, retry, self.stream, self.group, self.link.spec.source),
+            checked(client, retry, self.stream, self.group, self.link.spec.source, self.url),
             sole_producer(
                 client,
                 retry,
@@ -242,4 +242,5 @@ class ProducerPump:
             self._estimate = await retry(lambda: client.xlen(self.stream))
             if self._estimate < self.entries:
                 return
+            await retry(lambda: group_kept(client, self.stream, self.group, self.link.spec.source))
             await _room_made(self.url, self.stream, self.remote.poll)

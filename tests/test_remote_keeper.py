@@ -74,7 +74,9 @@ def started() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait()
 
 
-def write_graph(plant: Path, url: str, *, count: int, delay: float, remote: str) -> str:
+def write_graph(
+    plant: Path, url: str, *, count: int, delay: float, remote: str, shared: bool = False
+) -> str:
     """numbers -> slow over a remote link; the graph's name."""
     name = uuid.uuid4().hex[:8]
     text = f"""
@@ -88,6 +90,7 @@ def write_graph(plant: Path, url: str, *, count: int, delay: float, remote: str)
         [modules.slow]
         module = "slow"
         config = {{ path = "{plant / "journal.txt"}", delay = {delay} }}
+        shared = {str(shared).lower()}
         [[links]]
         from = "numbers"
         to = "slow"
@@ -97,13 +100,14 @@ def write_graph(plant: Path, url: str, *, count: int, delay: float, remote: str)
     return name
 
 
-def start(plant: Path, only: str, log: str) -> subprocess.Popen[str]:
+def start(plant: Path, only: str, log: str, *options: str) -> subprocess.Popen[str]:
     """`actorflow run graph.toml --only ONLY`, its output in ``log`` (a file, read while
     it runs)."""
     env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    run = ["run", "graph.toml", "--no-view", "--only", only, *options]
     with (plant / log).open("w") as out:  # the child has its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "actorflow", "run", "graph.toml", "--no-view", "--only", only],
+            [sys.executable, "-m", "actorflow", *run],
             cwd=plant,
             env=env,
             stdout=out,
@@ -247,3 +251,30 @@ def key_exists(url: str, key: str) -> bool:
             return bool(await client.exists([key]))
 
     return trio.run(read)
+
+
+def test_a_shared_instance_whose_sync_hook_outlasts_claim_idle_loses_no_entry_to_a_peer(
+    plant: Path, redis_server: RedisServer, started: list[subprocess.Popen[str]]
+) -> None:
+    """Two instances of a shared stage, one blocking its loop 1.5 s per item with
+    claim_idle = 1, the other quick (so it looks for idle entries to claim): the slow
+    one's entries stay marked busy, so the quick one never claims them (each claim
+    would be an item handled twice)."""
+    count = 8
+    write_graph(
+        plant,
+        redis_server.url,
+        count=count,
+        delay=1.5,
+        remote="batch = 1, claim_idle = 1",
+        shared=True,
+    )
+    first = start(plant, "slow", "first.log")
+    second = start(plant, "slow", "second.log", "--set", "modules.slow.config.delay=0")
+    producer = start(plant, "numbers", "producer.log")
+    started += [first, second, producer]
+    assert producer.wait(timeout=50) == 0
+    for instance, log in ((first, "first.log"), (second, "second.log")):
+        assert instance.wait(timeout=50) == 0, (plant / log).read_text()
+        assert "remote.claimed" not in (plant / log).read_text()
+    assert Counter(n for _, n in handled(plant)) == Counter(range(count))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._server_url import redis_url_problem
 from ._urls import redact_url
 
 __all__ = [
@@ -175,6 +176,8 @@ def redis_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> 
         raise ValueError(
             f"{attribute.name} must be a redis:// (or rediss://, unix://) URL, got {shown!r}"
         )
+    if isinstance(value, str) and (problem := redis_url_problem(value)) is not None:
+        raise ValueError(f"{attribute.name} {redact_url(value)!r} is no Redis URL: {problem}")
 
 
 def fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -28,6 +28,7 @@ __all__ = [
 HIDDEN = "***"
 """What a hidden secret reads as."""
 
+
 def _split(url: str) -> tuple[str, str, str, str, str] | None:
     try:
         return tuple(urlsplit(url))  # type: ignore[return-value]

@@ -129,10 +129,12 @@ class Retrying:
     async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
         retryable = _retryable()
         delay = self.poll
+        failed_here = False
         while True:
             try:
                 result = await call()
             except retryable as exc:
+                failed_here = True
                 self.failing += 1
                 self.failures += 1
                 if self.failing == 1:
@@ -143,7 +145,9 @@ class Retrying:
                 continue
             if delay > self.poll:
                 self.recovered_at = trio.current_time()
-            if self.failing:
+            # Only a call that failed and now went through shows that the server is
+            # back: another may have succeeded without reaching it (nothing to send).
+            if self.failing and failed_here:
                 self.log.info("remote.recovered", after_failures=self.failing)
                 self.failing = 0
             return result

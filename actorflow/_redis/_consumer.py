@@ -3,9 +3,10 @@
 Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
 boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
 dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
-every item in them. Every ``claim_idle / 3`` the consumer marks every entry it holds as
-busy (``XCLAIM ... JUSTID``, which resets their idle time), so that no other consumer
-takes them over while it lives; every ``claim_idle / 2`` it takes over entries another
+every item in them. Every ``claim_idle / 3`` the consumer's keeper thread
+(:mod:`._keeper`) marks every entry it holds as busy (``XCLAIM ... JUSTID``, which
+resets their idle time), so that no other consumer takes them over while it lives,
+whatever its hooks do; every ``claim_idle / 2`` it takes over entries another
 consumer has left idle for ``claim_idle`` (``XAUTOCLAIM``), never one it holds itself,
 and removes consumers of its group that hold nothing and have long been idle.
 """
@@ -27,6 +28,8 @@ from .._transport import PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
 from ._entries import Intake, is_marker
+from ._keeper import Keeper, take_lease
+from ._keys import check_keys, checked
 from ._lease import Lease
 from ._producer import room_made
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
@@ -91,6 +94,7 @@ class ConsumerPump:
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
+        self._keeper: Keeper | None = None
 
     def __repr__(self) -> str:
         return f"<ConsumerPump {self.stream!r} on {redact_url(self.url)}>"
@@ -118,15 +122,22 @@ class ConsumerPump:
 
     async def run(self) -> None:
         retry = Retrying(self.log, self.remote.poll, self.url)
-        async with connect(self.url, self.remote.timeout) as client:
+        target = self.link.spec.target
+        async with (
+            connect(self.url, self.remote.timeout) as client,
+            checked(client, retry, self.stream, self.group, target, self.url),
+        ):
             await retry(lambda: ensure_group(client, self.stream, self.group))
             try:
                 async with trio.open_nursery() as helpers:
                     if not self.shared:
-                        await self.lease.take(client, retry)
-                        helpers.start_soon(self.lease.keep, client, retry)
+                        within = self.remote.timeout
+                        await take_lease(self.lease, client, retry, self.url, within)
+                    # The lease and what is held are kept from a thread: a hook that
+                    # blocks the loop must not let them lapse (see _keeper).
+                    self._keeper = self._start_keeper()
+                    helpers.start_soon(self._keeper.watch)
                     helpers.start_soon(self._acknowledge, client, retry)
-                    helpers.start_soon(self._keep_held, client, retry)
                     try:
                         await self._read(client, retry)
                     finally:
@@ -149,6 +160,8 @@ class ConsumerPump:
         self.intake.clear()
         with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
             try:
+                if self._keeper is not None:
+                    await self._keeper.stop()  # before the release: it would renew
                 if client is not None:
                     with contextlib.suppress(Exception):
                         await self._clean_up(client)
@@ -160,6 +173,22 @@ class ConsumerPump:
                 self.log.warning("remote.cleanup_failed", error=error)
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+
+    def _start_keeper(self) -> Keeper:
+        keeper = Keeper(
+            url=self.url,
+            stream=self.stream,
+            group=self.group,
+            consumer=self.consumer,
+            claim_idle=self.remote.claim_idle,
+            timeout=self.remote.timeout,
+            poll=self.remote.poll,
+            lease=None if self.shared else self.lease,
+            held=self.held,
+            log=self.log,
+        )
+        keeper.start()
+        return keeper
 
     async def _clean_up(self, client: Client) -> None:
         """Acknowledge what was handled, then, in one round trip (each step may be
@@ -387,20 +416,6 @@ class ConsumerPump:
         self.log.warning("remote.claimed", count=count, entries=len(entries))
         return len(entries)
 
-    async def _keep_held(self, client: Client, retry: Retrying) -> None:
-        """Every claim_idle / 3, mark what is held here as busy (even while the pump
-        waits for room), so that no other consumer takes over entries this one has."""
-        while True:
-            await trio.sleep(self.remote.claim_idle / 3)
-            await retry(partial(self._touch, client))
-
-    async def _touch(self, client: Client) -> None:
-        """Entries held here are not idle: reset their idle time (``JUSTID`` leaves
-        their delivery count as it is)."""
-        held = self.held()
-        if held:
-            await client.xclaim(self.stream, self.group, self.consumer, 0, held, justid=True)
-
     async def _ended(self, client: Client) -> bool:
         """The producer has closed and the group has finished every entry (then the
         link's keys start to expire)."""
@@ -415,7 +430,10 @@ class ConsumerPump:
             peers = ["", "", 0]
         async with self._redis:  # an acknowledgement under way is through first
             await self._flush_acks(client, None)
-            return bool(await client.eval(END, keys, [seen, took_part, ttl, *peers]))
+            ended = await client.eval(END, keys, [seen, took_part, ttl, *peers])
+        if ended == -1:  # a producer state actorflow never wrote: say which key
+            await check_keys(client, self.stream, self.group, self.link.spec.target)
+        return bool(ended)
 
     def _producer_state(self, state: bytes | None) -> None:
         """``open:<generation>`` or ``closed:<generation>``: a run seen open is one this

@@ -15,17 +15,17 @@ a lease period and the longest retry delay more, time for a living holder to ren
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
-from .._exceptions import RunError
 from ._client import MAX_DELAY, Retrying
 
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "renew", "try_take"]
 
 _CLOCK = """
 local t = redis.call('TIME')
@@ -62,7 +62,10 @@ if owner == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     return false
 end
-if owner then return owner end
+if owner then
+    redis.call('HSET', KEYS[2], 'waiting', now)
+    return owner
+end
 if seen and now - seen > tonumber(ARGV[2]) then
     grace = now + tonumber(ARGV[3])
     redis.call('HSET', KEYS[2], 'grace', grace)
@@ -80,11 +83,25 @@ _CLOCK_MS = 24 * 3600 * 1000
 """How long the clock outlives the last lease script (a consumer that never released)."""
 
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local waiting = tonumber(redis.call('HGET', KEYS[2], 'waiting'))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if waiting and now - waiting <= 2 * tonumber(ARGV[2]) then
+    redis.call('RPUSH', KEYS[3], '1')
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
 end
-return 0
+return 1
 """
+"""Delete the lease if it is ours and, if a standby has lately found it held (its take
+notes when, as ``waiting``), wake it: it pops ``:lease:released``, which expires after a
+lease period if nobody does."""
+
+
+async def renew(client: coredis.Redis[bytes], lease: Lease) -> int:
+    """Run the renewal script: 1 renewed, 2 taken again after it lapsed, 0 another's."""
+    return cast("int", await client.eval(_RENEW, lease.keys, lease.args))
 
 
 class Lease:
@@ -105,7 +122,12 @@ class Lease:
             _OUTAGE,
         ]
 
-    async def take(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
+    async def take(
+        self,
+        client: coredis.Redis[bytes],
+        retry: Retrying,
+        nap: Callable[[float], Awaitable[object]] = trio.sleep,
+    ) -> None:
         """Wait until this consumer holds the lease (a standby until the holder stops).
 
         A lease that lapsed while Redis was away is left alone for a lease period and
@@ -129,24 +151,18 @@ class Lease:
                     owner=owner.decode() if isinstance(owner, bytes) else owner,
                     hint="the module is not shared: this instance waits to take over",
                 )
-            await trio.sleep(self.ms / 3000)
-
-    async def keep(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
-        """Renew the lease every third of its expiry; take it again if it lapsed while
-        Redis was away; fail if another instance took it meanwhile."""
-        while True:
-            await trio.sleep(self.ms / 3000)
-            kept = await retry(lambda: client.eval(_RENEW, self.keys, self.args))
-            if kept == 2:
-                self.log.warning("remote.lease_renewed", hint="it had lapsed: nobody took it")
-            elif not kept:
-                raise RunError(
-                    self.target,
-                    f"lost its lease on {self.key!r} (silent for more than "
-                    f"{self.ms / 1000:g} s) to another instance, which took over",
-                )
+            await nap(self.ms / 3000)  # or less: woken when the holder releases it
 
     def release(self, pipe: Any) -> None:
         """Give the lease up, if it is still ours (a standby need not wait for it to
-        lapse), as a command of the pipeline ``pipe``, sent with others."""
-        pipe.eval(_RELEASE, self.keys, [self.owner])
+        lapse, and is woken through ``<lease>:released``), as a command of the pipeline
+        ``pipe``, sent with others."""
+        pipe.eval(_RELEASE, [*self.keys, f"{self.key}:released"], [self.owner, self.ms])
+
+
+async def try_take(client: coredis.Redis[bytes], lease: Lease) -> str | None:
+    """Take the lease if it is free (or ours): None, else who holds it."""
+    owner = await client.eval(_TAKE, lease.keys, lease.args)
+    if not owner:
+        return None
+    return owner.decode() if isinstance(owner, bytes) else str(owner)

@@ -28,7 +28,9 @@ from .._status import DropReason
 from .._transport import PumpStatistics
 from .._urls import redact_url
 from ._client import Retrying, connect, load_coredis
+from ._keys import checked, group_kept
 from ._scripts import END_FIELD, OPEN, link_keys
+from ._sole import sole_producer
 
 if TYPE_CHECKING:
     import coredis
@@ -144,7 +146,19 @@ class ProducerPump:
     async def run(self) -> None:
         retry = Retrying(self.log, self.remote.poll, self.url)
         state = f"{self.stream}:producer"
-        async with connect(self.url, self.remote.timeout) as client:
+        async with (
+            connect(self.url, self.remote.timeout) as client,
+            checked(client, retry, self.stream, self.group, self.link.spec.source, self.url),
+            sole_producer(
+                client,
+                retry,
+                url=self.url,
+                stream=self.stream,
+                remote=self.remote,
+                source=self.link.spec.source,
+                log=self.log,
+            ),
+        ):
             # Each run of the producer is a generation: consumers tell this run's end
             # from the end of a run they (or their group) already consumed.
             keys = link_keys(self.stream, self.group)
@@ -228,4 +242,5 @@ class ProducerPump:
             self._estimate = await retry(lambda: client.xlen(self.stream))
             if self._estimate < self.entries:
                 return
+            await retry(lambda: group_kept(client, self.stream, self.group, self.link.spec.source))
             await _room_made(self.url, self.stream, self.remote.poll)

@@ -36,8 +36,13 @@ return {generation, redis.call('XLEN', KEYS[1])}
 returns the run's generation and the stream's length (one round trip)."""
 
 END = """
+local run = redis.call('GET', KEYS[2])
+if run and not string.match(run, '^%d+$') then return -1 end
 local state = redis.call('GET', KEYS[3])
 if not state then return 0 end
+if not string.match(state, '^open:%d+$') and not string.match(state, '^closed:%d+$') then
+    return -1
+end
 local generation = string.match(state, '^closed:(%d+)$')
 if not generation or redis.call('XLEN', KEYS[1]) > 0 then return 0 end
 if redis.call('GET', KEYS[4]) == generation and ARGV[1] ~= generation and ARGV[2] ~= '1' then
@@ -62,9 +67,10 @@ return 1
 this consumer saw open, ``1`` if it got entries, the TTL in seconds, and for a shared
 group the consumer's name, the group and an idle time in ms): the producer has closed
 and the stream is empty. The end of a run the group already consumed counts only for
-consumers that took part in it. At the end, the link's keys start to expire, and a
-consumer of a shared group leaves it and, if others of the group have read lately,
-writes an end marker again for them (one of them gets it, and so on)."""
+consumers that took part in it (-1: the run counter or the producer state is not
+actorflow's). At the end, the link's keys start to expire, and a consumer of a shared
+group leaves it and, if others of the group have read lately, writes an end marker
+again for them (one of them gets it, and so on)."""
 
 FORGET_IDLE = """
 local forgotten = 0

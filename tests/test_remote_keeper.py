@@ -243,6 +243,39 @@ def test_a_second_producer_of_a_stream_is_refused_naming_the_stream(
     assert first.poll() is None  # the first goes on
 
 
+def test_a_producer_restarted_after_a_kill_takes_over_at_once(
+    plant: Path, redis_server: RedisServer, started: list[subprocess.Popen[str]]
+) -> None:
+    """A service manager restarts a producer SIGKILLed a moment ago: its claim names a
+    process of this machine that has ended, so the new one takes over at once (with
+    claim_idle = 60 it used to be refused for a minute)."""
+    name = write_graph(
+        plant, redis_server.url, count=1000, delay=0, remote="batch = 5, claim_idle = 60"
+    )
+    first = start(plant, "numbers", "first.log")  # no consumer: it waits at the bound
+    started.append(first)
+    stream = f"actorflow:{name}:numbers.out>slow.in"
+    wait_for(lambda: key_exists(redis_server.url, f"{stream}:producer:lease"))
+    first.kill()
+    first.wait()
+    assert key_exists(redis_server.url, f"{stream}:producer:lease")  # left behind
+    second = start(plant, "numbers", "second.log")
+    started.append(second)
+    wait_for(lambda: claim_of(redis_server.url, f"{stream}:producer:lease", second))
+    assert second.poll() is None, (plant / "second.log").read_text()
+
+
+def claim_of(url: str, key: str, process: subprocess.Popen[str]) -> bool:
+    async def read() -> bool:
+        import coredis
+
+        async with coredis.Redis.from_url(url) as client:
+            owner = await client.get(key)
+        return owner is not None and owner.decode().split(":")[1:2] == [str(process.pid)]
+
+    return trio.run(read)
+
+
 def key_exists(url: str, key: str) -> bool:
     async def read() -> bool:
         import coredis

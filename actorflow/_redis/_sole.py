@@ -4,12 +4,14 @@ Two producers on one stream used to break the run silently: each opened a genera
 the first's end ended the consumer, and the second waited for room for ever. The
 producer holds ``<stream>:producer:lease`` (kept from a :class:`~._keeper.Keeper`
 thread, so a busy loop does not lose it; it lapses ``claim_idle`` after its process
-dies: a producer restarted after a kill is refused until then).
+dies, at once for a producer restarted on the same machine, which sees that the holder's
+process has ended; one restarted elsewhere is refused until then).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -21,7 +23,7 @@ from .._exceptions import RunError
 from .._specs import Remote
 from ._client import Retrying
 from ._keeper import Keeper
-from ._lease import Lease, try_take
+from ._lease import Lease, ended_here, free_ended, try_take
 
 __all__ = ["sole_producer"]
 
@@ -63,6 +65,9 @@ async def sole_producer(
 
 async def _take(client: Any, retry: Retrying, lease: Lease, stream: str) -> None:
     owner = await retry(lambda: try_take(client, lease))
+    if owner is not None and ended_here(owner):  # restarted after a kill: no need to wait
+        await retry(functools.partial(free_ended, client, lease, owner))
+        owner = await retry(lambda: try_take(client, lease))
     if owner is not None:
         raise RunError(
             lease.target,

@@ -520,7 +520,7 @@ def _results(out: list[Any], room: Room) -> list[Any]:
 def _received(room: Room, link: Link, batch: list[Any]) -> None:
     """Count ``batch`` taken from ``link`` and trace it; if tracing raises, the batch
     goes back to the link first, so the failure loses nothing (it is retaken)."""
-    if room.debug:
+    if room.watched:
         try:
             room.trace("message.received", batch, link=link.name)
         except BaseException:
@@ -531,7 +531,7 @@ def _received(room: Room, link: Link, batch: list[Any]) -> None:
 
 def _done(room: Room, batch: list[Any]) -> None:
     """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
-    if room.hops is not None:
+    if room.watched and room.hops is not None:
         room.hops("message.done", batch)
 
 

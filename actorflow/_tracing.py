@@ -222,16 +222,23 @@ class _Direct:
     scope: InstrumentationScope = attrs.field(
         factory=lambda: InstrumentationScope("actorflow", __version__)
     )
+    root_flags: TraceFlags = attrs.field(init=False)
+    """A new trace's flags, as the SDK sets them: sampled, and whether the id
+    generator's trace ids are random (W3C level 2)."""
     made: dict[str, SpanContext] = attrs.field(factory=dict)
     """The contexts of the last spans made here, by traceparent: the next hop in this
     process finds its parent without reading the text."""
+
+    def __attrs_post_init__(self) -> None:
+        random_ids = getattr(self.ids, "is_trace_id_random", lambda: False)()
+        self.root_flags = TraceFlags(_SAMPLED | (TraceFlags.RANDOM_TRACE_ID * bool(random_ids)))
 
     def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop:
         came = self.made.get(parent) or _parent_context(parent)
         if came is None:  # not version 00: the propagator reads it
             came = trace.get_current_span(_parent(parent)).get_span_context()
             if not came.is_valid:  # damaged: a trace of its own starts here
-                came = SpanContext(self.ids.generate_trace_id(), 0, False, _SAMPLED)
+                came = SpanContext(self.ids.generate_trace_id(), 0, False, self.root_flags)
         if not came.trace_flags.sampled:  # as the default sampler: not recorded
             return _Hop(attributes["message.id"], parent, None, None)
         own = SpanContext(came.trace_id, self.ids.generate_span_id(), False, came.trace_flags)
@@ -251,9 +258,10 @@ class _Direct:
 
     def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
         ids = self.ids
-        own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, _SAMPLED)
+        flags = self.root_flags
+        own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags)
         self._emit(name, own, None, SpanKind.PRODUCER, now, now, attributes, False)
-        traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-01"
+        traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
         self._made(traceparent, own)
         return traceparent
 
@@ -614,10 +622,15 @@ def _same_places(
 
 
 def _any_traced(items: list[Any]) -> bool:
-    """Whether some ``Data`` in ``items`` carries a trace (at C speed if all are)."""
-    if _only_data(items):
+    """Whether some item in ``items`` may carry a trace: read at C speed without a look
+    at the types first (13 ns an item), by type if that fails (an item without a
+    ``trace``, or one whose truth raises, a pandas column): only a ``Data``'s is read
+    then. True for a ``trace`` that is not a ``Data``'s: :func:`_traced_at` then finds
+    none."""
+    try:
         return any(map(_TRACE_OF, items))
-    return any(isinstance(item, Data) and item.trace is not None for item in items)
+    except Exception:
+        return any(isinstance(item, Data) and item.trace is not None for item in items)
 
 
 def _root_attributes(graph: str, actor: str, item: Data) -> dict[str, str]:

@@ -239,7 +239,7 @@ class _Direct:
             came = trace.get_current_span(_parent(parent)).get_span_context()
             if not came.is_valid:  # damaged: a trace of its own starts here
                 came = SpanContext(self.ids.generate_trace_id(), 0, False, self.root_flags)
-        if not came.trace_flags.sampled:  # as the default sampler: not recorded
+        if not came.trace_flags & TraceFlags.SAMPLED:  # as the default sampler would
             return _Hop(attributes["message.id"], parent, None, None)
         own = SpanContext(came.trace_id, self.ids.generate_span_id(), False, came.trace_flags)
         if not came.span_id:
@@ -266,9 +266,10 @@ class _Direct:
         return traceparent
 
     def _made(self, traceparent: str, own: SpanContext) -> None:
-        """Keep the context a child reads of ``traceparent`` (as the text would give)."""
+        """Keep the context a child here reads of ``traceparent``: the span's own (not
+        remote: it is in this process; a child in another process reads the text)."""
         made = self.made
-        made[traceparent] = SpanContext(own.trace_id, own.span_id, True, own.trace_flags)
+        made[traceparent] = own
         if len(made) > _MADE:
             del made[next(iter(made))]
 

@@ -12,10 +12,14 @@ consumed) the batch it came in; it is marked with an error if the actor's hook r
 on it. ``Data.trace`` is encoded with the item, so a remote link carries the trace into
 the next process.
 
-The actor calls its ``hops`` once per batch sent, taken or done with (see
-``Actor.trace``); what costs per item runs only for batches that hold a traced item,
-and the choice of items costs one subtraction per batch (the gaps between chosen items
-are drawn, not each item). Actors whose ports cannot carry ``Data`` get no hook at all.
+The actor calls its ``hops`` for a batch sent, taken or done with only while its
+``watched`` is on (see ``Actor.trace`` and :meth:`ActorTracing._settle`): while a
+traced item may be on its way to it (its sender says so, :meth:`Tracing.mark`) or in
+it, while it chooses items (the gaps between chosen items are drawn, not each item), or
+while it takes from a remote link. An untraced batch elsewhere costs one attribute
+read. Actors whose ports cannot carry ``Data`` get no hook at all. Spans of the SDK's
+usual setup are built whole at their end (:class:`_Direct`), others go through
+``start_span`` (:class:`_ViaTracer`).
 """
 
 from __future__ import annotations

@@ -79,6 +79,11 @@ DONE: Final = "message.done"
 """The actor is done with a batch it took: handled, failed, or given back."""
 FAILED: Final = "message.failed"
 """The actor's hook raised on these items."""
+RETURNED: Final = "message.returned"
+"""Items the actor took but did not handle went back to their link (its incarnation
+ended, a crash or a stop): they are taken again, and only that take's span is theirs."""
+RETURNED_ATTRIBUTE: Final = "actorflow.returned"
+"""On a span ``start_span`` made for an item that went back unhandled (see ``drop``)."""
 
 _NEVER: Final = 1e18
 _DATA_ONLY: Final = frozenset({Data})
@@ -172,6 +177,8 @@ class _Hop:
     sent_at: int = 0
     """When a copy was last sent on (0: none was); the span ends there."""
     failed: bool = False
+    returned: bool = False
+    """The item went back to its link unhandled: its span is dropped, never exported."""
 
 
 class _Spans(Protocol):
@@ -180,6 +187,9 @@ class _Spans(Protocol):
     def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop: ...
 
     def end(self, hop: _Hop, end_time: int) -> None: ...
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """The hop's item went back unhandled: its span is not the item's."""
 
     def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None: ...
 
@@ -200,6 +210,13 @@ class _ViaTracer:
         span: Span = hop.span
         if hop.failed:
             span.set_status(_ERROR)
+        span.end(end_time=end_time)
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """A started span is ended (its processors saw it start), marked as not the
+        item's: it went back to its link unhandled and is taken again."""
+        span: Span = hop.span
+        span.set_attribute(RETURNED_ATTRIBUTE, True)
         span.end(end_time=end_time)
 
     def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
@@ -253,6 +270,9 @@ class _Direct:
         return _Hop(
             attributes["message.id"], parent, traceparent, (name, own, came, now, attributes)
         )
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """Nothing was handed to a processor yet: nothing to do."""
 
     def end(self, hop: _Hop, end_time: int) -> None:
         if hop.span is None:
@@ -421,6 +441,8 @@ class ActorTracing:
                     self._done(items)
             elif event == FAILED:
                 self._fail(items)
+            elif event == RETURNED:
+                self._returned(items)
         except Exception as exc:
             self._failed(exc)
         self._settle()
@@ -540,9 +562,31 @@ class ActorTracing:
                 for hop in self.open.get(item.id, ()):
                     hop.failed = True
 
+    def _returned(self, items: list[Any]) -> None:
+        """Items taken but not handled went back to their link: their spans (not one
+        that failed: that attempt was made) are dropped, and the items are looked for
+        in what it takes next, where each gets the span of the take that handles it."""
+        open_hops = self.open
+        back = 0
+        for item in items:
+            hops = open_hops.get(item.id) if isinstance(item, Data) else None
+            hop = next((hop for hop in hops or () if hop.parent == item.trace), None)
+            if hops is None or hop is None or hop.failed or hop.sent_at:
+                continue
+            hop.returned = True
+            self.tracing.spans.drop(hop, time_ns())
+            hops.remove(hop)
+            if not hops:
+                del open_hops[item.id]
+            back += 1
+        if back:
+            self.expect(back)
+
     def _end(self, hops: list[_Hop], now: int) -> None:
         open_hops, spans, held = self.open, self.tracing.spans, self.held
         for hop in hops:
+            if hop.returned:
+                continue
             same = open_hops.get(hop.id)
             if same is not None:
                 same.remove(hop)
@@ -702,7 +746,8 @@ class Tracing:
         spec = actor.spec
         takes = _carries_data(spec.input_ports().values())
         sends = _carries_data(spec.output_ports().values())
-        self.can_start = self.can_start or sends
+        # A trace can reach it: sent by an actor here, or taken from a remote link.
+        self.can_start = self.can_start or sends or (remote and takes)
         if not (takes or sends):
             return None
         kind = actor.kind.value
@@ -725,7 +770,8 @@ class Tracing:
 
     def close(self) -> None:
         """The system ended: end every span still open; say so if nothing could be
-        traced (no actor sends ``Data``, the only items that carry a trace)."""
+        traced (no actor sends ``Data``, the only items that carry a trace, nor takes
+        them from a remote link)."""
         for hops in self.actors:
             hops.close()
         self.marks.clear()
@@ -733,7 +779,8 @@ class Tracing:
             get_logger().warning(
                 "tracing.nothing_traced",
                 trace_ratio=self.ratio,
-                reason="no actor's output port can carry Data, the only items traced",
+                reason="no actor's output port can carry Data, the only items traced, "
+                "and none takes from a remote link",
             )
 
 

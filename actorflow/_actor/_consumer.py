@@ -335,6 +335,8 @@ class ConsumerDriver:
         if items:
             link.requeue(items)
             self.room.received -= len(items)
+            if self.room.watched and self.room.hops is not None:  # their spans are dropped
+                self.room.hops("message.returned", items)
 
     def _item_failed(
         self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int

@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from redis_server import RedisServer
 
 import actorflow as af
+import actorflow._tracing
 from actorflow._data import _EXT_DATA
 from actorflow._tracing import Tracing
 
@@ -645,7 +646,7 @@ def test_a_broken_tracer_never_fails_an_actor(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("exporter on fire")
 
-    monkeypatch.setattr(af.Data, "evolve", broken)
+    monkeypatch.setattr(actorflow._tracing, "_retraced", broken)  # each new trace's item
     seen: list[object] = []
     with structlog.testing.capture_logs() as logs:
         status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)

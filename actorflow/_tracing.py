@@ -10,7 +10,8 @@ so it is the span's child. The span ends when the actor is done with the item: a
 last send if it was sent on, else when the actor has handled (or failed, filtered,
 consumed) the batch it came in; it is marked with an error if the actor's hook raised
 on it. ``Data.trace`` is encoded with the item, so a remote link carries the trace into
-the next process.
+the next process. Items the actor took and gave back unhandled (its incarnation ended:
+a crash, a stop) lose that take's span: the take that handles them makes theirs.
 
 The actor calls its ``hops`` for a batch sent, taken or done with only while its
 ``watched`` is on (see ``Actor.trace`` and :meth:`ActorTracing._settle`): while a

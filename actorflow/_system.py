@@ -558,10 +558,8 @@ def _observe(system: System) -> None:
         if system._listeners is not None:
             actor.pacing.timings = HandlingTimes()
         if system._tracing is not None:
-            spec = actor.spec
-            ports = (spec.input_ports().values(), spec.output_ports().values())
-            hops = system._tracing.for_actor(actor.name, actor.kind.value, ports, logs=actor.debug)
-            actor.hops, actor.debug = hops, actor.debug or hops is not None
+            remote = any(link.remote and link.target == actor.name for link in system.graph.links)
+            actor.hops = system._tracing.for_actor(actor, remote=remote)
 
 
 async def _serve_metrics(system: System, *, task_status: trio.TaskStatus[None]) -> None:

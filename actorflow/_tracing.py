@@ -10,12 +10,17 @@ so it is the span's child. The span ends when the actor is done with the item: a
 last send if it was sent on, else when the actor has handled (or failed, filtered,
 consumed) the batch it came in; it is marked with an error if the actor's hook raised
 on it. ``Data.trace`` is encoded with the item, so a remote link carries the trace into
-the next process.
+the next process. Items the actor took and gave back unhandled (its incarnation ended:
+a crash, a stop) lose that take's span: the take that handles them makes theirs.
 
-The actor calls its ``hops`` once per batch sent, taken or done with (see
-``Actor.trace``); what costs per item runs only for batches that hold a traced item,
-and the choice of items costs one subtraction per batch (the gaps between chosen items
-are drawn, not each item). Actors whose ports cannot carry ``Data`` get no hook at all.
+The actor calls its ``hops`` for a batch sent, taken or done with only while its
+``watched`` is on (see ``Actor.trace`` and :meth:`ActorTracing._settle`): while a
+traced item may be on its way to it (its sender says so, :meth:`Tracing.mark`) or in
+it, while it chooses items (the gaps between chosen items are drawn, not each item), or
+while it takes from a remote link. An untraced batch elsewhere costs one attribute
+read. Actors whose ports cannot carry ``Data`` get no hook at all. Spans of the SDK's
+usual setup are built whole at their end (:class:`_Direct`), others go through
+``start_span`` (:class:`_ViaTracer`).
 """
 
 from __future__ import annotations
@@ -24,19 +29,29 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from itertools import compress, count
 from operator import attrgetter
 from time import time_ns
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -53,7 +68,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ._data import Data
 from ._exceptions import ActorflowError, describe
 from ._logging import get_logger
+from ._module import ModuleKind
 from ._ports import Port, is_compatible
+from ._specs import ModuleSpec
 from ._version import __version__
 
 __all__ = ["ActorTracing", "Tracing", "provider_from_environment"]
@@ -64,15 +81,36 @@ DONE: Final = "message.done"
 """The actor is done with a batch it took: handled, failed, or given back."""
 FAILED: Final = "message.failed"
 """The actor's hook raised on these items."""
+RETURNED: Final = "message.returned"
+"""Items the actor took but did not handle went back to their link (its incarnation
+ended, a crash or a stop): they are taken again, and only that take's span is theirs."""
+RETURNED_ATTRIBUTE: Final = "actorflow.returned"
+"""On a span ``start_span`` made for an item that went back unhandled (see ``drop``)."""
 
 _NEVER: Final = 1e18
 _DATA_ONLY: Final = frozenset({Data})
 _MAX_BATCHES: Final = 100_000
 """Batches whose spans may be open at once in one actor (more than any crew takes at
 once): beyond, the oldest end, so an actor that never reports one done holds no more."""
+_MARKS: Final = 64
+"""Batches sent whose traced items' places are kept for a fused receiver (one taken
+from a link is a new list: its mark ages out)."""
+_WATCH: Final = 100
+"""Batches read whole after a hook raised (what failed may come back in one)."""
+_MADE: Final = 4096
+_HELD: Final = 1024
+_HELD_FOR: Final = 60 * 10**9
+"""Traced items an actor was done with but did not send on are looked for in what it
+sends for a minute (at most ``_HELD`` of them): a window may send them later."""
 _ERROR: Final = Status(StatusCode.ERROR, "the actor's hook raised on this item")
+_UNSET: Final = Status(StatusCode.UNSET)
+_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_OF: Final = attrgetter("trace")
+_DATA_FIELDS: Final = tuple(field.name for field in attrs.fields(Data))
+_FIELDS_OF: Final = attrgetter(*_DATA_FIELDS)
+_NEW: Final = object.__new__
+_SET: Final = object.__setattr__
 _VERBS: Final = {"source": "send", "processor": "process", "sink": "consume"}
 _TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
@@ -87,37 +125,28 @@ def _traceparent(span: Span) -> str | None:
 
 
 def _parent(traceparent: str) -> Context:
-    """The context a ``traceparent`` names; a version-00 value is read directly (a
-    third of ``extract``'s cost), anything else by the propagator."""
-    found = _TRACEPARENT.fullmatch(traceparent)
-    if found is None:
+    """The context a ``traceparent`` names (see :func:`_parent_context`)."""
+    remote = _parent_context(traceparent)
+    if remote is None:
         return _PROPAGATOR.extract({"traceparent": traceparent}, Context())
-    trace_id, span_id, flags = found.groups()
-    remote = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)))
     return trace.set_span_in_context(NonRecordingSpan(remote), Context())
 
 
-def _traced(items: list[Any]) -> list[Any]:
-    """The items that carry a trace, picked at C speed in a batch of nothing but
-    ``Data`` (item by item otherwise: only a ``Data``'s ``trace`` is ever read, so an
-    item whose ``trace`` is something else, a pandas column, is never asked)."""
-    if _only_data(items):
-        return list(compress(items, map(_TRACE_OF, items)))
-    return [item for item in items if isinstance(item, Data) and item.trace is not None]
-
-
-def _traced_data(items: list[Any]) -> list[Any]:
-    """:func:`_traced` for an actor whose inputs take ``Data`` only: the batch is read
-    at C speed without a look at the types first, and by :func:`_traced` if that
-    fails (an item that is no ``Data`` after all)."""
-    try:
-        return list(compress(items, map(_TRACE_OF, items)))
-    except Exception:
-        return _traced(items)
+def _parent_context(traceparent: str) -> SpanContext | None:
+    """The span a version-00 ``traceparent`` names, read directly (a third of the
+    propagator's ``extract``); ``None`` for anything else (the propagator reads it)."""
+    found = _TRACEPARENT.fullmatch(traceparent)
+    if found is None:
+        return None
+    trace_id, span_id, flags = found.groups()
+    remote = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)))
+    return remote if remote.is_valid else None
 
 
 def _traced_at(items: list[Any]) -> list[int]:
-    """Where in ``items`` the items that carry a trace are, as :func:`_traced`."""
+    """Where in ``items`` the items that carry a trace are (only a ``Data``'s
+    ``trace`` is read: an item whose ``trace`` is something else, a pandas column,
+    is never asked)."""
     if _only_data(items):
         return list(compress(count(), map(_TRACE_OF, items)))
     return [i for i, item in enumerate(items) if isinstance(item, Data) and item.trace]
@@ -132,14 +161,6 @@ def _holds_data(items: list[Any]) -> bool:
     return any(issubclass(kind, Data) for kind in set(map(type, items)))
 
 
-def _takes_only_data(ports: Iterable[Port]) -> bool:
-    """Whether every input port is typed ``Data`` (or a subclass): its items are."""
-    listed = list(ports)
-    return bool(listed) and all(
-        isinstance(port.type, type) and issubclass(port.type, Data) for port in listed
-    )
-
-
 def _carries_data(ports: Iterable[Port]) -> bool:
     return any(is_compatible(Data, port.type) for port in ports)
 
@@ -148,15 +169,243 @@ def _carries_data(ports: Iterable[Port]) -> bool:
 class _Hop:
     """One item's span in one actor: open until the actor is done with the item."""
 
-    span: Span
     id: str
     parent: str
     """The traceparent the item came with: a copy sent on that carries it is a copy
     of this item (copies of one id from two traces may be in the actor at once)."""
     traceparent: str | None
     """Given to every copy of the item the actor sends on: each is the span's child."""
+    span: Any
+    """What the span maker keeps of it until it ends (see :class:`_Direct`)."""
     sent_at: int = 0
     """When a copy was last sent on (0: none was); the span ends there."""
+    failed: bool = False
+    returned: bool = False
+    """The item went back to its link unhandled: its span is dropped, never exported."""
+
+
+class _Spans(Protocol):
+    """Makes the spans: ``open`` a hop's, ``root`` one that starts and ends at once."""
+
+    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop: ...
+
+    def end(self, hop: _Hop, end_time: int) -> None: ...
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """The hop's item went back unhandled: its span is not the item's."""
+
+    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None: ...
+
+
+@attrs.define(eq=False)
+class _ViaTracer:
+    """Spans through the tracer's ``start_span`` (any OpenTelemetry tracer)."""
+
+    tracer: Tracer
+
+    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop:
+        span = self.tracer.start_span(
+            name, _parent(parent), kind=SpanKind.CONSUMER, start_time=now, attributes=attributes
+        )
+        return _Hop(attributes["message.id"], parent, _traceparent(span), span)
+
+    def end(self, hop: _Hop, end_time: int) -> None:
+        span: Span = hop.span
+        if hop.failed:
+            span.set_status(_ERROR)
+        span.end(end_time=end_time)
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """A started span is ended (its processors saw it start), marked as not the
+        item's: it went back to its link unhandled and is taken again."""
+        span: Span = hop.span
+        span.set_attribute(RETURNED_ATTRIBUTE, True)
+        span.end(end_time=end_time)
+
+    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
+        span = self.tracer.start_span(
+            name, Context(), kind=SpanKind.PRODUCER, start_time=now, attributes=attributes
+        )
+        span.end(end_time=now)
+        return _traceparent(span)
+
+
+@attrs.define(eq=False)
+class _Direct:
+    """Spans made whole at their end and handed to the provider's processors.
+
+    ``start_span`` costs ~25 us a span (a sampler, a lock, a mutable span copied at
+    its end); a span known whole at its end is one :class:`ReadableSpan`, ~2 us. Used
+    only where that is all ``start_span`` would do (see :func:`_spans_for`): a
+    hop's span is open while ``(context, parent, start)`` is all it holds.
+    """
+
+    processor: SpanProcessor
+    resource: Resource
+    ids: IdGenerator
+    scope: InstrumentationScope = attrs.field(
+        factory=lambda: InstrumentationScope("actorflow", __version__)
+    )
+    root_flags: TraceFlags = attrs.field(init=False)
+    """A new trace's flags, as the SDK sets them: sampled, and whether the id
+    generator's trace ids are random (W3C level 2)."""
+    made: OrderedDict[str, SpanContext] = attrs.field(factory=OrderedDict)
+    """The contexts of the last spans made here, by traceparent: the next hop in this
+    process finds its parent without reading the text. Ordered: a plain dict's oldest
+    key, after many deleted, is found by a scan of the deleted (~1 us at 4096)."""
+
+    def __attrs_post_init__(self) -> None:
+        random_ids = getattr(self.ids, "is_trace_id_random", lambda: False)()
+        self.root_flags = TraceFlags(_SAMPLED | (TraceFlags.RANDOM_TRACE_ID * bool(random_ids)))
+
+    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop:
+        came = self.made.get(parent) or _parent_context(parent)
+        if came is None:  # not version 00: the propagator reads it
+            came = trace.get_current_span(_parent(parent)).get_span_context()
+            if not came.is_valid:  # damaged: a trace of its own starts here
+                came = SpanContext(self.ids.generate_trace_id(), 0, False, self.root_flags)
+        # A SpanContext is a tuple whose fields' properties are Python calls: indexed.
+        trace_id, span_id, flags = came[0], came[1], came[3]
+        if not flags & _SAMPLED:  # as the default sampler would
+            return _Hop(attributes["message.id"], parent, None, None)
+        own_id = self.ids.generate_span_id()
+        own = SpanContext(trace_id, own_id, False, flags)
+        if not span_id:
+            came = None
+        traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"
+        made = self.made  # as _made, inline: paid per item per hop
+        made[traceparent] = own
+        if len(made) > _MADE:
+            made.popitem(last=False)
+        return _Hop(
+            attributes["message.id"], parent, traceparent, (name, own, came, now, attributes)
+        )
+
+    def drop(self, hop: _Hop, end_time: int) -> None:
+        """Nothing was handed to a processor yet: nothing to do."""
+
+    def end(self, hop: _Hop, end_time: int) -> None:
+        if hop.span is None:
+            return
+        name, own, came, start, attributes = hop.span  # came: None for a root
+        span = ReadableSpan(  # as _emit, inline: paid per item per hop
+            name=name,
+            context=own,
+            parent=came,
+            resource=self.resource,
+            attributes=attributes,
+            kind=SpanKind.CONSUMER,
+            status=_ERROR if hop.failed else _UNSET,
+            start_time=start,
+            end_time=end_time,
+            instrumentation_scope=self.scope,
+        )
+        for processor in self.processors():
+            processor.on_end(span)
+
+    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
+        ids = self.ids
+        flags = self.root_flags
+        own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags)
+        self._emit(name, own, None, SpanKind.PRODUCER, now, now, attributes, False)
+        traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
+        self._made(traceparent, own)
+        return traceparent
+
+    def _made(self, traceparent: str, own: SpanContext) -> None:
+        """Keep the context a child here reads of ``traceparent``: the span's own (not
+        remote: it is in this process; a child in another process reads the text)."""
+        made = self.made
+        made[traceparent] = own
+        if len(made) > _MADE:
+            made.popitem(last=False)
+
+    def _emit(
+        self,
+        name: str,
+        own: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        start: int,
+        end: int,
+        attributes: dict[str, str],
+        failed: bool,
+    ) -> None:
+        span = ReadableSpan(
+            name=name,
+            context=own,
+            parent=parent,
+            resource=self.resource,
+            attributes=attributes,
+            kind=kind,
+            status=_ERROR if failed else _UNSET,
+            start_time=start,
+            end_time=end,
+            instrumentation_scope=self.scope,
+        )
+        for processor in self.processors():
+            processor.on_end(span)
+
+    def processors(self) -> tuple[SpanProcessor, ...]:
+        """The provider's processors now (one added later included), each called as
+        the SDK's multi-processor would, one call fewer a span."""
+        found: tuple[SpanProcessor, ...] = self.processor._span_processors  # type: ignore[attr-defined]
+        return found
+
+
+def _description(sampler: Sampler) -> str:
+    described: str = sampler.get_description()
+    return described
+
+
+_PLAIN_PROCESSORS: Final = (BatchSpanProcessor, SimpleSpanProcessor)
+_DEFAULT_SAMPLERS: Final = frozenset(
+    {_description(ParentBased(ALWAYS_ON)), _description(ALWAYS_ON)}
+)
+
+
+def _spans_for(tracer: Tracer) -> _Spans:
+    """:class:`_Direct` for an SDK tracer whose spans only reach the SDK's own batch or
+    simple processors (which do nothing at a span's start) and whose sampler records
+    every span a sampled parent asks for (the default); the tracer's ``start_span``
+    for any other (a custom sampler or processor sees every span as it would)."""
+    if not isinstance(tracer, SdkTracer):
+        return _ViaTracer(tracer)
+    multi = tracer.span_processor
+    # The SDK keeps a provider's processors in a tuple it names privately: read, never
+    # written, and any other shape takes start_span (pinned in tests/test_tracing_spans.py).
+    processors = getattr(multi, "_span_processors", None)
+    plain = (
+        type(multi) is SynchronousMultiSpanProcessor
+        and isinstance(processors, tuple)
+        and all(type(each) in _PLAIN_PROCESSORS for each in processors)
+        and _description(tracer.sampler) in _DEFAULT_SAMPLERS
+    )
+    if not plain:
+        return _ViaTracer(tracer)
+    return _Direct(multi, tracer.resource, tracer.id_generator)
+
+
+class Watched(Protocol):
+    """The actor whose per-batch hooks tracing turns on and off (see ``Actor.trace``)."""
+
+    watched: bool
+
+
+class _Unwatched:
+    watched = False
+
+
+class TracedActor(Watched, Protocol):
+    """What tracing reads of an actor, once, when the system starts."""
+
+    name: str
+    debug: bool
+    spec: ModuleSpec
+    kind: ModuleKind
+
+    @property
+    def outputs(self) -> Mapping[str, Sequence[Any]]: ...
 
 
 @attrs.define(slots=True, eq=False)
@@ -169,6 +418,11 @@ class ActorTracing:
     ends when the actor says it is done with its batch (handled, failed or given
     back), at the item's last send if it was sent on; an actor that never says so (a
     progressive module) ends them when it takes its next batch; the rest at the end.
+
+    The actor calls it only while ``owner.watched`` (see :meth:`_settle`): while a
+    traced item may be on its way to it or in it, it chooses items (an origin), it
+    takes from a remote link, or its debug log is on. An untraced batch elsewhere
+    costs the actor one attribute read, as with tracing off.
     """
 
     tracing: Tracing
@@ -179,151 +433,282 @@ class ActorTracing:
     so far (a source, or a processor that makes ``Data`` of other items)."""
     says_done: bool
     """It reports each batch it is done with (processors and sinks)."""
-    data_only: bool = False
-    """Its input ports are all typed ``Data``: batches are read without a type check."""
+    outputs: Mapping[str, Sequence[Any]] = attrs.field(factory=dict)
+    """Its output ports' links (the actor's own, live): where a traced item goes."""
+    owner: Watched = attrs.field(factory=_Unwatched)
     logs: bool = False
     """Its debug log is on: the actor logs the ids of what it sends and takes too."""
+    remote: bool = False
+    """It takes from a remote link: every batch is read (a trace from another process)."""
+    expected: int = 0
+    """Traced items sent its way and not yet found in what it took."""
     open: dict[str, list[_Hop]] = attrs.field(factory=dict)
-    batches: dict[int, tuple[list[Any], list[_Hop]]] = attrs.field(factory=dict)
+    batches: dict[int, tuple[list[Any], list[_Hop], list[int]]] = attrs.field(factory=dict)
+    held: OrderedDict[str, int] = attrs.field(factory=OrderedDict)
+    """Traced items it was done with but did not send on, by id: when (it may yet send
+    them, a window's items); forgotten after ``_HELD_FOR`` ns, beyond ``_HELD`` items."""
     last: int = 0
     skip: int = 0
     """How many more items it sends before the next one chosen."""
+    watch_takes: int = 0
+    """Batches still read whole: a hook raised, its batch may come back."""
     warned: bool = False
+    span_name: str = attrs.field(init=False)
 
-    def __call__(self, event: str, items: list[Any]) -> bool:
-        """Spans for a batch the actor sends or takes (or is done with, or an item
-        that failed); whether it should log it too.
+    def __attrs_post_init__(self) -> None:
+        self.span_name = f"{self.name} {self.verb}"
+
+    def __call__(self, event: str, items: list[Any], where: Any = None) -> bool:
+        """Spans for a batch the actor sends (on port ``where``) or takes, is done
+        with, or items that failed; whether it should log it too.
 
         Tracing never fails the actor: what goes wrong here (a broken tracer) is
         logged once per actor, and the items go on untraced.
         """
         try:
-            if event == SENT:
-                if self.open:
-                    self._pass_on(items)
-                if self.origin:
-                    self._choose(items)
-            elif event == RECEIVED:
-                if self.batches and not self.says_done:
-                    self._end_all(self.last)
-                if self.origin and _holds_data(items):
-                    self.origin = False  # it passes Data on: where they start is upstream
-                traced = _traced_data(items) if self.data_only else _traced(items)
-                if traced:
-                    self._open(traced, items)
+            if event == SENT:  # sending turns nothing on here: settled at the next take
+                self._sent(items, where)
+                return self.logs
+            if event == RECEIVED:
+                self._received(items)
             elif event == DONE:
-                if self.batches:
-                    self._done(items)
-            elif event == FAILED and self.open:
+                entry = self.batches.pop(id(items), None) if self.batches else None
+                if entry is not None:  # as _done, inline: its spans end
+                    self._end(entry[1], time_ns())
+            elif event == FAILED:
                 self._fail(items)
+            elif event == RETURNED:
+                self._returned(items)
         except Exception as exc:
             self._failed(exc)
+        self._settle()
         return self.logs
+
+    def _settle(self) -> None:
+        """Whether the actor calls it for its next batches (see the class)."""
+        self.owner.watched = bool(
+            self.logs
+            or self.origin
+            or self.remote
+            or self.expected
+            or self.batches
+            or self.held
+            or self.watch_takes
+        )
+
+    def expect(self, count: int) -> None:
+        """``count`` traced items were sent its way."""
+        self.expected += count
+        self.owner.watched = True
 
     def _failed(self, exc: Exception) -> None:
         if not self.warned:
             self.warned = True
             get_logger().warning("tracing.failed", actor=self.name, error=describe(exc))
 
-    def _open(self, traced: Iterable[Any], items: list[Any]) -> None:
+    def _sent(self, items: list[Any], port: Any) -> None:
+        if self.held:
+            _forget(self.held, time_ns())
+        at = self._pass_on(items) if self.open else None
+        if (self.origin or self.held) and _any_traced(items):
+            found = self._entered(items)  # traced where it was made, or held back
+            at = found if not at else sorted({*at, *found})
+        if self.origin:
+            if self.skip < len(items):
+                chosen = self._choose(items)
+                at = chosen if not at else sorted({*at, *chosen})
+            else:
+                self.skip -= len(items)
+        if at:
+            self.tracing.mark(items, at, self.outputs.get(port, ()))
+
+    def _entered(self, items: list[Any]) -> list[int]:
+        """Where the traced items it sends without a span of its own are; those it
+        held are no longer held."""
+        at = _traced_at(items)
+        held = self.held
+        for index in at:
+            held.pop(items[index].id, None)
+        return at
+
+    def _received(self, items: list[Any]) -> None:
+        if self.batches and not self.says_done:
+            self._end_all(self.last)
+        if self.origin and _holds_data(items):
+            self.origin = False  # it passes Data on: where they start is upstream
+        at = self.tracing.marks.pop(id(items), (None, None))[1]
+        if at is None and (self.expected or self.remote or self.watch_takes):
+            self.watch_takes = max(0, self.watch_takes - 1)
+            at = _traced_at(items) if _any_traced(items) else None
+        if at:
+            self.expected = max(0, self.expected - len(at))
+            self._open(at, items)
+
+    def _open(self, at: list[int], items: list[Any]) -> None:
         now = self.last = time_ns()
-        tracer, open_hops = self.tracing.tracer, self.open
+        spans, open_hops, name = self.tracing.spans, self.open, self.span_name
         hops: list[_Hop] = []
-        for item in traced:
-            span = tracer.start_span(
-                f"{self.name} {self.verb}",
-                context=_parent(item.trace),
-                kind=SpanKind.CONSUMER,
-                start_time=now,
-                attributes={"actorflow.actor": self.name, "message.id": item.id},
-            )
-            hop = _Hop(span, item.id, item.trace, _traceparent(span))
+        for index in at:
+            item = items[index]
+            attributes = {"actorflow.actor": self.name, "message.id": item.id}
+            hop = spans.open(name, item.trace, now, attributes)
             hops.append(hop)
             open_hops.setdefault(item.id, []).append(hop)
         key = id(items)
         stale = self.batches.pop(key, None)  # a batch never reported done, its id reused
         if stale is not None:
             self._end(stale[1], now)
-        self.batches[key] = (items, hops)
+        self.batches[key] = (items, hops, at)
         if len(self.batches) > _MAX_BATCHES:  # never reported done: end the oldest
             self._end(self.batches.pop(next(iter(self.batches)))[1], now)
 
-    def _pass_on(self, items: list[Any]) -> None:
+    def _pass_on(self, items: list[Any]) -> list[int]:
         """Items it took are sent on: each copy carries the context of the span of the
-        item it is a copy of (the same id and trace), whose end moves to this send."""
+        item it is a copy of (the same id and trace), whose end moves to this send.
+        Where they are: where they were in the batch taken, if ``items`` holds them
+        there (one result per item); else ``items`` is read whole."""
         now = self.last = time_ns()
         open_hops = self.open
-        # What it sends on still carries the trace it came with: only those can match.
-        for index in _traced_at(items):
+        at = _same_places(items, self.batches)
+        if at is None:
+            at = _traced_at(items)
+        for index in at:
             item = items[index]
-            if isinstance(item, Data):
-                hops = open_hops.get(item.id)
-                if hops:
-                    hop = next((hop for hop in hops if hop.parent == item.trace), hops[0])
-                    hop.sent_at = now
-                    if hop.traceparent is not None:
-                        items[index] = item.evolve(trace=hop.traceparent)
-
-    def _done(self, items: list[Any]) -> None:
-        """The actor is done with a batch it took: its spans end (sent on: at the last
-        send; filtered or failed: now)."""
-        entry = self.batches.pop(id(items), None)
-        if entry is not None:
-            self._end(entry[1], time_ns())
+            hops = open_hops.get(item.id)
+            if hops:
+                hop = next((hop for hop in hops if hop.parent == item.trace), hops[0])
+                hop.sent_at = now
+                if hop.traceparent is not None:
+                    items[index] = _retraced(item, hop.traceparent)
+        return at
 
     def _fail(self, items: list[Any]) -> None:
-        """The actor's hook raised on these items: their spans say so."""
+        """The actor's hook raised on these items: their spans say so; the batches it
+        takes next are read whole (what failed may come back in one)."""
+        self.watch_takes = _WATCH
         for item in items:
             if isinstance(item, Data):
                 for hop in self.open.get(item.id, ()):
-                    hop.span.set_status(_ERROR)
+                    hop.failed = True
+
+    def _returned(self, items: list[Any]) -> None:
+        """Items taken but not handled went back to their link: their spans (not one
+        that failed: that attempt was made) are dropped, and the items are looked for
+        in what it takes next, where each gets the span of the take that handles it."""
+        open_hops = self.open
+        back = 0
+        for item in items:
+            hops = open_hops.get(item.id) if isinstance(item, Data) else None
+            hop = next((hop for hop in hops or () if hop.parent == item.trace), None)
+            if hops is None or hop is None or hop.failed or hop.sent_at:
+                continue
+            hop.returned = True
+            self.tracing.spans.drop(hop, time_ns())
+            hops.remove(hop)
+            if not hops:
+                del open_hops[item.id]
+            back += 1
+        if back:
+            self.expect(back)
 
     def _end(self, hops: list[_Hop], now: int) -> None:
-        open_hops = self.open
+        open_hops, spans, held = self.open, self.tracing.spans, self.held
         for hop in hops:
+            if hop.returned:
+                continue
             same = open_hops.get(hop.id)
             if same is not None:
                 same.remove(hop)
                 if not same:
                     del open_hops[hop.id]
-            hop.span.end(end_time=hop.sent_at or now)
+            if not hop.sent_at and self.outputs:
+                held[hop.id] = now  # it may send it later (a window's items)
+                if len(held) > _HELD:
+                    held.popitem(last=False)
+            spans.end(hop, hop.sent_at or now)
 
     def _end_all(self, now: int) -> None:
-        for _, hops in self.batches.values():
+        for _, hops, _ in self.batches.values():
             self._end(hops, now)
         self.batches.clear()
 
-    def _choose(self, items: list[Any]) -> None:
-        """Start a trace for the chosen items among ``items``."""
+    def _choose(self, items: list[Any]) -> list[int]:
+        """Start a trace for the chosen items among ``items``; where they are."""
         skip, count = self.skip, len(items)
-        if skip >= count:
-            self.skip = skip - count
-            return
+        chosen: list[int] = []
         index = skip
         while index < count:
             item = items[index]
             if isinstance(item, Data) and item.trace is None:
-                items[index] = self._root(item)
+                traced = self._root(item)
+                if traced is not item:
+                    items[index] = traced
+                    chosen.append(index)
             index += self.tracing.gap()
         self.skip = index - count
+        return chosen
 
     def _root(self, item: Data) -> Data:
-        now = time_ns()
-        span = self.tracing.tracer.start_span(
-            f"{self.name} {self.verb}",
-            context=Context(),
-            kind=SpanKind.PRODUCER,
-            start_time=now,
-            attributes=_root_attributes(self.tracing.graph, self.name, item),
-        )
-        span.end(end_time=now)
-        traceparent = _traceparent(span)
-        return item if traceparent is None else item.evolve(trace=traceparent)
+        attributes = _root_attributes(self.tracing.graph, self.name, item)
+        traceparent = self.tracing.spans.root(self.span_name, time_ns(), attributes)
+        return item if traceparent is None else _retraced(item, traceparent)
 
     def close(self) -> None:
         """The system ended: end what is still open (the actor was stopped while it
         held these items)."""
         self._end_all(time_ns())
+        self.held.clear()
+
+
+def _forget(held: OrderedDict[str, int], now: int) -> None:
+    """Forget the held items kept longer than ``_HELD_FOR``."""
+    while held:
+        oldest = next(iter(held))
+        if now - held[oldest] < _HELD_FOR:
+            return
+        del held[oldest]
+
+
+def _retraced(item: Data, traceparent: str) -> Data:
+    """``item`` with another ``trace``: a copy that shares its fields and tags (as the
+    item itself, sent on untraced, would), a fifth of ``evolve``'s cost, which copies
+    them (pinned in tests/test_tracing_spans.py)."""
+    if type(item) is not Data:
+        return item.evolve(trace=traceparent)
+    copy = _NEW(Data)
+    for name, value in zip(_DATA_FIELDS, _FIELDS_OF(item), strict=True):
+        _SET(copy, name, value)
+    _SET(copy, "trace", traceparent)
+    return copy
+
+
+def _same_places(
+    items: list[Any], batches: dict[int, tuple[list[Any], list[_Hop], list[int]]]
+) -> list[int] | None:
+    """Where the traced items of the batch last taken are, if ``items`` holds them at
+    the same places (a processor's one result per item); ``None`` if not."""
+    if not batches:
+        return None
+    taken, hops, at = batches[next(reversed(batches))]
+    if len(taken) != len(items):
+        return None
+    for index, hop in zip(at, hops, strict=True):
+        item = items[index]
+        if type(item) is not Data or item.id != hop.id or item.trace != hop.parent:
+            return None
+    return at
+
+
+def _any_traced(items: list[Any]) -> bool:
+    """Whether some item in ``items`` may carry a trace: read at C speed without a look
+    at the types first (13 ns an item), by type if that fails (an item without a
+    ``trace``, or one whose truth raises, a pandas column): only a ``Data``'s is read
+    then. True for a ``trace`` that is not a ``Data``'s: :func:`_traced_at` then finds
+    none."""
+    try:
+        return any(map(_TRACE_OF, items))
+    except Exception:
+        return any(isinstance(item, Data) and item.trace is not None for item in items)
 
 
 def _root_attributes(graph: str, actor: str, item: Data) -> dict[str, str]:
@@ -337,7 +722,11 @@ def _root_attributes(graph: str, actor: str, item: Data) -> dict[str, str]:
 
 @attrs.define(eq=False)
 class Tracing:
-    """One system's tracing: its tracer, its ratio and each actor's spans."""
+    """One system's tracing: its tracer, its ratio and each actor's spans.
+
+    Invariant: ``marks`` holds, for the last batches sent with a traced item, where
+    those items are (the batch kept alive, so its ``id()`` is its own).
+    """
 
     graph: str
     ratio: float
@@ -346,6 +735,10 @@ class Tracing:
     random: Callable[[], float] = random.random
     can_start: bool = False
     """Some actor's outputs can carry ``Data``: a trace can start somewhere."""
+    spans: _Spans = attrs.field(default=attrs.Factory(lambda self: _spans_for(self.tracer), True))
+    marks: OrderedDict[int, tuple[list[Any], list[int]]] = attrs.field(factory=OrderedDict)
+    receivers: dict[str, ActorTracing] = attrs.field(factory=dict)
+    """Each traced actor here, by name."""
 
     @classmethod
     def start(cls, graph: str, ratio: float, provider: TracerProvider | None) -> Tracing:
@@ -363,38 +756,61 @@ class Tracing:
         drawn = math.log1p(-self.random()) / math.log1p(-self.ratio)
         return 1 + int(min(drawn, _NEVER))
 
-    def for_actor(
-        self, name: str, kind: str, ports: tuple[Iterable[Port], Iterable[Port]], *, logs: bool
-    ) -> ActorTracing | None:
-        """The hook of one actor (its input and output ``ports``; whether its debug log
-        is on), or ``None`` if its ports carry no ``Data``."""
-        takes, sends = _carries_data(ports[0]), _carries_data(ports[1])
-        self.can_start = self.can_start or sends
+    def mark(self, items: list[Any], at: list[int], links: Iterable[Any]) -> None:
+        """``items``, about to go into ``links``, hold traced items ``at`` these places:
+        their receivers here look for them (a fused receiver takes this very list)."""
+        marks = self.marks
+        marks[id(items)] = (items, at)
+        if len(marks) > _MARKS:
+            marks.popitem(last=False)
+        receivers = self.receivers
+        for link in links:
+            receiver = receivers.get(link.spec.target)
+            if receiver is not None:  # else not traced here (a remote link's far side)
+                receiver.expected += len(at)  # as expect, inline
+                receiver.owner.watched = True
+
+    def for_actor(self, actor: TracedActor, *, remote: bool = False) -> ActorTracing | None:
+        """The hook of ``actor`` (``remote``: it takes from a remote link), or ``None``
+        if its ports carry no ``Data``."""
+        spec = actor.spec
+        takes = _carries_data(spec.input_ports().values())
+        sends = _carries_data(spec.output_ports().values())
+        # A trace can reach it: sent by an actor here, or taken from a remote link.
+        self.can_start = self.can_start or sends or (remote and takes)
         if not (takes or sends):
             return None
+        kind = actor.kind.value
         hops = ActorTracing(
             self,
-            name,
+            actor.name,
             _VERBS.get(kind, "step"),
             origin=sends,
             says_done=kind in ("processor", "sink"),
-            data_only=_takes_only_data(ports[0]),
-            logs=logs,
+            outputs=actor.outputs,
+            owner=actor,
+            logs=actor.debug,
+            remote=remote,
         )
         hops.skip = self.gap() - 1
         self.actors.append(hops)
+        self.receivers[actor.name] = hops
+        hops._settle()
         return hops
 
     def close(self) -> None:
         """The system ended: end every span still open; say so if nothing could be
-        traced (no actor sends ``Data``, the only items that carry a trace)."""
+        traced (no actor sends ``Data``, the only items that carry a trace, nor takes
+        them from a remote link)."""
         for hops in self.actors:
             hops.close()
+        self.marks.clear()
         if not self.can_start:
             get_logger().warning(
                 "tracing.nothing_traced",
                 trace_ratio=self.ratio,
-                reason="no actor's output port can carry Data, the only items traced",
+                reason="no actor's output port can carry Data, the only items traced, "
+                "and none takes from a remote link",
             )
 
 

@@ -10,13 +10,19 @@ runs with ints (as there) and with ``Data`` items (which can carry a trace), eac
 - ``trace-1%`` / ``trace-100%``: ``trace_ratio`` 0.01 / 1.0, spans going through the
   SDK's ``BatchSpanProcessor`` to an exporter that discards them (100% only when asked
   with ``--variants``: at 6 spans per item it takes minutes);
-- ``trace-1%-own``: ``trace_ratio`` 0.01 with a tracer whose spans cost nothing (valid
-  contexts, nothing recorded): actorflow's own share of the cost of tracing;
+- ``trace-1%-own``: ``trace_ratio`` 0.01 with an SDK provider that has no span
+  processor: the spans are made and go nowhere (no batch processor's queue, no
+  export thread): actorflow's own share of the cost of tracing;
 - ``trace-1e-9``: ``trace_ratio`` 1e-9, which picks next to nothing: what tracing costs
-  every item whether it is picked or not (with ``--variants``).
+  every item whether it is picked or not.
 
 ``--hooks async`` makes the processors' hooks ``async def`` (timed item by item for
 the handling-time histogram, where sync hooks are timed by runs of items).
+
+``--work json`` gives each processor a realistic amount of work per item (parse a
+650-byte JSON document, update a dict with it: about 5 us of CPU), where the default
+(``none``) passes the item on untouched, the cheapest hop there is: what tracing
+costs relative to a pipeline that does something.
 
 Modules are imported before the clock starts (``import`` is paid once per program, not
 per item); the clock then covers ``open_system`` to its end, as ``bench_pipeline.py``.
@@ -29,6 +35,8 @@ ratio to ``off`` of the same items.
     python benchmarks/bench_observability.py --items data --variants off trace-100% \
         --messages 20000
     python benchmarks/bench_observability.py --messages 5000 --repeat 1   # smoke run
+    python benchmarks/bench_observability.py --items data --work json \
+        --variants off trace-1% trace-1e-9 trace-100% --messages 100000
 """
 
 from __future__ import annotations
@@ -52,13 +60,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "trace-1e-9": {"trace_ratio": 1e-9},
 }
 ITEMS = ("int", "data")
+PAYLOAD = json.dumps({f"key{i}": [i, i * 1.5, f"v{i}"] for i in range(24)} | {"name": "s-17"})
 
 
-def _graph(n: int, items: str, hooks: str = "sync") -> tuple[Any, Any]:
+def _graph(n: int, items: str, hooks: str = "sync", work: str = "none") -> tuple[Any, Any]:
     """The pipeline, and the sink's class (whose ``total`` checks the run)."""
     import actorflow as af
 
     kind: Any = int if items == "int" else af.Data
+    seen: dict[str, Any] = {}
+
+    def busy(n: int) -> None:
+        if work == "json":  # what a module that does something does per item
+            doc = json.loads(PAYLOAD)
+            doc["n"] = n
+            seen.update(doc)
 
     class Numbers(af.Source):
         outputs: ClassVar = {"out": kind}
@@ -73,10 +89,12 @@ def _graph(n: int, items: str, hooks: str = "sync") -> tuple[Any, Any]:
         outputs: ClassVar = {"out": kind}
 
         def process(self, data: Any) -> Any:
+            busy(1)
             return data + 1 if items == "int" else data  # Data: passed on, the cheapest hop
 
     class AsyncInc(Inc):
         async def process(self, data: Any) -> Any:  # type: ignore[override]
+            busy(1)
             return data + 1 if items == "int" else data
 
     class Sum(af.Sink):
@@ -113,29 +131,15 @@ def _provider() -> Any:
 
 
 def _free_provider() -> Any:
-    """Spans that carry a valid context and record nothing: actorflow's cost alone."""
-    import random
+    """An SDK provider with no span processor: spans made, handed to no one."""
+    from opentelemetry.sdk.trace import TracerProvider
 
-    from opentelemetry import trace
-
-    class Tracer(trace.NoOpTracer):
-        def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
-            context = trace.SpanContext(
-                random.getrandbits(128) | 1,
-                random.getrandbits(64) | 1,
-                False,
-                trace.TraceFlags(trace.TraceFlags.SAMPLED),
-            )
-            return trace.NonRecordingSpan(context)
-
-    class Provider(trace.NoOpTracerProvider):
-        def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-            return Tracer()
-
-    return Provider()
+    return TracerProvider()
 
 
-def worker(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[str, Any]:
+def worker(
+    variant: str, items: str, n: int, scrape: float, hooks: str, work: str = "none"
+) -> dict[str, Any]:
     """Run one pipeline in this process; its wall and CPU time."""
     import trio
 
@@ -144,7 +148,7 @@ def worker(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[
     import actorflow._system
     import actorflow._tracing
 
-    graph, sink = _graph(n, items, hooks)
+    graph, sink = _graph(n, items, hooks, work)
     options: dict[str, Any] = dict(VARIANTS[variant])
     if "trace_ratio" in options:
         own = variant.endswith("-own")
@@ -181,9 +185,12 @@ def worker(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[
     return {"seconds": took, "cpu": cpu, "scrapes": scrapes}
 
 
-def measure(variant: str, items: str, n: int, scrape: float, hooks: str) -> dict[str, float]:
+def measure(
+    variant: str, items: str, n: int, scrape: float, hooks: str, work: str
+) -> dict[str, float]:
     command = [sys.executable, __file__, "--worker", variant, "--items", items]
     command += ["--messages", str(n), "--scrape", str(scrape), "--hooks", hooks]
+    command += ["--work", work]
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -199,17 +206,19 @@ def main() -> int:
     parser.add_argument("--scrape", type=float, default=0.1, help="seconds between scrapes")
     parser.add_argument("--items", choices=ITEMS, action="append")
     parser.add_argument("--hooks", choices=("sync", "async"), default="sync")
+    parser.add_argument("--work", choices=("none", "json"), default="none")
     parser.add_argument(
         "--variants",
         nargs="+",
         choices=VARIANTS,
-        default=["off", "metrics", "metrics+scrape", "trace-1%", "trace-1%-own"],
+        default=["off", "metrics", "metrics+scrape", "trace-1%", "trace-1%-own", "trace-1e-9"],
     )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         (items,) = args.items
-        print(json.dumps(worker(args.worker, items, args.messages, args.scrape, args.hooks)))
+        result = worker(args.worker, items, args.messages, args.scrape, args.hooks, args.work)
+        print(json.dumps(result))
         return 0
     n = args.messages
     kinds = args.items or list(ITEMS)
@@ -217,10 +226,11 @@ def main() -> int:
     for _ in range(args.repeat):
         for items in kinds:
             for variant in args.variants:
-                result = measure(variant, items, n, args.scrape, args.hooks)
+                result = measure(variant, items, n, args.scrape, args.hooks, args.work)
                 runs.setdefault((items, variant), []).append(result)
     print(
-        f"pipeline: 1 source -> 4 {args.hooks} processors -> 1 sink, {n:,} items, "
+        f"pipeline: 1 source -> 4 {args.hooks} processors (work: {args.work}) -> 1 sink, "
+        f"{n:,} items, "
         f"{args.repeat} rounds"
     )
     print("wall: elapsed time; cpu: the process's CPU time (steadier on a busy machine)")

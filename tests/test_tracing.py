@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from redis_server import RedisServer
 
 import actorflow as af
+import actorflow._tracing
 from actorflow._data import _EXT_DATA
 from actorflow._tracing import Tracing
 
@@ -645,7 +646,7 @@ def test_a_broken_tracer_never_fails_an_actor(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("exporter on fire")
 
-    monkeypatch.setattr(af.Data, "evolve", broken)
+    monkeypatch.setattr(actorflow._tracing, "_retraced", broken)  # each new trace's item
     seen: list[object] = []
     with structlog.testing.capture_logs() as logs:
         status = af.run(frames_graph(seen), trace_ratio=1.0, tracer_provider=provider)
@@ -896,3 +897,70 @@ def test_a_processor_that_makes_data_of_other_items_starts_traces(
     af.run(graph, trace_ratio=1.0, tracer_provider=provider)
     chains = [chain_of(spans) for spans in by_trace(exporter.get_finished_spans()).values()]
     assert chains == [["wrap process", "inc process", "sink consume"]] * 5
+
+
+class Three(af.Processor):
+    """Raises on item 3: the module restarts, the items after it are taken again."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data: af.Data) -> af.Data:
+        if data.fields["n"] == 3:
+            raise ValueError("three")
+        return data.with_fields(m=data.fields["n"] * 2)
+
+
+@pytest.mark.parametrize("made", ["whole", "start_span"])
+def test_items_taken_again_after_a_restart_have_one_span_per_hop(
+    made: str, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Items queued in the batch of an incarnation that crashed go back to their link
+    and are handled by the next: each has one span per hop, the one of the take that
+    handled it (a span of ``start_span`` opened for the unhandled take is marked)."""
+    counter = Counted()
+    if made == "start_span":
+        provider.add_span_processor(counter)  # a processor of its own: start_span
+    graph = af.Graph(name="again")
+    graph.add("src", Numbers, count=20)
+    graph.add("proc", Three)
+    graph.add("sink", Drop)
+    graph.chain("src", "proc", "sink")
+    graph.supervise("proc", attempts=1)
+    status = af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    assert status.actors["proc"].restarts >= 1
+    spans = exporter.get_finished_spans()
+    marked = [s for s in spans if s.attributes and s.attributes.get("actorflow.returned")]
+    kept = [s for s in spans if s not in marked]
+    assert (made == "start_span") == bool(marked)  # items 4.. were in the crashed batch
+    for name in ("src send", "proc process", "sink consume"):
+        ids = [s.attributes["message.id"] for s in kept if s.name == name and s.attributes]
+        assert len(ids) == len(set(ids)) == (19 if name == "sink consume" else 20)
+    for spans_of_one in by_trace(tuple(kept)).values():
+        names = chain_of(spans_of_one)
+        assert names in (
+            ["src send", "proc process", "sink consume"],
+            ["src send", "proc process"],
+        )
+    if made == "start_span":
+        assert counter.started == counter.ended
+
+
+def test_a_consumer_of_a_remote_link_is_not_warned_that_nothing_is_traced(
+    provider: TracerProvider,
+) -> None:
+    """A process that only takes from a remote link receives the traces of the producer's
+    process: no warning there; one that takes Data from nowhere traced is warned."""
+
+    async def sink_of() -> Any:
+        async with af.open_system(pipeline(1)) as system:
+            return system._actors["sink"]
+
+    sink = trio.run(sink_of)
+    for remote in (True, False):
+        tracing = Tracing.start("far", 1.0, provider)
+        assert tracing.for_actor(sink, remote=remote) is not None
+        with structlog.testing.capture_logs() as logs:
+            tracing.close()
+        warned = [entry for entry in logs if entry["event"] == "tracing.nothing_traced"]
+        assert len(warned) == (0 if remote else 1)

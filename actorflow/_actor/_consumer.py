@@ -346,17 +346,17 @@ class ConsumerDriver:
 
     def _give_back(self, link: Link, items: list[Any]) -> None:
         """Put items taken but not handled back at the front of their link."""
-        if items:
-            if self._journal is not None:
-                self._journal.given_back(link, items)
-            link.requeue(items)
-            self.room.received -= len(items)
+        if items and self._journal is not None:
+            self._journal.given_back(link, items)
+        self._requeue(link, items)
 
     def _requeue(self, link: Link, items: list[Any]) -> None:
         """:meth:`_give_back` for items the journal already knows were not handled."""
         if items:
             link.requeue(items)
             self.room.received -= len(items)
+            if self.room.watched and self.room.hops is not None:  # their spans are dropped
+                self.room.hops("message.returned", items)
 
     def _item_failed(
         self, exc: Exception, link: Link, item: Any, rest: list[Any], sequence: int
@@ -548,7 +548,7 @@ def _results(out: list[Any], room: Room) -> list[Any]:
 def _received(room: Room, link: Link, batch: list[Any]) -> None:
     """Count ``batch`` taken from ``link`` and trace it; if tracing raises, the batch
     goes back to the link first, so the failure loses nothing (it is retaken)."""
-    if room.debug:
+    if room.watched:
         try:
             room.trace("message.received", batch, link=link.name)
         except BaseException:
@@ -559,7 +559,7 @@ def _received(room: Room, link: Link, batch: list[Any]) -> None:
 
 def _done(room: Room, batch: list[Any]) -> None:
     """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
-    if room.hops is not None:
+    if room.watched and room.hops is not None:
         room.hops("message.done", batch)
 
 

@@ -40,6 +40,7 @@ from ._outbox import Outbox
 from ._pacing import Pacing
 from ._peers import Peers, peers_of
 from ._retries import DeadLetter, Retries
+from ._room import Hops
 from ._source import SourceDriver, stop_source
 from ._stepper import StepDriver, read_port, read_synced
 from ._threads import Threads
@@ -76,8 +77,7 @@ _DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
 
 
 class Actor:
-    """The runtime object that drives one module: a :class:`~actorflow.Worker` for
-    the supervisor."""
+    """The runtime object that drives one module (a Worker for the supervisor)."""
 
     __slots__ = (
         "_at_end",
@@ -133,6 +133,7 @@ class Actor:
         "threads",
         "upstream",
         "waits_for",
+        "watched",
     )
 
     def __init__(
@@ -154,7 +155,7 @@ class Actor:
         self.attempts = attempts
         self.log = get_logger(actor=spec.name)
         # Batches come and go thousands of times a second: debug events only if read.
-        self.debug = enabled_for(self.log, logging.DEBUG)
+        self.debug = self.watched = enabled_for(self.log, logging.DEBUG)
         self._on_terminated = on_terminated
         self._system_stopping = system_stopping
         self.state = ActorState.CREATED
@@ -191,7 +192,7 @@ class Actor:
         self.log.info("actor.state", state=ActorState.CREATED.value, kind=self.kind.value)
 
     def _init_counters(self) -> None:
-        self.hops: Callable[[str, list[Any]], bool] | None = None  # see _tracing
+        self.hops: Hops | None = None  # see _tracing; ``watched``: hops or debug logs
         self.received = 0
         self.emitted = 0
         self.filtered = 0
@@ -302,9 +303,9 @@ class Actor:
             )
 
     def trace(self, event: str, items: list[Any], **fields: Any) -> None:
-        """Log the ids of the ``Data`` items in ``items`` (debug only: for tracing one
-        message through the graph with ``actorflow logs --trace``); spans, if it traces."""
-        if self.hops is not None and not self.hops(event, items):
+        """Spans if it traces; ids logged if debug (for ``actorflow logs --trace``)."""
+        hops, where = self.hops, fields.get("port", fields.get("link"))
+        if hops is not None and not hops(event, items, where):
             return
         ids = [item.id for item in items if isinstance(item, Data)]
         if ids:

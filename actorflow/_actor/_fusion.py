@@ -220,7 +220,7 @@ class Fusion:
         link.sent += count
         link.delivered += count
         try:
-            if room.debug:
+            if room.watched:
                 room.trace("message.received", items, link=link.name)
             handle = self._handler_of(link)
         except Exception:
@@ -258,6 +258,8 @@ class Fusion:
             done = False
             raise
         finally:
+            if room.watched and room.hops is not None:  # its spans end (_consumer._done)
+                room.hops("message.done", items)
             self._left(link, own, pacing, done)
         if self.failure is not None:
             await _wait_for_room(link, caller)

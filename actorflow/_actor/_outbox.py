@@ -33,7 +33,7 @@ class Sender(Protocol):
     name: str
     kind: ModuleKind
     log: structlog.typing.FilteringBoundLogger
-    debug: bool
+    watched: bool
     state: ActorState
     emitted: int
     ready: bool
@@ -179,7 +179,7 @@ class Outbox:
             self.check_port(port)
             return
         owner.emitted += len(items)
-        if owner.debug:
+        if owner.watched:
             owner.trace("message.sent", items, port=port)
         if not owner.ready:
             owner.mark_ready()
@@ -298,7 +298,7 @@ class Outbox:
         owner = self.owner
         self.check_port(port)
         owner.emitted += len(items)
-        if owner.debug:
+        if owner.watched:
             owner.trace("message.sent", items, port=port)
         links = self.outputs[port]
         if not links:

@@ -23,7 +23,15 @@ from ._retries import Retries
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["Room"]
+__all__ = ["Hops", "Room"]
+
+
+class Hops(Protocol):
+    """An actor's tracing (see ``actorflow._tracing.ActorTracing``): told of each batch
+    it sends (``where``: the port), takes (the link's name), is done with; whether the
+    actor logs the batch's ids too."""
+
+    def __call__(self, event: str, items: list[Any], where: Any = None, /) -> bool: ...
 
 
 class Room(Protocol):
@@ -50,7 +58,10 @@ class Room(Protocol):
     step_size: int | None
     progress: tuple[float, float | None] | None
     thread_limiter: trio.CapacityLimiter | None
-    hops: Callable[[str, list[Any]], bool] | None
+    hops: Hops | None
+    watched: bool
+    """Its per-batch hooks run: its debug log is on (the ids it takes and sends) or it
+    traces (``hops``)."""
 
     @property
     def dropped(self) -> dict[str, int]: ...

@@ -35,7 +35,7 @@ def read_port(room: Room, port: str, limit: int | None) -> list[Any]:
         if free <= 0:
             break
         got = link.take(free)
-        if room.debug:
+        if room.watched:
             room.trace("message.received", got, link=link.name)
         taken.extend(got)
     return taken

@@ -1,0 +1,356 @@
+"""What tracing costs and how its spans are made: untraced batches are not looked at, and
+spans of the SDK's default setup are built whole at their end (pinned here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode
+
+import actorflow as af
+from actorflow import _tracing
+from actorflow._tracing import ActorTracing, _Direct, _retraced, _spans_for, _ViaTracer
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class Numbers(af.Source):
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def start(self) -> Iterator[af.Data]:
+        return (af.Data(fields={"n": n}) for n in range(self.count))
+
+
+class Pass(af.Processor):
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def process(self, data: af.Data) -> af.Data:
+        return data
+
+
+class Drop(af.Sink):
+    inputs: ClassVar = {"in": af.Data}
+
+    def consume(self, data: af.Data) -> None:
+        pass
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": "pinned"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+# -- which way spans are made -------------------------------------------------------------
+
+
+def test_the_sdk_default_setup_gets_spans_made_whole(provider: TracerProvider) -> None:
+    """An SDK tracer with the SDK's own batch or simple processors and its default
+    sampler: spans are made at their end (reads the provider's processor tuple, a
+    private name of the SDK: this pins it)."""
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    assert isinstance(_spans_for(provider.get_tracer("t")), _Direct)
+    assert isinstance(_spans_for(TracerProvider().get_tracer("t")), _Direct)
+
+
+class Custom(SpanProcessor):
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "tracer",
+    [
+        pytest.param(lambda p: p.get_tracer("t"), id="a processor of the user's own"),
+        pytest.param(
+            lambda p: TracerProvider(sampler=TraceIdRatioBased(0.5)).get_tracer("t"),
+            id="a sampler of the user's own",
+        ),
+        pytest.param(lambda p: NoOpTracer(), id="not the SDK's tracer"),
+    ],
+)
+def test_anything_else_goes_through_start_span(tracer: Any, provider: TracerProvider) -> None:
+    """A processor that may want ``on_start``, a sampler that may decide otherwise, a
+    tracer that is not the SDK's: every span goes through ``start_span``."""
+    provider.add_span_processor(Custom())
+    assert isinstance(_spans_for(tracer(provider)), _ViaTracer)
+
+
+def test_a_span_made_whole_is_what_start_span_would_have_made(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The ReadableSpan built directly carries what the exporter reads of one made by
+    ``start_span``: name, ids, parent, kind, times, attributes, status, resource,
+    instrumentation scope (pins the ``ReadableSpan`` constructor)."""
+    tracer = provider.get_tracer("actorflow", af.__version__)
+    direct, via = _spans_for(tracer), _ViaTracer(tracer)
+    assert isinstance(direct, _Direct)
+    made = []
+    for spans in (direct, via):
+        hop = spans.open("a process", PARENT, 10, {"actorflow.actor": "a", "message.id": "m"})
+        hop.failed = True
+        spans.end(hop, 20)
+        spans.root("src send", 30, {"actorflow.actor": "src"})
+        made.append(exporter.get_finished_spans()[-2:])
+        exporter.clear()
+    for fast, slow in zip(*made, strict=True):
+        assert fast.name == slow.name
+        assert fast.kind == slow.kind
+        assert (fast.start_time, fast.end_time) == (slow.start_time, slow.end_time)
+        assert dict(fast.attributes or {}) == dict(slow.attributes or {})
+        assert fast.status.status_code == slow.status.status_code
+        assert fast.status.description == slow.status.description
+        assert fast.resource == slow.resource
+        assert fast.instrumentation_scope == slow.instrumentation_scope
+        assert fast.context is not None
+        assert slow.context is not None
+        assert fast.context.trace_flags == slow.context.trace_flags
+        assert fast.context.is_remote == slow.context.is_remote
+        assert (fast.parent is None) == (slow.parent is None)
+        if fast.parent is not None and slow.parent is not None:
+            assert fast.parent == slow.parent
+            assert fast.context.trace_id == slow.context.trace_id == fast.parent.trace_id
+    hop_span, root_span = made[0]
+    assert hop_span.kind is SpanKind.CONSUMER
+    assert root_span.kind is SpanKind.PRODUCER
+    assert hop_span.status.status_code is StatusCode.ERROR
+
+
+def test_an_unsampled_parent_makes_no_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A traceparent whose sampled flag is off is followed as the default sampler
+    would: no span, and the item keeps its traceparent."""
+    direct = _spans_for(provider.get_tracer("t"))
+    hop = direct.open("a process", PARENT[:-2] + "00", 1, {"message.id": "m"})
+    direct.end(hop, 2)
+    assert hop.traceparent is None
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_sampler_that_says_no_makes_no_span_through_start_span(
+    exporter: InMemorySpanExporter,
+) -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    af.run(pipeline(5), trace_ratio=1.0, tracer_provider=provider)
+    assert exporter.get_finished_spans() == ()
+
+
+# -- the copy a traced item is sent on as -------------------------------------------------
+
+
+@given(
+    fields=st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    origin=st.none() | st.text(max_size=5),
+    trace=st.none() | st.just(PARENT),
+)
+def test_a_retraced_item_is_the_item_with_another_trace(
+    fields: dict[str, int], origin: str | None, trace: str | None
+) -> None:
+    """Every field of ``Data`` is carried (a field added to ``Data`` is too), the
+    fields and tags shared as the item itself would be; only ``trace`` differs."""
+    item = af.Data(fields=fields, tags={"t": 1}, origin=origin, trace=trace)
+    copy = _retraced(item, "00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert type(copy) is af.Data
+    assert copy == item
+    assert copy.trace == "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    for field in attrs.fields(af.Data):
+        if field.name != "trace":
+            assert getattr(copy, field.name) is getattr(item, field.name)
+    assert item.trace == trace  # the original is untouched
+
+
+def test_a_subclass_of_data_is_retraced_by_evolve() -> None:
+    @attrs.frozen(slots=True)
+    class Reading(af.Data):
+        unit: str = "C"
+
+    copy = _retraced(Reading(fields={"v": 1}, unit="K"), PARENT)
+    assert isinstance(copy, Reading)
+    assert copy.unit == "K"
+    assert copy.trace == PARENT
+
+
+# -- what untraced items cost --------------------------------------------------------------
+
+
+def pipeline(count: int) -> af.Graph:
+    graph = af.Graph(name="cost")
+    graph.add("src", Numbers, count=count)
+    graph.add("a", Pass)
+    graph.add("b", Pass)
+    graph.add("sink", Drop)
+    graph.chain("src", "a", "b", "sink", buffer=10)
+    return graph
+
+
+def counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    original = ActorTracing.__call__
+
+    def call(self: ActorTracing, event: str, items: list[Any], where: Any = None) -> bool:
+        calls[self.name] = calls.get(self.name, 0) + 1
+        return original(self, event, items, where)
+
+    monkeypatch.setattr(ActorTracing, "__call__", call)
+    return calls
+
+
+def test_where_no_item_is_traced_only_the_origin_is_asked(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a ratio that picks nothing, the actors downstream of the source call their
+    hook for their first batch only (which says Data comes from upstream: they start
+    no trace): an untraced batch costs them what it costs with tracing off."""
+    calls = counting(monkeypatch)
+
+    async def main() -> dict[str, bool]:
+        async with af.open_system(pipeline(200), trace_ratio=1e-12, tracer_provider=provider) as s:
+            await s.wait()
+            return {name: s._actors[name].watched for name in s.actors}
+
+    watched = trio.run(main)
+    assert calls["src"] >= 20  # each of its batches: it chooses
+    assert calls.get("a", 0) <= 1
+    assert calls.get("b", 0) <= 1
+    assert "sink" not in calls
+    assert watched == {"src": True, "a": False, "b": False, "sink": False}
+    assert exporter.get_finished_spans() == ()
+
+
+def test_one_traced_item_wakes_each_actor_only_while_it_passes(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One item chosen among 200: each actor downstream calls its hook for the batch
+    that holds it (taken, sent, done) and goes back to sleep; the trace is whole."""
+    calls = counting(monkeypatch)
+    gaps = iter([1])  # the source's first gap (it is set up first): its first item
+    monkeypatch.setattr(_tracing.Tracing, "gap", lambda self: next(gaps, 10**18))
+
+    async def main() -> dict[str, bool]:
+        async with af.open_system(pipeline(200), trace_ratio=1e-6, tracer_provider=provider) as s:
+            await s.wait()
+            return {name: s._actors[name].watched for name in s.actors}
+
+    watched = trio.run(main)
+    spans = exporter.get_finished_spans()
+    assert sorted(span.name for span in spans) == [
+        "a process",
+        "b process",
+        "sink consume",
+        "src send",
+    ]
+    assert len({span.context.trace_id for span in spans if span.context}) == 1
+    assert watched == {"src": True, "a": False, "b": False, "sink": False}
+    for name in ("a", "b", "sink"):
+        assert 1 <= calls[name] <= 4  # the batch that held it (taken, sent, done), not all 20
+
+
+# -- items a processor holds back ------------------------------------------------------------
+
+
+class Window(af.Processor):
+    """Holds items and sends them three at a time (a window)."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self) -> None:
+        self.kept: list[af.Data] = []
+
+    def process(self, data: af.Data) -> af.Many | None:
+        self.kept.append(data)
+        if len(self.kept) < 3:
+            return None
+        sent, self.kept = self.kept, []
+        return af.Many(sent)
+
+
+def test_items_a_window_holds_back_are_still_followed_downstream(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A processor that sends items batches after it took them: the actors after it
+    still find them, each item's spans one trace."""
+    graph = af.Graph(name="window")
+    graph.add("src", Numbers, count=9)
+    graph.add("window", Window)
+    graph.add("after", Pass)
+    graph.add("sink", Drop)
+    graph.chain("src", "window", "after", "sink", buffer=1)
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    spans = exporter.get_finished_spans()
+    by_item: dict[str, set[str]] = {}
+    traces: dict[str, set[int]] = {}
+    for span in spans:
+        item = str((span.attributes or {})["message.id"])
+        by_item.setdefault(item, set()).add(span.name)
+        assert span.context is not None
+        traces.setdefault(item, set()).add(span.context.trace_id)
+    assert len(by_item) == 9
+    for names in by_item.values():
+        assert names == {"src send", "window process", "after process", "sink consume"}
+    assert all(len(ids) == 1 for ids in traces.values())
+
+
+def test_an_error_status_reaches_the_exporter_of_spans_made_whole(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The span of the item whose hook raised says so, on the direct path too."""
+
+    class Picky(af.Processor):
+        inputs: ClassVar = {"in": af.Data}
+        outputs: ClassVar = {"out": af.Data}
+
+        def process(self, data: af.Data) -> af.Data:
+            if data.fields["n"] == 3:
+                raise ValueError("three")
+            return data
+
+    graph = af.Graph(name="picky")
+    graph.add("src", Numbers, count=6)
+    graph.add("picky", Picky)
+    graph.add("sink", Drop)
+    graph.chain("src", "picky", "sink")
+    af.run(graph, trace_ratio=1.0, tracer_provider=provider)
+    picky = [span for span in exporter.get_finished_spans() if span.name == "picky process"]
+    failed = [span for span in picky if span.status.status_code is StatusCode.ERROR]
+    assert {str((span.attributes or {})["message.id"]) for span in failed} == {
+        str((failed[0].attributes or {})["message.id"])
+    }
+    sinks = [span for span in exporter.get_finished_spans() if span.name == "sink consume"]
+    assert len(sinks) == 5  # the others went on, each traced to the end
+
+
+def test_readable_spans_are_what_the_exporter_gets(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The spans handed over are ``ReadableSpan`` with a parent chain root -> sink."""
+    af.run(pipeline(3), trace_ratio=1.0, tracer_provider=provider)
+    spans = exporter.get_finished_spans()
+    assert all(isinstance(span, ReadableSpan) for span in spans)
+    assert len(spans) == 12
+    ids = {span.context.span_id for span in spans if span.context}
+    assert all(span.parent is None or span.parent.span_id in ids for span in spans)

@@ -262,3 +262,48 @@ def test_any_crash_schedule_leaves_each_successful_item_once(
     else:  # crashes in a crew interleave: retries count one suspect at a time
         assert lettered <= doomed
         assert sorted(state) == expected
+
+
+class Flaky(Tracker):
+    """Fails always on item 3 (poison) and on every second handling of item 1: the
+    replay of item 1 fails between two tries of the poison item."""
+
+    handled: ClassVar[dict[int, int]] = {}
+
+    def process(self, data: int) -> None:
+        times = Flaky.handled[data] = Flaky.handled.get(data, 0) + 1
+        if data == 3 or (data == 1 and times % 2 == 0):
+            raise RuntimeError(f"crash on {data}")
+        self.seen.append(data)
+
+
+def test_a_replayed_item_that_fails_does_not_reset_the_attempts_of_a_poison_item() -> None:
+    """The poison item's failures are counted across the replayed item's: it is
+    dead-lettered after ``attempts`` tries, as without a journal, not retried forever."""
+    Flaky.handled = {}
+    store = af.MemoryStore()
+    graph = tracking(list(range(5)), Flaky, attempts=2)
+    graph.supervisor(max_restarts=20)
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert Flaky.handled[3] == 2
+    assert [letter.item for letter in result.dead_letters] == [3, 1]
+    assert final(store) == [0, 2, 4]
+
+
+@given(st.lists(st.integers(0, 19), max_size=6), st.integers(2, 4))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_poison_item_is_dead_lettered_whatever_fails_in_the_replay(
+    transient: list[int], attempts: int
+) -> None:
+    """Item 15 always fails; each listed item fails once more (at its listed turn):
+    the poison item is still dead-lettered after ``attempts`` of its own tries."""
+    Tracker.crashes = {item: transient.count(item) for item in transient}
+    Tracker.crashes[15] = 1000
+    store = af.MemoryStore()
+    graph = tracking(list(range(20)), attempts=attempts)
+    graph.supervisor(max_restarts=100)
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert 15 in [letter.item for letter in result.dead_letters]
+    assert Tracker.crashes[15] == 1000 - attempts

@@ -11,7 +11,8 @@ After a crash a processor or sink fed by local links goes back to its last snaps
 handles again every item it handled since (its :class:`Journal` keeps them, and puts them
 back at the front of their links), so its state is always that of a whole prefix of its
 input: with the position reached in the snapshot, exactly once in effect. Sources,
-progressive modules and modules fed by remote links keep no journal: their state is saved
+progressive modules, modules fed by remote links and modules on a cycle of the graph
+(their outputs reach their input) keep no journal: their state is saved
 as the incarnation ends, however it ends (docs/howto/state.md says what that gives).
 
 Snapshots are keyed by graph name and module, so two graphs of different names on one
@@ -23,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ._link import Link, Mailbox
     from ._module import Module, RunningSystem
     from ._settings import Settings
+    from ._specs import LinkSpec
     from ._store import Store
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "Snapshots",
     "journal_of",
     "namespace",
+    "on_cycle",
     "run_snapshotted",
     "saved",
     "snapshots_of",
@@ -275,6 +278,9 @@ class Snapshots:
     journal: Journal | None = None
     encoded: bool = False
     """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
+    cyclic: bool | None = None
+    """The module is on a cycle of the graph (decided once, when it first runs): it
+    keeps no journal."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -361,18 +367,44 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
 
 def journal_of(actor: Actor) -> Journal | None:
     """The journal of the incarnation about to run: a processor's or sink's whose module
-    overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
-    pay nothing for it)."""
+    overrides ``snapshot()``, fed by local links only and on no cycle of the graph (when
+    it first runs); ``None`` for every other (they pay nothing for it).
+
+    A module on a cycle would get its own outputs again from the replay *and* from
+    handling again the items that made them: it saves as each incarnation ends instead.
+    """
     if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK) or actor.mailbox.remote:
         return None
     snapshots = snapshots_of(actor)
     if snapshots is None:
+        return None
+    if snapshots.cyclic is None:
+        links = getattr(getattr(actor.system, "graph", None), "links", ())
+        snapshots.cyclic = on_cycle(actor.name, links)
+    if snapshots.cyclic:
         return None
     if snapshots.journal is None:
         held = sum(link.capacity for link in actor.mailbox.links)
         bound = min(max(actor.settings.max_batch, held), JOURNAL_BOUND)
         snapshots.journal = Journal(bound)
     return snapshots.journal
+
+
+def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
+    """Whether module ``name``'s outputs reach its own input, through any links."""
+    following: dict[str, set[str]] = {}
+    for link in links:
+        following.setdefault(link.source, set()).add(link.target)
+    seen: set[str] = set()
+    pending = list(following.get(name, ()))
+    while pending:
+        current = pending.pop()
+        if current == name:
+            return True
+        if current not in seen:
+            seen.add(current)
+            pending.extend(following.get(current, ()))
+    return False
 
 
 def saved(keep: dict[str, Any] | None) -> int:

@@ -307,3 +307,55 @@ def test_a_poison_item_is_dead_lettered_whatever_fails_in_the_replay(
     assert result.error is None
     assert 15 in [letter.item for letter in result.dead_letters]
     assert Tracker.crashes[15] == 1000 - attempts
+
+
+class Countdown(Tracker):
+    """Sends ``n - 1`` on (to itself, through a cycle) until 0; crashes once on 1."""
+
+    def process(self, data: int) -> int | None:  # type: ignore[override]
+        self.seen.append(data)
+        _maybe_crash(data)
+        if data == 0:
+            Hold.done.set()
+        return data - 1 if data > 0 else None
+
+
+class Relay(af.Processor):
+    def process(self, data: int) -> int:
+        return data
+
+
+class Hold(af.Source):
+    """Sends 4, then stays (its link open, so the cycle's end does not come early) until
+    the countdown reaches 0."""
+
+    done: ClassVar[trio.Event]
+
+    async def start(self) -> None:
+        await self.emit(4)
+        await Hold.done.wait()
+
+
+@pytest.mark.parametrize("through", [0, 1, 2])
+def test_a_module_on_a_cycle_handles_each_item_once_after_a_crash(through: int) -> None:
+    """Its outputs come back to it: a replay would hand it again both the fed-back items
+    and, through the items that made them, their copies. It keeps no journal: its state
+    is saved as the crashed incarnation ends, each item in it once."""
+    Tracker.crashes = {1: 1}
+    Hold.done = trio.Event()
+    graph = af.Graph("loop")
+    graph.add("feed", Hold)
+    graph.add("countdown", Countdown)
+    graph.link("feed", "countdown")
+    last = "countdown"
+    for index in range(through):
+        graph.add(f"relay{index}", Relay)
+        graph.link(last, f"relay{index}")
+        last = f"relay{index}"
+    graph.link(last, "countdown", feedback=True)
+    graph.supervise("countdown", restart="permanent", attempts=3)
+    store = af.MemoryStore()
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert result.status.actors["countdown"].received == 5
+    assert final(store, "loop", "countdown") == [4, 3, 2, 1, 1, 0]

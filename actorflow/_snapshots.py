@@ -278,6 +278,9 @@ class Snapshots:
     journal: Journal | None = None
     encoded: bool = False
     """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
+    hung: int = 0
+    """The incarnation whose save was given up as it stopped (the store did not
+    answer)."""
     cyclic: bool | None = None
     """The module is on a cycle of the graph (decided once, when it first runs): it
     keeps no journal."""
@@ -320,16 +323,29 @@ class Snapshots:
 
     async def checkpoint(self, actor: Actor, at: str) -> None:
         """Save while no batch is being handled: the snapshot holds every journaled
-        item, which need not be handled again."""
+        item, which need not be handled again. A store that does not answer holds up
+        a stop ``stop_timeout`` seconds at most: the save is given up then (logged and
+        counted), and the journal kept."""
+        if self.hung == actor.incarnations:  # the rest of its stop is not held up again
+            return
         journal = self.journal
         if journal is None:
-            await self.save(actor, at)
+            await self._bounded(actor, at)
             return
         async with journal.quiet():
             if journal.broken:  # the incarnation is ending in a crash
                 return
-            await self.save(actor, at)
-            journal.clear()
+            if await self._bounded(actor, at):
+                journal.clear()
+
+    async def _bounded(self, actor: Actor, at: str) -> bool:
+        """:meth:`save`, given up ``stop_timeout`` seconds after a stop began: False
+        then (and no later save of the incarnation is tried but its end save)."""
+        if await _within_stop(actor, partial(self.save, actor, at)):
+            return True
+        self.hung = actor.incarnations
+        _given_up(actor, at, "not stored")
+        return False
 
 
 def _failed(actor: Actor, at: str, message: str, cause: Exception) -> RunError:
@@ -454,25 +470,35 @@ async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     await snapshots.save(actor, "start")
 
 
-async def _started(actor: Actor, snapshots: Snapshots) -> bool:
-    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began (a store
-    that does not answer, a restore that blocks): False then, and the incarnation ends
-    without handling anything."""
+async def _within_stop(actor: Actor, fn: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``fn``, given up ``stop_timeout`` seconds after a stop began (a store that
+    does not answer, a restore that blocks): False then."""
     with trio.CancelScope() as scope:
         try:
             async with trio.open_nursery() as watch:
                 watch.start_soon(_bound_by_stop, actor, scope)
-                await _begin(actor, snapshots)
+                await fn()
                 watch.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             reraise(_one(group))
-    if scope.cancelled_caught:
-        actor.errors += 1
-        actor.log.warning(
-            "actor.snapshot_failed",
-            at="start",
-            error=f"restore not done {actor.settings.stop_timeout:g} s after the stop began",
-        )
+    return not scope.cancelled_caught
+
+
+def _given_up(actor: Actor, at: str, what: str) -> None:
+    """A save or restore given up as a stop went on: counted and said, not silent."""
+    actor.errors += 1
+    actor.log.warning(
+        "actor.snapshot_failed",
+        at=at,
+        error=f"{what} {actor.settings.stop_timeout:g} s after the stop began",
+    )
+
+
+async def _started(actor: Actor, snapshots: Snapshots) -> bool:
+    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began: False
+    then, and the incarnation ends without handling anything."""
+    if not await _within_stop(actor, partial(_begin, actor, snapshots)):
+        _given_up(actor, at="start", what="restore not done")
         return False
     snapshots.live = actor.incarnations
     return True

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._data import encode
+from ._data import decode, encode
 from ._exceptions import RunError, SerializationError, describe, reraise
 from ._lifecycle import is_default
 from ._module import ModuleKind
@@ -243,6 +243,11 @@ class Journal:
         self.entries.clear()
         self.count = 0
 
+    def drop(self, covered: int) -> None:
+        """The first ``covered`` entries are held by the snapshot restored."""
+        del self.entries[:covered]
+        self.count = sum(entry.kept for entry in self.entries)
+
     def replay(self, actor: Actor) -> int:
         """Put every item handled since the last snapshot back at the front of its link,
         in the order handled (before what the crash gave back); returns how many."""
@@ -281,6 +286,8 @@ class Snapshots:
     hung: int = 0
     """The incarnation whose save was given up as it stopped (the store did not
     answer)."""
+    unsure: _Unsure | None = None
+    """A save whose write raised or was given up: it may have been applied."""
     cyclic: bool | None = None
     """The module is on a cycle of the graph (decided once, when it first runs): it
     keeps no journal."""
@@ -313,10 +320,13 @@ class Snapshots:
             reason = str(error).split(": ", 1)[-1]
             named = SerializationError(f"the snapshot of module {name!r} at {error.path}", reason)
             raise _failed(actor, at, str(named), named) from named
+        covered = 0 if self.journal is None else len(self.journal.entries)
+        self.unsure = _Unsure(payload, covered)  # until the store says it is written
         try:
             await self.store.put(self.namespace, name, Encoded(payload) if self.encoded else value)
         except Exception as exc:
             raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
+        self.unsure = None
         self.saved += 1
         if actor.debug:
             actor.log.debug("actor.snapshot_saved", at=at, snapshots=self.saved)
@@ -346,6 +356,20 @@ class Snapshots:
         self.hung = actor.incarnations
         _given_up(actor, at, "not stored")
         return False
+
+
+@attrs.frozen
+class _Unsure:
+    """A snapshot whose write raised (a reply lost) or was given up: the store may hold
+    it or the one before. It holds the effect of the first ``covered`` journal entries."""
+
+    payload: bytes
+    covered: int
+
+    def stored(self, value: Any) -> bool:
+        """Whether ``value``, loaded from the store, is this snapshot (if it equals
+        the one before too, either holds the same state)."""
+        return bool(decode(self.payload) == value)
 
 
 def _failed(actor: Actor, at: str, message: str, cause: Exception) -> RunError:
@@ -429,21 +453,23 @@ def saved(keep: dict[str, Any] | None) -> int:
     return 0 if found is None else found.saved
 
 
-async def _restore(actor: Actor, snapshots: Snapshots) -> None:
-    """Give the new incarnation's module the last snapshot, if there is one.
+async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
+    """Give the new incarnation's module the last snapshot, if there is one; returns it
+    (``_ABSENT`` if none).
 
     Raises:
         RunError: ``restore()`` raised: the module's failure, supervised like a crash.
     """
     value = await snapshots.load(actor.name)
     if value is _ABSENT:
-        return
+        return value
     try:
         await actor.lifecycle(partial(actor.module.restore, value))
     except Exception as exc:
         error = RunError(actor.name, f"restore() raised {describe(exc)}")
         raise error from exc
     actor.log.info("actor.snapshot_restored", incarnation=actor.incarnations)
+    return value
 
 
 def _stopping(actor: Actor) -> bool:
@@ -460,10 +486,13 @@ async def _bound_by_stop(actor: Actor, scope: trio.CancelScope) -> None:
 
 async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     """Restore the last snapshot, put back what was handled since, save at once."""
-    await _restore(actor, snapshots)
+    value = await _restore(actor, snapshots)
     journal = snapshots.journal
+    unsure, snapshots.unsure = snapshots.unsure, None
     if journal is not None:
         journal.broken = False
+        if unsure is not None and value is not _ABSENT and unsure.stored(value):
+            journal.drop(unsure.covered)  # its write was applied after all
         if journal.entries:
             count = journal.replay(actor)
             actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)

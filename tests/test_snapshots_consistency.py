@@ -359,3 +359,34 @@ def test_a_module_on_a_cycle_handles_each_item_once_after_a_crash(through: int) 
     assert result.error is None
     assert result.status.actors["countdown"].received == 5
     assert final(store, "loop", "countdown") == [4, 3, 2, 1, 1, 0]
+
+
+class LostReply(af.MemoryStore):
+    """Its ``failing``-th write raises: after it is applied (a reply lost) or before."""
+
+    def __init__(self, failing: int, applied: bool) -> None:
+        super().__init__()
+        self.failing, self.applied, self.writes = failing, applied, 0
+
+    async def put(self, module: str, name: str, value: Any) -> None:
+        self.writes += 1
+        if self.writes == self.failing and not self.applied:
+            raise TimeoutError("the server is down")
+        await super().put(module, name, value)
+        if self.writes == self.failing:
+            raise TimeoutError("no reply from the server")
+
+
+@given(st.integers(2, 6), st.booleans())  # a save at the bound (the first is the start's)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_write_that_raises_whether_applied_or_not_leaves_each_item_once(
+    failing: int, applied: bool
+) -> None:
+    """The next incarnation restores whichever snapshot the store holds and replays
+    only the items that snapshot does not hold: none twice, none lost."""
+    store = LostReply(failing, applied)
+    settings_ = af.Settings(snapshot_interval=math.inf, max_batch=4)
+    result = run_graph(tracking(list(range(40)), buffer=8), store=store, settings=settings_)
+    assert result.error is None
+    assert result.status.actors["tracker"].restarts == 1
+    assert final(store) == list(range(40))

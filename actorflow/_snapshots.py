@@ -154,6 +154,10 @@ class Journal:
 
     bound: int
     """At this many items, a snapshot is taken (memory and replay stay bounded)."""
+    keeps: bool = True
+    """Batches are kept, to be handled again after a crash (not on a cycle: then only
+    whole batches are waited for, and the state is saved as a crashed incarnation
+    ends)."""
     entries: list[_Entry] = attrs.field(factory=list)
     count: int = 0
     busy: int = 0
@@ -179,8 +183,9 @@ class Journal:
                 except BaseException:
                     requeue(link, batch)
                     raise
-            self.entries.append(_Entry(link, batch, len(batch)))
-            self.count += len(batch)
+            if self.keeps:
+                self.entries.append(_Entry(link, batch, len(batch)))
+                self.count += len(batch)
             self.busy += 1
             try:
                 await handle(link, batch)
@@ -407,11 +412,13 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
 
 def journal_of(actor: Actor) -> Journal | None:
     """The journal of the incarnation about to run: a processor's or sink's whose module
-    overrides ``snapshot()``, fed by local links only and on no cycle of the graph (when
-    it first runs); ``None`` for every other (they pay nothing for it).
+    overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
+    pay nothing for it).
 
-    A module on a cycle would get its own outputs again from the replay *and* from
-    handling again the items that made them: it saves as each incarnation ends instead.
+    A module on a cycle of the graph (decided when it first runs) would get its own
+    outputs again from the replay *and* from handling again the items that made them:
+    its journal keeps no items (saves still wait for whole batches), and it saves as
+    each incarnation ends instead.
     """
     if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK) or actor.mailbox.remote:
         return None
@@ -421,12 +428,10 @@ def journal_of(actor: Actor) -> Journal | None:
     if snapshots.cyclic is None:
         links = getattr(getattr(actor.system, "graph", None), "links", ())
         snapshots.cyclic = on_cycle(actor.name, links)
-    if snapshots.cyclic:
-        return None
     if snapshots.journal is None:
         held = sum(link.capacity for link in actor.mailbox.links)
         bound = min(max(actor.settings.max_batch, held), JOURNAL_BOUND)
-        snapshots.journal = Journal(bound)
+        snapshots.journal = Journal(bound, keeps=not snapshots.cyclic)
     return snapshots.journal
 
 
@@ -572,7 +577,7 @@ async def run_snapshotted(
     finally:
         if journal is not None:
             journal.checkpoint = None
-        if clean or journal is None:
+        if clean or journal is None or not journal.keeps:
             with trio.CancelScope(shield=True):
                 await _save_at_end(actor, snapshots)
 

@@ -358,6 +358,7 @@ def test_a_module_on_a_cycle_handles_each_item_once_after_a_crash(through: int) 
     result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
     assert result.error is None
     assert result.status.actors["countdown"].received == 5
+    assert result.status.actors["countdown"].fused_into is None  # saves see whole items
     assert final(store, "loop", "countdown") == [4, 3, 2, 1, 1, 0]
 
 
@@ -390,3 +391,46 @@ def test_a_write_that_raises_whether_applied_or_not_leaves_each_item_once(
     assert result.error is None
     assert result.status.actors["tracker"].restarts == 1
     assert final(store) == list(range(40))
+
+
+class Midway(af.Processor):
+    """On a cycle, awaits in the middle of each item; notes each save taken there."""
+
+    caught: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.inside = False
+
+    async def process(self, data: int) -> int | None:
+        self.inside = True
+        self.seen.append(data)
+        await trio.sleep(0.01)
+        self.inside = False
+        if data == 0:
+            Hold.done.set()
+        return data - 1 if data > 0 else None
+
+    def snapshot(self) -> list[int]:
+        Midway.caught += self.inside
+        return list(self.seen)
+
+    def restore(self, value: list[int]) -> None:
+        self.seen = list(value)
+
+
+def test_a_module_on_a_cycle_is_saved_between_items() -> None:
+    """It keeps no items to replay, but its saves still wait for whole batches: an
+    async hook is never caught between two awaits."""
+    Hold.done, Midway.caught = trio.Event(), 0
+    graph = af.Graph("midway")
+    graph.add("feed", Hold)
+    graph.add("loop", Midway)
+    graph.link("feed", "loop")
+    graph.link("loop", "loop", feedback=True)
+    store = af.MemoryStore()
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=0.004))
+    assert result.error is None
+    assert result.status.actors["loop"].snapshots > 5
+    assert Midway.caught == 0
+    assert final(store, "midway", "loop") == [4, 3, 2, 1, 0]

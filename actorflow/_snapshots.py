@@ -254,12 +254,19 @@ class Journal:
         self.count = sum(entry.kept for entry in self.entries)
 
     def replay(self, actor: Actor) -> int:
-        """Put every item handled since the last snapshot back at the front of its link,
-        in the order handled (before what the crash gave back); returns how many."""
+        """Put every item handled since the last snapshot back at the front of its link
+        (before what the crash gave back), to be taken again in the order handled
+        across links; returns how many."""
         handled: dict[Link, list[Any]] = {}
+        order = actor.mailbox.order
+        order.clear()
         for entry in self.entries:
             if entry.kept:
                 handled.setdefault(entry.link, []).extend(entry.batch[: entry.kept])
+                if order and order[-1][0] is entry.link:
+                    order[-1][1] += entry.kept
+                else:
+                    order.append([entry.link, entry.kept])
         self.clear()
         count = 0
         for link, items in handled.items():

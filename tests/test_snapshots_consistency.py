@@ -434,3 +434,35 @@ def test_a_module_on_a_cycle_is_saved_between_items() -> None:
     assert result.status.actors["loop"].snapshots > 5
     assert Midway.caught == 0
     assert final(store, "midway", "loop") == [4, 3, 2, 1, 0]
+
+
+class Logged(Tracker):
+    """Logs every handling, across incarnations; crashes once on ``"b3"``."""
+
+    handlings: ClassVar[list[str]] = []
+
+    def process(self, data: str) -> None:  # type: ignore[override]
+        Logged.handlings.append(data)
+        self.seen.append(data)  # type: ignore[arg-type]
+        if data == "b3" and Tracker.crashes.pop(3, 0):
+            raise RuntimeError("crash on b3")
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_the_replay_keeps_the_order_first_handled_across_links(batch: int) -> None:
+    """Two input links: the items handled again come in the order first handled, not
+    in the round robin's order, then the item the crash was on."""
+    Tracker.crashes, Logged.handlings = {3: 1}, []
+    graph = af.Graph("links")
+    graph.add("a", Feed, items=[f"a{i}" for i in range(6)])
+    graph.add("b", Feed, items=[f"b{i}" for i in range(6)])
+    graph.add("tracker", Logged)
+    graph.link("a", "tracker", buffer=10)
+    graph.link("b", "tracker", buffer=10)
+    graph.supervise("tracker", restart="permanent", attempts=3)
+    settings_ = af.Settings(snapshot_interval=math.inf, max_batch=batch)
+    result = run_graph(graph, store=af.MemoryStore(), settings=settings_)
+    assert result.error is None
+    crash = Logged.handlings.index("b3")
+    first = Logged.handlings[:crash]
+    assert Logged.handlings[crash + 1 : crash + 2 + len(first)] == [*first, "b3"]

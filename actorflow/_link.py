@@ -463,7 +463,7 @@ class NamedLink:
 class Mailbox:
     """All links into one actor, read fairly (round robin) as one stream of batches."""
 
-    __slots__ = ("_lot", "_next", "_waiter", "links", "remote", "stale", "version")
+    __slots__ = ("_lot", "_next", "_waiter", "links", "order", "remote", "stale", "version")
 
     def __init__(self) -> None:
         self.links: list[Link] = []
@@ -479,6 +479,9 @@ class Mailbox:
         """Counts notifications: lets a waiter tell whether anything new happened."""
         self.stale = False
         """A removed link may be drained: :meth:`purge` at the next read or wait."""
+        self.order: deque[list[Any]] = deque()
+        """Items put back to be handled again in the order first handled, across links:
+        ``[link, count]`` runs, taken before the round robin resumes."""
 
     def notify(self) -> None:
         """Wake the owner if it waits for input."""
@@ -502,6 +505,10 @@ class Mailbox:
         """
         if self.stale:
             self.purge()
+        if self.order:
+            got = self._take_in_order(limit)
+            if got is not None:
+                return got
         links = self.links
         count = len(links)
         start = self._next
@@ -511,6 +518,24 @@ class Mailbox:
             if link.items and not link.dedicated:
                 self._next = (index + 1) % count
                 return link, link.take(limit)
+        return None
+
+    def _take_in_order(self, limit: int) -> tuple[Link, list[Any]] | None:
+        """The next batch of :attr:`order`'s first run (runs whose link is gone, read
+        by workers or emptied are dropped)."""
+        order = self.order
+        while order:
+            run = order[0]
+            link, count = run
+            if not link.items or link.dedicated or link not in self.links:
+                order.popleft()
+                continue
+            size = min(count, limit)
+            if size >= count:
+                order.popleft()
+            else:
+                run[1] = count - size
+            return link, link.take(size)
         return None
 
     def exhausted(self) -> bool:

@@ -11,7 +11,8 @@ After a crash a processor or sink fed by local links goes back to its last snaps
 handles again every item it handled since (its :class:`Journal` keeps them, and puts them
 back at the front of their links), so its state is always that of a whole prefix of its
 input: with the position reached in the snapshot, exactly once in effect. Sources,
-progressive modules and modules fed by remote links keep no journal: their state is saved
+progressive modules, modules fed by remote links and modules on a cycle of the graph
+(their outputs reach their input) keep no journal: their state is saved
 as the incarnation ends, however it ends (docs/howto/state.md says what that gives).
 
 Snapshots are keyed by graph name and module, so two graphs of different names on one
@@ -23,14 +24,14 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
-from ._data import encode
+from ._data import decode, encode
 from ._exceptions import RunError, SerializationError, describe, reraise
 from ._lifecycle import is_default
 from ._module import ModuleKind
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ._link import Link, Mailbox
     from ._module import Module, RunningSystem
     from ._settings import Settings
+    from ._specs import LinkSpec
     from ._store import Store
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "Snapshots",
     "journal_of",
     "namespace",
+    "on_cycle",
     "run_snapshotted",
     "saved",
     "snapshots_of",
@@ -151,6 +154,10 @@ class Journal:
 
     bound: int
     """At this many items, a snapshot is taken (memory and replay stay bounded)."""
+    keeps: bool = True
+    """Batches are kept, to be handled again after a crash (not on a cycle: then only
+    whole batches are waited for, and the state is saved as a crashed incarnation
+    ends)."""
     entries: list[_Entry] = attrs.field(factory=list)
     count: int = 0
     busy: int = 0
@@ -176,8 +183,9 @@ class Journal:
                 except BaseException:
                     requeue(link, batch)
                     raise
-            self.entries.append(_Entry(link, batch, len(batch)))
-            self.count += len(batch)
+            if self.keeps:
+                self.entries.append(_Entry(link, batch, len(batch)))
+                self.count += len(batch)
             self.busy += 1
             try:
                 await handle(link, batch)
@@ -240,13 +248,25 @@ class Journal:
         self.entries.clear()
         self.count = 0
 
+    def drop(self, covered: int) -> None:
+        """The first ``covered`` entries are held by the snapshot restored."""
+        del self.entries[:covered]
+        self.count = sum(entry.kept for entry in self.entries)
+
     def replay(self, actor: Actor) -> int:
-        """Put every item handled since the last snapshot back at the front of its link,
-        in the order handled (before what the crash gave back); returns how many."""
+        """Put every item handled since the last snapshot back at the front of its link
+        (before what the crash gave back), to be taken again in the order handled
+        across links; returns how many."""
         handled: dict[Link, list[Any]] = {}
+        order = actor.mailbox.order
+        order.clear()
         for entry in self.entries:
             if entry.kept:
                 handled.setdefault(entry.link, []).extend(entry.batch[: entry.kept])
+                if order and order[-1][0] is entry.link:
+                    order[-1][1] += entry.kept
+                else:
+                    order.append([entry.link, entry.kept])
         self.clear()
         count = 0
         for link, items in handled.items():
@@ -275,6 +295,14 @@ class Snapshots:
     journal: Journal | None = None
     encoded: bool = False
     """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
+    hung: int = 0
+    """The incarnation whose save was given up as it stopped (the store did not
+    answer)."""
+    unsure: _Unsure | None = None
+    """A save whose write raised or was given up: it may have been applied."""
+    cyclic: bool | None = None
+    """The module is on a cycle of the graph (decided once, when it first runs): it
+    keeps no journal."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -304,26 +332,56 @@ class Snapshots:
             reason = str(error).split(": ", 1)[-1]
             named = SerializationError(f"the snapshot of module {name!r} at {error.path}", reason)
             raise _failed(actor, at, str(named), named) from named
+        covered = 0 if self.journal is None else len(self.journal.entries)
+        self.unsure = _Unsure(payload, covered)  # until the store says it is written
         try:
             await self.store.put(self.namespace, name, Encoded(payload) if self.encoded else value)
         except Exception as exc:
             raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
+        self.unsure = None
         self.saved += 1
         if actor.debug:
             actor.log.debug("actor.snapshot_saved", at=at, snapshots=self.saved)
 
     async def checkpoint(self, actor: Actor, at: str) -> None:
         """Save while no batch is being handled: the snapshot holds every journaled
-        item, which need not be handled again."""
+        item, which need not be handled again. A store that does not answer holds up
+        a stop ``stop_timeout`` seconds at most: the save is given up then (logged and
+        counted), and the journal kept."""
+        if self.hung == actor.incarnations:  # the rest of its stop is not held up again
+            return
         journal = self.journal
         if journal is None:
-            await self.save(actor, at)
+            await self._bounded(actor, at)
             return
         async with journal.quiet():
             if journal.broken:  # the incarnation is ending in a crash
                 return
-            await self.save(actor, at)
-            journal.clear()
+            if await self._bounded(actor, at):
+                journal.clear()
+
+    async def _bounded(self, actor: Actor, at: str) -> bool:
+        """:meth:`save`, given up ``stop_timeout`` seconds after a stop began: False
+        then (and no later save of the incarnation is tried but its end save)."""
+        if await _within_stop(actor, partial(self.save, actor, at)):
+            return True
+        self.hung = actor.incarnations
+        _given_up(actor, at, "not stored")
+        return False
+
+
+@attrs.frozen
+class _Unsure:
+    """A snapshot whose write raised (a reply lost) or was given up: the store may hold
+    it or the one before. It holds the effect of the first ``covered`` journal entries."""
+
+    payload: bytes
+    covered: int
+
+    def stored(self, value: Any) -> bool:
+        """Whether ``value``, loaded from the store, is this snapshot (if it equals
+        the one before too, either holds the same state)."""
+        return bool(decode(self.payload) == value)
 
 
 def _failed(actor: Actor, at: str, message: str, cause: Exception) -> RunError:
@@ -362,17 +420,43 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
 def journal_of(actor: Actor) -> Journal | None:
     """The journal of the incarnation about to run: a processor's or sink's whose module
     overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
-    pay nothing for it)."""
+    pay nothing for it).
+
+    A module on a cycle of the graph (decided when it first runs) would get its own
+    outputs again from the replay *and* from handling again the items that made them:
+    its journal keeps no items (saves still wait for whole batches), and it saves as
+    each incarnation ends instead.
+    """
     if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK) or actor.mailbox.remote:
         return None
     snapshots = snapshots_of(actor)
     if snapshots is None:
         return None
+    if snapshots.cyclic is None:
+        links = getattr(getattr(actor.system, "graph", None), "links", ())
+        snapshots.cyclic = on_cycle(actor.name, links)
     if snapshots.journal is None:
         held = sum(link.capacity for link in actor.mailbox.links)
         bound = min(max(actor.settings.max_batch, held), JOURNAL_BOUND)
-        snapshots.journal = Journal(bound)
+        snapshots.journal = Journal(bound, keeps=not snapshots.cyclic)
     return snapshots.journal
+
+
+def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
+    """Whether module ``name``'s outputs reach its own input, through any links."""
+    following: dict[str, set[str]] = {}
+    for link in links:
+        following.setdefault(link.source, set()).add(link.target)
+    seen: set[str] = set()
+    pending = list(following.get(name, ()))
+    while pending:
+        current = pending.pop()
+        if current == name:
+            return True
+        if current not in seen:
+            seen.add(current)
+            pending.extend(following.get(current, ()))
+    return False
 
 
 def saved(keep: dict[str, Any] | None) -> int:
@@ -381,21 +465,23 @@ def saved(keep: dict[str, Any] | None) -> int:
     return 0 if found is None else found.saved
 
 
-async def _restore(actor: Actor, snapshots: Snapshots) -> None:
-    """Give the new incarnation's module the last snapshot, if there is one.
+async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
+    """Give the new incarnation's module the last snapshot, if there is one; returns it
+    (``_ABSENT`` if none).
 
     Raises:
         RunError: ``restore()`` raised: the module's failure, supervised like a crash.
     """
     value = await snapshots.load(actor.name)
     if value is _ABSENT:
-        return
+        return value
     try:
         await actor.lifecycle(partial(actor.module.restore, value))
     except Exception as exc:
         error = RunError(actor.name, f"restore() raised {describe(exc)}")
         raise error from exc
     actor.log.info("actor.snapshot_restored", incarnation=actor.incarnations)
+    return value
 
 
 def _stopping(actor: Actor) -> bool:
@@ -412,35 +498,48 @@ async def _bound_by_stop(actor: Actor, scope: trio.CancelScope) -> None:
 
 async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     """Restore the last snapshot, put back what was handled since, save at once."""
-    await _restore(actor, snapshots)
+    value = await _restore(actor, snapshots)
     journal = snapshots.journal
+    unsure, snapshots.unsure = snapshots.unsure, None
     if journal is not None:
         journal.broken = False
+        if unsure is not None and value is not _ABSENT and unsure.stored(value):
+            journal.drop(unsure.covered)  # its write was applied after all
         if journal.entries:
             count = journal.replay(actor)
             actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)
     await snapshots.save(actor, "start")
 
 
-async def _started(actor: Actor, snapshots: Snapshots) -> bool:
-    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began (a store
-    that does not answer, a restore that blocks): False then, and the incarnation ends
-    without handling anything."""
+async def _within_stop(actor: Actor, fn: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``fn``, given up ``stop_timeout`` seconds after a stop began (a store that
+    does not answer, a restore that blocks): False then."""
     with trio.CancelScope() as scope:
         try:
             async with trio.open_nursery() as watch:
                 watch.start_soon(_bound_by_stop, actor, scope)
-                await _begin(actor, snapshots)
+                await fn()
                 watch.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             reraise(_one(group))
-    if scope.cancelled_caught:
-        actor.errors += 1
-        actor.log.warning(
-            "actor.snapshot_failed",
-            at="start",
-            error=f"restore not done {actor.settings.stop_timeout:g} s after the stop began",
-        )
+    return not scope.cancelled_caught
+
+
+def _given_up(actor: Actor, at: str, what: str) -> None:
+    """A save or restore given up as a stop went on: counted and said, not silent."""
+    actor.errors += 1
+    actor.log.warning(
+        "actor.snapshot_failed",
+        at=at,
+        error=f"{what} {actor.settings.stop_timeout:g} s after the stop began",
+    )
+
+
+async def _started(actor: Actor, snapshots: Snapshots) -> bool:
+    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began: False
+    then, and the incarnation ends without handling anything."""
+    if not await _within_stop(actor, partial(_begin, actor, snapshots)):
+        _given_up(actor, at="start", what="restore not done")
         return False
     snapshots.live = actor.incarnations
     return True
@@ -485,7 +584,7 @@ async def run_snapshotted(
     finally:
         if journal is not None:
             journal.checkpoint = None
-        if clean or journal is None:
+        if clean or journal is None or not journal.keeps:
             with trio.CancelScope(shield=True):
                 await _save_at_end(actor, snapshots)
 

@@ -262,3 +262,207 @@ def test_any_crash_schedule_leaves_each_successful_item_once(
     else:  # crashes in a crew interleave: retries count one suspect at a time
         assert lettered <= doomed
         assert sorted(state) == expected
+
+
+class Flaky(Tracker):
+    """Fails always on item 3 (poison) and on every second handling of item 1: the
+    replay of item 1 fails between two tries of the poison item."""
+
+    handled: ClassVar[dict[int, int]] = {}
+
+    def process(self, data: int) -> None:
+        times = Flaky.handled[data] = Flaky.handled.get(data, 0) + 1
+        if data == 3 or (data == 1 and times % 2 == 0):
+            raise RuntimeError(f"crash on {data}")
+        self.seen.append(data)
+
+
+def test_a_replayed_item_that_fails_does_not_reset_the_attempts_of_a_poison_item() -> None:
+    """The poison item's failures are counted across the replayed item's: it is
+    dead-lettered after ``attempts`` tries, as without a journal, not retried forever."""
+    Flaky.handled = {}
+    store = af.MemoryStore()
+    graph = tracking(list(range(5)), Flaky, attempts=2)
+    graph.supervisor(max_restarts=20)
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert Flaky.handled[3] == 2
+    assert [letter.item for letter in result.dead_letters] == [3, 1]
+    assert final(store) == [0, 2, 4]
+
+
+@given(st.lists(st.integers(0, 19), max_size=6), st.integers(2, 4))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_poison_item_is_dead_lettered_whatever_fails_in_the_replay(
+    transient: list[int], attempts: int
+) -> None:
+    """Item 15 always fails; each listed item fails once more (at its listed turn):
+    the poison item is still dead-lettered after ``attempts`` of its own tries."""
+    Tracker.crashes = {item: transient.count(item) for item in transient}
+    Tracker.crashes[15] = 1000
+    store = af.MemoryStore()
+    graph = tracking(list(range(20)), attempts=attempts)
+    graph.supervisor(max_restarts=100)
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert 15 in [letter.item for letter in result.dead_letters]
+    assert Tracker.crashes[15] == 1000 - attempts
+
+
+class Countdown(Tracker):
+    """Sends ``n - 1`` on (to itself, through a cycle) until 0; crashes once on 1."""
+
+    def process(self, data: int) -> int | None:  # type: ignore[override]
+        self.seen.append(data)
+        _maybe_crash(data)
+        if data == 0:
+            Hold.done.set()
+        return data - 1 if data > 0 else None
+
+
+class Relay(af.Processor):
+    def process(self, data: int) -> int:
+        return data
+
+
+class Hold(af.Source):
+    """Sends 4, then stays (its link open, so the cycle's end does not come early) until
+    the countdown reaches 0."""
+
+    done: ClassVar[trio.Event]
+
+    async def start(self) -> None:
+        await self.emit(4)
+        await Hold.done.wait()
+
+
+@pytest.mark.parametrize("through", [0, 1, 2])
+def test_a_module_on_a_cycle_handles_each_item_once_after_a_crash(through: int) -> None:
+    """Its outputs come back to it: a replay would hand it again both the fed-back items
+    and, through the items that made them, their copies. It keeps no journal: its state
+    is saved as the crashed incarnation ends, each item in it once."""
+    Tracker.crashes = {1: 1}
+    Hold.done = trio.Event()
+    graph = af.Graph("loop")
+    graph.add("feed", Hold)
+    graph.add("countdown", Countdown)
+    graph.link("feed", "countdown")
+    last = "countdown"
+    for index in range(through):
+        graph.add(f"relay{index}", Relay)
+        graph.link(last, f"relay{index}")
+        last = f"relay{index}"
+    graph.link(last, "countdown", feedback=True)
+    graph.supervise("countdown", restart="permanent", attempts=3)
+    store = af.MemoryStore()
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=math.inf))
+    assert result.error is None
+    assert result.status.actors["countdown"].received == 5
+    assert result.status.actors["countdown"].fused_into is None  # saves see whole items
+    assert final(store, "loop", "countdown") == [4, 3, 2, 1, 1, 0]
+
+
+class LostReply(af.MemoryStore):
+    """Its ``failing``-th write raises: after it is applied (a reply lost) or before."""
+
+    def __init__(self, failing: int, applied: bool) -> None:
+        super().__init__()
+        self.failing, self.applied, self.writes = failing, applied, 0
+
+    async def put(self, module: str, name: str, value: Any) -> None:
+        self.writes += 1
+        if self.writes == self.failing and not self.applied:
+            raise TimeoutError("the server is down")
+        await super().put(module, name, value)
+        if self.writes == self.failing:
+            raise TimeoutError("no reply from the server")
+
+
+@given(st.integers(2, 6), st.booleans())  # a save at the bound (the first is the start's)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_write_that_raises_whether_applied_or_not_leaves_each_item_once(
+    failing: int, applied: bool
+) -> None:
+    """The next incarnation restores whichever snapshot the store holds and replays
+    only the items that snapshot does not hold: none twice, none lost."""
+    store = LostReply(failing, applied)
+    settings_ = af.Settings(snapshot_interval=math.inf, max_batch=4)
+    result = run_graph(tracking(list(range(40)), buffer=8), store=store, settings=settings_)
+    assert result.error is None
+    assert result.status.actors["tracker"].restarts == 1
+    assert final(store) == list(range(40))
+
+
+class Midway(af.Processor):
+    """On a cycle, awaits in the middle of each item; notes each save taken there."""
+
+    caught: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.inside = False
+
+    async def process(self, data: int) -> int | None:
+        self.inside = True
+        self.seen.append(data)
+        await trio.sleep(0.01)
+        self.inside = False
+        if data == 0:
+            Hold.done.set()
+        return data - 1 if data > 0 else None
+
+    def snapshot(self) -> list[int]:
+        Midway.caught += self.inside
+        return list(self.seen)
+
+    def restore(self, value: list[int]) -> None:
+        self.seen = list(value)
+
+
+def test_a_module_on_a_cycle_is_saved_between_items() -> None:
+    """It keeps no items to replay, but its saves still wait for whole batches: an
+    async hook is never caught between two awaits."""
+    Hold.done, Midway.caught = trio.Event(), 0
+    graph = af.Graph("midway")
+    graph.add("feed", Hold)
+    graph.add("loop", Midway)
+    graph.link("feed", "loop")
+    graph.link("loop", "loop", feedback=True)
+    store = af.MemoryStore()
+    result = run_graph(graph, store=store, settings=af.Settings(snapshot_interval=0.004))
+    assert result.error is None
+    assert result.status.actors["loop"].snapshots > 5
+    assert Midway.caught == 0
+    assert final(store, "midway", "loop") == [4, 3, 2, 1, 0]
+
+
+class Logged(Tracker):
+    """Logs every handling, across incarnations; crashes once on ``"b3"``."""
+
+    handlings: ClassVar[list[str]] = []
+
+    def process(self, data: str) -> None:  # type: ignore[override]
+        Logged.handlings.append(data)
+        self.seen.append(data)  # type: ignore[arg-type]
+        if data == "b3" and Tracker.crashes.pop(3, 0):
+            raise RuntimeError("crash on b3")
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_the_replay_keeps_the_order_first_handled_across_links(batch: int) -> None:
+    """Two input links: the items handled again come in the order first handled, not
+    in the round robin's order, then the item the crash was on."""
+    Tracker.crashes, Logged.handlings = {3: 1}, []
+    graph = af.Graph("links")
+    graph.add("a", Feed, items=[f"a{i}" for i in range(6)])
+    graph.add("b", Feed, items=[f"b{i}" for i in range(6)])
+    graph.add("tracker", Logged)
+    graph.link("a", "tracker", buffer=10)
+    graph.link("b", "tracker", buffer=10)
+    graph.supervise("tracker", restart="permanent", attempts=3)
+    settings_ = af.Settings(snapshot_interval=math.inf, max_batch=batch)
+    result = run_graph(graph, store=af.MemoryStore(), settings=settings_)
+    assert result.error is None
+    crash = Logged.handlings.index("b3")
+    first = Logged.handlings[:crash]
+    assert Logged.handlings[crash + 1 : crash + 2 + len(first)] == [*first, "b3"]

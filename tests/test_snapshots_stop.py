@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -186,3 +187,58 @@ def test_one_sigterm_ends_a_process_whose_restore_blocks(
     assert time.monotonic() - sent < 30
     assert process.returncode == 143, err  # SystemExit(143), as af.run says
     assert "actor.snapshot_failed" in err
+
+
+class MutePut(af.MemoryStore):
+    """A store whose writes never answer after the first (a Redis that hung)."""
+
+    answered = 0
+
+    async def put(self, module: str, name: str, value: Any) -> None:
+        if self.answered:
+            await trio.sleep_forever()
+        self.answered += 1
+        await super().put(module, name, value)
+
+
+class Ticking(af.Source):
+    """Sends an item every half second until stopped."""
+
+    async def start(self) -> None:
+        item = 0
+        while True:
+            await self.emit(item)
+            item += 1
+            await trio.sleep(0.5)
+
+
+@pytest.mark.parametrize("early", [False, True])
+async def test_a_stop_bounds_a_save_the_store_never_answers(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]], early: bool
+) -> None:
+    """An interval save (or an early one, the journal full) on a store that stopped
+    answering: a stop ends the system stop_timeout later (then the end save's
+    cleanup_timeout), the given-up save logged and counted, the last snapshot kept."""
+    store = MutePut()
+    graph = af.Graph("hung")
+    graph.add("source", Ticking)
+    graph.add("counter", Counting)
+    graph.link("source", "counter", buffer=1)
+    interval, batch = (math.inf, 1) if early else (1.0, 256)
+    settings = af.Settings(
+        stop_timeout=2, cleanup_timeout=1, snapshot_interval=interval, max_batch=batch
+    )
+    async with af.open_system(graph, store=store, settings=settings) as system:
+        await trio.sleep(10)
+        assert system.status().actors["counter"].received <= 3  # held up by the save
+        began = trio.current_time()
+        await system.stop()
+    assert trio.current_time() - began == pytest.approx(3, abs=0.3)
+    failed = [(e["at"], e["error"]) for e in logs if e["event"] == "actor.snapshot_failed"]
+    at = "bound" if early else "interval"
+    assert failed == [
+        (at, "not stored 2 s after the stop began"),
+        ("end", "not stored within 1 s"),
+    ]
+    assert system.status().actors["counter"].errors == 2
+    assert await store.get(namespace("hung"), "counter") == 0  # the start's

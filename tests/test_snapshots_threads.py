@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import ClassVar
 
 import structlog
@@ -170,3 +171,37 @@ async def test_calls_cancelled_before_their_thread_started_are_not_counted() -> 
 async def _cancel_soon(scope: trio.CancelScope) -> None:
     await trio.testing.wait_all_tasks_blocked()
     scope.cancel()
+
+
+async def test_a_call_alone_waits_for_a_call_waiting_for_a_thread() -> None:
+    """The limiter is exhausted: a call that passed the check waits for a thread; a call
+    alone that starts meanwhile runs only once that call has run, never beside it."""
+    threads = Threads()
+    limiter = trio.CapacityLimiter(1)
+    hog = threading.Event()
+    inside = threading.Event()
+    order: list[str] = []
+
+    def pull() -> None:
+        inside.set()
+        order.append("pull")
+        inside.clear()
+
+    async def alone() -> None:
+        async with threads.alone():
+            order.append(f"alone, pull running={inside.is_set()}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, hog.wait, limiter=limiter))
+        try:
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(threads.run, pull, (), limiter)
+            await trio.testing.wait_all_tasks_blocked()
+            assert threads.running == 1  # waiting for a thread, counted
+            nursery.start_soon(alone)
+            await trio.testing.wait_all_tasks_blocked()
+            assert order == []
+        finally:
+            hog.set()
+    assert order == ["pull", "alone, pull running=False"]
+    assert threads.running == 0

@@ -3,6 +3,11 @@
 The *suspect* is the item the last incarnation failed on; it is put back at the front of
 its link, so the next incarnation tries it first. When it fails ``attempts`` times it is
 given up on: a :class:`DeadLetter` goes to the graph's dead-letter port, if any.
+
+A module with a snapshot journal hands items it handled before a crash to the next
+incarnation again, ahead of the suspect: one of those failing must not reset the
+suspect's count (it would never be dead-lettered), so a journaled module's failures
+displace the suspect into :attr:`Retries.earlier`, where its count waits for it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from .._logging import Tracebacks
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["DeadLetter", "Retries", "Verdict"]
+__all__ = ["EARLIER_BOUND", "DeadLetter", "Retries", "Verdict"]
+
+EARLIER_BOUND = 64
+"""The most displaced suspects whose counts a journaled module remembers (the oldest is
+forgotten first)."""
 
 
 @attrs.frozen
@@ -113,6 +122,9 @@ class Retries:
     """What became of the item the last failure was on, until the failure is logged."""
     tracebacks: Tracebacks = attrs.field(factory=Tracebacks)
     """The failures logged with their traceback in full (once per kind of failure)."""
+    earlier: dict[int, tuple[Any, int]] = attrs.field(factory=dict)
+    """Earlier suspects of a journaled module and their failures, by identity (the item
+    is held, so its id stays its own); at most :data:`EARLIER_BOUND`."""
 
     def message_id(self, item: Any, sequence: int) -> str:
         return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"
@@ -125,16 +137,21 @@ class Retries:
         sequence: int,
         give_back: Callable[[list[Any]], None],
         rest: list[Any],
+        *,
+        journaled: bool = False,
     ) -> RunError:
         """The module's ``hook`` raised on ``item``: put it back to be retried, or
-        dead-letter it; ``rest`` (taken after it) goes back either way.
+        dead-letter it; ``rest`` (taken after it) goes back either way. A ``journaled``
+        module's earlier suspects keep their counts (replayed items fail before them).
 
         Returns the RunError that ends this incarnation.
         """
         message_id = self.message_id(item, sequence)
         error = RunError(self.name, f"{hook} raised {describe(exc)}", message_id=message_id)
         error.__cause__ = exc
-        attempts = self.suspect_attempts + 1 if item is self.suspect else 1
+        attempts = self._failures(item) + 1
+        if journaled and self.suspect is not None and self.suspect is not item:
+            self._remember(self.suspect, self.suspect_attempts)
         if attempts < self.attempts:
             self.suspect, self.suspect_attempts = item, attempts
             give_back([item, *rest])
@@ -150,3 +167,16 @@ class Retries:
         if self.dead_letter is not None:
             self.dead_letter(DeadLetter(item, self.name, exc, message_id, attempts))
         return error
+
+    def _failures(self, item: Any) -> int:
+        """How often ``item`` failed before (taken out of :attr:`earlier`)."""
+        if item is self.suspect:
+            return self.suspect_attempts
+        found = self.earlier.pop(id(item), None)
+        return found[1] if found is not None and found[0] is item else 0
+
+    def _remember(self, item: Any, attempts: int) -> None:
+        """Keep a displaced suspect's count, forgetting the oldest beyond the bound."""
+        self.earlier[id(item)] = (item, attempts)
+        while len(self.earlier) > EARLIER_BOUND:
+            del self.earlier[next(iter(self.earlier))]

@@ -35,10 +35,10 @@ class _Awaitable:
 
 @attrs.define(slots=True, eq=False)
 class _Counted:
-    """A thread limiter that counts in ``threads.running`` the calls holding it: trio
-    takes it just before it starts a call's thread and gives it back once the call has
-    finished (abandoned or not), so a call cancelled before its thread started is never
-    counted."""
+    """A thread limiter that tells when a call's thread has finished: trio takes it just
+    before it starts a call's thread and gives it back once the call has finished
+    (abandoned or not). ``held`` says whether it was taken (a call cancelled before
+    that never runs)."""
 
     limiter: trio.CapacityLimiter
     threads: Threads
@@ -48,7 +48,6 @@ class _Counted:
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         await self.limiter.acquire_on_behalf_of(borrower)
         self.held = True
-        self.threads.running += 1
 
     def release_on_behalf_of(self, borrower: object) -> None:
         self.limiter.release_on_behalf_of(borrower)
@@ -61,7 +60,9 @@ class Threads:
 
     Invariants: ``abandoned`` holds the done-events of abandoned calls not yet seen
     done; ``running`` counts the calls whose thread has not finished (abandoned ones
-    included); while ``_alone`` is set, only its task starts calls.
+    included), and those waiting for a thread (a call that passed the check for a call
+    alone is counted before it waits for the limiter); while ``_alone`` is set, only
+    its task starts calls.
     """
 
     abandoned: set[trio.Event] = attrs.field(factory=set)
@@ -116,13 +117,16 @@ class Threads:
                     token.run_sync_soon(done.set)
 
         counting = _Counted(limiter or trio.to_thread.current_default_thread_limiter(), self)
+        self.running += 1  # from before it waits for a thread: a call alone waits for it
         try:
             # trio takes any object with the two methods ("CapacityLimiter-like").
             result = await trio.to_thread.run_sync(
                 call, limiter=cast("trio.CapacityLimiter", counting), abandon_on_cancel=True
             )
         except BaseException:
-            if counting.held and not done.is_set():  # its thread started: abandoned
+            if not counting.held:  # cancelled before its thread started: never runs
+                self._ended()
+            elif not done.is_set():  # its thread started: abandoned
                 self.abandoned.add(done)
             raise
         if type(result) is _Awaitable:

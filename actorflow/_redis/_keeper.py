@@ -89,6 +89,7 @@ class Keeper:
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
         self._stopping = False
+        self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._main_of_thread, name=f"actorflow-keeper {stream}", daemon=True
         )
@@ -108,6 +109,7 @@ class Keeper:
         with self._guard:
             self._stopping = True
             token, scope = self._token, self._scope
+        self._stopped.set()
         if token is not None and scope is not None:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(scope.cancel)
@@ -115,6 +117,10 @@ class Keeper:
             await trio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
 
     def _main_of_thread(self) -> None:
+        # Nothing is due before the first renewal: a run shorter than that never
+        # starts the thread's loop nor opens its connection.
+        if self._stopped.wait(self.period):
+            return
         try:
             trio.run(self._run)
         except Exception as exc:
@@ -136,11 +142,11 @@ class Keeper:
             async with connect(self.url, self.timeout) as client:
                 blocked = False
                 while True:
-                    await trio.sleep(self.period)
                     blocked = self._check_loop(blocked)
                     if not await self._renew(client, retry):
                         return
                     await self._touch(client, retry)
+                    await trio.sleep(self.period)
 
     async def _touch(self, client: Any, retry: Retrying) -> None:
         """Reset the idle time of the entries held (``JUSTID`` leaves their delivery

@@ -21,9 +21,9 @@ public documentation is the :class:`Changes` method's, and ``System`` stays a ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from functools import partial, wraps
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import attrs
 import trio
@@ -32,7 +32,7 @@ from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
 from ._checks import check_flag
-from ._exceptions import GraphError, GraphProblem
+from ._exceptions import ChangeError, GraphError, GraphProblem
 from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
@@ -50,6 +50,21 @@ __all__ = ["Changes", "LinkRequest", "Modules"]
 LinkRequest = tuple[str, str] | tuple[str, str, Mapping[str, Any]]
 """A link of a module added while running: ``(source, target)`` or ``(source, target,
 options)``, with :meth:`Graph.link`'s endpoints and options."""
+
+
+_Change = TypeVar("_Change", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def _serialized(method: _Change) -> _Change:
+    """Make ``method`` one change at a time: two changes of one system interleaving at
+    their awaits would each check a state the other then changes."""
+
+    @wraps(method)
+    async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
+        async with self.lock:
+            return await method(self, *args, **kwargs)
+
+    return cast("_Change", serialized)
 
 
 class Modules(Protocol):
@@ -79,21 +94,26 @@ class Changes:
     """The modules that run in this process (``System.here``: the dashboard reads it)."""
     stopped: set[str] = attrs.field(factory=set)
     """Modules stopped by :meth:`stop_module` and not started since."""
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    """Held by each change from its checks to its end, and by a graceful stop before it
+    acts: changes happen one at a time, and never while a stop is under way."""
+    closed: bool = False
+    """A graceful stop was asked for: every change from now on is refused."""
 
     # -- checks ------------------------------------------------------------------------
 
     def _running(self, what: str) -> Supervisor:
         root = self.root()
         if root is None or root.finished or root.failure is not None:
-            raise RuntimeError(f"cannot {what}: the system is not running")
-        if self.stopping():
-            raise RuntimeError(f"cannot {what}: the system is stopping")
+            raise ChangeError(f"cannot {what}: the system is not running")
+        if self.closed or self.stopping():
+            raise ChangeError(f"cannot {what}: the system is stopping")
         return root
 
     def _live(self, name: str, what: str) -> Actor:
         actor = self.wiring.actor(name)  # KeyError naming the known modules
         if actor.terminated:
-            raise RuntimeError(f"cannot {what} module {name!r}: it has ended")
+            raise ChangeError(f"cannot {what} module {name!r}: it has ended")
         return actor
 
     def _check(self, change: Callable[[], Callable[[], None]]) -> None:
@@ -132,6 +152,7 @@ class Changes:
 
     # -- links -------------------------------------------------------------------------
 
+    @_serialized
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
         options as :meth:`Graph.link`); items emitted from now on flow through it.
@@ -142,7 +163,7 @@ class Changes:
         Raises:
             GraphError: The new link would make the graph invalid (the same messages as
                 at start-up: unknown module or port, incompatible types, a cycle).
-            RuntimeError: One of its modules has already ended.
+            ChangeError: One of its modules has already ended.
         """
         spec = self.graph.link(source, target, **options)
         problems = self.graph.problems()
@@ -152,13 +173,14 @@ class Changes:
         for name in (spec.source, spec.target):
             if self.wiring.actors[name].terminated:
                 unlink(self.graph, spec)
-                raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
+                raise ChangeError(f"cannot link {spec.name}: module {name!r} has ended")
         link = self.wiring.connect(spec)
         self.wiring.actors[spec.target].link_added(link)
         self.wiring.count_ancestors()
         self.log.info("link.added", link=spec.name)
         return spec
 
+    @_serialized
     async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
         """Remove the link called ``name`` (``"a.out -> b.in"``) while the system runs.
 
@@ -185,6 +207,7 @@ class Changes:
 
     # -- add ---------------------------------------------------------------------------
 
+    @_serialized
     async def add(
         self,
         name: str,
@@ -213,7 +236,8 @@ class Changes:
                 duplicate module, unknown port, incompatible types, a cycle, ...).
             InitializationError: Its constructor raised.
             ValidationError: Its ``validate()`` refused.
-            RuntimeError: The system is not running, or a linked module has ended.
+            ChangeError: The system is not running or stopping, or a linked module has
+                ended.
         """
         self._running(f"add module {name!r}")
         spec = ModuleSpec(name, module, config or {})
@@ -278,6 +302,7 @@ class Changes:
 
     # -- stop and start ----------------------------------------------------------------
 
+    @_serialized
     async def stop_module(self, name: str) -> None:
         """Stop module ``name`` after its current item, keeping its links: what it held
         goes back to them, its state is snapshotted, and items sent to it meanwhile
@@ -287,12 +312,12 @@ class Changes:
 
         Raises:
             KeyError: There is no module ``name``.
-            RuntimeError: It has ended, is stopped already, or is ``temporary`` (a stop
+            ChangeError: It has ended, is stopped already, or is ``temporary`` (a stop
                 would end it for good: remove it instead); or the system is not running.
         """
         actor = self._stoppable(name, "stop")
         if name in self.stopped:
-            raise RuntimeError(f"module {name!r} is stopped already")
+            raise ChangeError(f"cannot stop module {name!r}: it is stopped already")
         supervisor = self._supervisor_of(name)
         hold(supervisor)  # a stopped module keeps its supervisor (the system) running
         try:
@@ -304,20 +329,19 @@ class Changes:
         actor.set_state(ActorState.STOPPED)
         self.log.info("module.stopped", module=name, depth=actor.mailbox.depth())
 
+    @_serialized
     async def start_module(self, name: str) -> None:
         """Start module ``name`` again after :meth:`stop_module`: a new incarnation
         restores its snapshot and handles what queued meanwhile.
 
         Raises:
             KeyError: There is no module ``name``.
-            RuntimeError: It is not stopped, or the system is not running.
+            ChangeError: It is not stopped, or the system is not running or stopping.
         """
         self._live(name, "start")
+        self._running(f"start module {name!r}")
         if name not in self.stopped:
-            raise RuntimeError(f"module {name!r} is not stopped")
-        root = self.root()
-        if root is None or root.finished or root.failure is not None:
-            raise RuntimeError(f"cannot start module {name!r}: the system is not running")
+            raise ChangeError(f"cannot start module {name!r}: it is not stopped")
         supervisor = self._supervisor_of(name)
         await supervisor.restart_child(name)
         self.stopped.discard(name)
@@ -326,6 +350,10 @@ class Changes:
 
     async def start_stopped(self) -> None:
         """A graceful system stop: start every stopped module, so that it drains."""
+        async with self.lock:
+            await self._start_stopped()
+
+    async def _start_stopped(self) -> None:
         for name in sorted(self.stopped):
             actor = self.wiring.actors.get(name)
             supervisor = self._supervisor_of(name)
@@ -341,7 +369,7 @@ class Changes:
         actor = self._live(name, what)
         self._running(f"{what} module {name!r}")
         if self.graph.supervision_of(name).child.restart is RestartType.TEMPORARY:
-            raise RuntimeError(
+            raise ChangeError(
                 f"cannot {what} module {name!r}: it is supervised as temporary, so a stop "
                 "ends it for good; remove it instead"
             )
@@ -349,6 +377,7 @@ class Changes:
 
     # -- replace -----------------------------------------------------------------------
 
+    @_serialized
     async def replace(
         self,
         name: str,
@@ -373,7 +402,7 @@ class Changes:
                 types) or is another kind of module; the old one runs on.
             InitializationError: The new constructor raised; the old one runs on.
             ValidationError: The new ``validate()`` refused; the old one runs on.
-            RuntimeError: The module has ended, is ``temporary``, or the system is not
+            ChangeError: The module has ended, is ``temporary``, or the system is not
                 running.
         """
         actor = self._stoppable(name, "replace")
@@ -407,6 +436,7 @@ class Changes:
 
     # -- remove ------------------------------------------------------------------------
 
+    @_serialized
     async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
         """Remove module ``name`` and every link to or from it.
 
@@ -423,7 +453,7 @@ class Changes:
         Raises:
             KeyError: There is no module ``name`` (a module that ended by itself is
                 still there: removing it takes its place and links away).
-            RuntimeError: It has a remote link or receives the dead letters, or the
+            ChangeError: It has a remote link or receives the dead letters, or the
                 system is not running.
         """
         actor = self.wiring.actor(name)
@@ -469,10 +499,10 @@ class Changes:
             spec.remote is not None and name in (spec.source, spec.target)
             for spec in self.graph.links
         ):
-            raise RuntimeError(f"cannot remove module {name!r}: it has a remote link")
+            raise ChangeError(f"cannot remove module {name!r}: it has a remote link")
         target = self.graph.dead_letter_target
         if target is not None and target[0] == name:
-            raise RuntimeError(f"cannot remove module {name!r}: it receives the dead letters")
+            raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
 
     def _drop_link(self, link: Link) -> None:
         """Take ``link`` out of the system as ``System.remove_link`` does."""

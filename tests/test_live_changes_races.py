@@ -1,0 +1,181 @@
+"""Live changes that race each other, a graceful stop, or a restart: one change of a
+system at a time, and a change that cannot be made leaves nothing changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import actorflow as af
+from tests.test_live_changes import Collect, Counter, CounterV2, counting_graph, send_all
+
+
+class SlowValidate(Counter):
+    """Its validate() takes a second: a change replacing a module with it is under way
+    that long."""
+
+    version = "slow"
+
+    async def validate(self) -> None:
+        await trio.sleep(1)
+
+
+class SlowRefuse(Counter):
+    async def validate(self) -> None:
+        await trio.sleep(1)
+        raise ValueError("no")
+
+
+async def test_two_stops_of_one_module_one_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The second stop sees the first one's result: refused; the system still ends
+    once the module is started and its input closed (no hold left behind)."""
+    out: list[Any] = []
+    errors: list[BaseException] = []
+    async with af.open_system(counting_graph(out)) as system:
+
+        async def stop() -> None:
+            try:
+                await system.stop_module("count")
+            except af.ChangeError as error:
+                errors.append(error)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop)
+            nursery.start_soon(stop)
+        await system.start_module("count")
+        await send_all(system, range(2))
+        with trio.fail_after(5):
+            await system.close("in")
+            await system.wait()
+    assert [str(error) for error in errors] == [
+        "cannot stop module 'count': it is stopped already"
+    ]
+    assert [item for _, _, item in out] == [0, 1]
+
+
+async def test_changes_made_at_once_happen_one_after_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A replace waits for a replace under way (which is refused), a remove for a
+    replace: the graph and the actor agree after each."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        results: list[str] = []
+
+        async def replace(module: type[Counter]) -> None:
+            try:
+                await system.replace("count", module)
+                results.append(module.__name__)
+            except af.ValidationError:
+                results.append("refused")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replace, SlowRefuse)
+            await trio.sleep(0.1)
+            nursery.start_soon(replace, CounterV2)
+        spec = next(m for m in system.graph.modules if m.name == "count")
+        assert results == ["refused", "CounterV2"]
+        assert spec.factory is CounterV2
+        assert type(system._actors["count"].module) is CounterV2
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replace, SlowValidate)
+            await trio.sleep(0.1)
+            await system.remove("count", drain=False)
+        assert system.actors == ("in", "out")
+        assert [m.name for m in system.graph.modules] == ["in", "out"]
+        await system.add("count", Counter, links=[("in", "count")])  # the name is free
+        await system.add("out2", Collect, config={"into": out}, links=[("count", "out2")])
+        await send_all(system, range(1))
+        await system.close("in")
+    assert out == [("v1", 1, 0)]
+
+
+async def test_a_replace_waits_for_a_start_under_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A start whose module validates slowly is not overtaken by a replace: the
+    replacement runs, and the graph says so."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("in", af.Inlet)
+    graph.add("count", SlowValidate)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    async with af.open_system(graph) as system:
+        await system.stop_module("count")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(system.start_module, "count")
+            await trio.sleep(0.1)
+            nursery.start_soon(system.replace, "count", CounterV2)
+        await send_all(system, range(1))
+        await system.close("in")
+    assert out == [("v2", 1, 0)]
+    spec = next(m for m in system.graph.modules if m.name == "count")
+    assert spec.factory is CounterV2
+
+
+async def test_a_start_racing_a_graceful_stop_is_refused_and_the_system_drains(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Once a stop began, a change is refused with ChangeError naming the module; the
+    stop starts the stopped module, which drains what queued."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await system.stop_module("count")
+        await send_all(system, range(3))
+        await system.stop()
+        with pytest.raises(af.ChangeError, match="start module 'count': the system is stopping"):
+            await system.start_module("count")
+        await system.close("in")
+    assert system.state is af.SystemState.DONE
+    assert [item for _, _, item in out] == [0, 1, 2]
+
+
+class Ticks(af.Source):
+    """Emits 1, 2, 3, ... every 0.01 s until stopped."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def start(self) -> None:
+        while self.active:
+            self.n += 1
+            await self.emit(self.n)
+            await trio.sleep(0.01)
+
+    def snapshot(self) -> int:
+        return self.n
+
+    def restore(self, value: Any) -> None:
+        self.n = value
+
+
+class SlowTicks(Ticks):
+    async def validate(self) -> None:
+        await trio.sleep(1)
+
+
+async def test_a_stop_waits_for_a_replace_under_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A replace under way when the stop is asked finishes first (the source is
+    replaced, then stops); the system ends normally, nothing lost or repeated."""
+    out: list[Any] = []
+    graph = af.Graph("ticks")
+    graph.add("src", Ticks)
+    graph.add("out", Collect, into=out)
+    graph.chain("src", "out")
+    async with af.open_system(graph) as system:
+        await trio.sleep(0.05)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(system.replace, "src", SlowTicks)
+            await trio.sleep(0.1)
+            await system.stop()
+    assert system.state is af.SystemState.DONE
+    assert type(system._actors["src"].module) is SlowTicks
+    assert out == list(range(1, len(out) + 1))

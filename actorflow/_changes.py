@@ -39,7 +39,7 @@ from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
-from ._supervisor import Supervisor, hold, release
+from ._supervisor import Supervisor, hold, release, restarting
 from ._wiring import Wiring
 
 if TYPE_CHECKING:
@@ -312,8 +312,9 @@ class Changes:
 
         Raises:
             KeyError: There is no module ``name``.
-            ChangeError: It has ended, is stopped already, or is ``temporary`` (a stop
-                would end it for good: remove it instead); or the system is not running.
+            ChangeError: It has ended, is stopped already, waits to be restarted after a
+                failure, or is ``temporary`` (a stop would end it for good: remove it
+                instead); or the system is not running.
         """
         actor = self._stoppable(name, "stop")
         if name in self.stopped:
@@ -368,6 +369,7 @@ class Changes:
     def _stoppable(self, name: str, what: str) -> Actor:
         actor = self._live(name, what)
         self._running(f"{what} module {name!r}")
+        self._not_restarting(name, what)
         if self.graph.supervision_of(name).child.restart is RestartType.TEMPORARY:
             raise ChangeError(
                 f"cannot {what} module {name!r}: it is supervised as temporary, so a stop "
@@ -402,8 +404,8 @@ class Changes:
                 types) or is another kind of module; the old one runs on.
             InitializationError: The new constructor raised; the old one runs on.
             ValidationError: The new ``validate()`` refused; the old one runs on.
-            ChangeError: The module has ended, is ``temporary``, or the system is not
-                running.
+            ChangeError: The module has ended, waits to be restarted after a failure,
+                or is ``temporary``, or the system is not running.
         """
         actor = self._stoppable(name, "replace")
         old = actor.spec
@@ -453,8 +455,8 @@ class Changes:
         Raises:
             KeyError: There is no module ``name`` (a module that ended by itself is
                 still there: removing it takes its place and links away).
-            ChangeError: It has a remote link or receives the dead letters, or the
-                system is not running.
+            ChangeError: It has a remote link, receives the dead letters, or waits to be
+                restarted after a failure, or the system is not running.
         """
         actor = self.wiring.actor(name)
         self._running(f"remove module {name!r}")
@@ -493,8 +495,16 @@ class Changes:
             self._drop_link(link)
         await ended.wait()
 
+    def _not_restarting(self, name: str, what: str) -> None:
+        if restarting(self._supervisor_of(name), name):
+            raise ChangeError(
+                f"cannot {what} module {name!r}: it is waiting to be restarted after a "
+                "failure (its restart backoff); try again once it runs"
+            )
+
     def _refuse_removal(self, actor: Actor) -> None:
         name = actor.name
+        self._not_restarting(name, "remove")
         if any(
             spec.remote is not None and name in (spec.source, spec.target)
             for spec in self.graph.links

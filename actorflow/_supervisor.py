@@ -724,6 +724,13 @@ def release(supervisor: Supervisor) -> None:
     supervisor._wakeup_send.send_nowait(None)
 
 
+def restarting(supervisor: Supervisor, name: str) -> bool:
+    """Whether child ``name`` is part of a restart under way (maybe waiting out its
+    backoff): a live change must not stop, replace or remove it meanwhile."""
+    child = supervisor._children.get(name)
+    return child is not None and child.restarting
+
+
 def _log_restart(
     supervisor: Supervisor,
     child: _Child,

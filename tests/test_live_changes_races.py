@@ -179,3 +179,42 @@ async def test_a_stop_waits_for_a_replace_under_way(
     assert system.state is af.SystemState.DONE
     assert type(system._actors["src"].module) is SlowTicks
     assert out == list(range(1, len(out) + 1))
+
+
+class Crashy(Counter):
+    def process(self, data: Any) -> tuple[str, int, Any]:
+        if data == "boom":
+            raise ValueError("boom")
+        return super().process(data)
+
+
+@pytest.mark.parametrize("change", ["replace", "remove", "stop_module"])
+async def test_a_module_waiting_out_its_restart_backoff_is_not_changed(
+    autojump_clock: trio.testing.MockClock, change: str
+) -> None:
+    """A change while the module waits to be restarted after a crash is refused with
+    nothing changed: it restarts as planned and handles what waits for it."""
+    out: list[Any] = []
+    backoff = af.Backoff(min=1.0, max=1.0, jitter=0)
+    graph = af.Graph("bo", root=af.SupervisorSpec(max_restarts=5, backoff=backoff))
+    graph.add("in", af.Inlet)
+    graph.add("count", Crashy)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    async with af.open_system(graph) as system:
+        await system.send("in", "boom")
+        await system.send("in", 2)
+        await trio.sleep(0.2)
+        with pytest.raises(af.ChangeError, match="'count': it is waiting to be restarted"):
+            if change == "replace":
+                await system.replace("count", CounterV2)
+            elif change == "remove":
+                await system.remove("count", drain=False)
+            else:
+                await system.stop_module("count")
+        assert system.status().links["in.out -> count.in"].returned == 0
+        spec = next(m for m in system.graph.modules if m.name == "count")
+        assert spec.factory is Crashy
+        await system.close("in")
+    assert system.state is af.SystemState.DONE
+    assert out == [("v1", 1, 2)]

@@ -32,11 +32,12 @@ from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
 from ._checks import check_flag
-from ._exceptions import ChangeError, GraphError, GraphProblem
+from ._exceptions import ChangeError, GraphError, GraphProblem, describe
 from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
+from ._snapshots import snapshots_of
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
 from ._supervisor import Supervisor, hold, release, restarting
@@ -442,6 +443,9 @@ class Changes:
     async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
         """Remove module ``name`` and every link to or from it.
 
+        Its snapshot is deleted from the store once it has ended, so a module added
+        later under its name starts afresh.
+
         Its producers stop sending to it at once (none is left waiting for room). With
         ``drain`` (default) it handles what its links hold, then ends (a source stops
         producing); without, it stops after its current item and what its links hold
@@ -480,6 +484,7 @@ class Changes:
             release(supervisor)
         await _delete(supervisor, name)
         self._unwire(actor)
+        await self._delete_snapshot(actor)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
 
@@ -501,6 +506,17 @@ class Changes:
                 f"cannot {what} module {name!r}: it is waiting to be restarted after a "
                 "failure (its restart backoff); try again once it runs"
             )
+
+    async def _delete_snapshot(self, actor: Actor) -> None:
+        """A removed module's snapshot goes (after its end saved it): a module added
+        later under its name starts afresh instead of restoring another's state."""
+        snapshots = snapshots_of(actor)
+        if snapshots is None:
+            return
+        try:
+            await snapshots.store.delete(snapshots.namespace, actor.name)
+        except Exception as exc:  # the module is gone all the same
+            self.log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
 
     def _refuse_removal(self, actor: Actor) -> None:
         name = actor.name

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 import actorflow as af
+from actorflow._snapshots import namespace
 from tests.test_live_changes import Collect, Counter, CounterV2, counting_graph, send_all
 
 
@@ -218,3 +219,20 @@ async def test_a_module_waiting_out_its_restart_backoff_is_not_changed(
         await system.close("in")
     assert system.state is af.SystemState.DONE
     assert out == [("v1", 1, 2)]
+
+
+async def test_a_module_added_under_a_removed_ones_name_starts_afresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """remove() deletes the module's snapshot from the store: its successor of the same
+    name does not restore the removed one's state."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await send_all(system, range(3))
+        await system.remove("count")
+        assert await system.store.names(namespace(system.graph.name)) == []
+        await system.add("count", Counter, links=[("in", "count")])
+        await system.add("tap", Collect, config={"into": out}, links=[("count", "tap")])
+        await send_all(system, range(3, 4))
+        await system.close("in")
+    assert out == [("v1", 1, 0), ("v1", 2, 1), ("v1", 3, 2), ("v1", 1, 3)]

@@ -32,12 +32,12 @@ from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
 from ._checks import check_flag
-from ._exceptions import ChangeError, GraphError, GraphProblem, describe
+from ._exceptions import ChangeError, GraphError, GraphProblem, RunError, describe
 from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
-from ._snapshots import snapshots_of
+from ._snapshots import renew, restore_early, snapshots_of
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
 from ._supervisor import Supervisor, hold, release, restarting
@@ -405,6 +405,8 @@ class Changes:
                 types) or is another kind of module; the old one runs on.
             InitializationError: The new constructor raised; the old one runs on.
             ValidationError: The new ``validate()`` refused; the old one runs on.
+            ChangeError: The new ``restore()`` refused the old one's snapshot: the old
+                class and config are back, with the same state and mailbox, and run on.
             ChangeError: The module has ended, waits to be restarted after a failure,
                 or is ``temporary``, or the system is not running.
         """
@@ -418,14 +420,16 @@ class Changes:
             respec(self.graph, old)
             raise
         if name in self.stopped:
-            adopt(actor, spec, built)
+            await self._adopt(actor, old, spec, built)
         else:
             supervisor = self._supervisor_of(name)
             hold(supervisor)  # it must not end between the two incarnations
             try:
                 await supervisor.terminate_child(name)
-                adopt(actor, spec, built)
-                await supervisor.restart_child(name)
+                try:
+                    await self._adopt(actor, old, spec, built)
+                finally:  # the new one, or the old one again
+                    await supervisor.restart_child(name)
             finally:
                 release(supervisor)
         self._rewire()
@@ -436,6 +440,24 @@ class Changes:
             new=spec.factory.__qualname__,
             config_changed=spec.config != old.config,
         )
+
+    async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
+        """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
+        snapshot at once; if its ``restore()`` refuses that, go back to ``old`` (a new
+        instance, as a restart makes) and raise ChangeError."""
+        adopt(actor, spec, built)
+        renew(actor)
+        try:
+            await restore_early(actor)
+        except RunError as error:
+            respec(self.graph, old)
+            adopt(actor, old, await self._build(old, actor))
+            renew(actor)
+            cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
+            raise ChangeError(
+                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: its "
+                f"restore() refused the state the old one left ({cause}); the old one runs on"
+            ) from error
 
     # -- remove ------------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ __all__ = [
 _ABSENT: Any = object()
 
 KEY = "actorflow.snapshots"
+_EARLIER = "actorflow.snapshots_earlier"
+"""Where ``keep`` holds the count of saves of a module replaced by one without state."""
 """Where an actor keeps its :class:`Snapshots` (in ``Actor.keep``: they outlive an
 incarnation)."""
 
@@ -275,6 +277,9 @@ class Snapshots:
     journal: Journal | None = None
     encoded: bool = False
     """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
+    restored: Any = None
+    """A replacement's module given the last snapshot already (:func:`restore_early`):
+    its incarnation does not restore it again."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -377,8 +382,38 @@ def journal_of(actor: Actor) -> Journal | None:
 
 def saved(keep: dict[str, Any] | None) -> int:
     """How many snapshots an actor (whose ``keep`` this is) saved."""
-    found: Snapshots | None = None if keep is None else keep.get(KEY)
-    return 0 if found is None else found.saved
+    if keep is None:
+        return 0
+    found: Snapshots | None = keep.get(KEY)
+    earlier: int = keep.get(_EARLIER, 0)
+    return earlier if found is None else found.saved
+
+
+def renew(actor: Actor) -> None:
+    """``actor`` adopted a replacement's module: its snapshot settings are decided
+    afresh from it (whether it keeps state at all, its own ``snapshot_interval``);
+    the count of saves goes on."""
+    old: Snapshots | None = actor.keep.pop(KEY, None)
+    count = saved(actor.keep) if old is None else old.saved
+    new = snapshots_of(actor)
+    if new is None:
+        actor.keep[_EARLIER] = count
+    else:
+        new.saved = count
+
+
+async def restore_early(actor: Actor) -> None:
+    """Give the replacement's module ``actor`` adopted (not yet run) the last snapshot
+    now, while the replacement can still be undone; its incarnation then does not
+    restore it again.
+
+    Raises:
+        RunError: ``restore()`` raised.
+    """
+    snapshots = snapshots_of(actor)
+    if snapshots is not None:
+        await _restore(actor, snapshots)
+        snapshots.restored = actor.module
 
 
 async def _restore(actor: Actor, snapshots: Snapshots) -> None:
@@ -387,6 +422,9 @@ async def _restore(actor: Actor, snapshots: Snapshots) -> None:
     Raises:
         RunError: ``restore()`` raised: the module's failure, supervised like a crash.
     """
+    if snapshots.restored is actor.module:  # by restore_early
+        snapshots.restored = None
+        return
     value = await snapshots.load(actor.name)
     if value is _ABSENT:
         return

@@ -229,6 +229,8 @@ async def test_a_module_added_under_a_removed_ones_name_starts_afresh(
     out: list[Any] = []
     async with af.open_system(counting_graph(out)) as system:
         await send_all(system, range(3))
+        while len(out) < 3:  # the inlet has emitted them all
+            await trio.sleep(0.01)
         await system.remove("count")
         assert await system.store.names(namespace(system.graph.name)) == []
         await system.add("count", Counter, links=[("in", "count")])
@@ -236,3 +238,75 @@ async def test_a_module_added_under_a_removed_ones_name_starts_afresh(
         await send_all(system, range(3, 4))
         await system.close("in")
     assert out == [("v1", 1, 0), ("v1", 2, 1), ("v1", 3, 2), ("v1", 1, 3)]
+
+
+class NewSchema(Counter):
+    version = "v2"
+
+    def restore(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected the v2 state dict, got {value!r}")
+        self.count = value["count"]
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+async def test_a_replacement_whose_restore_refuses_the_state_is_rolled_back(
+    autojump_clock: trio.testing.MockClock, stopped: bool
+) -> None:
+    """replace() raises ChangeError, and the old class goes on with its state and its
+    mailbox: the system does not fail."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await send_all(system, range(2))
+        if stopped:
+            await system.stop_module("count")
+        with pytest.raises(af.ChangeError, match=r"restore\(\) refused the state .*TypeError"):
+            await system.replace("count", NewSchema)
+        spec = next(m for m in system.graph.modules if m.name == "count")
+        assert spec.factory is Counter
+        await send_all(system, range(2, 4))
+        if stopped:
+            await system.start_module("count")
+        await system.close("in")
+    assert system.state is af.SystemState.DONE
+    assert out == [("v1", n + 1, n) for n in range(4)]
+
+
+class Plain(af.Processor):
+    """A new version without state, that saves often if it had any."""
+
+    snapshot_interval = 1.0
+
+    def process(self, data: Any) -> Any:
+        return ("plain", data)
+
+
+class Often(Counter):
+    snapshot_interval = 1.0
+
+
+async def test_a_replacement_takes_its_own_snapshot_settings(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A class without snapshot() neither journals nor saves over the old one's state;
+    a class with its own snapshot_interval saves at that interval."""
+    out: list[Any] = []
+    settings = af.Settings(snapshot_interval=float("inf"))
+    async with af.open_system(counting_graph(out), settings=settings) as system:
+        key = (namespace(system.graph.name), "count")
+        await send_all(system, range(3))
+        while len(out) < 3:
+            await trio.sleep(0.01)
+        await system.replace("count", Plain)
+        assert system._actors["count"].incarnation.journal is None  # type: ignore[union-attr]
+        await send_all(system, range(3, 5))
+        await trio.sleep(5)
+        assert await system.store.get(*key) == 3
+        await system.replace("count", Often)
+        before = system.status().actors["count"].snapshots
+        await trio.sleep(10.5)
+        saves = system.status().actors["count"].snapshots - before
+        await send_all(system, range(5, 6))
+        await system.close("in")
+    assert 10 <= saves <= 12
+    assert out[-1] == ("v1", 4, 5)

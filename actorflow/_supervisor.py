@@ -104,7 +104,8 @@ class _Child:
     restarting: bool = False
     """Part of a restart under way (possibly waiting out a backoff)."""
     held: bool = False
-    """Stopped by terminate_child while its restart was under way: do not start it."""
+    """Stopped by terminate_child (maybe while its restart was under way): only
+    restart_child starts it again, not a restart of its group or its supervisor."""
     handled: int = 0
     """The last generation whose exit the supervisor has dealt with."""
 
@@ -365,8 +366,7 @@ class Supervisor:
         a ``temporary`` child is forgotten at once (ended for good, reason
         ``shutdown``), as OTP deletes its spec."""
         child = self._roster.find(name)
-        if child.restarting:
-            child.held = True
+        child.held = True  # not started by a restart of its group or of this supervisor
         if child.running:
             await self._stop(child)
             child.handled = child.generation

@@ -310,3 +310,34 @@ async def test_a_replacement_takes_its_own_snapshot_settings(
         await system.close("in")
     assert 10 <= saves <= 12
     assert out[-1] == ("v1", 4, 5)
+
+
+async def test_a_stopped_module_stays_stopped_when_its_group_is_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A restart of the group (its supervisor given up and restarted by the root) does
+    not start a stopped member: it handles nothing until start_module, then all."""
+    out: list[Any] = []
+    graph = af.Graph("gr", root=af.SupervisorSpec(max_restarts=5))
+    graph.add("in", af.Inlet)
+    graph.add("crashy", Crashy)
+    graph.add("count", Counter)
+    graph.add("out", Collect, into=out)
+    graph.add("o2", Collect, into=[])
+    graph.link("in", "crashy")
+    graph.link("crashy", "o2")
+    graph.link("in", "count")
+    graph.link("count", "out")
+    graph.group("G", ["crashy", "count"], restart="permanent", max_restarts=0)
+    async with af.open_system(graph) as system:
+        await system.stop_module("count")
+        await system.send("in", "boom")  # G gives up; the root restarts G
+        await trio.sleep(1)
+        await system.send("in", 1)
+        await trio.sleep(1)
+        assert system.status().actors["count"].state is af.ActorState.STOPPED
+        assert out == []
+        await system.start_module("count")
+        await system.close("in")
+    assert system.state is af.SystemState.DONE
+    assert out == [("v1", 1, "boom"), ("v1", 2, 1)]

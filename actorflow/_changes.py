@@ -248,6 +248,11 @@ class Changes:
         try:
             for link in added:
                 other = link.target if link.source == name else link.source
+                if other != name and other not in self.wiring.actors:
+                    raise ChangeError(
+                        f"cannot add module {name!r}: its link {link.name} joins module "
+                        f"{other!r}, which runs in another process (only a remote link may)"
+                    )
                 if other != name:
                     self._live(other, f"link {link.name} to")
             actor = self._new_actor(spec, await self._build(spec, None))
@@ -481,9 +486,11 @@ class Changes:
         Raises:
             KeyError: There is no module ``name`` (a module that ended by itself is
                 still there: removing it takes its place and links away).
+            TypeError: ``drain`` is not ``True`` or ``False`` (nothing changes).
             ChangeError: It has a remote link, receives the dead letters, or waits to be
                 restarted after a failure, or the system is not running.
         """
+        check_flag("drain", drain)
         actor = self.wiring.actor(name)
         self._running(f"remove module {name!r}")
         self._refuse_removal(actor)
@@ -606,8 +613,8 @@ def partial_add(
             if supervise is not None:
                 graph.supervise(spec.name, **supervise)
             for request in links:
-                source, target, *options = request
-                added.append(graph.link(source, target, **(dict(options[0]) if options else {})))
+                source, target, options = _link_request(spec.name, request)
+                added.append(graph.link(source, target, **options))
         except BaseException:
             undo()
             raise
@@ -626,6 +633,19 @@ def partial_add(
         return undo
 
     return change
+
+
+def _link_request(name: str, request: Any) -> tuple[str, str, dict[str, Any]]:
+    """``request``'s source, target and options (GraphError if it is none of the
+    shapes :data:`LinkRequest` allows)."""
+    if isinstance(request, tuple | list) and len(request) in (2, 3):
+        options = request[2] if len(request) == 3 else {}
+        if isinstance(options, Mapping):
+            return request[0], request[1], dict(options)
+    problem = (
+        f"module {name!r}: link {request!r} is not (source, target) or (source, target, options)"
+    )
+    raise GraphError([GraphProblem(problem, module=name)])
 
 
 def partial_replace(

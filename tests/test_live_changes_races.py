@@ -341,3 +341,21 @@ async def test_a_stopped_module_stays_stopped_when_its_group_is_restarted(
         await system.close("in")
     assert system.state is af.SystemState.DONE
     assert out == [("v1", 1, "boom"), ("v1", 2, 1)]
+
+
+@pytest.mark.parametrize(
+    "request_", [("count",), ("count", "x", 3), "count->x", ("a", "b", {}, 1)]
+)
+async def test_a_malformed_link_request_is_a_graph_error(
+    autojump_clock: trio.testing.MockClock, request_: Any
+) -> None:
+    """A link of an added module of the wrong shape is refused as at start-up (a
+    GraphError naming the module), not with a raw unpacking error; nothing changes."""
+    async with af.open_system(counting_graph([])) as system:
+        with pytest.raises(af.GraphError, match=r"'x': link .* is not \(source, target\)"):
+            await system.add("x", Collect, config={"into": []}, links=[request_])
+        assert system.actors == ("in", "count", "out")
+        with pytest.raises(TypeError, match="drain must be True or False, got 'no'"):
+            await system.remove("out", drain="no")  # type: ignore[arg-type]
+        assert system.actors == ("in", "count", "out")
+        await system.close("in")

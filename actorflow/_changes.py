@@ -513,7 +513,7 @@ class Changes:
             release(supervisor)
         await _delete(supervisor, name)
         self._unwire(actor)
-        await self._delete_snapshot(actor)
+        await _delete_snapshot(actor, self.log)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
 
@@ -535,17 +535,6 @@ class Changes:
                 f"cannot {what} module {name!r}: it is waiting to be restarted after a "
                 "failure (its restart backoff); try again once it runs"
             )
-
-    async def _delete_snapshot(self, actor: Actor) -> None:
-        """A removed module's snapshot goes (after its end saved it): a module added
-        later under its name starts afresh instead of restoring another's state."""
-        snapshots = snapshots_of(actor)
-        if snapshots is None:
-            return
-        try:
-            await snapshots.store.delete(snapshots.namespace, actor.name)
-        except Exception as exc:  # the module is gone all the same
-            self.log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
 
     def _refuse_removal(self, actor: Actor) -> None:
         name = actor.name
@@ -581,6 +570,18 @@ class Changes:
             self.wiring.order.remove(name)
         unadd(self.graph, actor.spec)
         self._rewire()
+
+
+async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLogger) -> None:
+    """A removed module's snapshot goes (after its end saved it): a module added later
+    under its name starts afresh instead of restoring another's state."""
+    snapshots = snapshots_of(actor)
+    if snapshots is None:
+        return
+    try:
+        await snapshots.store.delete(snapshots.namespace, actor.name)
+    except Exception as exc:  # the module is gone all the same
+        log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
 
 
 async def _delete(supervisor: Supervisor, name: str) -> None:

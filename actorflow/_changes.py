@@ -32,6 +32,7 @@ from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
 from ._checks import check_flag
+from ._endpoints import Inlet
 from ._exceptions import ChangeError, GraphError, GraphProblem, RunError, describe
 from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
@@ -358,11 +359,15 @@ class Changes:
     async def start_stopped(self) -> None:
         """A graceful system stop: start every stopped module, so that it drains."""
         async with self.lock:
-            await self._start_stopped()
+            await self.restart_stopped(inlets=False)
 
-    async def _start_stopped(self) -> None:
+    async def restart_stopped(self, *, inlets: bool) -> None:
+        """Start the stopped inlets again (``inlets``: before a graceful stop begins, so
+        that they hand on what the host sent them), or the other stopped modules."""
         for name in sorted(self.stopped):
             actor = self.wiring.actors.get(name)
+            if inlets != (actor is not None and isinstance(actor.module, Inlet)):
+                continue
             supervisor = self._supervisor_of(name)
             self.stopped.discard(name)
             try:

@@ -207,7 +207,7 @@ class System:
         if self._nursery is None or not self._running:
             self._stopping = True
             self._drain_after = drain_timeout
-        elif self.changes.lock.locked():
+        elif self.changes.lock.locked() or self.changes.stopped:  # see _stop_after_change
             self._nursery.start_soon(self._stop_after_change)
             if drain_timeout is not None:  # a change that hangs does not hold it off
                 self._nursery.start_soon(self._drain_deadline, drain_timeout)
@@ -215,9 +215,13 @@ class System:
             self._stop_actors(drain_timeout)
 
     async def _stop_after_change(self) -> None:
-        """The graceful stop, once the live change under way has finished."""
+        """The graceful stop, once the live change under way has finished and the
+        stopped inlets run again (so that they hand on what the host sent them)."""
         async with self.changes.lock:
-            self._stop_actors(None)
+            try:
+                await self.changes.restart_stopped(inlets=True)
+            finally:
+                self._stop_actors(None)
 
     def _stop_actors(self, drain_timeout: float | None) -> None:
         """Ask every source and pump to stop, and every stopped module to drain."""

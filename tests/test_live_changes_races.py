@@ -359,3 +359,18 @@ async def test_a_malformed_link_request_is_a_graph_error(
             await system.remove("out", drain="no")  # type: ignore[arg-type]
         assert system.actors == ("in", "count", "out")
         await system.close("in")
+
+
+async def test_a_stopped_inlet_hands_on_what_it_holds_at_a_graceful_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What the host sent a stopped inlet is emitted and handled at a graceful stop,
+    as a running inlet's is, not dropped."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await system.stop_module("in")
+        await send_all(system, range(3))
+        await system.stop()
+    assert system.state is af.SystemState.DONE
+    assert [item for _, _, item in out] == [0, 1, 2]
+    assert system.status().actors["in"].dropped == {}

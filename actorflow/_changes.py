@@ -456,7 +456,7 @@ class Changes:
         snapshot at once; if its ``restore()`` refuses that, go back to ``old`` (a new
         instance, as a restart makes) and raise ChangeError."""
         adopt(actor, spec, built)
-        renew(actor)
+        _say_replayed(self.log, actor.name, renew(actor))
         try:
             await restore_early(actor)
         except RunError as error:
@@ -587,6 +587,19 @@ async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLog
         await snapshots.store.delete(snapshots.namespace, actor.name)
     except Exception as exc:  # the module is gone all the same
         log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+
+
+def _say_replayed(log: structlog.typing.FilteringBoundLogger, name: str, items: int) -> None:
+    """Warn that the new version of ``name`` handles ``items`` again (if any)."""
+    if items:
+        log.warning(
+            "module.replaced_again",
+            module=name,
+            items=items,
+            why="the old one's end snapshot was not saved (killed at its shutdown timeout, "
+            "or snapshot() failed): the new one handles again what it handled since its "
+            "last snapshot, as after a crash",
+        )
 
 
 async def _delete(supervisor: Supervisor, name: str) -> None:

@@ -389,17 +389,23 @@ def saved(keep: dict[str, Any] | None) -> int:
     return earlier if found is None else found.saved
 
 
-def renew(actor: Actor) -> None:
+def renew(actor: Actor) -> int:
     """``actor`` adopted a replacement's module: its snapshot settings are decided
     afresh from it (whether it keeps state at all, its own ``snapshot_interval``);
-    the count of saves goes on."""
+    the count of saves goes on, and so does the journal, if both keep state. Returns
+    how many items the new module will handle again (the old one's end snapshot was
+    not saved: the journal still holds what it handled since its last one)."""
     old: Snapshots | None = actor.keep.pop(KEY, None)
     count = saved(actor.keep) if old is None else old.saved
     new = snapshots_of(actor)
     if new is None:
         actor.keep[_EARLIER] = count
-    else:
-        new.saved = count
+        return 0
+    new.saved = count
+    if old is None or old.journal is None:
+        return 0
+    new.journal = old.journal
+    return old.journal.count
 
 
 async def restore_early(actor: Actor) -> None:

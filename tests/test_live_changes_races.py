@@ -374,3 +374,33 @@ async def test_a_stopped_inlet_hands_on_what_it_holds_at_a_graceful_stop(
     assert system.state is af.SystemState.DONE
     assert [item for _, _, item in out] == [0, 1, 2]
     assert system.status().actors["in"].dropped == {}
+
+
+class FlakySnap(Counter):
+    def snapshot(self) -> int:
+        if self.count >= 3:
+            raise RuntimeError("cannot snapshot now")
+        return self.count
+
+
+async def test_a_replaced_module_whose_end_snapshot_fails_is_replayed_and_says_so(
+    autojump_clock: trio.testing.MockClock, logs: list[dict[str, Any]]
+) -> None:
+    """Without its end snapshot the new version restores the last one and handles again
+    what the old one handled since (as after a crash: the state stays right), and the
+    log says how many items that was."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("in", af.Inlet)
+    graph.add("count", FlakySnap)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    async with af.open_system(graph) as system:
+        await send_all(system, range(3))
+        while len(out) < 3:
+            await trio.sleep(0.01)
+        await system.replace("count", CounterV2)
+        await system.close("in")
+    again = [e for e in logs if e["event"] == "module.replaced_again"]
+    assert [(e["module"], e["items"]) for e in again] == [("count", 3)]
+    assert out[3:] == [("v2", 1, 0), ("v2", 2, 1), ("v2", 3, 2)]

@@ -63,8 +63,14 @@ def _serialized(method: _Change) -> _Change:
 
     @wraps(method)
     async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
-        async with self.lock:
+        if self.lock.locked():
+            await self.lock.acquire()
+        else:  # no checkpoint: a change that does not wait stays one step, as before
+            self.lock.acquire_nowait()
+        try:
             return await method(self, *args, **kwargs)
+        finally:
+            self.lock.release()
 
     return cast("_Change", serialized)
 

@@ -332,3 +332,7 @@ def unadd(graph: Graph, spec: ModuleSpec) -> None:
     graph._modules[:] = [other for other in graph._modules if other is not spec]
     if all(other.name != spec.name for other in graph._modules):
         graph._supervision.pop(spec.name, None)
+        graph._groups[:] = [  # a module added later under its name is in no group
+            attrs.evolve(group, members=tuple(m for m in group.members if m != spec.name))
+            for group in graph._groups
+        ]

@@ -404,3 +404,23 @@ async def test_a_replaced_module_whose_end_snapshot_fails_is_replayed_and_says_s
     again = [e for e in logs if e["event"] == "module.replaced_again"]
     assert [(e["module"], e["items"]) for e in again] == [("count", 3)]
     assert out[3:] == [("v2", 1, 0), ("v2", 2, 1), ("v2", 3, 2)]
+
+
+async def test_a_group_member_removed_and_added_again_can_be_changed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """remove() takes the module out of its group too: the one added later under its
+    name (a child of the root) can be stopped, replaced and started."""
+    graph = counting_graph([])
+    graph.group("G", ["count", "out"])
+    async with af.open_system(graph) as system:
+        await system.remove("count")
+        assert [group.members for group in system.graph.groups] == [("out",)]
+        await system.add("count", Counter, links=[("in", "count")])
+        await system.stop_module("count")
+        await system.replace("count", CounterV2)
+        await system.start_module("count")
+        assert "count" in [child.name for child in system.supervisor().which_children()]
+        assert type(system._actors["count"].module) is CounterV2
+        await system.close("in")
+    assert system.state is af.SystemState.DONE

@@ -120,7 +120,10 @@ class Changes:
 
     def _live(self, name: str, what: str) -> Actor:
         actor = self.wiring.actor(name)  # KeyError naming the known modules
-        if actor.terminated:
+        ending = actor.state is ActorState.ZOMBIE and not restarting(
+            self._supervisor_of(name), name
+        )  # its last incarnation ended, and no restart follows
+        if actor.terminated or ending:
             raise ChangeError(f"cannot {what} module {name!r}: it has ended")
         return actor
 
@@ -504,7 +507,8 @@ class Changes:
         check_flag("drain", drain)
         actor = self.wiring.actor(name)
         self._running(f"remove module {name!r}")
-        self._refuse_removal(actor)
+        self._not_restarting(name, "remove")
+        _refuse_removal(self.graph, name)
         supervisor = self._supervisor_of(name)
         inputs = [link for link in self.wiring.links if link.spec.target == name]
         returned: list[Any] = []
@@ -547,18 +551,6 @@ class Changes:
                 "failure (its restart backoff); try again once it runs"
             )
 
-    def _refuse_removal(self, actor: Actor) -> None:
-        name = actor.name
-        self._not_restarting(name, "remove")
-        if any(
-            spec.remote is not None and name in (spec.source, spec.target)
-            for spec in self.graph.links
-        ):
-            raise ChangeError(f"cannot remove module {name!r}: it has a remote link")
-        target = self.graph.dead_letter_target
-        if target is not None and target[0] == name:
-            raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
-
     def _drop_link(self, link: Link) -> None:
         """Take ``link`` out of the system as ``System.remove_link`` does."""
         self.wiring.disconnect(link.name)
@@ -593,6 +585,15 @@ async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLog
         await snapshots.store.delete(snapshots.namespace, actor.name)
     except Exception as exc:  # the module is gone all the same
         log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+
+
+def _refuse_removal(graph: Graph, name: str) -> None:
+    """Refuse to remove module ``name`` if it has a remote link or takes the dead letters."""
+    if any(spec.remote is not None and name in (spec.source, spec.target) for spec in graph.links):
+        raise ChangeError(f"cannot remove module {name!r}: it has a remote link")
+    target = graph.dead_letter_target
+    if target is not None and target[0] == name:
+        raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
 
 
 def _say_replayed(log: structlog.typing.FilteringBoundLogger, name: str, items: int) -> None:

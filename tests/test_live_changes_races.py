@@ -424,3 +424,31 @@ async def test_a_group_member_removed_and_added_again_can_be_changed(
         assert type(system._actors["count"].module) is CounterV2
         await system.close("in")
     assert system.state is af.SystemState.DONE
+
+
+class SlowCleanup(Collect):
+    async def cleanup(self) -> None:
+        await trio.sleep(2)
+
+
+async def test_a_link_into_a_module_that_is_ending_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A consumer whose last input was removed ends: an add linking into it while it
+    ends (here: its cleanup() takes a while) is refused (it used to be accepted, and
+    what flowed into it was dropped)."""
+    out: list[Any] = []
+    graph = af.Graph()
+    graph.add("in", af.Inlet)
+    graph.add("count", Counter)
+    graph.add("out", SlowCleanup, into=out)
+    graph.chain("in", "count", "out")
+    async with af.open_system(graph) as system:
+        await system.remove("count")
+        while system.status().actors["out"].state is not af.ActorState.ZOMBIE:
+            await trio.sleep(0.01)
+        with pytest.raises(af.ChangeError, match="module 'out': it has ended"):
+            await system.add("count", CounterV2, links=[("in", "count"), ("count", "out")])
+        assert system.actors == ("in", "out")
+        await system.close("in")
+    assert system.state is af.SystemState.DONE

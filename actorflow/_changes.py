@@ -9,10 +9,16 @@ the change goes through the supervisor, which is how an actor's incarnations com
 go anyway: an added module is a new child at the end of its start order, a stop is
 ``terminate_child`` (the current item finishes, what the module held goes back to its
 links, its state is snapshotted), a start is ``restart_child``, and a replacement is a
-stop, the actor adopting the new module, and a start. The actor outlives its
+stop, the actor adopting the new module (restored from the stopped one's snapshot at
+once: the old one is adopted back if that fails), and a start. The actor outlives its
 incarnations, so its mailbox, links, counters and owed outputs carry over; a stage
 fused into its producer is unfused by its incarnation's end and fusion is planned
 afresh by the next one.
+
+Changes of one system are serialized by one lock (``Changes.lock``), each checked under
+it against what the one before left; a graceful stop takes the lock too, so a change
+under way finishes (or is undone) before the stop acts, and one asked later is refused
+(``ChangeError``).
 
 Links are changed here too (``add_link``, ``remove_link``). ``System`` takes each of
 these as its method of the same name (``add = _changes.add`` in its class body): the

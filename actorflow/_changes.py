@@ -47,7 +47,7 @@ from ._module import Module, ModuleKind, RunningSystem, attach
 from ._snapshots import renew, restore_early, snapshots_of
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
-from ._supervisor import Supervisor, hold, release, restarting
+from ._supervisor import Supervisor, hold, leaving, release, restarting
 from ._wiring import Wiring
 
 if TYPE_CHECKING:
@@ -545,6 +545,7 @@ class Changes:
             await supervisor.restart_child(name)
             self.stopped.discard(name)
             release(supervisor)
+        leaving(supervisor, name)  # its end is no auto-shutdown: it was removed
         ended = self.wiring.ended(name)
         for link in inputs:
             self._drop_link(link)

@@ -724,6 +724,15 @@ def release(supervisor: Supervisor) -> None:
     supervisor._wakeup_send.send_nowait(None)
 
 
+def leaving(supervisor: Supervisor, name: str) -> None:
+    """Child ``name`` is being removed for good (it drains, then ends): its end is no
+    reason for auto-shutdown, as a deleted child's is not."""
+    child = supervisor._children.get(name)
+    if child is not None and child.spec.significant:
+        child.spec = attrs.evolve(child.spec, significant=False)
+        supervisor._roster.significant.discard(name)
+
+
 def restarting(supervisor: Supervisor, name: str) -> bool:
     """Whether child ``name`` is part of a restart under way (maybe waiting out its
     backoff): a live change must not stop, replace or remove it meanwhile."""

@@ -452,3 +452,27 @@ async def test_a_link_into_a_module_that_is_ending_is_refused(
         assert system.actors == ("in", "out")
         await system.close("in")
     assert system.state is af.SystemState.DONE
+
+
+@pytest.mark.parametrize("drain", [True, False])
+async def test_removing_a_significant_module_does_not_shut_the_system_down(
+    autojump_clock: trio.testing.MockClock, drain: bool
+) -> None:
+    """A removal is a change, not the end auto_shutdown waits for: drained or not, the
+    rest runs on."""
+    side: list[Any] = []
+    graph = af.Graph("sg", root=af.SupervisorSpec(auto_shutdown="any_significant"))
+    graph.add("in", af.Inlet)
+    graph.add("count", Counter)
+    graph.add("out", Collect, into=[])
+    graph.chain("in", "count", "out")
+    graph.add("side", Collect, into=side)
+    graph.link("in", "side")
+    graph.supervise("count", restart="transient", significant=True)
+    async with af.open_system(graph) as system:
+        await system.remove("count", drain=drain)
+        await trio.sleep(1)
+        assert system.state is af.SystemState.RUNNING
+        await system.send("in", 1)
+        await system.close("in")
+    assert side == [1]

@@ -33,7 +33,7 @@ from ._exceptions import (
     describe,
     single_errors,
 )
-from ._graph import Graph
+from ._graph import Graph, copied
 from ._heartbeat import HttpReporter, Reporter, beat
 from ._interrupt import (
     STUCK_AFTER,
@@ -88,6 +88,7 @@ class System:
         reporters: Sequence[Reporter] = (),
         only: Collection[str] | None = None,
     ) -> None:
+        graph = copied(graph)  # live changes change the system's graph, not the caller's
         self.graph = graph
         self.here: set[str] = {
             spec.name for spec in graph.modules if only is None or spec.name in only

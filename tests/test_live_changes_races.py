@@ -476,3 +476,18 @@ async def test_removing_a_significant_module_does_not_shut_the_system_down(
         await system.send("in", 1)
         await system.close("in")
     assert side == [1]
+
+
+async def test_changes_leave_the_callers_graph_as_declared(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The system changes its own copy of the graph: the caller's can run again."""
+    graph = counting_graph([])
+    async with af.open_system(graph) as system:
+        await system.remove("count")
+        await system.close("in")
+    assert [m.name for m in graph.modules] == ["in", "count", "out"]
+    assert len(graph.links) == 2
+    async with af.open_system(graph) as system:
+        await system.close("in")
+    assert system.state is af.SystemState.DONE

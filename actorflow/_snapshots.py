@@ -277,9 +277,9 @@ class Snapshots:
     journal: Journal | None = None
     encoded: bool = False
     """The store takes a payload encoded here (:class:`Encoded`): encoded once."""
-    restored: Any = None
-    """A replacement's module given the last snapshot already (:func:`restore_early`):
-    its incarnation does not restore it again."""
+    restored: tuple[Any, Any] | None = None
+    """A replacement's module given the last snapshot already (:func:`restore_early`),
+    and that snapshot (``_ABSENT`` if none): its incarnation does not restore it again."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -418,28 +418,31 @@ async def restore_early(actor: Actor) -> None:
     """
     snapshots = snapshots_of(actor)
     if snapshots is not None:
-        await _restore(actor, snapshots)
-        snapshots.restored = actor.module
+        snapshots.restored = None
+        value = await _restore(actor, snapshots)
+        snapshots.restored = (actor.module, value)
 
 
-async def _restore(actor: Actor, snapshots: Snapshots) -> None:
-    """Give the new incarnation's module the last snapshot, if there is one.
+async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
+    """Give the new incarnation's module the last snapshot, if there is one; returns it
+    (``_ABSENT`` if none).
 
     Raises:
         RunError: ``restore()`` raised: the module's failure, supervised like a crash.
     """
-    if snapshots.restored is actor.module:  # by restore_early
-        snapshots.restored = None
-        return
+    early, snapshots.restored = snapshots.restored, None
+    if early is not None and early[0] is actor.module:  # by restore_early
+        return early[1]
     value = await snapshots.load(actor.name)
     if value is _ABSENT:
-        return
+        return value
     try:
         await actor.lifecycle(partial(actor.module.restore, value))
     except Exception as exc:
         error = RunError(actor.name, f"restore() raised {describe(exc)}")
         raise error from exc
     actor.log.info("actor.snapshot_restored", incarnation=actor.incarnations)
+    return value
 
 
 def _stopping(actor: Actor) -> bool:

@@ -19,6 +19,7 @@ if _typing.TYPE_CHECKING:
     from ._endpoints import OutletReader as OutletReader
     from ._endpoints import Variable as Variable
     from ._exceptions import ActorflowError as ActorflowError
+    from ._exceptions import ChangeError as ChangeError
     from ._exceptions import CleanupError as CleanupError
     from ._exceptions import EscalationError as EscalationError
     from ._exceptions import GraphError as GraphError
@@ -96,6 +97,7 @@ _EXPORTS = {
     "OutletReader": "._endpoints",
     "Variable": "._endpoints",
     "ActorflowError": "._exceptions",
+    "ChangeError": "._exceptions",
     "CleanupError": "._exceptions",
     "EscalationError": "._exceptions",
     "GraphError": "._exceptions",
@@ -187,6 +189,7 @@ __all__ = [
     "ActorflowError",
     "AutoShutdown",
     "Backoff",
+    "ChangeError",
     "ChildInfo",
     "ChildSpec",
     "CleanupError",

@@ -9,10 +9,16 @@ the change goes through the supervisor, which is how an actor's incarnations com
 go anyway: an added module is a new child at the end of its start order, a stop is
 ``terminate_child`` (the current item finishes, what the module held goes back to its
 links, its state is snapshotted), a start is ``restart_child``, and a replacement is a
-stop, the actor adopting the new module, and a start. The actor outlives its
+stop, the actor adopting the new module (restored from the stopped one's snapshot at
+once: the old one is adopted back if that fails), and a start. The actor outlives its
 incarnations, so its mailbox, links, counters and owed outputs carry over; a stage
 fused into its producer is unfused by its incarnation's end and fusion is planned
 afresh by the next one.
+
+Changes of one system are serialized by one lock (``Changes.lock``), each checked under
+it against what the one before left; a graceful stop takes the lock too, so a change
+under way finishes (or is undone) before the stop acts, and one asked later is refused
+(``ChangeError``).
 
 Links are changed here too (``add_link``, ``remove_link``). ``System`` takes each of
 these as its method of the same name (``add = _changes.add`` in its class body): the
@@ -21,9 +27,9 @@ public documentation is the :class:`Changes` method's, and ``System`` stays a ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from functools import partial, wraps
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import attrs
 import trio
@@ -32,14 +38,16 @@ from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
 from ._checks import check_flag
-from ._exceptions import GraphError, GraphProblem
+from ._endpoints import Inlet
+from ._exceptions import ChangeError, GraphError, GraphProblem, RunError, describe
 from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
+from ._snapshots import renew, restore_early, snapshots_of
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
-from ._supervisor import Supervisor, hold, release
+from ._supervisor import Supervisor, hold, leaving, release, restarting
 from ._wiring import Wiring
 
 if TYPE_CHECKING:
@@ -50,6 +58,27 @@ __all__ = ["Changes", "LinkRequest", "Modules"]
 LinkRequest = tuple[str, str] | tuple[str, str, Mapping[str, Any]]
 """A link of a module added while running: ``(source, target)`` or ``(source, target,
 options)``, with :meth:`Graph.link`'s endpoints and options."""
+
+
+_Change = TypeVar("_Change", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def _serialized(method: _Change) -> _Change:
+    """Make ``method`` one change at a time: two changes of one system interleaving at
+    their awaits would each check a state the other then changes."""
+
+    @wraps(method)
+    async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
+        if self.lock.locked():
+            await self.lock.acquire()
+        else:  # no checkpoint: a change that does not wait stays one step, as before
+            self.lock.acquire_nowait()
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self.lock.release()
+
+    return cast("_Change", serialized)
 
 
 class Modules(Protocol):
@@ -79,21 +108,29 @@ class Changes:
     """The modules that run in this process (``System.here``: the dashboard reads it)."""
     stopped: set[str] = attrs.field(factory=set)
     """Modules stopped by :meth:`stop_module` and not started since."""
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    """Held by each change from its checks to its end, and by a graceful stop before it
+    acts: changes happen one at a time, and never while a stop is under way."""
+    closed: bool = False
+    """A graceful stop was asked for: every change from now on is refused."""
 
     # -- checks ------------------------------------------------------------------------
 
     def _running(self, what: str) -> Supervisor:
         root = self.root()
         if root is None or root.finished or root.failure is not None:
-            raise RuntimeError(f"cannot {what}: the system is not running")
-        if self.stopping():
-            raise RuntimeError(f"cannot {what}: the system is stopping")
+            raise ChangeError(f"cannot {what}: the system is not running")
+        if self.closed or self.stopping():
+            raise ChangeError(f"cannot {what}: the system is stopping")
         return root
 
     def _live(self, name: str, what: str) -> Actor:
         actor = self.wiring.actor(name)  # KeyError naming the known modules
-        if actor.terminated:
-            raise RuntimeError(f"cannot {what} module {name!r}: it has ended")
+        ending = actor.state is ActorState.ZOMBIE and not restarting(
+            self._supervisor_of(name), name
+        )  # its last incarnation ended, and no restart follows
+        if actor.terminated or ending:
+            raise ChangeError(f"cannot {what} module {name!r}: it has ended")
         return actor
 
     def _check(self, change: Callable[[], Callable[[], None]]) -> None:
@@ -132,6 +169,7 @@ class Changes:
 
     # -- links -------------------------------------------------------------------------
 
+    @_serialized
     async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
         """Link ``source`` to ``target`` while the system runs (same endpoints and
         options as :meth:`Graph.link`); items emitted from now on flow through it.
@@ -142,7 +180,7 @@ class Changes:
         Raises:
             GraphError: The new link would make the graph invalid (the same messages as
                 at start-up: unknown module or port, incompatible types, a cycle).
-            RuntimeError: One of its modules has already ended.
+            ChangeError: One of its modules has already ended.
         """
         spec = self.graph.link(source, target, **options)
         problems = self.graph.problems()
@@ -152,13 +190,14 @@ class Changes:
         for name in (spec.source, spec.target):
             if self.wiring.actors[name].terminated:
                 unlink(self.graph, spec)
-                raise RuntimeError(f"cannot link {spec.name}: module {name!r} has ended")
+                raise ChangeError(f"cannot link {spec.name}: module {name!r} has ended")
         link = self.wiring.connect(spec)
         self.wiring.actors[spec.target].link_added(link)
         self.wiring.count_ancestors()
         self.log.info("link.added", link=spec.name)
         return spec
 
+    @_serialized
     async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
         """Remove the link called ``name`` (``"a.out -> b.in"``) while the system runs.
 
@@ -185,6 +224,7 @@ class Changes:
 
     # -- add ---------------------------------------------------------------------------
 
+    @_serialized
     async def add(
         self,
         name: str,
@@ -213,7 +253,8 @@ class Changes:
                 duplicate module, unknown port, incompatible types, a cycle, ...).
             InitializationError: Its constructor raised.
             ValidationError: Its ``validate()`` refused.
-            RuntimeError: The system is not running, or a linked module has ended.
+            ChangeError: The system is not running or stopping, or a linked module has
+                ended.
         """
         self._running(f"add module {name!r}")
         spec = ModuleSpec(name, module, config or {})
@@ -223,6 +264,11 @@ class Changes:
         try:
             for link in added:
                 other = link.target if link.source == name else link.source
+                if other != name and other not in self.wiring.actors:
+                    raise ChangeError(
+                        f"cannot add module {name!r}: its link {link.name} joins module "
+                        f"{other!r}, which runs in another process (only a remote link may)"
+                    )
                 if other != name:
                     self._live(other, f"link {link.name} to")
             actor = self._new_actor(spec, await self._build(spec, None))
@@ -278,6 +324,7 @@ class Changes:
 
     # -- stop and start ----------------------------------------------------------------
 
+    @_serialized
     async def stop_module(self, name: str) -> None:
         """Stop module ``name`` after its current item, keeping its links: what it held
         goes back to them, its state is snapshotted, and items sent to it meanwhile
@@ -287,12 +334,13 @@ class Changes:
 
         Raises:
             KeyError: There is no module ``name``.
-            RuntimeError: It has ended, is stopped already, or is ``temporary`` (a stop
-                would end it for good: remove it instead); or the system is not running.
+            ChangeError: It has ended, is stopped already, waits to be restarted after a
+                failure, or is ``temporary`` (a stop would end it for good: remove it
+                instead); or the system is not running.
         """
         actor = self._stoppable(name, "stop")
         if name in self.stopped:
-            raise RuntimeError(f"module {name!r} is stopped already")
+            raise ChangeError(f"cannot stop module {name!r}: it is stopped already")
         supervisor = self._supervisor_of(name)
         hold(supervisor)  # a stopped module keeps its supervisor (the system) running
         try:
@@ -304,20 +352,19 @@ class Changes:
         actor.set_state(ActorState.STOPPED)
         self.log.info("module.stopped", module=name, depth=actor.mailbox.depth())
 
+    @_serialized
     async def start_module(self, name: str) -> None:
         """Start module ``name`` again after :meth:`stop_module`: a new incarnation
         restores its snapshot and handles what queued meanwhile.
 
         Raises:
             KeyError: There is no module ``name``.
-            RuntimeError: It is not stopped, or the system is not running.
+            ChangeError: It is not stopped, or the system is not running or stopping.
         """
         self._live(name, "start")
+        self._running(f"start module {name!r}")
         if name not in self.stopped:
-            raise RuntimeError(f"module {name!r} is not stopped")
-        root = self.root()
-        if root is None or root.finished or root.failure is not None:
-            raise RuntimeError(f"cannot start module {name!r}: the system is not running")
+            raise ChangeError(f"cannot start module {name!r}: it is not stopped")
         supervisor = self._supervisor_of(name)
         await supervisor.restart_child(name)
         self.stopped.discard(name)
@@ -326,8 +373,16 @@ class Changes:
 
     async def start_stopped(self) -> None:
         """A graceful system stop: start every stopped module, so that it drains."""
+        async with self.lock:
+            await self.restart_stopped(inlets=False)
+
+    async def restart_stopped(self, *, inlets: bool) -> None:
+        """Start the stopped inlets again (``inlets``: before a graceful stop begins, so
+        that they hand on what the host sent them), or the other stopped modules."""
         for name in sorted(self.stopped):
             actor = self.wiring.actors.get(name)
+            if inlets != (actor is not None and isinstance(actor.module, Inlet)):
+                continue
             supervisor = self._supervisor_of(name)
             self.stopped.discard(name)
             try:
@@ -340,8 +395,9 @@ class Changes:
     def _stoppable(self, name: str, what: str) -> Actor:
         actor = self._live(name, what)
         self._running(f"{what} module {name!r}")
+        self._not_restarting(name, what)
         if self.graph.supervision_of(name).child.restart is RestartType.TEMPORARY:
-            raise RuntimeError(
+            raise ChangeError(
                 f"cannot {what} module {name!r}: it is supervised as temporary, so a stop "
                 "ends it for good; remove it instead"
             )
@@ -349,6 +405,7 @@ class Changes:
 
     # -- replace -----------------------------------------------------------------------
 
+    @_serialized
     async def replace(
         self,
         name: str,
@@ -373,8 +430,10 @@ class Changes:
                 types) or is another kind of module; the old one runs on.
             InitializationError: The new constructor raised; the old one runs on.
             ValidationError: The new ``validate()`` refused; the old one runs on.
-            RuntimeError: The module has ended, is ``temporary``, or the system is not
-                running.
+            ChangeError: The new ``restore()`` refused the old one's snapshot: the old
+                class and config are back, with the same state and mailbox, and run on.
+            ChangeError: The module has ended, waits to be restarted after a failure,
+                or is ``temporary``, or the system is not running.
         """
         actor = self._stoppable(name, "replace")
         old = actor.spec
@@ -386,14 +445,16 @@ class Changes:
             respec(self.graph, old)
             raise
         if name in self.stopped:
-            adopt(actor, spec, built)
+            await self._adopt(actor, old, spec, built)
         else:
             supervisor = self._supervisor_of(name)
             hold(supervisor)  # it must not end between the two incarnations
             try:
                 await supervisor.terminate_child(name)
-                adopt(actor, spec, built)
-                await supervisor.restart_child(name)
+                try:
+                    await self._adopt(actor, old, spec, built)
+                finally:  # the new one, or the old one again
+                    await supervisor.restart_child(name)
             finally:
                 release(supervisor)
         self._rewire()
@@ -405,10 +466,32 @@ class Changes:
             config_changed=spec.config != old.config,
         )
 
+    async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
+        """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
+        snapshot at once; if its ``restore()`` refuses that, go back to ``old`` (a new
+        instance, as a restart makes) and raise ChangeError."""
+        adopt(actor, spec, built)
+        _say_replayed(self.log, actor.name, renew(actor))
+        try:
+            await restore_early(actor)
+        except RunError as error:
+            respec(self.graph, old)
+            adopt(actor, old, await self._build(old, actor))
+            renew(actor)
+            cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
+            raise ChangeError(
+                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: its "
+                f"restore() refused the state the old one left ({cause}); the old one runs on"
+            ) from error
+
     # -- remove ------------------------------------------------------------------------
 
+    @_serialized
     async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
         """Remove module ``name`` and every link to or from it.
+
+        Its snapshot is deleted from the store once it has ended, so a module added
+        later under its name starts afresh.
 
         Its producers stop sending to it at once (none is left waiting for room). With
         ``drain`` (default) it handles what its links hold, then ends (a source stops
@@ -423,12 +506,15 @@ class Changes:
         Raises:
             KeyError: There is no module ``name`` (a module that ended by itself is
                 still there: removing it takes its place and links away).
-            RuntimeError: It has a remote link or receives the dead letters, or the
-                system is not running.
+            TypeError: ``drain`` is not ``True`` or ``False`` (nothing changes).
+            ChangeError: It has a remote link, receives the dead letters, or waits to be
+                restarted after a failure, or the system is not running.
         """
+        check_flag("drain", drain)
         actor = self.wiring.actor(name)
         self._running(f"remove module {name!r}")
-        self._refuse_removal(actor)
+        self._not_restarting(name, "remove")
+        _refuse_removal(self.graph, name)
         supervisor = self._supervisor_of(name)
         inputs = [link for link in self.wiring.links if link.spec.target == name]
         returned: list[Any] = []
@@ -448,6 +534,7 @@ class Changes:
             release(supervisor)
         await _delete(supervisor, name)
         self._unwire(actor)
+        await _delete_snapshot(actor, self.log)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
 
@@ -458,21 +545,18 @@ class Changes:
             await supervisor.restart_child(name)
             self.stopped.discard(name)
             release(supervisor)
+        leaving(supervisor, name)  # its end is no auto-shutdown: it was removed
         ended = self.wiring.ended(name)
         for link in inputs:
             self._drop_link(link)
         await ended.wait()
 
-    def _refuse_removal(self, actor: Actor) -> None:
-        name = actor.name
-        if any(
-            spec.remote is not None and name in (spec.source, spec.target)
-            for spec in self.graph.links
-        ):
-            raise RuntimeError(f"cannot remove module {name!r}: it has a remote link")
-        target = self.graph.dead_letter_target
-        if target is not None and target[0] == name:
-            raise RuntimeError(f"cannot remove module {name!r}: it receives the dead letters")
+    def _not_restarting(self, name: str, what: str) -> None:
+        if restarting(self._supervisor_of(name), name):
+            raise ChangeError(
+                f"cannot {what} module {name!r}: it is waiting to be restarted after a "
+                "failure (its restart backoff); try again once it runs"
+            )
 
     def _drop_link(self, link: Link) -> None:
         """Take ``link`` out of the system as ``System.remove_link`` does."""
@@ -496,6 +580,40 @@ class Changes:
             self.wiring.order.remove(name)
         unadd(self.graph, actor.spec)
         self._rewire()
+
+
+async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLogger) -> None:
+    """A removed module's snapshot goes (after its end saved it): a module added later
+    under its name starts afresh instead of restoring another's state."""
+    snapshots = snapshots_of(actor)
+    if snapshots is None:
+        return
+    try:
+        await snapshots.store.delete(snapshots.namespace, actor.name)
+    except Exception as exc:  # the module is gone all the same
+        log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+
+
+def _refuse_removal(graph: Graph, name: str) -> None:
+    """Refuse to remove module ``name`` if it has a remote link or takes the dead letters."""
+    if any(spec.remote is not None and name in (spec.source, spec.target) for spec in graph.links):
+        raise ChangeError(f"cannot remove module {name!r}: it has a remote link")
+    target = graph.dead_letter_target
+    if target is not None and target[0] == name:
+        raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
+
+
+def _say_replayed(log: structlog.typing.FilteringBoundLogger, name: str, items: int) -> None:
+    """Warn that the new version of ``name`` handles ``items`` again (if any)."""
+    if items:
+        log.warning(
+            "module.replaced_again",
+            module=name,
+            items=items,
+            why="the old one's end snapshot was not saved (killed at its shutdown timeout, "
+            "or snapshot() failed): the new one handles again what it handled since its "
+            "last snapshot, as after a crash",
+        )
 
 
 async def _delete(supervisor: Supervisor, name: str) -> None:
@@ -528,8 +646,8 @@ def partial_add(
             if supervise is not None:
                 graph.supervise(spec.name, **supervise)
             for request in links:
-                source, target, *options = request
-                added.append(graph.link(source, target, **(dict(options[0]) if options else {})))
+                source, target, options = _link_request(spec.name, request)
+                added.append(graph.link(source, target, **options))
         except BaseException:
             undo()
             raise
@@ -548,6 +666,19 @@ def partial_add(
         return undo
 
     return change
+
+
+def _link_request(name: str, request: Any) -> tuple[str, str, dict[str, Any]]:
+    """``request``'s source, target and options (GraphError if it is none of the
+    shapes :data:`LinkRequest` allows)."""
+    if isinstance(request, tuple | list) and len(request) in (2, 3):
+        options = request[2] if len(request) == 3 else {}
+        if isinstance(options, Mapping):
+            return request[0], request[1], dict(options)
+    problem = (
+        f"module {name!r}: link {request!r} is not (source, target) or (source, target, options)"
+    )
+    raise GraphError([GraphProblem(problem, module=name)])
 
 
 def partial_replace(

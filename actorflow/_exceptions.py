@@ -77,6 +77,13 @@ class GraphError(ActorflowError, ValueError):
         super().__init__(f"invalid graph ({count} {noun}):\n{lines}")
 
 
+class ChangeError(ActorflowError, RuntimeError):
+    """A change to the running graph (``System.add``, ``remove``, ``stop_module``,
+    ``start_module``, ``replace``, ``add_link``, ``remove_link``) was refused because
+    of the system's or the module's state (the system is stopping, the module is
+    stopped already, waits to be restarted, ...); nothing was changed."""
+
+
 class RegistryError(ActorflowError, LookupError):
     """A module cannot be found by name: not enabled, or its import path is wrong."""
 

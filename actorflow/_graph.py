@@ -326,9 +326,27 @@ def respec(graph: Graph, spec: ModuleSpec) -> ModuleSpec:
     raise KeyError(f"no module {spec.name!r}")
 
 
+def copied(graph: Graph) -> Graph:
+    """A copy of ``graph`` that a running system may change (its lists are its own, the
+    immutable specs are shared): the caller's graph stays as declared, to run again."""
+    return attrs.evolve(
+        graph,
+        _modules=list(graph._modules),
+        _links=list(graph._links),
+        _supervision=dict(graph._supervision),
+        _groups=list(graph._groups),
+        _depends=list(graph._depends),
+        shared=set(graph.shared),
+    )
+
+
 def unadd(graph: Graph, spec: ModuleSpec) -> None:
     """Take the module ``spec`` and how it is supervised out of ``graph`` (a running
     system removed it, or refused to add it); its links are taken out with :func:`unlink`."""
     graph._modules[:] = [other for other in graph._modules if other is not spec]
     if all(other.name != spec.name for other in graph._modules):
         graph._supervision.pop(spec.name, None)
+        graph._groups[:] = [  # a module added later under its name is in no group
+            attrs.evolve(group, members=tuple(m for m in group.members if m != spec.name))
+            for group in graph._groups
+        ]

@@ -61,6 +61,8 @@ __all__ = [
 _ABSENT: Any = object()
 
 KEY = "actorflow.snapshots"
+_EARLIER = "actorflow.snapshots_earlier"
+"""Where ``keep`` holds the count of saves of a module replaced by one without state."""
 """Where an actor keeps its :class:`Snapshots` (in ``Actor.keep``: they outlive an
 incarnation)."""
 
@@ -303,6 +305,9 @@ class Snapshots:
     cyclic: bool | None = None
     """The module is on a cycle of the graph (decided once, when it first runs): it
     keeps no journal."""
+    restored: tuple[Any, Any] | None = None
+    """A replacement's module given the last snapshot already (:func:`restore_early`),
+    and that snapshot (``_ABSENT`` if none): its incarnation does not restore it again."""
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -461,8 +466,45 @@ def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
 
 def saved(keep: dict[str, Any] | None) -> int:
     """How many snapshots an actor (whose ``keep`` this is) saved."""
-    found: Snapshots | None = None if keep is None else keep.get(KEY)
-    return 0 if found is None else found.saved
+    if keep is None:
+        return 0
+    found: Snapshots | None = keep.get(KEY)
+    earlier: int = keep.get(_EARLIER, 0)
+    return earlier if found is None else found.saved
+
+
+def renew(actor: Actor) -> int:
+    """``actor`` adopted a replacement's module: its snapshot settings are decided
+    afresh from it (whether it keeps state at all, its own ``snapshot_interval``);
+    the count of saves goes on, and so does the journal, if both keep state. Returns
+    how many items the new module will handle again (the old one's end snapshot was
+    not saved: the journal still holds what it handled since its last one)."""
+    old: Snapshots | None = actor.keep.pop(KEY, None)
+    count = saved(actor.keep) if old is None else old.saved
+    new = snapshots_of(actor)
+    if new is None:
+        actor.keep[_EARLIER] = count
+        return 0
+    new.saved = count
+    if old is None or old.journal is None:
+        return 0
+    new.journal = old.journal
+    return old.journal.count
+
+
+async def restore_early(actor: Actor) -> None:
+    """Give the replacement's module ``actor`` adopted (not yet run) the last snapshot
+    now, while the replacement can still be undone; its incarnation then does not
+    restore it again.
+
+    Raises:
+        RunError: ``restore()`` raised.
+    """
+    snapshots = snapshots_of(actor)
+    if snapshots is not None:
+        snapshots.restored = None
+        value = await _restore(actor, snapshots)
+        snapshots.restored = (actor.module, value)
 
 
 async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
@@ -472,6 +514,9 @@ async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
     Raises:
         RunError: ``restore()`` raised: the module's failure, supervised like a crash.
     """
+    early, snapshots.restored = snapshots.restored, None
+    if early is not None and early[0] is actor.module:  # by restore_early
+        return early[1]
     value = await snapshots.load(actor.name)
     if value is _ABSENT:
         return value

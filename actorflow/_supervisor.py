@@ -104,7 +104,8 @@ class _Child:
     restarting: bool = False
     """Part of a restart under way (possibly waiting out a backoff)."""
     held: bool = False
-    """Stopped by terminate_child while its restart was under way: do not start it."""
+    """Stopped by terminate_child (maybe while its restart was under way): only
+    restart_child starts it again, not a restart of its group or its supervisor."""
     handled: int = 0
     """The last generation whose exit the supervisor has dealt with."""
 
@@ -365,8 +366,7 @@ class Supervisor:
         a ``temporary`` child is forgotten at once (ended for good, reason
         ``shutdown``), as OTP deletes its spec."""
         child = self._roster.find(name)
-        if child.restarting:
-            child.held = True
+        child.held = True  # not started by a restart of its group or of this supervisor
         if child.running:
             await self._stop(child)
             child.handled = child.generation
@@ -722,6 +722,22 @@ def release(supervisor: Supervisor) -> None:
     """Undo one :func:`hold`; with no child running and no hold left, it ends."""
     supervisor._holds -= 1
     supervisor._wakeup_send.send_nowait(None)
+
+
+def leaving(supervisor: Supervisor, name: str) -> None:
+    """Child ``name`` is being removed for good (it drains, then ends): its end is no
+    reason for auto-shutdown, as a deleted child's is not."""
+    child = supervisor._children.get(name)
+    if child is not None and child.spec.significant:
+        child.spec = attrs.evolve(child.spec, significant=False)
+        supervisor._roster.significant.discard(name)
+
+
+def restarting(supervisor: Supervisor, name: str) -> bool:
+    """Whether child ``name`` is part of a restart under way (maybe waiting out its
+    backoff): a live change must not stop, replace or remove it meanwhile."""
+    child = supervisor._children.get(name)
+    return child is not None and child.restarting
 
 
 def _log_restart(

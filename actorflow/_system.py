@@ -33,7 +33,7 @@ from ._exceptions import (
     describe,
     single_errors,
 )
-from ._graph import Graph
+from ._graph import Graph, copied
 from ._heartbeat import HttpReporter, Reporter, beat
 from ._interrupt import (
     STUCK_AFTER,
@@ -88,6 +88,7 @@ class System:
         reporters: Sequence[Reporter] = (),
         only: Collection[str] | None = None,
     ) -> None:
+        graph = copied(graph)  # live changes change the system's graph, not the caller's
         self.graph = graph
         self.here: set[str] = {
             spec.name for spec in graph.modules if only is None or spec.name in only
@@ -197,14 +198,36 @@ class System:
 
     def _request_stop(self, drain_timeout: float | None) -> None:
         """:meth:`stop` without awaiting (a signal asks for it from between tasks); asked
-        before the actors have started, it takes effect once they have."""
-        self._stopping = True
+        before the actors have started, it takes effect once they have. A live change
+        under way (``System.add``, ``replace``, ...) finishes first; any later one is
+        refused."""
+        self.changes.closed = True
         if self.state in (SystemState.STARTING, SystemState.RUNNING):
             self.state = SystemState.STOPPING
             self.log.info("system.stopping", drain_timeout=drain_timeout)
         if self._nursery is None or not self._running:
+            self._stopping = True
             self._drain_after = drain_timeout
-            return
+        elif self.changes.lock.locked() or self.changes.stopped:  # see _stop_after_change
+            self._nursery.start_soon(self._stop_after_change)
+            if drain_timeout is not None:  # a change that hangs does not hold it off
+                self._nursery.start_soon(self._drain_deadline, drain_timeout)
+        else:
+            self._stop_actors(drain_timeout)
+
+    async def _stop_after_change(self) -> None:
+        """The graceful stop, once the live change under way has finished and the
+        stopped inlets run again (so that they hand on what the host sent them)."""
+        async with self.changes.lock:
+            try:
+                await self.changes.restart_stopped(inlets=True)
+            finally:
+                self._stop_actors(None)
+
+    def _stop_actors(self, drain_timeout: float | None) -> None:
+        """Ask every source and pump to stop, and every stopped module to drain."""
+        assert self._nursery is not None
+        self._stopping = True
         for actor in self._wiring.actors.values():
             actor.resume()  # a suspended module must be able to drain and end
             if actor.kind is ModuleKind.SOURCE and not actor.terminated:

@@ -164,5 +164,9 @@ async def test_a_failure_while_a_batch_is_taken_loses_none_of_it(
     assert raised
     assert out == list(range(5))
     double = system.status().actors["double"]
-    assert (double.received, double.emitted, double.restarts) == (5, 5, 1)
+    assert (double.received, double.emitted) == (5, 5)
+    # Unfused, its own task meets the failure and is restarted; fused, the producer's
+    # call may meet it first and leave the batch in the link, where the own task takes
+    # it without failing again (the failure was once): both lose nothing.
+    assert double.restarts == 1 if not fuse else double.restarts in (0, 1)
     assert system.status().dropped == 0

@@ -563,10 +563,10 @@ async def test_changes_that_cannot_be_made_say_why(
             await system.replace("nope", Counter)
         with pytest.raises(KeyError, match="no module 'nope'"):
             await system.remove("nope")
-        with pytest.raises(RuntimeError, match="'count' is not stopped"):
+        with pytest.raises(af.ChangeError, match="start module 'count': it is not stopped"):
             await system.start_module("count")
         await system.stop_module("count")
-        with pytest.raises(RuntimeError, match="'count' is stopped already"):
+        with pytest.raises(af.ChangeError, match="'count': it is stopped already"):
             await system.stop_module("count")
         await system.start_module("count")
         with pytest.raises(RuntimeError, match="temporary"):

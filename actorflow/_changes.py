@@ -344,7 +344,10 @@ class Changes:
         supervisor = self._supervisor_of(name)
         hold(supervisor)  # a stopped module keeps its supervisor (the system) running
         try:
-            await supervisor.terminate_child(name)
+            # Once begun, a stop is done whole (the module's shutdown timeout bounds
+            # it): a caller cancelled half-way would leave a module ended for good.
+            with trio.CancelScope(shield=True):
+                await supervisor.terminate_child(name)
         except BaseException:
             release(supervisor)
             raise
@@ -449,14 +452,17 @@ class Changes:
         else:
             supervisor = self._supervisor_of(name)
             hold(supervisor)  # it must not end between the two incarnations
-            try:
-                await supervisor.terminate_child(name)
+            # Once the old one stops, the swap is done whole, as an upgrade is in OTP: a
+            # caller cancelled half-way would leave the module ended for good.
+            with trio.CancelScope(shield=True):
                 try:
-                    await self._adopt(actor, old, spec, built)
-                finally:  # the new one, or the old one again
-                    await supervisor.restart_child(name)
-            finally:
-                release(supervisor)
+                    await supervisor.terminate_child(name)
+                    try:
+                        await self._adopt(actor, old, spec, built)
+                    finally:  # the new one, or the old one again
+                        await supervisor.restart_child(name)
+                finally:
+                    release(supervisor)
         self._rewire()
         self.log.info(
             "module.replaced",
@@ -522,6 +528,7 @@ class Changes:
             for link in inputs:
                 self._drop_link(link)
         elif drain and actor.kind is not ModuleKind.SOURCE and inputs:
+            self._drainable(name)
             await self._drain(actor, supervisor, inputs)
         else:
             if name not in self.stopped:
@@ -550,6 +557,19 @@ class Changes:
         for link in inputs:
             self._drop_link(link)
         await ended.wait()
+
+    def _drainable(self, name: str) -> None:
+        """Refuse to drain ``name`` into a stopped module: it could wait for ever while
+        this change holds off the start that would free it."""
+        stopped = sorted(
+            {link.target for link in self.graph.links if link.source == name} & self.stopped
+        )
+        if stopped:
+            raise ChangeError(
+                f"cannot remove module {name!r} with drain: it sends to stopped module "
+                f"{stopped[0]!r}, which would hold its drain for ever; start that one "
+                "first, or remove with drain=False"
+            )
 
     def _not_restarting(self, name: str, what: str) -> None:
         if restarting(self._supervisor_of(name), name):

@@ -491,3 +491,61 @@ async def test_changes_leave_the_callers_graph_as_declared(
     async with af.open_system(graph) as system:
         await system.close("in")
     assert system.state is af.SystemState.DONE
+
+
+class SlowSnapshot(Counter):
+    """Its snapshot() takes a second: stopping or replacing it is under way that long."""
+
+    async def snapshot(self) -> int:  # type: ignore[override]
+        await trio.sleep(1)
+        return self.count
+
+
+@pytest.mark.parametrize("change", ["stop", "replace"])
+async def test_a_change_whose_caller_is_cancelled_half_way_is_made_whole(
+    autojump_clock: trio.testing.MockClock, change: str
+) -> None:
+    """A caller's timeout that ends while the old incarnation saves its state does not
+    leave the module ended for good: the stop (or the swap) is made whole, and the
+    module goes on counting from where it was."""
+    out: list[Any] = []
+    graph = af.Graph(name="cancelled")
+    graph.add("in", af.Inlet)
+    graph.add("count", SlowSnapshot)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    async with af.open_system(graph) as system:
+        await send_all(system, range(3))
+        await trio.sleep(5)
+        with trio.move_on_after(0.5) as waited:
+            if change == "stop":
+                await system.stop_module("count")
+            else:
+                await system.replace("count", CounterV2)
+        assert not waited.cancelled_caught  # shielded: the caller waited it out
+        if change == "stop":
+            assert system.status().actors["count"].state is af.ActorState.STOPPED
+            await system.start_module("count")
+        await send_all(system, range(3, 5))
+        with trio.fail_after(30):
+            await system.close("in")
+            await system.wait()
+    assert [(count, item) for _, count, item in out] == [(n + 1, n) for n in range(5)]
+
+
+async def test_a_module_sending_to_a_stopped_one_is_not_removed_with_drain(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Draining into a stopped module would wait for ever and hold every other change
+    (the start that would free it included): refused, nothing changed."""
+    out: list[Any] = []
+    async with af.open_system(counting_graph(out)) as system:
+        await system.stop_module("out")
+        with pytest.raises(af.ChangeError, match="sends to stopped module 'out'"):
+            await system.remove("count")
+        await system.start_module("out")
+        await send_all(system, range(2))
+        with trio.fail_after(30):
+            await system.close("in")
+            await system.wait()
+    assert [item for _, _, item in out] == [0, 1]

@@ -46,7 +46,12 @@ class Slow(af.Sink):
 
     def __init__(self, path: str, delay: float) -> None:
         self.delay = delay
+        self.path = path
         self.file = open(path, "a", buffering=1)
+
+    def validate(self) -> None:
+        with open(self.path + ".ready", "a") as ready:
+            ready.write(f"{os.getpid()}\\n")
 
     def consume(self, data: af.Data) -> None:
         time.sleep(self.delay)
@@ -304,8 +309,13 @@ def test_a_shared_instance_whose_sync_hook_outlasts_claim_idle_loses_no_entry_to
     )
     first = start(plant, "slow", "first.log")
     second = start(plant, "slow", "second.log", "--set", "modules.slow.config.delay=0")
+    started += [first, second]
+    # Both must be up before the run starts: one that joins after the run has ended
+    # waits for the next (a loaded machine starts processes late).
+    ready = plant / "journal.txt.ready"
+    wait_for(lambda: ready.exists() and len(ready.read_text().split()) == 2)
     producer = start(plant, "numbers", "producer.log")
-    started += [first, second, producer]
+    started.append(producer)
     assert producer.wait(timeout=50) == 0
     for instance, log in ((first, "first.log"), (second, "second.log")):
         assert instance.wait(timeout=50) == 0, (plant / log).read_text()

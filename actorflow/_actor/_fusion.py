@@ -42,6 +42,7 @@ Fusion is switched off with ``Settings(fuse=False)`` (``fuse = false`` in a grap
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,10 @@ from ._room import Room
 
 __all__ = ["Fusion"]
 
+_UNIQUE = itertools.count()
+"""Never equal twice: were trio's count of a task's schedule points gone, every small
+batch would be worth a call (as before bursts were told apart)."""
+
 _Handler = Callable[[Link, list[Any]], Awaitable[None]]
 
 
@@ -71,6 +76,7 @@ class Fusion:
     __slots__ = (
         "_eligible",
         "_handler_of",
+        "_last",
         "_outside",
         "_scope",
         "failure",
@@ -100,6 +106,8 @@ class Fusion:
         """The module failed in a producer's task: its own task raises this."""
         self._outside: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
+        self._last: tuple[object, int] | None = None
+        """The task of the last small call from outside any call, and its checkpoints then."""
 
     def _candidate(self) -> Link | None:
         """The one input link a producer may call through, if fusion is possible now."""
@@ -138,6 +146,20 @@ class Fusion:
             self.room.fused_into = None
             return
         link.direct = self
+
+    def fresh(self) -> bool:
+        """Whether a small batch sent from outside any call is worth a call: not when
+        its producer's task has not been through trio's scheduler since the last one
+        (it emits item by item, say): a call per item costs several times what
+        unfused delivery costs it (one wake per run of emits), so the items wait in
+        the link, the consumer's own task woken for them; when they fill it before
+        the producer yields, they are handed over by one call (see ``Outbox``)."""
+        task = trio.lowlevel.current_task()
+        last = (task, getattr(task, "_schedule_points", next(_UNIQUE)))
+        if last == self._last:
+            return False
+        self._last = last
+        return True
 
     def reach(self) -> int:
         """The most items one call may hand this consumer: its link's buffer, plus, when
@@ -209,16 +231,20 @@ class Fusion:
                 self._outside = trio.Event()
             await self._outside.wait()
 
-    async def call(self, items: list[Any], caller: Any, pacing: Pacing) -> None:
+    async def call(
+        self, items: list[Any], caller: Any, pacing: Pacing, *, taken: bool = False
+    ) -> None:
         """Handle ``items`` in the caller's task, as the own task would have (the
-        caller is the producing actor, ``pacing`` its quantum, shared for the call)."""
+        caller is the producing actor, ``pacing`` its quantum, shared for the call;
+        ``taken``: they were in the link, taken from it, counted on it)."""
         link = self.link
         assert link is not None
         link.direct = None  # no call into a call; the own task stays parked
         room = self.room
         count = len(items)
-        link.sent += count
-        link.delivered += count
+        if not taken:
+            link.sent += count
+            link.delivered += count
         try:
             if room.debug:
                 room.trace("message.received", items, link=link.name)

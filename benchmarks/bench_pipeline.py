@@ -1,6 +1,7 @@
 """Pipeline throughput, latency and memory: actorflow against hand-written pipelines.
 
-Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, fan-out 1 -> 8, fan-in 8 -> 1, a
+Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, the same with a source emitting
+item by item from an async ``start()`` (emits-4), fan-out 1 -> 8, fan-in 8 -> 1, a
 100-actor DAG, chains of 1 to 64 processors) runs on each *variant*: actorflow with
 default options, plain function calls (the limit), hand-batched asyncio and trio
 pipelines (lists of items through queues and memory channels), ``asyncio.Queue`` and raw
@@ -39,7 +40,17 @@ from typing import Any, ClassVar
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
-SHAPES = ("chain-4", "fan-out", "fan-in", "dag", "chain-1", "chain-16", "chain-64", "latency")
+SHAPES = (
+    "chain-4",
+    "emits-4",
+    "fan-out",
+    "fan-in",
+    "dag",
+    "chain-1",
+    "chain-16",
+    "chain-64",
+    "latency",
+)
 PEERS = ("plain", "asyncio-batched", "trio-batched", "asyncio-queue", "trio-channels")
 BASELINES = ("asyncio-queue", "asyncio-batched")
 LATENCY_ITEMS = 2000
@@ -52,6 +63,8 @@ def _shape(name: str) -> Any:
 
     if name.startswith("chain-"):
         return _shapes.chain(int(name.split("-")[1]))
+    if name.startswith("emits-"):
+        return _shapes.emits(int(name.split("-")[1]))
     return {"fan-out": _shapes.fan_out(8), "fan-in": _shapes.fan_in(8), "dag": _shapes.dag()}[name]
 
 
@@ -73,6 +86,13 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
         def start(self) -> Iterator[int]:
             return iter(range(n))
 
+    class Emitting(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        async def start(self) -> None:
+            for i in range(n):
+                await self.emit(i)
+
     class Inc(af.Processor):
         inputs: ClassVar = {"in": int}
         outputs: ClassVar = {"out": int}
@@ -90,7 +110,7 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
         def cleanup(self) -> None:
             totals[self.name] = self.total
 
-    kinds = {"src": Numbers, "inc": Inc, "sink": Sum}
+    kinds = {"src": Emitting if shape.emits else Numbers, "inc": Inc, "sink": Sum}
     graph = af.Graph(name="bench")
     for node, kind in shape.kinds.items():
         graph.add(node, kinds[kind])

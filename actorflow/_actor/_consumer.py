@@ -35,6 +35,7 @@ from .._module import Many, ModuleKind, Tag
 from .._status import ActorState
 from ._fusion import Fusion
 from ._incarnation import Incarnation, Stop
+from ._pacing import Pacing
 from ._room import Room
 
 __all__ = ["ConsumerDriver"]
@@ -385,13 +386,10 @@ class ConsumerDriver:
         out: list[Any] = []
         collect = self.collect
         try:
-            if room.fused_scope is not None and pacing.over():
-                # Called by a producer whose quantum is spent: the others run first, or
-                # items turned costly would overrun it by a stride per fused stage.
-                await pacing.yield_()
+            began = None if room.fused_scope is None else await _called(pacing)
             while True:
                 out = []
-                for size in pacing.strides(left):
+                for size in pacing.strides(left, began):
                     run = items if size == left else islice(items, size)
                     left -= size
                     if collect:
@@ -405,6 +403,7 @@ class ConsumerDriver:
                         # The C loop took a StopIteration from the hook for the end of
                         # the stride: the item that raised it failed like any other.
                         raise _stopped_iteration(self.hook_name)
+                began = None
                 if out:
                     sending, out = _results(out, room), []
                     await outbox.send(sending, outbox.main)
@@ -510,6 +509,17 @@ class ConsumerDriver:
             except BaseException:
                 self._give_back(link, batch[index + 1 :])
                 raise
+
+
+async def _called(pacing: Pacing) -> float | None:
+    """A stage called by its producer reads the clock once, for its strides to begin
+    with; if the caller's quantum is spent it yields first (the others run, or items
+    turned costly would overrun the quantum by a stride per fused stage): ``None``."""
+    began = pacing.now()
+    if began < pacing.deadline:
+        return began
+    await pacing.yield_()
+    return None
 
 
 def _stopped_iteration(hook_name: str) -> RuntimeError:

@@ -14,7 +14,9 @@ links it passes through would hold together (:meth:`Fusion.reach`: a link's own 
 pooled along a chain of links left to the default buffer, which hold nothing while a
 batch passes by call), and a fused source pulls no more than that, so buffers bound
 lookahead as unfused. Only a port's only link carries calls (never a fan-out's), and
-only between modules of the same latency sensitivity.
+only between modules of the same latency sensitivity. A burst of small batches (a
+producer emitting item by item without yielding) waits in the link instead of making a
+call each (:meth:`Fusion.fresh`), and goes by one call when it fills the link.
 
 What happens at the boundary of a call, in the caller's task, is what would have
 happened in the consumer's own:
@@ -57,6 +59,10 @@ from ._priority import interactions_of
 from ._room import Room
 
 __all__ = ["Fusion"]
+
+_cancels = [0]
+"""How many chain scopes :meth:`Fusion.release` cancelled (nothing else cancels one): a
+call during which none was skips asking its scope (``cancel_called`` reads the clock)."""
 
 _UNIQUE = itertools.count()
 """Never equal twice: were trio's count of a task's schedule points gone, every small
@@ -221,6 +227,7 @@ class Fusion:
         self.unlink()
         if self.inside:
             if self._scope is not None:
+                _cancels[0] += 1  # before: a call that sees no change skips the check
                 self._scope.cancel()
             with trio.CancelScope(shield=True):
                 await self._wait_outside()
@@ -260,6 +267,7 @@ class Fusion:
         own = room.pacing
         own.deadline = pacing.deadline
         self.inside = done = True
+        cancels = _cancels[0]
         try:
             scope = caller.fused_scope
             if scope is None:  # the chain's first call: it opens the chain's scope
@@ -284,15 +292,16 @@ class Fusion:
             done = False
             raise
         finally:
-            self._left(link, own, pacing, done)
+            # A scope cancelled meanwhile (by a release, the only canceller) may be this
+            # chain's: the own task takes over rather than re-arming under it.
+            self._left(link, own, pacing, done and cancels == _cancels[0])
         if self.failure is not None:
             await _wait_for_room(link, caller)
 
     def _left(self, link: Link, own: Pacing, pacing: Pacing, done: bool) -> None:
         """A call is over: re-arm if all went well, else wake the own task to take over."""
         room = self.room
-        scope, self._scope = self._scope, None
-        room.fused_scope = None
+        self._scope = room.fused_scope = None
         self.inside = False
         pacing.deadline = own.deadline
         outside, self._outside = self._outside, None
@@ -305,7 +314,6 @@ class Fusion:
             and not link.items
             and not link.closed
             and not self.incarnation.stopping
-            and not (scope is not None and scope.cancel_called)
         ):
             link.direct = self
             room.set_state(ActorState.BLOCKED, blocked_on="input")

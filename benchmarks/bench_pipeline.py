@@ -20,6 +20,7 @@ the 1 -> 4 -> 1 chain at ``--messages`` and ten times as many.
     python benchmarks/bench_pipeline.py                      # everything, 5 rounds
     python benchmarks/bench_pipeline.py --other /work/main --shapes chain-4 latency
     python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke
+    python benchmarks/bench_pipeline.py --shapes emits-4 --unfused   # fused vs fuse=False
     python benchmarks/bench_pipeline.py --instructions --messages 50000 --shapes chain-4 \
         --skip-trio --other /work/main                       # instructions per item
 """
@@ -55,6 +56,8 @@ PEERS = ("plain", "asyncio-batched", "trio-batched", "asyncio-queue", "trio-chan
 BASELINES = ("asyncio-queue", "asyncio-batched")
 LATENCY_ITEMS = 2000
 DEFAULT_BUFFER = 100
+UNFUSED = "-unfused"
+"""The suffix of an actorflow variant run with ``fuse=False`` (``--unfused``)."""
 """actorflow's ``default_buffer``: at this ``--buffer`` its links keep default options."""
 
 
@@ -75,7 +78,7 @@ def _rss_kib() -> int:
 # -- actorflow -------------------------------------------------------------------------
 
 
-def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
+def _actorflow(shape: Any, n: int, buffer: int, fuse: bool) -> tuple[float, float, int]:
     import actorflow as af
 
     totals: dict[str, int] = {}
@@ -119,11 +122,11 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
         graph.link(a, b, **({} if buffer == DEFAULT_BUFFER else {"buffer": buffer}))
     run = af.run  # `import actorflow` is lazy: load the runtime before timing
     wall, cpu = time.perf_counter(), time.process_time()
-    run(graph)
+    run(graph, fuse=fuse)
     return time.perf_counter() - wall, time.process_time() - cpu, sum(totals.values())
 
 
-def _actorflow_latency(n: int) -> list[float]:
+def _actorflow_latency(n: int, fuse: bool) -> list[float]:
     import trio
 
     import actorflow as af
@@ -161,7 +164,7 @@ def _actorflow_latency(n: int) -> list[float]:
         graph.add(f"p{stage}", Inc)
     graph.add("sink", Arrived)
     graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=100)
-    af.run(graph)
+    af.run(graph, fuse=fuse)
     return samples
 
 
@@ -173,7 +176,7 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
     before = _rss_kib()
     if shape_name == "latency":
         if variant.startswith("actorflow"):
-            samples = _actorflow_latency(LATENCY_ITEMS)
+            samples = _actorflow_latency(LATENCY_ITEMS, not variant.endswith(UNFUSED))
         else:
             samples = _shapes.latency_asyncio_queue(LATENCY_ITEMS)
         samples = samples[LATENCY_ITEMS // 10 :]  # warm-up
@@ -182,7 +185,7 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
     shape = _shape(shape_name)
     count = _shapes.count(shape, n)
     if variant.startswith("actorflow"):
-        wall, cpu, total = _actorflow(shape, count, buffer)
+        wall, cpu, total = _actorflow(shape, count, buffer, not variant.endswith(UNFUSED))
     else:
         wall, cpu, total = _shapes.PEERS[variant](shape, count, buffer)
     expected = _shapes.expected_total(shape, count)
@@ -306,6 +309,11 @@ def main() -> int:
         action="store_true",
         help="count instructions per item under valgrind instead of timing",
     )
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also run every actorflow tree with fuse=False",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -315,6 +323,8 @@ def main() -> int:
     trees = {"actorflow": str(TREE)}
     for path in args.other:
         trees[f"actorflow@{Path(path).name}"] = str(Path(path).resolve())
+    if args.unfused:
+        trees |= {name + UNFUSED: path for name, path in trees.items()}
     print(
         f"{args.messages:,} messages (chains of k: 5/(k+1) as many), buffer {args.buffer}, "
         f"{args.repeat} interleaved rounds; trees: {trees}"

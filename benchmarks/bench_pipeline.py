@@ -78,7 +78,9 @@ def _rss_kib() -> int:
 # -- actorflow -------------------------------------------------------------------------
 
 
-def _actorflow(shape: Any, n: int, buffer: int, fuse: bool) -> tuple[float, float, int]:
+def _actorflow(
+    shape: Any, n: int, buffer: int, fuse: bool, quantum: float | None
+) -> tuple[float, float, int]:
     import actorflow as af
 
     totals: dict[str, int] = {}
@@ -122,7 +124,7 @@ def _actorflow(shape: Any, n: int, buffer: int, fuse: bool) -> tuple[float, floa
         graph.link(a, b, **({} if buffer == DEFAULT_BUFFER else {"buffer": buffer}))
     run = af.run  # `import actorflow` is lazy: load the runtime before timing
     wall, cpu = time.perf_counter(), time.process_time()
-    run(graph, fuse=fuse)
+    run(graph, fuse=fuse, **({} if quantum is None else {"quantum": quantum}))
     return time.perf_counter() - wall, time.process_time() - cpu, sum(totals.values())
 
 
@@ -168,7 +170,9 @@ def _actorflow_latency(n: int, fuse: bool) -> list[float]:
     return samples
 
 
-def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]:
+def worker(
+    variant: str, shape_name: str, n: int, buffer: int, quantum: float | None = None
+) -> dict[str, Any]:
     """Run one variant of one shape in this process."""
     sys.path.insert(0, str(HERE))
     import _shapes
@@ -185,7 +189,8 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
     shape = _shape(shape_name)
     count = _shapes.count(shape, n)
     if variant.startswith("actorflow"):
-        wall, cpu, total = _actorflow(shape, count, buffer, not variant.endswith(UNFUSED))
+        fuse = not variant.endswith(UNFUSED)
+        wall, cpu, total = _actorflow(shape, count, buffer, fuse, quantum)
     else:
         wall, cpu, total = _shapes.PEERS[variant](shape, count, buffer)
     expected = _shapes.expected_total(shape, count)
@@ -207,11 +212,14 @@ def measure(
     trees: dict[str, str],
     *,
     callgrind: bool = False,
+    quantum: float | None = None,
 ) -> dict[str, Any]:
     """One run of ``variant`` in a fresh process (actorflow from its tree); under
     valgrind's callgrind, the instructions the whole process ran too."""
     command = [sys.executable, __file__, "--worker", variant, "--shapes", shape]
     command += ["--messages", str(n), "--buffer", str(buffer)]
+    if quantum is not None:
+        command += ["--quantum", str(quantum)]
     if callgrind:
         command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
     env = dict(os.environ)
@@ -240,7 +248,9 @@ def report_instructions(args: argparse.Namespace, trees: dict[str, str]) -> None
         items = sources * (_shapes.count(dag, args.messages) - _shapes.count(dag, small))
         for variant in _variants(shape, args, trees):
             runs = [
-                measure(variant, shape, n, args.buffer, trees, callgrind=True)["instructions"]
+                measure(
+                    variant, shape, n, args.buffer, trees, callgrind=True, quantum=args.quantum
+                )["instructions"]
                 for n in (small, args.messages)
             ]
             print(f"  {variant:<22} {(runs[1] - runs[0]) / items:>10,.0f}")
@@ -314,10 +324,17 @@ def main() -> int:
         action="store_true",
         help="also run every actorflow tree with fuse=False",
     )
+    parser.add_argument(
+        "--quantum",
+        type=float,
+        help="actorflow's quantum in seconds (say 5 with --instructions: valgrind slows the "
+        "clock, so with the default the runs yield more often than in a real run)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.shapes[0], args.messages, args.buffer)))
+        result = worker(args.worker, args.shapes[0], args.messages, args.buffer, args.quantum)
+        print(json.dumps(result))
         return 0
 
     trees = {"actorflow": str(TREE)}
@@ -336,7 +353,9 @@ def main() -> int:
     for _ in range(args.repeat):
         for shape in args.shapes:
             for variant in _variants(shape, args, trees):
-                got = measure(variant, shape, args.messages, args.buffer, trees)
+                got = measure(
+                    variant, shape, args.messages, args.buffer, trees, quantum=args.quantum
+                )
                 results[shape].setdefault(variant, []).append(got)
     for shape in args.shapes:
         _report(shape, results[shape])

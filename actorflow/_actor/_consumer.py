@@ -386,7 +386,9 @@ class ConsumerDriver:
         out: list[Any] = []
         collect = self.collect
         try:
-            began = None if room.fused_scope is None else await _called(pacing)
+            began = None if room.fused_scope is None else pacing.now()  # a call's one read
+            if began is not None and began >= pacing.deadline:
+                began = await _yield_first(pacing)
             while True:
                 out = []
                 for size in pacing.strides(left, began):
@@ -511,13 +513,11 @@ class ConsumerDriver:
                 raise
 
 
-async def _called(pacing: Pacing) -> float | None:
-    """A stage called by its producer reads the clock once, for its strides to begin
-    with; if the caller's quantum is spent it yields first (the others run, or items
-    turned costly would overrun the quantum by a stride per fused stage): ``None``."""
-    began = pacing.now()
-    if began < pacing.deadline:
-        return began
+async def _yield_first(pacing: Pacing) -> float | None:
+    """A stage called by a producer whose quantum is spent yields first: the others
+    run, or items turned costly would overrun the quantum by a stride per fused stage.
+    ``None``: its strides then read the clock afresh (a called stage's strides begin
+    with the one read it made to tell)."""
     await pacing.yield_()
     return None
 

@@ -82,9 +82,10 @@ class Fusion:
     __slots__ = (
         "_eligible",
         "_handler_of",
-        "_last",
         "_outside",
+        "_points",
         "_scope",
+        "_task",
         "failure",
         "incarnation",
         "inside",
@@ -112,8 +113,10 @@ class Fusion:
         """The module failed in a producer's task: its own task raises this."""
         self._outside: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
-        self._last: tuple[object, int] | None = None
-        """The task of the last small call from outside any call, and its checkpoints then."""
+        self._task: object = None
+        """The task of the last small call from outside any call."""
+        self._points = -1
+        """How many times that task had been through trio's scheduler then."""
 
     def _candidate(self) -> Link | None:
         """The one input link a producer may call through, if fusion is possible now."""
@@ -161,10 +164,12 @@ class Fusion:
         the link, the consumer's own task woken for them; when they fill it before
         the producer yields, they are handed over by one call (see ``Outbox``)."""
         task = trio.lowlevel.current_task()
-        last = (task, getattr(task, "_schedule_points", next(_UNIQUE)))
-        if last == self._last:
+        points = getattr(task, "_schedule_points", None)
+        if points is None:
+            points = next(_UNIQUE)
+        if task is self._task and points == self._points:
             return False
-        self._last = last
+        self._task, self._points = task, points
         return True
 
     def reach(self) -> int:

@@ -343,9 +343,7 @@ class Changes:
             raise ChangeError(f"cannot stop module {name!r}: it is stopped already")
         supervisor = self._supervisor_of(name)
         hold(supervisor)  # a stopped module keeps its supervisor (the system) running
-        try:
-            # Once begun, a stop is done whole (the module's shutdown timeout bounds
-            # it): a caller cancelled half-way would leave a module ended for good.
+        try:  # done whole once begun (a cancel half-way would leave it ended for good)
             with trio.CancelScope(shield=True):
                 await supervisor.terminate_child(name)
         except BaseException:
@@ -450,19 +448,7 @@ class Changes:
         if name in self.stopped:
             await self._adopt(actor, old, spec, built)
         else:
-            supervisor = self._supervisor_of(name)
-            hold(supervisor)  # it must not end between the two incarnations
-            # Once the old one stops, the swap is done whole, as an upgrade is in OTP: a
-            # caller cancelled half-way would leave the module ended for good.
-            with trio.CancelScope(shield=True):
-                try:
-                    await supervisor.terminate_child(name)
-                    try:
-                        await self._adopt(actor, old, spec, built)
-                    finally:  # the new one, or the old one again
-                        await supervisor.restart_child(name)
-                finally:
-                    release(supervisor)
+            await self._swap(actor, old, spec, built)
         self._rewire()
         self.log.info(
             "module.replaced",
@@ -471,6 +457,21 @@ class Changes:
             new=spec.factory.__qualname__,
             config_changed=spec.config != old.config,
         )
+
+    async def _swap(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
+        """Stop the old incarnation, adopt ``built``, start again: done whole once begun,
+        as an upgrade is in OTP (a caller cancelled half-way would leave it ended)."""
+        supervisor = self._supervisor_of(actor.name)
+        hold(supervisor)  # it must not end between the two incarnations
+        with trio.CancelScope(shield=True):
+            try:
+                await supervisor.terminate_child(actor.name)
+                try:
+                    await self._adopt(actor, old, spec, built)
+                finally:  # the new one, or the old one again
+                    await supervisor.restart_child(actor.name)
+            finally:
+                release(supervisor)
 
     async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
         """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
@@ -528,7 +529,7 @@ class Changes:
             for link in inputs:
                 self._drop_link(link)
         elif drain and actor.kind is not ModuleKind.SOURCE and inputs:
-            self._drainable(name)
+            _drainable(self.graph, self.stopped, name)
             await self._drain(actor, supervisor, inputs)
         else:
             if name not in self.stopped:
@@ -557,19 +558,6 @@ class Changes:
         for link in inputs:
             self._drop_link(link)
         await ended.wait()
-
-    def _drainable(self, name: str) -> None:
-        """Refuse to drain ``name`` into a stopped module: it could wait for ever while
-        this change holds off the start that would free it."""
-        stopped = sorted(
-            {link.target for link in self.graph.links if link.source == name} & self.stopped
-        )
-        if stopped:
-            raise ChangeError(
-                f"cannot remove module {name!r} with drain: it sends to stopped module "
-                f"{stopped[0]!r}, which would hold its drain for ever; start that one "
-                "first, or remove with drain=False"
-            )
 
     def _not_restarting(self, name: str, what: str) -> None:
         if restarting(self._supervisor_of(name), name):
@@ -612,6 +600,18 @@ async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLog
         await snapshots.store.delete(snapshots.namespace, actor.name)
     except Exception as exc:  # the module is gone all the same
         log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+
+
+def _drainable(graph: Graph, stopped: set[str], name: str) -> None:
+    """Refuse to drain ``name`` into a stopped module: it could wait for ever while the
+    change holds off the start that would free it."""
+    held = sorted({link.target for link in graph.links if link.source == name} & stopped)
+    if held:
+        raise ChangeError(
+            f"cannot remove module {name!r} with drain: it sends to stopped module "
+            f"{held[0]!r}, which would hold its drain for ever; start that one first, "
+            "or remove with drain=False"
+        )
 
 
 def _refuse_removal(graph: Graph, name: str) -> None:

@@ -41,8 +41,14 @@ class Fused(Protocol):
     """A consumer its producer may hand batches to by call (stage fusion, see
     ``_actor/_fusion.py``), while it is set as the link's :attr:`Link.direct`."""
 
-    def call(self, items: list[Any], caller: Any, pacing: Any) -> Awaitable[None]:
+    def call(
+        self, items: list[Any], caller: Any, pacing: Any, *, taken: bool = False
+    ) -> Awaitable[None]:
         """Handle ``items`` in the caller's task."""
+        ...
+
+    def fresh(self) -> bool:
+        """Whether a small batch from outside any call is worth a call now."""
         ...
 
     def reach(self) -> int:

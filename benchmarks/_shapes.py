@@ -39,6 +39,10 @@ class Shape:
     edges: tuple[tuple[str, str], ...]
     items: int
     """How many items each source sends, as a multiple of ``--messages`` (1.0: as many)."""
+    emits: bool = False
+    """actorflow's sources emit item by item from an async ``start()`` (``await
+    self.emit(x)``, as ``actorflow.testing.Feed`` does) instead of returning an
+    iterator; the other variants run the same DAG as they always do."""
 
     def successors(self, node: str) -> list[str]:
         return [b for a, b in self.edges if a == node]
@@ -53,6 +57,11 @@ def chain(stages: int) -> Shape:
     kinds["src"], kinds["sink"] = "src", "sink"
     # Longer chains get fewer items, so every shape costs about the same item-hops.
     return Shape(f"chain-{stages}", kinds, tuple(itertools.pairwise(names)), 5 / (stages + 1))
+
+
+def emits(stages: int) -> Shape:
+    """:func:`chain`, its actorflow source emitting item by item."""
+    return attrs.evolve(chain(stages), name=f"emits-{stages}", emits=True)
 
 
 def fan_out(width: int) -> Shape:

@@ -1,6 +1,7 @@
 """Pipeline throughput, latency and memory: actorflow against hand-written pipelines.
 
-Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, fan-out 1 -> 8, fan-in 8 -> 1, a
+Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, the same with a source emitting
+item by item from an async ``start()`` (emits-4), fan-out 1 -> 8, fan-in 8 -> 1, a
 100-actor DAG, chains of 1 to 64 processors) runs on each *variant*: actorflow with
 default options, plain function calls (the limit), hand-batched asyncio and trio
 pipelines (lists of items through queues and memory channels), ``asyncio.Queue`` and raw
@@ -19,6 +20,7 @@ the 1 -> 4 -> 1 chain at ``--messages`` and ten times as many.
     python benchmarks/bench_pipeline.py                      # everything, 5 rounds
     python benchmarks/bench_pipeline.py --other /work/main --shapes chain-4 latency
     python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke
+    python benchmarks/bench_pipeline.py --shapes emits-4 --unfused   # fused vs fuse=False
     python benchmarks/bench_pipeline.py --instructions --messages 50000 --shapes chain-4 \
         --skip-trio --other /work/main                       # instructions per item
 """
@@ -39,11 +41,23 @@ from typing import Any, ClassVar
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
-SHAPES = ("chain-4", "fan-out", "fan-in", "dag", "chain-1", "chain-16", "chain-64", "latency")
+SHAPES = (
+    "chain-4",
+    "emits-4",
+    "fan-out",
+    "fan-in",
+    "dag",
+    "chain-1",
+    "chain-16",
+    "chain-64",
+    "latency",
+)
 PEERS = ("plain", "asyncio-batched", "trio-batched", "asyncio-queue", "trio-channels")
 BASELINES = ("asyncio-queue", "asyncio-batched")
 LATENCY_ITEMS = 2000
 DEFAULT_BUFFER = 100
+UNFUSED = "-unfused"
+"""The suffix of an actorflow variant run with ``fuse=False`` (``--unfused``)."""
 """actorflow's ``default_buffer``: at this ``--buffer`` its links keep default options."""
 
 
@@ -52,6 +66,8 @@ def _shape(name: str) -> Any:
 
     if name.startswith("chain-"):
         return _shapes.chain(int(name.split("-")[1]))
+    if name.startswith("emits-"):
+        return _shapes.emits(int(name.split("-")[1]))
     return {"fan-out": _shapes.fan_out(8), "fan-in": _shapes.fan_in(8), "dag": _shapes.dag()}[name]
 
 
@@ -62,7 +78,9 @@ def _rss_kib() -> int:
 # -- actorflow -------------------------------------------------------------------------
 
 
-def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
+def _actorflow(
+    shape: Any, n: int, buffer: int, fuse: bool, quantum: float | None
+) -> tuple[float, float, int]:
     import actorflow as af
 
     totals: dict[str, int] = {}
@@ -72,6 +90,13 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
 
         def start(self) -> Iterator[int]:
             return iter(range(n))
+
+    class Emitting(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        async def start(self) -> None:
+            for i in range(n):
+                await self.emit(i)
 
     class Inc(af.Processor):
         inputs: ClassVar = {"in": int}
@@ -90,7 +115,7 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
         def cleanup(self) -> None:
             totals[self.name] = self.total
 
-    kinds = {"src": Numbers, "inc": Inc, "sink": Sum}
+    kinds = {"src": Emitting if shape.emits else Numbers, "inc": Inc, "sink": Sum}
     graph = af.Graph(name="bench")
     for node, kind in shape.kinds.items():
         graph.add(node, kinds[kind])
@@ -99,11 +124,11 @@ def _actorflow(shape: Any, n: int, buffer: int) -> tuple[float, float, int]:
         graph.link(a, b, **({} if buffer == DEFAULT_BUFFER else {"buffer": buffer}))
     run = af.run  # `import actorflow` is lazy: load the runtime before timing
     wall, cpu = time.perf_counter(), time.process_time()
-    run(graph)
+    run(graph, fuse=fuse, **({} if quantum is None else {"quantum": quantum}))
     return time.perf_counter() - wall, time.process_time() - cpu, sum(totals.values())
 
 
-def _actorflow_latency(n: int) -> list[float]:
+def _actorflow_latency(n: int, fuse: bool) -> list[float]:
     import trio
 
     import actorflow as af
@@ -141,11 +166,13 @@ def _actorflow_latency(n: int) -> list[float]:
         graph.add(f"p{stage}", Inc)
     graph.add("sink", Arrived)
     graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=100)
-    af.run(graph)
+    af.run(graph, fuse=fuse)
     return samples
 
 
-def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]:
+def worker(
+    variant: str, shape_name: str, n: int, buffer: int, quantum: float | None = None
+) -> dict[str, Any]:
     """Run one variant of one shape in this process."""
     sys.path.insert(0, str(HERE))
     import _shapes
@@ -153,7 +180,7 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
     before = _rss_kib()
     if shape_name == "latency":
         if variant.startswith("actorflow"):
-            samples = _actorflow_latency(LATENCY_ITEMS)
+            samples = _actorflow_latency(LATENCY_ITEMS, not variant.endswith(UNFUSED))
         else:
             samples = _shapes.latency_asyncio_queue(LATENCY_ITEMS)
         samples = samples[LATENCY_ITEMS // 10 :]  # warm-up
@@ -162,7 +189,8 @@ def worker(variant: str, shape_name: str, n: int, buffer: int) -> dict[str, Any]
     shape = _shape(shape_name)
     count = _shapes.count(shape, n)
     if variant.startswith("actorflow"):
-        wall, cpu, total = _actorflow(shape, count, buffer)
+        fuse = not variant.endswith(UNFUSED)
+        wall, cpu, total = _actorflow(shape, count, buffer, fuse, quantum)
     else:
         wall, cpu, total = _shapes.PEERS[variant](shape, count, buffer)
     expected = _shapes.expected_total(shape, count)
@@ -184,11 +212,14 @@ def measure(
     trees: dict[str, str],
     *,
     callgrind: bool = False,
+    quantum: float | None = None,
 ) -> dict[str, Any]:
     """One run of ``variant`` in a fresh process (actorflow from its tree); under
     valgrind's callgrind, the instructions the whole process ran too."""
     command = [sys.executable, __file__, "--worker", variant, "--shapes", shape]
     command += ["--messages", str(n), "--buffer", str(buffer)]
+    if quantum is not None:
+        command += ["--quantum", str(quantum)]
     if callgrind:
         command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
     env = dict(os.environ)
@@ -217,7 +248,9 @@ def report_instructions(args: argparse.Namespace, trees: dict[str, str]) -> None
         items = sources * (_shapes.count(dag, args.messages) - _shapes.count(dag, small))
         for variant in _variants(shape, args, trees):
             runs = [
-                measure(variant, shape, n, args.buffer, trees, callgrind=True)["instructions"]
+                measure(
+                    variant, shape, n, args.buffer, trees, callgrind=True, quantum=args.quantum
+                )["instructions"]
                 for n in (small, args.messages)
             ]
             print(f"  {variant:<22} {(runs[1] - runs[0]) / items:>10,.0f}")
@@ -286,15 +319,29 @@ def main() -> int:
         action="store_true",
         help="count instructions per item under valgrind instead of timing",
     )
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also run every actorflow tree with fuse=False",
+    )
+    parser.add_argument(
+        "--quantum",
+        type=float,
+        help="actorflow's quantum in seconds (say 5 with --instructions: valgrind slows the "
+        "clock, so with the default the runs yield more often than in a real run)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.shapes[0], args.messages, args.buffer)))
+        result = worker(args.worker, args.shapes[0], args.messages, args.buffer, args.quantum)
+        print(json.dumps(result))
         return 0
 
     trees = {"actorflow": str(TREE)}
     for path in args.other:
         trees[f"actorflow@{Path(path).name}"] = str(Path(path).resolve())
+    if args.unfused:
+        trees |= {name + UNFUSED: path for name, path in trees.items()}
     print(
         f"{args.messages:,} messages (chains of k: 5/(k+1) as many), buffer {args.buffer}, "
         f"{args.repeat} interleaved rounds; trees: {trees}"
@@ -306,7 +353,9 @@ def main() -> int:
     for _ in range(args.repeat):
         for shape in args.shapes:
             for variant in _variants(shape, args, trees):
-                got = measure(variant, shape, args.messages, args.buffer, trees)
+                got = measure(
+                    variant, shape, args.messages, args.buffer, trees, quantum=args.quantum
+                )
                 results[shape].setdefault(variant, []).append(got)
     for shape in args.shapes:
         _report(shape, results[shape])

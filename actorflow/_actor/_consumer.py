@@ -35,7 +35,8 @@ from .._module import Many, ModuleKind, Tag
 from .._status import ActorState
 from ._fusion import Fusion
 from ._incarnation import Incarnation, Stop
-from ._room import Room
+from ._pacing import Pacing
+from ._room import Room, spans_done
 
 __all__ = ["ConsumerDriver"]
 
@@ -253,7 +254,7 @@ class ConsumerDriver:
                 try:
                     await handle(link, batch)
                 finally:
-                    _done(self.room, batch)
+                    spans_done(self.room, batch)
             elif link.closed:
                 return
             else:
@@ -269,7 +270,7 @@ class ConsumerDriver:
                 await handle(link, batch)
             finally:
                 slots.release()
-                _done(self.room, batch)
+                spans_done(self.room, batch)
 
         async with trio.open_nursery() as tasks:
             while not incarnation.stopping:
@@ -318,7 +319,7 @@ class ConsumerDriver:
             try:
                 await handle(link, batch)
             finally:
-                _done(room, batch)
+                spans_done(room, batch)
             if link.removed and not link.items:
                 del handlers[link]  # drained and released: keep nothing of it
             if mailbox.remote:
@@ -388,13 +389,12 @@ class ConsumerDriver:
         out: list[Any] = []
         collect = self.collect
         try:
-            if room.fused_scope is not None and pacing.over():
-                # Called by a producer whose quantum is spent: the others run first, or
-                # items turned costly would overrun it by a stride per fused stage.
-                await pacing.yield_()
+            began = None if room.fused_scope is None else pacing.now()  # a call's one read
+            if began is not None and began >= pacing.deadline:
+                began = await _yield_first(pacing)
             while True:
                 out = []
-                for size in pacing.strides(left):
+                for size in pacing.strides(left, began):
                     run = items if size == left else islice(items, size)
                     left -= size
                     if collect:
@@ -408,6 +408,7 @@ class ConsumerDriver:
                         # The C loop took a StopIteration from the hook for the end of
                         # the stride: the item that raised it failed like any other.
                         raise _stopped_iteration(self.hook_name)
+                began = None
                 if out:
                     sending, out = _results(out, room), []
                     await outbox.send(sending, outbox.main)
@@ -515,6 +516,15 @@ class ConsumerDriver:
                 raise
 
 
+async def _yield_first(pacing: Pacing) -> float | None:
+    """A stage called by a producer whose quantum is spent yields first: the others
+    run, or items turned costly would overrun the quantum by a stride per fused stage.
+    ``None``: its strides then read the clock afresh (a called stage's strides begin
+    with the one read it made to tell)."""
+    await pacing.yield_()
+    return None
+
+
 def _stopped_iteration(hook_name: str) -> RuntimeError:
     """The error for a hook that raised StopIteration, which the C loop running a stride
     took for its end (as a generator would, PEP 479, it becomes a RuntimeError)."""
@@ -558,12 +568,6 @@ def _received(room: Room, link: Link, batch: list[Any]) -> None:
             link.requeue(batch)
             raise
     room.received += len(batch)
-
-
-def _done(room: Room, batch: list[Any]) -> None:
-    """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
-    if room.watched and room.hops is not None:
-        room.hops("message.done", batch)
 
 
 def _gathered(result: Any) -> Any:

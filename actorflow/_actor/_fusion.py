@@ -14,7 +14,9 @@ links it passes through would hold together (:meth:`Fusion.reach`: a link's own 
 pooled along a chain of links left to the default buffer, which hold nothing while a
 batch passes by call), and a fused source pulls no more than that, so buffers bound
 lookahead as unfused. Only a port's only link carries calls (never a fan-out's), and
-only between modules of the same latency sensitivity.
+only between modules of the same latency sensitivity. A burst of small batches (a
+producer emitting item by item without yielding) waits in the link instead of making a
+call each (:meth:`Fusion.fresh`), and goes by one call when it fills the link.
 
 What happens at the boundary of a call, in the caller's task, is what would have
 happened in the consumer's own:
@@ -42,6 +44,7 @@ Fusion is switched off with ``Settings(fuse=False)`` (``fuse = false`` in a grap
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,9 +56,17 @@ from .._status import ActorState
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
 from ._priority import interactions_of
-from ._room import Room
+from ._room import Room, spans_done
 
 __all__ = ["Fusion"]
+
+_cancels = [0]
+"""How many chain scopes :meth:`Fusion.release` cancelled (nothing else cancels one): a
+call during which none was skips asking its scope (``cancel_called`` reads the clock)."""
+
+_UNIQUE = itertools.count()
+"""Never equal twice: were trio's count of a task's schedule points gone, every small
+batch would be worth a call (as before bursts were told apart)."""
 
 _Handler = Callable[[Link, list[Any]], Awaitable[None]]
 
@@ -72,7 +83,9 @@ class Fusion:
         "_eligible",
         "_handler_of",
         "_outside",
+        "_points",
         "_scope",
+        "_task",
         "failure",
         "incarnation",
         "inside",
@@ -100,6 +113,10 @@ class Fusion:
         """The module failed in a producer's task: its own task raises this."""
         self._outside: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
+        self._task: object = None
+        """The task of the last small call from outside any call."""
+        self._points = -1
+        """How many times that task had been through trio's scheduler then."""
 
     def _candidate(self) -> Link | None:
         """The one input link a producer may call through, if fusion is possible now."""
@@ -138,6 +155,22 @@ class Fusion:
             self.room.fused_into = None
             return
         link.direct = self
+
+    def fresh(self) -> bool:
+        """Whether a small batch sent from outside any call is worth a call: not when
+        its producer's task has not been through trio's scheduler since the last one
+        (it emits item by item, say): a call per item costs several times what
+        unfused delivery costs it (one wake per run of emits), so the items wait in
+        the link, the consumer's own task woken for them; when they fill it before
+        the producer yields, they are handed over by one call (see ``Outbox``)."""
+        task = trio.lowlevel.current_task()
+        points = getattr(task, "_schedule_points", None)
+        if points is None:
+            points = next(_UNIQUE)
+        if task is self._task and points == self._points:
+            return False
+        self._task, self._points = task, points
+        return True
 
     def reach(self) -> int:
         """The most items one call may hand this consumer: its link's buffer, plus, when
@@ -199,6 +232,7 @@ class Fusion:
         self.unlink()
         if self.inside:
             if self._scope is not None:
+                _cancels[0] += 1  # before: a call that sees no change skips the check
                 self._scope.cancel()
             with trio.CancelScope(shield=True):
                 await self._wait_outside()
@@ -209,16 +243,20 @@ class Fusion:
                 self._outside = trio.Event()
             await self._outside.wait()
 
-    async def call(self, items: list[Any], caller: Any, pacing: Pacing) -> None:
+    async def call(
+        self, items: list[Any], caller: Any, pacing: Pacing, *, taken: bool = False
+    ) -> None:
         """Handle ``items`` in the caller's task, as the own task would have (the
-        caller is the producing actor, ``pacing`` its quantum, shared for the call)."""
+        caller is the producing actor, ``pacing`` its quantum, shared for the call;
+        ``taken``: they were in the link, taken from it, counted on it)."""
         link = self.link
         assert link is not None
         link.direct = None  # no call into a call; the own task stays parked
         room = self.room
         count = len(items)
-        link.sent += count
-        link.delivered += count
+        if not taken:
+            link.sent += count
+            link.delivered += count
         try:
             if room.watched:
                 room.trace("message.received", items, link=link.name)
@@ -234,6 +272,7 @@ class Fusion:
         own = room.pacing
         own.deadline = pacing.deadline
         self.inside = done = True
+        cancels = _cancels[0]
         try:
             scope = caller.fused_scope
             if scope is None:  # the chain's first call: it opens the chain's scope
@@ -258,17 +297,17 @@ class Fusion:
             done = False
             raise
         finally:
-            if room.watched and room.hops is not None:  # its spans end (_consumer._done)
-                room.hops("message.done", items)
-            self._left(link, own, pacing, done)
+            spans_done(room, items)
+            # A scope cancelled meanwhile (by a release, the only canceller) may be this
+            # chain's: the own task takes over rather than re-arming under it.
+            self._left(link, own, pacing, done and cancels == _cancels[0])
         if self.failure is not None:
             await _wait_for_room(link, caller)
 
     def _left(self, link: Link, own: Pacing, pacing: Pacing, done: bool) -> None:
         """A call is over: re-arm if all went well, else wake the own task to take over."""
         room = self.room
-        scope, self._scope = self._scope, None
-        room.fused_scope = None
+        self._scope = room.fused_scope = None
         self.inside = False
         pacing.deadline = own.deadline
         outside, self._outside = self._outside, None
@@ -281,7 +320,6 @@ class Fusion:
             and not link.items
             and not link.closed
             and not self.incarnation.stopping
-            and not (scope is not None and scope.cancel_called)
         ):
             link.direct = self
             room.set_state(ActorState.BLOCKED, blocked_on="input")

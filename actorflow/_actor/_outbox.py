@@ -190,7 +190,16 @@ class Outbox:
             link = links[0]
             if link.copier is None and not link.closed:  # the common case, inlined
                 direct = link.direct
-                if direct is not None and self.fuses and _fits(link, items, owner):
+                if (
+                    direct is not None
+                    and self.fuses
+                    and _fits(link, items, owner)
+                    and (
+                        owner.fused_scope is not None  # the chain's head sized the batch
+                        or len(items) >= link.capacity
+                        or direct.fresh()
+                    )
+                ):
                     await direct.call(items, owner, self.pacing)  # stage fusion
                     return
                 accepted = link.offer(items)
@@ -256,6 +265,19 @@ class Outbox:
                     # nothing else meanwhile). The call ends, the rest owed; the own task
                     # takes over and waits here while the producer fills the link.
                     raise Stop
+                direct = link.direct
+                if (
+                    direct is not None
+                    and link.items
+                    and self.fuses
+                    and len(self.outputs[port]) == 1  # never a fan-out port's link
+                ):
+                    # A burst of small batches filled the link before the consumer's own
+                    # task (woken for them) could run: one call takes them all.
+                    taken = link.take(len(link.items))
+                    await direct.call(taken, owner, self.pacing, taken=True)
+                    accepted = link.offer(batch, accepted)
+                    continue
                 await link.wait_for_space()
                 if link.closed:  # removed: it gets nothing more
                     self._removed(link, len(batch) - accepted)

@@ -76,9 +76,12 @@ class Pacing:
             self.stride = max(1, min(self.stride // 2, int(self.stride * budget / took)))
         return checked >= deadline
 
-    def strides(self, limit: int, *, timed: bool = True) -> Iterator[int]:
+    def strides(
+        self, limit: int, began: float | None = None, *, timed: bool = True
+    ) -> Iterator[int]:
         """The sizes of the next runs of items, one stride each, until ``limit`` items
-        were given out or the quantum is spent (the clock is read between two runs).
+        were given out or the quantum is spent (the clock is read between two runs;
+        ``began``: the caller read it just now).
 
         This is the one stride countdown: callers handle each run with a plain loop
         (or ``list.extend``), so the per-item path holds no counter. ``timed=False``:
@@ -86,7 +89,9 @@ class Pacing:
         not feed the handling times.
         """
         deadline = self.deadline
-        began = self.last_check = self.now()
+        if began is None:
+            began = self.now()
+        self.last_check = began
         left, size, at_deadline = limit, 0, False
         try:
             while left > 0:

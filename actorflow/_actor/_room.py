@@ -23,7 +23,7 @@ from ._retries import Retries
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["Hops", "Room"]
+__all__ = ["Hops", "Room", "spans_done"]
 
 
 class Hops(Protocol):
@@ -92,3 +92,9 @@ class Room(Protocol):
     async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
     async def emit(self, item: Any, port: str = "out") -> None: ...
+
+
+def spans_done(room: Room, batch: list[Any]) -> None:
+    """Tell the actor's tracing it is done with ``batch`` (its spans end)."""
+    if room.watched and room.hops is not None:
+        room.hops("message.done", batch)

@@ -30,7 +30,9 @@ from ._endpoints import OutletReader, give_up
 from ._exceptions import ActorflowError, single_errors
 from ._graph import Graph
 from ._heartbeat import Reporter
+from ._module import Module
 from ._settings import Settings
+from ._specs import LinkSpec
 from ._status import EndReason, SystemStatus
 from ._store import Store
 from ._system import System, check_arguments, count_unread, end_reason, preview_error
@@ -264,6 +266,38 @@ class AioSystem:
                 receiving.done = True
                 left = len(receiving.waiting)
                 run.run_soon(lambda: give_up(reader, left))
+
+    # -- changing the graph while it runs (see System.add and the live-changes how-to)
+
+    async def add(self, name: str, module: type[Module], /, **options: Any) -> None:
+        """Add a module and its links while the system runs (see :meth:`System.add`)."""
+        await self._call(partial(self._system.add, name, module, **options))
+
+    async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
+        """Remove a module and its links (see :meth:`System.remove`)."""
+        return await self._call(partial(self._system.remove, name, drain=drain))
+
+    async def stop_module(self, name: str) -> None:
+        """Stop one module, keeping its links (see :meth:`System.stop_module`)."""
+        await self._call(self._system.stop_module, name)
+
+    async def start_module(self, name: str) -> None:
+        """Start a stopped module again (see :meth:`System.start_module`)."""
+        await self._call(self._system.start_module, name)
+
+    async def replace(
+        self, name: str, module: type[Module] | None = None, /, **options: Any
+    ) -> None:
+        """Replace a module's class or config in place (see :meth:`System.replace`)."""
+        await self._call(partial(self._system.replace, name, module, **options))
+
+    async def add_link(self, source: str, target: str, **options: Any) -> LinkSpec:
+        """Add a link while the system runs (see :meth:`System.add_link`)."""
+        return await self._call(partial(self._system.add_link, source, target, **options))
+
+    async def remove_link(self, name: str, *, return_items: bool = False) -> list[Any]:
+        """Remove a link while the system runs (see :meth:`System.remove_link`)."""
+        return await self._call(partial(self._system.remove_link, name, return_items=return_items))
 
     async def status(self) -> SystemStatus:
         """A snapshot of every actor and link (see :meth:`System.status`); after the

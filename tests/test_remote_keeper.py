@@ -129,20 +129,29 @@ def wait_for(condition: Callable[[], object], seconds: float = 30) -> None:
         time.sleep(0.02)
 
 
-def lease_owner(url: str, name: str) -> str | None:
+def key_owner(url: str, key: str) -> str | None:
     async def read() -> str | None:
         import coredis
 
         async with coredis.Redis.from_url(url) as client:
-            owner = await client.get(f"actorflow:{name}:numbers.out>slow.in:lease")
+            owner = await client.get(key)
         return owner.decode() if owner is not None else None
 
     return trio.run(read)
 
 
+def lease_owner(url: str, name: str) -> str | None:
+    return key_owner(url, f"actorflow:{name}:numbers.out>slow.in:lease")
+
+
+def holds(owner: str | None, process: subprocess.Popen[str]) -> bool:
+    """Whether a claim by ``owner`` (``host:pid:...``) is ``process``'s."""
+    return (owner or "").split(":")[1:2] == [str(process.pid)]
+
+
 def owned_by(url: str, name: str, process: subprocess.Popen[str]) -> bool:
-    """Whether ``process`` holds the lease (its name is ``host:pid:...``)."""
-    return (lease_owner(url, name) or "").split(":")[1:2] == [str(process.pid)]
+    """Whether ``process`` holds the lease."""
+    return holds(lease_owner(url, name), process)
 
 
 def handled(plant: Path) -> list[tuple[int, int]]:
@@ -266,19 +275,8 @@ def test_a_producer_restarted_after_a_kill_takes_over_at_once(
     assert key_exists(redis_server.url, f"{stream}:producer:lease")  # left behind
     second = start(plant, "numbers", "second.log")
     started.append(second)
-    wait_for(lambda: claim_of(redis_server.url, f"{stream}:producer:lease", second))
+    wait_for(lambda: holds(key_owner(redis_server.url, f"{stream}:producer:lease"), second))
     assert second.poll() is None, (plant / "second.log").read_text()
-
-
-def claim_of(url: str, key: str, process: subprocess.Popen[str]) -> bool:
-    async def read() -> bool:
-        import coredis
-
-        async with coredis.Redis.from_url(url) as client:
-            owner = await client.get(key)
-        return owner is not None and owner.decode().split(":")[1:2] == [str(process.pid)]
-
-    return trio.run(read)
 
 
 def key_exists(url: str, key: str) -> bool:

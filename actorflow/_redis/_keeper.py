@@ -88,7 +88,6 @@ class Keeper:
         self._guard = threading.Lock()
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
-        self._stopping = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(
             target=self._main_of_thread, name=f"actorflow-keeper {stream}", daemon=True
@@ -107,9 +106,8 @@ class Keeper:
         """Stop renewing and wait for the thread (before the lease is released: a
         renewal after the release would take the lease again)."""
         with self._guard:
-            self._stopping = True
+            self._stopped.set()
             token, scope = self._token, self._scope
-        self._stopped.set()
         if token is not None and scope is not None:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(scope.cancel)
@@ -135,7 +133,7 @@ class Keeper:
     async def _run(self) -> None:
         with trio.CancelScope() as scope:
             with self._guard:
-                if self._stopping:
+                if self._stopped.is_set():
                     return
                 self._token, self._scope = trio.lowlevel.current_trio_token(), scope
             retry = Retrying(_Quiet(self.log), self.poll, self.url)

@@ -457,12 +457,7 @@ class Supervisor:
         try:
             await child.worker.prepare()
         except Exception as exc:
-            self.log.error(
-                "supervisor.start_failed",
-                child=child.worker.name,
-                error=describe(exc),
-                exc_info=exc,
-            )
+            _log_start_failed(self, child, exc)
             raise _StartFailed(child, exc) from exc
         nursery = _running(self.name, self._nursery)  # it may have ended meanwhile
         child.next_generation()
@@ -493,11 +488,9 @@ class Supervisor:
                 # Kept, it would keep nursery.start's temporary nursery (its cancel
                 # scope and sets, ~1.1 KB) alive as long as the child runs.
                 del task_status
-                try:
-                    await child.worker.run()
-                except Exception as exc:
-                    if child.generation == generation:
-                        child.error = exc
+                error = await _run_child(self, child, generation, scope)
+                if error is not None and child.generation == generation:
+                    child.error = error
         except BaseException:
             if child.generation == generation:
                 self._roster.set_running(child, False)
@@ -758,6 +751,97 @@ def _log_restart(
         strategy=supervisor.spec.strategy.value,
         group=[c.worker.name for c in starting],
         backoff=backoff,
+    )
+
+
+async def _run_child(
+    supervisor: Supervisor, child: _Child, generation: int, scope: trio.CancelScope
+) -> Exception | None:
+    """Run the child's incarnations in its task: the first, and each one a failure
+    restarts in place (see :func:`_restarted_in_place`). Returns the failure for the
+    supervisor to handle, or ``None`` for an end it handles as it is."""
+    while True:
+        try:
+            await child.worker.run()
+            return None
+        except Exception as exc:
+            if child.generation != generation:
+                return None
+            failure = exc
+        error = await _restarted_in_place(supervisor, child, failure, scope)
+        if error is not None or child.stopping or scope.cancel_called:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return error
+
+
+async def _restarted_in_place(
+    supervisor: Supervisor, child: _Child, error: Exception, scope: trio.CancelScope
+) -> Exception | None:
+    """Restart a failed child in its own task, when the restart is a plain one:
+    one_for_one in effect (no other member of its group runs), no backoff, within
+    the intensity, nothing stopping. It is what :meth:`Supervisor._restart_group` does for such
+    a restart, minus the task's end, the supervisor's wake-up and a new task with
+    its scopes (half the cost of a restart). The child counts as running
+    throughout, and as restarting (see :func:`restarting`) while it prepares.
+
+    Returns ``None`` once a new incarnation is prepared (or a stop asked meanwhile
+    ends the task), else the failure for the supervisor to handle its own way (an
+    escalation, a failed start retried).
+    """
+    if not _restarts_in_place(supervisor, child):
+        return error
+    try:
+        supervisor._note_restart(child, error)
+    except EscalationError:
+        return error  # the supervisor escalates (the refusal was not kept)
+    child.restarting = True
+    child.restarts += 1
+    try:
+        if supervisor._verbose:
+            _log_restart(supervisor, child, EndReason.FAILED, error, [child], 0.0)
+        try:
+            await child.worker.prepare()
+        except Exception as exc:
+            _log_start_failed(supervisor, child, exc)
+            return exc  # the supervisor tries again, as after any failed start
+    finally:
+        child.restarting = False
+    if child.stopping or scope.cancel_called:
+        # Stopped while it prepared: the module built is the next start's.
+        keep = getattr(child.worker, "keep_prepared", None)
+        if keep is not None:
+            keep()
+    return None
+
+
+def _restarts_in_place(supervisor: Supervisor, child: _Child) -> bool:
+    """Whether ``child``'s failure may be restarted in its own task (see above)."""
+    if (
+        supervisor._stop_requested
+        or supervisor._killed
+        or supervisor._going_down
+        or supervisor.failure is not None
+        or supervisor.spec.backoff is not None
+        or child.stopping
+        or child.killed
+        or child.held
+        or child.restarting  # a member of a group restart under way
+        or isinstance(child.worker, Supervisor)
+        or not supervisor._roster.listed(child)
+        or not _wants_restart(child, abnormal=True)
+    ):
+        return False
+    if supervisor.spec.strategy is Strategy.ONE_FOR_ONE:
+        return True
+    return all(
+        c is child or not c.running
+        for c in _group(supervisor.spec.strategy, supervisor._children, child)
+    )
+
+
+def _log_start_failed(supervisor: Supervisor, child: _Child, exc: Exception) -> None:
+    supervisor.log.error(
+        "supervisor.start_failed", child=child.worker.name, error=describe(exc), exc_info=exc
     )
 
 

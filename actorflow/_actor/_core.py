@@ -349,6 +349,10 @@ class Actor:
         self.restarts += 1
         self.set_state(ActorState.VALIDATED, churn=True)
 
+    def keep_prepared(self) -> None:
+        """Stopped once prepared, not run: the next start runs this module, unbuilt."""
+        self._fresh = True
+
     async def run(self) -> None:
         """One incarnation: listen, handle items until the end of stream or a stop.
 
@@ -405,7 +409,8 @@ class Actor:
         """Finish the current item, then end this incarnation (what it still holds is
         requeued). A source stops producing and its ``stop()`` hook runs."""
         self._current().stopping = True
-        self._wake()
+        self.mailbox.notify()  # wherever it waits, it notices
+        self.outbox.wake()
         if self.kind is ModuleKind.SOURCE:
             await stop_source(self, self._current())
 
@@ -480,13 +485,6 @@ class Actor:
             restarts=self.restarts,
             dead_lettered=self.dead_lettered,
         )
-
-    # -- the end of an incarnation -----------------------------------------------------
-
-    def _wake(self) -> None:
-        """Wake this actor wherever it waits, so that it notices a stop request."""
-        self.mailbox.notify()
-        self.outbox.wake()
 
     # -- calling the module --------------------------------------------------------------
 

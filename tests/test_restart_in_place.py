@@ -1,0 +1,269 @@
+"""Restarts in place: a plain one_for_one restart runs the next incarnation in the failed
+child's own task, and everything the supervisor promises still holds around it.
+
+Children are scripted workers; time is virtual (MockClock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+
+import actorflow as af
+from actorflow._supervisor import (
+    ChildSpec,
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+    hold,
+    release,
+    restarting,
+)
+
+
+class Scripted:
+    """A worker that crashes when told, and whose prepare() can be held at a gate."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.tasks: list[trio.lowlevel.Task] = []
+        self.prepared = 0
+        self.kept = 0
+        self.gate: trio.Event | None = None
+        self.preparing = trio.Event()
+        self.fail_prepare = 0
+        self._end = trio.Event()
+        self._error: BaseException | None = None
+
+    async def prepare(self) -> None:
+        self.preparing.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_prepare:
+            self.fail_prepare -= 1
+            raise OSError(f"{self.name} cannot start")
+        self.prepared += 1
+        self._end, self._error = trio.Event(), None
+
+    async def run(self) -> None:
+        self.tasks.append(trio.lowlevel.current_task())
+        await self._end.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def request_stop(self) -> None:
+        self._end.set()
+
+    def terminate(self, reason: str) -> None:
+        pass
+
+    def on_kill(self) -> None:
+        pass
+
+    def keep_prepared(self) -> None:
+        self.kept += 1
+
+    def crash(self) -> None:
+        self._error = ValueError("boom")
+        self._end.set()
+
+
+@asynccontextmanager
+async def supervising(sup: Supervisor) -> AsyncIterator[list[BaseException]]:
+    raised: list[BaseException] = []
+
+    async def supervise() -> None:
+        try:
+            await sup.run()
+        except Exception as exc:
+            raised.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(supervise)
+        await sup.started.wait()
+        yield raised
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_plain_restart_runs_in_the_failed_childs_own_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A one_for_one restart without backoff runs the new incarnation in the same task,
+    and counts as a restart like any other."""
+    worker = Scripted("w")
+    sup = Supervisor("sup", SupervisorSpec(max_restarts=5), [(worker, ChildSpec())])
+    async with supervising(sup):
+        worker.crash()
+        await trio.sleep(0.001)
+        worker.crash()
+        await trio.sleep(0.001)
+        assert len(worker.tasks) == 3
+        assert worker.tasks[0] is worker.tasks[1] is worker.tasks[2]
+        assert sup.which_children()[0].restarts == 2
+        assert sup.which_children()[0].running
+
+
+async def test_intensity_escalates_when_restarts_run_in_place(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The restart that exceeds the intensity is not made in place: the supervisor
+    escalates."""
+    worker = Scripted("w")
+    sup = Supervisor("sup", SupervisorSpec(max_restarts=2, period=10), [(worker, ChildSpec())])
+    async with supervising(sup) as raised:
+        for _ in range(3):
+            worker.crash()
+            await trio.sleep(0.001)
+    assert len(worker.tasks) == 3
+    assert len(raised) == 1
+    assert isinstance(raised[0], af.EscalationError)
+
+
+async def test_a_stop_while_the_restart_prepares_keeps_the_prepared_module(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A child stopped while its in-place restart prepares ends without running; what
+    was prepared is kept for its next start, and it is restarting meanwhile."""
+    worker = Scripted("w")
+    sup = Supervisor("sup", SupervisorSpec(), [(worker, ChildSpec())])
+    async with supervising(sup):
+        worker.gate = trio.Event()
+        worker.preparing = trio.Event()
+        worker.crash()
+        await worker.preparing.wait()
+        assert restarting(sup, "w")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.terminate_child, "w")
+            await trio.sleep(0.001)
+            worker.gate.set()
+        assert not restarting(sup, "w")
+        assert worker.kept == 1
+        assert len(worker.tasks) == 1
+        assert not sup.which_children()[0].running
+
+
+async def test_a_kill_while_the_restart_prepares_ends_the_child_unrun(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A brutal kill during an in-place restart cancels it: no new incarnation runs."""
+    worker = Scripted("w")
+    sup = Supervisor("sup", SupervisorSpec(), [(worker, ChildSpec(shutdown=0))])
+    async with supervising(sup):
+        worker.gate = trio.Event()
+        worker.preparing = trio.Event()
+        worker.crash()
+        await worker.preparing.wait()
+        await sup.terminate_child("w")
+        assert len(worker.tasks) == 1
+        assert worker.prepared == 1
+        assert not sup.which_children()[0].running
+
+
+async def test_a_failed_start_in_place_is_retried_by_the_supervisor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A prepare() that fails during an in-place restart is handed to the supervisor,
+    which tries again (each try counted), as after any failed start."""
+    worker = Scripted("w")
+    sup = Supervisor("sup", SupervisorSpec(max_restarts=5), [(worker, ChildSpec())])
+    async with supervising(sup):
+        worker.fail_prepare = 2
+        worker.crash()
+        await trio.sleep(0.001)
+        assert len(worker.tasks) == 2
+        assert sup.which_children()[0].restarts == 3
+
+
+@pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ALL, Strategy.REST_FOR_ONE])
+async def test_group_strategies_restart_the_running_group_not_in_place(
+    autojump_clock: trio.testing.MockClock, strategy: Strategy
+) -> None:
+    """A failure whose group has other running members restarts them all, each in a
+    new task, as the strategy says."""
+    first, second = Scripted("a"), Scripted("b")
+    children = [(first, ChildSpec()), (second, ChildSpec())]
+    sup = Supervisor("sup", SupervisorSpec(strategy=strategy), children)
+    async with supervising(sup):
+        first.crash()
+        await trio.sleep(0.001)
+        assert len(first.tasks) == 2
+        assert len(second.tasks) == 2
+        assert first.tasks[0] is not first.tasks[1]
+        assert second.tasks[0] is not second.tasks[1]
+
+
+async def test_a_backoff_restart_is_made_by_the_supervisor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a backoff the child waits it out not running, in no task of its own."""
+    worker = Scripted("w")
+    backoff = af.Backoff(min=1.0, max=1.0, jitter=0.0)
+    sup = Supervisor("sup", SupervisorSpec(backoff=backoff), [(worker, ChildSpec())])
+    async with supervising(sup):
+        worker.crash()
+        await trio.sleep(0.5)
+        assert not sup.which_children()[0].running
+        assert restarting(sup, "w")
+        await trio.sleep(1)
+        assert len(worker.tasks) == 2
+        assert worker.tasks[0] is not worker.tasks[1]
+
+
+async def test_an_actor_stopped_while_its_restart_validates_runs_that_module_next() -> None:
+    """An actor stopped while its in-place restart awaits validate() does not run the
+    module built; the next start runs it (no third instance) and it handles the rest."""
+    built: list[Any] = []
+    handled: list[int] = []
+    gate = trio.Event()
+    validating = trio.Event()
+
+    class Gated(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        def __init__(self) -> None:
+            built.append(self)
+
+        async def validate(self) -> None:
+            if len(built) == 2:  # the in-place restart's
+                validating.set()
+                await gate.wait()
+
+        def consume(self, data: int) -> None:
+            if data == 1 and len(built) == 1:
+                raise ValueError("poison")
+            handled.append(data)
+
+    class Numbers(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        def start(self) -> list[int]:
+            return [0, 1, 2]
+
+    graph = af.Graph(name="gated")
+    graph.add("src", Numbers)
+    graph.add("sink", Gated)
+    graph.chain("src", "sink")
+    graph.supervisor(max_restarts=5)
+    async with af.open_system(graph) as system:
+        with trio.fail_after(10):
+            await validating.wait()
+        root = system.supervisor()
+        hold(root)  # as a live stop does: the stopped child keeps it running
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(root.terminate_child, "sink")
+            await trio.sleep(0)
+            gate.set()
+        assert len(built) == 2
+        assert handled == [0]
+        await root.restart_child("sink")
+        release(root)
+        with trio.fail_after(10):
+            while system.status().actors["sink"].state is not af.ActorState.TERMINATED:
+                await trio.sleep(0.001)
+    assert len(built) == 2
+    assert handled == [0, 2]  # 1 was dead-lettered

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, MutableMapping
+from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 import attrs
@@ -519,7 +520,11 @@ class _PlainConsole:
             parts.append(f"[{value}]")
         if (value := pop("logger_name", _NOTHING)) is not _NOTHING:
             parts.append(f"[{value}]")
-        parts += [f"{key}={_plain_repr(event[key])}" for key in sorted(event)]
+        quoted = _QUOTED.isdisjoint
+        for key in sorted(event):
+            value = event[key]  # as _plain_repr, inline: an event has a dozen fields
+            text = value if type(value) is str and quoted(value) else _plain_repr(value)
+            parts.append(f"{key}={text}")
         return " ".join(part for part in parts if part).rstrip(" ")
 
 
@@ -584,6 +589,23 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _StderrLines:
+    """The fallback logger's output: each rendered event as one line, written to the
+    current stderr (see :class:`_CurrentStderr`) and flushed; structlog's
+    ``PrintLogger`` on it made three calls through ``print`` per event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # blocking modules log from worker threads
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            stderr = sys.stderr
+            stderr.write(message + "\n")
+            stderr.flush()
+
+    log = debug = info = warning = warn = error = exception = critical = fatal = msg
+
+
 _fallback: FilteringBoundLogger | None = None
 """The logger used while structlog is not configured, built on first use and shared."""
 
@@ -597,7 +619,7 @@ def _fallback_logger() -> FilteringBoundLogger:
         import structlog
 
         proxy = structlog.wrap_logger(
-            structlog.PrintLogger(cast("TextIO", _CurrentStderr())),
+            _StderrLines(),
             processors=[
                 _stamp,  # add_log_level and TimeStamper(fmt="iso", utc=True), in one
                 structlog.dev.set_exc_info,
@@ -752,12 +774,7 @@ def _signature(error: BaseException) -> tuple[Any, ...]:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        frames = [
-            (frame.f_code, line)
-            for frame, line in traceback.walk_tb(current.__traceback__)
-            if not frame.f_code.co_filename.startswith(_PLUMBING)
-        ]
-        parts.append((type(current), tuple(frames)))
+        parts.append((type(current), _user_frames(current.__traceback__)))
         if isinstance(current, BaseExceptionGroup):
             parts.append(tuple(_signature(member) for member in current.exceptions))
         cause = current.__cause__
@@ -765,6 +782,31 @@ def _signature(error: BaseException) -> tuple[Any, ...]:
             cause = current.__context__
         current = cause
     return tuple(parts)
+
+
+_plumbing: dict[CodeType, bool] = {}
+"""Whether a code object is actorflow's or trio's, by code (a failure's frames are
+nearly always the same few: deciding by file name each time was most of a signature)."""
+
+_PLUMBING_KEPT = 4096
+"""The most code objects :data:`_plumbing` remembers (code made at run time is new)."""
+
+
+def _user_frames(tb: TracebackType | None) -> tuple[tuple[CodeType, int], ...]:
+    """The (code, line) of each frame of ``tb`` outside actorflow and trio."""
+    frames = []
+    plumbing = _plumbing
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        theirs = plumbing.get(code)
+        if theirs is None:
+            if len(plumbing) >= _PLUMBING_KEPT:
+                plumbing.clear()
+            theirs = plumbing[code] = code.co_filename.startswith(_PLUMBING)
+        if not theirs:
+            frames.append((code, tb.tb_lineno))
+        tb = tb.tb_next
+    return tuple(frames)
 
 
 def enabled_for(log: Any, level: int) -> bool:

@@ -26,7 +26,7 @@ from .._data import Data
 from .._exceptions import CleanupError, RunError, describe
 from .._graph import ModuleSpec
 from .._hooks import HookStyle, call_hook, hook_style
-from .._lifecycle import cleanup, construct, validate
+from .._lifecycle import cleanup, construct, is_default, validate
 from .._link import Link, Mailbox
 from .._logging import enabled_for, get_logger
 from .._module import Module, ModuleKind, RunningSystem, attach
@@ -396,8 +396,7 @@ class Actor:
         finally:
             self._driver = None
             self.reason = incarnation.reason
-            with trio.CancelScope(shield=True):
-                await _clean_up(self, wait_for_upstream=going_down)
+            await _clean_up(self, wait_for_upstream=going_down)
 
     def _current(self) -> Incarnation:
         """The running incarnation, or one standing in before the first run."""
@@ -671,11 +670,17 @@ def _status_of(actor: Actor) -> ActorStatus:
 
 async def _clean_up(actor: Actor, *, wait_for_upstream: bool) -> None:
     """The end of an incarnation: its module's cleanup(), producers first when the
-    whole system is going down."""
-    try:
-        await _clean_up_module(actor, wait_for_upstream=wait_for_upstream)
-    finally:
+    whole system is going down; shielded, unless there is nothing to wait for (the
+    scope cost a tenth of a restart)."""
+    if not wait_for_upstream and not actor.threads.abandoned and is_default(actor.module.cleanup):
+        actor.set_state(ActorState.ZOMBIE, churn=True)
         _cleaned_up(actor)
+        return
+    with trio.CancelScope(shield=True):
+        try:
+            await _clean_up_module(actor, wait_for_upstream=wait_for_upstream)
+        finally:
+            _cleaned_up(actor)
 
 
 async def _clean_up_module(actor: Actor, *, wait_for_upstream: bool) -> None:

@@ -520,12 +520,21 @@ class _PlainConsole:
             parts.append(f"[{value}]")
         if (value := pop("logger_name", _NOTHING)) is not _NOTHING:
             parts.append(f"[{value}]")
-        quoted = _QUOTED.isdisjoint
-        for key in sorted(event):
-            value = event[key]  # as _plain_repr, inline: an event has a dozen fields
-            text = value if type(value) is str and quoted(value) else _plain_repr(value)
-            parts.append(f"{key}={text}")
-        return " ".join(part for part in parts if part).rstrip(" ")
+        plain = _QUOTED.isdisjoint
+        append = parts.append
+        for key in sorted(event):  # _plain_repr, inline: an event has a dozen fields
+            value = event[key]
+            if type(value) is not str:
+                append(
+                    f"{key}={value!r}"
+                    if not isinstance(value, str)
+                    else f"{key}={_plain_repr(value)}"
+                )
+            elif plain(value):
+                append(f"{key}={value}")
+            else:
+                append(f"{key}={value!r}")
+        return " ".join(filter(None, parts)).rstrip(" ")
 
 
 def _plain_repr(value: Any) -> str:
@@ -784,27 +793,33 @@ def _signature(error: BaseException) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-_plumbing: dict[CodeType, bool] = {}
-"""Whether a code object is actorflow's or trio's, by code (a failure's frames are
-nearly always the same few: deciding by file name each time was most of a signature)."""
+_plumbing: dict[int, tuple[CodeType, bool]] = {}
+"""Whether a code object is actorflow's or trio's, by its id (the code is kept, so the
+id stays its own): a failure's frames are nearly always the same few, and deciding by
+file name, or hashing code objects (which hashes their constants), was most of a
+signature."""
 
 _PLUMBING_KEPT = 4096
-"""The most code objects :data:`_plumbing` remembers (code made at run time is new)."""
+"""The most code objects :data:`_plumbing` keeps (code made at run time is new)."""
 
 
-def _user_frames(tb: TracebackType | None) -> tuple[tuple[CodeType, int], ...]:
-    """The (code, line) of each frame of ``tb`` outside actorflow and trio."""
+def _user_frames(tb: TracebackType | None) -> tuple[tuple[Any, int], ...]:
+    """Each frame of ``tb`` outside actorflow and trio: its code (the code's id if it
+    is kept in :data:`_plumbing`) and line."""
     frames = []
     plumbing = _plumbing
     while tb is not None:
         code = tb.tb_frame.f_code
-        theirs = plumbing.get(code)
-        if theirs is None:
-            if len(plumbing) >= _PLUMBING_KEPT:
-                plumbing.clear()
-            theirs = plumbing[code] = code.co_filename.startswith(_PLUMBING)
-        if not theirs:
-            frames.append((code, tb.tb_lineno))
+        key: Any = id(code)
+        known = plumbing.get(key)
+        if known is None:
+            known = (code, code.co_filename.startswith(_PLUMBING))
+            if len(plumbing) < _PLUMBING_KEPT:
+                plumbing[key] = known
+            else:
+                key = code  # not kept: its id may be reused
+        if not known[1]:
+            frames.append((key, tb.tb_lineno))
         tb = tb.tb_next
     return tuple(frames)
 

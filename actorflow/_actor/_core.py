@@ -340,7 +340,8 @@ class Actor:
         spec = self.spec
         # An abandoned blocking call of the last incarnation must not run beside this
         # one; a cancellation meanwhile means no new one will start: no need to wait.
-        await self.threads.settle(self.settings.cleanup_timeout, self.log, shield=False)
+        if self.threads.abandoned:
+            await self.threads.settle(self.settings.cleanup_timeout, self.log, shield=False)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
         call = partial(self.lifecycle, blocking=module.blocking)
@@ -622,8 +623,10 @@ def _discard_inputs(actor: Actor) -> None:
 
 def _crashed(actor: Actor, error: RunError) -> None:
     """The module failed in run: keep the failure, count it, say so."""
-    # Keep the failure, not the locals (a driver's batch) of the frames it left.
-    traceback.clear_frames(error.__traceback__)
+    # Keep the failure, not the locals (a driver's batch) of the frames it left (the
+    # first is run's, which cannot be cleared: trying raises, and costs as much).
+    tb = error.__traceback__
+    traceback.clear_frames(tb.tb_next if tb is not None else None)
     actor.failure = error
     actor.errors += 1
     actor.reason = EndReason.FAILED
@@ -631,10 +634,12 @@ def _crashed(actor: Actor, error: RunError) -> None:
         actor.incarnation.reason = EndReason.FAILED
     actor.set_state(ActorState.INVALID, churn=True)
     verdict, actor.retries.last = actor.retries.last, None
+    if verdict is not None and verdict.error is not error:
+        verdict = None  # another failure's (its event was never written)
     actor.log.error(
         "actor.failed",
         phase="run",
-        error=describe(error.__cause__ or error),
+        error=verdict.described if verdict else describe(error.__cause__ or error),
         message_id=error.message_id,
         restarts=actor.restarts,
         incarnation=actor.incarnations,

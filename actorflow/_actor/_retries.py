@@ -96,6 +96,8 @@ class Verdict:
     error: RunError
     attempts: int
     dead_lettered: bool
+    described: str
+    """The item's error, described (see ``describe``): made once per failure."""
 
     def fields(self, error: BaseException) -> dict[str, Any]:
         """The fields of ``error``'s failure event, if this is its verdict."""
@@ -147,7 +149,8 @@ class Retries:
         Returns the RunError that ends this incarnation.
         """
         message_id = self.message_id(item, sequence)
-        error = RunError(self.name, f"{hook} raised {describe(exc)}", message_id=message_id)
+        described = describe(exc)
+        error = RunError(self.name, f"{hook} raised {described}", message_id=message_id)
         error.__cause__ = exc
         attempts = self._failures(item) + 1
         if journaled and self.suspect is not None and self.suspect is not item:
@@ -155,14 +158,14 @@ class Retries:
         if attempts < self.attempts:
             self.suspect, self.suspect_attempts = item, attempts
             give_back([item, *rest])
-            self.last = Verdict(error, attempts, dead_lettered=False)
+            self.last = Verdict(error, attempts, False, described)
             return error
         self.suspect, self.suspect_attempts = None, 0
         give_back(rest)
         self.dead_lettered += 1
         # Said by the failure's own event (actor.failed, dead_lettered=true): one event
         # per failure, with the item's fate and the error's traceback.
-        self.last = Verdict(error, attempts, dead_lettered=True)
+        self.last = Verdict(error, attempts, True, described)
         _detach_tracebacks(exc)
         if self.dead_letter is not None:
             self.dead_letter(DeadLetter(item, self.name, exc, message_id, attempts))

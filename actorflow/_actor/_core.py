@@ -344,8 +344,9 @@ class Actor:
             await self.threads.settle(self.settings.cleanup_timeout, self.log, shield=False)
         module = construct(self.name, spec.factory, spec.config, self.log)
         attach(module, self)
-        call = partial(self.lifecycle, blocking=module.blocking)
-        await validate(self.name, module.validate, call, self.log)
+        if not is_default(module.validate):  # most modules validate nothing
+            call = partial(self.lifecycle, blocking=module.blocking)
+            await validate(self.name, module.validate, call, self.log)
         self.module = module
         self.restarts += 1
         self.set_state(ActorState.VALIDATED, churn=True)

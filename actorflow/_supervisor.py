@@ -5,7 +5,9 @@ implements the small :class:`Worker` protocol: an actor, or another supervisor (
 how trees are built). Children start in their order and stop in reverse order.
 
 The semantics follow Erlang/OTP's ``supervisor`` closely; where actorflow differs it
-says so in ``docs/supervision.md``.
+says so in ``docs/supervision.md``. A plain restart (one_for_one in effect, no backoff)
+is made in the failed child's own task, which runs the next incarnation; any other goes
+through the supervisor's task.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class Worker(Protocol):
 
     def on_kill(self) -> None:
         """The supervisor is about to cancel the running incarnation."""
+
+    # Optional: ``keep_prepared()``, called when a stop comes while an incarnation
+    # restarted in place is being prepared (it will not run now): keep it for the next
+    # start rather than prepare another.
 
 
 @attrs.frozen
@@ -778,11 +784,13 @@ async def _restarted_in_place(
     supervisor: Supervisor, child: _Child, error: Exception, scope: trio.CancelScope
 ) -> Exception | None:
     """Restart a failed child in its own task, when the restart is a plain one:
-    one_for_one in effect (no other member of its group runs), no backoff, within
-    the intensity, nothing stopping. It is what :meth:`Supervisor._restart_group` does for such
-    a restart, minus the task's end, the supervisor's wake-up and a new task with
-    its scopes (half the cost of a restart). The child counts as running
-    throughout, and as restarting (see :func:`restarting`) while it prepares.
+    one_for_one in effect (no other member of its group runs), no backoff, within the
+    intensity, nothing stopping. It is what :meth:`Supervisor._restart_group` does for
+    such a restart, minus the task's end, the supervisor's wake-up and a new task with
+    its scopes (they were half the cost of a restart). The child counts as running
+    throughout, and as restarting (see :func:`restarting`) while it prepares; a worker
+    stopped meanwhile is told to keep what it prepared (``keep_prepared()``, if it has
+    one) for its next start.
 
     Returns ``None`` once a new incarnation is prepared (or a stop asked meanwhile
     ends the task), else the failure for the supervisor to handle its own way (an
@@ -840,6 +848,7 @@ def _restarts_in_place(supervisor: Supervisor, child: _Child) -> bool:
 
 
 def _log_start_failed(supervisor: Supervisor, child: _Child, exc: Exception) -> None:
+    """``supervisor.start_failed``: a child's ``prepare()`` raised."""
     supervisor.log.error(
         "supervisor.start_failed", child=child.worker.name, error=describe(exc), exc_info=exc
     )

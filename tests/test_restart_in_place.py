@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import actorflow as af
 from actorflow._supervisor import (
@@ -267,3 +269,38 @@ async def test_an_actor_stopped_while_its_restart_validates_runs_that_module_nex
                 await trio.sleep(0.001)
     assert len(built) == 2
     assert handled == [0, 2]  # 1 was dead-lettered
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    max_restarts=st.integers(0, 4),
+    crashes=st.integers(0, 6),
+    strategy=st.sampled_from(list(Strategy)),
+    bystander=st.booleans(),
+)
+def test_restarts_in_place_or_not_keep_the_intensity(
+    max_restarts: int, crashes: int, strategy: Strategy, bystander: bool
+) -> None:
+    """However the restarts are made (in place, or by the supervisor for a group with
+    another running member), the supervisor escalates exactly at the restart past
+    ``max_restarts`` within the period, and every restart before it runs."""
+    worker = Scripted("w")
+    children = [(worker, ChildSpec())]
+    if bystander:
+        children.insert(0, (Scripted("b"), ChildSpec()))
+    spec = SupervisorSpec(strategy=strategy, max_restarts=max_restarts, period=100)
+    sup = Supervisor("sup", spec, children)
+
+    async def scenario() -> list[BaseException]:
+        async with supervising(sup) as raised:
+            for _ in range(crashes):
+                if raised:
+                    break
+                worker.crash()
+                await trio.sleep(0.001)
+        return raised
+
+    raised = trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    escalates = crashes > max_restarts
+    assert len(raised) == int(escalates)
+    assert len(worker.tasks) == min(crashes, max_restarts) + 1

@@ -475,20 +475,20 @@ class Changes:
 
     async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
         """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
-        snapshot at once; if its ``restore()`` refuses that, go back to ``old`` (a new
-        instance, as a restart makes) and raise ChangeError."""
+        snapshot at once; if that fails (its ``restore()`` refuses the state, the store
+        cannot read it), go back to ``old`` (a new instance, as a restart makes: it
+        restores the same state as its incarnation starts) and raise ChangeError."""
         adopt(actor, spec, built)
-        _say_replayed(self.log, actor.name, renew(actor))
+        renew(actor)
         try:
-            await restore_early(actor)
-        except RunError as error:
+            _say_replayed(self.log, actor.name, await restore_early(actor))
+        except Exception as error:
             respec(self.graph, old)
             adopt(actor, old, await self._build(old, actor))
             renew(actor)
-            cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
             raise ChangeError(
-                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: its "
-                f"restore() refused the state the old one left ({cause}); the old one runs on"
+                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: "
+                f"{_why_not_restored(error)}; the old one runs on"
             ) from error
 
     # -- remove ------------------------------------------------------------------------
@@ -621,6 +621,14 @@ def _refuse_removal(graph: Graph, name: str) -> None:
     target = graph.dead_letter_target
     if target is not None and target[0] == name:
         raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
+
+
+def _why_not_restored(error: Exception) -> str:
+    """Why a replacement could not take the old one's state over."""
+    if isinstance(error, RunError):
+        cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
+        return f"its restore() refused the state the old one left ({cause})"
+    return f"the store failed to read the state the old one left ({describe(error)})"
 
 
 def _say_replayed(log: structlog.typing.FilteringBoundLogger, name: str, items: int) -> None:

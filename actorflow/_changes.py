@@ -44,7 +44,7 @@ from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
-from ._snapshots import renew, restore_early, snapshots_of
+from ._snapshots import namespace, renew, restore_early
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, EndReason
 from ._supervisor import Supervisor, hold, leaving, release, restarting
@@ -52,6 +52,8 @@ from ._wiring import Wiring
 
 if TYPE_CHECKING:
     import structlog
+
+    from ._store import Store
 
 __all__ = ["Changes", "LinkRequest", "Modules"]
 
@@ -113,6 +115,9 @@ class Changes:
     acts: changes happen one at a time, and never while a stop is under way."""
     closed: bool = False
     """A graceful stop was asked for: every change from now on is refused."""
+    tombstones: set[str] = attrs.field(factory=set)
+    """Removed modules whose snapshot the store failed to delete: one added later under
+    such a name deletes it first (or is refused), never restoring the removed state."""
 
     # -- checks ------------------------------------------------------------------------
 
@@ -162,6 +167,21 @@ class Changes:
             call = partial(actor.lifecycle, blocking=module.blocking)  # the new one's
             await validate(spec.name, module.validate, call, log)
         return module
+
+    async def _bury(self, name: str) -> None:
+        """Delete the snapshot a removed module of this name left (its delete failed)
+        before a module is added under the name: it must not restore that state."""
+        if name not in self.tombstones:
+            return
+        try:
+            await self.system.store.delete(namespace(self.graph.name), name)
+        except Exception as exc:
+            raise ChangeError(
+                f"cannot add module {name!r}: the snapshot of the module removed under "
+                f"that name is still stored and the store failed to delete it "
+                f"({describe(exc)}); try again"
+            ) from exc
+        self.tombstones.discard(name)
 
     def _rewire(self) -> None:
         self.wiring.count_ancestors()
@@ -253,10 +273,12 @@ class Changes:
                 duplicate module, unknown port, incompatible types, a cycle, ...).
             InitializationError: Its constructor raised.
             ValidationError: Its ``validate()`` refused.
-            ChangeError: The system is not running or stopping, or a linked module has
-                ended.
+            ChangeError: The system is not running or stopping, a linked module has
+                ended, or the snapshot of a module removed under ``name`` is still
+                stored and the store failed to delete it.
         """
         self._running(f"add module {name!r}")
+        await self._bury(name)
         spec = ModuleSpec(name, module, config or {})
         added: list[LinkSpec] = []
         self._check(partial_add(self.graph, spec, links, supervise, added))
@@ -497,8 +519,9 @@ class Changes:
     async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
         """Remove module ``name`` and every link to or from it.
 
-        Its snapshot is deleted from the store once it has ended, so a module added
-        later under its name starts afresh.
+        Its snapshot is deleted from the store once it has ended (an earlier
+        version's too), so a module added later under its name starts afresh: if the
+        store fails to delete it, the add deletes it first (or is refused).
 
         Its producers stop sending to it at once (none is left waiting for room). With
         ``drain`` (default) it handles what its links hold, then ends (a source stops
@@ -542,7 +565,8 @@ class Changes:
             release(supervisor)
         await _delete(supervisor, name)
         self._unwire(actor)
-        await _delete_snapshot(actor, self.log)
+        if not await _delete_snapshot(self.system.store, self.graph.name, name, self.log):
+            self.tombstones.add(name)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
 
@@ -590,16 +614,18 @@ class Changes:
         self._rewire()
 
 
-async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLogger) -> None:
-    """A removed module's snapshot goes (after its end saved it): a module added later
-    under its name starts afresh instead of restoring another's state."""
-    snapshots = snapshots_of(actor)
-    if snapshots is None:
-        return
+async def _delete_snapshot(
+    store: Store, graph: str, name: str, log: structlog.typing.FilteringBoundLogger
+) -> bool:
+    """A removed module's snapshot goes (after its end saved it), whether its last
+    class kept state or not (an earlier version's may be stored): a module added later
+    under its name starts afresh. False if the store failed to delete it."""
     try:
-        await snapshots.store.delete(snapshots.namespace, actor.name)
+        await store.delete(namespace(graph), name)
     except Exception as exc:  # the module is gone all the same
-        log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+        log.warning("module.snapshot_kept", module=name, error=describe(exc))
+        return False
+    return True
 
 
 def _drainable(graph: Graph, stopped: set[str], name: str) -> None:

@@ -162,3 +162,53 @@ async def test_a_replace_whose_store_cannot_read_the_state_is_rolled_back(
         await system.close("in")
     assert system.state is af.SystemState.DONE
     assert out == [("v1", n + 1, n) for n in range(4)]
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_a_module_added_under_a_removed_ones_name_never_restores_its_state(
+    autojump_clock: trio.testing.MockClock, failures: int
+) -> None:
+    """The store fails to delete the removed module's snapshot: the add under its name
+    deletes it first; if that fails too, the add is refused (ChangeError, nothing
+    added) and a later one starts afresh."""
+    out: list[Any] = []
+    store = Faulty()
+    async with af.open_system(counting(out), store=store, settings=NEVER) as system:
+        await send_all(system, range(3))
+        await handled(out, 3)
+        store.delete_fails = failures
+        await system.remove("count")
+        assert await store.get(namespace("faults"), "count") == 3  # kept: not deleted
+        if failures == 2:
+            with pytest.raises(af.ChangeError, match="'count': the snapshot of the module"):
+                await system.add("count", Counter, links=[("in", "count")])
+            assert system.actors == ("in", "out")
+        await system.add("count", Counter, links=[("in", "count")])
+        await system.add("tap", Collect, config={"into": out}, links=[("count", "tap")])
+        await send_all(system, range(3, 4))
+        await system.close("in")
+    assert out[3:] == [("v1", 1, 3)]
+
+
+class Stateless(af.Processor):
+    def process(self, data: Any) -> Any:
+        return ("stateless", data)
+
+
+async def test_a_removed_module_without_state_leaves_no_earlier_versions_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A module replaced by a version without snapshot() keeps the old state stored
+    (for a later version); removing it deletes that too, so a stateful module added
+    under its name starts afresh."""
+    out: list[Any] = []
+    async with af.open_system(counting(out), settings=NEVER) as system:
+        await send_all(system, range(2))
+        await handled(out, 2)
+        await system.replace("count", Stateless)
+        await system.remove("count")
+        await system.add("count", Counter, links=[("in", "count")])
+        await system.add("tap", Collect, config={"into": out}, links=[("count", "tap")])
+        await send_all(system, range(2, 3))
+        await system.close("in")
+    assert out[2:] == [("v1", 1, 2)]

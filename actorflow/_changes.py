@@ -46,7 +46,7 @@ from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
 from ._snapshots import namespace, renew, restore_early
 from ._specs import LinkSpec, RestartType
-from ._status import ActorState, EndReason
+from ._status import ActorState, ActorStatus, EndReason, removed_status
 from ._supervisor import Supervisor, hold, leaving, release, restarting
 from ._wiring import Wiring
 
@@ -115,6 +115,8 @@ class Changes:
     acts: changes happen one at a time, and never while a stop is under way."""
     closed: bool = False
     """A graceful stop was asked for: every change from now on is refused."""
+    removed: dict[str, ActorStatus] = attrs.field(factory=dict)
+    """The status of each module removed, as it ended (``SystemStatus.removed``)."""
     tombstones: set[str] = attrs.field(factory=set)
     """Removed modules whose snapshot the store failed to delete: one added later under
     such a name deletes it first (or is refused), never restoring the removed state."""
@@ -167,21 +169,6 @@ class Changes:
             call = partial(actor.lifecycle, blocking=module.blocking)  # the new one's
             await validate(spec.name, module.validate, call, log)
         return module
-
-    async def _bury(self, name: str) -> None:
-        """Delete the snapshot a removed module of this name left (its delete failed)
-        before a module is added under the name: it must not restore that state."""
-        if name not in self.tombstones:
-            return
-        try:
-            await self.system.store.delete(namespace(self.graph.name), name)
-        except Exception as exc:
-            raise ChangeError(
-                f"cannot add module {name!r}: the snapshot of the module removed under "
-                f"that name is still stored and the store failed to delete it "
-                f"({describe(exc)}); try again"
-            ) from exc
-        self.tombstones.discard(name)
 
     def _rewire(self) -> None:
         self.wiring.count_ancestors()
@@ -278,7 +265,7 @@ class Changes:
                 stored and the store failed to delete it.
         """
         self._running(f"add module {name!r}")
-        await self._bury(name)
+        await _bury(self.system.store, self.graph.name, name, self.tombstones)
         spec = ModuleSpec(name, module, config or {})
         added: list[LinkSpec] = []
         self._check(partial_add(self.graph, spec, links, supervise, added))
@@ -293,56 +280,18 @@ class Changes:
                     )
                 if other != name:
                     self._live(other, f"link {link.name} to")
-            actor = self._new_actor(spec, await self._build(spec, None))
-            await self._validate(actor)
+            actor = _new_actor(self, spec, await self._build(spec, None))
+            await _validate(actor)
             for link_spec in added:  # only now: nothing can be sent to a refused module
                 self.wiring.actors[link_spec.target].link_added(self.wiring.connect(link_spec))
             await self._running(f"add module {name!r}").start_child(
                 actor, self.graph.supervision_of(name).child
             )
         except BaseException:
-            self._forget(name, spec, added)
+            _forget(self, name, spec, added)
             raise
         self._rewire()
         self.log.info("module.added", module=name, links=[link.name for link in added])
-
-    def _new_actor(self, spec: ModuleSpec, module: Module) -> Actor:
-        """The actor of an added module, bound to the system, not yet linked."""
-        wiring = self.wiring
-        actor = wiring.add_actor(spec, module, self.stopping)
-        actor.system = self.system
-        actor.thread_limiter = next(
-            (a.thread_limiter for a in wiring.actors.values() if a.thread_limiter), None
-        ) or trio.CapacityLimiter(wiring.settings.thread_limit)
-        wiring.order.append(spec.name)
-        self.here.add(spec.name)
-        return actor
-
-    async def _validate(self, actor: Actor) -> None:
-        """Ask an added module's ``validate()`` (ValidationError), as at start-up."""
-        try:
-            await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
-        except BaseException:
-            actor.set_state(ActorState.INVALID)
-            raise
-        actor.set_state(ActorState.VALIDATED)
-
-    def _forget(self, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
-        """Undo an add that did not start."""
-        for link in links:
-            if link in self.graph.links:
-                unlink(self.graph, link)
-            if any(running.spec is link for running in self.wiring.links):
-                self.wiring.disconnect(link.name).close()
-        if any(declared is spec for declared in self.graph.modules):
-            unadd(self.graph, spec)
-        actor = self.wiring.actors.get(name)
-        if actor is not None and actor.spec is spec:
-            actor.terminate(EndReason.NOT_STARTED)
-            del self.wiring.actors[name]
-            self.here.discard(name)
-            if name in self.wiring.order:
-                self.wiring.order.remove(name)
 
     # -- stop and start ----------------------------------------------------------------
 
@@ -564,6 +513,7 @@ class Changes:
             self.stopped.discard(name)
             release(supervisor)
         await _delete(supervisor, name)
+        self.removed[name] = removed_status(self.removed.get(name), actor.status())
         self._unwire(actor)
         if not await _delete_snapshot(self.system.store, self.graph.name, name, self.log):
             self.tombstones.add(name)
@@ -626,6 +576,63 @@ async def _delete_snapshot(
         log.warning("module.snapshot_kept", module=name, error=describe(exc))
         return False
     return True
+
+
+async def _bury(store: Store, graph: str, name: str, tombstones: set[str]) -> None:
+    """Delete the snapshot a removed module of this name left (its delete failed)
+    before a module is added under the name: it must not restore that state."""
+    if name not in tombstones:
+        return
+    try:
+        await store.delete(namespace(graph), name)
+    except Exception as exc:
+        raise ChangeError(
+            f"cannot add module {name!r}: the snapshot of the module removed under "
+            f"that name is still stored and the store failed to delete it "
+            f"({describe(exc)}); try again"
+        ) from exc
+    tombstones.discard(name)
+
+
+async def _validate(actor: Actor) -> None:
+    """Ask an added module's ``validate()`` (ValidationError), as at start-up."""
+    try:
+        await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
+    except BaseException:
+        actor.set_state(ActorState.INVALID)
+        raise
+    actor.set_state(ActorState.VALIDATED)
+
+
+def _new_actor(self: Changes, spec: ModuleSpec, module: Module) -> Actor:
+    """The actor of an added module, bound to the system, not yet linked."""
+    wiring = self.wiring
+    actor = wiring.add_actor(spec, module, self.stopping)
+    actor.system = self.system
+    actor.thread_limiter = next(
+        (a.thread_limiter for a in wiring.actors.values() if a.thread_limiter), None
+    ) or trio.CapacityLimiter(wiring.settings.thread_limit)
+    wiring.order.append(spec.name)
+    self.here.add(spec.name)
+    return actor
+
+
+def _forget(self: Changes, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
+    """Undo an add that did not start."""
+    for link in links:
+        if link in self.graph.links:
+            unlink(self.graph, link)
+        if any(running.spec is link for running in self.wiring.links):
+            self.wiring.disconnect(link.name).close()
+    if any(declared is spec for declared in self.graph.modules):
+        unadd(self.graph, spec)
+    actor = self.wiring.actors.get(name)
+    if actor is not None and actor.spec is spec:
+        actor.terminate(EndReason.NOT_STARTED)
+        del self.wiring.actors[name]
+        self.here.discard(name)
+        if name in self.wiring.order:
+            self.wiring.order.remove(name)
 
 
 def _drainable(graph: Graph, stopped: set[str], name: str) -> None:

@@ -37,6 +37,7 @@ import trio
 from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
+from ._change_guards import Bounds, hooks_here
 from ._checks import check_flag
 from ._endpoints import Inlet
 from ._exceptions import ChangeError, GraphError, GraphProblem, RunError, describe
@@ -65,22 +66,64 @@ options)``, with :meth:`Graph.link`'s endpoints and options."""
 _Change = TypeVar("_Change", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 
+_WAITS_FOR_MODULE = frozenset({"stop_module", "replace", "remove"})
+"""The changes that wait for their module's current hook to return."""
+
+
 def _serialized(method: _Change) -> _Change:
-    """Make ``method`` one change at a time: two changes of one system interleaving at
-    their awaits would each check a state the other then changes."""
+    """Make ``method`` one change at a time (two changes of one system interleaving at
+    their awaits would each check a state the other then changes), refused at once if
+    awaited from a hook it would wait for, and given up ``stop_timeout`` seconds after
+    a graceful stop was asked (:class:`Bounds`)."""
+    verb = method.__name__
 
     @wraps(method)
     async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
-        if self.lock.locked():
-            await self.lock.acquire()
-        else:  # no checkpoint: a change that does not wait stays one step, as before
-            self.lock.acquire_nowait()
-        try:
-            return await method(self, *args, **kwargs)
-        finally:
-            self.lock.release()
+        target = args[0] if verb in _WAITS_FOR_MODULE and args else None
+        _not_from_its_hook(self, verb, target)
+        with self.bounds.bounded():
+            if self.lock.locked():
+                await self.lock.acquire()
+            else:  # no checkpoint: a change that does not wait stays one step, as before
+                self.lock.acquire_nowait()
+            try:
+                self.touching = target
+                return await method(self, *args, **kwargs)
+            finally:
+                self.touching = None
+                self.lock.release()
+        raise ChangeError(  # its bound cancelled it: the system is stopping
+            f"{verb}({args[0]!r}) was given up: the system is stopping, and the change "
+            f"had not finished {self.bounds.seconds:g} s (stop_timeout) after the stop "
+            "was asked"
+        )
 
     return cast("_Change", serialized)
+
+
+def _not_from_its_hook(changes: Changes, verb: str, target: str | None) -> None:
+    """Refuse a change awaited from inside a hook it would wait for: it would wait
+    until the module's shutdown timeout killed the hook."""
+    hooks = hooks_here(changes.wiring.actors.keys())
+    if not hooks:
+        return
+    if target in hooks:
+        raise ChangeError(
+            f"cannot {verb} module {target!r} from inside its own hook: the change "
+            "waits for that hook to return; make it from another task"
+        )
+    if changes.lock.locked() and changes.touching in hooks:
+        raise ChangeError(
+            f"cannot {verb} now: a change of module {changes.touching!r} is under way "
+            "and waits for this hook to return; make it from another task"
+        )
+
+
+def _closing(changes: Changes, _: Any, closed: bool) -> bool:
+    """``Changes.closed`` is set: a stop bounds the change under way."""
+    if closed:
+        changes.bounds.close()
+    return closed
 
 
 class Modules(Protocol):
@@ -113,8 +156,15 @@ class Changes:
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     """Held by each change from its checks to its end, and by a graceful stop before it
     acts: changes happen one at a time, and never while a stop is under way."""
-    closed: bool = False
-    """A graceful stop was asked for: every change from now on is refused."""
+    closed: bool = attrs.field(default=False, on_setattr=_closing)
+    """A graceful stop was asked for: every change from now on is refused, and the one
+    under way is given ``stop_timeout`` seconds (``bounds``)."""
+    bounds: Bounds = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: Bounds(self.wiring.settings.stop_timeout), True),
+    )
+    touching: str | None = None
+    """The module the change under way stops (and waits for), if any."""
     removed: dict[str, ActorStatus] = attrs.field(factory=dict)
     """The status of each module removed, as it ended (``SystemStatus.removed``)."""
     tombstones: set[str] = attrs.field(factory=set)
@@ -447,20 +497,32 @@ class Changes:
     async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
         """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
         snapshot at once; if that fails (its ``restore()`` refuses the state, the store
-        cannot read it), go back to ``old`` (a new instance, as a restart makes: it
+        cannot read it, or either has not answered ``stop_timeout`` seconds after a
+        stop was asked), go back to ``old`` (a new instance, as a restart makes: it
         restores the same state as its incarnation starts) and raise ChangeError."""
         adopt(actor, spec, built)
         renew(actor)
-        try:
-            _say_replayed(self.log, actor.name, await restore_early(actor))
-        except Exception as error:
-            respec(self.graph, old)
-            adopt(actor, old, await self._build(old, actor))
-            renew(actor)
-            raise ChangeError(
-                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: "
-                f"{_why_not_restored(error)}; the old one runs on"
-            ) from error
+        failure: Exception | None = None
+        with self.bounds.bounded(shield=True) as step:
+            try:
+                _say_replayed(self.log, actor.name, await restore_early(actor))
+            except Exception as error:
+                failure = error
+        if failure is None and not step.cancelled_caught:
+            return
+        respec(self.graph, old)
+        adopt(actor, old, await self._build(old, actor))
+        renew(actor)
+        why = (
+            _why_not_restored(failure)
+            if failure is not None
+            else f"its restore() or the store had not answered {self.bounds.seconds:g} s "
+            "(stop_timeout) after the system's stop was asked"
+        )
+        raise ChangeError(
+            f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: {why}; "
+            "the old one runs on"
+        ) from failure
 
     # -- remove ------------------------------------------------------------------------
 
@@ -515,7 +577,12 @@ class Changes:
         await _delete(supervisor, name)
         self.removed[name] = removed_status(self.removed.get(name), actor.status())
         self._unwire(actor)
-        if not await _delete_snapshot(self.system.store, self.graph.name, name, self.log):
+        deleted = False
+        with self.bounds.bounded(shield=True) as step:  # it is removed: a stop cuts only this
+            deleted = await _delete_snapshot(self.system.store, self.graph.name, name, self.log)
+        if step.cancelled_caught:
+            self.log.warning("module.snapshot_kept", module=name, error="the system is stopping")
+        if not deleted:
             self.tombstones.add(name)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned

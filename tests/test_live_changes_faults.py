@@ -212,3 +212,60 @@ async def test_a_removed_module_without_state_leaves_no_earlier_versions_snapsho
         await send_all(system, range(2, 3))
         await system.close("in")
     assert out[2:] == [("v1", 1, 2)]
+
+
+@pytest.mark.parametrize("host", ["trio", "asyncio"])
+def test_from_either_host_a_failed_replace_is_a_change_error_and_removals_stay_counted(
+    host: str,
+) -> None:
+    """From asyncio (AioSystem) as from trio: a replace the store cannot give the state
+    to is a ChangeError with the old class running on, and a removed module's counts
+    stay in status().removed."""
+    import asyncio
+
+    from actorflow import aio
+
+    out: list[Any] = []
+
+    async def scenario(system: Any, store: Faulty) -> tuple[str, af.SystemStatus]:
+        for n in range(2):
+            await system.send("in", n)
+        while (await system.status()).actors["count"].received < 2:
+            await system.status()
+        store.get_fails = 1
+        try:
+            await system.replace("count", CounterV2)
+        except af.ChangeError as error:
+            refused = str(error)
+        await system.remove("count")
+        status = await system.status()
+        await system.close("in")
+        return refused, status
+
+    async def on_trio() -> tuple[str, af.SystemStatus]:
+        store = Faulty()
+        async with af.open_system(counting(out), store=store, settings=NEVER) as system:
+
+            class Handle:
+                send, close, replace, remove = (
+                    system.send,
+                    system.close,
+                    system.replace,
+                    system.remove,
+                )
+
+                async def status(self) -> af.SystemStatus:
+                    await trio.lowlevel.checkpoint()
+                    return system.status()
+
+            return await scenario(Handle(), store)
+
+    async def on_asyncio() -> tuple[str, af.SystemStatus]:
+        store = Faulty()
+        async with aio.open_system(counting(out), store=store, settings=NEVER) as system:
+            return await scenario(system, store)
+
+    refused, status = trio.run(on_trio) if host == "trio" else asyncio.run(on_asyncio())
+    assert "the store failed to read" in refused
+    assert status.removed["count"].received == 2
+    assert out == [("v1", 1, 0), ("v1", 2, 1)]

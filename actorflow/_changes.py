@@ -79,7 +79,8 @@ def _serialized(method: _Change) -> _Change:
 
     @wraps(method)
     async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
-        target = args[0] if verb in _WAITS_FOR_MODULE and args else None
+        subject = args[0] if args else kwargs.get("name", kwargs.get("source"))
+        target = subject if verb in _WAITS_FOR_MODULE else None
         _not_from_its_hook(self, verb, target)
         with self.bounds.bounded():
             if self.lock.locked():
@@ -93,7 +94,7 @@ def _serialized(method: _Change) -> _Change:
                 self.touching = None
                 self.lock.release()
         raise ChangeError(  # its bound cancelled it: the system is stopping
-            f"{verb}({args[0]!r}) was given up: the system is stopping, and the change "
+            f"{verb}({subject!r}) was given up: the system is stopping, and the change "
             f"had not finished {self.bounds.seconds:g} s (stop_timeout) after the stop "
             "was asked"
         )

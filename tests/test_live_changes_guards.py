@@ -155,3 +155,46 @@ async def test_a_change_of_a_module_from_its_own_hook_is_refused_at_once(
     assert len(SelfChanging.refused) == 1
     assert f"cannot {change} module 'count' from inside its own hook" in SelfChanging.refused[0]
     assert sorted(map(str, out)) == sorted(map(str, [("v1", 0), ("v1", "swap"), ("v1", 2)]))
+
+
+class Stuck(Collect):
+    """Its consume() never returns once it has an item."""
+
+    async def consume(self, data: Any) -> None:
+        await trio.sleep_forever()
+
+
+async def test_a_remove_whose_drain_never_ends_is_given_up_at_a_graceful_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The removed module never finishes its item: stop_timeout seconds after a
+    graceful stop was asked the remove raises ChangeError saying it was given up, and
+    the stop goes on (the module is cancelled with the system by its drain timeout)."""
+    errors: list[str] = []
+    graph = af.Graph("stuck")
+    graph.add("in", af.Inlet)
+    graph.add("sink", Stuck, into=[])
+    graph.link("in", "sink")
+    async with af.open_system(graph) as system:
+        await system.send("in", 1)
+        while system.status().actors["sink"].received < 1:
+            await trio.sleep(0.01)
+
+        async def remove() -> None:
+            try:
+                await system.remove("sink")
+            except af.ChangeError as error:
+                errors.append(str(error))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(remove)
+                await trio.sleep(1)
+                asked = trio.current_time()
+                await system.stop(drain_timeout=20)
+            given_up = trio.current_time() - asked
+    assert given_up <= STOP + 0.1
+    assert errors == [
+        "remove('sink') was given up: the system is stopping, and the change had not "
+        "finished 5 s (stop_timeout) after the stop was asked"
+    ]

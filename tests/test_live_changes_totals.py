@@ -128,3 +128,23 @@ async def test_the_dashboard_shows_a_module_added_under_a_removed_ones_name_afre
     assert len(old["events"]) > 1
     assert new["rate"] is None
     assert [event["text"] for event in new["events"]] in (["state ready"], ["state running"])
+
+
+async def test_the_counts_of_modules_removed_under_one_name_add_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A name removed twice: status().removed holds both modules' counts."""
+    out: list[Any] = []
+    async with af.open_system(leaky_graph(out)) as system:
+        await leak(system, out, [1], 1)
+        await system.remove("count")
+        await system.add("count", Leaky, links=[("in", "count")])
+        await system.add("tap", Collect, config={"into": out}, links=[("count", "tap")])
+        await leak(system, out, [2, 3], 2)
+        await system.remove("count")
+        status = system.status()
+        await system.close("in")
+    removed = status.removed["count"]
+    assert (removed.received, removed.mailbox_depth) == (3, 0)
+    assert removed.dropped == {"unconnected": 3}
+    assert status.counted("count", "received") == 3

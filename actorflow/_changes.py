@@ -37,6 +37,7 @@ import trio
 from ._actor import Actor
 from ._actor._core import adopt
 from ._actor._priority import interactions_of
+from ._change_guards import Bounds, hooks_here
 from ._checks import check_flag
 from ._endpoints import Inlet
 from ._exceptions import ChangeError, GraphError, GraphProblem, RunError, describe
@@ -44,14 +45,16 @@ from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
-from ._snapshots import renew, restore_early, snapshots_of
+from ._snapshots import namespace, renew, restore_early
 from ._specs import LinkSpec, RestartType
-from ._status import ActorState, EndReason
+from ._status import ActorState, ActorStatus, EndReason, removed_status
 from ._supervisor import Supervisor, hold, leaving, release, restarting
 from ._wiring import Wiring
 
 if TYPE_CHECKING:
     import structlog
+
+    from ._store import Store
 
 __all__ = ["Changes", "LinkRequest", "Modules"]
 
@@ -63,22 +66,65 @@ options)``, with :meth:`Graph.link`'s endpoints and options."""
 _Change = TypeVar("_Change", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 
+_WAITS_FOR_MODULE = frozenset({"stop_module", "replace", "remove"})
+"""The changes that wait for their module's current hook to return."""
+
+
 def _serialized(method: _Change) -> _Change:
-    """Make ``method`` one change at a time: two changes of one system interleaving at
-    their awaits would each check a state the other then changes."""
+    """Make ``method`` one change at a time (two changes of one system interleaving at
+    their awaits would each check a state the other then changes), refused at once if
+    awaited from a hook it would wait for, and given up ``stop_timeout`` seconds after
+    a graceful stop was asked (:class:`Bounds`)."""
+    verb = method.__name__
 
     @wraps(method)
     async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
-        if self.lock.locked():
-            await self.lock.acquire()
-        else:  # no checkpoint: a change that does not wait stays one step, as before
-            self.lock.acquire_nowait()
-        try:
-            return await method(self, *args, **kwargs)
-        finally:
-            self.lock.release()
+        subject = args[0] if args else kwargs.get("name", kwargs.get("source"))
+        target = subject if verb in _WAITS_FOR_MODULE else None
+        _not_from_its_hook(self, verb, target)
+        with self.bounds.bounded():
+            if self.lock.locked():
+                await self.lock.acquire()
+            else:  # no checkpoint: a change that does not wait stays one step, as before
+                self.lock.acquire_nowait()
+            try:
+                self.touching = target
+                return await method(self, *args, **kwargs)
+            finally:
+                self.touching = None
+                self.lock.release()
+        raise ChangeError(  # its bound cancelled it: the system is stopping
+            f"{verb}({subject!r}) was given up: the system is stopping, and the change "
+            f"had not finished {self.bounds.seconds:g} s (stop_timeout) after the stop "
+            "was asked"
+        )
 
     return cast("_Change", serialized)
+
+
+def _not_from_its_hook(changes: Changes, verb: str, target: str | None) -> None:
+    """Refuse a change awaited from inside a hook it would wait for: it would wait
+    until the module's shutdown timeout killed the hook."""
+    hooks = hooks_here(changes.wiring.actors.keys())
+    if not hooks:
+        return
+    if target in hooks:
+        raise ChangeError(
+            f"cannot {verb} module {target!r} from inside its own hook: the change "
+            "waits for that hook to return; make it from another task"
+        )
+    if changes.lock.locked() and changes.touching in hooks:
+        raise ChangeError(
+            f"cannot {verb} now: a change of module {changes.touching!r} is under way "
+            "and waits for this hook to return; make it from another task"
+        )
+
+
+def _closing(changes: Changes, _: Any, closed: bool) -> bool:
+    """``Changes.closed`` is set: a stop bounds the change under way."""
+    if closed:
+        changes.bounds.close()
+    return closed
 
 
 class Modules(Protocol):
@@ -111,8 +157,20 @@ class Changes:
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     """Held by each change from its checks to its end, and by a graceful stop before it
     acts: changes happen one at a time, and never while a stop is under way."""
-    closed: bool = False
-    """A graceful stop was asked for: every change from now on is refused."""
+    closed: bool = attrs.field(default=False, on_setattr=_closing)
+    """A graceful stop was asked for: every change from now on is refused, and the one
+    under way is given ``stop_timeout`` seconds (``bounds``)."""
+    bounds: Bounds = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: Bounds(self.wiring.settings.stop_timeout), True),
+    )
+    touching: str | None = None
+    """The module the change under way stops (and waits for), if any."""
+    removed: dict[str, ActorStatus] = attrs.field(factory=dict)
+    """The status of each module removed, as it ended (``SystemStatus.removed``)."""
+    tombstones: set[str] = attrs.field(factory=set)
+    """Removed modules whose snapshot the store failed to delete: one added later under
+    such a name deletes it first (or is refused), never restoring the removed state."""
 
     # -- checks ------------------------------------------------------------------------
 
@@ -253,10 +311,12 @@ class Changes:
                 duplicate module, unknown port, incompatible types, a cycle, ...).
             InitializationError: Its constructor raised.
             ValidationError: Its ``validate()`` refused.
-            ChangeError: The system is not running or stopping, or a linked module has
-                ended.
+            ChangeError: The system is not running or stopping, a linked module has
+                ended, or the snapshot of a module removed under ``name`` is still
+                stored and the store failed to delete it.
         """
         self._running(f"add module {name!r}")
+        await _bury(self.system.store, self.graph.name, name, self.tombstones)
         spec = ModuleSpec(name, module, config or {})
         added: list[LinkSpec] = []
         self._check(partial_add(self.graph, spec, links, supervise, added))
@@ -271,56 +331,18 @@ class Changes:
                     )
                 if other != name:
                     self._live(other, f"link {link.name} to")
-            actor = self._new_actor(spec, await self._build(spec, None))
-            await self._validate(actor)
+            actor = _new_actor(self, spec, await self._build(spec, None))
+            await _validate(actor)
             for link_spec in added:  # only now: nothing can be sent to a refused module
                 self.wiring.actors[link_spec.target].link_added(self.wiring.connect(link_spec))
             await self._running(f"add module {name!r}").start_child(
                 actor, self.graph.supervision_of(name).child
             )
         except BaseException:
-            self._forget(name, spec, added)
+            _forget(self, name, spec, added)
             raise
         self._rewire()
         self.log.info("module.added", module=name, links=[link.name for link in added])
-
-    def _new_actor(self, spec: ModuleSpec, module: Module) -> Actor:
-        """The actor of an added module, bound to the system, not yet linked."""
-        wiring = self.wiring
-        actor = wiring.add_actor(spec, module, self.stopping)
-        actor.system = self.system
-        actor.thread_limiter = next(
-            (a.thread_limiter for a in wiring.actors.values() if a.thread_limiter), None
-        ) or trio.CapacityLimiter(wiring.settings.thread_limit)
-        wiring.order.append(spec.name)
-        self.here.add(spec.name)
-        return actor
-
-    async def _validate(self, actor: Actor) -> None:
-        """Ask an added module's ``validate()`` (ValidationError), as at start-up."""
-        try:
-            await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
-        except BaseException:
-            actor.set_state(ActorState.INVALID)
-            raise
-        actor.set_state(ActorState.VALIDATED)
-
-    def _forget(self, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
-        """Undo an add that did not start."""
-        for link in links:
-            if link in self.graph.links:
-                unlink(self.graph, link)
-            if any(running.spec is link for running in self.wiring.links):
-                self.wiring.disconnect(link.name).close()
-        if any(declared is spec for declared in self.graph.modules):
-            unadd(self.graph, spec)
-        actor = self.wiring.actors.get(name)
-        if actor is not None and actor.spec is spec:
-            actor.terminate(EndReason.NOT_STARTED)
-            del self.wiring.actors[name]
-            self.here.discard(name)
-            if name in self.wiring.order:
-                self.wiring.order.remove(name)
 
     # -- stop and start ----------------------------------------------------------------
 
@@ -475,21 +497,33 @@ class Changes:
 
     async def _adopt(self, actor: Actor, old: ModuleSpec, spec: ModuleSpec, built: Module) -> None:
         """Have ``actor`` take ``built`` (of ``spec``) over and restore it from the last
-        snapshot at once; if its ``restore()`` refuses that, go back to ``old`` (a new
-        instance, as a restart makes) and raise ChangeError."""
+        snapshot at once; if that fails (its ``restore()`` refuses the state, the store
+        cannot read it, or either has not answered ``stop_timeout`` seconds after a
+        stop was asked), go back to ``old`` (a new instance, as a restart makes: it
+        restores the same state as its incarnation starts) and raise ChangeError."""
         adopt(actor, spec, built)
-        _say_replayed(self.log, actor.name, renew(actor))
-        try:
-            await restore_early(actor)
-        except RunError as error:
-            respec(self.graph, old)
-            adopt(actor, old, await self._build(old, actor))
-            renew(actor)
-            cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
-            raise ChangeError(
-                f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: its "
-                f"restore() refused the state the old one left ({cause}); the old one runs on"
-            ) from error
+        renew(actor)
+        failure: Exception | None = None
+        with self.bounds.bounded(shield=True) as step:
+            try:
+                _say_replayed(self.log, actor.name, await restore_early(actor))
+            except Exception as error:
+                failure = error
+        if failure is None and not step.cancelled_caught:
+            return
+        respec(self.graph, old)
+        adopt(actor, old, await self._build(old, actor))
+        renew(actor)
+        why = (
+            _why_not_restored(failure)
+            if failure is not None
+            else f"its restore() or the store had not answered {self.bounds.seconds:g} s "
+            "(stop_timeout) after the system's stop was asked"
+        )
+        raise ChangeError(
+            f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: {why}; "
+            "the old one runs on"
+        ) from failure
 
     # -- remove ------------------------------------------------------------------------
 
@@ -497,8 +531,9 @@ class Changes:
     async def remove(self, name: str, *, drain: bool = True) -> list[Any]:
         """Remove module ``name`` and every link to or from it.
 
-        Its snapshot is deleted from the store once it has ended, so a module added
-        later under its name starts afresh.
+        Its snapshot is deleted from the store once it has ended (an earlier
+        version's too), so a module added later under its name starts afresh: if the
+        store fails to delete it, the add deletes it first (or is refused).
 
         Its producers stop sending to it at once (none is left waiting for room). With
         ``drain`` (default) it handles what its links hold, then ends (a source stops
@@ -541,8 +576,15 @@ class Changes:
             self.stopped.discard(name)
             release(supervisor)
         await _delete(supervisor, name)
+        self.removed[name] = removed_status(self.removed.get(name), actor.status())
         self._unwire(actor)
-        await _delete_snapshot(actor, self.log)
+        deleted = False
+        with self.bounds.bounded(shield=True) as step:  # it is removed: a stop cuts only this
+            deleted = await _delete_snapshot(self.system.store, self.graph.name, name, self.log)
+        if step.cancelled_caught:
+            self.log.warning("module.snapshot_kept", module=name, error="the system is stopping")
+        if not deleted:
+            self.tombstones.add(name)
         self.log.info("module.removed", module=name, drained=drain, returned=len(returned))
         return returned
 
@@ -590,16 +632,75 @@ class Changes:
         self._rewire()
 
 
-async def _delete_snapshot(actor: Actor, log: structlog.typing.FilteringBoundLogger) -> None:
-    """A removed module's snapshot goes (after its end saved it): a module added later
-    under its name starts afresh instead of restoring another's state."""
-    snapshots = snapshots_of(actor)
-    if snapshots is None:
+async def _delete_snapshot(
+    store: Store, graph: str, name: str, log: structlog.typing.FilteringBoundLogger
+) -> bool:
+    """A removed module's snapshot goes (after its end saved it), whether its last
+    class kept state or not (an earlier version's may be stored): a module added later
+    under its name starts afresh. False if the store failed to delete it."""
+    try:
+        await store.delete(namespace(graph), name)
+    except Exception as exc:  # the module is gone all the same
+        log.warning("module.snapshot_kept", module=name, error=describe(exc))
+        return False
+    return True
+
+
+async def _bury(store: Store, graph: str, name: str, tombstones: set[str]) -> None:
+    """Delete the snapshot a removed module of this name left (its delete failed)
+    before a module is added under the name: it must not restore that state."""
+    if name not in tombstones:
         return
     try:
-        await snapshots.store.delete(snapshots.namespace, actor.name)
-    except Exception as exc:  # the module is gone all the same
-        log.warning("module.snapshot_kept", module=actor.name, error=describe(exc))
+        await store.delete(namespace(graph), name)
+    except Exception as exc:
+        raise ChangeError(
+            f"cannot add module {name!r}: the snapshot of the module removed under "
+            f"that name is still stored and the store failed to delete it "
+            f"({describe(exc)}); try again"
+        ) from exc
+    tombstones.discard(name)
+
+
+async def _validate(actor: Actor) -> None:
+    """Ask an added module's ``validate()`` (ValidationError), as at start-up."""
+    try:
+        await validate(actor.name, actor.module.validate, actor.lifecycle, actor.log)
+    except BaseException:
+        actor.set_state(ActorState.INVALID)
+        raise
+    actor.set_state(ActorState.VALIDATED)
+
+
+def _new_actor(self: Changes, spec: ModuleSpec, module: Module) -> Actor:
+    """The actor of an added module, bound to the system, not yet linked."""
+    wiring = self.wiring
+    actor = wiring.add_actor(spec, module, self.stopping)
+    actor.system = self.system
+    actor.thread_limiter = next(
+        (a.thread_limiter for a in wiring.actors.values() if a.thread_limiter), None
+    ) or trio.CapacityLimiter(wiring.settings.thread_limit)
+    wiring.order.append(spec.name)
+    self.here.add(spec.name)
+    return actor
+
+
+def _forget(self: Changes, name: str, spec: ModuleSpec, links: Sequence[LinkSpec]) -> None:
+    """Undo an add that did not start."""
+    for link in links:
+        if link in self.graph.links:
+            unlink(self.graph, link)
+        if any(running.spec is link for running in self.wiring.links):
+            self.wiring.disconnect(link.name).close()
+    if any(declared is spec for declared in self.graph.modules):
+        unadd(self.graph, spec)
+    actor = self.wiring.actors.get(name)
+    if actor is not None and actor.spec is spec:
+        actor.terminate(EndReason.NOT_STARTED)
+        del self.wiring.actors[name]
+        self.here.discard(name)
+        if name in self.wiring.order:
+            self.wiring.order.remove(name)
 
 
 def _drainable(graph: Graph, stopped: set[str], name: str) -> None:
@@ -621,6 +722,14 @@ def _refuse_removal(graph: Graph, name: str) -> None:
     target = graph.dead_letter_target
     if target is not None and target[0] == name:
         raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
+
+
+def _why_not_restored(error: Exception) -> str:
+    """Why a replacement could not take the old one's state over."""
+    if isinstance(error, RunError):
+        cause = describe(error.__cause__) if error.__cause__ is not None else str(error)
+        return f"its restore() refused the state the old one left ({cause})"
+    return f"the store failed to read the state the old one left ({describe(error)})"
 
 
 def _say_replayed(log: structlog.typing.FilteringBoundLogger, name: str, items: int) -> None:

@@ -162,21 +162,28 @@ _COUNTERS: Final = (
 
 
 def _actor_metrics(status: SystemStatus) -> Iterator[Metric]:
+    """The actors' counters, each over every module that had its name (removed ones
+    included: a counter never goes down), then their gauges."""
     actors = status.actors.values()
+    names = [*status.actors, *(name for name in status.removed if name not in status.actors)]
     for field, doc in _COUNTERS:
         name = "dead_letters" if field == "dead_lettered" else field
         family = CounterMetricFamily(f"actorflow_actor_{name}", doc, labels=_ACTOR)
-        for actor in actors:
-            family.add_metric([status.graph, actor.name], getattr(actor, field))
+        for actor in names:
+            family.add_metric([status.graph, actor], status.counted(actor, field))
         yield family
     dropped = CounterMetricFamily(
         "actorflow_actor_dropped",
         "Items the actor lost, by reason (the links into it count their own).",
         labels=[*_ACTOR, "reason"],
     )
-    for actor in actors:
-        for reason, count in actor.dropped.items():
-            dropped.add_metric([status.graph, actor.name, str(reason)], count)
+    for actor in names:
+        lost: dict[str, int] = {}
+        for had in (status.removed.get(actor), status.actors.get(actor)):
+            for reason, count in () if had is None else had.dropped.items():
+                lost[str(reason)] = lost.get(str(reason), 0) + count
+        for reason, count in lost.items():
+            dropped.add_metric([status.graph, actor, reason], count)
     yield dropped
     yield from _actor_gauges(status.graph, list(actors))
 

@@ -57,6 +57,12 @@ class Rates:
                 self._rates[name] = previous + weight * (instant - previous)
         return dict(self._rates)
 
+    def forget(self, name: str) -> None:
+        """Row ``name`` is gone (a module removed): one of that name later is measured
+        afresh, not smoothed from the old one's rate."""
+        self._seen.pop(name, None)
+        self._rates.pop(name, None)
+
 
 def _counted(actor: ActorStatus) -> int:
     """What an actor's rate counts: items a source emits, items others take in."""

@@ -473,38 +473,42 @@ def saved(keep: dict[str, Any] | None) -> int:
     return earlier if found is None else found.saved
 
 
-def renew(actor: Actor) -> int:
+def renew(actor: Actor) -> None:
     """``actor`` adopted a replacement's module: its snapshot settings are decided
     afresh from it (whether it keeps state at all, its own ``snapshot_interval``);
-    the count of saves goes on, and so does the journal, if both keep state. Returns
-    how many items the new module will handle again (the old one's end snapshot was
-    not saved: the journal still holds what it handled since its last one)."""
+    the count of saves goes on, and so do the journal and a save whose write may have
+    been applied (``unsure``), if both keep state: the new module's restore settles
+    them as a restart's would."""
     old: Snapshots | None = actor.keep.pop(KEY, None)
     count = saved(actor.keep) if old is None else old.saved
     new = snapshots_of(actor)
     if new is None:
         actor.keep[_EARLIER] = count
-        return 0
+        return
     new.saved = count
-    if old is None or old.journal is None:
-        return 0
-    new.journal = old.journal
-    return old.journal.count
+    if old is not None:
+        new.journal, new.unsure = old.journal, old.unsure
 
 
-async def restore_early(actor: Actor) -> None:
+async def restore_early(actor: Actor) -> int:
     """Give the replacement's module ``actor`` adopted (not yet run) the last snapshot
     now, while the replacement can still be undone; its incarnation then does not
-    restore it again.
+    restore it again. Returns how many items it will handle again (the old one's end
+    snapshot was not stored: the journal holds what it handled since its last one).
 
     Raises:
         RunError: ``restore()`` raised.
+        Exception: The store failed to read the snapshot.
     """
     snapshots = snapshots_of(actor)
-    if snapshots is not None:
-        snapshots.restored = None
-        value = await _restore(actor, snapshots)
-        snapshots.restored = (actor.module, value)
+    if snapshots is None:
+        return 0
+    snapshots.restored = None
+    value = await _restore(actor, snapshots)
+    snapshots.restored = (actor.module, value)
+    _settle(snapshots, value)
+    journal = snapshots.journal
+    return 0 if journal is None else journal.count
 
 
 async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
@@ -517,7 +521,11 @@ async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
     early, snapshots.restored = snapshots.restored, None
     if early is not None and early[0] is actor.module:  # by restore_early
         return early[1]
-    value = await snapshots.load(actor.name)
+    unsure, journal = snapshots.unsure, snapshots.journal
+    if unsure is not None and (journal is None or not journal.keeps):
+        value = decode(unsure.payload)  # the newest state: nothing else holds it
+    else:
+        value = await snapshots.load(actor.name)
     if value is _ABSENT:
         return value
     try:
@@ -544,16 +552,26 @@ async def _bound_by_stop(actor: Actor, scope: trio.CancelScope) -> None:
 async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     """Restore the last snapshot, put back what was handled since, save at once."""
     value = await _restore(actor, snapshots)
+    _settle(snapshots, value)
     journal = snapshots.journal
-    unsure, snapshots.unsure = snapshots.unsure, None
     if journal is not None:
         journal.broken = False
-        if unsure is not None and value is not _ABSENT and unsure.stored(value):
-            journal.drop(unsure.covered)  # its write was applied after all
         if journal.entries:
             count = journal.replay(actor)
             actor.log.info("actor.snapshot_replay", items=count, incarnation=actor.incarnations)
     await snapshots.save(actor, "start")
+
+
+def _settle(snapshots: Snapshots, value: Any) -> None:
+    """A save whose write may have been applied is settled by ``value``, the snapshot
+    restored: if it is that save's, the journal entries it holds are not handled
+    again."""
+    unsure, snapshots.unsure = snapshots.unsure, None
+    journal = snapshots.journal
+    if unsure is None or journal is None or value is _ABSENT:
+        return
+    if unsure.stored(value):
+        journal.drop(unsure.covered)  # its write was applied after all
 
 
 async def _within_stop(actor: Actor, fn: Callable[[], Awaitable[None]]) -> bool:

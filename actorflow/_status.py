@@ -17,6 +17,7 @@ __all__ = [
     "SystemState",
     "SystemStatus",
     "Vocabulary",
+    "removed_status",
 ]
 
 
@@ -223,6 +224,22 @@ class SystemStatus:
     state: SystemState
     actors: Mapping[str, ActorStatus]
     links: Mapping[str, LinkStatus]
+    removed: Mapping[str, ActorStatus] = attrs.field(factory=dict)
+    """The modules removed while the system ran (``System.remove``), by name, as they
+    ended; the counts of several removed under one name are added up. Kept so that no
+    removed module's drops or errors leave the totals: :attr:`dropped` and
+    :meth:`dropped_at` count them, and :meth:`counted` adds them to a module added
+    again under the name."""
+
+    def counted(self, name: str, field: str) -> int:
+        """Module ``name``'s count ``field`` (``"received"``, ``"errors"``, ...) over
+        every module that had the name: the one running now and those removed, so that
+        it never goes down."""
+        return sum(
+            getattr(actor, field)
+            for actor in (self.actors.get(name), self.removed.get(name))
+            if actor is not None
+        )
 
     def dropped_at(self) -> dict[str, dict[str, int]]:
         """Every item lost, by the actor it was lost at and the reason: an actor's own
@@ -230,8 +247,11 @@ class SystemStatus:
         headed), so the per-actor counts add up to :attr:`dropped`. Links whose consumer
         runs in another process are counted under their own name."""
         found: dict[str, dict[str, int]] = {}
-        for name, actor in self.actors.items():
-            found[name] = {str(reason): count for reason, count in actor.dropped.items()}
+        for actors in (self.removed, self.actors):
+            for name, actor in actors.items():
+                into = found.setdefault(name, {})
+                for reason, count in actor.dropped.items():
+                    into[str(reason)] = into.get(str(reason), 0) + count
         for name, link in self.links.items():
             at = link.target if link.target is not None and link.target in self.actors else name
             into = found.setdefault(at, {})
@@ -241,7 +261,23 @@ class SystemStatus:
 
     @property
     def dropped(self) -> int:
-        """Every item lost anywhere, whatever the reason."""
-        return sum(sum(a.dropped.values()) for a in self.actors.values()) + sum(
+        """Every item lost anywhere, whatever the reason (removed modules included)."""
+        actors = [*self.actors.values(), *self.removed.values()]
+        return sum(sum(a.dropped.values()) for a in actors) + sum(
             sum(link.dropped.values()) for link in self.links.values()
         )
+
+
+_SUMMED = ("received", "emitted", "filtered", "errors", "restarts", "dead_lettered", "snapshots")
+
+
+def removed_status(before: ActorStatus | None, ended: ActorStatus) -> ActorStatus:
+    """What :attr:`SystemStatus.removed` keeps of a module removed as ``ended`` says,
+    added to ``before`` (an earlier module removed under its name, if any)."""
+    if before is None:
+        return attrs.evolve(ended, mailbox_depth=0)
+    dropped = dict(before.dropped)
+    for reason, count in ended.dropped.items():
+        dropped[reason] = dropped.get(reason, 0) + count
+    sums = {field: getattr(before, field) + getattr(ended, field) for field in _SUMMED}
+    return attrs.evolve(ended, mailbox_depth=0, dropped=dropped, **sums)

@@ -175,6 +175,7 @@ class System:
             state=self.state,
             actors={name: actor.status() for name, actor in self._wiring.actors.items()},
             links={name: link.status() for name, link in self._wiring.by_name().items()},
+            removed=dict(self.changes.removed),
         )
 
     async def stop(self, *, drain_timeout: float | None = None) -> None:

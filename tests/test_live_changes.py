@@ -338,7 +338,8 @@ async def test_the_dashboard_draws_and_shows_added_and_removed_modules() -> None
 
 async def test_metrics_follow_added_and_removed_modules() -> None:
     """/metrics is read from the status at each scrape: the added module's series
-    appear, and once removed its actor series are gone."""
+    appear; once removed its gauges are gone and its counters stay (a counter never
+    goes down)."""
     out: list[Any] = []
     async with af.open_system(counting_graph(out), metrics=0) as system:
         address = system.metrics_address
@@ -354,7 +355,8 @@ async def test_metrics_follow_added_and_removed_modules() -> None:
         await system.close("in")
     assert 'actorflow_actor_received_total{actor="extra",graph="graph"} 3.0' in during
     assert 'actor="extra"' in during
-    assert 'actorflow_actor_received_total{actor="extra"' not in after
+    assert 'actorflow_actor_received_total{actor="extra",graph="graph"} 3.0' in after
+    assert 'actorflow_actor_mailbox_depth{actor="extra"' not in after
 
 
 async def test_removing_a_module_frees_a_producer_waiting_for_room_in_its_link(

@@ -73,6 +73,8 @@ class Tracker:
     _last: dict[str, ActorStatus] = attrs.field(factory=dict)
     _events: dict[str, deque[dict[str, Any]]] = attrs.field(factory=dict)
     _newest_letter: int | None = None
+    _removed: Mapping[str, ActorStatus] = attrs.field(factory=dict)
+    """``SystemStatus.removed`` at the last update: a change says a module was removed."""
 
     _hidden: dict[str, tuple[str, str]] = attrs.field(factory=dict)
 
@@ -103,6 +105,7 @@ class Tracker:
         """A snapshot of the process now: its state, actors, links and their events."""
         now = time.time() if now is None else now
         status = self.watched.status()
+        self._forget_removed(status)
         errors = {name: self._hide_error(name, e) for name, e in self.watched.errors().items()}
         rates = self.rates.update(counts_from_status(status), time.monotonic())
         letters = self._new_letters()
@@ -127,6 +130,23 @@ class Tracker:
             "actors": actors,
             "links": {name: _link_view(link) for name, link in status.links.items()},
         }
+
+    def _forget_removed(self, status: SystemStatus) -> None:
+        """Forget the rate, events and last error of every module removed since the
+        last update (gone, or removed and added again meanwhile): one added under its
+        name is shown afresh."""
+        gone = [name for name in self._last if name not in status.actors]
+        gone += [
+            name
+            for name, ended in status.removed.items()
+            if self._removed.get(name) != ended and name in self._last
+        ]
+        for name in gone:
+            self._last.pop(name, None)
+            self._events.pop(name, None)
+            self._hidden.pop(name, None)
+            self.rates.forget(name)
+        self._removed = status.removed
 
     def _new_letters(self) -> dict[str, list[DeadLetter]]:
         """The dead letters not seen before, by actor."""

@@ -109,10 +109,10 @@ def test_a_span_made_whole_is_what_start_span_would_have_made(
     assert isinstance(direct, _Direct)
     made = []
     for spans in (direct, via):
-        hop = spans.open("a process", PARENT, 10, {"actorflow.actor": "a", "message.id": "m"})
+        (hop,) = spans.open("a process", "a", [af.Data(id="m", trace=PARENT)], [0], 10)
         hop.failed = True
-        spans.end(hop, 20)
-        spans.root("src send", 30, {"actorflow.actor": "src"})
+        spans.end([hop], 20)
+        spans.roots("src send", 30, [{"actorflow.actor": "src"}])
         made.append(exporter.get_finished_spans()[-2:])
         exporter.clear()
     for fast, slow in zip(*made, strict=True):
@@ -144,8 +144,8 @@ def test_an_unsampled_parent_makes_no_span(
     """A traceparent whose sampled flag is off is followed as the default sampler
     would: no span, and the item keeps its traceparent."""
     direct = _spans_for(provider.get_tracer("t"))
-    hop = direct.open("a process", PARENT[:-2] + "00", 1, {"message.id": "m"})
-    direct.end(hop, 2)
+    (hop,) = direct.open("a process", "a", [af.Data(id="m", trace=PARENT[:-2] + "00")], [0], 1)
+    direct.end([hop], 2)
     assert hop.traceparent is None
     assert exporter.get_finished_spans() == ()
 

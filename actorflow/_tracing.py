@@ -179,7 +179,11 @@ class _Hop:
     traceparent: str | None
     """Given to every copy of the item the actor sends on: each is the span's child."""
     span: Any
-    """What the span maker keeps of it until it ends (see :class:`_Direct`)."""
+    """What the span maker keeps of it until it ends: the span (``start_span``'s), or
+    its own context (:class:`_Direct`'s, ``None`` if not sampled)."""
+    came: SpanContext | None = None
+    """:class:`_Direct`'s: the parent span's context (``None``: a trace starts here)."""
+    start: int = 0
     sent_at: int = 0
     """When a copy was last sent on (0: none was); the span ends there."""
     failed: bool = False
@@ -196,8 +200,8 @@ class _Spans(Protocol):
     ) -> list[_Hop]:
         """The hops of the traced ``items`` ``at`` these places, taken ``now``."""
 
-    def end(self, hops: Iterable[_Hop], now: int) -> None:
-        """End each hop's span at its last send, else ``now``."""
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
+        """End each hop's span (``name``, of ``actor``) at its last send, else ``now``."""
 
     def drop(self, hop: _Hop, end_time: int) -> None:
         """The hop's item went back unhandled: its span is not the item's."""
@@ -224,7 +228,7 @@ class _ViaTracer:
             hops.append(_Hop(item.id, item.trace, _traceparent(span), span))
         return hops
 
-    def end(self, hops: Iterable[_Hop], now: int) -> None:
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
         for hop in hops:
             span: Span = hop.span
             if hop.failed:
@@ -271,6 +275,17 @@ def _span_template(
     return dict(fields)
 
 
+_FORKS: Final = [0]
+"""How many forks made this process (see :class:`_Queue`)."""
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 @attrs.define(eq=False)
 class _Queue:
     """Hands a batch's spans to a ``BatchSpanProcessor``'s queue at once, as its
@@ -281,6 +296,10 @@ class _Queue:
     processor: SpanProcessor
     batch: Any = None
     """The SDK's ``BatchProcessor`` behind ``processor``, if its names are as known."""
+    forks: int = attrs.field(factory=lambda: _FORKS[0])
+    """The process's forks when it was made: in a child, ``on_end`` (which resets the
+    processor for it, as it checks by pid) takes over (a pid read per batch costs a
+    system call)."""
 
     def __attrs_post_init__(self) -> None:
         inner = getattr(self.processor, "_batch_processor", None)
@@ -295,7 +314,7 @@ class _Queue:
         if (
             batch is None
             or batch._shutdown
-            or batch._pid != os.getpid()
+            or self.forks != _FORKS[0]
             or len(batch._queue) + len(spans) > batch._max_queue_size
         ):  # its own on_end says why it drops them (shut down, full) or resets a fork
             for span in spans:
@@ -364,14 +383,7 @@ class _Direct:
             made[traceparent] = own
             if len(made) > _MADE:
                 made.popitem(last=False)
-            fields = {  # the span's fields but its end and status (see _span_template)
-                "_name": name,
-                "_context": own,
-                "_parent": came if came[1] else None,
-                "_start_time": now,
-                "_attributes": {"actorflow.actor": actor, "message.id": item.id},
-            }
-            hops.append(_Hop(item.id, parent, traceparent, fields))
+            hops.append(_Hop(item.id, parent, traceparent, own, came if came[1] else None, now))
         return hops
 
     def _came(self, parent: str) -> SpanContext:
@@ -387,21 +399,27 @@ class _Direct:
     def drop(self, hop: _Hop, end_time: int) -> None:
         """Nothing was handed to a processor yet: nothing to do."""
 
-    def end(self, hops: Iterable[_Hop], now: int) -> None:
-        template, spans = self.hop_fields, []
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
+        spans, template = [], self.hop_fields
         for hop in hops:
-            fields = hop.span
-            if fields is None:
+            own = hop.span
+            if own is None:
                 continue
+            # The span's fields, as _span writes them (inline: paid per item per hop).
+            fields = {} if template is None else template.copy()
+            fields["_name"] = name
+            fields["_context"] = own
+            fields["_parent"] = hop.came
+            fields["_start_time"] = hop.start
+            fields["_end_time"] = hop.sent_at or now
+            fields["_attributes"] = {"actorflow.actor": actor, "message.id": hop.id}
+            if hop.failed:
+                fields["_status"] = _ERROR
             if template is None:
-                spans.append(self._span(fields, SpanKind.CONSUMER, hop.sent_at or now, hop.failed))
+                spans.append(self._span(fields, SpanKind.CONSUMER))
                 continue
             span = _NEW(ReadableSpan)
-            span.__dict__ = whole = template.copy()
-            whole.update(fields)
-            whole["_end_time"] = hop.sent_at or now
-            if hop.failed:
-                whole["_status"] = _ERROR
+            span.__dict__ = fields
             spans.append(span)
         if spans:
             self._hand(spans)
@@ -417,9 +435,10 @@ class _Direct:
                 "_context": own,
                 "_parent": None,
                 "_start_time": now,
+                "_end_time": now,
                 "_attributes": attributes,
             }
-            spans.append(self._span(fields, SpanKind.PRODUCER, now, False))
+            spans.append(self._span(fields, SpanKind.PRODUCER))
             traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
             traceparents.append(traceparent)
             contexts[traceparent] = own
@@ -428,12 +447,11 @@ class _Direct:
         self._hand(spans)
         return traceparents
 
-    def _span(
-        self, fields: dict[str, Any], kind: SpanKind, end: int, failed: bool
-    ) -> ReadableSpan:
-        """One span, by the constructor if the SDK's fields are not as known."""
+    def _span(self, fields: dict[str, Any], kind: SpanKind) -> ReadableSpan:
+        """One span of these ``fields`` (a ``ReadableSpan``'s own names, see
+        :data:`_SPAN_FIELDS`; unset: its status), by the constructor if the SDK's
+        fields are not as known."""
         template = self.hop_fields if kind is SpanKind.CONSUMER else self.root_fields
-        status = _ERROR if failed else _UNSET
         if template is None:
             return ReadableSpan(
                 name=fields["_name"],
@@ -442,16 +460,14 @@ class _Direct:
                 resource=self.resource,
                 attributes=fields["_attributes"],
                 kind=kind,
-                status=status,
+                status=fields.get("_status", _UNSET),
                 start_time=fields["_start_time"],
-                end_time=end,
+                end_time=fields["_end_time"],
                 instrumentation_scope=self.scope,
             )
         span = _NEW(ReadableSpan)
         span.__dict__ = whole = template.copy()
         whole.update(fields)
-        whole["_end_time"] = end
-        whole["_status"] = status
         return span
 
     def _hand(self, spans: list[ReadableSpan]) -> None:
@@ -595,7 +611,16 @@ class ActorTracing:
                 self._returned(items)
         except Exception as exc:
             self._failed(exc)
-        self._settle()
+        # As _settle, inline: paid per batch per hop.
+        self.owner.watched = bool(
+            self.logs
+            or self.origin
+            or self.remote
+            or self.expected
+            or self.batches
+            or self.held
+            or self.watch_takes
+        )
         return self.logs
 
     def _settle(self) -> None:
@@ -750,7 +775,7 @@ class ActorTracing:
                 if len(held) > _HELD:
                     held.popitem(last=False)
             ending.append(hop)
-        self.tracing.spans.end(ending, now)
+        self.tracing.spans.end(ending, now, self.span_name, self.name)
 
     def _end_all(self, now: int) -> None:
         for _, hops, _ in self.batches.values():

@@ -580,6 +580,8 @@ class ActorTracing:
     last: int = 0
     skip: int = 0
     """How many more items it sends before the next one chosen."""
+    run_left: int = 0
+    """How many items after the next one chosen are chosen with it (a run)."""
     watch_takes: int = 0
     """Batches still read whole: a hook raised, its batch may come back."""
     warned: bool = False
@@ -786,13 +788,18 @@ class ActorTracing:
         """Start a trace for the chosen items among ``items``; where they are."""
         skip, count = self.skip, len(items)
         chosen: list[int] = []
-        index, gap = skip, self.tracing.gap
+        index, gap, left = skip, self.tracing.gap, self.run_left
         while index < count:
             item = items[index]
             if isinstance(item, Data) and item.trace is None:
                 chosen.append(index)
-            index += gap()
-        self.skip = index - count
+            if left:  # the run goes on
+                left -= 1
+                index += 1
+            else:
+                left = self.tracing.run - 1
+                index += gap()
+        self.skip, self.run_left = index - count, left
         if not chosen:
             return chosen
         graph, name = self.tracing.graph, self.name
@@ -903,6 +910,10 @@ class Tracing:
     graph: str
     ratio: float
     tracer: Tracer
+    run: int = 1
+    """Chosen items come in runs of this many in a row (each item still chosen with
+    probability ``ratio``): a batch that holds traced items costs about as much for
+    one as for several (see docs/performance.md), and a run shares it."""
     actors: list[ActorTracing] = attrs.field(factory=list)
     random: Callable[[], float] = random.random
     can_start: bool = False
@@ -913,19 +924,27 @@ class Tracing:
     """Each traced actor here, by name."""
 
     @classmethod
-    def start(cls, graph: str, ratio: float, provider: TracerProvider | None) -> Tracing:
+    def start(
+        cls, graph: str, ratio: float, provider: TracerProvider | None, run: int = 1
+    ) -> Tracing:
         """Tracing through ``provider`` (the global one if ``None``)."""
         provider = provider if provider is not None else trace.get_tracer_provider()
-        return cls(graph, ratio, provider.get_tracer("actorflow", __version__))
+        return cls(graph, ratio, provider.get_tracer("actorflow", __version__), max(1, run))
 
     def gap(self) -> int:
-        """How many items from one chosen item to the next (at least 1): geometric, so
-        each item is chosen with probability ``ratio``, at one draw per chosen item."""
-        if self.ratio >= 1.0:
+        """How many items from the last chosen item of a run to the next run (at least
+        1): geometric, at one draw per run, with the chance that a run starts at an
+        item set so that each item is chosen with probability ``ratio`` (a run of
+        ``run`` items, then on average ``run * (1 - ratio) / ratio`` items not)."""
+        ratio = self.ratio
+        if ratio >= 1.0:
             return 1
+        starts = ratio / (ratio + self.run * (1 - ratio)) if self.run > 1 else ratio
+        if not starts:  # a tiny ratio over a long run: too small a float
+            return 1 + int(_NEVER)
         # log1p: ``log(1 - ratio)`` is 0 for a ratio below 1e-16 (a division by zero);
         # a drawn gap beyond 10**18 items (or infinite) is as good as never.
-        drawn = math.log1p(-self.random()) / math.log1p(-self.ratio)
+        drawn = math.log1p(-self.random()) / math.log1p(-starts)
         return 1 + int(min(drawn, _NEVER))
 
     def mark(self, items: list[Any], at: list[int], links: Iterable[Any]) -> None:
@@ -965,6 +984,7 @@ class Tracing:
             remote=remote,
         )
         hops.skip = self.gap() - 1
+        hops.run_left = self.run - 1
         self.actors.append(hops)
         self.receivers[actor.name] = hops
         hops._settle()

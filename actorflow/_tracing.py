@@ -224,7 +224,9 @@ class _ViaTracer:
         for index in at:
             item = items[index]
             attributes = {"actorflow.actor": actor, "message.id": item.id}
-            span = start(name, _parent(item.trace), SpanKind.CONSUMER, attributes, start_time=now)
+            context = _parent(item.trace)
+            kind = SpanKind.CONSUMER
+            span = start(name, context, kind=kind, attributes=attributes, start_time=now)
             hops.append(_Hop(item.id, item.trace, _traceparent(span), span))
         return hops
 
@@ -367,7 +369,9 @@ class _Direct:
         for index in at:
             item = items[index]
             parent = item.trace
-            came = made.get(parent) or self._came(parent)
+            known = made.get(parent)
+            ours = known is not None  # its text is ours: "00-", trace id, span id, flags
+            came = known if known is not None else self._came(parent)
             # A SpanContext is a tuple whose fields' properties are Python calls: indexed.
             flags = came[3]
             if not flags & _SAMPLED:  # as the default sampler would
@@ -376,7 +380,7 @@ class _Direct:
             own_id = span_id()
             trace_id = came[0]
             own = _TUPLE_NEW(SpanContext, (trace_id, own_id, False, flags, _NO_STATE, True))
-            if parent[:3] == "00-" and len(parent) == 55:  # its trace id and flags, kept
+            if ours:  # the same trace id and flags: only the span id is new
                 traceparent = f"{parent[:36]}{own_id:016x}{parent[52:]}"
             else:
                 traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"

@@ -468,3 +468,27 @@ def test_spans_made_whole_are_what_the_otlp_exporter_encodes(
         parent = int.from_bytes(message.parent_span_id, "big") if message.parent_span_id else None
         assert parent == (span.parent.span_id if span.parent else None)
         assert {attribute.key for attribute in message.attributes} == set(span.attributes or {})
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        pytest.param(PARENT, id="read from its text"),
+        pytest.param("00-" + "0" * 32 + "-" + "1" * 16 + "-01", id="damaged: a trace of its own"),
+        pytest.param("01-" + PARENT[3:] + "-extra", id="a later version"),
+    ],
+)
+def test_an_items_traceparent_names_its_hops_span(parent: str, provider: TracerProvider) -> None:
+    """The traceparent a hop gives the item names the hop's very span (its trace id,
+    span id and flags), whatever the parent it came with, and the next hop in this
+    process, which reads it from the cache of made spans, makes its child."""
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    (hop,) = direct.open("a process", "a", [af.Data(id="m", trace=parent)], [0], 1)
+    (child,) = direct.open("b process", "b", [af.Data(id="m", trace=hop.traceparent)], [0], 2)
+    for made in (hop, child):
+        context = made.span
+        assert made.traceparent == (
+            f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        )
+    assert child.came == hop.span

@@ -64,6 +64,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from ._data import Data
 from ._exceptions import ActorflowError, describe
@@ -105,11 +106,13 @@ sends for a minute (at most ``_HELD`` of them): a window may send them later."""
 _ERROR: Final = Status(StatusCode.ERROR, "the actor's hook raised on this item")
 _UNSET: Final = Status(StatusCode.UNSET)
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
+_NO_STATE: Final = DEFAULT_TRACE_STATE
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_OF: Final = attrgetter("trace")
 _DATA_FIELDS: Final = tuple(field.name for field in attrs.fields(Data))
 _FIELDS_OF: Final = attrgetter(*_DATA_FIELDS)
 _NEW: Final = object.__new__
+_TUPLE_NEW: Final = tuple.__new__
 _SET: Final = object.__setattr__
 _VERBS: Final = {"source": "send", "processor": "process", "sink": "consume"}
 _TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -176,7 +179,11 @@ class _Hop:
     traceparent: str | None
     """Given to every copy of the item the actor sends on: each is the span's child."""
     span: Any
-    """What the span maker keeps of it until it ends (see :class:`_Direct`)."""
+    """What the span maker keeps of it until it ends: the span (``start_span``'s), or
+    its own context (:class:`_Direct`'s, ``None`` if not sampled)."""
+    came: SpanContext | None = None
+    """:class:`_Direct`'s: the parent span's context (``None``: a trace starts here)."""
+    start: int = 0
     sent_at: int = 0
     """When a copy was last sent on (0: none was); the span ends there."""
     failed: bool = False
@@ -185,16 +192,23 @@ class _Hop:
 
 
 class _Spans(Protocol):
-    """Makes the spans: ``open`` a hop's, ``root`` one that starts and ends at once."""
+    """Makes the spans: ``open`` a batch's hops, ``end`` them, ``root`` one that starts
+    and ends at once. One call per batch: its items' spans are made in one loop."""
 
-    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop: ...
+    def open(
+        self, name: str, actor: str, items: list[Any], at: Iterable[int], now: int
+    ) -> list[_Hop]:
+        """The hops of the traced ``items`` ``at`` these places, taken ``now``."""
 
-    def end(self, hop: _Hop, end_time: int) -> None: ...
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
+        """End each hop's span (``name``, of ``actor``) at its last send, else ``now``."""
 
     def drop(self, hop: _Hop, end_time: int) -> None:
         """The hop's item went back unhandled: its span is not the item's."""
 
-    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None: ...
+    def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
+        """A root span for each item, of these attributes, that starts and ends
+        ``now``: the traceparent each item carries (``None``: not sampled)."""
 
 
 @attrs.define(eq=False)
@@ -203,17 +217,25 @@ class _ViaTracer:
 
     tracer: Tracer
 
-    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop:
-        span = self.tracer.start_span(
-            name, _parent(parent), kind=SpanKind.CONSUMER, start_time=now, attributes=attributes
-        )
-        return _Hop(attributes["message.id"], parent, _traceparent(span), span)
+    def open(
+        self, name: str, actor: str, items: list[Any], at: Iterable[int], now: int
+    ) -> list[_Hop]:
+        start, hops = self.tracer.start_span, []
+        for index in at:
+            item = items[index]
+            attributes = {"actorflow.actor": actor, "message.id": item.id}
+            context = _parent(item.trace)
+            kind = SpanKind.CONSUMER
+            span = start(name, context, kind=kind, attributes=attributes, start_time=now)
+            hops.append(_Hop(item.id, item.trace, _traceparent(span), span))
+        return hops
 
-    def end(self, hop: _Hop, end_time: int) -> None:
-        span: Span = hop.span
-        if hop.failed:
-            span.set_status(_ERROR)
-        span.end(end_time=end_time)
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
+        for hop in hops:
+            span: Span = hop.span
+            if hop.failed:
+                span.set_status(_ERROR)
+            span.end(end_time=hop.sent_at or now)
 
     def drop(self, hop: _Hop, end_time: int) -> None:
         """A started span is ended (its processors saw it start), marked as not the
@@ -222,12 +244,88 @@ class _ViaTracer:
         span.set_attribute(RETURNED_ATTRIBUTE, True)
         span.end(end_time=end_time)
 
-    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
-        span = self.tracer.start_span(
-            name, Context(), kind=SpanKind.PRODUCER, start_time=now, attributes=attributes
-        )
-        span.end(end_time=now)
-        return _traceparent(span)
+    def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
+        traceparents = []
+        for attributes in made:
+            span = self.tracer.start_span(
+                name, Context(), kind=SpanKind.PRODUCER, start_time=now, attributes=attributes
+            )
+            span.end(end_time=now)
+            traceparents.append(_traceparent(span))
+        return traceparents
+
+
+_SPAN_FIELDS: Final = frozenset(
+    {"_name", "_context", "_parent", "_kind", "_status", "_start_time", "_end_time"}
+    | {"_attributes", "_resource", "_instrumentation_scope", "_events", "_links"}
+)
+"""What :class:`_Direct` writes of a ``ReadableSpan`` (its constructor's own names)."""
+
+
+def _span_template(
+    resource: Resource, scope: InstrumentationScope, kind: SpanKind
+) -> dict[str, Any] | None:
+    """A ``ReadableSpan``'s fields as its constructor sets them for one of ours, to be
+    copied and filled per span (a third of the constructor's cost); ``None`` if the
+    SDK names them otherwise than :data:`_SPAN_FIELDS` (then the constructor is used)."""
+    made = ReadableSpan(
+        name="", resource=resource, kind=kind, status=_UNSET, instrumentation_scope=scope
+    )
+    fields = getattr(made, "__dict__", None)
+    if type(fields) is not dict or not _SPAN_FIELDS.issubset(fields):
+        return None
+    return dict(fields)
+
+
+_FORKS: Final = [0]
+"""How many forks made this process (see :class:`_Queue`)."""
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+@attrs.define(eq=False)
+class _Queue:
+    """Hands a batch's spans to a ``BatchSpanProcessor``'s queue at once, as its
+    ``on_end`` does one by one (one check of its state, one ``extendleft``): for the
+    SDK's own processor only, whose queue it reads by private names (pinned in
+    tests/test_tracing_spans.py); any other processor gets ``on_end`` per span."""
+
+    processor: SpanProcessor
+    batch: Any = None
+    """The SDK's ``BatchProcessor`` behind ``processor``, if its names are as known."""
+    forks: int = attrs.field(factory=lambda: _FORKS[0])
+    """The process's forks when it was made: in a child, ``on_end`` (which resets the
+    processor for it, as it checks by pid) takes over (a pid read per batch costs a
+    system call)."""
+
+    def __attrs_post_init__(self) -> None:
+        inner = getattr(self.processor, "_batch_processor", None)
+        known = ("_queue", "_shutdown", "_pid", "_max_queue_size", "_max_export_batch_size")
+        if type(self.processor) is BatchSpanProcessor and all(
+            hasattr(inner, name) for name in (*known, "_worker_awaken")
+        ):
+            self.batch = inner
+
+    def put(self, spans: list[ReadableSpan]) -> None:
+        batch = self.batch
+        if (
+            batch is None
+            or batch._shutdown
+            or self.forks != _FORKS[0]
+            or len(batch._queue) + len(spans) > batch._max_queue_size
+        ):  # its own on_end says why it drops them (shut down, full) or resets a fork
+            for span in spans:
+                self.processor.on_end(span)
+            return
+        queue = batch._queue
+        queue.extendleft(spans)
+        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+            batch._worker_awaken.set()
 
 
 @attrs.define(eq=False)
@@ -235,9 +333,9 @@ class _Direct:
     """Spans made whole at their end and handed to the provider's processors.
 
     ``start_span`` costs ~25 us a span (a sampler, a lock, a mutable span copied at
-    its end); a span known whole at its end is one :class:`ReadableSpan`, ~2 us. Used
-    only where that is all ``start_span`` would do (see :func:`_spans_for`): a
-    hop's span is open while ``(context, parent, start)`` is all it holds.
+    its end); a span known whole at its end is one :class:`ReadableSpan`, ~1 us. Used
+    only where that is all ``start_span`` would do (see :func:`_spans_for`): a hop's
+    span is open while its fields (a dict, the span's own to be) are all it holds.
     """
 
     processor: SpanProcessor
@@ -253,104 +351,140 @@ class _Direct:
     """The contexts of the last spans made here, by traceparent: the next hop in this
     process finds its parent without reading the text. Ordered: a plain dict's oldest
     key, after many deleted, is found by a scan of the deleted (~1 us at 4096)."""
+    hop_fields: dict[str, Any] | None = attrs.field(init=False)
+    root_fields: dict[str, Any] | None = attrs.field(init=False)
+    handoff: tuple[tuple[SpanProcessor, ...], tuple[_Queue, ...]] = ((), ())
+    """The provider's processors as last read, and a hand-off to each."""
 
     def __attrs_post_init__(self) -> None:
         random_ids = getattr(self.ids, "is_trace_id_random", lambda: False)()
         self.root_flags = TraceFlags(_SAMPLED | (TraceFlags.RANDOM_TRACE_ID * bool(random_ids)))
+        self.hop_fields = _span_template(self.resource, self.scope, SpanKind.CONSUMER)
+        self.root_fields = _span_template(self.resource, self.scope, SpanKind.PRODUCER)
 
-    def open(self, name: str, parent: str, now: int, attributes: dict[str, str]) -> _Hop:
-        came = self.made.get(parent) or _parent_context(parent)
+    def open(
+        self, name: str, actor: str, items: list[Any], at: Iterable[int], now: int
+    ) -> list[_Hop]:
+        made, span_id, hops = self.made, self.ids.generate_span_id, []
+        for index in at:
+            item = items[index]
+            parent = item.trace
+            known = made.get(parent)
+            ours = known is not None  # its text is ours: "00-", trace id, span id, flags
+            came = known if known is not None else self._came(parent)
+            # A SpanContext is a tuple whose fields' properties are Python calls: indexed.
+            flags = came[3]
+            if not flags & _SAMPLED:  # as the default sampler would
+                hops.append(_Hop(item.id, parent, None, None))
+                continue
+            own_id = span_id()
+            trace_id = came[0]
+            own = _TUPLE_NEW(SpanContext, (trace_id, own_id, False, flags, _NO_STATE, True))
+            if ours:  # the same trace id and flags: only the span id is new
+                traceparent = f"{parent[:36]}{own_id:016x}{parent[52:]}"
+            else:
+                traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"
+            made[traceparent] = own
+            if len(made) > _MADE:
+                made.popitem(last=False)
+            hops.append(_Hop(item.id, parent, traceparent, own, came if came[1] else None, now))
+        return hops
+
+    def _came(self, parent: str) -> SpanContext:
+        """The context a ``traceparent`` not made here names: a trace of its own (no
+        parent span) if it is damaged."""
+        came = _parent_context(parent)
         if came is None:  # not version 00: the propagator reads it
             came = trace.get_current_span(_parent(parent)).get_span_context()
             if not came.is_valid:  # damaged: a trace of its own starts here
                 came = SpanContext(self.ids.generate_trace_id(), 0, False, self.root_flags)
-        # A SpanContext is a tuple whose fields' properties are Python calls: indexed.
-        trace_id, span_id, flags = came[0], came[1], came[3]
-        if not flags & _SAMPLED:  # as the default sampler would
-            return _Hop(attributes["message.id"], parent, None, None)
-        own_id = self.ids.generate_span_id()
-        own = SpanContext(trace_id, own_id, False, flags)
-        if not span_id:
-            came = None
-        traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"
-        made = self.made  # as _made, inline: paid per item per hop
-        made[traceparent] = own
-        if len(made) > _MADE:
-            made.popitem(last=False)
-        return _Hop(
-            attributes["message.id"], parent, traceparent, (name, own, came, now, attributes)
-        )
+        return came
 
     def drop(self, hop: _Hop, end_time: int) -> None:
         """Nothing was handed to a processor yet: nothing to do."""
 
-    def end(self, hop: _Hop, end_time: int) -> None:
-        if hop.span is None:
-            return
-        name, own, came, start, attributes = hop.span  # came: None for a root
-        span = ReadableSpan(  # as _emit, inline: paid per item per hop
-            name=name,
-            context=own,
-            parent=came,
-            resource=self.resource,
-            attributes=attributes,
-            kind=SpanKind.CONSUMER,
-            status=_ERROR if hop.failed else _UNSET,
-            start_time=start,
-            end_time=end_time,
-            instrumentation_scope=self.scope,
-        )
-        for processor in self.processors():
-            processor.on_end(span)
+    def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
+        spans, template = [], self.hop_fields
+        for hop in hops:
+            own = hop.span
+            if own is None:
+                continue
+            # The span's fields, as _span writes them (inline: paid per item per hop).
+            fields = {} if template is None else template.copy()
+            fields["_name"] = name
+            fields["_context"] = own
+            fields["_parent"] = hop.came
+            fields["_start_time"] = hop.start
+            fields["_end_time"] = hop.sent_at or now
+            fields["_attributes"] = {"actorflow.actor": actor, "message.id": hop.id}
+            if hop.failed:
+                fields["_status"] = _ERROR
+            if template is None:
+                spans.append(self._span(fields, SpanKind.CONSUMER))
+                continue
+            span = _NEW(ReadableSpan)
+            span.__dict__ = fields
+            spans.append(span)
+        if spans:
+            self._hand(spans)
 
-    def root(self, name: str, now: int, attributes: dict[str, str]) -> str | None:
-        ids = self.ids
-        flags = self.root_flags
-        own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags)
-        self._emit(name, own, None, SpanKind.PRODUCER, now, now, attributes, False)
-        traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
-        self._made(traceparent, own)
-        return traceparent
+    def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
+        ids, flags, contexts = self.ids, self.root_flags, self.made
+        spans: list[ReadableSpan] = []
+        traceparents: list[str | None] = []
+        for attributes in made:
+            own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags)
+            fields = {
+                "_name": name,
+                "_context": own,
+                "_parent": None,
+                "_start_time": now,
+                "_end_time": now,
+                "_attributes": attributes,
+            }
+            spans.append(self._span(fields, SpanKind.PRODUCER))
+            traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
+            traceparents.append(traceparent)
+            contexts[traceparent] = own
+            if len(contexts) > _MADE:
+                contexts.popitem(last=False)
+        self._hand(spans)
+        return traceparents
 
-    def _made(self, traceparent: str, own: SpanContext) -> None:
-        """Keep the context a child here reads of ``traceparent``: the span's own (not
-        remote: it is in this process; a child in another process reads the text)."""
-        made = self.made
-        made[traceparent] = own
-        if len(made) > _MADE:
-            made.popitem(last=False)
+    def _span(self, fields: dict[str, Any], kind: SpanKind) -> ReadableSpan:
+        """One span of these ``fields`` (a ``ReadableSpan``'s own names, see
+        :data:`_SPAN_FIELDS`; unset: its status), by the constructor if the SDK's
+        fields are not as known."""
+        template = self.hop_fields if kind is SpanKind.CONSUMER else self.root_fields
+        if template is None:
+            return ReadableSpan(
+                name=fields["_name"],
+                context=fields["_context"],
+                parent=fields["_parent"],
+                resource=self.resource,
+                attributes=fields["_attributes"],
+                kind=kind,
+                status=fields.get("_status", _UNSET),
+                start_time=fields["_start_time"],
+                end_time=fields["_end_time"],
+                instrumentation_scope=self.scope,
+            )
+        span = _NEW(ReadableSpan)
+        span.__dict__ = whole = template.copy()
+        whole.update(fields)
+        return span
 
-    def _emit(
-        self,
-        name: str,
-        own: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        start: int,
-        end: int,
-        attributes: dict[str, str],
-        failed: bool,
-    ) -> None:
-        span = ReadableSpan(
-            name=name,
-            context=own,
-            parent=parent,
-            resource=self.resource,
-            attributes=attributes,
-            kind=kind,
-            status=_ERROR if failed else _UNSET,
-            start_time=start,
-            end_time=end,
-            instrumentation_scope=self.scope,
-        )
-        for processor in self.processors():
-            processor.on_end(span)
-
-    def processors(self) -> tuple[SpanProcessor, ...]:
-        """The provider's processors now (one added later included), each called as
-        the SDK's multi-processor would, one call fewer a span."""
-        found: tuple[SpanProcessor, ...] = self.processor._span_processors  # type: ignore[attr-defined]
-        return found
+    def _hand(self, spans: list[ReadableSpan]) -> None:
+        """Give ``spans`` to the provider's processors now (one added later included),
+        each at once where it is the SDK's batch processor, one call fewer a span than
+        the SDK's multi-processor would make."""
+        processors: tuple[SpanProcessor, ...] = self.processor._span_processors  # type: ignore[attr-defined]
+        known, queues = self.handoff
+        if known is not processors:
+            queues = tuple(_Queue(processor) for processor in processors)
+            self.handoff = (processors, queues)
+        for queue in queues:
+            queue.put(spans)
 
 
 def _description(sampler: Sampler) -> str:
@@ -450,6 +584,8 @@ class ActorTracing:
     last: int = 0
     skip: int = 0
     """How many more items it sends before the next one chosen."""
+    run_left: int = 0
+    """How many items after the next one chosen are chosen with it (a run)."""
     watch_takes: int = 0
     """Batches still read whole: a hook raised, its batch may come back."""
     warned: bool = False
@@ -481,7 +617,16 @@ class ActorTracing:
                 self._returned(items)
         except Exception as exc:
             self._failed(exc)
-        self._settle()
+        # As _settle, inline: paid per batch per hop.
+        self.owner.watched = bool(
+            self.logs
+            or self.origin
+            or self.remote
+            or self.expected
+            or self.batches
+            or self.held
+            or self.watch_takes
+        )
         return self.logs
 
     def _settle(self) -> None:
@@ -546,14 +691,14 @@ class ActorTracing:
 
     def _open(self, at: list[int], items: list[Any]) -> None:
         now = self.last = time_ns()
-        spans, open_hops, name = self.tracing.spans, self.open, self.span_name
-        hops: list[_Hop] = []
-        for index in at:
-            item = items[index]
-            attributes = {"actorflow.actor": self.name, "message.id": item.id}
-            hop = spans.open(name, item.trace, now, attributes)
-            hops.append(hop)
-            open_hops.setdefault(item.id, []).append(hop)
+        open_hops = self.open
+        hops = self.tracing.spans.open(self.span_name, self.name, items, at, now)
+        for hop in hops:
+            same = open_hops.get(hop.id)
+            if same is None:
+                open_hops[hop.id] = [hop]
+            else:
+                same.append(hop)
         key = id(items)
         stale = self.batches.pop(key, None)  # a batch never reported done, its id reused
         if stale is not None:
@@ -568,15 +713,21 @@ class ActorTracing:
         Where they are: where they were in the batch taken, if ``items`` holds them
         there (one result per item); else ``items`` is read whole."""
         now = self.last = time_ns()
+        same = _same_places(items, self.batches)
+        if same is not None:  # the hops of the batch taken, in the same order
+            at, hops = same
+            for index, hop in zip(at, hops, strict=True):
+                hop.sent_at = now
+                if hop.traceparent is not None:
+                    items[index] = _retraced(items[index], hop.traceparent)
+            return at
         open_hops = self.open
-        at = _same_places(items, self.batches)
-        if at is None:
-            at = _traced_at(items)
+        at = _traced_at(items)
         for index in at:
             item = items[index]
-            hops = open_hops.get(item.id)
-            if hops:
-                hop = next((hop for hop in hops if hop.parent == item.trace), hops[0])
+            copies = open_hops.get(item.id)
+            if copies:
+                hop = next((hop for hop in copies if hop.parent == item.trace), copies[0])
                 hop.sent_at = now
                 if hop.traceparent is not None:
                     items[index] = _retraced(item, hop.traceparent)
@@ -612,20 +763,25 @@ class ActorTracing:
             self.expect(back)
 
     def _end(self, hops: list[_Hop], now: int) -> None:
-        open_hops, spans, held = self.open, self.tracing.spans, self.held
+        open_hops, held, outputs = self.open, self.held, self.outputs
+        ending: list[_Hop] = []
         for hop in hops:
             if hop.returned:
                 continue
             same = open_hops.get(hop.id)
             if same is not None:
-                same.remove(hop)
-                if not same:
+                if len(same) == 1 and same[0] is hop:
                     del open_hops[hop.id]
-            if not hop.sent_at and self.outputs:
+                else:
+                    same.remove(hop)
+                    if not same:
+                        del open_hops[hop.id]
+            if not hop.sent_at and outputs:
                 held[hop.id] = now  # it may send it later (a window's items)
                 if len(held) > _HELD:
                     held.popitem(last=False)
-            spans.end(hop, hop.sent_at or now)
+            ending.append(hop)
+        self.tracing.spans.end(ending, now, self.span_name, self.name)
 
     def _end_all(self, now: int) -> None:
         for _, hops, _ in self.batches.values():
@@ -636,22 +792,29 @@ class ActorTracing:
         """Start a trace for the chosen items among ``items``; where they are."""
         skip, count = self.skip, len(items)
         chosen: list[int] = []
-        index = skip
+        index, gap, left = skip, self.tracing.gap, self.run_left
         while index < count:
             item = items[index]
             if isinstance(item, Data) and item.trace is None:
-                traced = self._root(item)
-                if traced is not item:
-                    items[index] = traced
-                    chosen.append(index)
-            index += self.tracing.gap()
-        self.skip = index - count
-        return chosen
-
-    def _root(self, item: Data) -> Data:
-        attributes = _root_attributes(self.tracing.graph, self.name, item)
-        traceparent = self.tracing.spans.root(self.span_name, time_ns(), attributes)
-        return item if traceparent is None else _retraced(item, traceparent)
+                chosen.append(index)
+            if left:  # the run goes on
+                left -= 1
+                index += 1
+            else:
+                left = self.tracing.run - 1
+                index += gap()
+        self.skip, self.run_left = index - count, left
+        if not chosen:
+            return chosen
+        graph, name = self.tracing.graph, self.name
+        made = [_root_attributes(graph, name, items[index]) for index in chosen]
+        traced = []
+        roots = self.tracing.spans.roots(self.span_name, time_ns(), made)
+        for index, traceparent in zip(chosen, roots, strict=True):
+            if traceparent is not None:
+                items[index] = _retraced(items[index], traceparent)
+                traced.append(index)
+        return traced
 
     def close(self) -> None:
         """The system ended: end what is still open (the actor was stopped while it
@@ -671,22 +834,42 @@ def _forget(held: OrderedDict[str, int], now: int) -> None:
 
 def _retraced(item: Data, traceparent: str) -> Data:
     """``item`` with another ``trace``: a copy that shares its fields and tags (as the
-    item itself, sent on untraced, would), a fifth of ``evolve``'s cost, which copies
+    item itself, sent on untraced, would), a tenth of ``evolve``'s cost, which copies
     them (pinned in tests/test_tracing_spans.py)."""
     if type(item) is not Data:
         return item.evolve(trace=traceparent)
     copy = _NEW(Data)
-    for name, value in zip(_DATA_FIELDS, _FIELDS_OF(item), strict=True):
-        _SET(copy, name, value)
-    _SET(copy, "trace", traceparent)
+    if _SLOTS is None:
+        for name, value in zip(_DATA_FIELDS, _FIELDS_OF(item), strict=True):
+            _SET(copy, name, value)
+        _SET(copy, "trace", traceparent)
+        return copy
+    fields, tags, timestamp, id_, origin, trace_ = _SLOTS
+    fields(copy, item.fields)
+    tags(copy, item.tags)
+    timestamp(copy, item.timestamp)
+    id_(copy, item.id)
+    origin(copy, item.origin)
+    trace_(copy, traceparent)
     return copy
+
+
+def _slot_setters() -> tuple[Callable[[Data, Any], None], ...] | None:
+    """Each field's slot written directly (a third of ``object.__setattr__``'s cost),
+    if ``Data``'s fields are the six :func:`_retraced` knows; ``None`` if not."""
+    if _DATA_FIELDS != ("fields", "tags", "timestamp", "id", "origin", "trace"):
+        return None
+    return tuple(vars(Data)[name].__set__ for name in _DATA_FIELDS)
+
+
+_SLOTS: Final = _slot_setters()
 
 
 def _same_places(
     items: list[Any], batches: dict[int, tuple[list[Any], list[_Hop], list[int]]]
-) -> list[int] | None:
-    """Where the traced items of the batch last taken are, if ``items`` holds them at
-    the same places (a processor's one result per item); ``None`` if not."""
+) -> tuple[list[int], list[_Hop]] | None:
+    """Where the traced items of the batch last taken are, and their hops, if ``items``
+    holds them at the same places (a processor's one result per item); else ``None``."""
     if not batches:
         return None
     taken, hops, at = batches[next(reversed(batches))]
@@ -696,7 +879,7 @@ def _same_places(
         item = items[index]
         if type(item) is not Data or item.id != hop.id or item.trace != hop.parent:
             return None
-    return at
+    return at, hops
 
 
 def _any_traced(items: list[Any]) -> bool:
@@ -731,6 +914,10 @@ class Tracing:
     graph: str
     ratio: float
     tracer: Tracer
+    run: int = 1
+    """Chosen items come in runs of this many in a row (each item still chosen with
+    probability ``ratio``): a batch that holds traced items costs about as much for
+    one as for several (see docs/performance.md), and a run shares it."""
     actors: list[ActorTracing] = attrs.field(factory=list)
     random: Callable[[], float] = random.random
     can_start: bool = False
@@ -741,19 +928,27 @@ class Tracing:
     """Each traced actor here, by name."""
 
     @classmethod
-    def start(cls, graph: str, ratio: float, provider: TracerProvider | None) -> Tracing:
+    def start(
+        cls, graph: str, ratio: float, provider: TracerProvider | None, run: int = 1
+    ) -> Tracing:
         """Tracing through ``provider`` (the global one if ``None``)."""
         provider = provider if provider is not None else trace.get_tracer_provider()
-        return cls(graph, ratio, provider.get_tracer("actorflow", __version__))
+        return cls(graph, ratio, provider.get_tracer("actorflow", __version__), max(1, run))
 
     def gap(self) -> int:
-        """How many items from one chosen item to the next (at least 1): geometric, so
-        each item is chosen with probability ``ratio``, at one draw per chosen item."""
-        if self.ratio >= 1.0:
+        """How many items from the last chosen item of a run to the next run (at least
+        1): geometric, at one draw per run, with the chance that a run starts at an
+        item set so that each item is chosen with probability ``ratio`` (a run of
+        ``run`` items, then on average ``run * (1 - ratio) / ratio`` items not)."""
+        ratio = self.ratio
+        if ratio >= 1.0:
             return 1
+        starts = ratio / (ratio + self.run * (1 - ratio)) if self.run > 1 else ratio
+        if not starts:  # a tiny ratio over a long run: too small a float
+            return 1 + int(_NEVER)
         # log1p: ``log(1 - ratio)`` is 0 for a ratio below 1e-16 (a division by zero);
         # a drawn gap beyond 10**18 items (or infinite) is as good as never.
-        drawn = math.log1p(-self.random()) / math.log1p(-self.ratio)
+        drawn = math.log1p(-self.random()) / math.log1p(-starts)
         return 1 + int(min(drawn, _NEVER))
 
     def mark(self, items: list[Any], at: list[int], links: Iterable[Any]) -> None:
@@ -793,6 +988,7 @@ class Tracing:
             remote=remote,
         )
         hops.skip = self.gap() - 1
+        hops.run_left = self.run - 1
         self.actors.append(hops)
         self.receivers[actor.name] = hops
         hops._settle()

@@ -13,6 +13,8 @@ runs with ints (as there) and with ``Data`` items (which can carry a trace), eac
 - ``trace-1%-own``: ``trace_ratio`` 0.01 with an SDK provider that has no span
   processor: the spans are made and go nowhere (no batch processor's queue, no
   export thread): actorflow's own share of the cost of tracing;
+- ``trace-1%-runs8``: ``trace_ratio`` 0.01 with the chosen items in runs of 8 in a row
+  (``Tracing.run``): a traced batch's own cost shared by 8 items instead of 1-2;
 - ``trace-1e-9``: ``trace_ratio`` 1e-9, which picks next to nothing: what tracing costs
   every item whether it is picked or not.
 
@@ -56,6 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "metrics+scrape": {"metrics": 0},
     "trace-1%": {"trace_ratio": 0.01},
     "trace-1%-own": {"trace_ratio": 0.01},
+    "trace-1%-runs8": {"trace_ratio": 0.01},
     "trace-100%": {"trace_ratio": 1.0},
     "trace-1e-9": {"trace_ratio": 1e-9},
 }
@@ -153,6 +156,13 @@ def worker(
     if "trace_ratio" in options:
         own = variant.endswith("-own")
         options["tracer_provider"] = _free_provider() if own else _provider()
+    if variant.endswith("-runs8"):
+        start = actorflow._tracing.Tracing.start
+
+        def in_runs(graph: str, ratio: float, provider: Any, run: int = 1) -> Any:
+            return start(graph, ratio, provider, 8)
+
+        actorflow._tracing.Tracing.start = in_runs  # type: ignore[method-assign]
     scrapes = 0
 
     async def scraper(address: str) -> None:

@@ -567,11 +567,14 @@ def test_an_exporter_that_is_not_installed_is_a_one_line_error() -> None:
         st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
         st.sampled_from([0.0, 1.0 - 2**-53]),
     ),
+    run=st.integers(min_value=1, max_value=10**6),
 )
-def test_any_ratio_draws_a_gap_of_at_least_one(ratio: float, draw: float) -> None:
+def test_any_ratio_draws_a_gap_of_at_least_one(ratio: float, draw: float, run: int) -> None:
     """Every ratio in (0, 1] gives a whole gap of at least one item, however tiny the
-    ratio (``log(1 - 1e-17)`` is 0: a division by zero before ``log1p``)."""
-    tracing = Tracing("g", ratio, TracerProvider().get_tracer("t"), random=lambda: draw)
+    ratio (``log(1 - 1e-17)`` is 0: a division by zero before ``log1p``), with items
+    chosen one by one or in runs."""
+    tracer = TracerProvider().get_tracer("t")
+    tracing = Tracing("g", ratio, tracer, run=run, random=lambda: draw)
     gap = tracing.gap()
     assert isinstance(gap, int)
     assert 1 <= gap <= 10**18 + 1
@@ -964,3 +967,27 @@ def test_a_consumer_of_a_remote_link_is_not_warned_that_nothing_is_traced(
             tracing.close()
         warned = [entry for entry in logs if entry["event"] == "tracing.nothing_traced"]
         assert len(warned) == (0 if remote else 1)
+
+
+@pytest.mark.parametrize("run", [1, 8])
+@pytest.mark.parametrize("ratio", [0.01, 0.3])
+def test_items_chosen_in_runs_are_still_that_share_of_the_items(run: int, ratio: float) -> None:
+    """With ``run`` set, a source chooses its items in runs of that many in a row (a
+    traced batch's cost shared by the run), and still a share ``ratio`` of them."""
+    import random
+
+    tracing = Tracing.start("g", ratio, TracerProvider(), run)
+    tracing.random = random.Random(17).random  # the same draws every time: not flaky
+    source = actorflow._tracing.ActorTracing(tracing, "src", "send", origin=True, says_done=False)
+    source.skip = tracing.gap() - 1
+    source.run_left = run - 1
+    chosen: list[bool] = []
+    for _ in range(3000):
+        items = [af.Data() for _ in range(100)]
+        source("message.sent", items, "out")
+        chosen += [item.trace is not None for item in items]
+    share = sum(chosen) / len(chosen)
+    assert abs(share - ratio) < 0.1 * ratio  # within 10% over 300,000 items
+    runs = "".join("x" if traced else "." for traced in chosen).split(".")[:-1]  # last: cut
+    assert all(len(each) % run == 0 for each in runs)  # runs side by side make one
+    assert {len(each) for each in runs} - {0} != set()

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
-from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode
+from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, StatusCode
 
 import actorflow as af
 from actorflow import _tracing
@@ -109,10 +109,10 @@ def test_a_span_made_whole_is_what_start_span_would_have_made(
     assert isinstance(direct, _Direct)
     made = []
     for spans in (direct, via):
-        hop = spans.open("a process", PARENT, 10, {"actorflow.actor": "a", "message.id": "m"})
+        (hop,) = spans.open("a process", "a", [af.Data(id="m", trace=PARENT)], [0], 10)
         hop.failed = True
-        spans.end(hop, 20)
-        spans.root("src send", 30, {"actorflow.actor": "src"})
+        spans.end([hop], 20, "a process", "a")
+        spans.roots("src send", 30, [{"actorflow.actor": "src"}])
         made.append(exporter.get_finished_spans()[-2:])
         exporter.clear()
     for fast, slow in zip(*made, strict=True):
@@ -144,8 +144,8 @@ def test_an_unsampled_parent_makes_no_span(
     """A traceparent whose sampled flag is off is followed as the default sampler
     would: no span, and the item keeps its traceparent."""
     direct = _spans_for(provider.get_tracer("t"))
-    hop = direct.open("a process", PARENT[:-2] + "00", 1, {"message.id": "m"})
-    direct.end(hop, 2)
+    (hop,) = direct.open("a process", "a", [af.Data(id="m", trace=PARENT[:-2] + "00")], [0], 1)
+    direct.end([hop], 2, "a process", "a")
     assert hop.traceparent is None
     assert exporter.get_finished_spans() == ()
 
@@ -354,3 +354,141 @@ def test_readable_spans_are_what_the_exporter_gets(
     assert len(spans) == 12
     ids = {span.context.span_id for span in spans if span.context}
     assert all(span.parent is None or span.parent.span_id in ids for span in spans)
+
+
+# -- the batch processor's hand-off and the span's fields ---------------------------------
+
+
+def test_spans_made_whole_are_every_field_start_span_sets(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A span made whole holds the very fields a ``ReadableSpan`` made by its
+    constructor holds (what any exporter may read: events, links, dropped counts), and
+    its context is the ``SpanContext`` the SDK would make of the same ids."""
+    af.run(pipeline(2), trace_ratio=1.0, tracer_provider=provider)
+    spans = exporter.get_finished_spans()
+    constructed = vars(ReadableSpan(name="x"))
+    for span in spans:
+        assert vars(span).keys() == constructed.keys()
+        assert (span.events, span.links, span.dropped_attributes) == ((), (), 0)
+        context = span.context
+        assert context is not None
+        same = SpanContext(context.trace_id, context.span_id, False, context.trace_flags)
+        assert context == same
+        assert context.is_valid
+        assert context.trace_state == same.trace_state
+
+
+def test_spans_are_made_by_the_constructor_if_the_sdk_names_fields_otherwise(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were a later SDK to name a ``ReadableSpan``'s fields otherwise, no template is
+    used: the constructor makes each span, with the same result."""
+    af.run(pipeline(2), trace_ratio=1.0, tracer_provider=provider)
+    fast = exporter.get_finished_spans()
+    exporter.clear()
+    monkeypatch.setattr(_tracing, "_SPAN_FIELDS", _tracing._SPAN_FIELDS | {"_renamed"})
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    assert direct.hop_fields is None
+    monkeypatch.setattr(_tracing, "_spans_for", lambda tracer: direct)
+    af.run(pipeline(2), trace_ratio=1.0, tracer_provider=provider)
+    slow = exporter.get_finished_spans()
+    assert sorted(span.name for span in slow) == sorted(span.name for span in fast)
+    assert all(type(span) is ReadableSpan and span.end_time for span in slow)
+
+
+def test_the_batch_processor_gets_a_batch_of_spans_at_once_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spans reach the SDK's batch processor's queue without its ``on_end`` (one
+    ``extendleft`` a batch), in the order its ``on_end`` would have queued them, and
+    its exporter gets every one (pins the names of its queue)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    ended: list[ReadableSpan] = []
+    monkeypatch.setattr(BatchSpanProcessor, "on_end", lambda self, span: ended.append(span))
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    items = [af.Data(id=f"m{n}", trace=PARENT) for n in range(3)]
+    hops = direct.open("a process", "a", items, [0, 1, 2], 10)
+    direct.end(hops, 20, "a process", "a")
+    assert ended == []  # not one by one
+    provider.force_flush()
+    got = exporter.get_finished_spans()
+    assert [str((span.attributes or {})["message.id"]) for span in got] == ["m0", "m1", "m2"]
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("why", ["full", "shut down", "forked"])
+def test_the_batch_processor_says_itself_what_it_does_with_spans_it_cannot_take(
+    why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full queue, a processor shut down, a process forked since: each span goes
+    through the processor's own ``on_end`` (which drops it and says so, or resets
+    itself for the child), as without the hand-off."""
+    processor = BatchSpanProcessor(
+        InMemorySpanExporter(), max_queue_size=4, max_export_batch_size=4
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    ended: list[ReadableSpan] = []
+    monkeypatch.setattr(BatchSpanProcessor, "on_end", lambda self, span: ended.append(span))
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    count = 5 if why == "full" else 2
+    items = [af.Data(trace=PARENT) for _ in range(count)]
+    hops = direct.open("a process", "a", items, range(count), 10)
+    if why == "shut down":
+        monkeypatch.setattr(processor._batch_processor, "_shutdown", True)
+    if why == "forked":
+        direct._hand([])  # its hand-off is made in this process
+        _tracing._forked()  # as os.fork() calls it in the child
+    direct.end(hops, 20, "a process", "a")
+    assert len(ended) == count
+    monkeypatch.undo()
+    provider.shutdown()
+
+
+def test_spans_made_whole_are_what_the_otlp_exporter_encodes(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The OTLP exporter's encoder (if installed) reads every span made whole: names,
+    ids, parents, kinds, attributes."""
+    encoder = pytest.importorskip("opentelemetry.exporter.otlp.proto.common.trace_encoder")
+    af.run(pipeline(3), trace_ratio=1.0, tracer_provider=provider)
+    spans = exporter.get_finished_spans()
+    encoded = encoder.encode_spans(spans).resource_spans[0].scope_spans[0].spans
+    assert len(encoded) == len(spans) == 12
+    for span, message in zip(spans, encoded, strict=True):
+        assert span.context is not None
+        assert message.name == span.name
+        assert int.from_bytes(message.span_id, "big") == span.context.span_id
+        parent = int.from_bytes(message.parent_span_id, "big") if message.parent_span_id else None
+        assert parent == (span.parent.span_id if span.parent else None)
+        assert {attribute.key for attribute in message.attributes} == set(span.attributes or {})
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        pytest.param(PARENT, id="read from its text"),
+        pytest.param("00-" + "0" * 32 + "-" + "1" * 16 + "-01", id="damaged: a trace of its own"),
+        pytest.param("01-" + PARENT[3:] + "-extra", id="a later version"),
+    ],
+)
+def test_an_items_traceparent_names_its_hops_span(parent: str, provider: TracerProvider) -> None:
+    """The traceparent a hop gives the item names the hop's very span (its trace id,
+    span id and flags), whatever the parent it came with, and the next hop in this
+    process, which reads it from the cache of made spans, makes its child."""
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    (hop,) = direct.open("a process", "a", [af.Data(id="m", trace=parent)], [0], 1)
+    (child,) = direct.open("b process", "b", [af.Data(id="m", trace=hop.traceparent)], [0], 2)
+    for made in (hop, child):
+        context = made.span
+        assert made.traceparent == (
+            f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        )
+    assert child.came == hop.span

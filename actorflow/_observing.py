@@ -72,9 +72,7 @@ async def observe(
                 f"trace_ratio={settings.trace_ratio:g} needs OpenTelemetry, which is not "
                 "installed: pip install 'actorflow[otel]'"
             ) from exc
-        # ``trace_run`` (items chosen in a row, see Tracing.run): read if settings have it.
-        run = int(getattr(settings, "trace_run", 1))
-        system._tracing = Tracing.start(system.graph.name, settings.trace_ratio, provider, run)
+        system._tracing = Tracing.start(system.graph.name, settings.trace_ratio, provider)
     if settings.metrics is not None:
         from ._address import parse_address
         from ._metrics import bound, listen

@@ -396,7 +396,12 @@ def _problems(target: object) -> list[str]:
     for klass in reversed(cls.__mro__):
         for hook in vars(klass).get("_runtime_hooks", ()):
             value = getattr(target, hook, _MISSING)
-            if value is not _MISSING and not callable(value):
+            # ``process_batch = None``: a subclass handles item by item again.
+            if (
+                value is not _MISSING
+                and not callable(value)
+                and not (value is None and hook in BATCH_HOOKS)
+            ):
                 problems.append(
                     f"{owner}.{hook} is {short(value)}, not a method: {hook}() is a hook "
                     f"the runtime calls, so give your attribute another name"

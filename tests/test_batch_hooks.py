@@ -424,3 +424,40 @@ def test_each_traced_item_gets_one_span_per_hop_as_with_per_item_hooks() -> None
     batched = _spans(PassBatch, DropBatch)
     assert batched == each
     assert sum(batched.values()) == 20 * 3  # src, proc, sink
+
+
+class Costly(af.Processor):
+    """Each item costs a millisecond of (virtual) time: the hook moves the clock on."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
+        self.clock = clock
+        self.sizes = sizes
+
+    def process_batch(self, batch: list[int]) -> list[int]:
+        self.sizes.append(len(batch))
+        self.clock.jump(0.001 * len(batch))
+        return batch
+
+
+async def test_costly_batches_are_cut_to_fit_the_quantum(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A call seen to take more than a quarter of the quantum makes the next calls
+    smaller, sized to fit it: the actor yields between them, as between items."""
+    sizes: list[int] = []
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=300)
+    graph.add("proc", Costly, clock=autojump_clock, sizes=sizes)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "proc", buffer=100)
+    graph.link("proc", "sink", buffer=100)
+    async with af.open_system(graph, quantum=0.01, max_batch=100, fuse=False):
+        pass
+    assert out == list(range(300))
+    assert sizes[0] > 10  # the first call learns the cost
+    assert max(sizes[1:]) <= 5  # 2.5 ms of a 10 ms quantum at 1 ms an item
+    assert sum(sizes) == 300

@@ -29,11 +29,18 @@ from .._exceptions import RunError, describe
 from .._hooks import HookStyle, hook_style, learn_style, learned_sync
 from .._link import Link
 from .._module import ModuleKind
+from ._incarnation import Incarnation, Stop
 from ._room import Room
 
 __all__ = ["BatchHook"]
 
 _drain = deque[Any](maxlen=0).extend
+
+_NONE: list[Any] = []
+"""No items after a call's (never changed)."""
+
+_UNBOUNDED = 1 << 62
+"""A call's size before one was seen to overrun its share of the quantum."""
 
 _Handler = Callable[[Link, list[Any]], Awaitable[None]]
 
@@ -48,7 +55,9 @@ class BatchHook:
 
     __slots__ = (
         "collect",
+        "fit",
         "give_back",
+        "incarnation",
         "item_failed",
         "name",
         "probing",
@@ -60,12 +69,14 @@ class BatchHook:
     def __init__(
         self,
         room: Room,
+        incarnation: Incarnation,
         hook: Callable[..., Any],
         name: str,
         give_back: Callable[[Link, list[Any]], None],
         item_failed: Callable[[Exception, Link, Any, list[Any], int], RunError],
     ) -> None:
         self.room = room
+        self.incarnation = incarnation
         self.name = name
         self.collect = room.kind is ModuleKind.PROCESSOR
         self.shape = hook
@@ -77,6 +88,9 @@ class BatchHook:
         self.style = HookStyle.SYNC if style is HookStyle.SYNC_GEN else style
         self.probing = self.style is HookStyle.SYNC and not learned_sync(hook)
         """Its first call tells whether a sync-looking hook hides an ``async def``."""
+        self.fit = _UNBOUNDED
+        """The most items one call is given: what fits a quarter of the quantum, at the
+        cost per item of the last call that took longer than that (see :meth:`_took`)."""
 
     @property
     def fusable(self) -> bool:
@@ -88,37 +102,71 @@ class BatchHook:
         return partial(self._handle, fn)
 
     async def _handle(self, fn: Callable[[list[Any]], Any], link: Link, batch: list[Any]) -> None:
+        if len(batch) <= self.fit:
+            await self._call(fn, link, batch, _NONE)
+            return
+        # Calls this long would overrun the quantum: the batch goes in slices that fit,
+        # the actor yielding between them when its quantum is spent.
+        stopping, fit = self.incarnation, self.fit
+        for start in range(0, len(batch), fit):
+            if start and stopping.stopping:
+                self.give_back(link, batch[start:])
+                raise Stop
+            await self._call(fn, link, batch[start : start + fit], batch[start + fit :])
+
+    async def _call(
+        self, fn: Callable[[list[Any]], Any], link: Link, items: list[Any], rest: list[Any]
+    ) -> None:
+        """One call of the hook on ``items`` (``rest``: what comes after them in the
+        batch, given back if this call fails or is cancelled)."""
         room = self.room
         pacing = room.pacing
         began = pacing.now()
-        if room.fused_scope is not None and began >= pacing.deadline:
-            await pacing.yield_()  # a called stage whose caller's quantum is spent
-            began = pacing.now()
         try:
-            result = fn(batch[:])
+            if room.fused_scope is not None and began >= pacing.deadline:
+                await pacing.yield_()  # a called stage whose caller's quantum is spent
+                began = pacing.now()
+            result = fn(items[:])
             if type(result) is not list or self.probing:
                 result = await self._listed(result)
         except Exception as exc:
-            raise self._failed(exc, link, batch) from exc
+            raise self._failed(exc, link, items, rest) from exc
         except BaseException:
-            self.give_back(link, batch)  # cancelled inside the hook: none was handled
+            self.give_back(link, [*items, *rest])  # cancelled: none of them was handled
             raise
-        now = pacing.now()
+        try:
+            now = pacing.now()
+            self._took(now - began, items)
+            if self.collect:
+                if len(result) < len(items):
+                    room.filtered += len(items) - len(result)
+                if result:
+                    outbox = room.outbox
+                    await outbox.send(result, outbox.main)
+                    now = pacing.now()
+            if now >= pacing.deadline:
+                await pacing.yield_()
+        except BaseException:
+            if rest:
+                self.give_back(link, rest)
+            raise
+
+    def _took(self, elapsed: float, items: list[Any]) -> None:
+        """A call on ``items`` took ``elapsed`` seconds: time it, size the next calls to
+        a quarter of the quantum at that cost, and unmark the items it handled."""
+        room = self.room
+        pacing = room.pacing
         if pacing.timings is not None:
-            pacing.timings.observe(now - began, len(batch))
+            pacing.timings.observe(elapsed, len(items))
+        budget = pacing.quantum / 4
+        if elapsed > budget:
+            self.fit = max(1, int(len(items) * budget / elapsed))
+        elif self.fit < _UNBOUNDED and elapsed < budget / 2 and len(items) >= self.fit:
+            self.fit *= 2
         isolated = room.retries.isolated
         if isolated:
-            for item in batch:
+            for item in items:
                 isolated.pop(id(item), None)
-        if self.collect:
-            if len(result) < len(batch):
-                room.filtered += len(batch) - len(result)
-            if result:
-                outbox = room.outbox
-                await outbox.send(result, outbox.main)
-                now = pacing.now()
-        if now >= pacing.deadline:
-            await pacing.yield_()
 
     async def _listed(self, result: Any) -> list[Any]:
         """What a call returned, as a list: awaited if awaitable (a decorator hid an
@@ -145,21 +193,21 @@ class BatchHook:
             )
         return list(result)
 
-    def _failed(self, exc: Exception, link: Link, batch: list[Any]) -> RunError:
+    def _failed(self, exc: Exception, link: Link, items: list[Any], rest: list[Any]) -> RunError:
         """The hook raised: on one item, a per-item failure (retried, then
         dead-lettered); on several, all go back and are retried one at a time."""
         room = self.room
-        if len(batch) == 1:
-            error = self.item_failed(exc, link, batch[0], [], room.received)
+        if len(items) == 1:
+            error = self.item_failed(exc, link, items[0], rest, room.received - len(rest))
             verdict = room.retries.last
             if verdict is not None and verdict.error is error and verdict.dead_lettered:
-                room.retries.isolated.pop(id(batch[0]), None)  # given up on: found
+                room.retries.isolated.pop(id(items[0]), None)  # given up on: found
             return error
-        room.retries.isolated.update((id(item), item) for item in batch)
-        self.give_back(link, batch)
+        room.retries.isolated.update((id(item), item) for item in items)
+        self.give_back(link, [*items, *rest])
         error = RunError(
             room.name,
-            f"{self.name} raised {describe(exc)} on a batch of {len(batch)} items; they "
+            f"{self.name} raised {describe(exc)} on a batch of {len(items)} items; they "
             "are retried one at a time to find the one at fault",
         )
         error.__cause__ = exc

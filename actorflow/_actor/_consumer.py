@@ -80,7 +80,7 @@ class ConsumerDriver:
         """Set for a module with a batch hook: its calls, one per batch."""
         if self.hook_name.removesuffix("()") in BATCH_HOOKS:
             batch = self._batch = BatchHook(
-                room, shape, self.hook_name, self._give_back, self._item_failed
+                room, incarnation, shape, self.hook_name, self._give_back, self._item_failed
             )
             self.probe_key = None
             if module.blocking and batch.style is HookStyle.SYNC:

@@ -690,7 +690,7 @@ class Processor(Module):
     Or override ``process_batch(self, batch)`` instead (never both): it takes a list of
     the items waiting and returns an iterable of the items to forward on the main
     output port, as many or as few as it likes (``None``: none). It may be ``async``;
-    see "Batch hooks" in ``docs/howto/modules.md``.
+    see "Batch hooks" in ``docs/concepts/modules.md``.
     """
 
     kind = ModuleKind.PROCESSOR

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import structlog
 
 __all__ = [
+    "BATCH_HOOKS",
     "Many",
     "Module",
     "ModuleContext",
@@ -37,7 +38,6 @@ __all__ = [
     "Sink",
     "Source",
     "Tag",
-    "BATCH_HOOKS",
     "attach",
     "batch_hook",
     "kind_problem",
@@ -188,11 +188,6 @@ def _stored(value: Any) -> list[str]:
     if code is None:
         return []
     return [op.argval for op in dis.get_instructions(code) if op.opname == "STORE_ATTR"]
-
-
-def _sets(value: Any, attribute: str) -> bool:
-    """Whether the function ``value`` (a method, say) sets ``self.<attribute>``."""
-    return attribute in _stored(value)
 
 
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
@@ -448,9 +443,9 @@ class Module:
 
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
+    """The hook every concrete module of this kind overrides (checked by validation)."""
     _batch_hook: ClassVar[str | None] = None
     """The hook of this kind that takes a list of items instead (none for most kinds)."""
-    """The hook every concrete module of this kind overrides (checked by validation)."""
     _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup", "snapshot", "restore")
     """The hooks of this kind the runtime calls (besides those of its bases)."""
     _setting_checks: ClassVar[Mapping[str, Check]] = {

@@ -326,13 +326,25 @@ class SourceTask(Numbers):
         return super().start()
 
 
+class Gate(af.Source):
+    """Ready once the test holds the system: the source that depends on it waits."""
+
+    outputs: ClassVar = {}
+
+    def __init__(self, box: dict[str, Any]) -> None:
+        self.box = box
+
+    async def start(self) -> None:
+        await self.box["go"].wait()
+
+
 @pytest.mark.parametrize("fuse", [True, False])
 async def test_a_chain_of_batch_hooks_is_fused_into_its_heads_task_unless_switched_off(
     autojump_clock: trio.testing.MockClock, fuse: bool
 ) -> None:
     """With default settings both stages end up running in the source's task, and
     status says so (``fused_into``); ``fuse=False`` keeps them in their own."""
-    box: dict[str, Any] = {}
+    box: dict[str, Any] = {"go": trio.Event()}
     a: list[Any] = []
     b: list[Any] = []
     out: list[int] = []
@@ -342,8 +354,11 @@ async def test_a_chain_of_batch_hooks_is_fused_into_its_heads_task_unless_switch
     graph.add("b", Tasks, tasks=b, box=box)
     graph.add("sink", Collect, into=out)
     graph.chain("src", "a", "b", "sink", buffer=4)
+    graph.add("gate", Gate, box=box)
+    graph.depends_on("src", "gate")
     async with af.open_system(graph, fuse=fuse) as system:
         box["system"] = system
+        box["go"].set()
     assert out == list(range(200))
     if fuse:
         assert a[-1] is b[-1] is box["src"]

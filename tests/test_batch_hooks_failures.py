@@ -5,6 +5,7 @@ module would."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import trio
@@ -331,3 +332,121 @@ def test_every_item_is_delivered_or_dead_lettered_exactly_once_whatever_fails(
         assert actor.received == actor.emitted + actor.dead_lettered + actor.filtered
     assert status.dropped == 0
     assert status.state is af.SystemState.DONE
+
+
+class Slow(af.Processor):
+    """Awaits in its batch hook, noting each batch (to tell what was handled twice)."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, handled: list[int]) -> None:
+        self.handled = handled
+
+    async def process_batch(self, batch: list[int]) -> list[int]:
+        await trio.sleep(1)
+        self.handled.extend(batch)
+        return batch
+
+
+class Bomb(af.Source):
+    """Fails once, a moment in, while its sibling is inside a call (then ends)."""
+
+    outputs: ClassVar = {}
+    fired: ClassVar[list[bool]] = []
+
+    async def start(self) -> None:
+        if not Bomb.fired:
+            await trio.sleep(0.5)
+            Bomb.fired.append(True)
+            raise RuntimeError("boom")
+
+
+def test_a_batch_cancelled_inside_its_hook_goes_back_whole() -> None:
+    """A sibling's crash restarts the group (one_for_all): the batch hook, cancelled in
+    its await, handled nothing of its batch, which the new incarnation handles once."""
+    Bomb.fired = []
+    handled: list[int] = []
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=20)
+    graph.add("slow", Slow, handled=handled)
+    graph.add("sink", Collect, into=out)
+    graph.chain("src", "slow", "sink")
+    graph.add("bomb", Bomb)
+    graph.supervise("slow", shutdown="brutal_kill")  # cancelled at once, mid-call
+    graph.group("pair", ["slow", "bomb"], strategy="one_for_all", max_restarts=5)
+    result = run_graph(graph)
+    assert Bomb.fired == [True]
+    assert result.status.actors["slow"].restarts >= 1
+    assert handled == out == list(range(20))
+
+
+async def test_a_stop_between_the_slices_of_a_costly_batch_gives_the_rest_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A stop asked while a batch goes in slices ends the incarnation between two; the
+    slices not handled wait in the link and are handled once when it starts again."""
+    out: list[int] = []
+    sizes: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=300)
+    graph.add("proc", Costly, clock=autojump_clock, sizes=sizes)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "proc", buffer=100)
+    graph.link("proc", "sink", buffer=100)
+    async with af.open_system(graph, quantum=0.01, max_batch=100, fuse=False) as system:
+        await trio.sleep(0.15)
+        await system.stop_module("proc")
+        handled = sum(sizes)
+        assert 0 < handled < 300
+        await system.start_module("proc")
+    assert out == list(range(300))
+    assert sum(sizes) == 300  # nothing handled twice
+
+
+class Costly(af.Processor):
+    """Each item costs a millisecond of (virtual) time: the hook moves the clock on."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
+        self.clock = clock
+        self.sizes = sizes
+
+    def process_batch(self, batch: list[int]) -> list[int]:
+        self.sizes.append(len(batch))
+        self.clock.jump(0.001 * len(batch))
+        return batch
+
+
+class Lines(af.Sink):
+    """A generator batch hook in a sink: it runs to its end; its items are not used."""
+
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    def consume_batch(self, batch: list[Any]) -> Iterator[None]:
+        for item in batch:
+            self.into.append(item)
+            yield None
+
+
+class GivenInInit(af.Processor):
+    """The batch hook set per instance, as a plain function."""
+
+    def __init__(self) -> None:
+        self.process_batch = self._double
+
+    def _double(self, batch: list[int]) -> list[int]:
+        return [2 * x for x in batch]
+
+
+def test_a_generator_sink_runs_and_an_instance_batch_hook_counts() -> None:
+    """A sink's generator batch hook runs to its end; a hook given in ``__init__``
+    stands in for process()."""
+    into: list[int] = []
+    run_module(Lines, range(5), config={"into": into})
+    assert into == list(range(5))
+    assert run_module(GivenInInit, [1, 2, 3]).output() == [2, 4, 6]

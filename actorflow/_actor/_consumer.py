@@ -309,6 +309,8 @@ class ConsumerDriver:
         limit = room.settings.max_batch
         handlers = self._handlers
         isolated = room.retries.isolated  # while set, batches of one (see _batching)
+        if self._batch is None:
+            isolated.clear()  # a per-item hook names the item it fails on itself
         feedback_closed = not any(link.spec.feedback for link in mailbox.links)
         while not incarnation.stopping:
             if self._added is not None and await self._serve_added():

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import structlog
 
 __all__ = [
+    "BATCH_HOOKS",
     "Many",
     "Module",
     "ModuleContext",
@@ -38,6 +39,7 @@ __all__ = [
     "Source",
     "Tag",
     "attach",
+    "batch_hook",
     "kind_problem",
     "missing_hook",
     "required",
@@ -151,14 +153,21 @@ def required(fn: _F) -> _F:
 def missing_hook(cls: type, hook: str | None = None) -> tuple[str, str | None] | None:
     """The required hook ``cls`` does not override (``hook``, or the module kind's),
     with the close match it does define (``proces`` for ``process``), or ``None`` when
-    it overrides every one."""
+    it overrides every one. A module kind's batch hook (``process_batch``) stands in
+    for its per-item hook."""
+    batch = getattr(cls, "_batch_hook", None) if hook is None else None
     hook = hook if hook is not None else getattr(cls, "_required_hook", None)
     if hook is None or getattr(cls, hook, None) not in _UNIMPLEMENTED:
+        return None
+    if batch is not None and getattr(cls, batch, None) is not None:
         return None
     users = [
         k for k in cls.__mro__ if not k.__module__.startswith("actorflow.") and k is not object
     ]
-    if any(_sets(value, hook) for klass in users for value in vars(klass).values()):
+    given = {hook} if batch is None else {hook, batch}
+    if any(
+        given.intersection(_stored(value)) for klass in users for value in vars(klass).values()
+    ):
         return None  # the hook is given per instance (``self.process = ...`` in __init__)
     own = {
         name
@@ -181,15 +190,10 @@ def _stored(value: Any) -> list[str]:
     return [op.argval for op in dis.get_instructions(code) if op.opname == "STORE_ATTR"]
 
 
-def _sets(value: Any, attribute: str) -> bool:
-    """Whether the function ``value`` (a method, say) sets ``self.<attribute>``."""
-    return attribute in _stored(value)
-
-
 _RUNTIME_OWNED = frozenset({"active", "retired", "shared"})
 """What a module may read but not set: the runtime's answers, not the module's state."""
 
-_PRIVATE = frozenset({"_actor", "_required_hook"})
+_PRIVATE = frozenset({"_actor", "_required_hook", "_batch_hook"})
 """What only actorflow's own classes set: the runtime a module is bound to, and the
 hook its kind requires."""
 
@@ -339,14 +343,60 @@ def _defined_below_object(cls: type) -> set[str]:
     return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
 
 
+BATCH_HOOKS: Mapping[str, str] = {"process_batch": "process", "consume_batch": "consume"}
+"""Each batch hook the runtime calls, with the per-item hook it stands in for."""
+
+
+def batch_hook(module: object) -> str | None:
+    """The name of the batch hook ``module`` (an instance or class) defines for its
+    kind (``process_batch``, ``consume_batch``), or ``None``: it handles item by item."""
+    name: str | None = getattr(module, "_batch_hook", None)
+    if name is None or getattr(module, name, None) is None:
+        return None
+    return name
+
+
+def _batch_problems(target: object, owner: str) -> list[str]:
+    """A batch hook its kind does not call, or beside the per-item hook it replaces."""
+    problems: list[str] = []
+    own = getattr(target, "_batch_hook", None)
+    for name, single in BATCH_HOOKS.items():
+        if getattr(target, name, None) is None:
+            continue
+        if name != own:
+            what = f"{own}()" if own is not None else "none"
+            problems.append(
+                f"{owner} defines {name}(), which the runtime never calls on this kind of "
+                f"module (its batch hook: {what}); rename it, or subclass "
+                f"{'Processor' if single == 'process' else 'Sink'}"
+            )
+        elif _given(target, single):
+            problems.append(
+                f"{owner} defines both {single}() and {name}(): it handles items one at a "
+                f"time or a batch at a time, not both; remove one"
+            )
+    return problems
+
+
+def _given(target: object, hook: str) -> bool:
+    """Whether ``target`` overrides the required ``hook`` (or sets it per instance)."""
+    fn = getattr(target, hook, None)
+    return fn is not None and getattr(fn, "__func__", fn) not in _UNIMPLEMENTED
+
+
 def _problems(target: object) -> list[str]:
     cls = target if isinstance(target, type) else type(target)
     owner = cls.__qualname__
-    problems: list[str] = []
+    problems: list[str] = _batch_problems(target, owner)
     for klass in reversed(cls.__mro__):
         for hook in vars(klass).get("_runtime_hooks", ()):
             value = getattr(target, hook, _MISSING)
-            if value is not _MISSING and not callable(value):
+            # ``process_batch = None``: a subclass handles item by item again.
+            if (
+                value is not _MISSING
+                and not callable(value)
+                and not (value is None and hook in BATCH_HOOKS)
+            ):
                 problems.append(
                     f"{owner}.{hook} is {short(value)}, not a method: {hook}() is a hook "
                     f"the runtime calls, so give your attribute another name"
@@ -394,6 +444,8 @@ class Module:
     _actor: ModuleContext | None = None
     _required_hook: ClassVar[str | None] = None
     """The hook every concrete module of this kind overrides (checked by validation)."""
+    _batch_hook: ClassVar[str | None] = None
+    """The hook of this kind that takes a list of items instead (none for most kinds)."""
     _runtime_hooks: ClassVar[tuple[str, ...]] = ("validate", "cleanup", "snapshot", "restore")
     """The hooks of this kind the runtime calls (besides those of its bases)."""
     _setting_checks: ClassVar[Mapping[str, Check]] = {
@@ -629,6 +681,11 @@ class Processor(Module):
     input port the item came in on). Return the item to forward on ``out``, ``None`` to
     drop it, or :class:`Many`; or make it a generator and yield each item. It may be
     ``async``.
+
+    Or override ``process_batch(self, batch)`` instead (never both): it takes a list of
+    the items waiting and returns an iterable of the items to forward on the main
+    output port, as many or as few as it likes (``None``: none). It may be ``async``;
+    see "Batch hooks" in ``docs/concepts/modules.md``.
     """
 
     kind = ModuleKind.PROCESSOR
@@ -636,7 +693,9 @@ class Processor(Module):
     outputs: ClassVar[Mapping[str, Port | Any]] = {"out": Port(object)}
 
     _required_hook = "process"
-    _runtime_hooks = ("process",)
+    _batch_hook: ClassVar[str | None] = "process_batch"
+    """The hook that may replace the per-item one, taking a list of items."""
+    _runtime_hooks: ClassVar[tuple[str, ...]] = ("process", "process_batch")
 
     @required
     def process(self, data: Any) -> Any:
@@ -669,6 +728,7 @@ class Tag(Processor):
             cls.process = cls._process_sync  # type: ignore[method-assign,assignment]
 
     _required_hook = "tag"
+    _batch_hook = None  # it labels item by item
     _runtime_hooks = ("tag",)
     _setting_checks: ClassVar[Mapping[str, Check]] = {"into": _into, "overwrite": check_flag}
 
@@ -710,7 +770,8 @@ class Sink(Module):
     """A module that consumes items, strictly one at a time and in arrival order.
 
     Override ``consume(self, data)`` (or ``consume(self, data, port)``); it may be
-    ``async``.
+    ``async``. Or override ``consume_batch(self, batch)`` instead (never both): it takes
+    a list of the items waiting, in arrival order.
     """
 
     kind = ModuleKind.SINK
@@ -719,7 +780,9 @@ class Sink(Module):
     outputs: ClassVar[Mapping[str, Port | Any]] = {}
 
     _required_hook = "consume"
-    _runtime_hooks = ("consume",)
+    _batch_hook: ClassVar[str | None] = "consume_batch"
+    """The hook that may replace the per-item one, taking a list of items."""
+    _runtime_hooks = ("consume", "consume_batch")
 
     @required
     def consume(self, data: Any) -> Any:

@@ -3,7 +3,9 @@
 Every shape of :mod:`_shapes` (the 1 -> 4 -> 1 chain, the same with a source emitting
 item by item from an async ``start()`` (emits-4), fan-out 1 -> 8, fan-in 8 -> 1, a
 100-actor DAG, chains of 1 to 64 processors) runs on each *variant*: actorflow with
-default options, plain function calls (the limit), hand-batched asyncio and trio
+default options (per-item hooks), actorflow-batch (the same modules written with batch
+hooks, ``process_batch``/``consume_batch``, doing the peers' work per batch), plain
+function calls (the limit), hand-batched asyncio and trio
 pipelines (lists of items through queues and memory channels), ``asyncio.Queue`` and raw
 trio memory channels (item at a time). Every run is a fresh Python process; the variants
 are interleaved round by round, so a noisy machine disturbs them alike, and the median
@@ -21,6 +23,7 @@ the 1 -> 4 -> 1 chain at ``--messages`` and ten times as many.
     python benchmarks/bench_pipeline.py --other /work/main --shapes chain-4 latency
     python benchmarks/bench_pipeline.py --messages 2000 --repeat 1 --no-memory   # smoke
     python benchmarks/bench_pipeline.py --shapes emits-4 --unfused   # fused vs fuse=False
+    python benchmarks/bench_pipeline.py --shapes chain-4 --no-batch   # per-item only
     python benchmarks/bench_pipeline.py --instructions --messages 50000 --shapes chain-4 \
         --skip-trio --other /work/main                       # instructions per item
 """
@@ -58,6 +61,9 @@ LATENCY_ITEMS = 2000
 DEFAULT_BUFFER = 100
 UNFUSED = "-unfused"
 """The suffix of an actorflow variant run with ``fuse=False`` (``--unfused``)."""
+BATCH = "-batch"
+"""The suffix of the actorflow variant whose modules have batch hooks (``process_batch``,
+``consume_batch``): the like-for-like peer of the hand-batched pipelines."""
 """actorflow's ``default_buffer``: at this ``--buffer`` its links keep default options."""
 
 
@@ -79,7 +85,7 @@ def _rss_kib() -> int:
 
 
 def _actorflow(
-    shape: Any, n: int, buffer: int, fuse: bool, quantum: float | None
+    shape: Any, n: int, buffer: int, fuse: bool, quantum: float | None, batch: bool = False
 ) -> tuple[float, float, int]:
     import actorflow as af
 
@@ -115,7 +121,33 @@ def _actorflow(
         def cleanup(self) -> None:
             totals[self.name] = self.total
 
-    kinds = {"src": Emitting if shape.emits else Numbers, "inc": Inc, "sink": Sum}
+    class IncBatch(af.Processor):
+        """Inc with a batch hook: the work of the hand-batched peers' stage."""
+
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process_batch(self, batch: list[int]) -> list[int]:
+            return [x + 1 for x in batch]
+
+    class SumBatch(af.Sink):
+        """Sum with a batch hook, adding up as the hand-batched peers' sink does."""
+
+        inputs: ClassVar = {"in": int}
+        total = 0
+
+        def consume_batch(self, batch: list[int]) -> None:
+            total = self.total
+            for x in batch:
+                total += x
+            self.total = total
+
+        def cleanup(self) -> None:
+            totals[self.name] = self.total
+
+    kinds: dict[str, Any] = {"src": Emitting if shape.emits else Numbers, "inc": Inc, "sink": Sum}
+    if batch:
+        kinds |= {"inc": IncBatch, "sink": SumBatch}
     graph = af.Graph(name="bench")
     for node, kind in shape.kinds.items():
         graph.add(node, kinds[kind])
@@ -128,7 +160,7 @@ def _actorflow(
     return time.perf_counter() - wall, time.process_time() - cpu, sum(totals.values())
 
 
-def _actorflow_latency(n: int, fuse: bool) -> list[float]:
+def _actorflow_latency(n: int, fuse: bool, batch: bool = False) -> list[float]:
     import trio
 
     import actorflow as af
@@ -160,11 +192,26 @@ def _actorflow_latency(n: int, fuse: bool) -> list[float]:
             samples.append(time.perf_counter() - box["sent"])
             box["done"].set()
 
+    class IncBatch(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process_batch(self, batch: list[int]) -> list[int]:
+            return [x + 1 for x in batch]
+
+    class ArrivedBatch(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        def consume_batch(self, batch: list[int]) -> None:
+            now = time.perf_counter()
+            samples.extend(now - box["sent"] for _ in batch)
+            box["done"].set()
+
     graph = af.Graph(name="latency")
     graph.add("src", Pings)
     for stage in range(4):
-        graph.add(f"p{stage}", Inc)
-    graph.add("sink", Arrived)
+        graph.add(f"p{stage}", IncBatch if batch else Inc)
+    graph.add("sink", ArrivedBatch if batch else Arrived)
     graph.chain("src", "p0", "p1", "p2", "p3", "sink", buffer=100)
     af.run(graph, fuse=fuse)
     return samples
@@ -180,7 +227,8 @@ def worker(
     before = _rss_kib()
     if shape_name == "latency":
         if variant.startswith("actorflow"):
-            samples = _actorflow_latency(LATENCY_ITEMS, not variant.endswith(UNFUSED))
+            fuse = not variant.endswith(UNFUSED)
+            samples = _actorflow_latency(LATENCY_ITEMS, fuse, BATCH in variant)
         else:
             samples = _shapes.latency_asyncio_queue(LATENCY_ITEMS)
         samples = samples[LATENCY_ITEMS // 10 :]  # warm-up
@@ -190,7 +238,7 @@ def worker(
     count = _shapes.count(shape, n)
     if variant.startswith("actorflow"):
         fuse = not variant.endswith(UNFUSED)
-        wall, cpu, total = _actorflow(shape, count, buffer, fuse, quantum)
+        wall, cpu, total = _actorflow(shape, count, buffer, fuse, quantum, BATCH in variant)
     else:
         wall, cpu, total = _shapes.PEERS[variant](shape, count, buffer)
     expected = _shapes.expected_total(shape, count)
@@ -313,6 +361,11 @@ def main() -> int:
         help="also run the actorflow variants from this source tree",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="skip the actorflow variant whose modules have batch hooks (actorflow-batch)",
+    )
     parser.add_argument("--skip-trio", action="store_true", help="skip the slow naive trio run")
     parser.add_argument(
         "--instructions",
@@ -338,6 +391,8 @@ def main() -> int:
         return 0
 
     trees = {"actorflow": str(TREE)}
+    if not args.no_batch:
+        trees["actorflow" + BATCH] = str(TREE)
     for path in args.other:
         trees[f"actorflow@{Path(path).name}"] = str(Path(path).resolve())
     if args.unfused:

@@ -31,8 +31,9 @@ from .._hooks import (
     results_of,
 )
 from .._link import Link, Mailbox
-from .._module import Many, ModuleKind, Tag
+from .._module import BATCH_HOOKS, Many, ModuleKind, Tag, batch_hook
 from .._status import ActorState
+from ._batching import BatchHook
 from ._fusion import Fusion
 from ._incarnation import Incarnation, Stop
 from ._pacing import Pacing
@@ -48,6 +49,7 @@ class ConsumerDriver:
 
     __slots__ = (
         "_added",
+        "_batch",
         "_crew",
         "_failure",
         "_fusion",
@@ -74,7 +76,17 @@ class ConsumerDriver:
         self.collect = processor
         self.style = hook_style(shape)
         self.with_port = accepts_port(hook)
-        if module.blocking and self.style in (HookStyle.SYNC, HookStyle.SYNC_GEN):
+        self._batch: BatchHook | None = None
+        """Set for a module with a batch hook: its calls, one per batch."""
+        if self.hook_name.removesuffix("()") in BATCH_HOOKS:
+            batch = self._batch = BatchHook(
+                room, incarnation, shape, self.hook_name, self._give_back, self._item_failed
+            )
+            self.probe_key = None
+            if module.blocking and batch.style is HookStyle.SYNC:
+                batch.style, batch.probing = HookStyle.ASYNC, False
+                hook = partial(room.in_thread, _batch_in_thread, hook)
+        elif module.blocking and self.style in (HookStyle.SYNC, HookStyle.SYNC_GEN):
             hook = self._threaded(hook, gathered=self.style is HookStyle.SYNC_GEN)
             self.style = HookStyle.ASYNC
         if self.style is not HookStyle.SYNC or learned_sync(shape):
@@ -98,12 +110,11 @@ class ConsumerDriver:
     def _fusable(self) -> bool:
         """Whether a producer may run this incarnation's hook by call now: a plain sync
         hook (its shape learned), served by the main loop alone."""
-        return (
-            self.style is HookStyle.SYNC
-            and self.probe_key is None
-            and self._crew is None
-            and self._added is None
-        )
+        if self._batch is not None:
+            sync = self._batch.fusable
+        else:
+            sync = self.style is HookStyle.SYNC and self.probe_key is None
+        return sync and self._crew is None and self._added is None
 
     def _threaded(self, hook: Callable[..., Any], *, gathered: bool) -> Callable[..., Any]:
         """A blocking module's sync hook, called in a worker thread."""
@@ -138,6 +149,8 @@ class ConsumerDriver:
 
     def _bare_handler(self, link: Link) -> _Handler:
         fn = self._for_port(link)
+        if self._batch is not None:
+            return self._batch.handler(fn)
         if self.probe_key is not None:
             return partial(self._handle_probe, fn)
         if self.style is HookStyle.SYNC:
@@ -193,7 +206,12 @@ class ConsumerDriver:
                 self._crew.cancel_scope.cancel()
 
     def _start_workers(self, crew: trio.Nursery, link: Link) -> None:
-        handle: _Handler = partial(self._handle_general, self._for_port(link))
+        fn = self._for_port(link)
+        handle: _Handler
+        if self._batch is not None:
+            handle = self._batch.handler(fn)  # a batch of one item at a time
+        else:
+            handle = partial(self._handle_general, fn)
         if self._journal is not None:
             handle = self._journal.wrap(handle, self._requeue)
         if link.spec.workers == 0:
@@ -290,12 +308,16 @@ class ConsumerDriver:
         mailbox, pacing = room.mailbox, room.pacing
         limit = room.settings.max_batch
         handlers = self._handlers
+        isolated = room.retries.isolated  # while set, batches of one (see _batching)
+        if self._batch is None:
+            isolated.clear()  # a per-item hook names the item it fails on itself
         feedback_closed = not any(link.spec.feedback for link in mailbox.links)
         while not incarnation.stopping:
             if self._added is not None and await self._serve_added():
                 return
-            got = mailbox.take(limit)
+            got = mailbox.take(1 if isolated else limit)
             if got is None:
+                isolated.clear()  # none is waiting any more (a link removed, say)
                 if mailbox.exhausted():
                     if not mailbox.links and room.wait_for_links():
                         room.set_state(ActorState.BLOCKED, blocked_on="links")
@@ -570,6 +592,13 @@ def _received(room: Room, link: Link, batch: list[Any]) -> None:
     room.received += len(batch)
 
 
+def _batch_in_thread(hook: Callable[..., Any], *args: Any) -> Any:
+    """A blocking module's batch hook, in a worker thread: a generator it returns runs
+    there too."""
+    result = hook(*args)
+    return list(result) if inspect.isgenerator(result) else result
+
+
 def _gathered(result: Any) -> Any:
     """A generator's items in :class:`Many` (in the worker thread that runs it), or
     ``result`` itself."""
@@ -580,8 +609,13 @@ def _gathered(result: Any) -> Any:
 
 
 def _item_hook(module: Any, processor: bool) -> tuple[Callable[..., Any], str, Callable[..., Any]]:
-    """The hook to call per item, the name the user knows it by, and the function whose
-    shape decides how it is called (a ``Tag``'s ``tag()``, per instance)."""
+    """The hook to call per item (or per batch: a batch hook), the name the user knows
+    it by, and the function whose shape decides how it is called (a ``Tag``'s
+    ``tag()``, per instance)."""
+    batched = batch_hook(module)
+    if batched is not None:
+        fn = getattr(module, batched)
+        return fn, f"{batched}()", fn
     if not processor:
         return module.consume, "consume()", module.consume
     if isinstance(module, Tag) and type(module).process in _TAG_PROCESS:

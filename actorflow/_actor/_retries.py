@@ -127,6 +127,9 @@ class Retries:
     earlier: dict[int, tuple[Any, int]] = attrs.field(factory=dict)
     """Earlier suspects of a journaled module and their failures, by identity (the item
     is held, so its id stays its own); at most :data:`EARLIER_BOUND`."""
+    isolated: dict[int, Any] = attrs.field(factory=dict)
+    """Items of a batch a batch hook failed on, by identity (held): taken one at a time
+    until each was handled or given up on, so the one at fault is found and named."""
 
     def message_id(self, item: Any, sequence: int) -> str:
         return item.id if isinstance(item, Data) else f"{self.name}#{sequence}"

@@ -589,12 +589,26 @@ def renew(actor: Actor) -> int:
     new = snapshots_of(actor)
     if new is None:
         actor.keep[_EARLIER] = count
+        if old is not None:
+            _unhold(old.remote)
         return 0
     new.saved = count
     if old is None or old.journal is None:
         return 0
     new.journal = old.journal
+    new.marks, new.marked = old.marks, old.marked
+    _hold(new, old.remote)
     return old.journal.count
+
+
+def _unhold(remote: tuple[RemoteInLink, ...]) -> None:
+    """A module without state took over: what its remote links held is acknowledged
+    (no snapshot will cover it), and they hold nothing more."""
+    for link in remote:
+        if link.hold is not None:
+            entries = link.covering()
+            link.release(entries)
+            link.hold = None
 
 
 async def restore_early(actor: Actor) -> None:

@@ -198,3 +198,38 @@ def test_fuzz_in_process_crashes_of_a_remote_fed_module(
     assert final(store, graph) == [n for n in range(size) if n not in dead]
     stream = f"actorflow:{graph.name}:feed.out>tracker.in"
     assert trio.run(_entries, redis_server.url, stream) == []
+
+
+class Tracker2(Tracker):
+    """A new version of the tracker: takes its state over."""
+
+
+@pytest.mark.parametrize("replacement", [Tracker2, Stateless])
+async def test_a_replaced_remote_fed_module_goes_on_from_what_was_held(
+    redis_server: RedisServer, replacement: type[af.Sink]
+) -> None:
+    """Replaced while it holds entries: a new version with state takes the holding
+    over (the state goes on, each item once); one without state has what was held
+    acknowledged. Either way the stream drains and ends."""
+    graph = af.Graph(f"rrepl-{uuid.uuid4().hex[:8]}")
+    graph.add("feed", af.Inlet)
+    graph.add("tracker", Tracker)
+    graph.link("feed", "tracker", buffer=400, remote=af.Remote(batch=4, claim_idle=2))
+    stream = f"actorflow:{graph.name}:feed.out>tracker.in"
+    url, store = redis_server.url, af.MemoryStore()
+    settings_ = af.Settings(remote_url=url, snapshot_interval=math.inf)
+    async with af.open_system(graph, settings_, store=store) as system:
+        for n in range(10):
+            await system.send("feed", n)
+
+        async def handled() -> bool:
+            return system.status().actors["tracker"].received >= 10
+
+        await _until(handled)
+        await system.replace("tracker", replacement)
+        for n in range(10, 20):
+            await system.send("feed", n)
+        await system.close("feed")
+    assert not await _entries(url, stream)
+    state = await store.get(namespace(graph.name), "tracker")
+    assert state == (list(range(20)) if replacement is Tracker2 else list(range(10)))

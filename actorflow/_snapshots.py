@@ -7,13 +7,16 @@ incarnation starts (after its restore, so that a state that cannot be stored fai
 once), every ``snapshot_interval`` seconds while it runs, and when it ends cleanly (the
 end of its input, a stop, a planned restart).
 
-After a crash a processor or sink fed by local links goes back to its last snapshot and
-handles again every item it handled since (its :class:`Journal` keeps them, and puts them
-back at the front of their links), so its state is always that of a whole prefix of its
-input: with the position reached in the snapshot, exactly once in effect. Sources,
-progressive modules, modules fed by remote links and modules on a cycle of the graph
-(their outputs reach their input) keep no journal: their state is saved
-as the incarnation ends, however it ends (docs/howto/state.md says what that gives).
+After a crash a processor or sink goes back to its last snapshot and handles again
+every item it handled since (its :class:`Journal` keeps them, and puts them back at the
+front of their links), so its state is always that of a whole prefix of its input: with
+the position reached in the snapshot, exactly once in effect. Its remote links hold the
+acknowledgements of what it handled until a snapshot covers it (:class:`Hold`), so that
+after its process died Redis delivers again what the last snapshot does not hold; the
+marks stored with each snapshot say what of the entries not yet acknowledged it does
+hold, to be left out then. Sources, progressive modules and modules on a cycle of the
+graph (their outputs reach their input) keep no journal: their state is saved as the
+incarnation ends, however it ends (docs/howto/state.md says what that gives).
 
 Snapshots are keyed by graph name and module, so two graphs of different names on one
 store never share one (graphs left with the default name do: a warning says so).
@@ -516,8 +519,8 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
 
 def journal_of(actor: Actor) -> Journal | None:
     """The journal of the incarnation about to run: a processor's or sink's whose module
-    overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
-    pay nothing for it).
+    overrides ``snapshot()`` (its remote links then hold their acknowledgements);
+    ``None`` for every other (they pay nothing for it).
 
     A module on a cycle of the graph (decided when it first runs) would get its own
     outputs again from the replay *and* from handling again the items that made them:

@@ -176,7 +176,9 @@ class RemoteInLink(Link):
     their entry and are settled when handled. What is still buffered when the actor ends
     stays pending in the stream, for another consumer of the group (counted as
     ``returned``, not lost); its entries come again whole, so an item handled here may
-    be handled once more there (at least once).
+    be handled once more there (at least once). For a module with ``snapshot()`` a
+    :class:`Hold` keeps an entry handled in full from acknowledgement until a snapshot
+    covers it.
 
     Invariant: ``runs`` (buffered) and ``in_hand`` (taken, not settled) count, entry by
     entry and in order, exactly the items in :attr:`items` and the ``in_hand_count``

@@ -116,7 +116,7 @@ async def test_only_a_module_with_snapshot_holds_its_acknowledgements(
     graph = af.Graph(f"racks-{uuid.uuid4().hex[:8]}")
     graph.add("feed", af.Inlet)
     graph.add("tracker", Tracker if stateful else Stateless)
-    graph.link("feed", "tracker", buffer=400, remote=af.Remote(batch=4, claim_idle=2))
+    graph.link("feed", "tracker", buffer=400, remote=af.Remote(batch=4, claim_idle=1.5))
     stream = f"actorflow:{graph.name}:feed.out>tracker.in"
     url = redis_server.url
     settings_ = af.Settings(remote_url=url, snapshot_interval=math.inf)
@@ -137,6 +137,17 @@ async def test_only_a_module_with_snapshot_holds_its_acknowledgements(
 
             await _until(held)
             assert system.status().actors["tracker"].snapshots == 1  # at its start
+            # Held longer than claim_idle, they are kept claimed by the keeper thread
+            # (their idle time renewed): no other consumer would take them over.
+            since = trio.current_time()
+
+            async def kept() -> bool:
+                async with connect(url) as client:
+                    pending = await client.xpending(stream, "tracker", "-", "+", 1000)
+                renewed = all(entry.idle < 1500 for entry in pending)
+                return trio.current_time() - since > 2.5 and renewed and len(pending) >= 5
+
+            await _until(kept)
         else:
 
             async def acknowledged() -> bool:

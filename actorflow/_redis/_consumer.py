@@ -3,8 +3,10 @@
 Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
 boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
 dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
-every item in them. Every ``claim_idle / 3`` the consumer's keeper thread
-(:mod:`._keeper`) marks every entry it holds as busy (``XCLAIM ... JUSTID``, which
+every item in them, or, for a module with ``snapshot()``, once a stored snapshot covers
+them (held meanwhile: see :class:`~actorflow._transport.Hold`). Every
+``claim_idle / 3`` the consumer's keeper thread (:mod:`._keeper`) marks every entry it
+holds (held ones included) as busy (``XCLAIM ... JUSTID``, which
 resets their idle time), so that no other consumer takes them over while it lives,
 whatever its hooks do; every ``claim_idle / 2`` it takes over entries another
 consumer has left idle for ``claim_idle`` (``XAUTOCLAIM``), never one it holds itself,

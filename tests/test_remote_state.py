@@ -244,3 +244,45 @@ async def test_a_replaced_remote_fed_module_goes_on_from_what_was_held(
     assert not await _entries(url, stream)
     state = await store.get(namespace(graph.name), "tracker")
     assert state == (list(range(20)) if replacement is Tracker2 else list(range(10)))
+
+
+class SlowTracker(Tracker):
+    """Takes a while per item (its state changed after the item's last await)."""
+
+    async def consume(self, data: int) -> None:  # type: ignore[override]
+        await trio.sleep(0.01)
+        super().consume(data)
+
+
+async def test_shared_stateful_instances_hold_without_taking_each_others_entries(
+    redis_server: RedisServer,
+) -> None:
+    """Two shared instances of a stage with ``snapshot()``, each holding entries longer
+    than ``claim_idle``: each keeps what it holds claimed, so the two states together
+    hold every item exactly once, and the stream ends for both."""
+    name = f"rshare-{uuid.uuid4().hex[:8]}"
+    stores = [af.MemoryStore(), af.MemoryStore()]
+
+    def graph() -> af.Graph:
+        built = af.Graph(name)
+        built.add("feed", Feed, items=list(range(60)))
+        built.add("tracker", SlowTracker)
+        built.share("tracker")
+        remote = af.Remote(url=redis_server.url, batch=5, claim_idle=0.1)
+        built.link("feed", "tracker", remote=remote, buffer=40)
+        return built
+
+    settings_ = af.Settings(snapshot_interval=math.inf)
+
+    async def instance(store: af.Store) -> None:
+        async with af.open_system(graph(), settings_, store=store, only={"tracker"}):
+            pass
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for store in stores:
+                nursery.start_soon(instance, store)
+            async with af.open_system(graph(), settings_, only={"feed"}):
+                pass
+    states = [await store.get(namespace(name), "tracker", []) for store in stores]
+    assert sorted(states[0] + states[1]) == list(range(60))

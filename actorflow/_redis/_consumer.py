@@ -529,8 +529,8 @@ class ConsumerPump:
         """Entries handled whole and held for a snapshot: their delivery count is set
         back to none (``XCLAIM ... RETRYCOUNT 0 JUSTID``), so that handling them again
         after a rollback to the last snapshot (a process killed, Redis delivering them
-        again) never counts towards ``max_deliveries``: only an entry whose handling was
-        under way when a consumer died does."""
+        again) never counts towards ``max_deliveries``: only the entries of the batch
+        under way when a consumer died do."""
         fresh, hold.fresh = hold.fresh, []
         held = [entry for entry in fresh if entry in hold.held]
         if not held:

@@ -286,3 +286,30 @@ async def test_shared_stateful_instances_hold_without_taking_each_others_entries
                 pass
     states = [await store.get(namespace(name), "tracker", []) for store in stores]
     assert sorted(states[0] + states[1]) == list(range(60))
+
+
+async def test_a_graceful_stop_saves_and_acknowledges_what_was_held(
+    redis_server: RedisServer,
+) -> None:
+    """A stop while entries are held: the end snapshot covers them, and they are
+    acknowledged before the consumer leaves (nothing pending is left for a rerun)."""
+    graph = af.Graph(f"rstop-{uuid.uuid4().hex[:8]}")
+    graph.add("feed", af.Inlet)
+    graph.add("tracker", Tracker)
+    graph.link("feed", "tracker", buffer=400, remote=af.Remote(batch=4, claim_idle=2))
+    stream = f"actorflow:{graph.name}:feed.out>tracker.in"
+    url, store = redis_server.url, af.MemoryStore()
+    settings_ = af.Settings(remote_url=url, snapshot_interval=math.inf)
+    async with af.open_system(graph, settings_, store=store) as system:
+        for n in range(20):
+            await system.send("feed", n)
+
+        async def held() -> bool:
+            return system.status().actors["tracker"].received == 20 and bool(
+                await _entries(url, stream)
+            )
+
+        await _until(held)
+        await system.stop()
+    assert await store.get(namespace(graph.name), "tracker") == list(range(20))
+    assert not await _entries(url, stream)

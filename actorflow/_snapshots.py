@@ -7,13 +7,16 @@ incarnation starts (after its restore, so that a state that cannot be stored fai
 once), every ``snapshot_interval`` seconds while it runs, and when it ends cleanly (the
 end of its input, a stop, a planned restart).
 
-After a crash a processor or sink fed by local links goes back to its last snapshot and
-handles again every item it handled since (its :class:`Journal` keeps them, and puts them
-back at the front of their links), so its state is always that of a whole prefix of its
-input: with the position reached in the snapshot, exactly once in effect. Sources,
-progressive modules, modules fed by remote links and modules on a cycle of the graph
-(their outputs reach their input) keep no journal: their state is saved
-as the incarnation ends, however it ends (docs/howto/state.md says what that gives).
+After a crash a processor or sink goes back to its last snapshot and handles again
+every item it handled since (its :class:`Journal` keeps them, and puts them back at the
+front of their links), so its state is always that of a whole prefix of its input: with
+the position reached in the snapshot, exactly once in effect. Its remote links hold the
+acknowledgements of what it handled until a snapshot covers it (:class:`Hold`), so that
+after its process died Redis delivers again what the last snapshot does not hold; the
+marks stored with each snapshot say what of the entries not yet acknowledged it does
+hold, to be left out then. Sources, progressive modules and modules on a cycle of the
+graph (their outputs reach their input) keep no journal: their state is saved as the
+incarnation ends, however it ends (docs/howto/state.md says what that gives).
 
 Snapshots are keyed by graph name and module, so two graphs of different names on one
 store never share one (graphs left with the default name do: a warning says so).
@@ -22,6 +25,7 @@ store never share one (graphs left with the default name do: a warning says so).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -36,6 +40,7 @@ from ._exceptions import RunError, SerializationError, describe, reraise
 from ._lifecycle import is_default
 from ._module import ModuleKind
 from ._store import Encoded
+from ._transport import Hold, RemoteInLink
 
 if TYPE_CHECKING:
     import structlog
@@ -68,6 +73,10 @@ incarnation)."""
 
 NAMESPACE = "actorflow.snapshot"
 """The store namespace of every snapshot: ``actorflow.snapshot/<graph>``."""
+
+HELD = "actorflow.snapshot.held"
+"""The store namespace of what the snapshot of a module fed by remote links holds of
+the entries not yet acknowledged: ``actorflow.snapshot.held/<graph>``, keyed by module."""
 
 DEFAULT_GRAPH = "graph"
 """The name of a graph not given one: its snapshots are shared with every such graph."""
@@ -141,6 +150,9 @@ class _Entry:
     link: Link
     batch: list[Any]
     kept: int
+    entries: list[bytes] | None = None
+    """For a remote link, the stream entry of each item (acknowledged once a snapshot
+    covers it)."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -170,6 +182,8 @@ class Journal:
     """What the driver raises to stop between items (set by each incarnation)."""
     checkpoint: Callable[[str], Awaitable[None]] | None = None
     """Takes a snapshot (set by each incarnation that runs)."""
+    remote: tuple[Link, ...] = ()
+    """The remote links it journals: their batches keep each item's entry."""
     _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
     """Woken when a save ends or, while one waits, the last batch being handled ends."""
 
@@ -186,7 +200,8 @@ class Journal:
                     requeue(link, batch)
                     raise
             if self.keeps:
-                self.entries.append(_Entry(link, batch, len(batch)))
+                ids = _entries_of(link, len(batch)) if link in self.remote else None
+                self.entries.append(_Entry(link, batch, len(batch), ids))
                 self.count += len(batch)
             self.busy += 1
             try:
@@ -260,11 +275,14 @@ class Journal:
         (before what the crash gave back), to be taken again in the order handled
         across links; returns how many."""
         handled: dict[Link, list[Any]] = {}
+        entries: dict[Link, list[bytes]] = {}
         order = actor.mailbox.order
         order.clear()
         for entry in self.entries:
             if entry.kept:
                 handled.setdefault(entry.link, []).extend(entry.batch[: entry.kept])
+                if entry.entries is not None:
+                    entries.setdefault(entry.link, []).extend(entry.entries[: entry.kept])
                 if order and order[-1][0] is entry.link:
                     order[-1][1] += entry.kept
                 else:
@@ -272,10 +290,21 @@ class Journal:
         self.clear()
         count = 0
         for link, items in handled.items():
-            link.requeue(items)
+            ids = entries.get(link)
+            if isinstance(link, RemoteInLink) and ids is not None:
+                link.replay(items, ids)
+            else:
+                link.requeue(items)
             count += len(items)
         actor.received -= count  # counted again when taken again, as requeued items are
         return count
+
+
+def _entries_of(link: Any, size: int) -> list[bytes]:
+    """The stream entry of each item of the batch just taken from remote ``link`` (its
+    items in hand)."""
+    ids = [run.entry for run in link.in_hand for _ in range(run.count)]
+    return ids[-size:]
 
 
 @attrs.define(slots=True, eq=False)
@@ -308,6 +337,23 @@ class Snapshots:
     restored: tuple[Any, Any] | None = None
     """A replacement's module given the last snapshot already (:func:`restore_early`),
     and that snapshot (``_ABSENT`` if none): its incarnation does not restore it again."""
+    remote: tuple[RemoteInLink, ...] = ()
+    """The remote links feeding a journaled module: they hold their acknowledgements
+    until a snapshot covers the entries (:class:`Hold`)."""
+    marks: list[Any] | None = None
+    """What the last snapshot stored holds of the remote entries not yet acknowledged
+    (see :func:`_marks`)."""
+    marked: bool = False
+    """The first incarnation in this process has left out what its snapshot held of
+    the entries Redis delivers again."""
+    wanted: trio.Event | None = None
+    """Set when a remote link holds enough entries, or must end: save now."""
+
+    def ask(self) -> None:
+        """A remote link asks for a snapshot (to acknowledge what it holds)."""
+        if self.wanted is None:
+            self.wanted = trio.Event()
+        self.wanted.set()
 
     async def load(self, name: str) -> Any:
         """The last snapshot of module ``name``, or ``_ABSENT``."""
@@ -339,11 +385,22 @@ class Snapshots:
             raise _failed(actor, at, str(named), named) from named
         covered = 0 if self.journal is None else len(self.journal.entries)
         self.unsure = _Unsure(payload, covered)  # until the store says it is written
+        releasing = [link.covering() for link in self.remote]
         try:
+            if self.remote:  # first: a crash between the two leaves it unmatched
+                marks = [
+                    _digest(payload),
+                    [[link.spec.name, link.covered()] for link in self.remote],
+                ]
+                await self.store.put(_held(self.namespace), name, [marks, self.marks])
             await self.store.put(self.namespace, name, Encoded(payload) if self.encoded else value)
         except Exception as exc:
             raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
         self.unsure = None
+        if self.remote:
+            self.marks = marks
+            for link, entries in zip(self.remote, releasing, strict=True):
+                link.release(entries)
         self.saved += 1
         if actor.debug:
             actor.log.debug("actor.snapshot_saved", at=at, snapshots=self.saved)
@@ -389,6 +446,44 @@ class _Unsure:
         return bool(decode(self.payload) == value)
 
 
+def _digest(payload: bytes) -> bytes:
+    """What tells one stored snapshot from another (its encoding's hash)."""
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
+def _held(namespace: str) -> str:
+    """The namespace of the remote marks beside the snapshot namespace ``namespace``."""
+    return HELD + namespace[len(NAMESPACE) :]
+
+
+async def _skip_covered(actor: Actor, snapshots: Snapshots, value: Any) -> None:
+    """A new process restored ``value``: of the entries Redis delivers again, leave out
+    what it holds (the marks stored with it, matched by its encoding's hash: a crash
+    between the marks and the snapshot leaves the newer marks unmatched, and the older
+    ones, kept beside them, apply)."""
+    if value is _ABSENT:
+        return
+    stored = await snapshots.store.get(_held(snapshots.namespace), actor.name, None)
+    if not stored:
+        return
+    try:
+        digest = _digest(encode(value))
+    except SerializationError:
+        return
+    for marks in stored:
+        if marks is not None and marks[0] == digest:
+            by_link = dict(marks[1])
+            for link in snapshots.remote:
+                pairs = by_link.get(link.spec.name)
+                if pairs:
+                    link.skip_covered(dict(pairs))
+            snapshots.marks = marks
+            actor.log.info(
+                "actor.snapshot_entries_covered", entries=sum(map(len, by_link.values()))
+            )
+            return
+
+
 def _failed(actor: Actor, at: str, message: str, cause: Exception) -> RunError:
     """The module's failure to give a snapshot that can be stored, logged once here."""
     actor.log.warning("actor.snapshot_failed", at=at, error=message)
@@ -424,15 +519,15 @@ def snapshots_of(actor: Actor) -> Snapshots | None:
 
 def journal_of(actor: Actor) -> Journal | None:
     """The journal of the incarnation about to run: a processor's or sink's whose module
-    overrides ``snapshot()``, fed by local links only; ``None`` for every other (they
-    pay nothing for it).
+    overrides ``snapshot()`` (its remote links then hold their acknowledgements);
+    ``None`` for every other (they pay nothing for it).
 
     A module on a cycle of the graph (decided when it first runs) would get its own
     outputs again from the replay *and* from handling again the items that made them:
     its journal keeps no items (saves still wait for whole batches), and it saves as
     each incarnation ends instead.
     """
-    if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK) or actor.mailbox.remote:
+    if actor.kind not in (ModuleKind.PROCESSOR, ModuleKind.SINK):
         return None
     snapshots = snapshots_of(actor)
     if snapshots is None:
@@ -443,8 +538,21 @@ def journal_of(actor: Actor) -> Journal | None:
     if snapshots.journal is None:
         held = sum(link.capacity for link in actor.mailbox.links)
         bound = min(max(actor.settings.max_batch, held), JOURNAL_BOUND)
-        snapshots.journal = Journal(bound, keeps=not snapshots.cyclic)
+        keeps = not snapshots.cyclic
+        remote = tuple(actor.mailbox.remote) if keeps else ()
+        snapshots.journal = Journal(bound, keeps=keeps, remote=remote)
+        _hold(snapshots, remote)
     return snapshots.journal
+
+
+def _hold(snapshots: Snapshots, remote: tuple[RemoteInLink, ...]) -> None:
+    """The remote links of a journaled module hold their acknowledgements until a
+    snapshot covers the entries (an acknowledged entry is never delivered again)."""
+    snapshots.remote = remote
+    for link in remote:
+        if link.hold is None:
+            link.hold = Hold(limit=link.hold_after)
+        link.hold.ask = snapshots.ask
 
 
 def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
@@ -484,10 +592,24 @@ def renew(actor: Actor) -> None:
     new = snapshots_of(actor)
     if new is None:
         actor.keep[_EARLIER] = count
+        if old is not None:
+            _unhold(old.remote)
         return
     new.saved = count
     if old is not None:
         new.journal, new.unsure = old.journal, old.unsure
+        new.marks, new.marked = old.marks, old.marked
+        _hold(new, old.remote)
+
+
+def _unhold(remote: tuple[RemoteInLink, ...]) -> None:
+    """A module without state took over: what its remote links held is acknowledged
+    (no snapshot will cover it), and they hold nothing more."""
+    for link in remote:
+        if link.hold is not None:
+            entries = link.covering()
+            link.release(entries)
+            link.hold = None
 
 
 async def restore_early(actor: Actor) -> int:
@@ -552,6 +674,9 @@ async def _bound_by_stop(actor: Actor, scope: trio.CancelScope) -> None:
 async def _begin(actor: Actor, snapshots: Snapshots) -> None:
     """Restore the last snapshot, put back what was handled since, save at once."""
     value = await _restore(actor, snapshots)
+    if snapshots.remote and not snapshots.marked:
+        snapshots.marked = True
+        await _skip_covered(actor, snapshots, value)
     _settle(snapshots, value)
     journal = snapshots.journal
     if journal is not None:
@@ -609,10 +734,16 @@ async def _started(actor: Actor, snapshots: Snapshots) -> bool:
 
 
 async def _every(snapshots: Snapshots, actor: Actor) -> None:
-    """Save every ``interval`` seconds while the incarnation runs."""
+    """Save every ``interval`` seconds while the incarnation runs, and when a remote
+    link asks (it holds enough entries, or must end)."""
     while True:
-        await trio.sleep(snapshots.interval)
-        await snapshots.checkpoint(actor, "interval")
+        wanted = snapshots.wanted
+        if wanted is None:
+            wanted = snapshots.wanted = trio.Event()
+        with trio.move_on_after(snapshots.interval):
+            await wanted.wait()
+        snapshots.wanted = None  # an ask while this save runs asks for the next
+        await snapshots.checkpoint(actor, "held" if wanted.is_set() else "interval")
 
 
 async def run_snapshotted(
@@ -636,7 +767,7 @@ async def run_snapshotted(
         journal.checkpoint, journal.stop = partial(snapshots.checkpoint, actor), stop
     clean = False
     try:
-        if math.isinf(snapshots.interval):
+        if math.isinf(snapshots.interval) and not snapshots.remote:
             await run()
         else:
             await _run_saving(actor, snapshots, run)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 import attrs
@@ -28,6 +29,7 @@ from ._specs import LinkSpec
 
 __all__ = [
     "Backend",
+    "Hold",
     "Pump",
     "PumpStatistics",
     "RemoteInLink",
@@ -135,6 +137,35 @@ class _Run:
     count: int
 
 
+@attrs.define(slots=True, eq=False)
+class Hold:
+    """The acknowledgements a remote link holds for a module with ``snapshot()``: an
+    entry is acknowledged once a snapshot that holds the effect of all its items is
+    stored, not once they are handled, so that after a crash Redis delivers again what
+    the last snapshot does not hold (see ``_snapshots``).
+
+    Invariants: ``handled`` counts, for each entry here not yet released, the items of
+    it fed to the module and handled (those a snapshot holds included); ``held`` holds
+    the entries all of whose items are handled, in the order finished, until a snapshot
+    covers them; ``skip`` holds, after a restore, how many of an entry's first items
+    (``-1``: all) the restored snapshot covers: they are not fed again.
+    """
+
+    limit: int = 1
+    """At this many entries held, a snapshot is asked for (the stream's bound counts
+    them: they are still in it)."""
+    held: dict[bytes, None] = attrs.field(factory=dict)
+    handled: dict[bytes, int] = attrs.field(factory=dict)
+    skip: dict[bytes, int] = attrs.field(factory=dict)
+    fresh: list[bytes] = attrs.field(factory=list)
+    """Entries held whose delivery count the pump has not yet reset (a replay after a
+    rollback is no attempt: see the pump)."""
+    ask: Callable[[], None] = lambda: None
+    """Asks the module's runtime for a snapshot (set by ``_snapshots``)."""
+    in_flight: Callable[[], Iterable[bytes]] = lambda: ()
+    """Entries whose acknowledgement is on its way to Redis (set by the pump)."""
+
+
 class RemoteInLink(Link):
     """The receiving half of a remote link, in the consumer's process.
 
@@ -145,14 +176,26 @@ class RemoteInLink(Link):
     their entry and are settled when handled. What is still buffered when the actor ends
     stays pending in the stream, for another consumer of the group (counted as
     ``returned``, not lost); its entries come again whole, so an item handled here may
-    be handled once more there (at least once).
+    be handled once more there (at least once). For a module with ``snapshot()`` a
+    :class:`Hold` keeps an entry handled in full from acknowledgement until a snapshot
+    covers it.
 
     Invariant: ``runs`` (buffered) and ``in_hand`` (taken, not settled) count, entry by
     entry and in order, exactly the items in :attr:`items` and the ``in_hand_count``
     items taken; ``remaining`` counts what of each entry is not yet handled.
     """
 
-    __slots__ = ("_acks", "ack_after", "in_hand", "in_hand_count", "remaining", "runs", "to_ack")
+    __slots__ = (
+        "_acks",
+        "ack_after",
+        "hold",
+        "hold_after",
+        "in_hand",
+        "in_hand_count",
+        "remaining",
+        "runs",
+        "to_ack",
+    )
 
     def __init__(self, spec: LinkSpec, capacity: int, mailbox: Mailbox) -> None:
         super().__init__(spec, capacity, mailbox, None)
@@ -169,6 +212,10 @@ class RemoteInLink(Link):
         """Entries awaiting acknowledgement that wake the acknowledger (the first one
         always does, to start its wait for others): fewer wake-ups per entry."""
         self._acks = trio.lowlevel.ParkingLot()
+        self.hold: Hold | None = None
+        """Set for a module with ``snapshot()``: acknowledgements wait for a snapshot."""
+        self.hold_after = 1
+        """The :attr:`Hold.limit` of this link (set by its pump, which knows the bound)."""
         mailbox.remote.append(self)
 
     def expect(self, entry_id: bytes, count: int) -> None:
@@ -183,6 +230,9 @@ class RemoteInLink(Link):
     def feed(self, entry_id: bytes, items: list[Any], skipped: int = 0) -> None:
         """Append ``items`` of an entry :meth:`expect` announced; ``skipped`` more of its
         items were dropped on the way (they count as handled)."""
+        hold = self.hold
+        if hold is not None and entry_id in hold.skip:
+            items, skipped = self._covered(hold, entry_id, items, skipped)
         if items:
             runs = self.runs
             if runs and runs[-1].entry == entry_id:
@@ -198,8 +248,23 @@ class RemoteInLink(Link):
                 self.remaining[entry_id] = left
             else:
                 del self.remaining[entry_id]
-                self.to_ack.append(entry_id)
+                self._finished(entry_id)
+
+    def _finished(self, entry_id: bytes) -> None:
+        """Every item of an entry is handled: acknowledged, or held if a snapshot is to
+        cover it first (one none of whose items reached the module is acknowledged)."""
+        hold = self.hold
+        if hold is not None:
+            hold.skip.pop(entry_id, None)
+            if hold.handled.get(entry_id):
+                hold.held[entry_id] = None
+                hold.fresh.append(entry_id)
                 self._acks.unpark_all()
+                if len(hold.held) >= hold.limit:
+                    hold.ask()
+                return
+        self.to_ack.append(entry_id)
+        self._acks.unpark_all()
 
     def take(self, limit: int) -> list[Any]:
         self.settle()  # the batch taken before this one has been handled
@@ -253,7 +318,9 @@ class RemoteInLink(Link):
 
     def settle(self) -> None:
         """The items in hand have been handled (or dead-lettered): acknowledge them."""
-        if self.in_hand:
+        if self.in_hand and self.hold is not None:
+            self._settle_held(self.hold)
+        elif self.in_hand:
             remaining, to_ack = self.remaining, self.to_ack
             waiting = len(to_ack)
             for run in self.in_hand:
@@ -268,6 +335,122 @@ class RemoteInLink(Link):
             if len(to_ack) > waiting and (not waiting or len(to_ack) >= self.ack_after):
                 self._acks.unpark_all()
             self.wake_producers()  # the pump counts items in hand against its room
+
+    def _settle_held(self, hold: Hold) -> None:
+        """:meth:`settle` for a module with ``snapshot()``: entries are held."""
+        remaining, handled = self.remaining, hold.handled
+        for run in self.in_hand:
+            entry = run.entry
+            handled[entry] = handled.get(entry, 0) + run.count
+            left = remaining[entry] - run.count
+            if left:
+                remaining[entry] = left
+            else:
+                del remaining[entry]
+                self._finished(entry)
+        self.in_hand = []
+        self.in_hand_count = 0
+        self.wake_producers()
+
+    def _covered(
+        self, hold: Hold, entry_id: bytes, items: list[Any], skipped: int
+    ) -> tuple[list[Any], int]:
+        """Leave out the first items of an entry the restored snapshot covers; returns
+        the rest and how many of the entry's items count as handled."""
+        covered = hold.skip[entry_id]
+        if covered < 0:  # the whole entry: acknowledged once all of it has come
+            return [], skipped + len(items)
+        count = min(covered, len(items))
+        if count == covered:
+            del hold.skip[entry_id]
+        else:
+            hold.skip[entry_id] = covered - count
+        if count:
+            hold.handled[entry_id] = hold.handled.get(entry_id, 0) + count
+        return items[count:], skipped + count
+
+    def skip_covered(self, skip: dict[bytes, int]) -> None:
+        """A snapshot restored in a new process covers these items of entries Redis
+        delivers again (by entry, the first so many, ``-1``: all): leave them out, from
+        what is buffered already and from what comes."""
+        hold = self.hold
+        assert hold is not None
+        hold.skip.update(skip)
+        if not any(run.entry in skip for run in self.runs):
+            return
+        items, runs = list(self.items), list(self.runs)
+        self.items.clear()
+        self.runs.clear()
+        start = 0
+        for run in runs:
+            piece = items[start : start + run.count]
+            start += run.count
+            self.sent -= len(piece)  # fed again below
+            self.feed(run.entry, piece)
+
+    def replay(self, items: list[Any], entries: list[bytes]) -> None:
+        """Put back at the front items handled since the last snapshot (after an
+        in-process crash), ``entries`` naming each one's entry: they are handled
+        again, and their entries acknowledged only once a snapshot covers them."""
+        hold = self.hold
+        assert hold is not None
+        self.settle()  # what the crashed batch left in hand was dead-lettered
+        runs: list[_Run] = []
+        for entry in entries:
+            if runs and runs[-1].entry == entry:
+                runs[-1].count += 1
+            else:
+                runs.append(_Run(entry, 1))
+        remaining, handled = self.remaining, hold.handled
+        for run in reversed(runs):
+            entry = run.entry
+            remaining[entry] = remaining.get(entry, 0) + run.count
+            hold.held.pop(entry, None)
+            left = handled.get(entry, 0) - run.count
+            if left > 0:
+                handled[entry] = left
+            else:
+                handled.pop(entry, None)
+            if self.runs and self.runs[0].entry == entry:
+                self.runs[0].count += run.count
+            else:
+                self.runs.appendleft(run)
+        Link.requeue(self, items)
+
+    def covering(self) -> list[bytes]:
+        """The entries a snapshot taken now covers whole (they are released once it is
+        stored); what is in hand was handled."""
+        self.settle()
+        return list(self.hold.held) if self.hold is not None else []
+
+    def covered(self) -> list[list[Any]]:
+        """What a snapshot taken now holds of the entries not yet acknowledged, as
+        ``[entry, count]`` pairs (``-1``: all its items): after a crash, Redis delivers
+        them again, and what the snapshot holds of them is left out."""
+        hold = self.hold
+        if hold is None:
+            return []
+        whole = {*self.to_ack, *hold.in_flight(), *hold.held}
+        whole.update(entry for entry, count in hold.skip.items() if count < 0)
+        pairs: list[list[Any]] = [[entry, -1] for entry in whole]
+        pairs.extend(
+            [entry, hold.handled.get(entry, 0) + hold.skip.get(entry, 0)]
+            for entry in {*hold.skip, *hold.handled}.difference(whole)
+        )
+        return pairs
+
+    def release(self, entries: list[bytes]) -> None:
+        """A snapshot that covers ``entries`` (from :meth:`covering`) is stored: they are
+        acknowledged."""
+        hold = self.hold
+        if hold is None or not entries:
+            return
+        for entry in entries:
+            if entry in hold.held:
+                del hold.held[entry]
+                hold.handled.pop(entry, None)
+                self.to_ack.append(entry)
+        self._acks.unpark_all()
 
     async def wait_for_acks(self) -> None:
         """Until an entry awaits acknowledgement, or ``ack_after`` of them do."""

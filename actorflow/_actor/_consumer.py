@@ -143,7 +143,7 @@ class ConsumerDriver:
         """The item handler of ``link`` (made once per incarnation and link)."""
         handle = self._bare_handler(link)
         journal = self._journal
-        if journal is None or link in self.room.mailbox.remote:  # see journal_of
+        if journal is None:
             return handle
         return journal.wrap(handle, self._requeue)
 

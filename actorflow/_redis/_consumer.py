@@ -3,8 +3,10 @@
 Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
 boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
 dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
-every item in them. Every ``claim_idle / 3`` the consumer's keeper thread
-(:mod:`._keeper`) marks every entry it holds as busy (``XCLAIM ... JUSTID``, which
+every item in them, or, for a module with ``snapshot()``, once a stored snapshot covers
+them (held meanwhile: see :class:`~actorflow._transport.Hold`). Every
+``claim_idle / 3`` the consumer's keeper thread (:mod:`._keeper`) marks every entry it
+holds (held ones included) as busy (``XCLAIM ... JUSTID``, which
 resets their idle time), so that no other consumer takes them over while it lives,
 whatever its hooks do; every ``claim_idle / 2`` it takes over entries another
 consumer has left idle for ``claim_idle`` (``XAUTOCLAIM``), never one it holds itself,
@@ -14,6 +16,7 @@ and removes consumers of its group that hold nothing and have long been idle.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 from functools import partial
@@ -24,7 +27,7 @@ import trio
 from .._exceptions import describe
 from .._logging import get_logger
 from .._specs import Remote
-from .._transport import PumpStatistics, RemoteInLink
+from .._transport import Hold, PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
 from ._entries import Intake, is_marker
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 
     Client: TypeAlias = coredis.Redis[bytes]
 
-__all__ = ["ConsumerPump"]
+__all__ = ["ConsumerPump", "hold_limit"]
 
 
 def _order(entry_id: bytes) -> tuple[int, int]:
@@ -91,6 +94,7 @@ class ConsumerPump:
         buffer = link.spec.buffer or 0
         self._ack_entries = max(1, max(2, -(-buffer // remote.batch)) // ACK_SHARE)
         link.ack_after = self._ack_entries
+        link.hold_after = hold_limit(buffer, remote.batch)
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
@@ -117,8 +121,10 @@ class ConsumerPump:
 
     def held(self) -> list[bytes]:
         """Every entry this consumer holds: being fed, in the link, or being acknowledged."""
-        link = self.link
-        return [*link.remaining, *link.to_ack, *self._acking]
+        link, hold = self.link, self.link.hold
+        if hold is None:
+            return [*link.remaining, *link.to_ack, *self._acking]
+        return [*link.remaining, *link.to_ack, *self._acking, *hold.held]
 
     async def run(self) -> None:
         retry = Retrying(self.log, self.remote.poll, self.url)
@@ -145,6 +151,7 @@ class ConsumerPump:
                 # A graceful end: wait until what is here was handled and acknowledged.
                 while not self._consumer_gone() and (self.link.items or self.link.in_hand):
                     await self.link.wait_for_space()  # woken when the module takes or settles
+                await self._released(math.inf)
             except BaseException:
                 await self._finish()
                 raise
@@ -258,6 +265,8 @@ class ConsumerPump:
 
     async def _end(self, client: Client, retry: Retrying) -> bool:
         """End the link if the stream has ended."""
+        if self.link.hold is not None and self.link.hold.held:
+            await self._released_at_end(client, retry)
         if not await retry(partial(self._ended, client)):
             return False
         self.log.info("remote.end_of_stream", acknowledged=self.acknowledged, claimed=self.claimed)
@@ -445,8 +454,13 @@ class ConsumerPump:
     async def _acknowledge(self, client: Client, retry: Retrying) -> None:
         link = self.link
         while True:
+            hold = link.hold
+            if hold is not None and hold.fresh:
+                async with self._redis:
+                    await self._handled_once(client, retry, hold)
             if not link.to_ack:
-                await link.wait_for_acks()
+                if hold is None or not hold.fresh:  # more may have come meanwhile
+                    await link.wait_for_acks()
                 continue
             # Let a few entries gather for one command (the client's cost is per
             # command); the end of the stream and a stop flush at once. Not many, nor
@@ -461,6 +475,8 @@ class ConsumerPump:
         ids = self.link.to_ack
         if not ids:
             return
+        if self.link.hold is not None:  # a snapshot's marks name them too
+            self.link.hold.in_flight = self._in_flight
         self.link.to_ack = []
         self._acking.update(ids)
 
@@ -483,6 +499,56 @@ class ConsumerPump:
             markers.difference_update(ids)
         else:
             self.acknowledged += len(ids)
+
+    # -- Held acknowledgements (a module with snapshot(): see _snapshots and Hold) --
+
+    def _in_flight(self) -> set[bytes]:
+        return self._acking
+
+    async def _released(self, seconds: float) -> None:
+        """Ask the module for a snapshot that covers the entries held (its saves at the
+        interval may be far off, or never come), and wait ``seconds`` at most for their
+        release (or for the module's end)."""
+        link, hold = self.link, self.link.hold
+        if hold is None or not hold.held or self._consumer_gone():
+            return
+        hold.ask()
+        with trio.move_on_after(seconds):
+            while hold.held and not self._consumer_gone():
+                await link.wait_for_acks()
+
+    async def _released_at_end(self, client: Client, retry: Retrying) -> None:
+        """Nothing is left to read and entries are held: if the producer has closed,
+        the stream cannot end before they are acknowledged, so ask for a snapshot now
+        (while it runs, the held entries wait for the interval or the bound)."""
+        state = await retry(lambda: client.get(f"{self.stream}:producer"))
+        if (state or b"").startswith(b"closed"):
+            await self._released(self.remote.poll)
+
+    async def _handled_once(self, client: Client, retry: Retrying, hold: Hold) -> None:
+        """Entries handled whole and held for a snapshot: their delivery count is set
+        back to none (``XCLAIM ... RETRYCOUNT 0 JUSTID``), so that handling them again
+        after a rollback to the last snapshot (a process killed, Redis delivering them
+        again) never counts towards ``max_deliveries``: only the entries of the batch
+        under way when a consumer died do."""
+        fresh, hold.fresh = hold.fresh, []
+        held = [entry for entry in fresh if entry in hold.held]
+        if not held:
+            return
+
+        def reset() -> Any:
+            return client.xclaim(
+                self.stream, self.group, self.consumer, 0, held, retrycount=0, justid=True
+            )
+
+        await retry(reset)
+
+
+def hold_limit(buffer: int, batch: int) -> int:
+    """How many entries a module with ``snapshot()`` holds before it asks for a
+    snapshot: half the stream's bound in entries (held entries are still in the stream,
+    so the producer counts them), one if the link's ``buffer`` is not set."""
+    return max(1, max(2, -(-buffer // batch)) // 2)
 
 
 ACK_DELAY = 0.005

@@ -256,7 +256,10 @@ class EscalationError(RunError):
 def describe(exc: BaseException) -> str:
     """``Type: message``, with any credentials the message quotes hidden (a module's
     error naming its database URL reaches logs, summaries and the dashboard)."""
-    text = redact_text(str(exc))
+    try:
+        text = redact_text(str(exc))
+    except Exception as broken:  # a user's __str__ that raises must not lose the item
+        text = f"<str() raised {type(broken).__name__}>"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

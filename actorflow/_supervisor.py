@@ -259,6 +259,10 @@ class Supervisor:
         self._going_down = False
         """The tree is being cancelled (not killed by the parent): every child that
         ends from now on ends for good."""
+        self._idle = False
+        """The supervisor's task waits for the next child exit and does nothing else (no
+        start, group restart, backoff or stop under way): only then may a child restart
+        in its own task, since nothing the supervisor is doing can be overtaken."""
         self.started = trio.Event()
         self.failure: EscalationError | None = None
         """Set the moment this supervisor gives up, before it stops its children, so a
@@ -562,7 +566,11 @@ class Supervisor:
                 if not self._running and not self._holds:
                     self.log.info("supervisor.done")
                     return
-                wakeup = await self._wakeup_recv.receive()
+                self._idle = True
+                try:
+                    wakeup = await self._wakeup_recv.receive()
+                finally:
+                    self._idle = False
             if wakeup is None:
                 continue  # a stop request: handled at the top of the loop
             child, generation = wakeup
@@ -825,7 +833,8 @@ async def _restarted_in_place(
 def _restarts_in_place(supervisor: Supervisor, child: _Child) -> bool:
     """Whether ``child``'s failure may be restarted in its own task (see above)."""
     if (
-        supervisor._stop_requested
+        not supervisor._idle
+        or supervisor._stop_requested
         or supervisor._killed
         or supervisor._going_down
         or supervisor.failure is not None

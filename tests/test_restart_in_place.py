@@ -240,11 +240,15 @@ async def test_an_actor_stopped_while_its_restart_validates_runs_that_module_nex
                 raise ValueError("poison")
             handled.append(data)
 
+    go = trio.Event()
+
     class Numbers(af.Source):
         outputs: ClassVar = {"out": int}
 
-        def start(self) -> list[int]:
-            return [0, 1, 2]
+        async def start(self) -> AsyncIterator[int]:
+            await go.wait()  # the crash comes once the system has started
+            for n in (0, 1, 2):
+                yield n
 
     graph = af.Graph(name="gated")
     graph.add("src", Numbers)
@@ -252,6 +256,7 @@ async def test_an_actor_stopped_while_its_restart_validates_runs_that_module_nex
     graph.chain("src", "sink")
     graph.supervisor(max_restarts=5)
     async with af.open_system(graph) as system:
+        go.set()
         with trio.fail_after(10):
             await validating.wait()
         root = system.supervisor()
@@ -304,3 +309,103 @@ def test_restarts_in_place_or_not_keep_the_intensity(
     escalates = crashes > max_restarts
     assert len(raised) == int(escalates)
     assert len(worker.tasks) == min(crashes, max_restarts) + 1
+
+
+async def test_a_crash_during_a_rest_for_one_restart_takes_its_later_members_along(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """rest_for_one [a, b, c]: while the supervisor restarts b and c (b's prepare held),
+    a crashes. a's restart must take b and c along, as the strategy says; a restart in
+    place of a alone would leave b and c running the modules prepared before a's crash."""
+    a, b, c = Scripted("a"), Scripted("b"), Scripted("c")
+    spec = SupervisorSpec(strategy=Strategy.REST_FOR_ONE, max_restarts=10, period=10)
+    sup = Supervisor("sup", spec, [(a, ChildSpec()), (b, ChildSpec()), (c, ChildSpec())])
+    async with supervising(sup):
+        b.gate, b.preparing = trio.Event(), trio.Event()
+        b.crash()
+        await b.preparing.wait()  # the supervisor's group restart is under way
+        a.crash()
+        await trio.sleep(0.001)
+        b.gate.set()
+        await trio.sleep(0.001)
+        assert a.prepared == 2
+        assert (b.prepared, c.prepared) == (3, 3)  # once for b's crash, once for a's
+        assert all(child.running for child in sup.which_children())
+
+
+async def test_no_restart_in_place_while_the_supervisor_shuts_down_by_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """auto_shutdown: a significant child ended and the supervisor stops the rest (c
+    slow to stop); b crashes meanwhile. It is not restarted: the supervisor is ending."""
+    a, b, c = Scripted("a"), Scripted("b"), Scripted("c")
+    spec = SupervisorSpec(auto_shutdown=af.AutoShutdown.ANY_SIGNIFICANT, max_restarts=5)
+    children = [
+        (a, ChildSpec(restart=af.RestartType.TEMPORARY, significant=True)),
+        (b, ChildSpec()),
+        (c, ChildSpec()),
+    ]
+    sup = Supervisor("sup", spec, children)
+    stopping = trio.Event()
+    slow = c.request_stop
+
+    async def slow_stop() -> None:
+        stopping.set()
+        await trio.sleep(1)
+        await slow()
+
+    c.request_stop = slow_stop  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await sup.started.wait()
+        await a.request_stop()  # a ends normally: the shutdown begins
+        await stopping.wait()
+        b.crash()
+        await trio.sleep(0.001)
+        assert b.prepared == 1
+    assert sup.which_children() == [] or all(child.restarts == 0 for child in sup.which_children())
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() broke")
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_an_error_whose_str_raises_still_dead_letters_its_item(fuse: bool) -> None:
+    """The failure path describes the error with str(); a user's __str__ that raises
+    must not lose the item nor blame another module: the item is dead-lettered, the
+    module restarted, the rest delivered."""
+    got: list[int] = []
+
+    class Numbers(af.Source):
+        outputs: ClassVar = {"out": int}
+
+        def start(self) -> list[int]:
+            return list(range(5))
+
+    class Picky(af.Processor):
+        inputs: ClassVar = {"in": int}
+        outputs: ClassVar = {"out": int}
+
+        def process(self, data: int) -> int:
+            if data == 2:
+                raise Unprintable
+            return data
+
+    class Keep(af.Sink):
+        inputs: ClassVar = {"in": int}
+
+        def consume(self, data: int) -> None:
+            got.append(data)
+
+    graph = af.Graph(name="unprintable")
+    graph.add("src", Numbers)
+    graph.add("p", Picky)
+    graph.add("sink", Keep)
+    graph.chain("src", "p", "sink")
+    status = af.run(graph, fuse=fuse)
+    assert got == [0, 1, 3, 4]
+    assert status.actors["p"].dead_lettered == 1
+    assert status.actors["p"].restarts == 1
+    assert status.actors["src"].restarts == 0

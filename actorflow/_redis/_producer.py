@@ -7,7 +7,8 @@ bound: acknowledged entries are deleted, so the stream's length is what the grou
 not finished; the first wait of every run asks Redis, so the bound holds across restarts
 of the producer. Each entry is written under an id the pump chose before the first
 attempt, so a write retried after its reply was lost (a paused or restarted Redis) is
-refused by Redis as a repeat instead of being written twice.
+refused by Redis as a repeat instead of being written twice. A whole batch is written
+in the producer's own task, by call into the pump (see :class:`ProducerPump`).
 """
 
 from __future__ import annotations
@@ -124,10 +125,10 @@ class _Unconfirmed:
 class ProducerPump:
     """Moves what the producer sends on a remote link into its stream.
 
-    While its own task waits for items, the pump is the link's :class:`~actorflow._link.
-    Fused` consumer: the producer hands it a whole batch by call and writes it to the
-    stream in its own task (no buffer, no task switch, as a hand-written loop would);
-    anything else (a smaller batch, an entry to split, a stream at its bound, a failure)
+    While its link is empty, the pump is the link's :class:`~actorflow._link.Fused`
+    consumer: the producer hands it a whole batch by call, written to the stream in the
+    producer's task (no buffer, no task switch, as a hand-written loop would); anything
+    else (a smaller batch, an entry to split, a stream at its bound, a failed write)
     goes back into the link or to :attr:`_returned`, for the pump's own task.
     """
 

@@ -177,6 +177,37 @@ async def test_a_write_whose_reply_was_lost_is_not_written_twice(
     assert any(e["event"] == "remote.unreachable" for e in logs)
 
 
+async def test_a_write_by_call_whose_reply_was_lost_is_written_once(
+    redis_server: RedisServer,
+) -> None:
+    """Whole batches are written in the producer's own task (a call into the pump); when
+    such a write's reply is lost, the pump's task writes the entry again under the same
+    id (refused as a repeat), before anything sent after it: each item arrives once, in
+    order."""
+    coredis = load_coredis()
+    real = coredis.Redis.xadd
+    by_call = lost = 0
+
+    async def lossy(self: Any, key: Any, field_values: Any, **options: Any) -> Any:
+        nonlocal by_call, lost
+        called = trio.lowlevel.current_task().name == "actor:numbers"
+        by_call += called
+        written = await real(self, key, field_values, **options)
+        if called and lost < 3:
+            lost += 1
+            raise coredis.exceptions.ConnectionError("the reply was lost")
+        return written
+
+    got: list[af.Data] = []
+    remote = af.Remote(url=redis_server.url, batch=10)
+    with mock.patch.object(coredis.Redis, "xadd", lossy), trio.fail_after(20):
+        async with af.open_system(chain(unique("lost-call"), 300, remote, got)):
+            pass
+    assert [d.fields["n"] for d in got] == list(range(300))
+    assert lost == 3
+    assert by_call > 10  # most batches went by call
+
+
 async def test_a_stream_whose_ids_are_ahead_of_the_clock_is_written_above_them(
     redis_server: RedisServer,
 ) -> None:

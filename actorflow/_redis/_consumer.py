@@ -1,6 +1,7 @@
 """The consumer's half of a remote link: the stream read into the receiving link.
 
-Entries are read (``XREADGROUP``) no faster than the link has room, admitted at the
+Entries are read (``XREADGROUP``) no faster than the link has room (one more waits
+undecoded: :data:`READ_AHEAD`), admitted at the
 boundary (:class:`~._entries.Intake`: decoded piece by piece, wrong types and poison
 dead-lettered) and acknowledged (``XACK`` then ``XDEL``) once their module has handled
 every item in them, or, for a module with ``snapshot()``, once a stored snapshot covers
@@ -246,7 +247,7 @@ class ConsumerPump:
             if intake.end_seen:
                 if await self._end_once_drained(client, retry):
                     return
-            elif await self._next_entries(client, retry, reader, room // batch):
+            elif await self._next_entries(client, retry, reader, max(room // batch, READ_AHEAD)):
                 self._took_part = True
             elif not link.items and not link.in_hand and await self._end(client, retry):
                 return
@@ -551,6 +552,10 @@ def hold_limit(buffer: int, batch: int) -> int:
     return max(1, max(2, -(-buffer // batch)) // 2)
 
 
+READ_AHEAD = 2
+"""Entries a read asks for even when the link has room for only one: the other waits
+in the intake, undecoded (pending in Redis all the same, so the producer's bound still
+counts it), and saves the next read (the client's cost is per command)."""
 ACK_DELAY = 0.005
 """Seconds an acknowledgement may wait for others to travel with."""
 ACK_SHARE = 4

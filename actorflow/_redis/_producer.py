@@ -7,12 +7,14 @@ bound: acknowledged entries are deleted, so the stream's length is what the grou
 not finished; the first wait of every run asks Redis, so the bound holds across restarts
 of the producer. Each entry is written under an id the pump chose before the first
 attempt, so a write retried after its reply was lost (a paused or restarted Redis) is
-refused by Redis as a repeat instead of being written twice.
+refused by Redis as a repeat instead of being written twice. A whole batch is written
+in the producer's own task, by call into the pump (see :class:`ProducerPump`).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast, final
 
@@ -109,9 +111,26 @@ class _Attempt:
     tries: int = 0
 
 
+@attrs.define
+class _Unconfirmed:
+    """An entry a call wrote without learning whether Redis took it: the pump's own
+    task writes it again under the same id (a repeat is refused)."""
+
+    fields: dict[bytes, bytes]
+    attempt: _Attempt
+    count: int
+
+
 @final
 class ProducerPump:
-    """Moves what the producer sends on a remote link into its stream."""
+    """Moves what the producer sends on a remote link into its stream.
+
+    While its link is empty, the pump is the link's :class:`~actorflow._link.Fused`
+    consumer: the producer hands it a whole batch by call, written to the stream in the
+    producer's task (no buffer, no task switch, as a hand-written loop would); anything
+    else (a smaller batch, an entry to split, a stream at its bound, a failed write)
+    goes back into the link or to :attr:`_returned`, for the pump's own task.
+    """
 
     def __init__(
         self, link: Link, *, url: str, stream: str, group: str, bound: int, remote: Remote
@@ -132,6 +151,18 @@ class ProducerPump:
         """Entries in the stream as far as the pump knows: at first what Redis says when
         the run opens (an earlier run may have left some)."""
         self._ids = _Ids()
+        self._client: coredis.Redis[bytes] | None = None
+        """The pump's client, while calls may write on it."""
+        self._returned: deque[_Unconfirmed] = deque()
+        """Entries a call could not confirm, oldest first: written before anything else."""
+        self._busy = False
+        """The pump's own task is writing a batch it took (a call waits for it)."""
+        self._inside = False
+        """A call is writing (the pump's own task waits until it is over)."""
+        self._outside: trio.Event | None = None
+        self._scope: trio.CancelScope | None = None
+        self._taken = 0
+        """How many items of the call under way were written (or handed on unconfirmed)."""
 
     def __repr__(self) -> str:
         return f"<ProducerPump {self.stream!r} on {redact_url(self.url)}>"
@@ -164,26 +195,10 @@ class ProducerPump:
             keys = link_keys(self.stream, self.group)
             opened = await retry(lambda: client.eval(OPEN, keys, [self.group]))
             generation, self._estimate = cast("list[int]", opened)
-            link = self.link
-            while True:
-                if link.items:
-                    await self._room(client, retry)
-                    batch = link.take(self.remote.batch)
-                    try:
-                        for index, (payload, count) in enumerate(self._encoded(batch)):
-                            if index:
-                                await self._room(client, retry)
-                            await self._write(client, retry, {b"p": payload})
-                            self.written += count
-                            batch = batch[count:]
-                    except BaseException:
-                        # Cut off before Redis confirmed: they may or may not be there.
-                        link.drop(len(batch), DropReason.SHUTDOWN)
-                        raise
-                elif link.closed:
-                    break
-                else:
-                    await self.mailbox.wait()
+            try:
+                await self._pump(client, retry)
+            finally:
+                await self._release()
             await retry(lambda: client.set(state, b"closed:%d" % generation))
             # The end marker wakes consumers blocked in XREADGROUP now, instead of at
             # their next poll; it is written without waiting for room (a consumer that
@@ -191,6 +206,166 @@ class ProducerPump:
             # entry over its bound.
             await self._write(client, retry, {END_FIELD: b"%d" % generation})
             self.log.info("remote.producer_closed", written=self.written, generation=generation)
+
+    async def _pump(self, client: coredis.Redis[bytes], retry: Retrying) -> None:
+        """Write what the producer sends until it ends: what calls left unconfirmed first
+        (it is older), then what waits in the link."""
+        link = self.link
+        self._client = client
+        while True:
+            while self._inside:  # what a call writes is older than what is here now
+                await self._wait_outside()
+            if self._returned:
+                entry = self._returned[0]
+                await retry(partial(self._add, client, entry.fields, entry.attempt))
+                self._returned.popleft()
+                self._estimate += 1
+                self.written += entry.count
+            elif link.items:
+                await self._room(client, retry)
+                batch = link.take(self.remote.batch)
+                self._busy = True
+                self._arm()  # the next batch may come by call, once this one is written
+                try:
+                    await self._write_batch(client, retry, batch)
+                finally:
+                    self._busy = False
+                    link.wake_producers()  # a call waiting for this write
+            elif link.closed:
+                return
+            else:
+                self._arm()
+                await self.mailbox.wait()
+
+    async def _write_batch(
+        self, client: coredis.Redis[bytes], retry: Retrying, batch: list[Any]
+    ) -> None:
+        try:
+            for index, (payload, count) in enumerate(self._encoded(batch)):
+                if index:
+                    await self._room(client, retry)
+                await self._write(client, retry, {b"p": payload})
+                self.written += count
+                batch = batch[count:]
+        except BaseException:
+            # Cut off before Redis confirmed: they may or may not be there.
+            self.link.drop(len(batch), DropReason.SHUTDOWN)
+            raise
+
+    def _arm(self) -> None:
+        """Take the next batch by call, if nothing waits to be written before it."""
+        link = self.link
+        if (
+            self._client is not None
+            and not self._inside
+            and not self._returned
+            and not link.items
+            and not link.closed
+        ):
+            link.direct = self
+
+    async def _wait_outside(self) -> None:
+        if self._outside is None:
+            self._outside = trio.Event()
+        await self._outside.wait()
+
+    async def _release(self) -> None:
+        """The pump ends, however: no call writes for it any more (one under way is
+        cancelled and waited for); what calls left unconfirmed is lost with it."""
+        self._client = None
+        self.link.direct = None
+        if self._inside and self._scope is not None:
+            self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            while self._inside:
+                await self._wait_outside()
+        lost = sum(entry.count for entry in self._returned)
+        self._returned.clear()
+        self.link.drop(lost, DropReason.SHUTDOWN)
+
+    def fresh(self) -> bool:
+        """A batch smaller than an entry is never worth a call: it waits in the link,
+        where more may join it, for the pump's own task."""
+        return False
+
+    def reach(self) -> int:
+        """A call takes at most an entry's worth: what the link holds."""
+        return self.link.capacity
+
+    async def call(
+        self, items: list[Any], caller: Any, pacing: Any, *, taken: bool = False
+    ) -> None:
+        """Write ``items`` to the stream in the producer's task (``caller``'s, see
+        :class:`~actorflow._link.Fused`), a whole entry at a time, once the entry the
+        pump's own task is writing (if any) is written; what is left (less than an
+        entry, or all if a call cannot write now) goes back into the link."""
+        link = self.link
+        if not taken:
+            link.sent += len(items)
+            link.delivered += len(items)
+        client = self._client
+        if client is None or len(items) < self.remote.batch or self._returned:
+            link.requeue(items)
+            return
+        link.direct = None  # one call at a time
+        self._inside = True
+        self._taken = 0
+        try:
+            with trio.CancelScope() as self._scope:
+                if self._busy:
+                    # Woken when that write is over, or as a producer blocked on a full
+                    # link would be (asked to stop, say): then the pump's task takes over.
+                    await link.wait_for_space()
+                if not self._busy:
+                    await self._write_by_call(client, items)
+        finally:
+            self._left(items[self._taken :])
+        if self._taken:
+            # The producer waited on Redis: that was not work, so its quantum and the
+            # clock stride of its items start afresh, as after any wait.
+            pacing.restart()
+            pacing.last_check = pacing.now()
+
+    async def _write_by_call(self, client: coredis.Redis[bytes], items: list[Any]) -> None:
+        """Write whole entries of ``items`` while the stream has room, counting in
+        :attr:`_taken` what was written (or handed to the pump's own task unconfirmed)."""
+        batch = self.remote.batch
+        while len(items) - self._taken >= batch and self._estimate < self.entries:
+            try:
+                pieces = self._encoded(items[self._taken : self._taken + batch])
+            except RunError:
+                return  # the pump's own task meets it again, and fails the run
+            if len(pieces) > 1:
+                return  # too large for one entry: the pump's own task splits it
+            ((payload, count),) = pieces
+            entry = _Unconfirmed({b"p": payload}, _Attempt(self._ids.next()), count)
+            self._taken += count
+            try:
+                await self._add(client, entry.fields, entry.attempt)
+            except Exception:
+                # Redis away or refusing: the pump's own task tries again (under the
+                # same id), waits out an outage or fails the run, as it does itself.
+                self._returned.append(entry)
+                return
+            except BaseException:
+                self._returned.append(entry)
+                raise
+            self._estimate += 1
+            self.written += count
+
+    def _left(self, unwritten: list[Any]) -> None:
+        """A call is over: what it did not write goes back into the link (first: it is
+        older than anything sent after it); take the next call, or wake the pump."""
+        self._inside = False
+        self._scope = None
+        outside, self._outside = self._outside, None
+        if outside is not None:
+            outside.set()
+        if unwritten:
+            self.link.requeue(unwritten)  # wakes the pump's own task
+        elif self._returned:
+            self.mailbox.notify()
+        self._arm()
 
     def _encoded(self, batch: list[Any]) -> list[tuple[bytes, int]]:
         """The entries that carry ``batch``: one, unless it is too large to be one."""

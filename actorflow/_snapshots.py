@@ -346,6 +346,9 @@ class Snapshots:
     marked: bool = False
     """The first incarnation in this process has left out what its snapshot held of
     the entries Redis delivers again."""
+    loaded: bytes | None = None
+    """The digest of the snapshot loaded, taken before ``restore()`` could change it:
+    what finds the marks stored with it."""
     wanted: trio.Event | None = None
     """Set when a remote link holds enough entries, or must end: save now."""
 
@@ -389,7 +392,7 @@ class Snapshots:
         try:
             if self.remote:  # first: a crash between the two leaves it unmatched
                 marks = [
-                    _digest(payload),
+                    _stable_digest(value),
                     [[link.spec.name, link.covered()] for link in self.remote],
                 ]
                 await self.store.put(_held(self.namespace), name, [marks, self.marks])
@@ -446,9 +449,23 @@ class _Unsure:
         return bool(decode(self.payload) == value)
 
 
-def _digest(payload: bytes) -> bytes:
-    """What tells one stored snapshot from another (its encoding's hash)."""
-    return hashlib.blake2b(payload, digest_size=16).digest()
+def _stable_digest(value: Any) -> bytes:
+    """What tells one stored snapshot from another, the same in every process: the hash
+    of its encoding with each set's members in a fixed order (a set is encoded in its
+    iteration order, which string hashing makes differ from process to process)."""
+    return hashlib.blake2b(encode(_canonical(value)), digest_size=16).digest()
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every set (at any depth in lists, tuples and dicts) replaced by its
+    members' encodings, sorted."""
+    if isinstance(value, set | frozenset):
+        return {"\x00set": sorted(encode(_canonical(member)) for member in value)}
+    if isinstance(value, dict):
+        return {key: _canonical(member) for key, member in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_canonical(member) for member in value)
+    return value
 
 
 def _held(namespace: str) -> str:
@@ -463,12 +480,11 @@ async def _skip_covered(actor: Actor, snapshots: Snapshots, value: Any) -> None:
     ones, kept beside them, apply)."""
     if value is _ABSENT:
         return
+    digest, snapshots.loaded = snapshots.loaded, None
+    if digest is None:
+        return
     stored = await snapshots.store.get(_held(snapshots.namespace), actor.name, None)
     if not stored:
-        return
-    try:
-        digest = _digest(encode(value))
-    except SerializationError:
         return
     for marks in stored:
         if marks is not None and marks[0] == digest:
@@ -650,6 +666,11 @@ async def _restore(actor: Actor, snapshots: Snapshots) -> Any:
         value = await snapshots.load(actor.name)
     if value is _ABSENT:
         return value
+    if snapshots.remote and not snapshots.marked:
+        try:
+            snapshots.loaded = _stable_digest(value)
+        except SerializationError:
+            snapshots.loaded = None
     try:
         await actor.lifecycle(partial(actor.module.restore, value))
     except Exception as exc:

@@ -100,6 +100,9 @@ class ConsumerPump:
         self._took_part = False
         self._stopping = False
         self._keeper: Keeper | None = None
+        self._uncounted: dict[bytes, int] = {}
+        """Entries taken over whose delivery is counted only as they are fed (see
+        :meth:`_uncount`): their count then."""
 
     def __repr__(self) -> str:
         return f"<ConsumerPump {self.stream!r} on {redact_url(self.url)}>"
@@ -236,6 +239,8 @@ class ConsumerPump:
                 await link.wait_for_space()
                 continue
             if intake.backlog:
+                if self._uncounted:
+                    await retry(partial(self._count_deliveries, client, room))
                 intake.feed(room)
                 continue
             # Not right after an outage: a consumer that lives needs a moment to mark
@@ -392,8 +397,63 @@ class ConsumerPump:
                 self.log.warning("remote.taken_over", entries=len(found))
                 found.sort(key=lambda entry: _order(entry.identifier))
                 deliveries = await self._deliveries(client, [e.identifier for e in found])
+                await self._uncount(client, deliveries)
                 self.claimed += self.intake.admit(found, deliveries)
         return len(found)
+
+    async def _uncount(self, client: Client, deliveries: dict[bytes, int]) -> None:
+        """Taking over counted a delivery of every entry pending, but none has reached
+        the module yet: each count is set back (``XCLAIM ... RETRYCOUNT``) and made again
+        only as its entry is fed (:meth:`_count_deliveries`). Otherwise a process killed
+        again and again early in a long replay (entries held for a snapshot come back
+        whole) would push every entry of the backlog past ``max_deliveries``, not just
+        those the module was handed."""
+        by_count: dict[int, list[bytes]] = {}
+        for entry_id, count in deliveries.items():
+            if count > 0:
+                by_count.setdefault(count - 1, []).append(entry_id)
+                self._uncounted[entry_id] = count
+        if by_count:
+            async with client.pipeline(transaction=False) as pipe:
+                for count, ids in by_count.items():
+                    pipe.xclaim(
+                        self.stream,
+                        self.group,
+                        self.consumer,
+                        0,
+                        ids,
+                        retrycount=count,
+                        justid=True,
+                    )
+
+    async def _count_deliveries(self, client: Client, room: int) -> None:
+        """Count the delivery of the taken-over entries about to be fed (up to ``room``
+        items, oldest first), before the module can handle any of their items."""
+        due: dict[int, list[bytes]] = {}
+        for entry in self.intake.backlog:
+            if room <= 0:
+                break
+            room -= entry.count - entry.fed
+            count = self._uncounted.get(entry.id)
+            if count is not None:
+                due.setdefault(count, []).append(entry.id)
+        if due:
+            async with client.pipeline(transaction=False) as pipe:
+                for count, ids in due.items():
+                    pipe.xclaim(
+                        self.stream,
+                        self.group,
+                        self.consumer,
+                        0,
+                        ids,
+                        retrycount=count,
+                        justid=True,
+                    )
+            for ids in due.values():
+                for entry_id in ids:
+                    self._uncounted.pop(entry_id, None)
+        if not self.intake.backlog:
+            self._uncounted.clear()
 
     async def _claim(self, client: Client, count: int) -> int:
         """Take over entries another consumer left idle for ``claim_idle`` seconds (never

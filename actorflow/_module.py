@@ -169,16 +169,23 @@ def missing_hook(cls: type, hook: str | None = None) -> tuple[str, str | None] |
         given.intersection(_stored(value)) for klass in users for value in vars(klass).values()
     ):
         return None  # the hook is given per instance (``self.process = ...`` in __init__)
-    own = {
+    own = sorted(
         name
         for klass in users
-        for name in vars(klass)
-        if not name.startswith("__") and name != hook
-    }
+        for name, value in vars(klass).items()
+        if not name.startswith("__") and name not in given and value is not None
+    )
     import difflib  # only for a mistake: not every run pays for it
 
-    close = difflib.get_close_matches(hook, sorted(own), n=1, cutoff=0.6)
-    return hook, close[0] if close else None
+    # The closest of the names it defines to either hook it could have meant
+    # (``process_batches`` meant ``process_batch``, not ``process``).
+    best: tuple[float, str, str | None] = (0.0, hook, None)
+    for wanted in sorted(given, key=len):
+        for name in difflib.get_close_matches(wanted, own, n=1, cutoff=0.6):
+            score = difflib.SequenceMatcher(None, wanted, name).ratio()
+            if score > best[0]:
+                best = (score, wanted, name)
+    return best[1], best[2]
 
 
 def _stored(value: Any) -> list[str]:

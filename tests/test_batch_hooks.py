@@ -476,3 +476,80 @@ async def test_costly_batches_are_cut_to_fit_the_quantum(
     assert sizes[0] > 10  # the first call learns the cost
     assert max(sizes[1:]) <= 5  # 2.5 ms of a 10 ms quantum at 1 ms an item
     assert sum(sizes) == 300
+
+
+class FixedCost(af.Processor):
+    """Each call costs 20 ms of (virtual) time whatever its size: a round trip."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
+        self.clock = clock
+        self.sizes = sizes
+
+    def process_batch(self, batch: list[int]) -> list[int]:
+        self.sizes.append(len(batch))
+        self.clock.jump(0.02)
+        return batch
+
+
+class AsyncCost(af.Processor):
+    """Each call waits 20 ms (a database round trip): the loop runs meanwhile."""
+
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    async def process_batch(self, batch: list[int]) -> list[int]:
+        self.sizes.append(len(batch))
+        await trio.sleep(0.02)
+        return batch
+
+
+@pytest.mark.parametrize("kind", ["fixed", "async"])
+async def test_a_cost_per_call_is_not_cut_into_slices(
+    autojump_clock: trio.testing.MockClock, kind: str
+) -> None:
+    """Slicing helps only a hook that holds the loop at a cost per item: a call whose
+    cost is per call (a round trip, a vectorised call) is tried once in a slice, then
+    given whole batches again; an async hook, which lets the loop run while it waits,
+    is never sliced. Either way the 300 items take a handful of calls, not 300."""
+    sizes: list[int] = []
+    out: list[int] = []
+    graph = af.Graph()
+    graph.add("src", Numbers, count=300)
+    if kind == "fixed":
+        graph.add("proc", FixedCost, clock=autojump_clock, sizes=sizes)
+    else:
+        graph.add("proc", AsyncCost, sizes=sizes)
+    graph.add("sink", Collect, into=out)
+    graph.link("src", "proc", buffer=100)
+    graph.link("proc", "sink", buffer=100)
+    async with af.open_system(graph, quantum=0.01, max_batch=100, fuse=False):
+        pass
+    assert out == list(range(300))
+    assert sum(sizes) == 300
+    assert len(sizes) <= (6 if kind == "fixed" else 4)
+
+
+class Misnamed(af.Processor):
+    inputs: ClassVar = {"in": int}
+    outputs: ClassVar = {"out": int}
+
+    def process_batches(self, batch: list[int]) -> list[int]:
+        return batch
+
+
+def test_a_misspelt_batch_hook_is_named_as_the_batch_hook() -> None:
+    """``process_batches`` was meant as ``process_batch``, not ``process``: the
+    suggestion names the hook closest to what the class defines."""
+    graph = af.Graph()
+    graph.add("src", Numbers, count=1)
+    graph.add("proc", Misnamed)
+    graph.chain("src", "proc")
+    [problem] = [p.message for p in graph.problems()]
+    assert "did you mean to name process_batches() process_batch()?" in problem
+    assert "module 'proc'" in problem

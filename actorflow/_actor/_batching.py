@@ -60,6 +60,7 @@ class BatchHook:
         "incarnation",
         "item_failed",
         "name",
+        "overran",
         "probing",
         "room",
         "shape",
@@ -91,6 +92,9 @@ class BatchHook:
         self.fit = _UNBOUNDED
         """The most items one call is given: what fits a quarter of the quantum, at the
         cost per item of the last call that took longer than that (see :meth:`_took`)."""
+        self.overran: tuple[int, float] | None = None
+        """The size and time of the last call that took longer than a quarter of the
+        quantum; ``(0, 0.0)`` once slicing was seen not to help (see :meth:`_size`)."""
 
     @property
     def fusable(self) -> bool:
@@ -107,12 +111,15 @@ class BatchHook:
             return
         # Calls this long would overrun the quantum: the batch goes in slices that fit,
         # the actor yielding between them when its quantum is spent.
-        stopping, fit = self.incarnation, self.fit
-        for start in range(0, len(batch), fit):
+        # Each slice is sized anew: a call may show that slicing does not help.
+        stopping, start = self.incarnation, 0
+        while start < len(batch):
             if start and stopping.stopping:
                 self.give_back(link, batch[start:])
                 raise Stop
-            await self._call(fn, link, batch[start : start + fit], batch[start + fit :])
+            end = start + self.fit
+            await self._call(fn, link, batch[start:end], batch[end:])
+            start = end
 
     async def _call(
         self, fn: Callable[[list[Any]], Any], link: Link, items: list[Any], rest: list[Any]
@@ -158,15 +165,33 @@ class BatchHook:
         pacing = room.pacing
         if pacing.timings is not None:
             pacing.timings.observe(elapsed, len(items))
-        budget = pacing.quantum / 4
-        if elapsed > budget:
-            self.fit = max(1, int(len(items) * budget / elapsed))
-        elif self.fit < _UNBOUNDED and elapsed < budget / 2 and len(items) >= self.fit:
-            self.fit *= 2
+        if self.style is HookStyle.SYNC:
+            self._size(elapsed, len(items), pacing.quantum / 4)
         isolated = room.retries.isolated
         if isolated:
             for item in items:
                 isolated.pop(id(item), None)
+
+    def _size(self, elapsed: float, count: int, budget: float) -> None:
+        """Size the next calls from one of ``count`` items that took ``elapsed``
+        seconds. Only a hook that runs on the loop is sized (an async or threaded one
+        lets the loop run while it waits), and only while its cost is seen to follow
+        its size: a call cut to a slice that still costs well over its share of the
+        one before (a fixed cost per call: a round trip, a vectorised call) stops the
+        slicing, which would only multiply that cost."""
+        overran = self.overran
+        if overran == (0, 0.0):
+            return
+        if elapsed > budget:
+            if overran is not None and count < overran[0]:
+                expected = overran[1] * count / overran[0]
+                if elapsed > 1.5 * expected:
+                    self.fit, self.overran = _UNBOUNDED, (0, 0.0)
+                    return
+            self.fit = max(1, int(count * budget / elapsed))
+            self.overran = (count, elapsed)
+        elif self.fit < _UNBOUNDED and elapsed < budget / 2 and count >= self.fit:
+            self.fit *= 2
 
     async def _listed(self, result: Any) -> list[Any]:
         """What a call returned, as a list: awaited if awaitable (a decorator hid an

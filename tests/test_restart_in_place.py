@@ -409,3 +409,60 @@ def test_an_error_whose_str_raises_still_dead_letters_its_item(fuse: bool) -> No
     assert status.actors["p"].dead_lettered == 1
     assert status.actors["p"].restarts == 1
     assert status.actors["src"].restarts == 0
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_two_bad_items_on_two_inputs_are_each_dead_lettered(fuse: bool) -> None:
+    """A module fails on an item that reaches it on both inputs: the two copies fail in
+    turns, and each failure must not reset the other's count (they would take turns
+    for ever, the module restarted until its supervisor gave up): each is tried
+    ``attempts`` times, then dead-lettered; the rest is delivered."""
+    got: list[tuple[int, str]] = []
+
+    class Numbers(af.Source):
+        outputs: ClassVar = {"out": Any}
+
+        def start(self) -> list[tuple[int]]:
+            return [(n,) for n in range(100)]
+
+    class Pass(af.Processor):  # a new object per hop: the two copies differ
+        inputs: ClassVar = {"in": Any}
+        outputs: ClassVar = {"out": Any}
+
+        def process(self, data: tuple[int]) -> tuple[int]:
+            return (data[0],)
+
+    class Join(af.Processor):
+        inputs: ClassVar = {"x": Any, "y": Any}
+        outputs: ClassVar = {"out": Any}
+
+        def process(self, data: tuple[int], port: str) -> tuple[int, str]:
+            if data[0] == 4:
+                raise RuntimeError("poison")
+            return data[0], port
+
+    class Keep(af.Sink):
+        inputs: ClassVar = {"in": Any}
+
+        def consume(self, data: tuple[int, str]) -> None:
+            got.append(data)
+
+    graph = af.Graph(name="two-bad")
+    graph.add("src", Numbers)
+    graph.add("a", Pass)
+    graph.add("b", Pass)
+    graph.add("c", Pass)
+    graph.add("d", Join)
+    graph.add("k", Keep)
+    graph.link("src", "a")
+    graph.link("a", "b")
+    graph.link("a", "c")
+    graph.link("b", "d.x")
+    graph.link("c", "d.y")
+    graph.link("d", "k")
+    graph.supervise("d", attempts=2)
+    graph.supervisor(max_restarts=50, period=60)
+    status = af.run(graph, fuse=fuse)
+    assert status.actors["d"].dead_lettered == 2
+    assert status.actors["d"].restarts == 4  # two attempts each
+    assert sorted(got) == sorted((n, port) for n in range(100) if n != 4 for port in "xy")

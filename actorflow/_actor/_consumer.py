@@ -390,10 +390,7 @@ class ConsumerDriver:
         if self._journal is not None:  # retried or dead-lettered: never replayed
             self._journal.given_back(link, [item, *rest])
         give_back = partial(self._requeue if self._journal else self._give_back, link)
-        journaled = self._journal is not None
-        return self.room.retries.failed(
-            exc, self.hook_name, item, sequence, give_back, rest, journaled=journaled
-        )
+        return self.room.retries.failed(exc, self.hook_name, item, sequence, give_back, rest)
 
     async def _handle_sync(self, fn: Callable[[Any], Any], link: Link, batch: list[Any]) -> None:
         """A sync hook: items are handled in strides, without awaiting, until the

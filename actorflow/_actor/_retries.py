@@ -4,10 +4,12 @@ The *suspect* is the item the last incarnation failed on; it is put back at the 
 its link, so the next incarnation tries it first. When it fails ``attempts`` times it is
 given up on: a :class:`DeadLetter` goes to the graph's dead-letter port, if any.
 
-A module with a snapshot journal hands items it handled before a crash to the next
-incarnation again, ahead of the suspect: one of those failing must not reset the
-suspect's count (it would never be dead-lettered), so a journaled module's failures
-displace the suspect into :attr:`Retries.earlier`, where its count waits for it.
+Another item may fail before the suspect is tried again: a module with a snapshot
+journal hands items it handled before a crash to the next incarnation ahead of it, and a
+module with several inputs may fail on an item of another link first. That failure must
+not reset the suspect's count (two such items would take turns for ever, neither ever
+dead-lettered), so it displaces the suspect into :attr:`Retries.earlier`, where its
+count waits for it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["EARLIER_BOUND", "DeadLetter", "Retries", "Verdict"]
 
 EARLIER_BOUND = 64
-"""The most displaced suspects whose counts a journaled module remembers (the oldest is
-forgotten first)."""
+"""The most displaced suspects whose counts are remembered (the oldest is forgotten
+first)."""
 
 
 @attrs.frozen
@@ -125,8 +127,8 @@ class Retries:
     tracebacks: Tracebacks = attrs.field(factory=Tracebacks)
     """The failures logged with their traceback in full (once per kind of failure)."""
     earlier: dict[int, tuple[Any, int]] = attrs.field(factory=dict)
-    """Earlier suspects of a journaled module and their failures, by identity (the item
-    is held, so its id stays its own); at most :data:`EARLIER_BOUND`."""
+    """Earlier suspects and their failures, by identity (the item is held, so its id
+    stays its own); at most :data:`EARLIER_BOUND`."""
     isolated: dict[int, Any] = attrs.field(factory=dict)
     """Items of a batch a batch hook failed on, by identity (held): taken one at a time
     until each was handled or given up on, so the one at fault is found and named."""
@@ -142,12 +144,10 @@ class Retries:
         sequence: int,
         give_back: Callable[[list[Any]], None],
         rest: list[Any],
-        *,
-        journaled: bool = False,
     ) -> RunError:
         """The module's ``hook`` raised on ``item``: put it back to be retried, or
-        dead-letter it; ``rest`` (taken after it) goes back either way. A ``journaled``
-        module's earlier suspects keep their counts (replayed items fail before them).
+        dead-letter it; ``rest`` (taken after it) goes back either way. Earlier suspects
+        keep their counts (another item may fail before one is tried again).
 
         Returns the RunError that ends this incarnation.
         """
@@ -156,7 +156,7 @@ class Retries:
         error = RunError(self.name, f"{hook} raised {described}", message_id=message_id)
         error.__cause__ = exc
         attempts = self._failures(item) + 1
-        if journaled and self.suspect is not None and self.suspect is not item:
+        if self.suspect is not None and self.suspect is not item:
             self._remember(self.suspect, self.suspect_attempts)
         if attempts < self.attempts:
             self.suspect, self.suspect_attempts = item, attempts

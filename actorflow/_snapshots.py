@@ -400,6 +400,12 @@ class Snapshots:
         except Exception as exc:
             raise _failed(actor, at, f"the store failed: {describe(exc)}", exc) from exc
         self.unsure = None
+        if covered:
+            # At once, with no checkpoint between: a cancellation delivered after the
+            # write (the incarnation failing meanwhile) must not leave the entries it
+            # holds in the journal, to be handled again on top of it.
+            assert self.journal is not None
+            self.journal.drop(covered)
         if self.remote:
             self.marks = marks
             for link, entries in zip(self.remote, releasing, strict=True):

@@ -84,6 +84,7 @@ class Link:
     """The running side of a :class:`LinkSpec`: a bounded FIFO of items."""
 
     __slots__ = (
+        "_delivered_shown",
         "_dropping_since",
         "_logger",
         "_name",
@@ -132,6 +133,9 @@ class Link:
         """Removed from the system: its consumer's mailbox lets go of it once drained."""
         self.sent = 0
         self.delivered = 0
+        self._delivered_shown = 0
+        """The most ``delivered`` ever reported: items given back after a crash take
+        it down until retaken, and a reported counter must never go down."""
         self.returned = 0
         self.dropped: dict[str, int] = {}
         self.folded: LinkStatus | None = None
@@ -373,12 +377,13 @@ class Link:
         return count
 
     def status(self) -> LinkStatus:
+        delivered = self._delivered_shown = max(self.delivered, self._delivered_shown)
         return LinkStatus(
             name=self.name,
             capacity=self.capacity,
             depth=len(self.items),
             sent=self.sent,
-            delivered=self.delivered,
+            delivered=delivered,
             dropped=dict(self.dropped),
             closed=self.closed,
             returned=self.returned,

@@ -75,3 +75,48 @@ async def test_a_failed_write_then_a_landed_one_never_counts_twice(seed: int) ->
             await system.close("in")
     assert store.failed > 0
     assert await store.get("actorflow.snapshot/failed-writes", "count") == N
+
+
+async def test_counts_never_go_down_when_a_crash_gives_items_back() -> None:
+    """A crash gives the batch under way (and, with a journal, what was handled since
+    the last snapshot) back to its link: the actor's ``received`` and the link's
+    ``delivered`` as reported (status, /metrics) hold still until those items are taken
+    again, never going down (Prometheus would read a counter reset)."""
+    seen: list[tuple[int, int]] = []
+    crashed: list[int] = []
+    holder: list[Any] = []
+
+    class Watcher(Counter):
+        def restore(self, value: int) -> None:  # after the crash, before any retake
+            self.look()
+            super().restore(value)
+
+        def look(self) -> None:
+            status = holder[0].status()
+            link = status.links["in.out -> count.in"]
+            seen.append((status.actors["count"].received, link.delivered))
+
+        def process(self, data: int) -> int:
+            self.look()
+            if data == 150 and not crashed:
+                crashed.append(data)
+                raise RuntimeError("once")
+            return super().process(data)
+
+    graph = af.Graph("monotonic")
+    graph.add("in", af.Inlet)
+    graph.add("count", Watcher)
+    graph.add("out", Drop)
+    graph.link("in", "count", buffer=64)
+    graph.link("count", "out", buffer=64)
+    with trio.fail_after(30):
+        async with af.open_system(graph, snapshot_interval=1000.0) as system:
+            holder.append(system)
+            for n in range(300):
+                await system.send("in", n)
+            await system.close("in")
+    assert crashed
+    received = [r for r, _ in seen]
+    delivered = [d for _, d in seen]
+    assert received == sorted(received)
+    assert delivered == sorted(delivered)

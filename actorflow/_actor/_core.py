@@ -649,14 +649,21 @@ def _crashed(actor: Actor, error: RunError) -> None:
     )
 
 
+_RECEIVED_SHOWN = "actorflow.received_shown"
+"""The most ``received`` an actor ever reported (in its ``keep``): items given back after
+a crash take the count down until taken again, and a reported counter never goes down."""
+
+
 def _status_of(actor: Actor) -> ActorStatus:
     """What ``actor`` reports in ``System.status()``."""
+    keep = actor.keep
+    received = keep[_RECEIVED_SHOWN] = max(actor.received, keep.get(_RECEIVED_SHOWN, 0))
     return ActorStatus(
         name=actor.name,
         kind=actor.kind.value,
         state=actor.state,
         blocked_on=actor.blocked_on,
-        received=actor.received,
+        received=received,
         emitted=actor.emitted,
         filtered=actor.filtered,
         dropped=dict(actor.dropped),

@@ -190,15 +190,14 @@ def seen_items(value: dict[str, object]) -> list[int]:
     return sorted(int(str(item).removeprefix("id-")) for item in seen)
 
 
-def test_stable_digest_is_the_same_in_processes_of_different_hash_seeds() -> None:
-    """The digest that finds a snapshot's marks, of a value holding sets of strings at
-    several depths, is the same in two processes whose string hashing differs (their
-    plain encodings of it, checked too, differ: the seeds do change the sets' order)."""
+def digests_in_two_seeds(value: str) -> list[list[str]]:
+    """``_stable_digest`` and the plain encoding (hex) of the value the expression
+    ``value`` makes, in two processes of different ``PYTHONHASHSEED``."""
     code = (
+        "import actorflow as af\n"
         "from actorflow._data import encode\n"
         "from actorflow._snapshots import _stable_digest\n"
-        "value = {'seen': {f'id-{n}' for n in range(40)}, 'n': 3,\n"
-        "         'nested': [frozenset({'a', 'b', 'c', 'd'}), ({'x': {'p', 'q', 'r'}}, 1)]}\n"
+        f"value = {value}\n"
         "print(_stable_digest(value).hex(), encode(value).hex())\n"
     )
     outputs = []
@@ -209,7 +208,37 @@ def test_stable_digest_is_the_same_in_processes_of_different_hash_seeds() -> Non
         )
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout.split())
-    (digest_1, encoding_1), (digest_2, encoding_2) = outputs
+    return outputs
+
+
+def test_stable_digest_is_the_same_in_processes_of_different_hash_seeds() -> None:
+    """The digest that finds a snapshot's marks, of a value holding sets of strings at
+    several depths, is the same in two processes whose string hashing differs (their
+    plain encodings of it, checked too, differ: the seeds do change the sets' order)."""
+    (digest_1, encoding_1), (digest_2, encoding_2) = digests_in_two_seeds(
+        "{'seen': {f'id-{n}' for n in range(40)}, 'n': 3,"
+        " 'nested': [frozenset({'a', 'b', 'c', 'd'}), ({'x': {'p', 'q', 'r'}}, 1)]}"
+    )
+    assert encoding_1 != encoding_2
+    assert digest_1 == digest_2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="0edb240's _canonical leaves sets inside a Data and in dict keys in their "
+    "iteration order: the marks of such a snapshot are missed in a new process",
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{'window': [af.Data({'tags': {f't{n}' for n in range(20)}})]}",
+        "{frozenset(f'k{n}' for n in range(12)): 1}",
+    ],
+    ids=["set-in-data", "frozenset-key"],
+)
+def test_stable_digest_of_sets_inside_data_and_dict_keys(value: str) -> None:
+    """The codec stores these too (a window of ``Data`` items is a common state)."""
+    (digest_1, encoding_1), (digest_2, encoding_2) = digests_in_two_seeds(value)
     assert encoding_1 != encoding_2
     assert digest_1 == digest_2
 

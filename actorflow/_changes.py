@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from ._actor import Actor
-from ._actor._core import adopt
+from ._actor._core import adopt, build_next
 from ._actor._priority import interactions_of
 from ._change_guards import Bounds, hooks_here
 from ._checks import check_flag
@@ -512,18 +512,19 @@ class Changes:
         if failure is None and not step.cancelled_caught:
             return
         respec(self.graph, old)
-        adopt(actor, old, await self._build(old, actor))
-        renew(actor)
-        why = (
-            _why_not_restored(failure)
-            if failure is not None
-            else f"its restore() or the store had not answered {self.bounds.seconds:g} s "
-            "(stop_timeout) after the system's stop was asked"
-        )
-        raise ChangeError(
-            f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: {why}; "
-            "the old one runs on"
-        ) from failure
+        why = _why_not_adopted(failure, self.bounds.seconds)
+        refused = f"cannot replace module {actor.name!r} by {spec.factory.__qualname__}: {why}"
+        try:
+            adopt(actor, old, await self._build(old, actor))
+        except Exception as error:  # the old one's constructor or validate() refuses now
+            build_next(actor, old)
+            raise ChangeError(
+                f"{refused}; the old one could not be built again ({describe(error)}): "
+                "it is started again as after a failure"
+            ) from error
+        finally:
+            renew(actor)
+        raise ChangeError(f"{refused}; the old one runs on") from failure
 
     # -- remove ------------------------------------------------------------------------
 
@@ -722,6 +723,16 @@ def _refuse_removal(graph: Graph, name: str) -> None:
     target = graph.dead_letter_target
     if target is not None and target[0] == name:
         raise ChangeError(f"cannot remove module {name!r}: it receives the dead letters")
+
+
+def _why_not_adopted(failure: Exception | None, seconds: float) -> str:
+    """Why a replacement did not take over: its restore failed, or did not end."""
+    if failure is not None:
+        return _why_not_restored(failure)
+    return (
+        f"its restore() or the store had not answered {seconds:g} s (stop_timeout) after "
+        "the system's stop was asked"
+    )
 
 
 def _why_not_restored(error: Exception) -> str:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from ._data import decode, encode
+from ._data import Data, decode, encode
 from ._exceptions import RunError, SerializationError, describe, reraise
 from ._lifecycle import is_default
 from ._module import ModuleKind
@@ -463,14 +463,17 @@ def _stable_digest(value: Any) -> bytes:
 
 
 def _canonical(value: Any) -> Any:
-    """``value`` with every set (at any depth in lists, tuples and dicts) replaced by its
-    members' encodings, sorted."""
+    """``value`` with every set (at any depth in lists, tuples, dicts, their keys too,
+    and ``Data``) replaced by its members' encodings, sorted."""
     if isinstance(value, set | frozenset):
         return {"\x00set": sorted(encode(_canonical(member)) for member in value)}
     if isinstance(value, dict):
-        return {key: _canonical(member) for key, member in value.items()}
+        return {"\x00dict": [[_canonical(k), _canonical(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
         return type(value)(_canonical(member) for member in value)
+    if isinstance(value, Data):
+        parts = (value.fields, value.tags, value.timestamp, value.id, value.origin)
+        return {"\x00data": _canonical(parts)}
     return value
 
 

@@ -164,6 +164,53 @@ async def test_a_replace_whose_store_cannot_read_the_state_is_rolled_back(
     assert out == [("v1", n + 1, n) for n in range(4)]
 
 
+class Picky(Counter):
+    """Its validate() refuses the second time it is asked (a check failing a moment)."""
+
+    asked = 0
+
+    def validate(self) -> None:
+        Picky.asked += 1
+        if Picky.asked == 2:
+            raise ValueError("the database is down now")
+
+
+class Refusing(CounterV2):
+    def validate(self) -> None:
+        pass
+
+    def restore(self, value: Any) -> None:
+        raise ValueError("new schema")
+
+
+async def test_a_rollback_whose_old_module_cannot_be_built_again_is_a_change_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The new restore() refuses the state and the old class's validate() now refuses
+    too: replace() raises ChangeError saying both (not the old one's ValidationError, as
+    if the new one had been refused), and the module is started again as after a
+    failure: the old class, its state and mailbox kept."""
+    Picky.asked = 0
+    out: list[Any] = []
+    graph = af.Graph("picky")
+    graph.add("in", af.Inlet)
+    graph.add("count", Picky)
+    graph.add("out", Collect, into=out)
+    graph.chain("in", "count", "out")
+    graph.supervisor(max_restarts=1000, period=1)
+    async with af.open_system(graph, store=af.MemoryStore(), settings=NEVER) as system:
+        await send_all(system, range(2))
+        await handled(out, 2)
+        with pytest.raises(af.ChangeError, match=r"could not be built again .*database is down"):
+            await system.replace("count", Refusing)
+        spec = next(m for m in system.graph.modules if m.name == "count")
+        assert spec.factory is Picky
+        await send_all(system, range(2, 4))
+        await system.close("in")
+    assert system.state is af.SystemState.DONE
+    assert out == [("v1", n + 1, n) for n in range(4)]  # its state carried
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 async def test_a_module_added_under_a_removed_ones_name_never_restores_its_state(
     autojump_clock: trio.testing.MockClock, failures: int

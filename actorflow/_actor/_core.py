@@ -735,6 +735,13 @@ async def _wait_for_sources(actor: Actor) -> None:
             )
 
 
+def build_next(actor: Actor, spec: ModuleSpec) -> None:
+    """``actor``'s next ``prepare()`` builds its module from ``spec`` afresh (a replace
+    whose old module could not be built again: the start says why, supervised)."""
+    actor.spec, actor.task = spec, spec.factory.__qualname__
+    actor._fresh = False
+
+
 def adopt(actor: Actor, spec: ModuleSpec, module: Module) -> None:
     """Have ``actor`` take over ``module`` (built and validated from ``spec``: a hot
     upgrade, see ``actorflow._changes``) as its next incarnation's, keeping its mailbox,

@@ -21,7 +21,7 @@ import math
 import os
 import socket
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -31,6 +31,7 @@ from .._specs import Remote
 from .._transport import Hold, PumpStatistics, RemoteInLink
 from .._urls import hide_secrets, redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
+from ._deliveries import Deliveries
 from ._entries import Intake, is_marker
 from ._keeper import Keeper, take_lease
 from ._keys import check_keys, checked
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     import coredis
-    from coredis.response.types import StreamPendingExt
 
     Client: TypeAlias = coredis.Redis[bytes]
 
@@ -82,6 +82,7 @@ class ConsumerPump:
         self.acknowledged = 0
         self.claimed = 0
         self.intake = Intake(link, self.log, accepts, remote.max_deliveries)
+        self.deliveries = Deliveries(self.stream, self.group, self.consumer)
         self.lease = Lease(
             f"{stream}:lease", self.consumer, remote.claim_idle, link.spec.target, self.log
         )
@@ -100,9 +101,6 @@ class ConsumerPump:
         self._took_part = False
         self._stopping = False
         self._keeper: Keeper | None = None
-        self._uncounted: dict[bytes, int] = {}
-        """Entries taken over whose delivery is counted only as they are fed (see
-        :meth:`_uncount`): their count then."""
 
     def __repr__(self) -> str:
         return f"<ConsumerPump {self.stream!r} on {redact_url(self.url)}>"
@@ -239,8 +237,9 @@ class ConsumerPump:
                 await link.wait_for_space()
                 continue
             if intake.backlog:
-                if self._uncounted:
-                    await retry(partial(self._count_deliveries, client, room))
+                if self.deliveries.uncounted:
+                    fed = partial(self.deliveries.count_fed, client, intake.backlog, room)
+                    await retry(fed)
                 intake.feed(room)
                 continue
             # Not right after an outage: a consumer that lives needs a moment to mark
@@ -346,20 +345,8 @@ class ConsumerPump:
         """Admit entries delivered before, dead-lettering those delivered too often; how
         many items."""
         ids = [entry.identifier for entry in entries]
-        deliveries = await retry(partial(self._deliveries, client, ids))
+        deliveries = await retry(partial(self.deliveries.of, client, ids))
         return self.intake.admit(entries, deliveries)
-
-    async def _deliveries(self, client: Client, ids: list[bytes]) -> dict[bytes, int]:
-        """How many times each of ``ids`` has been delivered (pending entries only)."""
-        async with client.pipeline(transaction=False) as pipe:
-            requests = [
-                pipe.xpending(self.stream, self.group, start=i, end=i, count=1) for i in ids
-            ]
-        counts: dict[bytes, int] = {}
-        for request in requests:
-            for pending in cast("tuple[StreamPendingExt, ...]", await request):
-                counts[cast("bytes", pending.identifier)] = pending.delivered
-        return counts
 
     async def _take_over(self, client: Client) -> int:
         """Take every entry pending in the group (its consumers have stopped: this one
@@ -396,64 +383,10 @@ class ConsumerPump:
             if found:
                 self.log.warning("remote.taken_over", entries=len(found))
                 found.sort(key=lambda entry: _order(entry.identifier))
-                deliveries = await self._deliveries(client, [e.identifier for e in found])
-                await self._uncount(client, deliveries)
+                deliveries = await self.deliveries.of(client, [e.identifier for e in found])
+                await self.deliveries.uncount(client, deliveries)
                 self.claimed += self.intake.admit(found, deliveries)
         return len(found)
-
-    async def _uncount(self, client: Client, deliveries: dict[bytes, int]) -> None:
-        """Taking over counted a delivery of every entry pending, but none has reached
-        the module yet: each count is set back (``XCLAIM ... RETRYCOUNT``) and made again
-        only as its entry is fed (:meth:`_count_deliveries`). Otherwise a process killed
-        again and again early in a long replay (entries held for a snapshot come back
-        whole) would push every entry of the backlog past ``max_deliveries``, not just
-        those the module was handed."""
-        by_count: dict[int, list[bytes]] = {}
-        for entry_id, count in deliveries.items():
-            if count > 0:
-                by_count.setdefault(count - 1, []).append(entry_id)
-                self._uncounted[entry_id] = count
-        if by_count:
-            async with client.pipeline(transaction=False) as pipe:
-                for count, ids in by_count.items():
-                    pipe.xclaim(
-                        self.stream,
-                        self.group,
-                        self.consumer,
-                        0,
-                        ids,
-                        retrycount=count,
-                        justid=True,
-                    )
-
-    async def _count_deliveries(self, client: Client, room: int) -> None:
-        """Count the delivery of the taken-over entries about to be fed (up to ``room``
-        items, oldest first), before the module can handle any of their items."""
-        due: dict[int, list[bytes]] = {}
-        for entry in self.intake.backlog:
-            if room <= 0:
-                break
-            room -= entry.count - entry.fed
-            count = self._uncounted.get(entry.id)
-            if count is not None:
-                due.setdefault(count, []).append(entry.id)
-        if due:
-            async with client.pipeline(transaction=False) as pipe:
-                for count, ids in due.items():
-                    pipe.xclaim(
-                        self.stream,
-                        self.group,
-                        self.consumer,
-                        0,
-                        ids,
-                        retrycount=count,
-                        justid=True,
-                    )
-            for ids in due.values():
-                for entry_id in ids:
-                    self._uncounted.pop(entry_id, None)
-        if not self.intake.backlog:
-            self._uncounted.clear()
 
     async def _claim(self, client: Client, count: int) -> int:
         """Take over entries another consumer left idle for ``claim_idle`` seconds (never
@@ -480,7 +413,7 @@ class ConsumerPump:
             entries = [entry for entry in reply[1] if entry.identifier not in held]
             if not entries:
                 return 0
-            deliveries = await self._deliveries(client, [e.identifier for e in entries])
+            deliveries = await self.deliveries.of(client, [e.identifier for e in entries])
             count = self.intake.admit(entries, deliveries)
         self.claimed += count
         self.log.warning("remote.claimed", count=count, entries=len(entries))

@@ -82,6 +82,8 @@ def _serialized(method: _Change) -> _Change:
         subject = args[0] if args else kwargs.get("name", kwargs.get("source"))
         target = subject if verb in _WAITS_FOR_MODULE else None
         _not_from_its_hook(self, verb, target)
+        if verb == "remove" and kwargs.get("drain", True):
+            _not_drained_into_its_hook(self, str(subject))
         with self.bounds.bounded():
             if self.lock.locked():
                 await self.lock.acquire()
@@ -117,6 +119,29 @@ def _not_from_its_hook(changes: Changes, verb: str, target: str | None) -> None:
         raise ChangeError(
             f"cannot {verb} now: a change of module {changes.touching!r} is under way "
             "and waits for this hook to return; make it from another task"
+        )
+
+
+def _not_drained_into_its_hook(changes: Changes, name: str) -> None:
+    """Refuse ``remove(name, drain=True)`` awaited from the hook of a module downstream
+    of ``name``: the drain waits for ``name`` to send what it holds, which may wait for
+    room that only the hook awaiting the change would make."""
+    hooks = hooks_here(changes.wiring.actors.keys())
+    if not hooks:
+        return
+    below, frontier = set[str](), [name]
+    while frontier:
+        here = frontier.pop()
+        for link in changes.graph.links:
+            if link.source == here and link.target not in below:
+                below.add(link.target)
+                frontier.append(link.target)
+    waiting = sorted(hooks & below)
+    if waiting:
+        raise ChangeError(
+            f"cannot remove module {name!r} with drain=True from inside the hook of "
+            f"{waiting[0]!r}, downstream of it: the drain may wait for room only that "
+            "hook makes; make it from another task, or remove with drain=False"
         )
 
 

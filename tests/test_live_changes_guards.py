@@ -198,3 +198,49 @@ async def test_a_remove_whose_drain_never_ends_is_given_up_at_a_graceful_stop(
         "remove('sink') was given up: the system is stopping, and the change had not "
         "finished 5 s (stop_timeout) after the stop was asked"
     ]
+
+
+async def test_a_drained_remove_of_an_upstream_module_from_a_hook_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A sink's hook awaits ``remove(upstream, drain=True)`` while the upstream module
+    waits for room on its link into that sink: the drain would wait for the hook, the
+    hook for the drain. Refused at once with ChangeError; with ``drain=False`` it is
+    made, and every item is delivered or handed back."""
+    system_of: list[Any] = []
+    outcome: list[str] = []
+    got: list[int] = []
+
+    class Pass(af.Processor):
+        def process(self, data: int) -> int:
+            return data
+
+    class Sink(af.Sink):
+        async def consume(self, data: int) -> None:
+            got.append(data)
+            if len(got) == 3:
+                try:
+                    await system_of[0].remove("mid", drain=True)
+                except af.ChangeError as error:
+                    outcome.append(str(error))
+                returned = await system_of[0].remove("mid", drain=False)
+                outcome.append(f"returned {len(returned)}")
+
+    graph = af.Graph("upstream")
+    graph.add("in", af.Inlet)
+    graph.add("mid", Pass)
+    graph.add("out", Sink)
+    graph.link("in", "mid", buffer=4)
+    graph.link("mid", "out", buffer=1)
+    with trio.fail_after(30):
+        async with af.open_system(graph) as system:
+            system_of.append(system)
+            for n in range(8):
+                await system.send("in", n)
+            while len(outcome) < 2:
+                await trio.sleep(0.01)
+            await system.close("in")
+    assert "with drain=True from inside the hook of 'out'" in outcome[0]
+    assert outcome[1].startswith("returned")
+    status = system.status()
+    assert "mid" in status.removed

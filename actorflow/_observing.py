@@ -113,7 +113,15 @@ async def watch_system(
 ) -> None:
     """Serve the dashboard, and publish this process's view for one elsewhere when the
     graph has remote links (see :mod:`actorflow._dashboard`), until the system has ended
-    and its block has been ``left``."""
+    and its block has been ``left``. Without a dashboard here, the watcher (~3 ms of
+    imports) is loaded only at its first look: a short run never loads it."""
+    done = partial(_both, system.wait, left.wait)
+    if listening is None:
+        task_status.started(None)
+        task_status = trio.TASK_STATUS_IGNORED
+        with trio.move_on_after(FIRST_LOOK):
+            await done()
+            return
     from ._dashboard._tracker import Watched
     from ._dashboard._watch import watch
 
@@ -131,7 +139,7 @@ async def watch_system(
     await watch(
         watched,
         system.graph,
-        done=partial(_both, system.wait, left.wait),
+        done=done,
         listening=listening,
         remote_url=remote,
         log=system.log,
@@ -140,6 +148,10 @@ async def watch_system(
 
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+FIRST_LOOK = 0.2
+"""Seconds before a process without a dashboard loads the watcher that publishes its
+view (``actorflow._dashboard._peers`` looks first after as long again)."""
 
 
 def _redis_url(urls: list[str | None]) -> str | None:

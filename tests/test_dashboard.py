@@ -599,7 +599,7 @@ async def test_the_view_is_published_to_redis_even_with_a_reporter_named_first(
         log=None,
         status=None,
         dead_letters=(),
-        wait=None,
+        wait=trio.sleep_forever,  # the watcher is loaded at its first look
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(_observing.watch_system, system, None, trio.Event())

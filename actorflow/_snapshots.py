@@ -753,9 +753,25 @@ def _given_up(actor: Actor, at: str, what: str) -> None:
     )
 
 
+async def _leased(actor: Actor, snapshots: Snapshots) -> bool:
+    """Wait until every remote link feeding ``actor`` may be read (a standby: until it
+    takes the lease over); False if a stop came first."""
+    for link in snapshots.remote:
+        while not link.leased.is_set():
+            if _stopping(actor):
+                return False
+            with trio.move_on_after(_POLL):
+                await link.leased.wait()
+    return True
+
+
 async def _started(actor: Actor, snapshots: Snapshots) -> bool:
-    """:func:`_begin`, given up ``stop_timeout`` seconds after a stop began: False
-    then, and the incarnation ends without handling anything."""
+    """:func:`_begin`, once its remote links may be read, given up ``stop_timeout``
+    seconds after a stop began: False then, and the incarnation ends without handling
+    anything (nor saving: a standby's state must not overwrite the holder's)."""
+    if not await _leased(actor, snapshots):
+        actor.log.info("actor.standby_stopped", reason="stopped before taking the lease over")
+        return False
     if not await _within_stop(actor, partial(_begin, actor, snapshots)):
         _given_up(actor, at="start", what="restore not done")
         return False

@@ -192,6 +192,7 @@ class RemoteInLink(Link):
         "hold_after",
         "in_hand",
         "in_hand_count",
+        "leased",
         "remaining",
         "runs",
         "to_ack",
@@ -216,6 +217,10 @@ class RemoteInLink(Link):
         """Set for a module with ``snapshot()``: acknowledgements wait for a snapshot."""
         self.hold_after = 1
         """The :attr:`Hold.limit` of this link (set by its pump, which knows the bound)."""
+        self.leased = trio.Event()
+        """Set once its pump may read (it holds the stream's lease, or the stage is
+        shared): a module with state restores only then, so a standby neither works
+        from a snapshot older than the holder's last nor saves over it."""
         mailbox.remote.append(self)
 
     def expect(self, entry_id: bytes, count: int) -> None:

@@ -313,3 +313,43 @@ async def test_a_graceful_stop_saves_and_acknowledges_what_was_held(
         await system.stop()
     assert await store.get(namespace(graph.name), "tracker") == list(range(20))
     assert not await _entries(url, stream)
+
+
+async def test_a_stateful_standby_restores_only_once_it_takes_the_lease_over(
+    redis_server: RedisServer,
+) -> None:
+    """Two processes run the same stateful stage (not shared): the second is a standby.
+    It neither restores nor saves while it waits (its state would be older than the
+    holder's, and would overwrite it); once the holder has stopped and it takes the
+    lease over, it restores the holder's last snapshot and goes on from there: each
+    item once in the final state."""
+    graph = af.Graph(f"rstandby-{uuid.uuid4().hex[:8]}")
+    graph.add("feed", af.Inlet)
+    graph.add("tracker", Tracker)
+    graph.link("feed", "tracker", buffer=400, remote=af.Remote(batch=4, claim_idle=1.5))
+    settings_ = af.Settings(remote_url=redis_server.url, snapshot_interval=0.05)
+    store = af.MemoryStore()
+    key = namespace(graph.name)
+    with trio.fail_after(40):
+        async with (
+            af.open_system(graph, settings_, only={"feed"}) as feeding,
+            af.open_system(graph, settings_, store=store, only={"tracker"}) as one,
+        ):
+            for n in range(20):
+                await feeding.send("feed", n)
+
+            async def first_half() -> bool:
+                return await store.get(key, "tracker", []) == list(range(20))
+
+            await _until(first_half)
+            async with af.open_system(graph, settings_, store=store, only={"tracker"}) as standby:
+                with trio.move_on_after(1.0):  # the standby waits; time it could save
+                    await standby.wait()
+                assert standby.status().actors["tracker"].snapshots == 0
+                assert await store.get(key, "tracker") == list(range(20))
+                await one.stop()
+                for n in range(20, 40):
+                    await feeding.send("feed", n)
+                await feeding.close("feed")
+                await standby.wait()
+    assert await store.get(key, "tracker") == list(range(40))

@@ -141,6 +141,7 @@ class ConsumerPump:
                     if not self.shared:
                         within = self.remote.timeout
                         await take_lease(self.lease, client, retry, self.url, within)
+                    self.link.leased.set()
                     # The lease and what is held are kept from a thread: a hook that
                     # blocks the loop must not let them lapse (see _keeper).
                     self._keeper = self._start_keeper()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -157,17 +158,31 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
         except (sqlite3.Error, ValueError) as exc:  # ValueError: a NUL byte in the path
             raise StoreError(path, _why_not(self.path, exc)) from exc
-        try:
-            with self._lock, self._db:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS shared ("
-                    "module TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, "
-                    "PRIMARY KEY (module, name))"
-                )
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StoreError(path, _why_not(self.path, exc)) from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._set_up()
+                return
+            except sqlite3.OperationalError as exc:
+                # Two processes opening a new file at once: switching it to WAL does
+                # not wait for the other's lock as writes do, so wait here.
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                self._db.close()
+                raise StoreError(path, _why_not(self.path, exc)) from exc
+            except sqlite3.Error as exc:
+                self._db.close()
+                raise StoreError(path, _why_not(self.path, exc)) from exc
+
+    def _set_up(self) -> None:
+        with self._lock, self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS shared ("
+                "module TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, "
+                "PRIMARY KEY (module, name))"
+            )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)

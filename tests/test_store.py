@@ -196,3 +196,28 @@ async def test_modules_of_a_kind_share_their_data_through_the_system_store(
     assert len(names) == 7
     assert await store.get("Counter", "count_b:3") == 3
     assert await store.names("Numbers") == []
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """A producer and a consumer process started together on one new SQLite file: the
+    switch to WAL did not wait for the other's lock (``database is locked`` at once);
+    every process now opens it."""
+    path = tmp_path / "state.db"
+    code = (
+        "import sys, trio, actorflow as af\n"
+        "store = af.SQLiteStore(sys.argv[1])\n"
+        "for _ in range(20):\n    trio.run(store.put, 'm', sys.argv[2], 1)\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), f"p{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(16)
+    ]
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 16, errors
+    store = af.SQLiteStore(path)
+    assert trio.run(store.names, "m") == sorted(f"p{n}" for n in range(16))

@@ -45,7 +45,7 @@ from ._graph import Graph, ModuleSpec, respec, unadd, unlink
 from ._lifecycle import construct, validate
 from ._link import Link
 from ._module import Module, ModuleKind, RunningSystem, attach
-from ._snapshots import namespace, renew, restore_early
+from ._snapshots import namespace, reached, renew, restore_early
 from ._specs import LinkSpec, RestartType
 from ._status import ActorState, ActorStatus, EndReason, removed_status
 from ._supervisor import Supervisor, hold, leaving, release, restarting
@@ -81,9 +81,11 @@ def _serialized(method: _Change) -> _Change:
     async def serialized(self: Changes, *args: Any, **kwargs: Any) -> Any:
         subject = args[0] if args else kwargs.get("name", kwargs.get("source"))
         target = subject if verb in _WAITS_FOR_MODULE else None
-        _not_from_its_hook(self, verb, target)
-        if verb == "remove" and kwargs.get("drain", True):
-            _not_drained_into_its_hook(self, str(subject))
+        hooks = hooks_here(self.wiring.actors.keys())
+        if hooks:
+            _not_from_its_hook(self, verb, target, hooks)
+            if verb == "remove" and kwargs.get("drain", True):
+                _not_drained_into_its_hook(self, str(subject), hooks)
         with self.bounds.bounded():
             if self.lock.locked():
                 await self.lock.acquire()
@@ -104,12 +106,10 @@ def _serialized(method: _Change) -> _Change:
     return cast("_Change", serialized)
 
 
-def _not_from_its_hook(changes: Changes, verb: str, target: str | None) -> None:
-    """Refuse a change awaited from inside a hook it would wait for: it would wait
-    until the module's shutdown timeout killed the hook."""
-    hooks = hooks_here(changes.wiring.actors.keys())
-    if not hooks:
-        return
+def _not_from_its_hook(changes: Changes, verb: str, target: str | None, hooks: set[str]) -> None:
+    """Refuse a change awaited from inside a hook it would wait for (``hooks``: those
+    the caller may be in): it would wait until the module's shutdown timeout killed the
+    hook."""
     if target in hooks:
         raise ChangeError(
             f"cannot {verb} module {target!r} from inside its own hook: the change "
@@ -122,21 +122,11 @@ def _not_from_its_hook(changes: Changes, verb: str, target: str | None) -> None:
         )
 
 
-def _not_drained_into_its_hook(changes: Changes, name: str) -> None:
+def _not_drained_into_its_hook(changes: Changes, name: str, hooks: set[str]) -> None:
     """Refuse ``remove(name, drain=True)`` awaited from the hook of a module downstream
-    of ``name``: the drain waits for ``name`` to send what it holds, which may wait for
-    room that only the hook awaiting the change would make."""
-    hooks = hooks_here(changes.wiring.actors.keys())
-    if not hooks:
-        return
-    below, frontier = set[str](), [name]
-    while frontier:
-        here = frontier.pop()
-        for link in changes.graph.links:
-            if link.source == here and link.target not in below:
-                below.add(link.target)
-                frontier.append(link.target)
-    waiting = sorted(hooks & below)
+    of ``name`` (``hooks``: those the caller may be in): the drain waits for ``name`` to
+    send what it holds, which may wait for room that only that hook would make."""
+    waiting = sorted(hooks & reached(name, changes.graph.links))
     if waiting:
         raise ChangeError(
             f"cannot remove module {name!r} with drain=True from inside the hook of "

@@ -582,6 +582,12 @@ def _hold(snapshots: Snapshots, remote: tuple[RemoteInLink, ...]) -> None:
 
 def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
     """Whether module ``name``'s outputs reach its own input, through any links."""
+    return name in reached(name, links)
+
+
+def reached(name: str, links: Iterable[LinkSpec]) -> set[str]:
+    """The modules module ``name``'s outputs reach, through any links (``name`` too if
+    it is on a cycle)."""
     following: dict[str, set[str]] = {}
     for link in links:
         following.setdefault(link.source, set()).add(link.target)
@@ -589,12 +595,10 @@ def on_cycle(name: str, links: Iterable[LinkSpec]) -> bool:
     pending = list(following.get(name, ()))
     while pending:
         current = pending.pop()
-        if current == name:
-            return True
         if current not in seen:
             seen.add(current)
             pending.extend(following.get(current, ()))
-    return False
+    return seen
 
 
 def saved(keep: dict[str, Any] | None) -> int:

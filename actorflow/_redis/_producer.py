@@ -213,8 +213,11 @@ class ProducerPump:
         link = self.link
         self._client = client
         while True:
-            while self._inside:  # what a call writes is older than what is here now
+            if self._inside and (self._returned or link.items or link.closed):
+                # What a call writes is older than what is here now. Only then: a call's
+                # end wakes this task only if it left work (one wake-up per entry else).
                 await self._wait_outside()
+                continue
             if self._returned:
                 entry = self._returned[0]
                 await retry(partial(self._add, client, entry.fields, entry.attempt))

@@ -149,9 +149,11 @@ async def watch_system(
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
-FIRST_LOOK = 0.2
+FIRST_LOOK = 1.0
 """Seconds before a process without a dashboard loads the watcher that publishes its
-view (``actorflow._dashboard._peers`` looks first after as long again)."""
+view (``actorflow._dashboard._peers`` looks for a dashboard 0.2 s later): a run over
+sooner pays neither its imports (~3 ms) nor its connection, and a page that watches
+from elsewhere shows the process about a second after it started."""
 
 
 def _redis_url(urls: list[str | None]) -> str | None:

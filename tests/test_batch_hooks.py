@@ -187,6 +187,25 @@ class NotIterable(af.Processor):
         return 5
 
 
+class OneValue(af.Processor):
+    """Returns one value that iterates as something else (bytes as ints, say)."""
+
+    def process_batch(self, batch: list[Any]) -> Any:
+        return self.value
+
+    value: Any = None
+
+
+@pytest.mark.parametrize("value", ["ab", b"ab", bytearray(b"ab"), memoryview(b"ab"), {"a": 1}])
+def test_a_single_value_that_happens_to_iterate_is_refused(value: Any) -> None:
+    """Text, bytes of any kind or a dict returned from ``process_batch`` are one value,
+    not a batch: refused with a message naming the hook, never sent char by char."""
+    hook = type("OneValueNow", (OneValue,), {"value": value})
+    failed = run_module(hook, [1], supervise={"attempts": 1})
+    assert [letter.item for letter in failed.dead_letters] == [1]
+    assert "not an iterable of the items to send" in str(failed.dead_letters[0].error)
+
+
 def test_none_sends_nothing_and_a_non_iterable_is_the_module_failing() -> None:
     """``None`` is no output (all filtered); anything not iterable fails the module with
     a message naming the hook and what it returned."""

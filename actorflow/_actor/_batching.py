@@ -39,6 +39,10 @@ _drain = deque[Any](maxlen=0).extend
 _NONE: list[Any] = []
 """No items after a call's (never changed)."""
 
+_NOT_A_BATCH = (str, bytes, bytearray, memoryview, dict)
+"""Iterable, but one value, not the items to send: iterating it would send its
+characters, bytes (as ints) or keys."""
+
 _UNBOUNDED = 1 << 62
 """A call's size before one was seen to overrun its share of the quantum."""
 
@@ -211,7 +215,7 @@ class BatchHook:
             if inspect.isgenerator(result):
                 _drain(result)
             return []
-        if not isinstance(result, Iterable) or isinstance(result, str | bytes | dict):
+        if not isinstance(result, Iterable) or isinstance(result, _NOT_A_BATCH):
             raise TypeError(
                 f"{self.name} returned {short(result)}, not an iterable of the items to "
                 "send (a list, say; None for none)"

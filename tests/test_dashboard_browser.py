@@ -524,3 +524,64 @@ async def test_a_wide_fan_opens_on_its_source_and_long_names_stop_before_the_bad
     assert seen["overlaps"] == [False, False, False]
     assert seen["names"][0] == "src"
     assert all(name.endswith("…") for name in seen["names"][1:]), seen["names"]
+
+
+class _NotAStream:
+    """A server on a port that answers every request with a 503 page (a server still
+    starting, another program's), counting the requests for ``/events``."""
+
+    def __init__(self, port: int) -> None:
+        import http.server
+        import threading
+
+        asked = self.asked = threading.Event()
+
+        class Refuse(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/events"):
+                    asked.set()
+                self.send_response(503)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"starting")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Refuse)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_a_page_whose_stream_was_refused_once_draws_the_next_run(browser: Any) -> None:
+    """The browser gives up on an event stream for good when an answer is not one (a
+    503 from something else on the port meanwhile): the page listens again by itself
+    and draws the run served there next."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serve_until_killed("first", "c", port) as first:
+        try:
+            open_page(browser, f"http://127.0.0.1:{port}/")
+            wait_for(browser, lambda d: drawn_actors(d) == {"c_in", "c_out"})
+        finally:
+            first.kill()
+            first.wait()
+    refusing = _NotAStream(port)
+    try:
+        assert refusing.asked.wait(30), "the page never asked for its stream again"
+    finally:
+        refusing.close()
+    with serve_until_killed("second", "d", port) as second:
+        try:
+            wait_for(browser, lambda d: drawn_actors(d) == {"d_in", "d_out"}, seconds=40)
+            live = browser.find_element(By.ID, "connection").text
+        finally:
+            second.kill()
+    assert live == "live"

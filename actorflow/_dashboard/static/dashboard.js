@@ -13,6 +13,7 @@
   let selected = null;
   let redrawing = false;
   const ENDED = new Set(["done", "failed", "cancelled"]);
+  const RETRY_MS = 2000;
   const ENDED_ACTOR = new Set(["terminated", "invalid"]);
 
   function svg(tag, attributes, parent) {
@@ -495,6 +496,10 @@
     layout = await answer.json();
     draw(layout);
     update(await (await fetch("api/status")).json());
+    listen();
+  }
+
+  function listen() {
     const events = new EventSource("events");
     events.addEventListener("status", (event) => {
       const data = JSON.parse(event.data);
@@ -506,7 +511,13 @@
       }
     });
     events.addEventListener("open", () => connection(true));
-    events.addEventListener("error", () => connection(false));
+    events.addEventListener("error", () => {
+      connection(false);
+      // The browser retries a lost connection by itself, but gives up for good on an
+      // answer that is not an event stream (a server on this port still starting, or
+      // another program's): then listen again, as the browser would have.
+      if (events.readyState === EventSource.CLOSED) setTimeout(listen, RETRY_MS);
+    });
   }
 
   start();

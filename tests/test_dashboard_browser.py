@@ -443,19 +443,27 @@ def drawn_actors(driver: Any) -> set[str]:
     return set(found)
 
 
+def page_of_a_killed_run(browser: Any, prefix: str) -> int:
+    """Open the page of a run (``prefix``_in -> ``prefix``_out) on a free port, wait
+    until it is drawn, then kill its server; the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    with serve_until_killed("first", prefix, port) as first:
+        try:
+            open_page(browser, f"http://127.0.0.1:{port}/")
+            wait_for(browser, lambda d: drawn_actors(d) == {f"{prefix}_in", f"{prefix}_out"})
+        finally:
+            first.kill()
+            first.wait()
+    return port
+
+
 def test_a_page_that_outlives_its_server_draws_the_next_run_on_its_port(browser: Any) -> None:
     """The server is killed and another graph served on the same port: the open page
     reconnects and draws the new graph (both are drawing 1 of their run), not the old
     one as if it were live."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with serve_until_killed("first", "a", port) as first:
-        try:
-            open_page(browser, f"http://127.0.0.1:{port}/")
-            wait_for(browser, lambda d: drawn_actors(d) == {"a_in", "a_out"})
-        finally:
-            first.kill()
+    port = page_of_a_killed_run(browser, "a")
     wait_for(browser, lambda d: d.find_element(By.ID, "connection").text != "live")
     with serve_until_killed("second", "b", port) as second:
         try:
@@ -563,16 +571,7 @@ def test_a_page_whose_stream_was_refused_once_draws_the_next_run(browser: Any) -
     """The browser gives up on an event stream for good when an answer is not one (a
     503 from something else on the port meanwhile): the page listens again by itself
     and draws the run served there next."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with serve_until_killed("first", "c", port) as first:
-        try:
-            open_page(browser, f"http://127.0.0.1:{port}/")
-            wait_for(browser, lambda d: drawn_actors(d) == {"c_in", "c_out"})
-        finally:
-            first.kill()
-            first.wait()
+    port = page_of_a_killed_run(browser, "c")
     refusing = _NotAStream(port)
     try:
         assert refusing.asked.wait(30), "the page never asked for its stream again"

@@ -12,11 +12,11 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from processes import wait_for
 from redis_server import RedisServer
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -68,17 +68,6 @@ def plant(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 def write_graph(
     plant: Path, url: str, *, count: int, delay: float, remote: str, shared: bool = False
 ) -> str:
@@ -119,14 +108,6 @@ def start(plant: Path, only: str, log: str, *options: str) -> subprocess.Popen[s
             stderr=subprocess.STDOUT,
             text=True,
         )
-
-
-def wait_for(condition: Callable[[], object], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the other processes")
-        time.sleep(0.02)
 
 
 def key_owner(url: str, key: str) -> str | None:

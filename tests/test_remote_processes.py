@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from processes import wait_for
 from redis_server import RedisServer
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -126,15 +127,6 @@ def journal(path: Path) -> list[tuple[int, int]]:
         (int(pid), int(n))
         for pid, n in (line.split() for line in path.read_text().splitlines() if line)
     ]
-
-
-def wait_for(condition: object, seconds: float = 30) -> None:
-    """Poll another process's output (a file) until the condition holds."""
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the other processes")
-        time.sleep(0.02)
 
 
 def finish(process: subprocess.Popen[str]) -> str:

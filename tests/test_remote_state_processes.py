@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from processes import wait_for
 from redis_server import RedisServer
 
 import actorflow as af
@@ -87,26 +86,6 @@ graph.link("numbers", "counter", buffer=10 * int(count), remote=remote)
 settings = af.Settings(remote_url=url, snapshot_interval=math.inf)
 af.run(graph, settings, store=af.SQLiteStore(db), only={role})
 """
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Poll until ``condition`` holds, failing after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the processes")
-        time.sleep(0.02)
 
 
 def saved(db: Path, graph: str) -> dict[str, int] | None:

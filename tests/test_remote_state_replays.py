@@ -18,7 +18,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,17 +99,6 @@ settings = af.Settings(remote_url=url, snapshot_interval=math.inf)
 status = af.run(graph, settings, store=af.SQLiteStore(db), only={role})
 print(json.dumps(status.dropped_at().get("counter", {})))
 """
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 class Runs:

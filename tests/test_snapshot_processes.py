@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from processes import wait_for
 
 import actorflow as af
 from actorflow._snapshots import namespace
@@ -77,26 +76,6 @@ graph.add("tally", Tally, marks=sys.argv[3])
 graph.link("numbers", "tally")
 af.run(graph, store=af.SQLiteStore(sys.argv[1]), settings=af.Settings(snapshot_interval=0.02))
 """
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Poll until ``condition`` holds, failing after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the process")
-        time.sleep(0.02)
 
 
 def saved(path: Path) -> dict[str, int] | None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,17 +145,6 @@ graph.add("stuck", Stuck)
 graph.link("feed", "stuck")
 af.run(graph, af.Settings(stop_timeout=0.5, drain_timeout=120), store=store)
 """
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

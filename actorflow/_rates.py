@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
 from ._status import ActorStatus, SystemStatus
 
-__all__ = ["Rates", "counts_from_status"]
+__all__ = ["Rates", "StatusRates", "counts_from_status"]
 
 
 @attrs.define
@@ -72,3 +73,33 @@ def _counted(actor: ActorStatus) -> int:
 def counts_from_status(status: SystemStatus) -> dict[str, int]:
     """Each actor's cumulative count for :class:`Rates`."""
     return {name: _counted(actor) for name, actor in status.actors.items()}
+
+
+@attrs.define
+class StatusRates:
+    """Each actor's :class:`Rates` from a system's successive statuses, where a module
+    removed since the last look (gone, or removed and added again under its name in
+    between) is measured afresh, not smoothed from the removed one's rate."""
+
+    rates: Rates = attrs.field(factory=Rates)
+    _names: frozenset[str] = attrs.field(factory=frozenset, init=False)
+    _removed: Mapping[str, Any] = attrs.field(factory=dict, init=False)
+    """``SystemStatus.removed`` at the last look: a change says a module was removed."""
+
+    def forget_removed(self, status: SystemStatus) -> list[str]:
+        """Forget the modules removed since the last look; their names."""
+        gone = [name for name in self._names if name not in status.actors]
+        gone += [
+            name
+            for name, ended in status.removed.items()
+            if self._removed.get(name) != ended and name in self._names
+        ]
+        for name in gone:
+            self.rates.forget(name)
+        self._names, self._removed = frozenset(status.actors), status.removed
+        return gone
+
+    def update(self, status: SystemStatus, now: float) -> dict[str, float]:
+        """The rates with ``status``'s counts at ``now`` (see :meth:`Rates.update`);
+        call :meth:`forget_removed` with the same status first."""
+        return self.rates.update(counts_from_status(status), now)

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._job import Job, TaskResult
-from ._rates import Rates, counts_from_status
+from ._rates import Rates, StatusRates, counts_from_status
 from ._reportable import printable, text
 from ._status import ActorStatus, SystemStatus
 
@@ -414,12 +414,11 @@ async def view_status(
     """The live view of a system: :func:`live_view` of what ``status()`` returns, with
     rates smoothed over ``window`` seconds (see :class:`Rates`). Runs until cancelled.
     """
-    rates = Rates(window=window)
+    rates = StatusRates(Rates(window=window))
 
     def frame(elapsed: float) -> RenderableType:
         snapshot = status()
-        return render_status(
-            snapshot, elapsed, rates.update(counts_from_status(snapshot), elapsed)
-        )
+        rates.forget_removed(snapshot)
+        return render_status(snapshot, elapsed, rates.update(snapshot, elapsed))
 
     await live_view(frame, console, refresh=refresh)

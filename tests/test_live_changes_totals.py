@@ -12,6 +12,7 @@ import trio.testing
 import actorflow as af
 from actorflow._dashboard._tracker import Tracker, Watched
 from actorflow._metrics import StatusCollector
+from actorflow._rates import Rates, StatusRates
 from tests.test_live_changes import Collect, Counter, counting_graph, send_all
 
 
@@ -148,3 +149,27 @@ async def test_the_counts_of_modules_removed_under_one_name_add_up(
     assert (removed.received, removed.mailbox_depth) == (3, 0)
     assert removed.dropped == {"unconnected": 3}
     assert status.counted("count", "received") == 3
+
+
+async def test_the_live_view_measures_a_module_added_under_a_removed_ones_name_afresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The terminal's rates, as the dashboard's: the new module has no rate until it is
+    measured itself, even when the removal and the add fall between two refreshes."""
+    out: list[Any] = []
+    rates = StatusRates(Rates(window=1.0))
+    async with af.open_system(counting_graph(out)) as system:
+        for step in range(4):
+            await send_all(system, range(step * 10, step * 10 + 10))
+            while len(out) < (step + 1) * 10:
+                await trio.sleep(0.01)
+            rates.forget_removed(system.status())
+            old = rates.update(system.status(), float(step))
+        await system.remove("count")
+        await system.add("count", Counter, links=[("in", "count")])
+        gone = rates.forget_removed(system.status())
+        new = rates.update(system.status(), 4.0)
+        await system.close("in")
+    assert old["count"] > 0
+    assert gone == ["count"]
+    assert "count" not in new

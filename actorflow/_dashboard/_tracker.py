@@ -20,7 +20,7 @@ import attrs
 from .._actor import DeadLetter
 from .._checks import clip
 from .._exceptions import describe
-from .._rates import Rates, counts_from_status
+from .._rates import Rates, StatusRates
 from .._reportable import MAX_TASK, json_ready, text
 from .._status import ActorStatus, LinkStatus, SystemStatus
 from .._urls import hide_secrets, redact_text
@@ -69,12 +69,10 @@ class Tracker:
     """Turns successive snapshots of one process into its view (see :meth:`update`)."""
 
     watched: Watched
-    rates: Rates = attrs.field(factory=lambda: Rates(window=2.0))
+    rates: StatusRates = attrs.field(factory=lambda: StatusRates(Rates(window=2.0)))
     _last: dict[str, ActorStatus] = attrs.field(factory=dict)
     _events: dict[str, deque[dict[str, Any]]] = attrs.field(factory=dict)
     _newest_letter: int | None = None
-    _removed: Mapping[str, ActorStatus] = attrs.field(factory=dict)
-    """``SystemStatus.removed`` at the last update: a change says a module was removed."""
 
     _hidden: dict[str, tuple[str, str]] = attrs.field(factory=dict)
 
@@ -107,7 +105,7 @@ class Tracker:
         status = self.watched.status()
         self._forget_removed(status)
         errors = {name: self._hide_error(name, e) for name, e in self.watched.errors().items()}
-        rates = self.rates.update(counts_from_status(status), time.monotonic())
+        rates = self.rates.update(status, time.monotonic())
         letters = self._new_letters()
         dropped_at = status.dropped_at()
         ended = status.state.value in {"done", "failed", "cancelled"}
@@ -135,18 +133,10 @@ class Tracker:
         """Forget the rate, events and last error of every module removed since the
         last update (gone, or removed and added again meanwhile): one added under its
         name is shown afresh."""
-        gone = [name for name in self._last if name not in status.actors]
-        gone += [
-            name
-            for name, ended in status.removed.items()
-            if self._removed.get(name) != ended and name in self._last
-        ]
-        for name in gone:
+        for name in self.rates.forget_removed(status):
             self._last.pop(name, None)
             self._events.pop(name, None)
             self._hidden.pop(name, None)
-            self.rates.forget(name)
-        self._removed = status.removed
 
     def _new_letters(self) -> dict[str, list[DeadLetter]]:
         """The dead letters not seen before, by actor."""

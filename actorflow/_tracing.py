@@ -32,7 +32,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from itertools import compress, count
+from itertools import compress, count, islice
 from operator import attrgetter, is_
 from time import time_ns
 from typing import Any, Final, Protocol
@@ -368,10 +368,9 @@ class _Direct:
     root_flags: TraceFlags = attrs.field(init=False)
     """A new trace's flags, as the SDK sets them: sampled, and whether the id
     generator's trace ids are random (W3C level 2)."""
-    made: OrderedDict[str, SpanContext] = attrs.field(factory=OrderedDict)
+    made: dict[str, SpanContext] = attrs.field(factory=dict)
     """The contexts of the last spans made here, by traceparent: the next hop in this
-    process finds its parent without reading the text. Ordered: a plain dict's oldest
-    key, after many deleted, is found by a scan of the deleted (~1 us at 4096)."""
+    process finds its parent without reading the text (see :func:`_trim`)."""
     random_ids: bool = attrs.field(init=False)
     """The SDK's own random ids: a span id is drawn directly (see :meth:`open`)."""
     hop_fields: dict[str, Any] | None = attrs.field(init=False)
@@ -416,11 +415,15 @@ class _Direct:
             else:
                 traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"
             made[traceparent] = own
-            hops.append(
-                _Hop(item.id, parent, traceparent, own, came if came[1] else None, now, item)
-            )
-        while len(made) > _MADE:
-            made.popitem(last=False)
+            # _Hop(item.id, parent, traceparent, own, came or None, now, item), its slots
+            # written here: half the cost of its __init__'s call (paid per item per hop).
+            hop = _NEW(_Hop)
+            hop.id, hop.parent, hop.traceparent, hop.span = item.id, parent, traceparent, own
+            hop.came, hop.start, hop.item = came if came[1] else None, now, item
+            hop.sent_at, hop.failed, hop.returned = 0, False, False
+            hops.append(hop)
+        if len(made) > _MADE:
+            _trim(made, _MADE // 2)
         return hops
 
     def _came(self, parent: str) -> SpanContext:
@@ -505,8 +508,8 @@ class _Direct:
             traceparent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
             traceparents.append(traceparent)
             contexts[traceparent] = own
-        while len(contexts) > _MADE:
-            contexts.popitem(last=False)
+        if len(contexts) > _MADE:
+            _trim(contexts, _MADE // 2)
         self._hand(spans)
         return traceparents
 
@@ -666,7 +669,7 @@ class ActorTracing:
     spans: _Spans = attrs.field(init=False)
     """The tracing's span maker (read once: used at every hop)."""
 
-    marks: OrderedDict[int, tuple[list[Any], list[int]]] = attrs.field(init=False)
+    marks: dict[int, tuple[list[Any], list[int]]] = attrs.field(init=False)
     receivers: dict[str, ActorTracing] = attrs.field(init=False)
     """The tracing's, as ``spans``."""
 
@@ -771,7 +774,7 @@ class ActorTracing:
             marks = self.marks
             marks[id(items)] = (items, at)
             if len(marks) > _MARKS:
-                marks.popitem(last=False)
+                _trim(marks, _MARKS // 2)
             receivers = self.receivers
             for link in self.outputs.get(port, ()):
                 receiver = receivers.get(link.spec.target)
@@ -937,6 +940,14 @@ class ActorTracing:
         self.held.clear()
 
 
+def _trim(kept: dict[Any, Any], keep: int) -> None:
+    """Keep the newest ``keep`` entries of ``kept`` (a plain dict, in the order they
+    came): trimmed in bulk when it holds more than its bound, not an entry per entry
+    added (an ``OrderedDict``'s ``popitem``, whose own bookkeeping costs each add)."""
+    for key in list(islice(kept, len(kept) - keep)):
+        del kept[key]
+
+
 def _forget(held: OrderedDict[str, int], now: int) -> None:
     """Forget the held items kept longer than ``_HELD_FOR``."""
     while held:
@@ -1041,7 +1052,7 @@ class Tracing:
     can_start: bool = False
     """Some actor's outputs can carry ``Data``: a trace can start somewhere."""
     spans: _Spans = attrs.field(default=attrs.Factory(lambda self: _spans_for(self.tracer), True))
-    marks: OrderedDict[int, tuple[list[Any], list[int]]] = attrs.field(factory=OrderedDict)
+    marks: dict[int, tuple[list[Any], list[int]]] = attrs.field(factory=dict)
     receivers: dict[str, ActorTracing] = attrs.field(factory=dict)
     """Each traced actor here, by name."""
 

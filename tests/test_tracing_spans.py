@@ -492,3 +492,17 @@ def test_an_items_traceparent_names_its_hops_span(parent: str, provider: TracerP
             f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
         )
     assert child.came == hop.span
+
+
+def test_a_hop_made_whole_has_every_field_its_class_has(provider: TracerProvider) -> None:
+    """The span maker writes a hop's slots itself (not through ``__init__``): every
+    field of ``_Hop`` is set, to what ``__init__`` would have set."""
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    item = af.Data(id="m", trace=PARENT)
+    (hop,) = direct.open("a process", "a", [item], [0], 7)
+    expected = _tracing._Hop("m", PARENT, hop.traceparent, hop.span, hop.came, 7, item)
+    for field in attrs.fields(_tracing._Hop):  # every slot read: none left unset
+        assert getattr(hop, field.name) == getattr(expected, field.name), field.name
+    assert hop.came is not None
+    assert hop.came.span_id == int(PARENT[36:52], 16)

@@ -465,8 +465,12 @@ class _Direct:
             span = _NEW(ReadableSpan)
             span.__dict__ = fields
             spans.append(span)
-        if spans:
-            self._hand(spans)
+        if spans:  # as _hand, inline
+            known, put = self.handoff
+            if known is not self.processor._span_processors:  # type: ignore[attr-defined]
+                self._hand(spans)
+            else:
+                put(spans)
 
     def _built(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> list[ReadableSpan]:
         """The hops' spans, each by the constructor (the SDK names its fields otherwise)."""
@@ -488,7 +492,7 @@ class _Direct:
         return spans
 
     def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
-        ids, flags, contexts = self.ids, self.root_flags, self.made
+        ids, flags, contexts, template = self.ids, self.root_flags, self.made, self.root_fields
         trace_bits = random.getrandbits if self.random_ids else _no_bits  # see open
         spans: list[ReadableSpan] = []
         traceparents: list[str | None] = []
@@ -504,7 +508,13 @@ class _Direct:
                 "_end_time": now,
                 "_attributes": attributes,
             }
-            spans.append(self._span(fields, SpanKind.PRODUCER))
+            if template is None:
+                spans.append(self._span(fields, SpanKind.PRODUCER))
+            else:  # as _span, inline: paid per item chosen
+                span = _NEW(ReadableSpan)
+                span.__dict__ = whole = template.copy()
+                whole.update(fields)
+                spans.append(span)
             traceparent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
             traceparents.append(traceparent)
             contexts[traceparent] = own
@@ -743,13 +753,11 @@ class ActorTracing:
             get_logger().warning("tracing.failed", actor=self.name, error=describe(exc))
 
     def _sent(self, items: list[Any], port: Any) -> None:
-        held = self.held
-        if held:
-            _forget(held, time_ns())
+        if self.held:
+            _forget(self.held, time_ns())
         at: list[int] | None = None
-        batches = self.batches
-        if batches:  # items it took are sent on (see _pass_on)
-            taken, hops, at = next(reversed(batches.values()))  # the batch last taken
+        if self.batches:  # items it took are sent on (see _pass_on)
+            taken, hops, at = next(reversed(self.batches.values()))  # the batch last taken
             if len(taken) == len(items) and (
                 all(map(is_, map(items.__getitem__, at), map(_ITEM_OF, hops)))
                 or _same_places(items, hops, at)
@@ -761,7 +769,7 @@ class ActorTracing:
                         items[index] = _retraced(items[index], hop.traceparent)
             else:
                 at = self._pass_on(items)
-        if (self.origin or held) and _any_traced(items):
+        if (self.origin or self.held) and _any_traced(items):
             found = self._entered(items)  # traced where it was made, or held back
             at = found if not at else sorted({*at, *found})
         if self.origin:

@@ -32,8 +32,8 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from itertools import compress, count
-from operator import attrgetter
+from itertools import compress, count, islice
+from operator import attrgetter, is_
 from time import time_ns
 from typing import Any, Final, Protocol
 
@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -109,6 +109,8 @@ _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _NO_STATE: Final = DEFAULT_TRACE_STATE
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_OF: Final = attrgetter("trace")
+_ITEM_OF: Final = attrgetter("item")
+_NO_MARK: Final = (None, None)
 _DATA_FIELDS: Final = tuple(field.name for field in attrs.fields(Data))
 _FIELDS_OF: Final = attrgetter(*_DATA_FIELDS)
 _NEW: Final = object.__new__
@@ -125,6 +127,11 @@ def _traceparent(span: Span) -> str | None:
     if not context.is_valid:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _no_bits(_: int) -> int:
+    """No id drawn: the id generator's call makes it (see :meth:`_Direct.open`)."""
+    return 0
 
 
 def _parent(traceparent: str) -> Context:
@@ -184,6 +191,9 @@ class _Hop:
     came: SpanContext | None = None
     """:class:`_Direct`'s: the parent span's context (``None``: a trace starts here)."""
     start: int = 0
+    item: Any = None
+    """The very item taken: what is sent at its place is a copy of it if it is it
+    (identity, read at C speed; else its id and trace are compared)."""
     sent_at: int = 0
     """When a copy was last sent on (0: none was); the span ends there."""
     failed: bool = False
@@ -227,11 +237,13 @@ class _ViaTracer:
             context = _parent(item.trace)
             kind = SpanKind.CONSUMER
             span = start(name, context, kind=kind, attributes=attributes, start_time=now)
-            hops.append(_Hop(item.id, item.trace, _traceparent(span), span))
+            hops.append(_Hop(item.id, item.trace, _traceparent(span), span, None, 0, item))
         return hops
 
     def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
         for hop in hops:
+            if hop.returned:  # dropped already
+                continue
             span: Span = hop.span
             if hop.failed:
                 span.set_status(_ERROR)
@@ -302,30 +314,39 @@ class _Queue:
     """The process's forks when it was made: in a child, ``on_end`` (which resets the
     processor for it, as it checks by pid) takes over (a pid read per batch costs a
     system call)."""
+    queue: Any = None
+    """The batch processor's queue and what it reads of it, read once (a fork, which
+    replaces some, is noticed by ``forks``)."""
+    limit: int = 0
+    export_at: int = 0
+    awaken: Any = None
 
     def __attrs_post_init__(self) -> None:
-        inner = getattr(self.processor, "_batch_processor", None)
+        inner: Any = getattr(self.processor, "_batch_processor", None)
         known = ("_queue", "_shutdown", "_pid", "_max_queue_size", "_max_export_batch_size")
         if type(self.processor) is BatchSpanProcessor and all(
             hasattr(inner, name) for name in (*known, "_worker_awaken")
         ):
             self.batch = inner
+            self.queue = inner._queue
+            self.limit = inner._max_queue_size
+            self.export_at = inner._max_export_batch_size
+            self.awaken = inner._worker_awaken
 
     def put(self, spans: list[ReadableSpan]) -> None:
-        batch = self.batch
+        queue = self.queue
         if (
-            batch is None
-            or batch._shutdown
+            queue is None
+            or self.batch._shutdown
             or self.forks != _FORKS[0]
-            or len(batch._queue) + len(spans) > batch._max_queue_size
+            or len(queue) + len(spans) > self.limit
         ):  # its own on_end says why it drops them (shut down, full) or resets a fork
             for span in spans:
                 self.processor.on_end(span)
             return
-        queue = batch._queue
         queue.extendleft(spans)
-        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
-            batch._worker_awaken.set()
+        if len(queue) >= self.export_at and not self.awaken.is_set():
+            self.awaken.set()
 
 
 @attrs.define(eq=False)
@@ -347,18 +368,23 @@ class _Direct:
     root_flags: TraceFlags = attrs.field(init=False)
     """A new trace's flags, as the SDK sets them: sampled, and whether the id
     generator's trace ids are random (W3C level 2)."""
-    made: OrderedDict[str, SpanContext] = attrs.field(factory=OrderedDict)
+    made: dict[str, SpanContext] = attrs.field(factory=dict)
     """The contexts of the last spans made here, by traceparent: the next hop in this
-    process finds its parent without reading the text. Ordered: a plain dict's oldest
-    key, after many deleted, is found by a scan of the deleted (~1 us at 4096)."""
+    process finds its parent without reading the text (see :func:`_trim`)."""
+    random_ids: bool = attrs.field(init=False)
+    """The SDK's own random ids: a span id is drawn directly (see :meth:`open`)."""
     hop_fields: dict[str, Any] | None = attrs.field(init=False)
     root_fields: dict[str, Any] | None = attrs.field(init=False)
-    handoff: tuple[tuple[SpanProcessor, ...], tuple[_Queue, ...]] = ((), ())
-    """The provider's processors as last read, and a hand-off to each."""
+    handoff: tuple[tuple[SpanProcessor, ...], Callable[[list[ReadableSpan]], None]] = (
+        (),
+        lambda spans: None,
+    )
+    """The provider's processors as last read, and what hands spans to each."""
 
     def __attrs_post_init__(self) -> None:
         random_ids = getattr(self.ids, "is_trace_id_random", lambda: False)()
         self.root_flags = TraceFlags(_SAMPLED | (TraceFlags.RANDOM_TRACE_ID * bool(random_ids)))
+        self.random_ids = type(self.ids) is RandomIdGenerator
         self.hop_fields = _span_template(self.resource, self.scope, SpanKind.CONSUMER)
         self.root_fields = _span_template(self.resource, self.scope, SpanKind.PRODUCER)
 
@@ -366,18 +392,22 @@ class _Direct:
         self, name: str, actor: str, items: list[Any], at: Iterable[int], now: int
     ) -> list[_Hop]:
         made, span_id, hops = self.made, self.ids.generate_span_id, []
+        # The SDK's default ids are random.getrandbits(64), redrawn if 0: drawn here
+        # directly (the generator's call is a sixth of a hop), its call if 0.
+        bits = random.getrandbits if self.random_ids else _no_bits
         for index in at:
             item = items[index]
             parent = item.trace
-            known = made.get(parent)
-            ours = known is not None  # its text is ours: "00-", trace id, span id, flags
-            came = known if known is not None else self._came(parent)
+            came = made.get(parent)
+            ours = came is not None  # its text is ours: "00-", trace id, span id, flags
+            if came is None:
+                came = self._came(parent)
             # A SpanContext is a tuple whose fields' properties are Python calls: indexed.
             flags = came[3]
             if not flags & _SAMPLED:  # as the default sampler would
-                hops.append(_Hop(item.id, parent, None, None))
+                hops.append(_Hop(item.id, parent, None, None, None, 0, item))
                 continue
-            own_id = span_id()
+            own_id = bits(64) or span_id()
             trace_id = came[0]
             own = _TUPLE_NEW(SpanContext, (trace_id, own_id, False, flags, _NO_STATE, True))
             if ours:  # the same trace id and flags: only the span id is new
@@ -385,9 +415,15 @@ class _Direct:
             else:
                 traceparent = f"00-{trace_id:032x}-{own_id:016x}-{flags:02x}"
             made[traceparent] = own
-            if len(made) > _MADE:
-                made.popitem(last=False)
-            hops.append(_Hop(item.id, parent, traceparent, own, came if came[1] else None, now))
+            # _Hop(item.id, parent, traceparent, own, came or None, now, item), its slots
+            # written here: half the cost of its __init__'s call (paid per item per hop).
+            hop = _NEW(_Hop)
+            hop.id, hop.parent, hop.traceparent, hop.span = item.id, parent, traceparent, own
+            hop.came, hop.start, hop.item = came if came[1] else None, now, item
+            hop.sent_at, hop.failed, hop.returned = 0, False, False
+            hops.append(hop)
+        if len(made) > _MADE:
+            _trim(made, _MADE // 2)
         return hops
 
     def _came(self, parent: str) -> SpanContext:
@@ -404,14 +440,21 @@ class _Direct:
         """Nothing was handed to a processor yet: nothing to do."""
 
     def end(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> None:
-        spans, template = [], self.hop_fields
+        template = self.hop_fields
+        if template is None:
+            built = self._built(hops, now, name, actor)
+            if built:
+                self._hand(built)
+            return
+        spans = []
+        base = template.copy()  # what the batch's spans share
+        base["_name"] = name
         for hop in hops:
             own = hop.span
-            if own is None:
+            if own is None or hop.returned:
                 continue
             # The span's fields, as _span writes them (inline: paid per item per hop).
-            fields = {} if template is None else template.copy()
-            fields["_name"] = name
+            fields = base.copy()
             fields["_context"] = own
             fields["_parent"] = hop.came
             fields["_start_time"] = hop.start
@@ -419,21 +462,44 @@ class _Direct:
             fields["_attributes"] = {"actorflow.actor": actor, "message.id": hop.id}
             if hop.failed:
                 fields["_status"] = _ERROR
-            if template is None:
-                spans.append(self._span(fields, SpanKind.CONSUMER))
-                continue
             span = _NEW(ReadableSpan)
             span.__dict__ = fields
             spans.append(span)
-        if spans:
-            self._hand(spans)
+        if spans:  # as _hand, inline
+            known, put = self.handoff
+            if known is not self.processor._span_processors:  # type: ignore[attr-defined]
+                self._hand(spans)
+            else:
+                put(spans)
+
+    def _built(self, hops: Iterable[_Hop], now: int, name: str, actor: str) -> list[ReadableSpan]:
+        """The hops' spans, each by the constructor (the SDK names its fields otherwise)."""
+        spans = []
+        for hop in hops:
+            if hop.span is None or hop.returned:
+                continue
+            fields = {
+                "_name": name,
+                "_context": hop.span,
+                "_parent": hop.came,
+                "_start_time": hop.start,
+                "_end_time": hop.sent_at or now,
+                "_attributes": {"actorflow.actor": actor, "message.id": hop.id},
+            }
+            if hop.failed:
+                fields["_status"] = _ERROR
+            spans.append(self._span(fields, SpanKind.CONSUMER))
+        return spans
 
     def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
-        ids, flags, contexts = self.ids, self.root_flags, self.made
+        ids, flags, contexts, template = self.ids, self.root_flags, self.made, self.root_fields
+        trace_bits = random.getrandbits if self.random_ids else _no_bits  # see open
         spans: list[ReadableSpan] = []
         traceparents: list[str | None] = []
         for attributes in made:
-            own = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False, flags)
+            trace_id = trace_bits(128) or ids.generate_trace_id()
+            span_id = trace_bits(64) or ids.generate_span_id()
+            own = _TUPLE_NEW(SpanContext, (trace_id, span_id, False, flags, _NO_STATE, True))
             fields = {
                 "_name": name,
                 "_context": own,
@@ -442,12 +508,18 @@ class _Direct:
                 "_end_time": now,
                 "_attributes": attributes,
             }
-            spans.append(self._span(fields, SpanKind.PRODUCER))
-            traceparent = f"00-{own.trace_id:032x}-{own.span_id:016x}-{flags:02x}"
+            if template is None:
+                spans.append(self._span(fields, SpanKind.PRODUCER))
+            else:  # as _span, inline: paid per item chosen
+                span = _NEW(ReadableSpan)
+                span.__dict__ = whole = template.copy()
+                whole.update(fields)
+                spans.append(span)
+            traceparent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
             traceparents.append(traceparent)
             contexts[traceparent] = own
-            if len(contexts) > _MADE:
-                contexts.popitem(last=False)
+        if len(contexts) > _MADE:
+            _trim(contexts, _MADE // 2)
         self._hand(spans)
         return traceparents
 
@@ -479,12 +551,23 @@ class _Direct:
         each at once where it is the SDK's batch processor, one call fewer a span than
         the SDK's multi-processor would make."""
         processors: tuple[SpanProcessor, ...] = self.processor._span_processors  # type: ignore[attr-defined]
-        known, queues = self.handoff
+        known, put = self.handoff
         if known is not processors:
-            queues = tuple(_Queue(processor) for processor in processors)
-            self.handoff = (processors, queues)
+            put = _put_to(tuple(_Queue(processor) for processor in processors))
+            self.handoff = (processors, put)
+        put(spans)
+
+
+def _put_to(queues: tuple[_Queue, ...]) -> Callable[[list[ReadableSpan]], None]:
+    """What hands spans to each of ``queues`` (the one queue's own ``put`` if one)."""
+    if len(queues) == 1:
+        return queues[0].put
+
+    def put(spans: list[ReadableSpan]) -> None:
         for queue in queues:
             queue.put(spans)
+
+    return put
 
 
 def _description(sampler: Sampler) -> str:
@@ -546,12 +629,15 @@ class TracedActor(Watched, Protocol):
 class ActorTracing:
     """One actor's spans: called with each batch it takes, sends, is done with.
 
-    Invariants: ``open`` holds every span still open, by item id (a list: copies of one
-    item may be in the actor at once); ``batches`` holds the same spans by the batch
-    they were opened for (``id()`` of the list taken, kept alive with them). A span
-    ends when the actor says it is done with its batch (handled, failed or given
-    back), at the item's last send if it was sent on; an actor that never says so (a
-    progressive module) ends them when it takes its next batch; the rest at the end.
+    Invariants: ``batches`` holds every span still open by the batch it was opened for
+    (``id()`` of the list taken, kept alive with them); ``index``, while not ``None``,
+    holds the same spans by item id (a list: copies of one item may be in the actor at
+    once), those given back excepted. It is made only when a batch sent or failed is
+    not the last one taken item for item (see :meth:`_hops_by_id`), and forgotten when
+    no span is open. A span ends when the actor says it is done with its batch
+    (handled, failed or given back), at the item's last send if it was sent on; an
+    actor that never says so (a progressive module) ends them when it takes its next
+    batch; the rest at the end.
 
     The actor calls it only while ``owner.watched`` (see :meth:`_settle`): while a
     traced item may be on its way to it or in it, it chooses items (an origin), it
@@ -576,7 +662,7 @@ class ActorTracing:
     """It takes from a remote link: every batch is read (a trace from another process)."""
     expected: int = 0
     """Traced items sent its way and not yet found in what it took."""
-    open: dict[str, list[_Hop]] = attrs.field(factory=dict)
+    index: dict[str, list[_Hop]] | None = None
     batches: dict[int, tuple[list[Any], list[_Hop], list[int]]] = attrs.field(factory=dict)
     held: OrderedDict[str, int] = attrs.field(factory=OrderedDict)
     """Traced items it was done with but did not send on, by id: when (it may yet send
@@ -590,9 +676,18 @@ class ActorTracing:
     """Batches still read whole: a hook raised, its batch may come back."""
     warned: bool = False
     span_name: str = attrs.field(init=False)
+    spans: _Spans = attrs.field(init=False)
+    """The tracing's span maker (read once: used at every hop)."""
+
+    marks: dict[int, tuple[list[Any], list[int]]] = attrs.field(init=False)
+    receivers: dict[str, ActorTracing] = attrs.field(init=False)
+    """The tracing's, as ``spans``."""
 
     def __attrs_post_init__(self) -> None:
         self.span_name = f"{self.name} {self.verb}"
+        self.spans = self.tracing.spans
+        self.marks = self.tracing.marks
+        self.receivers = self.tracing.receivers
 
     def __call__(self, event: str, items: list[Any], where: Any = None) -> bool:
         """Spans for a batch the actor sends (on port ``where``) or takes, is done
@@ -605,19 +700,25 @@ class ActorTracing:
             if event == SENT:  # sending turns nothing on here: settled at the next take
                 self._sent(items, where)
                 return self.logs
+            batches = self.batches
             if event == RECEIVED:
-                self._received(items)
+                if self._received(items):  # spans open: it stays watched (it is, to be called)
+                    return self.logs
             elif event == DONE:
-                entry = self.batches.pop(id(items), None) if self.batches else None
-                if entry is not None:  # as _done, inline: its spans end
-                    self._end(entry[1], time_ns())
+                if batches:
+                    entry = batches.pop(id(items), None)
+                    if entry is not None:  # as _done, inline: its spans end
+                        self._end(entry[1], time_ns())
+                    if batches:  # spans still open: it stays watched
+                        return self.logs
+                    self.index = None
             elif event == FAILED:
                 self._fail(items)
             elif event == RETURNED:
                 self._returned(items)
         except Exception as exc:
             self._failed(exc)
-        # As _settle, inline: paid per batch per hop.
+        # As _settle, inline: paid per traced batch per hop.
         self.owner.watched = bool(
             self.logs
             or self.origin
@@ -654,7 +755,22 @@ class ActorTracing:
     def _sent(self, items: list[Any], port: Any) -> None:
         if self.held:
             _forget(self.held, time_ns())
-        at = self._pass_on(items) if self.open else None
+        at: list[int] | None = None
+        if self.batches:  # items it took are sent on (see _pass_on)
+            taken, hops, at = next(reversed(self.batches.values()))  # the batch last taken
+            if len(taken) == len(items) and (
+                all(map(is_, map(items.__getitem__, at), map(_ITEM_OF, hops)))
+                or _same_places(items, hops, at)
+            ):  # its hops, in the same order: a processor's one result per item
+                now = self.last = time_ns()
+                # One hop per place, made together (zip's strict=True, a keyword, would
+                # double its cost here).
+                for index, hop in zip(at, hops):  # noqa: B905
+                    hop.sent_at = now
+                    if hop.traceparent is not None:
+                        items[index] = _retraced(items[index], hop.traceparent)
+            else:
+                at = self._pass_on(items)
         if (self.origin or self.held) and _any_traced(items):
             found = self._entered(items)  # traced where it was made, or held back
             at = found if not at else sorted({*at, *found})
@@ -664,8 +780,17 @@ class ActorTracing:
                 at = chosen if not at else sorted({*at, *chosen})
             else:
                 self.skip -= len(items)
-        if at:
-            self.tracing.mark(items, at, self.outputs.get(port, ()))
+        if at:  # its receivers here look for them (a fused one takes this very list)
+            marks = self.marks
+            marks[id(items)] = (items, at)
+            if len(marks) > _MARKS:
+                _trim(marks, _MARKS // 2)
+            receivers = self.receivers
+            for link in self.outputs.get(port, ()):
+                receiver = receivers.get(link.spec.target)
+                if receiver is not None:  # else not traced here (a remote link's far side)
+                    receiver.expected += len(at)  # as expect, inline
+                    receiver.owner.watched = True
 
     def _entered(self, items: list[Any]) -> list[int]:
         """Where the traced items it sends without a span of its own are; those it
@@ -676,52 +801,54 @@ class ActorTracing:
             held.pop(items[index].id, None)
         return at
 
-    def _received(self, items: list[Any]) -> None:
+    def _received(self, items: list[Any]) -> bool:
+        """Spans for the traced items it took: whether it opened any."""
         if self.batches and not self.says_done:
             self._end_all(self.last)
         if self.origin and _holds_data(items):
             self.origin = False  # it passes Data on: where they start is upstream
-        at = self.tracing.marks.pop(id(items), (None, None))[1]
+        at = self.marks.pop(id(items), _NO_MARK)[1]
         if at is None and (self.expected or self.remote or self.watch_takes):
             self.watch_takes = max(0, self.watch_takes - 1)
             at = _traced_at(items) if _any_traced(items) else None
-        if at:
-            self.expected = max(0, self.expected - len(at))
-            self._open(at, items)
-
-    def _open(self, at: list[int], items: list[Any]) -> None:
+        if not at:
+            return False
+        left = self.expected - len(at)
+        self.expected = left if left > 0 else 0
         now = self.last = time_ns()
-        open_hops = self.open
-        hops = self.tracing.spans.open(self.span_name, self.name, items, at, now)
-        for hop in hops:
-            same = open_hops.get(hop.id)
-            if same is None:
-                open_hops[hop.id] = [hop]
-            else:
-                same.append(hop)
-        key = id(items)
-        stale = self.batches.pop(key, None)  # a batch never reported done, its id reused
-        if stale is not None:
-            self._end(stale[1], now)
-        self.batches[key] = (items, hops, at)
-        if len(self.batches) > _MAX_BATCHES:  # never reported done: end the oldest
-            self._end(self.batches.pop(next(iter(self.batches)))[1], now)
+        hops = self.spans.open(self.span_name, self.name, items, at, now)
+        index = self.index
+        if index is not None:
+            for hop in hops:
+                index.setdefault(hop.id, []).append(hop)
+        batches, key = self.batches, id(items)
+        if key in batches:  # a batch never reported done, its id reused
+            self._end(batches.pop(key)[1], now)
+        batches[key] = (items, hops, at)
+        if len(batches) > _MAX_BATCHES:  # never reported done: end the oldest
+            self._end(batches.pop(next(iter(batches)))[1], now)
+        return True
+
+    def _hops_by_id(self) -> dict[str, list[_Hop]]:
+        """The open spans by item id (made from ``batches`` if not kept yet: then kept
+        while spans are open)."""
+        index = self.index
+        if index is None:
+            index = self.index = {}
+            for _, hops, _ in self.batches.values():
+                for hop in hops:
+                    if not hop.returned:
+                        index.setdefault(hop.id, []).append(hop)
+        return index
 
     def _pass_on(self, items: list[Any]) -> list[int]:
         """Items it took are sent on: each copy carries the context of the span of the
         item it is a copy of (the same id and trace), whose end moves to this send.
         Where they are: where they were in the batch taken, if ``items`` holds them
-        there (one result per item); else ``items`` is read whole."""
+        there (one result per item: :meth:`_sent` sees to it); else, here, ``items``
+        is read whole and each found by its id and trace."""
         now = self.last = time_ns()
-        same = _same_places(items, self.batches)
-        if same is not None:  # the hops of the batch taken, in the same order
-            at, hops = same
-            for index, hop in zip(at, hops, strict=True):
-                hop.sent_at = now
-                if hop.traceparent is not None:
-                    items[index] = _retraced(items[index], hop.traceparent)
-            return at
-        open_hops = self.open
+        open_hops = self._hops_by_id()
         at = _traced_at(items)
         for index in at:
             item = items[index]
@@ -737,16 +864,21 @@ class ActorTracing:
         """The actor's hook raised on these items: their spans say so; the batches it
         takes next are read whole (what failed may come back in one)."""
         self.watch_takes = _WATCH
+        if not self.batches:
+            return
+        open_hops = self._hops_by_id()
         for item in items:
             if isinstance(item, Data):
-                for hop in self.open.get(item.id, ()):
+                for hop in open_hops.get(item.id, ()):
                     hop.failed = True
 
     def _returned(self, items: list[Any]) -> None:
         """Items taken but not handled went back to their link: their spans (not one
         that failed: that attempt was made) are dropped, and the items are looked for
         in what it takes next, where each gets the span of the take that handles it."""
-        open_hops = self.open
+        if not self.batches:
+            return
+        open_hops = self._hops_by_id()
         back = 0
         for item in items:
             hops = open_hops.get(item.id) if isinstance(item, Data) else None
@@ -754,7 +886,7 @@ class ActorTracing:
             if hops is None or hop is None or hop.failed or hop.sent_at:
                 continue
             hop.returned = True
-            self.tracing.spans.drop(hop, time_ns())
+            self.spans.drop(hop, time_ns())
             hops.remove(hop)
             if not hops:
                 del open_hops[item.id]
@@ -763,30 +895,25 @@ class ActorTracing:
             self.expect(back)
 
     def _end(self, hops: list[_Hop], now: int) -> None:
-        open_hops, held, outputs = self.open, self.held, self.outputs
-        ending: list[_Hop] = []
-        for hop in hops:
-            if hop.returned:
-                continue
-            same = open_hops.get(hop.id)
-            if same is not None:
-                if len(same) == 1 and same[0] is hop:
-                    del open_hops[hop.id]
-                else:
-                    same.remove(hop)
-                    if not same:
-                        del open_hops[hop.id]
-            if not hop.sent_at and outputs:
-                held[hop.id] = now  # it may send it later (a window's items)
-                if len(held) > _HELD:
-                    held.popitem(last=False)
-            ending.append(hop)
-        self.tracing.spans.end(ending, now, self.span_name, self.name)
+        """End these spans (a batch's); those it did not send on are held if it sends
+        at all (it may send them later: a window's items)."""
+        index = self.index
+        if index is not None:
+            _unindex(index, hops)
+        if self.outputs:
+            held = self.held
+            for hop in hops:
+                if not hop.sent_at and not hop.returned:
+                    held[hop.id] = now
+                    if len(held) > _HELD:
+                        held.popitem(last=False)
+        self.spans.end(hops, now, self.span_name, self.name)
 
     def _end_all(self, now: int) -> None:
         for _, hops, _ in self.batches.values():
             self._end(hops, now)
         self.batches.clear()
+        self.index = None
 
     def _choose(self, items: list[Any]) -> list[int]:
         """Start a trace for the chosen items among ``items``; where they are."""
@@ -809,8 +936,8 @@ class ActorTracing:
         graph, name = self.tracing.graph, self.name
         made = [_root_attributes(graph, name, items[index]) for index in chosen]
         traced = []
-        roots = self.tracing.spans.roots(self.span_name, time_ns(), made)
-        for index, traceparent in zip(chosen, roots, strict=True):
+        roots = self.spans.roots(self.span_name, time_ns(), made)
+        for index, traceparent in zip(chosen, roots):  # noqa: B905 (one each; see _sent)
             if traceparent is not None:
                 items[index] = _retraced(items[index], traceparent)
                 traced.append(index)
@@ -821,6 +948,14 @@ class ActorTracing:
         held these items)."""
         self._end_all(time_ns())
         self.held.clear()
+
+
+def _trim(kept: dict[Any, Any], keep: int) -> None:
+    """Keep the newest ``keep`` entries of ``kept`` (a plain dict, in the order they
+    came): trimmed in bulk when it holds more than its bound, not an entry per entry
+    added (an ``OrderedDict``'s ``popitem``, whose own bookkeeping costs each add)."""
+    for key in list(islice(kept, len(kept) - keep)):
+        del kept[key]
 
 
 def _forget(held: OrderedDict[str, int], now: int) -> None:
@@ -865,21 +1000,24 @@ def _slot_setters() -> tuple[Callable[[Data, Any], None], ...] | None:
 _SLOTS: Final = _slot_setters()
 
 
-def _same_places(
-    items: list[Any], batches: dict[int, tuple[list[Any], list[_Hop], list[int]]]
-) -> tuple[list[int], list[_Hop]] | None:
-    """Where the traced items of the batch last taken are, and their hops, if ``items``
-    holds them at the same places (a processor's one result per item); else ``None``."""
-    if not batches:
-        return None
-    taken, hops, at = batches[next(reversed(batches))]
-    if len(taken) != len(items):
-        return None
+def _same_places(items: list[Any], hops: list[_Hop], at: list[int]) -> bool:
+    """Whether ``items`` holds copies of the hops' items at their places (the same id
+    and trace: a processor's one result per item, not the very items)."""
     for index, hop in zip(at, hops, strict=True):
         item = items[index]
         if type(item) is not Data or item.id != hop.id or item.trace != hop.parent:
-            return None
-    return at, hops
+            return False
+    return True
+
+
+def _unindex(index: dict[str, list[_Hop]], hops: list[_Hop]) -> None:
+    """Take these hops out of the open spans by item id."""
+    for hop in hops:
+        same = index.get(hop.id)
+        if same is not None and hop in same:
+            same.remove(hop)
+            if not same:
+                del index[hop.id]
 
 
 def _any_traced(items: list[Any]) -> bool:
@@ -908,7 +1046,8 @@ class Tracing:
     """One system's tracing: its tracer, its ratio and each actor's spans.
 
     Invariant: ``marks`` holds, for the last batches sent with a traced item, where
-    those items are (the batch kept alive, so its ``id()`` is its own).
+    those items are (the batch kept alive, so its ``id()`` is its own): their
+    receivers here look for them (a fused receiver takes this very list).
     """
 
     graph: str
@@ -923,7 +1062,7 @@ class Tracing:
     can_start: bool = False
     """Some actor's outputs can carry ``Data``: a trace can start somewhere."""
     spans: _Spans = attrs.field(default=attrs.Factory(lambda self: _spans_for(self.tracer), True))
-    marks: OrderedDict[int, tuple[list[Any], list[int]]] = attrs.field(factory=OrderedDict)
+    marks: dict[int, tuple[list[Any], list[int]]] = attrs.field(factory=dict)
     receivers: dict[str, ActorTracing] = attrs.field(factory=dict)
     """Each traced actor here, by name."""
 
@@ -950,20 +1089,6 @@ class Tracing:
         # a drawn gap beyond 10**18 items (or infinite) is as good as never.
         drawn = math.log1p(-self.random()) / math.log1p(-starts)
         return 1 + int(min(drawn, _NEVER))
-
-    def mark(self, items: list[Any], at: list[int], links: Iterable[Any]) -> None:
-        """``items``, about to go into ``links``, hold traced items ``at`` these places:
-        their receivers here look for them (a fused receiver takes this very list)."""
-        marks = self.marks
-        marks[id(items)] = (items, at)
-        if len(marks) > _MARKS:
-            marks.popitem(last=False)
-        receivers = self.receivers
-        for link in links:
-            receiver = receivers.get(link.spec.target)
-            if receiver is not None:  # else not traced here (a remote link's far side)
-                receiver.expected += len(at)  # as expect, inline
-                receiver.owner.watched = True
 
     def for_actor(self, actor: TracedActor, *, remote: bool = False) -> ActorTracing | None:
         """The hook of ``actor`` (``remote``: it takes from a remote link), or ``None``

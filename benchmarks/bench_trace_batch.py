@@ -10,19 +10,26 @@ time of this thread (not the export thread's) per batch, less the same batch mad
 not traced, for several ``k``; a straight line through them gives what a batch that
 holds traced items pays once and what each traced item in it pays.
 
+``--count`` counts instead the Python bytecodes tracing runs (``sys.settrace``, exact and
+load-independent; the making of the items is not counted), per batch and per item, and
+with ``--by-function`` where they run.
+
 ``--between N`` parses a 650-byte JSON document N times before each batch (what the
 ``--work json`` pipeline does between two traced batches at 1%, and more): the same
 calls, made with tracing's code and data no longer in the CPU's caches.
 
     python benchmarks/bench_trace_batch.py
     python benchmarks/bench_trace_batch.py --between 200
+    python benchmarks/bench_trace_batch.py --count --by-function
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
+import sys
 import time
 import timeit
 from collections.abc import Callable
@@ -112,11 +119,65 @@ def cost(k: int, between: int, number: int = 300, repeat: int = 7) -> float:
     return (with_ - without) / number * 1e6
 
 
+def bytecodes(k: int) -> collections.Counter[str]:
+    """The bytecodes a batch with ``k`` traced items runs in tracing, by function."""
+    traced, _ = _batch(k, 0)
+    traced()
+    counted: collections.Counter[str] = collections.Counter()
+    here = __file__
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if code.co_filename == here or "actorflow/_data.py" in code.co_filename:
+            return None  # the replay and the making of the items
+        if code.co_name == "__init__" and "Data" in code.co_filename:
+            return None
+        frame.f_trace_opcodes, frame.f_trace_lines = True, False
+        where = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_name}"
+
+        def opcodes(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counted[where] += 1
+            return opcodes
+
+        return opcodes
+
+    sys.settrace(calls)
+    try:
+        traced()
+    finally:
+        sys.settrace(None)
+    return counted
+
+
+def count(ks: list[int], by_function: bool) -> None:
+    """Print the bytecodes per batch and per item (a line through ``ks``)."""
+    counts = {k: bytecodes(k) for k in ks}
+    totals = {k: sum(counted.values()) for k, counted in counts.items()}
+    for k, total in totals.items():
+        print(f"{k:>3} traced items in the batch: {total:7,} bytecodes")
+    if len(totals) >= 2:
+        slope, intercept = statistics.linear_regression(list(totals), list(totals.values()))
+        print(f"per batch holding traced items: {intercept:,.0f}; per traced item: {slope:,.0f}")
+    if by_function:
+        low, high = min(ks), max(ks)
+        print(f"{'k=' + str(low):>8} {'k=' + str(high):>8} {'an item':>8}  function")
+        names = sorted(counts[high], key=lambda name: -counts[high][name])
+        for name in names:
+            one, many = counts[low][name], counts[high][name]
+            print(f"{one:8,} {many:8,} {(many - one) / (high - low):8.1f}  {name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traced", type=int, nargs="+", default=[1, 2, 5, 11])
     parser.add_argument("--between", type=int, default=0, help="JSON parses between batches")
+    parser.add_argument("--count", action="store_true", help="count bytecodes, not time")
+    parser.add_argument("--by-function", action="store_true", help="with --count: where")
     args = parser.parse_args()
+    if args.count:
+        count(args.traced, args.by_function)
+        return 0
     costs = {k: cost(k, args.between) for k in args.traced}
     for k, us in costs.items():
         print(f"{k:>3} traced items in the batch: {us:7.1f} us ({us / k:5.1f} us an item)")

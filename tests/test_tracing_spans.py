@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -492,3 +492,117 @@ def test_an_items_traceparent_names_its_hops_span(parent: str, provider: TracerP
             f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
         )
     assert child.came == hop.span
+
+
+def test_a_hop_made_whole_has_every_field_its_class_has(provider: TracerProvider) -> None:
+    """The span maker writes a hop's slots itself (not through ``__init__``): every
+    field of ``_Hop`` is set, to what ``__init__`` would have set."""
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    item = af.Data(id="m", trace=PARENT)
+    (hop,) = direct.open("a process", "a", [item], [0], 7)
+    expected = _tracing._Hop("m", PARENT, hop.traceparent, hop.span, hop.came, 7, item)
+    for field in attrs.fields(_tracing._Hop):  # every slot read: none left unset
+        assert getattr(hop, field.name) == getattr(expected, field.name), field.name
+    assert hop.came is not None
+    assert hop.came.span_id == int(PARENT[36:52], 16)
+
+
+# -- an actor's spans whatever it does with what it took ----------------------------------
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["take", "same", "reversed", "copies", "fail", "done", "back"]),
+        st.integers(0, 3),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=STEPS)
+def test_every_span_opened_ends_once_whatever_the_actor_sends(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Batches taken, sent on at their places, in another order or as copies, failed,
+    given back, done, in any order: every span opened is handed over once (those given
+    back unhandled: never), each copy sent names the span of an item of its id, a
+    failed item's span says so, and nothing is left open or indexed at the end."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = _tracing.Tracing.start("fuzz", 1.0, provider)
+    hops = ActorTracing(
+        tracing, "p", "process", origin=False, says_done=True, outputs={"out": []}, remote=True
+    )
+    open_batches: list[list[af.Data]] = []
+    sent: list[af.Data] = []
+    opened = dropped = 0
+    failed_ids: set[str] = set()
+    made = 0
+    for step, n in steps:
+        if step == "take" or not open_batches:
+            batch = [af.Data(id=f"m{made + i}", trace=PARENT) for i in range(n + 1)]
+            made += n + 1
+            hops("message.received", batch)
+            open_batches.append(batch)
+            opened += len(batch)
+            continue
+        batch = open_batches[n % len(open_batches)]
+        if step in ("same", "reversed", "copies"):
+            out = {
+                "same": list(batch),
+                "reversed": batch[::-1],
+                "copies": [item.evolve(fields={"n": 1}) for item in batch],
+            }[step]
+            hops("message.sent", out, "out")
+            sent += out
+        elif step == "fail":
+            hops("message.failed", batch[:1])
+            failed_ids.add(batch[0].id)
+        else:
+            if step == "back":
+                before = len(hops._hops_by_id().get(batch[-1].id, ()))
+                hops("message.returned", batch[-1:])
+                dropped += before - len(hops._hops_by_id().get(batch[-1].id, ()))
+            hops("message.done", batch)
+            open_batches.remove(batch)
+    if not open_batches:  # all done: no span left open, the index forgotten
+        assert (hops.batches, hops.index) == ({}, None)
+    hops.close()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == opened - dropped
+    assert len({span.context.span_id for span in spans if span.context}) == len(spans)
+    ids = {}
+    for span in spans:
+        assert span.context is not None
+        traceparent = f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+        ids[traceparent] = str((span.attributes or {})["message.id"])
+    for copy in sent:
+        assert copy.trace is not None
+        assert ids[copy.trace] == copy.id  # a copy names the span of its item
+    for span in spans:
+        if span.status.status_code is StatusCode.ERROR:
+            assert (span.attributes or {})["message.id"] in failed_ids
+    assert hops.batches == {}
+    assert hops.index is None
+
+
+def test_the_contexts_kept_are_bounded_and_the_newest_kept(provider: TracerProvider) -> None:
+    """The cache of contexts made (plain dicts trimmed in bulk) never holds more than
+    its bound, and the last ones made, which the next hop here looks for, are in it."""
+    direct = _spans_for(provider.get_tracer("t"))
+    assert isinstance(direct, _Direct)
+    items = [af.Data(trace=PARENT) for _ in range(100)]
+    for _ in range(3 * _tracing._MADE // 100):
+        hops = direct.open("a process", "a", items, range(100), 1)
+        assert len(direct.made) <= _tracing._MADE
+        assert all(direct.made[hop.traceparent] is hop.span for hop in hops if hop.traceparent)
+    kept: dict[int, int] = {}
+    for key in range(1000):
+        kept[key] = key
+        if len(kept) > 64:
+            _tracing._trim(kept, 32)
+        assert key in kept
+        assert len(kept) <= 64
+    assert list(kept) == sorted(kept)  # the oldest went first

@@ -582,7 +582,7 @@ def _received(room: Room, link: Link, batch: list[Any]) -> None:
     goes back to the link first, so the failure loses nothing (it is retaken)."""
     if room.watched:
         try:
-            room.trace("message.received", batch, link=link.name)
+            room.trace("message.received", batch, link=link)
         except BaseException:
             link.requeue(batch)
             raise

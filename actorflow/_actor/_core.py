@@ -76,6 +76,13 @@ _DRIVERS: dict[ModuleKind, Callable[[Actor, Incarnation], _Driver]] = {
 }
 
 
+def _named(fields: dict[str, Any]) -> dict[str, Any]:
+    """A traced batch's log fields: its ``link`` (the ``Link``) by name, built only
+    when logged (a link's name is built when asked)."""
+    link = fields.get("link")
+    return fields if link is None else {**fields, "link": link.name}
+
+
 class Actor:
     """The runtime object that drives one module (a Worker for the supervisor)."""
 
@@ -304,12 +311,11 @@ class Actor:
 
     def trace(self, event: str, items: list[Any], **fields: Any) -> None:
         """Spans if it traces; ids logged if debug (for ``actorflow logs --trace``)."""
-        hops, where = self.hops, fields.get("port", fields.get("link"))
-        if hops is not None and not hops(event, items, where):
+        if self.hops is not None and not self.hops(event, items, fields.get("port")):
             return
         ids = [item.id for item in items if isinstance(item, Data)]
         if ids:
-            self.log.debug(event, message_ids=ids, **fields)
+            self.log.debug(event, message_ids=ids, **_named(fields))
 
     def status(self) -> ActorStatus:
         return _status_of(self)

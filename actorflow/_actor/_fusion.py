@@ -259,7 +259,7 @@ class Fusion:
             link.delivered += count
         try:
             if room.watched:
-                room.trace("message.received", items, link=link.name)
+                room.trace("message.received", items, link=link)
             handle = self._handler_of(link)
         except Exception:
             # Not the producer's failure: the items wait in the link, and the own task

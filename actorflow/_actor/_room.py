@@ -28,8 +28,8 @@ __all__ = ["Hops", "Room", "spans_done"]
 
 class Hops(Protocol):
     """An actor's tracing (see ``actorflow._tracing.ActorTracing``): told of each batch
-    it sends (``where``: the port), takes (the link's name), is done with; whether the
-    actor logs the batch's ids too."""
+    it sends (``where``: the port), takes, is done with; whether the actor logs the
+    batch's ids too."""
 
     def __call__(self, event: str, items: list[Any], where: Any = None, /) -> bool: ...
 

@@ -36,7 +36,7 @@ def read_port(room: Room, port: str, limit: int | None) -> list[Any]:
             break
         got = link.take(free)
         if room.watched:
-            room.trace("message.received", got, link=link.name)
+            room.trace("message.received", got, link=link)
         taken.extend(got)
     return taken
 

@@ -766,6 +766,8 @@ class ActorTracing:
                 # One hop per place, made together (zip's strict=True, a keyword, would
                 # double its cost here).
                 for index, hop in zip(at, hops):  # noqa: B905
+                    if hop.returned:  # its span was dropped: it goes on as it came
+                        continue
                     hop.sent_at = now
                     if hop.traceparent is not None:
                         items[index] = _retraced(items[index], hop.traceparent)

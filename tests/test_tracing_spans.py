@@ -606,3 +606,24 @@ def test_the_contexts_kept_are_bounded_and_the_newest_kept(provider: TracerProvi
         assert key in kept
         assert len(kept) <= 64
     assert list(kept) == sorted(kept)  # the oldest went first
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_an_item_given_back_and_sent_goes_on_with_the_trace_it_came_with(
+    copy: bool, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A hop given back has its span dropped: the item (or its copy) sent after that
+    still names the span it came from, never the dropped one (no orphan parent)."""
+    tracing = _tracing.Tracing.start("g", 1.0, provider)
+    hops = ActorTracing(
+        tracing, "p", "process", origin=False, says_done=True, outputs={"out": []}, remote=True
+    )
+    batch = [af.Data(id="m", trace=PARENT)]
+    hops("message.received", batch)
+    hops("message.returned", batch)
+    sent = [batch[0].evolve() if copy else batch[0]]
+    hops("message.sent", sent, "out")
+    hops("message.done", batch)
+    hops.close()
+    assert sent[0].trace == PARENT
+    assert exporter.get_finished_spans() == ()

@@ -186,6 +186,9 @@ class Changes:
     tombstones: set[str] = attrs.field(factory=set)
     """Removed modules whose snapshot the store failed to delete: one added later under
     such a name deletes it first (or is refused), never restoring the removed state."""
+    observe: Callable[[Actor], None] = lambda actor: None
+    """Gives an added module's actor what the system's metrics and traces read, as
+    every actor gets at start-up."""
 
     # -- checks ------------------------------------------------------------------------
 
@@ -698,6 +701,7 @@ def _new_actor(self: Changes, spec: ModuleSpec, module: Module) -> Actor:
     ) or trio.CapacityLimiter(wiring.settings.thread_limit)
     wiring.order.append(spec.name)
     self.here.add(spec.name)
+    self.observe(actor)
     return actor
 
 

@@ -107,7 +107,14 @@ class System:
         self._wiring = Wiring(graph, settings, self.here, self.log)
         """The actors and every join between them."""
         self.changes = Changes(
-            graph, self._wiring, self.log, self, self._stopping_now, lambda: self.root, self.here
+            graph,
+            self._wiring,
+            self.log,
+            self,
+            self._stopping_now,
+            lambda: self.root,
+            self.here,
+            observe=partial(_observe_actor, self),
         )
         """Modules added, removed, stopped, started and replaced while it runs."""
         self._failure: ActorflowError | None = None
@@ -576,14 +583,20 @@ def handling_times(system: System) -> dict[str, HandlingTimes]:
 
 def _observe(system: System) -> None:
     """Give each actor what the metrics and the traces of ``system`` read."""
-    from ._timings import HandlingTimes
-
     for actor in system._wiring.actors.values():
-        if system._listeners is not None:
-            actor.pacing.timings = HandlingTimes()
-        if system._tracing is not None:
-            remote = any(link.remote and link.target == actor.name for link in system.graph.links)
-            actor.hops = system._tracing.for_actor(actor, remote=remote)
+        _observe_actor(system, actor)
+
+
+def _observe_actor(system: System, actor: Actor) -> None:
+    """Give ``actor`` (at start-up, or added later) what the metrics and the traces of
+    ``system`` read: its handling-time histogram, its spans."""
+    if system._listeners is not None:
+        from ._timings import HandlingTimes
+
+        actor.pacing.timings = HandlingTimes()
+    if system._tracing is not None:
+        remote = any(link.remote and link.target == actor.name for link in system.graph.links)
+        actor.hops = system._tracing.for_actor(actor, remote=remote)
 
 
 async def _serve_metrics(system: System, *, task_status: trio.TaskStatus[None]) -> None:

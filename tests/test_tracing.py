@@ -991,3 +991,43 @@ def test_items_chosen_in_runs_are_still_that_share_of_the_items(run: int, ratio:
     runs = "".join("x" if traced else "." for traced in chosen).split(".")[:-1]  # last: cut
     assert all(len(each) % run == 0 for each in runs)  # runs side by side make one
     assert {len(each) for each in runs} - {0} != set()
+
+
+async def test_a_module_added_while_it_runs_makes_spans_and_timings_as_the_others(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A processor added to a running, traced system with metrics gets its hop's span
+    in each item's trace (its parent the hop before it) and a handling-time histogram,
+    as a module there from the start does."""
+    from actorflow._system import handling_times
+
+    graph = af.Graph(name="grown")
+    graph.add("in", DataInlet)
+    graph.add("sink", Drop)
+    graph.link("in", "sink")
+    async with af.open_system(
+        graph, trace_ratio=1.0, tracer_provider=provider, settings=af.Settings(metrics=0)
+    ) as system:
+        await system.add("late", Inc, links=[("in", "late"), ("late", "sink")])
+        for n in range(3):
+            await system.send("in", af.Data(fields={"n": n}))
+        await system.close("in")
+        await system.wait()
+        timed = handling_times(system)
+    traces = by_trace(exporter.get_finished_spans()).values()
+    # Each item goes to the sink straight from the inlet and through the added module.
+    assert len(traces) == 3
+    for spans in traces:
+        late = [span for span in spans if span.name == "late process"]
+        assert len(late) == 1
+        root = next(span for span in spans if span.parent is None)
+        assert root.name == "in send"
+        assert late[0].parent is not None
+        assert root.context is not None
+        assert late[0].parent.span_id == root.context.span_id
+        assert len([span for span in spans if span.name == "sink consume"]) == 2
+    assert "late" in timed
+
+
+class DataInlet(af.Inlet):
+    outputs: ClassVar = {"out": af.Data}

@@ -167,6 +167,9 @@ class Changes:
     """The root supervisor, once the system runs."""
     here: set[str]
     """The modules that run in this process (``System.here``: the dashboard reads it)."""
+    observe: Callable[[Actor], None] = lambda actor: None
+    """Gives an added module's actor what the system's metrics and traces read, as
+    every actor gets at start-up."""
     stopped: set[str] = attrs.field(factory=set)
     """Modules stopped by :meth:`stop_module` and not started since."""
     lock: trio.Lock = attrs.field(factory=trio.Lock)
@@ -186,9 +189,6 @@ class Changes:
     tombstones: set[str] = attrs.field(factory=set)
     """Removed modules whose snapshot the store failed to delete: one added later under
     such a name deletes it first (or is refused), never restoring the removed state."""
-    observe: Callable[[Actor], None] = lambda actor: None
-    """Gives an added module's actor what the system's metrics and traces read, as
-    every actor gets at start-up."""
 
     # -- checks ------------------------------------------------------------------------
 

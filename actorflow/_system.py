@@ -106,15 +106,9 @@ class System:
         self.log = get_logger(graph=graph.name)
         self._wiring = Wiring(graph, settings, self.here, self.log)
         """The actors and every join between them."""
+        stopping, observe = self._stopping_now, partial(_observe_actor, self)
         self.changes = Changes(
-            graph,
-            self._wiring,
-            self.log,
-            self,
-            self._stopping_now,
-            lambda: self.root,
-            self.here,
-            observe=partial(_observe_actor, self),
+            graph, self._wiring, self.log, self, stopping, lambda: self.root, self.here, observe
         )
         """Modules added, removed, stopped, started and replaced while it runs."""
         self._failure: ActorflowError | None = None

@@ -103,6 +103,10 @@ _HELD: Final = 1024
 _HELD_FOR: Final = 60 * 10**9
 """Traced items an actor was done with but did not send on are looked for in what it
 sends for a minute (at most ``_HELD`` of them): a window may send them later."""
+_EXPECTED_FOR: Final = 60 * 10**9
+"""Traced items expected and none found for a minute: they were lost on the way (a
+lossy link dropped them, the link was removed), and the actor stops reading every
+batch it takes for them (an untraced batch costs it nothing again)."""
 _ERROR: Final = Status(StatusCode.ERROR, "the actor's hook raised on this item")
 _UNSET: Final = Status(StatusCode.UNSET)
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
@@ -662,6 +666,8 @@ class ActorTracing:
     """It takes from a remote link: every batch is read (a trace from another process)."""
     expected: int = 0
     """Traced items sent its way and not yet found in what it took."""
+    looking_since: int = 0
+    """When it last began to look for expected items in vain (0: found some since)."""
     index: dict[str, list[_Hop]] | None = None
     batches: dict[int, tuple[list[Any], list[_Hop], list[int]]] = attrs.field(factory=dict)
     held: OrderedDict[str, int] = attrs.field(factory=OrderedDict)
@@ -813,8 +819,11 @@ class ActorTracing:
         if at is None and (self.expected or self.remote or self.watch_takes):
             self.watch_takes = max(0, self.watch_takes - 1)
             at = _traced_at(items) if _any_traced(items) else None
+            if not at and self.expected:
+                self._looked_in_vain()
         if not at:
             return False
+        self.looking_since = 0
         left = self.expected - len(at)
         self.expected = left if left > 0 else 0
         now = self.last = time_ns()
@@ -830,6 +839,15 @@ class ActorTracing:
         if len(batches) > _MAX_BATCHES:  # never reported done: end the oldest
             self._end(batches.pop(next(iter(batches)))[1], now)
         return True
+
+    def _looked_in_vain(self) -> None:
+        """None of the traced items expected was in a batch read whole: after
+        :data:`_EXPECTED_FOR` of that, they were lost on the way; stop expecting them."""
+        now = time_ns()
+        if not self.looking_since:
+            self.looking_since = now
+        elif now - self.looking_since > _EXPECTED_FOR:
+            self.expected = self.looking_since = 0
 
     def _hops_by_id(self) -> dict[str, list[_Hop]]:
         """The open spans by item id (made from ``batches`` if not kept yet: then kept

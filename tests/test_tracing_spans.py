@@ -627,3 +627,36 @@ def test_an_item_given_back_and_sent_goes_on_with_the_trace_it_came_with(
     hops.close()
     assert sent[0].trace == PARENT
     assert exporter.get_finished_spans() == ()
+
+
+def test_traced_items_lost_on_the_way_are_no_longer_expected_after_a_minute(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lossy link may drop traced items sent to an actor: it reads batches whole
+    while it expects them, and stops a minute after it last found one, so untraced
+    batches cost it nothing again (it read every batch for the rest of the run)."""
+    clock = [10**12]
+    monkeypatch.setattr(_tracing, "time_ns", lambda: clock[0])
+
+    @attrs.define
+    class Owner:
+        watched: bool = False
+
+    owner = Owner()
+    tracing = _tracing.Tracing.start("g", 1.0, provider)
+    hops = ActorTracing(
+        tracing, "p", "process", origin=False, says_done=True, outputs={}, owner=owner
+    )
+    hops.expect(2)  # two traced items sent its way, then dropped by the link
+    for _ in range(3):
+        batch = [af.Data(fields={"n": 1})]
+        hops("message.received", batch)
+        hops("message.done", batch)
+        clock[0] += 25 * 10**9
+    assert owner.watched
+    assert hops.expected == 2
+    batch = [af.Data(fields={"n": 2})]
+    hops("message.received", batch)
+    hops("message.done", batch)
+    assert hops.expected == 0
+    assert not owner.watched

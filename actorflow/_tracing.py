@@ -670,9 +670,10 @@ class ActorTracing:
     """When it last began to look for expected items in vain (0: found some since)."""
     index: dict[str, list[_Hop]] | None = None
     batches: dict[int, tuple[list[Any], list[_Hop], list[int]]] = attrs.field(factory=dict)
-    held: OrderedDict[str, int] = attrs.field(factory=OrderedDict)
-    """Traced items it was done with but did not send on, by id: when (it may yet send
-    them, a window's items); forgotten after ``_HELD_FOR`` ns, beyond ``_HELD`` items."""
+    held: OrderedDict[str, tuple[int, str | None, str | None]] = attrs.field(factory=OrderedDict)
+    """Traced items it was done with but did not send on, by id: when, the trace they
+    came with and the one its span gives them (it may yet send them, a window's items);
+    forgotten after ``_HELD_FOR`` ns, beyond ``_HELD`` items."""
     last: int = 0
     skip: int = 0
     """How many more items it sends before the next one chosen."""
@@ -802,11 +803,20 @@ class ActorTracing:
 
     def _entered(self, items: list[Any]) -> list[int]:
         """Where the traced items it sends without a span of its own are; those it
-        held are no longer held."""
+        held are no longer held, and go on as children of the span it had for them
+        (a window sends them after that span ended)."""
         at = _traced_at(items)
         held = self.held
+        found = []
         for index in at:
-            held.pop(items[index].id, None)
+            item = items[index]
+            kept = held.get(item.id)
+            if kept is not None:
+                found.append(item.id)
+                if kept[2] is not None and item.trace == kept[1]:
+                    items[index] = _retraced(item, kept[2])
+        for key in found:  # after: one item sent twice in one batch, both copies
+            held.pop(key, None)
         return at
 
     def _received(self, items: list[Any]) -> bool:
@@ -924,7 +934,7 @@ class ActorTracing:
             held = self.held
             for hop in hops:
                 if not hop.sent_at and not hop.returned:
-                    held[hop.id] = now
+                    held[hop.id] = (now, hop.parent, hop.traceparent)
                     if len(held) > _HELD:
                         held.popitem(last=False)
         self.spans.end(hops, now, self.span_name, self.name)
@@ -978,11 +988,11 @@ def _trim(kept: dict[Any, Any], keep: int) -> None:
         del kept[key]
 
 
-def _forget(held: OrderedDict[str, int], now: int) -> None:
+def _forget(held: OrderedDict[str, tuple[int, str | None, str | None]], now: int) -> None:
     """Forget the held items kept longer than ``_HELD_FOR``."""
     while held:
         oldest = next(iter(held))
-        if now - held[oldest] < _HELD_FOR:
+        if now - held[oldest][0] < _HELD_FOR:
             return
         del held[oldest]
 

@@ -313,6 +313,13 @@ def test_items_a_window_holds_back_are_still_followed_downstream(
     for names in by_item.values():
         assert names == {"src send", "window process", "after process", "sink consume"}
     assert all(len(ids) == 1 for ids in traces.values())
+    # Each item's hop after the window is the child of the window's span of that item,
+    # though the window sent it after that span had ended.
+    span_of = {(span.context.span_id if span.context else 0): span for span in spans}
+    for span in spans:
+        if span.name == "after process":
+            assert span.parent is not None
+            assert span_of[span.parent.span_id].name == "window process"
 
 
 def test_an_error_status_reaches_the_exporter_of_spans_made_whole(

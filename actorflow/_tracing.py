@@ -580,9 +580,10 @@ def _description(sampler: Sampler) -> str:
 
 
 _PLAIN_PROCESSORS: Final = (BatchSpanProcessor, SimpleSpanProcessor)
-_DEFAULT_SAMPLERS: Final = frozenset(
-    {_description(ParentBased(ALWAYS_ON)), _description(ALWAYS_ON)}
-)
+_DEFAULT_SAMPLERS: Final = frozenset({_description(ParentBased(ALWAYS_ON))})
+"""The SDK's default: a span for every sampled parent, none for an unsampled one (what
+:class:`_Direct` does). ``ALWAYS_ON`` records spans under an unsampled parent too: it
+goes through ``start_span``."""
 
 
 def _spans_for(tracer: Tracer) -> _Spans:

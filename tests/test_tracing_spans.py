@@ -667,3 +667,20 @@ def test_traced_items_lost_on_the_way_are_no_longer_expected_after_a_minute(
     hops("message.done", batch)
     assert hops.expected == 0
     assert not owner.watched
+
+
+def test_always_on_records_a_span_under_an_unsampled_parent_as_start_span_does(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """``ALWAYS_ON`` (not the default ``ParentBased(ALWAYS_ON)``) records a span even
+    when the item's parent is not sampled: spans then go through ``start_span``."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = _spans_for(provider.get_tracer("t"))
+    assert isinstance(spans, _ViaTracer)
+    (hop,) = spans.open("a process", "a", [af.Data(id="m", trace=PARENT[:-2] + "00")], [0], 1)
+    spans.end([hop], 2, "a process", "a")
+    (made,) = exporter.get_finished_spans()
+    assert made.name == "a process"

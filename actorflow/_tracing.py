@@ -900,7 +900,8 @@ class ActorTracing:
         open_hops = self._hops_by_id()
         for item in items:
             if isinstance(item, Data):
-                for hop in open_hops.get(item.id, ()):
+                hop = _failing_hop(open_hops.get(item.id, ()), item)
+                if hop is not None:
                     hop.failed = True
 
     def _returned(self, items: list[Any]) -> None:
@@ -1029,6 +1030,20 @@ def _slot_setters() -> tuple[Callable[[Data, Any], None], ...] | None:
 
 
 _SLOTS: Final = _slot_setters()
+
+
+def _failing_hop(hops: Iterable[_Hop], item: Data) -> _Hop | None:
+    """The hop of the copy of ``item`` that failed: one per failure (copies of one item
+    may be open at once, with workers), the very item's first, else one of its trace,
+    else any copy of its id, not failed already."""
+    candidates = [hop for hop in hops if not hop.failed]
+    for hop in candidates:
+        if hop.item is item:
+            return hop
+    for hop in candidates:
+        if hop.parent == item.trace:
+            return hop
+    return candidates[0] if candidates else None
 
 
 def _same_places(items: list[Any], hops: list[_Hop], at: list[int]) -> bool:

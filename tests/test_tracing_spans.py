@@ -684,3 +684,19 @@ def test_always_on_records_a_span_under_an_unsampled_parent_as_start_span_does(
     spans.end([hop], 2, "a process", "a")
     (made,) = exporter.get_finished_spans()
     assert made.name == "a process"
+
+
+def test_one_failure_marks_one_copy_of_an_item_open_twice(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Two copies of one item open at once (sent twice upstream, workers): one raise
+    gives one span the error status, not both."""
+    tracing = _tracing.Tracing.start("g", 1.0, provider)
+    hops = ActorTracing(tracing, "p", "process", origin=False, says_done=True, remote=True)
+    item = af.Data(id="m", trace=PARENT)
+    batch = [item, item]
+    hops("message.received", batch)
+    hops("message.failed", [item])
+    hops("message.done", batch)
+    statuses = sorted(span.status.status_code.name for span in exporter.get_finished_spans())
+    assert statuses == ["ERROR", "UNSET"]

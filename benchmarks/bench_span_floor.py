@@ -30,7 +30,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' helpers
 
 SPANS_PER_ITEM = 6
 """The root (the source) and one span per hop (four processors, the sink)."""
@@ -42,24 +43,14 @@ spans by default) never fills, so no span is dropped (dropping costs less)."""
 
 def sdk_cpu_per_item(items: int) -> float:
     """CPU seconds (both threads) the SDK's part of ``items`` traced items takes."""
+    from _otel import Discard
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
     from actorflow._tracing import _Queue, _span_template
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-        def shutdown(self) -> None:
-            pass
 
     processor = BatchSpanProcessor(Discard())
     queue = _Queue(processor)
@@ -103,7 +94,6 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--work", choices=("none", "json"), default="none")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_observability
 
     sdk, pipeline = [], []

@@ -42,18 +42,11 @@ NAMES = ("src", "p0", "p1", "p2", "p3", "sink")
 
 def _actors(gap: int) -> tuple[Any, list[Any]]:
     """The pipeline's tracing, whose source chooses one item in ``gap`` from the 6th."""
+    from _otel import Discard
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from actorflow._tracing import _VERBS, ActorTracing, Tracing
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
     # A queue that never fills: replayed without pause, batches come faster than its

@@ -12,7 +12,6 @@ import time
 import tomllib
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,17 +134,6 @@ def finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
-@pytest.fixture
-def stopped() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started; killed if the test ends before they do."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
 REMOTE = "claim_idle = 0.5, batch = 20"
 PATIENT_REMOTE = "claim_idle = 60, batch = 10"
 """A lease that only a release (not its expiry) can free within a test."""
@@ -176,7 +164,7 @@ def write_journal_graph(
 
 
 def test_a_consumer_process_killed_mid_stream_is_replaced_without_loss(
-    plant: Path, redis_server: RedisServer, stopped: list[subprocess.Popen[str]]
+    plant: Path, redis_server: RedisServer, started: list[subprocess.Popen[str]]
 ) -> None:
     """Producer and consumer in two processes; the consumer is killed (SIGKILL) while
     it holds unacknowledged items; a new consumer process takes over: every item is
@@ -187,13 +175,13 @@ def test_a_consumer_process_killed_mid_stream_is_replaced_without_loss(
     )
     producer = start(plant, "graph.toml", "numbers")
     first = start(plant, "graph.toml", "journal")
-    stopped += [producer, first]
+    started += [producer, first]
     wait_for(lambda: len(journal(log)) >= 150)
     first.send_signal(signal.SIGKILL)
     first.communicate()
     handled_by_first = len(journal(log))
     second = start(plant, "graph.toml", "journal")
-    stopped.append(second)
+    started.append(second)
     finish(producer)
     finish(second)
     seen = Counter(n for _, n in journal(log))
@@ -206,7 +194,7 @@ def test_a_consumer_process_killed_mid_stream_is_replaced_without_loss(
 
 
 def test_a_shared_stage_splits_its_items_and_rebalances(
-    plant: Path, redis_server: RedisServer, stopped: list[subprocess.Popen[str]]
+    plant: Path, redis_server: RedisServer, started: list[subprocess.Popen[str]]
 ) -> None:
     """The same graph file on three processes: one runs the source, the others the
     shared stage. The stage's items are split between its instances; one instance is
@@ -241,12 +229,12 @@ def test_a_shared_stage_splits_its_items_and_rebalances(
     producer = start(plant, "graph.toml", "numbers")
     stage_a = start(plant, "graph.toml", "work", "journal")
     stage_b = start(plant, "graph.toml", "work", "journal")
-    stopped += [producer, stage_a, stage_b]
+    started += [producer, stage_a, stage_b]
     wait_for(lambda: len({pid for pid, _ in journal(log)}) == 2 and len(journal(log)) >= 60)
     stage_a.send_signal(signal.SIGKILL)  # a machine goes away
     stage_a.communicate()
     stage_c = start(plant, "graph.toml", "work", "journal")  # another one comes
-    stopped.append(stage_c)
+    started.append(stage_c)
     finish(producer)
     finish(stage_b)
     finish(stage_c)
@@ -259,7 +247,7 @@ def test_a_shared_stage_splits_its_items_and_rebalances(
 
 
 def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at_once(
-    plant: Path, redis_server: RedisServer, stopped: list[subprocess.Popen[str]]
+    plant: Path, redis_server: RedisServer, started: list[subprocess.Popen[str]]
 ) -> None:
     """SIGTERM (docker stop, systemd) drains the consumer, runs its cleanups, releases
     its lease and leaves nothing handled twice: a replacement started at once takes the
@@ -271,7 +259,7 @@ def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at
     )
     producer = start(plant, "graph.toml", "numbers")
     first = start(plant, "graph.toml", "journal")
-    stopped += [producer, first]
+    started += [producer, first]
     wait_for(lambda: len(journal(log)) >= 60)
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=30)
@@ -282,7 +270,7 @@ def test_sigterm_on_a_consumer_gives_up_its_lease_so_a_replacement_takes_over_at
     handled_by_first = len(journal(log))
     began = time.monotonic()
     second = start(plant, "graph.toml", "journal")
-    stopped.append(second)
+    started.append(second)
     finish(producer)
     finish(second)
     assert time.monotonic() - began < 30  # not the 60 s a held lease would cost
@@ -311,7 +299,7 @@ def stream_length(url: str, key: str) -> int:
 def test_a_producer_whose_consumer_is_down_ends_on_sigterm_within_its_drain_timeout(
     plant: Path,
     redis_server: RedisServer,
-    stopped: list[subprocess.Popen[str]],
+    started: list[subprocess.Popen[str]],
     second_signal: bool,
 ) -> None:
     """The stream is full and nobody consumes it: SIGTERM stops the source, the pump
@@ -332,7 +320,7 @@ def test_a_producer_whose_consumer_is_down_ends_on_sigterm_within_its_drain_time
         stderr=subprocess.PIPE,
         text=True,
     )
-    stopped.append(producer)
+    started.append(producer)
     key = f"actorflow:{graph}:numbers.out>journal.in"
     wait_for(lambda: stream_length(redis_server.url, key) >= 2)  # full: 20 items, 2 entries
     began = time.monotonic()

@@ -270,6 +270,34 @@ async def test_a_second_instance_waits_as_a_standby(
     assert any(e["event"] == "remote.lease_taken" for e in logs)
 
 
+async def test_a_standby_stopped_gracefully_ends_at_once_and_the_holder_goes_on(
+    redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """``stop()`` on a process whose consumer waits for the lease (a standby) ends it at
+    once, while the holder still reads: it holds nothing (it waited for the lease until
+    the holder ended, or for ever); the holder goes on, in order."""
+    name = unique("standby_stop")
+    remote = af.Remote(url=redis_server.url, claim_idle=0.5, batch=10)
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+    with trio.fail_after(30):
+        async with (
+            af.open_system(chain(name, 20_000, remote, []), only={"numbers"}) as producer,
+            af.open_system(chain(name, 20_000, remote, first, delay=0.002), only={"keep"}) as one,
+        ):
+            async with af.open_system(chain(name, 20_000, remote, second), only={"keep"}) as two:
+                await wait_until(lambda: any(e["event"] == "remote.standby" for e in logs))
+                await two.stop()
+                with trio.fail_after(5):
+                    await two.wait()
+            assert one.status().state is af.SystemState.RUNNING  # still the holder
+            producer.cancel()
+            one.cancel()
+    assert two.status().state is af.SystemState.DONE
+    assert second == []
+    assert [d.fields["n"] for d in first] == list(range(len(first)))
+
+
 async def test_a_standby_leaves_a_lease_that_lapsed_in_an_outage_to_its_holder(
     own_redis_server: RedisServer, logs: list[dict[str, Any]]
 ) -> None:

@@ -100,6 +100,8 @@ class ConsumerPump:
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
+        self._standing_by: trio.CancelScope | None = None
+        """Set while it waits for the lease (a standby): a stop cancels the wait."""
         self._keeper: Keeper | None = None
 
     def __repr__(self) -> str:
@@ -107,8 +109,11 @@ class ConsumerPump:
 
     def stop(self) -> None:
         """Stop reading (a graceful stop of the system): what is here is still handled
-        and acknowledged; what is in the stream stays for the group."""
+        and acknowledged; what is in the stream stays for the group. A standby still
+        waiting for the lease stops waiting: it holds nothing."""
         self._stopping = True
+        if self._standing_by is not None:
+            self._standing_by.cancel()
         self.link.wake_producers()
 
     def statistics(self) -> PumpStatistics:
@@ -137,20 +142,10 @@ class ConsumerPump:
         ):
             await retry(lambda: ensure_group(client, self.stream, self.group))
             try:
-                async with trio.open_nursery() as helpers:
-                    if not self.shared:
-                        within = self.remote.timeout
-                        await take_lease(self.lease, client, retry, self.url, within)
-                    self.link.leased.set()
-                    # The lease and what is held are kept from a thread: a hook that
-                    # blocks the loop must not let them lapse (see _keeper).
-                    self._keeper = self._start_keeper()
-                    helpers.start_soon(self._keeper.watch)
-                    helpers.start_soon(self._acknowledge, client, retry)
-                    try:
-                        await self._read(client, retry)
-                    finally:
-                        helpers.cancel_scope.cancel()
+                if self.shared or await self._took_lease(client, retry):
+                    await self._serve(client, retry)
+                else:
+                    self.link.close()  # stopped as a standby: it holds nothing
                 # A graceful end: wait until what is here was handled and acknowledged.
                 while not self._consumer_gone() and (self.link.items or self.link.in_hand):
                     await self.link.wait_for_space()  # woken when the module takes or settles
@@ -159,6 +154,32 @@ class ConsumerPump:
                 await self._finish()
                 raise
             await self._finish(client)
+
+    async def _serve(self, client: Client, retry: Retrying) -> None:
+        """Read the stream into the link until it ends or the system stops, keeping the
+        claims and acknowledging what was handled meanwhile."""
+        self.link.leased.set()
+        async with trio.open_nursery() as helpers:
+            # The lease and what is held are kept from a thread: a hook that blocks the
+            # loop must not let them lapse (see _keeper).
+            self._keeper = _start_keeper(self)
+            helpers.start_soon(self._keeper.watch)
+            helpers.start_soon(self._acknowledge, client, retry)
+            try:
+                await self._read(client, retry)
+            finally:
+                helpers.cancel_scope.cancel()
+
+    async def _took_lease(self, client: Client, retry: Retrying) -> bool:
+        """Wait until the stream's lease is this consumer's (a standby until then);
+        False if the system stopped first."""
+        with trio.CancelScope() as self._standing_by:
+            if not self._stopping:
+                await take_lease(self.lease, client, retry, self.url, self.remote.timeout)
+                self._standing_by = None
+                return True
+        self._standing_by = None
+        return False
 
     async def _finish(self, client: Client | None = None) -> None:
         """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled, give up
@@ -183,22 +204,6 @@ class ConsumerPump:
                 self.log.warning("remote.cleanup_failed", error=error)
         if scope.cancelled_caught:
             self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
-
-    def _start_keeper(self) -> Keeper:
-        keeper = Keeper(
-            url=self.url,
-            stream=self.stream,
-            group=self.group,
-            consumer=self.consumer,
-            claim_idle=self.remote.claim_idle,
-            timeout=self.remote.timeout,
-            poll=self.remote.poll,
-            lease=None if self.shared else self.lease,
-            held=self.held,
-            log=self.log,
-        )
-        keeper.start()
-        return keeper
 
     async def _clean_up(self, client: Client) -> None:
         """Acknowledge what was handled, then, in one round trip (each step may be
@@ -537,6 +542,24 @@ class ConsumerPump:
             )
 
         await retry(reset)
+
+
+def _start_keeper(pump: ConsumerPump) -> Keeper:
+    """The thread that keeps ``pump``'s lease and what it holds (see :mod:`._keeper`)."""
+    keeper = Keeper(
+        url=pump.url,
+        stream=pump.stream,
+        group=pump.group,
+        consumer=pump.consumer,
+        claim_idle=pump.remote.claim_idle,
+        timeout=pump.remote.timeout,
+        poll=pump.remote.poll,
+        lease=None if pump.shared else pump.lease,
+        held=pump.held,
+        log=pump.log,
+    )
+    keeper.start()
+    return keeper
 
 
 def hold_limit(buffer: int, batch: int) -> int:

@@ -52,7 +52,7 @@ from ._settings import Settings
 from ._status import ActorState, SystemState, SystemStatus
 from ._store import MemoryStore, Store
 from ._supervisor import Supervisor
-from ._transport import Pump
+from ._transport import Pump, RemoteInLink
 from ._validation import placement_problems
 from ._wiring import Wiring
 
@@ -180,9 +180,10 @@ class System:
         )
 
     async def stop(self, *, drain_timeout: float | None = None) -> None:
-        """Stop gracefully: every source stops producing (and every remote link stops
-        reading from its stream), the end of stream flows down, and the system ends once
-        everything queued has been handled.
+        """Stop gracefully: every source stops producing (and every remote link whose
+        producer runs elsewhere stops reading from its stream; one whose producer runs
+        here reads on to the end that producer writes), the end of stream flows down,
+        and the system ends once everything queued has been handled.
 
         A source whose ``start()`` has not returned ``stop_timeout`` seconds later is
         cancelled. Returns at once; leave the ``async with`` block to wait for the end.
@@ -239,7 +240,11 @@ class System:
         for pump in self._wiring.pumps:
             # A remote link's receiving half is a source here: it stops reading, and
             # what it holds is handled; the rest stays in the stream for the group.
-            pump.stop()
+            # Unless its producer runs here too: then it reads on to the end that
+            # producer writes once drained (else that producer, its stream at its
+            # bound, would wait for room no one here makes).
+            if not _drains_through(pump, self.here):
+                pump.stop()
         if drain_timeout is not None and not self._quiet.is_set():
             self._nursery.start_soon(self._drain_deadline, drain_timeout)
 
@@ -561,6 +566,12 @@ class System:
             for other in others:
                 primary.add_note(f"also: {other}")
         return primary
+
+
+def _drains_through(pump: Pump, here: set[str]) -> bool:
+    """Whether ``pump`` receives a remote link whose producer runs in this process."""
+    link = pump.link
+    return isinstance(link, RemoteInLink) and link.spec.source in here
 
 
 # -- metrics and traces ---------------------------------------------------------------------

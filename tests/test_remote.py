@@ -547,3 +547,40 @@ async def test_shared_instances_slower_than_claim_idle_never_take_each_others_it
                 pass
     numbers = [d.fields["n"] for d in got]
     assert sorted(numbers) == list(range(40))
+
+
+class Expand(af.Processor):
+    """Each item becomes ``width`` items: a producer faster than its stream drains."""
+
+    inputs: ClassVar = {"in": af.Data}
+    outputs: ClassVar = {"out": af.Data}
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def process(self, data: af.Data) -> af.Many:
+        start = data.fields["n"] * self.width
+        return af.Many(af.Data(fields={"n": n}) for n in range(start, start + self.width))
+
+
+async def test_a_stop_without_deadline_drains_a_link_whose_both_halves_run_here(
+    redis_server: RedisServer,
+) -> None:
+    """Both halves of a remote link in one process, its stream at its bound: a graceful
+    stop without a drain deadline reads on to the end the producer writes once
+    drained, so everything sent arrives once, in order (it waited for room for ever)."""
+    got: list[af.Data] = []
+    graph = af.Graph(name=unique("drain_here"))
+    graph.add("numbers", Numbers, count=2000)
+    graph.add("expand", Expand, width=30)
+    graph.add("keep", Keep, into=got)
+    graph.link("numbers", "expand")
+    graph.link("expand", "keep", remote=af.Remote(url=redis_server.url, batch=10), buffer=50)
+    with trio.fail_after(20):
+        async with af.open_system(graph) as system:
+            await wait_until(lambda: len(got) >= 500)
+            await system.stop()
+    status = system.status()
+    assert status.state is af.SystemState.DONE
+    assert status.actors["expand"].emitted == len(got)
+    assert [d.fields["n"] for d in got] == list(range(len(got)))

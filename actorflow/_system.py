@@ -243,8 +243,7 @@ class System:
             # Unless its producer runs here too: then it reads on to the end that
             # producer writes once drained (else that producer, its stream at its
             # bound, would wait for room no one here makes).
-            if not _drains_through(pump, self.here):
-                pump.stop()
+            pump.stop(read_on=_drains_through(pump, self.here))
         if drain_timeout is not None and not self._quiet.is_set():
             self._nursery.start_soon(self._drain_deadline, drain_timeout)
 

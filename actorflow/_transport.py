@@ -78,9 +78,11 @@ class Pump(Protocol):
         """Carry items until the link ends; raise if it cannot (an unreachable server is
         waited out, not raised)."""
 
-    def stop(self) -> None:
+    def stop(self, *, read_on: bool = False) -> None:
         """A graceful stop of the system: stop reading what is not here yet (nothing to
-        do for a sending pump, which ends when its producer does)."""
+        do for a sending pump, which ends when its producer does). ``read_on``: the
+        link's producer runs in this process: read on to the end it writes once
+        drained (its stream may be full: stopped, this would leave it waiting)."""
 
     def statistics(self) -> PumpStatistics:
         """What it has carried so far."""

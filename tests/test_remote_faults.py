@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from functools import partial
 from typing import Any, ClassVar
 from unittest import mock
 
@@ -296,6 +297,41 @@ async def test_a_standby_stopped_gracefully_ends_at_once_and_the_holder_goes_on(
     assert two.status().state is af.SystemState.DONE
     assert second == []
     assert [d.fields["n"] for d in first] == list(range(len(first)))
+
+
+async def holds_lease(url: str, graph: str) -> bool:
+    """Whether a consumer of ``graph``'s link holds its lease (the holder is up)."""
+    async with connect(url) as client:
+        return bool(await client.exists([f"{graph}:numbers.out>keep.in:lease"]))
+
+
+async def test_stopping_the_producers_process_ends_its_standby_and_the_holder_reads_on(
+    redis_server: RedisServer, logs: list[dict[str, Any]]
+) -> None:
+    """The producer's process also runs a standby of the consumer (the holder runs
+    elsewhere): its graceful stop drains the producer and ends the standby at once,
+    while the holder reads on to the end (the standby waited for ever for an end the
+    holder had taken)."""
+    name = unique("standby_here")
+    remote = af.Remote(url=redis_server.url, claim_idle=0.5, batch=10)
+    first: list[af.Data] = []
+    second: list[af.Data] = []
+    with trio.fail_after(30):
+        async with af.open_system(
+            chain(name, 20_000, remote, first, delay=0.001), only={"keep"}
+        ) as holder:
+            await wait_until(partial(holds_lease, redis_server.url, f"actorflow:{name}"))
+            async with af.open_system(chain(name, 20_000, remote, second)) as both:
+                await wait_until(lambda: any(e["event"] == "remote.standby" for e in logs))
+                await wait_until(lambda: len(first) >= 20)
+                await both.stop()
+                with trio.fail_after(5):
+                    await both.wait()
+            assert both.status().state is af.SystemState.DONE
+            await wait_until(lambda: holder.status().state is af.SystemState.DONE)
+    assert second == []
+    sent = both.status().actors["numbers"].emitted
+    assert [d.fields["n"] for d in first] == list(range(sent))
 
 
 async def test_a_standby_leaves_a_lease_that_lapsed_in_an_outage_to_its_holder(

@@ -35,7 +35,7 @@ from ._deliveries import Deliveries
 from ._entries import Intake, is_marker
 from ._keeper import Keeper, take_lease
 from ._keys import check_keys, checked
-from ._lease import Lease
+from ._lease import Lease, try_take
 from ._producer import room_made
 from ._scripts import END, FORGET_IDLE, FORGET_SELF, link_keys
 
@@ -100,6 +100,8 @@ class ConsumerPump:
         self._seen_open: bytes | None = None
         self._took_part = False
         self._stopping = False
+        self._stop_asked = False
+        """A graceful stop was asked (it may read on: see :meth:`stop`)."""
         self._standing_by: trio.CancelScope | None = None
         """Set while it waits for the lease (a standby): a stop cancels the wait."""
         self._keeper: Keeper | None = None
@@ -107,14 +109,18 @@ class ConsumerPump:
     def __repr__(self) -> str:
         return f"<ConsumerPump {self.stream!r} on {redact_url(self.url)}>"
 
-    def stop(self) -> None:
+    def stop(self, *, read_on: bool = False) -> None:
         """Stop reading (a graceful stop of the system): what is here is still handled
-        and acknowledged; what is in the stream stays for the group. A standby still
-        waiting for the lease stops waiting: it holds nothing."""
-        self._stopping = True
+        and acknowledged; what is in the stream stays for the group. ``read_on``: its
+        producer runs in this process: it reads on to the end that producer writes
+        once drained. Either way a standby still waiting for the lease stops waiting:
+        it holds nothing, and the holder reads on."""
+        self._stop_asked = True
         if self._standing_by is not None:
             self._standing_by.cancel()
-        self.link.wake_producers()
+        if not read_on:
+            self._stopping = True
+            self.link.wake_producers()
 
     def statistics(self) -> PumpStatistics:
         """Entries acknowledged and items taken over so far."""
@@ -172,14 +178,16 @@ class ConsumerPump:
 
     async def _took_lease(self, client: Client, retry: Retrying) -> bool:
         """Wait until the stream's lease is this consumer's (a standby until then);
-        False if the system stopped first."""
+        False if a stop was asked first (asked before it began: the lease is taken
+        only if it is free at once)."""
+        if self._stop_asked:
+            return await retry(partial(try_take, client, self.lease)) is None
         with trio.CancelScope() as self._standing_by:
-            if not self._stopping:
-                await take_lease(self.lease, client, retry, self.url, self.remote.timeout)
-                self._standing_by = None
-                return True
+            await take_lease(self.lease, client, retry, self.url, self.remote.timeout)
         self._standing_by = None
-        return False
+        # Taken over only as the stop came (the holder had ended): that holder read to
+        # the end already; what it is stopped for is not to wait, so it does not read.
+        return not self._stop_asked
 
     async def _finish(self, client: Client | None = None) -> None:
         """Also when cancelled (Ctrl-C, a failure): acknowledge what was handled, give up

@@ -167,7 +167,7 @@ class ProducerPump:
     def __repr__(self) -> str:
         return f"<ProducerPump {self.stream!r} on {redact_url(self.url)}>"
 
-    def stop(self) -> None:
+    def stop(self, *, read_on: bool = False) -> None:
         """Nothing to do: the producer's end, when it comes, closes the stream."""
 
     def statistics(self) -> PumpStatistics:

@@ -496,7 +496,7 @@ class _Direct:
         return spans
 
     def roots(self, name: str, now: int, made: list[dict[str, str]]) -> list[str | None]:
-        ids, flags, contexts, template = self.ids, self.root_flags, self.made, self.root_fields
+        ids, flags, contexts = self.ids, self.root_flags, self.made
         trace_bits = random.getrandbits if self.random_ids else _no_bits  # see open
         spans: list[ReadableSpan] = []
         traceparents: list[str | None] = []
@@ -512,13 +512,7 @@ class _Direct:
                 "_end_time": now,
                 "_attributes": attributes,
             }
-            if template is None:
-                spans.append(self._span(fields, SpanKind.PRODUCER))
-            else:  # as _span, inline: paid per item chosen
-                span = _NEW(ReadableSpan)
-                span.__dict__ = whole = template.copy()
-                whole.update(fields)
-                spans.append(span)
+            spans.append(self._span(fields, SpanKind.PRODUCER))
             traceparent = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
             traceparents.append(traceparent)
             contexts[traceparent] = own

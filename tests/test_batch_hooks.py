@@ -461,18 +461,27 @@ def test_each_traced_item_gets_one_span_per_hop_as_with_per_item_hooks() -> None
 
 
 class Costly(af.Processor):
-    """Each item costs a millisecond of (virtual) time: the hook moves the clock on."""
+    """Each call costs (virtual) time, ``per_item`` seconds an item (a millisecond by
+    default) plus ``per_call`` (a round trip): the hook moves the clock on."""
 
     inputs: ClassVar = {"in": int}
     outputs: ClassVar = {"out": int}
 
-    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
+    def __init__(
+        self,
+        clock: trio.testing.MockClock,
+        sizes: list[int],
+        per_item: float = 0.001,
+        per_call: float = 0.0,
+    ) -> None:
         self.clock = clock
         self.sizes = sizes
+        self.per_item = per_item
+        self.per_call = per_call
 
     def process_batch(self, batch: list[int]) -> list[int]:
         self.sizes.append(len(batch))
-        self.clock.jump(0.001 * len(batch))
+        self.clock.jump(self.per_call + self.per_item * len(batch))
         return batch
 
 
@@ -495,22 +504,6 @@ async def test_costly_batches_are_cut_to_fit_the_quantum(
     assert sizes[0] > 10  # the first call learns the cost
     assert max(sizes[1:]) <= 5  # 2.5 ms of a 10 ms quantum at 1 ms an item
     assert sum(sizes) == 300
-
-
-class FixedCost(af.Processor):
-    """Each call costs 20 ms of (virtual) time whatever its size: a round trip."""
-
-    inputs: ClassVar = {"in": int}
-    outputs: ClassVar = {"out": int}
-
-    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
-        self.clock = clock
-        self.sizes = sizes
-
-    def process_batch(self, batch: list[int]) -> list[int]:
-        self.sizes.append(len(batch))
-        self.clock.jump(0.02)
-        return batch
 
 
 class AsyncCost(af.Processor):
@@ -541,7 +534,7 @@ async def test_a_cost_per_call_is_not_cut_into_slices(
     graph = af.Graph()
     graph.add("src", Numbers, count=300)
     if kind == "fixed":
-        graph.add("proc", FixedCost, clock=autojump_clock, sizes=sizes)
+        graph.add("proc", Costly, clock=autojump_clock, sizes=sizes, per_item=0, per_call=0.02)
     else:
         graph.add("proc", AsyncCost, sizes=sizes)
     graph.add("sink", Collect, into=out)

@@ -13,6 +13,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sample_modules import Collect, Numbers
+from test_batch_hooks import Costly
 
 import actorflow as af
 from actorflow.testing import run_graph, run_module
@@ -403,22 +404,6 @@ async def test_a_stop_between_the_slices_of_a_costly_batch_gives_the_rest_back(
         await system.start_module("proc")
     assert out == list(range(300))
     assert sum(sizes) == 300  # nothing handled twice
-
-
-class Costly(af.Processor):
-    """Each item costs a millisecond of (virtual) time: the hook moves the clock on."""
-
-    inputs: ClassVar = {"in": int}
-    outputs: ClassVar = {"out": int}
-
-    def __init__(self, clock: trio.testing.MockClock, sizes: list[int]) -> None:
-        self.clock = clock
-        self.sizes = sizes
-
-    def process_batch(self, batch: list[int]) -> list[int]:
-        self.sizes.append(len(batch))
-        self.clock.jump(0.001 * len(batch))
-        return batch
 
 
 class Lines(af.Sink):

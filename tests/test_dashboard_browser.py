@@ -536,11 +536,15 @@ async def test_a_wide_fan_opens_on_its_source_and_long_names_stop_before_the_bad
 
 class _NotAStream:
     """A server on a port that answers every request with a 503 page (a server still
-    starting, another program's), counting the requests for ``/events``."""
+    starting, another program's), counting the requests for ``/events``; with
+    ``page=True`` it serves the dashboard's page and its script (what a server that
+    went, or is only starting, leaves a page with) but nothing else."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, page: bool = False) -> None:
         import http.server
         import threading
+
+        from actorflow._dashboard._server import STATIC
 
         asked = self.asked = threading.Event()
 
@@ -548,6 +552,15 @@ class _NotAStream:
             def do_GET(self) -> None:
                 if self.path.startswith("/events"):
                     asked.set()
+                served = {"/": "index.html", "/static/dashboard.js": "dashboard.js"}
+                if page and self.path in served:
+                    body = (STATIC / served[self.path]).read_bytes()
+                    kind = "text/html" if self.path == "/" else "text/javascript"
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.send_response(503)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -583,4 +596,28 @@ def test_a_page_whose_stream_was_refused_once_draws_the_next_run(browser: Any) -
             live = browser.find_element(By.ID, "connection").text
         finally:
             second.kill()
+    assert live == "live"
+
+
+def test_a_page_whose_first_answers_failed_listens_and_draws_the_run_that_comes(
+    browser: Any,
+) -> None:
+    """The page loads but its layout and first status are refused (its server went
+    right after the page, or is only starting): it listens all the same, and draws
+    the run served on the port next (it used to wait for ever, found by CI)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    refusing = _NotAStream(port, page=True)
+    try:
+        open_page(browser, f"http://127.0.0.1:{port}/")
+        assert refusing.asked.wait(30), "the page never asked for its stream"
+    finally:
+        refusing.close()
+    with serve_until_killed("third", "e", port) as third:
+        try:
+            wait_for(browser, lambda d: drawn_actors(d) == {"e_in", "e_out"}, seconds=40)
+            live = browser.find_element(By.ID, "connection").text
+        finally:
+            third.kill()
     assert live == "live"

@@ -390,19 +390,25 @@
     redrawing = true;
     try {
       layout = await (await fetch("api/layout")).json();
-      draw(layout);
-      if (selected && !nodes.has(selected)) selected = null;
-      if (snapshot) update(snapshot);
+    } catch {
+      return; // the server went meanwhile: the next status it sends tries again
     } finally {
       redrawing = false;
     }
+    draw(layout);
+    if (selected && !nodes.has(selected)) selected = null;
+    // (A status of another run than the layout's waits for the next status.)
+    if (snapshot && isDrawn(snapshot)) update(snapshot);
+  }
+
+  function isDrawn(data) {
+    return layout && data.run === layout.run && data.drawing === layout.drawing;
   }
 
   function update(data) {
     // Another drawing of this run (a link added), or another run on the same port (the
     // server was restarted, with another graph perhaps): lay it out again.
-    const drawn = layout && data.run === layout.run && data.drawing === layout.drawing;
-    if (layout && !drawn && !redrawing) redraw();
+    if (!isDrawn(data) && !redrawing) redraw();
     snapshot = data;
     updateHeader(data);
     for (const [name, view] of nodes) updateNode(view, own(data.actors, name));
@@ -492,10 +498,16 @@
 
   async function start() {
     panAndZoom();
-    const answer = await fetch("api/layout");
-    layout = await answer.json();
-    draw(layout);
-    update(await (await fetch("api/status")).json());
+    try {
+      layout = await (await fetch("api/layout")).json();
+      draw(layout);
+      update(await (await fetch("api/status")).json());
+    } catch {
+      // The server went between the page and its first answers, or is not serving yet
+      // (something else answers on the port): the event stream brings the run when it
+      // comes, and the first status of a run not drawn yet lays it out.
+      connection(false);
+    }
     listen();
   }
 

@@ -6,6 +6,7 @@ test_remote_keeper.py."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -26,8 +27,14 @@ def stream_of(name: str) -> str:
 
 
 def at_the_bound(system: af.System) -> bool:
-    """The producer waits for room (nobody reads): it holds its claim and writes no more."""
+    """The producer waits for room (nobody reads, or its pump has not started yet)."""
     return system.status().actors["numbers"].state is af.ActorState.BLOCKED
+
+
+async def full(url: str, stream: str) -> bool:
+    """The stream holds its bound (buffer 40 in entries of 10): the producer waits for room."""
+    async with connect(url) as client:
+        return int(await client.xlen(stream)) >= 4
 
 
 async def claimed(url: str, stream: str) -> bool:
@@ -47,6 +54,7 @@ async def test_a_second_producer_of_a_stream_in_the_same_process_is_refused(
     got: list[af.Data] = []
     with trio.fail_after(40):
         async with af.open_system(chain(name, 300, remote, []), only={"numbers"}) as first:
+            await wait_until(partial(full, redis_server.url, stream_of(name)))
             await wait_until(lambda: at_the_bound(first))
             with trio.fail_after(10), pytest.raises(af.RunError) as refused:
                 async with af.open_system(chain(name, 300, remote, []), only={"numbers"}):
@@ -73,8 +81,8 @@ async def test_a_producer_cancelled_from_outside_lets_a_new_system_take_the_clai
         for _ in range(3):
             with trio.CancelScope() as outside:
                 async with af.open_system(chain(name, 10**6, remote, []), only={"numbers"}) as one:
+                    await wait_until(partial(claimed, redis_server.url, stream_of(name)))
                     await wait_until(lambda: at_the_bound(one))
-                    assert await claimed(redis_server.url, stream_of(name))
                     outside.cancel()
             assert outside.cancelled_caught
             assert not await claimed(redis_server.url, stream_of(name))

@@ -443,12 +443,18 @@ def drawn_actors(driver: Any) -> set[str]:
     return set(found)
 
 
-def page_of_a_killed_run(browser: Any, prefix: str) -> int:
-    """Open the page of a run (``prefix``_in -> ``prefix``_out) on a free port, wait
-    until it is drawn, then kill its server; the port."""
+def free_port() -> int:
+    """A port nothing listens on now (the OS's pick)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
+    return port
+
+
+def page_of_a_killed_run(browser: Any, prefix: str) -> int:
+    """Open the page of a run (``prefix``_in -> ``prefix``_out) on a free port, wait
+    until it is drawn, then kill its server; the port."""
+    port = free_port()
     with serve_until_killed("first", prefix, port) as first:
         try:
             open_page(browser, f"http://127.0.0.1:{port}/")
@@ -590,13 +596,19 @@ def test_a_page_whose_stream_was_refused_once_draws_the_next_run(browser: Any) -
         assert refusing.asked.wait(30), "the page never asked for its stream again"
     finally:
         refusing.close()
-    with serve_until_killed("second", "d", port) as second:
+    assert connection_once_drawn(browser, port, "d") == "live"
+
+
+def connection_once_drawn(browser: Any, port: int, prefix: str) -> str:
+    """Serve a run (``prefix``_in -> ``prefix``_out) on ``port`` until the open page has
+    drawn it; what the page then says of its connection."""
+    with serve_until_killed("next", prefix, port) as served:
         try:
-            wait_for(browser, lambda d: drawn_actors(d) == {"d_in", "d_out"}, seconds=40)
-            live = browser.find_element(By.ID, "connection").text
+            wanted = {f"{prefix}_in", f"{prefix}_out"}
+            wait_for(browser, lambda d: drawn_actors(d) == wanted, seconds=40)
+            return str(browser.find_element(By.ID, "connection").text)
         finally:
-            second.kill()
-    assert live == "live"
+            served.kill()
 
 
 def test_a_page_whose_first_answers_failed_listens_and_draws_the_run_that_comes(
@@ -605,19 +617,11 @@ def test_a_page_whose_first_answers_failed_listens_and_draws_the_run_that_comes(
     """The page loads but its layout and first status are refused (its server went
     right after the page, or is only starting): it listens all the same, and draws
     the run served on the port next (it used to wait for ever, found by CI)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    port = free_port()
     refusing = _NotAStream(port, page=True)
     try:
         open_page(browser, f"http://127.0.0.1:{port}/")
         assert refusing.asked.wait(30), "the page never asked for its stream"
     finally:
         refusing.close()
-    with serve_until_killed("third", "e", port) as third:
-        try:
-            wait_for(browser, lambda d: drawn_actors(d) == {"e_in", "e_out"}, seconds=40)
-            live = browser.find_element(By.ID, "connection").text
-        finally:
-            third.kill()
-    assert live == "live"
+    assert connection_once_drawn(browser, port, "e") == "live"

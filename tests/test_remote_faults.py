@@ -369,3 +369,58 @@ async def test_a_standby_leaves_a_lease_that_lapsed_in_an_outage_to_its_holder(
     assert {d.fields["n"] for d in got} == set(range(600))
     assert twice(got) == []
     assert second
+
+
+async def test_a_failing_sending_pump_is_not_held_by_a_write_hung_on_redis(
+    own_redis_server: RedisServer, logs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer writes an entry by call when Redis hangs (SIGSTOP) and its pump
+    fails meanwhile (its claim lost, injected): the run ends after the pump's short
+    grace for that write and the clean-up's own bound, not after the client's
+    ``timeout`` (30 s here, past the test's limit); the entry that write could not
+    confirm is counted as dropped."""
+    from actorflow._redis import _keeper
+    from actorflow._redis._producer import CALL_GRACE, ProducerPump
+
+    lost = trio.Event()
+    pumps: list[ProducerPump] = []
+
+    kept = _keeper.Keeper.watch
+
+    async def watch(keeper: Any) -> None:
+        if keeper.group:  # a consumer's lease: as it is
+            await kept(keeper)
+            return
+        await lost.wait()  # the producer's claim
+        raise af.RunError("numbers", "claim lost (injected)")
+
+    made = ProducerPump.__init__
+
+    def recorded(pump: ProducerPump, *args: Any, **kwargs: Any) -> None:
+        made(pump, *args, **kwargs)
+        pumps.append(pump)
+
+    monkeypatch.setattr(_keeper.Keeper, "watch", watch)
+    monkeypatch.setattr(ProducerPump, "__init__", recorded)
+    got: list[af.Data] = []
+    remote = af.Remote(url=own_redis_server.url, batch=10, timeout=30)
+    graph = chain(unique("hung-call"), 10**8, remote, got)
+    assert own_redis_server.process is not None
+    pid = own_redis_server.process.pid
+    system: af.System | None = None
+    with pytest.raises(af.RunError, match="claim lost"), trio.fail_after(20):
+        async with af.open_system(graph) as system:
+            await wait_until(lambda: len(got) >= 100 and pumps[0]._inside)
+            os.kill(pid, signal.SIGSTOP)
+            began = trio.current_time()
+            try:
+                lost.set()
+                await trio.sleep_forever()  # the failure ends the block
+            finally:
+                took = trio.current_time() - began
+                os.kill(pid, signal.SIGCONT)
+    # The grace, then the clean-up's own bound of 5 s on a Redis that does not answer.
+    assert took < CALL_GRACE + 5 + 3
+    assert system is not None
+    dropped = {name: link.dropped for name, link in system.status().links.items()}
+    assert sum(counts.get("shutdown", 0) for counts in dropped.values()) >= 10, dropped

@@ -88,6 +88,49 @@ async def test_a_producer_cancelled_from_outside_lets_a_new_system_take_the_clai
             assert not await claimed(redis_server.url, stream_of(name))
 
 
+async def test_a_claim_left_when_redis_did_not_answer_is_taken_at_once_here(
+    own_redis_server: RedisServer,
+) -> None:
+    """A producer cancelled while Redis hangs (SIGSTOP) cannot release its claim; Redis
+    comes back with the claim still there: a system opened right after in the same
+    process frees it and takes it at once (it used to be refused until ``claim_idle``,
+    30 s, had passed, as the claim is this process's own and no longer renewed)."""
+    import os
+    import signal
+
+    name = unique("unreleased")
+    remote = af.Remote(url=own_redis_server.url, batch=10, claim_idle=30, timeout=1)
+    assert own_redis_server.process is not None
+    pid = own_redis_server.process.pid
+    with trio.fail_after(30):
+        with trio.CancelScope() as outside:
+            async with af.open_system(chain(name, 10**6, remote, []), only={"numbers"}) as one:
+                await wait_until(partial(claimed, own_redis_server.url, stream_of(name)))
+                await wait_until(lambda: at_the_bound(one))
+                os.kill(pid, signal.SIGSTOP)
+                outside.cancel()
+        os.kill(pid, signal.SIGCONT)
+        left = await holder(own_redis_server.url, stream_of(name))
+        assert left is not None  # left behind
+        with trio.CancelScope() as again:
+            async with af.open_system(chain(name, 10**6, remote, []), only={"numbers"}):
+                await wait_until(partial(taken_over, own_redis_server.url, name, left))
+                again.cancel()
+        assert again.cancelled_caught  # not refused
+
+
+async def holder(url: str, stream: str) -> bytes | None:
+    async with connect(url) as client:
+        owner: bytes | None = await client.get(f"{stream}:producer:lease")
+        return owner
+
+
+async def taken_over(url: str, name: str, left: bytes) -> bool:
+    """Another producer than ``left`` holds the stream's claim."""
+    now = await holder(url, stream_of(name))
+    return now is not None and now != left
+
+
 class _BrokenPipelines:
     """A client whose pipelines fail, as after a cancellation closed its connections."""
 

@@ -45,6 +45,9 @@ MAX_ENTRY_BYTES = 4 * 1024 * 1024
 _REPEAT = "equal or smaller than the target stream top item"
 """What Redis says when an entry's id is not above every id the stream has seen."""
 
+CALL_GRACE = 1.0
+"""Seconds a sending pump's end waits for a producer's write by call under way."""
+
 
 _WAITING: dict[tuple[Any, str, str], trio.Event] = {}
 """Producers of this process waiting for room in a stream, woken by a consumer of the
@@ -273,17 +276,23 @@ class ProducerPump:
 
     async def _release(self) -> None:
         """The pump ends, however: no call writes for it any more; what calls left
-        unconfirmed is lost with it. A call under way is waited for, not cancelled: one
-        waiting for the pump's write is woken and gives its items back; one writing
-        ends after that entry (Redis answers, or the client's ``timeout`` passes). Its
-        caller's own cancellation still cuts it off at once, and a scope per call (a
-        per-entry cost on the hot path, ~2% of a run) would buy only that wait."""
+        unconfirmed is lost with it. A call under way is not cancelled (a scope per
+        call, a per-entry cost on the hot path, ~2% of a run, would buy only this): one
+        waiting for the pump's write is woken and gives its items back; one writing is
+        given :data:`CALL_GRACE` to see its entry confirmed (ms on a healthy Redis), so
+        a failing pump is not held for the client's ``timeout`` by a Redis that hangs.
+        A call that ends later counts what it could not confirm itself (see
+        :meth:`_left`); its caller, the failing or stopping system's, is cancelled."""
         self._client = None
         self.link.direct = None
         self.link.wake_producers()  # a call waiting for the pump's write: it ends
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), trio.move_on_after(CALL_GRACE):
             while self._inside:
                 await self._wait_outside()
+        self._drop_returned()
+
+    def _drop_returned(self) -> None:
+        """The pump has ended: entries calls could not confirm are lost with it."""
         lost = sum(entry.count for entry in self._returned)
         self._returned.clear()
         self.link.drop(lost, DropReason.SHUTDOWN)
@@ -368,6 +377,8 @@ class ProducerPump:
         outside, self._outside = self._outside, None
         if outside is not None:
             outside.set()
+        if self._client is None:  # the pump has ended: no one writes them any more
+            self._drop_returned()
         if unwritten:
             self.link.requeue(unwritten)  # wakes the pump's own task
         elif self._returned:

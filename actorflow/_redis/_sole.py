@@ -31,6 +31,11 @@ from ._lease import Lease, ended_here, free_ended, try_take
 
 __all__ = ["sole_producer"]
 
+_ABANDONED: set[str] = set()
+"""Claims of producers of this process that have ended without releasing them (Redis
+did not answer then): nothing renews them, so a producer of the stream opened next in
+this process frees one at once, as one restarted after a kill frees its dead holder's."""
+
 
 @contextlib.asynccontextmanager
 async def sole_producer(
@@ -76,15 +81,18 @@ async def _give_up(
     next (in this process too) need not wait ``claim_idle``. After a graceful end on the
     pump's ``client``; otherwise (or if that fails) on a client of its own, inside the
     shield: a cancellation may have broken the other's connections."""
+    _ABANDONED.add(lease.owner)  # until released: a producer opened next here frees it
     with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
         try:
             await keeper.stop()  # before the release: it would take the claim again
             if client is not None:
                 with contextlib.suppress(Exception):
                     await _release(client, lease)
+                    _ABANDONED.discard(lease.owner)
                     return
             async with connect(url, reply_within) as fresh:
                 await _release(fresh, lease)
+            _ABANDONED.discard(lease.owner)
         except Exception as exc:
             lease.log.warning("remote.cleanup_failed", error=hide_secrets(describe(exc), url))
     if scope.cancelled_caught:
@@ -98,8 +106,11 @@ async def _release(client: Any, lease: Lease) -> None:
 
 async def _take(client: Any, retry: Retrying, lease: Lease, stream: str) -> None:
     owner = await retry(lambda: try_take(client, lease))
-    if owner is not None and ended_here(owner):  # restarted after a kill: no need to wait
+    # Restarted after a kill, or opened again here after a producer whose release
+    # failed (Redis away when it ended): its holder is gone, no need to wait.
+    if owner is not None and (ended_here(owner) or owner in _ABANDONED):
         await retry(functools.partial(free_ended, client, lease, owner))
+        _ABANDONED.discard(owner)
         owner = await retry(lambda: try_take(client, lease))
     if owner is not None:
         raise RunError(

@@ -388,13 +388,10 @@
   async function redraw() {
     // A link was added or removed, or the server is another run: lay it out again.
     redrawing = true;
-    try {
-      layout = await (await fetch("api/layout")).json();
-    } catch {
-      return; // the server went meanwhile: the next status it sends tries again
-    } finally {
-      redrawing = false;
-    }
+    const fresh = await fetched("api/layout");
+    redrawing = false;
+    if (!fresh) return; // the server went meanwhile: the next status it sends tries again
+    layout = fresh;
     draw(layout);
     if (selected && !nodes.has(selected)) selected = null;
     // (A status of another run than the layout's waits for the next status.)
@@ -496,19 +493,31 @@
     element.className = `connection ${live ? "live" : "lost"}`;
   }
 
+  async function fetched(path) {
+    // The server's answer, or null when there is none to read: the server went between
+    // the page and this question, or is not serving yet (something else answers).
+    try {
+      return await (await fetch(path)).json();
+    } catch {
+      return null;
+    }
+  }
+
   async function start() {
     panAndZoom();
     try {
-      layout = await (await fetch("api/layout")).json();
-      draw(layout);
-      update(await (await fetch("api/status")).json());
-    } catch {
-      // The server went between the page and its first answers, or is not serving yet
-      // (something else answers on the port): the event stream brings the run when it
-      // comes, and the first status of a run not drawn yet lays it out.
-      connection(false);
+      const first = await fetched("api/layout");
+      if (first) {
+        layout = first;
+        draw(layout);
+      }
+      // Without a layout, the first status the event stream brings lays the run out.
+      const status = await fetched("api/status");
+      if (status) update(status);
+      else connection(false);
+    } finally {
+      listen(); // also if drawing failed (its error is in the console)
     }
-    listen();
   }
 
   function listen() {

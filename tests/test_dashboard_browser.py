@@ -544,15 +544,17 @@ class _NotAStream:
     """A server on a port that answers every request with a 503 page (a server still
     starting, another program's), counting the requests for ``/events``; with
     ``page=True`` it serves the dashboard's page and its script (what a server that
-    went, or is only starting, leaves a page with) but nothing else."""
+    went, or is only starting, leaves a page with) but nothing else; with
+    ``silent=True`` it never answers the page's questions (``/api/...``) until closed."""
 
-    def __init__(self, port: int, page: bool = False) -> None:
+    def __init__(self, port: int, page: bool = False, silent: bool = False) -> None:
         import http.server
         import threading
 
         from actorflow._dashboard._server import STATIC
 
         asked = self.asked = threading.Event()
+        closed = self.closed = threading.Event()
 
         class Refuse(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -567,6 +569,8 @@ class _NotAStream:
                     self.end_headers()
                     self.wfile.write(body)
                     return
+                if silent and self.path.startswith("/api/"):
+                    closed.wait(60)  # holds the question unanswered
                 self.send_response(503)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -581,6 +585,7 @@ class _NotAStream:
         self.thread.start()
 
     def close(self) -> None:
+        self.closed.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
@@ -625,3 +630,19 @@ def test_a_page_whose_first_answers_failed_listens_and_draws_the_run_that_comes(
     finally:
         refusing.close()
     assert connection_once_drawn(browser, port, "e") == "live"
+
+
+def test_a_page_whose_first_questions_are_never_answered_listens_all_the_same(
+    browser: Any,
+) -> None:
+    """Something on the port accepts the page's questions and never answers them (a
+    server stopped, or stuck starting): the page gives them up after a few seconds and
+    listens for the run's events (it waited on them for ever)."""
+    port = free_port()
+    silent = _NotAStream(port, page=True, silent=True)
+    try:
+        open_page(browser, f"http://127.0.0.1:{port}/")
+        assert silent.asked.wait(30), "the page never asked for its stream"
+    finally:
+        silent.close()
+    assert connection_once_drawn(browser, port, "f") == "live"

@@ -124,9 +124,13 @@ def ended_here(owner: str) -> bool:
     return False
 
 
-async def free_ended(client: coredis.Redis[bytes], lease: Lease, owner: str) -> None:
-    """Delete ``lease`` if ``owner``, a process found ended, still holds it."""
-    lease.log.info("remote.lease_freed", owner=owner, hint="its holder's process has ended")
+async def free_ended(
+    client: coredis.Redis[bytes], lease: Lease, owner: str, hint: str | None = None
+) -> None:
+    """Delete ``lease`` if ``owner``, a holder found gone (its process ended, unless
+    ``hint`` says otherwise), still holds it."""
+    hint = hint or "its holder's process has ended"
+    lease.log.info("remote.lease_freed", owner=owner, hint=hint)
     await client.eval(_RELEASE, [*lease.keys, f"{lease.key}:released"], [owner, lease.ms])
 
 

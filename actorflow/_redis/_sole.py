@@ -81,22 +81,23 @@ async def _give_up(
     next (in this process too) need not wait ``claim_idle``. After a graceful end on the
     pump's ``client``; otherwise (or if that fails) on a client of its own, inside the
     shield: a cancellation may have broken the other's connections."""
-    _ABANDONED.add(lease.owner)  # until released: a producer opened next here frees it
     with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
         try:
             await keeper.stop()  # before the release: it would take the claim again
             if client is not None:
                 with contextlib.suppress(Exception):
                     await _release(client, lease)
-                    _ABANDONED.discard(lease.owner)
                     return
             async with connect(url, reply_within) as fresh:
                 await _release(fresh, lease)
-            _ABANDONED.discard(lease.owner)
+            return
         except Exception as exc:
             lease.log.warning("remote.cleanup_failed", error=hide_secrets(describe(exc), url))
     if scope.cancelled_caught:
         lease.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+    # Not released, and no longer renewed: a producer of the stream opened next here
+    # frees it at once (the set holds one name per failed release: a few bytes).
+    _ABANDONED.add(lease.owner)
 
 
 async def _release(client: Any, lease: Lease) -> None:
@@ -109,7 +110,8 @@ async def _take(client: Any, retry: Retrying, lease: Lease, stream: str) -> None
     # Restarted after a kill, or opened again here after a producer whose release
     # failed (Redis away when it ended): its holder is gone, no need to wait.
     if owner is not None and (ended_here(owner) or owner in _ABANDONED):
-        await retry(functools.partial(free_ended, client, lease, owner))
+        hint = "left by an earlier producer of this process" if owner in _ABANDONED else None
+        await retry(functools.partial(free_ended, client, lease, owner, hint))
         _ABANDONED.discard(owner)
         owner = await retry(lambda: try_take(client, lease))
     if owner is not None:

@@ -14,6 +14,7 @@
   let redrawing = false;
   const ENDED = new Set(["done", "failed", "cancelled"]);
   const RETRY_MS = 2000;
+  const ANSWER_MS = 5000; // a question the server has not answered by then: no answer
   const ENDED_ACTOR = new Set(["terminated", "invalid"]);
 
   function svg(tag, attributes, parent) {
@@ -209,7 +210,7 @@
     for (const link of data.links) drawEdge(under, link, boxes, bottom);
     const over = svg("g", { class: "nodes" }, world);
     for (const module of data.modules) drawNode(over, module);
-    if (!view.placed) fit();
+    if (!view.placed) fit(data.modules);
   }
 
   // -- pan and zoom -------------------------------------------------------------------------
@@ -232,7 +233,7 @@
     document.getElementById("zoom-level").textContent = `${Math.round(view.k * 100)}%`;
   }
 
-  function fit() {
+  function fit(modules = layout ? layout.modules : []) {
     const canvas = document.getElementById("canvas");
     const box = document.getElementById("world").getBBox();
     const width = canvas.clientWidth;
@@ -246,7 +247,6 @@
     const x = k * box.width <= width - 2 * pad ? (width - k * box.width) / 2 : pad;
     let y = (height - k * box.height) / 2 - k * box.y;
     if (k * box.height > height - 2 * pad) {
-      const modules = layout ? layout.modules : [];
       const left = Math.min(...modules.map((m) => m.x));
       const first = modules.filter((m) => m.x === left);
       const top = first.length ? Math.min(...first.map((m) => m.y)) : box.y;
@@ -298,7 +298,7 @@
     const middle = () => [canvas.clientWidth / 2, canvas.clientHeight / 2];
     document.getElementById("zoom-in").addEventListener("click", () => zoomAt(...middle(), 1.25));
     document.getElementById("zoom-out").addEventListener("click", () => zoomAt(...middle(), 0.8));
-    document.getElementById("zoom-fit").addEventListener("click", fit);
+    document.getElementById("zoom-fit").addEventListener("click", () => fit());
   }
 
   // -- updating it from each snapshot -------------------------------------------------
@@ -391,8 +391,8 @@
     const fresh = await fetched("api/layout");
     redrawing = false;
     if (!fresh) return; // the server went meanwhile: the next status it sends tries again
+    draw(fresh);
     layout = fresh;
-    draw(layout);
     if (selected && !nodes.has(selected)) selected = null;
     // (A status of another run than the layout's waits for the next status.)
     if (snapshot && isDrawn(snapshot)) update(snapshot);
@@ -497,19 +497,19 @@
     // The server's answer, or null when there is none to read: the server went between
     // the page and this question, or is not serving yet (something else answers).
     try {
-      return await (await fetch(path)).json();
+      return await (await fetch(path, { signal: AbortSignal.timeout(ANSWER_MS) })).json();
     } catch {
       return null;
     }
   }
 
   async function start() {
-    panAndZoom();
     try {
+      panAndZoom();
       const first = await fetched("api/layout");
       if (first) {
-        layout = first;
-        draw(layout);
+        draw(first);
+        layout = first; // only once drawn: a layout that failed to draw is asked again
       }
       // Without a layout, the first status the event stream brings lays the run out.
       const status = await fetched("api/status");

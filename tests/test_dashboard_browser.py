@@ -616,33 +616,20 @@ def connection_once_drawn(browser: Any, port: int, prefix: str) -> str:
             served.kill()
 
 
-def test_a_page_whose_first_answers_failed_listens_and_draws_the_run_that_comes(
-    browser: Any,
+@pytest.mark.parametrize("silent", [False, True], ids=["refused", "unanswered"])
+def test_a_page_whose_first_questions_failed_listens_and_draws_the_run_that_comes(
+    browser: Any, silent: bool
 ) -> None:
     """The page loads but its layout and first status are refused (its server went
-    right after the page, or is only starting): it listens all the same, and draws
-    the run served on the port next (it used to wait for ever, found by CI)."""
+    right after the page, or is only starting), or never answered (a server stopped,
+    or stuck starting: given up after a few seconds): it listens all the same, and
+    draws the run served on the port next (it waited for ever; the refused case found
+    by CI)."""
     port = free_port()
-    refusing = _NotAStream(port, page=True)
+    refusing = _NotAStream(port, page=True, silent=silent)
     try:
         open_page(browser, f"http://127.0.0.1:{port}/")
         assert refusing.asked.wait(30), "the page never asked for its stream"
     finally:
         refusing.close()
     assert connection_once_drawn(browser, port, "e") == "live"
-
-
-def test_a_page_whose_first_questions_are_never_answered_listens_all_the_same(
-    browser: Any,
-) -> None:
-    """Something on the port accepts the page's questions and never answers them (a
-    server stopped, or stuck starting): the page gives them up after a few seconds and
-    listens for the run's events (it waited on them for ever)."""
-    port = free_port()
-    silent = _NotAStream(port, page=True, silent=True)
-    try:
-        open_page(browser, f"http://127.0.0.1:{port}/")
-        assert silent.asked.wait(30), "the page never asked for its stream"
-    finally:
-        silent.close()
-    assert connection_once_drawn(browser, port, "f") == "live"

@@ -16,7 +16,6 @@ and removes consumers of its group that hold nothing and have long been idle.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import socket
@@ -25,15 +24,14 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._exceptions import describe
 from .._logging import get_logger
 from .._specs import Remote
 from .._transport import Hold, PumpStatistics, RemoteInLink
-from .._urls import hide_secrets, redact_url
+from .._urls import redact_url
 from ._client import MAX_DELAY, Reader, Retrying, connect, ensure_group, load_coredis
 from ._deliveries import Deliveries
 from ._entries import Intake, is_marker
-from ._keeper import Keeper, take_lease
+from ._keeper import Keeper, give_up, take_lease
 from ._keys import check_keys, checked
 from ._lease import Lease, try_take
 from ._producer import room_made
@@ -197,21 +195,14 @@ class ConsumerPump:
         cancellation has closed the other's connections."""
         self.link.settle()  # what is in hand was handled, unless it was given back
         self.intake.clear()
-        with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
-            try:
-                if self._keeper is not None:
-                    await self._keeper.stop()  # before the release: it would renew
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await self._clean_up(client)
-                        return
-                async with connect(self.url, self.remote.timeout) as fresh:
-                    await self._clean_up(fresh)
-            except Exception as exc:
-                error = hide_secrets(describe(exc), self.url)
-                self.log.warning("remote.cleanup_failed", error=error)
-        if scope.cancelled_caught:
-            self.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+        await give_up(
+            self._keeper,
+            self._clean_up,
+            client,
+            url=self.url,
+            reply_within=self.remote.timeout,
+            log=self.log,
+        )
 
     async def _clean_up(self, client: Client) -> None:
         """Acknowledge what was handled, then, in one round trip (each step may be

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -30,7 +30,7 @@ from ._client import Reader, Retrying, connect
 if TYPE_CHECKING:
     from ._lease import Lease
 
-__all__ = ["Keeper"]
+__all__ = ["Keeper", "give_up", "take_lease"]
 
 _QUIET = frozenset({"remote.unreachable", "remote.recovered"})
 """Events the keeper leaves to its pump, which says them once per outage."""
@@ -230,3 +230,35 @@ async def take_lease(
         await lease.take(client, retry, nap)
     finally:
         await reader.close()
+
+
+async def give_up(
+    keeper: Keeper | None,
+    clean_up: Callable[[Any], Awaitable[None]],
+    client: Any | None,
+    *,
+    url: str,
+    reply_within: float,
+    log: Any,
+) -> bool:
+    """Also when cancelled (Ctrl-C, a failure): stop ``keeper`` renewing, then
+    ``clean_up`` on a client (give up the claims it kept: a successor need not wait for
+    them to lapse). After a graceful end on the pump's ``client``; otherwise (or if that
+    fails) on a client of its own, inside the shield: a cancellation may have closed
+    the other's connections. At most 5 s; whether it was done (else it is logged)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
+        try:
+            if keeper is not None:
+                await keeper.stop()  # before the release: it would renew
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await clean_up(client)
+                    return True
+            async with connect(url, reply_within) as fresh:
+                await clean_up(fresh)
+            return True
+        except Exception as exc:
+            log.warning("remote.cleanup_failed", error=hide_secrets(describe(exc), url))
+    if scope.cancelled_caught:
+        log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
+    return False

@@ -22,11 +22,10 @@ from typing import Any
 
 import trio
 
-from .._exceptions import RunError, describe
+from .._exceptions import RunError
 from .._specs import Remote
-from .._urls import hide_secrets
-from ._client import Retrying, connect
-from ._keeper import Keeper
+from ._client import Retrying
+from ._keeper import Keeper, give_up
 from ._lease import Lease, ended_here, free_ended, try_take
 
 __all__ = ["sole_producer"]
@@ -71,36 +70,21 @@ async def sole_producer(
             watching.cancel_scope.cancel()
         graceful = True
     finally:
-        await _give_up(keeper, lease, client if graceful else None, url, remote.timeout)
+        released = await give_up(
+            keeper,
+            functools.partial(_release, lease),
+            client if graceful else None,
+            url=url,
+            reply_within=remote.timeout,
+            log=lease.log,
+        )
+        if not released:
+            # Not released, and no longer renewed: a producer of the stream opened next
+            # here frees it at once (the set holds one name per failed release).
+            _ABANDONED.add(lease.owner)
 
 
-async def _give_up(
-    keeper: Keeper, lease: Lease, client: Any | None, url: str, reply_within: float
-) -> None:
-    """Also when cancelled: stop renewing, then release the claim, so a producer opened
-    next (in this process too) need not wait ``claim_idle``. After a graceful end on the
-    pump's ``client``; otherwise (or if that fails) on a client of its own, inside the
-    shield: a cancellation may have broken the other's connections."""
-    with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
-        try:
-            await keeper.stop()  # before the release: it would take the claim again
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await _release(client, lease)
-                    return
-            async with connect(url, reply_within) as fresh:
-                await _release(fresh, lease)
-            return
-        except Exception as exc:
-            lease.log.warning("remote.cleanup_failed", error=hide_secrets(describe(exc), url))
-    if scope.cancelled_caught:
-        lease.log.warning("remote.cleanup_failed", error="Redis did not answer in 5 s")
-    # Not released, and no longer renewed: a producer of the stream opened next here
-    # frees it at once (the set holds one name per failed release: a few bytes).
-    _ABANDONED.add(lease.owner)
-
-
-async def _release(client: Any, lease: Lease) -> None:
+async def _release(lease: Lease, client: Any) -> None:
     async with client.pipeline(transaction=False) as pipe:
         lease.release(pipe)
 
